@@ -1,0 +1,7 @@
+import { Module } from '@nestjs/common';
+import { TargetsModule } from '../targets/targets.module';
+import { AccountsController } from './accounts.controller';
+import { AccountsService } from './accounts.service';
+
+@Module({ imports: [TargetsModule], controllers: [AccountsController], providers: [AccountsService], exports: [AccountsService] })
+export class AccountsModule {}

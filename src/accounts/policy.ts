@@ -1,0 +1,53 @@
+import { Type } from 'class-transformer';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsBoolean, IsIn, IsInt, IsOptional, Max, Min } from 'class-validator';
+import { Errors } from '../common/errors';
+import { CharClass, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../crypto/password-generator';
+
+/** An account's policy. The first five fields are API.md's; the password fields drive the generator. */
+export interface AccountPolicy {
+  checkoutTtlSeconds: number;
+  maxCheckoutTtlSeconds: number;
+  approvalsRequired: number;
+  rotateAfterCheckin: boolean;
+  rotationIntervalSeconds: number;
+  passwordLength: number;
+  passwordClasses: CharClass[];
+}
+
+export const DEFAULT_POLICY: AccountPolicy = {
+  checkoutTtlSeconds: 3600,
+  maxCheckoutTtlSeconds: 28800,
+  approvalsRequired: 0,
+  rotateAfterCheckin: true,
+  rotationIntervalSeconds: 2592000,
+  passwordLength: 32,
+  passwordClasses: ['lower', 'upper', 'digit', 'symbol'],
+};
+
+const WEEK = 7 * 24 * 3600;
+const CLASSES: CharClass[] = ['lower', 'upper', 'digit', 'symbol'];
+
+export class PolicyDto implements Partial<AccountPolicy> {
+  @IsOptional() @Type(() => Number) @IsInt() @Min(60) @Max(WEEK) checkoutTtlSeconds?: number;
+  @IsOptional() @IsInt() @Min(60) @Max(WEEK) maxCheckoutTtlSeconds?: number;
+  @IsOptional() @IsInt() @Min(0) @Max(10) approvalsRequired?: number;
+  @IsOptional() @IsBoolean() rotateAfterCheckin?: boolean;
+  @IsOptional() @IsInt() @Min(3600) @Max(366 * 24 * 3600) rotationIntervalSeconds?: number;
+  @IsOptional() @IsInt() @Min(PASSWORD_MIN_LENGTH) @Max(PASSWORD_MAX_LENGTH) passwordLength?: number;
+  @IsOptional() @ArrayMinSize(1) @ArrayMaxSize(4) @ArrayUnique() @IsIn(CLASSES, { each: true }) passwordClasses?: CharClass[];
+}
+
+/** Fills defaults over `base` and checks the rules that span fields. */
+export function resolvePolicy(input: PolicyDto | undefined, base: AccountPolicy = DEFAULT_POLICY): AccountPolicy {
+  const policy: AccountPolicy = { ...base };
+  for (const [k, v] of Object.entries(input ?? {})) {
+    if (v !== undefined) (policy as unknown as Record<string, unknown>)[k] = v;
+  }
+  if (policy.checkoutTtlSeconds > policy.maxCheckoutTtlSeconds) {
+    throw Errors.validation('policy.checkoutTtlSeconds must not exceed policy.maxCheckoutTtlSeconds');
+  }
+  if (policy.passwordLength < policy.passwordClasses.length) {
+    throw Errors.validation('policy.passwordLength is shorter than the number of required character classes');
+  }
+  return policy;
+}

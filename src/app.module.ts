@@ -1,0 +1,62 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { LoggerModule } from 'nestjs-pino';
+import { DataSource } from 'typeorm';
+import { AccountsModule } from './accounts/accounts.module';
+import { AuditModule } from './audit/audit.module';
+import { Clock } from './common/clock';
+import { AllExceptionsFilter } from './common/exception.filter';
+import { BearerAuthGuard, RolesGuard } from './common/guards';
+import { loggerParams } from './common/logging';
+import { createValidationPipe } from './common/validation';
+import { APP_CONFIG, AppConfig } from './config/config';
+import { CryptoModule } from './crypto/crypto.module';
+import { MASTER_KEY } from './crypto/keyring.service';
+import { HealthController } from './health/health.controller';
+import { IdentityModule } from './identity/identity.module';
+import { SchedulerService } from './scheduler/scheduler.service';
+import { TargetsModule } from './targets/targets.module';
+
+export interface VaultRuntime {
+  config: AppConfig;
+  masterKey: Buffer;
+  /** Initialised and migrated by the caller. */
+  dataSource: DataSource;
+}
+
+@Module({})
+export class AppModule {
+  static forRoot(runtime: VaultRuntime): DynamicModule {
+    return {
+      module: AppModule,
+      global: true,
+      imports: [
+        LoggerModule.forRoot(loggerParams(runtime.config)),
+        TypeOrmModule.forRootAsync({
+          useFactory: () => runtime.dataSource.options,
+          dataSourceFactory: async () => runtime.dataSource,
+        }),
+        ScheduleModule.forRoot(),
+        CryptoModule,
+        AuditModule,
+        IdentityModule,
+        TargetsModule,
+        AccountsModule,
+      ],
+      controllers: [HealthController],
+      providers: [
+        { provide: APP_CONFIG, useValue: runtime.config },
+        { provide: MASTER_KEY, useValue: runtime.masterKey },
+        Clock,
+        SchedulerService,
+        { provide: APP_GUARD, useClass: BearerAuthGuard },
+        { provide: APP_GUARD, useClass: RolesGuard },
+        { provide: APP_FILTER, useClass: AllExceptionsFilter },
+        { provide: APP_PIPE, useFactory: createValidationPipe },
+      ],
+      exports: [APP_CONFIG, MASTER_KEY, Clock],
+    };
+  }
+}

@@ -1,0 +1,106 @@
+import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import { KeyringService } from '../crypto/keyring.service';
+import { ChainHead, chainLink, GENESIS_HASH, headMac } from './audit-chain';
+
+const SEAL_LOCK = 7_301_002;
+const BATCH = 1000;
+
+/**
+ * Links committed audit events into the hash chain. Only one sealer works at a time across all
+ * instances (transaction-scoped advisory lock; the others skip). Request transactions never wait on it:
+ * they only insert their event with its MAC.
+ */
+@Injectable()
+export class AuditSealer implements OnApplicationShutdown {
+  private readonly logger = new Logger(AuditSealer.name);
+  private running: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly keyring: KeyringService,
+  ) {}
+
+  /** Asks for a sealing pass soon; calls made while one runs are folded into one more pass. */
+  nudge(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.sealPending())
+      .then(
+        () => undefined,
+        (e: unknown) => this.logger.warn({ err: { type: (e as Error)?.name } }, 'audit sealing pass failed; will retry'),
+      )
+      .finally(() => {
+        this.running = null;
+        if (this.again) {
+          this.again = false;
+          this.nudge();
+        }
+      });
+  }
+
+  /** Seals everything committed so far; returns how many events it linked (0 if another instance holds the lock). */
+  async sealPending(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.dataSource.transaction((em) => this.sealBatch(em));
+      if (n < 0) return total;
+      total += n;
+      if (n < BATCH) return total;
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.closed = true;
+    await this.running;
+  }
+
+  private async sealBatch(em: EntityManager): Promise<number> {
+    const [{ locked }] = await em.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [SEAL_LOCK]);
+    if (!locked) return -1;
+    const rows: Array<{ id: string; mac: Buffer }> = await em.query(
+      'SELECT id::text AS id, mac FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT $1',
+      [BATCH],
+    );
+    if (rows.length === 0) return 0;
+    const key = this.keyring.auditKey();
+    const head = await readHead(em, true);
+    let seq = BigInt(head?.seq ?? '0');
+    let hash = head?.hash ?? GENESIS_HASH;
+    const ids: string[] = [];
+    const seqs: string[] = [];
+    const hashes: Buffer[] = [];
+    for (const row of rows) {
+      seq += 1n;
+      hash = chainLink(key, hash, seq, row.mac);
+      ids.push(row.id);
+      seqs.push(seq.toString());
+      hashes.push(hash);
+    }
+    await em.query(
+      `UPDATE audit_events AS e SET seq = v.seq, chain_hash = v.hash
+         FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS v(id, seq, hash)
+        WHERE e.id = v.id`,
+      [ids, seqs, hashes],
+    );
+    await em.query(
+      `INSERT INTO audit_chain_head (id, seq, hash, mac) VALUES (1, $1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac`,
+      [seq.toString(), hash, headMac(key, seq, hash)],
+    );
+    return rows.length;
+  }
+}
+
+export async function readHead(em: EntityManager, forUpdate = false): Promise<ChainHead | null> {
+  const rows: Array<{ seq: string; hash: Buffer; mac: Buffer }> = await em.query(
+    `SELECT seq::text AS seq, hash, mac FROM audit_chain_head WHERE id = 1${forUpdate ? ' FOR UPDATE' : ''}`,
+  );
+  return rows[0] ?? null;
+}

@@ -1,0 +1,58 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import { Clock } from '../common/clock';
+import { KeyringService } from '../crypto/keyring.service';
+import { eventMac, sensitiveHmac } from './audit-chain';
+import { AuditInput } from './audit.types';
+import { AuditSealer } from './audit-sealer.service';
+
+/**
+ * Writes audit events inside the caller's transaction, so the event and the change commit or fail together.
+ * `transaction()` is the way services make an audited change: it runs the work and nudges the sealer after commit.
+ */
+@Injectable()
+export class AuditService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly keyring: KeyringService,
+    private readonly sealer: AuditSealer,
+    private readonly clock: Clock,
+  ) {}
+
+  async record(em: EntityManager, input: AuditInput): Promise<string> {
+    const [{ id }]: Array<{ id: string }> = await em.query("SELECT nextval('audit_events_id_seq')::text AS id");
+    const event = {
+      id,
+      at: this.clock.now(),
+      type: input.type,
+      actorId: input.actor?.id ?? null,
+      subjectType: input.subjectType,
+      subjectId: input.subjectId ?? null,
+      outcome: input.outcome ?? 'success',
+      // JSON round trip now, so the MAC covers exactly what jsonb will give back
+      details: JSON.parse(JSON.stringify(input.details ?? {})) as Record<string, unknown>,
+    };
+    await em.query(
+      `INSERT INTO audit_events (id, at, type, actor_id, subject_type, subject_id, outcome, details, mac)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [id, event.at, event.type, event.actorId, event.subjectType, event.subjectId, event.outcome, JSON.stringify(event.details), eventMac(this.keyring.auditKey(), event)],
+    );
+    return id;
+  }
+
+  /** Runs `work` in one transaction with an `audit` function bound to it; seals soon after commit. */
+  async transaction<T>(work: (em: EntityManager, audit: (input: AuditInput) => Promise<string>) => Promise<T>): Promise<T> {
+    const result = await this.dataSource.transaction((em) => work(em, (input) => this.record(em, input)));
+    this.sealer.nudge();
+    return result;
+  }
+
+  /** Records a single event on its own (failed logins, denied actions). */
+  async recordAlone(input: AuditInput): Promise<string> {
+    return this.transaction((_em, audit) => audit(input));
+  }
+
+  hmacOf(value: string): string {
+    return sensitiveHmac(this.keyring.auditKey(), value);
+  }
+}

@@ -1,0 +1,40 @@
+import 'reflect-metadata';
+import { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { NestExpressApplication } from '@nestjs/platform-express';
+import { Logger } from 'nestjs-pino';
+import { DataSource } from 'typeorm';
+import { AppModule } from './app.module';
+import { AppConfig } from './config/config';
+import { dataSourceOptions, runMigrations } from './database/data-source';
+
+/** Connects to the database and applies pending migrations. */
+export async function openDatabase(url: string): Promise<DataSource> {
+  const ds = new DataSource(dataSourceOptions(url));
+  await ds.initialize();
+  try {
+    await runMigrations(ds);
+  } catch (e) {
+    await ds.destroy();
+    throw e;
+  }
+  return ds;
+}
+
+/**
+ * Builds the HTTP application on an open database (shared by main.ts and the e2e tests). Loads the keyring
+ * during init, so a wrong master key fails here, before anything listens.
+ */
+export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataSource: DataSource): Promise<INestApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ config, masterKey, dataSource }), {
+    bufferLogs: true,
+    bodyParser: false,
+    abortOnError: false,
+  });
+  app.useLogger(app.get(Logger));
+  app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true });
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  await app.init();
+  return app;
+}

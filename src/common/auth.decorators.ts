@@ -1,0 +1,15 @@
+import { createParamDecorator, ExecutionContext, SetMetadata } from '@nestjs/common';
+import type { Actor, Role } from '../identity/actor';
+
+export const IS_PUBLIC = 'vault:isPublic';
+export const ROLES_KEY = 'vault:roles';
+
+/** No authentication: login and health only. */
+export const Public = () => SetMetadata(IS_PUBLIC, true);
+
+/** The roles allowed to call a route. A route with neither @Roles nor @Public is refused to everyone. */
+export const Roles = (...roles: Role[]) => SetMetadata(ROLES_KEY, roles);
+
+export const CurrentActor = createParamDecorator((_data: unknown, ctx: ExecutionContext): Actor => {
+  return ctx.switchToHttp().getRequest<{ user: Actor }>().user;
+});

@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Params } from 'nestjs-pino';
+import type { AppConfig } from '../config/config';
+
+/**
+ * Structured JSON logs. Credentials that could reach a log line are censored by path; request bodies are
+ * never logged at all.
+ */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers["x-mfa-code"]',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  '*.password',
+  '*.privateKey',
+  '*.passphrase',
+  '*.secret',
+  '*.token',
+  '*.accessToken',
+  '*.code',
+  'password',
+  'secret',
+  'token',
+];
+
+export function loggerParams(config: AppConfig): Params {
+  return {
+    pinoHttp: {
+      level: config.logLevel,
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      genReqId: (req: IncomingMessage) => {
+        const given = req.headers['x-request-id'];
+        return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+      },
+      customProps: () => ({ service: 'pam-vault' }),
+      serializers: {
+        req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+      },
+      autoLogging: { ignore: (req: IncomingMessage) => (req.url ?? '').startsWith('/health') },
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Typed configuration, read once from the environment at boot.
+ * Values marked sensitive are never printed, not even in validation errors.
+ */
+const intIn = (min: number, max: number) =>
+  z.coerce
+    .number({ message: `must be an integer between ${min} and ${max}` })
+    .int(`must be an integer between ${min} and ${max}`)
+    .min(min, `must be an integer between ${min} and ${max}`)
+    .max(max, `must be an integer between ${min} and ${max}`);
+
+const schema = z
+  .object({
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// URL')
+      .optional(),
+    VAULT_DATA_DIR: z.string().min(1).default('./data'),
+    VAULT_MASTER_KEY: z.string().min(1).optional(),
+    VAULT_MASTER_KEY_FILE: z.string().min(1).optional(),
+    PORT: intIn(1, 65535).default(8080),
+    VAULT_HOST: z.string().min(1).default('127.0.0.1'),
+    VAULT_BOOTSTRAP_ADMIN_PASSWORD: z
+      .string()
+      .min(12, 'must be at least 12 characters')
+      .max(1024, 'must be at most 1024 characters')
+      .optional(),
+    VAULT_TOKEN_TTL_SECONDS: intIn(60, 86400).default(3600),
+    VAULT_EMBEDDED_PG_PORT: intIn(1024, 65535).default(54329),
+    VAULT_MAX_BODY_BYTES: intIn(1024, 10 * 1024 * 1024).default(65536),
+    VAULT_ARGON2_MEMORY_KIB: intIn(8192, 4 * 1024 * 1024).default(19456),
+    VAULT_ARGON2_TIME_COST: intIn(1, 20).default(2),
+    VAULT_ARGON2_PARALLELISM: intIn(1, 16).default(1),
+    VAULT_AUDIT_SEAL_INTERVAL_MS: intIn(50, 60000).default(1000),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .refine((c) => !(c.VAULT_MASTER_KEY && c.VAULT_MASTER_KEY_FILE), {
+    message: 'set only one of VAULT_MASTER_KEY and VAULT_MASTER_KEY_FILE',
+    path: ['VAULT_MASTER_KEY'],
+  });
+
+export type RawConfig = z.infer<typeof schema>;
+
+export interface AppConfig {
+  databaseUrl?: string;
+  dataDir: string;
+  masterKey?: string;
+  masterKeyFile?: string;
+  port: number;
+  host: string;
+  bootstrapAdminPassword?: string;
+  tokenTtlSeconds: number;
+  embeddedPgPort: number;
+  maxBodyBytes: number;
+  argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  auditSealIntervalMs: number;
+  logLevel: RawConfig['LOG_LEVEL'];
+}
+
+/** Names of variables whose values must never be echoed back. */
+const SENSITIVE = new Set(['VAULT_MASTER_KEY', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD', 'DATABASE_URL']);
+
+export class ConfigError extends Error {}
+
+/** Parses the environment; throws ConfigError with one line naming the variable (never its value). */
+export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
+  const input: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v !== undefined && v !== '') input[k] = v;
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0] ?? 'config');
+    const hint = SENSITIVE.has(name) ? ' (value not shown)' : '';
+    throw new ConfigError(`invalid configuration: ${name}: ${issue.message}${hint}`);
+  }
+  const c = parsed.data;
+  return {
+    databaseUrl: c.DATABASE_URL,
+    dataDir: resolve(c.VAULT_DATA_DIR),
+    masterKey: c.VAULT_MASTER_KEY,
+    masterKeyFile: c.VAULT_MASTER_KEY_FILE,
+    port: c.PORT,
+    host: c.VAULT_HOST,
+    bootstrapAdminPassword: c.VAULT_BOOTSTRAP_ADMIN_PASSWORD,
+    tokenTtlSeconds: c.VAULT_TOKEN_TTL_SECONDS,
+    embeddedPgPort: c.VAULT_EMBEDDED_PG_PORT,
+    maxBodyBytes: c.VAULT_MAX_BODY_BYTES,
+    argon2: {
+      memoryCost: c.VAULT_ARGON2_MEMORY_KIB,
+      timeCost: c.VAULT_ARGON2_TIME_COST,
+      parallelism: c.VAULT_ARGON2_PARALLELISM,
+    },
+    auditSealIntervalMs: c.VAULT_AUDIT_SEAL_INTERVAL_MS,
+    logLevel: c.LOG_LEVEL,
+  };
+}
+
+/** Injection token for the validated configuration. */
+export const APP_CONFIG = Symbol('APP_CONFIG');

@@ -1,0 +1,39 @@
+import { DataSource, DataSourceOptions } from 'typeorm';
+import { MIGRATIONS } from '../../migrations';
+import { AccountEntity } from '../accounts/account.entity';
+import { AccessTokenEntity } from '../identity/access-token.entity';
+import { UserEntity } from '../identity/user.entity';
+import { TargetEntity } from '../targets/target.entity';
+
+export const ENTITIES = [UserEntity, AccessTokenEntity, TargetEntity, AccountEntity];
+
+/** One definition for the app, the tests and the migration CLI. The schema comes only from migrations. */
+export function dataSourceOptions(url: string, poolSize = 20): DataSourceOptions {
+  return {
+    type: 'postgres',
+    url,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'schema_migrations',
+    synchronize: false,
+    migrationsRun: false,
+    logging: false,
+    extra: { max: poolSize, application_name: 'pam-vault' },
+  };
+}
+
+const MIGRATION_LOCK = 7_301_000;
+
+/** Applies pending migrations; several instances starting together take turns on an advisory lock. */
+export async function runMigrations(ds: DataSource): Promise<number> {
+  const qr = ds.createQueryRunner();
+  await qr.connect();
+  try {
+    await qr.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    const applied = await ds.runMigrations({ transaction: 'each' });
+    return applied.length;
+  } finally {
+    await qr.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    await qr.release();
+  }
+}

@@ -1,0 +1,21 @@
+import { IsOptional, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import type { Role } from './actor';
+
+export class LoginDto {
+  @IsString() @MinLength(1) @MaxLength(128) username: string;
+  @IsString() @MinLength(1) @MaxLength(1024) password: string;
+  @IsOptional() @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' }) code?: string;
+}
+
+export interface LoginResponse {
+  accessToken: string;
+  expiresAt: string;
+  mfaEnrollmentRequired: boolean;
+}
+
+export interface MeView {
+  id: string;
+  username: string;
+  roles: Role[];
+  mfaEnrolled: boolean;
+}

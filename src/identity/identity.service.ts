@@ -1,0 +1,106 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { AuditService } from '../audit/audit.service';
+import { Clock } from '../common/clock';
+import { Errors } from '../common/errors';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { Actor } from './actor';
+import { AccessTokenEntity } from './access-token.entity';
+import { LoginDto, LoginResponse, MeView } from './identity.dto';
+import { PasswordHasher } from './password-hasher';
+import { UserEntity } from './user.entity';
+
+const TOKEN_PREFIX = 'pvt_';
+export const hashToken = (token: string) => createHash('sha256').update(token, 'utf8').digest();
+
+/** Users, login and bearer-token authentication. */
+@Injectable()
+export class IdentityService implements OnApplicationBootstrap {
+  private readonly logger = new Logger(IdentityService.name);
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly hasher: PasswordHasher,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.bootstrapAdmin();
+  }
+
+  async login(dto: LoginDto, address: string | undefined): Promise<LoginResponse> {
+    const user = await this.dataSource.getRepository(UserEntity).findOneBy({ username: dto.username.toLowerCase() });
+    const ok = user && !user.disabled ? await this.hasher.verify(user.passwordHash, dto.password) : await this.hasher.burn(dto.password);
+    if (!user || !ok) {
+      await this.audit.recordAlone({
+        type: 'auth.login',
+        actor: null,
+        subjectType: 'user',
+        subjectId: user?.id ?? null,
+        outcome: 'failure',
+        // the typed username may be a mistyped password: keep only its keyed HMAC
+        details: { usernameHmac: this.audit.hmacOf(dto.username), address: address ?? null, reason: user?.disabled ? 'disabled' : 'bad_credentials' },
+      });
+      throw Errors.unauthenticated('invalid username or password');
+    }
+    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const expiresAt = new Date(this.clock.now().getTime() + this.config.tokenTtlSeconds * 1000);
+    const actor: Actor = { id: user.id, kind: 'user', name: user.username, roles: user.roles };
+    await this.audit.transaction(async (em, audit) => {
+      await em.getRepository(AccessTokenEntity).insert({ id: randomUUID(), userId: user.id, tokenHash: hashToken(token), expiresAt, revokedAt: null });
+      await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { address: address ?? null } });
+    });
+    // MFA enrollment arrives with the identity issue; until then no user can have MFA.
+    return { accessToken: token, expiresAt: expiresAt.toISOString(), mfaEnrollmentRequired: false };
+  }
+
+  /** Resolves a bearer token to its actor: unknown, expired, revoked or disabled-user tokens are refused. */
+  async authenticate(token: string): Promise<Actor> {
+    if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) throw Errors.unauthenticated('invalid or expired token');
+    const rows: Array<{ id: string; username: string; roles: Actor['roles'] }> = await this.dataSource.query(
+      `SELECT u.id, u.username, u.roles FROM access_tokens t JOIN users u ON u.id = t.user_id
+        WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND NOT u.disabled`,
+      [hashToken(token), this.clock.now()],
+    );
+    if (rows.length === 0) throw Errors.unauthenticated('invalid or expired token');
+    return { id: rows[0].id, kind: 'user', name: rows[0].username, roles: rows[0].roles };
+  }
+
+  me(actor: Actor): MeView {
+    return { id: actor.id, username: actor.name, roles: actor.roles, mfaEnrolled: false };
+  }
+
+  /**
+   * First start: create `admin` with the configured password, or a generated one printed once to the
+   * terminal. Several instances may start together: only the one whose insert wins prints.
+   */
+  async bootstrapAdmin(): Promise<void> {
+    const exists = await this.dataSource.getRepository(UserEntity).existsBy({ username: 'admin' });
+    if (exists) return;
+    const generated = this.config.bootstrapAdminPassword === undefined;
+    const password = this.config.bootstrapAdminPassword ?? randomBytes(18).toString('base64url');
+    const passwordHash = await this.hasher.hash(password);
+    const id = randomUUID();
+    const created = await this.audit.transaction(async (em, audit) => {
+      const res: unknown[] = await em.query(
+        `INSERT INTO users (id, username, password_hash, roles) VALUES ($1, 'admin', $2, '{admin}')
+         ON CONFLICT (username) DO NOTHING RETURNING id`,
+        [id, passwordHash],
+      );
+      if (res.length === 0) return false;
+      await audit({ type: 'user.bootstrapped', actor: null, subjectType: 'user', subjectId: id, details: { username: 'admin', roles: ['admin'], generatedPassword: generated } });
+      return true;
+    });
+    if (!created) return;
+    this.logger.warn({ username: 'admin', generatedPassword: generated }, 'created the bootstrap admin user');
+    if (generated) {
+      // Deliberately outside the logger: shown once on the operator's terminal, never in log storage.
+      process.stderr.write(
+        `\n  Bootstrap admin created. Username: admin  Password: ${password}\n  This password is shown only once.\n\n`,
+      );
+    }
+  }
+}

@@ -1,0 +1,30 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Algorithm, hash, verify } from '@node-rs/argon2';
+import { APP_CONFIG, AppConfig } from '../config/config';
+
+/** argon2id with the parameters from configuration. */
+@Injectable()
+export class PasswordHasher {
+  private dummy?: Promise<string>;
+
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+
+  hash(password: string): Promise<string> {
+    return hash(password, { algorithm: Algorithm.Argon2id, ...this.config.argon2 });
+  }
+
+  async verify(passwordHash: string, password: string): Promise<boolean> {
+    try {
+      return await verify(passwordHash, password);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Spends the same time as a real check, so an unknown username is not revealed by timing. */
+  async burn(password: string): Promise<false> {
+    this.dummy ??= this.hash('pam-vault-timing-equaliser');
+    await this.verify(await this.dummy, password);
+    return false;
+  }
+}

@@ -1,0 +1,22 @@
+import type { TargetType } from '../crypto/password-generator';
+
+/**
+ * Strict patterns for names that will reach a shell or SQL on a target (INVARIANT 13). Anything else is
+ * refused before it is stored; connectors still quote what passes.
+ */
+export const ACCOUNT_NAME_PATTERNS: Record<TargetType, RegExp> = {
+  ssh: /^[a-z_][a-z0-9_-]{0,31}$/,
+  postgres: /^[A-Za-z_][A-Za-z0-9_]{0,62}$/,
+  mysql: /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/,
+};
+
+export const TARGET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+/** DNS name or IPv4 / bracketless IPv6 literal. */
+export const HOST_PATTERN = /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^[0-9A-Fa-f:.]{2,45}$/;
+export const ADMIN_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.@-]{0,63}$/;
+export const DATABASE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
+export const HOST_KEY_SHA256_PATTERN = /^(SHA256:)?[A-Za-z0-9+/]{43}=?$/;
+
+export function isValidAccountName(type: TargetType, name: string): boolean {
+  return ACCOUNT_NAME_PATTERNS[type].test(name);
+}

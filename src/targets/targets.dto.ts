@@ -1,0 +1,72 @@
+import { Type } from 'class-transformer';
+import {
+  IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateNested,
+} from 'class-validator';
+import { PageQuery } from '../common/pagination';
+import type { TargetType } from '../crypto/password-generator';
+import { ADMIN_NAME_PATTERN, DATABASE_NAME_PATTERN, HOST_KEY_SHA256_PATTERN, HOST_PATTERN, TARGET_NAME_PATTERN } from './names';
+import { TargetEntity, TargetOptions } from './target.entity';
+
+export const TARGET_TYPES: TargetType[] = ['ssh', 'postgres', 'mysql'];
+const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+
+export class TargetAdminDto {
+  @IsString() @Matches(ADMIN_NAME_PATTERN, { message: 'username has characters that are not allowed' }) username: string;
+  @IsOptional() @IsString() @MinLength(1) @MaxLength(1024) @Matches(NO_CONTROL, { message: 'password must not contain control characters' }) password?: string;
+  @IsOptional() @IsString() @MinLength(1) @MaxLength(16384) privateKey?: string;
+  @IsOptional() @IsString() @MinLength(1) @MaxLength(1024) passphrase?: string;
+}
+
+export class TargetOptionsDto implements TargetOptions {
+  @IsOptional() @IsString() @Matches(HOST_KEY_SHA256_PATTERN, { message: 'hostKeySha256 must be an OpenSSH SHA256 fingerprint' }) hostKeySha256?: string;
+  @IsOptional() @IsBoolean() sudo?: boolean;
+  @IsOptional() @IsString() @Matches(DATABASE_NAME_PATTERN, { message: 'database has characters that are not allowed' }) database?: string;
+}
+
+export class CreateTargetDto {
+  @IsString() @Matches(TARGET_NAME_PATTERN, { message: 'name must be 1-100 letters, digits, dots, dashes or underscores' }) name: string;
+  @IsIn(TARGET_TYPES) type: TargetType;
+  @IsString() @Matches(HOST_PATTERN, { message: 'host must be a DNS name or an IP address' }) host: string;
+  @IsInt() @Min(1) @Max(65535) port: number;
+  @IsObject() @ValidateNested() @Type(() => TargetAdminDto) admin: TargetAdminDto;
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;
+}
+
+export class UpdateTargetDto {
+  @IsOptional() @IsString() @Matches(TARGET_NAME_PATTERN, { message: 'name must be 1-100 letters, digits, dots, dashes or underscores' }) name?: string;
+  @IsOptional() @IsString() @Matches(HOST_PATTERN, { message: 'host must be a DNS name or an IP address' }) host?: string;
+  @IsOptional() @IsInt() @Min(1) @Max(65535) port?: number;
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => TargetAdminDto) admin?: TargetAdminDto;
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;
+}
+
+export class TargetListQuery extends PageQuery {
+  @IsOptional() @IsIn(TARGET_TYPES) type?: TargetType;
+}
+
+/** Never contains the admin secret: only which kinds of credential are stored. */
+export interface TargetView {
+  id: string;
+  name: string;
+  type: TargetType;
+  host: string;
+  port: number;
+  admin: { username: string; credential: Array<'password' | 'privateKey'> };
+  options: TargetOptions;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export function mapTarget(t: TargetEntity): TargetView {
+  return {
+    id: t.id,
+    name: t.name,
+    type: t.type,
+    host: t.host,
+    port: t.port,
+    admin: { username: t.adminUsername, credential: t.adminCredentials },
+    options: t.options,
+    createdAt: t.createdAt.toISOString(),
+    updatedAt: t.updatedAt.toISOString(),
+  };
+}

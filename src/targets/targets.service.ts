@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { DataSource, EntityManager, QueryFailedError } from 'typeorm';
+import { AuditService } from '../audit/audit.service';
+import { Errors } from '../common/errors';
+import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
+import { SecretBoxService } from '../crypto/secret-box.service';
+import { Actor } from '../identity/actor';
+import { TargetEntity, TargetOptions } from './target.entity';
+import { CreateTargetDto, mapTarget, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto } from './targets.dto';
+
+/** What the vault keeps of a target's admin credential, encrypted as one JSON document. */
+export interface TargetAdminSecret {
+  password?: string;
+  privateKey?: string;
+  passphrase?: string;
+}
+
+const secretRef = (id: string) => ({ table: 'targets', rowId: id, column: 'admin_secret' });
+
+@Injectable()
+export class TargetsService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly secrets: SecretBoxService,
+  ) {}
+
+  async create(actor: Actor, dto: CreateTargetDto): Promise<TargetView> {
+    const options = checkOptions(dto.type, dto.options ?? {});
+    const credentials = checkAdmin(dto.type, dto.admin);
+    const id = randomUUID();
+    const target = await this.audit.transaction(async (em, audit) => {
+      const row: Partial<TargetEntity> = {
+        id,
+        name: dto.name,
+        type: dto.type,
+        host: dto.host,
+        port: dto.port,
+        adminUsername: dto.admin.username,
+        adminSecret: this.secrets.encrypt(secretRef(id), JSON.stringify(secretOf(dto.admin))),
+        adminCredentials: credentials,
+        options,
+      };
+      await uniqueName(() => em.getRepository(TargetEntity).insert(row));
+      await audit({ type: 'target.created', actor, subjectType: 'target', subjectId: id, details: publicDetails(row) });
+      return em.getRepository(TargetEntity).findOneByOrFail({ id });
+    });
+    return mapTarget(target);
+  }
+
+  async list(q: TargetListQuery): Promise<Page<TargetView>> {
+    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
+    const qb = this.dataSource.getRepository(TargetEntity).createQueryBuilder('t').orderBy('t.name', 'ASC').limit(limit + 1);
+    const cursor = decodeCursor(q.cursor, ['string']);
+    if (cursor) qb.andWhere('t.name > :after', { after: cursor[0] });
+    if (q.type) qb.andWhere('t.type = :type', { type: q.type });
+    return toPage(await qb.getMany(), limit, (t) => [t.name], mapTarget);
+  }
+
+  async get(id: string): Promise<TargetView> {
+    return mapTarget(await this.find(this.dataSource.manager, id));
+  }
+
+  async update(actor: Actor, id: string, dto: UpdateTargetDto): Promise<TargetView> {
+    const target = await this.audit.transaction(async (em, audit) => {
+      const current = await this.find(em, id, true);
+      const changes: Partial<TargetEntity> = {};
+      if (dto.name !== undefined) changes.name = dto.name;
+      if (dto.host !== undefined) changes.host = dto.host;
+      if (dto.port !== undefined) changes.port = dto.port;
+      if (dto.options !== undefined) changes.options = checkOptions(current.type, { ...current.options, ...dto.options });
+      if (dto.admin !== undefined) {
+        changes.adminCredentials = checkAdmin(current.type, dto.admin);
+        changes.adminUsername = dto.admin.username;
+        changes.adminSecret = this.secrets.encrypt(secretRef(id), JSON.stringify(secretOf(dto.admin)));
+      }
+      if (Object.keys(changes).length === 0) return current;
+      await uniqueName(() => em.getRepository(TargetEntity).update({ id }, changes));
+      await audit({
+        type: 'target.updated',
+        actor,
+        subjectType: 'target',
+        subjectId: id,
+        details: { ...publicDetails(changes), adminSecretChanged: dto.admin !== undefined },
+      });
+      return em.getRepository(TargetEntity).findOneByOrFail({ id });
+    });
+    return mapTarget(target);
+  }
+
+  async remove(actor: Actor, id: string): Promise<void> {
+    await this.audit.transaction(async (em, audit) => {
+      const current = await this.find(em, id, true);
+      const [{ n }] = await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1', [id]);
+      if (n > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${n} account(s); delete them first`);
+      await em.getRepository(TargetEntity).delete({ id });
+      await audit({ type: 'target.deleted', actor, subjectType: 'target', subjectId: id, details: { name: current.name } });
+    });
+  }
+
+  /** For connectors (later issues): the decrypted admin credential. Never returned over the API. */
+  async adminSecret(target: TargetEntity): Promise<TargetAdminSecret> {
+    return JSON.parse(this.secrets.decrypt(secretRef(target.id), target.adminSecret)) as TargetAdminSecret;
+  }
+
+  async find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {
+    const target = await em.getRepository(TargetEntity).findOne({ where: { id }, lock: lock ? { mode: 'pessimistic_write' } : undefined });
+    if (!target) throw Errors.notFound('target');
+    return target;
+  }
+}
+
+function secretOf(admin: TargetAdminDto): TargetAdminSecret {
+  return { password: admin.password, privateKey: admin.privateKey, passphrase: admin.passphrase };
+}
+
+function checkAdmin(type: TargetEntity['type'], admin: TargetAdminDto): Array<'password' | 'privateKey'> {
+  if (!admin.password && !admin.privateKey) throw Errors.validation('admin: give a password or a privateKey');
+  if (admin.privateKey && type !== 'ssh') throw Errors.validation('admin.privateKey: only SSH targets take a private key');
+  if (admin.passphrase && !admin.privateKey) throw Errors.validation('admin.passphrase: only with a privateKey');
+  return [...(admin.password ? (['password'] as const) : []), ...(admin.privateKey ? (['privateKey'] as const) : [])];
+}
+
+function checkOptions(type: TargetEntity['type'], options: TargetOptionsDto): TargetOptions {
+  if (type !== 'ssh' && (options.hostKeySha256 !== undefined || options.sudo !== undefined)) {
+    throw Errors.validation('options: hostKeySha256 and sudo are for SSH targets only');
+  }
+  if (type === 'ssh' && options.database !== undefined) throw Errors.validation('options.database: not for SSH targets');
+  const out: TargetOptions = {};
+  if (options.hostKeySha256 !== undefined) out.hostKeySha256 = options.hostKeySha256.replace(/^SHA256:/, '').replace(/=$/, '');
+  if (options.sudo !== undefined) out.sudo = options.sudo;
+  if (options.database !== undefined) out.database = options.database;
+  return out;
+}
+
+/** The fields of a target row that may appear in an audit event. */
+function publicDetails(row: Partial<TargetEntity>): Record<string, unknown> {
+  const { name, type, host, port, adminUsername, adminCredentials, options } = row;
+  return { name, type, host, port, adminUsername, adminCredentials, options };
+}
+
+async function uniqueName(write: () => Promise<unknown>): Promise<void> {
+  try {
+    await write();
+  } catch (e) {
+    if (e instanceof QueryFailedError && (e as QueryFailedError & { code?: string }).code === '23505') {
+      throw Errors.conflict('TARGET_NAME_TAKEN', 'a target with this name already exists');
+    }
+    throw e;
+  }
+}
