@@ -1,5 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { Algorithm, hash, verify } from '@node-rs/argon2';
+import { hash, verify } from '@node-rs/argon2';
+
+/** @node-rs/argon2's const enum Algorithm.Argon2id (const enums cannot be imported under isolatedModules). */
+const ARGON2ID = 2;
 import { APP_CONFIG, AppConfig } from '../config/config';
 
 /** argon2id with the parameters from configuration. */
@@ -10,7 +13,7 @@ export class PasswordHasher {
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
   hash(password: string): Promise<string> {
-    return hash(password, { algorithm: Algorithm.Argon2id, ...this.config.argon2 });
+    return hash(password, { algorithm: ARGON2ID, ...this.config.argon2 });
   }
 
   async verify(passwordHash: string, password: string): Promise<boolean> {

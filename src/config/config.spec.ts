@@ -1,0 +1,29 @@
+import { loadConfig } from './config';
+
+describe('loadConfig', () => {
+  it('applies defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ port: 8080, host: '127.0.0.1', tokenTtlSeconds: 3600, databaseUrl: undefined, logLevel: 'info' });
+    expect(c.dataDir).toMatch(/\/data$/);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, /^invalid configuration: PORT: must be an integer/],
+    [{ PORT: '70000' }, /^invalid configuration: PORT: /],
+    [{ DATABASE_URL: 'mysql://x' }, /^invalid configuration: DATABASE_URL: must be a postgres/],
+    [{ LOG_LEVEL: 'loud' }, /^invalid configuration: LOG_LEVEL/],
+    [{ VAULT_MASTER_KEY: 'a', VAULT_MASTER_KEY_FILE: '/k' }, /set only one of VAULT_MASTER_KEY and VAULT_MASTER_KEY_FILE/],
+  ])('refuses %j with one clear line', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('never echoes a sensitive value', () => {
+    try {
+      loadConfig({ VAULT_BOOTSTRAP_ADMIN_PASSWORD: 'short-pw' });
+      fail('should throw');
+    } catch (e) {
+      expect((e as Error).message).toMatch(/VAULT_BOOTSTRAP_ADMIN_PASSWORD/);
+      expect((e as Error).message).not.toContain('short-pw');
+    }
+  });
+});

@@ -1,0 +1,18 @@
+import { Client } from 'pg';
+import { TEST_PG_URL } from './env';
+
+/** Fails the whole run with one clear message when a required component is missing; never skips. */
+export default async function globalSetup(): Promise<void> {
+  const client = new Client({ connectionString: TEST_PG_URL, connectionTimeoutMillis: 5000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } catch (e) {
+    throw new Error(
+      `The tests need a real PostgreSQL at ${TEST_PG_URL.replace(/:[^:@/]*@/, ':***@')} (set TEST_DATABASE_URL to use another); ` +
+        `it is not reachable: ${(e as Error).message}`,
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
