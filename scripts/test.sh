@@ -7,4 +7,4 @@ bash scripts/ensure-deps.sh
 echo "==> lint";       npm run --silent lint
 echo "==> typecheck";  npm run --silent typecheck
 echo "==> build";      npm run --silent build
-echo "==> jest";       npx jest --ci "$@"
+echo "==> jest";       npx jest --ci --forceExit "$@"

@@ -35,6 +35,13 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
   app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
-  await app.init();
+  try {
+    await app.init();
+  } catch (e) {
+    // leave nothing running behind a failed start: timers, pools, the data source
+    await app.close().catch(() => undefined);
+    if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
+    throw e;
+  }
   return app;
 }

@@ -1,6 +1,7 @@
 import { Type } from 'class-transformer';
 import { IsIn, IsObject, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
 import { PageQuery } from '../common/pagination';
+import { Optional } from '../common/validation';
 import { AccountEntity, AccountStatus } from './account.entity';
 import { AccountPolicy, PolicyDto } from './policy';
 
@@ -10,12 +11,12 @@ export class CreateAccountDto {
   @IsUUID() targetId: string;
   /** Checked against the target type's strict pattern by the service. */
   @IsString() @MinLength(1) @MaxLength(63) username: string;
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(1024) @Matches(/^[^\u0000-\u001f\u007f]*$/, { message: 'password must not contain control characters' }) password?: string;
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => PolicyDto) policy?: PolicyDto;
+  @Optional() @IsString() @MinLength(1) @MaxLength(1024) @Matches(/^[^\u0000-\u001f\u007f]*$/, { message: 'password must not contain control characters' }) password?: string;
+  @Optional() @IsObject() @ValidateNested() @Type(() => PolicyDto) policy?: PolicyDto;
 }
 
 export class UpdateAccountDto {
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => PolicyDto) policy?: PolicyDto;
+  @Optional() @IsObject() @ValidateNested() @Type(() => PolicyDto) policy?: PolicyDto;
 }
 
 export class AccountListQuery extends PageQuery {

@@ -60,7 +60,7 @@ export class AccountsService {
   async list(q: AccountListQuery): Promise<Page<AccountView>> {
     const limit = q.limit ?? DEFAULT_PAGE_SIZE;
     const qb = this.dataSource.getRepository(AccountEntity).createQueryBuilder('a').orderBy('a.id', 'ASC').limit(limit + 1);
-    const cursor = decodeCursor(q.cursor, ['string']);
+    const cursor = decodeCursor(q.cursor, ['uuid']);
     if (cursor) qb.andWhere('a.id > :after', { after: cursor[0] });
     if (q.targetId) qb.andWhere('a.target_id = :targetId', { targetId: q.targetId });
     if (q.status) qb.andWhere('a.status = :status', { status: q.status });

@@ -1,6 +1,6 @@
-import { Type } from 'class-transformer';
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsBoolean, IsIn, IsInt, IsOptional, Max, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsBoolean, IsIn, IsInt, Max, Min } from 'class-validator';
 import { Errors } from '../common/errors';
+import { Optional } from '../common/validation';
 import { CharClass, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../crypto/password-generator';
 
 /** An account's policy. The first five fields are API.md's; the password fields drive the generator. */
@@ -28,13 +28,13 @@ const WEEK = 7 * 24 * 3600;
 const CLASSES: CharClass[] = ['lower', 'upper', 'digit', 'symbol'];
 
 export class PolicyDto implements Partial<AccountPolicy> {
-  @IsOptional() @Type(() => Number) @IsInt() @Min(60) @Max(WEEK) checkoutTtlSeconds?: number;
-  @IsOptional() @IsInt() @Min(60) @Max(WEEK) maxCheckoutTtlSeconds?: number;
-  @IsOptional() @IsInt() @Min(0) @Max(10) approvalsRequired?: number;
-  @IsOptional() @IsBoolean() rotateAfterCheckin?: boolean;
-  @IsOptional() @IsInt() @Min(3600) @Max(366 * 24 * 3600) rotationIntervalSeconds?: number;
-  @IsOptional() @IsInt() @Min(PASSWORD_MIN_LENGTH) @Max(PASSWORD_MAX_LENGTH) passwordLength?: number;
-  @IsOptional() @ArrayMinSize(1) @ArrayMaxSize(4) @ArrayUnique() @IsIn(CLASSES, { each: true }) passwordClasses?: CharClass[];
+  @Optional() @IsInt() @Min(60) @Max(WEEK) checkoutTtlSeconds?: number;
+  @Optional() @IsInt() @Min(60) @Max(WEEK) maxCheckoutTtlSeconds?: number;
+  @Optional() @IsInt() @Min(0) @Max(10) approvalsRequired?: number;
+  @Optional() @IsBoolean() rotateAfterCheckin?: boolean;
+  @Optional() @IsInt() @Min(3600) @Max(366 * 24 * 3600) rotationIntervalSeconds?: number;
+  @Optional() @IsInt() @Min(PASSWORD_MIN_LENGTH) @Max(PASSWORD_MAX_LENGTH) passwordLength?: number;
+  @Optional() @ArrayMinSize(1) @ArrayMaxSize(4) @ArrayUnique() @IsIn(CLASSES, { each: true }) passwordClasses?: CharClass[];
 }
 
 /** Fills defaults over `base` and checks the rules that span fields. */

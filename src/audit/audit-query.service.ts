@@ -6,6 +6,10 @@ import { ChainVerifier, StoredAuditEvent, VerifyResult } from './audit-chain';
 import { AuditSealer, readHead } from './audit-sealer.service';
 import { AuditEventView, AuditListQuery, mapAuditEvent } from './audit.dto';
 
+/**
+ * `id` and `seq` come back as text (bigint does not fit a JS number), so every ORDER BY below names the table's
+ * columns (`e.id`, `e.seq`): a bare `ORDER BY id` would sort by the text alias, putting "10" before "9".
+ */
 const COLUMNS = `id::text AS id, at, type, actor_id AS "actorId", subject_type AS "subjectType",
   subject_id AS "subjectId", outcome, details, mac, seq::text AS seq, chain_hash AS "chainHash"`;
 const VERIFY_BATCH = 2000;
@@ -28,7 +32,7 @@ export class AuditQueryService {
       params.push(value);
       where.push(sql.replace('?', `$${params.length}`));
     };
-    const cursor = decodeCursor(q.cursor, ['string']);
+    const cursor = decodeCursor(q.cursor, ['int64']);
     if (cursor) add('id < ?::bigint', cursor[0]);
     if (q.type) add('type = ?', q.type);
     if (q.subjectType) add('subject_type = ?', q.subjectType);
@@ -36,8 +40,8 @@ export class AuditQueryService {
     if (q.actorId) add('actor_id = ?', q.actorId);
     params.push(limit + 1);
     const rows: StoredAuditEvent[] = await this.dataSource.query(
-      `SELECT ${COLUMNS} FROM audit_events ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
-        ORDER BY id DESC LIMIT $${params.length}`,
+      `SELECT ${COLUMNS} FROM audit_events e ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+        ORDER BY e.id DESC LIMIT $${params.length}`,
       params,
     );
     return toPage(rows, limit, (r) => [r.id], mapAuditEvent);
@@ -66,7 +70,7 @@ export class AuditQueryService {
     let after = '0';
     for (;;) {
       const rows: StoredAuditEvent[] = await em.query(
-        `SELECT ${COLUMNS} FROM audit_events WHERE seq > $1::bigint ORDER BY seq LIMIT $2`,
+        `SELECT ${COLUMNS} FROM audit_events e WHERE e.seq > $1::bigint ORDER BY e.seq LIMIT $2`,
         [after, VERIFY_BATCH],
       );
       rows.forEach((r) => verifier.pushSealed(r));
@@ -74,7 +78,7 @@ export class AuditQueryService {
       after = rows[rows.length - 1].seq as string;
     }
     // Events committed after the sealing pass above are not linked yet; their MACs still protect them.
-    const unsealed: StoredAuditEvent[] = await em.query(`SELECT ${COLUMNS} FROM audit_events WHERE seq IS NULL ORDER BY id`);
+    const unsealed: StoredAuditEvent[] = await em.query(`SELECT ${COLUMNS} FROM audit_events e WHERE e.seq IS NULL ORDER BY e.id`);
     unsealed.forEach((r) => verifier.pushUnsealed(r));
     return verifier.finish(await readHead(em));
   }

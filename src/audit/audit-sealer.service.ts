@@ -65,7 +65,8 @@ export class AuditSealer implements OnApplicationShutdown {
     const [{ locked }] = await em.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [SEAL_LOCK]);
     if (!locked) return -1;
     const rows: Array<{ id: string; mac: Buffer }> = await em.query(
-      'SELECT id::text AS id, mac FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT $1',
+      // e.id, not the text alias id: seal in numeric id order
+      'SELECT e.id::text AS id, e.mac FROM audit_events e WHERE e.seq IS NULL ORDER BY e.id LIMIT $1',
       [BATCH],
     );
     if (rows.length === 0) return 0;

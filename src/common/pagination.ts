@@ -31,11 +31,27 @@ export function encodeCursor(key: Array<string | number>): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }
 
-export function decodeCursor(cursor: string | undefined, shape: Array<'string' | 'number'>): Array<string | number> | undefined {
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const INT64_MAX = 9223372036854775807n;
+
+/**
+ * What each element of a cursor may be. A cursor comes from the client, so its values are checked as strictly
+ * as any input before they reach SQL: `uuid` for uuid columns, `int64` (a decimal string) for bigint columns,
+ * and no NUL in any string (PostgreSQL text cannot hold one).
+ */
+const CURSOR_KINDS = {
+  string: (v: unknown) => typeof v === 'string' && !v.includes('\u0000'),
+  number: (v: unknown) => typeof v === 'number' && Number.isFinite(v),
+  uuid: (v: unknown) => typeof v === 'string' && UUID_PATTERN.test(v),
+  int64: (v: unknown) => typeof v === 'string' && /^\d{1,19}$/.test(v) && BigInt(v) <= INT64_MAX,
+};
+export type CursorKind = keyof typeof CURSOR_KINDS;
+
+export function decodeCursor(cursor: string | undefined, shape: CursorKind[]): Array<string | number> | undefined {
   if (cursor === undefined) return undefined;
   try {
     const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(key) && key.length === shape.length && key.every((v, i) => typeof v === shape[i])) return key;
+    if (Array.isArray(key) && key.length === shape.length && key.every((v, i) => CURSOR_KINDS[shape[i]](v))) return key;
   } catch {
     /* fall through */
   }

@@ -1,5 +1,47 @@
-import { ParseUUIDPipe, ValidationError, ValidationPipe } from '@nestjs/common';
+import { ArgumentMetadata, ParseUUIDPipe, ValidationError, ValidationPipe } from '@nestjs/common';
+import { ValidateIf } from 'class-validator';
 import { Errors } from './errors';
+
+/**
+ * Like class-validator's @IsOptional(), except that only an absent field is skipped: an explicit `null` is
+ * validated like any other value (and so refused), instead of reaching a service as a present-but-null field.
+ */
+export const Optional = () => ValidateIf((_object: object, value: unknown) => value !== undefined);
+
+const MAX_DEPTH = 16;
+const MAX_PATH_IN_MESSAGE = 100;
+
+/**
+ * Checks what class-transformer and PostgreSQL cannot take, before they see it: nesting deep enough to
+ * overflow the stack, keys that class-transformer silently drops or uses to change prototypes
+ * (`__proto__`, `constructor`, `toString`, ...), so they would escape the unknown-field check, and NUL
+ * characters, which no PostgreSQL text value can hold. Names the path, never the value.
+ */
+export function screenInput(value: unknown, path = '', depth = 0): void {
+  const where = () => (path || 'body').slice(0, MAX_PATH_IN_MESSAGE);
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) throw Errors.validation(`${where()}: must not contain NUL characters`);
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  if (depth >= MAX_DEPTH) throw Errors.validation(`request is nested more than ${MAX_DEPTH} levels deep`);
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => screenInput(item, `${path}[${i}]`, depth + 1));
+    return;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    const at = path ? `${path}.${key}` : key;
+    if (key in Object.prototype) throw Errors.validation(`${at.slice(0, MAX_PATH_IN_MESSAGE)}: unknown field`);
+    screenInput(item, at, depth + 1);
+  }
+}
+
+class VaultValidationPipe extends ValidationPipe {
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    if (metadata.type === 'body' || metadata.type === 'query') screenInput(value);
+    return super.transform(value, metadata);
+  }
+}
 
 /** Names the failing fields and constraints, never the submitted values. */
 export function describeValidationErrors(errors: ValidationError[], prefix = ''): string[] {
@@ -18,7 +60,7 @@ export function describeValidationErrors(errors: ValidationError[], prefix = '')
 
 /** Global pipe: unknown fields are refused, types are checked, and the error is a VALIDATION_FAILED. */
 export function createValidationPipe(): ValidationPipe {
-  return new ValidationPipe({
+  return new VaultValidationPipe({
     whitelist: true,
     forbidNonWhitelisted: true,
     forbidUnknownValues: true,

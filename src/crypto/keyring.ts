@@ -72,6 +72,7 @@ export async function addDataKeyVersion(em: EntityManager, master: Uint8Array): 
   return em.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [KEYRING_LOCK]);
     const rows = await readKeyRows(tx);
+    if (rows.length === 0) throw new MasterKeyError('the keyring is empty: start the vault once before adding a data key');
     rows.forEach((r) => unwrapKey(master, r)); // refuse to extend a keyring this master key cannot open
     const next = Math.max(0, ...rows.filter((r) => r.purpose === 'data').map((r) => r.version)) + 1;
     await tx.query('INSERT INTO keyring_keys (purpose, version, wrapped) VALUES ($1, $2, $3)', [

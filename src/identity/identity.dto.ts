@@ -1,10 +1,11 @@
-import { IsOptional, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { Optional } from '../common/validation';
 import type { Role } from './actor';
 
 export class LoginDto {
   @IsString() @MinLength(1) @MaxLength(128) username: string;
   @IsString() @MinLength(1) @MaxLength(1024) password: string;
-  @IsOptional() @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' }) code?: string;
+  @Optional() @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' }) code?: string;
 }
 
 export interface LoginResponse {

@@ -1,4 +1,4 @@
-import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditSealer } from '../audit/audit-sealer.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
@@ -8,14 +8,15 @@ import { APP_CONFIG, AppConfig } from '../config/config';
  * this interval picks up anything another instance or a failed pass left behind.
  */
 @Injectable()
-export class SchedulerService implements OnModuleInit {
+export class SchedulerService implements OnApplicationBootstrap {
   constructor(
     private readonly registry: SchedulerRegistry,
     private readonly sealer: AuditSealer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  onModuleInit(): void {
+  /** After every module is initialised: a start that fails (wrong master key) leaves no timer behind. */
+  onApplicationBootstrap(): void {
     this.registry.addInterval('audit-seal', setInterval(() => this.sealer.nudge(), this.config.auditSealIntervalMs));
   }
 }

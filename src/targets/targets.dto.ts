@@ -3,6 +3,7 @@ import {
   IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateNested,
 } from 'class-validator';
 import { PageQuery } from '../common/pagination';
+import { Optional } from '../common/validation';
 import type { TargetType } from '../crypto/password-generator';
 import { ADMIN_NAME_PATTERN, DATABASE_NAME_PATTERN, HOST_KEY_SHA256_PATTERN, HOST_PATTERN, TARGET_NAME_PATTERN } from './names';
 import { TargetEntity, TargetOptions } from './target.entity';
@@ -12,15 +13,15 @@ const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
 
 export class TargetAdminDto {
   @IsString() @Matches(ADMIN_NAME_PATTERN, { message: 'username has characters that are not allowed' }) username: string;
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(1024) @Matches(NO_CONTROL, { message: 'password must not contain control characters' }) password?: string;
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(16384) privateKey?: string;
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(1024) passphrase?: string;
+  @Optional() @IsString() @MinLength(1) @MaxLength(1024) @Matches(NO_CONTROL, { message: 'password must not contain control characters' }) password?: string;
+  @Optional() @IsString() @MinLength(1) @MaxLength(16384) privateKey?: string;
+  @Optional() @IsString() @MinLength(1) @MaxLength(1024) passphrase?: string;
 }
 
 export class TargetOptionsDto implements TargetOptions {
-  @IsOptional() @IsString() @Matches(HOST_KEY_SHA256_PATTERN, { message: 'hostKeySha256 must be an OpenSSH SHA256 fingerprint' }) hostKeySha256?: string;
-  @IsOptional() @IsBoolean() sudo?: boolean;
-  @IsOptional() @IsString() @Matches(DATABASE_NAME_PATTERN, { message: 'database has characters that are not allowed' }) database?: string;
+  @Optional() @IsString() @Matches(HOST_KEY_SHA256_PATTERN, { message: 'hostKeySha256 must be an OpenSSH SHA256 fingerprint' }) hostKeySha256?: string;
+  @Optional() @IsBoolean() sudo?: boolean;
+  @Optional() @IsString() @Matches(DATABASE_NAME_PATTERN, { message: 'database has characters that are not allowed' }) database?: string;
 }
 
 export class CreateTargetDto {
@@ -29,15 +30,15 @@ export class CreateTargetDto {
   @IsString() @Matches(HOST_PATTERN, { message: 'host must be a DNS name or an IP address' }) host: string;
   @IsInt() @Min(1) @Max(65535) port: number;
   @IsObject() @ValidateNested() @Type(() => TargetAdminDto) admin: TargetAdminDto;
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;
+  @Optional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;
 }
 
 export class UpdateTargetDto {
-  @IsOptional() @IsString() @Matches(TARGET_NAME_PATTERN, { message: 'name must be 1-100 letters, digits, dots, dashes or underscores' }) name?: string;
-  @IsOptional() @IsString() @Matches(HOST_PATTERN, { message: 'host must be a DNS name or an IP address' }) host?: string;
-  @IsOptional() @IsInt() @Min(1) @Max(65535) port?: number;
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => TargetAdminDto) admin?: TargetAdminDto;
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;
+  @Optional() @IsString() @Matches(TARGET_NAME_PATTERN, { message: 'name must be 1-100 letters, digits, dots, dashes or underscores' }) name?: string;
+  @Optional() @IsString() @Matches(HOST_PATTERN, { message: 'host must be a DNS name or an IP address' }) host?: string;
+  @Optional() @IsInt() @Min(1) @Max(65535) port?: number;
+  @Optional() @IsObject() @ValidateNested() @Type(() => TargetAdminDto) admin?: TargetAdminDto;
+  @Optional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;
 }
 
 export class TargetListQuery extends PageQuery {

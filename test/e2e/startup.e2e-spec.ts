@@ -1,0 +1,121 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createTestDatabase } from '../support/db';
+import { freePort, requireBuild, spawnVault, VaultProcess, waitReady } from '../support/process';
+import { TEST_ENV } from '../support/vault';
+
+/** Is a postgres server still running on this data folder? */
+function postgresRunningOn(dataDir: string): boolean {
+  try {
+    return execFileSync('pgrep', ['-f', `${dataDir}/pg`], { encoding: 'utf8' }).trim().length > 0;
+  } catch {
+    return false;
+  }
+}
+
+async function login(port: number, password: string): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password }),
+  });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { accessToken: string }).accessToken;
+}
+
+async function stop(proc: VaultProcess): Promise<number | null> {
+  proc.child.kill('SIGTERM');
+  return proc.exited;
+}
+
+describe('the start command on a fresh machine (built vault, embedded PostgreSQL)', () => {
+  beforeAll(() => requireBuild());
+
+  it('starts on an embedded database, survives a restart, and stops it cleanly on SIGTERM', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'vault-data-'));
+    const env = {
+      VAULT_DATA_DIR: dataDir,
+      PORT: String(await freePort()),
+      VAULT_EMBEDDED_PG_PORT: String(await freePort()),
+      VAULT_ARGON2_MEMORY_KIB: TEST_ENV.VAULT_ARGON2_MEMORY_KIB,
+      VAULT_ARGON2_TIME_COST: TEST_ENV.VAULT_ARGON2_TIME_COST,
+      LOG_LEVEL: 'warn',
+    };
+    const port = Number(env.PORT);
+
+    const first = spawnVault(env);
+    const ms = await waitReady(port, first, 30_000);
+    expect(ms).toBeLessThan(30_000);
+    expect(first.stderr()).toMatch(/WARNING: no VAULT_MASTER_KEY/);
+    const printed = first.stderr().match(/Username: admin {2}Password: (\S+)/);
+    expect(printed).not.toBeNull();
+    const password = printed![1];
+    // the generated password is on the terminal once, and never in a JSON log line
+    expect(first.output().split(password).length - 1).toBe(1);
+
+    const token = await login(port, password);
+    const created = await fetch(`http://127.0.0.1:${port}/v1/targets`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ name: 'kept', type: 'postgres', host: '127.0.0.1', port: 5432, admin: { username: 'postgres', password: 'pw-kept-across-restart' } }),
+    });
+    expect(created.status).toBe(201);
+
+    expect(await stop(first)).toBe(0);
+    expect(first.stderr()).toMatch(/SIGTERM received/);
+    expect(postgresRunningOn(dataDir)).toBe(false);
+
+    const second = spawnVault(env);
+    await waitReady(port, second, 30_000);
+    try {
+      expect(second.stderr()).not.toMatch(/Password:/);
+      const again = await login(port, password);
+      const list = await fetch(`http://127.0.0.1:${port}/v1/targets`, { headers: { authorization: `Bearer ${again}` } });
+      expect(((await list.json()) as { items: Array<{ name: string }> }).items.map((t) => t.name)).toEqual(['kept']);
+      const verify = await fetch(`http://127.0.0.1:${port}/v1/audit-events/verify`, { headers: { authorization: `Bearer ${again}` } });
+      expect(await verify.json()).toMatchObject({ ok: true });
+    } finally {
+      expect(await stop(second)).toBe(0);
+    }
+    expect(postgresRunningOn(dataDir)).toBe(false);
+  }, 120_000);
+
+  it('refuses a wrong master key with one clear line and a non-zero exit', async () => {
+    const db = await createTestDatabase();
+    try {
+      const base = { DATABASE_URL: db.url, PORT: String(await freePort()), LOG_LEVEL: 'warn', ...pick(TEST_ENV) };
+      const ok = spawnVault({ ...base, VAULT_MASTER_KEY: randomBytes(32).toString('base64') });
+      await waitReady(Number(base.PORT), ok, 30_000);
+      expect(await stop(ok)).toBe(0);
+
+      const wrong = spawnVault({ ...base, VAULT_MASTER_KEY: randomBytes(32).toString('base64') });
+      const code = await wrong.exited;
+      expect(code).not.toBe(0);
+      const lines = wrong.stderr().trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^pam-vault: the master key does not unlock the keyring/);
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
+
+  it.each([
+    [{ PORT: 'eighty' }, /^pam-vault: invalid configuration: PORT: must be an integer/],
+    [{ DATABASE_URL: 'mysql://root@localhost/x' }, /^pam-vault: invalid configuration: DATABASE_URL/],
+    [{ VAULT_MASTER_KEY: 'too-short' }, /^pam-vault: VAULT_MASTER_KEY must decode to exactly 32 bytes/],
+    [{ VAULT_MASTER_KEY_FILE: '/nonexistent/key' }, /^pam-vault: VAULT_MASTER_KEY_FILE cannot be read/],
+  ])('refuses bad configuration %j with one line and a non-zero exit', async (env, message) => {
+    const proc = spawnVault({ VAULT_DATA_DIR: mkdtempSync(join(tmpdir(), 'vault-cfg-')), ...env });
+    expect(await proc.exited).not.toBe(0);
+    const lines = proc.stderr().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+  });
+});
+
+function pick(env: typeof TEST_ENV) {
+  return { VAULT_ARGON2_MEMORY_KIB: env.VAULT_ARGON2_MEMORY_KIB, VAULT_ARGON2_TIME_COST: env.VAULT_ARGON2_TIME_COST, VAULT_BOOTSTRAP_ADMIN_PASSWORD: env.VAULT_BOOTSTRAP_ADMIN_PASSWORD };
+}
