@@ -11,6 +11,7 @@ export default async function globalSetup(): Promise<void> {
     throw new Error(
       `The tests need a real PostgreSQL at ${TEST_PG_URL.replace(/:[^:@/]*@/, ':***@')} (set TEST_DATABASE_URL to use another); ` +
         `it is not reachable: ${(e as Error).message}`,
+      { cause: e },
     );
   } finally {
     await client.end().catch(() => undefined);
