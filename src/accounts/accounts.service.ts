@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
-import { DataSource, EntityManager, QueryFailedError } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { DomainException, Errors } from '../common/errors';
 import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
+import { findByIdOrThrow, isUniqueViolation } from '../database/queries';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { isValidAccountName } from '../targets/names';
@@ -46,7 +47,7 @@ export class AccountsService {
           lastRotatedAt: null,
         });
       } catch (e) {
-        if (e instanceof QueryFailedError && (e as QueryFailedError & { code?: string }).code === '23505') {
+        if (isUniqueViolation(e)) {
           throw Errors.conflict('ACCOUNT_EXISTS', 'this target already has an account with this username');
         }
         throw e;
@@ -94,9 +95,7 @@ export class AccountsService {
     });
   }
 
-  async find(em: EntityManager, id: string, lock = false): Promise<AccountEntity> {
-    const account = await em.getRepository(AccountEntity).findOne({ where: { id }, lock: lock ? { mode: 'pessimistic_write' } : undefined });
-    if (!account) throw Errors.notFound('account');
-    return account;
+  find(em: EntityManager, id: string, lock = false): Promise<AccountEntity> {
+    return findByIdOrThrow(em, AccountEntity, id, 'account', lock);
   }
 }

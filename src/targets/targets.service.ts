@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
-import { DataSource, EntityManager, QueryFailedError } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Errors } from '../common/errors';
 import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
+import { findByIdOrThrow, isUniqueViolation } from '../database/queries';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { TargetEntity, TargetOptions } from './target.entity';
@@ -104,10 +105,8 @@ export class TargetsService {
     return JSON.parse(this.secrets.decrypt(secretRef(target.id), target.adminSecret)) as TargetAdminSecret;
   }
 
-  async find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {
-    const target = await em.getRepository(TargetEntity).findOne({ where: { id }, lock: lock ? { mode: 'pessimistic_write' } : undefined });
-    if (!target) throw Errors.notFound('target');
-    return target;
+  find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {
+    return findByIdOrThrow(em, TargetEntity, id, 'target', lock);
   }
 }
 
@@ -144,7 +143,7 @@ async function uniqueName(write: () => Promise<unknown>): Promise<void> {
   try {
     await write();
   } catch (e) {
-    if (e instanceof QueryFailedError && (e as QueryFailedError & { code?: string }).code === '23505') {
+    if (isUniqueViolation(e)) {
       throw Errors.conflict('TARGET_NAME_TAKEN', 'a target with this name already exists');
     }
     throw e;
