@@ -15,6 +15,9 @@ export function safeMessage(e: unknown): string {
   return text.replace(/\b\w+:\/\/[^\s]+/g, '[url]').slice(0, 300);
 }
 
+/** Read once at boot, then removed from the process environment. */
+export const SENSITIVE_ENV = ['VAULT_MASTER_KEY', 'VAULT_NEW_MASTER_KEY', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD', 'DATABASE_URL'];
+
 export interface Runtime {
   config: AppConfig;
   master: MasterKeySource;
@@ -37,6 +40,11 @@ export async function prepareRuntime(env: NodeJS.ProcessEnv): Promise<Runtime> {
     if (e instanceof ConfigError) fatal(e.message, 78);
     if (e instanceof MasterKeyError) fatal(e.message);
     throw e;
+  }
+  // Child processes (the embedded PostgreSQL among them) inherit the environment: keep secrets out of it.
+  for (const name of SENSITIVE_ENV) delete env[name];
+  if (master.looseFilePermissions) {
+    process.stderr.write(`pam-vault: WARNING: ${config.masterKeyFile} is readable by group or others; chmod 600 it\n`);
   }
   if (master.origin === 'dev') {
     process.stderr.write(

@@ -35,7 +35,7 @@ describe('audit chain (INVARIANT 15)', () => {
 
   it('accepts an untouched chain and reports its head', () => {
     const { events, head } = buildChain(key, 5);
-    expect(verify(key, events, head)).toEqual({ ok: true, count: 5, headHash: head.hash.toString('hex') });
+    expect(verify(key, events, head)).toEqual({ ok: true, count: 5, headSeq: '5', headHash: head.hash.toString('hex') });
   });
 
   it('accepts an empty log', () => {

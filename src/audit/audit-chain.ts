@@ -81,8 +81,14 @@ export function sensitiveHmac(key: Uint8Array, value: string): string {
 
 const same = (a: Buffer | null, b: Buffer) => !!a && a.length === b.length && timingSafeEqual(a, b);
 
+/** A head recorded earlier outside the database (from a previous verify): it must still be in the chain. */
+export interface ChainAnchor {
+  seq: string;
+  hash: string;
+}
+
 export type VerifyResult =
-  | { ok: true; count: number; headHash: string }
+  | { ok: true; count: number; headSeq: string; headHash: string }
   | { ok: false; firstInvalidId: string | null; reason: string };
 
 /**
@@ -94,8 +100,12 @@ export class ChainVerifier {
   private prevSeq = 0n;
   private count = 0;
   private failure?: { firstInvalidId: string | null; reason: string };
+  private anchorSeen = false;
 
-  constructor(private readonly key: Uint8Array) {}
+  constructor(
+    private readonly key: Uint8Array,
+    private readonly anchor?: ChainAnchor,
+  ) {}
 
   get failed(): boolean {
     return !!this.failure;
@@ -111,6 +121,10 @@ export class ChainVerifier {
     this.prevHash = expected;
     this.prevSeq = BigInt(e.seq);
     this.count++;
+    if (this.anchor && BigInt(this.anchor.seq) === this.prevSeq) {
+      if (expected.toString('hex') !== this.anchor.hash) return this.fail(e.id, 'the chain no longer matches the recorded head (rewritten)');
+      this.anchorSeen = true;
+    }
   }
 
   pushUnsealed(e: StoredAuditEvent): void {
@@ -119,10 +133,12 @@ export class ChainVerifier {
     this.count++;
   }
 
-  finish(head: ChainHead | null): VerifyResult {
+  /** `initialised`: the vault has written events before, so an empty log means they were deleted. */
+  finish(head: ChainHead | null, opts: { initialised?: boolean } = {}): VerifyResult {
     if (this.failure) return { ok: false, ...this.failure };
     if (head === null) {
       if (this.prevSeq !== 0n) return { ok: false, firstInvalidId: null, reason: 'chain head is missing' };
+      if (opts.initialised) return { ok: false, firstInvalidId: null, reason: 'the audit log is empty but the vault is initialised (events deleted)' };
     } else {
       if (!same(head.mac, headMac(this.key, head.seq, head.hash))) {
         return { ok: false, firstInvalidId: null, reason: 'chain head was altered' };
@@ -131,7 +147,10 @@ export class ChainVerifier {
         return { ok: false, firstInvalidId: null, reason: 'chain ends before its recorded head (events deleted from the end)' };
       }
     }
-    return { ok: true, count: this.count, headHash: this.prevHash.toString('hex') };
+    if (this.anchor && !this.anchorSeen && BigInt(this.anchor.seq) !== 0n) {
+      return { ok: false, firstInvalidId: null, reason: 'the recorded head is no longer in the chain (events deleted from the end)' };
+    }
+    return { ok: true, count: this.count, headSeq: this.prevSeq.toString(), headHash: this.prevHash.toString('hex') };
   }
 
   private fail(id: string, reason: string): void {

@@ -1,9 +1,11 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '../config/config';
 import { DataSource, EntityManager } from 'typeorm';
 import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { KeyringService } from '../crypto/keyring.service';
-import { ChainVerifier, StoredAuditEvent, VerifyResult } from './audit-chain';
-import { AuditSealer, readHead } from './audit-sealer.service';
+import { Errors } from '../common/errors';
+import { ChainAnchor, ChainVerifier, StoredAuditEvent, VerifyResult } from './audit-chain';
+import { AuditSealer, readHead, SEAL_LOCK } from './audit-sealer.service';
 import { AuditEventView, AuditListQuery, mapAuditEvent } from './audit.dto';
 
 /**
@@ -21,6 +23,7 @@ export class AuditQueryService {
     private readonly dataSource: DataSource,
     private readonly keyring: KeyringService,
     private readonly sealer: AuditSealer,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /** Newest first, keyset on id. */
@@ -47,26 +50,45 @@ export class AuditQueryService {
     return toPage(rows, limit, (r) => [r.id], mapAuditEvent);
   }
 
-  /** Seals what is pending, then checks the whole chain in one consistent snapshot. */
-  async verify(): Promise<VerifyResult> {
-    await this.sealer.sealPending();
+  /**
+   * Takes the sealing lock (waiting for a running sealer, but not for ever: a session that holds it to keep
+   * events unsealed makes verify answer 503), seals everything committed, and checks the whole chain in one
+   * snapshot. `anchor` is a head recorded earlier outside the database: it must still be in the chain.
+   */
+  async verify(q: { headSeq?: string; headHash?: string } = {}): Promise<VerifyResult> {
+    if ((q.headSeq === undefined) !== (q.headHash === undefined)) throw Errors.validation('give headSeq and headHash together');
+    const anchor: ChainAnchor | undefined = q.headSeq !== undefined ? { seq: q.headSeq, hash: q.headHash as string } : undefined;
     const qr = this.dataSource.createQueryRunner();
     await qr.connect();
     try {
-      await qr.startTransaction('REPEATABLE READ');
-      const result = await this.verifyIn(qr.manager);
-      await qr.commitTransaction();
-      return result;
-    } catch (e) {
-      await qr.rollbackTransaction();
-      throw e;
+      try {
+        await qr.query(`SET lock_timeout = '${Math.trunc(this.config.auditVerifyLockWaitMs)}ms'`);
+        await qr.query('SELECT pg_advisory_lock($1)', [SEAL_LOCK]);
+      } catch (e) {
+        if ((e as { code?: string }).code === '55P03') throw Errors.unavailable('the audit log is locked by another session; cannot verify it now');
+        throw e;
+      } finally {
+        await qr.query('RESET lock_timeout');
+      }
+      try {
+        await qr.startTransaction('REPEATABLE READ');
+        await this.sealer.sealAllLocked(qr.manager);
+        const result = await this.verifyIn(qr.manager, anchor);
+        await qr.commitTransaction();
+        return result;
+      } catch (e) {
+        if (qr.isTransactionActive) await qr.rollbackTransaction();
+        throw e;
+      } finally {
+        await qr.query('SELECT pg_advisory_unlock($1)', [SEAL_LOCK]);
+      }
     } finally {
       await qr.release();
     }
   }
 
-  private async verifyIn(em: EntityManager): Promise<VerifyResult> {
-    const verifier = new ChainVerifier(this.keyring.auditKey());
+  private async verifyIn(em: EntityManager, anchor?: ChainAnchor): Promise<VerifyResult> {
+    const verifier = new ChainVerifier(this.keyring.auditKey(), anchor);
     let after = '0';
     for (;;) {
       const rows: StoredAuditEvent[] = await em.query(
@@ -77,9 +99,19 @@ export class AuditQueryService {
       if (verifier.failed || rows.length < VERIFY_BATCH) break;
       after = rows[rows.length - 1].seq as string;
     }
-    // Events committed after the sealing pass above are not linked yet; their MACs still protect them.
-    const unsealed: StoredAuditEvent[] = await em.query(`SELECT ${COLUMNS} FROM audit_events e WHERE e.seq IS NULL ORDER BY e.id`);
-    unsealed.forEach((r) => verifier.pushUnsealed(r));
-    return verifier.finish(await readHead(em));
+    // None in this snapshot after sealing under the lock; checked anyway, in batches.
+    let afterId = '0';
+    for (;;) {
+      const rows: StoredAuditEvent[] = await em.query(
+        `SELECT ${COLUMNS} FROM audit_events e WHERE e.seq IS NULL AND e.id > $1::bigint ORDER BY e.id LIMIT $2`,
+        [afterId, VERIFY_BATCH],
+      );
+      rows.forEach((r) => verifier.pushUnsealed(r));
+      if (verifier.failed || rows.length < VERIFY_BATCH) break;
+      afterId = rows[rows.length - 1].id;
+    }
+    // The bootstrap admin is created with its audit event: users without any event means the log was emptied.
+    const [{ initialised }] = await em.query('SELECT EXISTS (SELECT 1 FROM users) AS initialised');
+    return verifier.finish(await readHead(em), { initialised });
   }
 }

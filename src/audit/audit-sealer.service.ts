@@ -3,7 +3,8 @@ import { DataSource, EntityManager } from 'typeorm';
 import { KeyringService } from '../crypto/keyring.service';
 import { ChainHead, chainLink, GENESIS_HASH, headMac } from './audit-chain';
 
-const SEAL_LOCK = 7_301_002;
+/** Held by whoever links events into the chain: the sealer (try-lock, per pass) or verify (waits). */
+export const SEAL_LOCK = 7_301_002;
 const BATCH = 1000;
 
 /**
@@ -49,7 +50,10 @@ export class AuditSealer implements OnApplicationShutdown {
   async sealPending(): Promise<number> {
     let total = 0;
     for (;;) {
-      const n = await this.dataSource.transaction((em) => this.sealBatch(em));
+      const n = await this.dataSource.transaction(async (em) => {
+        const [{ locked }] = await em.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [SEAL_LOCK]);
+        return locked ? this.sealBatch(em) : -1;
+      });
       if (n < 0) return total;
       total += n;
       if (n < BATCH) return total;
@@ -61,9 +65,17 @@ export class AuditSealer implements OnApplicationShutdown {
     await this.running;
   }
 
+  /** Seals every unsealed event `em` can see. The caller holds SEAL_LOCK. */
+  async sealAllLocked(em: EntityManager): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.sealBatch(em);
+      total += n;
+      if (n < BATCH) return total;
+    }
+  }
+
   private async sealBatch(em: EntityManager): Promise<number> {
-    const [{ locked }] = await em.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [SEAL_LOCK]);
-    if (!locked) return -1;
     const rows: Array<{ id: string; mac: Buffer }> = await em.query(
       // e.id, not the text alias id: seal in numeric id order
       'SELECT e.id::text AS id, e.mac FROM audit_events e WHERE e.seq IS NULL ORDER BY e.id LIMIT $1',

@@ -2,7 +2,7 @@ import { Controller, Get, Query } from '@nestjs/common';
 import { Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { VerifyResult } from './audit-chain';
-import { AuditEventView, AuditListQuery } from './audit.dto';
+import { AuditEventView, AuditListQuery, VerifyQuery } from './audit.dto';
 import { AuditQueryService } from './audit-query.service';
 
 @Controller('v1/audit-events')
@@ -17,7 +17,7 @@ export class AuditController {
 
   @Roles('auditor', 'admin')
   @Get('verify')
-  verify(): Promise<VerifyResult> {
-    return this.audit.verify();
+  verify(@Query() q: VerifyQuery): Promise<VerifyResult> {
+    return this.audit.verify(q);
   }
 }

@@ -1,5 +1,6 @@
 import { IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 import { PageQuery } from '../common/pagination';
+import { Optional } from '../common/validation';
 import { StoredAuditEvent } from './audit-chain';
 
 export class AuditListQuery extends PageQuery {
@@ -7,6 +8,12 @@ export class AuditListQuery extends PageQuery {
   @IsOptional() @IsString() @MaxLength(100) @Matches(/^[a-z_]+$/) subjectType?: string;
   @IsOptional() @IsString() @MaxLength(200) subjectId?: string;
   @IsOptional() @IsString() @MaxLength(200) actorId?: string;
+}
+
+/** `?headSeq=&headHash=` from an earlier verify, kept outside the database: proves nothing was cut off since. */
+export class VerifyQuery {
+  @Optional() @IsString() @Matches(/^\d{1,18}$/, { message: 'headSeq must be a decimal sequence number' }) headSeq?: string;
+  @Optional() @IsString() @Matches(/^[0-9a-f]{64}$/, { message: 'headHash must be 64 hex characters' }) headHash?: string;
 }
 
 export interface AuditEventView {

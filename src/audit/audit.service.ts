@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { Clock } from '../common/clock';
+import { toStorable } from '../common/text';
 import { KeyringService } from '../crypto/keyring.service';
 import { eventMac, sensitiveHmac } from './audit-chain';
 import { AuditInput } from './audit.types';
@@ -21,7 +22,8 @@ export class AuditService {
 
   async record(em: EntityManager, input: AuditInput): Promise<string> {
     const [{ id }]: Array<{ id: string }> = await em.query("SELECT nextval('audit_events_id_seq')::text AS id");
-    const event = {
+    // toStorable: what is MACed must be exactly what PostgreSQL gives back (no NUL, no lone surrogates)
+    const event = toStorable({
       id,
       at: this.clock.now(),
       type: input.type,
@@ -31,7 +33,7 @@ export class AuditService {
       outcome: input.outcome ?? 'success',
       // JSON round trip now, so the MAC covers exactly what jsonb will give back
       details: JSON.parse(JSON.stringify(input.details ?? {})) as Record<string, unknown>,
-    };
+    });
     await em.query(
       `INSERT INTO audit_events (id, at, type, actor_id, subject_type, subject_id, outcome, details, mac)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

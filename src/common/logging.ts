@@ -18,7 +18,6 @@ export const REDACT_PATHS = [
   '*.secret',
   '*.token',
   '*.accessToken',
-  '*.code',
   'password',
   'secret',
   'token',
@@ -35,7 +34,8 @@ export function loggerParams(config: AppConfig): Params {
       },
       customProps: () => ({ service: 'pam-vault' }),
       serializers: {
-        req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+        // the path only: a query string is client-controlled and could carry anything
+        req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0] }),
       },
       autoLogging: { ignore: (req: IncomingMessage) => (req.url ?? '').startsWith('/health') },
     },

@@ -1,6 +1,7 @@
 import { ArgumentMetadata, ParseUUIDPipe, ValidationError, ValidationPipe } from '@nestjs/common';
 import { ValidateIf } from 'class-validator';
 import { Errors } from './errors';
+import { isStorableText } from './text';
 
 /**
  * Like class-validator's @IsOptional(), except that only an absent field is skipped: an explicit `null` is
@@ -15,12 +16,12 @@ const MAX_PATH_IN_MESSAGE = 100;
  * Checks what class-transformer and PostgreSQL cannot take, before they see it: nesting deep enough to
  * overflow the stack, keys that class-transformer silently drops or uses to change prototypes
  * (`__proto__`, `constructor`, `toString`, ...), so they would escape the unknown-field check, and NUL
- * characters, which no PostgreSQL text value can hold. Names the path, never the value.
+ * characters and lone surrogates, which PostgreSQL cannot store as given. Names the path, never the value.
  */
 export function screenInput(value: unknown, path = '', depth = 0): void {
   const where = () => (path || 'body').slice(0, MAX_PATH_IN_MESSAGE);
   if (typeof value === 'string') {
-    if (value.includes('\u0000')) throw Errors.validation(`${where()}: must not contain NUL characters`);
+    if (!isStorableText(value)) throw Errors.validation(`${where()}: must be valid Unicode text without NUL characters`);
     return;
   }
   if (value === null || typeof value !== 'object') return;
@@ -31,6 +32,7 @@ export function screenInput(value: unknown, path = '', depth = 0): void {
   }
   for (const [key, item] of Object.entries(value)) {
     const at = path ? `${path}.${key}` : key;
+    if (!isStorableText(key)) throw Errors.validation(`${(path || 'body').slice(0, MAX_PATH_IN_MESSAGE)}: field names must be valid Unicode text`);
     if (key in Object.prototype) throw Errors.validation(`${at.slice(0, MAX_PATH_IN_MESSAGE)}: unknown field`);
     screenInput(item, at, depth + 1);
   }

@@ -35,6 +35,7 @@ const schema = z
     VAULT_ARGON2_TIME_COST: intIn(1, 20).default(2),
     VAULT_ARGON2_PARALLELISM: intIn(1, 16).default(1),
     VAULT_AUDIT_SEAL_INTERVAL_MS: intIn(50, 60000).default(1000),
+    VAULT_AUDIT_VERIFY_LOCK_WAIT_MS: intIn(100, 600000).default(10000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => !(c.VAULT_MASTER_KEY && c.VAULT_MASTER_KEY_FILE), {
@@ -57,6 +58,7 @@ export interface AppConfig {
   maxBodyBytes: number;
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   auditSealIntervalMs: number;
+  auditVerifyLockWaitMs: number;
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
@@ -96,6 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       parallelism: c.VAULT_ARGON2_PARALLELISM,
     },
     auditSealIntervalMs: c.VAULT_AUDIT_SEAL_INTERVAL_MS,
+    auditVerifyLockWaitMs: c.VAULT_AUDIT_VERIFY_LOCK_WAIT_MS,
     logLevel: c.LOG_LEVEL,
   };
 }

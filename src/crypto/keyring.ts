@@ -51,17 +51,26 @@ export async function readKeyRows(em: EntityManager): Promise<KeyRow[]> {
   return rows;
 }
 
-/** Creates the first data key and the audit key when the keyring is empty; returns every row. */
+/**
+ * Creates the first data key and the audit key on a new database; returns every row. A keyring with a key
+ * missing, or an empty keyring beside existing secrets or audit events, is refused: quietly making new keys
+ * would leave every secret unreadable or restart the audit chain under a new key.
+ */
 export async function ensureKeyring(em: EntityManager, master: Uint8Array): Promise<KeyRow[]> {
   return em.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [KEYRING_LOCK]);
     const rows = await readKeyRows(tx);
-    for (const purpose of ['data', 'audit'] as const) {
-      if (!rows.some((r) => r.purpose === purpose)) {
-        const wrapped = wrapKey(master, purpose, 1, randomKey());
-        await tx.query('INSERT INTO keyring_keys (purpose, version, wrapped) VALUES ($1, 1, $2)', [purpose, wrapped]);
-        rows.push({ purpose, version: 1, wrapped });
-      }
+    const missing = (['data', 'audit'] as const).filter((p) => !rows.some((r) => r.purpose === p));
+    if (missing.length === 0) return rows;
+    if (rows.length > 0) throw new MasterKeyError(`the keyring has lost its ${missing.join(' and ')} key: restore keyring_keys from a backup`);
+    const [{ used }] = await tx.query(
+      'SELECT EXISTS (SELECT 1 FROM targets) OR EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM audit_events) AS used',
+    );
+    if (used) throw new MasterKeyError('the keyring is empty but the database holds secrets and audit events: restore keyring_keys from a backup');
+    for (const purpose of missing) {
+      const wrapped = wrapKey(master, purpose, 1, randomKey());
+      await tx.query('INSERT INTO keyring_keys (purpose, version, wrapped) VALUES ($1, 1, $2)', [purpose, wrapped]);
+      rows.push({ purpose, version: 1, wrapped });
     }
     return rows;
   });

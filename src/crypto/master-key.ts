@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KEY_BYTES } from './aead';
@@ -10,6 +10,8 @@ export interface MasterKeySource {
   /** 'env' | 'file' | 'dev' — 'dev' means generated under the data folder, not for production. */
   origin: 'env' | 'file' | 'dev';
   devKeyPath?: string;
+  /** The key file is readable by group or others. */
+  looseFilePermissions?: boolean;
 }
 
 /** Decodes a base64 master key; the message never contains the value. */
@@ -38,12 +40,17 @@ export function resolveMasterKey(opts: { masterKey?: string; masterKeyFile?: str
     } catch {
       throw new MasterKeyError(`VAULT_MASTER_KEY_FILE cannot be read: ${opts.masterKeyFile}`);
     }
-    return { key: decodeMasterKey(text, 'VAULT_MASTER_KEY_FILE'), origin: 'file' };
+    const loose = (statSync(opts.masterKeyFile).mode & 0o077) !== 0;
+    return { key: decodeMasterKey(text, 'VAULT_MASTER_KEY_FILE'), origin: 'file', looseFilePermissions: loose };
   }
   const devKeyPath = join(opts.dataDir, 'dev-master.key');
   if (!existsSync(devKeyPath)) {
     mkdirSync(opts.dataDir, { recursive: true });
-    writeFileSync(devKeyPath, randomBytes(KEY_BYTES).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    try {
+      writeFileSync(devKeyPath, randomBytes(KEY_BYTES).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another instance made it first: use theirs
+    }
   }
   chmodSync(devKeyPath, 0o600);
   return { key: decodeMasterKey(readFileSync(devKeyPath, 'utf8'), devKeyPath), origin: 'dev', devKeyPath };

@@ -59,7 +59,7 @@ export class IdentityService implements OnApplicationBootstrap {
 
   /** Resolves a bearer token to its actor: unknown, expired, revoked or disabled-user tokens are refused. */
   async authenticate(token: string): Promise<Actor> {
-    if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) throw Errors.unauthenticated('invalid or expired token');
+    if (typeof token !== 'string' || !token.startsWith(TOKEN_PREFIX) || token.length > 100) throw Errors.unauthenticated('invalid or expired token');
     const rows: Array<{ id: string; username: string; roles: Actor['roles'] }> = await this.dataSource.query(
       `SELECT u.id, u.username, u.roles FROM access_tokens t JOIN users u ON u.id = t.user_id
         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND NOT u.disabled`,

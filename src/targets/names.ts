@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { TargetType } from '../crypto/password-generator';
 
 /**
@@ -11,8 +12,12 @@ export const ACCOUNT_NAME_PATTERNS: Record<TargetType, RegExp> = {
 };
 
 export const TARGET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-/** DNS name or IPv4 / bracketless IPv6 literal. */
-export const HOST_PATTERN = /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^[0-9A-Fa-f:.]{2,45}$/;
+/** DNS name (IP literals are checked with net.isIP: see isValidHost). */
+export const DNS_NAME_PATTERN = /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export function isValidHost(host: string): boolean {
+  return isIP(host) !== 0 || (DNS_NAME_PATTERN.test(host) && !/^[0-9.]+$/.test(host));
+}
 export const ADMIN_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.@-]{0,63}$/;
 export const DATABASE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
 export const HOST_KEY_SHA256_PATTERN = /^(SHA256:)?[A-Za-z0-9+/]{43}=?$/;

@@ -1,12 +1,16 @@
 import { Type } from 'class-transformer';
 import {
-  IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateNested,
+  IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy, ValidateNested,
 } from 'class-validator';
 import { PageQuery } from '../common/pagination';
 import { Optional } from '../common/validation';
 import type { TargetType } from '../crypto/password-generator';
-import { ADMIN_NAME_PATTERN, DATABASE_NAME_PATTERN, HOST_KEY_SHA256_PATTERN, HOST_PATTERN, TARGET_NAME_PATTERN } from './names';
+import { ADMIN_NAME_PATTERN, DATABASE_NAME_PATTERN, HOST_KEY_SHA256_PATTERN, isValidHost, TARGET_NAME_PATTERN } from './names';
 import { TargetEntity, TargetOptions } from './target.entity';
+
+/** A DNS name or an IPv4/IPv6 literal. */
+const IsHost = () =>
+  ValidateBy({ name: 'isHost', validator: { validate: (v: unknown) => typeof v === 'string' && isValidHost(v), defaultMessage: () => 'host must be a DNS name or an IP address' } });
 
 export const TARGET_TYPES: TargetType[] = ['ssh', 'postgres', 'mysql'];
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
@@ -27,7 +31,7 @@ export class TargetOptionsDto implements TargetOptions {
 export class CreateTargetDto {
   @IsString() @Matches(TARGET_NAME_PATTERN, { message: 'name must be 1-100 letters, digits, dots, dashes or underscores' }) name: string;
   @IsIn(TARGET_TYPES) type: TargetType;
-  @IsString() @Matches(HOST_PATTERN, { message: 'host must be a DNS name or an IP address' }) host: string;
+  @IsString() @IsHost() host: string;
   @IsInt() @Min(1) @Max(65535) port: number;
   @IsObject() @ValidateNested() @Type(() => TargetAdminDto) admin: TargetAdminDto;
   @Optional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;
@@ -35,7 +39,7 @@ export class CreateTargetDto {
 
 export class UpdateTargetDto {
   @Optional() @IsString() @Matches(TARGET_NAME_PATTERN, { message: 'name must be 1-100 letters, digits, dots, dashes or underscores' }) name?: string;
-  @Optional() @IsString() @Matches(HOST_PATTERN, { message: 'host must be a DNS name or an IP address' }) host?: string;
+  @Optional() @IsString() @IsHost() host?: string;
   @Optional() @IsInt() @Min(1) @Max(65535) port?: number;
   @Optional() @IsObject() @ValidateNested() @Type(() => TargetAdminDto) admin?: TargetAdminDto;
   @Optional() @IsObject() @ValidateNested() @Type(() => TargetOptionsDto) options?: TargetOptionsDto;

@@ -70,7 +70,7 @@ export class TargetsService {
       if (dto.name !== undefined) changes.name = dto.name;
       if (dto.host !== undefined) changes.host = dto.host;
       if (dto.port !== undefined) changes.port = dto.port;
-      if (dto.options !== undefined) changes.options = checkOptions(current.type, { ...current.options, ...dto.options });
+      if (dto.options !== undefined) changes.options = checkOptions(current.type, { ...current.options, ...definedOnly(dto.options) });
       if (dto.admin !== undefined) {
         changes.adminCredentials = checkAdmin(current.type, dto.admin);
         changes.adminUsername = dto.admin.username;
@@ -119,6 +119,11 @@ function checkAdmin(type: TargetEntity['type'], admin: TargetAdminDto): Array<'p
   if (admin.privateKey && type !== 'ssh') throw Errors.validation('admin.privateKey: only SSH targets take a private key');
   if (admin.passphrase && !admin.privateKey) throw Errors.validation('admin.passphrase: only with a privateKey');
   return [...(admin.password ? (['password'] as const) : []), ...(admin.privateKey ? (['privateKey'] as const) : [])];
+}
+
+/** DTO instances carry every declared field, absent ones as `undefined`: keep only what the client sent. */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function checkOptions(type: TargetEntity['type'], options: TargetOptionsDto): TargetOptions {

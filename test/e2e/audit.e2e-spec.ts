@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { AuditSealer } from '../../src/audit/audit-sealer.service';
+import { AuditSealer, SEAL_LOCK } from '../../src/audit/audit-sealer.service';
 import type { AuditEventView } from '../../src/audit/audit.dto';
 import { encodeCursor } from '../../src/common/pagination';
 import { accountInput, postgresTarget, secretValue, sshTarget } from '../factories';
@@ -221,8 +221,8 @@ describe('audit log (e2e, real PostgreSQL)', () => {
     it('reports an intact log with its count and head hash, having sealed every event', async () => {
       const result = await h.verify();
       const [{ count }] = await vault.db.query<{ count: number }>('SELECT count(*)::int AS count FROM audit_events');
-      const [head] = await vault.db.query<{ hash: Buffer }>('SELECT hash FROM audit_chain_head WHERE id = 1');
-      expect(result).toEqual({ ok: true, count, headHash: head.hash.toString('hex') });
+      const [head] = await vault.db.query<{ hash: Buffer; seq: string }>('SELECT hash, seq::text AS seq FROM audit_chain_head WHERE id = 1');
+      expect(result).toEqual({ ok: true, count, headSeq: head.seq, headHash: head.hash.toString('hex') });
       expect(result.headHash).toMatch(/^[0-9a-f]{64}$/);
       const [{ unsealed }] = await vault.db.query<{ unsealed: number }>('SELECT count(*)::int AS unsealed FROM audit_events WHERE seq IS NULL');
       expect(unsealed).toBe(0);
@@ -377,5 +377,64 @@ describe('audit tamper evidence (e2e, real PostgreSQL, a fresh chain per test)',
     await vault.db.query('DELETE FROM audit_events WHERE seq = $1', [chain[11].seq]);
     await vault.db.query('UPDATE audit_chain_head SET seq = seq - 1');
     expect(await h.verify()).toMatchObject({ ok: false, firstInvalidId: null });
+  });
+});
+
+describe('audit tamper evidence beyond the database (anchors, emptied log, held lock)', () => {
+  let vault: TestVault;
+  let h: ReturnType<typeof auditHelpers>;
+
+  beforeEach(async () => {
+    vault = await startTestVault();
+    const auth = await vault.adminAuth();
+    h = auditHelpers(vault, () => auth);
+    for (let i = 0; i < 3; i++) await h.call('post', '/v1/targets', postgresTarget()).expect(201);
+  });
+  afterEach(() => vault.close());
+
+  const verifyWith = async (anchor: { headSeq: string; headHash: string }) =>
+    (await h.call('get', `/v1/audit-events/verify?headSeq=${anchor.headSeq}&headHash=${anchor.headHash}`).expect(200)).body;
+
+  it('finds the tail cut off and an old head restored, given a head recorded earlier', async () => {
+    const early = await h.verify();
+    const [saved] = await vault.db.query<{ seq: string; hash: Buffer; mac: Buffer }>('SELECT seq::text AS seq, hash, mac FROM audit_chain_head');
+    for (let i = 0; i < 3; i++) await h.call('post', '/v1/targets', postgresTarget()).expect(201);
+    const late = await h.verify();
+    expect(await verifyWith(late)).toMatchObject({ ok: true });
+    expect(await verifyWith(early)).toMatchObject({ ok: true }); // an older anchor is a prefix of the chain
+
+    // the attacker removes the newest events and puts back the head they saved before them
+    await vault.db.query('DELETE FROM audit_events WHERE seq > $1', [saved.seq]);
+    await vault.db.query('UPDATE audit_chain_head SET seq = $1, hash = $2, mac = $3', [saved.seq, saved.hash, saved.mac]);
+    expect(await h.verify()).toMatchObject({ ok: true }); // undetectable from inside the database alone…
+    expect(await verifyWith(late)).toMatchObject({ ok: false, firstInvalidId: null }); // …but not against the anchor
+  });
+
+  it('finds a rewritten chain against an anchor', async () => {
+    const anchor = await h.verify();
+    expect(await verifyWith({ headSeq: anchor.headSeq, headHash: 'f'.repeat(64) })).toMatchObject({ ok: false });
+  });
+
+  it('refuses half an anchor', async () => {
+    const res = await h.call('get', `/v1/audit-events/verify?headSeq=1`).expect(400);
+    expect(res.body.code).toBe('VALIDATION_FAILED');
+  });
+
+  it('finds an emptied log (every event and the head deleted)', async () => {
+    await h.verify();
+    await vault.db.query('DELETE FROM audit_events');
+    await vault.db.query('DELETE FROM audit_chain_head');
+    expect(await h.verify()).toMatchObject({ ok: false, firstInvalidId: null });
+  });
+
+  it('answers 503 rather than a partial verdict while another session holds the sealing lock', async () => {
+    await vault.db.query('SELECT pg_advisory_lock($1)', [SEAL_LOCK]);
+    try {
+      const res = await h.call('get', '/v1/audit-events/verify').expect(503);
+      expect(res.body).toEqual({ statusCode: 503, code: 'UNAVAILABLE', message: expect.any(String) });
+    } finally {
+      await vault.db.query('SELECT pg_advisory_unlock($1)', [SEAL_LOCK]);
+    }
+    expect(await h.verify()).toMatchObject({ ok: true });
   });
 });

@@ -56,6 +56,17 @@ describe('login and bearer tokens (e2e, real PostgreSQL)', () => {
     expect(res.body.code).toBe('UNAUTHENTICATED');
   });
 
+  it('takes the token from the Authorization header only, and never fails on odd token shapes', async () => {
+    const token = (await vault.http().post('/v1/auth/login').send({ username: 'admin', password: ADMIN_PASSWORD }).expect(200)).body.accessToken;
+    // a token in a URL ends up in logs and proxies: refused
+    expect((await vault.http().get(`/v1/me?access_token=${token}`).expect(401)).body.code).toBe('UNAUTHENTICATED');
+    expect((await vault.http().get('/v1/me?access_token=a&access_token=b').expect(401)).body.code).toBe('UNAUTHENTICATED');
+    expect((await vault.http().post('/v1/targets').send({ access_token: token }).expect(401)).body.code).toBe('UNAUTHENTICATED');
+    expect((await vault.http().post('/v1/targets').send({ access_token: {} }).expect(401)).body.code).toBe('UNAUTHENTICATED');
+    expect((await vault.http().post('/v1/targets').send({ access_token: 123 }).expect(401)).body.code).toBe('UNAUTHENTICATED');
+    await vault.http().get('/v1/me').set('Authorization', `bearer ${token}`).expect(200);
+  });
+
   it('refuses an expired or revoked token and a disabled user at once', async () => {
     const login = async () => (await vault.http().post('/v1/auth/login').send({ username: 'admin', password: ADMIN_PASSWORD }).expect(200)).body.accessToken as string;
     const expired = await login();

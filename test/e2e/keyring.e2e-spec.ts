@@ -103,3 +103,23 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
     expect(TEST_ENV.LOG_LEVEL).toBeDefined();
   });
 });
+
+describe('a damaged keyring is refused, never silently replaced', () => {
+  it.each([
+    ['the audit key', "DELETE FROM keyring_keys WHERE purpose = 'audit'", /lost its audit key/],
+    ['every key', 'DELETE FROM keyring_keys', /keyring is empty but the database holds secrets/],
+  ])('refuses to start when %s is gone', async (_what, sql, message) => {
+    const db = await createTestDatabase();
+    const key = randomBytes(32);
+    try {
+      const vault = await startTestVault({ db, masterKey: key });
+      await vault.http().post('/v1/targets').set('Authorization', await vault.adminAuth()).send(postgresTarget()).expect(201);
+      await vault.close();
+      await db.query(sql);
+      await expect(startTestVault({ db, masterKey: key })).rejects.toThrow(message);
+      expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM keyring_keys'))[0].n).toBeLessThan(2);
+    } finally {
+      await db.drop();
+    }
+  });
+});

@@ -53,6 +53,22 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
     await call('get', `/v1/targets/${id}`).expect(404);
   });
 
+  it('keeps options the client did not mention: a PATCH never drops a pinned host key', async () => {
+    const pin = 'SHA256:' + 'A'.repeat(43);
+    const target = (await call('post', '/v1/targets', remember(sshTarget({ options: { hostKeySha256: pin, sudo: false } }))).expect(201)).body;
+    expect(target.options).toEqual({ hostKeySha256: 'A'.repeat(43), sudo: false });
+    expect((await call('patch', `/v1/targets/${target.id}`, { options: { sudo: true } }).expect(200)).body.options).toEqual({ hostKeySha256: 'A'.repeat(43), sudo: true });
+    expect((await call('patch', `/v1/targets/${target.id}`, { options: {} }).expect(200)).body.options).toEqual({ hostKeySha256: 'A'.repeat(43), sudo: true });
+  });
+
+  it.each(['10.0.0.1', '::1', 'fe80::1', 'db-1.internal.example.com'])('accepts host %s', async (host) => {
+    await call('post', '/v1/targets', remember(postgresTarget({ host }))).expect(201);
+  });
+
+  it.each([':::::', '1.2.3', '999.1.1.1', '-db', 'db..example'])('refuses host %s', async (host) => {
+    expect((await call('post', '/v1/targets', postgresTarget({ host })).expect(400)).body.code).toBe('VALIDATION_FAILED');
+  });
+
   it('stores target and account secrets only encrypted, bound to their row', async () => {
     const input = remember(postgresTarget());
     const target = (await call('post', '/v1/targets', input).expect(201)).body;
