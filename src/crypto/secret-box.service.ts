@@ -7,13 +7,16 @@ export interface SecretRef {
   table: string;
   rowId: string;
   column: string;
+  /** Row fields the secret is only valid together with (e.g. a target's host); changing them breaks decryption. */
+  context?: string;
 }
 
 const FORMAT = 1;
 const HEADER = 5; // format byte + uint32 key version
 
 export function secretAd(ref: SecretRef, keyVersion: number): string {
-  return `pam-vault:v${FORMAT}:${ref.table}:${ref.rowId}:${ref.column}:${keyVersion}`;
+  const base = `pam-vault:v${FORMAT}:${ref.table}:${ref.rowId}:${ref.column}:${keyVersion}`;
+  return ref.context === undefined ? base : `${base}:${ref.context}`;
 }
 
 /** Envelope encryption of secrets: format byte, key version, then XChaCha20-Poly1305 box. */

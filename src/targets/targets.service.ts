@@ -17,7 +17,18 @@ export interface TargetAdminSecret {
   passphrase?: string;
 }
 
-const secretRef = (id: string) => ({ table: 'targets', rowId: id, column: 'admin_secret' });
+/**
+ * The admin credential is bound to where it may be used: someone who can write the database but has no key
+ * cannot point a target at their own host (or unpin its SSH key) and have the vault hand the credential there;
+ * the ciphertext simply stops decrypting. The vault re-encrypts when an admin changes these fields.
+ */
+type TargetLocation = Pick<TargetEntity, 'id' | 'type' | 'host' | 'port' | 'adminUsername' | 'options'>;
+const secretRef = (t: TargetLocation) => ({
+  table: 'targets',
+  rowId: t.id,
+  column: 'admin_secret',
+  context: JSON.stringify([t.type, t.host, t.port, t.adminUsername, t.options.hostKeySha256 ?? null]),
+});
 
 @Injectable()
 export class TargetsService {
@@ -32,16 +43,12 @@ export class TargetsService {
     const credentials = checkAdmin(dto.type, dto.admin);
     const id = randomUUID();
     const target = await this.audit.transaction(async (em, audit) => {
+      const location: TargetLocation = { id, type: dto.type, host: dto.host, port: dto.port, adminUsername: dto.admin.username, options };
       const row: Partial<TargetEntity> = {
-        id,
+        ...location,
         name: dto.name,
-        type: dto.type,
-        host: dto.host,
-        port: dto.port,
-        adminUsername: dto.admin.username,
-        adminSecret: this.secrets.encrypt(secretRef(id), JSON.stringify(secretOf(dto.admin))),
+        adminSecret: this.secrets.encrypt(secretRef(location), JSON.stringify(secretOf(dto.admin))),
         adminCredentials: credentials,
-        options,
       };
       await uniqueName(() => em.getRepository(TargetEntity).insert(row));
       await audit({ type: 'target.created', actor, subjectType: 'target', subjectId: id, details: publicDetails(row) });
@@ -74,7 +81,13 @@ export class TargetsService {
       if (dto.admin !== undefined) {
         changes.adminCredentials = checkAdmin(current.type, dto.admin);
         changes.adminUsername = dto.admin.username;
-        changes.adminSecret = this.secrets.encrypt(secretRef(id), JSON.stringify(secretOf(dto.admin)));
+      }
+      const before = secretRef(current);
+      const after = secretRef({ ...current, ...changes });
+      if (dto.admin !== undefined) {
+        changes.adminSecret = this.secrets.encrypt(after, JSON.stringify(secretOf(dto.admin)));
+      } else if (after.context !== before.context) {
+        changes.adminSecret = this.secrets.encrypt(after, this.secrets.decrypt(before, current.adminSecret));
       }
       if (Object.keys(changes).length === 0) return current;
       await uniqueName(() => em.getRepository(TargetEntity).update({ id }, changes));
@@ -102,7 +115,7 @@ export class TargetsService {
 
   /** For connectors (later issues): the decrypted admin credential. Never returned over the API. */
   async adminSecret(target: TargetEntity): Promise<TargetAdminSecret> {
-    return JSON.parse(this.secrets.decrypt(secretRef(target.id), target.adminSecret)) as TargetAdminSecret;
+    return JSON.parse(this.secrets.decrypt(secretRef(target), target.adminSecret)) as TargetAdminSecret;
   }
 
   find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {

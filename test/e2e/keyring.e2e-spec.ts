@@ -1,16 +1,20 @@
 import { randomBytes } from 'node:crypto';
+import { DataSource } from 'typeorm';
 import { MasterKeyError } from '../../src/crypto/master-key';
+import { TargetEntity } from '../../src/targets/target.entity';
+import { TargetsService } from '../../src/targets/targets.service';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { accountInput, postgresTarget } from '../factories';
 import { createTestDatabase, TestDatabase } from '../support/db';
 import { requireBuild, runCli } from '../support/process';
-import { startTestVault, TEST_ENV } from '../support/vault';
+import { startTestVault, TEST_ENV, TestVault } from '../support/vault';
 
 /** Decrypts every stored secret with the running vault's keyring; returns them by row. */
-async function decryptAll(db: TestDatabase, box: SecretBoxService): Promise<Record<string, string>> {
+async function decryptAll(db: TestDatabase, vault: TestVault): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const t of await db.query<{ id: string; admin_secret: Buffer }>('SELECT id, admin_secret FROM targets')) {
-    out[`targets/${t.id}`] = box.decrypt({ table: 'targets', rowId: t.id, column: 'admin_secret' }, t.admin_secret);
+  const box = vault.get(SecretBoxService);
+  for (const t of await vault.get(DataSource).getRepository(TargetEntity).find()) {
+    out[`targets/${t.id}`] = JSON.stringify(await vault.get(TargetsService).adminSecret(t));
   }
   for (const a of await db.query<{ id: string; password_secret: Buffer }>('SELECT id, password_secret FROM accounts')) {
     out[`accounts/${a.id}`] = box.decrypt({ table: 'accounts', rowId: a.id, column: 'password_secret' }, a.password_secret);
@@ -44,7 +48,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
       passwords.push(acct.password);
       await before.http().post('/v1/accounts').set('Authorization', auth).send(acct).expect(201);
     }
-    const plain = await decryptAll(db, before.get(SecretBoxService));
+    const plain = await decryptAll(db, before);
     const ciphertexts = await db.query('SELECT id, password_secret FROM accounts ORDER BY id');
     await before.close();
 
@@ -60,7 +64,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
 
     const after = await startTestVault({ db, masterKey: keyB });
     try {
-      expect(await decryptAll(db, after.get(SecretBoxService))).toEqual(plain);
+      expect(await decryptAll(db, after)).toEqual(plain);
       expect(Object.values(plain)).toEqual(expect.arrayContaining(passwords));
       const verify = await after.http().get('/v1/audit-events/verify').set('Authorization', await after.adminAuth()).expect(200);
       expect(verify.body).toMatchObject({ ok: true });
@@ -89,7 +93,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
       const target = (await vault.http().post('/v1/targets').set('Authorization', auth).send(postgresTarget()).expect(201)).body;
       const [row] = await db.query<{ admin_secret: Buffer }>('SELECT admin_secret FROM targets WHERE id = $1', [target.id]);
       expect(SecretBoxService.parse(row.admin_secret).version).toBe(2);
-      const all = await decryptAll(db, vault.get(SecretBoxService));
+      const all = await decryptAll(db, vault);
       expect(Object.keys(all).length).toBeGreaterThanOrEqual(7);
     } finally {
       await vault.close();

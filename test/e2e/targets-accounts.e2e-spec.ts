@@ -1,4 +1,7 @@
+import { DataSource } from 'typeorm';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
+import { TargetEntity } from '../../src/targets/target.entity';
+import { TargetsService } from '../../src/targets/targets.service';
 import { accountInput, postgresTarget, secretValue, sshTarget } from '../factories';
 import { startTestVault, TestVault } from '../support/vault';
 
@@ -51,6 +54,24 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
 
     await call('delete', `/v1/targets/${id}`).expect(204);
     await call('get', `/v1/targets/${id}`).expect(404);
+  });
+
+  it('binds the admin credential to the target it belongs to: a database-side redirect cannot decrypt it', async () => {
+    const input = remember(sshTarget({ options: { hostKeySha256: 'B'.repeat(43) } }));
+    const created = (await call('post', '/v1/targets', input).expect(201)).body;
+    const targets = vault.get(TargetsService);
+    const load = () => vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: created.id });
+    expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
+
+    // an admin moving the target through the API: the vault re-encrypts and the credential still opens
+    await call('patch', `/v1/targets/${created.id}`, { host: 'moved.example.internal', port: 2222 }).expect(200);
+    expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
+
+    // someone with database access alone redirecting it, or removing the pin: the credential no longer opens
+    await vault.db.query("UPDATE targets SET host = 'attacker.example.net' WHERE id = $1", [created.id]);
+    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
+    await vault.db.query("UPDATE targets SET host = 'moved.example.internal', options = '{}' WHERE id = $1", [created.id]);
+    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
   });
 
   it('keeps options the client did not mention: a PATCH never drops a pinned host key', async () => {
