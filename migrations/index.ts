@@ -1,4 +1,5 @@
 import { Foundation1763798400000 } from './1763798400000-Foundation';
+import { Identity1763812800000 } from './1763812800000-Identity';
 
 /** Every migration, oldest first. A test checks that each file in this folder is listed. */
-export const MIGRATIONS = [Foundation1763798400000];
+export const MIGRATIONS = [Foundation1763798400000, Identity1763812800000];

@@ -8,7 +8,7 @@ import { AccountsModule } from './accounts/accounts.module';
 import { AuditModule } from './audit/audit.module';
 import { Clock } from './common/clock';
 import { AllExceptionsFilter } from './common/exception.filter';
-import { BearerAuthGuard, RolesGuard } from './common/guards';
+import { BearerAuthGuard, MfaGuard, RolesGuard } from './common/guards';
 import { loggerParams } from './common/logging';
 import { createValidationPipe } from './common/validation';
 import { APP_CONFIG, AppConfig } from './config/config';
@@ -24,6 +24,8 @@ export interface VaultRuntime {
   masterKey: Buffer;
   /** Initialised and migrated by the caller. */
   dataSource: DataSource;
+  /** Tests hold time still or move it on. */
+  clock?: Clock;
 }
 
 @Module({})
@@ -49,10 +51,11 @@ export class AppModule {
       providers: [
         { provide: APP_CONFIG, useValue: runtime.config },
         { provide: MASTER_KEY, useValue: runtime.masterKey },
-        Clock,
+        { provide: Clock, useValue: runtime.clock ?? new Clock() },
         SchedulerService,
         { provide: APP_GUARD, useClass: BearerAuthGuard },
         { provide: APP_GUARD, useClass: RolesGuard },
+        { provide: APP_GUARD, useClass: MfaGuard },
         { provide: APP_FILTER, useClass: AllExceptionsFilter },
         { provide: APP_PIPE, useFactory: createValidationPipe },
       ],

@@ -5,6 +5,7 @@ import { NestExpressApplication } from '@nestjs/platform-express';
 import { Logger } from 'nestjs-pino';
 import { DataSource } from 'typeorm';
 import { AppModule } from './app.module';
+import { Clock } from './common/clock';
 import { AppConfig } from './config/config';
 import { dataSourceOptions, runMigrations } from './database/data-source';
 
@@ -25,8 +26,8 @@ export async function openDatabase(url: string): Promise<DataSource> {
  * Builds the HTTP application on an open database (shared by main.ts and the e2e tests). Loads the keyring
  * during init, so a wrong master key fails here, before anything listens.
  */
-export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataSource: DataSource): Promise<INestApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ config, masterKey, dataSource }), {
+export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataSource: DataSource, clock?: Clock): Promise<INestApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ config, masterKey, dataSource, clock }), {
     bufferLogs: true,
     bodyParser: false,
     abortOnError: false,

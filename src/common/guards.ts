@@ -1,9 +1,11 @@
 import { CanActivate, ExecutionContext, Injectable, Logger } from '@nestjs/common';
+import type { Request } from 'express';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import type { Actor, Role } from '../identity/actor';
-import { IS_PUBLIC, ROLES_KEY } from './auth.decorators';
-import { Errors } from './errors';
+import { MfaService } from '../identity/mfa.service';
+import { ALLOW_WITHOUT_MFA, IS_PUBLIC, REQUIRES_MFA, ROLES_KEY } from './auth.decorators';
+import { DomainException, Errors } from './errors';
 
 const isPublic = (reflector: Reflector, ctx: ExecutionContext) =>
   reflector.getAllAndOverride<boolean>(IS_PUBLIC, [ctx.getHandler(), ctx.getClass()]) === true;
@@ -43,6 +45,35 @@ export class RolesGuard implements CanActivate {
     }
     const actor = ctx.switchToHttp().getRequest<{ user?: Actor }>().user;
     if (!actor || !actor.roles.some((r) => allowed.includes(r))) throw Errors.forbidden();
+    return true;
+  }
+}
+
+/**
+ * Global, after roles: a user without TOTP may only enroll (routes marked @AllowWithoutMfa), and a route
+ * marked @RequiresMfa needs a fresh code in `X-MFA-Code`, verified and burned before the handler runs.
+ */
+@Injectable()
+export class MfaGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly mfa: MfaService,
+  ) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    if (isPublic(this.reflector, ctx)) return true;
+    const req = ctx.switchToHttp().getRequest<Request & { user: Actor }>();
+    const actor = req.user;
+    const flag = (key: string) => this.reflector.getAllAndOverride<boolean>(key, [ctx.getHandler(), ctx.getClass()]) === true;
+    if (actor.kind === 'user' && !actor.mfaEnrolled && !flag(ALLOW_WITHOUT_MFA)) {
+      throw new DomainException(403, 'MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp, then /v1/me/mfa/totp/confirm');
+    }
+    if (!flag(REQUIRES_MFA)) return true;
+    if (actor.kind !== 'user') throw Errors.forbidden('this action needs a person with MFA; service tokens cannot perform it');
+    const code = req.headers['x-mfa-code'];
+    if (code === undefined) throw new DomainException(401, 'MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
+    if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException(401, 'MFA_INVALID', 'X-MFA-Code must be 6 digits');
+    await this.mfa.verify(actor, code, req.ip, `${req.method} ${req.route?.path ?? ''}`);
     return true;
   }
 }

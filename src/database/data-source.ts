@@ -2,10 +2,11 @@ import { DataSource, DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
 import { AccountEntity } from '../accounts/account.entity';
 import { AccessTokenEntity } from '../identity/access-token.entity';
+import { ServiceTokenEntity } from '../identity/service-token.entity';
 import { UserEntity } from '../identity/user.entity';
 import { TargetEntity } from '../targets/target.entity';
 
-export const ENTITIES = [UserEntity, AccessTokenEntity, TargetEntity, AccountEntity];
+export const ENTITIES = [UserEntity, AccessTokenEntity, ServiceTokenEntity, TargetEntity, AccountEntity];
 
 /** One definition for the app, the tests and the migration CLI. The schema comes only from migrations. */
 export function dataSourceOptions(url: string, poolSize = 20): DataSourceOptions {

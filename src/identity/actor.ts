@@ -7,4 +7,6 @@ export interface Actor {
   kind: 'user' | 'service';
   name: string;
   roles: Role[];
+  /** Users only: TOTP enrollment is confirmed. Until then a user may only enroll. */
+  mfaEnrolled: boolean;
 }

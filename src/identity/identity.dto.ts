@@ -19,4 +19,5 @@ export interface MeView {
   username: string;
   roles: Role[];
   mfaEnrolled: boolean;
+  kind: 'user' | 'service';
 }

@@ -3,12 +3,19 @@ import { PassportModule } from '@nestjs/passport';
 import { BearerStrategy } from './bearer.strategy';
 import { IdentityController } from './identity.controller';
 import { IdentityService } from './identity.service';
+import { MfaService } from './mfa.service';
 import { PasswordHasher } from './password-hasher';
+import { ServiceTokensController } from './service-tokens.controller';
+import { ServiceTokensService } from './service-tokens.service';
+import { ThrottleService } from './throttle.service';
+import { TotpService } from './totp.service';
+import { UsersController } from './users.controller';
+import { UsersService } from './users.service';
 
 @Module({
   imports: [PassportModule],
-  controllers: [IdentityController],
-  providers: [IdentityService, PasswordHasher, BearerStrategy],
-  exports: [IdentityService, PasswordHasher],
+  controllers: [IdentityController, UsersController, ServiceTokensController],
+  providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService],
+  exports: [IdentityService, PasswordHasher, MfaService],
 })
 export class IdentityModule {}

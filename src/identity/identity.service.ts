@@ -3,18 +3,22 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/comm
 import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
-import { Errors } from '../common/errors';
+import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { Actor } from './actor';
 import { AccessTokenEntity } from './access-token.entity';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
+import { MfaService } from './mfa.service';
 import { PasswordHasher } from './password-hasher';
+import { ThrottleService } from './throttle.service';
 import { UserEntity } from './user.entity';
 
-const TOKEN_PREFIX = 'pvt_';
+export const USER_TOKEN_PREFIX = 'pvt_';
+export const SERVICE_TOKEN_PREFIX = 'pvs_';
 export const hashToken = (token: string) => createHash('sha256').update(token, 'utf8').digest();
+export const newToken = (prefix: string) => prefix + randomBytes(32).toString('base64url');
 
-/** Users, login and bearer-token authentication. */
+/** Login and bearer-token authentication (user login tokens and service tokens). */
 @Injectable()
 export class IdentityService implements OnApplicationBootstrap {
   private readonly logger = new Logger(IdentityService.name);
@@ -23,6 +27,8 @@ export class IdentityService implements OnApplicationBootstrap {
     private readonly dataSource: DataSource,
     private readonly audit: AuditService,
     private readonly hasher: PasswordHasher,
+    private readonly mfa: MfaService,
+    private readonly throttle: ThrottleService,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -31,10 +37,17 @@ export class IdentityService implements OnApplicationBootstrap {
     await this.bootstrapAdmin();
   }
 
+  /**
+   * Password, then (once enrolled) the TOTP code. Failures are throttled per user and per address and
+   * audited; the response never says which part was wrong beyond "the code is required / invalid".
+   */
   async login(dto: LoginDto, address: string | undefined): Promise<LoginResponse> {
     const user = await this.dataSource.getRepository(UserEntity).findOneBy({ username: dto.username.toLowerCase() });
+    const who = { subject: user?.id ?? this.audit.hmacOf(dto.username.toLowerCase()), address };
+    await this.throttle.assertAllowed(who);
     const ok = user && !user.disabled ? await this.hasher.verify(user.passwordHash, dto.password) : await this.hasher.burn(dto.password);
     if (!user || !ok) {
+      await this.throttle.recordFailure(who);
       await this.audit.recordAlone({
         type: 'auth.login',
         actor: null,
@@ -46,31 +59,48 @@ export class IdentityService implements OnApplicationBootstrap {
       });
       throw Errors.unauthenticated('invalid username or password');
     }
-    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const actor = toActor(user);
+    if (actor.mfaEnrolled) {
+      if (dto.code === undefined) {
+        await this.throttle.recordFailure(who);
+        throw new DomainException(401, 'MFA_REQUIRED', 'this user has MFA: send the current TOTP code as `code`');
+      }
+      await this.mfa.verify(actor, dto.code, address, 'login');
+    }
+    const token = newToken(USER_TOKEN_PREFIX);
     const expiresAt = new Date(this.clock.now().getTime() + this.config.tokenTtlSeconds * 1000);
-    const actor: Actor = { id: user.id, kind: 'user', name: user.username, roles: user.roles };
     await this.audit.transaction(async (em, audit) => {
       await em.getRepository(AccessTokenEntity).insert({ id: randomUUID(), userId: user.id, tokenHash: hashToken(token), expiresAt, revokedAt: null });
-      await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { address: address ?? null } });
+      await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { address: address ?? null, mfa: actor.mfaEnrolled } });
     });
-    // MFA enrollment arrives with the identity issue; until then no user can have MFA.
-    return { accessToken: token, expiresAt: expiresAt.toISOString(), mfaEnrollmentRequired: false };
+    await this.throttle.recordSuccess(who);
+    return { accessToken: token, expiresAt: expiresAt.toISOString(), mfaEnrollmentRequired: !actor.mfaEnrolled };
   }
 
-  /** Resolves a bearer token to its actor: unknown, expired, revoked or disabled-user tokens are refused. */
+  /** Resolves a bearer token to its actor: unknown, expired, revoked, or disabled-user tokens are refused. */
   async authenticate(token: string): Promise<Actor> {
-    if (typeof token !== 'string' || !token.startsWith(TOKEN_PREFIX) || token.length > 100) throw Errors.unauthenticated('invalid or expired token');
-    const rows: Array<{ id: string; username: string; roles: Actor['roles'] }> = await this.dataSource.query(
-      `SELECT u.id, u.username, u.roles FROM access_tokens t JOIN users u ON u.id = t.user_id
-        WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND NOT u.disabled`,
-      [hashToken(token), this.clock.now()],
-    );
-    if (rows.length === 0) throw Errors.unauthenticated('invalid or expired token');
-    return { id: rows[0].id, kind: 'user', name: rows[0].username, roles: rows[0].roles };
+    if (typeof token !== 'string' || token.length > 100) throw Errors.unauthenticated('invalid or expired token');
+    const now = this.clock.now();
+    if (token.startsWith(USER_TOKEN_PREFIX)) {
+      const rows: UserRow[] = await this.dataSource.query(
+        `SELECT u.id, u.username, u.roles, u.mfa_secret IS NOT NULL AS "mfaEnrolled" FROM access_tokens t JOIN users u ON u.id = t.user_id
+          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND NOT u.disabled`,
+        [hashToken(token), now],
+      );
+      if (rows.length === 1) return { id: rows[0].id, kind: 'user', name: rows[0].username, roles: rows[0].roles, mfaEnrolled: rows[0].mfaEnrolled };
+    } else if (token.startsWith(SERVICE_TOKEN_PREFIX)) {
+      const rows: Array<{ id: string; name: string; roles: Actor['roles'] }> = await this.dataSource.query(
+        `SELECT id, name, roles FROM service_tokens
+          WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`,
+        [hashToken(token), now],
+      );
+      if (rows.length === 1) return { id: rows[0].id, kind: 'service', name: rows[0].name, roles: rows[0].roles, mfaEnrolled: false };
+    }
+    throw Errors.unauthenticated('invalid or expired token');
   }
 
   me(actor: Actor): MeView {
-    return { id: actor.id, username: actor.name, roles: actor.roles, mfaEnrolled: false };
+    return { id: actor.id, username: actor.name, roles: actor.roles, mfaEnrolled: actor.mfaEnrolled, kind: actor.kind };
   }
 
   /**
@@ -103,4 +133,15 @@ export class IdentityService implements OnApplicationBootstrap {
       );
     }
   }
+}
+
+interface UserRow {
+  id: string;
+  username: string;
+  roles: Actor['roles'];
+  mfaEnrolled: boolean;
+}
+
+export function toActor(user: UserEntity): Actor {
+  return { id: user.id, kind: 'user', name: user.username, roles: user.roles, mfaEnrolled: user.mfaSecret !== null };
 }

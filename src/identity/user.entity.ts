@@ -19,6 +19,21 @@ export class UserEntity {
   @Column({ type: 'boolean', default: false })
   disabled: boolean;
 
+  /** Encrypted TOTP seed once enrollment is confirmed; bound to (users, id, mfa_secret). */
+  @Column({ name: 'mfa_secret', type: 'bytea', nullable: true })
+  mfaSecret: Buffer | null;
+
+  /** Encrypted seed of an enrollment that has not been confirmed yet. */
+  @Column({ name: 'mfa_pending_secret', type: 'bytea', nullable: true })
+  mfaPendingSecret: Buffer | null;
+
+  @Column({ name: 'mfa_enrolled_at', type: 'timestamptz', nullable: true })
+  mfaEnrolledAt: Date | null;
+
+  /** The last TOTP time step accepted for this user: that step and older ones are burned. */
+  @Column({ name: 'mfa_last_step', type: 'bigint', default: 0 })
+  mfaLastStep: string;
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
 

@@ -316,12 +316,14 @@ describe('audit tamper evidence (e2e, real PostgreSQL, a fresh chain per test)',
     vault = await startTestVault();
     auth = await vault.adminAuth();
     h = auditHelpers(vault, () => auth);
-    // 12 events (bootstrap, login, 10 targets): ids and seqs cross from one digit to two
+    // at least 12 events (bootstrap, login, MFA enrollment, 10 targets): ids and seqs cross from one digit to two
     for (let i = 0; i < 10; i++) await h.call('post', '/v1/targets', postgresTarget()).expect(201);
     await vault.get(AuditSealer).sealPending();
-    expect(await h.verify()).toMatchObject({ ok: true, count: 12 });
+    const verified = await h.verify();
     chain = await vault.db.query('SELECT e.id::text AS id, e.seq::text AS seq FROM audit_events e ORDER BY e.seq');
-    expect(chain.map((e) => e.seq)).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12']);
+    expect(chain.length).toBeGreaterThanOrEqual(12);
+    expect(verified).toMatchObject({ ok: true, count: chain.length });
+    expect(chain.map((e) => e.seq)).toEqual(chain.map((_e, i) => String(i + 1)));
   });
   afterEach(() => vault.close());
 
@@ -374,7 +376,7 @@ describe('audit tamper evidence (e2e, real PostgreSQL, a fresh chain per test)',
   });
 
   it('finds a chain head moved back to hide deleted events', async () => {
-    await vault.db.query('DELETE FROM audit_events WHERE seq = $1', [chain[11].seq]);
+    await vault.db.query('DELETE FROM audit_events WHERE seq = $1', [chain[chain.length - 1].seq]);
     await vault.db.query('UPDATE audit_chain_head SET seq = seq - 1');
     expect(await h.verify()).toMatchObject({ ok: false, firstInvalidId: null });
   });

@@ -18,10 +18,10 @@ describe('login and bearer tokens (e2e, real PostgreSQL)', () => {
 
   it('logs the admin in and answers /v1/me', async () => {
     const res = await vault.http().post('/v1/auth/login').send({ username: 'admin', password: ADMIN_PASSWORD }).expect(200);
-    expect(res.body).toEqual({ accessToken: expect.stringMatching(/^pvt_/), expiresAt: expect.any(String), mfaEnrollmentRequired: false });
+    expect(res.body).toEqual({ accessToken: expect.stringMatching(/^pvt_/), expiresAt: expect.any(String), mfaEnrollmentRequired: true });
     expect(new Date(res.body.expiresAt).getTime()).toBeGreaterThan(Date.now());
     const me = await vault.http().get('/v1/me').set('Authorization', `Bearer ${res.body.accessToken}`).expect(200);
-    expect(me.body).toEqual({ id: expect.any(String), username: 'admin', roles: ['admin'], mfaEnrolled: false });
+    expect(me.body).toEqual({ id: expect.any(String), username: 'admin', roles: ['admin'], mfaEnrolled: false, kind: 'user' });
   });
 
   it('stores only a hash of the token', async () => {
@@ -85,16 +85,11 @@ describe('login and bearer tokens (e2e, real PostgreSQL)', () => {
   });
 
   it('refuses a role the route does not allow', async () => {
-    await vault.db.query("UPDATE users SET roles = '{auditor}' WHERE username = 'admin'");
-    try {
-      const token = (await vault.http().post('/v1/auth/login').send({ username: 'admin', password: ADMIN_PASSWORD }).expect(200)).body.accessToken;
-      const res = await vault.http().post('/v1/targets').set('Authorization', `Bearer ${token}`).send({}).expect(403);
-      expect(res.body.code).toBe('FORBIDDEN');
-      await vault.http().get('/v1/audit-events').set('Authorization', `Bearer ${token}`).expect(200);
-      await vault.http().get('/v1/targets').set('Authorization', `Bearer ${token}`).expect(403);
-    } finally {
-      await vault.db.query("UPDATE users SET roles = '{admin}' WHERE username = 'admin'");
-    }
+    const auditor = await vault.createUser(['auditor']);
+    const res = await vault.http().post('/v1/targets').set('Authorization', auditor.auth).send({}).expect(403);
+    expect(res.body.code).toBe('FORBIDDEN');
+    await vault.http().get('/v1/audit-events').set('Authorization', auditor.auth).expect(200);
+    await vault.http().get('/v1/targets').set('Authorization', auditor.auth).expect(403);
   });
 
   it('serves health without a token', async () => {

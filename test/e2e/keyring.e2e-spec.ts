@@ -26,6 +26,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
   let db: TestDatabase;
   const keyA = randomBytes(32);
   const keyB = randomBytes(32);
+  let adminSecret: string;
   const env = (key: Buffer, extra: Record<string, string> = {}) => ({
     DATABASE_URL: db.url,
     VAULT_MASTER_KEY: key.toString('base64'),
@@ -41,6 +42,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
   it('re-wraps the keyring only; every secret decrypts under the new key and the old key is refused', async () => {
     const before = await startTestVault({ db, masterKey: keyA });
     const auth = await before.adminAuth();
+    adminSecret = (await before.admin()).secret;
     const passwords: string[] = [];
     for (let i = 0; i < 3; i++) {
       const target = (await before.http().post('/v1/targets').set('Authorization', auth).send(postgresTarget()).expect(201)).body;
@@ -62,7 +64,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
     // secrets themselves were not rewritten
     expect(await db.query('SELECT id, password_secret FROM accounts ORDER BY id')).toEqual(ciphertexts);
 
-    const after = await startTestVault({ db, masterKey: keyB });
+    const after = await startTestVault({ db, masterKey: keyB, adminSecret });
     try {
       expect(await decryptAll(db, after)).toEqual(plain);
       expect(Object.values(plain)).toEqual(expect.arrayContaining(passwords));
@@ -87,7 +89,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
     const res = runCli(['add-data-key'], env(keyB));
     expect(res.status).toBe(0);
     expect(res.stdout).toMatch(/added data key version 2/);
-    const vault = await startTestVault({ db, masterKey: keyB });
+    const vault = await startTestVault({ db, masterKey: keyB, adminSecret });
     try {
       const auth = await vault.adminAuth();
       const target = (await vault.http().post('/v1/targets').set('Authorization', auth).send(postgresTarget()).expect(201)).body;

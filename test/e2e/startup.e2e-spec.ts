@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createTestDatabase } from '../support/db';
 import { freePort, requireBuild, spawnVault, VaultProcess, waitReady } from '../support/process';
+import { totpAt } from '../support/totp';
 import { TEST_ENV } from '../support/vault';
 
 /** Is a postgres server still running on this data folder? */
@@ -16,14 +17,27 @@ function postgresRunningOn(dataDir: string): boolean {
   }
 }
 
-async function login(port: number, password: string): Promise<string> {
+async function login(port: number, password: string, code?: string): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/v1/auth/login`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password }),
+    body: JSON.stringify({ username: 'admin', password, ...(code ? { code } : {}) }),
   });
   expect(res.status).toBe(200);
   return ((await res.json()) as { accessToken: string }).accessToken;
+}
+
+/** Enrolls TOTP with the given token (real clock); returns the seed. */
+async function enroll(port: number, token: string): Promise<string> {
+  const post = (path: string, body?: object) =>
+    fetch(`http://127.0.0.1:${port}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  const { secret } = (await (await post('/v1/me/mfa/totp')).json()) as { secret: string };
+  expect((await post('/v1/me/mfa/totp/confirm', { code: totpAt(secret, Date.now()) })).status).toBe(200);
+  return secret;
 }
 
 async function stop(proc: VaultProcess): Promise<number | null> {
@@ -57,6 +71,7 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     expect(first.output().split(password).length - 1).toBe(1);
 
     const token = await login(port, password);
+    const secret = await enroll(port, token);
     const created = await fetch(`http://127.0.0.1:${port}/v1/targets`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
@@ -72,7 +87,8 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     await waitReady(port, second, 30_000);
     try {
       expect(second.stderr()).not.toMatch(/Password:/);
-      const again = await login(port, password);
+      // the enrollment burned the current step; the next one is accepted (one step of drift)
+      const again = await login(port, password, totpAt(secret, Date.now(), 1));
       const list = await fetch(`http://127.0.0.1:${port}/v1/targets`, { headers: { authorization: `Bearer ${again}` } });
       expect(((await list.json()) as { items: Array<{ name: string }> }).items.map((t) => t.name)).toEqual(['kept']);
       const verify = await fetch(`http://127.0.0.1:${port}/v1/audit-events/verify`, { headers: { authorization: `Bearer ${again}` } });

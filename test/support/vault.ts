@@ -3,17 +3,37 @@ import { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { createVaultApp, openDatabase } from '../../src/bootstrap';
 import { loadConfig } from '../../src/config/config';
+import type { Role } from '../../src/identity/actor';
+import { TestClock } from './clock';
 import { createTestDatabase, TestDatabase } from './db';
+import { totpAt } from './totp';
 
 export const ADMIN_PASSWORD = 'correct-horse-battery-staple';
+
+/** A logged-in, MFA-enrolled user of the test vault. */
+export interface TestUser {
+  id: string;
+  username: string;
+  password: string;
+  /** TOTP seed (base32), as the user's authenticator app holds it. */
+  secret: string;
+  /** `Bearer …` */
+  auth: string;
+  /** A fresh code: moves the test clock past the last step this user burned, since each step is accepted once. */
+  code(): Promise<string>;
+}
 
 export interface TestVault {
   app: INestApplication;
   db: TestDatabase;
   masterKey: Buffer;
+  clock: TestClock;
   http: () => ReturnType<typeof request>;
-  /** Logs in as admin and returns the `Authorization` header value. */
+  /** Logs in as admin (enrolling TOTP the first time) and returns the `Authorization` header value. */
   adminAuth(): Promise<string>;
+  admin(): Promise<TestUser>;
+  /** Creates a user with these roles, enrolls TOTP and logs in. */
+  createUser(roles: Role[], opts?: { enroll?: boolean }): Promise<TestUser>;
   get<T>(token: { new (...args: never[]): T } | string | symbol): T;
   close(): Promise<void>;
 }
@@ -28,24 +48,62 @@ export const TEST_ENV = {
 };
 
 /** The real application on a fresh database of the real PostgreSQL (no HTTP port: supertest drives it). */
-export async function startTestVault(opts: { db?: TestDatabase; masterKey?: Buffer; env?: Record<string, string> } = {}): Promise<TestVault> {
+export async function startTestVault(
+  opts: { db?: TestDatabase; masterKey?: Buffer; env?: Record<string, string>; adminSecret?: string } = {},
+): Promise<TestVault> {
   const db = opts.db ?? (await createTestDatabase());
   const masterKey = opts.masterKey ?? randomBytes(32);
   const config = loadConfig({ ...TEST_ENV, DATABASE_URL: db.url, VAULT_MASTER_KEY: masterKey.toString('base64'), ...opts.env });
-  const app = await createVaultApp(config, masterKey, await openDatabase(db.url));
+  const clock = new TestClock();
+  const app = await createVaultApp(config, masterKey, await openDatabase(db.url), clock);
   const http = () => request(app.getHttpServer());
-  let auth: string | undefined;
+  /** The code of the first time step after the last one this user burned (moving the test clock there). */
+  const nextCode = async (username: string, secret: string) => {
+    const [row] = await db.query<{ last: string }>('SELECT mfa_last_step::text AS last FROM users WHERE username = $1', [username]);
+    const nextStepStart = (Number(row?.last ?? 0) + 1) * 30_000;
+    const now = clock.now().getTime();
+    if (now < nextStepStart) clock.advance(nextStepStart - now + 1_000);
+    return totpAt(secret, clock.now().getTime());
+  };
+
+  /** Logs in, enrolling TOTP on the way when the user has none yet. */
+  const signIn = async (username: string, password: string, known?: { id: string; secret: string }): Promise<TestUser> => {
+    let secret = known?.secret;
+    const body: Record<string, string> = { username, password };
+    if (secret) body.code = await nextCode(username, secret);
+    const login = await http().post('/v1/auth/login').send(body).expect(200);
+    const auth = `Bearer ${login.body.accessToken}`;
+    if (login.body.mfaEnrollmentRequired) {
+      secret = (await http().post('/v1/me/mfa/totp').set('Authorization', auth).expect(200)).body.secret as string;
+      await http().post('/v1/me/mfa/totp/confirm').set('Authorization', auth).send({ code: await nextCode(username, secret) }).expect(200);
+    }
+    const me = (await http().get('/v1/me').set('Authorization', auth).expect(200)).body;
+    const s = secret as string;
+    return { id: me.id, username, password, secret: s, auth, code: () => nextCode(username, s) };
+  };
+
+  let admin: TestUser | undefined;
+  // a vault restarted on an existing database: the admin's authenticator already holds `adminSecret`
+  const getAdmin = async () => (admin ??= await signIn('admin', ADMIN_PASSWORD, opts.adminSecret ? { id: '', secret: opts.adminSecret } : undefined));
   return {
     app,
     db,
     masterKey,
+    clock,
     http,
     get: (token) => app.get(token as never),
-    adminAuth: async () => {
-      if (auth) return auth;
-      const res = await http().post('/v1/auth/login').send({ username: 'admin', password: ADMIN_PASSWORD }).expect(200);
-      auth = `Bearer ${res.body.accessToken}`;
-      return auth;
+    admin: getAdmin,
+    adminAuth: async () => (await getAdmin()).auth,
+    createUser: async (roles, o = {}) => {
+      const a = await getAdmin();
+      const username = `u${randomBytes(5).toString('hex')}`;
+      const password = `pw-${randomBytes(12).toString('hex')}`;
+      const created = await http().post('/v1/users').set('Authorization', a.auth).send({ username, password, roles }).expect(201);
+      if (o.enroll === false) {
+        const login = await http().post('/v1/auth/login').send({ username, password }).expect(200);
+        return { id: created.body.id, username, password, secret: '', auth: `Bearer ${login.body.accessToken}`, code: async () => '' };
+      }
+      return signIn(username, password);
     },
     close: async () => {
       await app.close();

@@ -1,0 +1,141 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import { AuditService } from '../audit/audit.service';
+import { DomainException, Errors } from '../common/errors';
+import { SecretBoxService } from '../crypto/secret-box.service';
+import { findByIdOrThrow } from '../database/queries';
+import { Actor } from './actor';
+import { ThrottleService } from './throttle.service';
+import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';
+import { UserEntity } from './user.entity';
+
+export const mfaSecretRef = (userId: string, column: 'mfa_secret' | 'mfa_pending_secret') => ({ table: 'users', rowId: userId, column });
+
+/**
+ * TOTP enrollment and verification. A code is accepted once per user: the accepted time step is burned by
+ * one conditional UPDATE (`mfa_last_step < step`), so the same or an older step never passes again, even
+ * for two requests racing with one code. Failures count towards throttling and are audited.
+ */
+@Injectable()
+export class MfaService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly secrets: SecretBoxService,
+    private readonly totp: TotpService,
+    private readonly throttle: ThrottleService,
+  ) {}
+
+  /** Starts (or restarts) enrollment: a new seed, stored encrypted as pending until confirmed. */
+  async startEnrollment(actor: Actor): Promise<{ secret: string; otpauthUri: string }> {
+    this.assertUser(actor);
+    const secret = this.totp.newSecret();
+    await this.audit.transaction(async (em, audit) => {
+      const user = await lockUser(em, actor.id);
+      if (user.mfaSecret) throw Errors.conflict('MFA_ALREADY_ENROLLED', 'MFA is already enrolled; an admin can reset it');
+      await em.getRepository(UserEntity).update(
+        { id: actor.id },
+        { mfaPendingSecret: this.secrets.encrypt(mfaSecretRef(actor.id, 'mfa_pending_secret'), secret) },
+      );
+      await audit({ type: 'mfa.enrollment_started', actor, subjectType: 'user', subjectId: actor.id });
+    });
+    return { secret, otpauthUri: this.totp.uri(actor.name, secret) };
+  }
+
+  async confirmEnrollment(actor: Actor, code: string, address?: string): Promise<{ mfaEnrolled: true }> {
+    this.assertUser(actor);
+    const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
+    if (user.mfaSecret) throw Errors.conflict('MFA_ALREADY_ENROLLED', 'MFA is already enrolled');
+    if (!user.mfaPendingSecret) throw Errors.conflict('MFA_ENROLLMENT_NOT_STARTED', 'start with POST /v1/me/mfa/totp');
+    const pending = this.secrets.decrypt(mfaSecretRef(actor.id, 'mfa_pending_secret'), user.mfaPendingSecret);
+    await this.checkCode(actor, user, pending, code, address, 'enroll', async (em) => {
+      await em.getRepository(UserEntity).update(
+        { id: actor.id },
+        {
+          mfaSecret: this.secrets.encrypt(mfaSecretRef(actor.id, 'mfa_secret'), pending),
+          mfaPendingSecret: null,
+          mfaEnrolledAt: new Date(),
+        },
+      );
+    });
+    return { mfaEnrolled: true };
+  }
+
+  /** Step-up check for an action marked MFA, and the second factor at login. */
+  async verify(actor: Actor, code: string, address: string | undefined, action: string): Promise<void> {
+    this.assertUser(actor);
+    const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
+    if (!user.mfaSecret) throw new DomainException(403, 'MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp');
+    await this.checkCode(actor, user, this.secrets.decrypt(mfaSecretRef(user.id, 'mfa_secret'), user.mfaSecret), code, address, action);
+  }
+
+  /** Admin reset: the user must enroll again; their open sessions end. */
+  async reset(admin: Actor, userId: string): Promise<void> {
+    await this.audit.transaction(async (em, audit) => {
+      await lockUser(em, userId);
+      await em.getRepository(UserEntity).update({ id: userId }, { mfaSecret: null, mfaPendingSecret: null, mfaEnrolledAt: null });
+      await em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [userId]);
+      await audit({ type: 'mfa.reset', actor: admin, subjectType: 'user', subjectId: userId });
+    });
+  }
+
+  private async checkCode(
+    actor: Actor,
+    user: UserEntity,
+    secret: string,
+    code: string,
+    address: string | undefined,
+    action: string,
+    onSuccess?: (em: EntityManager) => Promise<void>,
+  ): Promise<void> {
+    const who = { subject: user.id, address };
+    await this.throttle.assertAllowed(who);
+    const step = await this.totp.matchStep(secret, code);
+    if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid');
+    const burned = await this.audit.transaction(async (em, audit) => {
+      // the one atomic decision: only a step newer than the last accepted one passes
+      const rows: unknown[] = await em.query(
+        'UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2 RETURNING id',
+        [user.id, step],
+      );
+      if (rows.length === 0) return false;
+      await onSuccess?.(em);
+      await audit({ type: action === 'enroll' ? 'mfa.enrolled' : 'mfa.verified', actor, subjectType: 'user', subjectId: user.id, details: { action } });
+      return true;
+    });
+    if (!burned) {
+      const [{ last }] = await this.dataSource.query('SELECT mfa_last_step::text AS last FROM users WHERE id = $1', [user.id]);
+      const next = (Math.max(Number(last), step) + 1) * TOTP_PERIOD_SECONDS * 1000;
+      return this.fail(actor, who, action, 'MFA_REPLAYED', 'this code (or a newer one) was already used; wait for the next code', {
+        nextCodeAt: new Date(next).toISOString(),
+      });
+    }
+    await this.throttle.recordSuccess(who);
+  }
+
+  private async fail(
+    actor: Actor,
+    who: { subject: string; address?: string },
+    action: string,
+    code: 'MFA_INVALID' | 'MFA_REPLAYED',
+    message: string,
+    extra?: Record<string, unknown>,
+  ): Promise<never> {
+    await this.throttle.recordFailure(who);
+    await this.audit.recordAlone({
+      type: 'mfa.failed',
+      actor,
+      subjectType: 'user',
+      subjectId: actor.id,
+      outcome: 'failure',
+      details: { action, reason: code, address: who.address ?? null },
+    });
+    throw new DomainException(401, code, message, extra);
+  }
+
+  private assertUser(actor: Actor): void {
+    if (actor.kind !== 'user') throw Errors.forbidden('service tokens cannot use MFA');
+  }
+}
+
+const lockUser = (em: EntityManager, id: string) => findByIdOrThrow(em, UserEntity, id, 'user', true);

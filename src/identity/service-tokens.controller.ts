@@ -1,0 +1,31 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { CurrentActor, Roles } from '../common/auth.decorators';
+import { Page, PageQuery } from '../common/pagination';
+import { UuidPipe } from '../common/validation';
+import { Actor } from './actor';
+import { ServiceTokensService } from './service-tokens.service';
+import { CreateServiceTokenDto, ServiceTokenView } from './users.dto';
+
+@Controller('v1/service-tokens')
+export class ServiceTokensController {
+  constructor(private readonly tokens: ServiceTokensService) {}
+
+  @Roles('admin')
+  @Post()
+  create(@CurrentActor() actor: Actor, @Body() dto: CreateServiceTokenDto): Promise<{ id: string; token: string }> {
+    return this.tokens.create(actor, dto);
+  }
+
+  @Roles('admin')
+  @Get()
+  list(@Query() q: PageQuery): Promise<Page<ServiceTokenView>> {
+    return this.tokens.list(q);
+  }
+
+  @Roles('admin')
+  @Delete(':id')
+  @HttpCode(204)
+  revoke(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<void> {
+    return this.tokens.revoke(actor, id);
+  }
+}

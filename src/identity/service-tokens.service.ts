@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { AuditService } from '../audit/audit.service';
+import { Clock } from '../common/clock';
+import { Errors } from '../common/errors';
+import { DEFAULT_PAGE_SIZE, decodeCursor, Page, PageQuery, toPage } from '../common/pagination';
+import { findByIdOrThrow } from '../database/queries';
+import { Actor } from './actor';
+import { hashToken, newToken, SERVICE_TOKEN_PREFIX } from './identity.service';
+import { ServiceTokenEntity } from './service-token.entity';
+import { CreateServiceTokenDto, mapServiceToken, ServiceTokenView } from './users.dto';
+
+/** Tokens for schedulers: shown once, stored as a SHA-256, revocable, optionally expiring. */
+@Injectable()
+export class ServiceTokensService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(actor: Actor, dto: CreateServiceTokenDto): Promise<{ id: string; token: string } & ServiceTokenView> {
+    const expiresAt = dto.expiresAt !== undefined ? new Date(dto.expiresAt) : null;
+    if (expiresAt && expiresAt.getTime() <= this.clock.now().getTime()) throw Errors.validation('expiresAt must be in the future');
+    const id = randomUUID();
+    const token = newToken(SERVICE_TOKEN_PREFIX);
+    const row = await this.audit.transaction(async (em, audit) => {
+      await em.getRepository(ServiceTokenEntity).insert({
+        id,
+        name: dto.name,
+        roles: dto.roles,
+        tokenHash: hashToken(token),
+        expiresAt,
+        createdBy: actor.kind === 'user' ? actor.id : null,
+        revokedAt: null,
+      });
+      await audit({
+        type: 'service_token.created',
+        actor,
+        subjectType: 'service_token',
+        subjectId: id,
+        details: { name: dto.name, roles: dto.roles, expiresAt: expiresAt?.toISOString() ?? null },
+      });
+      return em.getRepository(ServiceTokenEntity).findOneByOrFail({ id });
+    });
+    return { ...mapServiceToken(row), id, token };
+  }
+
+  async list(q: PageQuery): Promise<Page<ServiceTokenView>> {
+    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
+    const qb = this.dataSource.getRepository(ServiceTokenEntity).createQueryBuilder('s').orderBy('s.id', 'ASC').limit(limit + 1);
+    const cursor = decodeCursor(q.cursor, ['uuid']);
+    if (cursor) qb.andWhere('s.id > :after', { after: cursor[0] });
+    return toPage(await qb.getMany(), limit, (s) => [s.id], mapServiceToken);
+  }
+
+  /** Revoking twice is fine. */
+  async revoke(actor: Actor, id: string): Promise<void> {
+    await this.audit.transaction(async (em, audit) => {
+      const current = await findByIdOrThrow(em, ServiceTokenEntity, id, 'service token', true);
+      if (current.revokedAt) return;
+      await em.getRepository(ServiceTokenEntity).update({ id }, { revokedAt: this.clock.now() });
+      await audit({ type: 'service_token.revoked', actor, subjectType: 'service_token', subjectId: id, details: { name: current.name } });
+    });
+  }
+}

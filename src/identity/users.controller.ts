@@ -1,0 +1,49 @@
+import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
+import { Page } from '../common/pagination';
+import { UuidPipe } from '../common/validation';
+import { Actor } from './actor';
+import { MfaService } from './mfa.service';
+import { CreateUserDto, UpdateUserDto, UserListQuery, UserView } from './users.dto';
+import { UsersService } from './users.service';
+
+@Controller('v1/users')
+export class UsersController {
+  constructor(
+    private readonly users: UsersService,
+    private readonly mfa: MfaService,
+  ) {}
+
+  @Roles('admin')
+  @Post()
+  create(@CurrentActor() actor: Actor, @Body() dto: CreateUserDto): Promise<UserView> {
+    return this.users.create(actor, dto);
+  }
+
+  @Roles('admin')
+  @Get()
+  list(@Query() q: UserListQuery): Promise<Page<UserView>> {
+    return this.users.list(q);
+  }
+
+  @Roles('admin')
+  @Get(':id')
+  get(@Param('id', UuidPipe) id: string): Promise<UserView> {
+    return this.users.get(id);
+  }
+
+  @Roles('admin')
+  @Patch(':id')
+  update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateUserDto): Promise<UserView> {
+    return this.users.update(actor, id, dto);
+  }
+
+  /** The user must enroll again; the admin proves presence with their own code. */
+  @Roles('admin')
+  @RequiresMfa()
+  @Post(':id/mfa/reset')
+  @HttpCode(204)
+  resetMfa(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<void> {
+    return this.mfa.reset(actor, id);
+  }
+}

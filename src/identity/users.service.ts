@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import { AuditService } from '../audit/audit.service';
+import { Errors } from '../common/errors';
+import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
+import { findByIdOrThrow, isUniqueViolation } from '../database/queries';
+import { Actor } from './actor';
+import { PasswordHasher } from './password-hasher';
+import { UserEntity } from './user.entity';
+import { CreateUserDto, mapUser, UpdateUserDto, UserListQuery, UserView } from './users.dto';
+
+/** Admin management of users: create, list, change roles, disable. */
+@Injectable()
+export class UsersService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly hasher: PasswordHasher,
+  ) {}
+
+  async create(actor: Actor, dto: CreateUserDto): Promise<UserView> {
+    const id = randomUUID();
+    const passwordHash = await this.hasher.hash(dto.password);
+    const user = await this.audit.transaction(async (em, audit) => {
+      try {
+        await em.getRepository(UserEntity).insert({ id, username: dto.username, passwordHash, roles: dto.roles, disabled: false });
+      } catch (e) {
+        if (isUniqueViolation(e)) throw Errors.conflict('USERNAME_TAKEN', 'a user with this username already exists');
+        throw e;
+      }
+      await audit({ type: 'user.created', actor, subjectType: 'user', subjectId: id, details: { username: dto.username, roles: dto.roles } });
+      return em.getRepository(UserEntity).findOneByOrFail({ id });
+    });
+    return mapUser(user);
+  }
+
+  async list(q: UserListQuery): Promise<Page<UserView>> {
+    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
+    const qb = this.dataSource.getRepository(UserEntity).createQueryBuilder('u').orderBy('u.username', 'ASC').limit(limit + 1);
+    const cursor = decodeCursor(q.cursor, ['string']);
+    if (cursor) qb.andWhere('u.username > :after', { after: cursor[0] });
+    return toPage(await qb.getMany(), limit, (u) => [u.username], mapUser);
+  }
+
+  /** Role and disabled changes take effect on the next request: tokens are checked against the user row. */
+  async update(actor: Actor, id: string, dto: UpdateUserDto): Promise<UserView> {
+    const user = await this.audit.transaction(async (em, audit) => {
+      const current = await findByIdOrThrow(em, UserEntity, id, 'user', true);
+      const changes: Partial<UserEntity> = {};
+      if (dto.roles !== undefined) changes.roles = dto.roles;
+      if (dto.disabled !== undefined) changes.disabled = dto.disabled;
+      if (Object.keys(changes).length === 0) return current;
+      const next = { ...current, ...changes };
+      if (current.roles.includes('admin') && !current.disabled && (!next.roles.includes('admin') || next.disabled)) {
+        await assertAnotherAdmin(em, id);
+      }
+      await em.getRepository(UserEntity).update({ id }, changes);
+      if (changes.disabled) await em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [id]);
+      await audit({
+        type: 'user.updated',
+        actor,
+        subjectType: 'user',
+        subjectId: id,
+        details: { before: { roles: current.roles, disabled: current.disabled }, after: { roles: next.roles, disabled: next.disabled } },
+      });
+      return em.getRepository(UserEntity).findOneByOrFail({ id });
+    });
+    return mapUser(user);
+  }
+
+  async get(id: string): Promise<UserView> {
+    return mapUser(await findByIdOrThrow(this.dataSource.manager, UserEntity, id, 'user'));
+  }
+}
+
+/** Never leave the vault without an enabled admin. */
+async function assertAnotherAdmin(em: EntityManager, exceptId: string): Promise<void> {
+  const rows: unknown[] = await em.query(
+    "SELECT id FROM users WHERE id <> $1 AND NOT disabled AND 'admin' = ANY (roles) FOR UPDATE",
+    [exceptId],
+  );
+  if (rows.length === 0) throw Errors.conflict('LAST_ADMIN', 'this is the last enabled admin');
+}
