@@ -94,11 +94,9 @@ export class MfaService {
     if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid');
     const burned = await this.audit.transaction(async (em, audit) => {
       // the one atomic decision: only a step newer than the last accepted one passes
-      const rows: unknown[] = await em.query(
-        'UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2 RETURNING id',
-        [user.id, step],
-      );
-      if (rows.length === 0) return false;
+      // (TypeORM answers a raw UPDATE with [rows, rowCount])
+      const [, updated]: [unknown[], number] = await em.query('UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2', [user.id, step]);
+      if (updated !== 1) return false;
       await onSuccess?.(em);
       await audit({ type: action === 'enroll' ? 'mfa.enrolled' : 'mfa.verified', actor, subjectType: 'user', subjectId: user.id, details: { action } });
       return true;
