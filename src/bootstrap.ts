@@ -36,6 +36,8 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
   app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  // the client address drives per-address throttling and audit: behind a proxy, say which hops to trust
+  if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
   try {
     await app.init();
   } catch (e) {

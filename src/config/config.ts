@@ -29,6 +29,7 @@ const schema = z
       .max(1024, 'must be at most 1024 characters')
       .optional(),
     VAULT_TOKEN_TTL_SECONDS: intIn(60, 86400).default(3600),
+    VAULT_TRUST_PROXY: z.string().regex(/^[A-Za-z0-9.:/, ]{1,200}$/, 'must be a number of hops or a list of trusted proxy addresses/subnets').optional(),
     VAULT_EMBEDDED_PG_PORT: intIn(1024, 65535).default(54329),
     VAULT_MAX_BODY_BYTES: intIn(1024, 10 * 1024 * 1024).default(65536),
     VAULT_ARGON2_MEMORY_KIB: intIn(8192, 4 * 1024 * 1024).default(19456),
@@ -54,6 +55,8 @@ export interface AppConfig {
   host: string;
   bootstrapAdminPassword?: string;
   tokenTtlSeconds: number;
+  /** Express `trust proxy`: which X-Forwarded-For hops to believe for the client address. */
+  trustProxy?: string | number;
   embeddedPgPort: number;
   maxBodyBytes: number;
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
@@ -90,6 +93,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     host: c.VAULT_HOST,
     bootstrapAdminPassword: c.VAULT_BOOTSTRAP_ADMIN_PASSWORD,
     tokenTtlSeconds: c.VAULT_TOKEN_TTL_SECONDS,
+    trustProxy: c.VAULT_TRUST_PROXY === undefined ? undefined : /^\d+$/.test(c.VAULT_TRUST_PROXY) ? Number(c.VAULT_TRUST_PROXY) : c.VAULT_TRUST_PROXY,
     embeddedPgPort: c.VAULT_EMBEDDED_PG_PORT,
     maxBodyBytes: c.VAULT_MAX_BODY_BYTES,
     argon2: {
