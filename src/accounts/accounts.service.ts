@@ -3,8 +3,8 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { DomainException, Errors } from '../common/errors';
-import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
-import { findByIdOrThrow, isUniqueViolation } from '../database/queries';
+import { Page } from '../common/pagination';
+import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { isValidAccountName } from '../targets/names';
@@ -59,13 +59,10 @@ export class AccountsService {
   }
 
   async list(q: AccountListQuery): Promise<Page<AccountView>> {
-    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
-    const qb = this.dataSource.getRepository(AccountEntity).createQueryBuilder('a').orderBy('a.id', 'ASC').limit(limit + 1);
-    const cursor = decodeCursor(q.cursor, ['uuid']);
-    if (cursor) qb.andWhere('a.id > :after', { after: cursor[0] });
-    if (q.targetId) qb.andWhere('a.target_id = :targetId', { targetId: q.targetId });
-    if (q.status) qb.andWhere('a.status = :status', { status: q.status });
-    return toPage(await qb.getMany(), limit, (a) => [a.id], mapAccount);
+    return keysetPage(this.dataSource.manager, AccountEntity, { column: 'id', kind: 'uuid' }, q, mapAccount, (qb) => {
+      if (q.targetId) qb.andWhere('r.target_id = :targetId', { targetId: q.targetId });
+      if (q.status) qb.andWhere('r.status = :status', { status: q.status });
+    });
   }
 
   async get(id: string): Promise<AccountView> {

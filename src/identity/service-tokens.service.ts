@@ -4,8 +4,8 @@ import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
 import { Errors } from '../common/errors';
-import { DEFAULT_PAGE_SIZE, decodeCursor, Page, PageQuery, toPage } from '../common/pagination';
-import { findByIdOrThrow } from '../database/queries';
+import { Page, PageQuery } from '../common/pagination';
+import { findByIdOrThrow, keysetPage } from '../database/queries';
 import { Actor } from './actor';
 import { hashToken, newToken, SERVICE_TOKEN_PREFIX } from './identity.service';
 import { ServiceTokenEntity } from './service-token.entity';
@@ -48,11 +48,7 @@ export class ServiceTokensService {
   }
 
   async list(q: PageQuery): Promise<Page<ServiceTokenView>> {
-    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
-    const qb = this.dataSource.getRepository(ServiceTokenEntity).createQueryBuilder('s').orderBy('s.id', 'ASC').limit(limit + 1);
-    const cursor = decodeCursor(q.cursor, ['uuid']);
-    if (cursor) qb.andWhere('s.id > :after', { after: cursor[0] });
-    return toPage(await qb.getMany(), limit, (s) => [s.id], mapServiceToken);
+    return keysetPage(this.dataSource.manager, ServiceTokenEntity, { column: 'id', kind: 'uuid' }, q, mapServiceToken);
   }
 
   /** Revoking twice is fine. */

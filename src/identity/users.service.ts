@@ -3,8 +3,8 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Errors } from '../common/errors';
-import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
-import { findByIdOrThrow, isUniqueViolation } from '../database/queries';
+import { Page } from '../common/pagination';
+import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
 import { Actor } from './actor';
 import { PasswordHasher } from './password-hasher';
 import { UserEntity } from './user.entity';
@@ -36,11 +36,7 @@ export class UsersService {
   }
 
   async list(q: UserListQuery): Promise<Page<UserView>> {
-    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
-    const qb = this.dataSource.getRepository(UserEntity).createQueryBuilder('u').orderBy('u.username', 'ASC').limit(limit + 1);
-    const cursor = decodeCursor(q.cursor, ['string']);
-    if (cursor) qb.andWhere('u.username > :after', { after: cursor[0] });
-    return toPage(await qb.getMany(), limit, (u) => [u.username], mapUser);
+    return keysetPage(this.dataSource.manager, UserEntity, { column: 'username', kind: 'string' }, q, mapUser);
   }
 
   /** Role and disabled changes take effect on the next request: tokens are checked against the user row. */

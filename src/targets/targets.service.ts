@@ -3,8 +3,8 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Errors } from '../common/errors';
-import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
-import { findByIdOrThrow, isUniqueViolation } from '../database/queries';
+import { Page } from '../common/pagination';
+import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { TargetEntity, TargetOptions } from './target.entity';
@@ -58,12 +58,9 @@ export class TargetsService {
   }
 
   async list(q: TargetListQuery): Promise<Page<TargetView>> {
-    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
-    const qb = this.dataSource.getRepository(TargetEntity).createQueryBuilder('t').orderBy('t.name', 'ASC').limit(limit + 1);
-    const cursor = decodeCursor(q.cursor, ['string']);
-    if (cursor) qb.andWhere('t.name > :after', { after: cursor[0] });
-    if (q.type) qb.andWhere('t.type = :type', { type: q.type });
-    return toPage(await qb.getMany(), limit, (t) => [t.name], mapTarget);
+    return keysetPage(this.dataSource.manager, TargetEntity, { column: 'name', kind: 'string' }, q, mapTarget, (qb) => {
+      if (q.type) qb.andWhere('r.type = :type', { type: q.type });
+    });
   }
 
   async get(id: string): Promise<TargetView> {
