@@ -1,0 +1,238 @@
+import { randomUUID } from 'node:crypto';
+import { METHODS } from 'node:http';
+import type { Test } from 'supertest';
+import { Role, ROLES } from '../../src/identity/actor';
+import { startTestVault, TestUser, TestVault } from '../support/vault';
+
+/**
+ * Route × caller matrix, against the running application on the real PostgreSQL.
+ *
+ * ACCESS below is the source of truth for who may call what (API.md plus the @Roles declarations). The routes
+ * are read from the Express router the application actually built, so a route added later without a row here
+ * fails the first test, and a row whose route is gone fails it too.
+ */
+
+type Access =
+  /** No authentication at all: never answers 401/403. */
+  | { kind: 'public' }
+  /** Not an endpoint: a Nest middleware registered for every method and path; it always passes the request on. */
+  | { kind: 'middleware'; what: string }
+  | {
+      kind: 'roles';
+      roles: readonly Role[];
+      /** @RequiresMfa: a person with a fresh `X-MFA-Code`; without it 401 MFA_REQUIRED, service tokens 403. */
+      stepUp?: true;
+      /** @AllowWithoutMfa: a user who has not enrolled TOTP yet may call it. */
+      beforeEnrollment?: true;
+      /** Only a person can do this (TOTP enrollment): a service token gets 403 FORBIDDEN even with the role. */
+      usersOnly?: true;
+      /** Body for POST/PATCH instead of `{}` (a well-formed one, so the request gets past validation). */
+      body?: Record<string, unknown>;
+    };
+
+const PUBLIC: Access = { kind: 'public' };
+const allow = (roles: readonly Role[], opts: Omit<Extract<Access, { kind: 'roles' }>, 'kind' | 'roles'> = {}): Access => ({ kind: 'roles', roles, ...opts });
+const ANY = ROLES;
+const ADMIN = allow(['admin']);
+
+const ACCESS: Record<string, Access> = {
+  // nestjs-pino (LoggerModule): pino-http and the logger binding, registered by Nest with all() on every path
+  'ALL /{*path}': { kind: 'middleware', what: 'nestjs-pino request logging' },
+
+  'GET /health/live': PUBLIC,
+  'GET /health/ready': PUBLIC,
+
+  // Identity
+  'POST /v1/auth/login': PUBLIC,
+  'GET /v1/me': allow(ANY, { beforeEnrollment: true }),
+  'POST /v1/me/mfa/totp': allow(ANY, { beforeEnrollment: true, usersOnly: true }),
+  'POST /v1/me/mfa/totp/confirm': allow(ANY, { beforeEnrollment: true, usersOnly: true, body: { code: '000000' } }),
+  'POST /v1/users': ADMIN,
+  'GET /v1/users': ADMIN,
+  'GET /v1/users/:id': ADMIN,
+  'PATCH /v1/users/:id': ADMIN,
+  'POST /v1/users/:id/mfa/reset': allow(['admin'], { stepUp: true }),
+  'POST /v1/service-tokens': ADMIN,
+  'GET /v1/service-tokens': ADMIN,
+  'DELETE /v1/service-tokens/:id': ADMIN,
+
+  // Targets
+  'POST /v1/targets': ADMIN,
+  'GET /v1/targets': allow(['admin', 'operator']),
+  'GET /v1/targets/:id': allow(['admin', 'operator']),
+  'PATCH /v1/targets/:id': ADMIN,
+  'DELETE /v1/targets/:id': ADMIN,
+
+  // Accounts
+  'POST /v1/accounts': ADMIN,
+  'GET /v1/accounts': allow(['admin', 'operator', 'approver', 'auditor']),
+  'GET /v1/accounts/:id': allow(['admin', 'operator', 'approver', 'auditor']),
+  'PATCH /v1/accounts/:id': ADMIN,
+  'DELETE /v1/accounts/:id': ADMIN,
+
+  // Audit
+  'GET /v1/audit-events': allow(['auditor', 'admin']),
+  'GET /v1/audit-events/verify': allow(['auditor', 'admin']),
+};
+
+interface ExpressLayer {
+  route?: { path: unknown; methods: Record<string, boolean | undefined> };
+}
+
+const EVERY_METHOD = METHODS.map((m) => m.toLowerCase());
+
+/** `METHOD /path` of every route layer in the Express 5 router (`app.router.stack`); `ALL` for all(). */
+function registeredRoutes(vault: TestVault): string[] {
+  const app = vault.app.getHttpAdapter().getInstance() as { router?: { stack?: ExpressLayer[] } };
+  const stack = app.router?.stack;
+  if (!Array.isArray(stack)) throw new Error('expected an Express 5 application (app.router.stack); the HTTP adapter changed');
+  const out: string[] = [];
+  for (const layer of stack) {
+    if (!layer.route) continue; // app.use() middleware (body parser, ...): not a route
+    const { path, methods } = layer.route;
+    if (typeof path !== 'string') throw new Error(`route with a non-string path: ${String(path)}`);
+    const verbs = Object.keys(methods).filter((m) => methods[m]);
+    if (verbs.includes('_all') || EVERY_METHOD.every((m) => verbs.includes(m))) out.push(`ALL ${path}`);
+    else for (const m of verbs) out.push(`${m.toUpperCase()} ${path}`);
+  }
+  return out;
+}
+
+type Caller =
+  | { name: string; kind: 'user'; roles: Role[]; auth: string; user: TestUser }
+  | { name: string; kind: 'service'; roles: Role[]; auth: string }
+  | { name: string; kind: 'anonymous'; roles: Role[] };
+
+type Expected = { allowed: true } | { status: number; code: string };
+
+function expectationFor(access: Access, caller: Caller): Expected {
+  if (access.kind !== 'roles') return { allowed: true };
+  if (caller.kind === 'anonymous') return { status: 401, code: 'UNAUTHENTICATED' };
+  if (!caller.roles.some((r) => access.roles.includes(r))) return { status: 403, code: 'FORBIDDEN' };
+  if (caller.kind === 'service' && (access.stepUp || access.usersOnly)) return { status: 403, code: 'FORBIDDEN' };
+  if (access.stepUp) return { status: 401, code: 'MFA_REQUIRED' };
+  return { allowed: true };
+}
+
+/** Dummy ids: a fresh UUID for every path parameter, so writes hit nothing that exists. */
+const fillParams = (path: string) => path.replace(/:(\w+)/g, () => randomUUID());
+
+type Verb = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+interface Answer {
+  status: number;
+  code: unknown;
+}
+
+describe('route × role matrix (e2e, real PostgreSQL)', () => {
+  let vault: TestVault;
+  let callers: Caller[];
+
+  /** Sends one request: `{}` (or the row's body) for POST/PUT/PATCH, no body otherwise. */
+  const send = async (route: string, opts: { auth?: string; body?: Record<string, unknown>; mfaCode?: string } = {}): Promise<Answer> => {
+    const [method, path] = route.split(' ');
+    const verb = method.toLowerCase() as Verb;
+    if (!['get', 'post', 'put', 'patch', 'delete'].includes(verb)) throw new Error(`no request helper for ${method} (${route})`);
+    let req: Test = vault.http()[verb](fillParams(path));
+    if (opts.auth) req = req.set('Authorization', opts.auth);
+    if (opts.mfaCode) req = req.set('X-MFA-Code', opts.mfaCode);
+    if (verb === 'post' || verb === 'put' || verb === 'patch') req = req.send(opts.body ?? {});
+    const res = await req;
+    return { status: res.status, code: (res.body as { code?: unknown } | undefined)?.code };
+  };
+
+  /** '' when the answer meets the expectation, else a line describing the mismatch. */
+  const check = (route: string, who: string, expected: Expected, got: Answer): string => {
+    const shown = `${got.status} ${String(got.code)}`;
+    if ('allowed' in expected) {
+      // dummy ids and bodies make 400/404/409 normal; a refusal or a crash is not
+      return [401, 403, 500].includes(got.status) ? `${route} as ${who}: expected to be let through (not 401/403/500), got ${shown}` : '';
+    }
+    return got.status === expected.status && got.code === expected.code ? '' : `${route} as ${who}: expected ${expected.status} ${expected.code}, got ${shown}`;
+  };
+
+  beforeAll(async () => {
+    vault = await startTestVault();
+    const admin = await vault.admin();
+    callers = [];
+    for (const role of ROLES) {
+      const user = await vault.createUser([role]);
+      callers.push({ name: `user[${role}]`, kind: 'user', roles: [role], auth: user.auth, user });
+    }
+    for (const role of ['scheduler', 'auditor'] as const) {
+      const res = await vault.http().post('/v1/service-tokens').set('Authorization', admin.auth).send({ name: `matrix ${role}`, roles: [role] }).expect(201);
+      callers.push({ name: `service-token[${role}]`, kind: 'service', roles: [role], auth: `Bearer ${res.body.token}` });
+    }
+    callers.push({ name: 'no token', kind: 'anonymous', roles: [] });
+  });
+  afterAll(() => vault?.close());
+
+  it('declares every registered route in the table, and every row is a registered route', () => {
+    const registered = registeredRoutes(vault);
+    const problems: string[] = [];
+    for (const r of new Set(registered)) {
+      if (!(r in ACCESS)) problems.push(`route ${r} is registered but has no row in ACCESS: declare who may call it`);
+      else if (ACCESS[r].kind !== 'middleware' && registered.filter((x) => x === r).length > 1) problems.push(`route ${r} is registered more than once`);
+    }
+    for (const r of Object.keys(ACCESS)) if (!registered.includes(r)) problems.push(`ACCESS row ${r} matches no registered route`);
+    if (problems.length > 0) throw new Error(`route table out of date:\n  ${problems.join('\n  ')}`);
+    expect(registered.filter((r) => ACCESS[r]?.kind !== 'middleware').length).toBeGreaterThanOrEqual(20);
+  });
+
+  it.each(Object.entries(ACCESS))('%s: every caller gets what the table says', async (route, access) => {
+    const mismatches: string[] = [];
+    if (access.kind === 'middleware') {
+      // passes every request on: a path nothing handles is a plain 404 for everyone, whatever the method
+      for (const caller of callers) {
+        for (const verb of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']) {
+          const probe = `${verb} /v1/no-such-route/:id`;
+          const got = await send(probe, { auth: 'auth' in caller ? caller.auth : undefined });
+          if (got.status !== 404 || got.code !== 'NOT_FOUND') mismatches.push(`${probe} as ${caller.name}: expected 404 NOT_FOUND, got ${got.status} ${String(got.code)}`);
+        }
+      }
+      expect(mismatches).toEqual([]);
+      return;
+    }
+    const body = access.kind === 'roles' ? access.body : undefined;
+    for (const caller of callers) {
+      const expected = expectationFor(access, caller);
+      mismatches.push(check(route, caller.name, expected, await send(route, { auth: 'auth' in caller ? caller.auth : undefined, body })));
+      // step-up: the same allowed person with a fresh code is let through (the dummy id then makes it a 404)
+      if (access.kind === 'roles' && access.stepUp && caller.kind === 'user' && 'code' in expected && expected.code === 'MFA_REQUIRED') {
+        const got = await send(route, { auth: caller.auth, body, mfaCode: await caller.user.code() });
+        mismatches.push(check(`${route} (with X-MFA-Code)`, caller.name, { allowed: true }, got));
+      }
+    }
+    expect(mismatches.filter(Boolean)).toEqual([]);
+  });
+
+  it.each([
+    ['an admin', ['admin'] as Role[]],
+    ['a user with every role', [...ROLES]],
+  ])('%s who has not enrolled TOTP may only read /v1/me and enroll: 403 MFA_ENROLLMENT_REQUIRED everywhere else', async (_label, roles) => {
+    const pending = await vault.createUser(roles, { enroll: false });
+    const mismatches: string[] = [];
+    for (const route of [...new Set(registeredRoutes(vault))].sort()) {
+      const access = ACCESS[route];
+      if (access?.kind === 'middleware') continue;
+      let expected: Expected;
+      if (access?.kind === 'public' || (access?.kind === 'roles' && access.beforeEnrollment)) expected = { allowed: true };
+      // roles are checked before enrollment: a route this user's roles do not reach stays FORBIDDEN
+      else if (access?.kind === 'roles' && !roles.some((r) => access.roles.includes(r))) expected = { status: 403, code: 'FORBIDDEN' };
+      else expected = { status: 403, code: 'MFA_ENROLLMENT_REQUIRED' };
+      // `{}` bodies here: a made-up confirmation code would count as a failed MFA attempt once enrollment has started
+      mismatches.push(check(route, `unenrolled ${roles.join('+')}`, expected, await send(route, { auth: pending.auth })));
+    }
+    expect(mismatches.filter(Boolean)).toEqual([]);
+    const me = await vault.http().get('/v1/me').set('Authorization', pending.auth).expect(200);
+    expect(me.body).toMatchObject({ id: pending.id, mfaEnrolled: false });
+  });
+
+  it('left the callers intact: the admin and every role user still sign in, nobody was disabled', async () => {
+    const users = (await vault.db.query<{ username: string; disabled: boolean; mfa: boolean }>('SELECT username, disabled, mfa_secret IS NOT NULL AS mfa FROM users'))
+      .filter((u) => u.username === 'admin' || callers.some((c) => c.kind === 'user' && c.user.username === u.username));
+    expect(users).toHaveLength(ROLES.length + 1);
+    for (const u of users) expect(u).toMatchObject({ disabled: false, mfa: true });
+    for (const c of callers) if (c.kind !== 'anonymous') await vault.http().get('/v1/me').set('Authorization', c.auth).expect(200);
+  });
+});
