@@ -5,6 +5,8 @@ export interface TargetOptions {
   hostKeySha256?: string;
   sudo?: boolean;
   database?: string;
+  /** MySQL: the host part of the account names the vault manages (default '%'). */
+  accountHost?: string;
 }
 
 @Entity({ name: 'targets' })

@@ -26,6 +26,7 @@ export class TargetOptionsDto implements TargetOptions {
   @Optional() @IsString() @Matches(HOST_KEY_SHA256_PATTERN, { message: 'hostKeySha256 must be an OpenSSH SHA256 fingerprint' }) hostKeySha256?: string;
   @Optional() @IsBoolean() sudo?: boolean;
   @Optional() @IsString() @Matches(DATABASE_NAME_PATTERN, { message: 'database has characters that are not allowed' }) database?: string;
+  @Optional() @IsString() @Matches(/^[A-Za-z0-9.%_:-]{1,255}$/, { message: 'accountHost must be a MySQL host pattern such as % or 10.0.0.%' }) accountHost?: string;
 }
 
 export class CreateTargetDto {

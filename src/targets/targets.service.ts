@@ -141,10 +141,12 @@ function checkOptions(type: TargetEntity['type'], options: TargetOptionsDto): Ta
     throw Errors.validation('options: hostKeySha256 and sudo are for SSH targets only');
   }
   if (type === 'ssh' && options.database !== undefined) throw Errors.validation('options.database: not for SSH targets');
+  if (type !== 'mysql' && options.accountHost !== undefined) throw Errors.validation('options.accountHost: for MySQL targets only');
   const out: TargetOptions = {};
   if (options.hostKeySha256 !== undefined) out.hostKeySha256 = options.hostKeySha256.replace(/^SHA256:/, '').replace(/=$/, '');
   if (options.sudo !== undefined) out.sudo = options.sudo;
   if (options.database !== undefined) out.database = options.database;
+  if (options.accountHost !== undefined) out.accountHost = options.accountHost;
   return out;
 }
 

@@ -1,0 +1,110 @@
+import { ACCOUNT_NAME_PATTERNS } from '../targets/names';
+import { ConnectorError, isUnreachable } from './connector.errors';
+import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from './connector.interface';
+
+export const DEFAULT_TIMEOUT_MS = 15_000;
+const GROUP_OR_ROLE = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
+const MAX_MESSAGE = 300;
+
+/** Replaces every secret of the call found in a text (and bounds its length). */
+export function redact(text: string, secrets: Array<string | undefined>): string {
+  let out = text;
+  for (const s of secrets) {
+    if (!s) continue;
+    out = out.split(s).join('[REDACTED]');
+    // private keys may be quoted line by line
+    if (s.includes('\n')) for (const line of s.split('\n')) if (line.trim().length >= 8) out = out.split(line).join('[REDACTED]');
+  }
+  return out.length > MAX_MESSAGE ? `${out.slice(0, MAX_MESSAGE)}…` : out;
+}
+
+/**
+ * Wraps a connector so that every call (a) refuses names that fail the type's strict pattern before anything
+ * runs, (b) has a deadline and honours the caller's abort signal, and (c) throws only ConnectorError, with every
+ * secret of the call stripped from its message — driver errors included.
+ */
+export class SafeConnector implements Connector {
+  constructor(private readonly inner: Connector) {}
+
+  get type() {
+    return this.inner.type;
+  }
+
+  verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
+    return this.run(target, [], opts, (o) => this.inner.verify(target, o));
+  }
+
+  rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+    this.checkAccount(target, account);
+    return this.run(target, [account.password], opts, (o) => this.inner.rotate(target, account, o));
+  }
+
+  login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+    this.checkAccount(target, account);
+    return this.run(target, [account.password], opts, (o) => this.inner.login(target, account, o));
+  }
+
+  createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
+    this.checkAccount(target, account);
+    for (const name of [...(access.groups ?? []), ...(access.grantRoles ?? []), ...(access.database ? [access.database] : [])]) {
+      if (!GROUP_OR_ROLE.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
+    }
+    return this.run(target, [account.password], opts, (o) => this.inner.createEphemeral(target, account, access, o));
+  }
+
+  revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+    this.checkName(target, username);
+    return this.run(target, [], opts, (o) => this.inner.revokeEphemeral(target, username, o));
+  }
+
+  terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+    this.checkName(target, username);
+    return this.run(target, [], opts, (o) => this.inner.terminateSessions(target, username, o));
+  }
+
+  private checkName(target: ConnectorTarget, username: string): void {
+    if (typeof username !== 'string' || !ACCOUNT_NAME_PATTERNS[target.type].test(username)) {
+      throw new ConnectorError('TARGET_INVALID_NAME', `the account name is not a valid ${target.type} name`);
+    }
+  }
+
+  private checkAccount(target: ConnectorTarget, account: AccountCredential): void {
+    this.checkName(target, account.username);
+    // passwords travel on stdin lines (chpasswd) and in SQL literals: no control characters
+    if (typeof account.password !== 'string' || account.password.length === 0 || /[\u0000-\u001f\u007f]/.test(account.password)) {
+      throw new ConnectorError('TARGET_INVALID_NAME', 'the password has characters that cannot be set on a target');
+    }
+  }
+
+  private async run<T>(target: ConnectorTarget, extraSecrets: string[], opts: CallOptions | undefined, call: (o: CallOptions) => Promise<T>): Promise<T> {
+    const secrets = [target.adminPassword, target.adminPrivateKey, target.adminPassphrase, ...extraSecrets];
+    const controller = new AbortController();
+    const timeoutMs = opts?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    const onAbort = () => controller.abort();
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts?.signal?.aborted) controller.abort();
+    try {
+      const work = call({ signal: controller.signal, timeoutMs });
+      // a connector that ignores the signal still cannot hold the caller past the deadline
+      const aborted = new Promise<never>((_, reject) =>
+        controller.signal.addEventListener('abort', () => reject(new ConnectorError(timedOut ? 'TARGET_TIMEOUT' : 'TARGET_ERROR', timedOut ? `no answer from the target within ${timeoutMs} ms` : 'the call was aborted')), { once: true }),
+      );
+      work.catch(() => undefined);
+      return await Promise.race([work, aborted]);
+    } catch (e) {
+      if (e instanceof ConnectorError) throw new ConnectorError(e.connectorCode, redact(e.message, secrets));
+      if (timedOut) throw new ConnectorError('TARGET_TIMEOUT', `no answer from the target within ${timeoutMs} ms`);
+      if (isUnreachable(e)) throw new ConnectorError('TARGET_UNREACHABLE', `cannot reach ${target.host}:${target.port}`);
+      const text = e instanceof Error ? e.message : String(e);
+      throw new ConnectorError('TARGET_ERROR', redact(text, secrets));
+    } finally {
+      clearTimeout(timer);
+      opts?.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}

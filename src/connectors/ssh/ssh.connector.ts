@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+import { Client, ConnectConfig } from 'ssh2';
+import { ConnectorError } from '../connector.errors';
+import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+
+/** POSIX single-quoting: the argument reaches the command as one word, whatever it holds. */
+export function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** OpenSSH's SHA256 fingerprint of a host key blob: base64 without padding. */
+export function hostKeyFingerprint(key: Buffer): string {
+  return createHash('sha256').update(key).digest('base64').replace(/=+$/, '');
+}
+
+interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Linux hosts over SSH (ssh2). The host key is pinned (`options.hostKeySha256`; without a pin the presented
+ * key is reported by verify so the vault can record it). Passwords go to `chpasswd` on stdin, never on a
+ * command line; every name has passed a strict pattern and is single-quoted after `--`. With `options.sudo`
+ * the admin runs commands through sudo (its password, if any, on stdin too).
+ */
+export class SshConnector implements Connector {
+  readonly type = 'ssh' as const;
+
+  async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
+    let presented: string | undefined;
+    const result = await this.session(target, adminAuth(target), opts, async (conn) => {
+      const id = await this.exec(conn, target, 'id -u', '', false);
+      if (id.stdout.trim() !== '0' && !target.options.sudo) {
+        throw new ConnectorError('TARGET_ERROR', 'the admin user is not root: set options.sudo to true to run through sudo');
+      }
+      if (target.options.sudo) {
+        const check = await this.exec(conn, target, 'true', '', true);
+        if (check.code !== 0) throw new ConnectorError('TARGET_AUTH_FAILED', 'sudo refused the admin user');
+      }
+      const uname = await this.exec(conn, target, 'uname -sr', '', false);
+      return uname.stdout.trim();
+    }, (fp) => (presented = fp));
+    return { ok: true, serverVersion: result, hostKeySha256: presented };
+  }
+
+  async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+    await this.asAdmin(target, opts, async (conn) => {
+      await this.mustSucceed(conn, target, `id -u -- ${shQuote(account.username)}`, '', false, `user ${account.username} does not exist on the target`);
+      await this.mustSucceed(conn, target, 'chpasswd', `${account.username}:${account.password}\n`, true, 'chpasswd failed');
+    });
+  }
+
+  async login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+    await this.session(target, { username: account.username, password: account.password }, opts, async () => undefined);
+  }
+
+  async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
+    await this.asAdmin(target, opts, async (conn) => {
+      const groups = access.groups?.length ? ` -G ${shQuote(access.groups.join(','))}` : '';
+      await this.mustSucceed(conn, target, `useradd -m -s /bin/bash${groups} -- ${shQuote(account.username)}`, '', true, 'useradd failed');
+      await this.mustSucceed(conn, target, 'chpasswd', `${account.username}:${account.password}\n`, true, 'chpasswd failed');
+    });
+  }
+
+  async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+    await this.asAdmin(target, opts, async (conn) => {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        await this.exec(conn, target, `pkill -KILL -u ${shQuote(username)}`, '', true);
+        const del = await this.exec(conn, target, `userdel -r -- ${shQuote(username)}`, '', true);
+        // 0: removed; 6: no such user (already gone); 12: could not remove the home folder, user is gone
+        if (del.code === 0 || del.code === 6 || del.code === 12) return;
+        await new Promise((r) => setTimeout(r, 200)); // 8: still logged in; the sessions are being killed
+      }
+      throw new ConnectorError('TARGET_ERROR', `userdel of ${username} kept failing`);
+    });
+  }
+
+  async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+    await this.asAdmin(target, opts, async (conn) => {
+      const res = await this.exec(conn, target, `pkill -KILL -u ${shQuote(username)}`, '', true);
+      // 0: killed some; 1: there were none
+      if (res.code !== 0 && res.code !== 1) throw new ConnectorError('TARGET_ERROR', `pkill exited with ${res.code}`);
+    });
+  }
+
+  private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Client) => Promise<T>): Promise<T> {
+    return this.session(target, adminAuth(target), opts, work);
+  }
+
+  private async mustSucceed(conn: Client, target: ConnectorTarget, command: string, stdin: string, privileged: boolean, what: string): Promise<ExecResult> {
+    const res = await this.exec(conn, target, command, stdin, privileged);
+    if (res.code !== 0) throw new ConnectorError('TARGET_ERROR', `${what} (exit ${res.code}): ${res.stderr.trim().slice(0, 200)}`);
+    return res;
+  }
+
+  /** Runs one command; `privileged` adds sudo when the target asks for it (its password first on stdin). */
+  private exec(conn: Client, target: ConnectorTarget, command: string, stdin: string, privileged: boolean): Promise<ExecResult> {
+    let full = command;
+    let input = stdin;
+    if (privileged && target.options.sudo) {
+      if (target.adminPassword) {
+        full = `sudo -S -p '' -- ${command}`;
+        input = `${target.adminPassword}\n${stdin}`;
+      } else {
+        full = `sudo -n -- ${command}`;
+      }
+    }
+    return new Promise((resolve, reject) => {
+      conn.exec(full, (err, stream) => {
+        if (err) return reject(err);
+        let stdout = '';
+        let stderr = '';
+        stream.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+        stream.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+        stream.on('close', (code: number | null) => resolve({ code, stdout, stderr }));
+        stream.end(input);
+      });
+    });
+  }
+
+  private session<T>(
+    target: ConnectorTarget,
+    auth: Pick<ConnectConfig, 'username' | 'password' | 'privateKey' | 'passphrase'>,
+    opts: CallOptions | undefined,
+    work: (c: Client) => Promise<T>,
+    onHostKey?: (fingerprint: string) => void,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const conn = new Client();
+      let hostKeyRefused = false;
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        opts?.signal?.removeEventListener('abort', onAbort);
+        conn.end();
+        fn();
+      };
+      const onAbort = () => finish(() => reject(new ConnectorError('TARGET_TIMEOUT', 'the SSH call was aborted')));
+      opts?.signal?.addEventListener('abort', onAbort, { once: true });
+      conn.on('ready', () => {
+        work(conn).then(
+          (v) => finish(() => resolve(v)),
+          (e) => finish(() => reject(e)),
+        );
+      });
+      conn.on('error', (e: Error & { level?: string }) => {
+        finish(() => {
+          if (hostKeyRefused) reject(new ConnectorError('TARGET_HOST_KEY_MISMATCH', `the host key of ${target.host} does not match the pinned one`));
+          else if (e.level === 'client-authentication') reject(new ConnectorError('TARGET_AUTH_FAILED', `SSH refused the login of ${auth.username}`));
+          else if (e.level === 'client-timeout') reject(new ConnectorError('TARGET_TIMEOUT', `no SSH handshake from ${target.host}:${target.port}`));
+          else reject(e);
+        });
+      });
+      conn.connect({
+        host: target.host,
+        port: target.port,
+        ...auth,
+        readyTimeout: opts?.timeoutMs ?? 15_000,
+        tryKeyboard: false,
+        hostVerifier: (key: Buffer) => {
+          const fp = hostKeyFingerprint(key);
+          onHostKey?.(fp);
+          const pin = target.options.hostKeySha256;
+          if (pin && pin !== fp) {
+            hostKeyRefused = true;
+            return false;
+          }
+          return true;
+        },
+      });
+    });
+  }
+}
+
+function adminAuth(target: ConnectorTarget): Pick<ConnectConfig, 'username' | 'password' | 'privateKey' | 'passphrase'> {
+  return target.adminPrivateKey
+    ? { username: target.adminUsername, privateKey: target.adminPrivateKey, passphrase: target.adminPassphrase }
+    : { username: target.adminUsername, password: target.adminPassword };
+}
