@@ -12,6 +12,7 @@ import { BearerAuthGuard, MfaGuard, RolesGuard } from './common/guards';
 import { loggerParams } from './common/logging';
 import { createValidationPipe } from './common/validation';
 import { APP_CONFIG, AppConfig } from './config/config';
+import { ConnectorsModule } from './connectors/connectors.module';
 import { CryptoModule } from './crypto/crypto.module';
 import { MASTER_KEY } from './crypto/keyring.service';
 import { HealthController } from './health/health.controller';
@@ -42,6 +43,7 @@ export class AppModule {
         }),
         ScheduleModule.forRoot(),
         CryptoModule,
+        ConnectorsModule,
         AuditModule,
         IdentityModule,
         TargetsModule,

@@ -35,6 +35,13 @@ export class TargetsController {
   }
 
   @Roles('admin')
+  @Post(':id/verify')
+  @HttpCode(200)
+  verify(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<{ ok: true; serverVersion?: string }> {
+    return this.targets.verify(actor, id);
+  }
+
+  @Roles('admin')
   @Delete(':id')
   @HttpCode(204)
   remove(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<void> {

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
-import { Errors } from '../common/errors';
+import { DomainException, Errors } from '../common/errors';
+import { ConnectorTarget } from '../connectors/connector.interface';
+import { ConnectorRegistry } from '../connectors/connector.registry';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
 import { SecretBoxService } from '../crypto/secret-box.service';
@@ -36,6 +38,7 @@ export class TargetsService {
     private readonly dataSource: DataSource,
     private readonly audit: AuditService,
     private readonly secrets: SecretBoxService,
+    private readonly connectors: ConnectorRegistry,
   ) {}
 
   async create(actor: Actor, dto: CreateTargetDto): Promise<TargetView> {
@@ -110,9 +113,51 @@ export class TargetsService {
     });
   }
 
-  /** For connectors (later issues): the decrypted admin credential. Never returned over the API. */
+  /** The decrypted admin credential, for connectors only. Never returned over the API. */
   async adminSecret(target: TargetEntity): Promise<TargetAdminSecret> {
     return JSON.parse(this.secrets.decrypt(secretRef(target), target.adminSecret)) as TargetAdminSecret;
+  }
+
+  /** What a connector needs to act on this target as its administrator. */
+  async connectorTarget(target: TargetEntity): Promise<ConnectorTarget> {
+    const admin = await this.adminSecret(target);
+    return {
+      type: target.type,
+      host: target.host,
+      port: target.port,
+      adminUsername: target.adminUsername,
+      adminPassword: admin.password,
+      adminPrivateKey: admin.privateKey,
+      adminPassphrase: admin.passphrase,
+      options: target.options,
+    };
+  }
+
+  /**
+   * Logs in with the admin credential. An SSH target without a pinned host key gets the presented key pinned
+   * now (trust on first verify); later a different key is refused.
+   */
+  async verify(actor: Actor, id: string): Promise<{ ok: true; serverVersion?: string; hostKeySha256?: string }> {
+    const target = await this.find(this.dataSource.manager, id);
+    let result;
+    try {
+      result = await this.connectors.get(target.type).verify(await this.connectorTarget(target));
+    } catch (e) {
+      const code = e instanceof DomainException ? e.code : 'TARGET_ERROR';
+      await this.audit.recordAlone({ type: 'target.verified', actor, subjectType: 'target', subjectId: id, outcome: 'failure', details: { code } });
+      throw e;
+    }
+    const pin = target.type === 'ssh' && !target.options.hostKeySha256 ? result.hostKeySha256 : undefined;
+    await this.audit.transaction(async (em, audit) => {
+      if (pin) {
+        const current = await this.find(em, id, true);
+        const options = { ...current.options, hostKeySha256: pin };
+        const adminSecret = this.secrets.encrypt(secretRef({ ...current, options }), this.secrets.decrypt(secretRef(current), current.adminSecret));
+        await em.getRepository(TargetEntity).update({ id }, { options, adminSecret });
+      }
+      await audit({ type: 'target.verified', actor, subjectType: 'target', subjectId: id, details: { serverVersion: result.serverVersion ?? null, pinnedHostKey: pin ?? null } });
+    });
+    return { ok: true, serverVersion: result.serverVersion, ...(target.type === 'ssh' ? { hostKeySha256: pin ?? target.options.hostKeySha256 } : {}) };
   }
 
   find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {

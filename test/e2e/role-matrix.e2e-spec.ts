@@ -62,6 +62,7 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/targets/:id': allow(['admin', 'operator']),
   'PATCH /v1/targets/:id': ADMIN,
   'DELETE /v1/targets/:id': ADMIN,
+  'POST /v1/targets/:id/verify': ADMIN,
 
   // Accounts
   'POST /v1/accounts': ADMIN,
