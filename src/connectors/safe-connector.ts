@@ -19,7 +19,7 @@ export function redact(text: string, secrets: Array<string | undefined>): string
 }
 
 /**
- * Wraps a connector so that every call (a) refuses names that fail the type's strict pattern before anything
+ * Wraps a connector so that every call (a) refuses names (as a rejected promise, like every other failure) that fail the type's strict pattern before anything
  * runs, (b) has a deadline and honours the caller's abort signal, and (c) throws only ConnectorError, with every
  * secret of the call stripped from its message — driver errors included.
  */
@@ -30,21 +30,21 @@ export class SafeConnector implements Connector {
     return this.inner.type;
   }
 
-  verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
+  async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.run(target, [], opts, (o) => this.inner.verify(target, o));
   }
 
-  rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
     this.checkAccount(target, account);
     return this.run(target, [account.password], opts, (o) => this.inner.rotate(target, account, o));
   }
 
-  login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
     this.checkAccount(target, account);
     return this.run(target, [account.password], opts, (o) => this.inner.login(target, account, o));
   }
 
-  createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
+  async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
     this.checkAccount(target, account);
     for (const name of [...(access.groups ?? []), ...(access.grantRoles ?? []), ...(access.database ? [access.database] : [])]) {
       if (!GROUP_OR_ROLE.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
@@ -52,12 +52,12 @@ export class SafeConnector implements Connector {
     return this.run(target, [account.password], opts, (o) => this.inner.createEphemeral(target, account, access, o));
   }
 
-  revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
     this.checkName(target, username);
     return this.run(target, [], opts, (o) => this.inner.revokeEphemeral(target, username, o));
   }
 
-  terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
     this.checkName(target, username);
     return this.run(target, [], opts, (o) => this.inner.terminateSessions(target, username, o));
   }
