@@ -1,0 +1,231 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, Server } from 'node:net';
+import { Client as PgClient } from 'pg';
+import { createConnection } from 'mysql2/promise';
+import { Client as SshClient } from 'ssh2';
+import { ConnectorError } from '../../src/connectors/connector.errors';
+import { Connector, ConnectorTarget } from '../../src/connectors/connector.interface';
+import { ConnectorRegistry } from '../../src/connectors/connector.registry';
+import { PasswordGenerator, TargetType } from '../../src/crypto/password-generator';
+import { freePort } from '../support/process';
+import { connectMariaDb } from '../support/targets/mariadb';
+import { startScramPostgres } from '../support/targets/postgres';
+import { startSshd } from '../support/targets/sshd';
+
+/**
+ * One conformance suite for every connector (like Vault's dbplugin/v5/testing), against real servers:
+ * OpenSSH sshd, a PostgreSQL cluster with scram-sha-256, and the machine's MariaDB.
+ */
+interface Fixture {
+  target: ConnectorTarget;
+  /** Creates an account on the target the way an administrator would, outside the vault. */
+  createAccount(name: string, password: string): Promise<void>;
+  accountExists(name: string): Promise<boolean>;
+  /** Opens a live session as the account; resolves to a function telling whether it is still alive. */
+  openSession(name: string, password: string): Promise<{ alive(): Promise<boolean>; close(): Promise<void> }>;
+  stop(): Promise<void>;
+}
+
+const fixtures: Record<TargetType, () => Promise<Fixture>> = {
+  ssh: async () => {
+    const sshd = await startSshd();
+    return {
+      target: { type: 'ssh', host: sshd.host, port: sshd.port, adminUsername: sshd.adminUsername, adminPrivateKey: sshd.adminPrivateKey, options: { hostKeySha256: sshd.hostKeySha256 } },
+      createAccount: (n, p) => sshd.createUser(n, p),
+      accountExists: (n) => sshd.userExists(n),
+      openSession: async (n, p) => {
+        const conn = new SshClient();
+        let closed = false;
+        await new Promise<void>((resolve, reject) => {
+          conn.on('ready', () => resolve()).on('error', reject).on('close', () => (closed = true));
+          conn.connect({ host: sshd.host, port: sshd.port, username: n, password: p, hostVerifier: () => true });
+        });
+        // a long-running process owned by the user: what pkill -u must end
+        await new Promise<void>((resolve, reject) => conn.exec('sleep 600', (err) => (err ? reject(err) : resolve())));
+        return {
+          alive: async () => {
+            await new Promise((r) => setTimeout(r, 300));
+            return !closed;
+          },
+          close: async () => void conn.end(),
+        };
+      },
+      stop: () => sshd.stop(),
+    };
+  },
+  postgres: async () => {
+    const pg = await startScramPostgres();
+    return {
+      target: { type: 'postgres', host: pg.host, port: pg.port, adminUsername: pg.adminUsername, adminPassword: pg.adminPassword, options: { database: pg.database } },
+      createAccount: (n, p) => pg.createRole(n, p),
+      accountExists: (n) => pg.roleExists(n),
+      openSession: async (n, p) => {
+        const c = new PgClient({ host: pg.host, port: pg.port, user: n, password: p, database: pg.database });
+        c.on('error', () => undefined);
+        await c.connect();
+        return {
+          alive: () => c.query('SELECT 1').then(() => true, () => false),
+          close: () => c.end().catch(() => undefined),
+        };
+      },
+      stop: () => pg.stop(),
+    };
+  },
+  mysql: async () => {
+    const my = await connectMariaDb();
+    return {
+      target: { type: 'mysql', host: my.host, port: my.port, adminUsername: my.adminUsername, adminPassword: my.adminPassword, options: {} },
+      createAccount: (n, p) => my.createUser(n, p),
+      accountExists: (n) => my.userExists(n),
+      openSession: async (n, p) => {
+        const c = await createConnection({ host: my.host, port: my.port, user: n, password: p });
+        c.on('error', () => undefined);
+        return {
+          alive: () => c.query('SELECT 1').then(() => true, () => false),
+          close: () => c.end().catch(() => undefined),
+        };
+      },
+      stop: () => my.stop(),
+    };
+  },
+};
+
+const HOSTILE = ["'; id; '", '$(touch /tmp/pwned)', '`id`', '-oProxyCommand=id', 'a\nb', 'a"b', "a'b", 'x'.repeat(200), 'root;rm', '../etc', ''];
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConnectorError);
+    return (e as ConnectorError).code;
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (real server)', (type) => {
+  let fx: Fixture;
+  let connector: Connector;
+  const gen = new PasswordGenerator();
+  const name = () => (type === 'ssh' ? `vt_${randomBytes(4).toString('hex')}` : `vt_${randomBytes(4).toString('hex')}`);
+  const password = () => gen.generate(type, { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
+
+  beforeAll(async () => {
+    fx = await fixtures[type]();
+    connector = new ConnectorRegistry().get(type);
+  }, 60_000);
+  afterAll(() => fx?.stop());
+
+  it('verifies with the admin credential and reports the server', async () => {
+    const res = await connector.verify(fx.target);
+    expect(res.ok).toBe(true);
+    expect(res.serverVersion).toEqual(expect.any(String));
+    if (type === 'ssh') expect(res.hostKeySha256).toBe(fx.target.options.hostKeySha256);
+  });
+
+  it('fails verify on bad admin credentials with TARGET_AUTH_FAILED, and the error holds no secret', async () => {
+    const wrong = type === 'ssh' ? { adminPrivateKey: undefined, adminPassword: `wrong-${randomBytes(8).toString('hex')}` } : { adminPassword: `wrong-${randomBytes(8).toString('hex')}` };
+    const target = { ...fx.target, ...wrong };
+    try {
+      await connector.verify(target);
+      throw new Error('verify should fail');
+    } catch (e) {
+      expect((e as ConnectorError).code).toBe('TARGET_AUTH_FAILED');
+      expect(JSON.stringify({ m: (e as Error).message, s: String(e) })).not.toContain(wrong.adminPassword);
+    }
+  });
+
+  it('fails verify on an unreachable host with TARGET_UNREACHABLE', async () => {
+    const port = await freePort();
+    expect(await codeOf(connector.verify({ ...fx.target, port }))).toBe('TARGET_UNREACHABLE');
+  });
+
+  it('gives up on a target that never answers with TARGET_TIMEOUT', async () => {
+    const silent: Server = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as { port: number }).port;
+      expect(await codeOf(connector.verify({ ...fx.target, port }, { timeoutMs: 800 }))).toBe('TARGET_TIMEOUT');
+    } finally {
+      silent.close();
+    }
+  });
+
+  if (type === 'ssh') {
+    it('refuses a changed host key with TARGET_HOST_KEY_MISMATCH', async () => {
+      const target = { ...fx.target, options: { hostKeySha256: 'A'.repeat(43) } };
+      expect(await codeOf(connector.verify(target))).toBe('TARGET_HOST_KEY_MISMATCH');
+    });
+  }
+
+  it('rotates: the new password logs in, the old one stops working', async () => {
+    const account = name();
+    const oldPw = password();
+    await fx.createAccount(account, oldPw);
+    await connector.login(fx.target, { username: account, password: oldPw });
+    const newPw = password();
+    await connector.rotate(fx.target, { username: account, password: newPw });
+    await connector.login(fx.target, { username: account, password: newPw });
+    expect(await codeOf(connector.login(fx.target, { username: account, password: oldPw }))).toBe('TARGET_AUTH_FAILED');
+  });
+
+  it('keeps the new password out of the error when rotating an account that does not exist', async () => {
+    const newPw = password();
+    try {
+      await connector.rotate(fx.target, { username: name(), password: newPw });
+      throw new Error('rotate should fail');
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConnectorError);
+      expect((e as Error).message).not.toContain(newPw);
+    }
+  });
+
+  it.each(HOSTILE)('refuses the hostile name %j before anything runs', async (hostile) => {
+    // an unreachable port: a refusal by the name check answers TARGET_INVALID_NAME, anything that ran would not
+    const offline = { ...fx.target, port: await freePort() };
+    for (const call of [
+      connector.rotate(offline, { username: hostile, password: password() }),
+      connector.login(offline, { username: hostile, password: password() }),
+      connector.createEphemeral(offline, { username: hostile, password: password() }, {}),
+      connector.revokeEphemeral(offline, hostile),
+      connector.terminateSessions(offline, hostile),
+    ]) {
+      expect(await codeOf(call)).toBe('TARGET_INVALID_NAME');
+    }
+  });
+
+  it('refuses hostile group, role or database names in ephemeral access', async () => {
+    const offline = { ...fx.target, port: await freePort() };
+    for (const access of [{ groups: ['wheel;id'] }, { grantRoles: ['"; DROP ROLE x; --'] }, { database: "a'b" }]) {
+      expect(await codeOf(connector.createEphemeral(offline, { username: name(), password: password() }, access))).toBe('TARGET_INVALID_NAME');
+    }
+  });
+
+  it('creates a one-time account, ends its live sessions, and removes it (twice is fine)', async () => {
+    const account = name();
+    const pw = password();
+    await connector.createEphemeral(fx.target, { username: account, password: pw }, {});
+    expect(await fx.accountExists(account)).toBe(true);
+    await connector.login(fx.target, { username: account, password: pw });
+    const session = await fx.openSession(account, pw);
+    expect(await session.alive()).toBe(true);
+    await connector.terminateSessions(fx.target, account);
+    expect(await session.alive()).toBe(false);
+    await session.close();
+
+    await connector.revokeEphemeral(fx.target, account);
+    expect(await fx.accountExists(account)).toBe(false);
+    expect(await codeOf(connector.login(fx.target, { username: account, password: pw }))).toBe('TARGET_AUTH_FAILED');
+    await connector.revokeEphemeral(fx.target, account); // already gone: still succeeds
+  });
+
+  it('revokes an account that still has a live session', async () => {
+    const account = name();
+    const pw = password();
+    await connector.createEphemeral(fx.target, { username: account, password: pw }, {});
+    const session = await fx.openSession(account, pw);
+    await connector.revokeEphemeral(fx.target, account);
+    expect(await session.alive()).toBe(false);
+    expect(await fx.accountExists(account)).toBe(false);
+    await session.close();
+  });
+});
