@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -40,16 +40,47 @@ async function enroll(port: number, token: string): Promise<string> {
   return secret;
 }
 
+function track(proc: VaultProcess): VaultProcess {
+  started.push(proc);
+  return proc;
+}
+
 async function stop(proc: VaultProcess): Promise<number | null> {
   proc.child.kill('SIGTERM');
   return proc.exited;
 }
 
+/** Whatever a test started is stopped and removed, even when an assertion failed half-way. */
+const started: VaultProcess[] = [];
+const folders: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  folders.push(dir);
+  return dir;
+};
+
 describe('the start command on a fresh machine (built vault, embedded PostgreSQL)', () => {
   beforeAll(() => requireBuild());
+  afterEach(async () => {
+    for (const proc of started.splice(0)) {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill('SIGTERM');
+        await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 10_000))]);
+        proc.child.kill('SIGKILL');
+      }
+    }
+    for (const dir of folders.splice(0)) {
+      try {
+        execFileSync('pkill', ['-KILL', '-f', `${dir}/pg`]);
+      } catch {
+        /* nothing left running: the normal case */
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('starts on an embedded database, survives a restart, and stops it cleanly on SIGTERM', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'vault-data-'));
+    const dataDir = tempDir('vault-data-');
     const env = {
       VAULT_DATA_DIR: dataDir,
       PORT: String(await freePort()),
@@ -60,7 +91,7 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     };
     const port = Number(env.PORT);
 
-    const first = spawnVault(env);
+    const first = track(spawnVault(env));
     const ms = await waitReady(port, first, 30_000);
     expect(ms).toBeLessThan(30_000);
     expect(first.stderr()).toMatch(/WARNING: no VAULT_MASTER_KEY/);
@@ -83,7 +114,7 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     expect(first.stderr()).toMatch(/SIGTERM received/);
     expect(postgresRunningOn(dataDir)).toBe(false);
 
-    const second = spawnVault(env);
+    const second = track(spawnVault(env));
     await waitReady(port, second, 30_000);
     try {
       expect(second.stderr()).not.toMatch(/Password:/);
@@ -103,11 +134,11 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     const db = await createTestDatabase();
     try {
       const base = { DATABASE_URL: db.url, PORT: String(await freePort()), LOG_LEVEL: 'warn', ...pick(TEST_ENV) };
-      const ok = spawnVault({ ...base, VAULT_MASTER_KEY: randomBytes(32).toString('base64') });
+      const ok = track(spawnVault({ ...base, VAULT_MASTER_KEY: randomBytes(32).toString('base64') }));
       await waitReady(Number(base.PORT), ok, 30_000);
       expect(await stop(ok)).toBe(0);
 
-      const wrong = spawnVault({ ...base, VAULT_MASTER_KEY: randomBytes(32).toString('base64') });
+      const wrong = track(spawnVault({ ...base, VAULT_MASTER_KEY: randomBytes(32).toString('base64') }));
       const code = await wrong.exited;
       expect(code).not.toBe(0);
       const lines = wrong.stderr().trim().split('\n');
@@ -124,7 +155,7 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     [{ VAULT_MASTER_KEY: 'too-short' }, /^pam-vault: VAULT_MASTER_KEY must decode to exactly 32 bytes/],
     [{ VAULT_MASTER_KEY_FILE: '/nonexistent/key' }, /^pam-vault: VAULT_MASTER_KEY_FILE cannot be read/],
   ])('refuses bad configuration %j with one line and a non-zero exit', async (env, message) => {
-    const proc = spawnVault({ VAULT_DATA_DIR: mkdtempSync(join(tmpdir(), 'vault-cfg-')), ...env });
+    const proc = track(spawnVault({ VAULT_DATA_DIR: tempDir('vault-cfg-'), ...env }));
     expect(await proc.exited).not.toBe(0);
     const lines = proc.stderr().trim().split('\n');
     expect(lines).toHaveLength(1);

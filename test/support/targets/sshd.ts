@@ -63,7 +63,8 @@ export interface SshdOptions {
 /**
  * Starts a throwaway sshd and resolves once it listens (typically ~100 ms).
  *
- * Configuration highlights: password authentication on (through PAM, as on a stock Debian server),
+ * Needs the privilege-separation dir /run/sshd (created here: no systemd unit does it for us).
+ * Configuration highlights: password authentication on (through PAM by default, as on a stock Debian server),
  * keyboard-interactive off (so a password login is exactly the `password` method), root by key only,
  * `AuthorizedKeysFile <tmp>/authorized_keys/%u`, and `StrictModes no` (the temp dir lives under the
  * world-writable /tmp, which StrictModes would reject for the authorized_keys path).
@@ -309,15 +310,16 @@ async function deleteUser(name: string): Promise<void> {
 }
 
 /**
- * useradd/chpasswd/userdel fail with exit code 10 (or 1 for chpasswd) when another process holds the
- * passwd/shadow lock — e.g. the other jest worker, or a connector creating an account at the same time.
+ * useradd/chpasswd fail ("cannot lock /etc/passwd; try again later", or through PAM "Authentication token
+ * manipulation error") when another process holds the passwd/shadow lock — e.g. the other jest worker, or a
+ * connector creating an account at the same time. Retried for up to ~2 s.
  */
 async function withPasswdLock<T>(fn: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (e) {
-      if (attempt >= 20 || !/cannot lock|try again later|Cannot lock/i.test((e as Error).message)) throw e;
+      if (attempt >= 20 || !/cannot lock|try again later|token manipulation error/i.test((e as Error).message)) throw e;
       await sleep(100);
     }
   }
