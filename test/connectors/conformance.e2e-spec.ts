@@ -97,6 +97,8 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
     await p;
   } catch (e) {
     expect(e).toBeInstanceOf(ConnectorError);
+    // an unexpected generic failure says why, so a flaky target can be told from a connector bug
+    if ((e as ConnectorError).code === 'TARGET_ERROR') return `TARGET_ERROR (${(e as Error).message})`;
     return (e as ConnectorError).code;
   }
   throw new Error('expected the call to fail');

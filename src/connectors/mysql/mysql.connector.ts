@@ -2,7 +2,8 @@ import { Connection, createConnection } from 'mysql2/promise';
 import { ConnectorError } from '../connector.errors';
 import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
 
-const AUTH_FAILED = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR']);
+/** Refusals of a login: bad password, no such account, or no account for this client host. */
+const AUTH_FAILED = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_HOST_NOT_PRIVILEGED', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR']);
 /** Privilege words a grant may use: anything else is refused rather than spliced into SQL. */
 const PRIVILEGE = /^(ALL|ALL PRIVILEGES|SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|INDEX|ALTER|EXECUTE|SHOW VIEW|CREATE VIEW|TRIGGER|REFERENCES|LOCK TABLES|CREATE TEMPORARY TABLES|EVENT|PROCESS|RELOAD)$/i;
 /** `db.*`, `db.table` or `*.*`, each part a plain identifier. */
