@@ -18,6 +18,7 @@ import { MASTER_KEY } from './crypto/keyring.service';
 import { HealthController } from './health/health.controller';
 import { IdentityModule } from './identity/identity.module';
 import { SchedulerService } from './scheduler/scheduler.service';
+import { RotationModule } from './rotation/rotation.module';
 import { TargetsModule } from './targets/targets.module';
 
 export interface VaultRuntime {
@@ -48,6 +49,7 @@ export class AppModule {
         IdentityModule,
         TargetsModule,
         AccountsModule,
+        RotationModule,
       ],
       controllers: [HealthController],
       providers: [

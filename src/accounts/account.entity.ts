@@ -1,6 +1,9 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
 import type { AccountPolicy } from './policy';
 
+/** Where an account's password ciphertext is bound (associated data). */
+export const accountSecretRef = (id: string) => ({ table: 'accounts', rowId: id, column: 'password_secret' });
+
 export type AccountStatus = 'available' | 'checked_out' | 'rotating' | 'needs_attention';
 
 @Entity({ name: 'accounts' })
@@ -17,9 +20,17 @@ export class AccountEntity {
   @Column({ type: 'text', default: 'available' })
   status: AccountStatus;
 
-  /** Encrypted current password; bound to (accounts, id, password_secret). */
-  @Column({ name: 'password_secret', type: 'bytea' })
-  passwordSecret: Buffer;
+  /** Encrypted current password; bound to (accounts, id, password_secret). Null until onboarding sets one. */
+  @Column({ name: 'password_secret', type: 'bytea', nullable: true })
+  passwordSecret: Buffer | null;
+
+  /** When the scheduler rotates it next (last rotation, or creation, plus the policy's interval). */
+  @Column({ name: 'next_rotation_at', type: 'timestamptz', nullable: true })
+  nextRotationAt: Date | null;
+
+  /** Consecutive failed rotations; at the configured limit the account is needs_attention. */
+  @Column({ name: 'rotation_failures', type: 'integer', default: 0 })
+  rotationFailures: number;
 
   @Column({ type: 'jsonb' })
   policy: AccountPolicy;

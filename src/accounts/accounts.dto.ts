@@ -31,6 +31,7 @@ export interface AccountView {
   username: string;
   status: AccountStatus;
   lastRotatedAt: string | null;
+  nextRotationAt: string | null;
   policy: AccountPolicy;
   createdAt: string;
   updatedAt: string;
@@ -43,6 +44,7 @@ export function mapAccount(a: AccountEntity): AccountView {
     username: a.username,
     status: a.status,
     lastRotatedAt: a.lastRotatedAt ? a.lastRotatedAt.toISOString() : null,
+    nextRotationAt: a.nextRotationAt ? a.nextRotationAt.toISOString() : null,
     policy: a.policy,
     createdAt: a.createdAt.toISOString(),
     updatedAt: a.updatedAt.toISOString(),

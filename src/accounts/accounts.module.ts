@@ -1,7 +1,8 @@
 import { Module } from '@nestjs/common';
+import { RotationModule } from '../rotation/rotation.module';
 import { TargetsModule } from '../targets/targets.module';
 import { AccountsController } from './accounts.controller';
 import { AccountsService } from './accounts.service';
 
-@Module({ imports: [TargetsModule], controllers: [AccountsController], providers: [AccountsService], exports: [AccountsService] })
+@Module({ imports: [TargetsModule, RotationModule], controllers: [AccountsController], providers: [AccountsService], exports: [AccountsService] })
 export class AccountsModule {}

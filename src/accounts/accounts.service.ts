@@ -9,11 +9,12 @@ import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { isValidAccountName } from '../targets/names';
 import { TargetsService } from '../targets/targets.service';
-import { AccountEntity } from './account.entity';
+import { RotationService } from '../rotation/rotation.service';
+import { Clock } from '../common/clock';
+import { AccountEntity, accountSecretRef } from './account.entity';
 import { AccountListQuery, AccountView, CreateAccountDto, mapAccount, UpdateAccountDto } from './accounts.dto';
 import { resolvePolicy } from './policy';
 
-export const accountSecretRef = (id: string) => ({ table: 'accounts', rowId: id, column: 'password_secret' });
 
 @Injectable()
 export class AccountsService {
@@ -22,14 +23,15 @@ export class AccountsService {
     private readonly audit: AuditService,
     private readonly secrets: SecretBoxService,
     private readonly targets: TargetsService,
+    private readonly rotation: RotationService,
+    private readonly clock: Clock,
   ) {}
 
   async create(actor: Actor, dto: CreateAccountDto): Promise<AccountView> {
     const policy = resolvePolicy(dto.policy);
-    // Onboarding with a vault-generated password needs connectors (a later issue); until then it is required.
-    if (dto.password === undefined) throw Errors.validation('password is required (the vault cannot set passwords on targets yet)');
     const id = randomUUID();
-    const account = await this.audit.transaction(async (em, audit) => {
+    let onboarding: string | undefined;
+    const created = await this.audit.transaction(async (em, audit) => {
       const target = await this.targets.find(em, dto.targetId).catch((e: unknown) => {
         throw e instanceof DomainException && e.status === 404 ? Errors.validation('targetId: no such target') : e;
       });
@@ -42,9 +44,10 @@ export class AccountsService {
           targetId: target.id,
           username: dto.username,
           status: 'available',
-          passwordSecret: this.secrets.encrypt(accountSecretRef(id), dto.password as string),
+          passwordSecret: dto.password === undefined ? null : this.secrets.encrypt(accountSecretRef(id), dto.password),
           policy,
           lastRotatedAt: null,
+          nextRotationAt: new Date(this.clock.now().getTime() + policy.rotationIntervalSeconds * 1000),
         });
       } catch (e) {
         if (isUniqueViolation(e)) {
@@ -52,10 +55,21 @@ export class AccountsService {
         }
         throw e;
       }
-      await audit({ type: 'account.created', actor, subjectType: 'account', subjectId: id, details: { targetId: target.id, username: dto.username, policy } });
-      return em.getRepository(AccountEntity).findOneByOrFail({ id });
+      await audit({
+        type: 'account.created',
+        actor,
+        subjectType: 'account',
+        subjectId: id,
+        details: { targetId: target.id, username: dto.username, policy, onboarding: dto.password === undefined },
+      });
+      const account = await em.getRepository(AccountEntity).findOneByOrFail({ id });
+      // no password given: the vault sets its own through the target's admin credential (write-ahead first)
+      if (dto.password === undefined) onboarding = await this.rotation.writeAhead(em, audit, account, 'onboard', actor);
+      return account;
     });
-    return mapAccount(account);
+    if (!onboarding) return mapAccount(created);
+    await this.rotation.execute(onboarding);
+    return mapAccount(await this.find(this.dataSource.manager, id));
   }
 
   async list(q: AccountListQuery): Promise<Page<AccountView>> {
@@ -74,7 +88,9 @@ export class AccountsService {
       const current = await this.find(em, id, true);
       if (dto.policy === undefined) return current;
       const policy = resolvePolicy(dto.policy, current.policy);
-      await em.getRepository(AccountEntity).update({ id }, { policy });
+      const since = current.lastRotatedAt ?? current.createdAt;
+      const nextRotationAt = current.nextRotationAt && new Date(since.getTime() + policy.rotationIntervalSeconds * 1000);
+      await em.getRepository(AccountEntity).update({ id }, { policy, nextRotationAt });
       await audit({ type: 'account.updated', actor, subjectType: 'account', subjectId: id, details: { before: current.policy, policy } });
       return em.getRepository(AccountEntity).findOneByOrFail({ id });
     });

@@ -37,6 +37,11 @@ const schema = z
     VAULT_ARGON2_PARALLELISM: intIn(1, 16).default(1),
     VAULT_AUDIT_SEAL_INTERVAL_MS: intIn(50, 60000).default(1000),
     VAULT_AUDIT_VERIFY_LOCK_WAIT_MS: intIn(100, 600000).default(10000),
+    VAULT_ROTATION_CLAIM_SECONDS: intIn(1, 3600).default(120),
+    VAULT_ROTATION_MAX_FAILURES: intIn(1, 100).default(5),
+    VAULT_ROTATION_SWEEP_MS: intIn(100, 3600000).default(10000),
+    VAULT_ROTATION_CONCURRENCY: intIn(1, 256).default(4),
+    VAULT_CRASH_POINT: z.string().regex(/^[a-z-]{1,40}$/).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => !(c.VAULT_MASTER_KEY && c.VAULT_MASTER_KEY_FILE), {
@@ -62,6 +67,9 @@ export interface AppConfig {
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   auditSealIntervalMs: number;
   auditVerifyLockWaitMs: number;
+  rotation: { claimSeconds: number; maxFailures: number; sweepMs: number; concurrency: number };
+  /** Tests only: the vault kills itself (SIGKILL) when a rotation reaches this point. */
+  crashPoint?: string;
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
@@ -103,6 +111,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     },
     auditSealIntervalMs: c.VAULT_AUDIT_SEAL_INTERVAL_MS,
     auditVerifyLockWaitMs: c.VAULT_AUDIT_VERIFY_LOCK_WAIT_MS,
+    rotation: {
+      claimSeconds: c.VAULT_ROTATION_CLAIM_SECONDS,
+      maxFailures: c.VAULT_ROTATION_MAX_FAILURES,
+      sweepMs: c.VAULT_ROTATION_SWEEP_MS,
+      concurrency: c.VAULT_ROTATION_CONCURRENCY,
+    },
+    crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,
   };
 }

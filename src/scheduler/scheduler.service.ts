@@ -1,6 +1,7 @@
-import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditSealer } from '../audit/audit-sealer.service';
+import { RotationService } from '../rotation/rotation.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
 
 /**
@@ -9,14 +10,35 @@ import { APP_CONFIG, AppConfig } from '../config/config';
  */
 @Injectable()
 export class SchedulerService implements OnApplicationBootstrap {
+  private readonly logger = new Logger(SchedulerService.name);
+
   constructor(
     private readonly registry: SchedulerRegistry,
     private readonly sealer: AuditSealer,
+    private readonly rotation: RotationService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /** After every module is initialised: a start that fails (wrong master key) leaves no timer behind. */
   onApplicationBootstrap(): void {
     this.registry.addInterval('audit-seal', setInterval(() => this.sealer.nudge(), this.config.auditSealIntervalMs));
+    this.registry.addInterval('rotation-sweep', setInterval(() => void this.sweep(), this.config.rotation.sweepMs));
+    void this.sweep(); // recovery at start-up: pending rotations left by a dead instance
+  }
+
+  private sweeping = false;
+
+  /** Recovery of abandoned rotations, then due rotations; one sweep at a time per instance. */
+  async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      await this.rotation.recoverStale();
+      await this.rotation.rotateDue();
+    } catch (e) {
+      this.logger.warn({ err: { type: (e as Error)?.name } }, 'rotation sweep failed; will retry');
+    } finally {
+      this.sweeping = false;
+    }
   }
 }

@@ -70,6 +70,8 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/accounts/:id': allow(['admin', 'operator', 'approver', 'auditor']),
   'PATCH /v1/accounts/:id': ADMIN,
   'DELETE /v1/accounts/:id': ADMIN,
+  'POST /v1/accounts/:id/rotate': allow(['admin', 'scheduler']),
+  'GET /v1/accounts/:id/rotations': allow(['admin', 'scheduler', 'auditor']),
 
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),

@@ -120,6 +120,7 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
       username: 'deploy',
       status: 'available',
       lastRotatedAt: null,
+      nextRotationAt: expect.any(String),
       policy: {
         checkoutTtlSeconds: 3600,
         maxCheckoutTtlSeconds: 28800,

@@ -1,0 +1,25 @@
+import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { CurrentActor, Roles } from '../common/auth.decorators';
+import { UuidPipe } from '../common/validation';
+import { Actor } from '../identity/actor';
+import { RotationService, RotationView } from './rotation.service';
+
+@Controller('v1/accounts')
+export class RotationController {
+  constructor(private readonly rotation: RotationService) {}
+
+  /** 202: the new password is committed as pending; the target is changed in the background. */
+  @Roles('admin', 'scheduler')
+  @Post(':id/rotate')
+  @HttpCode(202)
+  rotate(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<{ rotationId: string }> {
+    return this.rotation.request(actor, id);
+  }
+
+  /** History without secrets. */
+  @Roles('admin', 'scheduler', 'auditor')
+  @Get(':id/rotations')
+  async history(@Param('id', UuidPipe) id: string): Promise<{ items: RotationView[]; nextCursor: null }> {
+    return { items: await this.rotation.history(id), nextCursor: null };
+  }
+}
