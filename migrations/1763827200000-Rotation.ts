@@ -12,7 +12,8 @@ export class Rotation1763827200000 implements MigrationInterface {
       ALTER TABLE accounts
         ALTER COLUMN password_secret DROP NOT NULL,
         ADD COLUMN next_rotation_at timestamptz,
-        ADD COLUMN rotation_failures integer NOT NULL DEFAULT 0`);
+        ADD COLUMN rotation_failures integer NOT NULL DEFAULT 0,
+        ADD COLUMN last_verified_at timestamptz`);
     await q.query("CREATE INDEX accounts_due_idx ON accounts (next_rotation_at) WHERE status = 'available'");
     await q.query(`
       CREATE TABLE rotations (
@@ -35,7 +36,7 @@ export class Rotation1763827200000 implements MigrationInterface {
   async down(q: QueryRunner): Promise<void> {
     await q.query('DROP TABLE rotations');
     await q.query('DROP INDEX accounts_due_idx');
-    await q.query('ALTER TABLE accounts DROP COLUMN next_rotation_at, DROP COLUMN rotation_failures');
+    await q.query('ALTER TABLE accounts DROP COLUMN next_rotation_at, DROP COLUMN rotation_failures, DROP COLUMN last_verified_at');
     await q.query('DELETE FROM accounts WHERE password_secret IS NULL');
     await q.query('ALTER TABLE accounts ALTER COLUMN password_secret SET NOT NULL');
   }

@@ -32,6 +32,10 @@ export class AccountEntity {
   @Column({ name: 'rotation_failures', type: 'integer', default: 0 })
   rotationFailures: number;
 
+  /** When the heartbeat last logged in with the stored password. */
+  @Column({ name: 'last_verified_at', type: 'timestamptz', nullable: true })
+  lastVerifiedAt: Date | null;
+
   @Column({ type: 'jsonb' })
   policy: AccountPolicy;
 

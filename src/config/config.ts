@@ -41,6 +41,7 @@ const schema = z
     VAULT_ROTATION_MAX_FAILURES: intIn(1, 100).default(5),
     VAULT_ROTATION_SWEEP_MS: intIn(100, 3600000).default(10000),
     VAULT_ROTATION_CONCURRENCY: intIn(1, 256).default(4),
+    VAULT_HEARTBEAT_SECONDS: intIn(60, 30 * 24 * 3600).default(3600),
     VAULT_CRASH_POINT: z.string().regex(/^[a-z-]{1,40}$/).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -67,7 +68,7 @@ export interface AppConfig {
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   auditSealIntervalMs: number;
   auditVerifyLockWaitMs: number;
-  rotation: { claimSeconds: number; maxFailures: number; sweepMs: number; concurrency: number };
+  rotation: { claimSeconds: number; maxFailures: number; sweepMs: number; concurrency: number; heartbeatSeconds: number };
   /** Tests only: the vault kills itself (SIGKILL) when a rotation reaches this point. */
   crashPoint?: string;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -116,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       maxFailures: c.VAULT_ROTATION_MAX_FAILURES,
       sweepMs: c.VAULT_ROTATION_SWEEP_MS,
       concurrency: c.VAULT_ROTATION_CONCURRENCY,
+      heartbeatSeconds: c.VAULT_HEARTBEAT_SECONDS,
     },
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditSealer } from '../audit/audit-sealer.service';
+import { HeartbeatService } from '../rotation/heartbeat.service';
 import { RotationService } from '../rotation/rotation.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
 
@@ -16,6 +17,7 @@ export class SchedulerService implements OnApplicationBootstrap {
     private readonly registry: SchedulerRegistry,
     private readonly sealer: AuditSealer,
     private readonly rotation: RotationService,
+    private readonly heartbeat: HeartbeatService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -28,13 +30,14 @@ export class SchedulerService implements OnApplicationBootstrap {
 
   private sweeping = false;
 
-  /** Recovery of abandoned rotations, then due rotations; one sweep at a time per instance. */
+  /** Recovery of abandoned rotations, due rotations, then the drift heartbeat; one sweep at a time per instance. */
   async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
       await this.rotation.recoverStale();
       await this.rotation.rotateDue();
+      await this.heartbeat.run();
     } catch (e) {
       this.logger.warn({ err: { type: (e as Error)?.name } }, 'rotation sweep failed; will retry');
     } finally {

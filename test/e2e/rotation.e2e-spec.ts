@@ -184,6 +184,29 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     expect(history.map((h: { status: string }) => h.status)).toEqual(['failed', 'failed']);
   });
 
+  it('notices drift (password changed behind the vault) and resets it through the admin credential', async () => {
+    const username = name();
+    const original = `Orig-${randomBytes(8).toString('hex')}`;
+    await real.createAccount(username, original);
+    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    const { TargetEntity } = await import('../../src/targets/target.entity');
+    const { TargetsService } = await import('../../src/targets/targets.service');
+    const ct = await vault.get(TargetsService).connectorTarget(await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
+    await vault.get(ConnectorRegistry).get(type).rotate(ct, { username, password: `Changed-${randomBytes(8).toString('hex')}` });
+    await vault.db.query('UPDATE accounts SET last_verified_at = NULL WHERE id = $1', [account.id]);
+    await vault.db.query("UPDATE accounts SET last_verified_at = now() WHERE id <> $1", [account.id]);
+
+    const { HeartbeatService } = await import('../../src/rotation/heartbeat.service');
+    expect(await vault.get(HeartbeatService).run(10)).toEqual({ checked: 1, drifted: 1 });
+    const now = await stored(account.id);
+    expect(now).not.toBe(original);
+    expect(await loginWorks(username, now!)).toBe(true);
+    const types = (await vault.db.query<{ type: string }>('SELECT type FROM audit_events WHERE subject_id = $1 ORDER BY id', [account.id])).map((e) => e.type);
+    expect(types).toEqual(['account.created', 'account.drift_detected', 'rotation.started', 'rotation.succeeded']);
+    // the next heartbeat finds nothing to do
+    expect(await vault.get(HeartbeatService).run(10)).toEqual({ checked: 0, drifted: 0 });
+  });
+
   it('rotates due accounts once, even with two sweeps racing', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
