@@ -6,6 +6,7 @@ import { ChainHead, chainLink, GENESIS_HASH, headMac } from './audit-chain';
 /** Held by whoever links events into the chain: the sealer (try-lock, per pass) or verify (waits). */
 export const SEAL_LOCK = 7_301_002;
 const BATCH = 1000;
+const NUDGE_DELAY_MS = 25;
 
 /**
  * Links committed audit events into the hash chain. Only one sealer works at a time across all
@@ -31,7 +32,8 @@ export class AuditSealer implements OnApplicationShutdown {
       this.again = true;
       return;
     }
-    this.running = new Promise<void>((resolve) => setImmediate(resolve))
+    // a short delay folds the events of many concurrent commits into one sealing pass
+    this.running = new Promise<void>((resolve) => setTimeout(resolve, NUDGE_DELAY_MS))
       .then(() => this.sealPending())
       .then(
         () => undefined,

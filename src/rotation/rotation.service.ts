@@ -55,8 +55,11 @@ export class RotationService implements OnApplicationShutdown {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** `POST /v1/accounts/:id/rotate`: writes the pending rotation now, does the target work in the background. */
-  async request(actor: Actor, accountId: string): Promise<{ rotationId: string }> {
+  /**
+   * `POST /v1/accounts/:id/rotate`: writes the pending rotation now, does the target work in the background
+   * (or, with `wait`, before returning, for callers that want the outcome).
+   */
+  async request(actor: Actor, accountId: string, opts: { wait?: boolean } = {}): Promise<{ rotationId: string }> {
     const rotationId = await this.audit.transaction(async (em, audit) => {
       const account = await findByIdOrThrow(em, AccountEntity, accountId, 'account', true);
       if (account.status === 'rotating') {
@@ -66,7 +69,8 @@ export class RotationService implements OnApplicationShutdown {
       if (account.status === 'checked_out') throw Errors.conflict('ACCOUNT_CHECKED_OUT', 'the account is checked out; it rotates at check-in');
       return this.writeAhead(em, audit, account, 'manual', actor);
     });
-    this.track(this.execute(rotationId));
+    const done = this.track(this.execute(rotationId));
+    if (opts.wait) await done;
     return { rotationId };
   }
 

