@@ -14,6 +14,7 @@ import { createValidationPipe } from './common/validation';
 import { APP_CONFIG, AppConfig } from './config/config';
 import { ConnectorsModule } from './connectors/connectors.module';
 import { CryptoModule } from './crypto/crypto.module';
+import { MetricsModule } from './metrics/metrics.module';
 import { MASTER_KEY } from './crypto/keyring.service';
 import { HealthController } from './health/health.controller';
 import { IdentityModule } from './identity/identity.module';
@@ -45,6 +46,7 @@ export class AppModule {
         ScheduleModule.forRoot(),
         CryptoModule,
         ConnectorsModule,
+        MetricsModule,
         AuditModule,
         IdentityModule,
         TargetsModule,

@@ -13,6 +13,7 @@ import { ConnectorRegistry } from '../connectors/connector.registry';
 import { PasswordGenerator } from '../crypto/password-generator';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { findByIdOrThrow } from '../database/queries';
+import { MetricsService } from '../metrics/metrics.service';
 import { Actor } from '../identity/actor';
 import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';
@@ -26,6 +27,7 @@ export type CrashPoint = 'after-pending-write' | 'after-target-change' | 'after-
 interface PendingRotation {
   id: string;
   accountId: string;
+  reason: RotationReason;
   claimedBy: string;
   pendingSecret: Buffer;
 }
@@ -52,6 +54,7 @@ export class RotationService implements OnApplicationShutdown {
     private readonly connectors: ConnectorRegistry,
     private readonly generator: PasswordGenerator,
     private readonly clock: Clock,
+    private readonly metrics: MetricsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -189,7 +192,7 @@ export class RotationService implements OnApplicationShutdown {
 
   private async load(rotationId: string) {
     const [rotation]: PendingRotation[] = await this.dataSource.query(
-      `SELECT id, account_id AS "accountId", claimed_by AS "claimedBy", pending_secret AS "pendingSecret" FROM rotations WHERE id = $1 AND status = 'pending'`,
+      `SELECT id, account_id AS "accountId", reason, claimed_by AS "claimedBy", pending_secret AS "pendingSecret" FROM rotations WHERE id = $1 AND status = 'pending'`,
       [rotationId],
     );
     if (!rotation) throw Errors.notFound('pending rotation');
@@ -247,6 +250,7 @@ export class RotationService implements OnApplicationShutdown {
       );
       await em.query("UPDATE rotations SET status = 'succeeded', pending_secret = NULL, finished_at = now() WHERE id = $1", [rotation.id]);
       await audit({ type: 'rotation.succeeded', actor: null, subjectType: 'account', subjectId: account.id, details: { rotationId: rotation.id, how } });
+      this.metrics.rotations.inc({ outcome: 'succeeded', reason: rotation.reason });
       return true;
     });
   }
@@ -277,6 +281,7 @@ export class RotationService implements OnApplicationShutdown {
         outcome: 'failure',
         details: { rotationId: rotation.id, errorCode, failures, currentPasswordWorks: currentWorks, needsAttention: attention },
       });
+      this.metrics.rotations.inc({ outcome: 'failed', reason: rotation.reason });
     });
   }
 }

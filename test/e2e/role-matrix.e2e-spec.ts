@@ -40,6 +40,7 @@ const ACCESS: Record<string, Access> = {
   'ALL /{*path}': { kind: 'middleware', what: 'nestjs-pino request logging' },
 
   'GET /health/live': PUBLIC,
+  'GET /metrics': PUBLIC,
   'GET /health/ready': PUBLIC,
 
   // Identity

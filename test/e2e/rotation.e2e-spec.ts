@@ -182,6 +182,11 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     expect(await stored(account.id)).toBe(original);
     const history = (await api().get(`/v1/accounts/${account.id}/rotations`).expect(200)).body.items;
     expect(history.map((h: { status: string }) => h.status)).toEqual(['failed', 'failed']);
+    // visible to monitoring too
+    const metrics = (await vault.http().get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/^vault_accounts\{status="needs_attention"\} [1-9]/m);
+    expect(metrics).toMatch(/^vault_rotations_total\{outcome="failed",reason="manual"\} [1-9]/m);
+    expect(metrics).not.toContain(original);
   });
 
   it('notices drift (password changed behind the vault) and resets it through the admin credential', async () => {

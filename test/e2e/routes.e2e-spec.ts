@@ -14,7 +14,7 @@ function declaredRoutes(vault: TestVault): Array<{ route: string; roles?: string
         const handler = ctrl.prototype[name] as object;
         if (name === 'constructor' || typeof handler !== 'function' || Reflect.getMetadata(METHOD_METADATA, handler) === undefined) continue;
         out.push({
-          route: `${Reflect.getMetadata(METHOD_METADATA, handler)} /${base}/${Reflect.getMetadata(PATH_METADATA, handler)}`,
+          route: `${Reflect.getMetadata(METHOD_METADATA, handler)} /${[base, Reflect.getMetadata(PATH_METADATA, handler) as string].filter((p) => p && p !== '/').join('/')}`,
           roles: Reflect.getMetadata(ROLES_KEY, handler) ?? Reflect.getMetadata(ROLES_KEY, ctrl),
           isPublic: (Reflect.getMetadata(IS_PUBLIC, handler) ?? Reflect.getMetadata(IS_PUBLIC, ctrl)) === true,
         });
@@ -29,10 +29,10 @@ describe('route access declarations', () => {
   beforeAll(async () => (vault = await startTestVault()));
   afterAll(() => vault.close());
 
-  it('every route declares its roles, and only login and health are public', () => {
+  it('every route declares its roles, and only login, health and metrics are public', () => {
     const routes = declaredRoutes(vault);
     expect(routes.length).toBeGreaterThanOrEqual(15);
     for (const r of routes) expect({ route: r.route, declared: r.isPublic || (r.roles?.length ?? 0) > 0 }).toEqual({ route: r.route, declared: true });
-    expect(routes.filter((r) => r.isPublic).map((r) => r.route).sort()).toEqual(['0 /health/live', '0 /health/ready', '1 /v1/auth/login'].sort());
+    expect(routes.filter((r) => r.isPublic).map((r) => r.route).sort()).toEqual(['0 /health/live', '0 /health/ready', '0 /metrics', '1 /v1/auth/login'].sort());
   });
 });

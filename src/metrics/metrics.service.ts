@@ -1,0 +1,43 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { DataSource } from 'typeorm';
+
+/**
+ * Prometheus metrics (prom-client). Counters are per instance; gauges that describe shared state (accounts by
+ * status, e.g. `needs_attention`) are read from the database at scrape time, so every instance reports the same.
+ * No label ever carries a secret or a user-supplied name.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+  readonly rotations = new Counter({
+    name: 'vault_rotations_total',
+    help: 'Rotations finished by this instance, by outcome (succeeded, failed) and reason',
+    labelNames: ['outcome', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(dataSource: DataSource) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'vault_process_' });
+    new Gauge({
+      name: 'vault_accounts',
+      help: 'Accounts by status (needs_attention: rotation kept failing, someone must look)',
+      labelNames: ['status'] as const,
+      registers: [this.registry],
+      async collect() {
+        const rows: Array<{ status: string; n: number }> = await dataSource.query('SELECT status, count(*)::int AS n FROM accounts GROUP BY status');
+        this.reset();
+        for (const status of ['available', 'checked_out', 'rotating', 'needs_attention']) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'vault_rotations_pending',
+      help: 'Rotations written ahead and not settled yet (a growing number means targets are slow or instances died)',
+      registers: [this.registry],
+      async collect() {
+        const [{ n }] = await dataSource.query("SELECT count(*)::int AS n FROM rotations WHERE status = 'pending'");
+        this.set(n);
+      },
+    });
+  }
+}
