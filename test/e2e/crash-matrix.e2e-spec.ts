@@ -8,9 +8,7 @@ import { TargetEntity } from '../../src/targets/target.entity';
 import { TargetsService } from '../../src/targets/targets.service';
 import { createTestDatabase, TestDatabase } from '../support/db';
 import { freePort, requireBuild, spawnVault, VaultProcess } from '../support/process';
-import { connectMariaDb } from '../support/targets/mariadb';
-import { startScramPostgres } from '../support/targets/postgres';
-import { startSshd } from '../support/targets/sshd';
+import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TEST_ENV, TestVault } from '../support/vault';
 
 /**
@@ -19,39 +17,6 @@ import { startTestVault, TEST_ENV, TestVault } from '../support/vault';
  * the password the vault holds.
  */
 const CRASH_POINTS: CrashPoint[] = ['after-pending-write', 'after-target-change', 'after-login-check', 'before-commit'];
-
-interface Real {
-  body: Record<string, unknown>;
-  createAccount(name: string, password: string): Promise<void>;
-  stop(): Promise<void>;
-}
-
-const REAL: Record<'postgres' | 'mysql' | 'ssh', () => Promise<Real>> = {
-  postgres: async () => {
-    const pg = await startScramPostgres();
-    return {
-      body: { type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } },
-      createAccount: (n, p) => pg.createRole(n, p),
-      stop: () => pg.stop(),
-    };
-  },
-  mysql: async () => {
-    const my = await connectMariaDb();
-    return {
-      body: { type: 'mysql', host: my.host, port: my.port, admin: { username: my.adminUsername, password: my.adminPassword } },
-      createAccount: (n, p) => my.createUser(n, p),
-      stop: () => my.stop(),
-    };
-  },
-  ssh: async () => {
-    const sshd = await startSshd({ usePam: false });
-    return {
-      body: { type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: 'root', privateKey: sshd.adminPrivateKey }, options: { hostKeySha256: sshd.hostKeySha256 } },
-      createAccount: (n, p) => sshd.createUser(n, p),
-      stop: () => sshd.stop(),
-    };
-  },
-};
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const start = Date.now();
@@ -64,7 +29,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 
 describe.each(['postgres', 'mysql', 'ssh'] as const)('crash matrix on a real %s target (built vault, SIGKILL)', (type) => {
   let db: TestDatabase;
-  let real: Real;
+  let real: RealTarget;
   let setup: TestVault;
   let targetId: string;
   const masterKey = randomBytes(32);
@@ -84,7 +49,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('crash matrix on a real %s 
   beforeAll(async () => {
     requireBuild();
     db = await createTestDatabase();
-    real = await REAL[type]();
+    real = await REAL_TARGETS[type]();
     // this in-process vault only sets things up: its own sweep must not race the child processes
     setup = await startTestVault({ db, masterKey, env: { VAULT_ROTATION_SWEEP_MS: '3600000' } });
     const auth = await setup.adminAuth();

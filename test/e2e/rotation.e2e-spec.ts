@@ -5,44 +5,8 @@ import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { RotationService } from '../../src/rotation/rotation.service';
 import { AuditService } from '../../src/audit/audit.service';
-import { connectMariaDb } from '../support/targets/mariadb';
-import { startScramPostgres } from '../support/targets/postgres';
-import { startSshd } from '../support/targets/sshd';
+import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
-
-/** A real target, registered in the vault, with a way to make accounts on it the way its admin would. */
-interface RealTarget {
-  body: Record<string, unknown>;
-  createAccount(name: string, password: string): Promise<void>;
-  stop(): Promise<void>;
-}
-
-const REAL_TARGETS = {
-  postgres: async (): Promise<RealTarget> => {
-    const pg = await startScramPostgres();
-    return {
-      body: { type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } },
-      createAccount: (n, p) => pg.createRole(n, p),
-      stop: () => pg.stop(),
-    };
-  },
-  mysql: async (): Promise<RealTarget> => {
-    const my = await connectMariaDb();
-    return {
-      body: { type: 'mysql', host: my.host, port: my.port, admin: { username: my.adminUsername, password: my.adminPassword } },
-      createAccount: (n, p) => my.createUser(n, p),
-      stop: () => my.stop(),
-    };
-  },
-  ssh: async (): Promise<RealTarget> => {
-    const sshd = await startSshd();
-    return {
-      body: { type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: 'root', privateKey: sshd.adminPrivateKey }, options: { hostKeySha256: sshd.hostKeySha256 } },
-      createAccount: (n, p) => sshd.createUser(n, p),
-      stop: () => sshd.stop(),
-    };
-  },
-};
 
 describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s target (e2e)', (type) => {
   let vault: TestVault;
@@ -73,6 +37,13 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
       .login(ct, { username, password })
       .then(() => true, () => false);
   };
+
+  /** Step 1 of a rotation only, as an instance that dies right after it would leave it. */
+  const writeAhead = (accountId: string) =>
+    vault.get(AuditService).transaction(async (em, audit) => {
+      const entity = await em.getRepository(AccountEntity).findOneByOrFail({ id: accountId });
+      return vault.get(RotationService).writeAhead(em, audit, entity, 'manual', null);
+    });
 
   beforeAll(async () => {
     vault = await startTestVault({ env: { VAULT_ROTATION_MAX_FAILURES: '2', VAULT_ROTATION_CLAIM_SECONDS: '1', VAULT_ROTATION_SWEEP_MS: '3600000' } });
@@ -127,10 +98,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
     const rotation = vault.get(RotationService);
     // a "dead" instance: wrote ahead and changed the target, then vanished before committing
-    const rotationId = await vault.get(AuditService).transaction(async (em, audit) => {
-      const entity = await em.getRepository(AccountEntity).findOneByOrFail({ id: account.id });
-      return rotation.writeAhead(em, audit, entity, 'manual', null);
-    });
+    const rotationId = await writeAhead(account.id);
     const [pending] = await vault.db.query<{ pending_secret: Buffer }>('SELECT pending_secret FROM rotations WHERE id = $1', [rotationId]);
     const pendingPassword = vault.get(SecretBoxService).decrypt({ table: 'rotations', rowId: rotationId, column: 'pending_secret' }, pending.pending_secret);
     const { TargetEntity } = await import('../../src/targets/target.entity');
@@ -151,10 +119,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     await real.createAccount(username, original);
     const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
     const rotation = vault.get(RotationService);
-    const rotationId = await vault.get(AuditService).transaction(async (em, audit) => {
-      const entity = await em.getRepository(AccountEntity).findOneByOrFail({ id: account.id });
-      return rotation.writeAhead(em, audit, entity, 'manual', null);
-    });
+    const rotationId = await writeAhead(account.id);
     await vault.db.query("UPDATE rotations SET claimed_by = 'dead-instance', claimed_until = now() - interval '1 second' WHERE id = $1", [rotationId]);
     await rotation.recoverStale();
     expect(await stored(account.id)).toBe(original);
