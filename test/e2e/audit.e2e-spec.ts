@@ -239,8 +239,21 @@ describe('audit log (e2e, real PostgreSQL)', () => {
       }
     });
 
-    it.todo('lets an auditor read and verify but not change anything (needs the users API)');
-    it.todo('refuses the audit endpoints to operators, vendors and schedulers with 403 FORBIDDEN (needs the users API)');
+    it('lets an auditor read and verify but not change anything', async () => {
+      const auditor = await vault.createUser(['auditor']);
+      await vault.http().get('/v1/audit-events?limit=5').set('Authorization', auditor.auth).expect(200);
+      expect((await vault.http().get('/v1/audit-events/verify').set('Authorization', auditor.auth).expect(200)).body.ok).toBe(true);
+      expect((await vault.http().post('/v1/targets').set('Authorization', auditor.auth).send(postgresTarget()).expect(403)).body.code).toBe('FORBIDDEN');
+    });
+
+    it('refuses the audit endpoints to operators, vendors and schedulers with 403 FORBIDDEN', async () => {
+      for (const role of ['operator', 'vendor', 'scheduler'] as const) {
+        const user = await vault.createUser([role]);
+        for (const path of ['/v1/audit-events', '/v1/audit-events/verify']) {
+          expect((await vault.http().get(path).set('Authorization', user.auth).expect(403)).body.code).toBe('FORBIDDEN');
+        }
+      }
+    });
   });
 
   describe('audit write in the same transaction as the change (INVARIANT 14)', () => {
