@@ -63,17 +63,20 @@ export class RotationService implements OnApplicationShutdown {
    * (or, with `wait`, before returning, for callers that want the outcome).
    */
   async request(actor: Actor, accountId: string, opts: { wait?: boolean } = {}): Promise<{ rotationId: string }> {
-    const rotationId = await this.audit.transaction(async (em, audit) => {
+    const { rotationId, fresh } = await this.audit.transaction(async (em, audit) => {
       const account = await findByIdOrThrow(em, AccountEntity, accountId, 'account', true);
       if (account.status === 'rotating') {
         const [pending] = await em.query("SELECT id FROM rotations WHERE account_id = $1 AND status = 'pending'", [accountId]);
-        if (pending) return pending.id as string; // one rotation at a time: the caller gets the running one
+        // one rotation at a time: the caller gets the running one, which its claimant (or recovery) finishes
+        if (pending) return { rotationId: pending.id as string, fresh: false };
       }
       if (account.status === 'checked_out') throw Errors.conflict('ACCOUNT_CHECKED_OUT', 'the account is checked out; it rotates at check-in');
-      return this.writeAhead(em, audit, account, 'manual', actor);
+      return { rotationId: await this.writeAhead(em, audit, account, 'manual', actor), fresh: true };
     });
-    const done = this.track(this.execute(rotationId));
-    if (opts.wait) await done;
+    if (fresh) {
+      const done = this.track(this.execute(rotationId));
+      if (opts.wait) await done;
+    }
     return { rotationId };
   }
 
