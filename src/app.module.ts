@@ -6,6 +6,7 @@ import { LoggerModule } from 'nestjs-pino';
 import { DataSource } from 'typeorm';
 import { AccountsModule } from './accounts/accounts.module';
 import { AuditModule } from './audit/audit.module';
+import { CheckoutsModule } from './checkouts/checkouts.module';
 import { Clock } from './common/clock';
 import { AllExceptionsFilter } from './common/exception.filter';
 import { BearerAuthGuard, MfaGuard, RolesGuard } from './common/guards';
@@ -52,6 +53,7 @@ export class AppModule {
         TargetsModule,
         AccountsModule,
         RotationModule,
+        CheckoutsModule,
       ],
       controllers: [HealthController],
       providers: [

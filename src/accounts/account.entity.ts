@@ -39,6 +39,10 @@ export class AccountEntity {
   @Column({ type: 'jsonb' })
   policy: AccountPolicy;
 
+  /** Set at check-in when the policy rotates after a checkout: no new checkout until that rotation succeeds. */
+  @Column({ name: 'must_rotate', type: 'boolean', default: false })
+  mustRotate: boolean;
+
   @Column({ name: 'last_rotated_at', type: 'timestamptz', nullable: true })
   lastRotatedAt: Date | null;
 

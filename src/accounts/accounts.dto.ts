@@ -3,7 +3,7 @@ import { IsIn, IsObject, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLe
 import { PageQuery } from '../common/pagination';
 import { Optional } from '../common/validation';
 import { AccountEntity, AccountStatus } from './account.entity';
-import { AccountPolicy, PolicyDto } from './policy';
+import { AccountPolicy, effectivePolicy, PolicyDto } from './policy';
 
 const STATUSES: AccountStatus[] = ['available', 'checked_out', 'rotating', 'needs_attention'];
 
@@ -45,7 +45,7 @@ export function mapAccount(a: AccountEntity): AccountView {
     status: a.status,
     lastRotatedAt: a.lastRotatedAt ? a.lastRotatedAt.toISOString() : null,
     nextRotationAt: a.nextRotationAt ? a.nextRotationAt.toISOString() : null,
-    policy: a.policy,
+    policy: effectivePolicy(a.policy),
     createdAt: a.createdAt.toISOString(),
     updatedAt: a.updatedAt.toISOString(),
   };

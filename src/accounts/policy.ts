@@ -3,7 +3,10 @@ import { Errors } from '../common/errors';
 import { Optional } from '../common/validation';
 import { CharClass, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../crypto/password-generator';
 
-/** An account's policy. The first five fields are API.md's; the password fields drive the generator. */
+/**
+ * An account's policy. The first five fields are API.md's; the password fields drive the generator; the
+ * break-glass fields say whether an operator may skip approvals in an emergency, and for how long at most.
+ */
 export interface AccountPolicy {
   checkoutTtlSeconds: number;
   maxCheckoutTtlSeconds: number;
@@ -12,6 +15,8 @@ export interface AccountPolicy {
   rotationIntervalSeconds: number;
   passwordLength: number;
   passwordClasses: CharClass[];
+  breakGlassAllowed: boolean;
+  breakGlassTtlSeconds: number;
 }
 
 export const DEFAULT_POLICY: AccountPolicy = {
@@ -22,6 +27,8 @@ export const DEFAULT_POLICY: AccountPolicy = {
   rotationIntervalSeconds: 2592000,
   passwordLength: 32,
   passwordClasses: ['lower', 'upper', 'digit', 'symbol'],
+  breakGlassAllowed: false,
+  breakGlassTtlSeconds: 1800,
 };
 
 const WEEK = 7 * 24 * 3600;
@@ -35,16 +42,26 @@ export class PolicyDto implements Partial<AccountPolicy> {
   @Optional() @IsInt() @Min(3600) @Max(366 * 24 * 3600) rotationIntervalSeconds?: number;
   @Optional() @IsInt() @Min(PASSWORD_MIN_LENGTH) @Max(PASSWORD_MAX_LENGTH) passwordLength?: number;
   @Optional() @ArrayMinSize(1) @ArrayMaxSize(4) @ArrayUnique() @IsIn(CLASSES, { each: true }) passwordClasses?: CharClass[];
+  @Optional() @IsBoolean() breakGlassAllowed?: boolean;
+  @Optional() @IsInt() @Min(60) @Max(WEEK) breakGlassTtlSeconds?: number;
+}
+
+/** A stored policy with the defaults of fields added since it was written (older rows lack them). */
+export function effectivePolicy(stored: Partial<AccountPolicy>): AccountPolicy {
+  return { ...DEFAULT_POLICY, ...stored };
 }
 
 /** Fills defaults over `base` and checks the rules that span fields. */
 export function resolvePolicy(input: PolicyDto | undefined, base: AccountPolicy = DEFAULT_POLICY): AccountPolicy {
-  const policy: AccountPolicy = { ...base };
+  const policy: AccountPolicy = effectivePolicy(base);
   for (const [k, v] of Object.entries(input ?? {})) {
     if (v !== undefined) (policy as unknown as Record<string, unknown>)[k] = v;
   }
   if (policy.checkoutTtlSeconds > policy.maxCheckoutTtlSeconds) {
     throw Errors.validation('policy.checkoutTtlSeconds must not exceed policy.maxCheckoutTtlSeconds');
+  }
+  if (policy.breakGlassTtlSeconds > policy.maxCheckoutTtlSeconds) {
+    throw Errors.validation('policy.breakGlassTtlSeconds must not exceed policy.maxCheckoutTtlSeconds');
   }
   if (policy.passwordLength < policy.passwordClasses.length) {
     throw Errors.validation('policy.passwordLength is shorter than the number of required character classes');

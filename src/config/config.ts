@@ -42,6 +42,9 @@ const schema = z
     VAULT_ROTATION_SWEEP_MS: intIn(100, 3600000).default(10000),
     VAULT_ROTATION_CONCURRENCY: intIn(1, 256).default(4),
     VAULT_HEARTBEAT_SECONDS: intIn(60, 30 * 24 * 3600).default(3600),
+    VAULT_CHECKOUT_APPROVAL_TIMEOUT_SECONDS: intIn(60, 7 * 24 * 3600).default(3600),
+    VAULT_CHECKOUT_SWEEP_MS: intIn(100, 3600000).default(5000),
+    VAULT_CHECKOUT_CLEANUP_MAX_ATTEMPTS: intIn(1, 100).default(10),
     VAULT_CRASH_POINT: z.string().regex(/^[a-z-]{1,40}$/).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -69,6 +72,8 @@ export interface AppConfig {
   auditSealIntervalMs: number;
   auditVerifyLockWaitMs: number;
   rotation: { claimSeconds: number; maxFailures: number; sweepMs: number; concurrency: number; heartbeatSeconds: number };
+  /** Pending requests lapse after approvalTimeoutSeconds; the sweep ends expired leases and retries cleanup. */
+  checkout: { approvalTimeoutSeconds: number; sweepMs: number; cleanupMaxAttempts: number };
   /** Tests only: the vault kills itself (SIGKILL) when a rotation reaches this point. */
   crashPoint?: string;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -118,6 +123,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       sweepMs: c.VAULT_ROTATION_SWEEP_MS,
       concurrency: c.VAULT_ROTATION_CONCURRENCY,
       heartbeatSeconds: c.VAULT_HEARTBEAT_SECONDS,
+    },
+    checkout: {
+      approvalTimeoutSeconds: c.VAULT_CHECKOUT_APPROVAL_TIMEOUT_SECONDS,
+      sweepMs: c.VAULT_CHECKOUT_SWEEP_MS,
+      cleanupMaxAttempts: c.VAULT_CHECKOUT_CLEANUP_MAX_ATTEMPTS,
     },
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,

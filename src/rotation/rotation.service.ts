@@ -248,6 +248,7 @@ export class RotationService implements OnApplicationShutdown {
           status: 'available',
           lastRotatedAt: now,
           rotationFailures: 0,
+          mustRotate: false,
           nextRotationAt: new Date(now.getTime() + account.policy.rotationIntervalSeconds * 1000),
         },
       );

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditSealer } from '../audit/audit-sealer.service';
+import { CheckoutLifecycleService } from '../checkouts/checkout-lifecycle.service';
 import { HeartbeatService } from '../rotation/heartbeat.service';
 import { RotationService } from '../rotation/rotation.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
@@ -18,6 +19,7 @@ export class SchedulerService implements OnApplicationBootstrap {
     private readonly sealer: AuditSealer,
     private readonly rotation: RotationService,
     private readonly heartbeat: HeartbeatService,
+    private readonly checkouts: CheckoutLifecycleService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -25,7 +27,24 @@ export class SchedulerService implements OnApplicationBootstrap {
   onApplicationBootstrap(): void {
     this.registry.addInterval('audit-seal', setInterval(() => this.sealer.nudge(), this.config.auditSealIntervalMs));
     this.registry.addInterval('rotation-sweep', setInterval(() => void this.sweep(), this.config.rotation.sweepMs));
+    this.registry.addInterval('checkout-sweep', setInterval(() => void this.checkoutSweep(), this.config.checkout.sweepMs));
     void this.sweep(); // recovery at start-up: pending rotations left by a dead instance
+  }
+
+  private checkoutSweeping = false;
+
+  /** Ends expired checkouts (rotating their passwords) and lapsed approval requests; retries owed session cleanup. */
+  async checkoutSweep(): Promise<void> {
+    if (this.checkoutSweeping) return;
+    this.checkoutSweeping = true;
+    try {
+      await this.checkouts.expireDue();
+      await this.checkouts.finishStale();
+    } catch (e) {
+      this.logger.warn({ err: { type: (e as Error)?.name } }, 'checkout sweep failed; will retry');
+    } finally {
+      this.checkoutSweeping = false;
+    }
   }
 
   private sweeping = false;

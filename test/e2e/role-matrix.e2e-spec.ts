@@ -74,6 +74,18 @@ const ACCESS: Record<string, Access> = {
   'POST /v1/accounts/:id/rotate': allow(['admin', 'scheduler']),
   'GET /v1/accounts/:id/rotations': allow(['admin', 'scheduler', 'auditor']),
 
+  // Checkouts
+  'POST /v1/checkouts': allow(['operator'], { stepUp: true, body: { accountId: randomUUID(), justification: 'role matrix probe' } }),
+  'GET /v1/checkouts': allow(['operator', 'admin', 'approver', 'auditor']),
+  'GET /v1/checkouts/:id': allow(['operator', 'admin', 'approver', 'auditor']),
+  'POST /v1/checkouts/:id/approve': allow(['approver'], { stepUp: true }),
+  'POST /v1/checkouts/:id/deny': allow(['approver'], { stepUp: true }),
+  'POST /v1/checkouts/:id/review': allow(['approver'], { body: { comment: 'role matrix probe' } }),
+  'POST /v1/checkouts/:id/reveal': allow(['operator'], { stepUp: true }),
+  'POST /v1/checkouts/:id/extend': allow(['operator'], { stepUp: true, body: { ttlSeconds: 600 } }),
+  'POST /v1/checkouts/:id/checkin': allow(['operator', 'admin']),
+  'POST /v1/checkouts/:id/revoke': ADMIN,
+
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
   'GET /v1/audit-events/verify': allow(['auditor', 'admin']),

@@ -1,0 +1,216 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import { AccountEntity } from '../accounts/account.entity';
+import { effectivePolicy } from '../accounts/policy';
+import { AuditService } from '../audit/audit.service';
+import { AuditInput } from '../audit/audit.types';
+import { Clock } from '../common/clock';
+import { DomainException, Errors } from '../common/errors';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { ConnectorRegistry } from '../connectors/connector.registry';
+import { findByIdOrThrow } from '../database/queries';
+import { Actor } from '../identity/actor';
+import { RotationService } from '../rotation/rotation.service';
+import { TargetEntity } from '../targets/target.entity';
+import { TargetsService } from '../targets/targets.service';
+import { CheckoutEntity } from './checkout.entity';
+import { CheckoutStore } from './checkout-store';
+import { CheckoutView, RevokeDto } from './checkouts.dto';
+
+type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout';
+const STATUS_AFTER: Record<EndReason, CheckoutEntity['status']> = { checked_in: 'returned', expired: 'expired', revoked: 'revoked', approval_timeout: 'expired' };
+
+/** What is owed to the target after a checkout ended, claimed by this instance in the ending transaction. */
+interface Ended {
+  id: string;
+  accountId: string;
+  rotationId: string | null;
+  cleanup: boolean;
+}
+
+/**
+ * The end of a checkout, whoever ends it (requester, admin, the clock) — INVARIANT 10. In one transaction: the
+ * checkout is closed, the post-check-in rotation is written ahead (the account goes `rotating` and keeps
+ * `must_rotate` until a rotation succeeds), the cleanup is claimed by this instance, and the event is audited.
+ * After commit: the rotation runs (new password set, logged in with, committed), then the account's live sessions
+ * on the target are ended — in that order, so nobody can log in again in between. If this instance dies on the
+ * way, the rotation is recovered by the rotation engine and the cleanup claim lapses and is taken over by the sweep.
+ */
+@Injectable()
+export class CheckoutLifecycleService implements OnApplicationShutdown {
+  private readonly logger = new Logger(CheckoutLifecycleService.name);
+  private readonly running = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly store: CheckoutStore,
+    private readonly rotation: RotationService,
+    private readonly targets: TargetsService,
+    private readonly connectors: ConnectorRegistry,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** The requester or an admin returns the account (a pending request is withdrawn the same way). */
+  async checkin(actor: Actor, id: string): Promise<CheckoutView> {
+    return this.endByHand(actor, id, 'checked_in', (c) => {
+      if (c.requesterId !== actor.id && !actor.roles.includes('admin')) throw Errors.forbidden('only the requester or an admin may check in');
+    });
+  }
+
+  /** An admin ends a checkout by force: sessions terminated, password rotated. */
+  async revoke(actor: Actor, id: string, dto: RevokeDto): Promise<CheckoutView> {
+    return this.endByHand(actor, id, 'revoked', () => undefined, { reason: dto.reason ?? null });
+  }
+
+  /**
+   * The scheduler: ends leases past their expiry and requests unanswered past their deadline. Each is taken in
+   * its own transaction with `FOR UPDATE SKIP LOCKED`, so across instances each is ended exactly once.
+   */
+  async expireDue(limit = 50): Promise<number> {
+    const ended: Ended[] = [];
+    for (let i = 0; i < limit; i++) {
+      const one = await this.audit.transaction(async (em, audit) => {
+        const now = this.clock.now();
+        const due = await em
+          .getRepository(CheckoutEntity)
+          .createQueryBuilder('c')
+          .where("(c.status = 'active' AND c.expires_at <= :now) OR (c.status = 'pending_approval' AND c.approval_deadline <= :now)", { now })
+          .orderBy('c.seq', 'ASC')
+          .limit(1)
+          .setLock('pessimistic_write')
+          .setOnLocked('skip_locked')
+          .getOne();
+        return due ? this.end(em, audit, due, due.status === 'active' ? 'expired' : 'approval_timeout', null) : null;
+      });
+      if (!one) break;
+      ended.push(one);
+    }
+    await this.inBatches(ended, (e) => this.finish(e));
+    return ended.length;
+  }
+
+  /**
+   * Cleanup whose claimant died or failed (its claim lapsed): ends the account's sessions. Waits while the
+   * checkout's rotation is still pending, so sessions are never ended before the old password is dead.
+   */
+  async finishStale(limit = 50): Promise<number> {
+    const [rows]: [Array<{ id: string; account_id: string }>, number] = await this.dataSource.query(
+      `UPDATE checkouts SET cleanup_claimed_by = $1, cleanup_claimed_until = now() + make_interval(secs => $2)
+        WHERE id IN (SELECT c.id FROM checkouts c
+                      WHERE c.cleanup = 'pending' AND c.cleanup_claimed_until < now()
+                        AND NOT EXISTS (SELECT 1 FROM rotations r WHERE r.id = c.rotation_id AND r.status = 'pending')
+                      ORDER BY c.cleanup_claimed_until LIMIT $3 FOR UPDATE SKIP LOCKED)
+        RETURNING id, account_id`,
+      [this.rotation.instanceId, this.config.rotation.claimSeconds, limit],
+    );
+    await this.inBatches(rows, (r) => this.finish({ id: r.id, accountId: r.account_id, rotationId: null, cleanup: true }));
+    return rows.length;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    while (this.running.size) await Promise.allSettled([...this.running]);
+  }
+
+  private async endByHand(actor: Actor, id: string, reason: EndReason, check: (c: CheckoutEntity) => void, details: Record<string, unknown> = {}): Promise<CheckoutView> {
+    const ended = await this.audit.transaction(async (em, audit) => {
+      const checkout = await this.store.find(em, actor, id, true);
+      check(checkout);
+      if (checkout.status !== 'active' && checkout.status !== 'pending_approval') {
+        throw Errors.conflict('CHECKOUT_ENDED', `the checkout is already ${checkout.status}`);
+      }
+      return this.end(em, audit, checkout, reason, actor, details);
+    });
+    await this.finish(ended);
+    const em = this.dataSource.manager;
+    return this.store.view(em, await em.getRepository(CheckoutEntity).findOneByOrFail({ id }));
+  }
+
+  /** Closes an open checkout inside the caller's transaction (the checkout row locked by the caller). */
+  private async end(
+    em: EntityManager,
+    audit: (i: AuditInput) => Promise<string>,
+    checkout: CheckoutEntity,
+    reason: EndReason,
+    actor: Actor | null,
+    details: Record<string, unknown> = {},
+  ): Promise<Ended> {
+    const account = await findByIdOrThrow(em, AccountEntity, checkout.accountId, 'account', true);
+    // only an active checkout revealed the password: a pending one just frees the account
+    const wasActive = checkout.status === 'active';
+    let rotationId: string | null = null;
+    if (wasActive && effectivePolicy(account.policy).rotateAfterCheckin && account.passwordSecret) {
+      rotationId = await this.rotation.writeAhead(em, audit, account, 'checkin', actor);
+      await em.query('UPDATE accounts SET must_rotate = true WHERE id = $1', [account.id]);
+    } else {
+      await em.query("UPDATE accounts SET status = 'available', version = version + 1 WHERE id = $1 AND status = 'checked_out'", [account.id]);
+    }
+    await em.query(
+      `UPDATE checkouts SET status = $2, ended_at = $3, ended_by = $4, end_reason = $5, rotation_id = $6, cleanup = $7,
+              cleanup_claimed_by = $8, cleanup_claimed_until = now() + make_interval(secs => $9), version = version + 1
+        WHERE id = $1`,
+      [checkout.id, STATUS_AFTER[reason], this.clock.now(), actor?.id ?? 'system', reason, rotationId, wasActive ? 'pending' : 'none', this.rotation.instanceId, this.config.rotation.claimSeconds],
+    );
+    const type = reason === 'approval_timeout' ? 'expired' : reason;
+    await audit({ type: `checkout.${type}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: account.id, reason, wasActive, rotationId, ...details } });
+    return { id: checkout.id, accountId: account.id, rotationId, cleanup: wasActive };
+  }
+
+  /** After commit: rotate (if written ahead), then end the account's sessions. Never throws. */
+  private async finish(e: Ended): Promise<void> {
+    if (!e.cleanup) return;
+    if (e.rotationId) await this.rotation.execute(e.rotationId);
+    let errorCode: string | null = null;
+    try {
+      const account = await findByIdOrThrow(this.dataSource.manager, AccountEntity, e.accountId, 'account');
+      const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, account.targetId, 'target');
+      await this.connectors.get(target.type).terminateSessions(await this.targets.connectorTarget(target), account.username);
+    } catch (err) {
+      errorCode = err instanceof DomainException ? err.code : 'TARGET_ERROR';
+    }
+    await this.settleCleanup(e, errorCode).catch((err: unknown) => {
+      this.logger.warn({ checkoutId: e.id, err: { type: (err as Error)?.name } }, 'checkout cleanup could not be recorded; the sweep retries');
+    });
+  }
+
+  /** Records the cleanup outcome if this instance still holds the claim; failures back off, then give up loudly. */
+  private async settleCleanup(e: Ended, errorCode: string | null): Promise<void> {
+    await this.audit.transaction(async (em, audit) => {
+      const [row]: Array<{ attempts: number }> = await em.query(
+        "SELECT cleanup_attempts AS attempts FROM checkouts WHERE id = $1 AND cleanup = 'pending' AND cleanup_claimed_by = $2 FOR UPDATE",
+        [e.id, this.rotation.instanceId],
+      );
+      if (!row) return; // another instance took over
+      if (errorCode === null) {
+        await em.query("UPDATE checkouts SET cleanup = 'done', cleanup_claimed_until = NULL WHERE id = $1", [e.id]);
+        await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId } });
+        return;
+      }
+      const attempts = row.attempts + 1;
+      const gaveUp = attempts >= this.config.checkout.cleanupMaxAttempts;
+      const backoffSeconds = Math.min(3600, 15 * 2 ** (attempts - 1)) * (0.5 + Math.random() / 2);
+      await em.query(
+        'UPDATE checkouts SET cleanup = $2, cleanup_attempts = $3, cleanup_claimed_until = now() + make_interval(secs => $4) WHERE id = $1',
+        [e.id, gaveUp ? 'failed' : 'pending', attempts, backoffSeconds],
+      );
+      await audit({
+        type: 'checkout.cleanup_failed',
+        actor: null,
+        subjectType: 'checkout',
+        subjectId: e.id,
+        outcome: 'failure',
+        details: { accountId: e.accountId, errorCode, attempts, gaveUp },
+      });
+    });
+  }
+
+  private async inBatches<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
+    const size = this.config.rotation.concurrency;
+    for (let i = 0; i < items.length; i += size) {
+      const p = Promise.all(items.slice(i, i + size).map(work));
+      this.running.add(p);
+      await p.finally(() => this.running.delete(p));
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { PageQuery } from '../common/pagination';
+import { Optional } from '../common/validation';
+import { CheckoutApprovalEntity, CheckoutEndReason, CheckoutEntity, CheckoutStatus } from './checkout.entity';
+
+const WEEK = 7 * 24 * 3600;
+const STATUSES: CheckoutStatus[] = ['pending_approval', 'active', 'returned', 'expired', 'revoked', 'denied'];
+/** Free text for people (justifications, comments): printable, newlines and tabs allowed, no other control characters. */
+const TEXT = /^[^\u0000-\u0008\u000b-\u001f\u007f]*$/;
+const TEXT_MESSAGE = { message: 'must not contain control characters' };
+
+export class CreateCheckoutDto {
+  @IsUUID() accountId: string;
+  /** Why the operator needs the account; shown to approvers and kept in the audit log. */
+  @IsString() @MinLength(3) @MaxLength(1000) @Matches(TEXT, TEXT_MESSAGE) justification: string;
+  /** Lease length; default the policy's checkoutTtlSeconds, at most its maxCheckoutTtlSeconds. */
+  @Optional() @IsInt() @Min(60) @Max(WEEK) ttlSeconds?: number;
+  /** Emergency: skip approvals where the account's policy allows it. Shorter, flagged, reviewed afterwards. */
+  @Optional() @IsBoolean() breakGlass?: boolean;
+}
+
+export class DecisionDto {
+  @Optional() @IsString() @MaxLength(1000) @Matches(TEXT, TEXT_MESSAGE) comment?: string;
+  /** The `requestDigest` of the checkout as the approver saw it: refused (409 REQUEST_CHANGED) if it no longer matches. */
+  @Optional() @IsString() @Matches(/^[0-9a-f]{64}$/, { message: 'requestDigest must be 64 hex characters' }) requestDigest?: string;
+}
+
+export class ExtendDto {
+  /** Added to the current expiry; the lease may not outgrow the policy's maximum from activation. */
+  @IsInt() @Min(60) @Max(WEEK) ttlSeconds: number;
+}
+
+export class RevokeDto {
+  @Optional() @IsString() @MaxLength(1000) @Matches(TEXT, TEXT_MESSAGE) reason?: string;
+}
+
+export class ReviewDto {
+  @IsString() @MinLength(1) @MaxLength(1000) @Matches(TEXT, TEXT_MESSAGE) comment: string;
+}
+
+export class CheckoutListQuery extends PageQuery {
+  @IsOptional() @IsIn(STATUSES) status?: CheckoutStatus;
+  @IsOptional() @IsUUID() accountId?: string;
+  @IsOptional() @IsUUID() requesterId?: string;
+  @IsOptional() @IsIn(['true', 'false']) breakGlass?: 'true' | 'false';
+  /** Break-glass checkouts not yet reviewed: `?breakGlass=true&reviewed=false`. */
+  @IsOptional() @IsIn(['true', 'false']) reviewed?: 'true' | 'false';
+}
+
+/** What leaves the vault only in the answer to an MFA-verified checkout or reveal. */
+export interface CredentialView {
+  username: string;
+  password: string;
+  host: string;
+  port: number;
+}
+
+export interface ApprovalView {
+  approverId: string;
+  decision: 'approve' | 'deny';
+  comment: string | null;
+  decidedAt: string;
+  /** False when the request changed after this approval: it no longer counts. */
+  matchesRequest: boolean;
+}
+
+/** Never contains the credential (that is added to the create answer only). */
+export interface CheckoutView {
+  id: string;
+  accountId: string;
+  requesterId: string;
+  status: CheckoutStatus;
+  justification: string;
+  ttlSeconds: number;
+  breakGlass: boolean;
+  approvalsRequired: number;
+  approvals: ApprovalView[];
+  /** HMAC of what approvers approve (account, requester, ttl, justification, break-glass). */
+  requestDigest: string;
+  requestedAt: string;
+  /** Pending: when the request lapses; active: when the lease ends; ended: when it ended or would have. */
+  expiresAt: string | null;
+  approvalDeadline: string | null;
+  activatedAt: string | null;
+  endedAt: string | null;
+  endedBy: string | null;
+  endReason: CheckoutEndReason | null;
+  rotationId: string | null;
+  review: { reviewedAt: string; reviewedBy: string | null; comment: string | null } | null;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function mapCheckout(c: CheckoutEntity, approvals: CheckoutApprovalEntity[], requestDigest: string): CheckoutView {
+  return {
+    id: c.id,
+    accountId: c.accountId,
+    requesterId: c.requesterId,
+    status: c.status,
+    justification: c.justification,
+    ttlSeconds: c.ttlSeconds,
+    breakGlass: c.breakGlass,
+    approvalsRequired: c.approvalsRequired,
+    approvals: approvals.map((a) => ({
+      approverId: a.approverId,
+      decision: a.decision,
+      comment: a.comment,
+      decidedAt: a.decidedAt.toISOString(),
+      matchesRequest: a.requestDigest === requestDigest,
+    })),
+    requestDigest,
+    requestedAt: c.requestedAt.toISOString(),
+    expiresAt: iso(c.status === 'pending_approval' ? c.approvalDeadline : c.expiresAt),
+    approvalDeadline: iso(c.approvalDeadline),
+    activatedAt: iso(c.activatedAt),
+    endedAt: iso(c.endedAt),
+    endedBy: c.endedBy,
+    endReason: c.endReason,
+    rotationId: c.rotationId,
+    review: c.reviewedAt ? { reviewedAt: c.reviewedAt.toISOString(), reviewedBy: c.reviewedBy, comment: c.reviewComment } : null,
+  };
+}

@@ -1,0 +1,16 @@
+import { Module } from '@nestjs/common';
+import { RotationModule } from '../rotation/rotation.module';
+import { TargetsModule } from '../targets/targets.module';
+import { ApprovalsService } from './approvals.service';
+import { CheckoutLifecycleService } from './checkout-lifecycle.service';
+import { CheckoutStore } from './checkout-store';
+import { CheckoutsController } from './checkouts.controller';
+import { CheckoutsService } from './checkouts.service';
+
+@Module({
+  imports: [TargetsModule, RotationModule],
+  controllers: [CheckoutsController],
+  providers: [CheckoutStore, CheckoutsService, ApprovalsService, CheckoutLifecycleService],
+  exports: [CheckoutsService, CheckoutLifecycleService],
+})
+export class CheckoutsModule {}
