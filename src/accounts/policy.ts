@@ -51,6 +51,11 @@ export function effectivePolicy(stored: Partial<AccountPolicy>): AccountPolicy {
   return { ...DEFAULT_POLICY, ...stored };
 }
 
+/** The longest a checkout may last in total: a break-glass one never longer than an ordinary one. */
+export function maxLeaseSeconds(policy: AccountPolicy, breakGlass: boolean): number {
+  return breakGlass ? Math.min(policy.breakGlassTtlSeconds, policy.maxCheckoutTtlSeconds) : policy.maxCheckoutTtlSeconds;
+}
+
 /** Fills defaults over `base` and checks the rules that span fields. */
 export function resolvePolicy(input: PolicyDto | undefined, base: AccountPolicy = DEFAULT_POLICY): AccountPolicy {
   const policy: AccountPolicy = effectivePolicy(base);
@@ -59,9 +64,6 @@ export function resolvePolicy(input: PolicyDto | undefined, base: AccountPolicy 
   }
   if (policy.checkoutTtlSeconds > policy.maxCheckoutTtlSeconds) {
     throw Errors.validation('policy.checkoutTtlSeconds must not exceed policy.maxCheckoutTtlSeconds');
-  }
-  if (policy.breakGlassTtlSeconds > policy.maxCheckoutTtlSeconds) {
-    throw Errors.validation('policy.breakGlassTtlSeconds must not exceed policy.maxCheckoutTtlSeconds');
   }
   if (policy.passwordLength < policy.passwordClasses.length) {
     throw Errors.validation('policy.passwordLength is shorter than the number of required character classes');

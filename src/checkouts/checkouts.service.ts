@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, EntityManager, In } from 'typeorm';
-import { AccountPolicy, effectivePolicy } from '../accounts/policy';
+import { AccountPolicy, effectivePolicy, maxLeaseSeconds } from '../accounts/policy';
 import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
@@ -98,7 +98,7 @@ export class CheckoutsService {
       const checkout = await this.activeOwnCheckout(em, actor, id);
       const [account]: Array<{ policy: AccountPolicy }> = await em.query('SELECT policy FROM accounts WHERE id = $1', [checkout.accountId]);
       const policy = effectivePolicy(account.policy);
-      const maxSeconds = checkout.breakGlass ? policy.breakGlassTtlSeconds : policy.maxCheckoutTtlSeconds;
+      const maxSeconds = maxLeaseSeconds(policy, checkout.breakGlass);
       const from = checkout.expiresAt as Date;
       const to = new Date(from.getTime() + dto.ttlSeconds * SECOND);
       const limit = new Date((checkout.activatedAt as Date).getTime() + maxSeconds * SECOND);
@@ -150,8 +150,8 @@ function leaseLength(policy: AccountPolicy, breakGlass: boolean, asked: number |
   if (breakGlass && !policy.breakGlassAllowed) {
     throw new DomainException(403, 'BREAK_GLASS_NOT_ALLOWED', "this account's policy does not allow break-glass checkouts");
   }
-  const max = breakGlass ? policy.breakGlassTtlSeconds : policy.maxCheckoutTtlSeconds;
-  const ttl = asked ?? (breakGlass ? policy.breakGlassTtlSeconds : policy.checkoutTtlSeconds);
+  const max = maxLeaseSeconds(policy, breakGlass);
+  const ttl = asked ?? (breakGlass ? max : policy.checkoutTtlSeconds);
   if (ttl > max) throw new DomainException(400, 'TTL_EXCEEDS_POLICY', `ttlSeconds may be at most ${max} for this account`, { maxTtlSeconds: max });
   return ttl;
 }
