@@ -18,6 +18,7 @@ describe('checkouts (e2e)', () => {
   let approvers: TestUser[];
   let real: RealTarget;
   let targetId: string;
+  let second: TestVault | undefined;
 
   /** Requests as a user; `mfa` adds a fresh X-MFA-Code. Await it for the response, or `.expect(status)` it. */
   const as = (user: TestUser) => ({
@@ -66,6 +67,7 @@ describe('checkouts (e2e)', () => {
   }, 60_000);
   afterAll(async () => {
     await vault?.close();
+    await second?.close();
     await real?.stop();
   });
 
@@ -360,33 +362,6 @@ describe('checkouts (e2e)', () => {
     });
   });
 
-  describe('several instances', () => {
-    it('two instances sweeping together end each expired checkout exactly once, with one rotation each', async () => {
-      const second = await startTestVault({ db: vault.db, masterKey: vault.masterKey, env: { VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_CHECKOUT_SWEEP_MS: '3600000' } });
-      try {
-        const ids: string[] = [];
-        const accounts: string[] = [];
-        for (let i = 0; i < 6; i++) {
-          const account = await newAccount();
-          accounts.push(account.id);
-          ids.push((await checkout(operator, account.id).expect(201)).body.id);
-        }
-        await vault.db.query("UPDATE checkouts SET expires_at = now() - interval '1 second' WHERE id = ANY($1)", [ids]);
-        await Promise.all([lifecycle().expireDue(), second.get(CheckoutLifecycleService).expireDue(), lifecycle().expireDue()]);
-        const expired = await vault.db.query<{ subject_id: string; n: number }>(
-          "SELECT subject_id, count(*)::int AS n FROM audit_events WHERE type = 'checkout.expired' AND subject_id = ANY($1) GROUP BY subject_id",
-          [ids],
-        );
-        expect(expired.map((e) => e.n)).toEqual(Array(6).fill(1));
-        const rotations = await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM rotations WHERE reason = 'checkin' AND account_id = ANY($1) GROUP BY account_id", [accounts]);
-        expect(rotations.map((r) => r.n)).toEqual(Array(6).fill(1));
-        for (const id of accounts) expect(await accountStatus(id)).toBe('available');
-      } finally {
-        await second.close();
-      }
-    });
-  });
-
   describe('listing and bad input', () => {
     it('operators list only their own checkouts; approvers and auditors list all; keyset pages', async () => {
       const mine = await vault.createUser(['operator']);
@@ -428,6 +403,32 @@ describe('checkouts (e2e)', () => {
       expect((await as(approvers[0]).post(`/v1/checkouts/${randomUUID()}/approve`, { requestDigest: 'abc' }, true).expect(400)).body.code).toBe('VALIDATION_FAILED');
       expect((await as(operator).get('/v1/checkouts?status=lost').expect(400)).body.code).toBe('VALIDATION_FAILED');
       expect((await as(operator).get('/v1/checkouts?cursor=%22%22').expect(400)).body.code).toBe('VALIDATION_FAILED');
+    });
+  });
+  describe('several instances', () => {
+    it('two instances sweeping together end each expired checkout exactly once, with one rotation each', async () => {
+      // closed in afterAll, after the first: passport keeps strategies process-wide by name, so the newest
+      // app's bearer strategy serves both apps in this process, and closing it early would break the first
+      second = await startTestVault({ db: vault.db, masterKey: vault.masterKey, env: { VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_CHECKOUT_SWEEP_MS: '3600000' } });
+      {
+        const ids: string[] = [];
+        const accounts: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const account = await newAccount();
+          accounts.push(account.id);
+          ids.push((await checkout(operator, account.id).expect(201)).body.id);
+        }
+        await vault.db.query("UPDATE checkouts SET expires_at = now() - interval '1 second' WHERE id = ANY($1)", [ids]);
+        await Promise.all([lifecycle().expireDue(), second.get(CheckoutLifecycleService).expireDue(), lifecycle().expireDue()]);
+        const expired = await vault.db.query<{ subject_id: string; n: number }>(
+          "SELECT subject_id, count(*)::int AS n FROM audit_events WHERE type = 'checkout.expired' AND subject_id = ANY($1) GROUP BY subject_id",
+          [ids],
+        );
+        expect(expired.map((e) => e.n)).toEqual(Array(6).fill(1));
+        const rotations = await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM rotations WHERE reason = 'checkin' AND account_id = ANY($1) GROUP BY account_id", [accounts]);
+        expect(rotations.map((r) => r.n)).toEqual(Array(6).fill(1));
+        for (const id of accounts) expect(await accountStatus(id)).toBe('available');
+      }
     });
   });
 });
