@@ -125,6 +125,8 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
         checkoutTtlSeconds: 3600,
         maxCheckoutTtlSeconds: 28800,
         approvalsRequired: 0,
+        breakGlassAllowed: false,
+        breakGlassTtlSeconds: 1800,
         rotateAfterCheckin: true,
         rotationIntervalSeconds: 2592000,
         passwordLength: 32,
