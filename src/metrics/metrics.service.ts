@@ -31,6 +31,22 @@ export class MetricsService {
       },
     });
     new Gauge({
+      name: 'vault_checkouts',
+      help: 'Checkouts that need watching: open (active, pending_approval), break-glass not yet reviewed, and cleanup that failed (sessions not ended)',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      async collect() {
+        const [row]: Array<Record<string, number>> = await dataSource.query(
+          `SELECT count(*) FILTER (WHERE status = 'active')::int AS active,
+                  count(*) FILTER (WHERE status = 'pending_approval')::int AS pending_approval,
+                  count(*) FILTER (WHERE break_glass AND reviewed_at IS NULL)::int AS break_glass_unreviewed,
+                  count(*) FILTER (WHERE cleanup = 'failed')::int AS cleanup_failed
+             FROM checkouts WHERE status IN ('active', 'pending_approval') OR (break_glass AND reviewed_at IS NULL) OR cleanup = 'failed'`,
+        );
+        for (const [state, n] of Object.entries(row)) this.set({ state }, n);
+      },
+    });
+    new Gauge({
       name: 'vault_rotations_pending',
       help: 'Rotations written ahead and not settled yet (a growing number means targets are slow or instances died)',
       registers: [this.registry],

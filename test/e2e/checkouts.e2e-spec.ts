@@ -57,7 +57,7 @@ describe('checkouts (e2e)', () => {
   const lifecycle = () => vault.get(CheckoutLifecycleService);
 
   beforeAll(async () => {
-    vault = await startTestVault({ env: { VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_CHECKOUT_SWEEP_MS: '3600000', VAULT_CHECKOUT_APPROVAL_TIMEOUT_SECONDS: '900' } });
+    vault = await startTestVault({ env: { VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_CHECKOUT_SWEEP_MS: '3600000', VAULT_CHECKOUT_APPROVAL_TIMEOUT_SECONDS: '900', VAULT_CHECKOUT_CLEANUP_MAX_ATTEMPTS: '3' } });
     admin = await vault.admin();
     operator = await vault.createUser(['operator']);
     approvers = [await vault.createUser(['approver']), await vault.createUser(['approver']), await vault.createUser(['approver'])];
@@ -359,6 +359,83 @@ describe('checkouts (e2e)', () => {
       const still = (await as(approvers[0]).get('/v1/checkouts?breakGlass=true&reviewed=false&limit=200').expect(200)).body.items.map((c: { id: string }) => c.id);
       expect(still).not.toContain(co.id);
       expect((await events(co.id)).map((e) => e.type)).toContain('checkout.reviewed');
+    });
+
+    it('monitoring sees open checkouts and unreviewed break-glass ones (no names, no secrets)', async () => {
+      const account = await newAccount({ breakGlassAllowed: true });
+      await checkout(operator, account.id, { breakGlass: true }).expect(201);
+      const metrics = (await vault.http().get('/metrics').expect(200)).text;
+      expect(metrics).toMatch(/^vault_checkouts\{state="active"\} [1-9]/m);
+      expect(metrics).toMatch(/^vault_checkouts\{state="break_glass_unreviewed"\} [1-9]/m);
+      expect(metrics).toMatch(/^vault_checkouts\{state="cleanup_failed"\} 0$/m);
+      expect(metrics).not.toContain(account.password);
+      expect(metrics).not.toContain(account.username);
+    });
+  });
+
+  describe('recovery', () => {
+    it('an instance that dies between ending a checkout and its cleanup: recovery rotates, the sweep ends the live session', async () => {
+      const account = await newAccount();
+      const co = (await checkout(operator, account.id).expect(201)).body;
+      const session = await real.openSession(account.username, co.credential.password);
+      // the instance commits the check-in and dies before its post-commit work (rotation, ending sessions)
+      const lc = lifecycle() as unknown as { finish: (e: unknown) => Promise<void> };
+      const finish = lc.finish;
+      lc.finish = async () => undefined;
+      try {
+        await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+      } finally {
+        lc.finish = finish;
+      }
+      expect(await session.alive()).toBe(true);
+      expect(await lifecycle().finishStale()).toBe(0); // its claims are still live
+      await vault.db.query("UPDATE checkouts SET cleanup_claimed_until = now() - interval '1 second' WHERE id = $1", [co.id]);
+      expect(await lifecycle().finishStale()).toBe(0); // the rotation is still pending: sessions are ended only after it
+      await vault.db.query("UPDATE rotations SET claimed_until = now() - interval '1 second' WHERE account_id = $1 AND status = 'pending'", [account.id]);
+      const { RotationService } = await import('../../src/rotation/rotation.service');
+      await vault.get(RotationService).recoverStale();
+      expect(await lifecycle().finishStale()).toBe(1);
+      expect(await session.alive()).toBe(false);
+      await session.close();
+      expect((await as(operator).get(`/v1/checkouts/${co.id}`).expect(200)).body.status).toBe('returned');
+      expect((await vault.db.query<{ cleanup: string }>('SELECT cleanup FROM checkouts WHERE id = $1', [co.id]))[0].cleanup).toBe('done');
+      // the abandoned rotation never reached the target; the account stays barred until a rotation succeeds
+      expect((await checkout(operator, account.id).expect(409)).body.code).toBe('ACCOUNT_ROTATION_PENDING');
+      await vault.db.query('UPDATE accounts SET next_rotation_at = now() - interval \'1 second\' WHERE id = $1', [account.id]);
+      await vault.get(RotationService).rotateDue();
+      expect(await real.canLogin(account.username, account.password)).toBe(false);
+      expect(await real.canLogin(account.username, (await stored(account.id))!)).toBe(true);
+      expect((await checkout(operator, account.id).expect(201)).body.credential.password).toBe(await stored(account.id));
+    });
+
+    it('a target that is down at check-in: the checkout still ends; the rotation waits; cleanup is retried with backoff, then given up loudly', async () => {
+      const down = await REAL_TARGETS.postgres();
+      const downId = (await as(admin).post('/v1/targets', { name: `co-down-${randomBytes(3).toString('hex')}`, ...down.body }).expect(201)).body.id;
+      const onDown = async (policy: object) => {
+        const username = `co_${randomBytes(4).toString('hex')}`;
+        await down.createAccount(username, 'Initial-Password-1');
+        return (await as(admin).post('/v1/accounts', { targetId: downId, username, password: 'Initial-Password-1', policy }).expect(201)).body.id as string;
+      };
+      const plain = await onDown({ rotateAfterCheckin: false });
+      const rotating = await onDown({});
+      const coPlain = (await checkout(operator, plain).expect(201)).body;
+      const coRotating = (await checkout(operator, rotating).expect(201)).body;
+      await down.stop();
+      for (const co of [coPlain, coRotating]) expect((await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200)).body.status).toBe('returned');
+      const row = async (id: string) => (await vault.db.query<{ cleanup: string; cleanup_attempts: number }>('SELECT cleanup, cleanup_attempts FROM checkouts WHERE id = $1', [id]))[0];
+      expect(await row(coPlain.id)).toEqual({ cleanup: 'pending', cleanup_attempts: 1 });
+      // the vault cannot tell which password works on a target that does not answer: the rotation stays pending
+      expect((await checkout(operator, rotating).expect(409)).body.code).toBe('ACCOUNT_ROTATING');
+      for (let attempt = 2; attempt <= 3; attempt++) {
+        await vault.db.query("UPDATE checkouts SET cleanup_claimed_until = now() - interval '1 second' WHERE id = ANY($1)", [[coPlain.id, coRotating.id]]);
+        expect(await lifecycle().finishStale()).toBe(1); // only the one whose rotation is not pending
+      }
+      expect(await row(coPlain.id)).toEqual({ cleanup: 'failed', cleanup_attempts: 3 });
+      expect((await row(coRotating.id)).cleanup).toBe('pending');
+      const failures = (await events(coPlain.id)).filter((e) => e.type === 'checkout.cleanup_failed');
+      expect(failures.map((e) => e.details)).toEqual([1, 2, 3].map((attempts) => expect.objectContaining({ attempts, gaveUp: attempts === 3, errorCode: 'TARGET_UNREACHABLE' })));
+      const metrics = (await vault.http().get('/metrics').expect(200)).text;
+      expect(metrics).toMatch(/^vault_checkouts\{state="cleanup_failed"\} [1-9]/m);
     });
   });
 
