@@ -1,8 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, Server } from 'node:net';
-import { Client as PgClient } from 'pg';
-import { createConnection } from 'mysql2/promise';
-import { Client as SshClient } from 'ssh2';
 import { ConnectorError } from '../../src/connectors/connector.errors';
 import { Connector, ConnectorTarget } from '../../src/connectors/connector.interface';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
@@ -10,6 +7,7 @@ import { PasswordGenerator, TargetType } from '../../src/crypto/password-generat
 import { freePort } from '../support/process';
 import { connectMariaDb } from '../support/targets/mariadb';
 import { startScramPostgres } from '../support/targets/postgres';
+import { LiveSession, openMysqlSession, openPgSession, openSshSession } from '../support/targets/sessions';
 import { startSshd } from '../support/targets/sshd';
 
 /**
@@ -22,7 +20,7 @@ interface Fixture {
   createAccount(name: string, password: string): Promise<void>;
   accountExists(name: string): Promise<boolean>;
   /** Opens a live session as the account; resolves to a function telling whether it is still alive. */
-  openSession(name: string, password: string): Promise<{ alive(): Promise<boolean>; close(): Promise<void> }>;
+  openSession(name: string, password: string): Promise<LiveSession>;
   stop(): Promise<void>;
 }
 
@@ -33,23 +31,7 @@ const fixtures: Record<TargetType, () => Promise<Fixture>> = {
       target: { type: 'ssh', host: sshd.host, port: sshd.port, adminUsername: sshd.adminUsername, adminPrivateKey: sshd.adminPrivateKey, options: { hostKeySha256: sshd.hostKeySha256 } },
       createAccount: (n, p) => sshd.createUser(n, p),
       accountExists: (n) => sshd.userExists(n),
-      openSession: async (n, p) => {
-        const conn = new SshClient();
-        let closed = false;
-        await new Promise<void>((resolve, reject) => {
-          conn.on('ready', () => resolve()).on('error', reject).on('close', () => (closed = true));
-          conn.connect({ host: sshd.host, port: sshd.port, username: n, password: p, hostVerifier: () => true });
-        });
-        // a long-running process owned by the user: what pkill -u must end
-        await new Promise<void>((resolve, reject) => conn.exec('sleep 600', (err) => (err ? reject(err) : resolve())));
-        return {
-          alive: async () => {
-            await new Promise((r) => setTimeout(r, 300));
-            return !closed;
-          },
-          close: async () => void conn.end(),
-        };
-      },
+      openSession: (n, p) => openSshSession(sshd.host, sshd.port, n, p),
       stop: () => sshd.stop(),
     };
   },
@@ -59,15 +41,7 @@ const fixtures: Record<TargetType, () => Promise<Fixture>> = {
       target: { type: 'postgres', host: pg.host, port: pg.port, adminUsername: pg.adminUsername, adminPassword: pg.adminPassword, options: { database: pg.database } },
       createAccount: (n, p) => pg.createRole(n, p),
       accountExists: (n) => pg.roleExists(n),
-      openSession: async (n, p) => {
-        const c = new PgClient({ host: pg.host, port: pg.port, user: n, password: p, database: pg.database });
-        c.on('error', () => undefined);
-        await c.connect();
-        return {
-          alive: () => c.query('SELECT 1').then(() => true, () => false),
-          close: () => c.end().catch(() => undefined),
-        };
-      },
+      openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
       stop: () => pg.stop(),
     };
   },
@@ -77,14 +51,7 @@ const fixtures: Record<TargetType, () => Promise<Fixture>> = {
       target: { type: 'mysql', host: my.host, port: my.port, adminUsername: my.adminUsername, adminPassword: my.adminPassword, options: {} },
       createAccount: (n, p) => my.createUser(n, p),
       accountExists: (n) => my.userExists(n),
-      openSession: async (n, p) => {
-        const c = await createConnection({ host: my.host, port: my.port, user: n, password: p });
-        c.on('error', () => undefined);
-        return {
-          alive: () => c.query('SELECT 1').then(() => true, () => false),
-          close: () => c.end().catch(() => undefined),
-        };
-      },
+      openSession: (n, p) => openMysqlSession(my.host, my.port, n, p),
       stop: () => my.stop(),
     };
   },

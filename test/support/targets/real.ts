@@ -1,5 +1,6 @@
 import { connectMariaDb } from './mariadb';
 import { startScramPostgres } from './postgres';
+import { canLoginMysql, canLoginPg, canLoginSsh, LiveSession, openMysqlSession, openPgSession, openSshSession } from './sessions';
 import { startSshd } from './sshd';
 
 /** A real target server, with the body that registers it in the vault and a way to make accounts on it. */
@@ -8,6 +9,13 @@ export interface RealTarget {
   body: Record<string, unknown>;
   /** Creates an account the way the target's own administrator would, outside the vault. */
   createAccount(name: string, password: string): Promise<void>;
+  /** Opens a live session as the account through an independent driver (ssh2, pg, mysql2), not the vault's connector. */
+  openSession(name: string, password: string): Promise<LiveSession>;
+  /**
+   * Logs in as the account through an independent driver: true when the password is accepted, false only when
+   * the server refuses it; throws on anything else (unreachable, timeout, host key), never mistaken for a refusal.
+   */
+  canLogin(name: string, password: string): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -20,6 +28,8 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
     return {
       body: { type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } },
       createAccount: (n, p) => pg.createRole(n, p),
+      openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
+      canLogin: (n, p) => canLoginPg(pg.host, pg.port, n, p, pg.database),
       stop: () => pg.stop(),
     };
   },
@@ -28,14 +38,19 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
     return {
       body: { type: 'mysql', host: my.host, port: my.port, admin: { username: my.adminUsername, password: my.adminPassword } },
       createAccount: (n, p) => my.createUser(n, p),
+      openSession: (n, p) => openMysqlSession(my.host, my.port, n, p),
+      canLogin: (n, p) => canLoginMysql(my.host, my.port, n, p),
       stop: () => my.stop(),
     };
   },
   ssh: async () => {
     const sshd = await startSshd({ usePam: false });
+    const pin = { hostKeySha256: sshd.hostKeySha256 };
     return {
       body: { type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: 'root', privateKey: sshd.adminPrivateKey }, options: { hostKeySha256: sshd.hostKeySha256 } },
       createAccount: (n, p) => sshd.createUser(n, p),
+      openSession: (n, p) => openSshSession(sshd.host, sshd.port, n, p, pin),
+      canLogin: (n, p) => canLoginSsh(sshd.host, sshd.port, n, p, pin),
       stop: () => sshd.stop(),
     };
   },
