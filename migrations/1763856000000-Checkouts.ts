@@ -22,6 +22,7 @@ export class Checkouts1763856000000 implements MigrationInterface {
         ttl_seconds integer NOT NULL CHECK (ttl_seconds > 0),
         break_glass boolean NOT NULL DEFAULT false,
         approvals_required integer NOT NULL CHECK (approvals_required >= 0),
+        rotate_after_checkin boolean NOT NULL,
         requested_at timestamptz NOT NULL,
         approval_deadline timestamptz,
         activated_at timestamptz,

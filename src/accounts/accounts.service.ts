@@ -103,6 +103,15 @@ export class AccountsService {
       if (current.status !== 'available' && current.status !== 'needs_attention') {
         throw Errors.conflict('ACCOUNT_BUSY', `account is ${current.status}; try again when it is available`);
       }
+      // its checkout history goes with it: not while the target still owes a session cleanup, or while a failed
+      // cleanup or an unreviewed break-glass checkout waits for a person (that would clear the alarm unseen)
+      const [owed]: Array<{ why: string }> = await em.query(
+        `SELECT CASE WHEN cleanup IN ('pending', 'failed') THEN 'its last checkout''s session cleanup is ' || cleanup
+                     ELSE 'a break-glass checkout of it is not reviewed yet' END AS why
+           FROM checkouts WHERE account_id = $1 AND (cleanup IN ('pending', 'failed') OR (break_glass AND reviewed_at IS NULL)) LIMIT 1`,
+        [id],
+      );
+      if (owed) throw Errors.conflict('ACCOUNT_BUSY', `the account cannot be deleted: ${owed.why}`);
       await em.getRepository(AccountEntity).delete({ id });
       await audit({ type: 'account.deleted', actor, subjectType: 'account', subjectId: id, details: { targetId: current.targetId, username: current.username } });
     });

@@ -66,42 +66,40 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
 
   /**
    * The scheduler: ends leases past their expiry and requests unanswered past their deadline. Each is taken in
-   * its own transaction with `FOR UPDATE SKIP LOCKED`, so across instances each is ended exactly once.
+   * its own transaction with `FOR UPDATE SKIP LOCKED`, so across instances each is ended exactly once; they are
+   * taken a batch (the rotation concurrency) at a time and finished before the next batch is taken, so no
+   * written-ahead rotation waits behind others long enough for its claim to lapse. One checkout that cannot be
+   * ended is skipped for this sweep (and logged) instead of stalling every expiry behind it.
    */
   async expireDue(limit = 50): Promise<number> {
-    const ended: Ended[] = [];
-    for (let i = 0; i < limit; i++) {
-      const one = await this.audit.transaction(async (em, audit) => {
-        const now = this.clock.now();
-        const due = await em
-          .getRepository(CheckoutEntity)
-          .createQueryBuilder('c')
-          .where("(c.status = 'active' AND c.expires_at <= :now) OR (c.status = 'pending_approval' AND c.approval_deadline <= :now)", { now })
-          .orderBy('c.seq', 'ASC')
-          .limit(1)
-          .setLock('pessimistic_write')
-          .setOnLocked('skip_locked')
-          .getOne();
-        return due ? this.end(em, audit, due, due.status === 'active' ? 'expired' : 'approval_timeout', null) : null;
-      });
-      if (!one) break;
-      ended.push(one);
+    const skipped: string[] = [];
+    let total = 0;
+    while (total < limit) {
+      const batch: Ended[] = [];
+      while (batch.length < this.config.rotation.concurrency && total + batch.length < limit) {
+        const one = await this.expireOne(skipped);
+        if (one === null) break;
+        if (one !== 'skipped') batch.push(one);
+      }
+      if (batch.length === 0) break;
+      total += batch.length;
+      await this.track(Promise.all(batch.map((e) => this.finish(e))));
     }
-    await this.inBatches(ended, (e) => this.finish(e));
-    return ended.length;
+    return total;
   }
 
   /**
-   * Cleanup whose claimant died or failed (its claim lapsed): ends the account's sessions. Waits while the
-   * checkout's rotation is still pending, so sessions are never ended before the old password is dead.
+   * Cleanup still owed (its claimant died, the target was down, or the rotation had not succeeded yet): ends the
+   * account's sessions. Taken only once the account's post-check-in rotation has succeeded (not `rotating`, no
+   * `must_rotate`), so the last session ending always comes after the old password is dead.
    */
   async finishStale(limit = 50): Promise<number> {
     const [rows]: [Array<{ id: string; account_id: string }>, number] = await this.dataSource.query(
       `UPDATE checkouts SET cleanup_claimed_by = $1, cleanup_claimed_until = now() + make_interval(secs => $2)
-        WHERE id IN (SELECT c.id FROM checkouts c
+        WHERE id IN (SELECT c.id FROM checkouts c JOIN accounts a ON a.id = c.account_id
                       WHERE c.cleanup = 'pending' AND c.cleanup_claimed_until < now()
-                        AND NOT EXISTS (SELECT 1 FROM rotations r WHERE r.id = c.rotation_id AND r.status = 'pending')
-                      ORDER BY c.cleanup_claimed_until LIMIT $3 FOR UPDATE SKIP LOCKED)
+                        AND a.status <> 'rotating' AND NOT a.must_rotate
+                      ORDER BY c.cleanup_claimed_until LIMIT $3 FOR UPDATE OF c SKIP LOCKED)
         RETURNING id, account_id`,
       [this.rotation.instanceId, this.config.rotation.claimSeconds, limit],
     );
@@ -111,6 +109,43 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     while (this.running.size) await Promise.allSettled([...this.running]);
+  }
+
+  /** Ends the oldest due checkout not in `skipped`: null when none is due, 'skipped' when that one failed. */
+  private async expireOne(skipped: string[]): Promise<Ended | 'skipped' | null> {
+    let tried: string | undefined;
+    try {
+      return await this.audit.transaction(async (em, audit) => {
+        const now = this.clock.now();
+        const due = await em
+          .getRepository(CheckoutEntity)
+          .createQueryBuilder('c')
+          .where("((c.status = 'active' AND c.expires_at <= :now) OR (c.status = 'pending_approval' AND c.approval_deadline <= :now))", { now })
+          .andWhere(skipped.length ? 'c.id NOT IN (:...skipped)' : 'TRUE', { skipped })
+          .orderBy('c.seq', 'ASC')
+          .limit(1)
+          .setLock('pessimistic_write')
+          .setOnLocked('skip_locked')
+          .getOne();
+        if (!due) return null;
+        tried = due.id;
+        return this.end(em, audit, due, due.status === 'active' ? 'expired' : 'approval_timeout', null);
+      });
+    } catch (e) {
+      if (tried === undefined) throw e; // the database itself failed: the sweep stops and retries later
+      this.logger.warn({ checkoutId: tried, err: { type: (e as Error)?.name } }, 'could not end an expired checkout; skipped this sweep');
+      skipped.push(tried);
+      return 'skipped';
+    }
+  }
+
+  private async track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    try {
+      return await p;
+    } finally {
+      this.running.delete(p);
+    }
   }
 
   private async endByHand(actor: Actor, id: string, reason: EndReason, check: (c: CheckoutEntity) => void, details: Record<string, unknown> = {}): Promise<CheckoutView> {
@@ -124,7 +159,7 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
     });
     await this.finish(ended);
     const em = this.dataSource.manager;
-    return this.store.view(em, await em.getRepository(CheckoutEntity).findOneByOrFail({ id }));
+    return this.store.view(em, await this.store.find(em, actor, id));
   }
 
   /** Closes an open checkout inside the caller's transaction (the checkout row locked by the caller). */
@@ -140,7 +175,9 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
     // only an active checkout revealed the password: a pending one just frees the account
     const wasActive = checkout.status === 'active';
     let rotationId: string | null = null;
-    if (wasActive && effectivePolicy(account.policy).rotateAfterCheckin && account.passwordSecret) {
+    // the policy at request time or now: an admin's PATCH during a checkout cannot skip the rotation it was promised
+    const rotate = checkout.rotateAfterCheckin || effectivePolicy(account.policy).rotateAfterCheckin;
+    if (wasActive && rotate && account.passwordSecret) {
       rotationId = await this.rotation.writeAhead(em, audit, account, 'checkin', actor);
       await em.query('UPDATE accounts SET must_rotate = true WHERE id = $1', [account.id]);
     } else {
@@ -183,8 +220,15 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
       );
       if (!row) return; // another instance took over
       if (errorCode === null) {
-        await em.query("UPDATE checkouts SET cleanup = 'done', cleanup_claimed_until = NULL WHERE id = $1", [e.id]);
-        await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId } });
+        // the rotation did not succeed (yet): sessions were ended now anyway, and will be again once it has, since
+        // until then the old password still logs in; the sweep takes this up when the account is rotated
+        const [{ settled }]: Array<{ settled: boolean }> = await em.query(
+          "SELECT status <> 'rotating' AND NOT must_rotate AS settled FROM accounts WHERE id = $1",
+          [e.accountId],
+        );
+        if (settled) await em.query("UPDATE checkouts SET cleanup = 'done', cleanup_claimed_until = NULL WHERE id = $1", [e.id]);
+        else await em.query('UPDATE checkouts SET cleanup_claimed_until = now() WHERE id = $1', [e.id]);
+        await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId, rotationSettled: settled } });
         return;
       }
       const attempts = row.attempts + 1;
@@ -207,10 +251,6 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
 
   private async inBatches<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
     const size = this.config.rotation.concurrency;
-    for (let i = 0; i < items.length; i += size) {
-      const p = Promise.all(items.slice(i, i + size).map(work));
-      this.running.add(p);
-      await p.finally(() => this.running.delete(p));
-    }
+    for (let i = 0; i < items.length; i += size) await this.track(Promise.all(items.slice(i, i + size).map(work)));
   }
 }

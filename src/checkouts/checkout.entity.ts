@@ -41,6 +41,10 @@ export class CheckoutEntity {
   @Column({ name: 'approvals_required', type: 'integer' })
   approvalsRequired: number;
 
+  /** The policy's rotateAfterCheckin when the request was made; the end rotates if this or the current policy says so. */
+  @Column({ name: 'rotate_after_checkin', type: 'boolean' })
+  rotateAfterCheckin: boolean;
+
   @Column({ name: 'requested_at', type: 'timestamptz' })
   requestedAt: Date;
 

@@ -36,6 +36,7 @@ export class CheckoutsService {
       const [taken]: [Array<{ policy: AccountPolicy }>, number] = await em.query(
         `UPDATE accounts SET status = 'checked_out', version = version + 1
           WHERE id = $1 AND status = 'available' AND password_secret IS NOT NULL AND NOT must_rotate
+            AND NOT EXISTS (SELECT 1 FROM checkouts c WHERE c.account_id = accounts.id AND c.cleanup = 'pending')
           RETURNING policy`,
         [dto.accountId],
       );
@@ -54,6 +55,7 @@ export class CheckoutsService {
         ttlSeconds,
         breakGlass,
         approvalsRequired: policy.approvalsRequired,
+        rotateAfterCheckin: policy.rotateAfterCheckin,
         requestedAt: now,
         approvalDeadline: needsApproval ? new Date(now.getTime() + this.config.checkout.approvalTimeoutSeconds * SECOND) : null,
         activatedAt: needsApproval ? null : now,
@@ -160,8 +162,10 @@ const checkedOut = () => Errors.conflict('ACCOUNT_CHECKED_OUT', 'the account is 
 
 /** Why the account could not be taken: each state has its own stable code. */
 async function unavailable(em: EntityManager, accountId: string): Promise<DomainException> {
-  const [a]: Array<{ status: string; has_password: boolean; must_rotate: boolean }> = await em.query(
-    'SELECT status, password_secret IS NOT NULL AS has_password, must_rotate FROM accounts WHERE id = $1',
+  const [a]: Array<{ status: string; has_password: boolean; must_rotate: boolean; cleanup_owed: boolean }> = await em.query(
+    `SELECT status, password_secret IS NOT NULL AS has_password, must_rotate,
+            EXISTS (SELECT 1 FROM checkouts c WHERE c.account_id = a.id AND c.cleanup = 'pending') AS cleanup_owed
+       FROM accounts a WHERE id = $1`,
     [accountId],
   );
   if (!a) return Errors.notFound('account');
@@ -169,5 +173,8 @@ async function unavailable(em: EntityManager, accountId: string): Promise<Domain
   if (a.status === 'rotating') return Errors.conflict('ACCOUNT_ROTATING', 'the account is being rotated; try again in a moment');
   if (a.status === 'needs_attention') return Errors.conflict('ACCOUNT_NEEDS_ATTENTION', 'the account needs attention from an administrator (rotation kept failing)');
   if (!a.has_password) return Errors.conflict('ACCOUNT_NO_PASSWORD', 'the vault holds no password for this account yet');
+  if (!a.must_rotate && a.cleanup_owed) {
+    return Errors.conflict('ACCOUNT_CLEANUP_PENDING', "the previous checkout's sessions on the target are still being ended; try again shortly");
+  }
   return Errors.conflict('ACCOUNT_ROTATION_PENDING', 'the account must be rotated after its last checkout before it is handed out again');
 }

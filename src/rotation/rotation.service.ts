@@ -110,6 +110,8 @@ export class RotationService implements OnApplicationShutdown {
     }
     try {
       const connector = this.connectors.get(ctx.target.type);
+      // a claim that lapsed while this rotation waited its turn may be someone else's now: never touch the target then
+      if (!(await this.renewClaim(rotationId))) return 'pending';
       await connector.rotate(ctx.connectorTarget, { username: ctx.account.username, password: ctx.password });
       this.crash('after-target-change');
       await connector.login(ctx.connectorTarget, { username: ctx.account.username, password: ctx.password });
@@ -187,6 +189,20 @@ export class RotationService implements OnApplicationShutdown {
     this.running.add(p);
     void p.finally(() => this.running.delete(p));
     return p;
+  }
+
+  /**
+   * Extends this instance's claim, only while it still holds it and it has not lapsed. Called right before the
+   * target is changed: a recovery that took over a lapsed claim may already have discarded the pending password,
+   * and setting it on the target afterwards would leave the vault without a working one.
+   */
+  private async renewClaim(rotationId: string): Promise<boolean> {
+    const [, renewed]: [unknown[], number] = await this.dataSource.query(
+      `UPDATE rotations SET claimed_until = now() + make_interval(secs => $3)
+        WHERE id = $1 AND status = 'pending' AND claimed_by = $2 AND claimed_until > now()`,
+      [rotationId, this.instanceId, this.config.rotation.claimSeconds],
+    );
+    return renewed === 1;
   }
 
   private crash(point: CrashPoint): void {

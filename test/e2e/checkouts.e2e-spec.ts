@@ -2,6 +2,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { AccountEntity, accountSecretRef } from '../../src/accounts/account.entity';
 import { CheckoutLifecycleService } from '../../src/checkouts/checkout-lifecycle.service';
+import { ConnectorError } from '../../src/connectors/connector.errors';
+import { Connector } from '../../src/connectors/connector.interface';
+import { ConnectorRegistry } from '../../src/connectors/connector.registry';
+import { PostgresConnector } from '../../src/connectors/postgres/postgres.connector';
+import { RotationService } from '../../src/rotation/rotation.service';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
@@ -35,6 +40,8 @@ describe('checkouts (e2e)', () => {
       );
     },
     get: (path: string) => vault.http().get(path).set('Authorization', user.auth),
+    patch: (path: string, body: object) => vault.http().patch(path).set('Authorization', user.auth).send(body),
+    delete: (path: string) => vault.http().delete(path).set('Authorization', user.auth),
   });
   const checkout = (user: TestUser, accountId: string, extra: object = {}) => as(user).post('/v1/checkouts', { accountId, justification: 'fix the disk', ...extra }, true);
 
@@ -353,12 +360,16 @@ describe('checkouts (e2e)', () => {
       const toReview = (await as(approvers[0]).get('/v1/checkouts?breakGlass=true&reviewed=false&limit=200').expect(200)).body.items.map((c: { id: string }) => c.id);
       expect(toReview).toContain(co.id);
       expect((await as(operator).post(`/v1/checkouts/${co.id}/review`, { comment: 'mine' }).expect(403)).body.code).toBe('FORBIDDEN');
+      await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+      // deleting the account would clear the review queue unseen
+      expect((await as(admin).delete(`/v1/accounts/${account.id}`).expect(409)).body.code).toBe('ACCOUNT_BUSY');
       const reviewed = (await as(approvers[0]).post(`/v1/checkouts/${co.id}/review`, { comment: 'justified: INC-4711' }).expect(200)).body;
       expect(reviewed.review).toMatchObject({ reviewedBy: approvers[0].id, comment: 'justified: INC-4711' });
       expect((await as(approvers[1]).post(`/v1/checkouts/${co.id}/review`, { comment: 'again' }).expect(409)).body.code).toBe('ALREADY_REVIEWED');
       const still = (await as(approvers[0]).get('/v1/checkouts?breakGlass=true&reviewed=false&limit=200').expect(200)).body.items.map((c: { id: string }) => c.id);
       expect(still).not.toContain(co.id);
       expect((await events(co.id)).map((e) => e.type)).toContain('checkout.reviewed');
+      await as(admin).delete(`/v1/accounts/${account.id}`).expect(204);
     });
 
     it('monitoring sees open checkouts and unreviewed break-glass ones (no names, no secrets)', async () => {
@@ -392,20 +403,98 @@ describe('checkouts (e2e)', () => {
       await vault.db.query("UPDATE checkouts SET cleanup_claimed_until = now() - interval '1 second' WHERE id = $1", [co.id]);
       expect(await lifecycle().finishStale()).toBe(0); // the rotation is still pending: sessions are ended only after it
       await vault.db.query("UPDATE rotations SET claimed_until = now() - interval '1 second' WHERE account_id = $1 AND status = 'pending'", [account.id]);
-      const { RotationService } = await import('../../src/rotation/rotation.service');
       await vault.get(RotationService).recoverStale();
-      expect(await lifecycle().finishStale()).toBe(1);
-      expect(await session.alive()).toBe(false);
-      await session.close();
-      expect((await as(operator).get(`/v1/checkouts/${co.id}`).expect(200)).body.status).toBe('returned');
-      expect((await vault.db.query<{ cleanup: string }>('SELECT cleanup FROM checkouts WHERE id = $1', [co.id]))[0].cleanup).toBe('done');
-      // the abandoned rotation never reached the target; the account stays barred until a rotation succeeds
+      // the abandoned rotation never reached the target, so the old password still works: sessions are not ended
+      // "for good" yet, and the account stays barred until a rotation succeeds
+      expect(await real.canLogin(account.username, account.password)).toBe(true);
+      expect(await lifecycle().finishStale()).toBe(0);
       expect((await checkout(operator, account.id).expect(409)).body.code).toBe('ACCOUNT_ROTATION_PENDING');
       await vault.db.query('UPDATE accounts SET next_rotation_at = now() - interval \'1 second\' WHERE id = $1', [account.id]);
       await vault.get(RotationService).rotateDue();
+      await vault.get(RotationService).settle();
       expect(await real.canLogin(account.username, account.password)).toBe(false);
+      expect(await session.alive()).toBe(true); // a rotated password does not end a session by itself…
+      expect(await lifecycle().finishStale()).toBe(1); // …the owed cleanup does, once the rotation succeeded
+      expect(await session.alive()).toBe(false);
+      await session.close();
+      expect((await vault.db.query<{ cleanup: string }>('SELECT cleanup FROM checkouts WHERE id = $1', [co.id]))[0].cleanup).toBe('done');
       expect(await real.canLogin(account.username, (await stored(account.id))!)).toBe(true);
       expect((await checkout(operator, account.id).expect(201)).body.credential.password).toBe(await stored(account.id));
+    });
+
+    /** The real PostgreSQL connector, failing the named call once (a target that fails on purpose). */
+    const failingOnce = (call: 'rotate' | 'terminateSessions'): Connector => {
+      const realConnector = new PostgresConnector();
+      let failed = false;
+      return new Proxy(realConnector, {
+        get: (t, prop, receiver) => {
+          if (prop === call && !failed) {
+            return async () => {
+              failed = true;
+              throw new ConnectorError('TARGET_UNREACHABLE', 'injected failure');
+            };
+          }
+          const v = Reflect.get(t, prop, receiver) as unknown;
+          return typeof v === 'function' ? v.bind(t) : v;
+        },
+      });
+    };
+    const withConnector = async (connector: Connector, work: () => Promise<void>) => {
+      vault.get(ConnectorRegistry).register(connector);
+      try {
+        await work();
+      } finally {
+        vault.get(ConnectorRegistry).register(new PostgresConnector());
+      }
+    };
+
+    it('a check-in rotation that fails: sessions are ended now and again after the retried rotation; no hand-out in between', async () => {
+      const account = await newAccount();
+      const co = (await checkout(operator, account.id).expect(201)).body;
+      const first = await real.openSession(account.username, co.credential.password);
+      await withConnector(failingOnce('rotate'), async () => {
+        await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+      });
+      expect(await first.alive()).toBe(false);
+      await first.close();
+      // the old password still works until the retry: whoever logs in again is cut off after the rotation
+      expect(await real.canLogin(account.username, account.password)).toBe(true);
+      const again = await real.openSession(account.username, account.password);
+      expect((await vault.db.query<{ cleanup: string }>('SELECT cleanup FROM checkouts WHERE id = $1', [co.id]))[0].cleanup).toBe('pending');
+      expect((await checkout(operator, account.id).expect(409)).body.code).toBe('ACCOUNT_ROTATION_PENDING');
+      await vault.db.query("UPDATE checkouts SET cleanup_claimed_until = now() - interval '1 second' WHERE id = $1", [co.id]);
+      expect(await lifecycle().finishStale()).toBe(0);
+      await vault.db.query("UPDATE accounts SET next_rotation_at = now() - interval '1 second' WHERE id = $1", [account.id]);
+      await vault.get(RotationService).rotateDue();
+      await vault.get(RotationService).settle();
+      expect(await lifecycle().finishStale()).toBe(1);
+      expect(await again.alive()).toBe(false);
+      await again.close();
+      expect(await real.canLogin(account.username, account.password)).toBe(false);
+      const trail = (await events(co.id)).filter((e) => e.type === 'checkout.sessions_terminated').map((e) => e.details.rotationSettled);
+      expect(trail).toEqual([false, true]);
+    });
+
+    it('a session cleanup that fails: the account is not handed out until it is done (the old cleanup never hits the next holder)', async () => {
+      const account = await newAccount();
+      const co = (await checkout(operator, account.id).expect(201)).body;
+      await withConnector(failingOnce('terminateSessions'), async () => {
+        await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+      });
+      expect(await accountStatus(account.id)).toBe('available');
+      expect((await checkout(operator, account.id).expect(409)).body.code).toBe('ACCOUNT_CLEANUP_PENDING');
+      expect((await as(admin).delete(`/v1/accounts/${account.id}`).expect(409)).body.code).toBe('ACCOUNT_BUSY');
+      await vault.db.query("UPDATE checkouts SET cleanup_claimed_until = now() - interval '1 second' WHERE id = $1", [co.id]);
+      expect(await lifecycle().finishStale()).toBe(1);
+      expect((await checkout(operator, account.id).expect(201)).body.status).toBe('active');
+    });
+
+    it('an admin turning rotateAfterCheckin off during a checkout does not skip the rotation it was promised', async () => {
+      const account = await newAccount();
+      const co = (await checkout(operator, account.id).expect(201)).body;
+      await as(admin).patch(`/v1/accounts/${account.id}`, { policy: { rotateAfterCheckin: false } }).expect(200);
+      expect((await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200)).body.rotationId).toEqual(expect.any(String));
+      expect(await real.canLogin(account.username, account.password)).toBe(false);
     });
 
     it('a target that is down at check-in: the checkout still ends; the rotation waits; cleanup is retried with backoff, then given up loudly', async () => {

@@ -128,6 +128,21 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     expect(row).toEqual({ status: 'failed', pending_secret: null });
   });
 
+  it('never touches the target with a rotation whose claim lapsed before its turn (recovery may own it by now)', async () => {
+    const username = name();
+    const original = `Orig-${randomBytes(8).toString('hex')}`;
+    await real.createAccount(username, original);
+    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    const rotation = vault.get(RotationService);
+    const rotationId = await writeAhead(account.id);
+    await vault.db.query("UPDATE rotations SET claimed_until = now() - interval '1 second' WHERE id = $1", [rotationId]);
+    expect(await rotation.execute(rotationId)).toBe('pending');
+    expect(await loginWorks(username, original)).toBe(true);
+    await rotation.recoverStale();
+    expect(await stored(account.id)).toBe(original);
+    expect(await loginWorks(username, original)).toBe(true);
+  });
+
   it('retries a failing rotation with backoff, then marks the account needs_attention; the stored password keeps working', async () => {
     const username = name();
     const original = `Orig-${randomBytes(8).toString('hex')}`;
