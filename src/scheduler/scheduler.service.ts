@@ -31,36 +31,35 @@ export class SchedulerService implements OnApplicationBootstrap {
     void this.sweep(); // recovery at start-up: pending rotations left by a dead instance
   }
 
-  private checkoutSweeping = false;
+  private readonly busy = new Set<string>();
 
-  /** Ends expired checkouts (rotating their passwords) and lapsed approval requests; retries owed session cleanup. */
-  async checkoutSweep(): Promise<void> {
-    if (this.checkoutSweeping) return;
-    this.checkoutSweeping = true;
+  /** Runs `work` unless the same sweep is still running on this instance; a failure is logged and retried next time. */
+  private async once(name: string, work: () => Promise<unknown>): Promise<void> {
+    if (this.busy.has(name)) return;
+    this.busy.add(name);
     try {
-      await this.checkouts.expireDue();
-      await this.checkouts.finishStale();
+      await work();
     } catch (e) {
-      this.logger.warn({ err: { type: (e as Error)?.name } }, 'checkout sweep failed; will retry');
+      this.logger.warn({ sweep: name, err: { type: (e as Error)?.name } }, 'sweep failed; will retry');
     } finally {
-      this.checkoutSweeping = false;
+      this.busy.delete(name);
     }
   }
 
-  private sweeping = false;
-
-  /** Recovery of abandoned rotations, due rotations, then the drift heartbeat; one sweep at a time per instance. */
-  async sweep(): Promise<void> {
-    if (this.sweeping) return;
-    this.sweeping = true;
-    try {
+  /** Recovery of abandoned rotations, due rotations, then the drift heartbeat. */
+  sweep(): Promise<void> {
+    return this.once('rotation', async () => {
       await this.rotation.recoverStale();
       await this.rotation.rotateDue();
       await this.heartbeat.run();
-    } catch (e) {
-      this.logger.warn({ err: { type: (e as Error)?.name } }, 'rotation sweep failed; will retry');
-    } finally {
-      this.sweeping = false;
-    }
+    });
+  }
+
+  /** Ends expired checkouts (rotating their passwords) and lapsed approval requests; retries owed session cleanup. */
+  checkoutSweep(): Promise<void> {
+    return this.once('checkout', async () => {
+      await this.checkouts.expireDue();
+      await this.checkouts.finishStale();
+    });
   }
 }

@@ -38,6 +38,15 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
       .then(() => true, () => false);
   };
 
+  /** An account created on the target with a known password, and put in the vault with it. */
+  const knownAccount = async () => {
+    const username = name();
+    const original = `Orig-${randomBytes(8).toString('hex')}`;
+    await real.createAccount(username, original);
+    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    return { username, original, account };
+  };
+
   /** Step 1 of a rotation only, as an instance that dies right after it would leave it. */
   const writeAhead = (accountId: string) =>
     vault.get(AuditService).transaction(async (em, audit) => {
@@ -71,10 +80,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
   });
 
   it('rotates on demand (202): the new password logs in, the old one fails, history and audit hold no secret', async () => {
-    const username = name();
-    const original = `Orig-${randomBytes(8).toString('hex')}`;
-    await real.createAccount(username, original);
-    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    const { username, original, account } = await knownAccount();
     const res = await api().post(`/v1/accounts/${account.id}/rotate`).expect(202);
     expect(res.body).toEqual({ rotationId: expect.any(String) });
     await vault.get(RotationService).settle();
@@ -92,10 +98,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
   });
 
   it('recovers a rotation abandoned after the target change: the pending password becomes current', async () => {
-    const username = name();
-    const original = `Orig-${randomBytes(8).toString('hex')}`;
-    await real.createAccount(username, original);
-    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    const { username, account } = await knownAccount();
     const rotation = vault.get(RotationService);
     // a "dead" instance: wrote ahead and changed the target, then vanished before committing
     const rotationId = await writeAhead(account.id);
@@ -114,10 +117,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
   });
 
   it('recovers a rotation abandoned before the target change: the current password stays, the pending one is dropped', async () => {
-    const username = name();
-    const original = `Orig-${randomBytes(8).toString('hex')}`;
-    await real.createAccount(username, original);
-    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    const { username, original, account } = await knownAccount();
     const rotation = vault.get(RotationService);
     const rotationId = await writeAhead(account.id);
     await vault.db.query("UPDATE rotations SET claimed_by = 'dead-instance', claimed_until = now() - interval '1 second' WHERE id = $1", [rotationId]);
@@ -129,10 +129,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
   });
 
   it('never touches the target with a rotation whose claim lapsed before its turn (recovery may own it by now)', async () => {
-    const username = name();
-    const original = `Orig-${randomBytes(8).toString('hex')}`;
-    await real.createAccount(username, original);
-    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    const { username, original, account } = await knownAccount();
     const rotation = vault.get(RotationService);
     const rotationId = await writeAhead(account.id);
     await vault.db.query("UPDATE rotations SET claimed_until = now() - interval '1 second' WHERE id = $1", [rotationId]);
@@ -170,10 +167,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
   });
 
   it('notices drift (password changed behind the vault) and resets it through the admin credential', async () => {
-    const username = name();
-    const original = `Orig-${randomBytes(8).toString('hex')}`;
-    await real.createAccount(username, original);
-    const account = (await api().post('/v1/accounts', { targetId, username, password: original }).expect(201)).body;
+    const { username, original, account } = await knownAccount();
     const { TargetEntity } = await import('../../src/targets/target.entity');
     const { TargetsService } = await import('../../src/targets/targets.service');
     const ct = await vault.get(TargetsService).connectorTarget(await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
