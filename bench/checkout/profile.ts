@@ -1,0 +1,230 @@
+/**
+ * bench/checkout/profile: where the time of one checkout + check-in cycle goes inside the vault (companion of run.ts).
+ *
+ *   npx ts-node --transpile-only bench/checkout/profile.ts [--n 200] [--c 1,16]
+ *   [--cpuprof /tmp/checkout.cpuprofile]: a V8 CPU profile of the measured cycles only (open in Chrome DevTools)
+ *   [--floor]: also the HTTP floor of the vault at each concurrency: GET /health/live (no database) and GET /v1/me
+ *   (bearer token check: one query), requests/s and this process's CPU ms per request
+ *   [--stub terminate,mfa]: what-if runs, in this process only: `terminate` makes the check-in's session termination on
+ *   the target a no-op, `mfa` makes the MFA guard's verification a no-op (the code is still sent, never checked)
+ *
+ * Wraps the services a cycle passes through (prototype methods, timed wall-clock, nested phases overlap) and every
+ * pg query, runs the same cycles as run.ts, and prints per-cycle counts and mean milliseconds of each phase, the
+ * process's CPU use and the machine's CPU use over the run.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { Session } from 'node:inspector';
+import { Client as PgClient } from 'pg';
+import { AuditSealer } from '../../src/audit/audit-sealer.service';
+import { AuditService } from '../../src/audit/audit.service';
+import { CheckoutLifecycleService } from '../../src/checkouts/checkout-lifecycle.service';
+import { CheckoutsService } from '../../src/checkouts/checkouts.service';
+import { PostgresConnector } from '../../src/connectors/postgres/postgres.connector';
+import { IdentityService } from '../../src/identity/identity.service';
+import { MfaService } from '../../src/identity/mfa.service';
+import { ThrottleService } from '../../src/identity/throttle.service';
+import { TotpService } from '../../src/identity/totp.service';
+import { pct, startBenchVault, vaultLevel } from './run';
+
+const arg = (name: string, dflt: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const N = Number(arg('n', '200'));
+const CONCURRENCY = arg('c', '1,16').split(',').map(Number);
+const CPUPROF = arg('cpuprof', '');
+const STUB = arg('stub', '').split(',').filter(Boolean);
+const FLOOR = process.argv.includes('--floor');
+
+/** `n` GETs of `path` from `c` keep-alive workers: requests/s and CPU ms of this process per request. */
+async function getLoop(port: number, path: string, auth: string, c: number, n: number): Promise<{ rps: number; cpuMsPerReq: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: c });
+  const get = () =>
+    new Promise<void>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path, agent, headers: { Authorization: auth } }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`GET ${path} → ${res.statusCode}`))));
+        })
+        .on('error', reject);
+    });
+  let started = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: c }, async () => {
+    while (started < n) {
+      started++;
+      await get();
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  agent.destroy();
+  return { rps: n / seconds, cpuMsPerReq: (cpu.user + cpu.system) / 1000 / n };
+}
+
+const inspector = new Session();
+const post = (method: string, params?: object) =>
+  new Promise<unknown>((resolve, reject) => inspector.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
+
+const phases = new Map<string, { count: number; ms: number }>();
+const add = (name: string, ms: number) => {
+  const p = phases.get(name) ?? { count: 0, ms: 0 };
+  p.count++;
+  p.ms += ms;
+  phases.set(name, p);
+};
+
+/** Times every call of `proto[method]` (async or not) under `name`. */
+function wrap(proto: object, method: string, name: string): void {
+  const target = proto as Record<string, (...a: unknown[]) => unknown>;
+  const orig = target[method];
+  target[method] = function (this: unknown, ...a: unknown[]) {
+    const t0 = performance.now();
+    const r = orig.apply(this, a);
+    if (r instanceof Promise) return r.finally(() => add(name, performance.now() - t0));
+    add(name, performance.now() - t0);
+    return r;
+  };
+}
+
+/** Every pg query (the vault's pool and the target connections), by its first words. */
+function wrapPg(): void {
+  const proto = PgClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const orig = proto.query;
+  proto.query = function (this: unknown, ...a: unknown[]) {
+    const q = a[0];
+    const text = typeof q === 'string' ? q : ((q as { text?: string })?.text ?? '');
+    const key = `sql: ${text.replace(/\s+/g, ' ').trim().slice(0, 60)}`;
+    const t0 = performance.now();
+    const r = orig.apply(this, a);
+    if (r instanceof Promise) return r.finally(() => add(key, performance.now() - t0));
+    return r;
+  };
+  const connect = (PgClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>).connect;
+  (PgClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>).connect = function (this: unknown, ...a: unknown[]) {
+    const t0 = performance.now();
+    const r = connect.apply(this, a);
+    if (r instanceof Promise) return r.finally(() => add('pg connect (new connection)', performance.now() - t0));
+    return r;
+  };
+}
+
+const machineCpu = () => {
+  const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  const n = f.map(Number);
+  return { idle: n[3] + n[4], total: n.reduce((a, b) => a + b, 0) };
+};
+
+/** CPU seconds of a PostgreSQL cluster: the postmaster, its reaped children (cutime/cstime) and its live children. */
+function clusterCpu(postmaster: number): number {
+  const fields = (pid: string | number) => {
+    try {
+      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return st.slice(st.lastIndexOf(')') + 2).split(' '); // [0] = state, [1] = ppid, [11..14] = utime stime cutime cstime
+    } catch {
+      return null;
+    }
+  };
+  const pm = fields(postmaster);
+  if (!pm) return NaN;
+  let ticks = Number(pm[11]) + Number(pm[12]) + Number(pm[13]) + Number(pm[14]);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const f = fields(d);
+    if (f && Number(f[1]) === postmaster) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / 100;
+}
+
+async function main(): Promise<void> {
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const bench = await startBenchVault(Math.max(...CONCURRENCY), 128, log);
+  try {
+    const [{ pid }] = await bench.vault.db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const vaultPm = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+    wrap(IdentityService.prototype, 'authenticate', 'bearer: IdentityService.authenticate');
+    wrap(MfaService.prototype, 'verify', 'MFA guard: MfaService.verify');
+    wrap(TotpService.prototype, 'matchStep', '  MFA: TotpService.matchStep (otplib)');
+    wrap(ThrottleService.prototype, 'assertAllowed', '  MFA: ThrottleService.assertAllowed');
+    wrap(ThrottleService.prototype, 'recordSuccess', '  MFA: ThrottleService.recordSuccess');
+    wrap(CheckoutsService.prototype, 'request', 'handler: CheckoutsService.request');
+    wrap(CheckoutLifecycleService.prototype, 'checkin', 'handler: CheckoutLifecycleService.checkin');
+    wrap(PostgresConnector.prototype, 'terminateSessions', '  checkin: PostgresConnector.terminateSessions (target)');
+    wrap(AuditService.prototype, 'transaction', 'AuditService.transaction (BEGIN..COMMIT)');
+    wrap(AuditService.prototype, 'record', 'AuditService.record (one event)');
+    wrap(AuditSealer.prototype, 'sealPending', 'background: AuditSealer.sealPending');
+    wrapPg();
+    if (STUB.includes('terminate')) (PostgresConnector.prototype as unknown as Record<string, unknown>).terminateSessions = async () => undefined;
+    if (STUB.includes('mfa')) (MfaService.prototype as unknown as Record<string, unknown>).verify = async () => undefined;
+    if (STUB.length) log(`STUBBED (what-if, not the real vault): ${STUB.join(', ')}`);
+    const server = bench.vault.app.getHttpServer() as import('node:http').Server;
+    server.prependListener('request', (req, res) => {
+      const t0 = performance.now();
+      const route = `HTTP ${req.method} ${String(req.url).replace(/[0-9a-f-]{36}/, ':id')}`;
+      res.on('finish', () => add(route, performance.now() - t0));
+    });
+
+    await vaultLevel(bench.vault, bench.port, bench.book, bench.accounts, Math.min(4, Math.max(...CONCURRENCY)), 50); // warm-up
+    if (FLOOR) {
+      const auth = bench.book.anyAuth();
+      for (const c of CONCURRENCY) {
+        for (const path of ['/health/live', '/v1/me']) {
+          await getLoop(bench.port, path, auth, c, 200);
+          const r = await getLoop(bench.port, path, auth, c, 4 * N);
+          process.stdout.write(`floor c=${c} GET ${path}: ${r.rps.toFixed(0)} req/s, ${r.cpuMsPerReq.toFixed(2)} ms CPU of this process per request\n`);
+        }
+      }
+    }
+    for (const c of CONCURRENCY) {
+      phases.clear();
+      if (CPUPROF) {
+        inspector.connect();
+        await post('Profiler.enable');
+        await post('Profiler.setSamplingInterval', { interval: 200 });
+        await post('Profiler.start');
+      }
+      const m0 = machineCpu();
+      const v0 = clusterCpu(vaultPm);
+      const t0 = clusterCpu(bench.targetPid);
+      const r = await vaultLevel(bench.vault, bench.port, bench.book, bench.accounts, c, N);
+      const m1 = machineCpu();
+      const vaultPgMs = ((clusterCpu(vaultPm) - v0) * 1000) / N;
+      const targetPgMs = ((clusterCpu(bench.targetPid) - t0) * 1000) / N;
+      const nodeMs = (r.cpuPct / 100) * r.seconds * 1000 / N;
+      if (CPUPROF) {
+        const { profile } = (await post('Profiler.stop')) as { profile: object };
+        const file = CONCURRENCY.length > 1 ? CPUPROF.replace(/(\.cpuprofile)?$/, `.c${c}.cpuprofile`) : CPUPROF;
+        writeFileSync(file, JSON.stringify(profile));
+        inspector.disconnect();
+        log(`CPU profile of c=${c}: ${file}`);
+      }
+      const busy = 100 * (1 - (m1.idle - m0.idle) / (m1.total - m0.total));
+      const lines = [...phases.entries()]
+        .sort((a, b) => b[1].ms - a[1].ms)
+        .map(([k, p]) => `${(p.count / N).toFixed(2).padStart(6)}/cycle ${(p.ms / p.count).toFixed(2).padStart(8)} ms mean ${(p.ms / N).toFixed(2).padStart(8)} ms/cycle  ${k}`);
+      process.stdout.write(
+        [
+          `c=${c}: ${r.cyclesPerSec.toFixed(1)} cycles/s, cycle p50 ${pct(r.cycle, 0.5).toFixed(1)} ms p99 ${pct(r.cycle, 0.99).toFixed(1)} ms; ` +
+            `checkout p50 ${pct(r.checkout, 0.5).toFixed(1)} ms, checkin p50 ${pct(r.checkin, 0.5).toFixed(1)} ms; node CPU ${r.cpuPct.toFixed(0)}%, machine CPU busy ${busy.toFixed(0)}% (2 cores)\n` +
+            `  CPU per cycle: node (vault + client) ${nodeMs.toFixed(1)} ms, vault's PostgreSQL ${vaultPgMs.toFixed(1)} ms, target PostgreSQL ${targetPgMs.toFixed(1)} ms ` +
+            `(machine: ${((busy / 100) * 2 * r.seconds * 1000 / N).toFixed(1)} ms of 2 cores' time per cycle, everything included)`,
+          '  calls       mean          total/cycle  phase (wall time; phases nest and overlap under concurrency)',
+          ...lines,
+          '',
+        ].join('\n'),
+      );
+    }
+  } finally {
+    await bench.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`profile failed: ${(e as Error).stack}\n`);
+    process.exit(1);
+  },
+);
