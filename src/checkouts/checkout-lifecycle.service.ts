@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AccountEntity } from '../accounts/account.entity';
-import { effectivePolicy } from '../accounts/policy';
+import { AccountPolicy, effectivePolicy } from '../accounts/policy';
 import { AuditService } from '../audit/audit.service';
 import { AuditInput } from '../audit/audit.types';
 import { Clock } from '../common/clock';
@@ -14,7 +14,7 @@ import { RotationService } from '../rotation/rotation.service';
 import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';
 import { CheckoutEntity } from './checkout.entity';
-import { CheckoutStore } from './checkout-store';
+import { CHECKOUT_COLUMNS, CheckoutStore } from './checkout-store';
 import { CheckoutView, RevokeDto } from './checkouts.dto';
 
 type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout';
@@ -26,6 +26,8 @@ interface Ended {
   accountId: string;
   rotationId: string | null;
   cleanup: boolean;
+  /** The checkout as it was closed (what the answer shows). */
+  row?: CheckoutEntity;
 }
 
 /**
@@ -158,8 +160,7 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
       return this.end(em, audit, checkout, reason, actor, details);
     });
     await this.finish(ended);
-    const em = this.dataSource.manager;
-    return this.store.view(em, await this.store.find(em, actor, id));
+    return this.store.view(this.dataSource.manager, ended.row as CheckoutEntity);
   }
 
   /** Closes an open checkout inside the caller's transaction (the checkout row locked by the caller). */
@@ -171,27 +172,32 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
     actor: Actor | null,
     details: Record<string, unknown> = {},
   ): Promise<Ended> {
-    const account = await findByIdOrThrow(em, AccountEntity, checkout.accountId, 'account', true);
+    const [account]: Array<{ policy: AccountPolicy; has_password: boolean }> = await em.query(
+      'SELECT policy, password_secret IS NOT NULL AS has_password FROM accounts WHERE id = $1 FOR UPDATE',
+      [checkout.accountId],
+    );
+    if (!account) throw Errors.notFound('account');
     // only an active checkout revealed the password: a pending one just frees the account
     const wasActive = checkout.status === 'active';
     let rotationId: string | null = null;
     // the policy at request time or now: an admin's PATCH during a checkout cannot skip the rotation it was promised
     const rotate = checkout.rotateAfterCheckin || effectivePolicy(account.policy).rotateAfterCheckin;
-    if (wasActive && rotate && account.passwordSecret) {
-      rotationId = await this.rotation.writeAhead(em, audit, account, 'checkin', actor);
-      await em.query('UPDATE accounts SET must_rotate = true WHERE id = $1', [account.id]);
+    if (wasActive && rotate && account.has_password) {
+      const entity = await findByIdOrThrow(em, AccountEntity, checkout.accountId, 'account');
+      rotationId = await this.rotation.writeAhead(em, audit, entity, 'checkin', actor);
+      await em.query('UPDATE accounts SET must_rotate = true WHERE id = $1', [checkout.accountId]);
     } else {
-      await em.query("UPDATE accounts SET status = 'available', version = version + 1 WHERE id = $1 AND status = 'checked_out'", [account.id]);
+      await em.query("UPDATE accounts SET status = 'available', version = version + 1 WHERE id = $1 AND status = 'checked_out'", [checkout.accountId]);
     }
-    await em.query(
+    const [[row]]: [CheckoutEntity[], number] = await em.query(
       `UPDATE checkouts SET status = $2, ended_at = $3, ended_by = $4, end_reason = $5, rotation_id = $6, cleanup = $7,
               cleanup_claimed_by = $8, cleanup_claimed_until = now() + make_interval(secs => $9), version = version + 1
-        WHERE id = $1`,
+        WHERE id = $1 RETURNING ${CHECKOUT_COLUMNS}`,
       [checkout.id, STATUS_AFTER[reason], this.clock.now(), actor?.id ?? 'system', reason, rotationId, wasActive ? 'pending' : 'none', this.rotation.instanceId, this.config.rotation.claimSeconds],
     );
     const type = reason === 'approval_timeout' ? 'expired' : reason;
-    await audit({ type: `checkout.${type}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: account.id, reason, wasActive, rotationId, ...details } });
-    return { id: checkout.id, accountId: account.id, rotationId, cleanup: wasActive };
+    await audit({ type: `checkout.${type}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, reason, wasActive, rotationId, ...details } });
+    return { id: checkout.id, accountId: checkout.accountId, rotationId, cleanup: wasActive, row };
   }
 
   /** After commit: rotate (if written ahead), then end the account's sessions. Never throws. */
@@ -200,8 +206,9 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
     if (e.rotationId) await this.rotation.execute(e.rotationId);
     let errorCode: string | null = null;
     try {
-      const account = await findByIdOrThrow(this.dataSource.manager, AccountEntity, e.accountId, 'account');
-      const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, account.targetId, 'target');
+      const [account]: Array<{ username: string; target_id: string }> = await this.dataSource.query('SELECT username, target_id FROM accounts WHERE id = $1', [e.accountId]);
+      if (!account) throw Errors.notFound('account');
+      const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, account.target_id, 'target');
       await this.connectors.get(target.type).terminateSessions(await this.targets.connectorTarget(target), account.username);
     } catch (err) {
       errorCode = err instanceof DomainException ? err.code : 'TARGET_ERROR';
@@ -214,18 +221,17 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
   /** Records the cleanup outcome if this instance still holds the claim; failures back off, then give up loudly. */
   private async settleCleanup(e: Ended, errorCode: string | null): Promise<void> {
     await this.audit.transaction(async (em, audit) => {
-      const [row]: Array<{ attempts: number }> = await em.query(
-        "SELECT cleanup_attempts AS attempts FROM checkouts WHERE id = $1 AND cleanup = 'pending' AND cleanup_claimed_by = $2 FOR UPDATE",
+      const [row]: Array<{ attempts: number; settled: boolean }> = await em.query(
+        `SELECT c.cleanup_attempts AS attempts, a.status <> 'rotating' AND NOT a.must_rotate AS settled
+           FROM checkouts c JOIN accounts a ON a.id = c.account_id
+          WHERE c.id = $1 AND c.cleanup = 'pending' AND c.cleanup_claimed_by = $2 FOR UPDATE OF c`,
         [e.id, this.rotation.instanceId],
       );
       if (!row) return; // another instance took over
       if (errorCode === null) {
         // the rotation did not succeed (yet): sessions were ended now anyway, and will be again once it has, since
         // until then the old password still logs in; the sweep takes this up when the account is rotated
-        const [{ settled }]: Array<{ settled: boolean }> = await em.query(
-          "SELECT status <> 'rotating' AND NOT must_rotate AS settled FROM accounts WHERE id = $1",
-          [e.accountId],
-        );
+        const settled = row.settled;
         if (settled) await em.query("UPDATE checkouts SET cleanup = 'done', cleanup_claimed_until = NULL WHERE id = $1", [e.id]);
         else await em.query('UPDATE checkouts SET cleanup_claimed_until = now() WHERE id = $1', [e.id]);
         await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId, rotationSettled: settled } });

@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, EntityManager, In } from 'typeorm';
 import { AccountPolicy, effectivePolicy, maxLeaseSeconds } from '../accounts/policy';
 import { AuditService } from '../audit/audit.service';
+import { AuditInput } from '../audit/audit.types';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { Page } from '../common/pagination';
@@ -10,7 +11,7 @@ import { APP_CONFIG, AppConfig } from '../config/config';
 import { isUniqueViolation, keysetPage } from '../database/queries';
 import { Actor } from '../identity/actor';
 import { CheckoutApprovalEntity, CheckoutEntity } from './checkout.entity';
-import { CheckoutStore, seesAll } from './checkout-store';
+import { CHECKOUT_COLUMNS, CheckoutStore, CredentialRow, seesAll } from './checkout-store';
 import { CheckoutListQuery, CheckoutView, CreateCheckoutDto, CredentialView, ExtendDto, mapCheckout } from './checkouts.dto';
 
 const SECOND = 1000;
@@ -32,12 +33,13 @@ export class CheckoutsService {
   ) {}
 
   async request(actor: Actor, dto: CreateCheckoutDto): Promise<CheckoutView & { credential?: CredentialView }> {
-    return this.audit.transaction(async (em, audit) => {
-      const [taken]: [Array<{ policy: AccountPolicy }>, number] = await em.query(
-        `UPDATE accounts SET status = 'checked_out', version = version + 1
-          WHERE id = $1 AND status = 'available' AND password_secret IS NOT NULL AND NOT must_rotate
-            AND NOT EXISTS (SELECT 1 FROM checkouts c WHERE c.account_id = accounts.id AND c.cleanup = 'pending')
-          RETURNING policy`,
+    return this.audit.transaction(async (em) => {
+      // the one decision, also reading what the answer needs (policy, credential, target address) in the same trip
+      const [taken]: [Array<CredentialRow & { policy: AccountPolicy }>, number] = await em.query(
+        `UPDATE accounts a SET status = 'checked_out', version = a.version + 1 FROM targets t
+          WHERE a.id = $1 AND t.id = a.target_id AND a.status = 'available' AND a.password_secret IS NOT NULL AND NOT a.must_rotate
+            AND NOT EXISTS (SELECT 1 FROM checkouts c WHERE c.account_id = a.id AND c.cleanup = 'pending')
+          RETURNING a.id, a.policy, a.username, a.password_secret AS "passwordSecret", t.host, t.port`,
         [dto.accountId],
       );
       if (taken.length === 0) throw await unavailable(em, dto.accountId);
@@ -46,40 +48,50 @@ export class CheckoutsService {
       const ttlSeconds = leaseLength(policy, breakGlass, dto.ttlSeconds);
       const needsApproval = !breakGlass && policy.approvalsRequired > 0;
       const now = this.clock.now();
-      const row: Partial<CheckoutEntity> = {
-        id: randomUUID(),
-        accountId: dto.accountId,
-        requesterId: actor.id,
-        status: needsApproval ? 'pending_approval' : 'active',
-        justification: dto.justification,
-        ttlSeconds,
-        breakGlass,
-        approvalsRequired: policy.approvalsRequired,
-        rotateAfterCheckin: policy.rotateAfterCheckin,
-        requestedAt: now,
-        approvalDeadline: needsApproval ? new Date(now.getTime() + this.config.checkout.approvalTimeoutSeconds * SECOND) : null,
-        activatedAt: needsApproval ? null : now,
-        expiresAt: needsApproval ? null : new Date(now.getTime() + ttlSeconds * SECOND),
-        cleanup: 'none',
-        cleanupAttempts: 0,
-      };
+      let checkout: CheckoutEntity;
       try {
-        await em.getRepository(CheckoutEntity).insert(row);
+        [checkout] = await em.query(
+          `INSERT INTO checkouts (id, account_id, requester_id, status, justification, ttl_seconds, break_glass, approvals_required,
+                                  rotate_after_checkin, requested_at, approval_deadline, activated_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${CHECKOUT_COLUMNS}`,
+          [
+            randomUUID(),
+            dto.accountId,
+            actor.id,
+            needsApproval ? 'pending_approval' : 'active',
+            dto.justification,
+            ttlSeconds,
+            breakGlass,
+            policy.approvalsRequired,
+            policy.rotateAfterCheckin,
+            now,
+            needsApproval ? new Date(now.getTime() + this.config.checkout.approvalTimeoutSeconds * SECOND) : null,
+            needsApproval ? null : now,
+            needsApproval ? null : new Date(now.getTime() + ttlSeconds * SECOND),
+          ],
+        );
       } catch (e) {
         // the account flip above already decides; the partial unique index is the second lock on the door
         if (isUniqueViolation(e)) throw checkedOut();
         throw e;
       }
-      const checkout = await em.getRepository(CheckoutEntity).findOneByOrFail({ id: row.id });
-      const event = (type: string, details: Record<string, unknown> = {}) =>
-        audit({ type: `checkout.${type}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, ...details } });
-      await event('requested', { justification: dto.justification, ttlSeconds, breakGlass, approvalsRequired: policy.approvalsRequired });
-      if (breakGlass) await event('break_glass', { justification: dto.justification, approvalsSkipped: policy.approvalsRequired });
-      const view = await this.store.view(em, checkout);
-      if (needsApproval) return view;
-      await event('activated', { expiresAt: checkout.expiresAt?.toISOString() });
-      const credential = await this.store.credential(em, checkout.accountId);
-      await event('revealed', { via: 'checkout' });
+      const event = (type: string, details: Record<string, unknown> = {}): AuditInput => ({
+        type: `checkout.${type}`,
+        actor,
+        subjectType: 'checkout',
+        subjectId: checkout.id,
+        details: { accountId: checkout.accountId, ...details },
+      });
+      const events = [event('requested', { justification: dto.justification, ttlSeconds, breakGlass, approvalsRequired: policy.approvalsRequired })];
+      if (breakGlass) events.push(event('break_glass', { justification: dto.justification, approvalsSkipped: policy.approvalsRequired }));
+      const view = mapCheckout(checkout, [], this.store.digest(checkout));
+      if (needsApproval) {
+        await this.audit.recordMany(em, events);
+        return view;
+      }
+      const credential = this.store.decryptCredential(taken[0]);
+      events.push(event('activated', { expiresAt: checkout.expiresAt?.toISOString() }), event('revealed', { via: 'checkout' }));
+      await this.audit.recordMany(em, events);
       return { ...view, credential };
     });
   }

@@ -44,7 +44,7 @@ export class IdentityService implements OnApplicationBootstrap {
   async login(dto: LoginDto, address: string | undefined): Promise<LoginResponse> {
     const user = await this.dataSource.getRepository(UserEntity).findOneBy({ username: dto.username.toLowerCase() });
     const who = { subject: user?.id ?? this.audit.hmacOf(dto.username.toLowerCase()), address };
-    await this.throttle.assertAllowed(who);
+    const failedBefore = await this.throttle.assertAllowed(who);
     const ok = user && !user.disabled ? await this.hasher.verify(user.passwordHash, dto.password) : await this.hasher.burn(dto.password);
     if (!user || !ok) {
       await this.throttle.recordFailure(who);
@@ -73,7 +73,7 @@ export class IdentityService implements OnApplicationBootstrap {
       await em.getRepository(AccessTokenEntity).insert({ id: randomUUID(), userId: user.id, tokenHash: hashToken(token), expiresAt, revokedAt: null });
       await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { address: address ?? null, mfa: actor.mfaEnrolled } });
     });
-    await this.throttle.recordSuccess(who);
+    if (failedBefore) await this.throttle.recordSuccess(who);
     return { accessToken: token, expiresAt: expiresAt.toISOString(), mfaEnrollmentRequired: !actor.mfaEnrolled };
   }
 

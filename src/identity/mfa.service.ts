@@ -89,7 +89,7 @@ export class MfaService {
     onSuccess?: (em: EntityManager) => Promise<void>,
   ): Promise<void> {
     const who = { subject: user.id, address };
-    await this.throttle.assertAllowed(who);
+    const failedBefore = await this.throttle.assertAllowed(who);
     const step = await this.totp.matchStep(secret, code);
     if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid');
     const burned = await this.audit.transaction(async (em, audit) => {
@@ -108,7 +108,7 @@ export class MfaService {
         nextCodeAt: new Date(next).toISOString(),
       });
     }
-    await this.throttle.recordSuccess(who);
+    if (failedBefore) await this.throttle.recordSuccess(who);
   }
 
   private async fail(

@@ -33,8 +33,11 @@ function keysOf(s: ThrottleSubject): Array<{ key: string; rule: Rule }> {
 export class ThrottleService {
   constructor(private readonly dataSource: DataSource) {}
 
-  /** Throws 429 THROTTLED (with the seconds to wait) while any of the subject's keys is over its limit. */
-  async assertAllowed(s: ThrottleSubject): Promise<void> {
+  /**
+   * Throws 429 THROTTLED (with the seconds to wait) while any of the subject's keys is over its limit. Resolves to
+   * whether the user has a short window to clear on success (most requests have none: no DELETE then).
+   */
+  async assertAllowed(s: ThrottleSubject): Promise<boolean> {
     const keys = keysOf(s);
     const rows: Array<{ key: string; failures: number; remaining: number }> = await this.dataSource.query(
       `SELECT key, failures, ceil(extract(epoch FROM window_start - now()))::int AS remaining FROM auth_throttle WHERE key = ANY($1)`,
@@ -49,6 +52,7 @@ export class ThrottleService {
     if (wait > 0) {
       throw new DomainException(429, 'THROTTLED', `too many failed attempts; try again in ${wait} s`, { retryAfterSeconds: wait });
     }
+    return rows.some((r) => r.key === `user:${s.subject}`);
   }
 
   /** Counts one failure against every key (outside any request transaction, so it sticks). */
