@@ -528,6 +528,46 @@ describe('checkouts (e2e)', () => {
     });
   });
 
+  describe('audit in the same transaction', () => {
+    /** Refuses audit events of one type, as a full or broken audit store would. */
+    const refuseAudit = async (type: string) => {
+      await vault.db.query(`CREATE OR REPLACE FUNCTION test_refuse_checkout_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.type = '${type}' THEN RAISE EXCEPTION 'audit store refuses writes'; END IF; RETURN NEW; END $$`);
+      await vault.db.query('CREATE TRIGGER test_refuse_checkout_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION test_refuse_checkout_audit()');
+    };
+    afterEach(() => vault.db.query('DROP TRIGGER IF EXISTS test_refuse_checkout_audit ON audit_events'));
+
+    it('a checkout whose audit events cannot be written fails with a bare 500 and changes nothing; no credential leaves', async () => {
+      const account = await newAccount();
+      await refuseAudit('checkout.revealed');
+      const res = await checkout(operator, account.id).expect(500);
+      expect(res.body).toEqual({ statusCode: 500, code: 'INTERNAL', message: 'internal error' });
+      expect(res.text).not.toContain(account.password);
+      expect(await checkoutRows(account.id)).toEqual([]);
+      expect(await accountStatus(account.id)).toBe('available');
+    });
+
+    it('a check-in whose audit event cannot be written fails and leaves the checkout active (nothing rotated)', async () => {
+      const account = await newAccount();
+      const co = (await checkout(operator, account.id).expect(201)).body;
+      await refuseAudit('checkout.checked_in');
+      await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(500);
+      expect((await as(operator).get(`/v1/checkouts/${co.id}`).expect(200)).body.status).toBe('active');
+      expect(await accountStatus(account.id)).toBe('checked_out');
+      expect(await vault.db.query("SELECT id FROM rotations WHERE account_id = $1 AND reason = 'checkin'", [account.id])).toEqual([]);
+      expect(await stored(account.id)).toBe(account.password);
+    });
+
+    it('an approval whose audit event cannot be written does not count', async () => {
+      const account = await newAccount({ approvalsRequired: 1 });
+      const co = (await checkout(operator, account.id).expect(201)).body;
+      await refuseAudit('checkout.approved');
+      await as(approvers[0]).post(`/v1/checkouts/${co.id}/approve`, {}, true).expect(500);
+      const after = (await as(operator).get(`/v1/checkouts/${co.id}`).expect(200)).body;
+      expect(after).toMatchObject({ status: 'pending_approval', approvals: [] });
+    });
+  });
+
   describe('listing and bad input', () => {
     it('operators list only their own checkouts; approvers and auditors list all; keyset pages', async () => {
       const mine = await vault.createUser(['operator']);
