@@ -17,8 +17,16 @@ import { CheckoutEntity } from './checkout.entity';
 import { CHECKOUT_COLUMNS, CheckoutStore } from './checkout-store';
 import { CheckoutView, RevokeDto } from './checkouts.dto';
 
-type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout';
-const STATUS_AFTER: Record<EndReason, CheckoutEntity['status']> = { checked_in: 'returned', expired: 'expired', revoked: 'revoked', approval_timeout: 'expired' };
+type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout' | 'requester_disabled';
+const STATUS_AFTER: Record<EndReason, CheckoutEntity['status']> = {
+  checked_in: 'returned',
+  expired: 'expired',
+  revoked: 'revoked',
+  approval_timeout: 'expired',
+  requester_disabled: 'revoked',
+};
+/** The audit event each reason writes (`checkout.<type>`). */
+const EVENT_OF: Record<EndReason, string> = { checked_in: 'checked_in', expired: 'expired', revoked: 'revoked', approval_timeout: 'expired', requester_disabled: 'revoked' };
 
 /** What is owed to the target after a checkout ended, claimed by this instance in the ending transaction. */
 interface Ended {
@@ -67,7 +75,8 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
   }
 
   /**
-   * The scheduler: ends leases past their expiry and requests unanswered past their deadline. Each is taken in
+   * The scheduler: ends leases past their expiry, requests unanswered past their deadline, and anything still open
+   * of a requester who was disabled meanwhile (revoked, reason `requester_disabled`). Each is taken in
    * its own transaction with `FOR UPDATE SKIP LOCKED`, so across instances each is ended exactly once; they are
    * taken a batch (the rotation concurrency) at a time and finished before the next batch is taken, so no
    * written-ahead rotation waits behind others long enough for its claim to lapse. One checkout that cannot be
@@ -122,7 +131,11 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
         const due = await em
           .getRepository(CheckoutEntity)
           .createQueryBuilder('c')
-          .where("((c.status = 'active' AND c.expires_at <= :now) OR (c.status = 'pending_approval' AND c.approval_deadline <= :now))", { now })
+          .where(
+            `((c.status = 'active' AND c.expires_at <= :now) OR (c.status = 'pending_approval' AND c.approval_deadline <= :now)
+              OR (c.status IN ('active', 'pending_approval') AND EXISTS (SELECT 1 FROM users u WHERE u.id = c.requester_id AND u.disabled)))`,
+            { now },
+          )
           .andWhere(skipped.length ? 'c.id NOT IN (:...skipped)' : 'TRUE', { skipped })
           .orderBy('c.seq', 'ASC')
           .limit(1)
@@ -131,7 +144,8 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
           .getOne();
         if (!due) return null;
         tried = due.id;
-        return this.end(em, audit, due, due.status === 'active' ? 'expired' : 'approval_timeout', null);
+        const [{ disabled }]: Array<{ disabled: boolean }> = await em.query('SELECT disabled FROM users WHERE id = $1', [due.requesterId]);
+        return this.end(em, audit, due, disabled ? 'requester_disabled' : due.status === 'active' ? 'expired' : 'approval_timeout', null);
       });
     } catch (e) {
       if (tried === undefined) throw e; // the database itself failed: the sweep stops and retries later
@@ -195,8 +209,7 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
         WHERE id = $1 RETURNING ${CHECKOUT_COLUMNS}`,
       [checkout.id, STATUS_AFTER[reason], this.clock.now(), actor?.id ?? 'system', reason, rotationId, wasActive ? 'pending' : 'none', this.rotation.instanceId, this.config.rotation.claimSeconds],
     );
-    const type = reason === 'approval_timeout' ? 'expired' : reason;
-    await audit({ type: `checkout.${type}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, reason, wasActive, rotationId, ...details } });
+    await audit({ type: `checkout.${EVENT_OF[reason]}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, reason, wasActive, rotationId, ...details } });
     return { id: checkout.id, accountId: checkout.accountId, rotationId, cleanup: wasActive, row };
   }
 

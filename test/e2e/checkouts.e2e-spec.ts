@@ -230,6 +230,23 @@ describe('checkouts (e2e)', () => {
       await as(operator).post(`/v1/checkouts/${kept.id}/checkin`).expect(200);
     });
 
+    it('disabling a user revokes their open checkouts at the next sweep, with the rotation', async () => {
+      const leaving = await vault.createUser(['operator']);
+      const account = await newAccount();
+      const pendingAccount = await newAccount({ approvalsRequired: 1 });
+      const co = (await checkout(leaving, account.id).expect(201)).body;
+      const pending = (await checkout(leaving, pendingAccount.id).expect(201)).body;
+      await as(admin).patch(`/v1/users/${leaving.id}`, { disabled: true }).expect(200);
+      await lifecycle().expireDue();
+      for (const id of [co.id, pending.id]) {
+        expect((await as(admin).get(`/v1/checkouts/${id}`).expect(200)).body).toMatchObject({ status: 'revoked', endReason: 'requester_disabled', endedBy: 'system' });
+      }
+      expect(await real.canLogin(account.username, account.password)).toBe(false);
+      expect(await accountStatus(account.id)).toBe('available');
+      expect(await accountStatus(pendingAccount.id)).toBe('available');
+      expect((await events(co.id)).find((e) => e.type === 'checkout.revoked')?.details).toMatchObject({ reason: 'requester_disabled', wasActive: true });
+    });
+
     it('without rotateAfterCheckin the password stays and the account is available at once', async () => {
       const account = await newAccount({ rotateAfterCheckin: false });
       const co = (await checkout(operator, account.id).expect(201)).body;
