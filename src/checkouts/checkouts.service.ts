@@ -185,8 +185,10 @@ async function unavailable(em: EntityManager, accountId: string): Promise<Domain
   if (a.status === 'rotating') return Errors.conflict('ACCOUNT_ROTATING', 'the account is being rotated; try again in a moment');
   if (a.status === 'needs_attention') return Errors.conflict('ACCOUNT_NEEDS_ATTENTION', 'the account needs attention from an administrator (rotation kept failing)');
   if (!a.has_password) return Errors.conflict('ACCOUNT_NO_PASSWORD', 'the vault holds no password for this account yet');
-  if (!a.must_rotate && a.cleanup_owed) {
+  if (a.must_rotate) return Errors.conflict('ACCOUNT_ROTATION_PENDING', 'the account must be rotated after its last checkout before it is handed out again');
+  if (a.cleanup_owed) {
     return Errors.conflict('ACCOUNT_CLEANUP_PENDING', "the previous checkout's sessions on the target are still being ended; try again shortly");
   }
-  return Errors.conflict('ACCOUNT_ROTATION_PENDING', 'the account must be rotated after its last checkout before it is handed out again');
+  // it was freed between the attempt and this look: the caller may simply try again
+  return Errors.conflict('ACCOUNT_BUSY', 'the account changed state while it was being checked out; try again');
 }
