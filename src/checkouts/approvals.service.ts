@@ -2,9 +2,10 @@ import { Injectable } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
-import { DomainException, Errors } from '../common/errors';
+import { recordDecision, selfApproval } from '../approvals/approvals';
+import { Errors } from '../common/errors';
 import { Actor } from '../identity/actor';
-import { CheckoutApprovalEntity, CheckoutEntity } from './checkout.entity';
+import { CheckoutEntity } from './checkout.entity';
 import { CheckoutStore } from './checkout-store';
 import { CheckoutView, DecisionDto, ReviewDto } from './checkouts.dto';
 
@@ -26,11 +27,7 @@ export class ApprovalsService {
   /** MFA. Activates the checkout once `approvalsRequired` distinct approvers approved this exact request. */
   async approve(actor: Actor, id: string, dto: DecisionDto): Promise<CheckoutView> {
     return this.audit.transaction(async (em, audit) => {
-      const { checkout, digest } = await this.decide(em, actor, id, 'approve', dto);
-      const [{ n }]: Array<{ n: number }> = await em.query(
-        "SELECT count(*)::int AS n FROM checkout_approvals WHERE checkout_id = $1 AND decision = 'approve' AND request_digest = $2",
-        [id, digest],
-      );
+      const { checkout, approvals: n } = await this.decide(em, actor, id, 'approve', dto);
       const details = { accountId: checkout.accountId, approvals: n, approvalsRequired: checkout.approvalsRequired, comment: dto.comment ?? null };
       await audit({ type: 'checkout.approved', actor, subjectType: 'checkout', subjectId: id, details });
       if (n >= checkout.approvalsRequired) {
@@ -75,21 +72,14 @@ export class ApprovalsService {
     });
   }
 
-  /** The checks both decisions share, then the decision row (the primary key makes it one per approver). */
+  /** The checks both decisions share, then the decision row (src/approvals). */
   private async decide(em: EntityManager, actor: Actor, id: string, decision: 'approve' | 'deny', dto: DecisionDto) {
     const checkout = await this.store.find(em, actor, id, true);
-    if (checkout.requesterId === actor.id) throw selfApproval();
-    if (checkout.status !== 'pending_approval') throw Errors.conflict('CHECKOUT_NOT_PENDING', `the checkout is ${checkout.status}`);
-    if ((checkout.approvalDeadline as Date) <= this.clock.now()) throw Errors.gone('EXPIRED', 'the request was not approved in time');
     const digest = this.store.digest(checkout);
-    if (dto.requestDigest !== undefined && dto.requestDigest !== digest) {
-      throw Errors.conflict('REQUEST_CHANGED', 'the request is not the one you reviewed; read it again');
-    }
-    const repo = em.getRepository(CheckoutApprovalEntity);
-    if (await repo.existsBy({ checkoutId: id, approverId: actor.id })) throw Errors.conflict('ALREADY_DECIDED', 'you already decided on this request');
-    await repo.insert({ checkoutId: id, approverId: actor.id, decision, requestDigest: digest, comment: dto.comment ?? null, decidedAt: this.clock.now() });
-    return { checkout, digest };
+    const pending = { id, requesterId: checkout.requesterId, status: checkout.status, deadline: checkout.approvalDeadline as Date, digest };
+    const approvals = await recordDecision(em, CHECKOUT_DECISIONS, pending, actor, decision, dto, this.clock.now(), 'CHECKOUT_NOT_PENDING');
+    return { checkout, approvals };
   }
 }
 
-const selfApproval = () => new DomainException(403, 'SELF_APPROVAL', 'a requester never approves, denies or reviews their own request');
+const CHECKOUT_DECISIONS = { table: 'checkout_approvals', requestColumn: 'checkout_id' } as const;

@@ -1,7 +1,7 @@
-import { createHmac } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
 import { accountSecretRef } from '../accounts/account.entity';
+import { requestDigest } from '../approvals/approvals';
 import { Errors } from '../common/errors';
 import { KeyringService } from '../crypto/keyring.service';
 import { SecretBoxService } from '../crypto/secret-box.service';
@@ -40,8 +40,7 @@ export class CheckoutStore {
    * approval fit a changed request.
    */
   digest(c: Pick<CheckoutEntity, 'id' | 'accountId' | 'requesterId' | 'ttlSeconds' | 'justification' | 'breakGlass'>): string {
-    const canonical = JSON.stringify([c.id, c.accountId, c.requesterId, c.ttlSeconds, c.justification, c.breakGlass]);
-    return createHmac('sha256', this.keyring.auditKey()).update('pam-vault:checkout:request:').update(canonical).digest('hex');
+    return requestDigest(this.keyring.auditKey(), 'checkout', [c.id, c.accountId, c.requesterId, c.ttlSeconds, c.justification, c.breakGlass]);
   }
 
   /** The account's current password with where to use it. Only for MFA-verified checkout and reveal answers. */

@@ -1,0 +1,77 @@
+import { createHmac } from 'node:crypto';
+import { EntityManager } from 'typeorm';
+import { DomainException, Errors } from '../common/errors';
+import { Actor } from '../identity/actor';
+
+/**
+ * Approval mechanics shared by checkouts and one-time accounts: a request is approved by `approvalsRequired`
+ * distinct approvers, never its requester, each once; an approval is bound to a digest of the exact request it was
+ * given for and counts only while the request still has that digest; any one denial ends the request.
+ */
+
+/** Where a kind of request keeps its decisions. */
+export interface DecisionTable {
+  table: 'checkout_approvals' | 'ephemeral_approvals';
+  /** The column holding the request's id. */
+  requestColumn: 'checkout_id' | 'ephemeral_id';
+}
+
+/** What the shared checks need to know about the request (locked by the caller). */
+export interface PendingRequest {
+  id: string;
+  requesterId: string;
+  status: string;
+  deadline: Date;
+  digest: string;
+}
+
+export interface DecisionInput {
+  comment?: string;
+  /** The digest the approver saw; a mismatch is 409 REQUEST_CHANGED. */
+  requestDigest?: string;
+}
+
+/**
+ * The HMAC (under the audit key) of a request's fields, in order: someone who can write the database but has no
+ * key cannot make an old approval fit a changed request.
+ */
+export function requestDigest(auditKey: Uint8Array, kind: string, fields: unknown[]): string {
+  return createHmac('sha256', auditKey).update(`pam-vault:${kind}:request:`).update(JSON.stringify(fields)).digest('hex');
+}
+
+export const selfApproval = () => new DomainException(403, 'SELF_APPROVAL', 'a requester never approves, denies or reviews their own request');
+
+/**
+ * Checks and records one approver's decision on a pending request; resolves to the number of approvals that match
+ * the request as it is now (after this one). `notPendingCode` is the 409 code of the request kind.
+ */
+export async function recordDecision(
+  em: EntityManager,
+  where: DecisionTable,
+  request: PendingRequest,
+  actor: Actor,
+  decision: 'approve' | 'deny',
+  input: DecisionInput,
+  now: Date,
+  notPendingCode: string,
+): Promise<number> {
+  if (request.requesterId === actor.id) throw selfApproval();
+  if (request.status !== 'pending_approval') throw Errors.conflict(notPendingCode, `the request is ${request.status}`);
+  if (request.deadline <= now) throw Errors.gone('EXPIRED', 'the request was not approved in time');
+  if (input.requestDigest !== undefined && input.requestDigest !== request.digest) {
+    throw Errors.conflict('REQUEST_CHANGED', 'the request is not the one you reviewed; read it again');
+  }
+  // the primary key (request, approver) makes it one decision per approver even for racing requests
+  // (TypeORM answers an INSERT with its RETURNING rows)
+  const inserted: unknown[] = await em.query(
+    `INSERT INTO ${where.table} (${where.requestColumn}, approver_id, decision, request_digest, comment, decided_at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1`,
+    [request.id, actor.id, decision, request.digest, input.comment ?? null, now],
+  );
+  if (inserted.length !== 1) throw Errors.conflict('ALREADY_DECIDED', 'you already decided on this request');
+  const [{ n }]: Array<{ n: number }> = await em.query(
+    `SELECT count(*)::int AS n FROM ${where.table} WHERE ${where.requestColumn} = $1 AND decision = 'approve' AND request_digest = $2`,
+    [request.id, request.digest],
+  );
+  return n;
+}
