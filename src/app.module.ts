@@ -7,6 +7,7 @@ import { DataSource } from 'typeorm';
 import { AccountsModule } from './accounts/accounts.module';
 import { AuditModule } from './audit/audit.module';
 import { CheckoutsModule } from './checkouts/checkouts.module';
+import { EphemeralModule } from './ephemeral/ephemeral.module';
 import { Clock } from './common/clock';
 import { AllExceptionsFilter } from './common/exception.filter';
 import { BearerAuthGuard, MfaGuard, RolesGuard } from './common/guards';
@@ -54,6 +55,7 @@ export class AppModule {
         AccountsModule,
         RotationModule,
         CheckoutsModule,
+        EphemeralModule,
       ],
       controllers: [HealthController],
       providers: [

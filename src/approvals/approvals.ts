@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import canonicalize from 'canonicalize';
 import { EntityManager } from 'typeorm';
 import { DomainException, Errors } from '../common/errors';
 import { Actor } from '../identity/actor';
@@ -32,11 +33,12 @@ export interface DecisionInput {
 }
 
 /**
- * The HMAC (under the audit key) of a request's fields, in order: someone who can write the database but has no
- * key cannot make an old approval fit a changed request.
+ * The HMAC (under the audit key) of a request's fields, in order, in canonical JSON (RFC 8785: jsonb reorders object
+ * keys, the digest must not change with it): someone who can write the database but has no key cannot make an old
+ * approval fit a changed request.
  */
 export function requestDigest(auditKey: Uint8Array, kind: string, fields: unknown[]): string {
-  return createHmac('sha256', auditKey).update(`pam-vault:${kind}:request:`).update(JSON.stringify(fields)).digest('hex');
+  return createHmac('sha256', auditKey).update(`pam-vault:${kind}:request:`).update(canonicalize(fields) as string).digest('hex');
 }
 
 export const selfApproval = () => new DomainException(403, 'SELF_APPROVAL', 'a requester never approves, denies or reviews their own request');

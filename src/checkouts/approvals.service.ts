@@ -4,10 +4,11 @@ import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
 import { recordDecision, selfApproval } from '../approvals/approvals';
 import { Errors } from '../common/errors';
+import { DecisionDto } from '../approvals/approvals.dto';
 import { Actor } from '../identity/actor';
 import { CheckoutEntity } from './checkout.entity';
 import { CheckoutStore } from './checkout-store';
-import { CheckoutView, DecisionDto, ReviewDto } from './checkouts.dto';
+import { CheckoutView, ReviewDto } from './checkouts.dto';
 
 const SECOND = 1000;
 

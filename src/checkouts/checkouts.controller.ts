@@ -2,10 +2,11 @@ import { Body, Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/com
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
+import { DecisionDto } from '../approvals/approvals.dto';
 import { Actor } from '../identity/actor';
 import { ApprovalsService } from './approvals.service';
 import { CheckoutLifecycleService } from './checkout-lifecycle.service';
-import { CheckoutListQuery, CheckoutView, CreateCheckoutDto, CredentialView, DecisionDto, ExtendDto, ReviewDto, RevokeDto } from './checkouts.dto';
+import { CheckoutListQuery, CheckoutView, CreateCheckoutDto, CredentialView, ExtendDto, ReviewDto, RevokeDto } from './checkouts.dto';
 import { CheckoutsService } from './checkouts.service';
 
 @Controller('v1/checkouts')

@@ -19,12 +19,6 @@ export class CreateCheckoutDto {
   @Optional() @IsBoolean() breakGlass?: boolean;
 }
 
-export class DecisionDto {
-  @Optional() @IsString() @MaxLength(1000) @Matches(TEXT, TEXT_MESSAGE) comment?: string;
-  /** The `requestDigest` of the checkout as the approver saw it: refused (409 REQUEST_CHANGED) if it no longer matches. */
-  @Optional() @IsString() @Matches(/^[0-9a-f]{64}$/, { message: 'requestDigest must be 64 hex characters' }) requestDigest?: string;
-}
-
 export class ExtendDto {
   /** Added to the current expiry; the lease may not outgrow the policy's maximum from activation. */
   @IsInt() @Min(60) @Max(WEEK) ttlSeconds: number;

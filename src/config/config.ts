@@ -45,6 +45,10 @@ const schema = z
     VAULT_CHECKOUT_APPROVAL_TIMEOUT_SECONDS: intIn(60, 7 * 24 * 3600).default(3600),
     VAULT_CHECKOUT_SWEEP_MS: intIn(100, 3600000).default(5000),
     VAULT_CHECKOUT_CLEANUP_MAX_ATTEMPTS: intIn(1, 100).default(10),
+    VAULT_EPHEMERAL_REQUEST_TIMEOUT_SECONDS: intIn(60, 30 * 24 * 3600).default(86400),
+    VAULT_EPHEMERAL_CLAIM_SECONDS: intIn(1, 3600).default(120),
+    VAULT_EPHEMERAL_MAX_ATTEMPTS: intIn(1, 100).default(8),
+    VAULT_EPHEMERAL_SWEEP_MS: intIn(100, 3600000).default(5000),
     VAULT_CRASH_POINT: z.string().regex(/^[a-z-]{1,40}$/).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -74,6 +78,8 @@ export interface AppConfig {
   rotation: { claimSeconds: number; maxFailures: number; sweepMs: number; concurrency: number; heartbeatSeconds: number };
   /** Pending requests lapse after approvalTimeoutSeconds; the sweep ends expired leases and retries cleanup. */
   checkout: { approvalTimeoutSeconds: number; sweepMs: number; cleanupMaxAttempts: number };
+  /** One-time accounts: unclaimed requests lapse; claims on target work; removal attempts before needs_attention; reaper interval. */
+  ephemeral: { requestTimeoutSeconds: number; claimSeconds: number; maxAttempts: number; sweepMs: number };
   /** Tests only: the vault kills itself (SIGKILL) when a rotation reaches this point. */
   crashPoint?: string;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -128,6 +134,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       approvalTimeoutSeconds: c.VAULT_CHECKOUT_APPROVAL_TIMEOUT_SECONDS,
       sweepMs: c.VAULT_CHECKOUT_SWEEP_MS,
       cleanupMaxAttempts: c.VAULT_CHECKOUT_CLEANUP_MAX_ATTEMPTS,
+    },
+    ephemeral: {
+      requestTimeoutSeconds: c.VAULT_EPHEMERAL_REQUEST_TIMEOUT_SECONDS,
+      claimSeconds: c.VAULT_EPHEMERAL_CLAIM_SECONDS,
+      maxAttempts: c.VAULT_EPHEMERAL_MAX_ATTEMPTS,
+      sweepMs: c.VAULT_EPHEMERAL_SWEEP_MS,
     },
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,

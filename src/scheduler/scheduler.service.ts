@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/comm
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditSealer } from '../audit/audit-sealer.service';
 import { CheckoutLifecycleService } from '../checkouts/checkout-lifecycle.service';
+import { EphemeralProvisioner } from '../ephemeral/ephemeral-provisioner.service';
 import { HeartbeatService } from '../rotation/heartbeat.service';
 import { RotationService } from '../rotation/rotation.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
@@ -20,6 +21,7 @@ export class SchedulerService implements OnApplicationBootstrap {
     private readonly rotation: RotationService,
     private readonly heartbeat: HeartbeatService,
     private readonly checkouts: CheckoutLifecycleService,
+    private readonly ephemeral: EphemeralProvisioner,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -28,7 +30,9 @@ export class SchedulerService implements OnApplicationBootstrap {
     this.registry.addInterval('audit-seal', setInterval(() => this.sealer.nudge(), this.config.auditSealIntervalMs));
     this.registry.addInterval('rotation-sweep', setInterval(() => void this.sweep(), this.config.rotation.sweepMs));
     this.registry.addInterval('checkout-sweep', setInterval(() => void this.checkoutSweep(), this.config.checkout.sweepMs));
+    this.registry.addInterval('ephemeral-reaper', setInterval(() => void this.reaper(), this.config.ephemeral.sweepMs));
     void this.sweep(); // recovery at start-up: pending rotations left by a dead instance
+    void this.reaper(); // and one-time accounts a dead instance may have left on a target
   }
 
   private readonly busy = new Set<string>();
@@ -53,6 +57,11 @@ export class SchedulerService implements OnApplicationBootstrap {
       await this.rotation.rotateDue();
       await this.heartbeat.run();
     });
+  }
+
+  /** One-time accounts: lapses unclaimed requests, removes expired accounts and abandoned intents, retries removals. */
+  reaper(): Promise<void> {
+    return this.once('ephemeral', () => this.ephemeral.reap());
   }
 
   /** Ends expired checkouts (rotating their passwords) and lapsed approval requests; retries owed session cleanup. */

@@ -25,3 +25,10 @@ export const HOST_KEY_SHA256_PATTERN = /^(SHA256:)?[A-Za-z0-9+/]{43}=?$/;
 export function isValidAccountName(type: TargetType, name: string): boolean {
   return ACCOUNT_NAME_PATTERNS[type].test(name);
 }
+
+/** SSH supplementary groups and PostgreSQL roles a one-time account may be given. */
+export const GROUP_OR_ROLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
+/** MySQL privileges a one-time account may be granted (no GRANT OPTION, no SUPER, no user management). */
+export const MYSQL_PRIVILEGE_PATTERN = /^(ALL|ALL PRIVILEGES|SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|INDEX|ALTER|EXECUTE|SHOW VIEW|CREATE VIEW|TRIGGER|REFERENCES|LOCK TABLES|CREATE TEMPORARY TABLES|EVENT|PROCESS|RELOAD)$/i;
+/** `db.table`, either part `*`. */
+export const MYSQL_GRANT_TARGET_PATTERN = /^(\*|[A-Za-z0-9_$]{1,64})\.(\*|[A-Za-z0-9_$]{1,64})$/;

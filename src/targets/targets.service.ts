@@ -108,6 +108,12 @@ export class TargetsService {
       const current = await this.find(em, id, true);
       const [{ n }] = await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1', [id]);
       if (n > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${n} account(s); delete them first`);
+      // one-time accounts that may still exist on it (or be created) must be removed by the vault first
+      const [{ open }] = await em.query(
+        "SELECT count(*)::int AS open FROM ephemeral_accounts WHERE target_id = $1 AND status NOT IN ('denied', 'revoked', 'expired')",
+        [id],
+      );
+      if (open > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${open} one-time account(s) not ended yet; revoke them first`);
       await em.getRepository(TargetEntity).delete({ id });
       await audit({ type: 'target.deleted', actor, subjectType: 'target', subjectId: id, details: { name: current.name } });
     });

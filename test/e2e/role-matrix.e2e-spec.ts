@@ -86,6 +86,17 @@ const ACCESS: Record<string, Access> = {
   'POST /v1/checkouts/:id/checkin': allow(['operator', 'admin']),
   'POST /v1/checkouts/:id/revoke': ADMIN,
 
+  // One-time accounts
+  'POST /v1/ephemeral-accounts': allow(['operator', 'admin'], { body: { targetId: randomUUID(), vendorUserId: randomUUID(), ttlSeconds: 600, justification: 'role matrix probe' } }),
+  'GET /v1/ephemeral-accounts': allow(['operator', 'vendor', 'approver', 'admin', 'auditor']),
+  'GET /v1/ephemeral-accounts/:id': allow(['operator', 'vendor', 'approver', 'admin', 'auditor']),
+  'POST /v1/ephemeral-accounts/:id/approve': allow(['approver'], { stepUp: true }),
+  'POST /v1/ephemeral-accounts/:id/deny': allow(['approver'], { stepUp: true }),
+  'POST /v1/ephemeral-accounts/:id/claim': allow(['vendor'], { stepUp: true }),
+  'POST /v1/ephemeral-accounts/:id/revoke': allow(['vendor', 'operator', 'admin']),
+  'GET /v1/targets/:id/ephemeral-policy': allow(['admin', 'operator', 'approver']),
+  'PUT /v1/targets/:id/ephemeral-policy': allow(['admin'], { body: { approvalsRequired: 1, maxTtlSeconds: 3600 } }),
+
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
   'GET /v1/audit-events/verify': allow(['auditor', 'admin']),

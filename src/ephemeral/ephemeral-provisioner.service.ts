@@ -1,0 +1,313 @@
+import { randomBytes } from 'node:crypto';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { AuditService } from '../audit/audit.service';
+import { Clock } from '../common/clock';
+import { DomainException, Errors } from '../common/errors';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { ConnectorRegistry } from '../connectors/connector.registry';
+import { PasswordGenerator } from '../crypto/password-generator';
+import { findByIdOrThrow } from '../database/queries';
+import { Actor } from '../identity/actor';
+import { UserEntity } from '../identity/user.entity';
+import { RotationService } from '../rotation/rotation.service';
+import { isValidAccountName } from '../targets/names';
+import { TargetEntity } from '../targets/target.entity';
+import { TargetsService } from '../targets/targets.service';
+import { ClaimView, EphemeralView } from './ephemeral.dto';
+import { EphemeralAccountEntity, EphemeralEndReason } from './ephemeral.entity';
+import { EphemeralService } from './ephemeral.service';
+
+/** Crash points for the crash-matrix test (the process SIGKILLs itself there when VAULT_CRASH_POINT says so). */
+export type EphemeralCrashPoint = 'ephemeral-after-intent' | 'ephemeral-after-create' | 'ephemeral-before-commit';
+
+const SECOND = 1000;
+const OPEN_REQUEST = ['pending_approval', 'approved'];
+const FINAL = ['denied', 'revoked', 'expired'];
+
+/**
+ * The target side of one-time accounts (INVARIANTS 11–13). Claim: (1) the intent — status `creating`, the generated
+ * username and this instance's claim — is committed; (2) the account is created on the target with a backstop
+ * expiry; (3) it becomes `active` only if this instance still holds the claim. Removal (revoke, expiry, or the reaper
+ * finding an intent that never completed): the row goes `revoking` (claimed), the connector ends the sessions and
+ * removes the account (idempotent), then the row is final; failures back off and end in `needs_attention`. Every
+ * step is claimed in the database, so several instances never work on the same account at once.
+ */
+@Injectable()
+export class EphemeralProvisioner implements OnApplicationShutdown {
+  private readonly logger = new Logger(EphemeralProvisioner.name);
+  private readonly running = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly ephemeral: EphemeralService,
+    private readonly targets: TargetsService,
+    private readonly connectors: ConnectorRegistry,
+    private readonly generator: PasswordGenerator,
+    private readonly rotation: RotationService,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  private get me(): string {
+    return this.rotation.instanceId;
+  }
+
+  /** The vendor's one claim (MFA): creates the account just in time and answers its credential, once. */
+  async claim(actor: Actor, id: string): Promise<ClaimView> {
+    const intent = await this.audit.transaction(async (em, audit) => {
+      const row = await this.ephemeral.find(em, actor, id, true);
+      if (row.vendorId !== actor.id) throw Errors.forbidden('only the vendor it is for may claim it');
+      if (row.claimedAt) throw Errors.gone('ALREADY_CLAIMED', 'this one-time account was already claimed');
+      if (row.status === 'expired' || (OPEN_REQUEST.includes(row.status) && row.requestDeadline <= this.clock.now())) throw Errors.gone('EXPIRED', 'the request has expired');
+      if (row.status === 'pending_approval') throw Errors.conflict('NOT_APPROVED', 'the request is waiting for approval');
+      if (row.status !== 'approved') throw Errors.conflict('REQUEST_ENDED', `the request is ${row.status}`);
+      const vendor = await em.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
+      const target = await findByIdOrThrow(em, TargetEntity, row.targetId, 'target');
+      const username = generateUsername(vendor.username, target.type);
+      const now = this.clock.now();
+      const expiresAt = new Date(now.getTime() + row.ttlSeconds * SECOND);
+      await em.query(
+        `UPDATE ephemeral_accounts SET status = 'creating', username = $2, claimed_at = $3, expires_at = $4, claimed_by = $5,
+                claimed_until = now() + make_interval(secs => $6), version = version + 1 WHERE id = $1`,
+        [id, username, now, expiresAt, this.me, this.config.ephemeral.claimSeconds],
+      );
+      await audit({ type: 'ephemeral.claimed', actor, subjectType: 'ephemeral_account', subjectId: id, details: { targetId: target.id, username, expiresAt: expiresAt.toISOString() } });
+      return { row, target, username, expiresAt };
+    });
+    this.crash('ephemeral-after-intent');
+    const { row, target, username, expiresAt } = intent;
+    const password = this.generator.generate(target.type, { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
+    const connector = this.connectors.get(target.type);
+    const ct = await this.targets.connectorTarget(target);
+    try {
+      await connector.createEphemeral(ct, { username, password }, { ...row.access, validUntil: expiresAt });
+    } catch (e) {
+      await this.afterFailedCreate(id, username, e);
+      throw e;
+    }
+    this.crash('ephemeral-after-create');
+    const committed = await this.audit.transaction(async (em, audit) => {
+      const [, n]: [unknown, number] = await em.query(
+        "UPDATE ephemeral_accounts SET status = 'active', claimed_by = NULL, claimed_until = NULL, version = version + 1 WHERE id = $1 AND status = 'creating' AND claimed_by = $2",
+        [id, this.me],
+      );
+      if (n !== 1) return false;
+      await audit({ type: 'ephemeral.created', actor, subjectType: 'ephemeral_account', subjectId: id, details: { targetId: target.id, username } });
+      this.crash('ephemeral-before-commit');
+      return true;
+    });
+    if (!committed) {
+      // revoked or reaped while the target worked: it must not outlive that decision
+      await this.track(this.removeClaimed(id, true));
+      throw Errors.gone('REVOKED', 'the one-time account was revoked while it was being created');
+    }
+    return { id, username, password, host: target.host, port: target.port, expiresAt: expiresAt.toISOString() };
+  }
+
+  /**
+   * The vendor, the requester or an admin ends it: nothing to do on the target before the claim; a live account is
+   * removed with its sessions. Revoking what has ended already answers it as it is.
+   */
+  async revoke(actor: Actor, id: string): Promise<EphemeralView> {
+    const claimed = await this.audit.transaction(async (em, audit) => {
+      const row = await this.ephemeral.find(em, actor, id, true);
+      const allowed = row.vendorId === actor.id || row.requesterId === actor.id || actor.roles.includes('admin');
+      if (!allowed) throw Errors.forbidden('only the vendor, the requester or an admin may revoke it');
+      if (FINAL.includes(row.status) || row.status === 'revoking') return false;
+      const now = this.clock.now();
+      if (OPEN_REQUEST.includes(row.status)) {
+        await em.query("UPDATE ephemeral_accounts SET status = 'revoked', end_reason = 'revoked', ended_at = $2, ended_by = $3, version = version + 1 WHERE id = $1", [id, now, actor.id]);
+        await audit({ type: 'ephemeral.revoked', actor, subjectType: 'ephemeral_account', subjectId: id, details: { created: false } });
+        return false;
+      }
+      // creating: the claimant may still be creating it — the removal waits for its claim to lapse (the claimant's
+      // own commit fails and removes it too); active / needs_attention: removed now by this instance
+      const takeOver = row.status !== 'creating';
+      await em.query(
+        `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = 'revoked', ended_by = $2, attempts = 0, version = version + 1,
+                claimed_by = CASE WHEN $3 THEN $4 ELSE NULL END,
+                claimed_until = CASE WHEN $3 THEN now() + make_interval(secs => $5) ELSE claimed_until END
+          WHERE id = $1`,
+        [id, actor.id, takeOver, this.me, this.config.ephemeral.claimSeconds],
+      );
+      await audit({ type: 'ephemeral.revoked', actor, subjectType: 'ephemeral_account', subjectId: id, details: { created: true, username: row.username } });
+      return takeOver;
+    });
+    if (claimed) await this.track(this.removeClaimed(id, false));
+    const em = this.dataSource.manager;
+    return this.ephemeral.view(em, await this.ephemeral.find(em, actor, id));
+  }
+
+  /**
+   * The reaper, on every instance: lapses unclaimed requests, starts the removal of accounts whose time is up and of
+   * intents whose claimant died (`creating` past its claim), and retries removals whose claim lapsed (backoff). Each
+   * row is taken with `FOR UPDATE SKIP LOCKED`; removals run a batch at a time.
+   */
+  async reap(limit = 50): Promise<{ lapsed: number; removed: number }> {
+    const lapsed = await this.lapseRequests(limit);
+    let removed = 0;
+    while (removed < limit) {
+      const batch: string[] = [];
+      while (batch.length < this.config.rotation.concurrency) {
+        const id = await this.takeForRemoval();
+        if (!id) break;
+        batch.push(id);
+      }
+      if (batch.length === 0) break;
+      removed += batch.length;
+      await this.track(Promise.all(batch.map((id) => this.removeClaimed(id, false))));
+    }
+    return { lapsed, removed };
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    while (this.running.size) await Promise.allSettled([...this.running]);
+  }
+
+  /** Requests nobody claimed (or approved) in time: nothing exists on the target, they just end. */
+  private async lapseRequests(limit: number): Promise<number> {
+    return this.audit.transaction(async (em, audit) => {
+      const [rows]: [Array<{ id: string }>, number] = await em.query(
+        `UPDATE ephemeral_accounts SET status = 'expired', end_reason = 'request_timeout', ended_at = $1, ended_by = 'system', version = version + 1
+          WHERE id IN (SELECT id FROM ephemeral_accounts WHERE status IN ('pending_approval', 'approved') AND request_deadline <= $1
+                        ORDER BY request_deadline LIMIT $2 FOR UPDATE SKIP LOCKED)
+          RETURNING id`,
+        [this.clock.now(), limit],
+      );
+      for (const r of rows) await audit({ type: 'ephemeral.expired', actor: null, subjectType: 'ephemeral_account', subjectId: r.id, details: { reason: 'request_timeout', created: false } });
+      return rows.length;
+    });
+  }
+
+  /** Claims one account to remove: time up, an abandoned intent, or a removal to retry. */
+  private async takeForRemoval(): Promise<string | null> {
+    return this.audit.transaction(async (em, audit) => {
+      const [row]: Array<Pick<EphemeralAccountEntity, 'id' | 'status' | 'username'>> = await em.query(
+        `SELECT id, status, username FROM ephemeral_accounts
+          WHERE (status = 'active' AND expires_at <= $1)
+             OR (status IN ('creating', 'revoking') AND (claimed_until IS NULL OR claimed_until < now()))
+          ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED`,
+        [this.clock.now()],
+      );
+      if (!row) return null;
+      const reason: EphemeralEndReason | null = row.status === 'active' ? 'expired' : row.status === 'creating' ? 'reaped' : null;
+      await em.query(
+        `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = COALESCE($2, end_reason), ended_by = COALESCE(ended_by, 'system'),
+                claimed_by = $3, claimed_until = now() + make_interval(secs => $4), version = version + 1 WHERE id = $1`,
+        [row.id, reason, this.me, this.config.ephemeral.claimSeconds],
+      );
+      if (reason) {
+        await audit({ type: `ephemeral.${reason}`, actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details: { username: row.username, created: true } });
+      }
+      return row.id;
+    });
+  }
+
+  /** Removes an account this instance has claimed for removal; records the outcome. Never throws. */
+  private async removeClaimed(id: string, afterLostClaim: boolean): Promise<void> {
+    let errorCode: string | null = null;
+    try {
+      const row = await findByIdOrThrow(this.dataSource.manager, EphemeralAccountEntity, id, 'ephemeral account');
+      const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, row.targetId, 'target');
+      if (row.username) await this.connectors.get(target.type).revokeEphemeral(await this.targets.connectorTarget(target), row.username);
+    } catch (e) {
+      errorCode = e instanceof DomainException ? e.code : 'TARGET_ERROR';
+    }
+    // a claimant whose commit lost the row to a revoke or the reaper removed it on its own; the row's owner records it
+    if (afterLostClaim) return;
+    await this.settleRemoval(id, errorCode).catch((err: unknown) => {
+      this.logger.warn({ ephemeralId: id, err: { type: (err as Error)?.name } }, 'removal outcome could not be recorded; the reaper retries');
+    });
+  }
+
+  private async settleRemoval(id: string, errorCode: string | null): Promise<void> {
+    await this.audit.transaction(async (em, audit) => {
+      const [row]: Array<{ attempts: number; end_reason: EphemeralEndReason | null; username: string | null }> = await em.query(
+        "SELECT attempts, end_reason, username FROM ephemeral_accounts WHERE id = $1 AND status = 'revoking' AND claimed_by = $2 FOR UPDATE",
+        [id, this.me],
+      );
+      if (!row) return; // another instance took over
+      if (errorCode === null) {
+        const final = row.end_reason === 'expired' ? 'expired' : 'revoked';
+        await em.query('UPDATE ephemeral_accounts SET status = $2, ended_at = $3, claimed_by = NULL, claimed_until = NULL, last_error = NULL, version = version + 1 WHERE id = $1', [
+          id,
+          final,
+          this.clock.now(),
+        ]);
+        await audit({ type: 'ephemeral.removed', actor: null, subjectType: 'ephemeral_account', subjectId: id, details: { username: row.username, reason: row.end_reason } });
+        return;
+      }
+      const attempts = row.attempts + 1;
+      const gaveUp = attempts >= this.config.ephemeral.maxAttempts;
+      const backoffSeconds = Math.min(3600, 15 * 2 ** (attempts - 1)) * (0.5 + Math.random() / 2);
+      await em.query(
+        `UPDATE ephemeral_accounts SET status = $2, attempts = $3, last_error = $4, claimed_by = NULL,
+                claimed_until = now() + make_interval(secs => $5), version = version + 1 WHERE id = $1`,
+        [id, gaveUp ? 'needs_attention' : 'revoking', attempts, errorCode, backoffSeconds],
+      );
+      await audit({
+        type: 'ephemeral.remove_failed',
+        actor: null,
+        subjectType: 'ephemeral_account',
+        subjectId: id,
+        outcome: 'failure',
+        details: { username: row.username, errorCode, attempts, needsAttention: gaveUp },
+      });
+    });
+  }
+
+  /**
+   * The target refused or failed the creation: whatever it may have half-made is removed now; if that works the
+   * request is claimable again (nothing was handed out), otherwise the reaper takes it over.
+   */
+  private async afterFailedCreate(id: string, username: string, cause: unknown): Promise<void> {
+    const errorCode = cause instanceof DomainException ? cause.code : 'TARGET_ERROR';
+    let cleaned = false;
+    try {
+      const row = await findByIdOrThrow(this.dataSource.manager, EphemeralAccountEntity, id, 'ephemeral account');
+      const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, row.targetId, 'target');
+      await this.connectors.get(target.type).revokeEphemeral(await this.targets.connectorTarget(target), username);
+      cleaned = true;
+    } catch {
+      /* the reaper removes it once the claim lapses */
+    }
+    await this.audit
+      .transaction(async (em, audit) => {
+        if (cleaned) {
+          await em.query(
+            `UPDATE ephemeral_accounts SET status = 'approved', username = NULL, claimed_at = NULL, expires_at = NULL, claimed_by = NULL,
+                    claimed_until = NULL, version = version + 1 WHERE id = $1 AND status = 'creating' AND claimed_by = $2`,
+            [id, this.me],
+          );
+        }
+        await audit({ type: 'ephemeral.create_failed', actor: null, subjectType: 'ephemeral_account', subjectId: id, outcome: 'failure', details: { username, errorCode, cleanedUp: cleaned } });
+      })
+      .catch(() => undefined);
+  }
+
+  private async track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    try {
+      return await p;
+    } finally {
+      this.running.delete(p);
+    }
+  }
+
+  private crash(point: EphemeralCrashPoint): void {
+    if (this.config.crashPoint === point) process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+/**
+ * `v<vendor's name, letters and digits, ≤ 8>_<10 hex>`: readable, random, within every target type's limits
+ * (≤ 20 characters), and checked against the type's strict pattern before it goes anywhere.
+ */
+export function generateUsername(vendorName: string, type: TargetEntity['type']): string {
+  const prefix = vendorName.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 8) || 'vendor';
+  const name = `v${prefix}_${randomBytes(5).toString('hex')}`;
+  if (!isValidAccountName(type, name)) throw new Error('generated username failed its own pattern');
+  return name;
+}

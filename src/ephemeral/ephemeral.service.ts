@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, EntityManager, In } from 'typeorm';
+import { DecisionDto } from '../approvals/approvals.dto';
+import { recordDecision, requestDigest } from '../approvals/approvals';
+import { AuditService } from '../audit/audit.service';
+import { Clock } from '../common/clock';
+import { DomainException, Errors } from '../common/errors';
+import { Page } from '../common/pagination';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { KeyringService } from '../crypto/keyring.service';
+import { findByIdOrThrow, keysetPage } from '../database/queries';
+import { Actor } from '../identity/actor';
+import { UserEntity } from '../identity/user.entity';
+import { TargetEntity } from '../targets/target.entity';
+import { checkAccess, DEFAULT_EPHEMERAL_POLICY, EphemeralPolicy, EphemeralPolicyDto, policyFrom } from './ephemeral-policy';
+import { CreateEphemeralDto, EphemeralListQuery, EphemeralView, mapEphemeral } from './ephemeral.dto';
+import { EphemeralAccountEntity, EphemeralApprovalEntity } from './ephemeral.entity';
+
+const SECOND = 1000;
+/** Roles that see every one-time account; a requester sees what they asked for, a vendor what is theirs. */
+const SEES_ALL = ['admin', 'approver', 'auditor'];
+const DECISIONS = { table: 'ephemeral_approvals', requestColumn: 'ephemeral_id' } as const;
+
+/**
+ * One-time accounts before and around the target work: requests checked against the target's ephemeral policy,
+ * approvals (shared mechanics in src/approvals), reads with per-role visibility, and the policies themselves.
+ * Creating and removing accounts on targets is EphemeralProvisioner's.
+ */
+@Injectable()
+export class EphemeralService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
+    private readonly keyring: KeyringService,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async request(actor: Actor, dto: CreateEphemeralDto): Promise<EphemeralView> {
+    return this.audit.transaction(async (em, audit) => {
+      const target = await findByIdOrThrow(em, TargetEntity, dto.targetId, 'target').catch((e: unknown) => {
+        throw e instanceof DomainException && e.status === 404 ? Errors.validation('targetId: no such target') : e;
+      });
+      const vendor = await em.getRepository(UserEntity).findOneBy({ id: dto.vendorUserId });
+      if (!vendor || vendor.disabled || !vendor.roles.includes('vendor')) throw Errors.validation('vendorUserId: not an enabled user with the vendor role');
+      if (vendor.id === actor.id) throw new DomainException(403, 'SELF_APPROVAL', 'a requester cannot ask for a one-time account for themselves');
+      const policy = await this.policyOf(em, target.id);
+      if (dto.ttlSeconds > policy.maxTtlSeconds) {
+        throw new DomainException(400, 'TTL_EXCEEDS_POLICY', `ttlSeconds may be at most ${policy.maxTtlSeconds} on this target`, { maxTtlSeconds: policy.maxTtlSeconds });
+      }
+      const access = checkAccess(target.type, policy, dto.access);
+      const now = this.clock.now();
+      const row: Partial<EphemeralAccountEntity> = {
+        id: randomUUID(),
+        targetId: target.id,
+        vendorId: vendor.id,
+        requesterId: actor.id,
+        status: policy.approvalsRequired > 0 ? 'pending_approval' : 'approved',
+        justification: dto.justification,
+        ttlSeconds: dto.ttlSeconds,
+        access,
+        approvalsRequired: policy.approvalsRequired,
+        requestedAt: now,
+        requestDeadline: new Date(now.getTime() + this.config.ephemeral.requestTimeoutSeconds * SECOND),
+        attempts: 0,
+      };
+      await em.getRepository(EphemeralAccountEntity).insert(row);
+      const saved = await em.getRepository(EphemeralAccountEntity).findOneByOrFail({ id: row.id });
+      await audit({
+        type: 'ephemeral.requested',
+        actor,
+        subjectType: 'ephemeral_account',
+        subjectId: saved.id,
+        details: { targetId: target.id, vendorId: vendor.id, ttlSeconds: dto.ttlSeconds, access, justification: dto.justification, approvalsRequired: policy.approvalsRequired },
+      });
+      return this.view(em, saved);
+    });
+  }
+
+  /** MFA. Approved once `approvalsRequired` distinct approvers (never the requester) approved this exact request. */
+  async approve(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
+    return this.audit.transaction(async (em, audit) => {
+      const { row, approvals } = await this.decide(em, actor, id, 'approve', dto);
+      await audit({ type: 'ephemeral.approved', actor, subjectType: 'ephemeral_account', subjectId: id, details: { approvals, approvalsRequired: row.approvalsRequired, comment: dto.comment ?? null } });
+      if (approvals >= row.approvalsRequired) await em.query("UPDATE ephemeral_accounts SET status = 'approved', version = version + 1 WHERE id = $1", [id]);
+      return this.view(em, await this.find(em, actor, id));
+    });
+  }
+
+  /** MFA. One denial ends the request. */
+  async deny(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
+    return this.audit.transaction(async (em, audit) => {
+      await this.decide(em, actor, id, 'deny', dto);
+      await em.query(
+        "UPDATE ephemeral_accounts SET status = 'denied', end_reason = 'denied', ended_at = $2, ended_by = $3, version = version + 1 WHERE id = $1",
+        [id, this.clock.now(), actor.id],
+      );
+      await audit({ type: 'ephemeral.denied', actor, subjectType: 'ephemeral_account', subjectId: id, details: { comment: dto.comment ?? null } });
+      return this.view(em, await this.find(em, actor, id));
+    });
+  }
+
+  async get(actor: Actor, id: string): Promise<EphemeralView> {
+    const em = this.dataSource.manager;
+    return this.view(em, await this.find(em, actor, id));
+  }
+
+  async list(actor: Actor, q: EphemeralListQuery): Promise<Page<EphemeralView>> {
+    const em = this.dataSource.manager;
+    const page = await keysetPage(em, EphemeralAccountEntity, { column: 'seq', kind: 'int64' }, q, (r) => r, (qb) => {
+      if (!seesAll(actor)) qb.andWhere('(r.requester_id = :me OR r.vendor_id = :me)', { me: actor.id });
+      if (q.status) qb.andWhere('r.status = :status', { status: q.status });
+      if (q.targetId) qb.andWhere('r.target_id = :targetId', { targetId: q.targetId });
+      if (q.vendorId) qb.andWhere('r.vendor_id = :vendorId', { vendorId: q.vendorId });
+    });
+    const ids = page.items.map((r) => r.id);
+    const approvals = ids.length ? await em.getRepository(EphemeralApprovalEntity).find({ where: { ephemeralId: In(ids) }, order: { decidedAt: 'ASC' } }) : [];
+    return { items: page.items.map((r) => mapEphemeral(r, approvals.filter((a) => a.ephemeralId === r.id), this.digest(r))), nextCursor: page.nextCursor };
+  }
+
+  /** Loads one (optionally `FOR UPDATE`); 404 when it does not exist or the actor may not see it. */
+  async find(em: EntityManager, actor: Actor, id: string, lock = false): Promise<EphemeralAccountEntity> {
+    const row = await findByIdOrThrow(em, EphemeralAccountEntity, id, 'ephemeral account', lock);
+    if (!seesAll(actor) && row.requesterId !== actor.id && row.vendorId !== actor.id) throw Errors.notFound('ephemeral account');
+    return row;
+  }
+
+  async view(em: EntityManager, row: EphemeralAccountEntity): Promise<EphemeralView> {
+    const approvals = await em.getRepository(EphemeralApprovalEntity).find({ where: { ephemeralId: row.id }, order: { decidedAt: 'ASC' } });
+    return mapEphemeral(row, approvals, this.digest(row));
+  }
+
+  async getPolicy(targetId: string): Promise<EphemeralPolicy> {
+    await findByIdOrThrow(this.dataSource.manager, TargetEntity, targetId, 'target');
+    return this.policyOf(this.dataSource.manager, targetId);
+  }
+
+  async setPolicy(actor: Actor, targetId: string, dto: EphemeralPolicyDto): Promise<EphemeralPolicy> {
+    const policy = policyFrom(dto);
+    await this.audit.transaction(async (em, audit) => {
+      await findByIdOrThrow(em, TargetEntity, targetId, 'target', true);
+      await em.query(
+        `INSERT INTO ephemeral_policies (target_id, policy) VALUES ($1, $2)
+         ON CONFLICT (target_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
+        [targetId, JSON.stringify(policy)],
+      );
+      await audit({ type: 'target.ephemeral_policy_set', actor, subjectType: 'target', subjectId: targetId, details: { policy } });
+    });
+    return policy;
+  }
+
+  private async policyOf(em: EntityManager, targetId: string): Promise<EphemeralPolicy> {
+    const [row]: Array<{ policy: EphemeralPolicy }> = await em.query('SELECT policy FROM ephemeral_policies WHERE target_id = $1', [targetId]);
+    return { ...DEFAULT_EPHEMERAL_POLICY, ...row?.policy };
+  }
+
+  private async decide(em: EntityManager, actor: Actor, id: string, decision: 'approve' | 'deny', dto: DecisionDto) {
+    const row = await this.find(em, actor, id, true);
+    const pending = { id, requesterId: row.requesterId, status: row.status, deadline: row.requestDeadline, digest: this.digest(row) };
+    // the vendor who will use the account does not approve it either
+    if (row.vendorId === actor.id) pending.requesterId = actor.id;
+    const approvals = await recordDecision(em, DECISIONS, pending, actor, decision, dto, this.clock.now(), 'REQUEST_NOT_PENDING');
+    return { row, approvals };
+  }
+
+  /** What an approval is bound to: target, vendor, requester, lifetime, justification and the access asked for. */
+  digest(r: EphemeralAccountEntity): string {
+    return requestDigest(this.keyring.auditKey(), 'ephemeral', [r.id, r.targetId, r.vendorId, r.requesterId, r.ttlSeconds, r.justification, r.access]);
+  }
+}
+
+function seesAll(actor: Actor): boolean {
+  return actor.roles.some((r) => SEES_ALL.includes(r));
+}
