@@ -47,6 +47,18 @@ export class MetricsService {
       },
     });
     new Gauge({
+      name: 'vault_ephemeral_accounts',
+      help: 'One-time accounts that exist or may exist on targets, by status (needs_attention: removal kept failing)',
+      labelNames: ['status'] as const,
+      registers: [this.registry],
+      async collect() {
+        const rows: Array<{ status: string; n: number }> = await dataSource.query(
+          "SELECT status, count(*)::int AS n FROM ephemeral_accounts WHERE status IN ('creating', 'active', 'revoking', 'needs_attention') GROUP BY status",
+        );
+        for (const status of ['creating', 'active', 'revoking', 'needs_attention']) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
+      },
+    });
+    new Gauge({
       name: 'vault_rotations_pending',
       help: 'Rotations written ahead and not settled yet (a growing number means targets are slow or instances died)',
       registers: [this.registry],

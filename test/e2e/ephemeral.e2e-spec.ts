@@ -214,6 +214,9 @@ describe('one-time accounts (e2e)', () => {
         await provisioner().reap();
         expect(await row(id)).toMatchObject({ status: 'needs_attention', attempts: 2 });
         expect(await pgRoles(username)).toBe(true);
+        const metrics = (await vault.http().get('/metrics').expect(200)).text;
+        expect(metrics).toMatch(/^vault_ephemeral_accounts\{status="needs_attention"\} [1-9]/m);
+        expect(metrics).not.toContain(username);
       } finally {
         vault.get(ConnectorRegistry).register(new PostgresConnector());
       }
