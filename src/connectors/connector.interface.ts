@@ -53,6 +53,16 @@ export interface EphemeralAccess {
   grantRoles?: string[];
   /** MySQL: GRANT statements as {privileges, on}. */
   grants?: Array<{ privileges: string[]; on: string }>;
+  /**
+   * The account stops working on the target by itself at this time, as a backstop if the vault is down at
+   * expiry (the vault's reaper still revokes it on time when it is up).
+   * - SSH has day granularity: the account expires at the start of the UTC day after `validUntil`
+   *   (`useradd -e`, shadow field 8), so it stays valid until at least `validUntil` and at most a day longer.
+   * - PostgreSQL: `VALID UNTIL`, exact (checked by password authentication; open sessions are not ended).
+   * - MySQL/MariaDB: no native account expiry — ignored, the vault's reaper is the only remover.
+   * Must be a valid Date between 1970 and 9999 (else TARGET_INVALID_NAME before anything runs).
+   */
+  validUntil?: Date;
 }
 
 export interface Connector {

@@ -1,9 +1,9 @@
 import { ACCOUNT_NAME_PATTERNS } from '../targets/names';
 import { ConnectorError, isUnreachable } from './connector.errors';
 import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from './connector.interface';
+import { GROUP_OR_ROLE_PATTERN } from '../targets/names';
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
-const GROUP_OR_ROLE = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
 const MAX_MESSAGE = 300;
 
 /** Replaces every secret of the call found in a text (and bounds its length). */
@@ -16,6 +16,13 @@ export function redact(text: string, secrets: Array<string | undefined>): string
     if (s.includes('\n')) for (const line of s.split('\n')) if (line.trim().length >= 8) out = out.split(line).join('[REDACTED]');
   }
   return out.length > MAX_MESSAGE ? `${out.slice(0, MAX_MESSAGE)}…` : out;
+}
+
+/** A real Date from 1970-01-01 to the end of 9999 (what every target's expiry syntax can hold). */
+export function isValidUntil(d: unknown): d is Date {
+  if (!(d instanceof Date)) return false;
+  const t = d.getTime();
+  return Number.isFinite(t) && t >= 0 && t < Date.UTC(10000, 0, 1);
 }
 
 /**
@@ -47,13 +54,20 @@ export class SafeConnector implements Connector {
   async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
     this.checkAccount(target, account);
     for (const name of [...(access.groups ?? []), ...(access.grantRoles ?? []), ...(access.database ? [access.database] : [])]) {
-      if (!GROUP_OR_ROLE.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
+      if (!GROUP_OR_ROLE_PATTERN.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
+    }
+    if (access.validUntil !== undefined && !isValidUntil(access.validUntil)) {
+      throw new ConnectorError('TARGET_INVALID_NAME', 'validUntil is not a date between 1970 and 9999');
     }
     return this.run(target, [account.password], opts, (o) => this.inner.createEphemeral(target, account, access, o));
   }
 
   async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
     this.checkName(target, username);
+    // revoking expires/locks the account and kills all its processes: never the connector's own admin (or root)
+    if (username === target.adminUsername || (target.type === 'ssh' && username === 'root')) {
+      throw new ConnectorError('TARGET_INVALID_NAME', 'the target\'s administrator cannot be revoked as a one-time account');
+    }
     return this.run(target, [], opts, (o) => this.inner.revokeEphemeral(target, username, o));
   }
 

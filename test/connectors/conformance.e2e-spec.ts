@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { createServer, Server } from 'node:net';
+import { Client as PgClient } from 'pg';
 import { ConnectorError } from '../../src/connectors/connector.errors';
 import { Connector, ConnectorTarget } from '../../src/connectors/connector.interface';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { PasswordGenerator, TargetType } from '../../src/crypto/password-generator';
 import { freePort } from '../support/process';
 import { connectMariaDb } from '../support/targets/mariadb';
-import { startScramPostgres } from '../support/targets/postgres';
+import { PgHandle, startScramPostgres } from '../support/targets/postgres';
+import { run } from '../support/targets/run';
 import { LiveSession, openMysqlSession, openPgSession, openSshSession } from '../support/targets/sessions';
 import { startSshd } from '../support/targets/sshd';
 
@@ -21,6 +24,8 @@ interface Fixture {
   accountExists(name: string): Promise<boolean>;
   /** Opens a live session as the account; resolves to a function telling whether it is still alive. */
   openSession(name: string, password: string): Promise<LiveSession>;
+  /** PostgreSQL only: the cluster, for statements as its admin. */
+  pg?: PgHandle;
   stop(): Promise<void>;
 }
 
@@ -42,6 +47,7 @@ const fixtures: Record<TargetType, () => Promise<Fixture>> = {
       createAccount: (n, p) => pg.createRole(n, p),
       accountExists: (n) => pg.roleExists(n),
       openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
+      pg,
       stop: () => pg.stop(),
     };
   },
@@ -56,6 +62,16 @@ const fixtures: Record<TargetType, () => Promise<Fixture>> = {
     };
   },
 };
+
+const DAY_MS = 86_400_000;
+
+/** A local user's /etc/shadow and /etc/passwd entries (the SSH test server runs on this machine). */
+async function shadowEntry(name: string): Promise<string[]> {
+  return (await run('getent', ['shadow', name])).stdout.trim().split(':');
+}
+async function homeDirOf(name: string): Promise<string> {
+  return (await run('getent', ['passwd', name])).stdout.trim().split(':')[5];
+}
 
 const HOSTILE = ["'; id; '", '$(touch /tmp/pwned)', '`id`', '-oProxyCommand=id', 'a\nb', 'a"b', "a'b", 'x'.repeat(200), 'root;rm', '../etc', ''];
 
@@ -162,9 +178,17 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
     }
   });
 
+  it("refuses to revoke the target's administrator (or root) before anything runs", async () => {
+    // an unreachable port: a refusal answers TARGET_INVALID_NAME, anything that ran would not
+    const offline = { ...fx.target, port: await freePort() };
+    expect(await codeOf(connector.revokeEphemeral(offline, fx.target.adminUsername))).toBe('TARGET_INVALID_NAME');
+    if (type === 'ssh') expect(await codeOf(connector.revokeEphemeral({ ...offline, adminUsername: 'vaultadm' }, 'root'))).toBe('TARGET_INVALID_NAME');
+  });
+
   it('refuses hostile group, role or database names in ephemeral access', async () => {
     const offline = { ...fx.target, port: await freePort() };
-    for (const access of [{ groups: ['wheel;id'] }, { grantRoles: ['"; DROP ROLE x; --'] }, { database: "a'b" }]) {
+    const badDates = [new Date(NaN), new Date(-DAY_MS), new Date(Date.UTC(10000, 0, 1)), '2030-01-01' as unknown as Date];
+    for (const access of [{ groups: ['wheel;id'] }, { grantRoles: ['"; DROP ROLE x; --'] }, { database: "a'b" }, ...badDates.map((validUntil) => ({ validUntil }))]) {
       expect(await codeOf(connector.createEphemeral(offline, { username: name(), password: password() }, access))).toBe('TARGET_INVALID_NAME');
     }
   });
@@ -197,4 +221,109 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
     expect(await fx.accountExists(account)).toBe(false);
     await session.close();
   });
+
+  it('creates a one-time account with validUntil: the target holds the backstop expiry (MySQL: ignored)', async () => {
+    const account = name();
+    const pw = password();
+    // a few days ahead, at an odd time of day with milliseconds
+    const validUntil = new Date(Date.now() + 3 * DAY_MS + 12_345_678);
+    await connector.createEphemeral(fx.target, { username: account, password: pw }, { validUntil });
+    try {
+      expect(await fx.accountExists(account)).toBe(true);
+      await connector.login(fx.target, { username: account, password: pw });
+      if (type === 'ssh') {
+        // shadow field 8: the day (since 1970-01-01, UTC) from whose start the account is expired: the day after validUntil
+        expect(Number((await shadowEntry(account))[7])).toBe(Math.floor(validUntil.getTime() / DAY_MS) + 1);
+      } else if (type === 'postgres') {
+        const { rows } = await fx.pg!.query<{ v: Date }>('SELECT rolvaliduntil AS v FROM pg_roles WHERE rolname = $1', [account]);
+        expect(rows[0].v).toBeInstanceOf(Date);
+        expect(Math.floor(rows[0].v.getTime() / 1000)).toBe(Math.floor(validUntil.getTime() / 1000));
+      }
+    } finally {
+      await connector.revokeEphemeral(fx.target, account);
+    }
+    expect(await fx.accountExists(account)).toBe(false);
+  }, 30_000);
+
+  it('an account whose validUntil has passed cannot log in, without the vault doing anything (MySQL: ignored)', async () => {
+    const account = name();
+    const pw = password();
+    // SSH: days back, so even its day granularity (the day after validUntil) is in the past; PostgreSQL: exact
+    const validUntil = new Date(Date.now() - (type === 'ssh' ? 3 * DAY_MS : 60_000));
+    await connector.createEphemeral(fx.target, { username: account, password: pw }, { validUntil });
+    try {
+      expect(await fx.accountExists(account)).toBe(true);
+      if (type === 'mysql') await connector.login(fx.target, { username: account, password: pw });
+      else expect(await codeOf(connector.login(fx.target, { username: account, password: pw }))).toBe('TARGET_AUTH_FAILED');
+    } finally {
+      await connector.revokeEphemeral(fx.target, account);
+    }
+    expect(await fx.accountExists(account)).toBe(false);
+  }, 30_000);
+
+  if (type === 'ssh') {
+    it('revoking removes the user and its home dir, even with a live session (twice is fine)', async () => {
+      const account = name();
+      const pw = password();
+      await connector.createEphemeral(fx.target, { username: account, password: pw }, {});
+      const home = await homeDirOf(account);
+      expect(home).toBe(`/home/${account}`);
+      expect(existsSync(home)).toBe(true);
+      const session = await fx.openSession(account, pw);
+      try {
+        await connector.revokeEphemeral(fx.target, account);
+        expect(await session.alive()).toBe(false);
+      } finally {
+        await session.close();
+      }
+      expect((await run('getent', ['passwd', account], { okCodes: [0, 2] })).code).toBe(2);
+      expect(existsSync(home)).toBe(false);
+      await connector.revokeEphemeral(fx.target, account);
+    });
+  }
+
+  if (type === 'postgres') {
+    it('revokes a role that owns a table in a second database: the table goes to the admin and the role is dropped', async () => {
+      const pg = fx.pg!;
+      const account = name();
+      const pw = password();
+      const db = `vt_db_${randomBytes(4).toString('hex')}`;
+      const dbId = `"${db}"`;
+      await pg.query(`CREATE DATABASE ${dbId}`);
+      const clients: PgClient[] = [];
+      const open = async (user: string, pass: string) => {
+        const c = new PgClient({ host: pg.host, port: pg.port, user, password: pass, database: db });
+        c.on('error', () => undefined);
+        clients.push(c);
+        await c.connect();
+        return c;
+      };
+      try {
+        await connector.createEphemeral(fx.target, { username: account, password: pw }, { database: db });
+        await pg.query(`GRANT CREATE, CONNECT ON DATABASE ${dbId} TO "${account}"`);
+        const adminInDb = await open(pg.adminUsername, pg.adminPassword);
+        await adminInDb.query(`GRANT ALL ON SCHEMA public TO "${account}"`);
+        // the role's own live session in the second database, where it creates a table (and keeps the session)
+        const roleInDb = await open(account, pw);
+        await roleInDb.query('CREATE TABLE vt_owned (x int)');
+        const owner = () => adminInDb.query<{ owner: string }>("SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'vt_owned'");
+        expect((await owner()).rows).toEqual([{ owner: account }]);
+
+        // without REASSIGN/DROP OWNED in that database, DROP ROLE fails: "some objects depend on it"
+        await connector.revokeEphemeral(fx.target, account);
+
+        expect(await fx.accountExists(account)).toBe(false);
+        expect(await roleInDb.query('SELECT 1').then(() => true, () => false)).toBe(false); // its session there was ended
+        const after = (await owner()).rows;
+        expect(after.length === 0 || after[0].owner === pg.adminUsername).toBe(true);
+        const { rows } = await pg.query<{ acl: string | null }>('SELECT datacl::text AS acl FROM pg_database WHERE datname = $1', [db]);
+        expect(rows[0].acl ?? '').not.toContain(account);
+        await connector.revokeEphemeral(fx.target, account); // already gone: still succeeds
+      } finally {
+        for (const c of clients) await c.end().catch(() => undefined);
+        await pg.query(`DROP DATABASE IF EXISTS ${dbId} WITH (FORCE)`);
+        await pg.query(`DROP ROLE IF EXISTS "${account}"`).catch(() => undefined);
+      }
+    }, 30_000);
+  }
 });

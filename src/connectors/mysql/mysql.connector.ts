@@ -1,13 +1,10 @@
 import { Connection, createConnection } from 'mysql2/promise';
 import { ConnectorError } from '../connector.errors';
 import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+import { MYSQL_GRANT_TARGET_PATTERN, MYSQL_PRIVILEGE_PATTERN } from '../../targets/names';
 
 /** Refusals of a login: bad password, no such account, or no account for this client host. */
 const AUTH_FAILED = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_HOST_NOT_PRIVILEGED', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR']);
-/** Privilege words a grant may use: anything else is refused rather than spliced into SQL. */
-const PRIVILEGE = /^(ALL|ALL PRIVILEGES|SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|INDEX|ALTER|EXECUTE|SHOW VIEW|CREATE VIEW|TRIGGER|REFERENCES|LOCK TABLES|CREATE TEMPORARY TABLES|EVENT|PROCESS|RELOAD)$/i;
-/** `db.*`, `db.table` or `*.*`, each part a plain identifier. */
-const GRANT_TARGET = /^(\*|[A-Za-z0-9_$]{1,64})\.(\*|[A-Za-z0-9_$]{1,64})$/;
 
 /**
  * MySQL / MariaDB through `mysql2`. Account names and passwords are escaped by the driver as literals
@@ -35,9 +32,10 @@ export class MysqlConnector implements Connector {
     });
   }
 
+  /** `access.validUntil` is ignored: MySQL/MariaDB have no account expiry, the vault's reaper is the only remover. */
   async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
     for (const g of access.grants ?? []) {
-      if (!g.privileges.length || !g.privileges.every((p) => PRIVILEGE.test(p)) || !GRANT_TARGET.test(g.on)) {
+      if (!g.privileges.length || !g.privileges.every((p) => MYSQL_PRIVILEGE_PATTERN.test(p)) || !MYSQL_GRANT_TARGET_PATTERN.test(g.on)) {
         throw new ConnectorError('TARGET_INVALID_NAME', 'a grant has privileges or an object that are not allowed');
       }
     }
@@ -52,6 +50,8 @@ export class MysqlConnector implements Connector {
 
   async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
+      // locked first, so no new session can start between the KILLs and the DROP (which leaves open sessions running)
+      await c.query('ALTER USER IF EXISTS ?@? ACCOUNT LOCK', [username, accountHost(target)]);
       await this.killSessions(c, username);
       await c.query('DROP USER IF EXISTS ?@?', [username, accountHost(target)]);
     });

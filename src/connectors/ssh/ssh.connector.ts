@@ -59,21 +59,38 @@ export class SshConnector implements Connector {
   async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (conn) => {
       const groups = access.groups?.length ? ` -G ${shQuote(access.groups.join(','))}` : '';
-      await this.mustSucceed(conn, target, `useradd -m -s /bin/bash${groups} -- ${shQuote(account.username)}`, '', true, 'useradd failed');
+      // the backstop: the account expires on the target by itself, should the vault be down at expiry
+      const expires = access.validUntil ? ` -e ${shQuote(expiryDate(access.validUntil))}` : '';
+      await this.mustSucceed(conn, target, `useradd -m -s /bin/bash${groups}${expires} -- ${shQuote(account.username)}`, '', true, 'useradd failed');
       await this.mustSucceed(conn, target, 'chpasswd', `${account.username}:${account.password}\n`, true, 'chpasswd failed');
     });
   }
 
   async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+    const user = shQuote(username);
     await this.asAdmin(target, opts, async (conn) => {
-      for (let attempt = 0; attempt < 3; attempt++) {
-        await this.exec(conn, target, `pkill -KILL -u ${shQuote(username)}`, '', true);
-        const del = await this.exec(conn, target, `userdel -r -- ${shQuote(username)}`, '', true);
-        // 0: removed; 6: no such user (already gone); 12: could not remove the home folder, user is gone
-        if (del.code === 0 || del.code === 6 || del.code === 12) return;
-        await new Promise((r) => setTimeout(r, 200)); // 8: still logged in; the sessions are being killed
+      // First no new login, whatever happens next: expired since 1970-01-02 and password locked.
+      // usermod: 0 done; 6 no such user (already gone). Anything else (e.g. 1/10: passwd or group file locked by
+      // another writer) is retried, and if it keeps failing userdel below still decides whether the revoke worked.
+      let lock = await this.exec(conn, target, `usermod -e 1 -L -- ${user}`, '', true);
+      for (let attempt = 1; attempt < 5 && lock.code !== 0 && lock.code !== 6; attempt++) {
+        await sleep(100);
+        lock = await this.exec(conn, target, `usermod -e 1 -L -- ${user}`, '', true);
       }
-      throw new ConnectorError('TARGET_ERROR', `userdel of ${username} kept failing`);
+      let last: ExecResult | undefined;
+      for (let attempt = 0; attempt < 10; attempt++) {
+        if (attempt > 0) await sleep(200);
+        // pkill: 0 killed some, 1 none, 2 no such user: all fine here, userdel tells what matters
+        await this.exec(conn, target, `pkill -KILL -u ${user}`, '', true);
+        last = await this.exec(conn, target, `userdel -r -- ${user}`, '', true);
+        // 0: removed; 6: no such user (already gone)
+        if (last.code === 0 || last.code === 6) return;
+        // 12: the user was removed but its home dir could not be (missing, or not its own): gone is what counts
+        if (last.code === 12 && !(await this.userExists(conn, target, username))) return;
+        // 8: still logged in (the killed processes are exiting); 1/10: passwd or group file locked: try again
+      }
+      const lockNote = lock.code === 0 || lock.code === 6 ? '' : `; the account could not be expired either (usermod exit ${lock.code})`;
+      throw new ConnectorError('TARGET_ERROR', `userdel of ${username} kept failing (exit ${last?.code}): ${last?.stderr.trim().slice(0, 200)}${lockNote}`);
     });
   }
 
@@ -83,6 +100,12 @@ export class SshConnector implements Connector {
       // 0: killed some; 1: there were none
       if (res.code !== 0 && res.code !== 1) throw new ConnectorError('TARGET_ERROR', `pkill exited with ${res.code}`);
     });
+  }
+
+  /** `getent passwd`: 0 found, 2 not found (anything else: unknown, so reported as existing). */
+  private async userExists(conn: Client, target: ConnectorTarget, username: string): Promise<boolean> {
+    const res = await this.exec(conn, target, `getent passwd -- ${shQuote(username)}`, '', false);
+    return res.code !== 2;
   }
 
   private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Client) => Promise<T>): Promise<T> {
@@ -140,7 +163,23 @@ export class SshConnector implements Connector {
       };
       const onAbort = () => finish(() => reject(new ConnectorError('TARGET_TIMEOUT', 'the SSH call was aborted')));
       opts?.signal?.addEventListener('abort', onAbort, { once: true });
+      // The server may end the connection without an error: sshd with PAM does so for an expired or otherwise
+      // refused account (a banner "Your account has expired…", then close), after the password was accepted.
+      let handshaken = false;
+      let ready = false;
+      let banner = '';
+      conn.on('handshake', () => (handshaken = true));
+      conn.on('banner', (message: string) => (banner = message.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim().slice(0, 120)));
+      conn.on('close', () => {
+        finish(() => {
+          if (hostKeyRefused) reject(new ConnectorError('TARGET_HOST_KEY_MISMATCH', `the host key of ${target.host} does not match the pinned one`));
+          else if (ready) reject(new ConnectorError('TARGET_ERROR', `${target.host}:${target.port} closed the SSH connection`));
+          else if (handshaken) reject(new ConnectorError('TARGET_AUTH_FAILED', `SSH closed the login of ${auth.username}${banner ? ` (${banner})` : ' (refused by the account policy, e.g. expired)'}`));
+          else reject(new ConnectorError('TARGET_ERROR', `${target.host}:${target.port} closed the connection before the SSH handshake`));
+        });
+      });
       conn.on('ready', () => {
+        ready = true;
         work(conn).then(
           (v) => finish(() => resolve(v)),
           (e) => finish(() => reject(e)),
@@ -173,6 +212,25 @@ export class SshConnector implements Connector {
       });
     });
   }
+}
+
+const DAY_MS = 86_400_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The `useradd -e` date for an account that must work until at least `validUntil`: the UTC day after it
+ * (shadow expiry is a day count; PAM refuses the account from the start of that UTC day). Strictly checked,
+ * since it is put on a command line: YYYY-MM-DD that is exactly that day.
+ */
+export function expiryDate(validUntil: Date): string {
+  const t = validUntil instanceof Date ? validUntil.getTime() : NaN;
+  if (!Number.isFinite(t) || t < 0) throw new ConnectorError('TARGET_INVALID_NAME', 'validUntil is not a valid date');
+  const day = Math.floor(t / DAY_MS) + 1;
+  const text = new Date(day * DAY_MS).toISOString().slice(0, 10);
+  if (!/^[0-9]{4}-[0-9]{2}-[0-9]{2}$/.test(text) || Date.parse(`${text}T00:00:00Z`) !== day * DAY_MS) {
+    throw new ConnectorError('TARGET_INVALID_NAME', 'validUntil is out of the range an SSH account expiry can hold');
+  }
+  return text;
 }
 
 function adminAuth(target: ConnectorTarget): Pick<ConnectConfig, 'username' | 'password' | 'privateKey' | 'passphrase'> {
