@@ -141,8 +141,8 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
   }
 
   /**
-   * The reaper, on every instance: lapses unclaimed requests, starts the removal of accounts whose time is up and of
-   * intents whose claimant died (`creating` past its claim), and retries removals whose claim lapsed (backoff). Each
+   * The reaper, on every instance: lapses unclaimed requests, starts the removal of accounts whose time is up (or
+   * whose vendor was disabled) and of intents whose claimant died (`creating` past its claim), and retries removals whose claim lapsed (backoff). Each
    * row is taken with `FOR UPDATE SKIP LOCKED`; removals run a batch at a time.
    */
   async reap(limit = 50): Promise<{ lapsed: number; removed: number }> {
@@ -184,22 +184,26 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
   /** Claims one account to remove: time up, an abandoned intent, or a removal to retry. */
   private async takeForRemoval(): Promise<string | null> {
     return this.audit.transaction(async (em, audit) => {
-      const [row]: Array<Pick<EphemeralAccountEntity, 'id' | 'status' | 'username'>> = await em.query(
-        `SELECT id, status, username FROM ephemeral_accounts
-          WHERE (status = 'active' AND expires_at <= $1)
-             OR (status IN ('creating', 'revoking') AND (claimed_until IS NULL OR claimed_until < now()))
-          ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED`,
-        [this.clock.now()],
+      const now = this.clock.now();
+      const [row]: Array<Pick<EphemeralAccountEntity, 'id' | 'status' | 'username' | 'expiresAt'>> = await em.query(
+        `SELECT e.id, e.status, e.username, e.expires_at AS "expiresAt" FROM ephemeral_accounts e
+          WHERE (e.status = 'active' AND (e.expires_at <= $1 OR EXISTS (SELECT 1 FROM users u WHERE u.id = e.vendor_id AND u.disabled)))
+             OR (e.status IN ('creating', 'revoking') AND (e.claimed_until IS NULL OR e.claimed_until < now()))
+          ORDER BY e.seq LIMIT 1 FOR UPDATE OF e SKIP LOCKED`,
+        [now],
       );
       if (!row) return null;
-      const reason: EphemeralEndReason | null = row.status === 'active' ? 'expired' : row.status === 'creating' ? 'reaped' : null;
+      // active: its time is up, or its vendor was disabled (revoked); creating: an intent whose claimant died
+      const reason: EphemeralEndReason | null =
+        row.status === 'active' ? ((row.expiresAt as Date) <= now ? 'expired' : 'revoked') : row.status === 'creating' ? 'reaped' : null;
       await em.query(
         `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = COALESCE($2, end_reason), ended_by = COALESCE(ended_by, 'system'),
                 claimed_by = $3, claimed_until = now() + make_interval(secs => $4), version = version + 1 WHERE id = $1`,
         [row.id, reason, this.me, this.config.ephemeral.claimSeconds],
       );
       if (reason) {
-        await audit({ type: `ephemeral.${reason}`, actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details: { username: row.username, created: true } });
+        const details = { username: row.username, created: true, ...(reason === 'revoked' ? { because: 'vendor_disabled' } : {}) };
+        await audit({ type: `ephemeral.${reason}`, actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details });
       }
       return row.id;
     });

@@ -186,6 +186,18 @@ describe('one-time accounts (e2e)', () => {
       }
     });
 
+    it('removes the live account of a vendor who was disabled', async () => {
+      const leaving = await vault.createUser(['vendor']);
+      const e = (await request({ vendorUserId: leaving.id }).expect(201)).body;
+      await as(approvers[0]).post(`/v1/ephemeral-accounts/${e.id}/approve`, {}, true).expect(200);
+      const { username } = (await claim(e.id, leaving).expect(200)).body;
+      await vault.http().patch(`/v1/users/${leaving.id}`).set('Authorization', admin.auth).send({ disabled: true }).expect(200);
+      await provisioner().reap();
+      expect(await row(e.id)).toMatchObject({ status: 'revoked', end_reason: 'revoked' });
+      expect(await pgRoles(username)).toBe(false);
+      expect((await events(e.id)).find((x) => x.type === 'ephemeral.revoked')?.details).toMatchObject({ because: 'vendor_disabled' });
+    });
+
     it('removes an account whose intent never completed (a claimant that died), and reports it reaped', async () => {
       const id = await approved();
       // a dead claimant: intent committed, account created on the target, never committed as active
