@@ -65,7 +65,10 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       if (row.status !== 'approved') throw Errors.conflict('REQUEST_ENDED', `the request is ${row.status}`);
       const vendor = await em.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
       const target = await findByIdOrThrow(em, TargetEntity, row.targetId, 'target');
+      // everything that can fail without touching the target is done before the intent is committed
       const username = generateUsername(vendor.username, target.type);
+      const password = this.generator.generate(target.type, { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
+      const connectorTarget = await this.targets.connectorTarget(target);
       const now = this.clock.now();
       const expiresAt = new Date(now.getTime() + row.ttlSeconds * SECOND);
       await em.query(
@@ -74,15 +77,14 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
         [id, username, now, expiresAt, this.me, this.config.ephemeral.claimSeconds],
       );
       await audit({ type: 'ephemeral.claimed', actor, subjectType: 'ephemeral_account', subjectId: id, details: { targetId: target.id, username, expiresAt: expiresAt.toISOString() } });
-      return { row, target, username, expiresAt };
+      return { row, target, username, password, connectorTarget, expiresAt };
     });
     this.crash('ephemeral-after-intent');
-    const { row, target, username, expiresAt } = intent;
-    const password = this.generator.generate(target.type, { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
-    const connector = this.connectors.get(target.type);
-    const ct = await this.targets.connectorTarget(target);
+    const { row, target, username, password, connectorTarget, expiresAt } = intent;
     try {
-      await connector.createEphemeral(ct, { username, password }, { ...row.access, validUntil: expiresAt });
+      // a claim that lapsed meanwhile may be the reaper's now: never create what it may already have "removed"
+      if (!(await this.renewClaim(id, 'creating'))) throw Errors.gone('REVOKED', 'the one-time account was revoked while it was being created');
+      await this.connectors.get(target.type).createEphemeral(connectorTarget, { username, password }, { ...row.access, validUntil: expiresAt });
     } catch (e) {
       await this.afterFailedCreate(id, username, e);
       throw e;
@@ -99,8 +101,8 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       return true;
     });
     if (!committed) {
-      // revoked or reaped while the target worked: it must not outlive that decision
-      await this.track(this.removeClaimed(id, true));
+      // revoked or reaped while the target worked, perhaps "removed" before it existed: it goes back to the reaper
+      await this.reopenForRemoval(id, username);
       throw Errors.gone('REVOKED', 'the one-time account was revoked while it was being created');
     }
     return { id, username, password, host: target.host, port: target.port, expiresAt: expiresAt.toISOString() };
@@ -135,7 +137,7 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       await audit({ type: 'ephemeral.revoked', actor, subjectType: 'ephemeral_account', subjectId: id, details: { created: true, username: row.username } });
       return takeOver;
     });
-    if (claimed) await this.track(this.removeClaimed(id, false));
+    if (claimed) await this.track(this.removeClaimed(id));
     const em = this.dataSource.manager;
     return this.ephemeral.view(em, await this.ephemeral.find(em, actor, id));
   }
@@ -157,7 +159,7 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       }
       if (batch.length === 0) break;
       removed += batch.length;
-      await this.track(Promise.all(batch.map((id) => this.removeClaimed(id, false))));
+      await this.track(Promise.all(batch.map((id) => this.removeClaimed(id))));
     }
     return { lapsed, removed };
   }
@@ -187,13 +189,14 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       const now = this.clock.now();
       const [row]: Array<Pick<EphemeralAccountEntity, 'id' | 'status' | 'username' | 'expiresAt'>> = await em.query(
         `SELECT e.id, e.status, e.username, e.expires_at AS "expiresAt" FROM ephemeral_accounts e
-          WHERE (e.status = 'active' AND (e.expires_at <= $1 OR EXISTS (SELECT 1 FROM users u WHERE u.id = e.vendor_id AND u.disabled)))
-             OR (e.status IN ('creating', 'revoking') AND (e.claimed_until IS NULL OR e.claimed_until < now()))
+          WHERE (e.status = 'active' AND (e.expires_at <= $1 OR EXISTS (SELECT 1 FROM users u WHERE u.id = e.vendor_id AND (u.disabled OR NOT 'vendor' = ANY (u.roles)))))
+             OR (e.status IN ('creating', 'revoking', 'needs_attention') AND (e.claimed_until IS NULL OR e.claimed_until < now()))
           ORDER BY e.seq LIMIT 1 FOR UPDATE OF e SKIP LOCKED`,
         [now],
       );
       if (!row) return null;
-      // active: its time is up, or its vendor was disabled (revoked); creating: an intent whose claimant died
+      // active: its time is up, or its vendor was disabled or is no vendor any more (revoked); creating: an intent
+      // whose claimant died; revoking: a removal to retry; needs_attention: the slow (hourly) retry
       const reason: EphemeralEndReason | null =
         row.status === 'active' ? ((row.expiresAt as Date) <= now ? 'expired' : 'revoked') : row.status === 'creating' ? 'reaped' : null;
       await em.query(
@@ -202,7 +205,7 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
         [row.id, reason, this.me, this.config.ephemeral.claimSeconds],
       );
       if (reason) {
-        const details = { username: row.username, created: true, ...(reason === 'revoked' ? { because: 'vendor_disabled' } : {}) };
+        const details = { username: row.username, created: true, ...(reason === 'revoked' ? { because: 'vendor_disabled_or_not_vendor' } : {}) };
         await audit({ type: `ephemeral.${reason}`, actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details });
       }
       return row.id;
@@ -210,7 +213,7 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
   }
 
   /** Removes an account this instance has claimed for removal; records the outcome. Never throws. */
-  private async removeClaimed(id: string, afterLostClaim: boolean): Promise<void> {
+  private async removeClaimed(id: string): Promise<void> {
     let errorCode: string | null = null;
     try {
       const row = await findByIdOrThrow(this.dataSource.manager, EphemeralAccountEntity, id, 'ephemeral account');
@@ -219,8 +222,6 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
     } catch (e) {
       errorCode = e instanceof DomainException ? e.code : 'TARGET_ERROR';
     }
-    // a claimant whose commit lost the row to a revoke or the reaper removed it on its own; the row's owner records it
-    if (afterLostClaim) return;
     await this.settleRemoval(id, errorCode).catch((err: unknown) => {
       this.logger.warn({ ephemeralId: id, err: { type: (err as Error)?.name } }, 'removal outcome could not be recorded; the reaper retries');
     });
@@ -245,7 +246,7 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       }
       const attempts = row.attempts + 1;
       const gaveUp = attempts >= this.config.ephemeral.maxAttempts;
-      const backoffSeconds = Math.min(3600, 15 * 2 ** (attempts - 1)) * (0.5 + Math.random() / 2);
+      const backoffSeconds = gaveUp ? 3600 : Math.min(3600, 15 * 2 ** (attempts - 1)) * (0.5 + Math.random() / 2);
       await em.query(
         `UPDATE ephemeral_accounts SET status = $2, attempts = $3, last_error = $4, claimed_by = NULL,
                 claimed_until = now() + make_interval(secs => $5), version = version + 1 WHERE id = $1`,
@@ -263,32 +264,45 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
   }
 
   /**
-   * The target refused or failed the creation: whatever it may have half-made is removed now; if that works the
-   * request is claimable again (nothing was handed out), otherwise the reaper takes it over.
+   * The creation failed or its outcome is unknown (a timeout: the target may still finish it). Nothing was handed
+   * out, but something may exist or appear there: the row goes to the reaper (`revoking`), which removes the account
+   * once this claim has lapsed — after any late creation — and the vendor asks for a new one.
    */
   private async afterFailedCreate(id: string, username: string, cause: unknown): Promise<void> {
     const errorCode = cause instanceof DomainException ? cause.code : 'TARGET_ERROR';
-    let cleaned = false;
-    try {
-      const row = await findByIdOrThrow(this.dataSource.manager, EphemeralAccountEntity, id, 'ephemeral account');
-      const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, row.targetId, 'target');
-      await this.connectors.get(target.type).revokeEphemeral(await this.targets.connectorTarget(target), username);
-      cleaned = true;
-    } catch {
-      /* the reaper removes it once the claim lapses */
-    }
     await this.audit
       .transaction(async (em, audit) => {
-        if (cleaned) {
-          await em.query(
-            `UPDATE ephemeral_accounts SET status = 'approved', username = NULL, claimed_at = NULL, expires_at = NULL, claimed_by = NULL,
-                    claimed_until = NULL, version = version + 1 WHERE id = $1 AND status = 'creating' AND claimed_by = $2`,
-            [id, this.me],
-          );
-        }
-        await audit({ type: 'ephemeral.create_failed', actor: null, subjectType: 'ephemeral_account', subjectId: id, outcome: 'failure', details: { username, errorCode, cleanedUp: cleaned } });
+        await em.query(
+          `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = 'create_failed', ended_by = 'system', last_error = $3,
+                  claimed_by = NULL, claimed_until = GREATEST(claimed_until, now()), version = version + 1
+            WHERE id = $1 AND status = 'creating' AND claimed_by = $2`,
+          [id, this.me, errorCode],
+        );
+        await audit({ type: 'ephemeral.create_failed', actor: null, subjectType: 'ephemeral_account', subjectId: id, outcome: 'failure', details: { username, errorCode } });
       })
-      .catch(() => undefined);
+      .catch((err: unknown) => this.logger.warn({ ephemeralId: id, err: { type: (err as Error)?.name } }, 'failed creation not recorded; the reaper takes the intent over'));
+  }
+
+  /** A claimant that lost its row created the account anyway: whatever the row says now, the reaper removes it again. */
+  private async reopenForRemoval(id: string, username: string): Promise<void> {
+    await this.audit.transaction(async (em, audit) => {
+      await em.query(
+        `UPDATE ephemeral_accounts SET status = 'revoking', claimed_by = NULL, claimed_until = now(), version = version + 1
+          WHERE id = $1 AND status IN ('revoked', 'expired', 'needs_attention')`,
+        [id],
+      );
+      await audit({ type: 'ephemeral.reopened', actor: null, subjectType: 'ephemeral_account', subjectId: id, details: { username, because: 'created after its claim was lost' } });
+    });
+  }
+
+  /** Extends this instance's claim on a row in `status`, only while it still holds it and it has not lapsed. */
+  private async renewClaim(id: string, status: 'creating'): Promise<boolean> {
+    const [, n]: [unknown, number] = await this.dataSource.query(
+      `UPDATE ephemeral_accounts SET claimed_until = now() + make_interval(secs => $4)
+        WHERE id = $1 AND status = $2 AND claimed_by = $3 AND claimed_until > now()`,
+      [id, status, this.me, this.config.ephemeral.claimSeconds],
+    );
+    return n === 1;
   }
 
   private async track<T>(p: Promise<T>): Promise<T> {

@@ -6,8 +6,11 @@ import type { EphemeralAccess } from '../connectors/connector.interface';
  * removal keeps failing. `creating` is the intent: committed before the account exists on the target.
  */
 export type EphemeralStatus = 'pending_approval' | 'approved' | 'denied' | 'creating' | 'active' | 'revoking' | 'revoked' | 'expired' | 'needs_attention';
-/** Why it ended (or is being removed): a person revoked it, its time was up, unclaimed in time, denied, an intent the reaper found. */
-export type EphemeralEndReason = 'revoked' | 'expired' | 'request_timeout' | 'denied' | 'reaped';
+/**
+ * Why it ended (or is being removed): a person revoked it, its time was up, unclaimed in time, denied, an intent the
+ * reaper found, or a creation that failed (or whose outcome is unknown).
+ */
+export type EphemeralEndReason = 'revoked' | 'expired' | 'request_timeout' | 'denied' | 'reaped' | 'create_failed';
 
 @Entity({ name: 'ephemeral_accounts' })
 export class EphemeralAccountEntity {

@@ -195,7 +195,7 @@ describe('one-time accounts (e2e)', () => {
       await provisioner().reap();
       expect(await row(e.id)).toMatchObject({ status: 'revoked', end_reason: 'revoked' });
       expect(await pgRoles(username)).toBe(false);
-      expect((await events(e.id)).find((x) => x.type === 'ephemeral.revoked')?.details).toMatchObject({ because: 'vendor_disabled' });
+      expect((await events(e.id)).find((x) => x.type === 'ephemeral.revoked')?.details).toMatchObject({ because: 'vendor_disabled_or_not_vendor' });
     });
 
     it('removes an account whose intent never completed (a claimant that died), and reports it reaped', async () => {
@@ -237,19 +237,73 @@ describe('one-time accounts (e2e)', () => {
       expect(await pgRoles(username)).toBe(false);
     });
 
-    it('a creation the target refuses is cleaned up and can be claimed again', async () => {
+    it('a creation that fails (or times out: it may still land) goes to the reaper, which removes the account after the claim; no second claim', async () => {
       const id = await approved();
-      vault.get(ConnectorRegistry).register(failingConnector('createEphemeral', 1));
+      // the target creates the account but the answer is lost, as with a timeout
+      const realConnector = new PostgresConnector();
+      const lateCreate = new Proxy(realConnector, {
+        get: (t, prop, receiver) => {
+          if (prop === 'createEphemeral') {
+            return async (...args: Parameters<PostgresConnector['createEphemeral']>) => {
+              await realConnector.createEphemeral(...args);
+              throw new ConnectorError('TARGET_TIMEOUT', 'injected: no answer in time');
+            };
+          }
+          const v = Reflect.get(t, prop, receiver) as unknown;
+          return typeof v === 'function' ? v.bind(t) : v;
+        },
+      });
+      vault.get(ConnectorRegistry).register(lateCreate);
       try {
-        expect((await claim(id).expect(502)).body.code).toBe('TARGET_UNREACHABLE');
+        expect((await claim(id).expect(502)).body.code).toBe('TARGET_TIMEOUT');
       } finally {
         vault.get(ConnectorRegistry).register(new PostgresConnector());
       }
-      expect(await row(id)).toMatchObject({ status: 'approved', username: null });
-      const res = (await claim(id).expect(200)).body;
-      expect(await real.canLogin(res.username, res.password)).toBe(true);
-      await as(vendor).post(`/v1/ephemeral-accounts/${id}/revoke`).expect(200);
-      expect((await events(id)).map((e) => e.type)).toContain('ephemeral.create_failed');
+      const { username } = (await row(id)) as { username: string };
+      expect(await row(id)).toMatchObject({ status: 'revoking', end_reason: 'create_failed' });
+      expect(await pgRoles(username)).toBe(true);
+      expect((await claim(id).expect(410)).body.code).toBe('ALREADY_CLAIMED');
+      await provisioner().reap();
+      expect(await pgRoles(username)).toBe(true); // not before this claim lapsed: a late creation would land after
+      await vault.db.query("UPDATE ephemeral_accounts SET claimed_until = now() - interval '1 second' WHERE id = $1", [id]);
+      await provisioner().reap();
+      expect(await row(id)).toMatchObject({ status: 'revoked', end_reason: 'create_failed' });
+      expect(await pgRoles(username)).toBe(false);
+      expect((await events(id)).map((e) => e.type)).toEqual(expect.arrayContaining(['ephemeral.create_failed', 'ephemeral.removed']));
+    });
+
+    it('a claimant that lost its claim before creating does not create; one that lost it after creating hands the account back to the reaper', async () => {
+      const id = await approved();
+      // the claim lapses before the target call (a long pause): the reaper may own the row by now
+      const realConnector = new PostgresConnector();
+      let created: string | undefined;
+      const slow = new Proxy(realConnector, {
+        get: (t, prop, receiver) => {
+          if (prop === 'createEphemeral') {
+            return async (...args: Parameters<PostgresConnector['createEphemeral']>) => {
+              // the reaper runs while the target works, "removes" nothing and closes the row
+              await vault.db.query("UPDATE ephemeral_accounts SET claimed_until = now() - interval '1 second' WHERE id = $1", [id]);
+              await provisioner().reap();
+              await realConnector.createEphemeral(...args);
+              created = args[1].username;
+            };
+          }
+          const v = Reflect.get(t, prop, receiver) as unknown;
+          return typeof v === 'function' ? v.bind(t) : v;
+        },
+      });
+      vault.get(ConnectorRegistry).register(slow);
+      try {
+        expect((await claim(id).expect(410)).body.code).toBe('REVOKED');
+      } finally {
+        vault.get(ConnectorRegistry).register(new PostgresConnector());
+      }
+      expect(await pgRoles(created!)).toBe(true);
+      expect(await row(id)).toMatchObject({ status: 'revoking' });
+      await provisioner().reap();
+      expect(await pgRoles(created!)).toBe(false);
+      expect(await row(id)).toMatchObject({ status: 'revoked', end_reason: 'reaped' });
+      expect((await events(id)).map((e) => e.type)).toContain('ephemeral.reopened');
     });
   });
 
