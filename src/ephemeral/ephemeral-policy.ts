@@ -54,7 +54,23 @@ export class EphemeralAccessDto {
   @Optional() @IsArray() @ArrayMaxSize(20) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => GrantDto) grants?: GrantDto[];
 }
 
+/**
+ * What no policy may hand a one-time account, because it would let the vendor make access that outlives the account
+ * (new users, server files, root-equivalent groups): refused at PUT with 400 and the names.
+ */
+const FORBIDDEN_GROUPS = new Set(['root', 'sudo', 'wheel', 'admin', 'adm', 'docker', 'lxd', 'libvirt', 'disk', 'shadow', 'staff', 'systemd-journal']);
+const FORBIDDEN_ROLES = new Set(['postgres', 'pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_signal_backend', 'pg_create_subscription']);
+const SYSTEM_SCHEMAS = new Set(['mysql', 'sys', 'performance_schema', 'information_schema']);
+
 export function policyFrom(dto: EphemeralPolicyDto): EphemeralPolicy {
+  const refused = [
+    ...(dto.allowedGroups ?? []).filter((g) => FORBIDDEN_GROUPS.has(g)).map((g) => `group ${g}`),
+    ...(dto.allowedRoles ?? []).filter((r) => FORBIDDEN_ROLES.has(r)).map((r) => `role ${r}`),
+    ...(dto.allowedGrants ?? [])
+      .filter((g) => g.on === '*.*' ? g.privileges.some((p) => /^ALL|PROCESS|RELOAD/i.test(p)) : SYSTEM_SCHEMAS.has(g.on.split('.')[0].toLowerCase()))
+      .map((g) => `${g.privileges.join(', ')} on ${g.on}`),
+  ];
+  if (refused.length) throw Errors.validation(`the policy may not allow: ${refused.slice(0, 10).join('; ')}`);
   return {
     approvalsRequired: dto.approvalsRequired,
     maxTtlSeconds: dto.maxTtlSeconds,

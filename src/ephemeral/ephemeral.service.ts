@@ -39,7 +39,8 @@ export class EphemeralService {
 
   async request(actor: Actor, dto: CreateEphemeralDto): Promise<EphemeralView> {
     return this.audit.transaction(async (em, audit) => {
-      const target = await findByIdOrThrow(em, TargetEntity, dto.targetId, 'target').catch((e: unknown) => {
+      // locked: the target cannot be deleted or moved while the request is written
+      const target = await findByIdOrThrow(em, TargetEntity, dto.targetId, 'target', true).catch((e: unknown) => {
         throw e instanceof DomainException && e.status === 404 ? Errors.validation('targetId: no such target') : e;
       });
       const vendor = await em.getRepository(UserEntity).findOneBy({ id: dto.vendorUserId });

@@ -84,6 +84,13 @@ export class TargetsService {
       }
       const before = secretRef(current);
       const after = secretRef({ ...current, ...changes });
+      const relocated = ['host', 'port', 'adminUsername'].some((k) => k in changes && changes[k as keyof TargetEntity] !== current[k as keyof TargetEntity]) ||
+        (changes.options !== undefined && changes.options.accountHost !== current.options.accountHost);
+      // a one-time account lives on the server it was created on (MySQL: under its account host): moving the target
+      // under it would send its removal elsewhere and leave it behind
+      if (relocated && (await openEphemeralCount(em, id)) > 0) {
+        throw Errors.conflict('TARGET_IN_USE', 'the target has one-time accounts that are not ended yet; revoke them before moving it');
+      }
       if (dto.admin !== undefined) {
         changes.adminSecret = this.secrets.encrypt(after, JSON.stringify(secretOf(dto.admin)));
       } else if (after.context !== before.context) {
@@ -109,10 +116,7 @@ export class TargetsService {
       const [{ n }] = await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1', [id]);
       if (n > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${n} account(s); delete them first`);
       // one-time accounts that may still exist on it (or be created) must be removed by the vault first
-      const [{ open }] = await em.query(
-        "SELECT count(*)::int AS open FROM ephemeral_accounts WHERE target_id = $1 AND status NOT IN ('denied', 'revoked', 'expired')",
-        [id],
-      );
+      const open = await openEphemeralCount(em, id);
       if (open > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${open} one-time account(s) not ended yet; revoke them first`);
       await em.getRepository(TargetEntity).delete({ id });
       await audit({ type: 'target.deleted', actor, subjectType: 'target', subjectId: id, details: { name: current.name } });
@@ -169,6 +173,15 @@ export class TargetsService {
   find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {
     return findByIdOrThrow(em, TargetEntity, id, 'target', lock);
   }
+}
+
+/** One-time accounts of a target that exist, may exist, or may still be created on it. */
+async function openEphemeralCount(em: EntityManager, targetId: string): Promise<number> {
+  const [{ n }]: Array<{ n: number }> = await em.query(
+    "SELECT count(*)::int AS n FROM ephemeral_accounts WHERE target_id = $1 AND status NOT IN ('denied', 'revoked', 'expired')",
+    [targetId],
+  );
+  return n;
 }
 
 function secretOf(admin: TargetAdminDto): TargetAdminSecret {

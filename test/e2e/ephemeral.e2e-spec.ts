@@ -325,6 +325,28 @@ describe('one-time accounts (e2e)', () => {
       expect((await vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM ephemeral_accounts'))[0].n).toBe(before);
     });
 
+    it('refuses a policy that would let a vendor make access that outlives the account', async () => {
+      for (const policy of [
+        { allowedGroups: ['sudo'] },
+        { allowedRoles: ['pg_execute_server_program'] },
+        { allowedGrants: [{ privileges: ['ALL'], on: '*.*' }] },
+        { allowedGrants: [{ privileges: ['INSERT'], on: 'mysql.user' }] },
+      ]) {
+        const res = await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, ...policy }).expect(400);
+        expect(res.body).toMatchObject({ code: 'VALIDATION_FAILED', message: expect.stringContaining('may not allow') });
+      }
+      expect((await as(admin).get(`/v1/targets/${targetId}/ephemeral-policy`).expect(200)).body).toMatchObject({ allowedRoles: ['pg_read_all_data'] });
+    });
+
+    it('a target with live one-time accounts cannot be moved or deleted (their removal would go elsewhere)', async () => {
+      const id = await approved();
+      await claim(id).expect(200);
+      expect((await vault.http().patch(`/v1/targets/${targetId}`).set('Authorization', admin.auth).send({ port: 1 }).expect(409)).body.code).toBe('TARGET_IN_USE');
+      expect((await vault.http().delete(`/v1/targets/${targetId}`).set('Authorization', admin.auth).expect(409)).body.code).toBe('TARGET_IN_USE');
+      await vault.http().patch(`/v1/targets/${targetId}`).set('Authorization', admin.auth).send({ name: 'eph-pg-renamed' }).expect(200); // not a move
+      await as(vendor).post(`/v1/ephemeral-accounts/${id}/revoke`).expect(200);
+    });
+
     it('refuses a bad policy and a malformed id', async () => {
       expect((await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: -1, maxTtlSeconds: 60 }).expect(400)).body.code).toBe('VALIDATION_FAILED');
       expect((await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, allowedGrants: [{ privileges: ['SUPER'], on: '*.*' }] }).expect(400)).body.code).toBe('VALIDATION_FAILED');

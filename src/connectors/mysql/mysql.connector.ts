@@ -42,7 +42,10 @@ export class MysqlConnector implements Connector {
     await this.asAdmin(target, opts, async (c) => {
       await c.query('CREATE USER ?@? IDENTIFIED BY ?', [account.username, accountHost(target), account.password]);
       for (const g of access.grants ?? []) {
-        const on = g.on.split('.').map((part) => (part === '*' ? '*' : c.escapeId(part))).join('.');
+        const [db, table] = g.on.split('.');
+        // in a database-level grant (db.*) MySQL reads _ and % in the name as wildcards: escape them
+        const dbId = db === '*' ? '*' : c.escapeId(table === '*' ? db.replace(/[_%]/g, '\\$&') : db);
+        const on = `${dbId}.${table === '*' ? '*' : c.escapeId(table)}`;
         await c.query(`GRANT ${g.privileges.map((p) => p.toUpperCase()).join(', ')} ON ${on} TO ?@?`, [account.username, accountHost(target)]);
       }
     });

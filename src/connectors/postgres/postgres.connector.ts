@@ -127,6 +127,9 @@ export class PostgresConnector implements Connector {
       user: auth.user,
       password: auth.password ?? '',
       connectionTimeoutMillis: opts?.timeoutMs,
+      // the server gives up too (a statement blocked on a lock would otherwise finish after the vault gave up on it
+      // and, say, create a role the vault believes was never made)
+      ...(opts?.timeoutMs ? { statement_timeout: Math.max(1000, opts.timeoutMs - 2000), lock_timeout: Math.max(500, opts.timeoutMs - 3000) } : {}),
       application_name: 'pam-vault',
     };
     const client = new Client(config);
