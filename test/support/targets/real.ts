@@ -1,5 +1,6 @@
 import { connectMariaDb } from './mariadb';
 import { startScramPostgres } from './postgres';
+import { run } from './run';
 import { canLoginMysql, canLoginPg, canLoginSsh, LiveSession, openMysqlSession, openPgSession, openSshSession } from './sessions';
 import { startSshd } from './sshd';
 
@@ -16,6 +17,17 @@ export interface RealTarget {
    * the server refuses it; throws on anything else (unreachable, timeout, host key), never mistaken for a refusal.
    */
   canLogin(name: string, password: string): Promise<boolean>;
+  /** Whether an account of that name exists on the target: `getent passwd`, `pg_roles`, `mysql.user` (any host). */
+  accountExists(name: string): Promise<boolean>;
+  /** The names of every account on the target that start with `prefix` (same sources as {@link accountExists}). */
+  accountsStartingWith(prefix: string): Promise<string[]>;
+  /** Removes an account (and its sessions) as the target's administrator would, outside the vault; fine when it is gone. For cleanup. */
+  dropAccount(name: string): Promise<void>;
+  /**
+   * PostgreSQL / MySQL: runs one statement as the target's administrator (on the admin connection the test
+   * handle holds) and resolves to its rows; SSH has none (the sshd is local: run commands on this machine).
+   */
+  adminSql?(sql: string, params?: unknown[]): Promise<Array<Record<string, unknown>>>;
   stop(): Promise<void>;
 }
 
@@ -30,6 +42,16 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
       createAccount: (n, p) => pg.createRole(n, p),
       openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
       canLogin: (n, p) => canLoginPg(pg.host, pg.port, n, p, pg.database),
+      accountExists: (n) => pg.roleExists(n),
+      accountsStartingWith: async (prefix) =>
+        (await pg.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY rolname', [prefix])).rows.map((r) => r.rolname),
+      dropAccount: async (n) => {
+        await pg.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [n]);
+        const role = `"${n.replace(/"/g, '""')}"`;
+        await pg.query(`DROP OWNED BY ${role}`).catch(() => undefined); // fails when the role is gone already
+        await pg.query(`DROP ROLE IF EXISTS ${role}`);
+      },
+      adminSql: async (sql, params) => (await pg.query(sql, params)).rows,
       stop: () => pg.stop(),
     };
   },
@@ -40,6 +62,21 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
       createAccount: (n, p) => my.createUser(n, p),
       openSession: (n, p) => openMysqlSession(my.host, my.port, n, p),
       canLogin: (n, p) => canLoginMysql(my.host, my.port, n, p),
+      accountExists: (n) => my.userExists(n),
+      accountsStartingWith: async (prefix) => {
+        const [rows] = await my.query('SELECT DISTINCT User AS name FROM mysql.user WHERE LEFT(User, CHAR_LENGTH(?)) = ? ORDER BY User', [prefix, prefix]);
+        return (rows as Array<{ name: string | Buffer }>).map((r) => String(r.name));
+      },
+      dropAccount: async (n) => {
+        const [rows] = await my.query('SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?', [n]);
+        for (const { ID } of rows as Array<{ ID: number }>) await my.query('KILL ?', [ID]).catch(() => undefined);
+        const [hosts] = await my.query('SELECT Host FROM mysql.user WHERE User = ?', [n]);
+        for (const { Host } of hosts as Array<{ Host: string }>) await my.query('DROP USER IF EXISTS ?@?', [n, Host]);
+      },
+      adminSql: async (sql, params) => {
+        const [rows] = await my.query(sql, params);
+        return Array.isArray(rows) ? (rows as Array<Record<string, unknown>>) : [];
+      },
       stop: () => my.stop(),
     };
   },
@@ -51,6 +88,14 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
       createAccount: (n, p) => sshd.createUser(n, p),
       openSession: (n, p) => openSshSession(sshd.host, sshd.port, n, p, pin),
       canLogin: (n, p) => canLoginSsh(sshd.host, sshd.port, n, p, pin),
+      accountExists: (n) => sshd.userExists(n),
+      accountsStartingWith: async (prefix) =>
+        (await run('getent', ['passwd'])).stdout
+          .split('\n')
+          .map((line) => line.split(':')[0])
+          .filter((n) => n.startsWith(prefix))
+          .sort(),
+      dropAccount: (n) => sshd.deleteUser(n),
       stop: () => sshd.stop(),
     };
   },

@@ -29,8 +29,11 @@ const LOGIN_TIMEOUT_MS = 10_000;
 
 /** PostgreSQL: invalid_password (also what a scram server answers for a role that does not exist). */
 const PG_AUTH_FAILED = new Set(['28P01']);
-/** MySQL / MariaDB: "Access denied for user" (1045). */
-const MYSQL_AUTH_FAILED = new Set(['ER_ACCESS_DENIED_ERROR']);
+/**
+ * MySQL / MariaDB: "Access denied for user" (1045); MariaDB refuses a user that does not exist (any more) with 1698
+ * ER_ACCESS_DENIED_NO_PASSWORD_ERROR about half the time, whatever password is sent: a refused login too.
+ */
+const MYSQL_AUTH_FAILED = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR']);
 
 function hostVerifier(opts: SshLoginOptions): (key: Buffer) => boolean {
   const pinned = opts.hostKeySha256;
