@@ -77,3 +77,20 @@ export async function recordDecision(
   );
   return n;
 }
+
+/** An approver's decision as the API shows it. */
+export interface ApprovalView {
+  approverId: string;
+  decision: 'approve' | 'deny';
+  comment: string | null;
+  decidedAt: string;
+  /** False when the request changed after this decision: it no longer counts. */
+  matchesRequest: boolean;
+}
+
+export function mapApprovals(
+  rows: Array<{ approverId: string; decision: 'approve' | 'deny'; comment: string | null; decidedAt: Date; requestDigest: string }>,
+  currentDigest: string,
+): ApprovalView[] {
+  return rows.map((a) => ({ approverId: a.approverId, decision: a.decision, comment: a.comment, decidedAt: a.decidedAt.toISOString(), matchesRequest: a.requestDigest === currentDigest }));
+}

@@ -16,6 +16,7 @@ import { TargetsService } from '../targets/targets.service';
 import { CheckoutEntity } from './checkout.entity';
 import { CHECKOUT_COLUMNS, CheckoutStore } from './checkout-store';
 import { CheckoutView, RevokeDto } from './checkouts.dto';
+import { BackgroundWork } from '../common/background';
 
 type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout' | 'requester_disabled';
 const STATUS_AFTER: Record<EndReason, CheckoutEntity['status']> = {
@@ -49,7 +50,7 @@ interface Ended {
 @Injectable()
 export class CheckoutLifecycleService implements OnApplicationShutdown {
   private readonly logger = new Logger(CheckoutLifecycleService.name);
-  private readonly running = new Set<Promise<unknown>>();
+  private readonly background = new BackgroundWork();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -94,7 +95,7 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
       }
       if (batch.length === 0) break;
       total += batch.length;
-      await this.track(Promise.all(batch.map((e) => this.finish(e))));
+      await this.background.track(Promise.all(batch.map((e) => this.finish(e))));
     }
     return total;
   }
@@ -118,8 +119,8 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
     return rows.length;
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    while (this.running.size) await Promise.allSettled([...this.running]);
+  onApplicationShutdown(): Promise<void> {
+    return this.background.settle();
   }
 
   /** Ends the oldest due checkout not in `skipped`: null when none is due, 'skipped' when that one failed. */
@@ -152,15 +153,6 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
       this.logger.warn({ checkoutId: tried, err: { type: (e as Error)?.name } }, 'could not end an expired checkout; skipped this sweep');
       skipped.push(tried);
       return 'skipped';
-    }
-  }
-
-  private async track<T>(p: Promise<T>): Promise<T> {
-    this.running.add(p);
-    try {
-      return await p;
-    } finally {
-      this.running.delete(p);
     }
   }
 
@@ -270,6 +262,6 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
 
   private async inBatches<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
     const size = this.config.rotation.concurrency;
-    for (let i = 0; i < items.length; i += size) await this.track(Promise.all(items.slice(i, i + size).map(work)));
+    for (let i = 0; i < items.length; i += size) await this.background.track(Promise.all(items.slice(i, i + size).map(work)));
   }
 }

@@ -1,4 +1,5 @@
 import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { ApprovalView, mapApprovals } from '../approvals/approvals';
 import { PageQuery } from '../common/pagination';
 import { Optional } from '../common/validation';
 import { CheckoutApprovalEntity, CheckoutEndReason, CheckoutEntity, CheckoutStatus } from './checkout.entity';
@@ -49,15 +50,6 @@ export interface CredentialView {
   port: number;
 }
 
-export interface ApprovalView {
-  approverId: string;
-  decision: 'approve' | 'deny';
-  comment: string | null;
-  decidedAt: string;
-  /** False when the request changed after this approval: it no longer counts. */
-  matchesRequest: boolean;
-}
-
 /** Never contains the credential (that is added to the create answer only). */
 export interface CheckoutView {
   id: string;
@@ -95,13 +87,7 @@ export function mapCheckout(c: CheckoutEntity, approvals: CheckoutApprovalEntity
     ttlSeconds: c.ttlSeconds,
     breakGlass: c.breakGlass,
     approvalsRequired: c.approvalsRequired,
-    approvals: approvals.map((a) => ({
-      approverId: a.approverId,
-      decision: a.decision,
-      comment: a.comment,
-      decidedAt: a.decidedAt.toISOString(),
-      matchesRequest: a.requestDigest === requestDigest,
-    })),
+    approvals: mapApprovals(approvals, requestDigest),
     requestDigest,
     requestedAt: c.requestedAt.toISOString(),
     expiresAt: iso(c.status === 'pending_approval' ? c.approvalDeadline : c.expiresAt),

@@ -17,6 +17,7 @@ import { TargetsService } from '../targets/targets.service';
 import { ClaimView, EphemeralView } from './ephemeral.dto';
 import { EphemeralAccountEntity, EphemeralEndReason } from './ephemeral.entity';
 import { EphemeralService } from './ephemeral.service';
+import { BackgroundWork } from '../common/background';
 
 /** Crash points for the crash-matrix test (the process SIGKILLs itself there when VAULT_CRASH_POINT says so). */
 export type EphemeralCrashPoint = 'ephemeral-after-intent' | 'ephemeral-after-create' | 'ephemeral-before-commit';
@@ -36,7 +37,7 @@ const FINAL = ['denied', 'revoked', 'expired'];
 @Injectable()
 export class EphemeralProvisioner implements OnApplicationShutdown {
   private readonly logger = new Logger(EphemeralProvisioner.name);
-  private readonly running = new Set<Promise<unknown>>();
+  private readonly background = new BackgroundWork();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -137,7 +138,7 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       await audit({ type: 'ephemeral.revoked', actor, subjectType: 'ephemeral_account', subjectId: id, details: { created: true, username: row.username } });
       return takeOver;
     });
-    if (claimed) await this.track(this.removeClaimed(id));
+    if (claimed) await this.background.track(this.removeClaimed(id));
     const em = this.dataSource.manager;
     return this.ephemeral.view(em, await this.ephemeral.find(em, actor, id));
   }
@@ -159,13 +160,13 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       }
       if (batch.length === 0) break;
       removed += batch.length;
-      await this.track(Promise.all(batch.map((id) => this.removeClaimed(id))));
+      await this.background.track(Promise.all(batch.map((id) => this.removeClaimed(id))));
     }
     return { lapsed, removed };
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    while (this.running.size) await Promise.allSettled([...this.running]);
+  onApplicationShutdown(): Promise<void> {
+    return this.background.settle();
   }
 
   /** Requests nobody claimed (or approved) in time: nothing exists on the target, they just end. */
@@ -303,15 +304,6 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
       [id, status, this.me, this.config.ephemeral.claimSeconds],
     );
     return n === 1;
-  }
-
-  private async track<T>(p: Promise<T>): Promise<T> {
-    this.running.add(p);
-    try {
-      return await p;
-    } finally {
-      this.running.delete(p);
-    }
   }
 
   private crash(point: EphemeralCrashPoint): void {

@@ -1,5 +1,6 @@
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsObject, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, MinLength, ValidateNested } from 'class-validator';
+import { ApprovalView, mapApprovals } from '../approvals/approvals';
 import { PageQuery } from '../common/pagination';
 import { Optional } from '../common/validation';
 import type { EphemeralAccess } from '../connectors/connector.interface';
@@ -48,7 +49,7 @@ export interface EphemeralView {
   ttlSeconds: number;
   access: EphemeralAccess;
   approvalsRequired: number;
-  approvals: Array<{ approverId: string; decision: 'approve' | 'deny'; comment: string | null; decidedAt: string; matchesRequest: boolean }>;
+  approvals: ApprovalView[];
   requestDigest: string;
   requestedAt: string;
   requestDeadline: string;
@@ -75,13 +76,7 @@ export function mapEphemeral(e: EphemeralAccountEntity, approvals: EphemeralAppr
     ttlSeconds: e.ttlSeconds,
     access: e.access,
     approvalsRequired: e.approvalsRequired,
-    approvals: approvals.map((a) => ({
-      approverId: a.approverId,
-      decision: a.decision,
-      comment: a.comment,
-      decidedAt: a.decidedAt.toISOString(),
-      matchesRequest: a.requestDigest === requestDigest,
-    })),
+    approvals: mapApprovals(approvals, requestDigest),
     requestDigest,
     requestedAt: e.requestedAt.toISOString(),
     requestDeadline: e.requestDeadline.toISOString(),

@@ -9,6 +9,7 @@ import { PostgresConnector } from '../../src/connectors/postgres/postgres.connec
 import { RotationService } from '../../src/rotation/rotation.service';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
+import { actingAs } from '../support/http';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
 
 /**
@@ -25,24 +26,7 @@ describe('checkouts (e2e)', () => {
   let targetId: string;
   let second: TestVault | undefined;
 
-  /** Requests as a user; `mfa` adds a fresh X-MFA-Code. Await it for the response, or `.expect(status)` it. */
-  const as = (user: TestUser) => ({
-    post: (path: string, body: object = {}, mfa = false) => {
-      // wrapped, so the pending supertest request is not resolved (sent) before `.expect` is attached
-      const built = (async () => {
-        const req = vault.http().post(path).set('Authorization', user.auth);
-        if (mfa) req.set('X-MFA-Code', await user.code());
-        return { req: req.send(body) };
-      })();
-      return Object.assign(
-        built.then(({ req }) => req),
-        { expect: (status: number) => built.then(({ req }) => req.expect(status)) },
-      );
-    },
-    get: (path: string) => vault.http().get(path).set('Authorization', user.auth),
-    patch: (path: string, body: object) => vault.http().patch(path).set('Authorization', user.auth).send(body),
-    delete: (path: string) => vault.http().delete(path).set('Authorization', user.auth),
-  });
+  const as = (user: TestUser) => actingAs(vault, user);
   const checkout = (user: TestUser, accountId: string, extra: object = {}) => as(user).post('/v1/checkouts', { accountId, justification: 'fix the disk', ...extra }, true);
 
   /** A role on the target with a known password, registered in the vault with this policy. */

@@ -5,6 +5,7 @@ import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { PostgresConnector } from '../../src/connectors/postgres/postgres.connector';
 import { EphemeralProvisioner } from '../../src/ephemeral/ephemeral-provisioner.service';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
+import { actingAs } from '../support/http';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
 
 /**
@@ -23,22 +24,7 @@ describe('one-time accounts (e2e)', () => {
   let targetId: string;
   let second: TestVault | undefined;
 
-  /** Requests as a user; `mfa` adds a fresh X-MFA-Code. Await it for the response, or `.expect(status)` it. */
-  const as = (user: TestUser) => ({
-    post: (path: string, body: object = {}, mfa = false) => {
-      const built = (async () => {
-        const req = vault.http().post(path).set('Authorization', user.auth);
-        if (mfa) req.set('X-MFA-Code', await user.code());
-        return { req: req.send(body) };
-      })();
-      return Object.assign(
-        built.then(({ req }) => req),
-        { expect: (status: number) => built.then(({ req }) => req.expect(status)) },
-      );
-    },
-    put: (path: string, body: object) => vault.http().put(path).set('Authorization', user.auth).send(body),
-    get: (path: string) => vault.http().get(path).set('Authorization', user.auth),
-  });
+  const as = (user: TestUser) => actingAs(vault, user);
   const request = (extra: object = {}, by = operator) =>
     as(by).post('/v1/ephemeral-accounts', { targetId, vendorUserId: vendor.id, ttlSeconds: 1800, justification: 'vendor fixes the index', ...extra });
   /** A request approved by one approver, ready to claim. */
