@@ -8,6 +8,7 @@ import { AppModule } from './app.module';
 import { Clock } from './common/clock';
 import { AppConfig } from './config/config';
 import { dataSourceOptions, runMigrations } from './database/data-source';
+import { setupOpenApi } from './openapi/openapi';
 
 /** Connects to the database and applies pending migrations. */
 export async function openDatabase(url: string): Promise<DataSource> {
@@ -24,7 +25,7 @@ export async function openDatabase(url: string): Promise<DataSource> {
 
 /**
  * Builds the HTTP application on an open database (shared by main.ts and the e2e tests). Loads the keyring
- * during init, so a wrong master key fails here, before anything listens.
+ * during init, so a wrong master key fails here, before anything listens. Serves the OpenAPI document at /docs.
  */
 export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataSource: DataSource, clock?: Clock): Promise<INestApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ config, masterKey, dataSource, clock }), {
@@ -39,6 +40,8 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
   // the client address drives per-address throttling and audit: behind a proxy, say which hops to trust
   if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
   try {
+    // before init: its routes (GET /docs, /docs-json) must come before Nest's not-found handler
+    setupOpenApi(app);
     await app.init();
   } catch (e) {
     // leave nothing running behind a failed start: timers, pools, the data source

@@ -1,39 +1,49 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
+import { ApiErrors } from '../openapi/error-codes';
 import { AccountListQuery, AccountView, CreateAccountDto, UpdateAccountDto } from './accounts.dto';
 import { AccountsService } from './accounts.service';
 
+@ApiTags('Accounts')
 @Controller('v1/accounts')
 export class AccountsController {
   constructor(private readonly accounts: AccountsService) {}
 
+  @ApiOperation({ summary: 'Vault an account (without a password the vault sets a new one on the target)' })
+  @ApiErrors('ACCOUNT_EXISTS')
   @Roles('admin')
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateAccountDto): Promise<AccountView> {
     return this.accounts.create(actor, dto);
   }
 
+  @ApiOperation({ summary: 'List accounts (never the password)' })
   @Roles('admin', 'operator', 'approver', 'auditor')
   @Get()
   list(@Query() q: AccountListQuery): Promise<Page<AccountView>> {
     return this.accounts.list(q);
   }
 
+  @ApiOperation({ summary: 'Read an account (never the password)' })
   @Roles('admin', 'operator', 'approver', 'auditor')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<AccountView> {
     return this.accounts.get(id);
   }
 
+  @ApiOperation({ summary: "Change an account's policy" })
   @Roles('admin')
   @Patch(':id')
   update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateAccountDto): Promise<AccountView> {
     return this.accounts.update(actor, id, dto);
   }
 
+  @ApiOperation({ summary: 'Delete an account' })
+  @ApiErrors('ACCOUNT_BUSY')
   @Roles('admin')
   @Delete(':id')
   @HttpCode(204)

@@ -1,14 +1,17 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { DecisionDto } from '../approvals/approvals.dto';
 import { Actor } from '../identity/actor';
+import { ApiErrors, DECISION_REFUSALS } from '../openapi/error-codes';
 import { ApprovalsService } from './approvals.service';
 import { CheckoutLifecycleService } from './checkout-lifecycle.service';
 import { CheckoutListQuery, CheckoutView, CreateCheckoutDto, CredentialView, ExtendDto, ReviewDto, RevokeDto } from './checkouts.dto';
 import { CheckoutsService } from './checkouts.service';
 
+@ApiTags('Checkouts')
 @Controller('v1/checkouts')
 export class CheckoutsController {
   constructor(
@@ -17,6 +20,19 @@ export class CheckoutsController {
     private readonly lifecycle: CheckoutLifecycleService,
   ) {}
 
+  @ApiOperation({ summary: 'Check out an account: active at once (with the credential) or pending approval' })
+  @ApiErrors(
+    'NOT_FOUND',
+    'ACCOUNT_CHECKED_OUT',
+    'ACCOUNT_ROTATING',
+    'ACCOUNT_NEEDS_ATTENTION',
+    'ACCOUNT_NO_PASSWORD',
+    'ACCOUNT_ROTATION_PENDING',
+    'ACCOUNT_CLEANUP_PENDING',
+    'ACCOUNT_BUSY',
+    'BREAK_GLASS_NOT_ALLOWED',
+    'TTL_EXCEEDS_POLICY',
+  )
   @Roles('operator')
   @RequiresMfa()
   @Post()
@@ -25,18 +41,22 @@ export class CheckoutsController {
   }
 
   /** Operators see their own; admins, approvers and auditors see all. */
+  @ApiOperation({ summary: 'List checkouts (operators: their own; never the credential)' })
   @Roles('operator', 'admin', 'approver', 'auditor')
   @Get()
   list(@CurrentActor() actor: Actor, @Query() q: CheckoutListQuery): Promise<Page<CheckoutView>> {
     return this.checkouts.list(actor, q);
   }
 
+  @ApiOperation({ summary: 'Read a checkout (never the credential)' })
   @Roles('operator', 'admin', 'approver', 'auditor')
   @Get(':id')
   get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<CheckoutView> {
     return this.checkouts.get(actor, id);
   }
 
+  @ApiOperation({ summary: 'Approve a pending checkout (never your own)' })
+  @ApiErrors('CHECKOUT_NOT_PENDING', ...DECISION_REFUSALS)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/approve')
@@ -45,6 +65,8 @@ export class CheckoutsController {
     return this.approvals.approve(actor, id, dto);
   }
 
+  @ApiOperation({ summary: 'Deny a pending checkout (never your own)' })
+  @ApiErrors('CHECKOUT_NOT_PENDING', ...DECISION_REFUSALS)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/deny')
@@ -54,6 +76,8 @@ export class CheckoutsController {
   }
 
   /** After-the-fact review of a break-glass checkout. */
+  @ApiOperation({ summary: 'Review a break-glass checkout after the fact' })
+  @ApiErrors('SELF_APPROVAL', 'NOT_BREAK_GLASS', 'ALREADY_REVIEWED')
   @Roles('approver')
   @Post(':id/review')
   @HttpCode(200)
@@ -61,6 +85,8 @@ export class CheckoutsController {
     return this.approvals.review(actor, id, dto);
   }
 
+  @ApiOperation({ summary: 'Reveal the credential of your active checkout again' })
+  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'ACCOUNT_NO_PASSWORD')
   @Roles('operator')
   @RequiresMfa()
   @Post(':id/reveal')
@@ -69,6 +95,8 @@ export class CheckoutsController {
     return this.checkouts.reveal(actor, id);
   }
 
+  @ApiOperation({ summary: "Extend your active checkout (up to the policy's maximum)" })
+  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'TTL_EXCEEDS_POLICY')
   @Roles('operator')
   @RequiresMfa()
   @Post(':id/extend')
@@ -77,6 +105,8 @@ export class CheckoutsController {
     return this.checkouts.extend(actor, id, dto);
   }
 
+  @ApiOperation({ summary: 'Check in (or withdraw) a checkout: the password is rotated' })
+  @ApiErrors('CHECKOUT_ENDED')
   @Roles('operator', 'admin')
   @Post(':id/checkin')
   @HttpCode(200)
@@ -84,6 +114,8 @@ export class CheckoutsController {
     return this.lifecycle.checkin(actor, id);
   }
 
+  @ApiOperation({ summary: 'Revoke a checkout by force: sessions ended, password rotated' })
+  @ApiErrors('CHECKOUT_ENDED')
   @Roles('admin')
   @Post(':id/revoke')
   @HttpCode(200)

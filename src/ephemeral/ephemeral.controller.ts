@@ -1,14 +1,17 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { DecisionDto } from '../approvals/approvals.dto';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
+import { ApiErrors, DECISION_REFUSALS, TARGET_FAILURES } from '../openapi/error-codes';
 import { EphemeralProvisioner } from './ephemeral-provisioner.service';
 import { EphemeralPolicy, EphemeralPolicyDto } from './ephemeral-policy';
 import { ClaimView, CreateEphemeralDto, EphemeralListQuery, EphemeralView } from './ephemeral.dto';
 import { EphemeralService } from './ephemeral.service';
 
+@ApiTags('One-time accounts')
 @Controller('v1/ephemeral-accounts')
 export class EphemeralController {
   constructor(
@@ -16,6 +19,8 @@ export class EphemeralController {
     private readonly provisioner: EphemeralProvisioner,
   ) {}
 
+  @ApiOperation({ summary: 'Request a one-time account on a target for a vendor' })
+  @ApiErrors('SELF_APPROVAL', 'TTL_EXCEEDS_POLICY', 'ACCESS_NOT_ALLOWED')
   @Roles('operator', 'admin')
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateEphemeralDto): Promise<EphemeralView> {
@@ -23,18 +28,22 @@ export class EphemeralController {
   }
 
   /** Requesters see what they asked for, vendors their own; approvers, admins and auditors see all. */
+  @ApiOperation({ summary: 'List one-time accounts (requesters and vendors: their own; never the password)' })
   @Roles('operator', 'vendor', 'approver', 'admin', 'auditor')
   @Get()
   list(@CurrentActor() actor: Actor, @Query() q: EphemeralListQuery): Promise<Page<EphemeralView>> {
     return this.ephemeral.list(actor, q);
   }
 
+  @ApiOperation({ summary: 'Read a one-time account (never the password)' })
   @Roles('operator', 'vendor', 'approver', 'admin', 'auditor')
   @Get(':id')
   get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<EphemeralView> {
     return this.ephemeral.get(actor, id);
   }
 
+  @ApiOperation({ summary: 'Approve a one-time account request (never your own)' })
+  @ApiErrors('REQUEST_NOT_PENDING', ...DECISION_REFUSALS)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/approve')
@@ -43,6 +52,8 @@ export class EphemeralController {
     return this.ephemeral.approve(actor, id, dto);
   }
 
+  @ApiOperation({ summary: 'Deny a one-time account request (never your own)' })
+  @ApiErrors('REQUEST_NOT_PENDING', ...DECISION_REFUSALS)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/deny')
@@ -51,6 +62,8 @@ export class EphemeralController {
     return this.ephemeral.deny(actor, id, dto);
   }
 
+  @ApiOperation({ summary: 'Claim your one-time account: created on the target now, credential answered once' })
+  @ApiErrors('ALREADY_CLAIMED', 'EXPIRED', 'NOT_APPROVED', 'REQUEST_ENDED', 'REVOKED', ...TARGET_FAILURES)
   @Roles('vendor')
   @RequiresMfa()
   @Post(':id/claim')
@@ -59,6 +72,7 @@ export class EphemeralController {
     return this.provisioner.claim(actor, id);
   }
 
+  @ApiOperation({ summary: 'Revoke a one-time account: removed from the target, its sessions ended' })
   @Roles('vendor', 'operator', 'admin')
   @Post(':id/revoke')
   @HttpCode(200)
@@ -68,16 +82,19 @@ export class EphemeralController {
 }
 
 /** A target's ephemeral policy: what one-time accounts on it may have, and how many approvals they need. */
+@ApiTags('Targets')
 @Controller('v1/targets/:id/ephemeral-policy')
 export class EphemeralPolicyController {
   constructor(private readonly ephemeral: EphemeralService) {}
 
+  @ApiOperation({ summary: "Read a target's ephemeral policy" })
   @Roles('admin', 'operator', 'approver')
   @Get()
   get(@Param('id', UuidPipe) id: string): Promise<EphemeralPolicy> {
     return this.ephemeral.getPolicy(id);
   }
 
+  @ApiOperation({ summary: "Set a target's ephemeral policy" })
   @Roles('admin')
   @Put()
   set(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: EphemeralPolicyDto): Promise<EphemeralPolicy> {

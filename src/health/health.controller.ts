@@ -1,13 +1,17 @@
 import { Controller, Get } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
 import { Public } from '../common/auth.decorators';
 import { Errors } from '../common/errors';
+import { ApiErrors } from '../openapi/error-codes';
 
+@ApiTags('Operations')
 @Controller('health')
 export class HealthController {
   constructor(private readonly dataSource: DataSource) {}
 
   /** The process is up. */
+  @ApiOperation({ summary: 'Liveness: the process is up' })
   @Public()
   @Get('live')
   live(): { status: 'ok' } {
@@ -15,6 +19,8 @@ export class HealthController {
   }
 
   /** The database answers. */
+  @ApiOperation({ summary: 'Readiness: the database answers' })
+  @ApiErrors('UNAVAILABLE')
   @Public()
   @Get('ready')
   async ready(): Promise<{ status: 'ok' }> {

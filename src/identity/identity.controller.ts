@@ -1,6 +1,8 @@
 import { Body, Controller, Get, HttpCode, Ip, Post } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { IsString, Matches } from 'class-validator';
 import { AllowWithoutMfa, CurrentActor, Public, Roles } from '../common/auth.decorators';
+import { ApiErrors } from '../openapi/error-codes';
 import { Actor, ROLES } from './actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { IdentityService } from './identity.service';
@@ -10,6 +12,7 @@ class ConfirmTotpDto {
   @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' }) code: string;
 }
 
+@ApiTags('Identity')
 @Controller('v1')
 export class IdentityController {
   constructor(
@@ -17,6 +20,8 @@ export class IdentityController {
     private readonly mfa: MfaService,
   ) {}
 
+  @ApiOperation({ summary: 'Log in: password, then the TOTP code once enrolled' })
+  @ApiErrors('UNAUTHENTICATED', 'MFA_REQUIRED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED')
   @Public()
   @Post('auth/login')
   @HttpCode(200)
@@ -24,6 +29,7 @@ export class IdentityController {
     return this.identity.login(dto, ip);
   }
 
+  @ApiOperation({ summary: 'Who am I: id, username, roles, MFA enrollment' })
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Get('me')
@@ -31,6 +37,8 @@ export class IdentityController {
     return this.identity.me(actor);
   }
 
+  @ApiOperation({ summary: 'Start TOTP enrollment: a new secret and its otpauth URI' })
+  @ApiErrors('MFA_ALREADY_ENROLLED')
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Post('me/mfa/totp')
@@ -39,6 +47,8 @@ export class IdentityController {
     return this.mfa.startEnrollment(actor);
   }
 
+  @ApiOperation({ summary: 'Confirm TOTP enrollment with a first code' })
+  @ApiErrors('MFA_ALREADY_ENROLLED', 'MFA_ENROLLMENT_NOT_STARTED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED')
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Post('me/mfa/totp/confirm')

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, Roles } from '../common/auth.decorators';
 import { Page, PageQuery } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
@@ -6,22 +7,26 @@ import { Actor } from './actor';
 import { ServiceTokensService } from './service-tokens.service';
 import { CreateServiceTokenDto, ServiceTokenView } from './users.dto';
 
+@ApiTags('Service tokens')
 @Controller('v1/service-tokens')
 export class ServiceTokensController {
   constructor(private readonly tokens: ServiceTokensService) {}
 
+  @ApiOperation({ summary: 'Create a service token (shown once)' })
   @Roles('admin')
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateServiceTokenDto): Promise<{ id: string; token: string }> {
     return this.tokens.create(actor, dto);
   }
 
+  @ApiOperation({ summary: 'List service tokens (never the token)' })
   @Roles('admin')
   @Get()
   list(@Query() q: PageQuery): Promise<Page<ServiceTokenView>> {
     return this.tokens.list(q);
   }
 
+  @ApiOperation({ summary: 'Revoke a service token' })
   @Roles('admin')
   @Delete(':id')
   @HttpCode(204)

@@ -1,12 +1,15 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
+import { ApiErrors } from '../openapi/error-codes';
 import { Actor } from './actor';
 import { MfaService } from './mfa.service';
 import { CreateUserDto, UpdateUserDto, UserListQuery, UserView } from './users.dto';
 import { UsersService } from './users.service';
 
+@ApiTags('Users')
 @Controller('v1/users')
 export class UsersController {
   constructor(
@@ -14,24 +17,30 @@ export class UsersController {
     private readonly mfa: MfaService,
   ) {}
 
+  @ApiOperation({ summary: 'Create a user' })
+  @ApiErrors('USERNAME_TAKEN')
   @Roles('admin')
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateUserDto): Promise<UserView> {
     return this.users.create(actor, dto);
   }
 
+  @ApiOperation({ summary: 'List users' })
   @Roles('admin')
   @Get()
   list(@Query() q: UserListQuery): Promise<Page<UserView>> {
     return this.users.list(q);
   }
 
+  @ApiOperation({ summary: 'Read a user' })
   @Roles('admin')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<UserView> {
     return this.users.get(id);
   }
 
+  @ApiOperation({ summary: 'Change roles or disable a user' })
+  @ApiErrors('LAST_ADMIN')
   @Roles('admin')
   @Patch(':id')
   update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateUserDto): Promise<UserView> {
@@ -39,6 +48,7 @@ export class UsersController {
   }
 
   /** The user must enroll again; the admin proves presence with their own code. */
+  @ApiOperation({ summary: "Reset a user's TOTP: they must enroll again, their sessions end" })
   @Roles('admin')
   @RequiresMfa()
   @Post(':id/mfa/reset')

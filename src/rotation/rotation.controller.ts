@@ -1,14 +1,19 @@
 import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, Roles } from '../common/auth.decorators';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
+import { ApiErrors } from '../openapi/error-codes';
 import { RotationService, RotationView } from './rotation.service';
 
+@ApiTags('Accounts')
 @Controller('v1/accounts')
 export class RotationController {
   constructor(private readonly rotation: RotationService) {}
 
   /** 202: the new password is committed as pending; the target is changed in the background. */
+  @ApiOperation({ summary: "Rotate an account's password now (202: runs in the background)" })
+  @ApiErrors('ACCOUNT_CHECKED_OUT')
   @Roles('admin', 'scheduler')
   @Post(':id/rotate')
   @HttpCode(202)
@@ -17,6 +22,7 @@ export class RotationController {
   }
 
   /** History without secrets. */
+  @ApiOperation({ summary: "An account's rotation history (no secrets)" })
   @Roles('admin', 'scheduler', 'auditor')
   @Get(':id/rotations')
   async history(@Param('id', UuidPipe) id: string): Promise<{ items: RotationView[]; nextCursor: null }> {

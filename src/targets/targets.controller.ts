@@ -1,39 +1,50 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
+import { ApiErrors, TARGET_FAILURES } from '../openapi/error-codes';
 import { CreateTargetDto, TargetListQuery, TargetView, UpdateTargetDto } from './targets.dto';
 import { TargetsService } from './targets.service';
 
+@ApiTags('Targets')
 @Controller('v1/targets')
 export class TargetsController {
   constructor(private readonly targets: TargetsService) {}
 
+  @ApiOperation({ summary: 'Register a target (its admin credential is stored encrypted, never returned)' })
+  @ApiErrors('TARGET_NAME_TAKEN')
   @Roles('admin')
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateTargetDto): Promise<TargetView> {
     return this.targets.create(actor, dto);
   }
 
+  @ApiOperation({ summary: 'List targets' })
   @Roles('admin', 'operator')
   @Get()
   list(@Query() q: TargetListQuery): Promise<Page<TargetView>> {
     return this.targets.list(q);
   }
 
+  @ApiOperation({ summary: 'Read a target' })
   @Roles('admin', 'operator')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<TargetView> {
     return this.targets.get(id);
   }
 
+  @ApiOperation({ summary: 'Change a target' })
+  @ApiErrors('TARGET_NAME_TAKEN', 'TARGET_IN_USE')
   @Roles('admin')
   @Patch(':id')
   update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateTargetDto): Promise<TargetView> {
     return this.targets.update(actor, id, dto);
   }
 
+  @ApiOperation({ summary: "Log in with the target's admin credential (pins an SSH host key on first verify)" })
+  @ApiErrors(...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME'))
   @Roles('admin')
   @Post(':id/verify')
   @HttpCode(200)
@@ -41,6 +52,8 @@ export class TargetsController {
     return this.targets.verify(actor, id);
   }
 
+  @ApiOperation({ summary: 'Delete a target without accounts or open one-time accounts' })
+  @ApiErrors('TARGET_IN_USE')
   @Roles('admin')
   @Delete(':id')
   @HttpCode(204)

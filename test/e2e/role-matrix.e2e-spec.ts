@@ -43,6 +43,15 @@ const ACCESS: Record<string, Access> = {
   'GET /metrics': PUBLIC,
   'GET /health/ready': PUBLIC,
 
+  // OpenAPI (src/openapi): Swagger UI and the JSON document, registered by SwaggerModule on the HTTP adapter (outside the guards)
+  'GET /docs': PUBLIC,
+  'GET /docs/': PUBLIC,
+  'GET /docs/index.html': PUBLIC,
+  'GET /docs/swagger-ui-init.js': PUBLIC,
+  'GET /docs/docs/swagger-ui-init.js': PUBLIC,
+  'GET /docs/LICENSE': PUBLIC,
+  'GET /docs-json': PUBLIC,
+
   // Identity
   'POST /v1/auth/login': PUBLIC,
   'GET /v1/me': allow(ANY, { beforeEnrollment: true }),
