@@ -93,6 +93,9 @@ const targets = {
   postgres: { name: 'demo-postgres', type: 'postgres', ...at('PG_TARGET', 'pg-target', 5432), admin: { username: 'postgres', password: 'pg-target-admin-password' }, options: { database: 'postgres' } },
   mysql: { name: 'demo-mariadb', type: 'mysql', ...at('MYSQL_TARGET', 'mysql-target', 3306), admin: { username: 'vault_admin', password: 'mysql-vault-admin-password' } },
 };
+// SEED_TARGETS=postgres,mysql seeds only those (default: all three)
+const only = (process.env.SEED_TARGETS ?? 'ssh,postgres,mysql').split(',');
+for (const type of Object.keys(targets)) if (!only.includes(type)) delete targets[type];
 const ids = {};
 for (const [type, body] of Object.entries(targets)) {
   ids[type] = (await call('POST', '/v1/targets', { token, body })).id;
@@ -105,11 +108,15 @@ const accounts = {
   postgres: { username: 'app_owner', policy: { approvalsRequired: 1, breakGlassAllowed: true } },
   mysql: { username: 'app_dba', policy: { checkoutTtlSeconds: 3600 } },
 };
-for (const [type, a] of Object.entries(accounts)) await call('POST', '/v1/accounts', { token, body: { targetId: ids[type], ...a } });
-
-await call('PUT', `/v1/targets/${ids.ssh}/ephemeral-policy`, { token, body: { approvalsRequired: 1, maxTtlSeconds: 14400 } });
-await call('PUT', `/v1/targets/${ids.postgres}/ephemeral-policy`, { token, body: { approvalsRequired: 1, maxTtlSeconds: 14400, allowedRoles: ['billing_ro'], allowedDatabases: ['billing'] } });
-await call('PUT', `/v1/targets/${ids.mysql}/ephemeral-policy`, { token, body: { approvalsRequired: 1, maxTtlSeconds: 14400, allowedGrants: [{ privileges: ['SELECT'], on: 'shop.*' }] } });
+const policies = {
+  ssh: { approvalsRequired: 1, maxTtlSeconds: 14400 },
+  postgres: { approvalsRequired: 1, maxTtlSeconds: 14400, allowedRoles: ['billing_ro'], allowedDatabases: ['billing'] },
+  mysql: { approvalsRequired: 1, maxTtlSeconds: 14400, allowedGrants: [{ privileges: ['SELECT'], on: 'shop.*' }] },
+};
+for (const type of Object.keys(ids)) {
+  await call('POST', '/v1/accounts', { token, body: { targetId: ids[type], ...accounts[type] } });
+  await call('PUT', `/v1/targets/${ids[type]}/ephemeral-policy`, { token, body: policies[type] });
+}
 
 const users = [
   ['olivia', ['operator']],
