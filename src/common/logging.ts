@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Params } from 'nestjs-pino';
+import type { DestinationStream } from 'pino';
+import type { Options } from 'pino-http';
 import type { AppConfig } from '../config/config';
 
 /**
@@ -23,8 +25,16 @@ export const REDACT_PATHS = [
   'token',
 ];
 
+/** Where log lines go: stdout unless redirected (the tests' secret scan keeps them in a file). */
+let destination: DestinationStream | undefined;
+
+/** Sends the logs of every vault built from now on in this process to `stream` (undefined: back to stdout). */
+export function redirectLogs(stream: DestinationStream | undefined): void {
+  destination = stream;
+}
+
 export function loggerParams(config: AppConfig): Params {
-  return {
+  const params: { pinoHttp: Options } = {
     pinoHttp: {
       level: config.logLevel,
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
@@ -40,4 +50,5 @@ export function loggerParams(config: AppConfig): Params {
       autoLogging: { ignore: (req: IncomingMessage) => (req.url ?? '').startsWith('/health') },
     },
   };
+  return destination ? { pinoHttp: [params.pinoHttp, destination] } : params;
 }

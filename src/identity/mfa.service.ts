@@ -4,6 +4,7 @@ import { AuditService } from '../audit/audit.service';
 import { DomainException, Errors } from '../common/errors';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { findByIdOrThrow } from '../database/queries';
+import { MetricsService } from '../metrics/metrics.service';
 import { Actor } from './actor';
 import { ThrottleService } from './throttle.service';
 import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';
@@ -24,6 +25,7 @@ export class MfaService {
     private readonly secrets: SecretBoxService,
     private readonly totp: TotpService,
     private readonly throttle: ThrottleService,
+    private readonly metrics: MetricsService,
   ) {}
 
   /** Starts (or restarts) enrollment: a new seed, stored encrypted as pending until confirmed. */
@@ -119,6 +121,7 @@ export class MfaService {
     message: string,
     extra?: Record<string, unknown>,
   ): Promise<never> {
+    this.metrics.mfaFailures.inc({ reason: code });
     await this.throttle.recordFailure(who);
     await this.audit.recordAlone({
       type: 'mfa.failed',

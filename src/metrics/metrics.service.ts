@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { DataSource } from 'typeorm';
 
 /**
  * Prometheus metrics (prom-client). Counters are per instance; gauges that describe shared state (accounts by
  * status, e.g. `needs_attention`) are read from the database at scrape time, so every instance reports the same.
- * No label ever carries a secret or a user-supplied name.
+ * No label ever carries a secret, an id or a user-supplied name: HTTP metrics are labelled with the route
+ * pattern (`/v1/checkouts/:id/checkin`), never the requested path.
  */
 @Injectable()
 export class MetricsService {
@@ -16,9 +17,32 @@ export class MetricsService {
     labelNames: ['outcome', 'reason'] as const,
     registers: [this.registry],
   });
+  /** Failed TOTP checks (login second factor, step-up, enrollment): a code that is wrong, or one already used. */
+  readonly mfaFailures = new Counter({
+    name: 'vault_mfa_failures_total',
+    help: 'Failed MFA (TOTP) checks by reason (MFA_INVALID: wrong code, MFA_REPLAYED: a code already used)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'vault_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route pattern (unmatched: no route) and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly httpErrors = new Counter({
+    name: 'vault_http_errors_total',
+    help: 'HTTP responses with an error status, by class (4xx, 5xx)',
+    labelNames: ['class'] as const,
+    registers: [this.registry],
+  });
 
   constructor(dataSource: DataSource) {
     collectDefaultMetrics({ register: this.registry, prefix: 'vault_process_' });
+    // known label values start at 0, so a rate() works from the first scrape
+    for (const reason of ['MFA_INVALID', 'MFA_REPLAYED']) this.mfaFailures.inc({ reason }, 0);
+    for (const c of ['4xx', '5xx']) this.httpErrors.inc({ class: c }, 0);
     new Gauge({
       name: 'vault_accounts',
       help: 'Accounts by status (needs_attention: rotation kept failing, someone must look)',
@@ -59,6 +83,20 @@ export class MetricsService {
       },
     });
     new Gauge({
+      name: 'vault_pending_approvals',
+      help: 'Requests waiting for approvers, by kind (checkout, ephemeral: a one-time account)',
+      labelNames: ['kind'] as const,
+      registers: [this.registry],
+      async collect() {
+        const [row]: Array<{ checkout: number; ephemeral: number }> = await dataSource.query(
+          `SELECT (SELECT count(*) FROM checkouts WHERE status = 'pending_approval')::int AS checkout,
+                  (SELECT count(*) FROM ephemeral_accounts WHERE status = 'pending_approval')::int AS ephemeral`,
+        );
+        this.set({ kind: 'checkout' }, row.checkout);
+        this.set({ kind: 'ephemeral' }, row.ephemeral);
+      },
+    });
+    new Gauge({
       name: 'vault_rotations_pending',
       help: 'Rotations written ahead and not settled yet (a growing number means targets are slow or instances died)',
       registers: [this.registry],
@@ -67,5 +105,11 @@ export class MetricsService {
         this.set(n);
       },
     });
+  }
+
+  /** One finished HTTP request. `route` is the matched route's pattern or `unmatched`, never a requested path. */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    this.httpDuration.observe({ method, route, status: String(status) }, seconds);
+    if (status >= 400) this.httpErrors.inc({ class: status >= 500 ? '5xx' : '4xx' });
   }
 }

@@ -3,9 +3,12 @@ import { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { createVaultApp, openDatabase } from '../../src/bootstrap';
 import { loadConfig } from '../../src/config/config';
+import { KeyringService } from '../../src/crypto/keyring.service';
+import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import type { Role } from '../../src/identity/actor';
 import { TestClock } from './clock';
 import { createTestDatabase, TestDatabase } from './db';
+import { SECRET_SCAN_DIR, secretSentinel } from './secret-sentinel';
 import { totpAt } from './totp';
 
 export const ADMIN_PASSWORD = 'correct-horse-battery-staple';
@@ -44,7 +47,8 @@ export const TEST_ENV = {
   VAULT_ARGON2_MEMORY_KIB: '8192',
   VAULT_ARGON2_TIME_COST: '1',
   VAULT_AUDIT_VERIFY_LOCK_WAIT_MS: '1000',
-  LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+  // silent, unless the secret scan keeps every line for inspection (see secret-sentinel.ts)
+  LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (SECRET_SCAN_DIR ? 'trace' : 'silent'),
 };
 
 /** The real application on a fresh database of the real PostgreSQL (no HTTP port: supertest drives it). */
@@ -55,7 +59,14 @@ export async function startTestVault(
   const masterKey = opts.masterKey ?? randomBytes(32);
   const config = loadConfig({ ...TEST_ENV, DATABASE_URL: db.url, VAULT_MASTER_KEY: masterKey.toString('base64'), ...opts.env });
   const clock = new TestClock();
+  const sentinel = secretSentinel(); // before the app: it redirects the logs
   const app = await createVaultApp(config, masterKey, await openDatabase(db.url), clock);
+  app.flushLogs(); // Nest buffers its log lines until listen(), which supertest never calls
+  sentinel?.watch(app.getHttpServer());
+  sentinel?.secret(masterKey.toString('base64'), 'master key');
+  sentinel?.secret(config.bootstrapAdminPassword, 'bootstrap admin password');
+  sentinel?.watchSecretBox(app.get(SecretBoxService));
+  sentinel?.keys([app.get(KeyringService).active().key, app.get(KeyringService).auditKey()]);
   const http = () => request(app.getHttpServer());
   /** The code of the first time step after the last one this user burned (moving the test clock there). */
   const nextCode = async (username: string, secret: string) => {
@@ -107,6 +118,7 @@ export async function startTestVault(
     },
     close: async () => {
       await app.close();
+      await sentinel?.flush(db);
       if (!opts.db) await db.drop();
     },
   };
