@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client } from 'pg';
 import { TEST_PG_URL } from './env';
+import { SECRET_SCAN_DIR } from './secret-sentinel';
 
 export interface TestDatabase {
   url: string;
@@ -26,6 +29,11 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     name,
     query: async <T>(sql: string, params?: unknown[]) => (await client.query(sql, params)).rows as T[],
     drop: async () => {
+      // under the secret scan: every audit event the database holds, whoever wrote it (vault processes too)
+      if (SECRET_SCAN_DIR) {
+        const rows = await client.query('SELECT * FROM audit_events ORDER BY id').then((r) => r.rows, () => []);
+        if (rows.length) appendFileSync(join(SECRET_SCAN_DIR, `audit-db-${name}.jsonl`), rows.map((event) => JSON.stringify({ db: name, event })).join('\n') + '\n');
+      }
       await client.end().catch(() => undefined);
       const a = new Client({ connectionString: TEST_PG_URL });
       await a.connect();

@@ -2,6 +2,7 @@ import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { secretSentinel } from './secret-sentinel';
 
 export const DIST_MAIN = join(__dirname, '../../dist/src/main.js');
 export const DIST_CLI = join(__dirname, '../../dist/src/cli.js');
@@ -32,15 +33,29 @@ export interface VaultProcess {
 }
 
 export function spawnVault(env: Record<string, string>): VaultProcess {
+  // under the secret scan, a vault process logs at debug (unless the test chose a level) and everything it prints
+  // is scanned with the rest; the secrets it was given are recorded too
+  const sentinel = secretSentinel();
+  const scanned = sentinel ? { LOG_LEVEL: 'debug', ...env } : env;
+  if (sentinel) {
+    sentinel.secret(env.VAULT_MASTER_KEY, 'vault process VAULT_MASTER_KEY');
+    sentinel.secret(env.VAULT_BOOTSTRAP_ADMIN_PASSWORD, 'vault process VAULT_BOOTSTRAP_ADMIN_PASSWORD');
+    sentinel.persist();
+  }
   const child = spawn(process.execPath, [DIST_MAIN], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...scanned },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      sentinel?.processOutput(out + err);
+      resolve(code);
+    }),
+  );
   return { child, output: () => out + err, stderr: () => err, exited };
 }
 

@@ -39,6 +39,10 @@ export interface SecretSentinel {
   keys(keys: Uint8Array[]): void;
   /** Writes what was recorded, the database's audit events, and the pending log lines. */
   flush(db: TestDatabase): Promise<void>;
+  /** Writes the secrets and error bodies recorded so far (for files whose vaults run as separate processes). */
+  persist(): void;
+  /** Keeps the whole output of a vault run as a separate process, to be scanned like the in-process logs. */
+  processOutput(output: string): void;
 }
 
 interface SecretBox {
@@ -121,6 +125,13 @@ function createSentinel(dir: string): SecretSentinel {
     });
   };
 
+  function persist(): void {
+    if (secretLines.length) appendFileSync(file('secrets'), secretLines.join('\n') + '\n');
+    if (errorLines.length) appendFileSync(file('errors'), errorLines.join('\n') + '\n');
+    secretLines = [];
+    errorLines = [];
+  }
+
   return {
     watch: (server) => {
       server.prependListener('request', track);
@@ -157,11 +168,12 @@ function createSentinel(dir: string): SecretSentinel {
         secret(Buffer.from(k).toString('hex'), 'keyring key (hex)');
       }
     },
+    persist,
+    processOutput: (output) => {
+      if (output) appendFileSync(file('log-process', 'log'), output.endsWith('\n') ? output : `${output}\n`);
+    },
     flush: async (db) => {
-      if (secretLines.length) appendFileSync(file('secrets'), secretLines.join('\n') + '\n');
-      if (errorLines.length) appendFileSync(file('errors'), errorLines.join('\n') + '\n');
-      secretLines = [];
-      errorLines = [];
+      persist();
       let audit: string;
       try {
         const rows = await db.query('SELECT * FROM audit_events ORDER BY id');
