@@ -1,0 +1,47 @@
+import { InvalidArgumentError } from 'commander';
+import type { VaultClient } from '../client';
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (v: string) => UUID.test(v);
+
+/** Commander parser for a whole number option in a range. */
+export const intIn = (min: number, max: number) => (value: string) => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number');
+  const n = Number(value);
+  if (n < min || n > max) throw new InvalidArgumentError(`must be between ${min} and ${max}`);
+  return n;
+};
+
+/** `a,b,c` → ['a', 'b', 'c'] (empty parts dropped). */
+export const commaList = (value: string) =>
+  value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/** Repeatable option: each occurrence appended. */
+export const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Every item of a keyset-paginated list. */
+export async function allPages<T>(client: VaultClient, path: string, query: Record<string, string | undefined> = {}): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const page = await client.get<Page<T>>(path, { ...query, limit: 200, cursor });
+    items.push(...page.items);
+    if (!page.nextCursor) return items;
+    cursor = page.nextCursor;
+  }
+}
+
+/** `--limit` / `--cursor` of list commands. */
+export interface ListOptions {
+  limit?: number;
+  cursor?: string;
+}
+export const pageQuery = (o: ListOptions) => ({ limit: o.limit, cursor: o.cursor });
