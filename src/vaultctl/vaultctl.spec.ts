@@ -128,3 +128,12 @@ describe('vaultctl progress', () => {
     expect(text).toBe('[1/2] a succeeded\n[2/2] b skipped ACCOUNT_CHECKED_OUT\n');
   });
 });
+
+describe('approvalsThatCount', () => {
+  it('counts approve decisions that still match the request, as the vault does', async () => {
+    const { approvalsThatCount } = await import('./commands/common');
+    const decision = (d: string, matchesRequest = true) => ({ decision: d, matchesRequest });
+    expect(approvalsThatCount({ approvals: [decision('approve'), decision('deny'), decision('approve', false), decision('approve')] })).toBe(2);
+    expect(approvalsThatCount({ approvals: [] })).toBe(0);
+  });
+});

@@ -8,28 +8,12 @@ import { fields, morePages, out, table } from '../output';
 import { interactive, promptHidden, readLineFromStdin } from '../prompt';
 import type { Runtime } from '../program';
 import { allPages, commaList, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
+import type { AccountView } from '../../accounts/accounts.dto';
+import type { TargetView } from '../../targets/targets.dto';
 
 const ROLES = ['admin', 'operator', 'approver', 'vendor', 'auditor', 'scheduler'];
 
-interface TargetView {
-  id: string;
-  name: string;
-  type: string;
-  host: string;
-  port: number;
-  admin: { username: string; credential: string[] };
-  options: Record<string, unknown>;
-}
 
-interface AccountView {
-  id: string;
-  targetId: string;
-  username: string;
-  status: string;
-  lastRotatedAt: string | null;
-  nextRotationAt: string | null;
-  policy: Record<string, unknown>;
-}
 
 interface UserView {
   id: string;

@@ -6,7 +6,7 @@ import { note, out, short, table } from '../output';
 import type { Runtime } from '../program';
 import type { CheckoutView } from './checkouts';
 import type { EphemeralView } from './ephemeral';
-import { Page } from './common';
+import { approvalsThatCount, Page } from './common';
 
 type Kind = 'checkout' | 'ephemeral';
 const PATHS: Record<Kind, string> = { checkout: '/v1/checkouts', ephemeral: '/v1/ephemeral-accounts' };
@@ -55,8 +55,8 @@ export function registerApprovals(program: Command, rt: Runtime): void {
       const checkouts = await pendingOf<CheckoutView>(ctx, 'checkout');
       const ephemeral = await pendingOf<EphemeralView>(ctx, 'ephemeral');
       if (!checkouts && !ephemeral) throw new ApiError(403, 'FORBIDDEN', { message: 'your roles may read neither checkouts nor one-time account requests' });
-      const approved = (v: { approvals: Array<{ decision: string }>; approvalsRequired: number }) =>
-        `${v.approvals.filter((a) => a.decision === 'approved').length}/${v.approvalsRequired}`;
+      const approved = (v: { approvals: Array<{ decision: string; matchesRequest: boolean }>; approvalsRequired: number }) =>
+        `${approvalsThatCount(v)}/${v.approvalsRequired}`;
       ctx.print({ checkouts: checkouts ?? [], ephemeralAccounts: ephemeral ?? [] }, () =>
         table(
           ['KIND', 'ID', 'REQUESTER', 'FOR', 'TTL', 'APPROVALS', 'DEADLINE', 'JUSTIFICATION'],

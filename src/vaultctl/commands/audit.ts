@@ -1,3 +1,4 @@
+import type { AuditEventView } from '../../audit/audit.dto';
 import { Command } from 'commander';
 import { Context } from '../context';
 import { clean, EXIT, usage } from '../errors';
@@ -7,16 +8,7 @@ import { intIn, Page } from './common';
 
 type VerifyResult = { ok: true; count: number; headSeq: string; headHash: string } | { ok: false; firstInvalidId: string | null; reason?: string };
 
-interface AuditEvent {
-  id: string;
-  at: string;
-  type: string;
-  actorId: string | null;
-  subjectType: string;
-  subjectId: string | null;
-  outcome: string;
-  details: Record<string, unknown>;
-}
+type AuditEvent = AuditEventView;
 
 export function registerAudit(program: Command, rt: Runtime): void {
   const audit = program.command('audit').description('the tamper-evident audit log (auditor, admin)');

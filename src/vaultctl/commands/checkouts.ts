@@ -5,38 +5,16 @@ import { ApiError, EXIT, usage } from '../errors';
 import { Credential, guessType, runWithCredential, TARGET_TYPES, TargetType } from '../exec';
 import { fields, morePages, note, out, short, table } from '../output';
 import type { Runtime } from '../program';
-import { allPages, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
+import { allPages, approvalsThatCount, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
+// the API's own shapes (type-only: nothing of the server is loaded by the CLI)
+import type { AccountView } from '../../accounts/accounts.dto';
+import type { CheckoutView } from '../../checkouts/checkouts.dto';
+import type { TargetView } from '../../targets/targets.dto';
 
-export interface CheckoutView {
-  id: string;
-  accountId: string;
-  requesterId: string;
-  status: string;
-  justification: string;
-  ttlSeconds: number;
-  breakGlass: boolean;
-  approvalsRequired: number;
-  approvals: Array<{ approverId: string; decision: string; comment?: string | null }>;
-  requestDigest: string;
-  requestedAt: string;
-  expiresAt: string | null;
-  endedAt: string | null;
-  endReason: string | null;
-  rotationId: string | null;
-}
+export type { CheckoutView };
 
-interface AccountView {
-  id: string;
-  targetId: string;
-  username: string;
-}
 
-interface TargetView {
-  id: string;
-  name: string;
-  type: TargetType;
-  options?: { database?: string };
-}
+
 
 const TTL_MAX = 7 * 24 * 3600;
 export const typeOption = () => new Option('--type <type>', 'target type for --exec (default: from the vault, else from the command name)').choices(TARGET_TYPES);
@@ -229,7 +207,7 @@ export function registerCheckouts(program: Command, rt: Runtime): void {
             ['break-glass', c.breakGlass ? 'yes' : 'no'],
             ['justification', c.justification],
             ['ttl', `${c.ttlSeconds} s`],
-            ['approvals', `${c.approvals.filter((a) => a.decision === 'approved').length}/${c.approvalsRequired}`],
+            ['approvals', `${approvalsThatCount(c)}/${c.approvalsRequired}`],
             ['requested', c.requestedAt],
             ['expires', c.expiresAt],
             ['ended', c.endedAt ? `${c.endedAt} (${c.endReason})` : null],

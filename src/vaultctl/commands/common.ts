@@ -1,9 +1,13 @@
 import { InvalidArgumentError } from 'commander';
 import type { VaultClient } from '../client';
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
+import type { Page } from '../../common/pagination';
+
+export type { Page };
+
+/** Approvals that count: `approve` decisions that still match the request (as the vault counts them). */
+export function approvalsThatCount(v: { approvals: Array<{ decision: string; matchesRequest: boolean }> }): number {
+  return v.approvals.filter((a) => a.decision === 'approve' && a.matchesRequest).length;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

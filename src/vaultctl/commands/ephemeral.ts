@@ -1,38 +1,17 @@
 import { Command, Option } from 'commander';
+import type { ClaimView, EphemeralView } from '../../ephemeral/ephemeral.dto';
 import { seg } from '../client';
 import { Context } from '../context';
 import { usage } from '../errors';
-import { Credential, runWithCredential, TargetType } from '../exec';
+import { runWithCredential, TargetType } from '../exec';
 import { fields, morePages, note, out, short, table } from '../output';
 import type { Runtime } from '../program';
 import { execType, targetInfo, typeOption } from './checkouts';
-import { collect, commaList, intIn, ListOptions, Page, pageQuery } from './common';
+import { approvalsThatCount, collect, commaList, intIn, ListOptions, Page, pageQuery } from './common';
 
-export interface EphemeralView {
-  id: string;
-  targetId: string;
-  vendorId: string;
-  requesterId: string;
-  status: string;
-  justification: string;
-  ttlSeconds: number;
-  access: Record<string, unknown>;
-  approvalsRequired: number;
-  approvals: Array<{ approverId: string; decision: string }>;
-  requestDigest: string;
-  requestedAt: string;
-  requestDeadline: string;
-  username: string | null;
-  claimedAt: string | null;
-  expiresAt: string | null;
-  endedAt: string | null;
-  endReason: string | null;
-}
+/** The API's own shapes (type-only: nothing of the server is loaded by the CLI). */
+export type { EphemeralView };
 
-interface ClaimView extends Credential {
-  id: string;
-  expiresAt: string;
-}
 
 const STATUSES = ['pending_approval', 'approved', 'denied', 'creating', 'active', 'revoking', 'revoked', 'expired', 'needs_attention'];
 
@@ -168,7 +147,7 @@ export function registerEphemeral(program: Command, rt: Runtime): void {
           ['status', e.status],
           ['access', e.access],
           ['ttl', `${e.ttlSeconds} s`],
-          ['approvals', `${e.approvals.filter((a) => a.decision === 'approved').length}/${e.approvalsRequired}`],
+          ['approvals', `${approvalsThatCount(e)}/${e.approvalsRequired}`],
           ['username', e.username],
           ['claimed', e.claimedAt],
           ['expires', e.expiresAt],
