@@ -1,5 +1,4 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { METHODS } from 'node:http';
 import { join } from 'node:path';
 import { RequestMethod } from '@nestjs/common';
 import { METHOD_METADATA, PARAMTYPES_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
@@ -9,6 +8,7 @@ import { IS_PUBLIC, REQUIRES_MFA, ROLES_KEY } from '../../src/common/auth.decora
 import { PageQuery } from '../../src/common/pagination';
 import { ERROR_CODES } from '../../src/openapi/error-codes';
 import { startTestVault, TestVault } from '../support/vault';
+import { registeredRoutes } from '../support/routes';
 
 /**
  * The OpenAPI document served at /docs-json, against the running application: every route the Express router
@@ -52,24 +52,6 @@ interface Document {
 }
 
 const VERBS = ['get', 'put', 'post', 'delete', 'patch', 'options', 'head'];
-const EVERY_METHOD = METHODS.map((m) => m.toLowerCase());
-
-/** `METHOD /path` of every route layer of the Express 5 router, as test/e2e/role-matrix.e2e-spec.ts reads them. */
-function registeredRoutes(vault: TestVault): string[] {
-  const app = vault.app.getHttpAdapter().getInstance() as { router?: { stack?: Array<{ route?: { path: unknown; methods: Record<string, boolean | undefined> } }> } };
-  const stack = app.router?.stack;
-  if (!Array.isArray(stack)) throw new Error('expected an Express 5 application (app.router.stack); the HTTP adapter changed');
-  const out: string[] = [];
-  for (const layer of stack) {
-    if (!layer.route) continue;
-    const { path, methods } = layer.route;
-    if (typeof path !== 'string') throw new Error(`route with a non-string path: ${String(path)}`);
-    const verbs = Object.keys(methods).filter((m) => methods[m]);
-    if (verbs.includes('_all') || EVERY_METHOD.every((m) => verbs.includes(m))) out.push(`ALL ${path}`);
-    else for (const m of verbs) out.push(`${m.toUpperCase()} ${path}`);
-  }
-  return out;
-}
 
 /** Swagger UI and its document: served by SwaggerModule itself, not part of the API they describe. */
 const isDocsRoute = (route: string) => /^GET \/docs(\/|-json$|$)/.test(route);
