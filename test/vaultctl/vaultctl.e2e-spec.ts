@@ -326,6 +326,23 @@ describe('vaultctl against a running vault (e2e)', () => {
     expect(third.stdout).not.toContain('ran');
   });
 
+  it('break-glass: the operator skips approvals where the policy allows it; approvers list and review it afterwards', async () => {
+    const policyFile = join(tempDir(), 'policy.json');
+    writeFileSync(policyFile, JSON.stringify({ approvalsRequired: 1, breakGlassAllowed: true, breakGlassTtlSeconds: 900 }));
+    const account = await newAccount(['--policy-file', policyFile]);
+    const co = json<{ id: string; status: string; breakGlass: boolean }>(
+      expectExit(await cli(['--json', 'checkout', account.id, '-r', 'e2e: INC-1 prod down', '--break-glass', '--code', await operator.code()], { as: operator }), 0),
+    );
+    expect(co).toMatchObject({ status: 'active', breakGlass: true });
+    expect(expectExit(await cli(['review'], { as: approver }), 0).stdout).toContain(co.id);
+    expect(expectExit(await cli(['review', co.id], { as: approver }), 2).stderr).toMatch(/--comment/);
+    expect(expectExit(await cli(['review', co.id, '-m', 'mine'], { as: operator }), 5).stderr).toMatch(/FORBIDDEN/);
+    expect(expectExit(await cli(['review', co.id, '-m', 'justified by INC-1'], { as: approver }), 0).stdout).toMatch(/reviewed/);
+    expect(expectExit(await cli(['review'], { as: approver }), 0).stdout).not.toContain(co.id);
+    expect(expectExit(await cli(['review', co.id, '-m', 'again'], { as: approver }), 7).stderr).toMatch(/ALREADY_REVIEWED/);
+    expectExit(await cli(['checkin', co.id], { as: operator }), 0);
+  });
+
   it('one-time accounts: request, approve, claim once (8 after), revoke', async () => {
     const req = expectExit(
       await cli(['--json', 'ephemeral', 'request', '--target', targetId, '--vendor', vendor.id, '--ttl', '900', '-r', 'e2e: vendor upgrade'], { as: operator }),

@@ -1,12 +1,12 @@
 import { Command, Option } from 'commander';
 import { seg } from '../client';
 import { Context } from '../context';
-import { ApiError, clean } from '../errors';
+import { ApiError, clean, usage } from '../errors';
 import { note, out, short, table } from '../output';
 import type { Runtime } from '../program';
 import type { CheckoutView } from './checkouts';
 import type { EphemeralView } from './ephemeral';
-import { approvalsThatCount, Page } from './common';
+import { allPages, approvalsThatCount, Page } from './common';
 
 type Kind = 'checkout' | 'ephemeral';
 const PATHS: Record<Kind, string> = { checkout: '/v1/checkouts', ephemeral: '/v1/ephemeral-accounts' };
@@ -86,4 +86,23 @@ export function registerApprovals(program: Command, rt: Runtime): void {
         ctx.print(res, () => out(`${kind} ${res.id} is ${res.status}`));
       });
   }
+
+  program
+    .command('review')
+    .description('approvers: review a break-glass checkout after the fact (without an id: list those waiting for review)')
+    .argument('[checkoutId]')
+    .option('-m, --comment <text>', 'your finding, kept in the audit log (required with an id)')
+    .action(async (id: string | undefined, o: { comment?: string }, cmd: Command) => {
+      const ctx = Context.of(cmd, rt.execArgs);
+      if (!id) {
+        const waiting = await allPages<CheckoutView>(ctx.client(), '/v1/checkouts', { breakGlass: 'true', reviewed: 'false' });
+        ctx.print(waiting, () =>
+          table(['ID', 'REQUESTER', 'ACCOUNT', 'STATUS', 'REQUESTED', 'JUSTIFICATION'], waiting.map((c) => [c.id, c.requesterId, c.accountId, c.status, c.requestedAt, short(c.justification)])),
+        );
+        return;
+      }
+      if (!o.comment) throw usage('review needs --comment: what you found');
+      const res = await ctx.client().post<CheckoutView>(`/v1/checkouts/${seg(id)}/review`, { comment: o.comment });
+      ctx.print(res, () => out(`break-glass checkout ${res.id} reviewed`));
+    });
 }
