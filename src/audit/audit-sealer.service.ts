@@ -1,4 +1,4 @@
-import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { KeyringService } from '../crypto/keyring.service';
 import { ChainHead, chainLink, GENESIS_HASH, headMac } from './audit-chain';
@@ -14,7 +14,7 @@ const NUDGE_DELAY_MS = 25;
  * they only insert their event with its MAC.
  */
 @Injectable()
-export class AuditSealer implements OnApplicationShutdown {
+export class AuditSealer implements BeforeApplicationShutdown {
   private readonly logger = new Logger(AuditSealer.name);
   private running: Promise<void> | null = null;
   private again = false;
@@ -62,7 +62,8 @@ export class AuditSealer implements OnApplicationShutdown {
     }
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Before the database is closed (onApplicationShutdown is when TypeORM closes it): running work finishes first. */
+  async beforeApplicationShutdown(): Promise<void> {
     this.closed = true;
     await this.running;
   }

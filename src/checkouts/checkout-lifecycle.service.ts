@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AccountEntity } from '../accounts/account.entity';
 import { AccountPolicy, effectivePolicy } from '../accounts/policy';
@@ -48,7 +48,7 @@ interface Ended {
  * way, the rotation is recovered by the rotation engine and the cleanup claim lapses and is taken over by the sweep.
  */
 @Injectable()
-export class CheckoutLifecycleService implements OnApplicationShutdown {
+export class CheckoutLifecycleService implements BeforeApplicationShutdown {
   private readonly logger = new Logger(CheckoutLifecycleService.name);
   private readonly background = new BackgroundWork();
 
@@ -119,7 +119,8 @@ export class CheckoutLifecycleService implements OnApplicationShutdown {
     return rows.length;
   }
 
-  onApplicationShutdown(): Promise<void> {
+  /** Before the database is closed (onApplicationShutdown is when TypeORM closes it): running work finishes first. */
+  beforeApplicationShutdown(): Promise<void> {
     return this.background.settle();
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
@@ -35,7 +35,7 @@ const FINAL = ['denied', 'revoked', 'expired'];
  * step is claimed in the database, so several instances never work on the same account at once.
  */
 @Injectable()
-export class EphemeralProvisioner implements OnApplicationShutdown {
+export class EphemeralProvisioner implements BeforeApplicationShutdown {
   private readonly logger = new Logger(EphemeralProvisioner.name);
   private readonly background = new BackgroundWork();
 
@@ -165,7 +165,8 @@ export class EphemeralProvisioner implements OnApplicationShutdown {
     return { lapsed, removed };
   }
 
-  onApplicationShutdown(): Promise<void> {
+  /** Before the database is closed (onApplicationShutdown is when TypeORM closes it): running work finishes first. */
+  beforeApplicationShutdown(): Promise<void> {
     return this.background.settle();
   }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AccountEntity, accountSecretRef } from '../accounts/account.entity';
 import { AuditService } from '../audit/audit.service';
@@ -41,7 +41,7 @@ interface PendingRotation {
  * retried later with a fresh password (the admin credential can always set one), `needs_attention` at the limit.
  */
 @Injectable()
-export class RotationService implements OnApplicationShutdown {
+export class RotationService implements BeforeApplicationShutdown {
   readonly instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private readonly logger = new Logger(RotationService.name);
   private readonly running = new Set<Promise<unknown>>();
@@ -171,7 +171,8 @@ export class RotationService implements OnApplicationShutdown {
     while (this.running.size) await Promise.allSettled([...this.running]);
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Before the database is closed (onApplicationShutdown is when TypeORM closes it): running work finishes first. */
+  async beforeApplicationShutdown(): Promise<void> {
     await this.settle();
   }
 

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditSealer } from '../audit/audit-sealer.service';
 import { CheckoutLifecycleService } from '../checkouts/checkout-lifecycle.service';
@@ -12,7 +12,7 @@ import { APP_CONFIG, AppConfig } from '../config/config';
  * this interval picks up anything another instance or a failed pass left behind.
  */
 @Injectable()
-export class SchedulerService implements OnApplicationBootstrap {
+export class SchedulerService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(SchedulerService.name);
 
   constructor(
@@ -33,6 +33,11 @@ export class SchedulerService implements OnApplicationBootstrap {
     this.registry.addInterval('ephemeral-reaper', setInterval(() => void this.reaper(), this.config.ephemeral.sweepMs));
     void this.sweep(); // recovery at start-up: pending rotations left by a dead instance
     void this.reaper(); // and one-time accounts a dead instance may have left on a target
+  }
+
+  /** No new sweep starts while the services finish what is running (their beforeApplicationShutdown). */
+  beforeApplicationShutdown(): void {
+    for (const name of this.registry.getIntervals()) this.registry.deleteInterval(name);
   }
 
   private readonly busy = new Set<string>();
