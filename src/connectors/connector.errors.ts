@@ -4,6 +4,8 @@ export type ConnectorErrorCode =
   | 'TARGET_UNREACHABLE'
   | 'TARGET_AUTH_FAILED'
   | 'TARGET_HOST_KEY_MISMATCH'
+  | 'TARGET_HOST_KEY_UNPINNED'
+  | 'TARGET_IDENTITY_UNVERIFIED'
   | 'TARGET_TIMEOUT'
   | 'TARGET_INVALID_NAME'
   | 'TARGET_ERROR';
@@ -14,7 +16,7 @@ export class ConnectorError extends DomainException {
     readonly connectorCode: ConnectorErrorCode,
     message: string,
   ) {
-    super(connectorCode === 'TARGET_INVALID_NAME' ? 400 : 502, connectorCode, message);
+    super(connectorCode === 'TARGET_INVALID_NAME' ? 400 : connectorCode === 'TARGET_HOST_KEY_UNPINNED' ? 409 : 502, connectorCode, message);
   }
 }
 

@@ -18,7 +18,10 @@ export interface ConnectorTarget {
   adminPassword?: string;
   adminPrivateKey?: string;
   adminPassphrase?: string;
-  /** `hostKeySha256` (SSH pin, base64 without padding), `sudo` (SSH), `database` (PostgreSQL/MySQL). */
+  /**
+   * `hostKeySha256` (SSH pin, base64 without padding; required before any credential is sent), `sudo` (SSH),
+   * `database` (PostgreSQL/MySQL), `tls`/`tlsCa`/`tlsCertSha256` (PostgreSQL/MySQL server identity).
+   */
   options: TargetOptions;
 }
 
@@ -30,12 +33,43 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/**
+ * One thing the vault needs the target's administrator to be able to do, probed by verify without changing anything.
+ * Codes are stable (README "Least-privilege administrators" lists them with the grant that satisfies each).
+ */
+export interface Capability {
+  /** e.g. `SSH_PRIVILEGE`, `SSH_USER_MANAGEMENT`, `PG_CREATEROLE`, `PG_SIGNAL_BACKEND`, `MYSQL_CREATE_USER`, `MYSQL_CONNECTION_ADMIN`. */
+  code: string;
+  ok: boolean;
+  /** What was found and, when missing, what to grant. Never a secret. */
+  message: string;
+}
+
 export interface VerifyResult {
   ok: true;
-  /** What the server says it is (`SHOW server_version`, `SELECT VERSION()`, the SSH banner). */
+  /** What the server says it is (`SHOW server_version`, `SELECT VERSION()`, `uname -sr`). */
   serverVersion?: string;
-  /** SSH: the SHA-256 of the host key that was presented (base64, no padding): recorded at first verify. */
+  /** SSH: the SHA-256 of the host key that was presented (base64, no padding); always equal to the pin. */
   hostKeySha256?: string;
+  /** SSH: how privileged commands run — as root, through sudo without a password, or sudo with the admin's password. */
+  privilege?: 'root' | 'sudo-nopasswd' | 'sudo-password';
+  /** Every capability the vault relies on for this target type, present or not (verify reports all, never stops at the first). */
+  capabilities: Capability[];
+}
+
+/**
+ * What an ephemeral policy (all it allows) or a request (what it asks) would hand a one-time account, checked against the
+ * target's own catalog by {@link Connector.inspectAccess}.
+ */
+export interface AccessInspection {
+  /** SSH supplementary groups. */
+  groups?: string[];
+  /** PostgreSQL databases CONNECT would be granted on. */
+  databases?: string[];
+  /** PostgreSQL roles that would be granted. */
+  roles?: string[];
+  /** MySQL grants. */
+  grants?: Array<{ privileges: string[]; on: string }>;
 }
 
 /** An account's login on the target. `username` has passed the type's strict name pattern. */
@@ -68,7 +102,26 @@ export interface EphemeralAccess {
 export interface Connector {
   readonly type: TargetType;
 
-  /** Logs in with the admin credential and reports the server version (and the SSH host key). */
+  /**
+   * SSH only: connects, reads the host key the server presents and disconnects before authenticating (nothing is
+   * sent). What an admin confirms out of band before the key is pinned.
+   */
+  hostKey?(target: ConnectorTarget, opts?: CallOptions): Promise<string>;
+
+  /**
+   * Checks what a policy or request would hand a one-time account against the target's own catalog (allow-list,
+   * INVARIANT 20): resolves to the refusals, one readable line each (empty: all allowed). Throws only when the target
+   * cannot be asked.
+   */
+  inspectAccess(target: ConnectorTarget, access: AccessInspection, opts?: CallOptions): Promise<string[]>;
+
+  /** Whether `username` is the target's administrator itself: the same name, or (SSH) the same uid. */
+  isAdmin(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<boolean>;
+
+  /**
+   * Logs in with the admin credential and reports the server version, (SSH) the host key and privilege mode, and every
+   * capability the vault needs. Throws only when the admin cannot log in or the target's identity is not established.
+   */
   verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult>;
 
   /** Sets an existing account's password through the admin credential (Vault's UpdateUser). */
@@ -83,6 +136,10 @@ export interface Connector {
   /** Ends the account's sessions and removes it (Vault's DeleteUser). Succeeds when it is already gone. */
   revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void>;
 
-  /** Ends every live session of the account (PostgreSQL pg_terminate_backend, MySQL KILL, SSH pkill -KILL -u). */
+  /**
+   * Ends the account's login sessions and what runs under them — never every process of a system account (INVARIANT 18):
+   * SSH: the sshd sessions opened as the account (and their audit sessions); PostgreSQL: its client backends; MySQL: its
+   * client connections. Refused for the admin itself.
+   */
   terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { ACCOUNT_NAME_PATTERNS } from '../targets/names';
 import { ConnectorError, isUnreachable } from './connector.errors';
-import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from './connector.interface';
+import { AccessInspection, AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from './connector.interface';
 import { GROUP_OR_ROLE_PATTERN } from '../targets/names';
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
@@ -41,6 +41,25 @@ export class SafeConnector implements Connector {
     return this.run(target, [], opts, (o) => this.inner.verify(target, o));
   }
 
+  async hostKey(target: ConnectorTarget, opts?: CallOptions): Promise<string> {
+    const inner = this.inner.hostKey?.bind(this.inner);
+    if (!inner) throw new ConnectorError('TARGET_INVALID_NAME', `${target.type} targets have no host key`);
+    return this.run(target, [], opts, (o) => inner(target, o));
+  }
+
+  async inspectAccess(target: ConnectorTarget, access: AccessInspection, opts?: CallOptions): Promise<string[]> {
+    for (const name of [...(access.groups ?? []), ...(access.roles ?? []), ...(access.databases ?? [])]) {
+      if (!GROUP_OR_ROLE_PATTERN.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
+    }
+    return this.run(target, [], opts, (o) => this.inner.inspectAccess(target, access, o));
+  }
+
+  async isAdmin(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<boolean> {
+    this.checkName(target, username);
+    if (username === target.adminUsername) return true;
+    return this.run(target, [], opts, (o) => this.inner.isAdmin(target, username, o));
+  }
+
   async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
     this.checkAccount(target, account);
     return this.run(target, [account.password], opts, (o) => this.inner.rotate(target, account, o));
@@ -73,6 +92,10 @@ export class SafeConnector implements Connector {
 
   async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
     this.checkName(target, username);
+    // the vault's own sessions (and every other instance's) run as the admin: never end them
+    if (username === target.adminUsername) {
+      throw new ConnectorError('TARGET_INVALID_NAME', 'the sessions of the target\'s administrator are never ended by the vault');
+    }
     return this.run(target, [], opts, (o) => this.inner.terminateSessions(target, username, o));
   }
 

@@ -28,7 +28,18 @@ export function isValidAccountName(type: TargetType, name: string): boolean {
 
 /** SSH supplementary groups and PostgreSQL roles a one-time account may be given. */
 export const GROUP_OR_ROLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
-/** MySQL privileges a one-time account may be granted (no GRANT OPTION, no SUPER, no user management). */
-export const MYSQL_PRIVILEGE_PATTERN = /^(ALL|ALL PRIVILEGES|SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|INDEX|ALTER|EXECUTE|SHOW VIEW|CREATE VIEW|TRIGGER|REFERENCES|LOCK TABLES|CREATE TEMPORARY TABLES|EVENT|PROCESS|RELOAD)$/i;
+/**
+ * MySQL privileges a one-time account may be granted (an allow-list, INVARIANT 20): work on data and tables of named
+ * databases. Never ALL or GRANT OPTION, nothing that makes objects running with their definer's rights after the
+ * account is gone (CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, CREATE VIEW), nothing that administers the server.
+ */
+export const MYSQL_ALLOWED_PRIVILEGES = [
+  'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'INDEX', 'ALTER', 'SHOW VIEW', 'REFERENCES', 'LOCK TABLES', 'CREATE TEMPORARY TABLES', 'EXECUTE',
+] as const;
+export const MYSQL_PRIVILEGE_PATTERN = new RegExp(`^(${MYSQL_ALLOWED_PRIVILEGES.join('|')})$`, 'i');
+/** Schemas no one-time account is granted anything on. */
+export const MYSQL_SYSTEM_SCHEMAS = ['mysql', 'sys', 'performance_schema', 'information_schema'] as const;
+/** SSH groups never given to a one-time account, whatever their gid (root-equivalent or reading secrets/logs). */
+export const SSH_FORBIDDEN_GROUPS = ['root', 'sudo', 'wheel', 'admin', 'adm', 'docker', 'lxd', 'libvirt', 'kvm', 'disk', 'shadow', 'staff', 'systemd-journal', 'video', 'tty'] as const;
 /** `db.table`, either part `*`. */
 export const MYSQL_GRANT_TARGET_PATTERN = /^(\*|[A-Za-z0-9_$]{1,64})\.(\*|[A-Za-z0-9_$]{1,64})$/;

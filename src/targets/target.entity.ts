@@ -7,6 +7,15 @@ export interface TargetOptions {
   database?: string;
   /** MySQL: the host part of the account names the vault manages (default '%'). */
   accountHost?: string;
+  /**
+   * PostgreSQL: require TLS with a verified server certificate (MySQL/MariaDB: always required). Verified against
+   * `tlsCa` (PEM) when given, else the system's CAs; the certificate must name the target's host.
+   */
+  tls?: boolean;
+  /** PEM CA bundle the server certificate must chain to. */
+  tlsCa?: string;
+  /** Pin: SHA-256 of the server certificate (DER), as upper-case hex pairs joined by ':' (Node's fingerprint256). */
+  tlsCertSha256?: string;
 }
 
 @Entity({ name: 'targets' })

@@ -96,6 +96,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   REQUEST_ENDED: conflict('the request is over'),
   NOT_APPROVED: conflict('the request is still waiting for approval'),
   ALREADY_DECIDED: conflict('you already approved or denied it'),
+  TARGET_HOST_KEY_UNPINNED: conflict('compare the presented host key with the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then: vaultctl targets verify <id> --host-key SHA256:…'),
   ALREADY_REVIEWED: conflict(),
   NOT_BREAK_GLASS: conflict(),
   // 410
@@ -109,6 +110,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   TARGET_AUTH_FAILED: target("the target refused the vault's administrator login; fix the target's admin credential"),
   TARGET_TIMEOUT: target('the target did not answer in time'),
   TARGET_HOST_KEY_MISMATCH: target("the target's SSH host key changed; if that is expected, update options.hostKeySha256"),
+  TARGET_IDENTITY_UNVERIFIED: target('the server at that address did not prove it is the target (cleartext/MD5 password asked, no TLS, or a certificate that fails verification); nothing was sent'),
   TARGET_ERROR: target('the target failed the operation'),
   // 5xx
   UNAVAILABLE: { exit: EXIT.UNAVAILABLE, hint: 'the vault is not ready (database unreachable?); try again later' },

@@ -16,8 +16,17 @@ export class MysqlConnector implements Connector {
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {
       const [rows] = await c.query<Array<{ v: string } & import('mysql2').RowDataPacket>>('SELECT VERSION() AS v');
-      return { ok: true, serverVersion: `MySQL ${rows[0].v}` };
+      return { ok: true, serverVersion: `MySQL ${rows[0].v}`, capabilities: [] };
     });
+  }
+
+  // TODO(issue 11): replaced by the real catalog check and identity check
+  async inspectAccess(): Promise<string[]> {
+    throw new ConnectorError('TARGET_ERROR', 'inspectAccess is not implemented yet');
+  }
+
+  async isAdmin(): Promise<boolean> {
+    throw new ConnectorError('TARGET_ERROR', 'isAdmin is not implemented yet');
   }
 
   async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {

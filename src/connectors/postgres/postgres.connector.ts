@@ -15,8 +15,17 @@ export class PostgresConnector implements Connector {
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {
       const { rows } = await c.query<{ server_version: string }>('SHOW server_version');
-      return { ok: true, serverVersion: `PostgreSQL ${rows[0].server_version}` };
+      return { ok: true, serverVersion: `PostgreSQL ${rows[0].server_version}`, capabilities: [] };
     });
+  }
+
+  // TODO(issue 11): replaced by the real catalog check and identity check
+  async inspectAccess(): Promise<string[]> {
+    throw new ConnectorError('TARGET_ERROR', 'inspectAccess is not implemented yet');
+  }
+
+  async isAdmin(): Promise<boolean> {
+    throw new ConnectorError('TARGET_ERROR', 'isAdmin is not implemented yet');
   }
 
   async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {

@@ -42,7 +42,16 @@ export class SshConnector implements Connector {
       const uname = await this.exec(conn, target, 'uname -sr', '', false);
       return uname.stdout.trim();
     }, (fp) => (presented = fp));
-    return { ok: true, serverVersion: result, hostKeySha256: presented };
+    return { ok: true, serverVersion: result, hostKeySha256: presented, capabilities: [] };
+  }
+
+  // TODO(issue 11): replaced by the real catalog check and identity check
+  async inspectAccess(): Promise<string[]> {
+    throw new ConnectorError('TARGET_ERROR', 'inspectAccess is not implemented yet');
+  }
+
+  async isAdmin(): Promise<boolean> {
+    throw new ConnectorError('TARGET_ERROR', 'isAdmin is not implemented yet');
   }
 
   async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
