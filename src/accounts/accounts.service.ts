@@ -31,12 +31,21 @@ export class AccountsService {
     const policy = resolvePolicy(dto.policy);
     const id = randomUUID();
     let onboarding: string | undefined;
-    const created = await this.audit.transaction(async (em, audit) => {
-      const target = await this.targets.find(em, dto.targetId).catch((e: unknown) => {
+    const findTarget = (em: EntityManager, lock = false) =>
+      this.targets.find(em, dto.targetId, lock).catch((e: unknown) => {
         throw e instanceof DomainException && e.status === 404 ? Errors.validation('targetId: no such target') : e;
       });
-      if (!isValidAccountName(target.type, dto.username)) {
-        throw Errors.validation(`username is not a valid ${target.type} account name`);
+    const checked = await findTarget(this.dataSource.manager);
+    if (!isValidAccountName(checked.type, dto.username)) {
+      throw Errors.validation(`username is not a valid ${checked.type} account name`);
+    }
+    // asked of the target before anything is written (SSH: is it the admin's uid under another name?)
+    await this.targets.refuseAdminAccount(checked, dto.username);
+    const created = await this.audit.transaction(async (em, audit) => {
+      // locked, and checked again: the target's admin cannot have been changed to this account meanwhile
+      const target = await findTarget(em, true);
+      if (target.adminUsername !== checked.adminUsername || target.host !== checked.host) {
+        throw Errors.conflict('TARGET_IN_USE', 'the target changed while the account was being added; try again');
       }
       try {
         await em.getRepository(AccountEntity).insert({

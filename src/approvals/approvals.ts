@@ -71,9 +71,14 @@ export async function recordDecision(
     [request.id, actor.id, decision, request.digest, input.comment ?? null, now],
   );
   if (inserted.length !== 1) throw Errors.conflict('ALREADY_DECIDED', 'you already decided on this request');
+  return countApprovals(em, where, request.id, request.digest);
+}
+
+/** The approvals given for this exact request (its digest now). */
+export async function countApprovals(em: EntityManager, where: DecisionTable, requestId: string, digest: string): Promise<number> {
   const [{ n }]: Array<{ n: number }> = await em.query(
     `SELECT count(*)::int AS n FROM ${where.table} WHERE ${where.requestColumn} = $1 AND decision = 'approve' AND request_digest = $2`,
-    [request.id, request.digest],
+    [requestId, digest],
   );
   return n;
 }

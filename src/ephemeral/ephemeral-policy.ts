@@ -2,9 +2,11 @@ import { Type } from 'class-transformer';
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsInt, IsObject, IsString, Matches, Max, Min, ValidateNested } from 'class-validator';
 import { DomainException, Errors } from '../common/errors';
 import { Optional } from '../common/validation';
-import type { EphemeralAccess } from '../connectors/connector.interface';
+import type { AccessInspection, EphemeralAccess } from '../connectors/connector.interface';
 import type { TargetType } from '../crypto/password-generator';
-import { DATABASE_NAME_PATTERN, GROUP_OR_ROLE_PATTERN, MYSQL_GRANT_TARGET_PATTERN, MYSQL_PRIVILEGE_PATTERN } from '../targets/names';
+import {
+  DATABASE_NAME_PATTERN, GROUP_OR_ROLE_PATTERN, MYSQL_GRANT_TARGET_PATTERN, MYSQL_PRIVILEGE_PATTERN, MYSQL_SYSTEM_SCHEMAS, SSH_FORBIDDEN_GROUPS,
+} from '../targets/names';
 
 const WEEK = 7 * 24 * 3600;
 
@@ -55,23 +57,29 @@ export class EphemeralAccessDto {
 }
 
 /**
- * What no policy may hand a one-time account, because it would let the vendor make access that outlives the account
- * (new users, server files, root-equivalent groups): refused at PUT with 400 and the names.
+ * What no policy may hand a one-time account whatever the target says, because it would let the vendor make access that
+ * outlives the account (new users, server files, root-equivalent groups, global or system-schema grants). Refused at
+ * PUT with 400 POLICY_NOT_ALLOWED before the target's own catalog is asked (EphemeralService.setPolicy, the connectors'
+ * inspectAccess) about the rest: whether each group, role, database and table exists and is harmless.
  */
-const FORBIDDEN_GROUPS = new Set(['root', 'sudo', 'wheel', 'admin', 'adm', 'docker', 'lxd', 'libvirt', 'disk', 'shadow', 'staff', 'systemd-journal']);
-const FORBIDDEN_ROLES = new Set(['postgres', 'pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_signal_backend', 'pg_create_subscription']);
-const SYSTEM_SCHEMAS = new Set(['mysql', 'sys', 'performance_schema', 'information_schema']);
+export function staticRefusals(p: Pick<EphemeralPolicy, 'allowedGroups' | 'allowedRoles' | 'allowedGrants'>): string[] {
+  return [
+    ...p.allowedGroups.filter((g) => (SSH_FORBIDDEN_GROUPS as readonly string[]).includes(g)).map((g) => `group ${g}: root-equivalent or reads what it must not`),
+    ...p.allowedRoles.filter((r) => r === 'postgres' || r.toLowerCase().startsWith('pg_')).map((r) => `role ${r}: a predefined or bootstrap role`),
+    ...p.allowedGrants.flatMap((g) => {
+      const db = g.on.split('.')[0];
+      if (db === '*') return [`${g.privileges.join(', ')} on ${g.on}: a global grant`];
+      if ((MYSQL_SYSTEM_SCHEMAS as readonly string[]).includes(db.toLowerCase())) return [`${g.privileges.join(', ')} on ${g.on}: a system schema`];
+      return [];
+    }),
+  ];
+}
+
+export const policyNotAllowed = (refused: string[]) =>
+  new DomainException(400, 'POLICY_NOT_ALLOWED', `the policy may not allow: ${refused.slice(0, 10).join('; ')}`, { refused: refused.slice(0, 50) });
 
 export function policyFrom(dto: EphemeralPolicyDto): EphemeralPolicy {
-  const refused = [
-    ...(dto.allowedGroups ?? []).filter((g) => FORBIDDEN_GROUPS.has(g)).map((g) => `group ${g}`),
-    ...(dto.allowedRoles ?? []).filter((r) => FORBIDDEN_ROLES.has(r)).map((r) => `role ${r}`),
-    ...(dto.allowedGrants ?? [])
-      .filter((g) => g.on === '*.*' ? g.privileges.some((p) => /^ALL|PROCESS|RELOAD/i.test(p)) : SYSTEM_SCHEMAS.has(g.on.split('.')[0].toLowerCase()))
-      .map((g) => `${g.privileges.join(', ')} on ${g.on}`),
-  ];
-  if (refused.length) throw Errors.validation(`the policy may not allow: ${refused.slice(0, 10).join('; ')}`);
-  return {
+  const policy: EphemeralPolicy = {
     approvalsRequired: dto.approvalsRequired,
     maxTtlSeconds: dto.maxTtlSeconds,
     allowedGroups: dto.allowedGroups ?? [],
@@ -79,6 +87,16 @@ export function policyFrom(dto: EphemeralPolicyDto): EphemeralPolicy {
     allowedRoles: dto.allowedRoles ?? [],
     allowedGrants: (dto.allowedGrants ?? []).map((g) => ({ privileges: g.privileges.map((p) => p.toUpperCase()), on: g.on })),
   };
+  const refused = staticRefusals(policy);
+  if (refused.length) throw policyNotAllowed(refused);
+  return policy;
+}
+
+/** What a policy (everything it allows on a target of this type) or a request's access hands out, for the target's catalog check. */
+export function inspectionOf(type: TargetType, what: { groups?: string[]; databases?: string[]; roles?: string[]; grants?: EphemeralAccess['grants'] }): AccessInspection | null {
+  const inspection: AccessInspection =
+    type === 'ssh' ? { groups: what.groups ?? [] } : type === 'postgres' ? { roles: what.roles ?? [], databases: what.databases ?? [] } : { grants: what.grants ?? [] };
+  return Object.values(inspection).some((v) => v.length > 0) ? inspection : null;
 }
 
 const FIELDS_FOR: Record<TargetType, Array<keyof EphemeralAccess>> = { ssh: ['groups'], postgres: ['database', 'grantRoles'], mysql: ['grants'] };

@@ -57,6 +57,7 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
 
   /** The vendor's one claim (MFA): creates the account just in time and answers its credential, once. */
   async claim(actor: Actor, id: string): Promise<ClaimView> {
+    await this.checkTargetStillAllows(actor, id);
     const intent = await this.audit.transaction(async (em, audit) => {
       const row = await this.ephemeral.find(em, actor, id, true);
       if (row.vendorId !== actor.id) throw Errors.forbidden('only the vendor it is for may claim it');
@@ -66,12 +67,15 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
       if (row.status !== 'approved') throw Errors.conflict('REQUEST_ENDED', `the request is ${row.status}`);
       const vendor = await em.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
       const target = await findByIdOrThrow(em, TargetEntity, row.targetId, 'target');
+      // the policy in force now decides, not the one the request was approved under
+      const ttlSeconds = await this.ephemeral.checkAgainstPolicyInForce(em, audit, row, target.type);
+      if (ttlSeconds === null) return null;
       // everything that can fail without touching the target is done before the intent is committed
       const username = generateUsername(vendor.username, target.type);
       const password = this.generator.generate(target.type, { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
       const connectorTarget = await this.targets.connectorTarget(target);
       const now = this.clock.now();
-      const expiresAt = new Date(now.getTime() + row.ttlSeconds * SECOND);
+      const expiresAt = new Date(now.getTime() + ttlSeconds * SECOND);
       await em.query(
         `UPDATE ephemeral_accounts SET status = 'creating', username = $2, claimed_at = $3, expires_at = $4, claimed_by = $5,
                 claimed_until = now() + make_interval(secs => $6), version = version + 1 WHERE id = $1`,
@@ -80,6 +84,7 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
       await audit({ type: 'ephemeral.claimed', actor, subjectType: 'ephemeral_account', subjectId: id, details: { targetId: target.id, username, expiresAt: expiresAt.toISOString() } });
       return { row, target, username, password, connectorTarget, expiresAt };
     });
+    if (!intent) throw Errors.conflict('NOT_APPROVED', "the target's policy now asks for more approvals than this request has; it is waiting for approval again");
     this.crash('ephemeral-after-intent');
     const { row, target, username, password, connectorTarget, expiresAt } = intent;
     try {
@@ -107,6 +112,21 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
       throw Errors.gone('REVOKED', 'the one-time account was revoked while it was being created');
     }
     return { id, username, password, host: target.host, port: target.port, expiresAt: expiresAt.toISOString() };
+  }
+
+  /**
+   * Before the intent, with no lock held while the target answers: what the request would hand out is checked again
+   * against the target's own catalog (a role may have become privileged since the policy was set). Anything that is
+   * not claimable now is left to the claim's own checks.
+   */
+  private async checkTargetStillAllows(actor: Actor, id: string): Promise<void> {
+    const em = this.dataSource.manager;
+    const row = await this.ephemeral.find(em, actor, id);
+    if (row.status !== 'approved' || row.claimedAt || row.vendorId !== actor.id) return;
+    const target = await findByIdOrThrow(em, TargetEntity, row.targetId, 'target');
+    const a = row.access;
+    const refused = await this.ephemeral.refusedByTarget(target, { groups: a.groups, roles: a.grantRoles, databases: a.database ? [a.database] : [], grants: a.grants });
+    if (refused.length) throw new DomainException(403, 'ACCESS_NOT_ALLOWED', `the target no longer allows what this request asks: ${refused.slice(0, 5).join('; ')}`);
   }
 
   /**

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, EntityManager, In } from 'typeorm';
 import { DecisionDto } from '../approvals/approvals.dto';
-import { recordDecision, requestDigest } from '../approvals/approvals';
+import { countApprovals, recordDecision, requestDigest } from '../approvals/approvals';
 import { AuditService } from '../audit/audit.service';
+import type { AuditInput } from '../audit/audit.types';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { Page } from '../common/pagination';
@@ -13,7 +14,9 @@ import { findByIdOrThrow, keysetPage } from '../database/queries';
 import { Actor } from '../identity/actor';
 import { UserEntity } from '../identity/user.entity';
 import { TargetEntity } from '../targets/target.entity';
-import { checkAccess, DEFAULT_EPHEMERAL_POLICY, EphemeralPolicy, EphemeralPolicyDto, policyFrom } from './ephemeral-policy';
+import { ConnectorRegistry } from '../connectors/connector.registry';
+import { TargetsService } from '../targets/targets.service';
+import { checkAccess, staticRefusals, DEFAULT_EPHEMERAL_POLICY, EphemeralPolicy, EphemeralPolicyDto, inspectionOf, policyFrom, policyNotAllowed } from './ephemeral-policy';
 import { CreateEphemeralDto, EphemeralListQuery, EphemeralView, mapEphemeral } from './ephemeral.dto';
 import { EphemeralAccountEntity, EphemeralApprovalEntity } from './ephemeral.entity';
 
@@ -33,6 +36,8 @@ export class EphemeralService {
     private readonly dataSource: DataSource,
     private readonly audit: AuditService,
     private readonly keyring: KeyringService,
+    private readonly targets: TargetsService,
+    private readonly connectors: ConnectorRegistry,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -137,10 +142,22 @@ export class EphemeralService {
     return this.policyOf(this.dataSource.manager, targetId);
   }
 
+  /**
+   * Sets what one-time accounts on the target may have. Beyond the static rules (policyFrom), everything it allows is
+   * checked against the target's own catalog first (INVARIANT 20): each group, role, database or table must exist and
+   * give nothing privileged; any refusal is 400 POLICY_NOT_ALLOWED listing them, and nothing is stored.
+   */
   async setPolicy(actor: Actor, targetId: string, dto: EphemeralPolicyDto): Promise<EphemeralPolicy> {
     const policy = policyFrom(dto);
+    const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, targetId, 'target');
+    const refused = await this.refusedByTarget(target, { groups: policy.allowedGroups, roles: policy.allowedRoles, databases: policy.allowedDatabases, grants: policy.allowedGrants });
+    if (refused.length) throw policyNotAllowed(refused);
     await this.audit.transaction(async (em, audit) => {
-      await findByIdOrThrow(em, TargetEntity, targetId, 'target', true);
+      const current = await findByIdOrThrow(em, TargetEntity, targetId, 'target', true);
+      // checked against this server as this admin: a target moved meanwhile is checked again
+      if (current.host !== target.host || current.port !== target.port || current.adminUsername !== target.adminUsername) {
+        throw Errors.conflict('TARGET_IN_USE', 'the target changed while its policy was being checked; try again');
+      }
       await em.query(
         `INSERT INTO ephemeral_policies (target_id, policy) VALUES ($1, $2)
          ON CONFLICT (target_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
@@ -151,7 +168,18 @@ export class EphemeralService {
     return policy;
   }
 
-  private async policyOf(em: EntityManager, targetId: string): Promise<EphemeralPolicy> {
+  /**
+   * What the target's own catalog refuses of these groups/roles/databases/grants (the connector's inspectAccess);
+   * nothing to ask when they are empty.
+   */
+  async refusedByTarget(target: TargetEntity, what: Parameters<typeof inspectionOf>[1]): Promise<string[]> {
+    const inspection = inspectionOf(target.type, what);
+    if (!inspection) return [];
+    return this.connectors.get(target.type).inspectAccess(await this.targets.connectorTarget(target), inspection);
+  }
+
+  /** The target's ephemeral policy as it is now (the default until an admin sets one). */
+  async policyOf(em: EntityManager, targetId: string): Promise<EphemeralPolicy> {
     const [row]: Array<{ policy: EphemeralPolicy }> = await em.query('SELECT policy FROM ephemeral_policies WHERE target_id = $1', [targetId]);
     return { ...DEFAULT_EPHEMERAL_POLICY, ...row?.policy };
   }
@@ -163,6 +191,26 @@ export class EphemeralService {
     if (row.vendorId === actor.id) pending.requesterId = actor.id;
     const approvals = await recordDecision(em, DECISIONS, pending, actor, decision, dto, this.clock.now(), 'REQUEST_NOT_PENDING');
     return { row, approvals };
+  }
+
+  /**
+   * The claim's check of an approved request against the target's policy as it is NOW (an admin may have narrowed it
+   * since the approval): access it no longer allows is 403 ACCESS_NOT_ALLOWED; a lifetime above its maximum is cut to
+   * it; when it now needs more approvals than were given, the request goes back to `pending_approval` (committed) and
+   * the claim answers 409 NOT_APPROVED. Resolves to the lifetime the account gets, or null when it needs approvals.
+   */
+  async checkAgainstPolicyInForce(em: EntityManager, audit: (input: AuditInput) => Promise<string>, row: EphemeralAccountEntity, type: TargetEntity['type']): Promise<number | null> {
+    const policy = await this.policyOf(em, row.targetId);
+    const refused = staticRefusals(policy);
+    if (refused.length) throw new DomainException(403, 'ACCESS_NOT_ALLOWED', `the target's ephemeral policy allows what no one-time account may have (${refused.slice(0, 5).join('; ')}); an admin must fix it`);
+    checkAccess(type, policy, row.access);
+    const approvals = await countApprovals(em, DECISIONS, row.id, this.digest(row));
+    if (approvals < policy.approvalsRequired) {
+      await em.query("UPDATE ephemeral_accounts SET status = 'pending_approval', approvals_required = $2, version = version + 1 WHERE id = $1", [row.id, policy.approvalsRequired]);
+      await audit({ type: 'ephemeral.reapproval_required', actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details: { approvals, approvalsRequired: policy.approvalsRequired } });
+      return null;
+    }
+    return Math.min(row.ttlSeconds, policy.maxTtlSeconds);
   }
 
   /** What an approval is bound to: target, vendor, requester, lifetime, justification and the access asked for. */

@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   TARGET_ERROR: { status: 502, description: 'The target failed the operation (message redacted of secrets).' },
 
   // accounts
+  ACCOUNT_IS_TARGET_ADMIN: { status: 409, description: "The account is the target's own administrator (by name, or SSH: the same uid); the vault never vaults it, nor makes a vaulted account the admin." },
   ACCOUNT_EXISTS: { status: 409, description: 'The target already has an account with this username in the vault.' },
   ACCOUNT_BUSY: { status: 409, description: 'The account is not in a state that allows this now (checked out, rotating, or owes a cleanup or a review); try again later.' },
   ACCOUNT_CHECKED_OUT: { status: 409, description: 'Another checkout holds (or awaits approval for) the account.' },
@@ -69,6 +70,7 @@ export const ERROR_CODES = {
   ALREADY_REVIEWED: { status: 409, description: 'The break-glass checkout was already reviewed.' },
 
   // one-time (ephemeral) accounts
+  POLICY_NOT_ALLOWED: { status: 400, description: "An ephemeral policy allows what no one-time account may have (global or system-schema grants, privileged or missing roles, system groups…), checked against the target's own catalog; `refused` lists each problem." },
   ACCESS_NOT_ALLOWED: { status: 403, description: "The target's ephemeral policy does not allow the access asked for." },
   ALREADY_CLAIMED: { status: 410, description: 'The one-time account was already claimed; its credential is answered only once.' },
   NOT_APPROVED: { status: 409, description: 'The request is still waiting for approval.' },

@@ -5,7 +5,7 @@ import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
 import { ApiErrors, TARGET_FAILURES } from '../openapi/error-codes';
-import { CreateTargetDto, TargetListQuery, TargetView, UpdateTargetDto } from './targets.dto';
+import { CreateTargetDto, TargetListQuery, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView } from './targets.dto';
 import { TargetsService } from './targets.service';
 
 @ApiTags('Targets')
@@ -43,13 +43,16 @@ export class TargetsController {
     return this.targets.update(actor, id, dto);
   }
 
-  @ApiOperation({ summary: "Log in with the target's admin credential (pins an SSH host key on first verify)" })
+  @ApiOperation({
+    summary: "Log in with the target's admin credential and report every capability the vault needs",
+    description: 'An SSH target without a pinned host key answers 409 TARGET_HOST_KEY_UNPINNED with `presentedHostKeySha256`; verify again with that `hostKeySha256`, once compared with the server, to pin it.',
+  })
   @ApiErrors(...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME'))
   @Roles('admin')
   @Post(':id/verify')
   @HttpCode(200)
-  verify(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<{ ok: true; serverVersion?: string }> {
-    return this.targets.verify(actor, id);
+  verify(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: VerifyTargetDto): Promise<VerifyView> {
+    return this.targets.verify(actor, id, dto);
   }
 
   @ApiOperation({ summary: 'Delete a target without accounts or open one-time accounts' })

@@ -1,8 +1,10 @@
+import { X509Certificate } from 'node:crypto';
 import { Type } from 'class-transformer';
 import {
   IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy, ValidateNested,
 } from 'class-validator';
 import { PageQuery } from '../common/pagination';
+import type { Capability } from '../connectors/connector.interface';
 import { Optional } from '../common/validation';
 import type { TargetType } from '../crypto/password-generator';
 import { ADMIN_NAME_PATTERN, DATABASE_NAME_PATTERN, HOST_KEY_SHA256_PATTERN, isValidHost, TARGET_NAME_PATTERN } from './names';
@@ -14,6 +16,33 @@ const IsHost = () =>
 
 export const TARGET_TYPES: TargetType[] = ['ssh', 'postgres', 'mysql'];
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+const CERT_SHA256_PATTERN = /^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/;
+
+/** One or more PEM certificates, each of which parses. */
+const IsPemCertificates = () =>
+  ValidateBy({
+    name: 'isPemCertificates',
+    validator: {
+      validate: (v: unknown) => {
+        if (typeof v !== 'string') return false;
+        const pems = v.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+        if (pems.length === 0 || pems.length > 50) return false;
+        try {
+          for (const pem of pems) new X509Certificate(pem);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      defaultMessage: () => 'tlsCa must be one or more PEM certificates',
+    },
+  });
+
+/** Node's fingerprint256 form: upper-case hex pairs joined by ':'. */
+export function normalizeCertSha256(v: string): string {
+  const hex = v.replace(/:/g, '').toUpperCase();
+  return hex.match(/../g)!.join(':');
+}
 
 export class TargetAdminDto {
   @IsString() @Matches(ADMIN_NAME_PATTERN, { message: 'username has characters that are not allowed' }) username: string;
@@ -27,6 +56,26 @@ export class TargetOptionsDto implements TargetOptions {
   @Optional() @IsBoolean() sudo?: boolean;
   @Optional() @IsString() @Matches(DATABASE_NAME_PATTERN, { message: 'database has characters that are not allowed' }) database?: string;
   @Optional() @IsString() @Matches(/^[A-Za-z0-9.%_:-]{1,255}$/, { message: 'accountHost must be a MySQL host pattern such as % or 10.0.0.%' }) accountHost?: string;
+  @Optional() @IsBoolean() tls?: boolean;
+  @Optional() @IsString() @MaxLength(65536) @IsPemCertificates() tlsCa?: string;
+  @Optional() @IsString() @Matches(CERT_SHA256_PATTERN, { message: 'tlsCertSha256 must be the SHA-256 of the certificate: 64 hex digits, optionally in pairs joined by :' }) tlsCertSha256?: string;
+}
+
+/** `POST /v1/targets/:id/verify`: the SSH host key the admin confirmed out of band, to pin now. */
+export class VerifyTargetDto {
+  @Optional() @IsString() @Matches(HOST_KEY_SHA256_PATTERN, { message: 'hostKeySha256 must be an OpenSSH SHA256 fingerprint' }) hostKeySha256?: string;
+}
+
+/** What verify found: whether the admin can do everything the vault needs, and what is missing. */
+export interface VerifyView {
+  /** True when the admin logged in and has every capability. */
+  ok: boolean;
+  serverVersion?: string;
+  hostKeySha256?: string;
+  privilege?: 'root' | 'sudo-nopasswd' | 'sudo-password';
+  capabilities: Capability[];
+  /** The codes of the capabilities that are missing (empty when ok). */
+  missing: string[];
 }
 
 export class CreateTargetDto {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
@@ -10,7 +10,10 @@ import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/quer
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { TargetEntity, TargetOptions } from './target.entity';
-import { CreateTargetDto, mapTarget, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto } from './targets.dto';
+import {
+  CreateTargetDto, mapTarget, normalizeCertSha256, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView,
+} from './targets.dto';
+import { ConnectorError } from '../connectors/connector.errors';
 
 /** What the vault keeps of a target's admin credential, encrypted as one JSON document. */
 export interface TargetAdminSecret {
@@ -29,8 +32,14 @@ const secretRef = (t: TargetLocation) => ({
   table: 'targets',
   rowId: t.id,
   column: 'admin_secret',
-  context: JSON.stringify([t.type, t.host, t.port, t.adminUsername, t.options.hostKeySha256 ?? null]),
+  context: JSON.stringify([t.type, t.host, t.port, t.adminUsername, t.options.hostKeySha256 ?? null, ...tlsBinding(t.options)]),
 });
+
+/** The server-identity settings (TLS, CA, certificate pin) are bound too, when set (rows without them keep their old context). */
+function tlsBinding(o: TargetOptions): unknown[] {
+  if (o.tls === undefined && o.tlsCa === undefined && o.tlsCertSha256 === undefined) return [];
+  return [{ tls: o.tls ?? null, ca: o.tlsCa ? createHash('sha256').update(o.tlsCa).digest('hex') : null, pin: o.tlsCertSha256 ?? null }];
+}
 
 @Injectable()
 export class TargetsService {
@@ -81,6 +90,9 @@ export class TargetsService {
       if (dto.admin !== undefined) {
         changes.adminCredentials = checkAdmin(current.type, dto.admin);
         changes.adminUsername = dto.admin.username;
+        // the vault rotates its accounts' passwords: an admin that is one of them would be locked out by the next rotation
+        const [{ n }]: Array<{ n: number }> = await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1 AND username = $2', [id, dto.admin.username]);
+        if (n > 0) throw adminIsAccount();
       }
       const before = secretRef(current);
       const after = secretRef({ ...current, ...changes });
@@ -144,30 +156,77 @@ export class TargetsService {
   }
 
   /**
-   * Logs in with the admin credential. An SSH target without a pinned host key gets the presented key pinned
-   * now (trust on first verify); later a different key is refused.
+   * Logs in with the admin credential and reports every capability the vault needs (all at once). An SSH target
+   * without a pinned host key is never logged in to: the first verify answers 409 TARGET_HOST_KEY_UNPINNED with the
+   * key the server presents; the admin compares it with the server out of band and verifies again with
+   * `hostKeySha256`, which is pinned when it is what the server presents and the login works.
    */
-  async verify(actor: Actor, id: string): Promise<{ ok: true; serverVersion?: string; hostKeySha256?: string }> {
+  async verify(actor: Actor, id: string, dto: VerifyTargetDto = {}): Promise<VerifyView> {
     const target = await this.find(this.dataSource.manager, id);
+    const connector = this.connectors.get(target.type);
     let result;
+    let pin: string | undefined;
     try {
-      result = await this.connectors.get(target.type).verify(await this.connectorTarget(target));
+      const ct = await this.connectorTarget(target);
+      if (target.type === 'ssh') {
+        const confirmed = dto.hostKeySha256?.replace(/^SHA256:/, '').replace(/=$/, '');
+        if (!target.options.hostKeySha256) {
+          const presented = await connector.hostKey!(ct);
+          if (!confirmed) {
+            throw new DomainException(409, 'TARGET_HOST_KEY_UNPINNED', `the server presents host key SHA256:${presented}; compare it with the server and verify again with hostKeySha256 to pin it`, {
+              presentedHostKeySha256: presented,
+            });
+          }
+          if (confirmed !== presented) throw new ConnectorError('TARGET_HOST_KEY_MISMATCH', `the server presents SHA256:${presented}, not the host key given`);
+          pin = presented;
+          ct.options = { ...ct.options, hostKeySha256: pin };
+        } else if (confirmed && confirmed !== target.options.hostKeySha256) {
+          throw new ConnectorError('TARGET_HOST_KEY_MISMATCH', 'the target has another pinned host key; change the pin with PATCH options.hostKeySha256');
+        }
+      } else if (dto.hostKeySha256 !== undefined) {
+        throw Errors.validation('hostKeySha256: for SSH targets only');
+      }
+      result = await connector.verify(ct);
     } catch (e) {
       const code = e instanceof DomainException ? e.code : 'TARGET_ERROR';
       await this.audit.recordAlone({ type: 'target.verified', actor, subjectType: 'target', subjectId: id, outcome: 'failure', details: { code } });
       throw e;
     }
-    const pin = target.type === 'ssh' && !target.options.hostKeySha256 ? result.hostKeySha256 : undefined;
+    const missing = result.capabilities.filter((c) => !c.ok).map((c) => c.code);
     await this.audit.transaction(async (em, audit) => {
       if (pin) {
         const current = await this.find(em, id, true);
+        // pinned meanwhile by someone else (to another key): theirs stands, this verify does not overwrite it
+        if (current.options.hostKeySha256 && current.options.hostKeySha256 !== pin) throw new ConnectorError('TARGET_HOST_KEY_MISMATCH', 'another host key was pinned meanwhile');
         const options = { ...current.options, hostKeySha256: pin };
         const adminSecret = this.secrets.encrypt(secretRef({ ...current, options }), this.secrets.decrypt(secretRef(current), current.adminSecret));
         await em.getRepository(TargetEntity).update({ id }, { options, adminSecret });
       }
-      await audit({ type: 'target.verified', actor, subjectType: 'target', subjectId: id, details: { serverVersion: result.serverVersion ?? null, pinnedHostKey: pin ?? null } });
+      await audit({
+        type: 'target.verified',
+        actor,
+        subjectType: 'target',
+        subjectId: id,
+        details: { serverVersion: result.serverVersion ?? null, pinnedHostKey: pin ?? null, privilege: result.privilege ?? null, missing },
+      });
     });
-    return { ok: true, serverVersion: result.serverVersion, ...(target.type === 'ssh' ? { hostKeySha256: pin ?? target.options.hostKeySha256 } : {}) };
+    return {
+      ok: missing.length === 0,
+      serverVersion: result.serverVersion,
+      ...(target.type === 'ssh' ? { hostKeySha256: pin ?? target.options.hostKeySha256, privilege: result.privilege } : {}),
+      capabilities: result.capabilities,
+      missing,
+    };
+  }
+
+  /**
+   * Refuses an account that is the target's own administrator (INVARIANT 18): by name, and by identity where the target
+   * can tell (SSH: the same uid). Rotating it would lock the vault out of the target for every other account.
+   */
+  async refuseAdminAccount(target: TargetEntity, username: string): Promise<void> {
+    if (username === target.adminUsername) throw adminIsAccount();
+    if (target.type !== 'ssh') return; // PostgreSQL roles and MySQL users are their names
+    if (await this.connectors.get(target.type).isAdmin(await this.connectorTarget(target), username)) throw adminIsAccount();
   }
 
   find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {
@@ -183,6 +242,9 @@ async function openEphemeralCount(em: EntityManager, targetId: string): Promise<
   );
   return n;
 }
+
+const adminIsAccount = () =>
+  Errors.conflict('ACCOUNT_IS_TARGET_ADMIN', "the target's own administrator cannot be a vaulted account: the vault would rotate the password it works with");
 
 function secretOf(admin: TargetAdminDto): TargetAdminSecret {
   return { password: admin.password, privateKey: admin.privateKey, passphrase: admin.passphrase };
@@ -206,11 +268,18 @@ function checkOptions(type: TargetEntity['type'], options: TargetOptionsDto): Ta
   }
   if (type === 'ssh' && options.database !== undefined) throw Errors.validation('options.database: not for SSH targets');
   if (type !== 'mysql' && options.accountHost !== undefined) throw Errors.validation('options.accountHost: for MySQL targets only');
+  if (type === 'ssh' && (options.tls !== undefined || options.tlsCa !== undefined || options.tlsCertSha256 !== undefined)) {
+    throw Errors.validation('options.tls, tlsCa and tlsCertSha256: not for SSH targets (they pin a host key)');
+  }
+  if (type === 'mysql' && options.tls === false) throw Errors.validation('options.tls: MySQL/MariaDB targets always use TLS with a verified certificate');
   const out: TargetOptions = {};
   if (options.hostKeySha256 !== undefined) out.hostKeySha256 = options.hostKeySha256.replace(/^SHA256:/, '').replace(/=$/, '');
   if (options.sudo !== undefined) out.sudo = options.sudo;
   if (options.database !== undefined) out.database = options.database;
   if (options.accountHost !== undefined) out.accountHost = options.accountHost;
+  if (options.tls !== undefined) out.tls = options.tls;
+  if (options.tlsCa !== undefined) out.tlsCa = options.tlsCa;
+  if (options.tlsCertSha256 !== undefined) out.tlsCertSha256 = normalizeCertSha256(options.tlsCertSha256);
   return out;
 }
 
