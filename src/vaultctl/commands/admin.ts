@@ -2,14 +2,14 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { seg } from '../client';
 import { Context } from '../context';
-import { ApiError, clean, usage } from '../errors';
+import { ApiError, clean, EXIT, usage } from '../errors';
 import { TARGET_TYPES } from '../exec';
 import { fields, morePages, out, table } from '../output';
 import { interactive, promptHidden, readLineFromStdin } from '../prompt';
 import type { Runtime } from '../program';
 import { allPages, commaList, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
 import type { AccountView } from '../../accounts/accounts.dto';
-import type { TargetView } from '../../targets/targets.dto';
+import type { TargetView, VerifyView } from '../../targets/targets.dto';
 
 const ROLES = ['admin', 'operator', 'approver', 'vendor', 'auditor', 'scheduler'];
 
@@ -104,7 +104,7 @@ function registerTargets(program: Command, rt: Runtime): void {
     .option('--admin-username <name>', "the target's administrator the vault uses")
     .option('--admin-password-stdin', "read the administrator's password from the first line of stdin")
     .option('--admin-key-file <path>', "ssh: the administrator's private key file")
-    .option('--host-key-sha256 <fingerprint>', 'ssh: pin the host key (SHA256:…); default: recorded at first verify')
+    .option('--host-key-sha256 <fingerprint>', 'ssh: pin the host key (SHA256:…); else pin it at the first verify with --host-key')
     .option('--sudo', 'ssh: the administrator is not root, run through sudo')
     .option('--database <name>', 'postgres: database to connect to')
     .option('--account-host <pattern>', "mysql: accounts' host pattern")
@@ -159,12 +159,18 @@ function registerTargets(program: Command, rt: Runtime): void {
 
   targets
     .command('verify')
-    .description("log in to the target with its administrator credential (pins the ssh host key the first time)")
+    .description("log in with the target's administrator credential and list every capability the vault needs (exit 10 when one is missing)")
     .argument('<targetId>')
-    .action(async (id: string, _o: unknown, cmd: Command) => {
+    .option('--host-key <fingerprint>', 'ssh, first verify: pin this host key (SHA256:…), once compared with the server (ssh-keygen -lf on the server)')
+    .action(async (id: string, o: { hostKey?: string }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      const res = await ctx.client().post<{ ok: true; serverVersion?: string }>(`/v1/targets/${seg(id)}/verify`);
-      ctx.print(res, () => out(`target ${id} ok${res.serverVersion ? ` (${clean(res.serverVersion)})` : ''}`));
+      const res = await ctx.client().post<VerifyView>(`/v1/targets/${seg(id)}/verify`, o.hostKey ? { hostKeySha256: o.hostKey } : {});
+      ctx.print(res, () => {
+        out(`target ${id} ${res.ok ? 'ok' : 'reachable, but capabilities are missing'}${res.serverVersion ? ` (${clean(res.serverVersion)})` : ''}`);
+        if (res.hostKeySha256) out(`  host key SHA256:${clean(res.hostKeySha256)}${res.privilege ? `, commands run as ${clean(res.privilege)}` : ''}`);
+        for (const c of res.capabilities) out(`  ${c.ok ? 'ok     ' : 'MISSING'} ${clean(c.code)}: ${clean(c.message)}`);
+      });
+      if (!res.ok) rt.exitCode = EXIT.TARGET;
     });
 
   targets
