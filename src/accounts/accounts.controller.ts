@@ -4,7 +4,7 @@ import { CurrentActor, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
-import { ApiErrors } from '../openapi/error-codes';
+import { ApiErrors, TARGET_FAILURES } from '../openapi/error-codes';
 import { AccountListQuery, AccountView, CreateAccountDto, UpdateAccountDto } from './accounts.dto';
 import { AccountsService } from './accounts.service';
 
@@ -14,7 +14,7 @@ export class AccountsController {
   constructor(private readonly accounts: AccountsService) {}
 
   @ApiOperation({ summary: 'Vault an account (without a password the vault sets a new one on the target)' })
-  @ApiErrors('ACCOUNT_EXISTS')
+  @ApiErrors('ACCOUNT_EXISTS', 'ACCOUNT_IS_TARGET_ADMIN', 'TARGET_IN_USE', ...TARGET_FAILURES)
   @Roles('admin')
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateAccountDto): Promise<AccountView> {

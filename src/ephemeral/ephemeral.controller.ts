@@ -63,7 +63,7 @@ export class EphemeralController {
   }
 
   @ApiOperation({ summary: 'Claim your one-time account: created on the target now, credential answered once' })
-  @ApiErrors('ALREADY_CLAIMED', 'EXPIRED', 'NOT_APPROVED', 'REQUEST_ENDED', 'REVOKED', ...TARGET_FAILURES)
+  @ApiErrors('ALREADY_CLAIMED', 'EXPIRED', 'NOT_APPROVED', 'REQUEST_ENDED', 'REVOKED', 'ACCESS_NOT_ALLOWED', ...TARGET_FAILURES)
   @Roles('vendor')
   @RequiresMfa()
   @Post(':id/claim')
@@ -94,7 +94,8 @@ export class EphemeralPolicyController {
     return this.ephemeral.getPolicy(id);
   }
 
-  @ApiOperation({ summary: "Set a target's ephemeral policy" })
+  @ApiOperation({ summary: "Set a target's ephemeral policy (an allow-list, checked against the target's own catalog)" })
+  @ApiErrors('POLICY_NOT_ALLOWED', 'TARGET_IN_USE', ...TARGET_FAILURES)
   @Roles('admin')
   @Put()
   set(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: EphemeralPolicyDto): Promise<EphemeralPolicy> {

@@ -36,7 +36,7 @@ export class TargetsController {
   }
 
   @ApiOperation({ summary: 'Change a target' })
-  @ApiErrors('TARGET_NAME_TAKEN', 'TARGET_IN_USE')
+  @ApiErrors('TARGET_NAME_TAKEN', 'TARGET_IN_USE', 'ACCOUNT_IS_TARGET_ADMIN')
   @Roles('admin')
   @Patch(':id')
   update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateTargetDto): Promise<TargetView> {

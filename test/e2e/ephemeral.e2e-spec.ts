@@ -23,6 +23,7 @@ describe('one-time accounts (e2e)', () => {
   let real: RealTarget;
   let targetId: string;
   let second: TestVault | undefined;
+  const GROUP = `eph_ro_${randomBytes(3).toString('hex')}`;
 
   const as = (user: TestUser) => actingAs(vault, user);
   const request = (extra: object = {}, by = operator) =>
@@ -49,7 +50,9 @@ describe('one-time accounts (e2e)', () => {
     real = await REAL_TARGETS.postgres();
     targetId = (await as(admin).post('/v1/targets', { name: 'eph-pg', ...real.body }).expect(201)).body.id;
     await as(admin).post(`/v1/targets/${targetId}/verify`).expect(200);
-    await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: ['pg_read_all_data'], allowedDatabases: ['postgres'] }).expect(200);
+    // a plain group role: policies are allow-lists checked against the target's catalog (no predefined pg_* roles)
+    await real.adminSql!(`CREATE ROLE ${GROUP} NOLOGIN`);
+    await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: [GROUP], allowedDatabases: ['postgres'] }).expect(200);
     const { Client } = await import('pg');
     const body = real.body as { host: string; port: number; admin: { username: string; password: string } };
     pgRoles = async (name) => {
@@ -70,8 +73,8 @@ describe('one-time accounts (e2e)', () => {
 
   describe('requests and approvals', () => {
     it('a request waits for approval; the vendor claims once with MFA; the account works; revoke removes it; every step audited, no password kept', async () => {
-      const e = (await request({ access: { grantRoles: ['pg_read_all_data'], database: 'postgres' } }).expect(201)).body;
-      expect(e).toMatchObject({ status: 'pending_approval', vendorId: vendor.id, requesterId: operator.id, approvalsRequired: 1, username: null, access: { grantRoles: ['pg_read_all_data'], database: 'postgres' } });
+      const e = (await request({ access: { grantRoles: [GROUP], database: 'postgres' } }).expect(201)).body;
+      expect(e).toMatchObject({ status: 'pending_approval', vendorId: vendor.id, requesterId: operator.id, approvalsRequired: 1, username: null, access: { grantRoles: [GROUP], database: 'postgres' } });
       expect((await claim(e.id).expect(409)).body.code).toBe('NOT_APPROVED');
       await as(approvers[0]).post(`/v1/ephemeral-accounts/${e.id}/approve`, { requestDigest: e.requestDigest }, true).expect(200);
       const res = (await claim(e.id).expect(200)).body;
@@ -110,7 +113,7 @@ describe('one-time accounts (e2e)', () => {
         expect(denied).toMatchObject({ status: 'denied', endReason: 'denied' });
         expect((await claim(d.id).expect(409)).body.code).toBe('REQUEST_ENDED');
       } finally {
-        await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: ['pg_read_all_data'], allowedDatabases: ['postgres'] }).expect(200);
+        await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: [GROUP], allowedDatabases: ['postgres'] }).expect(200);
       }
     });
 
@@ -315,13 +318,17 @@ describe('one-time accounts (e2e)', () => {
       for (const policy of [
         { allowedGroups: ['sudo'] },
         { allowedRoles: ['pg_execute_server_program'] },
-        { allowedGrants: [{ privileges: ['ALL'], on: '*.*' }] },
+        { allowedRoles: ['pg_read_all_data'] },
+        { allowedGrants: [{ privileges: ['INSERT'], on: '*.*' }] },
         { allowedGrants: [{ privileges: ['INSERT'], on: 'mysql.user' }] },
       ]) {
         const res = await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, ...policy }).expect(400);
-        expect(res.body).toMatchObject({ code: 'VALIDATION_FAILED', message: expect.stringContaining('may not allow') });
+        expect(res.body).toMatchObject({ code: 'POLICY_NOT_ALLOWED', message: expect.stringContaining('may not allow'), refused: [expect.any(String)] });
       }
-      expect((await as(admin).get(`/v1/targets/${targetId}/ephemeral-policy`).expect(200)).body).toMatchObject({ allowedRoles: ['pg_read_all_data'] });
+      // ALL is not on the privilege allow-list at all
+      const all = await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, allowedGrants: [{ privileges: ['ALL'], on: 'shop.*' }] }).expect(400);
+      expect(all.body.code).toBe('VALIDATION_FAILED');
+      expect((await as(admin).get(`/v1/targets/${targetId}/ephemeral-policy`).expect(200)).body).toMatchObject({ allowedRoles: [GROUP] });
     });
 
     it('a target with live one-time accounts cannot be moved or deleted (their removal would go elsewhere)', async () => {

@@ -111,12 +111,13 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
   });
 
   it('creates accounts with the default policy, validates names per target type, and never returns the password', async () => {
+    const pg = (await call('post', '/v1/targets', remember(postgresTarget())).expect(201)).body;
     const ssh = (await call('post', '/v1/targets', remember(sshTarget())).expect(201)).body;
-    const acct = remember(accountInput(ssh.id, { username: 'deploy' }));
+    const acct = remember(accountInput(pg.id, { username: 'deploy' }));
     const created = await call('post', '/v1/accounts', acct).expect(201);
     expect(created.body).toEqual({
       id: expect.any(String),
-      targetId: ssh.id,
+      targetId: pg.id,
       username: 'deploy',
       status: 'available',
       lastRotatedAt: null,
@@ -138,13 +139,18 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
     // uppercase is fine for PostgreSQL roles but not for Linux users
     const bad = await call('post', '/v1/accounts', accountInput(ssh.id, { username: 'Deploy' })).expect(400);
     expect(bad.body.code).toBe('VALIDATION_FAILED');
+    // an SSH account is checked against the target (is it the admin's uid under another name?): an unpinned target
+    // is asked nothing, so nothing is created
+    const unpinned = await call('post', '/v1/accounts', remember(accountInput(ssh.id, { username: 'deploy' })));
+    expect(unpinned.status).toBeGreaterThanOrEqual(400);
+    expect((await call('get', `/v1/accounts?targetId=${ssh.id}`).expect(200)).body.items).toEqual([]);
 
     const patched = await call('patch', `/v1/accounts/${created.body.id}`, { policy: { approvalsRequired: 2, checkoutTtlSeconds: 600 } }).expect(200);
     expect(patched.body.policy).toMatchObject({ approvalsRequired: 2, checkoutTtlSeconds: 600, maxCheckoutTtlSeconds: 28800 });
     noSecrets(JSON.stringify(patched.body));
     noSecrets(JSON.stringify((await call('get', `/v1/accounts/${created.body.id}`).expect(200)).body));
 
-    await call('delete', `/v1/targets/${ssh.id}`).expect(409);
+    await call('delete', `/v1/targets/${pg.id}`).expect(409);
     await call('delete', `/v1/accounts/${created.body.id}`).expect(204);
     await call('get', `/v1/accounts/${created.body.id}`).expect(404);
   });
