@@ -1,32 +1,47 @@
-import { Connection, createConnection } from 'mysql2/promise';
+import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { ConnectorError } from '../connector.errors';
-import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
-import { MYSQL_GRANT_TARGET_PATTERN, MYSQL_PRIVILEGE_PATTERN } from '../../targets/names';
+import { AccessInspection, AccountCredential, CallOptions, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+import { catalogGrantRefusals, MysqlGrant, staticGrantRefusals } from './mysql-access';
+import { identityRefusal, openVerifiedConnection, tlsConnectionOptions, tlsDescription } from './mysql-identity';
 
 /** Refusals of a login: bad password, no such account, or no account for this client host. */
 const AUTH_FAILED = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_HOST_NOT_PRIVILEGED', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR']);
 
+/** Threads that are the server's own, never a client's session, whatever their USER column says. */
+const SYSTEM_COMMANDS = ['Binlog Dump', 'Binlog Dump GTID', 'Daemon'];
+const SYSTEM_USERS = ['system user', 'event_scheduler'];
+
+/** The global privilege that lets the administrator KILL other accounts' connections (MariaDB 10.5+, MySQL 8, else SUPER). */
+const KILL_PRIVILEGES = ['CONNECTION ADMIN', 'CONNECTION_ADMIN', 'SUPER'];
+
 /**
- * MySQL / MariaDB through `mysql2`. Account names and passwords are escaped by the driver as literals
- * ('name'@'%'); grant targets are checked against strict patterns and identifier-quoted.
+ * MySQL / MariaDB through `mysql2`, only over TLS with a verified server certificate (mysql-identity.ts). Account
+ * names and passwords are escaped by the driver as literals ('name'@'%'); grant targets pass the allow-list
+ * (mysql-access.ts) and are identifier-quoted.
  */
 export class MysqlConnector implements Connector {
   readonly type = 'mysql' as const;
 
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {
-      const [rows] = await c.query<Array<{ v: string } & import('mysql2').RowDataPacket>>('SELECT VERSION() AS v');
-      return { ok: true, serverVersion: `MySQL ${rows[0].v}`, capabilities: [] };
+      const [rows] = await c.query<RowDataPacket[]>('SELECT VERSION() AS v');
+      return { ok: true, serverVersion: `MySQL ${rows[0].v}`, capabilities: await capabilities(c, target) };
     });
   }
 
-  // TODO(issue 11): replaced by the real catalog check and identity check
-  async inspectAccess(): Promise<string[]> {
-    throw new ConnectorError('TARGET_ERROR', 'inspectAccess is not implemented yet');
+  async inspectAccess(target: ConnectorTarget, access: AccessInspection, opts?: CallOptions): Promise<string[]> {
+    const refusals: string[] = [];
+    if (access.groups?.length || access.roles?.length || access.databases?.length) {
+      refusals.push('MySQL one-time accounts take grants ({privileges, on}), not groups, roles or databases');
+    }
+    const grants = access.grants ?? [];
+    refusals.push(...staticGrantRefusals(grants));
+    if (refusals.length || grants.length === 0) return refusals;
+    return this.asAdmin(target, opts, (c) => catalogGrantRefusals(c, grants));
   }
 
-  async isAdmin(): Promise<boolean> {
-    throw new ConnectorError('TARGET_ERROR', 'isAdmin is not implemented yet');
+  async isAdmin(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<boolean> {
+    return this.asAdmin(target, opts, async (c) => (await currentUser(c)).user === username);
   }
 
   async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
@@ -43,44 +58,39 @@ export class MysqlConnector implements Connector {
 
   /** `access.validUntil` is ignored: MySQL/MariaDB have no account expiry, the vault's reaper is the only remover. */
   async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
-    for (const g of access.grants ?? []) {
-      if (!g.privileges.length || !g.privileges.every((p) => MYSQL_PRIVILEGE_PATTERN.test(p)) || !MYSQL_GRANT_TARGET_PATTERN.test(g.on)) {
-        throw new ConnectorError('TARGET_INVALID_NAME', 'a grant has privileges or an object that are not allowed');
-      }
-    }
+    // defence in depth: the allow-list again, before anything touches the target
+    const grants: MysqlGrant[] = access.grants ?? [];
+    const refused = staticGrantRefusals(grants);
+    if (refused.length) throw new ConnectorError('TARGET_INVALID_NAME', `a grant is not allowed: ${refused.join('; ')}`);
     await this.asAdmin(target, opts, async (c) => {
+      const missing = await catalogGrantRefusals(c, grants);
+      if (missing.length) throw new ConnectorError('TARGET_INVALID_NAME', `a grant is not allowed: ${missing.join('; ')}`);
       await c.query('CREATE USER ?@? IDENTIFIED BY ?', [account.username, accountHost(target), account.password]);
-      for (const g of access.grants ?? []) {
+      for (const g of grants) {
         const [db, table] = g.on.split('.');
         // in a database-level grant (db.*) MySQL reads _ and % in the name as wildcards: escape them
-        const dbId = db === '*' ? '*' : c.escapeId(table === '*' ? db.replace(/[_%]/g, '\\$&') : db);
-        const on = `${dbId}.${table === '*' ? '*' : c.escapeId(table)}`;
+        const on = `${c.escapeId(table === '*' ? db.replace(/[_%]/g, '\\$&') : db)}.${table === '*' ? '*' : c.escapeId(table)}`;
         await c.query(`GRANT ${g.privileges.map((p) => p.toUpperCase()).join(', ')} ON ${on} TO ?@?`, [account.username, accountHost(target)]);
       }
     });
   }
 
+  /**
+   * Locks the account, ends its sessions and drops it. What it created with its (allow-listed) privileges are plain
+   * tables and indexes: MySQL objects without an owner, they stay as data; no view, routine, trigger or event (the
+   * only objects that run with their definer's rights) can have been created, the allow-list never grants that.
+   */
   async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
       // locked first, so no new session can start between the KILLs and the DROP (which leaves open sessions running)
       await c.query('ALTER USER IF EXISTS ?@? ACCOUNT LOCK', [username, accountHost(target)]);
-      await this.killSessions(c, username);
+      await killSessions(c, username);
       await c.query('DROP USER IF EXISTS ?@?', [username, accountHost(target)]);
     });
   }
 
   async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
-    await this.asAdmin(target, opts, (c) => this.killSessions(c, username));
-  }
-
-  private async killSessions(c: Connection, username: string): Promise<void> {
-    const [rows] = await c.query<Array<{ id: number } & import('mysql2').RowDataPacket>>(
-      'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()',
-      [username],
-    );
-    for (const { id } of rows) {
-      await c.query('KILL ?', [Number(id)]).catch(() => undefined); // it may have ended by itself meanwhile
-    }
+    await this.asAdmin(target, opts, (c) => killSessions(c, username));
   }
 
   private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
@@ -88,11 +98,8 @@ export class MysqlConnector implements Connector {
   }
 
   private async connect<T>(target: ConnectorTarget, auth: { user: string; password?: string }, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
-    let conn: Connection | undefined;
-    const onAbort = () => conn?.destroy();
-    opts?.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      conn = await createConnection({
+    const { core, ready } = openVerifiedConnection(
+      {
         host: target.host,
         port: target.port,
         user: auth.user,
@@ -100,15 +107,26 @@ export class MysqlConnector implements Connector {
         database: target.options.database,
         connectTimeout: opts?.timeoutMs,
         multipleStatements: false,
-      });
+        ...tlsConnectionOptions(target),
+      },
+      { host: target.host, certSha256: target.options.tlsCertSha256 },
+    );
+    let conn: Connection | undefined;
+    const onAbort = () => core.destroy();
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      conn = await ready;
       return await work(conn);
     } catch (e) {
+      const refused = identityRefusal(e, target);
+      if (refused) throw refused;
       const code = (e as { code?: unknown }).code;
       if (typeof code === 'string' && AUTH_FAILED.has(code)) throw new ConnectorError('TARGET_AUTH_FAILED', `MySQL refused the login of ${auth.user}`);
       throw e;
     } finally {
       opts?.signal?.removeEventListener('abort', onAbort);
-      await conn?.end().catch(() => conn?.destroy());
+      if (conn) await conn.end().catch(() => core.destroy());
+      else core.destroy();
     }
   }
 }
@@ -116,4 +134,99 @@ export class MysqlConnector implements Connector {
 /** The host part of MySQL account names the vault manages. */
 function accountHost(target: ConnectorTarget): string {
   return target.options.accountHost ?? '%';
+}
+
+/** CURRENT_USER() as user and host (the host part never holds '@'). */
+async function currentUser(c: Connection): Promise<{ user: string; host: string; quoted: string }> {
+  const [rows] = await c.query<RowDataPacket[]>('SELECT CURRENT_USER() AS u');
+  const full = String(rows[0].u);
+  const at = full.lastIndexOf('@');
+  const user = full.slice(0, at);
+  const host = full.slice(at + 1);
+  return { user, host, quoted: `'${user}'@'${host}'` };
+}
+
+/** The administrator's global privileges (information_schema.USER_PRIVILEGES, its own rows only). */
+async function globalPrivileges(c: Connection): Promise<{ who: string; privileges: Set<string> }> {
+  const me = await currentUser(c);
+  // an administrator allowed to read mysql.* sees every account's rows here: keep its own
+  const [rows] = await c.query<RowDataPacket[]>('SELECT PRIVILEGE_TYPE AS p FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?', [me.quoted]);
+  return { who: me.quoted, privileges: new Set(rows.map((r) => String(r.p).toUpperCase())) };
+}
+
+/** Every capability the vault relies on, present or not, each with what to grant when it is missing. */
+async function capabilities(c: Connection, target: ConnectorTarget): Promise<Capability[]> {
+  const { who, privileges } = await globalPrivileges(c);
+  const has = (...names: string[]) => names.some((n) => privileges.has(n));
+  const tls = tlsDescription(c, target);
+  const [grantable] = await c.query<RowDataPacket[]>(
+    "SELECT DISTINCT TABLE_SCHEMA AS db FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND IS_GRANTABLE = 'YES' ORDER BY TABLE_SCHEMA",
+    [who],
+  );
+  const grantDbs = grantable.map((r) => String(r.db));
+  return [
+    {
+      code: 'MYSQL_TLS',
+      ok: tls !== undefined,
+      message: tls ? `TLS: ${tls}` : 'the connection is not TLS with a verified server certificate',
+    },
+    {
+      code: 'MYSQL_CREATE_USER',
+      ok: has('CREATE USER'),
+      message: has('CREATE USER')
+        ? 'CREATE USER: can create, lock, re-password and drop accounts'
+        : `missing CREATE USER (creating, locking, rotating and dropping accounts): GRANT CREATE USER ON *.* TO ${who}`,
+    },
+    {
+      code: 'MYSQL_PROCESS',
+      ok: has('PROCESS'),
+      message: has('PROCESS')
+        ? "PROCESS: can see other accounts' sessions"
+        : `missing PROCESS (seeing other accounts' sessions, to end them at revocation and check-in): GRANT PROCESS ON *.* TO ${who}`,
+    },
+    {
+      code: 'MYSQL_CONNECTION_ADMIN',
+      ok: has(...KILL_PRIVILEGES),
+      message: has(...KILL_PRIVILEGES)
+        ? `${KILL_PRIVILEGES.find((p) => privileges.has(p))}: can end other accounts' sessions (KILL)`
+        : `missing CONNECTION ADMIN (KILL of other accounts' sessions): GRANT CONNECTION ADMIN ON *.* TO ${who} (MariaDB 10.5+; MySQL 8: CONNECTION_ADMIN; older servers: SUPER)`,
+    },
+    {
+      code: 'MYSQL_GRANT_OPTION',
+      ok: grantDbs.length > 0,
+      message: grantDbs.length
+        ? `can hand out privileges on: ${grantDbs.join(', ')}`
+        : `holds no privilege WITH GRANT OPTION on any database: one-time accounts can only be created without grants; GRANT SELECT, INSERT, UPDATE, DELETE ON <database>.* TO ${who} WITH GRANT OPTION (only what one-time accounts may get)`,
+    },
+  ];
+}
+
+/** mysql2 error number of "Unknown thread id" (the session ended by itself meanwhile). */
+const ER_NO_SUCH_THREAD = 1094;
+
+/**
+ * Ends the client connections of `username` — never the server's own threads (replication dumps, daemons, the event
+ * scheduler), never this connection. Fails loudly when the administrator cannot see (PROCESS) or end (CONNECTION ADMIN)
+ * them, instead of ending nothing silently.
+ */
+async function killSessions(c: Connection, username: string): Promise<void> {
+  const { who, privileges } = await globalPrivileges(c);
+  if (!privileges.has('PROCESS')) {
+    throw new ConnectorError('TARGET_ERROR', `the administrator cannot see the sessions of ${username} to end them: GRANT PROCESS ON *.* TO ${who}`);
+  }
+  const [rows] = await c.query<RowDataPacket[]>(
+    'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND NOT IN (?) AND USER NOT IN (?)',
+    [username, SYSTEM_COMMANDS, SYSTEM_USERS],
+  );
+  for (const { id } of rows) {
+    try {
+      await c.query('KILL CONNECTION ?', [Number(id)]);
+    } catch (e) {
+      if ((e as { errno?: unknown }).errno === ER_NO_SUCH_THREAD) continue; // it ended by itself meanwhile
+      throw new ConnectorError(
+        'TARGET_ERROR',
+        `the administrator may not end the sessions of ${username}: GRANT CONNECTION ADMIN ON *.* TO ${who} (MySQL 8: CONNECTION_ADMIN; older servers: SUPER) (${(e as Error).message})`,
+      );
+    }
+  }
 }
