@@ -7,7 +7,7 @@ import { Connector, ConnectorTarget } from '../../src/connectors/connector.inter
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { PasswordGenerator, TargetType } from '../../src/crypto/password-generator';
 import { freePort } from '../support/process';
-import { connectMariaDb } from '../support/targets/mariadb';
+import { connectTlsMariaDb } from '../support/targets/mariadb-tls';
 import { PgHandle, startScramPostgres } from '../support/targets/postgres';
 import { run } from '../support/targets/run';
 import { LiveSession, openMysqlSession, openPgSession, openSshSession } from '../support/targets/sessions';
@@ -52,9 +52,10 @@ const fixtures: Record<TargetType, () => Promise<Fixture>> = {
     };
   },
   mysql: async () => {
-    const my = await connectMariaDb();
+    // the TLS MariaDB of this jest run, with a least-privilege admin (CREATE USER, PROCESS, CONNECTION ADMIN), verified by its CA
+    const my = await connectTlsMariaDb();
     return {
-      target: { type: 'mysql', host: my.host, port: my.port, adminUsername: my.adminUsername, adminPassword: my.adminPassword, options: {} },
+      target: { type: 'mysql', host: my.host, port: my.port, adminUsername: my.adminUsername, adminPassword: my.adminPassword, options: { tlsCa: my.tlsCa } },
       createAccount: (n, p) => my.createUser(n, p),
       accountExists: (n) => my.userExists(n),
       openSession: (n, p) => openMysqlSession(my.host, my.port, n, p),

@@ -11,7 +11,7 @@ import { MysqlConnector } from '../../src/connectors/mysql/mysql.connector';
 import { PasswordGenerator } from '../../src/crypto/password-generator';
 import { freePort } from '../support/process';
 import { startFakeMysql, SwitchPlugin } from '../support/targets/fake-mysql';
-import { connectTlsMariaDb, TlsMariaHandle } from '../support/targets/mariadb-tls';
+import { connectTlsMariaDb, TEST_DATABASES, TlsMariaHandle } from '../support/targets/mariadb-tls';
 import { run } from '../support/targets/run';
 import { LiveSession, openMysqlSession } from '../support/targets/sessions';
 
@@ -185,11 +185,12 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
   });
 
   describe('least-privilege administrator', () => {
-    it('runs with CREATE USER, PROCESS, CONNECTION ADMIN on *.* and the allowed privileges on one database, and verify finds them all', async () => {
+    it('runs with CREATE USER, PROCESS, CONNECTION ADMIN on *.* and the allowed privileges WITH GRANT OPTION on the test databases only; verify finds them all', async () => {
       const [grants] = await my.query('SHOW GRANTS FOR CURRENT_USER()');
       const text = JSON.stringify(grants);
       expect(text).not.toMatch(/ALL PRIVILEGES/);
       expect(text).toMatch(/GRANT PROCESS, CREATE USER, CONNECTION ADMIN ON \*\.\*/);
+      expect(text).toContain(`ON \`vt\\\\_%\`.* TO`); // the allowed privileges WITH GRANT OPTION on the test databases only
       const res = await connector.verify(target);
       expect(res.capabilities.map((c) => [c.code, c.ok])).toEqual([
         ['MYSQL_TLS', true],
@@ -198,7 +199,7 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
         ['MYSQL_CONNECTION_ADMIN', true],
         ['MYSQL_GRANT_OPTION', true],
       ]);
-      expect(res.capabilities.find((c) => c.code === 'MYSQL_GRANT_OPTION')?.message).toContain(my.database);
+      expect(res.capabilities.find((c) => c.code === 'MYSQL_GRANT_OPTION')?.message).toContain(TEST_DATABASES);
     });
 
     it('reports every missing capability at once, each with what to grant', async () => {

@@ -19,8 +19,8 @@ import { assertTestName, run } from './run';
  * globalTeardown stops it and deletes everything.
  *
  * {@link connectTlsMariaDb} (in a test file) makes that file's own least-privilege administrator: the grants in
- * {@link LEAST_PRIVILEGE_GLOBAL_GRANTS} plus the allowed privileges WITH GRANT OPTION on a database of its own,
- * never `ALL PRIVILEGES ON *.*`.
+ * {@link LEAST_PRIVILEGE_GLOBAL_GRANTS} plus the allowed privileges WITH GRANT OPTION on the test databases
+ * (`vt\_%`.*, {@link TEST_DATABASES}), never `ALL PRIVILEGES ON *.*`.
  */
 
 /** Environment variables through which the globalSetup hands the server to the jest workers. */
@@ -30,6 +30,12 @@ export const TLS_MARIADB_ENV = {
   certSha256: 'TEST_MARIADB_TLS_CERT_SHA256',
   rootPassword: 'TEST_MARIADB_TLS_ROOT_PASSWORD',
 } as const;
+
+/**
+ * The databases a test administrator may create and hand out privileges on: every name starting with `vt_` (a MySQL
+ * database-level grant pattern; `\_` is a literal underscore). Tests create theirs as that admin (`CREATE DATABASE vt_…`).
+ */
+export const TEST_DATABASES = 'vt\\_%';
 
 /** What a least-privilege MariaDB (10.5+) administrator of the vault holds on `*.*`. */
 export const LEAST_PRIVILEGE_GLOBAL_GRANTS = ['CREATE USER', 'PROCESS', 'CONNECTION ADMIN'] as const;
@@ -194,7 +200,7 @@ export interface TlsMariaHandle {
   /** `vault_admin_<hex>`@'%' (REQUIRE SSL), least privilege: see {@link connectTlsMariaDb}. */
   adminUsername: string;
   adminPassword: string;
-  /** `vault_app_<hex>`: the database the admin may hand out privileges on. */
+  /** `vt_app_<hex>`: a database of this handle, within {@link TEST_DATABASES}. */
   database: string;
   /** The admin's global privileges. */
   globalPrivileges: readonly string[];
@@ -217,7 +223,8 @@ export interface TlsMariaHandle {
 /**
  * Creates this test file's least-privilege administrator on the TLS MariaDB: `globalPrivileges` (default
  * {@link LEAST_PRIVILEGE_GLOBAL_GRANTS}) ON *.*, and every privilege a one-time account may get
- * (MYSQL_ALLOWED_PRIVILEGES) ON its own database WITH GRANT OPTION.
+ * (MYSQL_ALLOWED_PRIVILEGES) ON `vt\_%`.* WITH GRANT OPTION, so it can create test databases and grant on them; and
+ * a database of its own, `vt_app_<hex>`.
  */
 export async function connectTlsMariaDb(opts: { globalPrivileges?: readonly string[] } = {}): Promise<TlsMariaHandle> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -227,7 +234,7 @@ export async function connectTlsMariaDb(opts: { globalPrivileges?: readonly stri
   const suffix = randomBytes(5).toString('hex');
   const adminUsername = `vault_admin_${suffix}`;
   const adminPassword = randomBytes(18).toString('hex');
-  const database = `vault_app_${suffix}`;
+  const database = `vt_app_${suffix}`;
   const globalPrivileges = opts.globalPrivileges ?? LEAST_PRIVILEGE_GLOBAL_GRANTS;
   const openRoot = async () => {
     const c = await mysql.createConnection(rootOpts).catch((e: Error) => {
@@ -241,8 +248,8 @@ export async function connectTlsMariaDb(opts: { globalPrivileges?: readonly stri
   try {
     await root.query("CREATE USER ?@'%' IDENTIFIED BY ? REQUIRE SSL", [adminUsername, adminPassword]);
     if (globalPrivileges.length) await root.query(`GRANT ${globalPrivileges.join(', ')} ON *.* TO ?@'%'`, [adminUsername]);
+    await root.query(`GRANT ${MYSQL_ALLOWED_PRIVILEGES.join(', ')} ON ${root.escapeId(TEST_DATABASES)}.* TO ?@'%' WITH GRANT OPTION`, [adminUsername]);
     await root.query(`CREATE DATABASE ${root.escapeId(database)}`);
-    await root.query(`GRANT ${MYSQL_ALLOWED_PRIVILEGES.join(', ')} ON ${root.escapeId(database)}.* TO ?@'%' WITH GRANT OPTION`, [adminUsername]);
     admin = await mysql.createConnection({ ...rootOpts, user: adminUsername, password: adminPassword });
     admin.on('error', () => undefined);
   } catch (e) {

@@ -1,4 +1,4 @@
-import { connectMariaDb } from './mariadb';
+import { connectTlsMariaDb } from './mariadb-tls';
 import { startScramPostgres } from './postgres';
 import { run } from './run';
 import { canLoginMysql, canLoginPg, canLoginSsh, LiveSession, openMysqlSession, openPgSession, openSshSession } from './sessions';
@@ -56,23 +56,16 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
     };
   },
   mysql: async () => {
-    const my = await connectMariaDb();
+    // the TLS MariaDB of this jest run, with a least-privilege admin (CREATE USER, PROCESS, CONNECTION ADMIN), verified by its CA
+    const my = await connectTlsMariaDb();
     return {
-      body: { type: 'mysql', host: my.host, port: my.port, admin: { username: my.adminUsername, password: my.adminPassword } },
+      body: { type: 'mysql', host: my.host, port: my.port, admin: { username: my.adminUsername, password: my.adminPassword }, options: { tlsCa: my.tlsCa } },
       createAccount: (n, p) => my.createUser(n, p),
       openSession: (n, p) => openMysqlSession(my.host, my.port, n, p),
       canLogin: (n, p) => canLoginMysql(my.host, my.port, n, p),
       accountExists: (n) => my.userExists(n),
-      accountsStartingWith: async (prefix) => {
-        const [rows] = await my.query('SELECT DISTINCT User AS name FROM mysql.user WHERE LEFT(User, CHAR_LENGTH(?)) = ? ORDER BY User', [prefix, prefix]);
-        return (rows as Array<{ name: string | Buffer }>).map((r) => String(r.name));
-      },
-      dropAccount: async (n) => {
-        const [rows] = await my.query('SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?', [n]);
-        for (const { ID } of rows as Array<{ ID: number }>) await my.query('KILL ?', [ID]).catch(() => undefined);
-        const [hosts] = await my.query('SELECT Host FROM mysql.user WHERE User = ?', [n]);
-        for (const { Host } of hosts as Array<{ Host: string }>) await my.query('DROP USER IF EXISTS ?@?', [n, Host]);
-      },
+      accountsStartingWith: (prefix) => my.usersStartingWith(prefix),
+      dropAccount: (n) => my.dropUser(n),
       adminSql: async (sql, params) => {
         const [rows] = await my.query(sql, params);
         return Array.isArray(rows) ? (rows as Array<Record<string, unknown>>) : [];
