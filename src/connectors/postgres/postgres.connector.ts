@@ -1,37 +1,106 @@
-import { Client, ClientConfig } from 'pg';
+import { Client } from 'pg';
 import { ConnectorError } from '../connector.errors';
-import { AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+import {
+  AccessInspection, AccountCredential, CallOptions, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult,
+} from '../connector.interface';
+import { adminFacts, AdminFacts, inspectDatabase, inspectRole } from './access-check';
 import { scramSha256Verifier } from './scram';
+import { identityUnverified, isTlsIdentityFailure, ScramOnlyClient, tlsOptions } from './scram-only-client';
 
 const AUTH_FAILED = new Set(['28P01', '28000']);
+const INSUFFICIENT_PRIVILEGE = '42501';
+const DEPENDENT_OBJECTS_STILL_EXIST = '2BP01';
+
+/**
+ * The client backends of the role whose oid is $1, never this session. pg_stat_activity shows backend_type only to
+ * roles with the privileges of the session's role (or pg_read_all_stats); where it is hidden (NULL), walsenders are
+ * still told apart: pg_stat_get_wal_senders() lists their pids to everyone.
+ */
+const CLIENT_BACKENDS_OF_ROLE = `FROM pg_catalog.pg_stat_activity
+  WHERE usesysid = $1::oid AND pid <> pg_backend_pid()
+    AND (backend_type = 'client backend'
+         OR (backend_type IS NULL AND pid NOT IN (SELECT w.pid FROM pg_catalog.pg_stat_get_wal_senders() w WHERE w.pid IS NOT NULL)))`;
 
 /**
  * PostgreSQL through `pg`. Passwords are set as SCRAM-SHA-256 verifiers computed here; identifiers go through
- * the driver's identifier quoting and values through parameters or literal quoting.
+ * the driver's identifier quoting and values through parameters or literal quoting. Every login is proven with
+ * SCRAM-SHA-256 only ({@link ScramOnlyClient}), over verified TLS with channel binding when the target says `tls`.
+ *
+ * What the administrator needs (README "Least-privilege administrators"):
+ * - all versions: `LOGIN CREATEROLE` and `GRANT pg_signal_backend TO <admin>` (a superuser works too, but is not needed);
+ * - PostgreSQL 16+: also ADMIN OPTION on every existing role it rotates and every role a policy grants
+ *   (`GRANT <role> TO <admin> WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`); roles it creates get it automatically;
+ * - CONNECT WITH GRANT OPTION on databases policies name (`GRANT CONNECT ON DATABASE <db> TO <admin> WITH GRANT OPTION`).
  */
 export class PostgresConnector implements Connector {
   readonly type = 'postgres' as const;
 
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {
-      const { rows } = await c.query<{ server_version: string }>('SHOW server_version');
-      return { ok: true, serverVersion: `PostgreSQL ${rows[0].server_version}`, capabilities: [] };
+      const { rows } = await c.query<{ server_version: string; createrole: boolean; signal: boolean; ssl: boolean | null; tls_version: string | null }>(
+        `SELECT current_setting('server_version') AS server_version, r.rolcreaterole AS createrole,
+                pg_has_role(session_user, 'pg_signal_backend', 'USAGE') AS signal,
+                s.ssl, s.version AS tls_version
+           FROM pg_catalog.pg_roles r LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = pg_backend_pid()
+          WHERE r.rolname = session_user`,
+      );
+      const admin = await adminFacts(c);
+      const row = rows[0];
+      const adminId = c.escapeIdentifier(admin.username);
+      const capabilities: Capability[] = [];
+      const su = admin.superuser;
+      capabilities.push({
+        code: 'PG_CREATEROLE',
+        ok: su || row.createrole,
+        message: su ? 'superuser' : row.createrole ? 'CREATEROLE' : `missing: creating, changing and dropping roles needs CREATEROLE (ALTER ROLE ${adminId} CREATEROLE)`,
+      });
+      capabilities.push({
+        code: 'PG_SIGNAL_BACKEND',
+        ok: su || row.signal,
+        message: su ? 'superuser' : row.signal ? 'pg_signal_backend'
+          : `missing: ending an account's sessions (check-in, revoke) needs pg_signal_backend (GRANT pg_signal_backend TO ${adminId})`,
+      });
+      if (admin.major >= 16 && !su) {
+        // which existing roles the vault will rotate is not known here: rotate and inspectAccess say which role lacks it
+        capabilities.push({
+          code: 'PG_ADMIN_OPTION',
+          ok: true,
+          message: `PostgreSQL ${admin.major}: the administrator manages only roles it holds ADMIN OPTION on (roles it creates get it). `
+            + `For each existing account it rotates and each role a policy grants: GRANT <role> TO ${adminId} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`,
+        });
+      }
+      if (target.options.tls) {
+        capabilities.push({
+          code: 'PG_TLS',
+          ok: row.ssl === true,
+          message: row.ssl ? `TLS (${row.tls_version ?? 'unknown version'}), server certificate verified${target.options.tlsCertSha256 ? ' and pinned' : ''}, SCRAM channel binding`
+            : 'missing: the server does not report this session as TLS (ssl = on in postgresql.conf, hostssl in pg_hba.conf)',
+        });
+      }
+      return { ok: true, serverVersion: `PostgreSQL ${row.server_version}`, capabilities };
     });
   }
 
-  // TODO(issue 11): replaced by the real catalog check and identity check
-  async inspectAccess(): Promise<string[]> {
-    throw new ConnectorError('TARGET_ERROR', 'inspectAccess is not implemented yet');
+  async inspectAccess(target: ConnectorTarget, access: AccessInspection, opts?: CallOptions): Promise<string[]> {
+    return this.asAdmin(target, opts, (c) => this.refusals(c, access.roles ?? [], access.databases ?? []));
   }
 
-  async isAdmin(): Promise<boolean> {
-    throw new ConnectorError('TARGET_ERROR', 'isAdmin is not implemented yet');
+  async isAdmin(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<boolean> {
+    return this.asAdmin(target, opts, async (c) => {
+      const { rows } = await c.query<{ same: boolean }>('SELECT session_user = $1 AS same', [username]);
+      return rows[0].same;
+    });
   }
 
   async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
       // a missing role makes ALTER ROLE fail on its own (42704): no extra round trip to check first
-      await c.query(`ALTER ROLE ${c.escapeIdentifier(account.username)} WITH PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}`);
+      try {
+        await c.query(`ALTER ROLE ${c.escapeIdentifier(account.username)} WITH PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}`);
+      } catch (e) {
+        if ((e as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) throw await this.cannotManage(c, account.username);
+        throw e;
+      }
     });
   }
 
@@ -43,93 +112,158 @@ export class PostgresConnector implements Connector {
 
   async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
+      // the allow-list again, against the catalog as it is now: nothing privileged is handed out whoever asks
+      const admin = await adminFacts(c);
+      const refused = await this.refusals(c, access.grantRoles ?? [], access.database ? [access.database] : [], admin);
+      if (refused.length) throw new ConnectorError('TARGET_INVALID_NAME', `refused by the allow-list: ${refused.join('; ')}`);
       const role = c.escapeIdentifier(account.username);
       // the backstop: password logins stop at validUntil by themselves, should the vault be down at expiry
       const validUntil = access.validUntil ? ` VALID UNTIL ${c.escapeLiteral(access.validUntil.toISOString())}` : '';
-      await c.query(`CREATE ROLE ${role} WITH LOGIN PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}${validUntil}`);
-      if (access.database) await c.query(`GRANT CONNECT ON DATABASE ${c.escapeIdentifier(access.database)} TO ${role}`);
-      for (const granted of access.grantRoles ?? []) await c.query(`GRANT ${c.escapeIdentifier(granted)} TO ${role}`);
+      await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}${validUntil}`);
+      if (access.database) {
+        await c.query(`GRANT CONNECT ON DATABASE ${c.escapeIdentifier(access.database)} TO ${role}`);
+      }
+      // 16+: the privileges of the granted role, but no SET ROLE to it, so nothing can be created owned by it (and
+      // outlive the account). PostgreSQL 15 has no SET option: membership there always allows SET ROLE.
+      const how = admin.major >= 16 ? ' WITH INHERIT TRUE, SET FALSE' : '';
+      for (const granted of access.grantRoles ?? []) await c.query(`GRANT ${c.escapeIdentifier(granted)} TO ${role}${how}`);
     });
   }
 
   async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
-      const exists = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [username]);
-      if (exists.rowCount === 0) return; // already gone
+      const found = await this.roleFacts(c, username);
+      if (!found) return; // already gone
+      if (found.superuser) throw new ConnectorError('TARGET_INVALID_NAME', `${username} is a superuser role, never a one-time account: not revoked`);
       const role = c.escapeIdentifier(username);
+      const admin = await adminFacts(c);
       try {
         await c.query(`ALTER ROLE ${role} NOLOGIN`);
-        await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [username]);
-        await this.awaitBackendsGone(c, username, opts);
-        // What it owns is handed to the admin and its grants dropped in EVERY database it could have touched
-        // (both only act on the database they run in, plus shared objects), so DROP ROLE cannot fail on them.
-        const { rows } = await c.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname');
-        const { rows: here } = await c.query<{ db: string }>('SELECT current_database() AS db');
-        for (const { datname } of rows) {
-          if (datname === here[0].db) await this.disown(c, role);
-          else await this.inDatabase(target, datname, opts, (other) => this.disown(other, role));
+        // DROP OWNED needs the privileges of the role: a CREATEROLE admin gives itself membership (15: CREATEROLE may
+        // grant any non-superuser role; 16+: it holds ADMIN OPTION on roles it created). DROP ROLE ends it again.
+        if (!admin.superuser) await c.query(`GRANT ${role} TO CURRENT_USER${admin.major >= 16 ? ' WITH INHERIT TRUE' : ''}`);
+        await this.endSessions(c, username, admin);
+        await this.awaitBackendsGone(c, found.oid, opts);
+        // Everything it owns is DROPPED, with what depends on it (a trigger it put on someone else's table calling its
+        // function goes too), in every database it has anything in; never handed to a role with privileges (a
+        // SECURITY DEFINER function reassigned to the admin would run as the admin). DROP OWNED also drops its grants,
+        // and run here it covers the shared objects (grants on databases).
+        const here = await c.query<{ db: string }>('SELECT current_database() AS db');
+        await c.query(`DROP OWNED BY ${role} CASCADE`);
+        for (const datname of await this.databasesWithObjectsOf(c, found.oid)) {
+          if (datname !== here.rows[0].db) await this.inDatabase(target, datname, opts, (other) => other.query(`DROP OWNED BY ${role} CASCADE`).then(() => undefined));
         }
         await c.query(`DROP ROLE IF EXISTS ${role}`);
       } catch (e) {
         // dropped by someone else meanwhile (42704 undefined_object): it is gone, which is what revoking wants
-        if ((e as { code?: unknown }).code === '42704' && !(await this.roleExists(c, username))) return;
+        if ((e as { code?: unknown }).code === '42704' && !(await this.roleFacts(c, username))) return;
+        if (!admin.superuser) await c.query(`REVOKE ${role} FROM CURRENT_USER`).catch(() => undefined);
+        if ((e as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) throw await this.cannotManage(c, username);
+        if ((e as { code?: unknown }).code === DEPENDENT_OBJECTS_STILL_EXIST) {
+          // what DROP OWNED cannot remove as a non-superuser: privileges other roles granted to it directly
+          const detail = String((e as { detail?: unknown }).detail ?? '').replace(/\s+/g, ' ').slice(0, 200);
+          throw new ConnectorError('TARGET_ERROR', `role ${username} cannot be dropped yet (it can no longer log in and its sessions were ended): `
+            + `it still holds privileges granted by other roles, which they (or a superuser) must revoke: ${detail}`);
+        }
         throw e;
       }
     });
   }
 
   async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
-    await this.asAdmin(target, opts, async (c) => {
-      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()', [username]);
-    });
+    await this.asAdmin(target, opts, async (c) => this.endSessions(c, username, await adminFacts(c)));
   }
 
-  /** REASSIGN OWNED / DROP OWNED in the database `c` is connected to: objects go to the admin, grants are dropped. */
-  private async disown(c: Client, role: string): Promise<void> {
-    await c.query(`REASSIGN OWNED BY ${role} TO CURRENT_USER`);
-    await c.query(`DROP OWNED BY ${role}`);
+  /** Every refusal for these roles and databases, all at once. */
+  private async refusals(c: Client, roles: string[], databases: string[], known?: AdminFacts): Promise<string[]> {
+    const admin = known ?? (await adminFacts(c));
+    const out: string[] = [];
+    for (const role of [...new Set(roles)]) out.push(...(await inspectRole(c, role, admin)));
+    for (const db of [...new Set(databases)]) out.push(...(await inspectDatabase(c, db, admin)));
+    return out;
+  }
+
+  /**
+   * Ends the role's client backends — never walsenders, never this session, and no background worker wherever the admin
+   * can see backend types (revoke: always, it holds the role's privileges then). A superuser's sessions cannot be ended
+   * by a non-superuser (pg_signal_backend does not reach them): refused loudly, not skipped.
+   */
+  private async endSessions(c: Client, username: string, admin: AdminFacts): Promise<void> {
+    const found = await this.roleFacts(c, username);
+    if (!found) return; // no role, no sessions
+    if (!admin.superuser) {
+      if (found.superuser) {
+        throw new ConnectorError('TARGET_ERROR', `the sessions of ${username} cannot be ended: it is a superuser role, and only a superuser administrator may end a superuser's sessions`);
+      }
+      const { rows } = await c.query<{ may: boolean }>("SELECT pg_has_role(session_user, 'pg_signal_backend', 'USAGE') OR pg_has_role(session_user, $1::oid, 'USAGE') AS may", [found.oid]);
+      if (!rows[0].may) {
+        throw new ConnectorError('TARGET_ERROR', `the sessions of ${username} cannot be ended: the administrator needs pg_signal_backend (GRANT pg_signal_backend TO ${c.escapeIdentifier(admin.username)})`);
+      }
+    }
+    await c.query(`SELECT pg_terminate_backend(pid) ${CLIENT_BACKENDS_OF_ROLE}`, [found.oid]);
+  }
+
+  /** Why the admin may not change a role, and what to grant. */
+  private async cannotManage(c: Client, username: string): Promise<ConnectorError> {
+    const admin = await adminFacts(c);
+    const found = await this.roleFacts(c, username);
+    const adminId = c.escapeIdentifier(admin.username);
+    const why = found?.superuser ? `${username} is a superuser role, which only a superuser may change`
+      : admin.major >= 16 ? `on PostgreSQL ${admin.major} it needs ADMIN OPTION on the role (GRANT ${c.escapeIdentifier(username)} TO ${adminId} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE)`
+        : `it needs CREATEROLE (ALTER ROLE ${adminId} CREATEROLE)`;
+    return new ConnectorError('TARGET_ERROR', `the administrator may not change role ${username}: ${why}`);
+  }
+
+  private async roleFacts(c: Client, username: string): Promise<{ oid: string; superuser: boolean } | undefined> {
+    const { rows } = await c.query<{ oid: string; rolsuper: boolean }>('SELECT oid::text AS oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1', [username]);
+    return rows[0] && { oid: rows[0].oid, superuser: rows[0].rolsuper };
+  }
+
+  /** The databases in which the role owns something or holds a grant (pg_shdepend, which is cluster-wide). */
+  private async databasesWithObjectsOf(c: Client, oid: string): Promise<string[]> {
+    const { rows } = await c.query<{ datname: string }>(
+      `SELECT DISTINCT d.datname FROM pg_catalog.pg_shdepend s JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+        WHERE s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND s.refobjid = $1::oid ORDER BY d.datname`,
+      [oid],
+    );
+    return rows.map((r) => r.datname);
   }
 
   /** Runs `work` as the admin connected to another database; a database dropped meanwhile (3D000) is skipped. */
   private async inDatabase(target: ConnectorTarget, database: string, opts: CallOptions | undefined, work: (c: Client) => Promise<void>): Promise<void> {
     try {
-      await this.connect(target, { user: target.adminUsername, password: target.adminPassword }, opts, work, database);
+      await this.connect(target, { user: target.adminUsername, password: target.adminPassword, admin: true }, opts, work, database);
     } catch (e) {
       if ((e as { code?: unknown }).code === '3D000') return;
       throw e;
     }
   }
 
-  private async roleExists(c: Client, username: string): Promise<boolean> {
-    const { rowCount } = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [username]);
-    return (rowCount ?? 0) > 0;
-  }
-
   /**
    * pg_terminate_backend only signals: wait (briefly, bounded) until the role's backends have exited, so
-   * REASSIGN/DROP OWNED do not queue behind locks a dying session still holds. Not fatal when they linger.
+   * DROP OWNED does not queue behind locks a dying session still holds. Not fatal when they linger.
    */
-  private async awaitBackendsGone(c: Client, username: string, opts: CallOptions | undefined): Promise<void> {
+  private async awaitBackendsGone(c: Client, oid: string, opts: CallOptions | undefined): Promise<void> {
     const deadline = Date.now() + Math.min(2000, (opts?.timeoutMs ?? 15_000) / 4);
     while (Date.now() < deadline && !opts?.signal?.aborted) {
-      const { rowCount } = await c.query('SELECT 1 FROM pg_stat_activity WHERE usename = $1', [username]);
+      const { rowCount } = await c.query(`SELECT 1 ${CLIENT_BACKENDS_OF_ROLE}`, [oid]);
       if (!rowCount) return;
       await new Promise((r) => setTimeout(r, 25));
     }
   }
 
   private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Client) => Promise<T>): Promise<T> {
-    return this.connect(target, { user: target.adminUsername, password: target.adminPassword }, opts, work);
+    return this.connect(target, { user: target.adminUsername, password: target.adminPassword, admin: true }, opts, work);
   }
 
   private async connect<T>(
     target: ConnectorTarget,
-    auth: { user: string; password?: string },
+    auth: { user: string; password?: string; admin?: boolean },
     opts: CallOptions | undefined,
     work: (c: Client) => Promise<T>,
     database = target.options.database ?? 'postgres',
   ): Promise<T> {
-    const config: ClientConfig = {
+    const client = new ScramOnlyClient({
       host: target.host,
       port: target.port,
       database,
@@ -139,13 +273,20 @@ export class PostgresConnector implements Connector {
       // the server gives up too (a statement blocked on a lock would otherwise finish after the vault gave up on it
       // and, say, create a role the vault believes was never made)
       ...(opts?.timeoutMs ? { statement_timeout: Math.max(1000, opts.timeoutMs - 2000), lock_timeout: Math.max(500, opts.timeoutMs - 3000) } : {}),
+      // the admin resolves nothing through a schema someone else can create objects in
+      ...(auth.admin ? { options: '-c search_path=pg_catalog' } : {}),
       application_name: 'pam-vault',
-    };
-    const client = new Client(config);
+      ssl: tlsOptions(target.options) ?? false,
+      requireChannelBinding: !!target.options.tls,
+    });
+    client.on('error', () => undefined); // a connection lost after connect fails its query; nothing else to do
     const onAbort = () => void client.end().catch(() => undefined);
     opts?.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await client.connect();
+      await client.connect().catch((e: unknown) => {
+        const why = target.options.tls ? isTlsIdentityFailure(e) : undefined;
+        throw why ? identityUnverified(why) : e;
+      });
       return await work(client);
     } catch (e) {
       const code = (e as { code?: unknown }).code;

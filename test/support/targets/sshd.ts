@@ -1,6 +1,6 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../process';
@@ -12,11 +12,12 @@ import { assertTestName, run, runRaw, sleep } from './run';
  * /etc/ssh configuration or a system sshd. Accounts are real local users (useradd/userdel), because that
  * is what the SSH connector manages.
  *
- * Needs root (useradd, chpasswd, binding sshd, PAM) and `/usr/sbin/sshd` (package openssh-server, which
- * `scripts/test.sh` installs when missing).
+ * Needs root (useradd, chpasswd, binding sshd, PAM), `/usr/sbin/sshd` and, for {@link SshdHandle.createSudoAdmin},
+ * `/usr/bin/sudo` (packages openssh-server and sudo, which `scripts/ensure-sshd.sh` installs when missing).
  */
 
 export const SSHD_BINARY = '/usr/sbin/sshd';
+const SUDO_BINARY = '/usr/bin/sudo';
 /** Privilege-separation directory sshd insists on (normally created by the systemd unit, which we don't run). */
 const PRIVSEP_DIR = '/run/sshd';
 
@@ -39,6 +40,13 @@ export interface SshdHandle {
   adminPrivateKey: string;
   /** The matching `ssh-ed25519 AAAA…` public key line. */
   adminPublicKey: string;
+  /**
+   * Creates a least-privilege administrator for the connector: a generated user `vtadm_<hex>` with a password and its
+   * own ed25519 key (authorized in this server's AuthorizedKeysFile dir), and a sudoers drop-in
+   * `/etc/sudoers.d/vault-test-<name>` granting exactly {@link SSH_ADMIN_COMMANDS} (or `commands`), by full path, with
+   * or without NOPASSWD. The user and the drop-in are removed again by {@link stop} (and by the exit hook).
+   */
+  createSudoAdmin(options: SudoAdminOptions): Promise<SudoAdmin>;
   /** Creates a local user (home dir, /bin/bash) with this password; removed again by {@link stop}. */
   createUser(name: string, password: string): Promise<void>;
   /** Whether a local user of that name exists (getent passwd). */
@@ -49,6 +57,27 @@ export interface SshdHandle {
   logs(): string;
   /** Stops sshd and every session process it spawned, deletes the users created here and the temp dir. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** The commands a least-privilege SSH admin needs through sudo (README "Least-privilege administrators"). */
+export const SSH_ADMIN_COMMANDS = ['/usr/sbin/useradd', '/usr/sbin/usermod', '/usr/sbin/userdel', '/usr/sbin/chpasswd', '/usr/bin/kill'] as const;
+
+export interface SudoAdminOptions {
+  /** `NOPASSWD:` in the sudoers line (else sudo asks for the admin's password). */
+  nopasswd: boolean;
+  /** The admin's password (default: generated). chpasswd splits at the first ':', so any other character works. */
+  password?: string;
+  /** What sudo allows, by full path (default {@link SSH_ADMIN_COMMANDS}). */
+  commands?: readonly string[];
+}
+
+export interface SudoAdmin {
+  username: string;
+  password: string;
+  /** Unencrypted OpenSSH-format ed25519 private key authorized for this user. */
+  privateKey: string;
+  /** The sudoers line written to the drop-in. */
+  sudoersLine: string;
 }
 
 export interface SshdOptions {
@@ -79,12 +108,13 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
 
   const dir = mkdtempSync(join(tmpdir(), 'vault-sshd-'));
   const createdUsers = new Set<string>();
+  const sudoersFiles = new Set<string>();
   let child: ChildProcess | undefined;
   let stopped = false;
   let log = '';
 
   // If the worker dies without calling stop(), don't leave sshd, users or the temp dir behind.
-  const exitHook = () => cleanupSync(child, createdUsers, dir);
+  const exitHook = () => cleanupSync(child, createdUsers, dir, sudoersFiles);
   process.once('exit', exitHook);
 
   try {
@@ -128,6 +158,28 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
       adminPrivateKey,
       adminPublicKey,
       logs: () => log,
+      async createSudoAdmin(opts) {
+        const name = `vtadm_${randomBytes(4).toString('hex')}`;
+        const password = opts.password ?? `Adm-${randomBytes(12).toString('base64url')}`;
+        const commands = opts.commands ?? SSH_ADMIN_COMMANDS;
+        if (!existsSync(SUDO_BINARY)) throw new Error(`${SUDO_BINARY} is missing: the SSH connector tests need sudo (run scripts/ensure-sshd.sh, which installs it)`);
+        if (commands.some((c) => !/^\/[A-Za-z0-9/_.-]+$/.test(c))) throw new Error('createSudoAdmin: commands must be full paths');
+        await handle.createUser(name, password);
+        const keyFile = join(dir, `${name}_ed25519`);
+        await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', keyFile]);
+        writeFileSync(join(dir, 'authorized_keys', name), readFileSync(`${keyFile}.pub`, 'utf8'), { mode: 0o644 });
+        // sshd reads a user's authorized_keys as that user: let it through the temp dir (not list it; keys inside are 0600)
+        chmodSync(dir, 0o711);
+        const sudoersLine = `${name} ALL=(root) ${opts.nopasswd ? 'NOPASSWD: ' : ''}${commands.join(', ')}`;
+        // sudo ignores drop-ins whose name has a '.': none here
+        const file = `/etc/sudoers.d/vault-test-${name}`;
+        const staging = join(dir, `sudoers-${name}`);
+        writeFileSync(staging, `${sudoersLine}\n`, { mode: 0o440 });
+        await run('visudo', ['-c', '-q', '-f', staging]);
+        sudoersFiles.add(file);
+        writeFileSync(file, `${sudoersLine}\n`, { mode: 0o440 });
+        return { username: name, password, privateKey: readFileSync(keyFile, 'utf8'), sudoersLine };
+      },
       async createUser(name, password) {
         assertTestName(name);
         if (/[\n\r\0]/.test(password)) throw new Error('createUser: the password must not contain a newline or NUL (chpasswd reads lines)');
@@ -148,6 +200,10 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
         if (stopped) return;
         stopped = true;
         await stopSshd(sshd);
+        for (const file of [...sudoersFiles]) {
+          rmSync(file, { force: true });
+          sudoersFiles.delete(file);
+        }
         for (const name of [...createdUsers]) {
           await deleteUser(name);
           createdUsers.delete(name);
@@ -158,7 +214,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
     };
     return handle;
   } catch (e) {
-    cleanupSync(child, createdUsers, dir);
+    cleanupSync(child, createdUsers, dir, sudoersFiles);
     process.removeListener('exit', exitHook);
     throw e;
   }
@@ -326,7 +382,9 @@ async function withPasswdLock<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** Synchronous last-resort cleanup (process 'exit' hook, failed start): no promises allowed there. */
-function cleanupSync(child: ChildProcess | undefined, users: Set<string>, dir: string): void {
+function cleanupSync(child: ChildProcess | undefined, users: Set<string>, dir: string, sudoersFiles: Set<string>): void {
+  for (const file of sudoersFiles) rmSync(file, { force: true });
+  sudoersFiles.clear();
   if (child?.pid && child.exitCode === null && child.signalCode === null) {
     const pids = descendantsOf(child.pid);
     killQuietly(child.pid, 'SIGKILL');
