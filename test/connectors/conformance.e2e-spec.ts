@@ -32,8 +32,10 @@ interface Fixture {
 const fixtures: Record<TargetType, () => Promise<Fixture>> = {
   ssh: async () => {
     const sshd = await startSshd();
+    // a least-privilege admin: sudo with its password for exactly the commands the connector needs, never root
+    const admin = await sshd.createSudoAdmin({ nopasswd: false });
     return {
-      target: { type: 'ssh', host: sshd.host, port: sshd.port, adminUsername: sshd.adminUsername, adminPrivateKey: sshd.adminPrivateKey, options: { hostKeySha256: sshd.hostKeySha256 } },
+      target: { type: 'ssh', host: sshd.host, port: sshd.port, adminUsername: admin.username, adminPassword: admin.password, options: { hostKeySha256: sshd.hostKeySha256, sudo: true } },
       createAccount: (n, p) => sshd.createUser(n, p),
       accountExists: (n) => sshd.userExists(n),
       openSession: (n, p) => openSshSession(sshd.host, sshd.port, n, p),

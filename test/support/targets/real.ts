@@ -76,8 +76,10 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
   ssh: async () => {
     const sshd = await startSshd({ usePam: false });
     const pin = { hostKeySha256: sshd.hostKeySha256 };
+    // a least-privilege admin (not root): sudo asks for its password, which the vault stores and hands to sudo by askpass
+    const admin = await sshd.createSudoAdmin({ nopasswd: false });
     return {
-      body: { type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: 'root', privateKey: sshd.adminPrivateKey }, options: { hostKeySha256: sshd.hostKeySha256 } },
+      body: { type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: admin.username, password: admin.password }, options: { hostKeySha256: sshd.hostKeySha256, sudo: true } },
       createAccount: (n, p) => sshd.createUser(n, p),
       openSession: (n, p) => openSshSession(sshd.host, sshd.port, n, p, pin),
       canLogin: (n, p) => canLoginSsh(sshd.host, sshd.port, n, p, pin),
