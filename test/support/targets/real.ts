@@ -37,8 +37,11 @@ export type RealTargetType = 'postgres' | 'mysql' | 'ssh';
 export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
   postgres: async () => {
     const pg = await startScramPostgres();
+    // the vault is given a least-privilege admin (LOGIN CREATEROLE + pg_signal_backend, CONNECT WITH GRANT OPTION on
+    // the database; 16+: ADMIN OPTION on the accounts createAccount makes); the superuser handle only sets up and cleans up
+    const admin = await pg.leastPrivilegeAdmin();
     return {
-      body: { type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } },
+      body: { type: 'postgres', host: pg.host, port: pg.port, admin: { username: admin.username, password: admin.password }, options: { database: pg.database } },
       createAccount: (n, p) => pg.createRole(n, p),
       openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
       canLogin: (n, p) => canLoginPg(pg.host, pg.port, n, p, pg.database),
