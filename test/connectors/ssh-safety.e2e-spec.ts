@@ -350,7 +350,7 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
     it.each([
       ['pinned to the real host key', 'TARGET_HOST_KEY_MISMATCH', () => ({ hostKeySha256: sshd.hostKeySha256 })],
       ['no pin', 'TARGET_HOST_KEY_UNPINNED', () => ({})],
-    ] as const)('%s → %s for verify, rotate, createEphemeral, login, and the impostor got no password and no exec', async (_what, code, options) => {
+    ] as const)('%s → %s for every call that authenticates, and the impostor got no password and no exec', async (_what, code, options) => {
       const target = { ...targetOf(withPw, 'password'), port, options: options() };
       const account = { username: `vt_imp_${hex()}`, password: pw() };
       expect(await codeOf(connector.verify(target))).toBe(code);
@@ -359,6 +359,8 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       expect(await codeOf(connector.login(target, account))).toBe(code);
       expect(await codeOf(connector.revokeEphemeral(target, account.username))).toBe(code);
       expect(await codeOf(connector.terminateSessions(target, account.username))).toBe(code);
+      expect(await codeOf(connector.isAdmin(target, account.username))).toBe(code);
+      expect(await codeOf(connector.inspectAccess(target, { groups: ['users'] }))).toBe(code);
       expect(auths).toEqual([]);
       expect(execs).toEqual([]);
       if (code === 'TARGET_HOST_KEY_UNPINNED') expect(new ConnectorError(code, '').status).toBe(409);
