@@ -20,7 +20,7 @@ import { assertTestName, run } from './run';
  *
  * {@link connectTlsMariaDb} (in a test file) makes that file's own least-privilege administrator: the grants in
  * {@link LEAST_PRIVILEGE_GLOBAL_GRANTS} plus the allowed privileges WITH GRANT OPTION on the test databases
- * (`vt\_%`.*, {@link TEST_DATABASES}), never `ALL PRIVILEGES ON *.*`.
+ * ({@link TEST_DATABASES}: `vt_…`, `eph_…`), never `ALL PRIVILEGES ON *.*`.
  */
 
 /** Environment variables through which the globalSetup hands the server to the jest workers. */
@@ -32,10 +32,11 @@ export const TLS_MARIADB_ENV = {
 } as const;
 
 /**
- * The databases a test administrator may create and hand out privileges on: every name starting with `vt_` (a MySQL
- * database-level grant pattern; `\_` is a literal underscore). Tests create theirs as that admin (`CREATE DATABASE vt_…`).
+ * The databases a test administrator may create and hand out privileges on: names starting with `vt_` or `eph_` (MySQL
+ * database-level grant patterns; `\_` is a literal underscore). Tests create theirs as that admin (`CREATE DATABASE vt_…`,
+ * through RealTarget.adminSql); a database named otherwise is out of the admin's reach, as on a real server.
  */
-export const TEST_DATABASES = 'vt\\_%';
+export const TEST_DATABASES = ['vt\\_%', 'eph\\_%'] as const;
 
 /** What a least-privilege MariaDB (10.5+) administrator of the vault holds on `*.*`. */
 export const LEAST_PRIVILEGE_GLOBAL_GRANTS = ['CREATE USER', 'PROCESS', 'CONNECTION ADMIN'] as const;
@@ -223,8 +224,8 @@ export interface TlsMariaHandle {
 /**
  * Creates this test file's least-privilege administrator on the TLS MariaDB: `globalPrivileges` (default
  * {@link LEAST_PRIVILEGE_GLOBAL_GRANTS}) ON *.*, and every privilege a one-time account may get
- * (MYSQL_ALLOWED_PRIVILEGES) ON `vt\_%`.* WITH GRANT OPTION, so it can create test databases and grant on them; and
- * a database of its own, `vt_app_<hex>`.
+ * (MYSQL_ALLOWED_PRIVILEGES) ON each of {@link TEST_DATABASES} WITH GRANT OPTION, so it can create test databases and
+ * grant on them; and a database of its own, `vt_app_<hex>`.
  */
 export async function connectTlsMariaDb(opts: { globalPrivileges?: readonly string[] } = {}): Promise<TlsMariaHandle> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -248,7 +249,9 @@ export async function connectTlsMariaDb(opts: { globalPrivileges?: readonly stri
   try {
     await root.query("CREATE USER ?@'%' IDENTIFIED BY ? REQUIRE SSL", [adminUsername, adminPassword]);
     if (globalPrivileges.length) await root.query(`GRANT ${globalPrivileges.join(', ')} ON *.* TO ?@'%'`, [adminUsername]);
-    await root.query(`GRANT ${MYSQL_ALLOWED_PRIVILEGES.join(', ')} ON ${root.escapeId(TEST_DATABASES)}.* TO ?@'%' WITH GRANT OPTION`, [adminUsername]);
+    for (const pattern of TEST_DATABASES) {
+      await root.query(`GRANT ${MYSQL_ALLOWED_PRIVILEGES.join(', ')} ON ${root.escapeId(pattern)}.* TO ?@'%' WITH GRANT OPTION`, [adminUsername]);
+    }
     await root.query(`CREATE DATABASE ${root.escapeId(database)}`);
     admin = await mysql.createConnection({ ...rootOpts, user: adminUsername, password: adminPassword });
     admin.on('error', () => undefined);
