@@ -285,11 +285,15 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       const target = targetOf(nopass, 'key');
       const alias = `vt_alias_${hex()}`;
       await run('useradd', ['-o', '-M', '-u', String(await uidOf(nopass.username)), '-s', '/usr/sbin/nologin', alias]);
-      cleanup.push(() => runRaw('userdel', [alias]));
-      expect(await connector.isAdmin(target, nopass.username)).toBe(true);
-      expect(await connector.isAdmin(target, alias)).toBe(true);
-      expect(await connector.isAdmin(target, 'root')).toBe(false);
-      expect(await connector.isAdmin(target, `vt_none_${hex()}`)).toBe(false);
+      try {
+        expect(await connector.isAdmin(target, nopass.username)).toBe(true);
+        expect(await connector.isAdmin(target, alias)).toBe(true);
+        expect(await connector.isAdmin(target, 'root')).toBe(false);
+        expect(await connector.isAdmin(target, `vt_none_${hex()}`)).toBe(false);
+      } finally {
+        // -f: the uid is the admin's, whose sessions may still be closing (plain userdel refuses a logged-in uid)
+        await run('userdel', ['-f', alias]);
+      }
     });
 
     it('inspectAccess: one refusal line per group that is forbidden, missing or a system group', async () => {
