@@ -208,6 +208,31 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     expect(rows[0].n).toBe(0);
   });
 
+  it('revoke of an account another role granted privileges to directly: a clear error, yet it cannot log in, its sessions ended, and the admin keeps no privileges of it', async () => {
+    const vendor = name();
+    const pw = password();
+    await connector.createEphemeral(target, { username: vendor, password: pw }, {});
+    await pg.query('CREATE TABLE IF NOT EXISTS vt_third_party (x int)');
+    await pg.query(`GRANT SELECT ON vt_third_party TO ${q(vendor)}`); // granted by the table's owner, not the admin
+    const s = await openPgSession(pg.host, pg.port, vendor, pw, pg.database);
+    try {
+      const e = await failure(connector.revokeEphemeral(target, vendor));
+      expect(e.code).toBe('TARGET_ERROR');
+      expect(e.message).toMatch(/granted by other roles/);
+      expect(e.message).toContain('vt_third_party');
+      expect(await s.alive()).toBe(false);
+      expect((await failure(connector.login(target, { username: vendor, password: pw }))).code).toBe('TARGET_AUTH_FAILED');
+      const { rows } = await pg.query<{ usage: boolean }>("SELECT pg_has_role($1, $2, 'USAGE') AS usage", [admin.username, vendor]);
+      expect(rows[0].usage).toBe(false);
+      // once the grantor takes its grant back, revoking completes
+      await pg.query(`REVOKE SELECT ON vt_third_party FROM ${q(vendor)}`);
+      await connector.revokeEphemeral(target, vendor);
+      expect(await pg.roleExists(vendor)).toBe(false);
+    } finally {
+      await s.close();
+    }
+  });
+
   describe('inspectAccess: the allow-list against the catalog', () => {
     const grp = name('vt_grp');
     const roles: Record<string, string> = {};
@@ -313,20 +338,23 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
   const account = { username: 'vt_account', password: password() };
 
   describe.each(['cleartext', 'md5', 'ok'] as FakeAuthMode[])('a server answering %s', (mode) => {
-    it('verify, rotate, login and revokeEphemeral fail with TARGET_IDENTITY_UNVERIFIED; no password message reaches it', async () => {
+    it('every call (verify, rotate, login, revokeEphemeral, …) fails with TARGET_IDENTITY_UNVERIFIED; no password message reaches it', async () => {
       const fake = await startFakePostgres(mode);
       try {
         const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres' } };
+        // one after the other: a rejection is never left unobserved while an earlier call is awaited
         const calls = [
-          connector.verify(target),
-          connector.rotate(target, account),
-          connector.login(target, account),
-          connector.revokeEphemeral(target, 'vt_vendor'),
-          connector.terminateSessions(target, 'vt_vendor'),
-          connector.inspectAccess(target, { roles: ['r'] }),
+          () => connector.verify(target),
+          () => connector.rotate(target, account),
+          () => connector.login(target, account),
+          () => connector.revokeEphemeral(target, 'vt_vendor'),
+          () => connector.terminateSessions(target, 'vt_vendor'),
+          () => connector.inspectAccess(target, { roles: ['r'] }),
+          () => connector.isAdmin(target, 'vt_vendor'),
+          () => connector.createEphemeral(target, { username: 'vt_vendor', password: password() }, {}),
         ];
         for (const call of calls) {
-          const e = await failure(call);
+          const e = await failure(call());
           expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
           expect(e.message).not.toContain(adminPassword);
         }
@@ -340,6 +368,26 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
         await fake.stop();
       }
     });
+  });
+
+  it('a server running SCRAM without holding the verifier: the exchange fails on its signature, no statement (the new password\'s verifier) reaches it', async () => {
+    const fake = await startFakePostgres('scram-bogus');
+    try {
+      const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres' } };
+      const next = { username: 'vt_account', password: password() };
+      for (const call of [() => connector.rotate(target, next), () => connector.login(target, account), () => connector.verify(target)]) {
+        const e = await failure(call());
+        expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
+        expect(e.message).toMatch(/SCRAM/);
+      }
+      // only SCRAM messages (no password in them) and Terminate: no statement
+      expect(new Set(fake.messageTypes().filter((t) => t !== 'X'))).toEqual(new Set(['p']));
+      const bytes = fake.received().toString('latin1');
+      for (const secret of [adminPassword, account.password, next.password]) expect(bytes).not.toContain(secret);
+      expect(bytes).not.toContain('SCRAM-SHA-256$');
+    } finally {
+      await fake.stop();
+    }
   });
 
   it('over TLS, a server offering SCRAM without channel binding is refused before any SASL response', async () => {

@@ -19,7 +19,7 @@ const base = Client.prototype as unknown as PgClientInternals;
 
 /** What a refused server identity is answered with. */
 export function identityUnverified(why: string): ConnectorError {
-  return new ConnectorError('TARGET_IDENTITY_UNVERIFIED', `PostgreSQL server identity not established: ${why}; nothing was sent`);
+  return new ConnectorError('TARGET_IDENTITY_UNVERIFIED', `PostgreSQL server identity not established: ${why}; no password and no statement was sent`);
 }
 
 export interface ScramOnlyConfig extends ClientConfig {
@@ -32,7 +32,7 @@ export interface ScramOnlyConfig extends ClientConfig {
  * - a server asking for the password in cleartext or as MD5 is refused before anything is sent (a fake or
  *   downgraded server would otherwise receive the password itself, or a hash it can replay);
  * - a server saying "authentication OK" without a completed SCRAM exchange (whose final message proves the server
- *   knows the verifier) is refused before any statement is sent;
+ *   knows the verifier) is refused before any statement is sent, and so is one whose SCRAM proof does not check out;
  * - with `requireChannelBinding` (TLS), only SCRAM-SHA-256-PLUS is accepted, bound to the server's certificate.
  */
 export class ScramOnlyClient extends Client {
@@ -84,6 +84,12 @@ export class ScramOnlyClient extends Client {
       return;
     }
     base._handleReadyForQuery.call(this, msg);
+  }
+
+  /** pg's own SCRAM checks (no SCRAM offered, a nonce or server signature that does not match) fail as `SASL: …`. */
+  _handleErrorWhileConnecting(err: Error): void {
+    const sasl = typeof err?.message === 'string' && err.message.startsWith('SASL:');
+    base._handleErrorWhileConnecting.call(this, sasl ? identityUnverified(`its SCRAM-SHA-256 exchange failed (${err.message.slice(0, 120)})`) : err);
   }
 
   private refuse(why: string): void {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, Server, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 
@@ -5,10 +6,12 @@ import { TLSSocket } from 'node:tls';
  * An impostor PostgreSQL server (node:net), speaking just enough of the protocol to ask a client for its password
  * the unsafe ways: after the startup message it answers AuthenticationCleartextPassword (`cleartext`),
  * AuthenticationMD5Password (`md5`), AuthenticationOk straight away and then ReadyForQuery (`ok`, what a `trust`
- * server or a fake would do), or AuthenticationSASL offering only SCRAM-SHA-256 (`sasl-no-plus`, over TLS: a
- * server refusing channel binding). Every byte a client sends after its startup message is recorded.
+ * server or a fake would do), AuthenticationSASL offering only SCRAM-SHA-256 (`sasl-no-plus`, over TLS: a
+ * server refusing channel binding), or a whole SCRAM exchange without knowing the verifier (`scram-bogus`: its final
+ * server signature is random, then AuthenticationOk and ReadyForQuery). Every byte a client sends after its startup
+ * message is recorded.
  */
-export type FakeAuthMode = 'cleartext' | 'md5' | 'ok' | 'sasl-no-plus';
+export type FakeAuthMode = 'cleartext' | 'md5' | 'ok' | 'sasl-no-plus' | 'scram-bogus';
 
 export interface FakePostgres {
   host: string;
@@ -52,7 +55,28 @@ function answer(mode: FakeAuthMode): Buffer {
         message('Z', Buffer.from('I')),
       ]);
     case 'sasl-no-plus':
+    case 'scram-bogus':
       return message('R', Buffer.concat([int32(10), Buffer.from('SCRAM-SHA-256\u0000\u0000', 'latin1')]));
+  }
+}
+
+/**
+ * `scram-bogus`: answers the client's SASL messages as a server that does not hold the verifier would (its own salt,
+ * a random server signature), then says the login is OK.
+ */
+function scramStep(socket: Socket, msg: Buffer, step: number): void {
+  if (step === 0) {
+    // SASLInitialResponse: mechanism\0, int32 length, client-first-message "n,,n=*,r=<nonce>"
+    const data = msg.subarray(msg.indexOf(0) + 5).toString('latin1');
+    const nonce = /r=([^,]+)/.exec(data)?.[1] ?? '';
+    const first = `r=${nonce}${randomBytes(12).toString('base64')},s=${randomBytes(16).toString('base64')},i=4096`;
+    socket.write(message('R', Buffer.concat([int32(11), Buffer.from(first, 'latin1')])));
+  } else if (step === 1) {
+    socket.write(Buffer.concat([
+      message('R', Buffer.concat([int32(12), Buffer.from(`v=${randomBytes(32).toString('base64')}`, 'latin1')])),
+      message('R', int32(0)),
+      message('Z', Buffer.from('I')),
+    ]));
   }
 }
 
@@ -64,10 +88,22 @@ export async function startFakePostgres(mode: FakeAuthMode, opts: { tls?: { key:
   const serve = (socket: Socket) => {
     let buf = Buffer.alloc(0);
     let started = false;
+    let typed = Buffer.alloc(0);
+    let saslStep = 0;
+    const afterStartup = (d: Buffer) => {
+      chunks.push(Buffer.from(d));
+      if (mode !== 'scram-bogus') return;
+      typed = Buffer.concat([typed, d]);
+      while (typed.length >= 5 && typed.length >= 1 + typed.readInt32BE(1)) {
+        const end = 1 + typed.readInt32BE(1);
+        if (typed[0] === 0x70) scramStep(socket, typed.subarray(5, end), saslStep++); // 'p'
+        typed = typed.subarray(end);
+      }
+    };
     socket.on('error', () => undefined);
     socket.on('data', (d: Buffer) => {
       if (started) {
-        chunks.push(Buffer.from(d));
+        afterStartup(d);
         return;
       }
       buf = Buffer.concat([buf, d]);
@@ -92,8 +128,8 @@ export async function startFakePostgres(mode: FakeAuthMode, opts: { tls?: { key:
       // the startup message: ask for the password the way this impostor does
       started = true;
       startups++;
-      if (rest.length) chunks.push(Buffer.from(rest));
       socket.write(answer(mode));
+      if (rest.length) afterStartup(Buffer.from(rest));
     });
   };
 
