@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import { Client, escapeIdentifier } from 'pg';
 import { ConnectorError } from '../connector.errors';
 import {
   AccessInspection, AccountCredential, CallOptions, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult,
@@ -235,6 +235,10 @@ export class PostgresConnector implements Connector {
       await this.connect(target, { user: target.adminUsername, password: target.adminPassword, admin: true }, opts, work, database);
     } catch (e) {
       if ((e as { code?: unknown }).code === '3D000') return;
+      if ((e as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) {
+        throw new ConnectorError('TARGET_ERROR', `the administrator may not connect to database ${database}, where the role has objects `
+          + `(GRANT CONNECT ON DATABASE ${escapeIdentifier(database)} TO ${escapeIdentifier(target.adminUsername)})`);
+      }
       throw e;
     }
   }
