@@ -52,6 +52,7 @@ describe('one-time accounts (e2e)', () => {
     await as(admin).post(`/v1/targets/${targetId}/verify`).expect(200);
     // a plain group role: policies are allow-lists checked against the target's catalog (no predefined pg_* roles)
     await real.adminSql!(`CREATE ROLE ${GROUP} NOLOGIN`);
+    await real.adminSql!(`GRANT ${GROUP} TO ${(real.body as { admin: { username: string } }).admin.username} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`);
     await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: [GROUP], allowedDatabases: ['postgres'] }).expect(200);
     const { Client } = await import('pg');
     const body = real.body as { host: string; port: number; admin: { username: string; password: string } };
