@@ -412,7 +412,7 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
   });
 });
 
-describe('PostgreSQL over TLS: verified certificate, pin, channel binding', () => {
+describe.each([15, 18] as const)('PostgreSQL %s over TLS: verified certificate, pin, channel binding', (version) => {
   let pg: PgHandle;
   let plain: PgHandle;
   let admin: PgAdmin;
@@ -420,7 +420,7 @@ describe('PostgreSQL over TLS: verified certificate, pin, channel binding', () =
   const connector = new ConnectorRegistry().get('postgres');
 
   beforeAll(async () => {
-    pg = await startScramPostgres({ tls: true });
+    pg = await startScramPostgres({ version, tls: true });
     admin = await pg.leastPrivilegeAdmin();
     target = {
       type: 'postgres', host: pg.host, port: pg.port, adminUsername: admin.username, adminPassword: admin.password,
@@ -461,7 +461,7 @@ describe('PostgreSQL over TLS: verified certificate, pin, channel binding', () =
   });
 
   it('a server without TLS, when the target requires it: TARGET_IDENTITY_UNVERIFIED', async () => {
-    plain = await startScramPostgres();
+    plain = await startScramPostgres({ version });
     const e = await failure(connector.verify({ ...target, port: plain.port, adminUsername: plain.adminUsername, adminPassword: plain.adminPassword }));
     expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
     expect(e.message).toMatch(/does not offer TLS/);
