@@ -260,6 +260,11 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       await pg.query(`GRANT ${q(roles.admin_holds)} TO ${q(admin.username)}${version >= 16 ? ' WITH INHERIT TRUE' : ''}`);
       await mk('granter');
       await pg.query(`GRANT ${q(grp)} TO ${q(roles.granter)} WITH ADMIN OPTION`);
+      await mk('owner');
+      await pg.query(`CREATE TABLE vt_owned_by_group (x int)`);
+      await pg.query(`ALTER TABLE vt_owned_by_group OWNER TO ${q(roles.owner)}`);
+      await mk('owner_member');
+      await pg.query(`GRANT ${q(roles.owner)} TO ${q(roles.owner_member)}`);
       await mk('files');
       await pg.query(`GRANT pg_write_server_files TO ${q(roles.files)}`);
       await pg.query('CREATE DATABASE vt_noconn ALLOW_CONNECTIONS false');
@@ -274,10 +279,12 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
 
     it('refuses every problem at once, one readable line each', async () => {
       const lines = await connector.inspectAccess(target, {
-        roles: [roles.login, roles.app_admin, roles.super_member, roles.bypass, roles.in_admin, roles.admin_holds, roles.granter, roles.files, admin.username, 'pg_read_all_data', 'vt_missing_role'],
+        roles: [roles.owner, roles.owner_member, roles.login, roles.app_admin, roles.super_member, roles.bypass, roles.in_admin, roles.admin_holds, roles.granter, roles.files, admin.username, 'pg_read_all_data', 'vt_missing_role'],
         databases: ['template1', 'vt_noconn', 'vt_missing_db', 'vt_nogrant'],
       });
       const expected = [
+        `role ${roles.owner}: owns 1 object(s)`,
+        `role ${roles.owner_member}: member of a role that owns objects (${roles.owner})`,
         `role ${roles.login}: is a login role`,
         `role ${roles.app_admin}: member of a role with CREATEROLE (${roles.ops_admin})`,
         `role ${roles.super_member}: member of a role with SUPERUSER (${roles.super_member}_su)`,

@@ -12,7 +12,9 @@ import type { Client } from 'pg';
  *   BYPASSRLS (attributes are not inherited, but SET ROLE reaches them);
  * - not be the administrator, nor a member of it, nor a role whose privileges the administrator holds (USAGE/SET;
  *   what the admin can do through it would be the vendor's too);
- * - neither it nor a role it belongs to may hold ADMIN OPTION on any role (the vendor could grant that role to itself);
+ * - neither it nor a role it belongs to may hold ADMIN OPTION on any role (the vendor could grant that role to itself),
+ *   nor own anything (owner rights are inherited: the vendor could replace a function's body or add a trigger, and
+ *   that would outlive the account and run with someone else's rights);
  * - PostgreSQL 16+: be grantable by the administrator (it holds ADMIN OPTION on it).
  * A database must exist, not be a template, allow connections, and the administrator must be able to grant CONNECT on it.
  */
@@ -38,6 +40,7 @@ interface RoleRow {
   predefined: boolean;
   is_admin: boolean;
   admin_of: string | null;
+  owns: number;
 }
 
 /** The role and every role it is a member of (pg_auth_members, transitively), with what matters about each. */
@@ -50,7 +53,9 @@ const ROLE_AND_ANCESTORS = `
   SELECT r.rolname, r.rolname = $1 AS is_self, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,
          r.rolcanlogin, r.oid < 16384 AS predefined, r.rolname = session_user AS is_admin,
          (SELECT string_agg(g.rolname, ', ' ORDER BY g.rolname) FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid
-           WHERE a.member = r.oid AND a.admin_option) AS admin_of
+           WHERE a.member = r.oid AND a.admin_option) AS admin_of,
+         (SELECT count(*)::int FROM pg_catalog.pg_shdepend d
+           WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.refobjid = r.oid AND d.deptype = 'o') AS owns
   FROM up JOIN pg_catalog.pg_roles r ON r.oid = up.oid
   ORDER BY r.rolname <> $1, r.rolname`;
 
@@ -85,6 +90,10 @@ export async function inspectRole(c: Client, role: string, admin: AdminFacts): P
     const attrs = PRIVILEGED.filter(([col]) => r[col]).map(([, name]) => name);
     if (attrs.length) out.push(r.is_self ? `${where} has ${attrs.join(', ')}` : `${where} a role with ${attrs.join(', ')} (${r.rolname})`);
     if (r.is_admin) out.push(r.is_self ? `${where} is the target's administrator` : `${where} the target's administrator (${r.rolname})`);
+    if (r.owns > 0) {
+      out.push(r.is_self ? `${where} owns ${r.owns} object(s) (a one-time account inheriting it could change them, and what it changed would outlive it: grant a role that owns nothing)`
+        : `${where} a role that owns objects (${r.rolname})`);
+    }
     if (r.admin_of) out.push(r.is_self ? `${where} holds ADMIN OPTION on ${r.admin_of} (could grant it to itself)` : `${where} a role holding ADMIN OPTION on ${r.admin_of} (${r.rolname})`);
   }
   if (!admin.superuser && !self.is_admin) {
