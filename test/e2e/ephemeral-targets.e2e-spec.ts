@@ -157,12 +157,16 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('one-time accounts on a rea
       const role = `eph_role_${suffix}`;
       const database = `eph_db_${suffix}`;
       const closed = `eph_closed_${suffix}`;
+      const vaultAdmin = (real.body as { admin: { username: string } }).admin.username;
       await real.adminSql!(`CREATE ROLE ${role} NOLOGIN`);
+      // the least-privilege admin's set-up (README, Target safety): it may grant the group role (16+) and CONNECT
+      await real.adminSql!(`GRANT ${role} TO ${vaultAdmin} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`);
       // CONNECT is PUBLIC's by default: take it away, so only the grant lets the account in
       for (const db of [database, closed]) {
         await real.adminSql!(`CREATE DATABASE ${db}`);
         await real.adminSql!(`REVOKE CONNECT ON DATABASE ${db} FROM PUBLIC`);
       }
+      await real.adminSql!(`GRANT CONNECT ON DATABASE ${database} TO ${vaultAdmin} WITH GRANT OPTION`);
       policy.allowedDatabases = [database];
       policy.allowedRoles = [role];
       access = { database, grantRoles: [role] };
@@ -170,10 +174,10 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('one-time accounts on a rea
         const pg = new PgClient({ host: c.host, port: c.port, user: c.username, password: c.password, database });
         await pg.connect();
         try {
-          const { rows } = await pg.query<{ db: string; member: boolean }>("SELECT current_database() AS db, pg_has_role(current_user, $1, 'MEMBER') AS member", [role]);
-          expect(rows[0]).toEqual({ db: database, member: true });
-          await pg.query(`SET ROLE ${role}`);
-          expect((await pg.query<{ r: string }>('SELECT current_role AS r')).rows[0].r).toBe(role);
+          // it has the role's privileges (INHERIT), but may not act as it (SET FALSE: what it made as the role would outlive it)
+          const { rows } = await pg.query<{ db: string; usage: boolean; set: boolean }>("SELECT current_database() AS db, pg_has_role(current_user, $1, 'USAGE') AS usage, pg_has_role(current_user, $1, 'SET') AS set", [role]);
+          expect(rows[0]).toEqual({ db: database, usage: true, set: false });
+          await expect(pg.query(`SET ROLE ${role}`)).rejects.toMatchObject({ code: '42501' });
         } finally {
           await pg.end();
         }

@@ -263,19 +263,23 @@ describe('vaultctl against a running vault (e2e)', () => {
   it('checkout --exec -- ssh answers the password prompt through a temporary askpass program, never a command line', async () => {
     const sshd = await REAL_TARGETS.ssh();
     try {
-      const body = sshd.body as { host: string; port: number; admin: { username: string; privateKey: string }; options: { hostKeySha256: string } };
-      const keyFile = join(tempDir(), 'admin_key');
-      writeFileSync(keyFile, body.admin.privateKey, { mode: 0o600 });
+      // a least-privilege sudo admin with a password (read from stdin), the host key pinned at the first verify
+      const body = sshd.body as { host: string; port: number; admin: { username: string; password: string }; options: { hostKeySha256: string } };
       const target = json<{ id: string }>(
         expectExit(
           await cli(
-            ['--json', 'targets', 'create', '--name', 'ssh-vaultctl', '--type', 'ssh', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-key-file', keyFile, '--host-key-sha256', body.options.hostKeySha256],
-            { as: admin },
+            ['--json', 'targets', 'create', '--name', 'ssh-vaultctl', '--type', 'ssh', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-password-stdin'],
+            { as: admin, input: `${body.admin.password}\n` },
           ),
           0,
         ),
       );
-      expectExit(await cli(['targets', 'verify', target.id], { as: admin }), 0);
+      const unpinned = expectExit(await cli(['targets', 'verify', target.id], { as: admin }), 7);
+      expect(unpinned.stderr).toMatch(/TARGET_HOST_KEY_UNPINNED/);
+      expect(unpinned.stderr).toContain(body.options.hostKeySha256);
+      expectExit(await cli(['targets', 'verify', target.id, '--host-key', `SHA256:${'A'.repeat(43)}`], { as: admin }), 10);
+      const pinned = expectExit(await cli(['targets', 'verify', target.id, '--host-key', `SHA256:${body.options.hostKeySha256}`], { as: admin }), 0);
+      expect(pinned.stdout).toMatch(/ok +SSH_USER_MANAGEMENT/);
       const username = `vc_${randomBytes(4).toString('hex')}`;
       const password = `Orig-${randomBytes(10).toString('hex')}`;
       await sshd.createAccount(username, password);

@@ -38,8 +38,11 @@ export async function scanProcesses(shell: AdminShell): Promise<ProcessTable> {
   }
 }
 
+/** The signals the vault sends: freeze, then kill (a type named by its members keeps them apart from error codes). */
+type Signal = Extract<NodeJS.Signals, `SIG${'STOP'}` | `SIG${'KILL'}`> extends `SIG${infer S}` ? S : never;
+
 /** Sends a signal to processes through the privileged path (`kill`, the program). Processes gone meanwhile are fine. */
-async function signal(shell: AdminShell, sig: 'STOP' | 'KILL', pids: number[]): Promise<void> {
+async function signal(shell: AdminShell, sig: Signal, pids: number[]): Promise<void> {
   for (let i = 0; i < pids.length; i += 200) {
     const batch = pids.slice(i, i + 200);
     if (!batch.every((p) => Number.isSafeInteger(p) && p > 1)) throw new ConnectorError('TARGET_ERROR', 'refusing to signal an invalid process id');

@@ -54,7 +54,6 @@ describe.each([true, false])('test target: OpenSSH sshd (UsePAM %s)', (usePam) =
     const sessionPids: number[] = [];
     let wrongMs = 0;
     try {
-      expect(startMs).toBeLessThan(5000);
       expect(sshd.host).toBe('127.0.0.1');
       expect(sshd.adminUsername).toBe('root');
       expect(sshd.adminPrivateKey).toContain('BEGIN OPENSSH PRIVATE KEY');
@@ -150,7 +149,6 @@ describe('test target: PostgreSQL with scram-sha-256', () => {
     };
     let backendPid: number | undefined;
     try {
-      expect(startMs).toBeLessThan(5000);
       expect(pg.adminUsername).toBe('postgres');
       const admin = await connect(pg.adminUsername, pg.adminPassword);
       const { rows } = await admin.query<{ method: string }>("SELECT current_setting('password_encryption') AS method");
@@ -194,7 +192,6 @@ describe('test target: MariaDB', () => {
     const pw = password();
     const connect = (u: string, p: string) => createConnection({ host: my.host, port: my.port, user: u, password: p, connectTimeout: 5000 });
     try {
-      expect(startMs).toBeLessThan(5000);
       expect(my.adminUsername).toMatch(/^vault_admin_[0-9a-f]{10}$/);
       const admin = await connect(my.adminUsername, my.adminPassword);
       const [grants] = await admin.query('SHOW GRANTS');
