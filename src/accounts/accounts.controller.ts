@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import { CurrentActor, Roles } from '../common/auth.decorators';
+import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
@@ -16,6 +16,7 @@ export class AccountsController {
   @ApiOperation({ summary: 'Vault an account (without a password the vault sets a new one on the target)' })
   @ApiErrors('ACCOUNT_EXISTS', 'ACCOUNT_IS_TARGET_ADMIN', 'TARGET_IN_USE', ...TARGET_FAILURES)
   @Roles('admin')
+  @RequiresMfa()
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateAccountDto): Promise<AccountView> {
     return this.accounts.create(actor, dto);
@@ -37,6 +38,7 @@ export class AccountsController {
 
   @ApiOperation({ summary: "Change an account's policy" })
   @Roles('admin')
+  @RequiresMfa()
   @Patch(':id')
   update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateAccountDto): Promise<AccountView> {
     return this.accounts.update(actor, id, dto);
@@ -45,6 +47,7 @@ export class AccountsController {
   @ApiOperation({ summary: 'Delete an account' })
   @ApiErrors('ACCOUNT_BUSY')
   @Roles('admin')
+  @RequiresMfa()
   @Delete(':id')
   @HttpCode(204)
   remove(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<void> {

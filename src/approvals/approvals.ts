@@ -74,10 +74,15 @@ export async function recordDecision(
   return countApprovals(em, where, request.id, request.digest);
 }
 
-/** The approvals given for this exact request (its digest now). */
+/**
+ * The approvals given for this exact request (its digest now), by approvers who still are: an approval by someone
+ * who has since lost the approver role or been disabled no longer counts.
+ */
 export async function countApprovals(em: EntityManager, where: DecisionTable, requestId: string, digest: string): Promise<number> {
   const [{ n }]: Array<{ n: number }> = await em.query(
-    `SELECT count(*)::int AS n FROM ${where.table} WHERE ${where.requestColumn} = $1 AND decision = 'approve' AND request_digest = $2`,
+    `SELECT count(*)::int AS n FROM ${where.table} d
+      WHERE d.${where.requestColumn} = $1 AND d.decision = 'approve' AND d.request_digest = $2
+        AND EXISTS (SELECT 1 FROM users u WHERE u.id = d.approver_id AND NOT u.disabled AND 'approver' = ANY (u.roles))`,
     [requestId, digest],
   );
   return n;

@@ -18,16 +18,24 @@ import { CHECKOUT_COLUMNS, CheckoutStore } from './checkout-store';
 import { CheckoutView, RevokeDto } from './checkouts.dto';
 import { BackgroundWork } from '../common/background';
 
-type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout' | 'requester_disabled';
+type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout' | 'requester_disabled' | 'requester_role_removed';
 const STATUS_AFTER: Record<EndReason, CheckoutEntity['status']> = {
   checked_in: 'returned',
   expired: 'expired',
   revoked: 'revoked',
   approval_timeout: 'expired',
   requester_disabled: 'revoked',
+  requester_role_removed: 'revoked',
 };
 /** The audit event each reason writes (`checkout.<type>`). */
-const EVENT_OF: Record<EndReason, string> = { checked_in: 'checked_in', expired: 'expired', revoked: 'revoked', approval_timeout: 'expired', requester_disabled: 'revoked' };
+const EVENT_OF: Record<EndReason, string> = {
+  checked_in: 'checked_in',
+  expired: 'expired',
+  revoked: 'revoked',
+  approval_timeout: 'expired',
+  requester_disabled: 'revoked',
+  requester_role_removed: 'revoked',
+};
 
 /** What is owed to the target after a checkout ended, claimed by this instance in the ending transaction. */
 interface Ended {
@@ -77,7 +85,8 @@ export class CheckoutLifecycleService implements BeforeApplicationShutdown {
 
   /**
    * The scheduler: ends leases past their expiry, requests unanswered past their deadline, and anything still open
-   * of a requester who was disabled meanwhile (revoked, reason `requester_disabled`). Each is taken in
+   * of a requester who was disabled meanwhile (revoked, reason `requester_disabled`) or is no operator any more
+   * (revoked, reason `requester_role_removed`: losing the role ends what it granted, as disabling does). Each is taken in
    * its own transaction with `FOR UPDATE SKIP LOCKED`, so across instances each is ended exactly once; they are
    * taken a batch (the rotation concurrency) at a time and finished before the next batch is taken, so no
    * written-ahead rotation waits behind others long enough for its claim to lapse. One checkout that cannot be
@@ -135,7 +144,8 @@ export class CheckoutLifecycleService implements BeforeApplicationShutdown {
           .createQueryBuilder('c')
           .where(
             `((c.status = 'active' AND c.expires_at <= :now) OR (c.status = 'pending_approval' AND c.approval_deadline <= :now)
-              OR (c.status IN ('active', 'pending_approval') AND EXISTS (SELECT 1 FROM users u WHERE u.id = c.requester_id AND u.disabled)))`,
+              OR (c.status IN ('active', 'pending_approval')
+                  AND EXISTS (SELECT 1 FROM users u WHERE u.id = c.requester_id AND (u.disabled OR NOT 'operator' = ANY (u.roles)))))`,
             { now },
           )
           .andWhere(skipped.length ? 'c.id NOT IN (:...skipped)' : 'TRUE', { skipped })
@@ -146,8 +156,12 @@ export class CheckoutLifecycleService implements BeforeApplicationShutdown {
           .getOne();
         if (!due) return null;
         tried = due.id;
-        const [{ disabled }]: Array<{ disabled: boolean }> = await em.query('SELECT disabled FROM users WHERE id = $1', [due.requesterId]);
-        return this.end(em, audit, due, disabled ? 'requester_disabled' : due.status === 'active' ? 'expired' : 'approval_timeout', null);
+        const [{ disabled, operator }]: Array<{ disabled: boolean; operator: boolean }> = await em.query(
+          "SELECT disabled, 'operator' = ANY (roles) AS operator FROM users WHERE id = $1",
+          [due.requesterId],
+        );
+        const reason: EndReason = disabled ? 'requester_disabled' : !operator ? 'requester_role_removed' : due.status === 'active' ? 'expired' : 'approval_timeout';
+        return this.end(em, audit, due, reason, null);
       });
     } catch (e) {
       if (tried === undefined) throw e; // the database itself failed: the sweep stops and retries later

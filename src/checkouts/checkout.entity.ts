@@ -2,7 +2,7 @@ import { Column, Entity, PrimaryColumn } from 'typeorm';
 
 export type CheckoutStatus = 'pending_approval' | 'active' | 'returned' | 'expired' | 'revoked' | 'denied';
 /** Why a checkout ended: by its requester or an admin, by the clock, by force, by an approver, unanswered, its requester disabled. */
-export type CheckoutEndReason = 'checked_in' | 'expired' | 'revoked' | 'denied' | 'approval_timeout' | 'requester_disabled';
+export type CheckoutEndReason = 'checked_in' | 'expired' | 'revoked' | 'denied' | 'approval_timeout' | 'requester_disabled' | 'requester_role_removed';
 /** Work owed to the target after a checkout ended: the rotation (own record) and ending live sessions. */
 export type CheckoutCleanup = 'none' | 'pending' | 'done' | 'failed';
 

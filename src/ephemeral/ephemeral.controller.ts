@@ -97,6 +97,7 @@ export class EphemeralPolicyController {
   @ApiOperation({ summary: "Set a target's ephemeral policy (an allow-list, checked against the target's own catalog)" })
   @ApiErrors('POLICY_NOT_ALLOWED', 'TARGET_IN_USE', ...TARGET_FAILURES)
   @Roles('admin')
+  @RequiresMfa()
   @Put()
   set(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: EphemeralPolicyDto): Promise<EphemeralPolicy> {
     return this.ephemeral.setPolicy(actor, id, dto);

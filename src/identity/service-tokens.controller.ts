@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import { CurrentActor, Roles } from '../common/auth.decorators';
+import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page, PageQuery } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from './actor';
@@ -14,6 +14,7 @@ export class ServiceTokensController {
 
   @ApiOperation({ summary: 'Create a service token (shown once)' })
   @Roles('admin')
+  @RequiresMfa()
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateServiceTokenDto): Promise<{ id: string; token: string }> {
     return this.tokens.create(actor, dto);
@@ -28,6 +29,7 @@ export class ServiceTokensController {
 
   @ApiOperation({ summary: 'Revoke a service token' })
   @Roles('admin')
+  @RequiresMfa()
   @Delete(':id')
   @HttpCode(204)
   revoke(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<void> {

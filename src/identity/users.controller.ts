@@ -20,6 +20,7 @@ export class UsersController {
   @ApiOperation({ summary: 'Create a user' })
   @ApiErrors('USERNAME_TAKEN')
   @Roles('admin')
+  @RequiresMfa()
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateUserDto): Promise<UserView> {
     return this.users.create(actor, dto);
@@ -42,6 +43,7 @@ export class UsersController {
   @ApiOperation({ summary: 'Change roles or disable a user' })
   @ApiErrors('LAST_ADMIN')
   @Roles('admin')
+  @RequiresMfa()
   @Patch(':id')
   update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateUserDto): Promise<UserView> {
     return this.users.update(actor, id, dto);

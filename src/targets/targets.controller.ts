@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import { CurrentActor, Roles } from '../common/auth.decorators';
+import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../identity/actor';
@@ -16,6 +16,7 @@ export class TargetsController {
   @ApiOperation({ summary: 'Register a target (its admin credential is stored encrypted, never returned)' })
   @ApiErrors('TARGET_NAME_TAKEN')
   @Roles('admin')
+  @RequiresMfa()
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateTargetDto): Promise<TargetView> {
     return this.targets.create(actor, dto);
@@ -35,9 +36,13 @@ export class TargetsController {
     return this.targets.get(id);
   }
 
-  @ApiOperation({ summary: 'Change a target' })
-  @ApiErrors('TARGET_NAME_TAKEN', 'TARGET_IN_USE', 'ACCOUNT_IS_TARGET_ADMIN')
+  @ApiOperation({
+    summary: 'Change a target',
+    description: 'Moving it (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin` (else 400 ADMIN_CREDENTIAL_REQUIRED, nothing changed): the stored credential is never sent to a new place.',
+  })
+  @ApiErrors('ADMIN_CREDENTIAL_REQUIRED', 'TARGET_NAME_TAKEN', 'TARGET_IN_USE', 'ACCOUNT_IS_TARGET_ADMIN')
   @Roles('admin')
+  @RequiresMfa()
   @Patch(':id')
   update(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: UpdateTargetDto): Promise<TargetView> {
     return this.targets.update(actor, id, dto);
@@ -49,6 +54,7 @@ export class TargetsController {
   })
   @ApiErrors(...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME'))
   @Roles('admin')
+  @RequiresMfa()
   @Post(':id/verify')
   @HttpCode(200)
   verify(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: VerifyTargetDto): Promise<VerifyView> {
@@ -58,6 +64,7 @@ export class TargetsController {
   @ApiOperation({ summary: 'Delete a target without accounts or open one-time accounts' })
   @ApiErrors('TARGET_IN_USE')
   @Roles('admin')
+  @RequiresMfa()
   @Delete(':id')
   @HttpCode(204)
   remove(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<void> {

@@ -98,16 +98,16 @@ export class TargetsService {
       const after = secretRef({ ...current, ...changes });
       const relocated = ['host', 'port', 'adminUsername'].some((k) => k in changes && changes[k as keyof TargetEntity] !== current[k as keyof TargetEntity]) ||
         (changes.options !== undefined && changes.options.accountHost !== current.options.accountHost);
+      // the stored admin credential never follows the target to another place (or to another server identity: host
+      // key pin, TLS, CA, certificate pin): whoever moves it types the credential again, so a stolen session cannot
+      // send the stored one to an address of its choosing
+      if ((relocated || after.context !== before.context) && dto.admin === undefined) throw adminCredentialRequired();
       // a one-time account lives on the server it was created on (MySQL: under its account host): moving the target
       // under it would send its removal elsewhere and leave it behind
       if (relocated && (await openEphemeralCount(em, id)) > 0) {
         throw Errors.conflict('TARGET_IN_USE', 'the target has one-time accounts that are not ended yet; revoke them before moving it');
       }
-      if (dto.admin !== undefined) {
-        changes.adminSecret = this.secrets.encrypt(after, JSON.stringify(secretOf(dto.admin)));
-      } else if (after.context !== before.context) {
-        changes.adminSecret = this.secrets.encrypt(after, this.secrets.decrypt(before, current.adminSecret));
-      }
+      if (dto.admin !== undefined) changes.adminSecret = this.secrets.encrypt(after, JSON.stringify(secretOf(dto.admin)));
       if (Object.keys(changes).length === 0) return current;
       await uniqueName(() => em.getRepository(TargetEntity).update({ id }, changes));
       await audit({
@@ -242,6 +242,13 @@ async function openEphemeralCount(em: EntityManager, targetId: string): Promise<
   );
   return n;
 }
+
+const adminCredentialRequired = () =>
+  new DomainException(
+    400,
+    'ADMIN_CREDENTIAL_REQUIRED',
+    "moving a target (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin`; nothing was changed",
+  );
 
 const adminIsAccount = () =>
   Errors.conflict('ACCOUNT_IS_TARGET_ADMIN', "the target's own administrator cannot be a vaulted account: the vault would rotate the password it works with");

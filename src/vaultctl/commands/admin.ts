@@ -152,19 +152,19 @@ function registerTargets(program: Command, rt: Runtime): void {
         const missing = ['name', 'type', 'host', 'port'].filter((k) => body[k] === undefined);
         if (!admin.username) missing.push('admin-username');
         if (missing.length) throw usage(`targets create needs --${missing.join(', --')} (or --file)`);
-        const t = await ctx.client().post<TargetView>('/v1/targets', body);
+        const t = await ctx.client().post<TargetView>('/v1/targets', body, await ctx.mfa());
         ctx.print(t, () => out(`target ${t.name} created: ${t.id} (verify it: \`vaultctl targets verify ${t.id}\`)`));
       },
     );
 
   targets
     .command('verify')
-    .description("log in with the target's administrator credential and list every capability the vault needs (exit 10 when one is missing)")
+    .description("log in with the target's administrator credential and list every capability the vault needs (exit 10 when one is missing; step-up MFA: your own code)")
     .argument('<targetId>')
     .option('--host-key <fingerprint>', 'ssh, first verify: pin this host key (SHA256:…), once compared with the server (ssh-keygen -lf on the server)')
     .action(async (id: string, o: { hostKey?: string }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      const res = await ctx.client().post<VerifyView>(`/v1/targets/${seg(id)}/verify`, o.hostKey ? { hostKeySha256: o.hostKey } : {});
+      const res = await ctx.client().post<VerifyView>(`/v1/targets/${seg(id)}/verify`, o.hostKey ? { hostKeySha256: o.hostKey } : {}, await ctx.mfa());
       ctx.print(res, () => {
         out(`target ${id} ${res.ok ? 'ok' : 'reachable, but capabilities are missing'}${res.serverVersion ? ` (${clean(res.serverVersion)})` : ''}`);
         if (res.hostKeySha256) out(`  host key SHA256:${clean(res.hostKeySha256)}${res.privilege ? `, commands run as ${clean(res.privilege)}` : ''}`);
@@ -178,7 +178,7 @@ function registerTargets(program: Command, rt: Runtime): void {
     .argument('<targetId>')
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      await ctx.client().request('DELETE', `/v1/targets/${seg(id)}`);
+      await ctx.client().request('DELETE', `/v1/targets/${seg(id)}`, { mfaCode: await ctx.mfa() });
       ctx.print({ deleted: id }, () => out(`target ${id} deleted`));
     });
 }
@@ -234,7 +234,7 @@ function registerAccounts(program: Command, rt: Runtime): void {
       const body: Record<string, unknown> = { targetId: o.target, username: o.username };
       if (o.passwordStdin) body.password = await readLineFromStdin('--password-stdin');
       if (Object.keys(policy).length) body.policy = policy;
-      const a = await ctx.client().post<AccountView>('/v1/accounts', body);
+      const a = await ctx.client().post<AccountView>('/v1/accounts', body, await ctx.mfa());
       ctx.print(a, () => out(`account ${a.username} created: ${a.id} (${a.status})`));
     });
 
@@ -245,7 +245,8 @@ function registerAccounts(program: Command, rt: Runtime): void {
     .requiredOption('--file <json>', 'the policy')
     .action(async (id: string, o: { file: string }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      const a = await ctx.client().request<AccountView>('PATCH', `/v1/accounts/${seg(id)}`, { body: { policy: readJsonFile(o.file, '--file') } });
+      const body = { policy: readJsonFile(o.file, '--file') };
+      const a = await ctx.client().request<AccountView>('PATCH', `/v1/accounts/${seg(id)}`, { body, mfaCode: await ctx.mfa() });
       ctx.print(a, () => out(`account ${a.id} policy: ${clean(JSON.stringify(a.policy))}`));
     });
 
@@ -254,7 +255,7 @@ function registerAccounts(program: Command, rt: Runtime): void {
     .argument('<accountId>')
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      await ctx.client().request('DELETE', `/v1/accounts/${seg(id)}`);
+      await ctx.client().request('DELETE', `/v1/accounts/${seg(id)}`, { mfaCode: await ctx.mfa() });
       ctx.print({ deleted: id }, () => out(`account ${id} deleted`));
     });
 
@@ -292,7 +293,7 @@ function registerUsers(program: Command, rt: Runtime): void {
     .action(async (username: string, o: { roles: string[]; passwordStdin?: boolean }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
       const password = o.passwordStdin ? await readLineFromStdin('--password-stdin') : await promptHidden(`Initial password for ${clean(username)}: `);
-      const u = await ctx.client().post<UserView>('/v1/users', { username, password, roles: o.roles });
+      const u = await ctx.client().post<UserView>('/v1/users', { username, password, roles: o.roles }, await ctx.mfa());
       ctx.print(u, () => out(`user ${u.username} created: ${u.id} (roles ${u.roles.join(', ')}); they enroll MFA at first login`));
     });
 
@@ -301,7 +302,8 @@ function registerUsers(program: Command, rt: Runtime): void {
     if (withRoles) c.addOption(roles().makeOptionMandatory());
     c.action(async (ref: string, o: { roles?: string[] }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      const u = await ctx.client().request<UserView>('PATCH', `/v1/users/${seg(await resolveUser(ctx, ref))}`, { body: body(o) });
+      const id = await resolveUser(ctx, ref);
+      const u = await ctx.client().request<UserView>('PATCH', `/v1/users/${seg(id)}`, { body: body(o), mfaCode: await ctx.mfa() });
       ctx.print(u, () => out(`user ${u.username}: roles ${u.roles.join(', ')}${u.disabled ? ', disabled' : ''}`));
     });
   };
@@ -341,7 +343,8 @@ function registerTokens(program: Command, rt: Runtime): void {
     .option('--expires-at <iso8601>', 'expiry, e.g. 2030-01-01T00:00:00Z')
     .action(async (o: { name: string; roles: string[]; expiresAt?: string }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      const res = await ctx.client().post<{ id: string; token: string }>('/v1/service-tokens', { name: o.name, roles: o.roles, ...(o.expiresAt ? { expiresAt: o.expiresAt } : {}) });
+      const body = { name: o.name, roles: o.roles, ...(o.expiresAt ? { expiresAt: o.expiresAt } : {}) };
+      const res = await ctx.client().post<{ id: string; token: string }>('/v1/service-tokens', body, await ctx.mfa());
       ctx.print(res, () => {
         process.stderr.write(`service token ${res.id} created; it is shown only now, store it in the scheduler's secret store:\n`);
         out(res.token);
@@ -353,7 +356,7 @@ function registerTokens(program: Command, rt: Runtime): void {
     .argument('<tokenId>')
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      await ctx.client().request('DELETE', `/v1/service-tokens/${seg(id)}`);
+      await ctx.client().request('DELETE', `/v1/service-tokens/${seg(id)}`, { mfaCode: await ctx.mfa() });
       ctx.print({ revoked: id }, () => out(`service token ${id} revoked`));
     });
 }
@@ -375,7 +378,8 @@ function registerPolicy(program: Command, rt: Runtime): void {
     .requiredOption('--file <json>', 'the policy as JSON')
     .action(async (id: string, o: { file: string }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
-      const p = await ctx.client().request<Record<string, unknown>>('PUT', `/v1/targets/${seg(id)}/ephemeral-policy`, { body: readJsonFile(o.file, '--file') });
+      const body = readJsonFile(o.file, '--file');
+      const p = await ctx.client().request<Record<string, unknown>>('PUT', `/v1/targets/${seg(id)}/ephemeral-policy`, { body, mfaCode: await ctx.mfa() });
       ctx.print(p, () => fields(Object.entries(p)));
     });
 }
