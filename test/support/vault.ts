@@ -109,7 +109,7 @@ export async function startTestVault(
       const a = await getAdmin();
       const username = `u${randomBytes(5).toString('hex')}`;
       const password = `pw-${randomBytes(12).toString('hex')}`;
-      const created = await http().post('/v1/users').set('Authorization', a.auth).send({ username, password, roles }).expect(201);
+      const created = await http().post('/v1/users').set('Authorization', a.auth).set('X-MFA-Code', await a.code()).send({ username, password, roles }).expect(201);
       if (o.enroll === false) {
         const login = await http().post('/v1/auth/login').send({ username, password }).expect(200);
         return { id: created.body.id, username, password, secret: '', auth: `Bearer ${login.body.accessToken}`, code: async () => '' };
