@@ -31,10 +31,11 @@ export const GROUP_OR_ROLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
 /**
  * MySQL privileges a one-time account may be granted (an allow-list, INVARIANT 20): work on data and tables of named
  * databases. Never ALL or GRANT OPTION, nothing that makes objects running with their definer's rights after the
- * account is gone (CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, CREATE VIEW), nothing that administers the server.
+ * account is gone (CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, CREATE VIEW), nothing that administers the server, and
+ * not EXECUTE: a routine runs with its definer's rights (often root's), and one that creates accounts would outlive it.
  */
 export const MYSQL_ALLOWED_PRIVILEGES = [
-  'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'INDEX', 'ALTER', 'SHOW VIEW', 'REFERENCES', 'LOCK TABLES', 'CREATE TEMPORARY TABLES', 'EXECUTE',
+  'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'INDEX', 'ALTER', 'SHOW VIEW', 'REFERENCES', 'LOCK TABLES', 'CREATE TEMPORARY TABLES',
 ] as const;
 export const MYSQL_PRIVILEGE_PATTERN = new RegExp(`^(${MYSQL_ALLOWED_PRIVILEGES.join('|')})$`, 'i');
 /** Schemas no one-time account is granted anything on. */

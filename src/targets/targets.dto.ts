@@ -18,24 +18,26 @@ export const TARGET_TYPES: TargetType[] = ['ssh', 'postgres', 'mysql'];
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
 const CERT_SHA256_PATTERN = /^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/;
 
-/** One or more PEM certificates, each of which parses. */
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----/g;
+
+/**
+ * One or more PEM certificates and nothing else (whitespace between them): a private key or any other block pasted in
+ * is refused, since `tlsCa` is public (shown by the API and in audit events). Normalised to the certificates alone.
+ */
+export function pemCertificates(v: unknown): string | null {
+  if (typeof v !== 'string') return null;
+  const pems = v.match(PEM_CERTIFICATE) ?? [];
+  if (pems.length === 0 || pems.length > 50 || v.replace(PEM_CERTIFICATE, '').trim() !== '') return null;
+  try {
+    return pems.map((pem) => new X509Certificate(pem).toString()).join('');
+  } catch {
+    return null;
+  }
+}
 const IsPemCertificates = () =>
   ValidateBy({
     name: 'isPemCertificates',
-    validator: {
-      validate: (v: unknown) => {
-        if (typeof v !== 'string') return false;
-        const pems = v.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-        if (pems.length === 0 || pems.length > 50) return false;
-        try {
-          for (const pem of pems) new X509Certificate(pem);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      defaultMessage: () => 'tlsCa must be one or more PEM certificates',
-    },
+    validator: { validate: (v: unknown) => pemCertificates(v) !== null, defaultMessage: () => 'tlsCa must be one or more PEM certificates and nothing else' },
   });
 
 /** Node's fingerprint256 form: upper-case hex pairs joined by ':'. */

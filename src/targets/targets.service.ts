@@ -11,7 +11,7 @@ import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { TargetEntity, TargetOptions } from './target.entity';
 import {
-  CreateTargetDto, mapTarget, normalizeCertSha256, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView,
+  CreateTargetDto, mapTarget, normalizeCertSha256, pemCertificates, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView,
 } from './targets.dto';
 import { ConnectorError } from '../connectors/connector.errors';
 
@@ -279,13 +279,17 @@ function checkOptions(type: TargetEntity['type'], options: TargetOptionsDto): Ta
     throw Errors.validation('options.tls, tlsCa and tlsCertSha256: not for SSH targets (they pin a host key)');
   }
   if (type === 'mysql' && options.tls === false) throw Errors.validation('options.tls: MySQL/MariaDB targets always use TLS with a verified certificate');
+  // a CA or pin given with TLS turned off would protect nothing while looking as if it did
+  if (options.tls === false && (options.tlsCa !== undefined || options.tlsCertSha256 !== undefined)) {
+    throw Errors.validation('options.tlsCa and tlsCertSha256 need TLS: remove options.tls: false');
+  }
   const out: TargetOptions = {};
   if (options.hostKeySha256 !== undefined) out.hostKeySha256 = options.hostKeySha256.replace(/^SHA256:/, '').replace(/=$/, '');
   if (options.sudo !== undefined) out.sudo = options.sudo;
   if (options.database !== undefined) out.database = options.database;
   if (options.accountHost !== undefined) out.accountHost = options.accountHost;
   if (options.tls !== undefined) out.tls = options.tls;
-  if (options.tlsCa !== undefined) out.tlsCa = options.tlsCa;
+  if (options.tlsCa !== undefined) out.tlsCa = pemCertificates(options.tlsCa) ?? undefined;
   if (options.tlsCertSha256 !== undefined) out.tlsCertSha256 = normalizeCertSha256(options.tlsCertSha256);
   return out;
 }

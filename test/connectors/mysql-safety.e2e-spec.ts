@@ -238,6 +238,27 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
       expect(await my.userExists(account)).toBe(false);
     });
 
+    it('matches the account name exactly: ending `app`\'s sessions leaves `APP` (another account) alone, and the admin\'s name in upper case is not the admin', async () => {
+      const lower = name();
+      const upper = lower.toUpperCase();
+      const [pw, pw2] = [password(), password()];
+      await my.createUser(lower, pw);
+      await my.query("CREATE USER ?@'%' IDENTIFIED BY ?", [upper, pw2]); // (the handle's helper takes lower-case names only)
+      try {
+        const mine = await openMysqlSession(my.host, my.port, lower, pw);
+        const theirs = await openMysqlSession(my.host, my.port, upper, pw2);
+        sessions.push(mine, theirs);
+        await connector.terminateSessions(target, lower);
+        expect(await mine.alive()).toBe(false);
+        expect(await theirs.alive()).toBe(true);
+        // an account named like the admin in another case is another account: its (no) sessions end, the admin's stay
+        await connector.terminateSessions(target, my.adminUsername.toUpperCase());
+        expect(await my.query('SELECT 1 AS one').then(([r]) => r)).toEqual([{ one: 1 }]);
+      } finally {
+        await my.query("DROP USER IF EXISTS ?@'%'", [upper]);
+      }
+    });
+
     it('fails loudly, not silently, when the admin may not KILL (no CONNECTION ADMIN): the session stays and the error says what to grant', async () => {
       const weak = await otherAdmin(['CREATE USER', 'PROCESS']);
       const weakTarget = targetOf(weak);

@@ -25,11 +25,11 @@ describe('target safety (e2e)', () => {
   const targetOf = async (type: RealTargetType) => {
     if (!ids[type]) {
       const real = (reals[type] = await REAL_TARGETS[type]());
-      ids[type] = (await as(admin).post('/v1/targets', { name: `safety-${type}-${tag()}`, ...real.body }).expect(201)).body.id;
+      ids[type] = (await as(admin).post('/v1/targets', { name: `safety-${type}-${tag()}`, ...real.body }, true).expect(201)).body.id;
     }
     return { real: reals[type]!, id: ids[type]! };
   };
-  const setPolicy = (id: string, policy: object) => as(admin).put(`/v1/targets/${id}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, ...policy });
+  const setPolicy = (id: string, policy: object) => as(admin).put(`/v1/targets/${id}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, ...policy }, true);
   const request = (targetId: string, extra: object = {}) =>
     as(operator).post('/v1/ephemeral-accounts', { targetId, vendorUserId: vendor.id, ttlSeconds: 1800, justification: 'vendor fixes the index', ...extra });
   const approve = (id: string, by = approvers[0]) => as(by).post(`/v1/ephemeral-accounts/${id}/approve`, {}, true);
@@ -56,17 +56,17 @@ describe('target safety (e2e)', () => {
       const body = real.body as { options: { hostKeySha256: string } };
       pin = body.options.hostKeySha256;
       const { hostKeySha256: _dropped, ...options } = body.options;
-      id = (await as(admin).post('/v1/targets', { ...real.body, name: `unpinned-${tag()}`, options }).expect(201)).body.id;
+      id = (await as(admin).post('/v1/targets', { ...real.body, name: `unpinned-${tag()}`, options }, true).expect(201)).body.id;
     }, 60_000);
 
     it('verify of an unpinned target answers the presented key and logs in to nothing; onboarding is refused until it is pinned', async () => {
-      const res = (await as(admin).post(`/v1/targets/${id}/verify`).expect(409)).body;
+      const res = (await as(admin).post(`/v1/targets/${id}/verify`, {}, true).expect(409)).body;
       expect(res).toMatchObject({ code: 'TARGET_HOST_KEY_UNPINNED', presentedHostKeySha256: pin });
       expect(res.message).toContain(pin);
       const account = `vt_${tag()}`;
       const initial = `initial-${tag()}-Aa1!`;
       await real.createAccount(account, initial);
-      const refused = (await as(admin).post('/v1/accounts', { targetId: id, username: account }).expect(409)).body;
+      const refused = (await as(admin).post('/v1/accounts', { targetId: id, username: account }, true).expect(409)).body;
       expect(refused.code).toBe('TARGET_HOST_KEY_UNPINNED');
       expect(await real.canLogin(account, initial)).toBe(true); // nothing was changed on the target
       expect((await as(admin).get(`/v1/accounts?targetId=${id}`).expect(200)).body.items).toEqual([]);
@@ -74,10 +74,10 @@ describe('target safety (e2e)', () => {
     });
 
     it('a key that is not the presented one is refused and nothing is pinned; the presented one is pinned and verify reports the capabilities', async () => {
-      const wrong = (await as(admin).post(`/v1/targets/${id}/verify`, { hostKeySha256: `SHA256:${'A'.repeat(43)}` }).expect(502)).body;
+      const wrong = (await as(admin).post(`/v1/targets/${id}/verify`, { hostKeySha256: `SHA256:${'A'.repeat(43)}` }, true).expect(502)).body;
       expect(wrong.code).toBe('TARGET_HOST_KEY_MISMATCH');
       expect((await as(admin).get(`/v1/targets/${id}`).expect(200)).body.options.hostKeySha256).toBeUndefined();
-      const ok = (await as(admin).post(`/v1/targets/${id}/verify`, { hostKeySha256: `SHA256:${pin}` }).expect(200)).body;
+      const ok = (await as(admin).post(`/v1/targets/${id}/verify`, { hostKeySha256: `SHA256:${pin}` }, true).expect(200)).body;
       expect(ok).toMatchObject({ ok: true, hostKeySha256: pin, missing: [] });
       expect(ok.privilege).toMatch(/^(root|sudo-nopasswd|sudo-password)$/);
       expect(ok.capabilities.length).toBeGreaterThan(0);
@@ -86,7 +86,29 @@ describe('target safety (e2e)', () => {
       const audit = await vault.db.query<{ details: Record<string, unknown> }>("SELECT details FROM audit_events WHERE type = 'target.verified' AND subject_id = $1 AND outcome = 'success'", [id]);
       expect(audit.map((a) => a.details.pinnedHostKey)).toEqual([pin]);
       // pinned: another key given later is refused, the pin stays
-      expect((await as(admin).post(`/v1/targets/${id}/verify`, { hostKeySha256: 'B'.repeat(43) }).expect(502)).body.code).toBe('TARGET_HOST_KEY_MISMATCH');
+      expect((await as(admin).post(`/v1/targets/${id}/verify`, { hostKeySha256: 'B'.repeat(43) }, true).expect(502)).body.code).toBe('TARGET_HOST_KEY_MISMATCH');
+    });
+  });
+
+  describe('TLS settings', () => {
+    it('tlsCa takes certificates only (a pasted private key is refused: tlsCa is public); a CA or pin with TLS off is refused', async () => {
+      const { real } = await targetOf('mysql');
+      const ca = (real.body as { options: { tlsCa: string } }).options.tlsCa;
+      const { privateKey } = (await import('node:crypto')).generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+      const base = { ...real.body, name: `tls-${tag()}` };
+      for (const options of [{ tlsCa: `${ca}\n${keyPem}` }, { tlsCa: keyPem }, { tlsCa: `${ca}\ntrailing words` }]) {
+        const res = (await as(admin).post('/v1/targets', { ...base, options }, true).expect(400)).body;
+        expect(res.code).toBe('VALIDATION_FAILED');
+        expect(JSON.stringify(res)).not.toContain('PRIVATE KEY');
+      }
+      const pg = { ...base, type: 'postgres', port: 5432, options: { tls: false, tlsCertSha256: 'AB'.repeat(32) } };
+      expect((await as(admin).post('/v1/targets', pg, true).expect(400)).body.code).toBe('VALIDATION_FAILED');
+      expect((await as(admin).post('/v1/targets', { ...base, options: { tls: false } }, true).expect(400)).body.code).toBe('VALIDATION_FAILED'); // MySQL: always TLS
+      const made = (await as(admin).post('/v1/targets', { ...base, options: { tlsCa: `\n${ca}\n\n`, tlsCertSha256: 'ab'.repeat(32) } }, true).expect(201)).body;
+      expect(made.options.tlsCa.trim()).toBe(ca.trim());
+      expect(made.options.tlsCertSha256).toBe(Array(32).fill('AB').join(':'));
+      await vault.db.query('DELETE FROM targets WHERE id = $1', [made.id]);
     });
   });
 
@@ -94,14 +116,14 @@ describe('target safety (e2e)', () => {
     it.each(['postgres', 'mysql', 'ssh'] as const)('%s: by name (409 ACCOUNT_IS_TARGET_ADMIN), and a vaulted account cannot become the admin', async (type) => {
       const { real, id } = await targetOf(type);
       const adminName = (real.body as { admin: { username: string } }).admin.username;
-      expect((await as(admin).post('/v1/accounts', { targetId: id, username: adminName, password: `pw-${tag()}` }).expect(409)).body.code).toBe('ACCOUNT_IS_TARGET_ADMIN');
-      expect((await as(admin).post('/v1/accounts', { targetId: id, username: adminName }).expect(409)).body.code).toBe('ACCOUNT_IS_TARGET_ADMIN');
+      expect((await as(admin).post('/v1/accounts', { targetId: id, username: adminName, password: `pw-${tag()}` }, true).expect(409)).body.code).toBe('ACCOUNT_IS_TARGET_ADMIN');
+      expect((await as(admin).post('/v1/accounts', { targetId: id, username: adminName }, true).expect(409)).body.code).toBe('ACCOUNT_IS_TARGET_ADMIN');
       const vaulted = `vt_${tag()}`;
       const pw = `pw-${tag()}-Aa1!`;
       await real.createAccount(vaulted, pw);
-      await as(admin).post('/v1/accounts', { targetId: id, username: vaulted, password: pw }).expect(201);
+      await as(admin).post('/v1/accounts', { targetId: id, username: vaulted, password: pw }, true).expect(201);
       const body = real.body as { admin: Record<string, unknown> };
-      const moved = await as(admin).patch(`/v1/targets/${id}`, { admin: { ...body.admin, username: vaulted } }).expect(409);
+      const moved = await as(admin).patch(`/v1/targets/${id}`, { admin: { ...body.admin, username: vaulted } }, true).expect(409);
       expect(moved.body.code).toBe('ACCOUNT_IS_TARGET_ADMIN');
       expect(await real.canLogin(vaulted, pw)).toBe(true);
     });
@@ -113,7 +135,7 @@ describe('target safety (e2e)', () => {
       const alias = `vt_alias_${tag()}`;
       await run('useradd', ['-o', '-u', uid, '-M', '-s', '/usr/sbin/nologin', alias]);
       try {
-        expect((await as(admin).post('/v1/accounts', { targetId: id, username: alias, password: `pw-${tag()}` }).expect(409)).body.code).toBe('ACCOUNT_IS_TARGET_ADMIN');
+        expect((await as(admin).post('/v1/accounts', { targetId: id, username: alias, password: `pw-${tag()}` }, true).expect(409)).body.code).toBe('ACCOUNT_IS_TARGET_ADMIN');
       } finally {
         await runRaw('userdel', [alias]);
       }

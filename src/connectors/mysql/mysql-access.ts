@@ -18,7 +18,7 @@ export interface MysqlGrant {
 }
 
 /** Privileges MySQL accepts only on a whole database (`db.*`), not on one table. */
-const DATABASE_LEVEL_ONLY = new Set(['LOCK TABLES', 'CREATE TEMPORARY TABLES', 'EXECUTE']);
+const DATABASE_LEVEL_ONLY = new Set(['LOCK TABLES', 'CREATE TEMPORARY TABLES']);
 const ALLOWED = new Set<string>(MYSQL_ALLOWED_PRIVILEGES);
 const SYSTEM = new Set<string>(MYSQL_SYSTEM_SCHEMAS);
 

@@ -214,10 +214,12 @@ async function killSessions(c: Connection, username: string): Promise<void> {
   if (!privileges.has('PROCESS')) {
     throw new ConnectorError('TARGET_ERROR', `the administrator cannot see the sessions of ${username} to end them: GRANT PROCESS ON *.* TO ${who}`);
   }
-  const [rows] = await c.query<RowDataPacket[]>(
-    'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND NOT IN (?) AND USER NOT IN (?)',
+  const [found] = await c.query<RowDataPacket[]>(
+    'SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND NOT IN (?) AND USER NOT IN (?)',
     [username, SYSTEM_COMMANDS, SYSTEM_USERS],
   );
+  // the server compares USER without regard to case: `app` must not end the sessions of another account `APP`
+  const rows = found.filter((r) => (Buffer.isBuffer(r.user) ? r.user.toString('utf8') : String(r.user)) === username);
   for (const { id } of rows) {
     try {
       await c.query('KILL CONNECTION ?', [Number(id)]);
