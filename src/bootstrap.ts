@@ -36,6 +36,13 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
   app.useLogger(app.get(Logger));
   app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true });
   app.disable('x-powered-by');
+  // no ETag: it is a digest of the body, and a body may carry a password (a log line or a cache holding the digest
+  // of a checkout's answer lets a password be guessed offline); and nothing the API answers may be cached
+  app.set('etag', false);
+  app.use((_req: unknown, res: { setHeader(name: string, value: string): void }, next: () => void) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
   app.set('query parser', 'simple');
   // the client address drives per-address throttling and audit: behind a proxy, say which hops to trust
   if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);

@@ -32,6 +32,10 @@ function newMasterKey(env: NodeJS.ProcessEnv): Buffer {
 }
 
 async function run(command: string | undefined): Promise<void> {
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   if (command === 'generate-master-key') {
     process.stdout.write(generateMasterKey() + '\n');
     return;

@@ -1,14 +1,15 @@
 import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
 import { ApprovalView, mapApprovals } from '../approvals/approvals';
 import { PageQuery } from '../common/pagination';
+import { READABLE_TEXT, READABLE_TEXT_MESSAGE } from '../common/text';
 import { Optional } from '../common/validation';
 import { CheckoutApprovalEntity, CheckoutEndReason, CheckoutEntity, CheckoutStatus } from './checkout.entity';
 
 const WEEK = 7 * 24 * 3600;
 const STATUSES: CheckoutStatus[] = ['pending_approval', 'active', 'returned', 'expired', 'revoked', 'denied'];
-/** Free text for people (justifications, comments): printable, newlines and tabs allowed, no other control characters. */
-const TEXT = /^[^\u0000-\u0008\u000b-\u001f\u007f]*$/;
-const TEXT_MESSAGE = { message: 'must not contain control characters' };
+/** Free text for people (justifications, comments): what approvers read is what was stored. */
+const TEXT = READABLE_TEXT;
+const TEXT_MESSAGE = { message: READABLE_TEXT_MESSAGE };
 
 export class CreateCheckoutDto {
   @IsUUID() accountId: string;

@@ -28,6 +28,11 @@ export const REDACT_PATHS = [
 /** Where log lines go: stdout unless redirected (the tests' secret scan keeps them in a file). */
 let destination: DestinationStream | undefined;
 
+/** Where the logs of vaults built from now on go (undefined: stdout). */
+export function logDestination(): DestinationStream | undefined {
+  return destination;
+}
+
 /** Sends the logs of every vault built from now on in this process to `stream` (undefined: back to stdout). */
 export function redirectLogs(stream: DestinationStream | undefined): void {
   destination = stream;
@@ -46,6 +51,8 @@ export function loggerParams(config: AppConfig): Params {
       serializers: {
         // the path only: a query string is client-controlled and could carry anything
         req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0] }),
+        // the status only: response headers are never logged (no ETag, content digest or cookie of an answer)
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
       autoLogging: { ignore: (req: IncomingMessage) => (req.url ?? '').startsWith('/health') },
     },

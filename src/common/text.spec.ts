@@ -1,4 +1,4 @@
-import { isStorableText, toStorable } from './text';
+import { isStorableText, READABLE_TEXT, toStorable } from './text';
 
 describe('storable text', () => {
   it.each([
@@ -13,5 +13,14 @@ describe('storable text', () => {
   it('normalises strings in values and keys, leaving other values alone', () => {
     const at = new Date(0);
     expect(toStorable({ 'k\u0000': ['a\ud800', 1, null, true], at, n: { x: '😀' } })).toEqual({ 'k\uFFFD': ['a\uFFFD', 1, null, true], at, n: { x: '😀' } });
+  });
+});
+
+describe('READABLE_TEXT', () => {
+  it('takes what people write, refuses what changes how text is shown', () => {
+    for (const ok of ['CHG-1234 add an index', 'line one\nline two\ttabbed', 'Grüße, 日本語, עברית, عربي', 'family 👨‍👩‍👧 emoji (ZWJ)']) expect([ok, READABLE_TEXT.test(ok)]).toEqual([ok, true]);
+    for (const bad of ['pay \u202Eecived', 'a\u2066b\u2069', 'x\u200Fy', 'x\u061Cy', 'zero\u200Bwidth', 'bom\uFEFF', 'c1\u0085', 'bell\u0007', 'cr\r', 'del\u007F', 'sep\u2028']) {
+      expect([bad, READABLE_TEXT.test(bad)]).toEqual([bad, false]);
+    }
   });
 });

@@ -3,7 +3,7 @@ import { CreateAccountDto } from '../accounts/accounts.dto';
 import { CreateTargetDto } from '../targets/targets.dto';
 import { DomainException } from './errors';
 import { PageQuery, decodeCursor, encodeCursor } from './pagination';
-import { createValidationPipe } from './validation';
+import { createValidationPipe, isTimestamp } from './validation';
 
 const pipe = createValidationPipe();
 const body = (metatype: ArgumentMetadata['metatype']): ArgumentMetadata => ({ type: 'body', metatype });
@@ -53,5 +53,14 @@ describe('validation', () => {
     expect(() => decodeCursor('bm90IGpzb24', ['string'])).toThrow(DomainException);
     expect(() => decodeCursor(encodeCursor([1]), ['string'])).toThrow(DomainException);
     expect(decodeCursor(encodeCursor(['a']), ['string'])).toEqual(['a']);
+  });
+});
+
+describe('isTimestamp', () => {
+  it('takes ISO 8601 extended times with a zone on real days, nothing else', () => {
+    for (const ok of ['2027-01-01T00:00:00Z', '2027-01-01T00:00Z', '2027-01-01T01:00:00.123+01:00', '2028-02-29T23:59:59-05:00']) expect([ok, isTimestamp(ok)]).toEqual([ok, true]);
+    for (const bad of ['20270101T000000Z', '2027-01-01', '2027-01-01T00:00:00', '2027-02-30T00:00:00Z', '2027-13-01T00:00:00Z', '1969-12-31T23:59:59Z', '10000-01-01T00:00:00Z', ' 2027-01-01T00:00:00Z', 20270101]) {
+      expect([bad, isTimestamp(bad)]).toEqual([bad, false]);
+    }
   });
 });

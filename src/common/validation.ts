@@ -1,5 +1,5 @@
 import { ArgumentMetadata, ParseUUIDPipe, ValidationError, ValidationPipe } from '@nestjs/common';
-import { ValidateIf } from 'class-validator';
+import { ValidateBy, ValidateIf } from 'class-validator';
 import { Errors } from './errors';
 import { isStorableText } from './text';
 
@@ -8,6 +8,27 @@ import { isStorableText } from './text';
  * validated like any other value (and so refused), instead of reaching a service as a present-but-null field.
  */
 export const Optional = () => ValidateIf((_object: object, value: unknown) => value !== undefined);
+
+/**
+ * A point in time as the API writes them: ISO 8601 extended format with a date, a time and a zone
+ * (`2027-01-01T00:00:00Z`, `2027-01-01T01:00:00.000+01:00`), years 1970-9999. The basic format (`20270101T000000Z`)
+ * and dates without a zone are refused here rather than by the database.
+ */
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$/;
+export function isTimestamp(v: unknown): v is string {
+  if (typeof v !== 'string' || !TIMESTAMP.test(v)) return false;
+  const t = Date.parse(v);
+  if (!Number.isFinite(t) || t < 0 || t >= Date.UTC(10000, 0, 1)) return false;
+  // a real calendar day (Date.parse rolls 2027-02-30 over to March)
+  const [y, m, d] = v.slice(0, 10).split('-').map(Number);
+  const day = new Date(Date.UTC(y, m - 1, d));
+  return day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
+}
+export const IsTimestamp = () =>
+  ValidateBy({
+    name: 'isTimestamp',
+    validator: { validate: isTimestamp, defaultMessage: (a) => `${a?.property ?? 'value'} must be an ISO 8601 time with a zone, e.g. 2027-01-01T00:00:00Z` },
+  });
 
 const MAX_DEPTH = 16;
 const MAX_PATH_IN_MESSAGE = 100;

@@ -46,7 +46,7 @@ export class EphemeralPolicyDto {
   @Optional() @IsArray() @ArrayMaxSize(50) @ArrayUnique() @Matches(GROUP_OR_ROLE_PATTERN, { each: true, message: 'allowedGroups has a name that is not allowed' }) allowedGroups?: string[];
   @Optional() @IsArray() @ArrayMaxSize(50) @ArrayUnique() @Matches(DATABASE_NAME_PATTERN, { each: true, message: 'allowedDatabases has a name that is not allowed' }) allowedDatabases?: string[];
   @Optional() @IsArray() @ArrayMaxSize(50) @ArrayUnique() @Matches(GROUP_OR_ROLE_PATTERN, { each: true, message: 'allowedRoles has a name that is not allowed' }) allowedRoles?: string[];
-  @Optional() @IsArray() @ArrayMaxSize(50) @ValidateNested({ each: true }) @Type(() => GrantDto) allowedGrants?: GrantDto[];
+  @Optional() @IsArray() @ArrayMaxSize(50) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => GrantDto) allowedGrants?: GrantDto[];
 }
 
 export class EphemeralAccessDto {

@@ -229,6 +229,7 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
       if (reason) {
         const details = { username: row.username, created: true, ...(reason === 'revoked' ? { because: 'vendor_disabled_or_not_vendor' } : {}) };
         await audit({ type: `ephemeral.${reason}`, actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details });
+        if (reason === 'reaped') this.logger.warn({ ephemeralId: row.id, username: row.username }, 'a one-time account creation was abandoned (its instance stopped): the reaper removes it');
       }
       return row.id;
     });
@@ -282,6 +283,9 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
         outcome: 'failure',
         details: { username: row.username, errorCode, attempts, needsAttention: gaveUp },
       });
+      const where = { ephemeralId: id, username: row.username, code: errorCode, attempts };
+      if (gaveUp) this.logger.warn(where, `removing a one-time account failed ${attempts} times: it is needs_attention (retried hourly; an admin's revoke retries now)`);
+      else this.logger.warn(where, 'removing a one-time account failed; the reaper retries after a backoff');
     });
   }
 
@@ -301,6 +305,7 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
           [id, this.me, errorCode],
         );
         await audit({ type: 'ephemeral.create_failed', actor: null, subjectType: 'ephemeral_account', subjectId: id, outcome: 'failure', details: { username, errorCode } });
+        this.logger.warn({ ephemeralId: id, username, code: errorCode }, 'creating a one-time account failed; the reaper removes whatever was made of it');
       })
       .catch((err: unknown) => this.logger.warn({ ephemeralId: id, err: { type: (err as Error)?.name } }, 'failed creation not recorded; the reaper takes the intent over'));
   }

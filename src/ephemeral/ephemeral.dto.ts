@@ -2,6 +2,7 @@ import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsObject, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, MinLength, ValidateNested } from 'class-validator';
 import { ApprovalView, mapApprovals } from '../approvals/approvals';
 import { PageQuery } from '../common/pagination';
+import { READABLE_TEXT, READABLE_TEXT_MESSAGE } from '../common/text';
 import { Optional } from '../common/validation';
 import type { EphemeralAccess } from '../connectors/connector.interface';
 import { EphemeralAccessDto } from './ephemeral-policy';
@@ -10,7 +11,7 @@ import { EphemeralAccountEntity, EphemeralApprovalEntity, EphemeralEndReason, Ep
 const WEEK = 7 * 24 * 3600;
 const STATUSES: EphemeralStatus[] = ['pending_approval', 'approved', 'denied', 'creating', 'active', 'revoking', 'revoked', 'expired', 'needs_attention'];
 /** Free text for people: printable, newlines and tabs allowed, no other control characters. */
-const TEXT = /^[^\u0000-\u0008\u000b-\u001f\u007f]*$/;
+const TEXT = READABLE_TEXT;
 
 export class CreateEphemeralDto {
   @IsUUID() targetId: string;
@@ -18,7 +19,7 @@ export class CreateEphemeralDto {
   @IsUUID() vendorUserId: string;
   /** The account's lifetime from the claim, at most the target's ephemeral policy maxTtlSeconds. */
   @IsInt() @Min(60) @Max(WEEK) ttlSeconds: number;
-  @IsString() @MinLength(3) @MaxLength(1000) @Matches(TEXT, { message: 'justification must not contain control characters' }) justification: string;
+  @IsString() @MinLength(3) @MaxLength(1000) @Matches(TEXT, { message: `justification ${READABLE_TEXT_MESSAGE}` }) justification: string;
   @Optional() @IsObject() @ValidateNested() @Type(() => EphemeralAccessDto) access?: EphemeralAccessDto;
 }
 

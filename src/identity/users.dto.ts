@@ -1,6 +1,6 @@
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsBoolean, IsIn, IsISO8601, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsBoolean, IsIn, IsString, Matches, MaxLength, MinLength } from 'class-validator';
 import { PageQuery } from '../common/pagination';
-import { Optional } from '../common/validation';
+import { IsTimestamp, Optional } from '../common/validation';
 import { Role, ROLES } from './actor';
 import { ServiceTokenEntity } from './service-token.entity';
 import { UserEntity } from './user.entity';
@@ -26,7 +26,7 @@ export const SERVICE_TOKEN_ROLES: Role[] = ['scheduler', 'auditor'];
 export class CreateServiceTokenDto {
   @IsString() @Matches(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$/, { message: 'name must be 1-100 letters, digits, spaces, dots, dashes or underscores' }) name: string;
   @ArrayMinSize(1) @ArrayMaxSize(SERVICE_TOKEN_ROLES.length) @ArrayUnique() @IsIn(SERVICE_TOKEN_ROLES, { each: true, message: 'service tokens may hold only the scheduler and auditor roles' }) roles: Role[];
-  @Optional() @IsISO8601({ strict: true }) expiresAt?: string;
+  @Optional() @IsTimestamp() expiresAt?: string;
 }
 
 export interface UserView {

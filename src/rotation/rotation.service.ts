@@ -303,6 +303,10 @@ export class RotationService implements BeforeApplicationShutdown {
         details: { rotationId: rotation.id, errorCode, failures, currentPasswordWorks: currentWorks, needsAttention: attention },
       });
       this.metrics.rotations.inc({ outcome: 'failed', reason: rotation.reason });
+      // operators tailing the logs see it too (what, which account and target, the code; never a secret)
+      const where = { accountId: account.id, targetId: account.targetId, rotationId: rotation.id, reason: rotation.reason, code: errorCode, failures };
+      if (attention) this.logger.warn(where, `rotation failed ${failures} times in a row: the account is needs_attention and is not rotated again until an admin acts`);
+      else this.logger.warn({ ...where, currentPasswordWorks: currentWorks }, 'rotation failed; retried with a fresh password after a backoff');
     });
   }
 }

@@ -45,10 +45,10 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
     adminSecret = (await before.admin()).secret;
     const passwords: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const target = (await before.http().post('/v1/targets').set('Authorization', auth).send(postgresTarget()).expect(201)).body;
+      const target = (await before.http().post('/v1/targets').set('Authorization', auth).set('X-MFA-Code', await (await before.admin()).code()).send(postgresTarget()).expect(201)).body;
       const acct = accountInput(target.id);
       passwords.push(acct.password);
-      await before.http().post('/v1/accounts').set('Authorization', auth).send(acct).expect(201);
+      await before.http().post('/v1/accounts').set('Authorization', auth).set('X-MFA-Code', await (await before.admin()).code()).send(acct).expect(201);
     }
     const plain = await decryptAll(db, before);
     const ciphertexts = await db.query('SELECT id, password_secret FROM accounts ORDER BY id');
@@ -92,7 +92,7 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
     const vault = await startTestVault({ db, masterKey: keyB, adminSecret });
     try {
       const auth = await vault.adminAuth();
-      const target = (await vault.http().post('/v1/targets').set('Authorization', auth).send(postgresTarget()).expect(201)).body;
+      const target = (await vault.http().post('/v1/targets').set('Authorization', auth).set('X-MFA-Code', await (await vault.admin()).code()).send(postgresTarget()).expect(201)).body;
       const [row] = await db.query<{ admin_secret: Buffer }>('SELECT admin_secret FROM targets WHERE id = $1', [target.id]);
       expect(SecretBoxService.parse(row.admin_secret).version).toBe(2);
       const all = await decryptAll(db, vault);
@@ -108,6 +108,18 @@ describe('master-key rotation and data-key versions (INVARIANT 2)', () => {
     expect(Buffer.from(res.stdout.trim(), 'base64')).toHaveLength(32);
     expect(TEST_ENV.LOG_LEVEL).toBeDefined();
   });
+
+  it('--help prints the usage on stdout and exits 0; an unknown command is a usage error (64) on stderr', () => {
+    for (const flag of ['--help', '-h', 'help']) {
+      const res = runCli([flag], {});
+      expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(res.stdout).toMatch(/^usage: pam-vault-admin <command>/);
+    }
+    const bad = runCli(['no-such-command'], {});
+    expect(bad.status).toBe(64);
+    expect(bad.stderr).toMatch(/usage: pam-vault-admin/);
+    expect(bad.stdout).toBe('');
+  });
 });
 
 describe('a damaged keyring is refused, never silently replaced', () => {
@@ -119,7 +131,7 @@ describe('a damaged keyring is refused, never silently replaced', () => {
     const key = randomBytes(32);
     try {
       const vault = await startTestVault({ db, masterKey: key });
-      await vault.http().post('/v1/targets').set('Authorization', await vault.adminAuth()).send(postgresTarget()).expect(201);
+      await vault.http().post('/v1/targets').set('Authorization', await vault.adminAuth()).set('X-MFA-Code', await (await vault.admin()).code()).send(postgresTarget()).expect(201);
       await vault.close();
       await db.query(sql);
       await expect(startTestVault({ db, masterKey: key })).rejects.toThrow(message);
