@@ -1,5 +1,7 @@
-import { createParamDecorator, ExecutionContext, SetMetadata } from '@nestjs/common';
+import { createParamDecorator, ExecutionContext, Req, SetMetadata } from '@nestjs/common';
+import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import type { Actor, Role } from '../identity/actor';
+import { DomainException } from './errors';
 
 export const IS_PUBLIC = 'vault:isPublic';
 export const ROLES_KEY = 'vault:roles';
@@ -16,8 +18,53 @@ export const REQUIRES_MFA = 'vault:requiresMfa';
 /** One of the few routes a user who has not enrolled TOTP yet may call (me, enroll, confirm). */
 export const AllowWithoutMfa = () => SetMetadata(ALLOW_WITHOUT_MFA, true);
 
-/** Step-up: the request must carry a fresh TOTP code in `X-MFA-Code`, which is then burned. */
-export const RequiresMfa = () => SetMetadata(REQUIRES_MFA, true);
+/** Marks a handler whose step-up code is burned after validation (set by @RequiresMfa on a method). */
+export const MFA_AFTER_VALIDATION = 'vault:mfaAfterValidation';
+
+/** Where the MFA guard leaves the step-up check for the handler wrapper: a one-shot function on the request. */
+export const MFA_STEP_UP = Symbol('vault:mfaStepUp');
+export type StepUpRequest = { [MFA_STEP_UP]?: () => Promise<void> };
+
+/**
+ * Step-up: the request must carry a fresh TOTP code in `X-MFA-Code`, which is then burned.
+ *
+ * NestJS runs guards before pipes, so a guard that burned the code would burn it for a request the validation
+ * pipes then refuse (400). On a method, this decorator therefore wraps the handler: the MFA guard only checks that
+ * a well-formed code is present and leaves the verification on the request, and the wrapper runs it when Nest calls
+ * the handler, i.e. after every pipe (global ValidationPipe, parameter pipes) has accepted the body, params and
+ * query. A refused request changes nothing: the code is not burned, not counted, and no `mfa.verified` is written.
+ * The request reaches the wrapper through an extra `@Req()` argument after the handler's own.
+ */
+export function RequiresMfa(): ClassDecorator & MethodDecorator {
+  return ((target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
+    // on a class, the guard verifies (before validation): kept for completeness, no route uses it
+    if (!descriptor || key === undefined) return SetMetadata(REQUIRES_MFA, true)(target as never);
+    const original = descriptor.value as (...args: unknown[]) => unknown;
+    const routeArgs = (Reflect.getMetadata(ROUTE_ARGS_METADATA, target.constructor, key) ?? {}) as Record<string, { index: number }>;
+    const paramTypes = (Reflect.getMetadata('design:paramtypes', target, key) ?? []) as unknown[];
+    const reqIndex = Math.max(original.length, paramTypes.length, ...Object.values(routeArgs).map((a) => a.index + 1));
+    const wrapped = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      await runStepUp(args[reqIndex] as StepUpRequest | undefined);
+      return original.apply(this, args.slice(0, reqIndex));
+    };
+    // what the decorators applied before this one recorded on the handler (route, status code, OpenAPI) carries over
+    for (const k of Reflect.getOwnMetadataKeys(original)) Reflect.defineMetadata(k, Reflect.getOwnMetadata(k, original), wrapped);
+    Object.defineProperty(wrapped, 'name', { value: original.name });
+    Reflect.defineMetadata(REQUIRES_MFA, true, wrapped);
+    Reflect.defineMetadata(MFA_AFTER_VALIDATION, true, wrapped);
+    Req()(target, key, reqIndex);
+    descriptor.value = wrapped;
+    return descriptor;
+  }) as ClassDecorator & MethodDecorator;
+}
+
+async function runStepUp(req: StepUpRequest | undefined): Promise<void> {
+  const stepUp = req?.[MFA_STEP_UP];
+  // fail closed: the guard always leaves the check; without it, nothing runs
+  if (typeof stepUp !== 'function') throw new DomainException(401, 'MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
+  delete req![MFA_STEP_UP];
+  await stepUp();
+}
 
 export const CurrentActor = createParamDecorator((_data: unknown, ctx: ExecutionContext): Actor => {
   return ctx.switchToHttp().getRequest<{ user: Actor }>().user;

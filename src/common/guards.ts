@@ -4,7 +4,7 @@ import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import type { Actor, Role } from '../identity/actor';
 import { MfaService } from '../identity/mfa.service';
-import { ALLOW_WITHOUT_MFA, IS_PUBLIC, REQUIRES_MFA, ROLES_KEY } from './auth.decorators';
+import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUpRequest } from './auth.decorators';
 import { DomainException, Errors } from './errors';
 
 const isPublic = (reflector: Reflector, ctx: ExecutionContext) =>
@@ -51,7 +51,9 @@ export class RolesGuard implements CanActivate {
 
 /**
  * Global, after roles: a user without TOTP may only enroll (routes marked @AllowWithoutMfa), and a route
- * marked @RequiresMfa needs a fresh code in `X-MFA-Code`, verified and burned before the handler runs.
+ * marked @RequiresMfa needs a fresh code in `X-MFA-Code`. The guard refuses a missing or malformed code (no state
+ * changes); the code itself is verified and burned once the request has passed validation, just before the handler
+ * runs (see RequiresMfa), so a request refused by the pipes (400) burns nothing.
  */
 @Injectable()
 export class MfaGuard implements CanActivate {
@@ -62,7 +64,7 @@ export class MfaGuard implements CanActivate {
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     if (isPublic(this.reflector, ctx)) return true;
-    const req = ctx.switchToHttp().getRequest<Request & { user: Actor }>();
+    const req = ctx.switchToHttp().getRequest<Request & { user: Actor } & StepUpRequest>();
     const actor = req.user;
     const flag = (key: string) => this.reflector.getAllAndOverride<boolean>(key, [ctx.getHandler(), ctx.getClass()]) === true;
     if (actor.kind === 'user' && !actor.mfaEnrolled && !flag(ALLOW_WITHOUT_MFA)) {
@@ -73,7 +75,12 @@ export class MfaGuard implements CanActivate {
     const code = req.headers['x-mfa-code'];
     if (code === undefined) throw new DomainException(401, 'MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
     if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException(401, 'MFA_INVALID', 'X-MFA-Code must be 6 digits');
-    await this.mfa.verify(actor, code, req.ip, `${req.method} ${req.route?.path ?? ''}`);
+    const verify = () => this.mfa.verify(actor, code, req.ip, `${req.method} ${req.route?.path ?? ''}`);
+    if (Reflect.getMetadata(MFA_AFTER_VALIDATION, ctx.getHandler()) === true) {
+      req[MFA_STEP_UP] = verify;
+      return true;
+    }
+    await verify();
     return true;
   }
 }

@@ -6,7 +6,7 @@ import { ApiErrors } from '../openapi/error-codes';
 import { Actor, ROLES } from './actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { IdentityService } from './identity.service';
-import { MfaService } from './mfa.service';
+import { EnrollmentConfirmed, MfaService } from './mfa.service';
 
 class ConfirmTotpDto {
   @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' }) code: string;
@@ -47,13 +47,16 @@ export class IdentityController {
     return this.mfa.startEnrollment(actor);
   }
 
-  @ApiOperation({ summary: 'Confirm TOTP enrollment with a first code' })
+  @ApiOperation({
+    summary: 'Confirm TOTP enrollment with a first code',
+    description: 'Every earlier token of the user (the one sending this request too) ends; the answer carries a fresh token.',
+  })
   @ApiErrors('MFA_ALREADY_ENROLLED', 'MFA_ENROLLMENT_NOT_STARTED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED')
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Post('me/mfa/totp/confirm')
   @HttpCode(200)
-  confirm(@CurrentActor() actor: Actor, @Body() dto: ConfirmTotpDto, @Ip() ip: string): Promise<{ mfaEnrolled: true }> {
+  confirm(@CurrentActor() actor: Actor, @Body() dto: ConfirmTotpDto, @Ip() ip: string): Promise<EnrollmentConfirmed> {
     return this.mfa.confirmEnrollment(actor, dto.code, ip);
   }
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
@@ -6,17 +6,14 @@ import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { Actor } from './actor';
-import { AccessTokenEntity } from './access-token.entity';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { MfaService } from './mfa.service';
 import { PasswordHasher } from './password-hasher';
+import { hashToken, insertSession, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 import { ThrottleService } from './throttle.service';
 import { UserEntity } from './user.entity';
 
-export const USER_TOKEN_PREFIX = 'pvt_';
-export const SERVICE_TOKEN_PREFIX = 'pvs_';
-export const hashToken = (token: string) => createHash('sha256').update(token, 'utf8').digest();
-export const newToken = (prefix: string) => prefix + randomBytes(32).toString('base64url');
+export { hashToken, insertSession, newToken, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 
 /** Login and bearer-token authentication (user login tokens and service tokens). */
 @Injectable()
@@ -38,16 +35,16 @@ export class IdentityService implements OnApplicationBootstrap {
   }
 
   /**
-   * Password, then (once enrolled) the TOTP code. Failures are throttled per user and per address and
-   * audited; the response never says which part was wrong beyond "the code is required / invalid".
+   * Password, then (once enrolled) the TOTP code. Each password attempt is counted (reserved) in the throttle
+   * before argon2 runs and given back only when the whole login succeeds; failures are audited. The response
+   * never says which part was wrong beyond "the code is required / invalid".
    */
   async login(dto: LoginDto, address: string | undefined): Promise<LoginResponse> {
     const user = await this.dataSource.getRepository(UserEntity).findOneBy({ username: dto.username.toLowerCase() });
     const who = { subject: user?.id ?? this.audit.hmacOf(dto.username.toLowerCase()), address };
-    const failedBefore = await this.throttle.assertAllowed(who);
+    const attempt = await this.throttle.reserve('pw', who);
     const ok = user && !user.disabled ? await this.hasher.verify(user.passwordHash, dto.password) : await this.hasher.burn(dto.password);
     if (!user || !ok) {
-      await this.throttle.recordFailure(who);
       await this.audit.recordAlone({
         type: 'auth.login',
         actor: null,
@@ -61,20 +58,27 @@ export class IdentityService implements OnApplicationBootstrap {
     }
     const actor = toActor(user);
     if (actor.mfaEnrolled) {
-      if (dto.code === undefined) {
-        await this.throttle.recordFailure(who);
-        throw new DomainException(401, 'MFA_REQUIRED', 'this user has MFA: send the current TOTP code as `code`');
-      }
+      // the password attempt stays counted: "code required" tells that the password was right
+      if (dto.code === undefined) throw new DomainException(401, 'MFA_REQUIRED', 'this user has MFA: send the current TOTP code as `code`');
       await this.mfa.verify(actor, dto.code, address, 'login');
     }
-    const token = newToken(USER_TOKEN_PREFIX);
-    const expiresAt = new Date(this.clock.now().getTime() + this.config.tokenTtlSeconds * 1000);
-    await this.audit.transaction(async (em, audit) => {
-      await em.getRepository(AccessTokenEntity).insert({ id: randomUUID(), userId: user.id, tokenHash: hashToken(token), expiresAt, revokedAt: null });
+    const session = await this.audit.transaction(async (em, audit) => {
+      // decided against the row as it is now: an enrollment (which ends every earlier token) or a reset committed
+      // since the check above must not be followed by a token issued on the old state
+      const [now]: Array<{ enrolled: boolean; disabled: boolean }> = await em.query(
+        'SELECT mfa_secret IS NOT NULL AS enrolled, disabled FROM users WHERE id = $1 FOR SHARE',
+        [user.id],
+      );
+      if (!now || now.disabled) throw Errors.unauthenticated('invalid username or password');
+      if (now.enrolled !== actor.mfaEnrolled) {
+        throw new DomainException(401, 'MFA_REQUIRED', 'MFA enrollment changed during this login: log in again (with the current TOTP code once enrolled)');
+      }
+      const issued = await insertSession(em, user.id, this.clock.now(), this.config.tokenTtlSeconds);
       await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { address: address ?? null, mfa: actor.mfaEnrolled } });
+      return issued;
     });
-    if (failedBefore) await this.throttle.recordSuccess(who);
-    return { accessToken: token, expiresAt: expiresAt.toISOString(), mfaEnrollmentRequired: !actor.mfaEnrolled };
+    await this.throttle.release(attempt);
+    return { ...session, mfaEnrollmentRequired: !actor.mfaEnrolled };
   }
 
   /** Resolves a bearer token to its actor: unknown, expired, revoked, or disabled-user tokens are refused. */

@@ -1,11 +1,14 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
+import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { SecretBoxService } from '../crypto/secret-box.service';
+import { APP_CONFIG, AppConfig } from '../config/config';
 import { findByIdOrThrow } from '../database/queries';
 import { MetricsService } from '../metrics/metrics.service';
 import { Actor } from './actor';
+import { insertSession } from './sessions';
 import { ThrottleService } from './throttle.service';
 import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';
 import { UserEntity } from './user.entity';
@@ -26,6 +29,8 @@ export class MfaService {
     private readonly totp: TotpService,
     private readonly throttle: ThrottleService,
     private readonly metrics: MetricsService,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /** Starts (or restarts) enrollment: a new seed, stored encrypted as pending until confirmed. */
@@ -44,23 +49,29 @@ export class MfaService {
     return { secret, otpauthUri: this.totp.uri(actor.name, secret) };
   }
 
-  async confirmEnrollment(actor: Actor, code: string, address?: string): Promise<{ mfaEnrolled: true }> {
+  /**
+   * Confirms enrollment with a first code. Every token the user had (this request's included) was issued on the
+   * password alone, so all of them end here, in the same transaction, and the answer carries a fresh token: the
+   * only session that continues is the one that has just proved the second factor.
+   */
+  async confirmEnrollment(actor: Actor, code: string, address?: string): Promise<EnrollmentConfirmed> {
     this.assertUser(actor);
     const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
     if (user.mfaSecret) throw Errors.conflict('MFA_ALREADY_ENROLLED', 'MFA is already enrolled');
     if (!user.mfaPendingSecret) throw Errors.conflict('MFA_ENROLLMENT_NOT_STARTED', 'start with POST /v1/me/mfa/totp');
     const pending = this.secrets.decrypt(mfaSecretRef(actor.id, 'mfa_pending_secret'), user.mfaPendingSecret);
+    let session: { accessToken: string; expiresAt: string } | undefined;
     await this.checkCode(actor, user, pending, code, address, 'enroll', async (em) => {
-      await em.getRepository(UserEntity).update(
-        { id: actor.id },
-        {
-          mfaSecret: this.secrets.encrypt(mfaSecretRef(actor.id, 'mfa_secret'), pending),
-          mfaPendingSecret: null,
-          mfaEnrolledAt: new Date(),
-        },
+      // the burn above locked the row: a concurrent confirmation (or reset) is decided here, once
+      const [, updated]: [unknown[], number] = await em.query(
+        'UPDATE users SET mfa_secret = $2, mfa_pending_secret = NULL, mfa_enrolled_at = now() WHERE id = $1 AND mfa_secret IS NULL AND mfa_pending_secret = $3',
+        [actor.id, this.secrets.encrypt(mfaSecretRef(actor.id, 'mfa_secret'), pending), user.mfaPendingSecret],
       );
+      if (updated !== 1) throw Errors.conflict('MFA_ALREADY_ENROLLED', 'MFA was enrolled or restarted meanwhile');
+      await revokeSessions(em, actor.id);
+      session = await insertSession(em, actor.id, this.clock.now(), this.config.tokenTtlSeconds);
     });
-    return { mfaEnrolled: true };
+    return { mfaEnrolled: true, ...session! };
   }
 
   /** Step-up check for an action marked MFA, and the second factor at login. */
@@ -76,7 +87,7 @@ export class MfaService {
     await this.audit.transaction(async (em, audit) => {
       await lockUser(em, userId);
       await em.getRepository(UserEntity).update({ id: userId }, { mfaSecret: null, mfaPendingSecret: null, mfaEnrolledAt: null });
-      await em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [userId]);
+      await revokeSessions(em, userId);
       await audit({ type: 'mfa.reset', actor: admin, subjectType: 'user', subjectId: userId });
     });
   }
@@ -91,7 +102,8 @@ export class MfaService {
     onSuccess?: (em: EntityManager) => Promise<void>,
   ): Promise<void> {
     const who = { subject: user.id, address };
-    const failedBefore = await this.throttle.assertAllowed(who);
+    // counted before the code is looked at, so a burst cannot evaluate more codes than the limit
+    const attempt = await this.throttle.reserve('mfa', who);
     const step = await this.totp.matchStep(secret, code);
     if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid');
     const burned = await this.audit.transaction(async (em, audit) => {
@@ -103,6 +115,8 @@ export class MfaService {
       await audit({ type: action === 'enroll' ? 'mfa.enrolled' : 'mfa.verified', actor, subjectType: 'user', subjectId: user.id, details: { action } });
       return true;
     });
+    // a success is not a failure, and a replay of a valid code is not a guess: neither counts
+    await this.throttle.release(attempt);
     if (!burned) {
       const [{ last }] = await this.dataSource.query('SELECT mfa_last_step::text AS last FROM users WHERE id = $1', [user.id]);
       const next = (Math.max(Number(last), step) + 1) * TOTP_PERIOD_SECONDS * 1000;
@@ -110,7 +124,6 @@ export class MfaService {
         nextCodeAt: new Date(next).toISOString(),
       });
     }
-    if (failedBefore) await this.throttle.recordSuccess(who);
   }
 
   private async fail(
@@ -122,7 +135,6 @@ export class MfaService {
     extra?: Record<string, unknown>,
   ): Promise<never> {
     this.metrics.mfaFailures.inc({ reason: code });
-    await this.throttle.recordFailure(who);
     await this.audit.recordAlone({
       type: 'mfa.failed',
       actor,
@@ -138,5 +150,16 @@ export class MfaService {
     if (actor.kind !== 'user') throw Errors.forbidden('service tokens cannot use MFA');
   }
 }
+
+export interface EnrollmentConfirmed {
+  mfaEnrolled: true;
+  /** The new session: every earlier token of the user has ended. */
+  accessToken: string;
+  expiresAt: string;
+}
+
+/** Ends every live login token of the user (inside the caller's transaction). */
+export const revokeSessions = (em: EntityManager, userId: string) =>
+  em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [userId]);
 
 const lockUser = (em: EntityManager, id: string) => findByIdOrThrow(em, UserEntity, id, 'user', true);

@@ -3,16 +3,30 @@ import { DataSource } from 'typeorm';
 import { DomainException } from '../common/errors';
 
 /**
- * Failure counters in the database (shared by every instance), in fixed windows that always expire:
- * an address, a user, and a user's hourly cap. A locked key stays locked only until its window ends, so
- * nobody can lock a user out for ever; a success clears the user's short window.
+ * Attempt counters in the database (shared by every instance), in fixed windows that always expire.
+ *
+ * An attempt (a password at login, or a TOTP code at login, step-up or enrollment) is RESERVED before it is
+ * evaluated: one transaction adds 1 to every key of the attempt, but only if each key is still under its limit
+ * (conditional INSERT … ON CONFLICT DO UPDATE … WHERE failures < max RETURNING); if one key is full, nothing is
+ * counted and the attempt is refused with 429 before argon2 or TOTP runs. So however many requests arrive at
+ * once, at most `max` attempts per key and window are ever evaluated. A success, and a replay of an already
+ * burned code (not a guess), give their reservation back; a failure keeps it until the window ends.
+ *
+ * Keys (for passwords and for codes separately, `kind` = `pw` | `mfa`):
+ * - `pair:<kind>:<user>@<address>`: 10 per 15 minutes. What one address can try against one user.
+ * - `user:<kind>:<user>`: 100 per hour, from everywhere. One address cannot fill it (at most 5 pair windows, so
+ *   50 attempts, fit in one hour window), so an attacker at one address cannot lock the user out of another.
+ * - `addr:<address>`: 30 per 15 minutes for every user and kind: what one address may try in all.
+ * `<user>` is the user id, or a keyed HMAC of a username that does not exist (no typed name is stored).
  */
-const RULES = {
+export const THROTTLE_RULES = {
+  pair: { max: 10, windowSeconds: 15 * 60 },
+  user: { max: 100, windowSeconds: 60 * 60 },
   addr: { max: 30, windowSeconds: 15 * 60 },
-  user: { max: 10, windowSeconds: 15 * 60 },
-  'user-hour': { max: 30, windowSeconds: 60 * 60 },
 } as const;
-type Rule = keyof typeof RULES;
+type Rule = keyof typeof THROTTLE_RULES;
+
+export type AttemptKind = 'pw' | 'mfa';
 
 export interface ThrottleSubject {
   /** A user id, or a keyed HMAC of a username that does not exist. */
@@ -20,56 +34,89 @@ export interface ThrottleSubject {
   address?: string;
 }
 
-function keysOf(s: ThrottleSubject): Array<{ key: string; rule: Rule }> {
-  const keys: Array<{ key: string; rule: Rule }> = [
-    { key: `user:${s.subject}`, rule: 'user' },
-    { key: `user-hour:${s.subject}`, rule: 'user-hour' },
-  ];
-  if (s.address) keys.push({ key: `addr:${s.address}`, rule: 'addr' });
-  return keys;
+/** A counted attempt: the window each key was counted in, so a give-back never takes from a later window. */
+export interface Reservation {
+  keys: string[];
+  windows: string[];
+  released: boolean;
 }
+
+function keysOf(kind: AttemptKind, s: ThrottleSubject): Array<{ key: string; rule: Rule }> {
+  const address = s.address || 'unknown';
+  return [
+    { key: `addr:${address}`, rule: 'addr' as const },
+    { key: `pair:${kind}:${s.subject}@${address}`, rule: 'pair' as const },
+    { key: `user:${kind}:${s.subject}`, rule: 'user' as const },
+  ].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** A window's identity: its start in microseconds since the epoch (exact, unlike a JS Date). */
+const WINDOW_ID = '(extract(epoch FROM window_start) * 1000000)::bigint::text';
+
+class ThrottledSignal extends Error {}
 
 @Injectable()
 export class ThrottleService {
   constructor(private readonly dataSource: DataSource) {}
 
   /**
-   * Throws 429 THROTTLED (with the seconds to wait) while any of the subject's keys is over its limit. Resolves to
-   * whether the user has a short window to clear on success (most requests have none: no DELETE then).
+   * Counts one attempt against every key of the subject, atomically and before it is evaluated; throws 429
+   * THROTTLED (with the seconds to wait) and counts nothing when any key is at its limit. Rows are locked in
+   * key order (here and in `release`), so concurrent reservations cannot deadlock.
    */
-  async assertAllowed(s: ThrottleSubject): Promise<boolean> {
-    const keys = keysOf(s);
-    const rows: Array<{ key: string; failures: number; remaining: number }> = await this.dataSource.query(
-      `SELECT key, failures, ceil(extract(epoch FROM window_start - now()))::int AS remaining FROM auth_throttle WHERE key = ANY($1)`,
+  async reserve(kind: AttemptKind, s: ThrottleSubject): Promise<Reservation> {
+    const keys = keysOf(kind, s);
+    try {
+      return await this.dataSource.transaction(async (em) => {
+        const rows: Array<{ key: string; win: string }> = await em.query(
+          `INSERT INTO auth_throttle (key, failures, window_start)
+           SELECT k.key, 1, now() FROM unnest($1::text[], $2::int[], $3::int[]) AS k(key, max, secs) ORDER BY k.key COLLATE "C"
+           ON CONFLICT (key) DO UPDATE SET
+             failures = CASE WHEN auth_throttle.window_start + make_interval(secs => ($3::int[])[array_position($1::text[], auth_throttle.key)]) <= now()
+                             THEN 1 ELSE auth_throttle.failures + 1 END,
+             window_start = CASE WHEN auth_throttle.window_start + make_interval(secs => ($3::int[])[array_position($1::text[], auth_throttle.key)]) <= now()
+                                 THEN now() ELSE auth_throttle.window_start END
+           WHERE auth_throttle.window_start + make_interval(secs => ($3::int[])[array_position($1::text[], auth_throttle.key)]) <= now()
+              OR auth_throttle.failures < ($2::int[])[array_position($1::text[], auth_throttle.key)]
+           RETURNING key, ${WINDOW_ID} AS win`,
+          [keys.map((k) => k.key), keys.map((k) => THROTTLE_RULES[k.rule].max), keys.map((k) => THROTTLE_RULES[k.rule].windowSeconds)],
+        );
+        // one full key: roll everything back, so a refused attempt counts nowhere
+        if (rows.length !== keys.length) throw new ThrottledSignal();
+        const byKey = new Map(rows.map((r) => [r.key, r.win]));
+        return { keys: keys.map((k) => k.key), windows: keys.map((k) => byKey.get(k.key)!), released: false };
+      });
+    } catch (e) {
+      if (!(e instanceof ThrottledSignal)) throw e;
+    }
+    throw await this.throttled(keys);
+  }
+
+  /** Gives an attempt back (a success, or a replayed code): it no longer counts. Idempotent. */
+  async release(r: Reservation | undefined): Promise<void> {
+    if (!r || r.released) return;
+    r.released = true;
+    await this.dataSource.query(
+      `WITH mine AS (
+         SELECT t.key FROM auth_throttle t JOIN unnest($1::text[], $2::text[]) AS r(key, win) ON r.key = t.key
+          WHERE (extract(epoch FROM t.window_start) * 1000000)::bigint::text = r.win
+          ORDER BY t.key COLLATE "C" FOR UPDATE OF t)
+       UPDATE auth_throttle SET failures = greatest(auth_throttle.failures - 1, 0) FROM mine WHERE auth_throttle.key = mine.key`,
+      [r.keys, r.windows],
+    );
+  }
+
+  private async throttled(keys: Array<{ key: string; rule: Rule }>): Promise<DomainException> {
+    const rows: Array<{ key: string; failures: number; elapsed: number }> = await this.dataSource.query(
+      `SELECT key, failures, floor(extract(epoch FROM now() - window_start))::int AS elapsed FROM auth_throttle WHERE key = ANY($1)`,
       [keys.map((k) => k.key)],
     );
-    let wait = 0;
+    let wait = 1;
     for (const row of rows) {
-      const rule = RULES[keys.find((k) => k.key === row.key)!.rule];
-      const left = row.remaining + rule.windowSeconds;
+      const rule = THROTTLE_RULES[keys.find((k) => k.key === row.key)!.rule];
+      const left = rule.windowSeconds - row.elapsed;
       if (row.failures >= rule.max && left > 0) wait = Math.max(wait, left);
     }
-    if (wait > 0) {
-      throw new DomainException(429, 'THROTTLED', `too many failed attempts; try again in ${wait} s`, { retryAfterSeconds: wait });
-    }
-    return rows.some((r) => r.key === `user:${s.subject}`);
-  }
-
-  /** Counts one failure against every key (outside any request transaction, so it sticks). */
-  async recordFailure(s: ThrottleSubject): Promise<void> {
-    for (const { key, rule } of keysOf(s)) {
-      await this.dataSource.query(
-        `INSERT INTO auth_throttle (key, failures, window_start) VALUES ($1, 1, now())
-         ON CONFLICT (key) DO UPDATE SET
-           failures = CASE WHEN auth_throttle.window_start + make_interval(secs => $2) <= now() THEN 1 ELSE auth_throttle.failures + 1 END,
-           window_start = CASE WHEN auth_throttle.window_start + make_interval(secs => $2) <= now() THEN now() ELSE auth_throttle.window_start END`,
-        [key, RULES[rule].windowSeconds],
-      );
-    }
-  }
-
-  /** After a success: the user's short window starts over (the hourly cap and the address keep counting). */
-  async recordSuccess(s: ThrottleSubject): Promise<void> {
-    await this.dataSource.query('DELETE FROM auth_throttle WHERE key = $1', [`user:${s.subject}`]);
+    return new DomainException(429, 'THROTTLED', `too many attempts; try again in ${wait} s`, { retryAfterSeconds: wait });
   }
 }

@@ -49,13 +49,46 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
       const wrong = await vault.http().post('/v1/me/mfa/totp/confirm').set('Authorization', u.auth).send({ code: '000000' }).expect(401);
       expect(wrong.body.code).toBe('MFA_INVALID');
       const ok = await vault.http().post('/v1/me/mfa/totp/confirm').set('Authorization', u.auth).send({ code: totpAt(secret, vault.clock.now().getTime()) }).expect(200);
-      expect(ok.body).toEqual({ mfaEnrolled: true });
+      expect(ok.body).toEqual({ mfaEnrolled: true, accessToken: expect.stringMatching(/^pvt_/), expiresAt: expect.any(String) });
       const [after] = await vault.db.query<{ mfa_secret: Buffer; mfa_pending_secret: Buffer | null }>('SELECT mfa_secret, mfa_pending_secret FROM users WHERE id = $1', [u.id]);
       expect(after.mfa_pending_secret).toBeNull();
       expect(after.mfa_secret.toString('latin1')).not.toContain(secret);
-      // the same token now works, and enrolling again is refused
-      await vault.http().get('/v1/audit-events').set('Authorization', u.auth).expect(200);
-      expect((await vault.http().post('/v1/me/mfa/totp').set('Authorization', u.auth).expect(409)).body.code).toBe('MFA_ALREADY_ENROLLED');
+      // the enrolling token has ended; the fresh one works, and enrolling again is refused
+      expect((await vault.http().get('/v1/me').set('Authorization', u.auth).expect(401)).body.code).toBe('UNAUTHENTICATED');
+      const fresh = `Bearer ${ok.body.accessToken}`;
+      await vault.http().get('/v1/audit-events').set('Authorization', fresh).expect(200);
+      expect((await vault.http().post('/v1/me/mfa/totp').set('Authorization', fresh).expect(409)).body.code).toBe('MFA_ALREADY_ENROLLED');
+    });
+
+    it('ends every token issued before enrollment: none of them becomes a full session', async () => {
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      // a second password-only token, as a thief of the password (or of a token) would hold
+      const stolen = `Bearer ${(await vault.http().post('/v1/auth/login').send({ username: u.username, password: u.password }).expect(200)).body.accessToken}`;
+      await vault.http().get('/v1/me').set('Authorization', stolen).expect(200);
+      const { secret } = (await vault.http().post('/v1/me/mfa/totp').set('Authorization', u.auth).expect(200)).body as { secret: string };
+      const ok = await vault.http().post('/v1/me/mfa/totp/confirm').set('Authorization', u.auth).send({ code: totpAt(secret, vault.clock.now().getTime()) }).expect(200);
+      for (const old of [stolen, u.auth]) {
+        expect((await vault.http().get('/v1/audit-events').set('Authorization', old).expect(401)).body.code).toBe('UNAUTHENTICATED');
+        expect((await vault.http().get('/v1/me').set('Authorization', old).expect(401)).body.code).toBe('UNAUTHENTICATED');
+      }
+      await vault.http().get('/v1/audit-events').set('Authorization', `Bearer ${ok.body.accessToken}`).expect(200);
+      const live = await vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM access_tokens WHERE user_id = $1 AND revoked_at IS NULL', [u.id]);
+      expect(live).toEqual([{ n: 1 }]);
+    });
+
+    it('a login racing an enrollment never yields a password-only token that outlives it', async () => {
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      const { secret } = (await vault.http().post('/v1/me/mfa/totp').set('Authorization', u.auth).expect(200)).body as { secret: string };
+      const logins = Array.from({ length: 8 }, () => vault.http().post('/v1/auth/login').send({ username: u.username, password: u.password }));
+      const confirm = vault.http().post('/v1/me/mfa/totp/confirm').set('Authorization', u.auth).send({ code: totpAt(secret, vault.clock.now().getTime()) });
+      const [confirmed, ...answers] = await Promise.all([confirm, ...logins]);
+      expect(confirmed.status).toBe(200);
+      for (const a of answers) {
+        expect([200, 401]).toContain(a.status);
+        // a token from before the enrollment was ended by it; one after it was refused (MFA_REQUIRED)
+        if (a.status === 200) await vault.http().get('/v1/audit-events').set('Authorization', `Bearer ${a.body.accessToken}`).expect(401);
+        else expect(a.body.code).toBe('MFA_REQUIRED');
+      }
     });
 
     it('refuses confirm before enrollment started', async () => {
@@ -118,15 +151,50 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
     it('gives exactly one success to many concurrent requests with one code', async () => {
       const u = await vault.createUser(['admin']);
       const code = await u.code();
-      const results = await Promise.all(Array.from({ length: 12 }, () => stepUp(u, code)));
+      // (10: what one address may have in evaluation at once; more answer 429 while these are being checked)
+      const results = await Promise.all(Array.from({ length: 10 }, () => stepUp(u, code)));
       const statuses = results.map((r) => r.status).sort();
       expect(statuses.filter((s) => s === 404)).toHaveLength(1);
       expect(results.filter((r) => r.status === 401).every((r) => r.body.code === 'MFA_REPLAYED')).toBe(true);
-      expect(statuses.filter((s) => s === 401)).toHaveLength(11);
+      expect(statuses.filter((s) => s === 401)).toHaveLength(9);
+    });
+
+    it('a request refused by validation (400) burns no code, counts nothing and writes no mfa.verified', async () => {
+      const admin2 = await vault.createUser(['admin']);
+      const operator = await vault.createUser(['operator']);
+      const verified = async (id: string) =>
+        (await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'mfa.verified' AND actor_id = $1", [id]))[0].n;
+      const throttled = async () => (await vault.db.query<{ n: number }>('SELECT coalesce(sum(failures), 0)::int AS n FROM auth_throttle'))[0].n;
+      // a malformed path parameter, then a malformed body: each with a valid, unused code
+      const code = await admin2.code();
+      const step = await lastStep(admin2.id);
+      const beforeAdmin = await verified(admin2.id);
+      const badParam = await vault.http().post('/v1/users/not-a-uuid/mfa/reset').set('Authorization', admin2.auth).set('X-MFA-Code', code).expect(400);
+      expect(badParam.body.code).toBe('VALIDATION_FAILED');
+      expect(await lastStep(admin2.id)).toBe(step);
+      expect(await verified(admin2.id)).toBe(beforeAdmin);
+      expect(await throttled()).toBe(0);
+      // the same code still works on a valid request (the guard passed: the dummy id then answers 404)
+      await stepUp(admin2, code).expect(404);
+      expect(await verified(admin2.id)).toBe(beforeAdmin + 1);
+
+      const opCode = await operator.code();
+      const beforeOp = await verified(operator.id);
+      for (const body of [{ accountId: 'nope', justification: 'x' }, { accountId: randomUUID(), justification: 'because', unknownField: 1 }, { accountId: [[]] }]) {
+        const res = await vault.http().post('/v1/checkouts').set('Authorization', operator.auth).set('X-MFA-Code', opCode).send(body).expect(400);
+        expect(res.body.code).toBe('VALIDATION_FAILED');
+      }
+      expect(await verified(operator.id)).toBe(beforeOp);
+      expect(await vault.db.query("SELECT type FROM audit_events WHERE actor_id = $1 AND type = 'mfa.failed'", [operator.id])).toEqual([]);
+      expect(await throttled()).toBe(0);
+      // a well-formed request with that code passes the MFA check (the account does not exist: 404)
+      const ok = await vault.http().post('/v1/checkouts').set('Authorization', operator.auth).set('X-MFA-Code', opCode).send({ accountId: randomUUID(), justification: 'a valid request' });
+      expect(ok.body.code).not.toMatch(/^MFA_/);
+      expect(await verified(operator.id)).toBe(beforeOp + 1);
     });
 
     it('refuses service tokens on MFA routes', async () => {
-      const created = await vault.http().post('/v1/service-tokens').set('Authorization', admin.auth).send({ name: 'cron', roles: ['scheduler'] }).expect(201);
+      const created = await vault.http().post('/v1/service-tokens').set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ name: 'cron', roles: ['scheduler'] }).expect(201);
       const res = await vault.http().post(stepUpPath()).set('Authorization', `Bearer ${created.body.token}`).set('X-MFA-Code', '123456').expect(403);
       expect(res.body.code).toBe('FORBIDDEN');
     });
@@ -141,15 +209,19 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
       expect(locked.body.retryAfterSeconds).toBeGreaterThan(0);
       expect(locked.body.retryAfterSeconds).toBeLessThanOrEqual(15 * 60);
       // the lock is not for ever: once the window has passed, the right code works
-      await vault.db.query("UPDATE auth_throttle SET window_start = now() - interval '16 minutes' WHERE key LIKE 'user:%' OR key LIKE 'addr:%'");
+      await vault.db.query("UPDATE auth_throttle SET window_start = now() - interval '16 minutes' WHERE key LIKE 'pair:%' OR key LIKE 'addr:%'");
       await stepUp(u, await u.code()).expect(404);
     });
 
-    it('caps a user at 30 failures an hour, however spread out', async () => {
+    it('caps a user at 100 failed codes an hour from everywhere, however spread out', async () => {
       const u = await vault.createUser(['admin']);
-      await vault.db.query(`INSERT INTO auth_throttle (key, failures, window_start) VALUES ($1, 30, now() - interval '50 minutes')`, [`user-hour:${u.id}`]);
+      await vault.db.query(
+        `INSERT INTO auth_throttle (key, failures, window_start) VALUES ($1, 100, now() - interval '50 minutes')
+         ON CONFLICT (key) DO UPDATE SET failures = 100, window_start = now() - interval '50 minutes'`,
+        [`user:mfa:${u.id}`],
+      );
       expect((await stepUp(u, await u.code()).expect(429)).body.code).toBe('THROTTLED');
-      await vault.db.query(`UPDATE auth_throttle SET window_start = now() - interval '61 minutes' WHERE key = $1`, [`user-hour:${u.id}`]);
+      await vault.db.query(`UPDATE auth_throttle SET window_start = now() - interval '61 minutes' WHERE key = $1`, [`user:mfa:${u.id}`]);
       await stepUp(u, await u.code()).expect(404);
     });
 
@@ -172,17 +244,17 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
     it('disabling a user stops their tokens at once and refuses their login', async () => {
       const u = await vault.createUser(['operator']);
       await vault.http().get('/v1/accounts').set('Authorization', u.auth).expect(200);
-      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).send({ disabled: true }).expect(200);
+      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: true }).expect(200);
       expect((await vault.http().get('/v1/accounts').set('Authorization', u.auth).expect(401)).body.code).toBe('UNAUTHENTICATED');
       await vault.http().post('/v1/auth/login').send({ username: u.username, password: u.password, code: await u.code() }).expect(401);
-      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).send({ disabled: false }).expect(200);
+      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: false }).expect(200);
       await vault.http().post('/v1/auth/login').send({ username: u.username, password: u.password, code: await u.code() }).expect(200);
     });
 
     it('role changes apply to existing tokens at once', async () => {
       const u = await vault.createUser(['operator']);
       await vault.http().get('/v1/targets').set('Authorization', u.auth).expect(200);
-      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).send({ roles: ['auditor'] }).expect(200);
+      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['auditor'] }).expect(200);
       await vault.http().get('/v1/targets').set('Authorization', u.auth).expect(403);
       await vault.http().get('/v1/audit-events').set('Authorization', u.auth).expect(200);
     });
@@ -204,9 +276,9 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
     it('never leaves the vault without an enabled admin', async () => {
       const admins = await vault.db.query<{ id: string }>("SELECT id FROM users WHERE 'admin' = ANY (roles) AND NOT disabled AND id <> $1", [admin.id]);
       for (const a of admins) await vault.db.query("UPDATE users SET roles = '{operator}' WHERE id = $1", [a.id]);
-      const res = await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).send({ roles: ['operator'] }).expect(409);
+      const res = await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['operator'] }).expect(409);
       expect(res.body.code).toBe('LAST_ADMIN');
-      expect((await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).send({ disabled: true }).expect(409)).body.code).toBe('LAST_ADMIN');
+      expect((await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: true }).expect(409)).body.code).toBe('LAST_ADMIN');
     });
   });
 });
