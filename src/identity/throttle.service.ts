@@ -55,6 +55,9 @@ const WINDOW_ID = '(extract(epoch FROM window_start) * 1000000)::bigint::text';
 
 class ThrottledSignal extends Error {}
 
+/** About one reservation in a hundred also clears out long-expired rows (pair keys are many: one per user and address). */
+const SWEEP_CHANCE = 0.01;
+
 @Injectable()
 export class ThrottleService {
   constructor(private readonly dataSource: DataSource) {}
@@ -83,6 +86,7 @@ export class ThrottleService {
         );
         // one full key: roll everything back, so a refused attempt counts nowhere
         if (rows.length !== keys.length) throw new ThrottledSignal();
+        if (Math.random() < SWEEP_CHANCE) void this.sweep();
         const byKey = new Map(rows.map((r) => [r.key, r.win]));
         return { keys: keys.map((k) => k.key), windows: keys.map((k) => byKey.get(k.key)!), released: false };
       });
@@ -104,6 +108,20 @@ export class ThrottleService {
        UPDATE auth_throttle SET failures = greatest(auth_throttle.failures - 1, 0) FROM mine WHERE auth_throttle.key = mine.key`,
       [r.keys, r.windows],
     );
+  }
+
+  /**
+   * Housekeeping, now and then: rows whose window ended more than the longest window ago count for nothing and go.
+   * Rows another transaction holds are skipped (never waited for), so the sweep cannot deadlock with a reservation.
+   */
+  private async sweep(): Promise<void> {
+    await this.dataSource
+      .query(
+        `DELETE FROM auth_throttle WHERE key IN (
+           SELECT key FROM auth_throttle WHERE window_start < now() - make_interval(secs => $1) LIMIT 1000 FOR UPDATE SKIP LOCKED)`,
+        [Math.max(...Object.values(THROTTLE_RULES).map((r) => r.windowSeconds))],
+      )
+      .catch(() => undefined);
   }
 
   private async throttled(keys: Array<{ key: string; rule: Rule }>): Promise<DomainException> {

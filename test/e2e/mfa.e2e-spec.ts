@@ -261,12 +261,15 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
 
     it('resets a user’s MFA only with the admin’s own code; the user must enroll again', async () => {
       const u = await vault.createUser(['operator']);
+      const second = (await vault.http().post('/v1/auth/login').send({ username: u.username, password: u.password, code: await u.code() }).expect(200)).body.accessToken;
       const path = `/v1/users/${u.id}/mfa/reset`;
       expect((await vault.http().post(path).set('Authorization', admin.auth).expect(401)).body.code).toBe('MFA_REQUIRED');
       // the user's own code is not the admin's
       expect((await vault.http().post(path).set('Authorization', admin.auth).set('X-MFA-Code', await u.code()).expect(401)).body.code).toMatch(/MFA_INVALID|MFA_REPLAYED/);
       await vault.http().post(path).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).expect(204);
-      await vault.http().get('/v1/accounts').set('Authorization', u.auth).expect(401); // sessions ended
+      await vault.http().get('/v1/accounts').set('Authorization', u.auth).expect(401); // sessions ended, every one
+      await vault.http().get('/v1/me').set('Authorization', `Bearer ${second}`).expect(401);
+      expect(await vault.db.query('SELECT id FROM access_tokens WHERE user_id = $1 AND revoked_at IS NULL', [u.id])).toEqual([]);
       const login = await vault.http().post('/v1/auth/login').send({ username: u.username, password: u.password }).expect(200);
       expect(login.body.mfaEnrollmentRequired).toBe(true);
       const events = await vault.db.query<{ type: string; actor_id: string }>("SELECT type, actor_id FROM audit_events WHERE type = 'mfa.reset' AND subject_id = $1", [u.id]);

@@ -144,6 +144,19 @@ describe('throttling holds under any concurrency, and a burst cannot lock a user
     await login(A, { username: u.username, password: u.password, code: await u.code() }).expect(200);
   });
 
+  it('forgets windows that ended long ago (an occasional sweep), and only those', async () => {
+    await vault.db.query(
+      `INSERT INTO auth_throttle (key, failures, window_start) VALUES ('addr:192.0.2.1', 30, now() - interval '61 minutes'), ('addr:192.0.2.2', 3, now() - interval '59 minutes')`,
+    );
+    const random = jest.spyOn(Math, 'random').mockReturnValue(0);
+    await login(A, { username: 'nobody-at-all', password: 'whatever-password' }).expect(401);
+    random.mockRestore();
+    // the sweep runs beside the request: wait for it
+    for (let i = 0; i < 50 && (await vault.db.query("SELECT 1 FROM auth_throttle WHERE key = 'addr:192.0.2.1'")).length; i++) await new Promise((r) => setTimeout(r, 20));
+    const keys = (await vault.db.query<{ key: string }>("SELECT key FROM auth_throttle WHERE key LIKE 'addr:192.0.2.%' ORDER BY key")).map((r) => r.key);
+    expect(keys).toEqual(['addr:192.0.2.2']);
+  });
+
   it('a success gives its attempt back: the right password and code do not count', async () => {
     const u = await vault.createUser(['operator']);
     for (let i = 0; i < 15; i++) await login(A, { username: u.username, password: u.password, code: await u.code() }).expect(200);
