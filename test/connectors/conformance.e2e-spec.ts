@@ -44,11 +44,12 @@ const fixtures: Record<TargetType, () => Promise<Fixture>> = {
   },
   postgres: async () => {
     // PG_TEST_VERSION=15: PostgreSQL 15 (Debian's binaries) instead of 18 (embedded)
-    const pg = await startScramPostgres({ version: process.env.PG_TEST_VERSION === '15' ? 15 : 18 });
+    // over TLS (the default for PostgreSQL targets), verified against the cluster's throwaway CA
+    const pg = await startScramPostgres({ version: process.env.PG_TEST_VERSION === '15' ? 15 : 18, tls: true });
     // the vault logs in as a least-privilege admin (LOGIN CREATEROLE + pg_signal_backend); the superuser only sets up
     const admin = await pg.leastPrivilegeAdmin();
     return {
-      target: { type: 'postgres', host: pg.host, port: pg.port, adminUsername: admin.username, adminPassword: admin.password, options: { database: pg.database } },
+      target: { type: 'postgres', host: pg.host, port: pg.port, adminUsername: admin.username, adminPassword: admin.password, options: { database: pg.database, tlsCa: pg.tls!.caPem } },
       createAccount: (n, p) => pg.createRole(n, p),
       accountExists: (n) => pg.roleExists(n),
       openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
@@ -299,6 +300,7 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
       const grp = `vt_grp_${randomBytes(4).toString('hex')}`;
       const adminId = `"${fx.target.adminUsername}"`;
       await pg.query(`CREATE DATABASE ${dbId}`);
+      await pg.query(`REVOKE CONNECT ON DATABASE ${dbId} FROM PUBLIC`); // else a policy naming it restricts nothing (refused)
       await pg.query(`CREATE ROLE "${grp}" NOLOGIN`);
       if (pg.version >= 16) await pg.query(`GRANT "${grp}" TO ${adminId} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`);
       await pg.query(`GRANT CONNECT ON DATABASE ${dbId} TO ${adminId} WITH GRANT OPTION`);

@@ -54,10 +54,11 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
   };
 
   beforeAll(async () => {
-    pg = await startScramPostgres({ version });
+    // TLS, verified against the cluster's CA: the default for PostgreSQL targets (the tests' own clients use plain TCP)
+    pg = await startScramPostgres({ version, tls: true });
     expect(pg.version).toBe(version);
     admin = await pg.leastPrivilegeAdmin();
-    target = { type: 'postgres', host: pg.host, port: pg.port, adminUsername: admin.username, adminPassword: admin.password, options: { database: pg.database } };
+    target = { type: 'postgres', host: pg.host, port: pg.port, adminUsername: admin.username, adminPassword: admin.password, options: { database: pg.database, tlsCa: pg.tls!.caPem } };
     connector = new ConnectorRegistry().get('postgres');
   }, 60_000);
   afterAll(async () => {
@@ -76,8 +77,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
   it('verify reports every capability; a bare login role gets every missing one at once, each saying what to grant', async () => {
     const res = await connector.verify(target);
     const codes = Object.fromEntries(res.capabilities.map((c) => [c.code, c.ok]));
-    expect(codes).toMatchObject({ PG_CREATEROLE: true, PG_SIGNAL_BACKEND: true });
-    expect('PG_TLS' in codes).toBe(false);
+    expect(codes).toMatchObject({ PG_CREATEROLE: true, PG_SIGNAL_BACKEND: true, PG_TLS: true });
     if (version >= 16) expect(res.capabilities.find((c) => c.code === 'PG_ADMIN_OPTION')?.message).toContain(`TO "${admin.username}" WITH ADMIN OPTION`);
     else expect('PG_ADMIN_OPTION' in codes).toBe(false);
 
@@ -119,14 +119,16 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       const grp = name('vt_work');
       await pg.query(`CREATE ROLE ${q(grp)} NOLOGIN`);
       if (version >= 16) await pg.query(`GRANT ${q(grp)} TO ${q(admin.username)} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`);
-      await pg.query(`GRANT CREATE ON SCHEMA public TO ${q(grp)}`);
       await pg.query('CREATE TABLE IF NOT EXISTS vt_admin_table (x int)');
       await pg.query(`ALTER TABLE vt_admin_table OWNER TO ${q(admin.username)}`);
       await pg.query(`GRANT SELECT, INSERT, TRIGGER ON vt_admin_table TO ${q(grp)}`);
       const inDb = await open(pg.adminUsername, pg.adminPassword, db);
-      await inDb.query(`GRANT CREATE ON SCHEMA public TO ${q(grp)}`);
+      await pg.query(`REVOKE CONNECT ON DATABASE ${q(db)} FROM PUBLIC`); // else the policy's database restricts nothing (refused)
       await pg.query(`GRANT CONNECT ON DATABASE ${q(db)} TO ${q(admin.username)} WITH GRANT OPTION`);
       await connector.createEphemeral(target, { username: vendor, password: pw }, { grantRoles: [grp], database: db });
+      // granted after the claim (on 15 the allow-list refuses a role with CREATE on a schema: SET ROLE reaches it)
+      await pg.query(`GRANT CREATE ON SCHEMA public TO ${q(grp)}`);
+      await inDb.query(`GRANT CREATE ON SCHEMA public TO ${q(grp)}`);
 
       const v = await open(vendor, pw);
       await v.query('CREATE TABLE vt_vendor_table (secret text)');
@@ -197,7 +199,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
   it('revokes a one-time account with a live session using only CREATEROLE + pg_signal_backend', async () => {
     const vendor = name();
     const pw = password();
-    await connector.createEphemeral(target, { username: vendor, password: pw }, { database: pg.database });
+    await connector.createEphemeral(target, { username: vendor, password: pw }, {}); // PUBLIC holds CONNECT on pg.database here
     const s = await openPgSession(pg.host, pg.port, vendor, pw, pg.database);
     await connector.revokeEphemeral(target, vendor);
     expect(await s.alive()).toBe(false);
@@ -269,8 +271,11 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       await pg.query(`GRANT pg_write_server_files TO ${q(roles.files)}`);
       await pg.query('CREATE DATABASE vt_noconn ALLOW_CONNECTIONS false');
       await pg.query('CREATE DATABASE vt_granted');
+      await pg.query('REVOKE CONNECT ON DATABASE vt_granted FROM PUBLIC');
       await pg.query('CREATE DATABASE vt_nogrant');
+      await pg.query('CREATE DATABASE vt_public'); // PUBLIC keeps CONNECT (the default)
       await pg.query(`GRANT CONNECT ON DATABASE vt_granted TO ${q(admin.username)} WITH GRANT OPTION`);
+      await pg.query(`GRANT CONNECT ON DATABASE vt_public TO ${q(admin.username)} WITH GRANT OPTION`);
     });
 
     it('allows a plain NOLOGIN group role and a database the admin can grant CONNECT on', async () => {
@@ -280,7 +285,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     it('refuses every problem at once, one readable line each', async () => {
       const lines = await connector.inspectAccess(target, {
         roles: [roles.owner, roles.owner_member, roles.login, roles.app_admin, roles.super_member, roles.bypass, roles.in_admin, roles.admin_holds, roles.granter, roles.files, admin.username, 'pg_read_all_data', 'vt_missing_role'],
-        databases: ['template1', 'vt_noconn', 'vt_missing_db', 'vt_nogrant'],
+        databases: ['template1', 'vt_noconn', 'vt_missing_db', 'vt_nogrant', 'vt_public'],
       });
       const expected = [
         `role ${roles.owner}: owns 1 object(s)`,
@@ -301,6 +306,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
         'database vt_noconn: does not allow connections',
         'database vt_missing_db: does not exist',
         `database vt_nogrant: the administrator cannot grant CONNECT on it (GRANT CONNECT ON DATABASE "vt_nogrant" TO "${admin.username}" WITH GRANT OPTION)`,
+        'database vt_public: PUBLIC holds CONNECT on it, so allowing it restricts nothing (REVOKE CONNECT ON DATABASE "vt_public" FROM PUBLIC)',
       ];
       for (const line of expected) expect(lines.filter((l) => l.startsWith(line))).toHaveLength(1);
       if (version >= 16) expect(lines).toContain(`role pg_read_all_data: the administrator cannot grant it (PostgreSQL 16+: GRANT "pg_read_all_data" TO "${admin.username}" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE)`);
@@ -332,6 +338,139 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     });
   });
 
+  describe('what a group role could hand out or leave behind (grant options, default privileges, 15: CREATE)', () => {
+    /** A NOLOGIN group role the admin may grant (16+: ADMIN OPTION). */
+    const group = async (prefix: string) => {
+      const r = name(prefix);
+      await pg.query(`CREATE ROLE ${q(r)} NOLOGIN`);
+      if (version >= 16) await pg.query(`GRANT ${q(r)} TO ${q(admin.username)} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`);
+      return r;
+    };
+    const policyDb = name('vt_pdb');
+    beforeAll(async () => {
+      await pg.query(`CREATE DATABASE ${q(policyDb)}`);
+      await pg.query(`REVOKE CONNECT ON DATABASE ${q(policyDb)} FROM PUBLIC`);
+      await pg.query(`GRANT CONNECT ON DATABASE ${q(policyDb)} TO ${q(admin.username)} WITH GRANT OPTION`);
+      await pg.query('CREATE TABLE IF NOT EXISTS vt_secrets (x text)');
+      await pg.query("INSERT INTO vt_secrets VALUES ('s3cr3t')");
+      await pg.query(`CREATE ROLE vt_bystander LOGIN PASSWORD 'bystander-pw-1'`).catch(() => undefined);
+    });
+
+    it('refuses a role holding a grant option — itself or through a role it belongs to, on a table, a column, a schema, in the admin\'s database or the policy\'s — and the claim creates nothing', async () => {
+      const onTable = await group('vt_go_tbl');
+      await pg.query(`GRANT SELECT ON vt_secrets TO ${q(onTable)} WITH GRANT OPTION`);
+      const member = await group('vt_go_member');
+      await pg.query(`GRANT ${q(onTable)} TO ${q(member)}`);
+      const onColumnElsewhere = await group('vt_go_col');
+      const inPolicyDb = await open(pg.adminUsername, pg.adminPassword, policyDb);
+      await inPolicyDb.query('CREATE TABLE vt_elsewhere (a int, b int)');
+      await inPolicyDb.query(`GRANT SELECT (b) ON vt_elsewhere TO ${q(onColumnElsewhere)} WITH GRANT OPTION`);
+      const onSchema = await group('vt_go_nsp');
+      await pg.query(`GRANT USAGE ON SCHEMA public TO ${q(onSchema)} WITH GRANT OPTION`);
+      const clean = await group('vt_go_clean');
+      await pg.query(`GRANT SELECT ON vt_secrets TO ${q(clean)}`); // no grant option: fine
+
+      const lines = await connector.inspectAccess(target, { roles: [onTable, member, onColumnElsewhere, onSchema, clean], databases: [policyDb] });
+      expect(lines.filter((l) => l.startsWith(`role ${onTable}: holds grant options in database postgres`) && l.includes('relation public.vt_secrets'))).toHaveLength(1);
+      expect(lines.filter((l) => l.startsWith(`role ${member}: member of a role holding grant options in database postgres (${onTable})`))).toHaveLength(1);
+      expect(lines.filter((l) => l.startsWith(`role ${onColumnElsewhere}: holds grant options in database ${policyDb}`) && l.includes('column public.vt_elsewhere.b'))).toHaveLength(1);
+      expect(lines.filter((l) => l.startsWith(`role ${onSchema}: holds grant options in database postgres`) && l.includes('schema public'))).toHaveLength(1);
+      expect(lines.filter((l) => l.startsWith(`role ${clean}:`))).toEqual([]);
+      // without the policy's database, the column grant option there is not looked at; with it, it is
+      expect((await connector.inspectAccess(target, { roles: [onColumnElsewhere] })).filter((l) => l.includes('grant options'))).toEqual([]);
+
+      // the claim checks again: the repro's role is refused, so no vendor ever gets to GRANT … TO bystander / PUBLIC
+      const vendor = name('vt_vendor');
+      const e = await failure(connector.createEphemeral(target, { username: vendor, password: password() }, { grantRoles: [onTable] }));
+      expect(e.code).toBe('TARGET_INVALID_NAME');
+      expect(e.message).toContain('grant options');
+      expect(await pg.roleExists(vendor)).toBe(false);
+    });
+
+    it('revoke undoes the default privileges a vendor gave through its group role (ALTER DEFAULT PRIVILEGES FOR ROLE grp … TO PUBLIC / a bystander), in every database it reached', async () => {
+      const grp = await group('vt_dp');
+      const schema = name('vt_app');
+      await pg.query(`CREATE SCHEMA ${q(schema)}`);
+      await pg.query(`GRANT USAGE ON SCHEMA ${q(schema)} TO ${q(grp)}`);
+      // (a role with default privileges already is refused at claim: pg_default_acl entries count as objects it owns)
+      await pg.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} IN SCHEMA ${q(schema)} GRANT SELECT ON TABLES TO vt_bystander`);
+      expect((await connector.inspectAccess(target, { roles: [grp] }))[0]).toMatch(/owns 1 object/);
+      await pg.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} IN SCHEMA ${q(schema)} REVOKE SELECT ON TABLES FROM vt_bystander`);
+      const snapshot = async (c: PgClient) => (await c.query<{ e: string }>(
+        `SELECT defaclnamespace::regnamespace::text || ' ' || defaclobjtype::text || ' ' || defaclacl::text AS e FROM pg_default_acl WHERE defaclrole = $1::regrole ORDER BY 1`, [grp],
+      )).rows.map((r) => r.e);
+      const template1 = await open(pg.adminUsername, pg.adminPassword, 'template1');
+      const asSuper = await open(pg.adminUsername, pg.adminPassword);
+      const before = { postgres: await snapshot(asSuper), template1: await snapshot(template1), policyDb: await snapshot(await open(pg.adminUsername, pg.adminPassword, policyDb)) };
+      expect(before).toEqual({ postgres: [], template1: [], policyDb: [] });
+
+      const vendor = name('vt_vendor');
+      const pw = password();
+      await connector.createEphemeral(target, { username: vendor, password: pw }, { grantRoles: [grp], database: policyDb });
+      try {
+        const attacks = [
+          `ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} GRANT ALL ON TABLES TO PUBLIC`,
+          `ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} GRANT ALL ON SEQUENCES TO vt_bystander WITH GRANT OPTION`,
+          `ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} IN SCHEMA ${q(schema)} GRANT ALL ON FUNCTIONS TO vt_bystander`,
+          `ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} GRANT USAGE ON TYPES TO vt_bystander`,
+        ];
+        const v = await open(vendor, pw);
+        for (const sql of attacks) await v.query(sql);
+        // the recorded default privileges sit where the vendor cannot change them
+        await expect(v.query(`COMMENT ON ROLE ${q(vendor)} IS 'nothing to restore'`)).rejects.toThrow(/permission denied|must have/);
+        // also where PUBLIC lets it connect (template1: what new databases start from) and in the policy's database
+        const vt1 = await open(vendor, pw, 'template1');
+        await vt1.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} GRANT ALL ON TABLES TO PUBLIC`);
+        const vdb = await open(vendor, pw, policyDb);
+        await vdb.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} GRANT ALL ON FUNCTIONS TO vt_bystander`);
+        expect(await snapshot(asSuper)).not.toEqual(before.postgres);
+        expect(await snapshot(template1)).not.toEqual(before.template1);
+      } finally {
+        await connector.revokeEphemeral(target, vendor);
+      }
+      expect(await pg.roleExists(vendor)).toBe(false);
+      expect(await snapshot(asSuper)).toEqual(before.postgres);
+      expect(await snapshot(template1)).toEqual(before.template1);
+      expect(await snapshot(await open(pg.adminUsername, pg.adminPassword, policyDb))).toEqual(before.policyDb);
+      // the admin kept nothing of the group role: no privileges of it (16+: still ADMIN OPTION, as set up)
+      const { rows } = await pg.query<{ usage: boolean }>("SELECT pg_has_role($1, $2, 'USAGE') AS usage", [admin.username, grp]);
+      expect(rows[0].usage).toBe(false);
+      if (version >= 16) expect((await pg.query<{ a: boolean }>("SELECT pg_has_role($1, $2, 'MEMBER WITH ADMIN OPTION') AS a", [admin.username, grp])).rows[0].a).toBe(true);
+      // what the group role creates from now on is not handed to PUBLIC or the bystander
+      await pg.query(`GRANT CREATE ON SCHEMA ${q(schema)} TO ${q(grp)}`);
+      await pg.query(`SET ROLE ${q(grp)}`);
+      try {
+        await pg.query(`CREATE TABLE ${q(schema)}.vt_later (x int)`);
+      } finally {
+        await pg.query('RESET ROLE');
+      }
+      const acl = (await pg.query<{ acl: string | null }>(`SELECT relacl::text AS acl FROM pg_class WHERE oid = '${q(schema)}.vt_later'::regclass`)).rows[0].acl ?? '';
+      expect(acl).not.toMatch(/(^|[{,])=/); // nothing for PUBLIC
+      expect(acl).not.toContain('vt_bystander');
+      await pg.query(`DROP TABLE ${q(schema)}.vt_later`);
+      await pg.query(`REVOKE CREATE ON SCHEMA ${q(schema)} FROM ${q(grp)}`);
+      // and the group role is as grantable as before: nothing of the vendor's is left that it "owns"
+      expect(await connector.inspectAccess(target, { roles: [grp], databases: [policyDb] })).toEqual([]);
+    }, 60_000);
+
+    it(`PostgreSQL ${version}: a role with CREATE on a schema or a database ${version >= 16 ? 'is allowed (SET FALSE: no SET ROLE to it)' : 'is refused (every member can SET ROLE to it)'}`, async () => {
+      const creator = await group('vt_creator');
+      await pg.query(`GRANT CREATE ON SCHEMA public TO ${q(creator)}`);
+      const dbCreator = await group('vt_dbcreator');
+      await pg.query(`GRANT CREATE ON DATABASE ${q(policyDb)} TO ${q(dbCreator)}`);
+      const member = await group('vt_creator_member');
+      await pg.query(`GRANT ${q(creator)} TO ${q(member)}`);
+      const lines = await connector.inspectAccess(target, { roles: [creator, dbCreator, member] });
+      if (version >= 16) {
+        expect(lines).toEqual([]);
+      } else {
+        expect(lines.filter((l) => l.startsWith(`role ${creator}: has CREATE on schema public`))).toHaveLength(1);
+        expect(lines.filter((l) => l.startsWith(`role ${dbCreator}: has CREATE on database ${policyDb}`))).toHaveLength(1);
+        expect(lines.filter((l) => l.startsWith(`role ${member}: member of a role with CREATE on schema public (${creator}`))).toHaveLength(1);
+      }
+    });
+  });
+
   it('isAdmin: the administrator\'s own name (case-sensitive), nothing else', async () => {
     expect(await connector.isAdmin(target, admin.username)).toBe(true);
     expect(await connector.isAdmin(target, 'Vault_Admin')).toBe(false);
@@ -344,11 +483,28 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
   const adminPassword = `admin-${randomBytes(12).toString('hex')}`;
   const account = { username: 'vt_account', password: password() };
 
-  describe.each(['cleartext', 'md5', 'ok'] as FakeAuthMode[])('a server answering %s', (mode) => {
+  let certDir: string;
+  let cert: { caPem: string; key: string; cert: string };
+  beforeAll(async () => {
+    certDir = mkdtempSync(join(tmpdir(), 'vault-fake-pg-'));
+    const made = await makeServerCertificate(certDir);
+    cert = { caPem: made.caPem, key: readFileSync(made.keyFile, 'utf8'), cert: readFileSync(made.certFile, 'utf8') };
+  });
+  afterAll(() => rmSync(certDir, { recursive: true, force: true }));
+
+  // over plain TCP (a target with tls: false) and over TLS whose certificate verifies (the impostor holds it): SCRAM-only either way
+  describe.each([
+    ...(['cleartext', 'md5', 'ok'] as FakeAuthMode[]).map((mode) => [mode, 'plain TCP (tls: false)'] as const),
+    ...(['cleartext', 'md5', 'ok'] as FakeAuthMode[]).map((mode) => [mode, 'TLS'] as const),
+  ])('a server answering %s over %s', (mode, transport) => {
     it('every call (verify, rotate, login, revokeEphemeral, …) fails with TARGET_IDENTITY_UNVERIFIED; no password message reaches it', async () => {
-      const fake = await startFakePostgres(mode);
+      const tls = transport === 'TLS';
+      const fake = await startFakePostgres(mode, tls ? { tls: { key: cert.key, cert: cert.cert } } : {});
       try {
-        const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres' } };
+        const target: ConnectorTarget = {
+          type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword,
+          options: tls ? { database: 'postgres', tlsCa: cert.caPem } : { database: 'postgres', tls: false },
+        };
         // one after the other: a rejection is never left unobserved while an earlier call is awaited
         const calls = [
           () => connector.verify(target),
@@ -380,7 +536,7 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
   it('a server running SCRAM without holding the verifier: the exchange fails on its signature, no statement (the new password\'s verifier) reaches it', async () => {
     const fake = await startFakePostgres('scram-bogus');
     try {
-      const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres' } };
+      const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres', tls: false } };
       const next = { username: 'vt_account', password: password() };
       for (const call of [() => connector.rotate(target, next), () => connector.login(target, account), () => connector.verify(target)]) {
         const e = await failure(call());
@@ -397,12 +553,45 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
     }
   });
 
-  it('over TLS, a server offering SCRAM without channel binding is refused before any SASL response', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vault-fake-pg-'));
-    const cert = await makeServerCertificate(dir);
-    const fake = await startFakePostgres('sasl-no-plus', { tls: { key: readFileSync(cert.keyFile, 'utf8'), cert: readFileSync(cert.certFile, 'utf8') } });
+  it('a SCRAM challenge asking for fewer than 4096 iterations is refused before the proof is sent', async () => {
+    const fake = await startFakePostgres('scram-low-iterations');
     try {
-      const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { tls: true, tlsCa: cert.caPem } };
+      const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres', tls: false } };
+      const calls = [() => connector.verify(target), () => connector.login(target, account), () => connector.rotate(target, { username: 'vt_account', password: password() })];
+      for (const call of calls) {
+        const e = await failure(call());
+        expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
+        expect(e.message).toMatch(/1024 iterations \(at least 4096/);
+      }
+      // one SASLInitialResponse per connection (no password in it), never the SASLResponse carrying the proof, no statement
+      expect(fake.startups()).toBe(calls.length);
+      expect(fake.messageTypes().filter((t) => t !== 'X')).toEqual(calls.map(() => 'p'));
+      expect(fake.received().toString('latin1')).not.toMatch(/p=/);
+    } finally {
+      await fake.stop();
+    }
+  });
+
+  it('TLS is the default: a target without a tls option, at a server without TLS, gets nothing (not even a startup message)', async () => {
+    const fake = await startFakePostgres('scram-bogus');
+    try {
+      const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres' } };
+      for (const call of [() => connector.verify(target), () => connector.login(target, account)]) {
+        const e = await failure(call());
+        expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
+        expect(e.message).toMatch(/does not offer TLS/);
+      }
+      expect(fake.startups()).toBe(0);
+      expect(fake.received().length).toBe(0);
+    } finally {
+      await fake.stop();
+    }
+  });
+
+  it('over TLS, a server offering SCRAM without channel binding is refused before any SASL response', async () => {
+    const fake = await startFakePostgres('sasl-no-plus', { tls: { key: cert.key, cert: cert.cert } });
+    try {
+      const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { tlsCa: cert.caPem } };
       const e = await failure(connector.verify(target));
       expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
       expect(e.message).toMatch(/channel binding/);
@@ -410,7 +599,6 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
       expect(fake.messageTypes().filter((t) => t !== 'X')).toEqual([]);
     } finally {
       await fake.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -467,10 +655,20 @@ describe.each([15, 18] as const)('PostgreSQL %s over TLS: verified certificate, 
     expect(byName.code).toBe('TARGET_IDENTITY_UNVERIFIED');
   });
 
-  it('a server without TLS, when the target requires it: TARGET_IDENTITY_UNVERIFIED', async () => {
+  it('a server without TLS, when the target requires it (tls: true, or no tls option: the default): TARGET_IDENTITY_UNVERIFIED', async () => {
     plain = await startScramPostgres({ version });
     const e = await failure(connector.verify({ ...target, port: plain.port, adminUsername: plain.adminUsername, adminPassword: plain.adminPassword }));
     expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
     expect(e.message).toMatch(/does not offer TLS/);
+    const byDefault = await failure(connector.verify({ ...target, port: plain.port, adminUsername: plain.adminUsername, adminPassword: plain.adminPassword, options: { database: plain.database } }));
+    expect(byDefault.code).toBe('TARGET_IDENTITY_UNVERIFIED');
   }, 30_000);
+
+  it('tls: false (explicitly) works over plain TCP, but verify reports PG_TLS as missing: a listener could take over rotated accounts', async () => {
+    const res = await connector.verify({ ...target, options: { database: pg.database, tls: false } });
+    const tls = res.capabilities.find((c) => c.code === 'PG_TLS');
+    expect(tls).toMatchObject({ ok: false });
+    expect(tls!.message).toMatch(/listener on the network .* can take over every account the vault rotates/);
+    expect(res.capabilities.filter((c) => !c.ok).map((c) => c.code)).toEqual(['PG_TLS']);
+  });
 });

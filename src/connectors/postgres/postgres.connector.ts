@@ -3,9 +3,10 @@ import { ConnectorError } from '../connector.errors';
 import {
   AccessInspection, AccountCredential, CallOptions, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult,
 } from '../connector.interface';
-import { adminFacts, AdminFacts, inspectDatabase, inspectRole } from './access-check';
+import { adminFacts, AdminFacts, inspectDatabase, inspectRole, inspectRoleInDatabase } from './access-check';
+import { defaultAcls, DefaultAclSnapshot, reachableDatabases, readSnapshot, restoreStatements, rolesAndAncestors, snapshotComment } from './default-acl';
 import { scramSha256Verifier } from './scram';
-import { identityUnverified, isTlsIdentityFailure, ScramOnlyClient, tlsOptions } from './scram-only-client';
+import { identityUnverified, isTlsIdentityFailure, ScramOnlyClient, tlsOptions, usesTls } from './scram-only-client';
 
 const AUTH_FAILED = new Set(['28P01', '28000']);
 const INSUFFICIENT_PRIVILEGE = '42501';
@@ -24,7 +25,9 @@ const CLIENT_BACKENDS_OF_ROLE = `FROM pg_catalog.pg_stat_activity
 /**
  * PostgreSQL through `pg`. Passwords are set as SCRAM-SHA-256 verifiers computed here; identifiers go through
  * the driver's identifier quoting and values through parameters or literal quoting. Every login is proven with
- * SCRAM-SHA-256 only ({@link ScramOnlyClient}), over verified TLS with channel binding when the target says `tls`.
+ * SCRAM-SHA-256 only ({@link ScramOnlyClient}), over verified TLS with channel binding unless the target says
+ * `tls: false` explicitly (then verify reports PG_TLS as missing: whoever can read the traffic can take over the
+ * accounts the vault rotates, from the new verifier and the test login's proof).
  *
  * What the administrator needs (README "Least-privilege administrators"):
  * - all versions: `LOGIN CREATEROLE` and `GRANT pg_signal_backend TO <admin>` (a superuser works too, but is not needed);
@@ -69,12 +72,20 @@ export class PostgresConnector implements Connector {
             + `For each existing account it rotates and each role a policy grants: GRANT <role> TO ${adminId} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`,
         });
       }
-      if (target.options.tls) {
+      if (usesTls(target.options)) {
         capabilities.push({
           code: 'PG_TLS',
           ok: row.ssl === true,
           message: row.ssl ? `TLS (${row.tls_version ?? 'unknown version'}), server certificate verified${target.options.tlsCertSha256 ? ' and pinned' : ''}, SCRAM channel binding`
             : 'missing: the server does not report this session as TLS (ssl = on in postgresql.conf, hostssl in pg_hba.conf)',
+        });
+      } else {
+        capabilities.push({
+          code: 'PG_TLS',
+          ok: false,
+          message: 'missing: TLS is turned off for this target (options.tls: false), so a listener on the network between the vault and the server '
+            + 'can take over every account the vault rotates (the new password\'s SCRAM verifier and the vault\'s test login cross it in the clear). '
+            + 'Turn TLS on: ssl = on with a certificate the vault verifies (options.tlsCa, or the system CAs)',
         });
       }
       return { ok: true, serverVersion: `PostgreSQL ${row.server_version}`, capabilities };
@@ -82,7 +93,7 @@ export class PostgresConnector implements Connector {
   }
 
   async inspectAccess(target: ConnectorTarget, access: AccessInspection, opts?: CallOptions): Promise<string[]> {
-    return this.asAdmin(target, opts, (c) => this.refusals(c, access.roles ?? [], access.databases ?? []));
+    return this.asAdmin(target, opts, (c) => this.refusals(target, opts, c, access.roles ?? [], access.databases ?? []));
   }
 
   async isAdmin(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<boolean> {
@@ -114,12 +125,16 @@ export class PostgresConnector implements Connector {
     await this.asAdmin(target, opts, async (c) => {
       // the allow-list again, against the catalog as it is now: nothing privileged is handed out whoever asks
       const admin = await adminFacts(c);
-      const refused = await this.refusals(c, access.grantRoles ?? [], access.database ? [access.database] : [], admin);
+      const grantRoles = access.grantRoles ?? [];
+      const refused = await this.refusals(target, opts, c, grantRoles, access.database ? [access.database] : [], admin);
       if (refused.length) throw new ConnectorError('TARGET_INVALID_NAME', `refused by the allow-list: ${refused.join('; ')}`);
+      const snapshot = await this.defaultAclSnapshot(target, opts, c, grantRoles, access.database);
       const role = c.escapeIdentifier(account.username);
       // the backstop: password logins stop at validUntil by themselves, should the vault be down at expiry
       const validUntil = access.validUntil ? ` VALID UNTIL ${c.escapeLiteral(access.validUntil.toISOString())}` : '';
       await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}${validUntil}`);
+      // before it holds any role: what those roles' default privileges were, where the account itself cannot change it
+      if (snapshot) await c.query(`COMMENT ON ROLE ${role} IS ${c.escapeLiteral(snapshotComment(snapshot))}`);
       if (access.database) {
         await c.query(`GRANT CONNECT ON DATABASE ${c.escapeIdentifier(access.database)} TO ${role}`);
       }
@@ -144,6 +159,8 @@ export class PostgresConnector implements Connector {
         if (!admin.superuser) await c.query(`GRANT ${role} TO CURRENT_USER${admin.major >= 16 ? ' WITH INHERIT TRUE' : ''}`);
         await this.endSessions(c, username, admin);
         await this.awaitBackendsGone(c, found.oid, opts);
+        // default privileges of the roles it was granted, as they were when it was created (they outlive DROP OWNED)
+        await this.restoreDefaultAcls(target, opts, c, found.oid, admin);
         // Everything it owns is DROPPED, with what depends on it (a trigger it put on someone else's table calling its
         // function goes too), in every database it has anything in; never handed to a role with privileges (a
         // SECURITY DEFINER function reassigned to the admin would run as the admin). DROP OWNED also drops its grants,
@@ -174,13 +191,104 @@ export class PostgresConnector implements Connector {
     await this.asAdmin(target, opts, async (c) => this.endSessions(c, username, await adminFacts(c)));
   }
 
-  /** Every refusal for these roles and databases, all at once. */
-  private async refusals(c: Client, roles: string[], databases: string[], known?: AdminFacts): Promise<string[]> {
+  /**
+   * Every refusal for these roles and databases, all at once. What a role holds inside a database (grant options,
+   * 15: CREATE) is checked in the database the admin connects to and in each named database that passed its own checks.
+   */
+  private async refusals(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, roles: string[], databases: string[], known?: AdminFacts): Promise<string[]> {
     const admin = known ?? (await adminFacts(c));
     const out: string[] = [];
-    for (const role of [...new Set(roles)]) out.push(...(await inspectRole(c, role, admin)));
-    for (const db of [...new Set(databases)]) out.push(...(await inspectDatabase(c, db, admin)));
-    return out;
+    const uniqueRoles = [...new Set(roles)];
+    const existing: string[] = [];
+    for (const role of uniqueRoles) {
+      const lines = await inspectRole(c, role, admin);
+      out.push(...lines);
+      if (!lines.some((l) => l.endsWith(': does not exist'))) existing.push(role);
+    }
+    const checkIn: string[] = [];
+    for (const db of [...new Set(databases)]) {
+      const lines = await inspectDatabase(c, db, admin);
+      out.push(...lines);
+      if (!lines.some((l) => /: (does not exist|is a template|does not allow connections|the administrator cannot grant)/.test(l))) checkIn.push(db);
+    }
+    if (existing.length) {
+      const { rows } = await c.query<{ db: string }>('SELECT current_database() AS db');
+      const inDb = async (cc: Client) => {
+        for (const role of existing) out.push(...(await inspectRoleInDatabase(cc, role, admin)));
+      };
+      await inDb(c);
+      for (const db of checkIn) if (db !== rows[0].db) await this.inDatabase(target, db, opts, inDb);
+    }
+    return [...new Set(out)];
+  }
+
+  /**
+   * The default privileges of the granted roles (and the roles they belong to) in every database the account could
+   * connect to; refused when the admin cannot connect to one of them (it could not put them back at revoke).
+   */
+  private async defaultAclSnapshot(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, grantRoles: string[], database: string | undefined): Promise<DefaultAclSnapshot | undefined> {
+    const roles = await rolesAndAncestors(c, grantRoles);
+    if (!roles.length) return undefined;
+    const reachable = await reachableDatabases(c, roles, database);
+    const closed = reachable.filter((d) => !d.adminCan).map((d) => d.datname);
+    if (closed.length) {
+      throw new ConnectorError('TARGET_INVALID_NAME', `refused by the allow-list: the account could connect to database(s) ${closed.join(', ')} (through PUBLIC or a granted role), `
+        + `where the administrator cannot connect to check what it leaves behind (GRANT CONNECT ON DATABASE … TO ${c.escapeIdentifier(target.adminUsername)}, or REVOKE CONNECT … FROM PUBLIC)`);
+    }
+    const { rows } = await c.query<{ db: string }>('SELECT current_database() AS db');
+    const snapshot: DefaultAclSnapshot = { roles, databases: {} };
+    for (const { datname } of reachable) {
+      if (datname === rows[0].db) snapshot.databases[datname] = await defaultAcls(c, roles);
+      else await this.inDatabase(target, datname, opts, async (other) => void (snapshot.databases[datname] = await defaultAcls(other, roles)));
+    }
+    return snapshot;
+  }
+
+  /**
+   * Puts the default privileges recorded at createEphemeral back, in every recorded database: the admin takes the
+   * privileges of each role it must change for the moment (GRANT … TO CURRENT_USER), and gives them up again.
+   */
+  private async restoreDefaultAcls(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, oid: string, admin: AdminFacts): Promise<void> {
+    const snapshot = await readSnapshot(c, oid);
+    if (!snapshot) return;
+    const { rows } = await c.query<{ db: string }>('SELECT current_database() AS db');
+    const plans: Array<{ db: string; statements: string[] }> = [];
+    const roles = new Set<string>();
+    for (const [db, recorded] of Object.entries(snapshot.databases)) {
+      const plan = async (cc: Client) => {
+        const r = await restoreStatements(cc, recorded, snapshot.roles);
+        if (r.statements.length) plans.push({ db, statements: r.statements });
+        for (const role of r.roles) roles.add(role);
+      };
+      if (db === rows[0].db) await plan(c);
+      else await this.inDatabase(target, db, opts, plan);
+    }
+    if (!plans.length) return;
+    const taken: string[] = [];
+    try {
+      if (!admin.superuser) {
+        for (const role of roles) {
+          const { rows: h } = await c.query<{ has: boolean }>("SELECT pg_catalog.pg_has_role(session_user, $1, 'USAGE') AS has", [role]);
+          if (h[0].has) continue;
+          await c.query(`GRANT ${c.escapeIdentifier(role)} TO CURRENT_USER${admin.major >= 16 ? ' WITH INHERIT TRUE, SET FALSE' : ''}`);
+          taken.push(role);
+        }
+      }
+      for (const p of plans) {
+        const run = async (cc: Client) => {
+          for (const sql of p.statements) await cc.query(sql);
+        };
+        if (p.db === rows[0].db) await run(c);
+        else await this.inDatabase(target, p.db, opts, run);
+      }
+    } catch (e) {
+      if (e instanceof ConnectorError) throw e;
+      const why = String((e as { message?: unknown }).message ?? e).replace(/\s+/g, ' ').slice(0, 200);
+      throw new ConnectorError('TARGET_ERROR', `the default privileges of ${[...roles].join(', ')} changed while the one-time account existed and could not be put back `
+        + `(it can no longer log in and its sessions were ended; the administrator needs ${admin.major >= 16 ? 'ADMIN OPTION on those roles' : 'CREATEROLE'}): ${why}`);
+    } finally {
+      for (const role of taken) await c.query(`REVOKE ${c.escapeIdentifier(role)} FROM CURRENT_USER`).catch(() => undefined);
+    }
   }
 
   /**
@@ -281,14 +389,14 @@ export class PostgresConnector implements Connector {
       ...(auth.admin ? { options: '-c search_path=pg_catalog' } : {}),
       application_name: 'pam-vault',
       ssl: tlsOptions(target.options) ?? false,
-      requireChannelBinding: !!target.options.tls,
+      requireChannelBinding: usesTls(target.options),
     });
     client.on('error', () => undefined); // a connection lost after connect fails its query; nothing else to do
     const onAbort = () => void client.end().catch(() => undefined);
     opts?.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await client.connect().catch((e: unknown) => {
-        const why = target.options.tls ? isTlsIdentityFailure(e) : undefined;
+        const why = usesTls(target.options) ? isTlsIdentityFailure(e) : undefined;
         throw why ? identityUnverified(why) : e;
       });
       return await work(client);

@@ -17,6 +17,14 @@ interface PgClientInternals {
 
 const base = Client.prototype as unknown as PgClientInternals;
 
+/** The fewest PBKDF2 iterations a server's SCRAM challenge may ask for (RFC 7677's minimum, PostgreSQL's default). */
+export const MIN_SCRAM_ITERATIONS = 4096;
+
+/** Whether the target uses TLS: always, unless its options say `tls: false` explicitly. */
+export function usesTls(options: TargetOptions): boolean {
+  return options.tls !== false;
+}
+
 /** What a refused server identity is answered with. */
 export function identityUnverified(why: string): ConnectorError {
   return new ConnectorError('TARGET_IDENTITY_UNVERIFIED', `PostgreSQL server identity not established: ${why}; no password and no statement was sent`);
@@ -33,6 +41,7 @@ export interface ScramOnlyConfig extends ClientConfig {
  *   downgraded server would otherwise receive the password itself, or a hash it can replay);
  * - a server saying "authentication OK" without a completed SCRAM exchange (whose final message proves the server
  *   knows the verifier) is refused before any statement is sent, and so is one whose SCRAM proof does not check out;
+ * - a SCRAM challenge asking for fewer than {@link MIN_SCRAM_ITERATIONS} iterations is refused before the proof is sent;
  * - with `requireChannelBinding` (TLS), only SCRAM-SHA-256-PLUS is accepted, bound to the server's certificate.
  */
 export class ScramOnlyClient extends Client {
@@ -61,6 +70,20 @@ export class ScramOnlyClient extends Client {
       return;
     }
     base._handleAuthSASL.call(this, msg);
+  }
+
+  /**
+   * pg: the server's first SCRAM message (salt, iteration count). A low iteration count makes the proof the vault is
+   * about to send cheap to brute-force by whoever sees it (or by a fake server that chose it): refused before the proof.
+   */
+  _handleAuthSASLContinue(msg: { data: string }): void {
+    const m = /(?:^|,)i=(\d+)(?:,|$)/.exec(typeof msg?.data === 'string' ? msg.data : '');
+    const iterations = m ? Number(m[1]) : NaN;
+    if (!(iterations >= MIN_SCRAM_ITERATIONS)) {
+      this.refuse(`its SCRAM-SHA-256 challenge asks for ${Number.isFinite(iterations) ? iterations : 'no valid'} iterations (at least ${MIN_SCRAM_ITERATIONS} are required)`);
+      return;
+    }
+    (base as unknown as { _handleAuthSASLContinue(msg: unknown): void })._handleAuthSASLContinue.call(this, msg);
   }
 
   _handleAuthSASLFinal(msg: unknown): void {
@@ -101,11 +124,11 @@ export class ScramOnlyClient extends Client {
 }
 
 /**
- * `ssl` for pg when the target requires TLS: the certificate must chain to `tlsCa` (or the system's CAs), name the
- * host (Node's checkServerIdentity), and, when pinned, have that SHA-256 fingerprint.
+ * `ssl` for pg: TLS is required unless the target says `tls: false`. The certificate must chain to `tlsCa` (or the
+ * system's CAs), name the host (Node's checkServerIdentity), and, when pinned, have that SHA-256 fingerprint.
  */
 export function tlsOptions(options: TargetOptions): ConnectionOptions | undefined {
-  if (!options.tls) return undefined;
+  if (!usesTls(options)) return undefined;
   const pin = options.tlsCertSha256?.toUpperCase();
   return {
     ...(options.tlsCa ? { ca: [options.tlsCa] } : {}),

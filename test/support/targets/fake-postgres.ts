@@ -8,10 +8,11 @@ import { TLSSocket } from 'node:tls';
  * AuthenticationMD5Password (`md5`), AuthenticationOk straight away and then ReadyForQuery (`ok`, what a `trust`
  * server or a fake would do), AuthenticationSASL offering only SCRAM-SHA-256 (`sasl-no-plus`, over TLS: a
  * server refusing channel binding), or a whole SCRAM exchange without knowing the verifier (`scram-bogus`: its final
- * server signature is random, then AuthenticationOk and ReadyForQuery). Every byte a client sends after its startup
- * message is recorded.
+ * server signature is random, then AuthenticationOk and ReadyForQuery), or the same with a SCRAM challenge asking for
+ * only 1024 iterations (`scram-low-iterations`: a proof cheap to brute-force). Every byte a client sends after its
+ * startup message is recorded.
  */
-export type FakeAuthMode = 'cleartext' | 'md5' | 'ok' | 'sasl-no-plus' | 'scram-bogus';
+export type FakeAuthMode = 'cleartext' | 'md5' | 'ok' | 'sasl-no-plus' | 'scram-bogus' | 'scram-low-iterations';
 
 export interface FakePostgres {
   host: string;
@@ -56,6 +57,7 @@ function answer(mode: FakeAuthMode): Buffer {
       ]);
     case 'sasl-no-plus':
     case 'scram-bogus':
+    case 'scram-low-iterations':
       return message('R', Buffer.concat([int32(10), Buffer.from('SCRAM-SHA-256\u0000\u0000', 'latin1')]));
   }
 }
@@ -64,12 +66,12 @@ function answer(mode: FakeAuthMode): Buffer {
  * `scram-bogus`: answers the client's SASL messages as a server that does not hold the verifier would (its own salt,
  * a random server signature), then says the login is OK.
  */
-function scramStep(socket: Socket, msg: Buffer, step: number): void {
+function scramStep(socket: Socket, msg: Buffer, step: number, iterations: number): void {
   if (step === 0) {
     // SASLInitialResponse: mechanism\0, int32 length, client-first-message "n,,n=*,r=<nonce>"
     const data = msg.subarray(msg.indexOf(0) + 5).toString('latin1');
     const nonce = /r=([^,]+)/.exec(data)?.[1] ?? '';
-    const first = `r=${nonce}${randomBytes(12).toString('base64')},s=${randomBytes(16).toString('base64')},i=4096`;
+    const first = `r=${nonce}${randomBytes(12).toString('base64')},s=${randomBytes(16).toString('base64')},i=${iterations}`;
     socket.write(message('R', Buffer.concat([int32(11), Buffer.from(first, 'latin1')])));
   } else if (step === 1) {
     socket.write(Buffer.concat([
@@ -92,11 +94,11 @@ export async function startFakePostgres(mode: FakeAuthMode, opts: { tls?: { key:
     let saslStep = 0;
     const afterStartup = (d: Buffer) => {
       chunks.push(Buffer.from(d));
-      if (mode !== 'scram-bogus') return;
+      if (mode !== 'scram-bogus' && mode !== 'scram-low-iterations') return;
       typed = Buffer.concat([typed, d]);
       while (typed.length >= 5 && typed.length >= 1 + typed.readInt32BE(1)) {
         const end = 1 + typed.readInt32BE(1);
-        if (typed[0] === 0x70) scramStep(socket, typed.subarray(5, end), saslStep++); // 'p'
+        if (typed[0] === 0x70) scramStep(socket, typed.subarray(5, end), saslStep++, mode === 'scram-low-iterations' ? 1024 : 4096); // 'p'
         typed = typed.subarray(end);
       }
     };

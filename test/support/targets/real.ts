@@ -33,18 +33,42 @@ export interface RealTarget {
 
 export type RealTargetType = 'postgres' | 'mysql' | 'ssh';
 
+/** How the real PostgreSQL target is set up. */
+export interface RealPostgresOptions {
+  /**
+   * Leave CONNECT on the database to PUBLIC (PostgreSQL's default), for tests whose one-time accounts connect to it
+   * without a policy naming it. By default it is revoked (what a policy naming the database needs, README "Target
+   * safety"), and createAccount grants CONNECT to the accounts it makes.
+   */
+  publicConnect?: boolean;
+}
+
 /** Starts (or connects to) a real server of each type; SSH without PAM so wrong passwords fail fast. */
-export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> = {
-  postgres: async () => {
-    const pg = await startScramPostgres();
+export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> & { postgres: (opts?: RealPostgresOptions) => Promise<RealTarget> } = {
+  postgres: async (opts: RealPostgresOptions = {}) => {
+    // TLS with a certificate for 127.0.0.1 from a throwaway CA, which the target registers as options.tlsCa: the
+    // vault's default for PostgreSQL (plain TCP stays open on the server, for the tests' own independent clients)
+    const pg = await startScramPostgres({ tls: true });
     // the vault is given a least-privilege admin (LOGIN CREATEROLE + pg_signal_backend, CONNECT WITH GRANT OPTION on
     // the database; 16+: ADMIN OPTION on the accounts createAccount makes); the superuser handle only sets up and cleans up
     const admin = await pg.leastPrivilegeAdmin();
+    const db = `"${pg.database.replace(/"/g, '""')}"`;
+    if (!opts.publicConnect) await pg.query(`REVOKE CONNECT ON DATABASE ${db} FROM PUBLIC`);
     return {
-      body: { type: 'postgres', host: pg.host, port: pg.port, admin: { username: admin.username, password: admin.password }, options: { database: pg.database } },
-      createAccount: (n, p) => pg.createRole(n, p),
+      body: {
+        type: 'postgres', host: pg.host, port: pg.port, admin: { username: admin.username, password: admin.password },
+        options: { database: pg.database, tlsCa: pg.tls!.caPem },
+      },
+      createAccount: async (n, p) => {
+        await pg.createRole(n, p);
+        if (!opts.publicConnect) await pg.query(`GRANT CONNECT ON DATABASE ${db} TO "${n.replace(/"/g, '""')}"`);
+      },
       openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
-      canLogin: (n, p) => canLoginPg(pg.host, pg.port, n, p, pg.database),
+      // the password was accepted when the server refuses the database only afterwards (42501: no CONNECT on it)
+      canLogin: (n, p) => canLoginPg(pg.host, pg.port, n, p, pg.database).catch((e: unknown) => {
+        if ((e as { cause?: { code?: unknown } }).cause?.code === '42501') return true;
+        throw e;
+      }),
       accountExists: (n) => pg.roleExists(n),
       accountsStartingWith: async (prefix) =>
         (await pg.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY rolname', [prefix])).rows.map((r) => r.rolname),
