@@ -5,7 +5,7 @@ import { MasterKeyError } from './crypto/master-key';
 import { fatal, prepareRuntime, safeMessage } from './runtime';
 
 async function main(): Promise<void> {
-  const rt = await prepareRuntime(process.env);
+  const rt = await prepareRuntime(process.env, { longRunning: true });
   let app: INestApplication;
   try {
     app = await createVaultApp(rt.config, rt.master.key, await openDatabase(rt.databaseUrl));

@@ -30,7 +30,7 @@ export interface Runtime {
  * What the server and the admin commands share: validated configuration, the master key (with the loud
  * development-key warning), and a database URL, starting the embedded PostgreSQL when none is configured.
  */
-export async function prepareRuntime(env: NodeJS.ProcessEnv): Promise<Runtime> {
+export async function prepareRuntime(env: NodeJS.ProcessEnv, opts: { longRunning?: boolean } = {}): Promise<Runtime> {
   let config: AppConfig;
   let master: MasterKeySource;
   try {
@@ -41,7 +41,16 @@ export async function prepareRuntime(env: NodeJS.ProcessEnv): Promise<Runtime> {
     if (e instanceof MasterKeyError) fatal(e.message);
     throw e;
   }
-  // Child processes (the embedded PostgreSQL among them) inherit the environment: keep secrets out of it.
+  // Linux keeps a process's initial environment readable in /proc/<pid>/environ (to its user and root) for its whole
+  // life: deleting a variable hides it from child processes (the embedded PostgreSQL) only. The server says so, once
+  // (the admin commands end at once).
+  const inEnvironment = SENSITIVE_ENV.filter((name) => env[name]);
+  if (opts.longRunning && inEnvironment.length) {
+    process.stderr.write(
+      `pam-vault: WARNING: ${inEnvironment.join(', ')} given in the environment stay readable in /proc/${process.pid}/environ ` +
+        `to this user and root while the vault runs; prefer ${inEnvironment.map((n) => (n === 'VAULT_NEW_MASTER_KEY' ? n : `${n}_FILE`)).join(', ')}\n`,
+    );
+  }
   for (const name of SENSITIVE_ENV) delete env[name];
   if (master.looseFilePermissions) {
     process.stderr.write(`pam-vault: WARNING: ${config.masterKeyFile} is readable by group or others; chmod 600 it\n`);

@@ -87,9 +87,9 @@ if (!first.accessToken) {
   console.log('the admin already has MFA: this vault was seeded before; nothing to do.');
   process.exit(0);
 }
-const token = first.accessToken;
-const { secret, otpauthUri } = await call('POST', '/v1/me/mfa/totp', { token });
-await call('POST', '/v1/me/mfa/totp/confirm', { token, body: { code: totp(secret) } });
+const { secret, otpauthUri } = await call('POST', '/v1/me/mfa/totp', { token: first.accessToken });
+// enrollment ends every earlier token and answers with a fresh one
+const { accessToken: token } = await call('POST', '/v1/me/mfa/totp/confirm', { token: first.accessToken, body: { code: totp(secret) } });
 
 // where the targets are (compose service names; overridable to seed a vault elsewhere)
 const at = (name, host, port) => {

@@ -1,6 +1,10 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, Optional } from '@nestjs/common';
 import type { Response } from 'express';
+import { MetricsService } from '../metrics/metrics.service';
 import { DomainException } from './errors';
+
+/** How long a client should wait before trying again while the vault's database cannot be reached. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /** Codes for HTTP errors raised outside our services (router, body parser, Nest itself). */
 const HTTP_CODES: Record<number, string> = {
@@ -25,8 +29,19 @@ const HTTP_CODES: Record<number, string> = {
 export class AllExceptionsFilter implements ExceptionFilter {
   private readonly logger = new Logger('Errors');
 
+  constructor(@Optional() private readonly metrics?: MetricsService) {}
+
   catch(exception: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
+    if (isDatabaseUnavailable(exception)) {
+      // the vault's own database is down or unreachable: nothing was done; the client may retry (INVARIANT 17: no 500)
+      this.metrics?.databaseUnavailable.inc();
+      this.logger.warn({ err: { type: (exception as Error)?.name, code: errorCode(exception) } }, 'the database cannot be reached: answered 503');
+      if (res.headersSent) return;
+      res.setHeader('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
+      res.status(503).json({ statusCode: 503, code: 'UNAVAILABLE', message: 'the vault cannot reach its database; try again shortly', retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
+      return;
+    }
     const body = this.toBody(exception);
     if (body.statusCode >= 500) {
       const e = exception as { name?: string; code?: unknown };
@@ -70,4 +85,30 @@ function genericMessage(status: number): string {
     default:
       return HTTP_CODES[status].toLowerCase().replace(/_/g, ' ');
   }
+}
+
+/** PostgreSQL SQLSTATEs that mean "the server is not there for us right now" (class 08, shutdown, too many connections). */
+const UNAVAILABLE_SQLSTATE = /^(08...|57P0[1-3]|53300)$/;
+/** Socket-level failures on the way to the database, and what pg / pg-pool say when the server went away. */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const UNAVAILABLE_MESSAGES = /^(Connection terminated( unexpectedly| due to connection timeout)?|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|terminating connection due to administrator command)$/;
+
+function errorCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * Whether a failure means the vault's database cannot be reached (rather than a bug or a bad statement): the error,
+ * TypeORM's wrapped driver error, or a cause, a few levels deep. Connector failures are DomainExceptions and never
+ * get here, so a target that is down is not mistaken for the vault's database.
+ */
+export function isDatabaseUnavailable(exception: unknown, depth = 0): boolean {
+  if (depth > 3 || exception === null || typeof exception !== 'object' || exception instanceof DomainException || exception instanceof HttpException) return false;
+  const code = errorCode(exception);
+  if (code && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_CODES.has(code))) return true;
+  const message = (exception as { message?: unknown }).message;
+  if (typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message)) return true;
+  const e = exception as { driverError?: unknown; cause?: unknown };
+  return isDatabaseUnavailable(e.driverError, depth + 1) || isDatabaseUnavailable(e.cause, depth + 1);
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -85,6 +86,9 @@ export interface AppConfig {
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
+/** Secrets that may be given as `<NAME>_FILE` (a path) instead of in the environment (the master key has its own). */
+export const FILE_SECRETS = ['DATABASE_URL', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD'] as const;
+
 /** Names of variables whose values must never be echoed back. */
 const SENSITIVE = new Set(['VAULT_MASTER_KEY', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD', 'DATABASE_URL']);
 
@@ -95,6 +99,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
   const input: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries(env)) {
     if (v !== undefined && v !== '') input[k] = v;
+  }
+  // secrets may come from files (Docker/Kubernetes secrets): a process's initial environment stays readable in
+  // /proc/<pid>/environ for its whole life, whatever the process removes from it later
+  for (const name of FILE_SECRETS) {
+    const file = input[`${name}_FILE`];
+    if (file === undefined) continue;
+    if (input[name] !== undefined) throw new ConfigError(`invalid configuration: set only one of ${name} and ${name}_FILE`);
+    try {
+      input[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch {
+      throw new ConfigError(`invalid configuration: ${name}_FILE: cannot read ${file}`);
+    }
+    delete input[`${name}_FILE`];
   }
   const parsed = schema.safeParse(input);
   if (!parsed.success) {

@@ -21,7 +21,8 @@ export function dataSourceOptions(url: string, poolSize = 20): DataSourceOptions
     synchronize: false,
     migrationsRun: false,
     logging: false,
-    extra: { max: poolSize, application_name: 'pam-vault' },
+    // a database that does not answer fails a request after 5 s (answered 503 UNAVAILABLE) instead of holding it for ever
+    extra: { max: poolSize, application_name: 'pam-vault', connectionTimeoutMillis: 5000 },
   };
 }
 

@@ -38,28 +38,45 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  /** Requests answered 503 because the vault's own database could not be reached. */
+  readonly databaseUnavailable = new Counter({
+    name: 'vault_database_unavailable_total',
+    help: "Requests answered 503 UNAVAILABLE because the vault's database could not be reached",
+    registers: [this.registry],
+  });
+
   constructor(dataSource: DataSource) {
     collectDefaultMetrics({ register: this.registry, prefix: 'vault_process_' });
     // known label values start at 0, so a rate() works from the first scrape
     for (const reason of ['MFA_INVALID', 'MFA_REPLAYED']) this.mfaFailures.inc({ reason }, 0);
     for (const c of ['4xx', '5xx']) this.httpErrors.inc({ class: c }, 0);
+    this.databaseUnavailable.inc(0);
+    new Gauge({
+      name: 'vault_database_up',
+      help: "1 when this instance's database answers a query (within 2 s), 0 when it does not",
+      registers: [this.registry],
+      async collect() {
+        const up = await Promise.race([dataSource.query('SELECT 1').then(() => 1, () => 0), new Promise<number>((r) => setTimeout(() => r(0), 2000).unref())]);
+        this.set(up);
+      },
+    });
     new Gauge({
       name: 'vault_accounts',
       help: 'Accounts by status (needs_attention: rotation kept failing, someone must look)',
       labelNames: ['status'] as const,
       registers: [this.registry],
-      async collect() {
+      collect: whileDatabaseAnswers(async function (this: Gauge) {
         const rows: Array<{ status: string; n: number }> = await dataSource.query('SELECT status, count(*)::int AS n FROM accounts GROUP BY status');
         this.reset();
         for (const status of ['available', 'checked_out', 'rotating', 'needs_attention']) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
-      },
+      }),
     });
     new Gauge({
       name: 'vault_checkouts',
       help: 'Checkouts that need watching: open (active, pending_approval), break-glass not yet reviewed, and cleanup that failed (sessions not ended)',
       labelNames: ['state'] as const,
       registers: [this.registry],
-      async collect() {
+      collect: whileDatabaseAnswers(async function (this: Gauge) {
         const [row]: Array<Record<string, number>> = await dataSource.query(
           `SELECT count(*) FILTER (WHERE status = 'active')::int AS active,
                   count(*) FILTER (WHERE status = 'pending_approval')::int AS pending_approval,
@@ -68,42 +85,42 @@ export class MetricsService {
              FROM checkouts WHERE status IN ('active', 'pending_approval') OR (break_glass AND reviewed_at IS NULL) OR cleanup = 'failed'`,
         );
         for (const [state, n] of Object.entries(row)) this.set({ state }, n);
-      },
+      }),
     });
     new Gauge({
       name: 'vault_ephemeral_accounts',
       help: 'One-time accounts that exist or may exist on targets, by status (needs_attention: removal kept failing)',
       labelNames: ['status'] as const,
       registers: [this.registry],
-      async collect() {
+      collect: whileDatabaseAnswers(async function (this: Gauge) {
         const rows: Array<{ status: string; n: number }> = await dataSource.query(
           "SELECT status, count(*)::int AS n FROM ephemeral_accounts WHERE status IN ('creating', 'active', 'revoking', 'needs_attention') GROUP BY status",
         );
         for (const status of ['creating', 'active', 'revoking', 'needs_attention']) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
-      },
+      }),
     });
     new Gauge({
       name: 'vault_pending_approvals',
       help: 'Requests waiting for approvers, by kind (checkout, ephemeral: a one-time account)',
       labelNames: ['kind'] as const,
       registers: [this.registry],
-      async collect() {
+      collect: whileDatabaseAnswers(async function (this: Gauge) {
         const [row]: Array<{ checkout: number; ephemeral: number }> = await dataSource.query(
           `SELECT (SELECT count(*) FROM checkouts WHERE status = 'pending_approval')::int AS checkout,
                   (SELECT count(*) FROM ephemeral_accounts WHERE status = 'pending_approval')::int AS ephemeral`,
         );
         this.set({ kind: 'checkout' }, row.checkout);
         this.set({ kind: 'ephemeral' }, row.ephemeral);
-      },
+      }),
     });
     new Gauge({
       name: 'vault_rotations_pending',
       help: 'Rotations written ahead and not settled yet (a growing number means targets are slow or instances died)',
       registers: [this.registry],
-      async collect() {
+      collect: whileDatabaseAnswers(async function (this: Gauge) {
         const [{ n }] = await dataSource.query("SELECT count(*)::int AS n FROM rotations WHERE status = 'pending'");
         this.set(n);
-      },
+      }),
     });
   }
 
@@ -112,4 +129,14 @@ export class MetricsService {
     this.httpDuration.observe({ method, route, status: String(status) }, seconds);
     if (status >= 400) this.httpErrors.inc({ class: status >= 500 ? '5xx' : '4xx' });
   }
+}
+
+/**
+ * A gauge read from the database keeps its last values while the database cannot be reached, so /metrics still answers
+ * (with vault_database_up 0 and vault_database_unavailable_total) during an outage instead of failing as a whole.
+ */
+function whileDatabaseAnswers<G>(collect: (this: G) => Promise<void>): (this: G) => Promise<void> {
+  return async function (this: G) {
+    await collect.call(this).catch(() => undefined);
+  };
 }

@@ -246,7 +246,11 @@ export class RotationService implements BeforeApplicationShutdown {
       const currentWorks = await works(current);
       await this.fail(ctx.rotation, errorCode ?? 'ABANDONED', currentWorks);
       return 'failed';
-    } catch {
+    } catch (e) {
+      this.logger.warn(
+        { accountId: ctx.account.id, targetId: ctx.target.id, rotationId: ctx.rotation.id, code: errorCode, loginCode: e instanceof DomainException ? e.code : 'ERROR' },
+        'rotation failed and the target cannot tell which password works now: the rotation stays pending and recovery tries again',
+      );
       return 'pending';
     }
   }

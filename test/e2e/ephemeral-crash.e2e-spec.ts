@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import request, { Response } from 'supertest';
 import type { EphemeralCrashPoint } from '../../src/ephemeral/ephemeral-provisioner.service';
 import { createTestDatabase, TestDatabase } from '../support/db';
+import { actingAs } from '../support/http';
 import { freePort, requireBuild, spawnVault, VaultProcess, waitReady } from '../support/process';
 import { REAL_TARGETS, RealTarget, RealTargetType } from '../support/targets/real';
 import { sleep } from '../support/targets/run';
 import { base32Decode, hotp } from '../support/totp';
-import { ADMIN_PASSWORD, TEST_ENV } from '../support/vault';
+import { ADMIN_PASSWORD, startTestVault, TEST_ENV } from '../support/vault';
 
 /**
  * INVARIANT 11, the hard way: the built vault runs as a child process and SIGKILLs itself at each step of a vendor's
@@ -14,9 +15,10 @@ import { ADMIN_PASSWORD, TEST_ENV } from '../support/vault';
  * fresh process's reaper (at start-up and on its timer) must remove whatever the dead one left on the real target, so
  * that no account remains on any target that the vault does not know and will not remove.
  *
- * Everything goes through the child's HTTP port with real time (so TOTP codes are real-time codes): one database,
+ * The cases go through the child's HTTP port with real time (so TOTP codes are real-time codes): one database,
  * one target of each type and one operator for the whole file; a fresh approver and vendor per case (each TOTP step
- * is accepted once per user, so reusing them would mean waiting for new steps).
+ * is accepted once per user, so reusing them would mean waiting for new steps). The admin's set-up (users, targets,
+ * policies: each a step-up action) runs in-process on the test clock first, so it waits for no real time step.
  */
 const CRASH_POINTS: EphemeralCrashPoint[] = ['ephemeral-after-intent', 'ephemeral-after-create', 'ephemeral-before-commit'];
 const TYPES: RealTargetType[] = ['postgres', 'mysql', 'ssh'];
@@ -72,7 +74,9 @@ describe('one-time accounts: crash matrix on real targets (built vault, SIGKILL)
   const masterKey = randomBytes(32);
   const procs: VaultProcess[] = [];
   let admin: Person;
-  let operator: Person;
+  let operator: Person | undefined;
+  /** Users the set-up created (not enrolled yet), taken one per createUser by role and signed in through the process. */
+  const pool: Record<string, Array<{ username: string; password: string }>> = { operator: [], approver: [], vendor: [] };
   /** Every vendor this file created: the only ones whose generated accounts it may find on a shared target. */
   const vendorPrefixes: string[] = [];
   /** The HTTP port of the vault process currently running. */
@@ -119,15 +123,16 @@ describe('one-time accounts: crash matrix on real targets (built vault, SIGKILL)
     expect(login.mfaEnrollmentRequired).toBe(true);
     const { secret } = expectStatus(await http().post('/v1/me/mfa/totp').set('Authorization', auth), 200);
     const code = authenticator(secret as string);
-    expectStatus(await http().post('/v1/me/mfa/totp/confirm').set('Authorization', auth).send({ code: await code() }), 200);
-    const me = expectStatus(await http().get('/v1/me').set('Authorization', auth), 200);
-    return { id: me.id, username, auth, code };
+    // enrollment ends every earlier token and answers with a fresh one
+    const confirmed = expectStatus(await http().post('/v1/me/mfa/totp/confirm').set('Authorization', auth).send({ code: await code() }), 200);
+    const fresh = `Bearer ${confirmed.accessToken}`;
+    const me = expectStatus(await http().get('/v1/me').set('Authorization', fresh), 200);
+    return { id: me.id, username, auth: fresh, code };
   };
-  const createUser = async (roles: string[]): Promise<Person> => {
-    const username = `u${randomBytes(5).toString('hex')}`;
-    const password = `pw-${randomBytes(12).toString('hex')}`;
-    expectStatus(await post(admin, '/v1/users', { username, password, roles }), 201);
-    return signIn(username, password);
+  const createUser = async (role: 'operator' | 'approver' | 'vendor'): Promise<Person> => {
+    const made = pool[role].shift();
+    if (!made) throw new Error(`the set-up made too few users with the ${role} role`);
+    return signIn(made.username, made.password);
   };
 
   const row = async (id: string) =>
@@ -160,17 +165,26 @@ describe('one-time accounts: crash matrix on real targets (built vault, SIGKILL)
     const started = await Promise.all(TYPES.map((t) => REAL_TARGETS[t]()));
     TYPES.forEach((t, i) => (real[t] = started[i]));
 
-    // set-up through a plain process: the bootstrap admin, the operator, one target of each type with its policy
-    const setup = await start({ VAULT_EPHEMERAL_SWEEP_MS: '3600000' });
-    admin = await signIn('admin', ADMIN_PASSWORD);
-    operator = await createUser(['operator']);
-    for (const t of TYPES) {
-      targetIds[t] = expectStatus(await post(admin, '/v1/targets', { name: `crash-${t}`, ...real[t].body }), 201).id;
-      expectStatus(await post(admin, `/v1/targets/${targetIds[t]}/verify`), 200);
-      const policy = { approvalsRequired: 1, maxTtlSeconds: 3600 };
-      expectStatus(await http().put(`/v1/targets/${targetIds[t]}/ephemeral-policy`).set('Authorization', admin.auth).send(policy), 200);
+    // set-up in-process, on the test clock (the admin's step-up codes wait for no real time step): the users every
+    // case signs in as, one target of each type with its policy; the admin's token stays valid for the processes
+    const setup = await startTestVault({ db, masterKey, env: { VAULT_EPHEMERAL_SWEEP_MS: '3600000' } });
+    try {
+      const a = await setup.admin();
+      admin = { id: a.id, username: a.username, auth: a.auth, code: () => Promise.reject(new Error('the admin steps up in the set-up only')) };
+      const cases = CRASH_POINTS.length * TYPES.length;
+      for (const role of ['operator', ...Array(cases).fill('approver'), ...Array(cases).fill('vendor')] as const) {
+        const u = await setup.createUser([role], { enroll: false });
+        pool[role].push({ username: u.username, password: u.password });
+      }
+      const as = actingAs(setup, a);
+      for (const t of TYPES) {
+        targetIds[t] = (await as.post('/v1/targets', { name: `crash-${t}`, ...real[t].body }, true).expect(201)).body.id;
+        await as.post(`/v1/targets/${targetIds[t]}/verify`, {}, true).expect(200);
+        await as.put(`/v1/targets/${targetIds[t]}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600 }, true).expect(200);
+      }
+    } finally {
+      await setup.close();
     }
-    await stop(setup);
   }, 90_000);
 
   afterAll(async () => {
@@ -191,8 +205,9 @@ describe('one-time accounts: crash matrix on real targets (built vault, SIGKILL)
     it.each(TYPES)('on %s: after restart the reaper removes what the dead claim left; no account remains that the vault does not know', async (type) => {
       // the doomed process: its reaper runs only at start-up (nothing to do then)
       const doomed = await start({ VAULT_CRASH_POINT: point, VAULT_EPHEMERAL_SWEEP_MS: '3600000' });
-      const approver = await createUser(['approver']);
-      const vendor = await createUser(['vendor']);
+      operator ??= await createUser('operator');
+      const approver = await createUser('approver');
+      const vendor = await createUser('vendor');
       vendorPrefixes.push(prefixOf(vendor.username));
       const e = expectStatus(
         await post(operator, '/v1/ephemeral-accounts', { targetId: targetIds[type], vendorUserId: vendor.id, ttlSeconds: 1800, justification: `crash test at ${point}` }),

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -27,8 +27,8 @@ async function login(port: number, password: string, code?: string): Promise<str
   return ((await res.json()) as { accessToken: string }).accessToken;
 }
 
-/** Enrolls TOTP with the given token (real clock); returns the seed. */
-async function enroll(port: number, token: string): Promise<string> {
+/** Enrolls TOTP with the given token (real clock); returns the seed and the fresh token (enrollment ends the old one). */
+async function enroll(port: number, token: string): Promise<{ secret: string; token: string }> {
   const post = (path: string, body?: object) =>
     fetch(`http://127.0.0.1:${port}${path}`, {
       method: 'POST',
@@ -36,8 +36,9 @@ async function enroll(port: number, token: string): Promise<string> {
       body: body ? JSON.stringify(body) : undefined,
     });
   const { secret } = (await (await post('/v1/me/mfa/totp')).json()) as { secret: string };
-  expect((await post('/v1/me/mfa/totp/confirm', { code: totpAt(secret, Date.now()) })).status).toBe(200);
-  return secret;
+  const confirmed = await post('/v1/me/mfa/totp/confirm', { code: totpAt(secret, Date.now()) });
+  expect(confirmed.status).toBe(200);
+  return { secret, token: ((await confirmed.json()) as { accessToken: string }).accessToken };
 }
 
 function track(proc: VaultProcess): VaultProcess {
@@ -101,11 +102,12 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     // the generated password is on the terminal once, and never in a JSON log line
     expect(first.output().split(password).length - 1).toBe(1);
 
-    const token = await login(port, password);
-    const secret = await enroll(port, token);
+    const { secret, token } = await enroll(port, await login(port, password));
+    // a step-up action: the enrollment burned the current step, so the next one (one step of drift is accepted)
+    const createStep = Math.floor(Date.now() / 30_000) + 1;
     const created = await fetch(`http://127.0.0.1:${port}/v1/targets`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-mfa-code': totpAt(secret, createStep * 30_000) },
       body: JSON.stringify({ name: 'kept', type: 'postgres', host: '127.0.0.1', port: 5432, admin: { username: 'postgres', password: 'pw-kept-across-restart' } }),
     });
     expect(created.status).toBe(201);
@@ -118,8 +120,10 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
     await waitReady(port, second, 30_000);
     try {
       expect(second.stderr()).not.toMatch(/Password:/);
-      // the enrollment burned the current step; the next one is accepted (one step of drift)
-      const again = await login(port, password, totpAt(secret, Date.now(), 1));
+      // the target's creation burned createStep; the one after it is accepted once the clock is at createStep (one step of drift)
+      const wait = createStep * 30_000 - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait + 200));
+      const again = await login(port, password, totpAt(secret, (createStep + 1) * 30_000));
       const list = await fetch(`http://127.0.0.1:${port}/v1/targets`, { headers: { authorization: `Bearer ${again}` } });
       expect(((await list.json()) as { items: Array<{ name: string }> }).items.map((t) => t.name)).toEqual(['kept']);
       const verify = await fetch(`http://127.0.0.1:${port}/v1/audit-events/verify`, { headers: { authorization: `Bearer ${again}` } });
@@ -141,13 +145,46 @@ describe('the start command on a fresh machine (built vault, embedded PostgreSQL
       const wrong = track(spawnVault({ ...base, VAULT_MASTER_KEY: randomBytes(32).toString('base64') }));
       const code = await wrong.exited;
       expect(code).not.toBe(0);
-      const lines = wrong.stderr().trim().split('\n');
+      // (besides the warning that a master key in the environment stays readable in /proc/<pid>/environ)
+      const lines = wrong.stderr().trim().split('\n').filter((l) => !/WARNING: VAULT_MASTER_KEY.* given in the environment/.test(l));
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(/^pam-vault: the master key does not unlock the keyring/);
     } finally {
       await db.drop();
     }
   }, 60_000);
+
+  it('takes its secrets from files, and then none of them is in /proc/<pid>/environ; given in the environment, it warns that they are', async () => {
+    const db = await createTestDatabase();
+    const dir = tempDir('vault-secrets-');
+    try {
+      const key = randomBytes(32).toString('base64');
+      const files = { VAULT_MASTER_KEY_FILE: join(dir, 'master.key'), DATABASE_URL_FILE: join(dir, 'database-url'), VAULT_BOOTSTRAP_ADMIN_PASSWORD_FILE: join(dir, 'admin-password') };
+      writeFileSync(files.VAULT_MASTER_KEY_FILE, `${key}\n`, { mode: 0o600 });
+      writeFileSync(files.DATABASE_URL_FILE, `${db.url}\n`, { mode: 0o600 });
+      writeFileSync(files.VAULT_BOOTSTRAP_ADMIN_PASSWORD_FILE, `${TEST_ENV.VAULT_BOOTSTRAP_ADMIN_PASSWORD}\n`, { mode: 0o600 });
+      const base = { PORT: String(await freePort()), LOG_LEVEL: 'warn', VAULT_ARGON2_MEMORY_KIB: TEST_ENV.VAULT_ARGON2_MEMORY_KIB, VAULT_ARGON2_TIME_COST: TEST_ENV.VAULT_ARGON2_TIME_COST };
+      const byFile = track(spawnVault({ ...base, ...files }));
+      await waitReady(Number(base.PORT), byFile, 30_000);
+      const environ = readFileSync(`/proc/${byFile.child.pid}/environ`, 'utf8');
+      for (const secret of [key, db.url, new URL(db.url).password, TEST_ENV.VAULT_BOOTSTRAP_ADMIN_PASSWORD].filter(Boolean)) expect(environ).not.toContain(secret);
+      expect(byFile.stderr()).not.toMatch(/given in the environment/);
+      expect(await login(Number(base.PORT), TEST_ENV.VAULT_BOOTSTRAP_ADMIN_PASSWORD)).toEqual(expect.any(String)); // the file's password works
+      expect(await stop(byFile)).toBe(0);
+
+      const byEnv = track(spawnVault({ ...base, VAULT_MASTER_KEY: key, DATABASE_URL: db.url }));
+      await waitReady(Number(base.PORT), byEnv, 30_000);
+      expect(byEnv.stderr()).toMatch(/WARNING: VAULT_MASTER_KEY, DATABASE_URL given in the environment stay readable in \/proc\/\d+\/environ .*prefer VAULT_MASTER_KEY_FILE, DATABASE_URL_FILE/);
+      expect(byEnv.stderr()).not.toContain(key);
+      expect(await stop(byEnv)).toBe(0);
+
+      const both = track(spawnVault({ ...base, DATABASE_URL: db.url, DATABASE_URL_FILE: files.DATABASE_URL_FILE, VAULT_MASTER_KEY_FILE: files.VAULT_MASTER_KEY_FILE }));
+      expect(await both.exited).not.toBe(0);
+      expect(both.stderr().trim()).toBe('pam-vault: invalid configuration: set only one of DATABASE_URL and DATABASE_URL_FILE');
+    } finally {
+      await db.drop();
+    }
+  }, 90_000);
 
   it.each([
     [{ PORT: 'eighty' }, /^pam-vault: invalid configuration: PORT: must be an integer/],

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { INestApplication } from '@nestjs/common';
+import type { DestinationStream } from 'pino';
 import request from 'supertest';
 import { createVaultApp, openDatabase } from '../../src/bootstrap';
+import { logDestination, redirectLogs } from '../../src/common/logging';
 import { loadConfig } from '../../src/config/config';
 import { KeyringService } from '../../src/crypto/keyring.service';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
@@ -47,20 +49,27 @@ export const TEST_ENV = {
   VAULT_ARGON2_MEMORY_KIB: '8192',
   VAULT_ARGON2_TIME_COST: '1',
   VAULT_AUDIT_VERIFY_LOCK_WAIT_MS: '1000',
+  // each TOTP code moves the test clock to a new 30 s step, and admin actions need the admin's own code: a suite
+  // with a few hundred of them would outlive an hour's token
+  VAULT_TOKEN_TTL_SECONDS: '86400',
   // silent, unless the secret scan keeps every line for inspection (see secret-sentinel.ts)
   LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (SECRET_SCAN_DIR ? 'trace' : 'silent'),
 };
 
 /** The real application on a fresh database of the real PostgreSQL (no HTTP port: supertest drives it). */
 export async function startTestVault(
-  opts: { db?: TestDatabase; masterKey?: Buffer; env?: Record<string, string>; adminSecret?: string } = {},
+  opts: { db?: TestDatabase; masterKey?: Buffer; env?: Record<string, string>; adminSecret?: string; logLines?: string[] } = {},
 ): Promise<TestVault> {
   const db = opts.db ?? (await createTestDatabase());
   const masterKey = opts.masterKey ?? randomBytes(32);
-  const config = loadConfig({ ...TEST_ENV, DATABASE_URL: db.url, VAULT_MASTER_KEY: masterKey.toString('base64'), ...opts.env });
+  // logLines: the test reads the vault's log lines (at info at least), which still go where they went (the secret scan)
+  const level = opts.logLines && TEST_ENV.LOG_LEVEL === 'silent' ? { LOG_LEVEL: 'info' } : {};
+  const config = loadConfig({ ...TEST_ENV, ...level, DATABASE_URL: db.url, VAULT_MASTER_KEY: masterKey.toString('base64'), ...opts.env });
   const clock = new TestClock();
   const sentinel = secretSentinel(); // before the app: it redirects the logs
-  const app = await createVaultApp(config, masterKey, await openDatabase(db.url), clock);
+  const before = logDestination();
+  if (opts.logLines) redirectLogs(teeLines(opts.logLines, before));
+  const app = await createVaultApp(config, masterKey, await openDatabase(db.url), clock).finally(() => redirectLogs(before));
   app.flushLogs(); // Nest buffers its log lines until listen(), which supertest never calls
   sentinel?.watch(app.getHttpServer());
   sentinel?.secret(masterKey.toString('base64'), 'master key');
@@ -83,10 +92,12 @@ export async function startTestVault(
     const body: Record<string, string> = { username, password };
     if (secret) body.code = await nextCode(username, secret);
     const login = await http().post('/v1/auth/login').send(body).expect(200);
-    const auth = `Bearer ${login.body.accessToken}`;
+    let auth = `Bearer ${login.body.accessToken}`;
     if (login.body.mfaEnrollmentRequired) {
       secret = (await http().post('/v1/me/mfa/totp').set('Authorization', auth).expect(200)).body.secret as string;
-      await http().post('/v1/me/mfa/totp/confirm').set('Authorization', auth).send({ code: await nextCode(username, secret) }).expect(200);
+      // enrollment ends every earlier token (this one too) and answers with a fresh one
+      const confirmed = await http().post('/v1/me/mfa/totp/confirm').set('Authorization', auth).send({ code: await nextCode(username, secret) }).expect(200);
+      auth = `Bearer ${confirmed.body.accessToken}`;
     }
     const me = (await http().get('/v1/me').set('Authorization', auth).expect(200)).body;
     const s = secret as string;
@@ -94,6 +105,16 @@ export async function startTestVault(
   };
 
   let admin: TestUser | undefined;
+  /**
+   * The admin's step-up calls of concurrent createUser calls, one at a time: each needs a code of its own time step,
+   * burned in order (two taken at once would be the same code, or a newer one burned first makes the older a replay).
+   */
+  let adminQueue: Promise<unknown> = Promise.resolve();
+  const adminInTurn = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = adminQueue.then(work, work);
+    adminQueue = run.catch(() => undefined);
+    return run;
+  };
   // a vault restarted on an existing database: the admin's authenticator already holds `adminSecret`
   const getAdmin = async () => (admin ??= await signIn('admin', ADMIN_PASSWORD, opts.adminSecret ? { id: '', secret: opts.adminSecret } : undefined));
   return {
@@ -109,7 +130,9 @@ export async function startTestVault(
       const a = await getAdmin();
       const username = `u${randomBytes(5).toString('hex')}`;
       const password = `pw-${randomBytes(12).toString('hex')}`;
-      const created = await http().post('/v1/users').set('Authorization', a.auth).set('X-MFA-Code', await a.code()).send({ username, password, roles }).expect(201);
+      const created = await adminInTurn(async () =>
+        http().post('/v1/users').set('Authorization', a.auth).set('X-MFA-Code', await a.code()).send({ username, password, roles }).expect(201),
+      );
       if (o.enroll === false) {
         const login = await http().post('/v1/auth/login').send({ username, password }).expect(200);
         return { id: created.body.id, username, password, secret: '', auth: `Bearer ${login.body.accessToken}`, code: async () => '' };
@@ -122,4 +145,14 @@ export async function startTestVault(
       if (!opts.db) await db.drop();
     },
   };
+}
+
+/** A log destination that keeps every line in `lines` and passes it on to `next` (or drops it). */
+function teeLines(lines: string[], next: DestinationStream | undefined): DestinationStream {
+  return {
+    write(chunk: string) {
+      for (const line of chunk.split('\n')) if (line) lines.push(line);
+      next?.write(chunk);
+    },
+  } as DestinationStream;
 }

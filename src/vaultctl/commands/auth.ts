@@ -110,7 +110,7 @@ export function registerAuth(program: Command, rt: Runtime): void {
         return;
       }
       const code = await ctx.mfa();
-      await ctx.client().post('/v1/me/mfa/totp/confirm', { code });
+      keepSession(ctx, await ctx.client().post<Confirmed>('/v1/me/mfa/totp/confirm', { code }));
       note('MFA enrolled');
     });
   mfa
@@ -120,11 +120,24 @@ export function registerAuth(program: Command, rt: Runtime): void {
       const ctx = Context.of(cmd, rt.execArgs);
       const code = await ctx.mfa();
       try {
-        const res = await ctx.client().post<{ mfaEnrolled: true }>('/v1/me/mfa/totp/confirm', { code });
-        ctx.print(res, () => out('MFA enrolled'));
+        const res = await ctx.client().post<Confirmed>('/v1/me/mfa/totp/confirm', { code });
+        keepSession(ctx, res);
+        ctx.print({ mfaEnrolled: res.mfaEnrolled, expiresAt: res.expiresAt }, () => out('MFA enrolled'));
       } catch (e) {
         if (e instanceof ApiError && e.code === 'MFA_INVALID') throw new CliError(`${e.message}\n  use a code of the secret \`vaultctl mfa enroll\` printed last`, EXIT.MFA, e.code);
         throw e;
       }
     });
+}
+
+/** What confirming enrollment answers: every earlier token of the user has ended, this one replaces the saved one. */
+interface Confirmed {
+  mfaEnrolled: true;
+  accessToken: string;
+  expiresAt: string;
+}
+
+function keepSession(ctx: Context, res: Confirmed): void {
+  const session = readSession(ctx.dir);
+  writeSession(ctx.dir, { url: ctx.url, token: res.accessToken, expiresAt: res.expiresAt, username: session?.username ?? '' });
 }
