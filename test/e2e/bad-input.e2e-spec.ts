@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Test } from 'supertest';
 import { encodeCursor } from '../../src/common/pagination';
 import { accountInput, postgresTarget, secretValue, sshTarget } from '../factories';
+import { needsStepUp } from '../support/http';
 import { ADMIN_PASSWORD, startTestVault, TestVault } from '../support/vault';
 
 /**
@@ -26,6 +27,8 @@ const SECRET_KEYS = /password|privateKey|passphrase|token|secret/i;
 /** Builds requests and remembers every secret it sends, so the response can be searched for them. */
 class BadRequests {
   readonly sent: string[] = [];
+  /** The admin's fresh step-up code, sent on the admin actions that need one (so the request is judged on its input). */
+  mfaCode?: string;
 
   constructor(
     private readonly vault: TestVault,
@@ -53,7 +56,9 @@ class BadRequests {
   /** No body. */
   bare(method: Method, path: string, auth: string | null = this.f.auth): Test {
     const req = this.vault.http()[method](path);
-    return auth === null ? req : req.set('Authorization', auth);
+    if (auth === null) return req;
+    if (auth === this.f.auth && this.mfaCode && needsStepUp(method, path)) req.set('X-MFA-Code', this.mfaCode);
+    return req.set('Authorization', auth);
   }
 
   /** A target that would be accepted, with a remembered secret. */
@@ -222,6 +227,9 @@ const RULES_AND_CONFLICTS: Table = [
   ['an account for a target that does not exist', invalid((r) => r.json('post', '/v1/accounts', r.account({ targetId: randomUUID() })))],
   ['a duplicate target name', refused(409, 'TARGET_NAME_TAKEN', (r) => r.json('post', '/v1/targets', r.target({ name: r.f.pg.name })))],
   ['a rename onto a taken name', refused(409, 'TARGET_NAME_TAKEN', (r) => r.json('patch', `/v1/targets/${r.f.ssh.id}`, { name: r.f.pg.name }))],
+  ['moving a target without its admin credential', refused(400, 'ADMIN_CREDENTIAL_REQUIRED', (r) => r.json('patch', `/v1/targets/${r.f.pg.id}`, { host: 'elsewhere.example.com' }))],
+  ['changing its port without its admin credential', refused(400, 'ADMIN_CREDENTIAL_REQUIRED', (r) => r.json('patch', `/v1/targets/${r.f.pg.id}`, { port: 6543 }))],
+  ['unpinning an SSH host key without the admin credential', refused(400, 'ADMIN_CREDENTIAL_REQUIRED', (r) => r.json('patch', `/v1/targets/${r.f.ssh.id}`, { options: { hostKeySha256: `SHA256:${'A'.repeat(43)}` } }))],
   ['a duplicate account', refused(409, 'ACCOUNT_EXISTS', (r) => r.json('post', '/v1/accounts', r.account({ username: r.f.account.username })))],
   ['deleting a target that still has accounts', refused(409, 'TARGET_IN_USE', (r) => r.bare('delete', `/v1/targets/${r.f.pg.id}`))],
   ['PATCH of a target that does not exist', refused(404, 'NOT_FOUND', (r) => r.json('patch', `/v1/targets/${randomUUID()}`, { host: 'x.example.com' }))],
@@ -325,7 +333,8 @@ describe('bad input (INVARIANT 17, e2e, real PostgreSQL)', () => {
   beforeAll(async () => {
     vault = await startTestVault();
     const auth = await vault.adminAuth();
-    const create = async (path: string, body: object) => (await vault.http().post(path).set('Authorization', auth).send(body).expect(201)).body;
+    const create = async (path: string, body: object) =>
+      (await vault.http().post(path).set('Authorization', auth).set('X-MFA-Code', await (await vault.admin()).code()).send(body).expect(201)).body;
     const pg = await create('/v1/targets', postgresTarget());
     const ssh = await create('/v1/targets', sshTarget());
     const account = await create('/v1/accounts', accountInput(pg.id));
@@ -337,6 +346,7 @@ describe('bad input (INVARIANT 17, e2e, real PostgreSQL)', () => {
     const before = await state();
     const since = await lastEventId();
     const r = new BadRequests(vault, fixture);
+    r.mfaCode = await (await vault.admin()).code();
     const res = await bad.send(r);
 
     expect({ status: res.status, body: res.body }).toEqual({

@@ -7,6 +7,7 @@ import { freePort } from '../support/process';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { canLoginMysql, canLoginPg, canLoginSsh, LiveSession } from '../support/targets/sessions';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
+import { needsStepUp, withMfa } from '../support/http';
 
 /**
  * Checkouts against real targets, end to end through the HTTP API: the credential an operator checks out logs in
@@ -26,7 +27,11 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('checkouts on a real %s tar
 
   const name = () => `vc_${randomBytes(4).toString('hex')}`;
   const as = (user: TestUser) => ({
-    post: (path: string, body: object = {}) => vault.http().post(path).set('Authorization', user.auth).send(body),
+    /** With a fresh step-up code where the route needs one. */
+    post: (path: string, body: object = {}) => {
+      const req = vault.http().post(path).set('Authorization', user.auth).send(body);
+      return needsStepUp('post', path) ? withMfa(req, () => user.code()) : req;
+    },
     get: (path: string) => vault.http().get(path).set('Authorization', user.auth),
   });
   /** `POST /v1/checkouts` with a fresh step-up code. */

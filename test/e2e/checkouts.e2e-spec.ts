@@ -34,7 +34,7 @@ describe('checkouts (e2e)', () => {
     const username = `co_${randomBytes(4).toString('hex')}`;
     const password = `Orig-${randomBytes(10).toString('hex')}`;
     await real.createAccount(username, password);
-    const res = await as(admin).post('/v1/accounts', { targetId, username, password, policy }).expect(201);
+    const res = await as(admin).post('/v1/accounts', { targetId, username, password, policy }, true).expect(201);
     return { id: res.body.id as string, username, password };
   };
   const stored = async (id: string) => {
@@ -53,8 +53,8 @@ describe('checkouts (e2e)', () => {
     operator = await vault.createUser(['operator']);
     approvers = [await vault.createUser(['approver']), await vault.createUser(['approver']), await vault.createUser(['approver'])];
     real = await REAL_TARGETS.postgres();
-    targetId = (await as(admin).post('/v1/targets', { name: 'co-pg', ...real.body }).expect(201)).body.id;
-    await as(admin).post(`/v1/targets/${targetId}/verify`).expect(200);
+    targetId = (await as(admin).post('/v1/targets', { name: 'co-pg', ...real.body }, true).expect(201)).body.id;
+    await as(admin).post(`/v1/targets/${targetId}/verify`, {}, true).expect(200);
   }, 60_000);
   afterAll(async () => {
     await vault?.close();
@@ -220,7 +220,7 @@ describe('checkouts (e2e)', () => {
       const pendingAccount = await newAccount({ approvalsRequired: 1 });
       const co = (await checkout(leaving, account.id).expect(201)).body;
       const pending = (await checkout(leaving, pendingAccount.id).expect(201)).body;
-      await as(admin).patch(`/v1/users/${leaving.id}`, { disabled: true }).expect(200);
+      await as(admin).patch(`/v1/users/${leaving.id}`, { disabled: true }, true).expect(200);
       await lifecycle().expireDue();
       for (const id of [co.id, pending.id]) {
         expect((await as(admin).get(`/v1/checkouts/${id}`).expect(200)).body).toMatchObject({ status: 'revoked', endReason: 'requester_disabled', endedBy: 'system' });
@@ -363,14 +363,14 @@ describe('checkouts (e2e)', () => {
       expect((await as(operator).post(`/v1/checkouts/${co.id}/review`, { comment: 'mine' }).expect(403)).body.code).toBe('FORBIDDEN');
       await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
       // deleting the account would clear the review queue unseen
-      expect((await as(admin).delete(`/v1/accounts/${account.id}`).expect(409)).body.code).toBe('ACCOUNT_BUSY');
+      expect((await as(admin).delete(`/v1/accounts/${account.id}`, true).expect(409)).body.code).toBe('ACCOUNT_BUSY');
       const reviewed = (await as(approvers[0]).post(`/v1/checkouts/${co.id}/review`, { comment: 'justified: INC-4711' }).expect(200)).body;
       expect(reviewed.review).toMatchObject({ reviewedBy: approvers[0].id, comment: 'justified: INC-4711' });
       expect((await as(approvers[1]).post(`/v1/checkouts/${co.id}/review`, { comment: 'again' }).expect(409)).body.code).toBe('ALREADY_REVIEWED');
       const still = (await as(approvers[0]).get('/v1/checkouts?breakGlass=true&reviewed=false&limit=200').expect(200)).body.items.map((c: { id: string }) => c.id);
       expect(still).not.toContain(co.id);
       expect((await events(co.id)).map((e) => e.type)).toContain('checkout.reviewed');
-      await as(admin).delete(`/v1/accounts/${account.id}`).expect(204);
+      await as(admin).delete(`/v1/accounts/${account.id}`, true).expect(204);
     });
 
     it('monitoring sees open checkouts and unreviewed break-glass ones (no names, no secrets)', async () => {
@@ -484,7 +484,7 @@ describe('checkouts (e2e)', () => {
       });
       expect(await accountStatus(account.id)).toBe('available');
       expect((await checkout(operator, account.id).expect(409)).body.code).toBe('ACCOUNT_CLEANUP_PENDING');
-      expect((await as(admin).delete(`/v1/accounts/${account.id}`).expect(409)).body.code).toBe('ACCOUNT_BUSY');
+      expect((await as(admin).delete(`/v1/accounts/${account.id}`, true).expect(409)).body.code).toBe('ACCOUNT_BUSY');
       await vault.db.query("UPDATE checkouts SET cleanup_claimed_until = now() - interval '1 second' WHERE id = $1", [co.id]);
       expect(await lifecycle().finishStale()).toBe(1);
       expect((await checkout(operator, account.id).expect(201)).body.status).toBe('active');
@@ -493,18 +493,18 @@ describe('checkouts (e2e)', () => {
     it('an admin turning rotateAfterCheckin off during a checkout does not skip the rotation it was promised', async () => {
       const account = await newAccount();
       const co = (await checkout(operator, account.id).expect(201)).body;
-      await as(admin).patch(`/v1/accounts/${account.id}`, { policy: { rotateAfterCheckin: false } }).expect(200);
+      await as(admin).patch(`/v1/accounts/${account.id}`, { policy: { rotateAfterCheckin: false } }, true).expect(200);
       expect((await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200)).body.rotationId).toEqual(expect.any(String));
       expect(await real.canLogin(account.username, account.password)).toBe(false);
     });
 
     it('a target that is down at check-in: the checkout still ends; the rotation waits; cleanup is retried with backoff, then given up loudly', async () => {
       const down = await REAL_TARGETS.postgres();
-      const downId = (await as(admin).post('/v1/targets', { name: `co-down-${randomBytes(3).toString('hex')}`, ...down.body }).expect(201)).body.id;
+      const downId = (await as(admin).post('/v1/targets', { name: `co-down-${randomBytes(3).toString('hex')}`, ...down.body }, true).expect(201)).body.id;
       const onDown = async (policy: object) => {
         const username = `co_${randomBytes(4).toString('hex')}`;
         await down.createAccount(username, 'Initial-Password-1');
-        return (await as(admin).post('/v1/accounts', { targetId: downId, username, password: 'Initial-Password-1', policy }).expect(201)).body.id as string;
+        return (await as(admin).post('/v1/accounts', { targetId: downId, username, password: 'Initial-Password-1', policy }, true).expect(201)).body.id as string;
       };
       const plain = await onDown({ rotateAfterCheckin: false });
       const rotating = await onDown({});

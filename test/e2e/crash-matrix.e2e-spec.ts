@@ -53,7 +53,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('crash matrix on a real %s 
     // this in-process vault only sets things up: its own sweep must not race the child processes
     setup = await startTestVault({ db, masterKey, env: { VAULT_ROTATION_SWEEP_MS: '3600000' } });
     const auth = await setup.adminAuth();
-    targetId = (await setup.http().post('/v1/targets').set('Authorization', auth).send({ name: `crash-${type}`, host: 'x', port: 1, ...real.body }).expect(201)).body.id;
+    targetId = (await setup.http().post('/v1/targets').set('Authorization', auth).set('X-MFA-Code', await (await setup.admin()).code()).send({ name: `crash-${type}`, host: 'x', port: 1, ...real.body }).expect(201)).body.id;
   }, 60_000);
   afterAll(async () => {
     for (const p of procs) p.child.kill('SIGKILL');
@@ -67,7 +67,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('crash matrix on a real %s 
     const original = `Orig-${randomBytes(8).toString('hex')}`;
     await real.createAccount(username, original);
     const auth = await setup.adminAuth();
-    const account = (await setup.http().post('/v1/accounts').set('Authorization', auth).send({ targetId, username, password: original }).expect(201)).body;
+    const account = (await setup.http().post('/v1/accounts').set('Authorization', auth).set('X-MFA-Code', await (await setup.admin()).code()).send({ targetId, username, password: original }).expect(201)).body;
     await db.query("UPDATE accounts SET next_rotation_at = now() - interval '1 minute' WHERE id = $1", [account.id]);
 
     // the first process picks the due account up in its start-up sweep and dies at the crash point

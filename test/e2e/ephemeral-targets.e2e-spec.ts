@@ -137,8 +137,8 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('one-time accounts on a rea
     approver = await vault.createUser(['approver']);
     vendor = await vault.createUser(['vendor']);
     real = await REAL_TARGETS[type]();
-    targetId = expectStatus(await post(admin, '/v1/targets', { name: `eph-${type}`, ...real.body }), 201).id;
-    expectStatus(await post(admin, `/v1/targets/${targetId}/verify`), 200);
+    targetId = expectStatus(await post(admin, '/v1/targets', { name: `eph-${type}`, ...real.body }, true), 201).id;
+    expectStatus(await post(admin, `/v1/targets/${targetId}/verify`, {}, true), 200);
 
     const suffix = randomBytes(4).toString('hex');
     const policy: Record<string, unknown> = { approvalsRequired: 1, maxTtlSeconds: 3600 };
@@ -211,7 +211,7 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('one-time accounts on a rea
         }
       };
     }
-    const set = expectStatus(await vault.http().put(`/v1/targets/${targetId}/ephemeral-policy`).set('Authorization', admin.auth).send(policy), 200);
+    const set = expectStatus(await vault.http().put(`/v1/targets/${targetId}/ephemeral-policy`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send(policy), 200);
     expect(set).toMatchObject(policy);
   }, 60_000);
   afterEach(async () => {

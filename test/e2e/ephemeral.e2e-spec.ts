@@ -48,12 +48,12 @@ describe('one-time accounts (e2e)', () => {
     approvers = [await vault.createUser(['approver']), await vault.createUser(['approver'])];
     vendor = await vault.createUser(['vendor']);
     real = await REAL_TARGETS.postgres();
-    targetId = (await as(admin).post('/v1/targets', { name: 'eph-pg', ...real.body }).expect(201)).body.id;
-    await as(admin).post(`/v1/targets/${targetId}/verify`).expect(200);
+    targetId = (await as(admin).post('/v1/targets', { name: 'eph-pg', ...real.body }, true).expect(201)).body.id;
+    await as(admin).post(`/v1/targets/${targetId}/verify`, {}, true).expect(200);
     // a plain group role: policies are allow-lists checked against the target's catalog (no predefined pg_* roles)
     await real.adminSql!(`CREATE ROLE ${GROUP} NOLOGIN`);
     await real.adminSql!(`GRANT ${GROUP} TO ${(real.body as { admin: { username: string } }).admin.username} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`);
-    await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: [GROUP], allowedDatabases: ['postgres'] }).expect(200);
+    await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: [GROUP], allowedDatabases: ['postgres'] }, true).expect(200);
     const { Client } = await import('pg');
     const body = real.body as { host: string; port: number; admin: { username: string; password: string } };
     pgRoles = async (name) => {
@@ -99,7 +99,7 @@ describe('one-time accounts (e2e)', () => {
     });
 
     it('never the requester or the vendor approves; distinct approvers; an approval is bound to the request it saw; one denial ends it', async () => {
-      await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 2, maxTtlSeconds: 3600 }).expect(200);
+      await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 2, maxTtlSeconds: 3600 }, true).expect(200);
       try {
         const both = await vault.createUser(['operator', 'approver']);
         const e = (await request({}, both).expect(201)).body;
@@ -114,7 +114,7 @@ describe('one-time accounts (e2e)', () => {
         expect(denied).toMatchObject({ status: 'denied', endReason: 'denied' });
         expect((await claim(d.id).expect(409)).body.code).toBe('REQUEST_ENDED');
       } finally {
-        await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: [GROUP], allowedDatabases: ['postgres'] }).expect(200);
+        await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, allowedRoles: [GROUP], allowedDatabases: ['postgres'] }, true).expect(200);
       }
     });
 
@@ -181,7 +181,7 @@ describe('one-time accounts (e2e)', () => {
       const e = (await request({ vendorUserId: leaving.id }).expect(201)).body;
       await as(approvers[0]).post(`/v1/ephemeral-accounts/${e.id}/approve`, {}, true).expect(200);
       const { username } = (await claim(e.id, leaving).expect(200)).body;
-      await vault.http().patch(`/v1/users/${leaving.id}`).set('Authorization', admin.auth).send({ disabled: true }).expect(200);
+      await as(admin).patch(`/v1/users/${leaving.id}`, { disabled: true }, true).expect(200);
       await provisioner().reap();
       expect(await row(e.id)).toMatchObject({ status: 'revoked', end_reason: 'revoked' });
       expect(await pgRoles(username)).toBe(false);
@@ -323,11 +323,11 @@ describe('one-time accounts (e2e)', () => {
         { allowedGrants: [{ privileges: ['INSERT'], on: '*.*' }] },
         { allowedGrants: [{ privileges: ['INSERT'], on: 'mysql.user' }] },
       ]) {
-        const res = await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, ...policy }).expect(400);
+        const res = await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, ...policy }, true).expect(400);
         expect(res.body).toMatchObject({ code: 'POLICY_NOT_ALLOWED', message: expect.stringContaining('may not allow'), refused: [expect.any(String)] });
       }
       // ALL is not on the privilege allow-list at all
-      const all = await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, allowedGrants: [{ privileges: ['ALL'], on: 'shop.*' }] }).expect(400);
+      const all = await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, allowedGrants: [{ privileges: ['ALL'], on: 'shop.*' }] }, true).expect(400);
       expect(all.body.code).toBe('VALIDATION_FAILED');
       expect((await as(admin).get(`/v1/targets/${targetId}/ephemeral-policy`).expect(200)).body).toMatchObject({ allowedRoles: [GROUP] });
     });
@@ -335,16 +335,16 @@ describe('one-time accounts (e2e)', () => {
     it('a target with live one-time accounts cannot be moved or deleted (their removal would go elsewhere)', async () => {
       const id = await approved();
       await claim(id).expect(200);
-      expect((await vault.http().patch(`/v1/targets/${targetId}`).set('Authorization', admin.auth).send({ port: 1 }).expect(409)).body.code).toBe('TARGET_IN_USE');
-      expect((await vault.http().delete(`/v1/targets/${targetId}`).set('Authorization', admin.auth).expect(409)).body.code).toBe('TARGET_IN_USE');
-      await vault.http().patch(`/v1/targets/${targetId}`).set('Authorization', admin.auth).send({ name: 'eph-pg-renamed' }).expect(200); // not a move
+      expect((await as(admin).patch(`/v1/targets/${targetId}`, { port: 1, admin: real.body.admin }, true).expect(409)).body.code).toBe('TARGET_IN_USE');
+      expect((await as(admin).delete(`/v1/targets/${targetId}`, true).expect(409)).body.code).toBe('TARGET_IN_USE');
+      await as(admin).patch(`/v1/targets/${targetId}`, { name: 'eph-pg-renamed' }, true).expect(200); // not a move
       await as(vendor).post(`/v1/ephemeral-accounts/${id}/revoke`).expect(200);
     });
 
     it('refuses a bad policy and a malformed id', async () => {
-      expect((await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: -1, maxTtlSeconds: 60 }).expect(400)).body.code).toBe('VALIDATION_FAILED');
-      expect((await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, allowedGrants: [{ privileges: ['SUPER'], on: '*.*' }] }).expect(400)).body.code).toBe('VALIDATION_FAILED');
-      expect((await as(admin).put(`/v1/targets/${randomUUID()}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600 }).expect(404)).body.code).toBe('NOT_FOUND');
+      expect((await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: -1, maxTtlSeconds: 60 }, true).expect(400)).body.code).toBe('VALIDATION_FAILED');
+      expect((await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600, allowedGrants: [{ privileges: ['SUPER'], on: '*.*' }] }, true).expect(400)).body.code).toBe('VALIDATION_FAILED');
+      expect((await as(admin).put(`/v1/targets/${randomUUID()}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 600 }, true).expect(404)).body.code).toBe('NOT_FOUND');
       expect((await as(vendor).get('/v1/ephemeral-accounts/nope').expect(400)).body.code).toBe('VALIDATION_FAILED');
     });
   });

@@ -67,14 +67,14 @@ describe('metrics (e2e)', () => {
     // a target, an account that needs one approval, and an open checkout request for it
     const target = postgresTarget();
     sensitive.push(target.admin.password, target.name);
-    const targetId = (await as(admin).post('/v1/targets', target).expect(201)).body.id as string;
+    const targetId = (await as(admin).post('/v1/targets', target, true).expect(201)).body.id as string;
     const input = accountInput(targetId, { policy: { approvalsRequired: 1 } });
     sensitive.push(input.password, input.username);
-    const accountId = (await as(admin).post('/v1/accounts', input).expect(201)).body.id as string;
+    const accountId = (await as(admin).post('/v1/accounts', input, true).expect(201)).body.id as string;
     const checkout = (await as(operator).post('/v1/checkouts', { accountId, justification: 'metrics test' }, true).expect(201)).body;
     expect(checkout.status).toBe('pending_approval');
     // a one-time account request waiting for its approver
-    await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600 }).expect(200);
+    await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600 }, true).expect(200);
     const eph = (await as(operator).post('/v1/ephemeral-accounts', { targetId, vendorUserId: vendor.id, ttlSeconds: 600, justification: 'metrics test' }).expect(201)).body;
     expect(eph.status).toBe('pending_approval');
     sensitive.push(targetId, accountId, checkout.id, eph.id);

@@ -228,6 +228,14 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     // the ones API.md marks MFA, as a cross-check of the metadata walk
     const mfaRoutes = [...operations].filter(([, op]) => op['x-mfa-required']).map(([r]) => r);
     expect(mfaRoutes).toEqual(expect.arrayContaining(['POST /v1/checkouts', 'POST /v1/checkouts/:id/reveal', 'POST /v1/ephemeral-accounts/:id/claim', 'POST /v1/checkouts/:id/approve']));
+    // admin actions that weaken protection or move secrets (issue 12): the admin's own step-up code
+    expect(mfaRoutes).toEqual(
+      expect.arrayContaining([
+        'POST /v1/users', 'PATCH /v1/users/:id', 'POST /v1/users/:id/mfa/reset', 'POST /v1/service-tokens', 'DELETE /v1/service-tokens/:id',
+        'POST /v1/accounts', 'PATCH /v1/accounts/:id', 'DELETE /v1/accounts/:id', 'POST /v1/targets', 'PATCH /v1/targets/:id',
+        'DELETE /v1/targets/:id', 'POST /v1/targets/:id/verify', 'PUT /v1/targets/:id/ephemeral-policy',
+      ]),
+    );
   });
 
   it('documents the error responses of every operation with their stable codes', () => {

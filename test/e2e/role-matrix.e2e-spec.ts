@@ -34,6 +34,8 @@ const PUBLIC: Access = { kind: 'public' };
 const allow = (roles: readonly Role[], opts: Omit<Extract<Access, { kind: 'roles' }>, 'kind' | 'roles'> = {}): Access => ({ kind: 'roles', roles, ...opts });
 const ANY = ROLES;
 const ADMIN = allow(['admin']);
+/** An admin action that weakens protection or moves secrets: the admin's own fresh code too. */
+const ADMIN_STEP_UP = allow(['admin'], { stepUp: true });
 
 const ACCESS: Record<string, Access> = {
   // nestjs-pino (LoggerModule): pino-http and the logger binding, registered by Nest with all() on every path
@@ -57,29 +59,29 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/me': allow(ANY, { beforeEnrollment: true }),
   'POST /v1/me/mfa/totp': allow(ANY, { beforeEnrollment: true, usersOnly: true }),
   'POST /v1/me/mfa/totp/confirm': allow(ANY, { beforeEnrollment: true, usersOnly: true, body: { code: '000000' } }),
-  'POST /v1/users': ADMIN,
+  'POST /v1/users': ADMIN_STEP_UP,
   'GET /v1/users': ADMIN,
   'GET /v1/users/:id': ADMIN,
-  'PATCH /v1/users/:id': ADMIN,
-  'POST /v1/users/:id/mfa/reset': allow(['admin'], { stepUp: true }),
-  'POST /v1/service-tokens': ADMIN,
+  'PATCH /v1/users/:id': ADMIN_STEP_UP,
+  'POST /v1/users/:id/mfa/reset': ADMIN_STEP_UP,
+  'POST /v1/service-tokens': ADMIN_STEP_UP,
   'GET /v1/service-tokens': ADMIN,
-  'DELETE /v1/service-tokens/:id': ADMIN,
+  'DELETE /v1/service-tokens/:id': ADMIN_STEP_UP,
 
   // Targets
-  'POST /v1/targets': ADMIN,
+  'POST /v1/targets': ADMIN_STEP_UP,
   'GET /v1/targets': allow(['admin', 'operator']),
   'GET /v1/targets/:id': allow(['admin', 'operator']),
-  'PATCH /v1/targets/:id': ADMIN,
-  'DELETE /v1/targets/:id': ADMIN,
-  'POST /v1/targets/:id/verify': ADMIN,
+  'PATCH /v1/targets/:id': ADMIN_STEP_UP,
+  'DELETE /v1/targets/:id': ADMIN_STEP_UP,
+  'POST /v1/targets/:id/verify': ADMIN_STEP_UP,
 
   // Accounts
-  'POST /v1/accounts': ADMIN,
+  'POST /v1/accounts': ADMIN_STEP_UP,
   'GET /v1/accounts': allow(['admin', 'operator', 'approver', 'auditor']),
   'GET /v1/accounts/:id': allow(['admin', 'operator', 'approver', 'auditor']),
-  'PATCH /v1/accounts/:id': ADMIN,
-  'DELETE /v1/accounts/:id': ADMIN,
+  'PATCH /v1/accounts/:id': ADMIN_STEP_UP,
+  'DELETE /v1/accounts/:id': ADMIN_STEP_UP,
   'POST /v1/accounts/:id/rotate': allow(['admin', 'scheduler']),
   'GET /v1/accounts/:id/rotations': allow(['admin', 'scheduler', 'auditor']),
 
@@ -104,7 +106,7 @@ const ACCESS: Record<string, Access> = {
   'POST /v1/ephemeral-accounts/:id/claim': allow(['vendor'], { stepUp: true }),
   'POST /v1/ephemeral-accounts/:id/revoke': allow(['vendor', 'operator', 'admin']),
   'GET /v1/targets/:id/ephemeral-policy': allow(['admin', 'operator', 'approver']),
-  'PUT /v1/targets/:id/ephemeral-policy': allow(['admin'], { body: { approvalsRequired: 1, maxTtlSeconds: 3600 } }),
+  'PUT /v1/targets/:id/ephemeral-policy': allow(['admin'], { stepUp: true, body: { approvalsRequired: 1, maxTtlSeconds: 3600 } }),
 
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
@@ -174,7 +176,7 @@ describe('route × role matrix (e2e, real PostgreSQL)', () => {
       callers.push({ name: `user[${role}]`, kind: 'user', roles: [role], auth: user.auth, user });
     }
     for (const role of ['scheduler', 'auditor'] as const) {
-      const res = await vault.http().post('/v1/service-tokens').set('Authorization', admin.auth).send({ name: `matrix ${role}`, roles: [role] }).expect(201);
+      const res = await vault.http().post('/v1/service-tokens').set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ name: `matrix ${role}`, roles: [role] }).expect(201);
       callers.push({ name: `service-token[${role}]`, kind: 'service', roles: [role], auth: `Bearer ${res.body.token}` });
     }
     callers.push({ name: 'no token', kind: 'anonymous', roles: [] });

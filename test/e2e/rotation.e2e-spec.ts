@@ -7,6 +7,7 @@ import { RotationService } from '../../src/rotation/rotation.service';
 import { AuditService } from '../../src/audit/audit.service';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
+import { needsStepUp, withMfa } from '../support/http';
 
 describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s target (e2e)', (type) => {
   let vault: TestVault;
@@ -15,7 +16,11 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
   let targetId: string;
   const name = () => `vr_${randomBytes(4).toString('hex')}`;
   const api = () => ({
-    post: (path: string, body: object = {}) => vault.http().post(path).set('Authorization', admin.auth).send(body),
+    /** With a fresh step-up code where the route needs one. */
+    post: (path: string, body: object = {}) => {
+      const req = vault.http().post(path).set('Authorization', admin.auth).send(body);
+      return needsStepUp('post', path) ? withMfa(req, () => admin.code()) : req;
+    },
     get: (path: string) => vault.http().get(path).set('Authorization', admin.auth),
   });
   /** The password the vault holds for an account, decrypted as the vault would. */

@@ -1,14 +1,20 @@
+import type { Test } from 'supertest';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
+import { needsStepUp, withMfa } from '../support/http';
 
 describe('users and service tokens (e2e, real PostgreSQL)', () => {
   let vault: TestVault;
   let admin: TestUser;
-  const as = (auth: string) => ({
-    get: (path: string) => vault.http().get(path).set('Authorization', auth),
-    post: (path: string, body: object = {}) => vault.http().post(path).set('Authorization', auth).send(body),
-    patch: (path: string, body: object) => vault.http().patch(path).set('Authorization', auth).send(body),
-    delete: (path: string) => vault.http().delete(path).set('Authorization', auth),
-  });
+  /** As the holder of `auth`; the admin sends a fresh step-up code where the route needs one. */
+  const as = (auth: string) => {
+    const stepUp = (method: string, path: string, req: Test) => (auth === admin.auth && needsStepUp(method, path) ? withMfa(req, () => admin.code()) : req);
+    return {
+      get: (path: string) => vault.http().get(path).set('Authorization', auth),
+      post: (path: string, body: object = {}) => stepUp('post', path, vault.http().post(path).set('Authorization', auth).send(body)),
+      patch: (path: string, body: object) => stepUp('patch', path, vault.http().patch(path).set('Authorization', auth).send(body)),
+      delete: (path: string) => stepUp('delete', path, vault.http().delete(path).set('Authorization', auth)),
+    };
+  };
 
   beforeAll(async () => {
     vault = await startTestVault();

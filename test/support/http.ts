@@ -1,3 +1,4 @@
+import type { Test } from 'supertest';
 import type { TestUser, TestVault } from './vault';
 
 /**
@@ -25,4 +26,40 @@ export function actingAs(vault: TestVault, user: TestUser) {
     patch: (path: string, body: object, mfa = false) => send('patch', path, body, mfa),
     delete: (path: string, mfa = false) => send('delete', path, undefined, mfa),
   };
+}
+
+/**
+ * The routes that need the caller's step-up code (`@RequiresMfa`) besides checkout, reveal, extend, approve, deny and
+ * claim: the admin actions that weaken protection or move secrets. For helpers that send any request.
+ */
+const STEP_UP_ROUTES: Array<[string, RegExp]> = [
+  ['POST', /^\/v1\/users$/],
+  ['PATCH', /^\/v1\/users\/[^/]+$/],
+  ['POST', /^\/v1\/users\/[^/]+\/mfa\/reset$/],
+  ['POST', /^\/v1\/service-tokens$/],
+  ['DELETE', /^\/v1\/service-tokens\/[^/]+$/],
+  ['POST', /^\/v1\/accounts$/],
+  ['PATCH', /^\/v1\/accounts\/[^/]+$/],
+  ['DELETE', /^\/v1\/accounts\/[^/]+$/],
+  ['POST', /^\/v1\/targets$/],
+  ['PATCH', /^\/v1\/targets\/[^/]+$/],
+  ['DELETE', /^\/v1\/targets\/[^/]+$/],
+  ['POST', /^\/v1\/targets\/[^/]+\/verify$/],
+  ['PUT', /^\/v1\/targets\/[^/]+\/ephemeral-policy$/],
+];
+
+/** Whether an admin request needs the caller's step-up code. */
+export function needsStepUp(method: string, path: string): boolean {
+  const bare = path.split('?')[0];
+  return STEP_UP_ROUTES.some(([m, p]) => m === method.toUpperCase() && p.test(bare));
+}
+
+/** `req` with a fresh `X-MFA-Code` from `code()`: await it for the response, or `.expect(status)` it like supertest. */
+export function withMfa(req: Test, code: () => Promise<string>) {
+  // wrapped, so the pending supertest request is not resolved (sent) before the header is set
+  const built = code().then((c) => ({ req: req.set('X-MFA-Code', c) }));
+  return Object.assign(
+    built.then(({ req: r }) => r),
+    { expect: (status: number) => built.then(({ req: r }) => r.expect(status)) },
+  );
 }
