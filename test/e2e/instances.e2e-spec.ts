@@ -42,6 +42,7 @@ describe('several instances on one database (built vault ×3, real PostgreSQL ta
         .http()
         .post('/v1/targets')
         .set('Authorization', auth)
+        .set('X-MFA-Code', await (await setup.admin()).code())
         .send({ name: 'shared', type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } })
         .expect(201)
     ).body;
@@ -52,7 +53,7 @@ describe('several instances on one database (built vault ×3, real PostgreSQL ta
       const password = `Orig-${randomBytes(8).toString('hex')}`;
       await pg.createRole(username, password);
       names.push(username);
-      ids.push((await setup.http().post('/v1/accounts').set('Authorization', auth).send({ targetId: target.id, username, password }).expect(201)).body.id);
+      ids.push((await setup.http().post('/v1/accounts').set('Authorization', auth).set('X-MFA-Code', await (await setup.admin()).code()).send({ targetId: target.id, username, password }).expect(201)).body.id);
     }
     // the target logs every ALTER ROLE from now on: one line per real password change
     await pg.query("ALTER SYSTEM SET log_statement = 'ddl'");

@@ -90,7 +90,7 @@ describe('vaultctl against a running vault (e2e)', () => {
     const password = `Orig-${randomBytes(10).toString('hex')}`;
     await real.createAccount(username, password);
     made.push(username);
-    const r = expectExit(await cli(['--json', 'accounts', 'create', '--target', targetId, '--username', username, '--password-stdin', ...extra], { as: admin, input: `${password}\n` }), 0);
+    const r = expectExit(await cli(['--json', 'accounts', 'create', '--code', await admin.code(), '--target', targetId, '--username', username, '--password-stdin', ...extra], { as: admin, input: `${password}\n` }), 0);
     return { id: json<{ id: string }>(r).id, username, password };
   };
 
@@ -173,27 +173,30 @@ describe('vaultctl against a running vault (e2e)', () => {
     const body = real.body as { host: string; port: number; admin: { username: string; password: string }; options: { database: string } };
     const created = expectExit(
       await cli(
-        ['--json', 'targets', 'create', '--name', 'pg-vaultctl', '--type', 'postgres', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-password-stdin', '--database', body.options.database],
+        ['--json', 'targets', 'create', '--code', await admin.code(), '--name', 'pg-vaultctl', '--type', 'postgres', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-password-stdin', '--database', body.options.database],
         { as: admin, input: `${body.admin.password}\n` },
       ),
       0,
     );
     targetId = json<{ id: string }>(created).id;
     expect(created.stdout).not.toContain(body.admin.password);
-    expect(expectExit(await cli(['targets', 'verify', targetId], { as: admin }), 0).stdout).toMatch(/ok/);
+    expect(expectExit(await cli(['targets', 'verify', '--code', await admin.code(), targetId], { as: admin }), 0).stdout).toMatch(/ok/);
     expect(expectExit(await cli(['targets', 'list'], { as: admin }), 0).stdout).toMatch(/pg-vaultctl +postgres/);
     // nothing listens there: the vault says TARGET_UNREACHABLE (502), vaultctl exits 10
     const dead = json<{ id: string }>(
       expectExit(
-        await cli(['--json', 'targets', 'create', '--name', 'pg-dead', '--type', 'postgres', '--host', '127.0.0.1', '--port', String(await freePort()), '--admin-username', 'postgres', '--admin-password-stdin'], {
+        await cli(['--json', 'targets', 'create', '--code', await admin.code(), '--name', 'pg-dead', '--type', 'postgres', '--host', '127.0.0.1', '--port', String(await freePort()), '--admin-username', 'postgres', '--admin-password-stdin'], {
           as: admin,
           input: 'whatever\n',
         }),
         0,
       ),
     );
-    expect(expectExit(await cli(['targets', 'verify', dead.id], { as: admin }), 10).stderr).toMatch(/TARGET_UNREACHABLE \(502\)/);
-    expectExit(await cli(['targets', 'delete', dead.id], { as: admin }), 0);
+    expect(expectExit(await cli(['targets', 'verify', '--code', await admin.code(), dead.id], { as: admin }), 10).stderr).toMatch(/TARGET_UNREACHABLE \(502\)/);
+    // an admin change needs the admin's own step-up code: without one (and no terminal to ask on) nothing happens
+    expect(expectExit(await cli(['targets', 'delete', dead.id], { as: admin }), 4).stderr).toMatch(/MFA_REQUIRED/);
+    expectExit(await cli(['targets', 'get', dead.id], { as: admin }), 0);
+    expectExit(await cli(['targets', 'delete', '--code', await admin.code(), dead.id], { as: admin }), 0);
     // an operator may not administer
     expect(expectExit(await cli(['users', 'list'], { as: operator }), 5).stderr).toMatch(/FORBIDDEN \(403\)/);
   });
@@ -268,22 +271,22 @@ describe('vaultctl against a running vault (e2e)', () => {
       const target = json<{ id: string }>(
         expectExit(
           await cli(
-            ['--json', 'targets', 'create', '--name', 'ssh-vaultctl', '--type', 'ssh', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-password-stdin'],
+            ['--json', 'targets', 'create', '--code', await admin.code(), '--name', 'ssh-vaultctl', '--type', 'ssh', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-password-stdin'],
             { as: admin, input: `${body.admin.password}\n` },
           ),
           0,
         ),
       );
-      const unpinned = expectExit(await cli(['targets', 'verify', target.id], { as: admin }), 7);
+      const unpinned = expectExit(await cli(['targets', 'verify', '--code', await admin.code(), target.id], { as: admin }), 7);
       expect(unpinned.stderr).toMatch(/TARGET_HOST_KEY_UNPINNED/);
       expect(unpinned.stderr).toContain(body.options.hostKeySha256);
-      expectExit(await cli(['targets', 'verify', target.id, '--host-key', `SHA256:${'A'.repeat(43)}`], { as: admin }), 10);
-      const pinned = expectExit(await cli(['targets', 'verify', target.id, '--host-key', `SHA256:${body.options.hostKeySha256}`], { as: admin }), 0);
+      expectExit(await cli(['targets', 'verify', '--code', await admin.code(), target.id, '--host-key', `SHA256:${'A'.repeat(43)}`], { as: admin }), 10);
+      const pinned = expectExit(await cli(['targets', 'verify', '--code', await admin.code(), target.id, '--host-key', `SHA256:${body.options.hostKeySha256}`], { as: admin }), 0);
       expect(pinned.stdout).toMatch(/ok +SSH_USER_MANAGEMENT/);
       const username = `vc_${randomBytes(4).toString('hex')}`;
       const password = `Orig-${randomBytes(10).toString('hex')}`;
       await sshd.createAccount(username, password);
-      const account = json<{ id: string }>(expectExit(await cli(['--json', 'accounts', 'create', '--target', target.id, '--username', username, '--password-stdin'], { as: admin, input: `${password}\n` }), 0));
+      const account = json<{ id: string }>(expectExit(await cli(['--json', 'accounts', 'create', '--code', await admin.code(), '--target', target.id, '--username', username, '--password-stdin'], { as: admin, input: `${password}\n` }), 0));
 
       // `sh` says nothing about the target type: vaultctl asks the vault (an operator may read targets)
       const ssh = [
@@ -297,8 +300,8 @@ describe('vaultctl against a running vault (e2e)', () => {
       expect(existsSync(askpass)).toBe(false); // removed once the client exited
       await eventually(async () => !(await sshd.canLogin(username, password)));
       await eventually(async () => (await accountStatus(account.id)) === 'available');
-      expectExit(await cli(['accounts', 'delete', account.id], { as: admin }), 0);
-      expectExit(await cli(['targets', 'delete', target.id], { as: admin }), 0);
+      expectExit(await cli(['accounts', 'delete', '--code', await admin.code(), account.id], { as: admin }), 0);
+      expectExit(await cli(['targets', 'delete', '--code', await admin.code(), target.id], { as: admin }), 0);
     } finally {
       await sshd.stop();
     }
