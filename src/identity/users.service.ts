@@ -42,6 +42,9 @@ export class UsersService {
   /** Role and disabled changes take effect on the next request: tokens are checked against the user row. */
   async update(actor: Actor, id: string, dto: UpdateUserDto): Promise<UserView> {
     const user = await this.audit.transaction(async (em, audit) => {
+      // role and enable changes take turns (one transaction-level lock, always first): two admins demoting each other at
+      // once would otherwise each lock their own row and wait for the other's (a deadlock: 500), or both pass the check
+      if (dto.roles !== undefined || dto.disabled !== undefined) await em.query("SELECT pg_advisory_xact_lock(hashtext('pam-vault:user-roles'))");
       const current = await findByIdOrThrow(em, UserEntity, id, 'user', true);
       const changes: Partial<UserEntity> = {};
       if (dto.roles !== undefined) changes.roles = dto.roles;

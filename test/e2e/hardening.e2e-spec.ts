@@ -78,6 +78,21 @@ describe('API hardening (e2e)', () => {
     }
   });
 
+  it('two admins demoting each other at once: one wins, the other gets 409 LAST_ADMIN, never a 500 (15 rounds)', async () => {
+    const second = await vault.createUser(['admin']);
+    const demote = (by: TestUser, whom: TestUser) => as(by).patch(`/v1/users/${whom.id}`, { roles: ['operator'] }, true);
+    let a = admin;
+    let b = second;
+    for (let round = 0; round < 15; round++) {
+      const [x, y] = await Promise.all([demote(a, b), demote(b, a)]);
+      const statuses = [x.status, y.status].sort();
+      expect({ round, statuses, codes: [x.body.code, y.body.code] }).toEqual({ round, statuses: [200, 409], codes: expect.arrayContaining(['LAST_ADMIN']) });
+      const [winner, loser] = x.status === 200 ? [a, b] : [b, a];
+      await as(winner).patch(`/v1/users/${loser.id}`, { roles: ['admin'] }, true).expect(200);
+      [a, b] = [loser, winner];
+    }
+  }, 120_000);
+
   it('logs a failed rotation and an account going needs_attention at warn: what, which account and target, the code — never a secret', async () => {
     // a real PostgreSQL that refuses the admin (a wrong stored password): the rotation fails, and so do the test logins
     const real = (pg = await REAL_TARGETS.postgres());
