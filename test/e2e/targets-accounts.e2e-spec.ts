@@ -4,6 +4,7 @@ import { TargetEntity } from '../../src/targets/target.entity';
 import { TargetsService } from '../../src/targets/targets.service';
 import { accountInput, postgresTarget, secretValue, sshTarget } from '../factories';
 import { startTestVault, TestVault } from '../support/vault';
+import { needsStepUp, withMfa } from '../support/http';
 
 describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
   let vault: TestVault;
@@ -16,9 +17,11 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
     for (const s of [admin?.password, admin?.privateKey, body.password as string | undefined]) if (s) sent.push(s);
     return body;
   };
+  /** As the admin; with a fresh step-up code where the route needs one. */
   const call = (method: 'get' | 'post' | 'patch' | 'delete', path: string, body?: object) => {
     const req = vault.http()[method](path).set('Authorization', auth);
-    return body ? req.send(body) : req;
+    const sent = body ? req.send(body) : req;
+    return needsStepUp(method, path) ? withMfa(sent, async () => (await vault.admin()).code()) : sent;
   };
   const noSecrets = (text: string) => sent.forEach((s) => expect(text).not.toContain(s));
 
@@ -63,8 +66,10 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
     const load = () => vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: created.id });
     expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
 
-    // an admin moving the target through the API: the vault re-encrypts and the credential still opens
-    await call('patch', `/v1/targets/${created.id}`, { host: 'moved.example.internal', port: 2222 }).expect(200);
+    // an admin moving the target through the API types its credential again: the stored one never follows it
+    const move = { host: 'moved.example.internal', port: 2222 };
+    expect((await call('patch', `/v1/targets/${created.id}`, move).expect(400)).body.code).toBe('ADMIN_CREDENTIAL_REQUIRED');
+    await call('patch', `/v1/targets/${created.id}`, { ...move, admin: input.admin }).expect(200);
     expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
 
     // someone with database access alone redirecting it, or removing the pin: the credential no longer opens
