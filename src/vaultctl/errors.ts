@@ -59,6 +59,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   TTL_EXCEEDS_POLICY: { exit: EXIT.USAGE, hint: "ask for a shorter --ttl; the account's or target's policy sets the maximum" },
   TARGET_INVALID_NAME: { exit: EXIT.USAGE, hint: 'a name or value is not allowed on this kind of target' },
   POLICY_NOT_ALLOWED: { exit: EXIT.USAGE, hint: 'the policy allows what no one-time account may have on this target; see the refused list' },
+  ADMIN_CREDENTIAL_REQUIRED: { exit: EXIT.USAGE, hint: "moving a target (or changing how its identity is checked) needs its admin credential again: send `admin` with the change" },
   PAYLOAD_TOO_LARGE: { exit: EXIT.USAGE, hint: 'the request is too large' },
   UNSUPPORTED_MEDIA_TYPE: { exit: EXIT.USAGE },
   METHOD_NOT_ALLOWED: { exit: EXIT.USAGE, hint: 'this vault does not support the call; is vaultctl newer than the vault?' },

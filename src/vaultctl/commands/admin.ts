@@ -60,7 +60,7 @@ async function resolveUser(ctx: Context, ref: string): Promise<string> {
 }
 
 function registerTargets(program: Command, rt: Runtime): void {
-  const targets = program.command('targets').description('admin: systems the vault manages');
+  const targets = program.command('targets').description('admin: systems the vault manages (create, verify and delete need your step-up code: --code)');
   listOptions(
     targets
       .command('list')
@@ -184,7 +184,7 @@ function registerTargets(program: Command, rt: Runtime): void {
 }
 
 function registerAccounts(program: Command, rt: Runtime): void {
-  const accounts = program.command('accounts').description('shared privileged accounts in the vault');
+  const accounts = program.command('accounts').description('shared privileged accounts in the vault (create, set-policy and delete need your step-up code: --code)');
   listOptions(
     accounts
       .command('list')
@@ -273,7 +273,7 @@ function registerAccounts(program: Command, rt: Runtime): void {
 }
 
 function registerUsers(program: Command, rt: Runtime): void {
-  const users = program.command('users').description('admin: people');
+  const users = program.command('users').description('admin: people (every change needs your step-up code: --code)');
   listOptions(users.command('list').description('list users')).action(async (o: ListOptions, cmd: Command) => {
     const ctx = Context.of(cmd, rt.execArgs);
     const page = await ctx.client().get<Page<UserView>>('/v1/users', pageQuery(o));
@@ -325,7 +325,7 @@ function registerUsers(program: Command, rt: Runtime): void {
 }
 
 function registerTokens(program: Command, rt: Runtime): void {
-  const tokens = program.command('tokens').description('admin: service tokens for schedulers and auditors');
+  const tokens = program.command('tokens').description('admin: service tokens for schedulers and auditors (create and revoke need your step-up code: --code)');
   listOptions(tokens.command('list').description('list service tokens')).action(async (o: ListOptions, cmd: Command) => {
     const ctx = Context.of(cmd, rt.execArgs);
     const page = await ctx.client().get<Page<TokenView>>('/v1/service-tokens', pageQuery(o));
@@ -373,7 +373,7 @@ function registerPolicy(program: Command, rt: Runtime): void {
     });
   policy
     .command('set')
-    .description('admin: replace the policy: {approvalsRequired, maxTtlSeconds, allowedGroups?, allowedDatabases?, allowedRoles?, allowedGrants?}')
+    .description('admin: replace the policy: {approvalsRequired, maxTtlSeconds, allowedGroups?, allowedDatabases?, allowedRoles?, allowedGrants?} (step-up MFA: your own code)')
     .argument('<targetId>')
     .requiredOption('--file <json>', 'the policy as JSON')
     .action(async (id: string, o: { file: string }, cmd: Command) => {
