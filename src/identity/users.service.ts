@@ -39,7 +39,12 @@ export class UsersService {
     return keysetPage(this.dataSource.manager, UserEntity, { column: 'username', kind: 'string' }, q, mapUser);
   }
 
-  /** Role and disabled changes take effect on the next request: tokens are checked against the user row. */
+  /**
+   * Role and disabled changes take effect on the next request: tokens are checked against the user row. What a lost role
+   * (or a disabled user) was granted ends too: open checkouts of a requester who is no operator are revoked by the
+   * checkout sweep (`requester_role_removed`), live one-time accounts of an ex-vendor are removed by the reaper, and an
+   * ex-approver's approvals stop counting (countApprovals).
+   */
   async update(actor: Actor, id: string, dto: UpdateUserDto): Promise<UserView> {
     const user = await this.audit.transaction(async (em, audit) => {
       // role and enable changes take turns (one transaction-level lock, always first): two admins demoting each other at
