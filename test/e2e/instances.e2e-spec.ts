@@ -25,7 +25,7 @@ describe('several instances on one database (built vault ×3, real PostgreSQL ta
   beforeAll(async () => {
     requireBuild();
     db = await createTestDatabase();
-    pg = await startScramPostgres();
+    pg = await startScramPostgres({ tls: true });
     setup = await startTestVault({ db, masterKey, env: { VAULT_ROTATION_SWEEP_MS: '3600000' } });
   }, 60_000);
   afterAll(async () => {
@@ -43,7 +43,7 @@ describe('several instances on one database (built vault ×3, real PostgreSQL ta
         .post('/v1/targets')
         .set('Authorization', auth)
         .set('X-MFA-Code', await (await setup.admin()).code())
-        .send({ name: 'shared', type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } })
+        .send({ name: 'shared', type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database, tlsCa: pg.tls!.caPem } })
         .expect(201)
     ).body;
     const names: string[] = [];

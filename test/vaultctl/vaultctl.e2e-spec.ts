@@ -109,7 +109,7 @@ describe('vaultctl against a running vault (e2e)', () => {
       vault.createUser(['approver']),
       vault.createUser(['vendor']),
     ]);
-    real = await REAL_TARGETS.postgres();
+    real = await REAL_TARGETS.postgres({ publicConnect: true }); // the vendor's --exec client connects to it without a policy database
   }, 60_000);
 
   afterAll(async () => {
@@ -170,10 +170,13 @@ describe('vaultctl against a running vault (e2e)', () => {
   });
 
   it('registers and verifies a real PostgreSQL target and its accounts as admin', async () => {
-    const body = real.body as { host: string; port: number; admin: { username: string; password: string }; options: { database: string } };
+    const body = real.body as { host: string; port: number; admin: { username: string; password: string }; options: { database: string; tlsCa: string } };
+    // TLS is the default for PostgreSQL: the cluster's CA goes in through --file (the flags fill in the rest)
+    const tlsFile = join(tempDir(), 'target.json');
+    writeFileSync(tlsFile, JSON.stringify({ options: { tlsCa: body.options.tlsCa } }));
     const created = expectExit(
       await cli(
-        ['--json', 'targets', 'create', '--code', await admin.code(), '--name', 'pg-vaultctl', '--type', 'postgres', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-password-stdin', '--database', body.options.database],
+        ['--json', 'targets', 'create', '--file', tlsFile, '--code', await admin.code(), '--name', 'pg-vaultctl', '--type', 'postgres', '--host', body.host, '--port', String(body.port), '--admin-username', body.admin.username, '--admin-password-stdin', '--database', body.options.database],
         { as: admin, input: `${body.admin.password}\n` },
       ),
       0,

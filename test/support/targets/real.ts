@@ -38,7 +38,7 @@ export interface RealPostgresOptions {
   /**
    * Leave CONNECT on the database to PUBLIC (PostgreSQL's default), for tests whose one-time accounts connect to it
    * without a policy naming it. By default it is revoked (what a policy naming the database needs, README "Target
-   * safety"), and createAccount grants CONNECT to the accounts it makes.
+   * safety"), and the accounts createAccount makes connect as members of a group role `database_users` holding CONNECT.
    */
   publicConnect?: boolean;
 }
@@ -53,7 +53,13 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> & {
     // the database; 16+: ADMIN OPTION on the accounts createAccount makes); the superuser handle only sets up and cleans up
     const admin = await pg.leastPrivilegeAdmin();
     const db = `"${pg.database.replace(/"/g, '""')}"`;
-    if (!opts.publicConnect) await pg.query(`REVOKE CONNECT ON DATABASE ${db} FROM PUBLIC`);
+    if (!opts.publicConnect) {
+      await pg.query(`REVOKE CONNECT ON DATABASE ${db} FROM PUBLIC`);
+      // accounts made outside the vault connect through a group role (membership ends with DROP ROLE; a direct grant by
+      // the superuser would be a privilege only its grantor may revoke, and keep the vault from dropping the role)
+      await pg.query('CREATE ROLE database_users NOLOGIN');
+      await pg.query(`GRANT CONNECT ON DATABASE ${db} TO database_users`);
+    }
     return {
       body: {
         type: 'postgres', host: pg.host, port: pg.port, admin: { username: admin.username, password: admin.password },
@@ -61,9 +67,18 @@ export const REAL_TARGETS: Record<RealTargetType, () => Promise<RealTarget>> & {
       },
       createAccount: async (n, p) => {
         await pg.createRole(n, p);
-        if (!opts.publicConnect) await pg.query(`GRANT CONNECT ON DATABASE ${db} TO "${n.replace(/"/g, '""')}"`);
+        if (!opts.publicConnect) await pg.query(`GRANT database_users TO "${n.replace(/"/g, '""')}"`);
       },
-      openSession: (n, p) => openPgSession(pg.host, pg.port, n, p, pg.database),
+      // in pg.database, or (a one-time account without CONNECT on it: its policy names another database, or none) in one it
+      // may connect to (template1 last: PUBLIC keeps CONNECT there)
+      openSession: async (n, p) => {
+        const { rows } = await pg.query<{ datname: string }>(
+          `SELECT datname FROM pg_database WHERE datallowconn AND has_database_privilege($1, oid, 'CONNECT')
+            ORDER BY datname <> $2, datistemplate, datname LIMIT 1`,
+          [n, pg.database],
+        );
+        return openPgSession(pg.host, pg.port, n, p, rows[0]?.datname ?? pg.database);
+      },
       // the password was accepted when the server refuses the database only afterwards (42501: no CONNECT on it)
       canLogin: (n, p) => canLoginPg(pg.host, pg.port, n, p, pg.database).catch((e: unknown) => {
         if ((e as { cause?: { code?: unknown } }).cause?.code === '42501') return true;
