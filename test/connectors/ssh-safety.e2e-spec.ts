@@ -5,9 +5,10 @@ import { Client, ConnectConfig, Server, utils } from 'ssh2';
 import { ConnectorError } from '../../src/connectors/connector.errors';
 import { Connector, ConnectorTarget } from '../../src/connectors/connector.interface';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
+import { UID_MARK_PREFIX } from '../../src/connectors/ssh/ssh-remote';
 import { canLoginSsh } from '../support/targets/sessions';
 import { run, runRaw } from '../support/targets/run';
-import { fingerprintSha256, processGone, SSH_ADMIN_COMMANDS, SshdHandle, startSshd, SudoAdmin } from '../support/targets/sshd';
+import { connectorCodeOf, fingerprintSha256, processGone, SSH_ADMIN_COMMANDS, sshConnect, SshdHandle, sshExecHold, sshExecOut, startSshd, SudoAdmin } from '../support/targets/sshd';
 
 /**
  * Target safety of the SSH connector (issue 11), against a real OpenSSH sshd (UsePAM yes, as a stock Debian server: PAM
@@ -20,41 +21,11 @@ import { fingerprintSha256, processGone, SSH_ADMIN_COMMANDS, SshdHandle, startSs
 const hex = () => randomBytes(4).toString('hex');
 const pw = () => `Pw-${randomBytes(12).toString('base64url')}`;
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConnectorError);
-    return (e as ConnectorError).code;
-  }
-  throw new Error('expected the call to fail');
-}
+const codeOf = connectorCodeOf;
 
-function connect(config: ConnectConfig): Promise<Client> {
-  return new Promise((resolve, reject) => {
-    const c = new Client();
-    c.on('ready', () => resolve(c)).on('error', reject);
-    c.connect({ readyTimeout: 10_000, ...config });
-  });
-}
-
-/** Runs a command on an open connection; resolves to its stdout when it exits. */
-function execOut(c: Client, command: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    c.exec(command, (err, stream) => {
-      if (err) return reject(err);
-      let out = '';
-      stream.on('data', (d: Buffer) => (out += d));
-      stream.stderr.on('data', () => undefined);
-      stream.on('close', () => resolve(out));
-    }),
-  );
-}
-
-/** Starts a long command on an open connection and leaves it running; the promise settles once it is started. */
-function execHold(c: Client, command: string): Promise<void> {
-  return new Promise((resolve, reject) => c.exec(command, (err, stream) => (err ? reject(err) : (stream.on('data', () => undefined), stream.stderr.on('data', () => undefined), resolve()))));
-}
+const connect = sshConnect;
+const execOut = sshExecOut;
+const execHold = sshExecHold;
 
 /** A login session that holds a `sleep` (in its subtree) and has left a daemonized `sleep` behind (out of its subtree, same audit session). */
 async function sessionWithLeftover(config: ConnectConfig, marker: number): Promise<{ conn: Client; leftover: number; closed: () => boolean }> {
@@ -106,6 +77,8 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
   afterAll(async () => {
     for (const fn of cleanup.reverse()) await Promise.resolve(fn()).catch(() => undefined);
     await sshd?.stop();
+    // the connector's uid marks (made by the revokes here): removed so the machine is left as found
+    for (const l of (await run('getent', ['passwd'])).stdout.split('\n').filter((x) => x.startsWith(UID_MARK_PREFIX))) await runRaw('userdel', [l.split(':')[0]]);
   });
 
   describe('verify: privilege mode and every capability', () => {
@@ -123,6 +96,8 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
         ['SSH_USER_MANAGEMENT', true],
         ['SSH_PROCESS_VIEW', true],
         ['SSH_KILL', true],
+        ['SSH_KILL_AS_USER', true],
+        ['SSH_KEYS_LOCKED', true],
       ]);
     });
 
@@ -146,11 +121,26 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       expect(byCode.SSH_USER_MANAGEMENT.message).toContain('/usr/sbin/useradd, /usr/sbin/usermod, /usr/sbin/userdel, /usr/sbin/chpasswd');
       expect(byCode.SSH_KILL.ok).toBe(false);
       expect(byCode.SSH_KILL.message).toContain('/usr/bin/kill');
+      expect(byCode.SSH_KILL_AS_USER.ok).toBe(false);
+      // kill allowed as root only: SSH_KILL ok, SSH_KILL_AS_USER names the run-as line to add
+      const rootKill = await sshd.createSudoAdmin({ nopasswd: true, killAsAnyUser: false });
+      const caps = Object.fromEntries((await connector.verify(targetOf(rootKill, 'key'))).capabilities.map((c) => [c.code, c]));
+      expect([caps.SSH_KILL.ok, caps.SSH_KILL_AS_USER.ok]).toEqual([true, false]);
+      expect(caps.SSH_KILL_AS_USER.message).toContain(`${rootKill.username} ALL=(ALL) NOPASSWD: /usr/bin/kill`);
+      // and it still ends a one-time account's processes (as root, after the identity check)
+      const eph = `vt_eph_${hex()}`;
+      const ephPw = pw();
+      await connector.createEphemeral(targetOf(rootKill, 'key'), { username: eph, password: ephPw }, {});
+      const session = await sessionWithLeftover({ host: sshd.host, port: sshd.port, username: eph, password: ephPw }, 2100 + Math.floor(Math.random() * 99) * 2);
+      await connector.revokeEphemeral(targetOf(rootKill, 'key'), eph);
+      expect((await runRaw('getent', ['passwd', eph])).code).toBe(2);
+      expect(await waitGone(session.leftover)).toBe(true);
+      session.conn.end();
       expect(JSON.stringify(res)).not.toContain(none.password);
       // a password-sudo admin whose password is not stored cannot use sudo non-interactively
       const noPwStored = await connector.verify(targetOf(withPw, 'key'));
       expect(noPwStored.privilege).toBeUndefined();
-      expect(noPwStored.capabilities.filter((c) => !c.ok).map((c) => c.code)).toEqual(['SSH_PRIVILEGE', 'SSH_USER_MANAGEMENT', 'SSH_KILL']);
+      expect(noPwStored.capabilities.filter((c) => !c.ok).map((c) => c.code)).toEqual(['SSH_PRIVILEGE', 'SSH_USER_MANAGEMENT', 'SSH_KILL', 'SSH_KILL_AS_USER']);
     });
   });
 

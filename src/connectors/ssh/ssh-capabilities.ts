@@ -1,5 +1,7 @@
 import { Capability, VerifyResult } from '../connector.interface';
-import { AdminShell } from './ssh-session';
+import { isListenerTitle } from './ssh-processes';
+import { scanProcesses } from './ssh-remote';
+import { AdminShell, shQuote } from './ssh-session';
 
 /**
  * What verify probes on an SSH target, without changing anything (stable codes; README "Least-privilege
@@ -8,6 +10,10 @@ import { AdminShell } from './ssh-session';
  * - SSH_USER_MANAGEMENT: useradd, usermod, userdel and chpasswd are installed and (through sudo) allowed.
  * - SSH_PROCESS_VIEW: `ps` is installed and the admin sees every user's processes (/proc not mounted hidepid).
  * - SSH_KILL: `kill` (the program, /usr/bin/kill) is installed and (through sudo) allowed.
+ * - SSH_KILL_AS_USER: sudo also runs `kill` as any user (`(ALL)` run-as list): processes of a user are signalled as
+ *   that user, so a pid reused by someone else's process meanwhile is never hit (without it: as root, after a check).
+ * - SSH_KEYS_LOCKED: the AuthorizedKeysFile of the sshd serving the vault is outside users' homes (absolute, no %h),
+ *   so an account cannot add a key of its own that outlives a checkout (its password is rotated at check-in).
  * With sudo, "allowed" is asked with `sudo -l <full path>`, which runs nothing.
  */
 export const USER_TOOLS = ['useradd', 'usermod', 'userdel', 'chpasswd'] as const;
@@ -76,6 +82,17 @@ export async function probeCapabilities(shell: AdminShell, adminUsername: string
 
   const userManagement = check('SSH_USER_MANAGEMENT', [...USER_TOOLS], 'creating, changing and removing accounts');
   const kill = check('SSH_KILL', ['kill'], 'ending processes');
+  const killPath = paths.get('kill');
+  const killAsUser: Capability =
+    !killPath || !privilegeCap.ok || !kill.ok
+      ? { code: 'SSH_KILL_AS_USER', ok: false, message: 'ending processes as their own user: needs SSH_KILL first' }
+      : (await shell.allowed(killPath, false, 65534))
+        ? { code: 'SSH_KILL_AS_USER', ok: true, message: `ending processes as their own user (a reused pid is never hit): ${killPath}` }
+        : {
+            code: 'SSH_KILL_AS_USER',
+            ok: false,
+            message: `sudo runs ${killPath} only as root: processes are then signalled as root after a last check of their identity; to have the kernel refuse a reused pid, add to /etc/sudoers.d/: ${adminUsername} ALL=(ALL) NOPASSWD: ${killPath}`,
+          };
   const procOptions = field('proc');
   const hidepid = /(?:^|,)hidepid=([^,]+)/.exec(procOptions)?.[1];
   const hideGid = /(?:^|,)gid=(\d+)/.exec(procOptions)?.[1];
@@ -86,5 +103,71 @@ export async function probeCapabilities(shell: AdminShell, adminUsername: string
       ? { code: 'SSH_PROCESS_VIEW', ok: false, message: `/proc is mounted with hidepid=${hidepid}: the admin cannot see other users' processes; mount /proc without hidepid, or with gid= a group the admin is in` }
       : { code: 'SSH_PROCESS_VIEW', ok: true, message: "the admin sees every user's processes (ps, /proc)" };
 
-  return { serverVersion: field('uname') || undefined, privilege, capabilities: [privilegeCap, userManagement, processView, kill] };
+  return { serverVersion: field('uname') || undefined, privilege, capabilities: [privilegeCap, userManagement, processView, kill, killAsUser, await keysLocked(shell)] };
+}
+
+/** The AuthorizedKeysFile sshd uses when the configuration does not say (OpenSSH default). */
+const DEFAULT_AUTHORIZED_KEYS = ['.ssh/authorized_keys', '.ssh/authorized_keys2'];
+
+/**
+ * SSH_KEYS_LOCKED: reads (as the admin, unprivileged) the configuration of the sshd listener that serves the vault's
+ * own session (its `-f`, default /etc/ssh/sshd_config, with its Include files) and tells whether AuthorizedKeysFile lets
+ * a user add keys of its own: any relative path (relative to the home) or one with %h or ~ does.
+ */
+export async function keysLocked(shell: AdminShell): Promise<Capability> {
+  const code = 'SSH_KEYS_LOCKED';
+  const table = await scanProcesses(shell);
+  let listener: number | undefined;
+  for (let p = table.procs.get(table.self), hops = 0; p && hops < 64; p = table.procs.get(p.ppid), hops++) {
+    if (p.ruid === 0 && p.euid === 0 && isListenerTitle(p.args)) {
+      listener = p.pid;
+      break;
+    }
+  }
+  let file = '/etc/ssh/sshd_config';
+  if (listener) {
+    const cmd = (await shell.run(`head -c 4096 /proc/${listener}/cmdline | tr '\\000' ' '`)).stdout;
+    const f = /(?:^|\s)-f\s*(\/\S+)/.exec(cmd)?.[1];
+    if (f) file = f;
+  }
+  const main = await shell.run(`cat -- ${shQuote(file)}`);
+  if (main.code !== 0) return { code, ok: false, message: `the sshd configuration ${file} cannot be read by the admin: whether users can add their own authorized keys is unknown` };
+  const lines: string[] = [];
+  for (const line of main.stdout.split('\n')) {
+    const inc = /^\s*include\s+(.+)$/i.exec(line);
+    if (!inc) {
+      lines.push(line);
+      continue;
+    }
+    for (const raw of inc[1].trim().split(/\s+/)) {
+      const pattern = raw.startsWith('/') ? raw : `/etc/ssh/${raw}`;
+      if (!/^[A-Za-z0-9_./*?-]+$/.test(pattern)) return { code, ok: false, message: `the sshd configuration includes ${raw.slice(0, 80)}, which the vault does not read: check AuthorizedKeysFile by hand` };
+      const res = await shell.run(`for f in ${pattern}; do [ -f "$f" ] && cat -- "$f" && echo; done; exit 0`);
+      lines.push(...res.stdout.split('\n'));
+    }
+  }
+  let value: string[] | undefined;
+  let inMatch = false;
+  let inMatchSet = false;
+  for (const line of lines) {
+    const m = /^\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*?)\s*$/.exec(line.replace(/#.*$/, ''));
+    if (!m) continue;
+    const key = m[1].toLowerCase();
+    if (key === 'match') inMatch = true;
+    else if (key === 'authorizedkeysfile') {
+      if (inMatch) inMatchSet = true;
+      else value ??= m[2].split(/\s+/).map((t) => t.replace(/^"|"$/g, ''));
+    }
+  }
+  const files = value ?? DEFAULT_AUTHORIZED_KEYS;
+  const writable = files.filter((f) => f.toLowerCase() !== 'none' && (!f.startsWith('/') || /%h|~/.test(f)));
+  if (writable.length) {
+    return {
+      code,
+      ok: false,
+      message: `sshd (${file}) reads authorized keys from ${writable.join(', ')} in the user's home: a checked-out account can add a key and keep logging in after check-in; set AuthorizedKeysFile to a root-owned path (e.g. /etc/ssh/authorized_keys/%u)`,
+    };
+  }
+  if (inMatchSet) return { code, ok: false, message: `a Match block of ${file} sets AuthorizedKeysFile: check by hand that no user can write it` };
+  return { code, ok: true, message: `sshd (${file}) reads authorized keys only from ${files.join(', ')} (outside users' homes)` };
 }

@@ -27,17 +27,36 @@ export interface ExecResult {
 /** The PATH every script runs with (sudo's Debian secure_path): sbin tools resolve for a non-root admin too. */
 export const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** Runs one POSIX sh script (whatever the login shell is), its input on stdin. */
-export function execScript(conn: Client, script: string, stdin = ''): Promise<ExecResult> {
+/** The most output (stdout and stderr together) one script may return: beyond it the call fails (TARGET_ERROR). */
+export const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+/** Runs one POSIX sh script (whatever the login shell is), its input on stdin; fails cleanly past {@link MAX_OUTPUT_BYTES}. */
+export function execScript(conn: Client, script: string, stdin = '', maxBytes = MAX_OUTPUT_BYTES): Promise<ExecResult> {
   const command = `/bin/sh -c ${shQuote(`PATH=${SCRIPT_PATH}; export PATH; LC_ALL=C; export LC_ALL\n${script}`)}`;
   return new Promise((resolve, reject) => {
     conn.exec(command, (err, stream) => {
       if (err) return reject(err);
-      let stdout = '';
-      let stderr = '';
-      stream.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-      stream.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-      stream.on('close', (code: number | null) => resolve({ code, stdout, stderr }));
+      const out: Buffer[] = [];
+      const errs: Buffer[] = [];
+      let bytes = 0;
+      let overflow = false;
+      const take = (into: Buffer[]) => (d: Buffer) => {
+        if (overflow) return;
+        bytes += d.length;
+        if (bytes > maxBytes) {
+          overflow = true;
+          out.length = errs.length = 0;
+          stream.close();
+          return;
+        }
+        into.push(d);
+      };
+      stream.on('data', take(out));
+      stream.stderr.on('data', take(errs));
+      stream.on('close', (code: number | null) => {
+        if (overflow) reject(new ConnectorError('TARGET_ERROR', `a command on the target returned more than ${maxBytes} bytes: refused`));
+        else resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errs).toString('utf8') });
+      });
       stream.end(stdin);
     });
   });
@@ -96,10 +115,22 @@ export class AdminShell {
     );
   }
 
-  /** Asks sudo whether the admin may run `path` (`sudo -l <path>`): runs nothing. True for root. */
-  async allowed(path: string, passwordless = false): Promise<boolean> {
+  /**
+   * Runs one command as the (non-root) user with uid `uid` — so the kernel, not the vault, decides what it may
+   * touch: `kill` as the uid signals only processes of that uid, whatever became of a pid meanwhile. Through sudo
+   * (`sudo -u '#uid'`: the admin needs `(ALL)` as run-as list for that command), or as root with `setpriv`.
+   */
+  sudoAs(uid: number, command: string, stdin = ''): Promise<ExecResult> {
+    if (!Number.isSafeInteger(uid) || uid <= 0) throw new ConnectorError('TARGET_ERROR', 'refusing to run a command as an invalid uid');
+    if (this.privilege === 'root') return execScript(this.conn, `exec setpriv --reuid=${uid} --regid=65534 --clear-groups -- ${command}`, stdin);
+    return this.sudo(command, stdin, `-u '#${uid}'`);
+  }
+
+  /** Asks sudo whether the admin may run `path` (`sudo -l <path>`; with `asUid`, as that uid): runs nothing. True for root. */
+  async allowed(path: string, passwordless = false, asUid?: number): Promise<boolean> {
     if (this.privilege === 'root') return true;
-    const res = passwordless ? await execScript(this.conn, `exec sudo -n -l -- ${shQuote(path)}`) : await this.sudo(shQuote(path), '', '-l');
+    const runas = asUid === undefined ? '' : ` -u '#${asUid}'`;
+    const res = passwordless ? await execScript(this.conn, `exec sudo -n -l${runas} -- ${shQuote(path)}`) : await this.sudo(shQuote(path), '', `-l${runas}`);
     return res.code === 0;
   }
 

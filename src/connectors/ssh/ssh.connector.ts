@@ -3,7 +3,7 @@ import { ConnectorError } from '../connector.errors';
 import { AccessInspection, AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
 import { probeCapabilities } from './ssh-capabilities';
 import { processesToEnd } from './ssh-processes';
-import { endProcesses, freeUid, loginDefs, uidOf } from './ssh-remote';
+import { endProcesses, freeUid, isUidMark, loginDefs, markUid, namesWithUid, oneTimeUidRange, uidOf } from './ssh-remote';
 import { adminAuth, AdminShell, normalizePin, shQuote, sshSession } from './ssh-session';
 
 export { hostKeyFingerprint, shQuote } from './ssh-session';
@@ -17,7 +17,8 @@ export { hostKeyFingerprint, shQuote } from './ssh-session';
  *   reaches sudo only through an askpass program, never on a stream a command reads (see AdminShell).
  * - Names have passed a strict pattern and are single-quoted after `--`; passwords go to `chpasswd` on stdin.
  * - Ending sessions never kills every process of an account (see ssh-processes.ts for the exact rule); one-time
- *   accounts get a uid nothing else uses, so revoking may end everything running with it.
+ *   accounts get a uid nothing else uses and no earlier one-time account had (uids only grow, the highest one of a
+ *   removed account is kept by a locked account `pamvault-uid-<uid>`), so revoking may end everything running with it.
  */
 export class SshConnector implements Connector {
   readonly type = 'ssh' as const;
@@ -75,8 +76,9 @@ export class SshConnector implements Connector {
       // the backstop: the account expires on the target by itself, should the vault be down at expiry
       const expires = access.validUntil ? ` -e ${shQuote(expiryDate(access.validUntil))}` : '';
       const defs = await loginDefs(shell);
-      // A uid no entry names and no process runs with: a recycled uid would hand the account an earlier user's
-      // leftover processes (and revoking would end them). useradd exits 4 when another writer took it meanwhile.
+      // A uid above every account's (pamvault-uid-<uid> keeps the highest a removed one-time account had), that no group
+      // and no process uses: an earlier user's leftover processes or files (a setuid shell) never become this
+      // account's. useradd exits 4 when another writer took it meanwhile.
       let uid = defs.uidMin;
       for (let attempt = 1; ; attempt++) {
         uid = await freeUid(shell, defs, uid);
@@ -95,10 +97,16 @@ export class SshConnector implements Connector {
     await this.asAdmin(target, opts, async (shell) => {
       const uid = await uidOf(shell, username);
       if (uid === undefined) return; // already gone
-      const { uidMin } = await loginDefs(shell);
-      if (uid === 0 || uid === shell.uid || uid < uidMin) {
-        throw new ConnectorError('TARGET_INVALID_NAME', `${username} is the administrator or a system account (uid ${uid}): never revoked as a one-time account`);
+      const defs = await loginDefs(shell);
+      if (uid === 0 || uid === shell.uid || !oneTimeUidRange(uid, defs) || isUidMark(username)) {
+        throw new ConnectorError(
+          'TARGET_INVALID_NAME',
+          `${username} is the administrator, a system account or not in the range of one-time accounts (uid ${uid}; UID_MIN ${defs.uidMin}, UID_MAX ${defs.uidMax}, systemd dynamic uids excluded): never revoked as a one-time account`,
+        );
       }
+      // everything running with the uid is ended below: only when no other account has it
+      const sharing = (await namesWithUid(shell, uid, username)).filter((n) => !isUidMark(n));
+      if (sharing.length) throw new ConnectorError('TARGET_INVALID_NAME', `the uid ${uid} of ${username} is also the uid of ${sharing.slice(0, 3).join(', ')}: not a one-time account of the vault, never revoked`);
       // First no new login, whatever happens next: expired since 1970-01-02 and password locked.
       // usermod: 0 done; 6 no such user (already gone). Anything else (e.g. 1/10: passwd or group file locked by
       // another writer) is retried, and if it keeps failing userdel below still decides whether the revoke worked.
@@ -107,11 +115,13 @@ export class SshConnector implements Connector {
         await sleep(100);
         lock = await shell.sudo(`usermod -e 1 -L -- ${user}`);
       }
+      // the uid is never handed out again, even once the account is gone (files it left may remain)
+      await markUid(shell, uid);
       let last: Awaited<ReturnType<AdminShell['sudo']>> | undefined;
       for (let attempt = 0; attempt < 10; attempt++) {
         if (attempt > 0) await sleep(200);
-        // the uid was free when the account was made: everything running with it is the account's
-        await endProcesses(shell, (t) => processesToEnd(t, username, uid, uid), `${username}`);
+        // the uid was free when the account was made: everything running with it is the account's (ended as that uid)
+        await endProcesses(shell, (t) => processesToEnd(t, username, uid, uid), `${username}`, uid);
         last = await shell.sudo(`userdel -r -- ${user}`);
         // 0: removed; 6: no such user (already gone)
         if (last.code === 0 || last.code === 6) return;

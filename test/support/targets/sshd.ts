@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client, ConnectConfig } from 'ssh2';
+import { ConnectorError } from '../../../src/connectors/connector.errors';
 import { freePort } from '../process';
 import { assertTestName, run, runRaw, sleep } from './run';
 
@@ -53,6 +55,8 @@ export interface SshdHandle {
   userExists(name: string): Promise<boolean>;
   /** Kills the user's processes and removes the user and its home dir; succeeds when it is already gone. */
   deleteUser(name: string): Promise<void>;
+  /** With {@link SshdOptions.fromLoginSession}: the root daemon that shares the listener's audit session. */
+  daemonPid?: number;
   /** Everything sshd logged so far (-e: logs go to stderr), for failure messages. */
   logs(): string;
   /** Stops sshd and every session process it spawned, deletes the users created here and the temp dir. Idempotent. */
@@ -69,6 +73,19 @@ export interface SudoAdminOptions {
   password?: string;
   /** What sudo allows, by full path (default {@link SSH_ADMIN_COMMANDS}). */
   commands?: readonly string[];
+  /** `/usr/bin/kill` with the run-as list `(ALL)` (default), so the connector signals a user's processes as that user; false: `(root)` only. */
+  killAsAnyUser?: boolean;
+}
+
+/**
+ * The sudoers line of an SSH admin (README "Least-privilege administrators"): every command as root, and `kill` as
+ * any user (`(ALL)`), e.g. `vault_admin ALL=(root) NOPASSWD: /usr/sbin/useradd, …, (ALL) NOPASSWD: /usr/bin/kill`.
+ */
+export function sudoersLineFor(name: string, commands: readonly string[], nopasswd: boolean, killAsAnyUser: boolean): string {
+  const tag = nopasswd ? 'NOPASSWD: ' : '';
+  const asRoot = commands.filter((c) => !(killAsAnyUser && c === '/usr/bin/kill'));
+  const specs = [...(asRoot.length ? [`(root) ${tag}${asRoot.join(', ')}`] : []), ...(asRoot.length < commands.length ? [`(ALL) ${tag}/usr/bin/kill`] : [])];
+  return `${name} ALL=${specs.join(', ')}`;
 }
 
 export interface SudoAdmin {
@@ -87,6 +104,14 @@ export interface SshdOptions {
    * `false` makes sshd check /etc/shadow itself: failed logins are answered at once, no PAM session.
    */
   usePam?: boolean;
+  /**
+   * Start sshd as if an administrator had (re)started it from a login: in an audit session of its own (loginuid 0,
+   * a fresh /proc/<pid>/sessionid), together with a root daemon (`sleep 900`, {@link SshdHandle.daemonPid}) that
+   * shares that audit session, as every daemon started from that login would.
+   */
+  fromLoginSession?: boolean;
+  /** Also read keys from the user's home (`AuthorizedKeysFile <dir>/authorized_keys/%u .ssh/authorized_keys`, as stock OpenSSH). */
+  keysInHome?: boolean;
 }
 
 /**
@@ -135,9 +160,16 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
       const configFile = join(dir, 'sshd_config');
-      writeFileSync(configFile, sshdConfig(dir, hostKey, port, usePam), { mode: 0o600 });
+      // readable by the admins (verify reads it for SSH_KEYS_LOCKED); it holds no secret
+      writeFileSync(configFile, sshdConfig(dir, hostKey, port, usePam, options.keysInHome ?? false), { mode: 0o644 });
       log = '';
-      const proc = spawn(SSHD_BINARY, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const proc = options.fromLoginSession
+        ? spawn(
+            '/bin/sh',
+            ['-c', `echo 0 > /proc/self/loginuid || exit 97; sleep 900 </dev/null >/dev/null 2>&1 & echo $! > ${join(dir, 'daemon.pid')}; exec ${SSHD_BINARY} -D -e -f ${configFile}`],
+            { stdio: ['ignore', 'ignore', 'pipe'] },
+          )
+        : spawn(SSHD_BINARY, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
       child = proc;
       proc.stderr!.on('data', (d) => (log += d));
       const result = await waitListening(proc, () => log, port, 10_000);
@@ -154,6 +186,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
       dir,
       pid: sshd.pid!,
       hostKeySha256: fingerprintSha256(hostPub),
+      ...(options.fromLoginSession ? { daemonPid: Number(readFileSync(join(dir, 'daemon.pid'), 'utf8').trim()) } : {}),
       adminUsername: 'root',
       adminPrivateKey,
       adminPublicKey,
@@ -170,7 +203,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
         writeFileSync(join(dir, 'authorized_keys', name), readFileSync(`${keyFile}.pub`, 'utf8'), { mode: 0o644 });
         // sshd reads a user's authorized_keys as that user: let it through the temp dir (not list it; keys inside are 0600)
         chmodSync(dir, 0o711);
-        const sudoersLine = `${name} ALL=(root) ${opts.nopasswd ? 'NOPASSWD: ' : ''}${commands.join(', ')}`;
+        const sudoersLine = sudoersLineFor(name, commands, opts.nopasswd, opts.killAsAnyUser ?? true);
         // sudo ignores drop-ins whose name has a '.': none here
         const file = `/etc/sudoers.d/vault-test-${name}`;
         const staging = join(dir, `sudoers-${name}`);
@@ -221,12 +254,12 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
 }
 
 /** The sshd_config of a test server. Only options valid on OpenSSH 9.2 (Debian 12) and later. */
-function sshdConfig(dir: string, hostKey: string, port: number, usePam: boolean): string {
+function sshdConfig(dir: string, hostKey: string, port: number, usePam: boolean, keysInHome: boolean): string {
   return [
     `ListenAddress 127.0.0.1:${port}`,
     `HostKey ${hostKey}`,
     `PidFile ${join(dir, 'sshd.pid')}`,
-    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}/%u`,
+    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}/%u${keysInHome ? ' .ssh/authorized_keys' : ''}`,
     'PubkeyAuthentication yes',
     'PasswordAuthentication yes',
     'KbdInteractiveAuthentication no',
@@ -396,4 +429,42 @@ function cleanupSync(child: ChildProcess | undefined, users: Set<string>, dir: s
   }
   users.clear();
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Opens an SSH connection as a user (test client: any host key). */
+export function sshConnect(config: ConnectConfig): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const c = new Client();
+    c.on('ready', () => resolve(c)).on('error', reject);
+    c.connect({ readyTimeout: 10_000, ...config });
+  });
+}
+
+/** Runs a command on an open connection; resolves to its stdout when it exits. */
+export function sshExecOut(c: Client, command: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    c.exec(command, (err, stream) => {
+      if (err) return reject(err);
+      let out = '';
+      stream.on('data', (d: Buffer) => (out += d));
+      stream.stderr.on('data', () => undefined);
+      stream.on('close', () => resolve(out));
+    }),
+  );
+}
+
+/** Starts a long command on an open connection and leaves it running; the promise settles once it is started. */
+export function sshExecHold(c: Client, command: string): Promise<void> {
+  return new Promise((resolve, reject) => c.exec(command, (err, stream) => (err ? reject(err) : (stream.on('data', () => undefined), stream.stderr.on('data', () => undefined), resolve()))));
+}
+
+/** The ConnectorError code a connector call fails with (the test fails when it succeeds or throws something else). */
+export async function connectorCodeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConnectorError);
+    return (e as ConnectorError).code;
+  }
+  throw new Error('expected the call to fail');
 }
