@@ -99,7 +99,6 @@ const at = (name, host, port) => {
 const targets = {
   ssh: { name: 'demo-ssh', type: 'ssh', ...at('SSH_TARGET', 'ssh-target', 22), admin: { username: 'vaultadmin', password: 'ssh-admin-password' }, options: { sudo: true } },
   postgres: { name: 'demo-postgres', type: 'postgres', ...at('PG_TARGET', 'pg-target', 5432), admin: { username: 'vault_admin', password: 'pg-vault-admin-password' }, options: { database: 'postgres' } },
-  // MariaDB only over TLS: its certificate is checked against the demo CA (MYSQL_TARGET_CA, default the compose certs volume)
   mysql: { name: 'demo-mariadb', type: 'mysql', ...at('MYSQL_TARGET', 'mysql-target', 3306), admin: { username: 'vault_admin', password: 'mysql-vault-admin-password' }, options: {} },
 };
 // SEED_TARGETS=postgres,mysql seeds only those (default: all three)
@@ -107,7 +106,8 @@ const only = (process.env.SEED_TARGETS ?? 'ssh,postgres,mysql').split(',');
 for (const type of Object.keys(targets)) if (!only.includes(type)) delete targets[type];
 const ids = {};
 for (const [type, body] of Object.entries(targets)) {
-  if (type === 'mysql') body.options.tlsCa = readFileSync(process.env.MYSQL_TARGET_CA ?? '/certs/ca.pem', 'utf8');
+  // the databases are reached over TLS only: their certificates are checked against the demo CA (TARGET_CA to override)
+  if (type !== 'ssh') body.options.tlsCa = readFileSync(process.env.TARGET_CA ?? '/certs/ca.pem', 'utf8');
   ids[type] = (await call('POST', '/v1/targets', { token, body })).id;
   await verify(token, ids[type], body.name); // SSH: pins the host key now (demo: the one presented)
 }
