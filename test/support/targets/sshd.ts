@@ -46,7 +46,7 @@ export interface SshdHandle {
    * Creates a least-privilege administrator for the connector: a generated user `vtadm_<hex>` with a password and its
    * own ed25519 key (authorized in this server's AuthorizedKeysFile dir), and a sudoers drop-in
    * `/etc/sudoers.d/vault-test-<name>` granting exactly {@link SSH_ADMIN_COMMANDS} (or `commands`), by full path, with
-   * or without NOPASSWD. The user and the drop-in are removed again by {@link stop} (and by the exit hook).
+   * or without NOPASSWD, as root, and `/usr/bin/kill` as any user (see {@link sudoersLineFor}). The user and the drop-in are removed again by {@link stop} (and by the exit hook).
    */
   createSudoAdmin(options: SudoAdminOptions): Promise<SudoAdmin>;
   /** Creates a local user (home dir, /bin/bash) with this password; removed again by {@link stop}. */
