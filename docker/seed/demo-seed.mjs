@@ -27,20 +27,42 @@ function base32Decode(s) {
   return Buffer.from(out);
 }
 
-/** RFC 6238 code of a base32 seed, for the current 30 s step. */
-function totp(secret) {
+/** RFC 6238 code of a base32 seed, for a 30 s step (default: the current one). */
+function totp(secret, step = Math.floor(Date.now() / 30_000)) {
   const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000)));
+  msg.writeBigUInt64BE(BigInt(step));
   const mac = createHmac('sha1', base32Decode(secret)).update(msg).digest();
   const o = mac[mac.length - 1] & 0x0f;
   const bin = ((mac[o] & 0x7f) << 24) | (mac[o + 1] << 16) | (mac[o + 2] << 8) | mac[o + 3];
   return String(bin % 1_000_000).padStart(6, '0');
 }
 
-async function call(method, path, { token, body, ok = [200, 201, 202, 204] } = {}) {
+let lastStep = 0;
+let adminSecret;
+/**
+ * The admin's step-up code (admin changes need one): each 30 s step is accepted once, so a step not used yet — the
+ * current one or the next (one step of drift) — waiting for a new step when both are used. About 30 s per change.
+ */
+async function stepUpCode() {
+  for (;;) {
+    const current = Math.floor(Date.now() / 30_000);
+    const step = Math.max(lastStep + 1, current);
+    if (step <= current + 1) {
+      lastStep = step;
+      return totp(adminSecret, step);
+    }
+    await sleep((step - 1) * 30_000 - Date.now() + 200);
+  }
+}
+
+async function call(method, path, { token, body, ok = [200, 201, 202, 204], mfa = false } = {}) {
   const res = await fetch(`${V}${path}`, {
     method,
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(mfa ? { 'x-mfa-code': await stepUpCode() } : {}),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -69,10 +91,10 @@ async function waitForVault() {
 async function verify(token, id, name) {
   for (let i = 0; i < 60; i++) {
     try {
-      const res = await call('POST', `/v1/targets/${id}/verify`, { token, ok: [200, 409] });
+      const res = await call('POST', `/v1/targets/${id}/verify`, { token, ok: [200, 409], mfa: true });
       if (res.code !== 'TARGET_HOST_KEY_UNPINNED') return res;
       console.log(`DEMO ONLY: pinning the host key ${name} presents without comparing it: SHA256:${res.presentedHostKeySha256}`);
-      return await call('POST', `/v1/targets/${id}/verify`, { token, body: { hostKeySha256: res.presentedHostKeySha256 } });
+      return await call('POST', `/v1/targets/${id}/verify`, { token, body: { hostKeySha256: res.presentedHostKeySha256 }, mfa: true });
     } catch (e) {
       if (i === 59) throw e;
       console.log(`waiting for ${name}: ${e.message}`);
@@ -89,7 +111,10 @@ if (!first.accessToken) {
 }
 const { secret, otpauthUri } = await call('POST', '/v1/me/mfa/totp', { token: first.accessToken });
 // enrollment ends every earlier token and answers with a fresh one
-const { accessToken: token } = await call('POST', '/v1/me/mfa/totp/confirm', { token: first.accessToken, body: { code: totp(secret) } });
+adminSecret = secret;
+lastStep = Math.floor(Date.now() / 30_000);
+const { accessToken: token } = await call('POST', '/v1/me/mfa/totp/confirm', { token: first.accessToken, body: { code: totp(secret, lastStep) } });
+// from here every admin change carries a step-up code of its own 30 s step: seeding takes a few minutes
 
 // where the targets are (compose service names; overridable to seed a vault elsewhere)
 const at = (name, host, port) => {
@@ -108,7 +133,7 @@ const ids = {};
 for (const [type, body] of Object.entries(targets)) {
   // the databases are reached over TLS only: their certificates are checked against the demo CA (TARGET_CA to override)
   if (type !== 'ssh') body.options.tlsCa = readFileSync(process.env.TARGET_CA ?? '/certs/ca.pem', 'utf8');
-  ids[type] = (await call('POST', '/v1/targets', { token, body })).id;
+  ids[type] = (await call('POST', '/v1/targets', { token, body, mfa: true })).id;
   await verify(token, ids[type], body.name); // SSH: pins the host key now (demo: the one presented)
 }
 
@@ -124,8 +149,8 @@ const policies = {
   mysql: { approvalsRequired: 1, maxTtlSeconds: 14400, allowedGrants: [{ privileges: ['SELECT'], on: 'shop.*' }] },
 };
 for (const type of Object.keys(ids)) {
-  await call('POST', '/v1/accounts', { token, body: { targetId: ids[type], ...accounts[type] } });
-  await call('PUT', `/v1/targets/${ids[type]}/ephemeral-policy`, { token, body: policies[type] });
+  await call('POST', '/v1/accounts', { token, body: { targetId: ids[type], ...accounts[type] }, mfa: true });
+  await call('PUT', `/v1/targets/${ids[type]}/ephemeral-policy`, { token, body: policies[type], mfa: true });
 }
 
 const users = [
@@ -137,7 +162,7 @@ const users = [
 const passwords = {};
 for (const [username, roles] of users) {
   passwords[username] = randomBytes(12).toString('base64url');
-  await call('POST', '/v1/users', { token, body: { username, password: passwords[username], roles } });
+  await call('POST', '/v1/users', { token, body: { username, password: passwords[username], roles }, mfa: true });
 }
 
 console.log(`
