@@ -120,7 +120,7 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       expect(byCode.SSH_USER_MANAGEMENT.ok).toBe(false);
       expect(byCode.SSH_USER_MANAGEMENT.message).toContain('/usr/sbin/useradd, /usr/sbin/usermod, /usr/sbin/userdel, /usr/sbin/chpasswd');
       expect(byCode.SSH_KILL.ok).toBe(false);
-      expect(byCode.SSH_KILL.message).toContain('/usr/bin/kill');
+      expect(byCode.SSH_KILL.message).toContain(`${none.username} ALL=(ALL) NOPASSWD: /usr/bin/kill`);
       expect(byCode.SSH_KILL_AS_USER.ok).toBe(false);
       // kill allowed as root only: SSH_KILL ok, SSH_KILL_AS_USER names the run-as line to add
       const rootKill = await sshd.createSudoAdmin({ nopasswd: true, killAsAnyUser: false });

@@ -281,6 +281,18 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     }, 60_000);
   });
 
+  it('with root as the admin (setpriv instead of sudo -u): revoke ends the account\'s processes, others survive', async () => {
+    const rootTarget: ConnectorTarget = { type: 'ssh', host: sshd.host, port: sshd.port, adminUsername: 'root', adminPrivateKey: sshd.adminPrivateKey, options: { hostKeySha256: sshd.hostKeySha256 } };
+    const v = await vendor();
+    const bystander = outsider(924, 65534, 65534);
+    cleanup.push(() => bystander.kill('SIGKILL'));
+    const left = Number((await execOut(v.conn, `setsid sleep 625 </dev/null >/dev/null 2>&1 & echo $!`)).trim());
+    await connector.revokeEphemeral(rootTarget, v.username);
+    expect(await waitGone(left)).toBe(true);
+    expect(await liveOfUid(v.uid)).toBe('');
+    expect(alive(bystander.pid!)).toBe(true);
+  }, 60_000);
+
   it('endProcesses as exported: ends what is selected, and nothing of the admin', async () => {
     const v = await vendor();
     await sshSession(targetOf(sshd, admin), adminAuth(targetOf(sshd, admin)), undefined, async (conn) => {

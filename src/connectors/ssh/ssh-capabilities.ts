@@ -39,7 +39,12 @@ export async function probeCapabilities(shell: AdminShell, adminUsername: string
     const p = new RegExp(`^tool ${t} (.*)$`, 'm').exec(out)?.[1]?.trim();
     paths.set(t, p && p !== '-' ? p : undefined);
   }
-  const grantLine = (p: string[]) => `${adminUsername} ALL=(root) NOPASSWD: ${p.join(', ')}`;
+  // kill with the run-as list (ALL): see SSH_KILL_AS_USER
+  const grantLine = (p: string[]) => {
+    const asRoot = p.filter((x) => !x.endsWith('/kill'));
+    const kill = p.filter((x) => x.endsWith('/kill'));
+    return `${adminUsername} ALL=${[asRoot.length ? `(root) NOPASSWD: ${asRoot.join(', ')}` : '', kill.length ? `(ALL) NOPASSWD: ${kill.join(', ')}` : ''].filter(Boolean).join(', ')}`;
+  };
 
   // privilege: how the connector will run privileged commands; then which tools sudo allows (`sudo -l <path>`)
   const present = [...paths.entries()].filter(([t, p]) => t !== 'ps' && p).map(([, p]) => p!);
