@@ -305,7 +305,7 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
           [id, this.me, errorCode],
         );
         await audit({ type: 'ephemeral.create_failed', actor: null, subjectType: 'ephemeral_account', subjectId: id, outcome: 'failure', details: { username, errorCode } });
-        this.logger.warn({ ephemeralId: id, username, code: errorCode }, 'creating a one-time account failed; the reaper removes whatever was made of it');
+        this.logger.warn({ ephemeralId: id, username, code: errorCode }, 'creating a one-time account failed; the reaper removes anything it left on the target');
       })
       .catch((err: unknown) => this.logger.warn({ ephemeralId: id, err: { type: (err as Error)?.name } }, 'failed creation not recorded; the reaper takes the intent over'));
   }

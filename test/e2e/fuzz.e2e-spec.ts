@@ -38,8 +38,8 @@ const HOSTILE: unknown[] = [
   '\u200B',
   '20270101T000000Z',
   '2027-02-30T00:00:00Z',
-  '../../etc/passwd',
-  "'; DROP TABLE users; --",
+  '../../fuzz/../etc/passwd',
+  "'; DROP TABLE fuzz_users; --",
   'x'.repeat(5000),
   [{ privileges: [[]], on: [[]] }],
 ];
