@@ -19,7 +19,8 @@ export interface ConnectorTarget {
   adminPrivateKey?: string;
   adminPassphrase?: string;
   /**
-   * `hostKeySha256` (SSH pin, base64 without padding; required before any credential is sent), `sudo` (SSH),
+   * `hostKeySha256` (SSH pin, base64 without padding; required before any credential is sent), `sudo` (SSH: ignored,
+   * a non-root admin always runs privileged commands through sudo),
    * `database` (PostgreSQL/MySQL), `tls`/`tlsCa`/`tlsCertSha256` (PostgreSQL/MySQL server identity).
    */
   options: TargetOptions;

@@ -105,7 +105,7 @@ function registerTargets(program: Command, rt: Runtime): void {
     .option('--admin-password-stdin', "read the administrator's password from the first line of stdin")
     .option('--admin-key-file <path>', "ssh: the administrator's private key file")
     .option('--host-key-sha256 <fingerprint>', 'ssh: pin the host key (SHA256:…); else pin it at the first verify with --host-key')
-    .option('--sudo', 'ssh: the administrator is not root, run through sudo')
+    .option('--sudo', 'ssh: accepted for compatibility; the vault detects at verify whether the administrator runs commands as root or through sudo')
     .option('--database <name>', 'postgres: database to connect to')
     .option('--account-host <pattern>', "mysql: accounts' host pattern")
     .action(
