@@ -1,4 +1,5 @@
 import { CanActivate, ExecutionContext, Injectable, Logger } from '@nestjs/common';
+import { normalizeAddress } from './client-address';
 import type { Request } from 'express';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
@@ -75,7 +76,7 @@ export class MfaGuard implements CanActivate {
     const code = req.headers['x-mfa-code'];
     if (code === undefined) throw new DomainException(401, 'MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
     if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException(401, 'MFA_INVALID', 'X-MFA-Code must be 6 digits');
-    const verify = () => this.mfa.verify(actor, code, req.ip, `${req.method} ${req.route?.path ?? ''}`);
+    const verify = () => this.mfa.verify(actor, code, normalizeAddress(req.ip), `${req.method} ${req.route?.path ?? ''}`);
     if (Reflect.getMetadata(MFA_AFTER_VALIDATION, ctx.getHandler()) === true) {
       req[MFA_STEP_UP] = verify;
       return true;

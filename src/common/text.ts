@@ -21,11 +21,12 @@ export function toStorable<T>(value: T): T {
 }
 
 /**
- * Free text that approvers and auditors read (justifications, comments, reasons): printable, newlines and tabs
- * allowed; refused are the other C0 and C1 control characters, DEL, and the invisible marks that change how text is
- * shown — bidirectional overrides, embeddings, isolates and marks (U+061C, U+200E-U+200F, U+202A-U+202E,
- * U+2066-U+2069), line/paragraph separators (U+2028-U+2029), zero-width space, word joiner and BOM — so what an approver
- * sees is what was stored. (Zero-width joiners, which scripts and emoji need, are allowed.)
+ * Free text that approvers and auditors read (justifications, comments, reasons): printable text, newlines and tabs
+ * allowed. Refused: every other control character (C0, DEL, C1), every format character (Unicode category Cf —
+ * bidirectional overrides, embeddings, isolates and marks, zero-width spaces, the word joiner, the soft hyphen, BOM,
+ * interlinear annotations, tag characters that hide text from people), private-use characters, line and paragraph
+ * separators, and the Hangul fillers that render as nothing — so what an approver sees is what was stored. The
+ * zero-width joiner and non-joiner (which scripts and emoji need) are allowed.
  */
-export const READABLE_TEXT = /^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*$/;
-export const READABLE_TEXT_MESSAGE = 'must not contain control characters or invisible formatting (bidirectional overrides, zero-width spaces)';
+export const READABLE_TEXT = /^(?:[\t\n\u200c\u200d]|(?![\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}\u115f\u1160\u3164\uffa0])[\s\S])*$/u;
+export const READABLE_TEXT_MESSAGE = 'must not contain control characters or invisible formatting (bidirectional overrides, zero-width or tag characters)';

@@ -1,4 +1,5 @@
 import { Body, Controller, Get, HttpCode, Ip, Post } from '@nestjs/common';
+import { normalizeAddress } from '../common/client-address';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { IsString, Matches } from 'class-validator';
 import { AllowWithoutMfa, CurrentActor, Public, Roles } from '../common/auth.decorators';
@@ -26,7 +27,7 @@ export class IdentityController {
   @Post('auth/login')
   @HttpCode(200)
   login(@Body() dto: LoginDto, @Ip() ip: string): Promise<LoginResponse> {
-    return this.identity.login(dto, ip);
+    return this.identity.login(dto, normalizeAddress(ip));
   }
 
   @ApiOperation({ summary: 'Who am I: id, username, roles, MFA enrollment' })
@@ -57,6 +58,6 @@ export class IdentityController {
   @Post('me/mfa/totp/confirm')
   @HttpCode(200)
   confirm(@CurrentActor() actor: Actor, @Body() dto: ConfirmTotpDto, @Ip() ip: string): Promise<EnrollmentConfirmed> {
-    return this.mfa.confirmEnrollment(actor, dto.code, ip);
+    return this.mfa.confirmEnrollment(actor, dto.code, normalizeAddress(ip));
   }
 }

@@ -41,7 +41,7 @@ export class IdentityService implements OnApplicationBootstrap {
    */
   async login(dto: LoginDto, address: string | undefined): Promise<LoginResponse> {
     const user = await this.dataSource.getRepository(UserEntity).findOneBy({ username: dto.username.toLowerCase() });
-    const who = { subject: user?.id ?? this.audit.hmacOf(dto.username.toLowerCase()), address };
+    const who = { subject: user?.id ?? this.audit.hmacOf(dto.username.toLowerCase()), address, unknownUser: !user };
     const attempt = await this.throttle.reserve('pw', who);
     const ok = user && !user.disabled ? await this.hasher.verify(user.passwordHash, dto.password) : await this.hasher.burn(dto.password);
     if (!user || !ok) {
@@ -60,7 +60,11 @@ export class IdentityService implements OnApplicationBootstrap {
     if (actor.mfaEnrolled) {
       // the password attempt stays counted: "code required" tells that the password was right
       if (dto.code === undefined) throw new DomainException(401, 'MFA_REQUIRED', 'this user has MFA: send the current TOTP code as `code`');
-      await this.mfa.verify(actor, dto.code, address, 'login');
+      await this.mfa.verify(actor, dto.code, address, 'login').catch(async (e: unknown) => {
+        // the password was right and a replayed code is no guess: neither counts
+        if (e instanceof DomainException && e.code === 'MFA_REPLAYED') await this.throttle.release(attempt);
+        throw e;
+      });
     }
     const session = await this.audit.transaction(async (em, audit) => {
       // decided against the row as it is now: an enrollment (which ends every earlier token) or a reset committed

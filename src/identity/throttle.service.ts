@@ -16,8 +16,11 @@ import { DomainException } from '../common/errors';
  * - `pair:<kind>:<user>@<address>`: 10 per 15 minutes. What one address can try against one user.
  * - `user:<kind>:<user>`: 100 per hour, from everywhere. One address cannot fill it (at most 5 pair windows, so
  *   50 attempts, fit in one hour window), so an attacker at one address cannot lock the user out of another.
- * - `addr:<address>`: 30 per 15 minutes for every user and kind: what one address may try in all.
- * `<user>` is the user id, or a keyed HMAC of a username that does not exist (no typed name is stored).
+ * - `addr:<address>`: 30 per 15 minutes, for passwords of usernames that do not exist only: what one address may
+ *   spray at names it guesses. Real users are never counted there, so nobody at a shared address (a NAT, a VPN) can
+ *   lock everybody else there out, and step-up codes of a logged-in user never are.
+ * `<user>` is the user id, or a keyed HMAC of a username that does not exist (no typed name is stored); `<address>` is
+ * normalised (IPv4, or an IPv6 /64, or `invalid`: src/common/client-address.ts).
  */
 export const THROTTLE_RULES = {
   pair: { max: 10, windowSeconds: 15 * 60 },
@@ -32,6 +35,8 @@ export interface ThrottleSubject {
   /** A user id, or a keyed HMAC of a username that does not exist. */
   subject: string;
   address?: string;
+  /** The username does not exist: its password attempts also count against the address. */
+  unknownUser?: boolean;
 }
 
 /** A counted attempt: the window each key was counted in, so a give-back never takes from a later window. */
@@ -44,7 +49,7 @@ export interface Reservation {
 function keysOf(kind: AttemptKind, s: ThrottleSubject): Array<{ key: string; rule: Rule }> {
   const address = s.address || 'unknown';
   return [
-    { key: `addr:${address}`, rule: 'addr' as const },
+    ...(kind === 'pw' && s.unknownUser ? [{ key: `addr:${address}`, rule: 'addr' as const }] : []),
     { key: `pair:${kind}:${s.subject}@${address}`, rule: 'pair' as const },
     { key: `user:${kind}:${s.subject}`, rule: 'user' as const },
   ].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));

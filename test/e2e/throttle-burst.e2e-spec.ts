@@ -163,4 +163,49 @@ describe('throttling holds under any concurrency, and a burst cannot lock a user
     const rows = await vault.db.query<{ key: string; failures: number }>('SELECT key, failures FROM auth_throttle WHERE failures > 0');
     expect(rows).toEqual([]);
   });
+
+  it('nobody at a shared address locks the others there out: sprayed unknown names fill only the address\'s unknown-name window', async () => {
+    const victim = await vault.createUser(['operator']);
+    const SHARED = '192.0.2.50';
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => login(SHARED, { username: `ghost${i}`, password: 'wrong-password-x' })));
+    expect(tally(answers.map((a) => a.status))).toEqual({ 401: 30 });
+    expect((await login(SHARED, { username: 'ghost-next', password: 'wrong-password-x' })).status).toBe(429); // the spray is bounded
+    // a real user at that address still logs in, and a logged-in user's step-up code still works from there
+    const ok = await login(SHARED, { username: victim.username, password: victim.password, code: await victim.code() });
+    expect(ok.status).toBe(200);
+    const reset = await stepUp(SHARED, victim, await victim.code());
+    expect(reset.status).not.toBe(429);
+  });
+
+  it('IPv6 addresses count per /64 and IPv4-mapped forms as IPv4: spelling one address many ways gives no more attempts', async () => {
+    const u = await vault.createUser(['operator']);
+    const forms = ['2001:db8::1', '2001:DB8:0:0::1', '2001:db8::2', '2001:db8:0:0:ffff::9', '2001:db8::a', '2001:db8::b', '2001:db8::c', '2001:db8::d', '2001:db8::e', '2001:db8::f', '2001:db8::10', '2001:db8::11'];
+    const statuses = [];
+    for (const from of forms) statuses.push((await login(from, { username: u.username, password: 'wrong-password-y' })).status);
+    expect(statuses.slice(0, 10).every((s) => s === 401)).toBe(true);
+    expect(statuses.slice(10)).toEqual([429, 429]); // one /64: one pair window of 10
+    const v4 = await Promise.all(['::ffff:198.51.100.77', '198.51.100.77'].map((from) => login(from, { username: u.username, password: 'wrong-password-z' })));
+    expect(v4.map((a) => a.status)).toEqual([401, 401]);
+    const keys = (await vault.db.query<{ key: string }>("SELECT key FROM auth_throttle WHERE key LIKE $1 AND key NOT LIKE $2 ORDER BY key", [`pair:pw:${u.id}@%`, "%@127.0.0.1"])).map((r) => r.key);
+    expect(keys).toEqual([`pair:pw:${u.id}@198.51.100.77`, `pair:pw:${u.id}@2001:0db8:0000:0000::/64`]);
+  });
+
+  it('a junk or oversized X-Forwarded-For is "invalid" in keys and audit events, never stored as given, never a 500', async () => {
+    for (const from of ['not-an-ip\u0085\u00ae', 'x'.repeat(3000), '1.2.3.4.5']) {
+      const res = await login(from, { username: 'nobody-here', password: 'wrong-password-w' });
+      expect([401, 429]).toContain(res.status);
+    }
+    const addresses = (await vault.db.query<{ a: string }>("SELECT DISTINCT details->>'address' AS a FROM audit_events WHERE type = 'auth.login' AND details ? 'address'")).map((r) => r.a);
+    expect(addresses.every((a) => a === null || a === 'invalid' || a === 'unknown' || /^[0-9a-f.:/]+$/.test(a))).toBe(true);
+    const keys = (await vault.db.query<{ key: string }>('SELECT key FROM auth_throttle')).map((r) => r.key);
+    expect(keys.every((k) => k.length < 200 && !/[\u0080-\u009f]/.test(k))).toBe(true);
+  });
+
+  it('the right password with a replayed code counts nothing: the user is not locked out of their own address', async () => {
+    const u = await vault.createUser(['operator']);
+    const code = await u.code();
+    expect((await login(A, { username: u.username, password: u.password, code })).status).toBe(200);
+    for (let i = 0; i < 12; i++) expect((await login(A, { username: u.username, password: u.password, code })).body.code).toBe('MFA_REPLAYED');
+    expect((await login(A, { username: u.username, password: u.password, code: await u.code() })).status).toBe(200);
+  });
 });
