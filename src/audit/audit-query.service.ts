@@ -3,7 +3,7 @@ import { APP_CONFIG, AppConfig } from '../config/config';
 import { DataSource, EntityManager } from 'typeorm';
 import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { KeyringService } from '../crypto/keyring.service';
-import { Errors } from '../common/errors';
+import { DomainException, Errors } from '../common/errors';
 import { ChainAnchor, ChainVerifier, StoredAuditEvent, VerifyResult } from './audit-chain';
 import { AuditSealer, readHead, SEAL_LOCK } from './audit-sealer.service';
 import { AuditEventView, AuditListQuery, mapAuditEvent } from './audit.dto';
@@ -15,10 +15,22 @@ import { AuditEventView, AuditListQuery, mapAuditEvent } from './audit.dto';
 const COLUMNS = `id::text AS id, at, type, actor_id AS "actorId", subject_type AS "subjectType",
   subject_id AS "subjectId", outcome, details, mac, seq::text AS seq, chain_hash AS "chainHash"`;
 const VERIFY_BATCH = 2000;
+/** How often a waiting verify tries the sealing lock again (on a connection it takes for the try only). */
+const LOCK_POLL_MS = 100;
+/** What a client is told to wait when verify cannot run now. */
+export const VERIFY_RETRY_AFTER_SECONDS = 5;
+
+/** 503 UNAVAILABLE with `retryAfterSeconds` (the controller sets Retry-After from it). */
+function verifyUnavailable(message: string): DomainException {
+  return new DomainException(503, 'UNAVAILABLE', message, { retryAfterSeconds: VERIFY_RETRY_AFTER_SECONDS });
+}
 
 /** Reading and verifying the audit log. */
 @Injectable()
 export class AuditQueryService {
+  /** A verify runs on this instance (at most one at a time). */
+  private verifying = false;
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly keyring: KeyringService,
@@ -54,22 +66,37 @@ export class AuditQueryService {
    * Takes the sealing lock (waiting for a running sealer, but not for ever: a session that holds it to keep
    * events unsealed makes verify answer 503), seals everything committed, and checks the whole chain in one
    * snapshot. `anchor` is a head recorded earlier outside the database: it must still be in the chain.
+   *
+   * One verify at a time per instance (the others answer 503 UNAVAILABLE at once, with Retry-After), and it never
+   * holds a pool connection while it waits: it tries the lock on a connection it gives back between tries. So
+   * verify takes at most one of the pool's connections, and a held lock cannot starve every other route of them.
    */
   async verify(q: { headSeq?: string; headHash?: string } = {}): Promise<VerifyResult> {
     if ((q.headSeq === undefined) !== (q.headHash === undefined)) throw Errors.validation('give headSeq and headHash together');
     const anchor: ChainAnchor | undefined = q.headSeq !== undefined ? { seq: q.headSeq, hash: q.headHash as string } : undefined;
+    if (this.verifying) throw verifyUnavailable('another audit verification is running on this instance; try again shortly');
+    this.verifying = true;
+    try {
+      const deadline = Date.now() + this.config.auditVerifyLockWaitMs;
+      for (;;) {
+        const result = await this.verifyIfUnlocked(anchor);
+        if (result) return result;
+        const left = deadline - Date.now();
+        if (left <= 0) throw verifyUnavailable('the audit log is locked by another session; cannot verify it now');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(LOCK_POLL_MS, left)));
+      }
+    } finally {
+      this.verifying = false;
+    }
+  }
+
+  /** One try: undefined when someone else holds the sealing lock (the connection is given back at once). */
+  private async verifyIfUnlocked(anchor?: ChainAnchor): Promise<VerifyResult | undefined> {
     const qr = this.dataSource.createQueryRunner();
     await qr.connect();
     try {
-      try {
-        await qr.query(`SET lock_timeout = '${Math.trunc(this.config.auditVerifyLockWaitMs)}ms'`);
-        await qr.query('SELECT pg_advisory_lock($1)', [SEAL_LOCK]);
-      } catch (e) {
-        if ((e as { code?: string }).code === '55P03') throw Errors.unavailable('the audit log is locked by another session; cannot verify it now');
-        throw e;
-      } finally {
-        await qr.query('RESET lock_timeout');
-      }
+      const [{ locked }]: Array<{ locked: boolean }> = await qr.query('SELECT pg_try_advisory_lock($1) AS locked', [SEAL_LOCK]);
+      if (!locked) return undefined;
       try {
         await qr.startTransaction('REPEATABLE READ');
         await this.sealer.sealAllLocked(qr.manager);

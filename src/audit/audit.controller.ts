@@ -1,4 +1,6 @@
-import { Controller, Get, Query } from '@nestjs/common';
+import { Controller, Get, Query, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { DomainException } from '../common/errors';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
@@ -19,11 +21,21 @@ export class AuditController {
     return this.audit.list(q);
   }
 
-  @ApiOperation({ summary: 'Seal and verify the audit hash chain (optionally against a head recorded earlier)' })
+  @ApiOperation({
+    summary: 'Seal and verify the audit hash chain (optionally against a head recorded earlier)',
+    description:
+      'One verification at a time per instance: while one runs, or while another session holds the sealing lock longer than VAULT_AUDIT_VERIFY_LOCK_WAIT_MS, the answer is 503 UNAVAILABLE with `Retry-After` (and `retryAfterSeconds`).',
+  })
   @ApiErrors('UNAVAILABLE')
   @Roles('auditor', 'admin')
   @Get('verify')
-  verify(@Query() q: VerifyQuery): Promise<VerifyResult> {
-    return this.audit.verify(q);
+  async verify(@Query() q: VerifyQuery, @Res({ passthrough: true }) res: Response): Promise<VerifyResult> {
+    try {
+      return await this.audit.verify(q);
+    } catch (e) {
+      const wait = e instanceof DomainException ? e.extra?.retryAfterSeconds : undefined;
+      if (typeof wait === 'number') res.setHeader('Retry-After', String(wait));
+      throw e;
+    }
   }
 }

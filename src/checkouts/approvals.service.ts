@@ -6,7 +6,7 @@ import { recordDecision, selfApproval } from '../approvals/approvals';
 import { Errors } from '../common/errors';
 import { DecisionDto } from '../approvals/approvals.dto';
 import { Actor } from '../identity/actor';
-import { CheckoutEntity } from './checkout.entity';
+import { CheckoutEntity, OPEN_STATUSES } from './checkout.entity';
 import { CheckoutStore } from './checkout-store';
 import { CheckoutView, ReviewDto } from './checkouts.dto';
 
@@ -55,12 +55,16 @@ export class ApprovalsService {
     });
   }
 
-  /** An approver's after-the-fact review of a break-glass checkout (once; not by its requester). */
+  /**
+   * MFA. An approver's after-the-fact review of a break-glass checkout (once; not by its requester; only once it
+   * has ended: the review is the one control after the fact, so it is never given while the access still runs).
+   */
   async review(actor: Actor, id: string, dto: ReviewDto): Promise<CheckoutView> {
     return this.audit.transaction(async (em, audit) => {
       const checkout = await this.store.find(em, actor, id, true);
       if (checkout.requesterId === actor.id) throw selfApproval();
       if (!checkout.breakGlass) throw Errors.conflict('NOT_BREAK_GLASS', 'only break-glass checkouts are reviewed');
+      if (OPEN_STATUSES.includes(checkout.status)) throw Errors.conflict('CHECKOUT_NOT_ENDED', 'the checkout is still open; review it once it has ended (checked in, expired or revoked)');
       if (checkout.reviewedAt) throw Errors.conflict('ALREADY_REVIEWED', 'this checkout was already reviewed');
       await em.query('UPDATE checkouts SET reviewed_at = $2, reviewed_by = $3, review_comment = $4, version = version + 1 WHERE id = $1', [
         id,

@@ -75,10 +75,11 @@ export class CheckoutsController {
     return this.approvals.deny(actor, id, dto);
   }
 
-  /** After-the-fact review of a break-glass checkout. */
-  @ApiOperation({ summary: 'Review a break-glass checkout after the fact' })
-  @ApiErrors('SELF_APPROVAL', 'NOT_BREAK_GLASS', 'ALREADY_REVIEWED')
+  /** After-the-fact review of a break-glass checkout: once it has ended, with the approver's own step-up code. */
+  @ApiOperation({ summary: 'Review a break-glass checkout after the fact (once it has ended)' })
+  @ApiErrors('SELF_APPROVAL', 'NOT_BREAK_GLASS', 'CHECKOUT_NOT_ENDED', 'ALREADY_REVIEWED')
   @Roles('approver')
+  @RequiresMfa()
   @Post(':id/review')
   @HttpCode(200)
   review(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() dto: ReviewDto): Promise<CheckoutView> {

@@ -34,12 +34,18 @@ export class AllExceptionsFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
     if (isDatabaseUnavailable(exception)) {
-      // the vault's own database is down or unreachable: nothing was done; the client may retry (INVARIANT 17: no 500)
+      // the vault's own database is down or unreachable, or no pool connection came free in time (busy, or the server
+      // does not answer new connections): nothing was done; the client may retry (INVARIANT 17: no 500)
       this.metrics?.databaseUnavailable.inc();
-      this.logger.warn({ err: { type: (exception as Error)?.name, code: errorCode(exception) } }, 'the database cannot be reached: answered 503');
+      const busy = isPoolWaitTimeout(exception);
+      this.logger.warn(
+        { err: { type: (exception as Error)?.name, code: errorCode(exception) } },
+        busy ? 'no database connection came free in time (pool busy or database unavailable): answered 503' : 'the database cannot be reached: answered 503',
+      );
       if (res.headersSent) return;
       res.setHeader('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
-      res.status(503).json({ statusCode: 503, code: 'UNAVAILABLE', message: 'the vault cannot reach its database; try again shortly', retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
+      const message = busy ? "the vault's database is busy or unavailable; try again shortly" : 'the vault cannot reach its database; try again shortly';
+      res.status(503).json({ statusCode: 503, code: 'UNAVAILABLE', message, retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
       return;
     }
     const body = this.toBody(exception);
@@ -92,6 +98,16 @@ const UNAVAILABLE_SQLSTATE = /^(08...|57P0[1-3]|53300)$/;
 /** Socket-level failures on the way to the database, and what pg / pg-pool say when the server went away. */
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 const UNAVAILABLE_MESSAGES = /^(Connection terminated( unexpectedly| due to connection timeout)?|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|terminating connection due to administrator command)$/;
+
+/** pg-pool's answer when no connection came free within connectionTimeoutMillis: a busy pool as well as an outage. */
+const POOL_WAIT_TIMEOUT = 'timeout exceeded when trying to connect';
+
+function isPoolWaitTimeout(e: unknown, depth = 0): boolean {
+  if (depth > 3 || e === null || typeof e !== 'object') return false;
+  if ((e as { message?: unknown }).message === POOL_WAIT_TIMEOUT) return true;
+  const w = e as { driverError?: unknown; cause?: unknown };
+  return isPoolWaitTimeout(w.driverError, depth + 1) || isPoolWaitTimeout(w.cause, depth + 1);
+}
 
 function errorCode(e: unknown): string | undefined {
   const code = (e as { code?: unknown })?.code;

@@ -67,6 +67,7 @@ export const ERROR_CODES = {
   BREAK_GLASS_NOT_ALLOWED: { status: 403, description: "The account's policy does not allow break-glass checkouts." },
   CHECKOUT_NOT_ACTIVE: { status: 409, description: 'The checkout is not active.' },
   CHECKOUT_ENDED: { status: 409, description: 'The checkout has already ended.' },
+  CHECKOUT_NOT_ENDED: { status: 409, description: 'A break-glass checkout is reviewed once it has ended (checked in, expired or revoked), not while it is pending or active.' },
   NOT_BREAK_GLASS: { status: 409, description: 'Only break-glass checkouts are reviewed.' },
   ALREADY_REVIEWED: { status: 409, description: 'The break-glass checkout was already reviewed.' },
 

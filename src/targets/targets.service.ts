@@ -32,8 +32,17 @@ const secretRef = (t: TargetLocation) => ({
   table: 'targets',
   rowId: t.id,
   column: 'admin_secret',
-  context: JSON.stringify([t.type, t.host, t.port, t.adminUsername, t.options.hostKeySha256 ?? null, ...tlsBinding(t.options)]),
+  context: JSON.stringify([t.type, t.host, t.port, t.adminUsername, t.options.hostKeySha256 ?? null, ...tlsBinding(t.options), ...accountHostBinding(t.options)]),
 });
+
+/**
+ * MySQL: the account host one-time accounts are created under ('v'@'<accountHost>') is bound too, when set: a
+ * database-side change of it would make the reaper drop 'v'@'<other>' (nothing) and leave the real account alive;
+ * with it bound the credential stops decrypting and the vault fails loudly instead. Rows without it keep their context.
+ */
+function accountHostBinding(o: TargetOptions): unknown[] {
+  return o.accountHost === undefined ? [] : [{ accountHost: o.accountHost }];
+}
 
 /** The server-identity settings (TLS, CA, certificate pin) are bound too, when set (rows without them keep their old context). */
 function tlsBinding(o: TargetOptions): unknown[] {

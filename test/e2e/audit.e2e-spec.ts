@@ -454,7 +454,8 @@ describe('audit tamper evidence beyond the database (anchors, emptied log, held 
     await vault.db.query('SELECT pg_advisory_lock($1)', [SEAL_LOCK]);
     try {
       const res = await h.call('get', '/v1/audit-events/verify').expect(503);
-      expect(res.body).toEqual({ statusCode: 503, code: 'UNAVAILABLE', message: expect.any(String) });
+      expect(res.body).toEqual({ statusCode: 503, code: 'UNAVAILABLE', message: expect.any(String), retryAfterSeconds: expect.any(Number) });
+      expect(res.headers['retry-after']).toBe(String(res.body.retryAfterSeconds));
     } finally {
       await vault.db.query('SELECT pg_advisory_unlock($1)', [SEAL_LOCK]);
     }

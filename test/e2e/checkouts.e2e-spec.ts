@@ -361,12 +361,14 @@ describe('checkouts (e2e)', () => {
       const toReview = (await as(approvers[0]).get('/v1/checkouts?breakGlass=true&reviewed=false&limit=200').expect(200)).body.items.map((c: { id: string }) => c.id);
       expect(toReview).toContain(co.id);
       expect((await as(operator).post(`/v1/checkouts/${co.id}/review`, { comment: 'mine' }).expect(403)).body.code).toBe('FORBIDDEN');
+      // reviewed once it has ended, with the approver's own step-up code
+      expect((await as(approvers[0]).post(`/v1/checkouts/${co.id}/review`, { comment: 'too early' }, true).expect(409)).body.code).toBe('CHECKOUT_NOT_ENDED');
       await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
       // deleting the account would clear the review queue unseen
       expect((await as(admin).delete(`/v1/accounts/${account.id}`, true).expect(409)).body.code).toBe('ACCOUNT_BUSY');
-      const reviewed = (await as(approvers[0]).post(`/v1/checkouts/${co.id}/review`, { comment: 'justified: INC-4711' }).expect(200)).body;
+      const reviewed = (await as(approvers[0]).post(`/v1/checkouts/${co.id}/review`, { comment: 'justified: INC-4711' }, true).expect(200)).body;
       expect(reviewed.review).toMatchObject({ reviewedBy: approvers[0].id, comment: 'justified: INC-4711' });
-      expect((await as(approvers[1]).post(`/v1/checkouts/${co.id}/review`, { comment: 'again' }).expect(409)).body.code).toBe('ALREADY_REVIEWED');
+      expect((await as(approvers[1]).post(`/v1/checkouts/${co.id}/review`, { comment: 'again' }, true).expect(409)).body.code).toBe('ALREADY_REVIEWED');
       const still = (await as(approvers[0]).get('/v1/checkouts?breakGlass=true&reviewed=false&limit=200').expect(200)).body.items.map((c: { id: string }) => c.id);
       expect(still).not.toContain(co.id);
       expect((await events(co.id)).map((e) => e.type)).toContain('checkout.reviewed');

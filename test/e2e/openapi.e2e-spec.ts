@@ -227,7 +227,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     expect(problems).toEqual([]);
     // the ones API.md marks MFA, as a cross-check of the metadata walk
     const mfaRoutes = [...operations].filter(([, op]) => op['x-mfa-required']).map(([r]) => r);
-    expect(mfaRoutes).toEqual(expect.arrayContaining(['POST /v1/checkouts', 'POST /v1/checkouts/:id/reveal', 'POST /v1/ephemeral-accounts/:id/claim', 'POST /v1/checkouts/:id/approve']));
+    expect(mfaRoutes).toEqual(expect.arrayContaining(['POST /v1/checkouts', 'POST /v1/checkouts/:id/reveal', 'POST /v1/ephemeral-accounts/:id/claim', 'POST /v1/checkouts/:id/approve', 'POST /v1/checkouts/:id/review']));
     // admin actions that weaken protection or move secrets (issue 12): the admin's own step-up code
     expect(mfaRoutes).toEqual(
       expect.arrayContaining([

@@ -91,7 +91,7 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/checkouts/:id': allow(['operator', 'admin', 'approver', 'auditor']),
   'POST /v1/checkouts/:id/approve': allow(['approver'], { stepUp: true }),
   'POST /v1/checkouts/:id/deny': allow(['approver'], { stepUp: true }),
-  'POST /v1/checkouts/:id/review': allow(['approver'], { body: { comment: 'role matrix probe' } }),
+  'POST /v1/checkouts/:id/review': allow(['approver'], { stepUp: true, body: { comment: 'role matrix probe' } }),
   'POST /v1/checkouts/:id/reveal': allow(['operator'], { stepUp: true }),
   'POST /v1/checkouts/:id/extend': allow(['operator'], { stepUp: true, body: { ttlSeconds: 600 } }),
   'POST /v1/checkouts/:id/checkin': allow(['operator', 'admin']),

@@ -79,6 +79,38 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
     await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
   });
 
+  it("binds a MySQL target's accountHost into its admin credential: a database-side change cannot send one-time account removals elsewhere", async () => {
+    const input = remember(postgresTarget({ type: 'mysql', port: 3306, admin: { username: 'root', password: secretValue('mysql-admin') }, options: { accountHost: '10.0.0.%' } }));
+    const created = (await call('post', '/v1/targets', input).expect(201)).body;
+    const targets = vault.get(TargetsService);
+    const load = () => vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: created.id });
+    expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
+
+    // through the API the account host moves only with the credential typed again, and it still opens after
+    expect((await call('patch', `/v1/targets/${created.id}`, { options: { accountHost: '10.0.1.%' } }).expect(400)).body.code).toBe('ADMIN_CREDENTIAL_REQUIRED');
+    await call('patch', `/v1/targets/${created.id}`, { options: { accountHost: '10.0.1.%' }, admin: input.admin }).expect(200);
+    expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
+
+    // someone with database access alone changing it (or removing it: the default '%'): the credential no longer opens
+    await vault.db.query(`UPDATE targets SET options = jsonb_set(options, '{accountHost}', '"x"') WHERE id = $1`, [created.id]);
+    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
+    await vault.db.query(`UPDATE targets SET options = options - 'accountHost' WHERE id = $1`, [created.id]);
+    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
+    await vault.db.query(`UPDATE targets SET options = jsonb_set(options, '{accountHost}', '"10.0.1.%"') WHERE id = $1`, [created.id]);
+    expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
+
+    // a MySQL target without accountHost keeps the context it was stored with before accountHost was bound
+    const plain = remember(postgresTarget({ type: 'mysql', port: 3306, admin: { username: 'root', password: secretValue('mysql-admin') } }));
+    const plainRow = (await call('post', '/v1/targets', plain).expect(201)).body;
+    const before = vault.get(SecretBoxService).encrypt(
+      { table: 'targets', rowId: plainRow.id, column: 'admin_secret', context: JSON.stringify(['mysql', plain.host, plain.port, 'root', null]) },
+      JSON.stringify({ password: plain.admin.password }),
+    );
+    await vault.db.query('UPDATE targets SET admin_secret = $1 WHERE id = $2', [before, plainRow.id]);
+    const loaded = await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: plainRow.id });
+    expect((await targets.adminSecret(loaded)).password).toBe(plain.admin.password);
+  });
+
   it('keeps options the client did not mention: a PATCH never drops a pinned host key', async () => {
     const pin = 'SHA256:' + 'A'.repeat(43);
     const target = (await call('post', '/v1/targets', remember(sshTarget({ options: { hostKeySha256: pin, sudo: false } }))).expect(201)).body;

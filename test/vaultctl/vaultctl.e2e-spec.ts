@@ -346,11 +346,14 @@ describe('vaultctl against a running vault (e2e)', () => {
     expect(co).toMatchObject({ status: 'active', breakGlass: true });
     expect(expectExit(await cli(['review'], { as: approver }), 0).stdout).toContain(co.id);
     expect(expectExit(await cli(['review', co.id], { as: approver }), 2).stderr).toMatch(/--comment/);
-    expect(expectExit(await cli(['review', co.id, '-m', 'mine'], { as: operator }), 5).stderr).toMatch(/FORBIDDEN/);
-    expect(expectExit(await cli(['review', co.id, '-m', 'justified by INC-1'], { as: approver }), 0).stdout).toMatch(/reviewed/);
-    expect(expectExit(await cli(['review'], { as: approver }), 0).stdout).not.toContain(co.id);
-    expect(expectExit(await cli(['review', co.id, '-m', 'again'], { as: approver }), 7).stderr).toMatch(/ALREADY_REVIEWED/);
+    expect(expectExit(await cli(['review', co.id, '-m', 'mine', '--code', await operator.code()], { as: operator }), 5).stderr).toMatch(/FORBIDDEN/);
+    // step-up: without a code (and no terminal to ask on) nothing is reviewed; while the checkout runs, nothing either
+    expect(expectExit(await cli(['review', co.id, '-m', 'no code'], { as: approver }), 4).stderr).toMatch(/MFA_REQUIRED/);
+    expect(expectExit(await cli(['review', co.id, '-m', 'too early', '--code', await approver.code()], { as: approver }), 7).stderr).toMatch(/CHECKOUT_NOT_ENDED/);
     expectExit(await cli(['checkin', co.id], { as: operator }), 0);
+    expect(expectExit(await cli(['review', co.id, '-m', 'justified by INC-1', '--code', await approver.code()], { as: approver }), 0).stdout).toMatch(/reviewed/);
+    expect(expectExit(await cli(['review'], { as: approver }), 0).stdout).not.toContain(co.id);
+    expect(expectExit(await cli(['review', co.id, '-m', 'again', '--code', await approver.code()], { as: approver }), 7).stderr).toMatch(/ALREADY_REVIEWED/);
   });
 
   it('one-time accounts: request, approve, claim once (8 after), revoke', async () => {

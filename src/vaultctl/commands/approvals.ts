@@ -89,7 +89,7 @@ export function registerApprovals(program: Command, rt: Runtime): void {
 
   program
     .command('review')
-    .description('approvers: review a break-glass checkout after the fact (without an id: list those waiting for review)')
+    .description('approvers: review a break-glass checkout once it has ended (step-up MFA; without an id: list those waiting for review)')
     .argument('[checkoutId]')
     .option('-m, --comment <text>', 'your finding, kept in the audit log (required with an id)')
     .action(async (id: string | undefined, o: { comment?: string }, cmd: Command) => {
@@ -102,7 +102,8 @@ export function registerApprovals(program: Command, rt: Runtime): void {
         return;
       }
       if (!o.comment) throw usage('review needs --comment: what you found');
-      const res = await ctx.client().post<CheckoutView>(`/v1/checkouts/${seg(id)}/review`, { comment: o.comment });
+      const code = await ctx.mfa();
+      const res = await ctx.client().post<CheckoutView>(`/v1/checkouts/${seg(id)}/review`, { comment: o.comment }, code);
       ctx.print(res, () => out(`break-glass checkout ${res.id} reviewed`));
     });
 }
