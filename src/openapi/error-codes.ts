@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   // targets and what the connectors answer
   TARGET_NAME_TAKEN: { status: 409, description: 'A target with this name already exists.' },
   ADMIN_CREDENTIAL_REQUIRED: { status: 400, description: "Moving a target (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin`: the stored one never follows the target to a new place. Nothing was changed." },
+  TARGET_CREDENTIAL_UNREADABLE: { status: 409, description: "The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin." },
   TARGET_IN_USE: { status: 409, description: 'The target still has accounts or open one-time accounts (delete or revoke them first; a target with open one-time accounts cannot be moved).' },
   TARGET_UNREACHABLE: { status: 502, description: 'Nothing answered at the target address.' },
   TARGET_AUTH_FAILED: { status: 502, description: "The target refused the vault's administrator credential." },

@@ -52,7 +52,7 @@ export class TargetsController {
     summary: "Log in with the target's admin credential and report every capability the vault needs",
     description: 'An SSH target without a pinned host key answers 409 TARGET_HOST_KEY_UNPINNED with `presentedHostKeySha256`; verify again with that `hostKeySha256`, once compared with the server, to pin it.',
   })
-  @ApiErrors(...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME'))
+  @ApiErrors('TARGET_CREDENTIAL_UNREADABLE', ...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME'))
   @Roles('admin')
   @RequiresMfa()
   @Post(':id/verify')

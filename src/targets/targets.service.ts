@@ -7,6 +7,7 @@ import { ConnectorTarget } from '../connectors/connector.interface';
 import { ConnectorRegistry } from '../connectors/connector.registry';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
+import { DecryptionError } from '../crypto/aead';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
 import { TargetEntity, TargetOptions } from './target.entity';
@@ -146,7 +147,20 @@ export class TargetsService {
 
   /** The decrypted admin credential, for connectors only. Never returned over the API. */
   async adminSecret(target: TargetEntity): Promise<TargetAdminSecret> {
-    return JSON.parse(this.secrets.decrypt(secretRef(target), target.adminSecret)) as TargetAdminSecret;
+    return JSON.parse(this.readSecret(target)) as TargetAdminSecret;
+  }
+
+  /**
+   * The stored admin credential, decrypted. One that no longer decrypts — its row was changed outside the API (address,
+   * admin, pin, TLS or accountHost), or copied from elsewhere — is a 409 with a stable code and never reaches a target.
+   */
+  private readSecret(target: TargetLocation & Pick<TargetEntity, 'adminSecret'>): string {
+    try {
+      return this.secrets.decrypt(secretRef(target), target.adminSecret);
+    } catch (e) {
+      if (!(e instanceof DecryptionError) && !/unknown secret format|key version/.test((e as Error)?.message ?? '')) throw e;
+      throw Errors.conflict('TARGET_CREDENTIAL_UNREADABLE', "the target's stored admin credential does not decrypt for this target (changed outside the API?): enter it again with PATCH /v1/targets/:id and admin");
+    }
   }
 
   /** What a connector needs to act on this target as its administrator. */
@@ -208,7 +222,7 @@ export class TargetsService {
         // pinned meanwhile by someone else (to another key): theirs stands, this verify does not overwrite it
         if (current.options.hostKeySha256 && current.options.hostKeySha256 !== pin) throw new ConnectorError('TARGET_HOST_KEY_MISMATCH', 'another host key was pinned meanwhile');
         const options = { ...current.options, hostKeySha256: pin };
-        const adminSecret = this.secrets.encrypt(secretRef({ ...current, options }), this.secrets.decrypt(secretRef(current), current.adminSecret));
+        const adminSecret = this.secrets.encrypt(secretRef({ ...current, options }), this.readSecret(current));
         await em.getRepository(TargetEntity).update({ id }, { options, adminSecret });
       }
       await audit({

@@ -99,6 +99,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   NOT_APPROVED: conflict('the request is still waiting for approval'),
   ALREADY_DECIDED: conflict('you already approved or denied it'),
   ACCOUNT_IS_TARGET_ADMIN: conflict("the target's own administrator is never a vaulted account"),
+  TARGET_CREDENTIAL_UNREADABLE: conflict("enter the target's admin credential again (the stored one does not decrypt for the target as it is now)"),
   TARGET_HOST_KEY_UNPINNED: conflict('compare the presented host key with the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then: vaultctl targets verify <id> --host-key SHA256:…'),
   CHECKOUT_NOT_ENDED: conflict('a break-glass checkout is reviewed once it has ended; ask its holder to check in, or wait for it to expire'),
   ALREADY_REVIEWED: conflict(),

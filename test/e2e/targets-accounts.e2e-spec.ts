@@ -74,9 +74,12 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
 
     // someone with database access alone redirecting it, or removing the pin: the credential no longer opens
     await vault.db.query("UPDATE targets SET host = 'attacker.example.net' WHERE id = $1", [created.id]);
-    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
+    await expect(targets.adminSecret(await load())).rejects.toMatchObject({ code: 'TARGET_CREDENTIAL_UNREADABLE' });
+    // and through the API that is a clear 409, never a 500, and nothing is sent anywhere
+    const unreadable = await call('post', `/v1/targets/${created.id}/verify`, {}).expect(409);
+    expect(unreadable.body.code).toBe('TARGET_CREDENTIAL_UNREADABLE');
     await vault.db.query("UPDATE targets SET host = 'moved.example.internal', options = '{}' WHERE id = $1", [created.id]);
-    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
+    await expect(targets.adminSecret(await load())).rejects.toMatchObject({ code: 'TARGET_CREDENTIAL_UNREADABLE' });
   });
 
   it("binds a MySQL target's accountHost into its admin credential: a database-side change cannot send one-time account removals elsewhere", async () => {
@@ -93,9 +96,9 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
 
     // someone with database access alone changing it (or removing it: the default '%'): the credential no longer opens
     await vault.db.query(`UPDATE targets SET options = jsonb_set(options, '{accountHost}', '"x"') WHERE id = $1`, [created.id]);
-    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
+    await expect(targets.adminSecret(await load())).rejects.toMatchObject({ code: 'TARGET_CREDENTIAL_UNREADABLE' });
     await vault.db.query(`UPDATE targets SET options = options - 'accountHost' WHERE id = $1`, [created.id]);
-    await expect(targets.adminSecret(await load())).rejects.toThrow('decryption failed');
+    await expect(targets.adminSecret(await load())).rejects.toMatchObject({ code: 'TARGET_CREDENTIAL_UNREADABLE' });
     await vault.db.query(`UPDATE targets SET options = jsonb_set(options, '{accountHost}', '"10.0.1.%"') WHERE id = $1`, [created.id]);
     expect((await targets.adminSecret(await load())).password).toBe(input.admin.password);
 
