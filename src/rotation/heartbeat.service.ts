@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AccountEntity, accountSecretRef } from '../accounts/account.entity';
 import { AuditService } from '../audit/audit.service';
+import { DomainException } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { ConnectorError } from '../connectors/connector.errors';
 import { ConnectorRegistry } from '../connectors/connector.registry';
@@ -47,7 +48,14 @@ export class HeartbeatService {
       return rows;
     });
     let drifted = 0;
-    for (const account of claimed) if (await this.check(account)) drifted++;
+    for (const account of claimed) {
+      // one account that cannot be checked (a credential that no longer decrypts) never stops the rest of the batch
+      try {
+        if (await this.check(account)) drifted++;
+      } catch (e) {
+        this.logger.warn({ accountId: account.id, code: e instanceof DomainException ? e.code : (e as Error)?.name }, 'heartbeat could not check the account');
+      }
+    }
     return { checked: claimed.length, drifted };
   }
 

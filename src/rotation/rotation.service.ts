@@ -135,8 +135,14 @@ export class RotationService implements BeforeApplicationShutdown {
         [this.instanceId, this.config.rotation.claimSeconds],
       ).then((r: [Array<{ id: string }>, number]) => r[0]);
       if (rows.length === 0) break;
-      const ctx = await this.load(rows[0].id);
-      await this.resolve(ctx, null);
+      // one rotation that cannot be loaded (its target's credential no longer decrypts, say) never stops the others:
+      // it keeps its claim until the claim lapses, so this pass moves on to the next
+      try {
+        const ctx = await this.load(rows[0].id);
+        await this.resolve(ctx, null);
+      } catch (e) {
+        this.logger.warn({ rotationId: rows[0].id, code: e instanceof DomainException ? e.code : (e as Error)?.name }, 'a pending rotation could not be recovered; skipped until its claim lapses');
+      }
     }
     return n;
   }

@@ -55,13 +55,25 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     }
   }
 
-  /** Recovery of abandoned rotations, due rotations, then the drift heartbeat. */
+  /**
+   * Recovery of abandoned rotations, due rotations, then the drift heartbeat — each on its own: one that fails is
+   * logged and never keeps the others from running.
+   */
   sweep(): Promise<void> {
-    return this.once('rotation', async () => {
-      await this.rotation.recoverStale();
-      await this.rotation.rotateDue();
-      await this.heartbeat.run();
-    });
+    return this.once('rotation', () =>
+      this.steps([
+        ['rotation-recovery', () => this.rotation.recoverStale()],
+        ['rotation-due', () => this.rotation.rotateDue()],
+        ['heartbeat', () => this.heartbeat.run()],
+      ]),
+    );
+  }
+
+  /** Runs the steps of one sweep in order; a step that fails is logged and the next ones still run. */
+  private async steps(steps: Array<readonly [string, () => Promise<unknown>]>): Promise<void> {
+    for (const [step, work] of steps) {
+      await work().catch((e: unknown) => this.logger.warn({ sweep: step, err: { type: (e as Error)?.name } }, 'sweep step failed; the next steps still run'));
+    }
   }
 
   /** One-time accounts: lapses unclaimed requests, removes expired accounts and abandoned intents, retries removals. */
@@ -71,9 +83,11 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Ends expired checkouts (rotating their passwords) and lapsed approval requests; retries owed session cleanup. */
   checkoutSweep(): Promise<void> {
-    return this.once('checkout', async () => {
-      await this.checkouts.expireDue();
-      await this.checkouts.finishStale();
-    });
+    return this.once('checkout', () =>
+      this.steps([
+        ['checkout-expiry', () => this.checkouts.expireDue()],
+        ['checkout-cleanup', () => this.checkouts.finishStale()],
+      ]),
+    );
   }
 }
