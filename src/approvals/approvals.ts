@@ -41,7 +41,7 @@ export function requestDigest(auditKey: Uint8Array, kind: string, fields: unknow
   return createHmac('sha256', auditKey).update(`pam-vault:${kind}:request:`).update(canonicalize(fields) as string).digest('hex');
 }
 
-export const selfApproval = () => new DomainException(403, 'SELF_APPROVAL', 'a requester never approves, denies or reviews their own request');
+export const selfApproval = () => new DomainException('SELF_APPROVAL', 'a requester never approves, denies or reviews their own request');
 
 /**
  * Checks and records one approver's decision on a pending request; resolves to the number of approvals that match
@@ -55,7 +55,7 @@ export async function recordDecision(
   decision: 'approve' | 'deny',
   input: DecisionInput,
   now: Date,
-  notPendingCode: string,
+  notPendingCode: 'CHECKOUT_NOT_PENDING' | 'REQUEST_NOT_PENDING',
 ): Promise<number> {
   if (request.requesterId === actor.id) throw selfApproval();
   if (request.status !== 'pending_approval') throw Errors.conflict(notPendingCode, `the request is ${request.status}`);

@@ -22,7 +22,7 @@ export const VERIFY_RETRY_AFTER_SECONDS = 5;
 
 /** 503 UNAVAILABLE with `retryAfterSeconds` (the controller sets Retry-After from it). */
 function verifyUnavailable(message: string): DomainException {
-  return new DomainException(503, 'UNAVAILABLE', message, { retryAfterSeconds: VERIFY_RETRY_AFTER_SECONDS });
+  return new DomainException('UNAVAILABLE', message, { retryAfterSeconds: VERIFY_RETRY_AFTER_SECONDS });
 }
 
 /** Reading and verifying the audit log. */

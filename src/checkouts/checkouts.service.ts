@@ -117,7 +117,7 @@ export class CheckoutsService {
       const to = new Date(from.getTime() + dto.ttlSeconds * SECOND);
       const limit = new Date((checkout.activatedAt as Date).getTime() + maxSeconds * SECOND);
       if (to > limit) {
-        throw new DomainException(400, 'TTL_EXCEEDS_POLICY', `the policy allows this checkout until ${limit.toISOString()} at most`, { maxExpiresAt: limit.toISOString() });
+        throw new DomainException('TTL_EXCEEDS_POLICY', `the policy allows this checkout until ${limit.toISOString()} at most`, { maxExpiresAt: limit.toISOString() });
       }
       await em.query('UPDATE checkouts SET expires_at = $2, version = version + 1 WHERE id = $1', [id, to]);
       await audit({ type: 'checkout.extended', actor, subjectType: 'checkout', subjectId: id, details: { accountId: checkout.accountId, from: from.toISOString(), to: to.toISOString() } });
@@ -162,11 +162,11 @@ export class CheckoutsService {
 /** The lease length asked for, checked against the policy (break-glass has its own, shorter limit). */
 function leaseLength(policy: AccountPolicy, breakGlass: boolean, asked: number | undefined): number {
   if (breakGlass && !policy.breakGlassAllowed) {
-    throw new DomainException(403, 'BREAK_GLASS_NOT_ALLOWED', "this account's policy does not allow break-glass checkouts");
+    throw new DomainException('BREAK_GLASS_NOT_ALLOWED', "this account's policy does not allow break-glass checkouts");
   }
   const max = maxLeaseSeconds(policy, breakGlass);
   const ttl = asked ?? (breakGlass ? max : policy.checkoutTtlSeconds);
-  if (ttl > max) throw new DomainException(400, 'TTL_EXCEEDS_POLICY', `ttlSeconds may be at most ${max} for this account`, { maxTtlSeconds: max });
+  if (ttl > max) throw new DomainException('TTL_EXCEEDS_POLICY', `ttlSeconds may be at most ${max} for this account`, { maxTtlSeconds: max });
   return ttl;
 }
 

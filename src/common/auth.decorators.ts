@@ -61,7 +61,7 @@ export function RequiresMfa(): ClassDecorator & MethodDecorator {
 async function runStepUp(req: StepUpRequest | undefined): Promise<void> {
   const stepUp = req?.[MFA_STEP_UP];
   // fail closed: the guard always leaves the check; without it, nothing runs
-  if (typeof stepUp !== 'function') throw new DomainException(401, 'MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
+  if (typeof stepUp !== 'function') throw new DomainException('MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
   delete req![MFA_STEP_UP];
   await stepUp();
 }

@@ -1,26 +1,32 @@
+import { CodeWithStatus, ERROR_CODES, ErrorCode } from './error-codes';
+
 /**
- * The one domain exception. Services throw it with a stable machine code; the exception filter
+ * The one domain exception. Services throw it with a stable machine code (its HTTP status comes from the code's row in
+ * the table); the exception filter
  * turns it into `{statusCode, code, message}`. Messages are written for humans and must never
  * contain a secret.
  */
 export class DomainException extends Error {
+  /** The HTTP status, from the one table of codes (src/common/error-codes.ts). */
+  readonly status: number;
+
   constructor(
-    readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly extra?: Record<string, unknown>,
   ) {
     super(message);
+    this.status = ERROR_CODES[code].status;
   }
 }
 
 export const Errors = {
-  validation: (message: string) => new DomainException(400, 'VALIDATION_FAILED', message),
-  unauthenticated: (message = 'authentication required') => new DomainException(401, 'UNAUTHENTICATED', message),
-  forbidden: (message = 'your roles do not allow this action') => new DomainException(403, 'FORBIDDEN', message),
-  notFound: (what = 'resource') => new DomainException(404, 'NOT_FOUND', `${what} not found`),
-  conflict: (code: string, message: string) => new DomainException(409, code, message),
-  gone: (code: string, message: string) => new DomainException(410, code, message),
-  payloadTooLarge: (message = 'request body is too large') => new DomainException(413, 'PAYLOAD_TOO_LARGE', message),
-  unavailable: (message = 'service unavailable') => new DomainException(503, 'UNAVAILABLE', message),
+  validation: (message: string) => new DomainException('VALIDATION_FAILED', message),
+  unauthenticated: (message = 'authentication required') => new DomainException('UNAUTHENTICATED', message),
+  forbidden: (message = 'your roles do not allow this action') => new DomainException('FORBIDDEN', message),
+  notFound: (what = 'resource') => new DomainException('NOT_FOUND', `${what} not found`),
+  conflict: (code: CodeWithStatus<409>, message: string) => new DomainException(code, message),
+  gone: (code: CodeWithStatus<410>, message: string) => new DomainException(code, message),
+  payloadTooLarge: (message = 'request body is too large') => new DomainException('PAYLOAD_TOO_LARGE', message),
+  unavailable: (message = 'service unavailable') => new DomainException('UNAVAILABLE', message),
 };

@@ -69,13 +69,13 @@ export class MfaGuard implements CanActivate {
     const actor = req.user;
     const flag = (key: string) => this.reflector.getAllAndOverride<boolean>(key, [ctx.getHandler(), ctx.getClass()]) === true;
     if (actor.kind === 'user' && !actor.mfaEnrolled && !flag(ALLOW_WITHOUT_MFA)) {
-      throw new DomainException(403, 'MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp, then /v1/me/mfa/totp/confirm');
+      throw new DomainException('MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp, then /v1/me/mfa/totp/confirm');
     }
     if (!flag(REQUIRES_MFA)) return true;
     if (actor.kind !== 'user') throw Errors.forbidden('this action needs a person with MFA; service tokens cannot perform it');
     const code = req.headers['x-mfa-code'];
-    if (code === undefined) throw new DomainException(401, 'MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
-    if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException(401, 'MFA_INVALID', 'X-MFA-Code must be 6 digits');
+    if (code === undefined) throw new DomainException('MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
+    if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException('MFA_INVALID', 'X-MFA-Code must be 6 digits');
     const verify = () => this.mfa.verify(actor, code, normalizeAddress(req.ip), `${req.method} ${req.route?.path ?? ''}`);
     if (Reflect.getMetadata(MFA_AFTER_VALIDATION, ctx.getHandler()) === true) {
       req[MFA_STEP_UP] = verify;

@@ -16,7 +16,7 @@ export class ConnectorError extends DomainException {
     readonly connectorCode: ConnectorErrorCode,
     message: string,
   ) {
-    super(connectorCode === 'TARGET_INVALID_NAME' ? 400 : connectorCode === 'TARGET_HOST_KEY_UNPINNED' ? 409 : 502, connectorCode, message);
+    super(connectorCode, message);
   }
 }
 

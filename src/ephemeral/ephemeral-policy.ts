@@ -76,7 +76,7 @@ export function staticRefusals(p: Pick<EphemeralPolicy, 'allowedGroups' | 'allow
 }
 
 export const policyNotAllowed = (refused: string[]) =>
-  new DomainException(400, 'POLICY_NOT_ALLOWED', `the policy may not allow: ${refused.slice(0, 10).join('; ')}`, { refused: refused.slice(0, 50) });
+  new DomainException('POLICY_NOT_ALLOWED', `the policy may not allow: ${refused.slice(0, 10).join('; ')}`, { refused: refused.slice(0, 50) });
 
 export function policyFrom(dto: EphemeralPolicyDto): EphemeralPolicy {
   const policy: EphemeralPolicy = {
@@ -132,7 +132,7 @@ export function checkAccess(type: TargetType, policy: EphemeralPolicy, access: E
     }
   }
   if (refused.length) {
-    throw new DomainException(403, 'ACCESS_NOT_ALLOWED', `the target's ephemeral policy does not allow: ${refused.slice(0, 10).join('; ')}`);
+    throw new DomainException('ACCESS_NOT_ALLOWED', `the target's ephemeral policy does not allow: ${refused.slice(0, 10).join('; ')}`);
   }
   return out;
 }

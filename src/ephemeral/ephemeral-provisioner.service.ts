@@ -126,7 +126,7 @@ export class EphemeralProvisioner implements BeforeApplicationShutdown {
     const target = await findByIdOrThrow(em, TargetEntity, row.targetId, 'target');
     const a = row.access;
     const refused = await this.ephemeral.refusedByTarget(target, { groups: a.groups, roles: a.grantRoles, databases: a.database ? [a.database] : [], grants: a.grants });
-    if (refused.length) throw new DomainException(403, 'ACCESS_NOT_ALLOWED', `the target no longer allows what this request asks: ${refused.slice(0, 5).join('; ')}`);
+    if (refused.length) throw new DomainException('ACCESS_NOT_ALLOWED', `the target no longer allows what this request asks: ${refused.slice(0, 5).join('; ')}`);
   }
 
   /**

@@ -50,10 +50,10 @@ export class EphemeralService {
       });
       const vendor = await em.getRepository(UserEntity).findOneBy({ id: dto.vendorUserId });
       if (!vendor || vendor.disabled || !vendor.roles.includes('vendor')) throw Errors.validation('vendorUserId: not an enabled user with the vendor role');
-      if (vendor.id === actor.id) throw new DomainException(403, 'SELF_APPROVAL', 'a requester cannot ask for a one-time account for themselves');
+      if (vendor.id === actor.id) throw new DomainException('SELF_APPROVAL', 'a requester cannot ask for a one-time account for themselves');
       const policy = await this.policyOf(em, target.id);
       if (dto.ttlSeconds > policy.maxTtlSeconds) {
-        throw new DomainException(400, 'TTL_EXCEEDS_POLICY', `ttlSeconds may be at most ${policy.maxTtlSeconds} on this target`, { maxTtlSeconds: policy.maxTtlSeconds });
+        throw new DomainException('TTL_EXCEEDS_POLICY', `ttlSeconds may be at most ${policy.maxTtlSeconds} on this target`, { maxTtlSeconds: policy.maxTtlSeconds });
       }
       const access = checkAccess(target.type, policy, dto.access);
       const now = this.clock.now();
@@ -202,7 +202,7 @@ export class EphemeralService {
   async checkAgainstPolicyInForce(em: EntityManager, audit: (input: AuditInput) => Promise<string>, row: EphemeralAccountEntity, type: TargetEntity['type']): Promise<number | null> {
     const policy = await this.policyOf(em, row.targetId);
     const refused = staticRefusals(policy);
-    if (refused.length) throw new DomainException(403, 'ACCESS_NOT_ALLOWED', `the target's ephemeral policy allows what no one-time account may have (${refused.slice(0, 5).join('; ')}); an admin must fix it`);
+    if (refused.length) throw new DomainException('ACCESS_NOT_ALLOWED', `the target's ephemeral policy allows what no one-time account may have (${refused.slice(0, 5).join('; ')}); an admin must fix it`);
     checkAccess(type, policy, row.access);
     const approvals = await countApprovals(em, DECISIONS, row.id, this.digest(row));
     if (approvals < policy.approvalsRequired) {

@@ -59,7 +59,7 @@ export class IdentityService implements OnApplicationBootstrap {
     const actor = toActor(user);
     if (actor.mfaEnrolled) {
       // the password attempt stays counted: "code required" tells that the password was right
-      if (dto.code === undefined) throw new DomainException(401, 'MFA_REQUIRED', 'this user has MFA: send the current TOTP code as `code`');
+      if (dto.code === undefined) throw new DomainException('MFA_REQUIRED', 'this user has MFA: send the current TOTP code as `code`');
       await this.mfa.verify(actor, dto.code, address, 'login').catch(async (e: unknown) => {
         // the password was right and a replayed code is no guess: neither counts
         if (e instanceof DomainException && e.code === 'MFA_REPLAYED') await this.throttle.release(attempt);
@@ -75,7 +75,7 @@ export class IdentityService implements OnApplicationBootstrap {
       );
       if (!now || now.disabled) throw Errors.unauthenticated('invalid username or password');
       if (now.enrolled !== actor.mfaEnrolled) {
-        throw new DomainException(401, 'MFA_REQUIRED', 'MFA enrollment changed during this login: log in again (with the current TOTP code once enrolled)');
+        throw new DomainException('MFA_REQUIRED', 'MFA enrollment changed during this login: log in again (with the current TOTP code once enrolled)');
       }
       const issued = await insertSession(em, user.id, this.clock.now(), this.config.tokenTtlSeconds);
       await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { address: address ?? null, mfa: actor.mfaEnrolled } });

@@ -78,7 +78,7 @@ export class MfaService {
   async verify(actor: Actor, code: string, address: string | undefined, action: string): Promise<void> {
     this.assertUser(actor);
     const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
-    if (!user.mfaSecret) throw new DomainException(403, 'MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp');
+    if (!user.mfaSecret) throw new DomainException('MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp');
     await this.checkCode(actor, user, this.secrets.decrypt(mfaSecretRef(user.id, 'mfa_secret'), user.mfaSecret), code, address, action);
   }
 
@@ -143,7 +143,7 @@ export class MfaService {
       outcome: 'failure',
       details: { action, reason: code, address: who.address ?? null },
     });
-    throw new DomainException(401, code, message, extra);
+    throw new DomainException(code, message, extra);
   }
 
   private assertUser(actor: Actor): void {

@@ -140,6 +140,6 @@ export class ThrottleService {
       const left = rule.windowSeconds - row.elapsed;
       if (row.failures >= rule.max && left > 0) wait = Math.max(wait, left);
     }
-    return new DomainException(429, 'THROTTLED', `too many attempts; try again in ${wait} s`, { retryAfterSeconds: wait });
+    return new DomainException('THROTTLED', `too many attempts; try again in ${wait} s`, { retryAfterSeconds: wait });
   }
 }

@@ -1,87 +1,9 @@
 import { SetMetadata } from '@nestjs/common';
 
-/**
- * Every stable error `code` the vault answers with, its HTTP status and what it means: the one table the
- * OpenAPI document (`/docs`) is built from. test/e2e/openapi.e2e-spec.ts greps src/ for every code thrown
- * (DomainException, Errors.conflict/gone, ConnectorError, the exception filter) and fails when one is missing here.
- */
-export const ERROR_CODES = {
-  // the exception filter and the guards: any route
-  VALIDATION_FAILED: { status: 400, description: 'The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.' },
-  UNAUTHENTICATED: { status: 401, description: 'No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.' },
-  FORBIDDEN: { status: 403, description: "The caller's roles do not allow this action (or it needs a person and the caller is a service token)." },
-  NOT_FOUND: { status: 404, description: 'No such resource (or the caller may not see it), or no such route.' },
-  METHOD_NOT_ALLOWED: { status: 405, description: 'The route does not take this method.' },
-  PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body is larger than the configured limit.' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The request body has a content type, charset or encoding the vault does not read (send JSON).' },
-  THROTTLED: { status: 429, description: 'Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.' },
-  INTERNAL: { status: 500, description: 'Unexpected failure; nothing about it is disclosed.' },
-  UNAVAILABLE: { status: 503, description: 'A dependency is not available right now (the database, or a lock held by another session); try again later.' },
+import { ERROR_CODES, type ErrorCode } from '../common/error-codes';
 
-  // MFA (guards and the MFA service)
-  MFA_REQUIRED: { status: 401, description: 'This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).' },
-  MFA_INVALID: { status: 401, description: 'The TOTP code is malformed or not valid now.' },
-  MFA_REPLAYED: { status: 401, description: 'This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.' },
-  MFA_ENROLLMENT_REQUIRED: { status: 403, description: 'The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.' },
-  MFA_ALREADY_ENROLLED: { status: 409, description: 'TOTP is already enrolled for this user; an admin can reset it.' },
-  MFA_ENROLLMENT_NOT_STARTED: { status: 409, description: 'Nothing to confirm: start with POST /v1/me/mfa/totp.' },
-
-  // users
-  USERNAME_TAKEN: { status: 409, description: 'A user with this username already exists.' },
-  LAST_ADMIN: { status: 409, description: 'The change would leave the vault without an enabled admin.' },
-
-  // targets and what the connectors answer
-  TARGET_NAME_TAKEN: { status: 409, description: 'A target with this name already exists.' },
-  ADMIN_CREDENTIAL_REQUIRED: { status: 400, description: "Moving a target (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin`: the stored one never follows the target to a new place. Nothing was changed." },
-  TARGET_CREDENTIAL_UNREADABLE: { status: 409, description: "The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin." },
-  TARGET_IN_USE: { status: 409, description: 'The target still has accounts or open one-time accounts (delete or revoke them first; a target with open one-time accounts cannot be moved).' },
-  TARGET_UNREACHABLE: { status: 502, description: 'Nothing answered at the target address.' },
-  TARGET_AUTH_FAILED: { status: 502, description: "The target refused the vault's administrator credential." },
-  TARGET_HOST_KEY_MISMATCH: { status: 502, description: 'The SSH host key differs from the pinned one; the vault refuses to talk to the host.' },
-  TARGET_HOST_KEY_UNPINNED: { status: 409, description: 'The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.' },
-  TARGET_IDENTITY_UNVERIFIED: { status: 502, description: "The server at the target's address did not prove it is the target (asked for a cleartext or MD5 password, no TLS where required, or a certificate that fails verification or its pin); no password was sent." },
-  TARGET_TIMEOUT: { status: 502, description: 'The target did not answer in time.' },
-  TARGET_INVALID_NAME: { status: 400, description: 'A name, grant or value cannot be used on this target type.' },
-  TARGET_ERROR: { status: 502, description: 'The target failed the operation (message redacted of secrets).' },
-
-  // accounts
-  ACCOUNT_IS_TARGET_ADMIN: { status: 409, description: "The account is the target's own administrator (by name, or SSH: the same uid); the vault never vaults it, nor makes a vaulted account the admin." },
-  ACCOUNT_EXISTS: { status: 409, description: 'The target already has an account with this username in the vault.' },
-  ACCOUNT_BUSY: { status: 409, description: 'The account is not in a state that allows this now (checked out, rotating, or owes a cleanup or a review); try again later.' },
-  ACCOUNT_CHECKED_OUT: { status: 409, description: 'Another checkout holds (or awaits approval for) the account.' },
-  ACCOUNT_ROTATING: { status: 409, description: 'The account is being rotated; try again in a moment.' },
-  ACCOUNT_NEEDS_ATTENTION: { status: 409, description: 'Rotation of the account kept failing; an administrator must look at it.' },
-  ACCOUNT_NO_PASSWORD: { status: 409, description: 'The vault holds no password for this account yet.' },
-  ACCOUNT_ROTATION_PENDING: { status: 409, description: 'The account must be rotated after its last checkout before it is handed out again.' },
-  ACCOUNT_CLEANUP_PENDING: { status: 409, description: "The previous checkout's sessions on the target are still being ended; try again shortly." },
-
-  // approvals (checkouts and one-time accounts)
-  SELF_APPROVAL: { status: 403, description: 'A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.' },
-  CHECKOUT_NOT_PENDING: { status: 409, description: 'The checkout is not waiting for approval any more.' },
-  REQUEST_NOT_PENDING: { status: 409, description: 'The one-time account request is not waiting for approval any more.' },
-  REQUEST_CHANGED: { status: 409, description: 'The request no longer matches the `requestDigest` the approver reviewed; read it again.' },
-  ALREADY_DECIDED: { status: 409, description: 'This approver already decided on this request.' },
-  EXPIRED: { status: 410, description: 'The request or lease has expired.' },
-
-  // checkouts
-  TTL_EXCEEDS_POLICY: { status: 400, description: "The requested lease or lifetime is longer than the policy allows (`maxTtlSeconds` / `maxExpiresAt` say how long)." },
-  BREAK_GLASS_NOT_ALLOWED: { status: 403, description: "The account's policy does not allow break-glass checkouts." },
-  CHECKOUT_NOT_ACTIVE: { status: 409, description: 'The checkout is not active.' },
-  CHECKOUT_ENDED: { status: 409, description: 'The checkout has already ended.' },
-  CHECKOUT_NOT_ENDED: { status: 409, description: 'A break-glass checkout is reviewed once it has ended (checked in, expired or revoked), not while it is pending or active.' },
-  NOT_BREAK_GLASS: { status: 409, description: 'Only break-glass checkouts are reviewed.' },
-  ALREADY_REVIEWED: { status: 409, description: 'The break-glass checkout was already reviewed.' },
-
-  // one-time (ephemeral) accounts
-  POLICY_NOT_ALLOWED: { status: 400, description: "An ephemeral policy allows what no one-time account may have (global or system-schema grants, privileged or missing roles, system groups…), checked against the target's own catalog; `refused` lists each problem." },
-  ACCESS_NOT_ALLOWED: { status: 403, description: "The target's ephemeral policy does not allow the access asked for." },
-  ALREADY_CLAIMED: { status: 410, description: 'The one-time account was already claimed; its credential is answered only once.' },
-  NOT_APPROVED: { status: 409, description: 'The request is still waiting for approval.' },
-  REQUEST_ENDED: { status: 409, description: 'The request has ended (denied, revoked, expired).' },
-  REVOKED: { status: 410, description: 'The one-time account was revoked while it was being created.' },
-} as const satisfies Record<string, { status: number; description: string }>;
-
-export type ErrorCode = keyof typeof ERROR_CODES;
+export { ERROR_CODES };
+export type { ErrorCode };
 
 /** What a connector answers when a call on the target fails (src/connectors/connector.errors.ts). */
 export const TARGET_FAILURES = [

@@ -196,7 +196,7 @@ export class TargetsService {
         if (!target.options.hostKeySha256) {
           const presented = await connector.hostKey!(ct);
           if (!confirmed) {
-            throw new DomainException(409, 'TARGET_HOST_KEY_UNPINNED', `the server presents host key SHA256:${presented}; compare it with the server and verify again with hostKeySha256 to pin it`, {
+            throw new DomainException('TARGET_HOST_KEY_UNPINNED', `the server presents host key SHA256:${presented}; compare it with the server and verify again with hostKeySha256 to pin it`, {
               presentedHostKeySha256: presented,
             });
           }
@@ -267,9 +267,7 @@ async function openEphemeralCount(em: EntityManager, targetId: string): Promise<
 }
 
 const adminCredentialRequired = () =>
-  new DomainException(
-    400,
-    'ADMIN_CREDENTIAL_REQUIRED',
+  new DomainException('ADMIN_CREDENTIAL_REQUIRED',
     "moving a target (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin`; nothing was changed",
   );
 
