@@ -9,12 +9,10 @@ import { registerRotate } from './commands/rotate';
 import { intIn } from './commands/common';
 import { CliError, EXIT, EXIT_CODE_HELP } from './errors';
 import { printJson } from './output';
+import type { Runtime } from './runtime';
 
 /** Per invocation: the command after `--` for `--exec`, and the exit status a command chose (child's, rotate's, ...). */
-export interface Runtime {
-  execArgs?: string[];
-  exitCode?: number;
-}
+export type { Runtime };
 
 const ENV_HELP = `Environment:
   VAULT_ADDR        vault URL (else --url; else the last login's; else http://127.0.0.1:8080)

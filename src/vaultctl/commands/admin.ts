@@ -6,7 +6,7 @@ import { ApiError, clean, EXIT, usage } from '../errors';
 import { TARGET_TYPES } from '../exec';
 import { fields, morePages, out, table } from '../output';
 import { interactive, promptHidden, readLineFromStdin } from '../prompt';
-import type { Runtime } from '../program';
+import type { Runtime } from '../runtime';
 import { allPages, commaList, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
 import type { AccountView } from '../../accounts/accounts.dto';
 import type { TargetView, VerifyView } from '../../targets/targets.dto';

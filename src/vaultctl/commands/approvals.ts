@@ -3,7 +3,7 @@ import { seg } from '../client';
 import { Context } from '../context';
 import { ApiError, clean, usage } from '../errors';
 import { note, out, short, table } from '../output';
-import type { Runtime } from '../program';
+import type { Runtime } from '../runtime';
 import type { CheckoutView } from './checkouts';
 import type { EphemeralView } from './ephemeral';
 import { allPages, approvalsThatCount, Page } from './common';

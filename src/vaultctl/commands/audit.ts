@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { Context } from '../context';
 import { clean, EXIT, usage } from '../errors';
 import { morePages, note, out, short, table } from '../output';
-import type { Runtime } from '../program';
+import type { Runtime } from '../runtime';
 import { intIn, Page } from './common';
 
 type VerifyResult = { ok: true; count: number; headSeq: string; headHash: string } | { ok: false; firstInvalidId: string | null; reason?: string };

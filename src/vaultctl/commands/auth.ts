@@ -5,7 +5,7 @@ import { Context } from '../context';
 import { ApiError, CliError, EXIT, usage } from '../errors';
 import { fields, note, out } from '../output';
 import { checkCode, CODE_PATTERN, interactive, promptHidden, promptLine, readLineFromStdin } from '../prompt';
-import type { Runtime } from '../program';
+import type { Runtime } from '../runtime';
 
 interface LoginResponse {
   accessToken: string;

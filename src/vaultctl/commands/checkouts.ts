@@ -4,7 +4,7 @@ import { Context } from '../context';
 import { ApiError, EXIT, usage } from '../errors';
 import { Credential, guessType, runWithCredential, TARGET_TYPES, TargetType } from '../exec';
 import { fields, morePages, note, out, short, table } from '../output';
-import type { Runtime } from '../program';
+import type { Runtime } from '../runtime';
 import { allPages, approvalsThatCount, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
 // the API's own shapes (type-only: nothing of the server is loaded by the CLI)
 import type { AccountView } from '../../accounts/accounts.dto';

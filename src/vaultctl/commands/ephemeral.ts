@@ -5,7 +5,7 @@ import { Context } from '../context';
 import { usage } from '../errors';
 import { runWithCredential, TargetType } from '../exec';
 import { fields, morePages, note, out, short, table } from '../output';
-import type { Runtime } from '../program';
+import type { Runtime } from '../runtime';
 import { execType, targetInfo, typeOption } from './checkouts';
 import { approvalsThatCount, collect, commaList, intIn, ListOptions, Page, pageQuery } from './common';
 

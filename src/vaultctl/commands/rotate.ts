@@ -4,7 +4,7 @@ import { Context } from '../context';
 import { ApiError, CliError, clean, EXIT, usage } from '../errors';
 import { note, out, table } from '../output';
 import { Progress } from '../progress';
-import type { Runtime } from '../program';
+import type { Runtime } from '../runtime';
 import { allPages, intIn, Page } from './common';
 
 interface RotationView {
