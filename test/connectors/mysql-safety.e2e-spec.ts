@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
-import { ConnectorError } from '../../src/connectors/connector.errors';
 import { Connector, ConnectorTarget } from '../../src/connectors/connector.interface';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { guardedAuthPlugins } from '../../src/connectors/mysql/mysql-identity';
@@ -14,6 +13,7 @@ import { startFakeMysql, SwitchPlugin } from '../support/targets/fake-mysql';
 import { connectTlsMariaDb, TEST_DATABASES, TlsMariaHandle } from '../support/targets/mariadb-tls';
 import { run } from '../support/targets/run';
 import { LiveSession, openMysqlSession } from '../support/targets/sessions';
+import { failure } from '../support/connector-failure';
 
 /**
  * Target safety of the MySQL connector (issue 11), against the TLS MariaDB the jest globalSetup starts and impostor
@@ -30,15 +30,6 @@ const gen = new PasswordGenerator();
 const password = () => gen.generate('mysql', { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
 const name = () => `vt_${randomBytes(4).toString('hex')}`;
 
-async function failure(p: Promise<unknown>): Promise<ConnectorError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConnectorError);
-    return e as ConnectorError;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', () => {
   let my: TlsMariaHandle;

@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
-import { ConnectorError } from '../../src/connectors/connector.errors';
 import { Connector, ConnectorTarget } from '../../src/connectors/connector.interface';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { scramSha256Verifier } from '../../src/connectors/postgres/scram';
@@ -11,6 +10,7 @@ import { PasswordGenerator } from '../../src/crypto/password-generator';
 import { FakeAuthMode, startFakePostgres } from '../support/targets/fake-postgres';
 import { makeServerCertificate, makeTestCa, PgAdmin, PgHandle, startScramPostgres } from '../support/targets/postgres';
 import { openPgSession } from '../support/targets/sessions';
+import { failure } from '../support/connector-failure';
 
 /**
  * Target safety on PostgreSQL (issue 11), against real clusters — PostgreSQL 15 (Debian) and 18 (embedded) — with the
@@ -23,15 +23,6 @@ const password = () => gen.generate('postgres', { length: 24, classes: ['lower',
 const name = (prefix = 'vt') => `${prefix}_${randomBytes(4).toString('hex')}`;
 const q = (id: string) => `"${id.replace(/"/g, '""')}"`;
 
-async function failure(p: Promise<unknown>): Promise<ConnectorError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConnectorError);
-    return e as ConnectorError;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** A client as `user` on the cluster (test set-up and observation, outside the vault). */
 async function session(pg: PgHandle, user: string, pass: string, database = pg.database): Promise<PgClient> {
