@@ -16,6 +16,7 @@ import { createValidationPipe } from './common/validation';
 import { APP_CONFIG, AppConfig } from './config/config';
 import { ConnectorsModule } from './connectors/connectors.module';
 import { CryptoModule } from './crypto/crypto.module';
+import { UnitOfWorkModule } from './database/unit-of-work';
 import { MetricsModule } from './metrics/metrics.module';
 import { MASTER_KEY } from './crypto/keyring.service';
 import { HealthController } from './health/health.controller';
@@ -46,6 +47,7 @@ export class AppModule {
           dataSourceFactory: async () => runtime.dataSource,
         }),
         ScheduleModule.forRoot(),
+        UnitOfWorkModule,
         CryptoModule,
         ConnectorsModule,
         MetricsModule,

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, EntityManager } from 'typeorm';
+import { EntityManager } from 'typeorm';
+import { Tx, TxParticipant, UnitOfWork } from '../database/unit-of-work';
 import { Clock } from '../common/clock';
 import { toStorable } from '../common/text';
 import { KeyringService } from '../crypto/keyring.service';
@@ -7,18 +8,36 @@ import { eventMac, sensitiveHmac } from './audit-chain';
 import { AuditInput } from './audit.types';
 import { AuditSealer } from './audit-sealer.service';
 
+/** What a unit of work's `audit` member does: records one event in that transaction. */
+export type AuditFn = (input: AuditInput) => Promise<string>;
+
+declare module '../database/unit-of-work' {
+  interface Tx {
+    /** Records an audit event in this transaction (the audit module joins every unit of work). */
+    audit: AuditFn;
+  }
+}
+
 /**
- * Writes audit events inside the caller's transaction, so the event and the change commit or fail together.
- * `transaction()` is the way services make an audited change: it runs the work and nudges the sealer after commit.
+ * Writes audit events inside the caller's transaction, so the event and the change commit or fail together. It is a
+ * participant of every unit of work (`src/database/unit-of-work.ts`): `tx.audit(event)` records in that transaction,
+ * and the sealer is nudged after commit.
  */
 @Injectable()
-export class AuditService {
+export class AuditService implements TxParticipant {
   constructor(
-    private readonly dataSource: DataSource,
+    private readonly uow: UnitOfWork,
     private readonly keyring: KeyringService,
     private readonly sealer: AuditSealer,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    uow.register(this);
+  }
+
+  join(tx: Tx): void {
+    tx.audit = (input) => this.record(tx.em, input);
+    tx.afterCommit(() => this.sealer.nudge());
+  }
 
   async record(em: EntityManager, input: AuditInput): Promise<string> {
     return (await this.recordMany(em, [input]))[0];
@@ -57,16 +76,14 @@ export class AuditService {
     return ids;
   }
 
-  /** Runs `work` in one transaction with an `audit` function bound to it; seals soon after commit. */
-  async transaction<T>(work: (em: EntityManager, audit: (input: AuditInput) => Promise<string>) => Promise<T>): Promise<T> {
-    const result = await this.dataSource.transaction((em) => work(em, (input) => this.record(em, input)));
-    this.sealer.nudge();
-    return result;
+  /** @deprecated being replaced by `UnitOfWork.run(({ em, audit }) => …)` at every call site (issue 13). */
+  transaction<T>(work: (em: EntityManager, audit: AuditFn) => Promise<T>): Promise<T> {
+    return this.uow.run((tx) => work(tx.em, tx.audit));
   }
 
   /** Records a single event on its own (failed logins, denied actions). */
   async recordAlone(input: AuditInput): Promise<string> {
-    return this.transaction((_em, audit) => audit(input));
+    return this.uow.run((tx) => tx.audit(input));
   }
 
   hmacOf(value: string): string {

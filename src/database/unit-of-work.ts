@@ -1,0 +1,59 @@
+import { Global, Injectable, Module } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+
+/**
+ * One database transaction as the application sees it: the entity manager every statement of the change runs on,
+ * plus what the participants add. Participants are other modules that join every transaction (the audit module adds
+ * `audit`, so a change and its events commit or fail together); they extend this interface by declaration merging:
+ *
+ *     declare module '../database/unit-of-work' { interface Tx { audit: (input: AuditInput) => Promise<string> } }
+ *
+ * so the database layer knows none of them.
+ */
+export interface Tx {
+  readonly em: EntityManager;
+  /** Runs `fn` after the transaction committed (never when it rolled back). A throwing `fn` is ignored. */
+  afterCommit(fn: () => void): void;
+}
+
+/** A module that joins every unit of work: it adds its members to the transaction and may hook its commit. */
+export interface TxParticipant {
+  join(tx: Tx): void;
+}
+
+/**
+ * The unit of work: `run` is the one way to make a change. It opens a transaction, lets every registered participant
+ * join it (audit first: "no change without its audit event"), runs the work, commits, then runs the after-commit
+ * hooks. Participants register at module init (`UnitOfWork.register`).
+ */
+@Injectable()
+export class UnitOfWork {
+  private readonly participants: TxParticipant[] = [];
+
+  constructor(private readonly dataSource: DataSource) {}
+
+  register(participant: TxParticipant): void {
+    if (!this.participants.includes(participant)) this.participants.push(participant);
+  }
+
+  async run<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
+    const hooks: Array<() => void> = [];
+    const result = await this.dataSource.transaction((em) => {
+      const tx = { em, afterCommit: (fn: () => void) => void hooks.push(fn) } as Tx;
+      for (const p of this.participants) p.join(tx);
+      return work(tx);
+    });
+    for (const fn of hooks) {
+      try {
+        fn();
+      } catch {
+        // after-commit hooks are nudges (seal soon, deliver soon); the change itself is committed
+      }
+    }
+    return result;
+  }
+}
+
+@Global()
+@Module({ providers: [UnitOfWork], exports: [UnitOfWork] })
+export class UnitOfWorkModule {}
