@@ -8,11 +8,12 @@ import { AppModule } from './app.module';
 import { Clock } from './common/clock';
 import { AppConfig } from './config/config';
 import { dataSourceOptions, runMigrations } from './database/data-source';
+import { ENTITIES } from './entities';
 import { setupOpenApi } from './openapi/openapi';
 
 /** Connects to the database and applies pending migrations. */
 export async function openDatabase(url: string): Promise<DataSource> {
-  const ds = new DataSource(dataSourceOptions(url));
+  const ds = new DataSource(dataSourceOptions(url, undefined, ENTITIES));
   await ds.initialize();
   try {
     await runMigrations(ds);

@@ -1,6 +1,6 @@
 import { createParamDecorator, ExecutionContext, Req, SetMetadata } from '@nestjs/common';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
-import type { Actor, Role } from '../identity/actor';
+import type { Actor, Role } from './actor';
 import { DomainException } from './errors';
 
 export const IS_PUBLIC = 'vault:isPublic';

@@ -1,21 +1,14 @@
 import { DataSource, DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
-import { AccountEntity } from '../accounts/account.entity';
-import { CheckoutApprovalEntity, CheckoutEntity } from '../checkouts/checkout.entity';
-import { EphemeralAccountEntity, EphemeralApprovalEntity } from '../ephemeral/ephemeral.entity';
-import { AccessTokenEntity } from '../identity/access-token.entity';
-import { ServiceTokenEntity } from '../identity/service-token.entity';
-import { UserEntity } from '../identity/user.entity';
-import { TargetEntity } from '../targets/target.entity';
-
-export const ENTITIES = [UserEntity, AccessTokenEntity, ServiceTokenEntity, TargetEntity, AccountEntity, CheckoutEntity, CheckoutApprovalEntity, EphemeralAccountEntity, EphemeralApprovalEntity];
-
-/** One definition for the app, the tests and the migration CLI. The schema comes only from migrations. */
-export function dataSourceOptions(url: string, poolSize = 20): DataSourceOptions {
+/**
+ * One definition for the app, the tests and the migration CLI. The schema comes only from migrations. The entity list
+ * is the composition root's (src/entities.ts): the database layer knows no feature module.
+ */
+export function dataSourceOptions(url: string, poolSize = 20, entities: NonNullable<DataSourceOptions['entities']> = []): DataSourceOptions {
   return {
     type: 'postgres',
     url,
-    entities: ENTITIES,
+    entities,
     migrations: MIGRATIONS,
     migrationsTableName: 'schema_migrations',
     synchronize: false,

@@ -151,7 +151,7 @@ function thrownCodes(): Map<string, Array<{ status?: number; where: string }>> {
     if (/\b(DomainException|ConnectorError)\b/.test(text)) {
       for (const m of text.matchAll(/'([A-Z][A-Z0-9_]{2,})'(?=\s*\|(?!\|))|(?<=(?<!\|)\|\s*)'([A-Z][A-Z0-9_]{2,})'/g)) add(m[1] ?? m[2], file);
     }
-    if (file.endsWith(join('common', 'exception.filter.ts'))) {
+    if (file.endsWith(join('http', 'exception.filter.ts'))) {
       for (const m of text.matchAll(/\b(\d{3}): '([A-Z][A-Z0-9_]+)'/g)) add(m[2], file, Number(m[1]));
       for (const m of text.matchAll(/statusCode: (\d{3}), code: '([A-Z][A-Z0-9_]+)'/g)) add(m[2], file, Number(m[1]));
     }

@@ -1,12 +1,12 @@
 import { CanActivate, ExecutionContext, Injectable, Logger } from '@nestjs/common';
-import { normalizeAddress } from './client-address';
+import { normalizeAddress } from '../common/client-address';
 import type { Request } from 'express';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
-import type { Actor, Role } from '../identity/actor';
-import { MfaService } from '../identity/mfa.service';
-import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUpRequest } from './auth.decorators';
-import { DomainException, Errors } from './errors';
+import type { Actor, Role } from '../common/actor';
+import { MfaService } from './mfa.service';
+import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUpRequest } from '../common/auth.decorators';
+import { DomainException, Errors } from '../common/errors';
 
 const isPublic = (reflector: Reflector, ctx: ExecutionContext) =>
   reflector.getAllAndOverride<boolean>(IS_PUBLIC, [ctx.getHandler(), ctx.getClass()]) === true;

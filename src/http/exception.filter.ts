@@ -1,7 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, Optional } from '@nestjs/common';
 import type { Response } from 'express';
 import { MetricsService } from '../metrics/metrics.service';
-import { DomainException } from './errors';
+import { DomainException } from '../common/errors';
 
 /** How long a client should wait before trying again while the vault's database cannot be reached. */
 export const DATABASE_RETRY_AFTER_SECONDS = 5;
