@@ -100,8 +100,63 @@ export interface EphemeralAccess {
   validUntil?: Date;
 }
 
+/**
+ * What a target type can do beyond the operations every connector has. The vault asks a connector for nothing it does
+ * not support, and a request that asks for it anyway is refused with TARGET_UNSUPPORTED, never silently ignored.
+ */
+export interface ConnectorSupport {
+  /**
+   * Whether a new user stops working on the target by itself at `validUntil` (a backstop should the vault be down at
+   * expiry): `exact` (PostgreSQL `VALID UNTIL`), `day` (SSH: shadow expiry, from the start of the UTC day after
+   * `validUntil`), `none` (MySQL/MariaDB: the vault's reaper is the only remover).
+   */
+  accountExpiry: 'exact' | 'day' | 'none';
+  /** Whether the target presents a host key to pin before any credential is sent (SSH). */
+  hostKey: boolean;
+}
+
+/** Sets an existing account's password through the admin credential (Vault's UpdateUserRequest). */
+export interface UpdatePasswordRequest {
+  username: string;
+  password: string;
+}
+
+/** Logs in as the account itself. */
+export interface LoginRequest {
+  username: string;
+  password: string;
+}
+
+/** Creates a one-time account (Vault's NewUserRequest). */
+export interface NewUserRequest {
+  username: string;
+  password: string;
+  access: EphemeralAccess;
+  /**
+   * The account stops working on the target by itself at this time (see {@link ConnectorSupport.accountExpiry}); only
+   * for a connector that supports account expiry. A valid Date between 1970 and 9999 (else TARGET_INVALID_NAME).
+   */
+  validUntil?: Date;
+}
+
+export interface NewUserResponse {
+  /** When the target itself stops the account (SSH: the start of the UTC day after validUntil); null when it never does. */
+  expiresOnTarget: Date | null;
+}
+
+/** Ends the account's sessions and removes it (Vault's DeleteUserRequest). */
+export interface DeleteUserRequest {
+  username: string;
+}
+
+/** Ends the account's login sessions (never the admin's). */
+export interface TerminateSessionsRequest {
+  username: string;
+}
+
 export interface Connector {
   readonly type: TargetType;
+  readonly supports: ConnectorSupport;
 
   /**
    * SSH only: connects, reads the host key the server presents and disconnects before authenticating (nothing is

@@ -37,6 +37,10 @@ export class SafeConnector implements Connector {
     return this.inner.type;
   }
 
+  get supports() {
+    return this.inner.supports;
+  }
+
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.run(target, [], opts, (o) => this.inner.verify(target, o));
   }

@@ -10,6 +10,7 @@ import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/quer
 import { DecryptionError } from '../crypto/aead';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
+import { TargetConnection } from './target-connection';
 import { TargetEntity, TargetOptions } from './target.entity';
 import {
   CreateTargetDto, mapTarget, normalizeCertSha256, pemCertificates, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView,
@@ -163,19 +164,26 @@ export class TargetsService {
     }
   }
 
-  /** What a connector needs to act on this target as its administrator. */
+  /**
+   * The target, bound: its admin credential is decrypted here, once (a 409 TARGET_CREDENTIAL_UNREADABLE when it no
+   * longer decrypts, before anything reaches the target), and held privately by the connection, which goes through the
+   * connector for the target's type. The one way services reach a target.
+   */
+  async connect(target: TargetEntity): Promise<TargetConnection> {
+    return new TargetConnection(target.id, connectorTargetOf(target, await this.adminSecret(target)), this.connectors.get(target.type));
+  }
+
+  /** {@link connect} for the target with this id (404 when there is none). */
+  async connectById(em: EntityManager, id: string): Promise<TargetConnection> {
+    return this.connect(await this.find(em, id));
+  }
+
+  /**
+   * What a connector needs to act on this target as its administrator.
+   * @deprecated use {@link connect}: services no longer assemble `registry.get(type)` and this themselves.
+   */
   async connectorTarget(target: TargetEntity): Promise<ConnectorTarget> {
-    const admin = await this.adminSecret(target);
-    return {
-      type: target.type,
-      host: target.host,
-      port: target.port,
-      adminUsername: target.adminUsername,
-      adminPassword: admin.password,
-      adminPrivateKey: admin.privateKey,
-      adminPassphrase: admin.passphrase,
-      options: target.options,
-    };
+    return connectorTargetOf(target, await this.adminSecret(target));
   }
 
   /**
@@ -186,15 +194,14 @@ export class TargetsService {
    */
   async verify(actor: Actor, id: string, dto: VerifyTargetDto = {}): Promise<VerifyView> {
     const target = await this.find(this.dataSource.manager, id);
-    const connector = this.connectors.get(target.type);
     let result;
     let pin: string | undefined;
     try {
-      const ct = await this.connectorTarget(target);
-      if (target.type === 'ssh') {
+      let conn = await this.connect(target);
+      if (conn.supports.hostKey) {
         const confirmed = dto.hostKeySha256?.replace(/^SHA256:/, '').replace(/=$/, '');
         if (!target.options.hostKeySha256) {
-          const presented = await connector.hostKey!(ct);
+          const presented = await conn.hostKey();
           if (!confirmed) {
             throw new DomainException('TARGET_HOST_KEY_UNPINNED', `the server presents host key SHA256:${presented}; compare it with the server and verify again with hostKeySha256 to pin it`, {
               presentedHostKeySha256: presented,
@@ -202,14 +209,14 @@ export class TargetsService {
           }
           if (confirmed !== presented) throw new ConnectorError('TARGET_HOST_KEY_MISMATCH', `the server presents SHA256:${presented}, not the host key given`);
           pin = presented;
-          ct.options = { ...ct.options, hostKeySha256: pin };
+          conn = conn.withHostKeyPin(pin);
         } else if (confirmed && confirmed !== target.options.hostKeySha256) {
           throw new ConnectorError('TARGET_HOST_KEY_MISMATCH', 'the target has another pinned host key; change the pin with PATCH options.hostKeySha256');
         }
       } else if (dto.hostKeySha256 !== undefined) {
         throw Errors.validation('hostKeySha256: for SSH targets only');
       }
-      result = await connector.verify(ct);
+      result = await conn.verify();
     } catch (e) {
       const code = e instanceof DomainException ? e.code : 'TARGET_ERROR';
       await this.audit.recordAlone({ type: 'target.verified', actor, subjectType: 'target', subjectId: id, outcome: 'failure', details: { code } });
@@ -249,12 +256,26 @@ export class TargetsService {
   async refuseAdminAccount(target: TargetEntity, username: string): Promise<void> {
     if (username === target.adminUsername) throw adminIsAccount();
     if (target.type !== 'ssh') return; // PostgreSQL roles and MySQL users are their names
-    if (await this.connectors.get(target.type).isAdmin(await this.connectorTarget(target), username)) throw adminIsAccount();
+    if (await (await this.connect(target)).isAdmin(username)) throw adminIsAccount();
   }
 
   find(em: EntityManager, id: string, lock = false): Promise<TargetEntity> {
     return findByIdOrThrow(em, TargetEntity, id, 'target', lock);
   }
+}
+
+/** What a connector needs to act on this target as its administrator. */
+function connectorTargetOf(target: TargetEntity, admin: TargetAdminSecret): ConnectorTarget {
+  return {
+    type: target.type,
+    host: target.host,
+    port: target.port,
+    adminUsername: target.adminUsername,
+    adminPassword: admin.password,
+    adminPrivateKey: admin.privateKey,
+    adminPassphrase: admin.passphrase,
+    options: target.options,
+  };
 }
 
 /** One-time accounts of a target that exist, may exist, or may still be created on it. */

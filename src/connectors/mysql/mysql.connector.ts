@@ -1,6 +1,6 @@
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { ConnectorError } from '../connector.errors';
-import { AccessInspection, AccountCredential, CallOptions, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+import { AccessInspection, AccountCredential, CallOptions, ConnectorSupport, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
 import { catalogGrantRefusals, MysqlGrant, staticGrantRefusals } from './mysql-access';
 import { identityRefusal, openVerifiedConnection, tlsConnectionOptions, tlsDescription } from './mysql-identity';
 
@@ -21,6 +21,7 @@ const KILL_PRIVILEGES = ['CONNECTION ADMIN', 'CONNECTION_ADMIN', 'SUPER'];
  */
 export class MysqlConnector implements Connector {
   readonly type = 'mysql' as const;
+  readonly supports: ConnectorSupport = { accountExpiry: 'none', hostKey: false };
 
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {

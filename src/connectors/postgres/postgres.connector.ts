@@ -1,7 +1,7 @@
 import { Client, escapeIdentifier } from 'pg';
 import { ConnectorError } from '../connector.errors';
 import {
-  AccessInspection, AccountCredential, CallOptions, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult,
+  AccessInspection, AccountCredential, CallOptions, ConnectorSupport, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult,
 } from '../connector.interface';
 import { adminFacts, AdminFacts, inspectDatabase, inspectRole, inspectRoleInDatabase } from './access-check';
 import { defaultAcls, DefaultAclSnapshot, reachableDatabases, readSnapshot, restoreStatements, rolesAndAncestors, snapshotComment } from './default-acl';
@@ -37,6 +37,7 @@ const CLIENT_BACKENDS_OF_ROLE = `FROM pg_catalog.pg_stat_activity
  */
 export class PostgresConnector implements Connector {
   readonly type = 'postgres' as const;
+  readonly supports: ConnectorSupport = { accountExpiry: 'exact', hostKey: false };
 
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {

@@ -1,6 +1,6 @@
 import { SSH_FORBIDDEN_GROUPS } from '../../targets/names';
 import { ConnectorError } from '../connector.errors';
-import { AccessInspection, AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+import { AccessInspection, AccountCredential, CallOptions, ConnectorSupport, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
 import { probeCapabilities } from './ssh-capabilities';
 import { processesToEnd } from './ssh-processes';
 import { endProcesses, freeUid, isUidMark, loginDefs, markUid, namesWithUid, oneTimeUidRange, uidOf } from './ssh-remote';
@@ -22,6 +22,7 @@ export { hostKeyFingerprint, shQuote } from './ssh-session';
  */
 export class SshConnector implements Connector {
   readonly type = 'ssh' as const;
+  readonly supports: ConnectorSupport = { accountExpiry: 'day', hostKey: true };
 
   async hostKey(target: ConnectorTarget, opts?: CallOptions): Promise<string> {
     return sshSession(target, 'probe', opts);
