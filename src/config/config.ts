@@ -13,6 +13,34 @@ const intIn = (min: number, max: number) =>
     .min(min, `must be an integer between ${min} and ${max}`)
     .max(max, `must be an integer between ${min} and ${max}`);
 
+/**
+ * Crash points (tests only): the vault SIGKILLs itself when it reaches the one VAULT_CRASH_POINT names
+ * (ClaimedWork.crash in src/database/claimed-work.ts). Named for the work and the step they interrupt.
+ */
+export const CRASH_POINTS = [
+  'rotation-after-pending-write',
+  'rotation-after-target-change',
+  'rotation-after-login-check',
+  'rotation-before-commit',
+  'ephemeral-after-intent',
+  'ephemeral-after-create',
+  'ephemeral-before-commit',
+] as const;
+export type CrashPointName = (typeof CRASH_POINTS)[number];
+
+/** The names crash points had before they said which work they interrupt: still accepted, read as the new name. */
+export const CRASH_POINT_ALIASES: ReadonlyMap<string, CrashPointName> = new Map([
+  ['after-pending-write', 'rotation-after-pending-write'],
+  ['after-target-change', 'rotation-after-target-change'],
+  ['after-login-check', 'rotation-after-login-check'],
+  ['before-commit', 'rotation-before-commit'],
+]);
+
+const crashPoint = z
+  .string()
+  .refine((v) => (CRASH_POINTS as readonly string[]).includes(v) || CRASH_POINT_ALIASES.has(v), `must be one of ${CRASH_POINTS.join(', ')}`)
+  .transform((v): CrashPointName => CRASH_POINT_ALIASES.get(v) ?? (v as CrashPointName));
+
 const schema = z
   .object({
     DATABASE_URL: z
@@ -50,7 +78,7 @@ const schema = z
     VAULT_EPHEMERAL_CLAIM_SECONDS: intIn(1, 3600).default(120),
     VAULT_EPHEMERAL_MAX_ATTEMPTS: intIn(1, 100).default(8),
     VAULT_EPHEMERAL_SWEEP_MS: intIn(100, 3600000).default(5000),
-    VAULT_CRASH_POINT: z.string().regex(/^[a-z-]{1,40}$/).optional(),
+    VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => !(c.VAULT_MASTER_KEY && c.VAULT_MASTER_KEY_FILE), {
@@ -81,8 +109,8 @@ export interface AppConfig {
   checkout: { approvalTimeoutSeconds: number; sweepMs: number; cleanupMaxAttempts: number };
   /** One-time accounts: unclaimed requests lapse; claims on target work; removal attempts before needs_attention; reaper interval. */
   ephemeral: { requestTimeoutSeconds: number; claimSeconds: number; maxAttempts: number; sweepMs: number };
-  /** Tests only: the vault kills itself (SIGKILL) when a rotation reaches this point. */
-  crashPoint?: string;
+  /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
+  crashPoint?: CrashPointName;
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
