@@ -1,4 +1,4 @@
-import { Role, ROLES } from './actor';
+import { Role, ROLES } from '../common/actor';
 
 /**
  * SQL fragments about a user's standing (enabled, roles) for other owners' statements: a sweep that ends what a
