@@ -16,6 +16,7 @@ import { createValidationPipe } from './common/validation';
 import { APP_CONFIG, AppConfig } from './config/config';
 import { ConnectorsModule } from './connectors/connectors.module';
 import { CryptoModule } from './crypto/crypto.module';
+import { ClaimedWorkModule } from './database/claimed-work';
 import { UnitOfWorkModule } from './database/unit-of-work';
 import { MetricsModule } from './metrics/metrics.module';
 import { MASTER_KEY } from './crypto/keyring.service';
@@ -48,6 +49,7 @@ export class AppModule {
         }),
         ScheduleModule.forRoot(),
         UnitOfWorkModule,
+        ClaimedWorkModule,
         CryptoModule,
         ConnectorsModule,
         MetricsModule,
