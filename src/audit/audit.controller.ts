@@ -4,7 +4,7 @@ import { DomainException } from '../common/errors';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
-import { ApiErrors } from '../openapi/error-codes';
+import { ApiErrors } from '../common/api-errors';
 import { VerifyResult } from './audit-chain';
 import { AuditEventView, AuditListQuery, VerifyQuery } from './audit.dto';
 import { AuditQueryService } from './audit-query.service';

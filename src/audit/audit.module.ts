@@ -8,6 +8,6 @@ import { AuditService } from './audit.service';
 @Module({
   controllers: [AuditController],
   providers: [AuditService, AuditSealer, AuditQueryService],
-  exports: [AuditService, AuditSealer],
+  exports: [AuditService, AuditSealer, AuditQueryService],
 })
 export class AuditModule {}

@@ -63,10 +63,8 @@ export async function ensureKeyring(em: EntityManager, master: Uint8Array): Prom
     const missing = (['data', 'audit'] as const).filter((p) => !rows.some((r) => r.purpose === p));
     if (missing.length === 0) return rows;
     if (rows.length > 0) throw new MasterKeyError(`the keyring has lost its ${missing.join(' and ')} key: restore keyring_keys from a backup`);
-    const [{ used }] = await tx.query(
-      'SELECT EXISTS (SELECT 1 FROM targets) OR EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM audit_events) AS used',
-    );
-    if (used) throw new MasterKeyError('the keyring is empty but the database holds secrets and audit events: restore keyring_keys from a backup');
+    const used = await tablesWithRows(tx);
+    if (used.length) throw new MasterKeyError(`the keyring is empty but the database holds secrets and audit events (rows in ${used.slice(0, 5).join(', ')}): restore keyring_keys from a backup`);
     for (const purpose of missing) {
       const wrapped = wrapKey(master, purpose, 1, randomKey());
       await tx.query('INSERT INTO keyring_keys (purpose, version, wrapped) VALUES ($1, 1, $2)', [purpose, wrapped]);
@@ -112,4 +110,20 @@ export async function rewrapKeyring(em: EntityManager, oldMaster: Uint8Array, ne
     }
     return rows.length;
   });
+}
+
+/**
+ * The vault's tables that hold rows, apart from the keyring and the migrations' own. Asked of the catalog, so the
+ * keyring (a low layer) names no other module's table: any data at all beside an empty keyring means keys were lost.
+ */
+async function tablesWithRows(em: EntityManager): Promise<string[]> {
+  const tables: Array<{ name: string }> = await em.query(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname NOT IN ('keyring_keys', 'schema_migrations')
+      ORDER BY c.relname`,
+  );
+  if (tables.length === 0) return [];
+  const quoted = (name: string) => '"' + name.replace(/"/g, '""') + '"';
+  const [row]: Array<Record<string, boolean>> = await em.query(`SELECT ${tables.map((t, i) => `EXISTS (SELECT 1 FROM ${quoted(t.name)}) AS t${i}`).join(', ')}`);
+  return tables.filter((_, i) => row[`t${i}`]).map((t) => t.name);
 }

@@ -3,7 +3,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
 import { Public } from '../common/auth.decorators';
 import { Errors } from '../common/errors';
-import { ApiErrors } from '../openapi/error-codes';
+import { ApiErrors } from '../common/api-errors';
 
 @ApiTags('Operations')
 @Controller('health')

@@ -3,7 +3,7 @@ import { normalizeAddress } from '../common/client-address';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { IsString, Matches } from 'class-validator';
 import { AllowWithoutMfa, CurrentActor, Public, Roles } from '../common/auth.decorators';
-import { ApiErrors } from '../openapi/error-codes';
+import { ApiErrors } from '../common/api-errors';
 import { Actor, ROLES } from './actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { IdentityService } from './identity.service';

@@ -1,7 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { UnitOfWork } from '../database/unit-of-work';
 import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
+import { AuditQueryService } from '../audit/audit-query.service';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
@@ -23,12 +25,17 @@ export class IdentityService implements OnApplicationBootstrap {
   constructor(
     private readonly dataSource: DataSource,
     private readonly audit: AuditService,
+    private readonly uow: UnitOfWork,
     private readonly hasher: PasswordHasher,
     private readonly mfa: MfaService,
     private readonly throttle: ThrottleService,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+    auditQuery: AuditQueryService,
+  ) {
+    // the audit verify asks whether the vault was ever set up: a user exists (the bootstrap admin comes with its event)
+    auditQuery.whenInitialised(async (em) => (await em.query('SELECT EXISTS (SELECT 1 FROM users) AS initialised'))[0].initialised as boolean);
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     await this.bootstrapAdmin();
@@ -66,7 +73,7 @@ export class IdentityService implements OnApplicationBootstrap {
         throw e;
       });
     }
-    const session = await this.audit.transaction(async (em, audit) => {
+    const session = await this.uow.run(async ({ em, audit }) => {
       // decided against the row as it is now: an enrollment (which ends every earlier token) or a reset committed
       // since the check above must not be followed by a token issued on the old state
       const [now]: Array<{ enrolled: boolean; disabled: boolean }> = await em.query(
@@ -122,7 +129,7 @@ export class IdentityService implements OnApplicationBootstrap {
     const password = this.config.bootstrapAdminPassword ?? randomBytes(18).toString('base64url');
     const passwordHash = await this.hasher.hash(password);
     const id = randomUUID();
-    const created = await this.audit.transaction(async (em, audit) => {
+    const created = await this.uow.run(async ({ em, audit }) => {
       const res: unknown[] = await em.query(
         `INSERT INTO users (id, username, password_hash, roles) VALUES ($1, 'admin', $2, '{admin}')
          ON CONFLICT (username) DO NOTHING RETURNING id`,

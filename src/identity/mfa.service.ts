@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { UnitOfWork } from '../database/unit-of-work';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
@@ -25,6 +26,7 @@ export class MfaService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly audit: AuditService,
+    private readonly uow: UnitOfWork,
     private readonly secrets: SecretBoxService,
     private readonly totp: TotpService,
     private readonly throttle: ThrottleService,
@@ -37,7 +39,7 @@ export class MfaService {
   async startEnrollment(actor: Actor): Promise<{ secret: string; otpauthUri: string }> {
     this.assertUser(actor);
     const secret = this.totp.newSecret();
-    await this.audit.transaction(async (em, audit) => {
+    await this.uow.run(async ({ em, audit }) => {
       const user = await lockUser(em, actor.id);
       if (user.mfaSecret) throw Errors.conflict('MFA_ALREADY_ENROLLED', 'MFA is already enrolled; an admin can reset it');
       await em.getRepository(UserEntity).update(
@@ -84,7 +86,7 @@ export class MfaService {
 
   /** Admin reset: the user must enroll again; their open sessions end. */
   async reset(admin: Actor, userId: string): Promise<void> {
-    await this.audit.transaction(async (em, audit) => {
+    await this.uow.run(async ({ em, audit }) => {
       await lockUser(em, userId);
       await em.getRepository(UserEntity).update({ id: userId }, { mfaSecret: null, mfaPendingSecret: null, mfaEnrolledAt: null });
       await revokeSessions(em, userId);
@@ -106,7 +108,7 @@ export class MfaService {
     const attempt = await this.throttle.reserve('mfa', who);
     const step = await this.totp.matchStep(secret, code);
     if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid');
-    const burned = await this.audit.transaction(async (em, audit) => {
+    const burned = await this.uow.run(async ({ em, audit }) => {
       // the one atomic decision: only a step newer than the last accepted one passes
       // (TypeORM answers a raw UPDATE with [rows, rowCount])
       const [, updated]: [unknown[], number] = await em.query('UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2', [user.id, step]);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
+import { UnitOfWork } from '../database/unit-of-work';
 import { DataSource } from 'typeorm';
-import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
 import { Errors } from '../common/errors';
 import { Page, PageQuery } from '../common/pagination';
@@ -16,7 +16,7 @@ import { CreateServiceTokenDto, mapServiceToken, ServiceTokenView } from './user
 export class ServiceTokensService {
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
+    private readonly uow: UnitOfWork,
     private readonly clock: Clock,
   ) {}
 
@@ -25,7 +25,7 @@ export class ServiceTokensService {
     if (expiresAt && expiresAt.getTime() <= this.clock.now().getTime()) throw Errors.validation('expiresAt must be in the future');
     const id = randomUUID();
     const token = newToken(SERVICE_TOKEN_PREFIX);
-    const row = await this.audit.transaction(async (em, audit) => {
+    const row = await this.uow.run(async ({ em, audit }) => {
       await em.getRepository(ServiceTokenEntity).insert({
         id,
         name: dto.name,
@@ -53,7 +53,7 @@ export class ServiceTokensService {
 
   /** Revoking twice is fine. */
   async revoke(actor: Actor, id: string): Promise<void> {
-    await this.audit.transaction(async (em, audit) => {
+    await this.uow.run(async ({ em, audit }) => {
       const current = await findByIdOrThrow(em, ServiceTokenEntity, id, 'service token', true);
       if (current.revokedAt) return;
       await em.getRepository(ServiceTokenEntity).update({ id }, { revokedAt: this.clock.now() });

@@ -3,7 +3,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
-import { ApiErrors } from '../openapi/error-codes';
+import { ApiErrors } from '../common/api-errors';
 import { Actor } from './actor';
 import { MfaService } from './mfa.service';
 import { CreateUserDto, UpdateUserDto, UserListQuery, UserView } from './users.dto';

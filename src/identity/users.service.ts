@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
+import { UnitOfWork } from '../database/unit-of-work';
 import { DataSource, EntityManager } from 'typeorm';
-import { AuditService } from '../audit/audit.service';
 import { Errors } from '../common/errors';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
@@ -15,14 +15,14 @@ import { CreateUserDto, mapUser, UpdateUserDto, UserListQuery, UserView } from '
 export class UsersService {
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
+    private readonly uow: UnitOfWork,
     private readonly hasher: PasswordHasher,
   ) {}
 
   async create(actor: Actor, dto: CreateUserDto): Promise<UserView> {
     const id = randomUUID();
     const passwordHash = await this.hasher.hash(dto.password);
-    const user = await this.audit.transaction(async (em, audit) => {
+    const user = await this.uow.run(async ({ em, audit }) => {
       try {
         await em.getRepository(UserEntity).insert({ id, username: dto.username, passwordHash, roles: dto.roles, disabled: false });
       } catch (e) {
@@ -46,7 +46,7 @@ export class UsersService {
    * ex-approver's approvals stop counting (countApprovals).
    */
   async update(actor: Actor, id: string, dto: UpdateUserDto): Promise<UserView> {
-    const user = await this.audit.transaction(async (em, audit) => {
+    const user = await this.uow.run(async ({ em, audit }) => {
       // role and enable changes take turns (one transaction-level lock, always first): two admins demoting each other at
       // once would otherwise each lock their own row and wait for the other's (a deadlock: 500), or both pass the check
       if (dto.roles !== undefined || dto.disabled !== undefined) await em.query("SELECT pg_advisory_xact_lock(hashtext('pam-vault:user-roles'))");

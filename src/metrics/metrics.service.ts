@@ -124,6 +124,25 @@ export class MetricsService {
     });
   }
 
+  /**
+   * A gauge of shared state, read from the database at scrape time by the module that owns the table (so every
+   * instance reports the same and no statement here names another module's table). `read` answers a value per label
+   * value; known `values` start at 0. While the database does not answer, the gauge keeps its last values.
+   */
+  stateGauge<L extends string>(def: { name: string; help: string; label: L; values: readonly string[]; read: () => Promise<Record<string, number>> }): void {
+    if (this.registry.getSingleMetric(def.name)) return; // one registration per registry (a module built twice in tests)
+    new Gauge({
+      name: def.name,
+      help: def.help,
+      labelNames: [def.label],
+      registers: [this.registry],
+      collect: whileDatabaseAnswers(async function (this: Gauge<L>) {
+        const counts = await def.read();
+        for (const value of new Set([...def.values, ...Object.keys(counts)])) this.set({ [def.label]: value } as Record<L, string>, counts[value] ?? 0);
+      }),
+    });
+  }
+
   /** One finished HTTP request. `route` is the matched route's pattern or `unmatched`, never a requested path. */
   observeRequest(method: string, route: string, status: number, seconds: number): void {
     this.httpDuration.observe({ method, route, status: String(status) }, seconds);

@@ -1,7 +1,7 @@
 import { chmodSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ERROR_CODES } from '../openapi/error-codes';
+import { ERROR_CODES } from '../common/error-codes';
 import { parseGrant } from './commands/ephemeral';
 import { readSession, writeSession } from './config';
 import { API_ERRORS, describeApiError, EXIT, exitForCode, exitForStatus } from './errors';

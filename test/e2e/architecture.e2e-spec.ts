@@ -22,7 +22,7 @@ export const LAYERS: string[][] = [
   ['rotation'],
   ['approvals'],
   ['checkouts', 'ephemeral', 'account-admin'],
-  ['scheduler', 'health', 'openapi', '(root)'],
+  ['scheduler', 'health', 'http', 'openapi', '(root)'],
 ];
 /** The command-line client: a program of its own that talks to the REST API; it may import only these server modules' view types. */
 const CLIENT = 'vaultctl';
