@@ -3,7 +3,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
-import { Actor } from '../identity/actor';
+import { Actor } from '../common/actor';
 import { ApiErrors, TARGET_FAILURES } from '../openapi/error-codes';
 import { CreateTargetDto, TargetListQuery, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView } from './targets.dto';
 import { TargetsService } from './targets.service';

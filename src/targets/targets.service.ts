@@ -7,9 +7,10 @@ import { ConnectorTarget } from '../connectors/connector.interface';
 import { ConnectorRegistry } from '../connectors/connector.registry';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
+import { UnitOfWork } from '../database/unit-of-work';
 import { DecryptionError } from '../crypto/aead';
 import { SecretBoxService } from '../crypto/secret-box.service';
-import { Actor } from '../identity/actor';
+import { Actor } from '../common/actor';
 import { TargetConnection } from './target-connection';
 import { TargetEntity, TargetOptions } from './target.entity';
 import {
@@ -56,6 +57,7 @@ function tlsBinding(o: TargetOptions): unknown[] {
 export class TargetsService {
   constructor(
     private readonly dataSource: DataSource,
+    private readonly uow: UnitOfWork,
     private readonly audit: AuditService,
     private readonly secrets: SecretBoxService,
     private readonly connectors: ConnectorRegistry,
@@ -65,7 +67,7 @@ export class TargetsService {
     const options = checkOptions(dto.type, dto.options ?? {});
     const credentials = checkAdmin(dto.type, dto.admin);
     const id = randomUUID();
-    const target = await this.audit.transaction(async (em, audit) => {
+    const target = await this.uow.run(async ({ em, audit }) => {
       const location: TargetLocation = { id, type: dto.type, host: dto.host, port: dto.port, adminUsername: dto.admin.username, options };
       const row: Partial<TargetEntity> = {
         ...location,
@@ -91,7 +93,7 @@ export class TargetsService {
   }
 
   async update(actor: Actor, id: string, dto: UpdateTargetDto): Promise<TargetView> {
-    const target = await this.audit.transaction(async (em, audit) => {
+    const target = await this.uow.run(async ({ em, audit }) => {
       const current = await this.find(em, id, true);
       const changes: Partial<TargetEntity> = {};
       if (dto.name !== undefined) changes.name = dto.name;
@@ -134,7 +136,7 @@ export class TargetsService {
   }
 
   async remove(actor: Actor, id: string): Promise<void> {
-    await this.audit.transaction(async (em, audit) => {
+    await this.uow.run(async ({ em, audit }) => {
       const current = await this.find(em, id, true);
       const [{ n }] = await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1', [id]);
       if (n > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${n} account(s); delete them first`);
@@ -223,7 +225,7 @@ export class TargetsService {
       throw e;
     }
     const missing = result.capabilities.filter((c) => !c.ok).map((c) => c.code);
-    await this.audit.transaction(async (em, audit) => {
+    await this.uow.run(async ({ em, audit }) => {
       if (pin) {
         const current = await this.find(em, id, true);
         // pinned meanwhile by someone else (to another key): theirs stands, this verify does not overwrite it
