@@ -7,7 +7,7 @@ import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../identity/actor';
-import { isValidAccountName } from '../targets/names';
+import { isValidAccountName } from '../connectors/names';
 import { TargetsService } from '../targets/targets.service';
 import { RotationService } from '../rotation/rotation.service';
 import { Clock } from '../common/clock';

@@ -1,11 +1,33 @@
 import type { TargetType } from '../crypto/password-generator';
-import type { TargetOptions } from '../targets/target.entity';
 
 /**
  * The connector contract, modelled on HashiCorp Vault's database plugin (NewUser / UpdateUser / DeleteUser):
  * stateless calls that each open their own connection to the target, honour a timeout and an abort signal,
  * and throw only ConnectorError (the registry wraps every connector so no secret survives in an error).
  */
+
+/**
+ * How to reach a target and prove it is the one: kept on the target's row (`targets.options`), handed to its connector.
+ */
+export interface TargetOptions {
+  /** SSH: the pinned host key (SHA-256, base64 without padding); nothing is sent to a host without it. */
+  hostKeySha256?: string;
+  /** SSH: accepted and ignored (a non-root admin always runs privileged commands through sudo). */
+  sudo?: boolean;
+  /** PostgreSQL/MySQL: the database the admin connects to. */
+  database?: string;
+  /** MySQL: the host part of the account names the vault manages (default '%'). */
+  accountHost?: string;
+  /**
+   * PostgreSQL: require TLS with a verified server certificate (MySQL/MariaDB: always required). Verified against
+   * `tlsCa` (PEM) when given, else the system's CAs; the certificate must name the target's host.
+   */
+  tls?: boolean;
+  /** PEM CA bundle the server certificate must chain to. */
+  tlsCa?: string;
+  /** Pin: SHA-256 of the server certificate (DER), as upper-case hex pairs joined by ':' (Node's fingerprint256). */
+  tlsCertSha256?: string;
+}
 
 /** Everything a connector needs to reach a target as its administrator. Built per call; never cached. */
 export interface ConnectorTarget {
@@ -18,11 +40,6 @@ export interface ConnectorTarget {
   adminPassword?: string;
   adminPrivateKey?: string;
   adminPassphrase?: string;
-  /**
-   * `hostKeySha256` (SSH pin, base64 without padding; required before any credential is sent), `sudo` (SSH: ignored,
-   * a non-root admin always runs privileged commands through sudo),
-   * `database` (PostgreSQL/MySQL), `tls`/`tlsCa`/`tlsCertSha256` (PostgreSQL/MySQL server identity).
-   */
   options: TargetOptions;
 }
 

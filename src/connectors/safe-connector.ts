@@ -1,7 +1,6 @@
-import { ACCOUNT_NAME_PATTERNS } from '../targets/names';
 import { ConnectorError, isUnreachable } from './connector.errors';
 import { AccessInspection, AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from './connector.interface';
-import { GROUP_OR_ROLE_PATTERN } from '../targets/names';
+import { ACCOUNT_NAME_PATTERNS, GROUP_OR_ROLE_PATTERN } from './names';
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
 const MAX_MESSAGE = 300;

@@ -6,7 +6,7 @@ import type { AccessInspection, EphemeralAccess } from '../connectors/connector.
 import type { TargetType } from '../crypto/password-generator';
 import {
   DATABASE_NAME_PATTERN, GROUP_OR_ROLE_PATTERN, MYSQL_GRANT_TARGET_PATTERN, MYSQL_PRIVILEGE_PATTERN, MYSQL_SYSTEM_SCHEMAS, SSH_FORBIDDEN_GROUPS,
-} from '../targets/names';
+} from '../connectors/names';
 
 const WEEK = 7 * 24 * 3600;
 

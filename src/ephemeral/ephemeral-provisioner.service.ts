@@ -11,7 +11,7 @@ import { findByIdOrThrow } from '../database/queries';
 import { Actor } from '../identity/actor';
 import { UserEntity } from '../identity/user.entity';
 import { RotationService } from '../rotation/rotation.service';
-import { isValidAccountName } from '../targets/names';
+import { isValidAccountName } from '../connectors/names';
 import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';
 import { ClaimView, EphemeralView } from './ephemeral.dto';

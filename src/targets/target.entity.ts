@@ -1,22 +1,6 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
+import type { TargetOptions } from '../connectors/connector.interface';
 import type { TargetType } from '../crypto/password-generator';
-
-export interface TargetOptions {
-  hostKeySha256?: string;
-  sudo?: boolean;
-  database?: string;
-  /** MySQL: the host part of the account names the vault manages (default '%'). */
-  accountHost?: string;
-  /**
-   * PostgreSQL: require TLS with a verified server certificate (MySQL/MariaDB: always required). Verified against
-   * `tlsCa` (PEM) when given, else the system's CAs; the certificate must name the target's host.
-   */
-  tls?: boolean;
-  /** PEM CA bundle the server certificate must chain to. */
-  tlsCa?: string;
-  /** Pin: SHA-256 of the server certificate (DER), as upper-case hex pairs joined by ':' (Node's fingerprint256). */
-  tlsCertSha256?: string;
-}
 
 @Entity({ name: 'targets' })
 export class TargetEntity {

@@ -4,17 +4,19 @@ import {
   IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy, ValidateNested,
 } from 'class-validator';
 import { PageQuery } from '../common/pagination';
-import type { Capability } from '../connectors/connector.interface';
 import { Optional } from '../common/validation';
 import type { TargetType } from '../crypto/password-generator';
-import { ADMIN_NAME_PATTERN, DATABASE_NAME_PATTERN, HOST_KEY_SHA256_PATTERN, isValidHost, TARGET_NAME_PATTERN } from './names';
-import { TargetEntity, TargetOptions } from './target.entity';
+import type { Capability, TargetOptions } from '../connectors/connector.interface';
+import { ADMIN_NAME_PATTERN, DATABASE_NAME_PATTERN, HOST_KEY_SHA256_PATTERN, isValidHost } from '../connectors/names';
+import { TargetEntity } from './target.entity';
 
 /** A DNS name or an IPv4/IPv6 literal. */
 const IsHost = () =>
   ValidateBy({ name: 'isHost', validator: { validate: (v: unknown) => typeof v === 'string' && isValidHost(v), defaultMessage: () => 'host must be a DNS name or an IP address' } });
 
 export const TARGET_TYPES: TargetType[] = ['ssh', 'postgres', 'mysql'];
+/** A target's name in the vault. */
+const TARGET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
 const CERT_SHA256_PATTERN = /^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/;
 

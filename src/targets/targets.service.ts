@@ -3,7 +3,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { DomainException, Errors } from '../common/errors';
-import { ConnectorTarget } from '../connectors/connector.interface';
+import { ConnectorTarget, TargetOptions } from '../connectors/connector.interface';
 import { ConnectorRegistry } from '../connectors/connector.registry';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
@@ -12,7 +12,7 @@ import { DecryptionError } from '../crypto/aead';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../common/actor';
 import { TargetConnection } from './target-connection';
-import { TargetEntity, TargetOptions } from './target.entity';
+import { TargetEntity } from './target.entity';
 import {
   CreateTargetDto, mapTarget, normalizeCertSha256, pemCertificates, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView,
 } from './targets.dto';

@@ -1,5 +1,5 @@
 import type { Connection, RowDataPacket } from 'mysql2/promise';
-import { MYSQL_ALLOWED_PRIVILEGES, MYSQL_GRANT_TARGET_PATTERN, MYSQL_SYSTEM_SCHEMAS } from '../../targets/names';
+import { MYSQL_ALLOWED_PRIVILEGES, MYSQL_GRANT_TARGET_PATTERN, MYSQL_SYSTEM_SCHEMAS } from '../names';
 
 /**
  * What a one-time MySQL account may be granted (INVARIANT 20): an allow-list, checked once without the target

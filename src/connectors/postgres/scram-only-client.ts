@@ -1,7 +1,7 @@
 import { checkServerIdentity, ConnectionOptions, PeerCertificate } from 'node:tls';
 import { Client, ClientConfig } from 'pg';
 import { ConnectorError } from '../connector.errors';
-import type { TargetOptions } from '../../targets/target.entity';
+import type { TargetOptions } from '../connector.interface';
 
 /** The parts of pg's Client (8.x, lib/client.js) this subclass hooks into; not in its public types. */
 interface PgClientInternals {

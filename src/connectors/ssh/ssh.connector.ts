@@ -1,4 +1,4 @@
-import { SSH_FORBIDDEN_GROUPS } from '../../targets/names';
+import { SSH_FORBIDDEN_GROUPS } from '../names';
 import { ConnectorError } from '../connector.errors';
 import { AccessInspection, AccountCredential, CallOptions, ConnectorSupport, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
 import { probeCapabilities } from './ssh-capabilities';

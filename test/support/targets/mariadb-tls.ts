@@ -4,7 +4,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Connection, ConnectionOptions } from 'mysql2/promise';
-import { MYSQL_ALLOWED_PRIVILEGES } from '../../../src/targets/names';
+import { MYSQL_ALLOWED_PRIVILEGES } from '../../../src/connectors/names';
 import { freePort } from '../process';
 import { assertTestName, run } from './run';
 

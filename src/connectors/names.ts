@@ -11,9 +11,8 @@ export const ACCOUNT_NAME_PATTERNS: Record<TargetType, RegExp> = {
   mysql: /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/,
 };
 
-export const TARGET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 /** DNS name (IP literals are checked with net.isIP: see isValidHost). */
-export const DNS_NAME_PATTERN = /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DNS_NAME_PATTERN = /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function isValidHost(host: string): boolean {
   return isIP(host) !== 0 || (DNS_NAME_PATTERN.test(host) && !/^[0-9.]+$/.test(host));
