@@ -4,7 +4,7 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { LoggerModule } from 'nestjs-pino';
 import { DataSource } from 'typeorm';
-import { AccountsModule } from './accounts/accounts.module';
+import { AccountAdminModule } from './account-admin/account-admin.module';
 import { AuditModule } from './audit/audit.module';
 import { CheckoutsModule } from './checkouts/checkouts.module';
 import { EphemeralModule } from './ephemeral/ephemeral.module';
@@ -56,7 +56,7 @@ export class AppModule {
         AuditModule,
         IdentityModule,
         TargetsModule,
-        AccountsModule,
+        AccountAdminModule,
         RotationModule,
         CheckoutsModule,
         EphemeralModule,

@@ -1,10 +1,11 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
+import type { AccountStatus } from './account-states';
 import type { AccountPolicy } from './policy';
+
+export type { AccountStatus } from './account-states';
 
 /** Where an account's password ciphertext is bound (associated data). */
 export const accountSecretRef = (id: string) => ({ table: 'accounts', rowId: id, column: 'password_secret' });
-
-export type AccountStatus = 'available' | 'checked_out' | 'rotating' | 'needs_attention';
 
 @Entity({ name: 'accounts' })
 export class AccountEntity {

@@ -1,8 +1,6 @@
 import { Module } from '@nestjs/common';
-import { RotationModule } from '../rotation/rotation.module';
-import { TargetsModule } from '../targets/targets.module';
-import { AccountsController } from './accounts.controller';
-import { AccountsService } from './accounts.service';
+import { AccountStore } from './account-store';
 
-@Module({ imports: [TargetsModule, RotationModule], controllers: [AccountsController], providers: [AccountsService], exports: [AccountsService] })
+/** The `accounts` table and its life cycle (AccountStore). The HTTP API is account-admin/; rotation and checkouts call the store. */
+@Module({ providers: [AccountStore], exports: [AccountStore] })
 export class AccountsModule {}

@@ -70,3 +70,8 @@ export function resolvePolicy(input: PolicyDto | undefined, base: AccountPolicy 
   }
   return policy;
 }
+
+/** When an account rotates next: `from` (its last rotation, or its creation) plus the policy's interval. */
+export function nextRotationAt(policy: AccountPolicy, from: Date): Date {
+  return new Date(from.getTime() + policy.rotationIntervalSeconds * 1000);
+}

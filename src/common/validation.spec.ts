@@ -1,5 +1,5 @@
 import { ArgumentMetadata } from '@nestjs/common';
-import { CreateAccountDto } from '../accounts/accounts.dto';
+import { CreateAccountDto } from '../account-admin/accounts.dto';
 import { CreateTargetDto } from '../targets/targets.dto';
 import { DomainException } from './errors';
 import { PageQuery, decodeCursor, encodeCursor } from './pagination';

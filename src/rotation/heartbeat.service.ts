@@ -1,14 +1,10 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { AccountEntity, accountSecretRef } from '../accounts/account.entity';
-import { AuditService } from '../audit/audit.service';
-import { DomainException } from '../common/errors';
+import { Account, AccountStore } from '../accounts/account-store';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { ConnectorError } from '../connectors/connector.errors';
-import { ConnectorRegistry } from '../connectors/connector.registry';
-import { SecretBoxService } from '../crypto/secret-box.service';
-import { findByIdOrThrow } from '../database/queries';
-import { TargetEntity } from '../targets/target.entity';
+import { ClaimedWork } from '../database/claimed-work';
+import { UnitOfWork } from '../database/unit-of-work';
 import { TargetsService } from '../targets/targets.service';
 import { RotationService } from './rotation.service';
 
@@ -23,48 +19,39 @@ export class HeartbeatService {
 
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
-    private readonly secrets: SecretBoxService,
+    private readonly uow: UnitOfWork,
+    private readonly accounts: AccountStore,
     private readonly targets: TargetsService,
-    private readonly connectors: ConnectorRegistry,
     private readonly rotation: RotationService,
+    private readonly work: ClaimedWork,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** Claims accounts not verified recently (SKIP LOCKED, stamped in the claim), then checks each. */
+  /**
+   * Takes accounts not verified recently (SKIP LOCKED, stamped verified in the taking statement), then checks them a
+   * batch at a time. One account that cannot be checked (a credential that no longer decrypts) is logged and never
+   * stops the rest.
+   */
   async run(limit = this.config.rotation.concurrency): Promise<{ checked: number; drifted: number }> {
-    const claimed = await this.audit.transaction(async (em) => {
-      const rows: AccountEntity[] = await em
-        .getRepository(AccountEntity)
-        .createQueryBuilder('a')
-        .where("a.status = 'available' AND a.password_secret IS NOT NULL")
-        .andWhere('(a.last_verified_at IS NULL OR a.last_verified_at < now() - make_interval(secs => :secs))', { secs: this.config.rotation.heartbeatSeconds })
-        .orderBy('a.last_verified_at', 'ASC', 'NULLS FIRST')
-        .limit(limit)
-        .setLock('pessimistic_write')
-        .setOnLocked('skip_locked')
-        .getMany();
-      if (rows.length) await em.query('UPDATE accounts SET last_verified_at = now() WHERE id = ANY($1)', [rows.map((r) => r.id)]);
-      return rows;
-    });
     let drifted = 0;
-    for (const account of claimed) {
-      // one account that cannot be checked (a credential that no longer decrypts) never stops the rest of the batch
-      try {
+    const checked = await this.work.drain<Account>({
+      name: 'heartbeat',
+      take: async (skip) => (await this.accounts.takeForHeartbeat(this.dataSource.manager, 1, this.config.rotation.heartbeatSeconds, skip))[0] ?? null,
+      key: (account) => account.id,
+      run: async (account) => {
         if (await this.check(account)) drifted++;
-      } catch (e) {
-        this.logger.warn({ accountId: account.id, code: e instanceof DomainException ? e.code : (e as Error)?.name }, 'heartbeat could not check the account');
-      }
-    }
-    return { checked: claimed.length, drifted };
+      },
+      batchSize: this.config.rotation.concurrency,
+      limit,
+    });
+    return { checked, drifted };
   }
 
   /** True when the stored password no longer works and a reset was started. */
-  private async check(account: AccountEntity): Promise<boolean> {
-    const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, account.targetId, 'target');
-    const password = this.secrets.decrypt(accountSecretRef(account.id), account.passwordSecret as Buffer);
+  private async check(account: Account): Promise<boolean> {
+    const conn = await this.targets.connectById(this.dataSource.manager, account.targetId);
     try {
-      await this.connectors.get(target.type).login(await this.targets.connectorTarget(target), { username: account.username, password });
+      await conn.login({ username: account.username, password: this.accounts.password(account) as string });
       return false;
     } catch (e) {
       if (!(e instanceof ConnectorError) || e.connectorCode !== 'TARGET_AUTH_FAILED') {
@@ -72,12 +59,12 @@ export class HeartbeatService {
         return false;
       }
     }
-    const rotationId = await this.audit.transaction(async (em, audit) => {
-      const current = await findByIdOrThrow(em, AccountEntity, account.id, 'account', true);
+    const rotationId = await this.uow.run(async (tx) => {
+      const current = await this.accounts.find(tx.em, account.id, true);
       // only if nothing changed meanwhile (a checkout or a rotation would own the account now)
       if (current.status !== 'available' || !current.passwordSecret?.equals(account.passwordSecret as Buffer)) return null;
-      await audit({ type: 'account.drift_detected', actor: null, subjectType: 'account', subjectId: account.id, outcome: 'failure', details: { targetId: target.id } });
-      return this.rotation.writeAhead(em, audit, current, 'drift', null);
+      await tx.audit({ type: 'account.drift_detected', actor: null, subjectType: 'account', subjectId: account.id, outcome: 'failure', details: { targetId: account.targetId } });
+      return this.rotation.writeAhead(tx, current, 'drift', null);
     });
     if (rotationId) await this.rotation.execute(rotationId);
     return rotationId !== null;

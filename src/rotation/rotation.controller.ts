@@ -2,9 +2,10 @@ import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, Roles } from '../common/auth.decorators';
 import { UuidPipe } from '../common/validation';
-import { Actor } from '../identity/actor';
-import { ApiErrors } from '../openapi/error-codes';
-import { RotationService, RotationView } from './rotation.service';
+import { Actor } from '../common/actor';
+import { ApiErrors } from '../common/api-errors';
+import { RotationView } from './rotation-store';
+import { RotationService } from './rotation.service';
 
 @ApiTags('Accounts')
 @Controller('v1/accounts')

@@ -1,35 +1,31 @@
 import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
-import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
-import { DataSource, EntityManager } from 'typeorm';
-import { AccountEntity, accountSecretRef } from '../accounts/account.entity';
-import { AuditService } from '../audit/audit.service';
-import { AuditInput } from '../audit/audit.types';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { Account, AccountStore } from '../accounts/account-store';
+import { nextRotationAt } from '../accounts/policy';
+import { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { ConnectorError } from '../connectors/connector.errors';
-import { ConnectorRegistry } from '../connectors/connector.registry';
 import { PasswordGenerator } from '../crypto/password-generator';
-import { SecretBoxService } from '../crypto/secret-box.service';
-import { findByIdOrThrow } from '../database/queries';
+import { backoffSeconds, ClaimedWork, errorType, INSTANCE_ID, SkipItem } from '../database/claimed-work';
+import { Tx, UnitOfWork } from '../database/unit-of-work';
 import { MetricsService } from '../metrics/metrics.service';
-import { Actor } from '../identity/actor';
-import { TargetEntity } from '../targets/target.entity';
+import { TargetConnection } from '../targets/target-connection';
 import { TargetsService } from '../targets/targets.service';
+import { PendingRotation, RotationReason, RotationStore, RotationView } from './rotation-store';
 
-export type RotationReason = 'manual' | 'scheduled' | 'onboard' | 'checkin' | 'drift' | 'retry';
-const pendingRef = (rotationId: string) => ({ table: 'rotations', rowId: rotationId, column: 'pending_secret' });
+export type { RotationReason, RotationView } from './rotation-store';
 
-/** Crash points for the crash-matrix test: the process SIGKILLs itself there when VAULT_CRASH_POINT says so. */
-export type CrashPoint = 'after-pending-write' | 'after-target-change' | 'after-login-check' | 'before-commit';
+/** Failed rotations are retried after a capped, jittered backoff: 30 s, 60 s, … up to an hour. */
+export const ROTATION_BACKOFF = { baseSeconds: 30, capSeconds: 3600 };
 
-interface PendingRotation {
-  id: string;
-  accountId: string;
-  reason: RotationReason;
-  claimedBy: string;
-  pendingSecret: Buffer;
+/** What a rotation's target work needs, loaded after the write-ahead committed. */
+interface RotationContext {
+  rotation: PendingRotation;
+  account: Account;
+  conn: TargetConnection;
 }
 
 /**
@@ -39,20 +35,22 @@ interface PendingRotation {
  * and recovery of a claim left by a dead instance, is resolved by test logins: the pending password works →
  * it becomes current; the current one works → the pending one is discarded; neither → counted as a failure,
  * retried later with a fresh password (the admin credential can always set one), `needs_attention` at the limit.
+ * The account's status changes are AccountStore transitions (beginRotation, finishRotation, failRotation).
  */
 @Injectable()
-export class RotationService implements BeforeApplicationShutdown {
-  readonly instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+export class RotationService {
+  /** @deprecated use INSTANCE_ID (src/database/claimed-work.ts); kept while the checkouts module still reads it. */
+  readonly instanceId = INSTANCE_ID;
   private readonly logger = new Logger(RotationService.name);
-  private readonly running = new Set<Promise<unknown>>();
 
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
-    private readonly secrets: SecretBoxService,
+    private readonly uow: UnitOfWork,
+    private readonly accounts: AccountStore,
+    private readonly store: RotationStore,
     private readonly targets: TargetsService,
-    private readonly connectors: ConnectorRegistry,
     private readonly generator: PasswordGenerator,
+    private readonly work: ClaimedWork,
     private readonly clock: Clock,
     private readonly metrics: MetricsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -63,198 +61,149 @@ export class RotationService implements BeforeApplicationShutdown {
    * (or, with `wait`, before returning, for callers that want the outcome).
    */
   async request(actor: Actor, accountId: string, opts: { wait?: boolean } = {}): Promise<{ rotationId: string }> {
-    const { rotationId, fresh } = await this.audit.transaction(async (em, audit) => {
-      const account = await findByIdOrThrow(em, AccountEntity, accountId, 'account', true);
+    const { rotationId, fresh } = await this.uow.run(async (tx) => {
+      const account = await this.accounts.find(tx.em, accountId, true);
       if (account.status === 'rotating') {
-        const [pending] = await em.query("SELECT id FROM rotations WHERE account_id = $1 AND status = 'pending'", [accountId]);
+        const pending = await this.store.pendingOf(tx.em, accountId);
         // one rotation at a time: the caller gets the running one, which its claimant (or recovery) finishes
-        if (pending) return { rotationId: pending.id as string, fresh: false };
+        if (pending) return { rotationId: pending, fresh: false };
       }
       if (account.status === 'checked_out') throw Errors.conflict('ACCOUNT_CHECKED_OUT', 'the account is checked out; it rotates at check-in');
-      return { rotationId: await this.writeAhead(em, audit, account, 'manual', actor), fresh: true };
+      return { rotationId: await this.writeAhead(tx, account, 'manual', actor), fresh: true };
     });
     if (fresh) {
-      const done = this.track(this.execute(rotationId));
+      const done = this.work.track(this.execute(rotationId));
       if (opts.wait) await done;
     }
     return { rotationId };
   }
 
   /**
-   * Step 1 inside the caller's transaction (the account row locked by the caller): a fresh password,
-   * encrypted, committed with the claim before anything touches the target.
+   * Step 1 inside the caller's unit of work (the account row locked by the caller): the account begins rotating,
+   * and a fresh password, encrypted, is committed with the claim before anything touches the target.
    */
-  async writeAhead(em: EntityManager, audit: (i: AuditInput) => Promise<string>, account: AccountEntity, reason: RotationReason, actor: Actor | null): Promise<string> {
-    const target = await findByIdOrThrow(em, TargetEntity, account.targetId, 'target');
+  async writeAhead(tx: Tx, account: Pick<Account, 'id' | 'targetId' | 'policy'>, reason: RotationReason, actor: Actor | null): Promise<string> {
+    const target = await this.targets.find(tx.em, account.targetId);
     const password = this.generator.generate(target.type, { length: account.policy.passwordLength, classes: account.policy.passwordClasses });
+    if (!(await this.accounts.beginRotation(tx.em, account.id))) {
+      throw Errors.conflict('ACCOUNT_ROTATING', 'the account is being rotated (or cannot be now); try again in a moment');
+    }
     const id = randomUUID();
-    await em.query(
-      `INSERT INTO rotations (id, account_id, reason, status, pending_secret, requested_by, claimed_by, claimed_until)
-       VALUES ($1, $2, $3, 'pending', $4, $5, $6, now() + make_interval(secs => $7))`,
-      [id, account.id, reason, this.secrets.encrypt(pendingRef(id), password), actor?.id ?? 'system', this.instanceId, this.config.rotation.claimSeconds],
-    );
-    await em.query("UPDATE accounts SET status = 'rotating', version = version + 1 WHERE id = $1", [account.id]);
-    await audit({ type: 'rotation.started', actor, subjectType: 'account', subjectId: account.id, details: { rotationId: id, reason } });
+    await this.store.insertPending(tx.em, { id, accountId: account.id, reason, password, requestedBy: actor?.id ?? 'system' });
+    await tx.audit({ type: 'rotation.started', actor, subjectType: 'account', subjectId: account.id, details: { rotationId: id, reason } });
     return id;
   }
 
   /** Steps 2–4 for a rotation this instance has written and claimed. Never throws. */
   async execute(rotationId: string): Promise<'succeeded' | 'failed' | 'pending'> {
-    this.crash('after-pending-write');
-    let ctx: Awaited<ReturnType<RotationService['load']>>;
+    this.work.crash('rotation-after-pending-write');
+    let ctx: RotationContext;
     try {
       ctx = await this.load(rotationId);
     } catch (e) {
-      this.logger.warn({ rotationId, err: { type: (e as Error)?.name } }, 'rotation could not be loaded');
+      this.logger.warn({ rotationId, err: errorType(e) }, 'rotation could not be loaded');
       return 'pending';
     }
+    const who = { username: ctx.account.username, password: ctx.rotation.password };
     try {
-      const connector = this.connectors.get(ctx.target.type);
       // a claim that lapsed while this rotation waited its turn may be someone else's now: never touch the target then
-      if (!(await this.renewClaim(rotationId))) return 'pending';
-      await connector.rotate(ctx.connectorTarget, { username: ctx.account.username, password: ctx.password });
-      this.crash('after-target-change');
-      await connector.login(ctx.connectorTarget, { username: ctx.account.username, password: ctx.password });
-      this.crash('after-login-check');
-      this.crash('before-commit');
-      return (await this.commit(ctx.rotation, ctx.password, 'verified')) ? 'succeeded' : 'pending';
+      if (!(await this.store.renew(rotationId))) return 'pending';
+      await ctx.conn.updatePassword(who);
+      this.work.crash('rotation-after-target-change');
+      await ctx.conn.login(who);
+      this.work.crash('rotation-after-login-check');
+      this.work.crash('rotation-before-commit');
+      return (await this.commit(ctx.rotation, 'verified')) ? 'succeeded' : 'pending';
     } catch (e) {
       return this.resolve(ctx, e instanceof DomainException ? e.code : 'TARGET_ERROR');
     }
   }
 
-  /** Recovery (start-up and periodic): takes over pending rotations whose claim has expired and settles them. */
-  async recoverStale(limit = 50): Promise<number> {
-    let n = 0;
-    for (; n < limit; n++) {
-      const rows: Array<{ id: string }> = await this.dataSource.query(
-        `UPDATE rotations SET claimed_by = $1, claimed_until = now() + make_interval(secs => $2)
-          WHERE id = (SELECT id FROM rotations WHERE status = 'pending' AND claimed_until < now()
-                       ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-          RETURNING id`,
-        [this.instanceId, this.config.rotation.claimSeconds],
-      ).then((r: [Array<{ id: string }>, number]) => r[0]);
-      if (rows.length === 0) break;
-      // one rotation that cannot be loaded (its target's credential no longer decrypts, say) never stops the others:
-      // it keeps its claim until the claim lapses, so this pass moves on to the next
-      try {
-        const ctx = await this.load(rows[0].id);
-        await this.resolve(ctx, null);
-      } catch (e) {
-        this.logger.warn({ rotationId: rows[0].id, code: e instanceof DomainException ? e.code : (e as Error)?.name }, 'a pending rotation could not be recovered; skipped until its claim lapses');
-      }
-    }
-    return n;
+  /**
+   * Recovery (start-up and periodic): takes over pending rotations whose claim has expired and settles them. One
+   * that cannot be loaded (its target's credential no longer decrypts, say) never stops the others: it is logged and
+   * keeps this instance's claim until the claim lapses, and the drain moves on.
+   */
+  recoverStale(limit = 50): Promise<number> {
+    return this.work.drain<string>({
+      name: 'rotation-recovery',
+      take: (skip) => this.store.claimLapsed(skip),
+      key: (id) => id,
+      run: async (id) => {
+        await this.resolve(await this.load(id), null);
+      },
+      batchSize: this.config.rotation.concurrency,
+      limit,
+    });
   }
 
   /**
-   * The scheduler's sweep: claims due accounts with SKIP LOCKED (so each is rotated once across instances),
-   * writes their pending rotations in the same transaction, then runs them with bounded concurrency.
+   * The scheduler's sweep: claims due accounts one at a time with SKIP LOCKED (so each is rotated once across
+   * instances), writing each one's pending rotation in the same transaction, and runs them a batch at a time.
    */
-  async rotateDue(limit = this.config.rotation.concurrency): Promise<number> {
-    const ids = await this.audit.transaction(async (em, audit) => {
-      const due: AccountEntity[] = await em
-        .getRepository(AccountEntity)
-        .createQueryBuilder('a')
-        .where("a.status = 'available' AND a.next_rotation_at <= :now", { now: this.clock.now() })
-        .orderBy('a.next_rotation_at', 'ASC')
-        .limit(limit)
-        .setLock('pessimistic_write')
-        .setOnLocked('skip_locked')
-        .getMany();
-      const out: string[] = [];
-      for (const account of due) {
-        out.push(await this.writeAhead(em, audit, account, account.rotationFailures > 0 ? 'retry' : 'scheduled', null));
-      }
-      return out;
+  rotateDue(limit = this.config.rotation.concurrency): Promise<number> {
+    return this.work.drain<string>({
+      name: 'rotation-due',
+      take: (skip) => this.takeDue(skip),
+      key: (rotationId) => rotationId,
+      run: async (rotationId) => void (await this.execute(rotationId)),
+      batchSize: this.config.rotation.concurrency,
+      limit,
     });
-    await Promise.all(ids.map((id) => this.track(this.execute(id))));
-    return ids.length;
   }
 
-  /** Waits for background rotations (tests, shutdown). */
-  async settle(): Promise<void> {
-    while (this.running.size) await Promise.allSettled([...this.running]);
-  }
-
-  /** Before the database is closed (onApplicationShutdown is when TypeORM closes it): running work finishes first. */
-  async beforeApplicationShutdown(): Promise<void> {
-    await this.settle();
+  /** Waits for background rotations (tests). */
+  settle(): Promise<void> {
+    return this.work.settle();
   }
 
   async history(accountId: string): Promise<RotationView[]> {
-    await findByIdOrThrow(this.dataSource.manager, AccountEntity, accountId, 'account');
-    const rows: RotationView[] = await this.dataSource.query(
-      `SELECT id, reason, status, error_code AS "errorCode", requested_by AS "requestedBy", created_at AS "createdAt", finished_at AS "finishedAt"
-         FROM rotations WHERE account_id = $1 ORDER BY created_at DESC LIMIT 200`,
-      [accountId],
-    );
-    return rows.map((r) => ({ ...r, createdAt: new Date(r.createdAt).toISOString(), finishedAt: r.finishedAt ? new Date(r.finishedAt).toISOString() : null }));
+    await this.accounts.find(this.dataSource.manager, accountId);
+    return this.store.history(accountId);
   }
 
-  private track<T>(p: Promise<T>): Promise<T> {
-    this.running.add(p);
-    void p.finally(() => this.running.delete(p));
-    return p;
+  /** One due account, its rotation written ahead; null when none is due. An account that cannot be is skipped. */
+  private async takeDue(skip: readonly string[]): Promise<string | null> {
+    let found: string | undefined;
+    try {
+      return await this.uow.run(async (tx) => {
+        const [account] = await this.accounts.takeDueForRotation(tx.em, 1, this.clock.now(), skip);
+        if (!account) return null;
+        found = account.id;
+        return this.writeAhead(tx, account, account.rotationFailures > 0 ? 'retry' : 'scheduled', null);
+      });
+    } catch (e) {
+      if (found === undefined) throw e; // the database itself failed: the sweep stops and retries later
+      throw new SkipItem(found, e);
+    }
   }
 
-  /**
-   * Extends this instance's claim, only while it still holds it and it has not lapsed. Called right before the
-   * target is changed: a recovery that took over a lapsed claim may already have discarded the pending password,
-   * and setting it on the target afterwards would leave the vault without a working one.
-   */
-  private async renewClaim(rotationId: string): Promise<boolean> {
-    const [, renewed]: [unknown[], number] = await this.dataSource.query(
-      `UPDATE rotations SET claimed_until = now() + make_interval(secs => $3)
-        WHERE id = $1 AND status = 'pending' AND claimed_by = $2 AND claimed_until > now()`,
-      [rotationId, this.instanceId, this.config.rotation.claimSeconds],
-    );
-    return renewed === 1;
-  }
-
-  private crash(point: CrashPoint): void {
-    if (this.config.crashPoint === point) process.kill(process.pid, 'SIGKILL');
-  }
-
-  private async load(rotationId: string) {
-    const [rotation]: PendingRotation[] = await this.dataSource.query(
-      `SELECT id, account_id AS "accountId", reason, claimed_by AS "claimedBy", pending_secret AS "pendingSecret" FROM rotations WHERE id = $1 AND status = 'pending'`,
-      [rotationId],
-    );
-    if (!rotation) throw Errors.notFound('pending rotation');
-    const account = await findByIdOrThrow(this.dataSource.manager, AccountEntity, rotation.accountId, 'account');
-    const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, account.targetId, 'target');
-    return {
-      rotation,
-      account,
-      target,
-      connectorTarget: await this.targets.connectorTarget(target),
-      password: this.secrets.decrypt(pendingRef(rotation.id), rotation.pendingSecret),
-    };
+  private async load(rotationId: string): Promise<RotationContext> {
+    const rotation = await this.store.loadPending(rotationId);
+    const account = await this.accounts.find(this.dataSource.manager, rotation.accountId);
+    return { rotation, account, conn: await this.targets.connectById(this.dataSource.manager, account.targetId) };
   }
 
   /** Decides a rotation that failed or was abandoned, by logging in with each password the vault holds. */
-  private async resolve(ctx: Awaited<ReturnType<RotationService['load']>>, errorCode: string | null): Promise<'succeeded' | 'failed' | 'pending'> {
-    const connector = this.connectors.get(ctx.target.type);
+  private async resolve(ctx: RotationContext, errorCode: string | null): Promise<'succeeded' | 'failed' | 'pending'> {
     const works = async (password: string | null) => {
       if (password === null) return false;
       try {
-        await connector.login(ctx.connectorTarget, { username: ctx.account.username, password });
+        await ctx.conn.login({ username: ctx.account.username, password });
         return true;
       } catch (e) {
         if (e instanceof ConnectorError && e.connectorCode === 'TARGET_AUTH_FAILED') return false;
         throw e; // cannot tell: keep the rotation pending for a later recovery
       }
     };
-    const current = ctx.account.passwordSecret ? this.secrets.decrypt(accountSecretRef(ctx.account.id), ctx.account.passwordSecret) : null;
     try {
-      if (await works(ctx.password)) return (await this.commit(ctx.rotation, ctx.password, 'recovered')) ? 'succeeded' : 'pending';
-      const currentWorks = await works(current);
+      if (await works(ctx.rotation.password)) return (await this.commit(ctx.rotation, 'recovered')) ? 'succeeded' : 'pending';
+      const currentWorks = await works(this.accounts.password(ctx.account));
       await this.fail(ctx.rotation, errorCode ?? 'ABANDONED', currentWorks);
       return 'failed';
     } catch (e) {
       this.logger.warn(
-        { accountId: ctx.account.id, targetId: ctx.target.id, rotationId: ctx.rotation.id, code: errorCode, loginCode: e instanceof DomainException ? e.code : 'ERROR' },
+        { accountId: ctx.account.id, targetId: ctx.account.targetId, rotationId: ctx.rotation.id, code: errorCode, loginCode: e instanceof DomainException ? e.code : 'ERROR' },
         'rotation failed and the target cannot tell which password works now: the rotation stays pending and recovery tries again',
       );
       return 'pending';
@@ -262,24 +211,15 @@ export class RotationService implements BeforeApplicationShutdown {
   }
 
   /** Step 4: the pending password becomes current — only for the instance that still holds the claim. */
-  private async commit(rotation: PendingRotation, password: string, how: 'verified' | 'recovered'): Promise<boolean> {
-    return this.audit.transaction(async (em, audit) => {
-      const [row] = await em.query("SELECT claimed_by FROM rotations WHERE id = $1 AND status = 'pending' FOR UPDATE", [rotation.id]);
-      if (!row || row.claimed_by !== this.instanceId) return false; // a newer claimant owns it now
-      const account = await findByIdOrThrow(em, AccountEntity, rotation.accountId, 'account', true);
+  private async commit(rotation: PendingRotation, how: 'verified' | 'recovered'): Promise<boolean> {
+    return this.uow.run(async ({ em, audit }) => {
+      if (!(await this.store.lockIfOurs(em, rotation.id))) return false; // a newer claimant owns it now
+      const account = await this.accounts.find(em, rotation.accountId, true);
       const now = this.clock.now();
-      await em.getRepository(AccountEntity).update(
-        { id: account.id },
-        {
-          passwordSecret: this.secrets.encrypt(accountSecretRef(account.id), password),
-          status: 'available',
-          lastRotatedAt: now,
-          rotationFailures: 0,
-          mustRotate: false,
-          nextRotationAt: new Date(now.getTime() + account.policy.rotationIntervalSeconds * 1000),
-        },
-      );
-      await em.query("UPDATE rotations SET status = 'succeeded', pending_secret = NULL, finished_at = now() WHERE id = $1", [rotation.id]);
+      if (!(await this.accounts.finishRotation(em, account.id, rotation.password, now, nextRotationAt(account.policy, now)))) {
+        throw new Error(`account ${account.id} is ${account.status}, not rotating, under a pending rotation`);
+      }
+      await this.store.succeed(em, rotation.id);
       await audit({ type: 'rotation.succeeded', actor: null, subjectType: 'account', subjectId: account.id, details: { rotationId: rotation.id, how } });
       this.metrics.rotations.inc({ outcome: 'succeeded', reason: rotation.reason });
       return true;
@@ -288,22 +228,16 @@ export class RotationService implements BeforeApplicationShutdown {
 
   /** A failed attempt: the pending password is discarded; retry later with capped, jittered backoff. */
   private async fail(rotation: PendingRotation, errorCode: string, currentWorks: boolean): Promise<void> {
-    await this.audit.transaction(async (em, audit) => {
-      const [row] = await em.query("SELECT claimed_by FROM rotations WHERE id = $1 AND status = 'pending' FOR UPDATE", [rotation.id]);
-      if (!row || row.claimed_by !== this.instanceId) return;
-      const account = await findByIdOrThrow(em, AccountEntity, rotation.accountId, 'account', true);
+    await this.uow.run(async ({ em, audit }) => {
+      if (!(await this.store.lockIfOurs(em, rotation.id))) return;
+      const account = await this.accounts.find(em, rotation.accountId, true);
       const failures = account.rotationFailures + 1;
       const attention = failures >= this.config.rotation.maxFailures;
-      const backoffMs = Math.min(3600_000, 30_000 * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
-      await em.getRepository(AccountEntity).update(
-        { id: account.id },
-        {
-          status: attention ? 'needs_attention' : 'available',
-          rotationFailures: failures,
-          nextRotationAt: attention ? null : new Date(this.clock.now().getTime() + backoffMs),
-        },
-      );
-      await em.query("UPDATE rotations SET status = 'failed', pending_secret = NULL, error_code = $2, finished_at = now() WHERE id = $1", [rotation.id, errorCode]);
+      const nextAt = attention ? null : new Date(this.clock.now().getTime() + backoffSeconds(failures, ROTATION_BACKOFF) * 1000);
+      if (!(await this.accounts.failRotation(em, account.id, { attention, failures, nextAt }))) {
+        throw new Error(`account ${account.id} is ${account.status}, not rotating, under a pending rotation`);
+      }
+      await this.store.fail(em, rotation.id, errorCode);
       await audit({
         type: 'rotation.failed',
         actor: null,
@@ -319,14 +253,4 @@ export class RotationService implements BeforeApplicationShutdown {
       else this.logger.warn({ ...where, currentPasswordWorks: currentWorks }, 'rotation failed; retried with a fresh password after a backoff');
     });
   }
-}
-
-export interface RotationView {
-  id: string;
-  reason: RotationReason;
-  status: 'pending' | 'succeeded' | 'failed' | 'discarded';
-  errorCode: string | null;
-  requestedBy: string | null;
-  createdAt: string;
-  finishedAt: string | null;
 }

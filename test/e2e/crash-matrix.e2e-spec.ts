@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { AccountEntity, accountSecretRef } from '../../src/accounts/account.entity';
-import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
-import { CrashPoint } from '../../src/rotation/rotation.service';
+import { CrashPoint } from '../../src/database/claimed-work';
 import { TargetEntity } from '../../src/targets/target.entity';
 import { TargetsService } from '../../src/targets/targets.service';
 import { createTestDatabase, TestDatabase } from '../support/db';
@@ -16,7 +15,7 @@ import { startTestVault, TEST_ENV, TestVault } from '../support/vault';
  * at each step of a rotation, a fresh process recovers, and every account must log in on the real target with
  * the password the vault holds.
  */
-const CRASH_POINTS: CrashPoint[] = ['after-pending-write', 'after-target-change', 'after-login-check', 'before-commit'];
+const CRASH_POINTS: CrashPoint[] = ['rotation-after-pending-write', 'rotation-after-target-change', 'rotation-after-login-check', 'rotation-before-commit'];
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const start = Date.now();
@@ -91,8 +90,8 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('crash matrix on a real %s 
 
     const entity = await setup.get(DataSource).getRepository(AccountEntity).findOneByOrFail({ id: account.id });
     const password = setup.get(SecretBoxService).decrypt(accountSecretRef(entity.id), entity.passwordSecret!);
-    const target = await setup.get(TargetsService).connectorTarget(await setup.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
-    await setup.get(ConnectorRegistry).get(type).login(target, { username, password }); // throws if it does not work
+    const target = await setup.get(TargetsService).connect(await setup.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
+    await target.login({ username, password }); // throws if it does not work
     expect(entity.status).not.toBe('rotating');
   }, 90_000);
 });

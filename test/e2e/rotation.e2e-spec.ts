@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { AccountEntity, accountSecretRef } from '../../src/accounts/account.entity';
-import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { RotationService } from '../../src/rotation/rotation.service';
-import { AuditService } from '../../src/audit/audit.service';
+import { AccountStore } from '../../src/accounts/account-store';
+import { UnitOfWork } from '../../src/database/unit-of-work';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
 import { needsStepUp, withMfa } from '../support/http';
@@ -35,12 +35,8 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     const { TargetsService } = await import('../../src/targets/targets.service');
     const { TargetEntity } = await import('../../src/targets/target.entity');
     const entity = await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: target.id });
-    const ct = await vault.get(TargetsService).connectorTarget(entity);
-    return vault
-      .get(ConnectorRegistry)
-      .get(type)
-      .login(ct, { username, password })
-      .then(() => true, () => false);
+    const conn = await vault.get(TargetsService).connect(entity);
+    return conn.login({ username, password }).then(() => true, () => false);
   };
 
   /** An account created on the target with a known password, and put in the vault with it. */
@@ -54,9 +50,9 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
 
   /** Step 1 of a rotation only, as an instance that dies right after it would leave it. */
   const writeAhead = (accountId: string) =>
-    vault.get(AuditService).transaction(async (em, audit) => {
-      const entity = await em.getRepository(AccountEntity).findOneByOrFail({ id: accountId });
-      return vault.get(RotationService).writeAhead(em, audit, entity, 'manual', null);
+    vault.get(UnitOfWork).run(async (tx) => {
+      const account = await vault.get(AccountStore).find(tx.em, accountId);
+      return vault.get(RotationService).writeAhead(tx, account, 'manual', null);
     });
 
   beforeAll(async () => {
@@ -111,8 +107,8 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     const pendingPassword = vault.get(SecretBoxService).decrypt({ table: 'rotations', rowId: rotationId, column: 'pending_secret' }, pending.pending_secret);
     const { TargetEntity } = await import('../../src/targets/target.entity');
     const { TargetsService } = await import('../../src/targets/targets.service');
-    const ct = await vault.get(TargetsService).connectorTarget(await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
-    await vault.get(ConnectorRegistry).get(type).rotate(ct, { username, password: pendingPassword });
+    const conn = await vault.get(TargetsService).connect(await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
+    await conn.updatePassword({ username, password: pendingPassword });
     await vault.db.query("UPDATE rotations SET claimed_by = 'dead-instance', claimed_until = now() - interval '1 second' WHERE id = $1", [rotationId]);
 
     expect(await rotation.recoverStale()).toBeGreaterThanOrEqual(1);
@@ -175,8 +171,8 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('rotation on a real %s targ
     const { username, original, account } = await knownAccount();
     const { TargetEntity } = await import('../../src/targets/target.entity');
     const { TargetsService } = await import('../../src/targets/targets.service');
-    const ct = await vault.get(TargetsService).connectorTarget(await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
-    await vault.get(ConnectorRegistry).get(type).rotate(ct, { username, password: `Changed-${randomBytes(8).toString('hex')}` });
+    const conn = await vault.get(TargetsService).connect(await vault.get(DataSource).getRepository(TargetEntity).findOneByOrFail({ id: targetId }));
+    await conn.updatePassword({ username, password: `Changed-${randomBytes(8).toString('hex')}` });
     await vault.db.query('UPDATE accounts SET last_verified_at = NULL WHERE id = $1', [account.id]);
     await vault.db.query("UPDATE accounts SET last_verified_at = now() WHERE id <> $1", [account.id]);
 

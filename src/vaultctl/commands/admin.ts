@@ -8,7 +8,7 @@ import { fields, morePages, out, table } from '../output';
 import { interactive, promptHidden, readLineFromStdin } from '../prompt';
 import type { Runtime } from '../runtime';
 import { allPages, commaList, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
-import type { AccountView } from '../../accounts/accounts.dto';
+import type { AccountView } from '../../account-admin/accounts.dto';
 import type { TargetView, VerifyView } from '../../targets/targets.dto';
 
 const ROLES = ['admin', 'operator', 'approver', 'vendor', 'auditor', 'scheduler'];

@@ -3,8 +3,8 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
-import { Actor } from '../identity/actor';
-import { ApiErrors, TARGET_FAILURES } from '../openapi/error-codes';
+import { Actor } from '../common/actor';
+import { ApiErrors, TARGET_FAILURES } from '../common/api-errors';
 import { AccountListQuery, AccountView, CreateAccountDto, UpdateAccountDto } from './accounts.dto';
 import { AccountsService } from './accounts.service';
 

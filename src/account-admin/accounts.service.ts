@@ -1,27 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { AuditService } from '../audit/audit.service';
+import { AccountStore } from '../accounts/account-store';
+import { nextRotationAt, resolvePolicy } from '../accounts/policy';
+import { Actor } from '../common/actor';
+import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { Page } from '../common/pagination';
-import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
-import { SecretBoxService } from '../crypto/secret-box.service';
-import { Actor } from '../identity/actor';
+import { UnitOfWork } from '../database/unit-of-work';
+import { RotationService } from '../rotation/rotation.service';
 import { isValidAccountName } from '../connectors/names';
 import { TargetsService } from '../targets/targets.service';
-import { RotationService } from '../rotation/rotation.service';
-import { Clock } from '../common/clock';
-import { AccountEntity, accountSecretRef } from './account.entity';
 import { AccountListQuery, AccountView, CreateAccountDto, mapAccount, UpdateAccountDto } from './accounts.dto';
-import { resolvePolicy } from './policy';
 
-
+/** The accounts API: vaulting an account (onboarding it through a rotation when no password is given), policy, deletion. */
 @Injectable()
 export class AccountsService {
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
-    private readonly secrets: SecretBoxService,
+    private readonly uow: UnitOfWork,
+    private readonly accounts: AccountStore,
     private readonly targets: TargetsService,
     private readonly rotation: RotationService,
     private readonly clock: Clock,
@@ -41,77 +39,63 @@ export class AccountsService {
     }
     // asked of the target before anything is written (SSH: is it the admin's uid under another name?)
     await this.targets.refuseAdminAccount(checked, dto.username);
-    const created = await this.audit.transaction(async (em, audit) => {
+    const created = await this.uow.run(async (tx) => {
       // locked, and checked again: the target's admin cannot have been changed to this account meanwhile
-      const target = await findTarget(em, true);
+      const target = await findTarget(tx.em, true);
       if (target.adminUsername !== checked.adminUsername || target.host !== checked.host) {
         throw Errors.conflict('TARGET_IN_USE', 'the target changed while the account was being added; try again');
       }
-      try {
-        await em.getRepository(AccountEntity).insert({
-          id,
-          targetId: target.id,
-          username: dto.username,
-          status: 'available',
-          passwordSecret: dto.password === undefined ? null : this.secrets.encrypt(accountSecretRef(id), dto.password),
-          policy,
-          lastRotatedAt: null,
-          nextRotationAt: new Date(this.clock.now().getTime() + policy.rotationIntervalSeconds * 1000),
-        });
-      } catch (e) {
-        if (isUniqueViolation(e)) {
-          throw Errors.conflict('ACCOUNT_EXISTS', 'this target already has an account with this username');
-        }
-        throw e;
-      }
-      await audit({
+      const account = await this.accounts.create(tx.em, {
+        id,
+        targetId: target.id,
+        username: dto.username,
+        password: dto.password ?? null,
+        policy,
+        nextRotationAt: nextRotationAt(policy, this.clock.now()),
+      });
+      await tx.audit({
         type: 'account.created',
         actor,
         subjectType: 'account',
         subjectId: id,
         details: { targetId: target.id, username: dto.username, policy, onboarding: dto.password === undefined },
       });
-      const account = await em.getRepository(AccountEntity).findOneByOrFail({ id });
       // no password given: the vault sets its own through the target's admin credential (write-ahead first)
-      if (dto.password === undefined) onboarding = await this.rotation.writeAhead(em, audit, account, 'onboard', actor);
+      if (dto.password === undefined) onboarding = await this.rotation.writeAhead(tx, account, 'onboard', actor);
       return account;
     });
     if (!onboarding) return mapAccount(created);
     await this.rotation.execute(onboarding);
-    return mapAccount(await this.find(this.dataSource.manager, id));
+    return this.get(id);
   }
 
-  async list(q: AccountListQuery): Promise<Page<AccountView>> {
-    return keysetPage(this.dataSource.manager, AccountEntity, { column: 'id', kind: 'uuid' }, q, mapAccount, (qb) => {
-      if (q.targetId) qb.andWhere('r.target_id = :targetId', { targetId: q.targetId });
-      if (q.status) qb.andWhere('r.status = :status', { status: q.status });
-    });
+  list(q: AccountListQuery): Promise<Page<AccountView>> {
+    return this.accounts.list(q).then((page) => ({ items: page.items.map(mapAccount), nextCursor: page.nextCursor }));
   }
 
   async get(id: string): Promise<AccountView> {
-    return mapAccount(await this.find(this.dataSource.manager, id));
+    return mapAccount(await this.accounts.find(this.dataSource.manager, id));
   }
 
   async update(actor: Actor, id: string, dto: UpdateAccountDto): Promise<AccountView> {
-    const account = await this.audit.transaction(async (em, audit) => {
-      const current = await this.find(em, id, true);
+    const account = await this.uow.run(async ({ em, audit }) => {
+      const current = await this.accounts.find(em, id, true);
       if (dto.policy === undefined) return current;
       const policy = resolvePolicy(dto.policy, current.policy);
-      const since = current.lastRotatedAt ?? current.createdAt;
-      const nextRotationAt = current.nextRotationAt && new Date(since.getTime() + policy.rotationIntervalSeconds * 1000);
-      await em.getRepository(AccountEntity).update({ id }, { policy, nextRotationAt });
+      // an account without a rotation date (needs attention) keeps none
+      const next = current.nextRotationAt && nextRotationAt(policy, current.lastRotatedAt ?? current.createdAt);
+      const updated = await this.accounts.updatePolicy(em, id, policy, next);
       await audit({ type: 'account.updated', actor, subjectType: 'account', subjectId: id, details: { before: current.policy, policy } });
-      return em.getRepository(AccountEntity).findOneByOrFail({ id });
+      return updated;
     });
     return mapAccount(account);
   }
 
   async remove(actor: Actor, id: string): Promise<void> {
-    await this.audit.transaction(async (em, audit) => {
-      const current = await this.find(em, id, true);
-      if (current.status !== 'available' && current.status !== 'needs_attention') {
-        throw Errors.conflict('ACCOUNT_BUSY', `account is ${current.status}; try again when it is available`);
-      }
+    await this.uow.run(async ({ em, audit }) => {
+      const current = await this.accounts.find(em, id, true);
+      const busy = () => Errors.conflict('ACCOUNT_BUSY', `account is ${current.status}; try again when it is available`);
+      if (current.status !== 'available' && current.status !== 'needs_attention') throw busy();
       // its checkout history goes with it: not while the target still owes a session cleanup, or while a failed
       // cleanup or an unreviewed break-glass checkout waits for a person (that would clear the alarm unseen)
       const [owed]: Array<{ why: string }> = await em.query(
@@ -121,12 +105,8 @@ export class AccountsService {
         [id],
       );
       if (owed) throw Errors.conflict('ACCOUNT_BUSY', `the account cannot be deleted: ${owed.why}`);
-      await em.getRepository(AccountEntity).delete({ id });
+      if (!(await this.accounts.remove(em, id))) throw busy();
       await audit({ type: 'account.deleted', actor, subjectType: 'account', subjectId: id, details: { targetId: current.targetId, username: current.username } });
     });
-  }
-
-  find(em: EntityManager, id: string, lock = false): Promise<AccountEntity> {
-    return findByIdOrThrow(em, AccountEntity, id, 'account', lock);
   }
 }

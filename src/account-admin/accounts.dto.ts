@@ -2,10 +2,9 @@ import { Type } from 'class-transformer';
 import { IsIn, IsObject, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
 import { PageQuery } from '../common/pagination';
 import { Optional } from '../common/validation';
-import { AccountEntity, AccountStatus } from './account.entity';
-import { AccountPolicy, effectivePolicy, PolicyDto } from './policy';
-
-const STATUSES: AccountStatus[] = ['available', 'checked_out', 'rotating', 'needs_attention'];
+import { Account } from '../accounts/account-store';
+import { ACCOUNT_STATUSES, AccountStatus } from '../accounts/account-states';
+import { AccountPolicy, PolicyDto } from '../accounts/policy';
 
 export class CreateAccountDto {
   @IsUUID() targetId: string;
@@ -21,7 +20,7 @@ export class UpdateAccountDto {
 
 export class AccountListQuery extends PageQuery {
   @IsOptional() @IsUUID() targetId?: string;
-  @IsOptional() @IsIn(STATUSES) status?: AccountStatus;
+  @IsOptional() @IsIn(ACCOUNT_STATUSES) status?: AccountStatus;
 }
 
 /** Never contains the password. */
@@ -37,7 +36,8 @@ export interface AccountView {
   updatedAt: string;
 }
 
-export function mapAccount(a: AccountEntity): AccountView {
+/** The API view of a row (the store's rows carry the effective policy). */
+export function mapAccount(a: Account): AccountView {
   return {
     id: a.id,
     targetId: a.targetId,
@@ -45,7 +45,7 @@ export function mapAccount(a: AccountEntity): AccountView {
     status: a.status,
     lastRotatedAt: a.lastRotatedAt ? a.lastRotatedAt.toISOString() : null,
     nextRotationAt: a.nextRotationAt ? a.nextRotationAt.toISOString() : null,
-    policy: effectivePolicy(a.policy),
+    policy: a.policy,
     createdAt: a.createdAt.toISOString(),
     updatedAt: a.updatedAt.toISOString(),
   };

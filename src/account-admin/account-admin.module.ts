@@ -1,0 +1,10 @@
+import { Module } from '@nestjs/common';
+import { AccountsModule } from '../accounts/accounts.module';
+import { RotationModule } from '../rotation/rotation.module';
+import { TargetsModule } from '../targets/targets.module';
+import { AccountsController } from './accounts.controller';
+import { AccountsService } from './accounts.service';
+
+/** The accounts HTTP API (`/v1/accounts`): vaulting (onboarding through rotation), listing, policy, deletion. */
+@Module({ imports: [AccountsModule, TargetsModule, RotationModule], controllers: [AccountsController], providers: [AccountsService] })
+export class AccountAdminModule {}
