@@ -9,7 +9,7 @@ import { RotationService } from '../../src/rotation/rotation.service';
 import { TargetsService } from '../../src/targets/targets.service';
 import { RotationModule } from '../../src/rotation/rotation.module';
 import { FakeConnector } from '../support/fake-connector';
-import { buildModule, ModuleHarness, TEST_ADMIN } from '../support/module-harness';
+import { buildModule, TEST_ADMIN } from '../support/module-harness';
 
 /**
  * Rotation's decisions, tested directly on the rotation module (a real database, a fake PostgreSQL target, no HTTP):
