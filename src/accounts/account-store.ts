@@ -1,12 +1,13 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { DomainException, Errors } from '../common/errors';
 import { Page, PageQuery } from '../common/pagination';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { isUniqueViolation, keysetPage } from '../database/queries';
+import { MetricsService } from '../metrics/metrics.service';
 import { targetAddressColumnsSql } from '../targets/target-sql';
 import { AccountEntity, accountSecretRef } from './account.entity';
-import { AccountStatus, AccountTransition, fromStatusSql } from './account-states';
+import { ACCOUNT_STATUSES, AccountStatus, AccountTransition, fromStatusSql } from './account-states';
 import { AccountPolicy, effectivePolicy } from './policy';
 
 /** An account row; its `policy` is always the effective one (defaults of fields added since it was written filled in). */
@@ -65,11 +66,22 @@ const withEffectivePolicy = <T extends { policy: Partial<AccountPolicy> }>(row: 
  * checkout take composes the caller's guard into its own statement (the accounts row is aliased `a`).
  */
 @Injectable()
-export class AccountStore {
+export class AccountStore implements OnModuleInit {
   constructor(
     private readonly dataSource: DataSource,
     private readonly secrets: SecretBoxService,
+    private readonly metrics: MetricsService,
   ) {}
+
+  onModuleInit(): void {
+    this.metrics.stateGauge({
+      name: 'vault_accounts',
+      help: 'Accounts by status (needs_attention: rotation kept failing, someone must look)',
+      label: 'status',
+      values: ACCOUNT_STATUSES,
+      read: () => this.countByStatus(),
+    });
+  }
 
   // ---- rows ----
 
@@ -101,6 +113,12 @@ export class AccountStore {
       if (q.targetId) qb.andWhere('r.target_id = :targetId', { targetId: q.targetId });
       if (q.status) qb.andWhere('r.status = :status', { status: q.status });
     });
+  }
+
+  /** How many accounts are in each status (the metrics gauge). */
+  async countByStatus(): Promise<Record<string, number>> {
+    const rows: Array<{ status: AccountStatus; n: number }> = await this.dataSource.query('SELECT status, count(*)::int AS n FROM accounts GROUP BY status');
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
   }
 
   /** A new policy (and the rotation date it implies); 404 when there is no such account. */

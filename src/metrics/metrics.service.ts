@@ -61,17 +61,6 @@ export class MetricsService {
       },
     });
     new Gauge({
-      name: 'vault_accounts',
-      help: 'Accounts by status (needs_attention: rotation kept failing, someone must look)',
-      labelNames: ['status'] as const,
-      registers: [this.registry],
-      collect: whileDatabaseAnswers(async function (this: Gauge) {
-        const rows: Array<{ status: string; n: number }> = await dataSource.query('SELECT status, count(*)::int AS n FROM accounts GROUP BY status');
-        this.reset();
-        for (const status of ['available', 'checked_out', 'rotating', 'needs_attention']) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
-      }),
-    });
-    new Gauge({
       name: 'vault_checkouts',
       help: 'Checkouts that need watching: open (active, pending_approval), break-glass not yet reviewed, and cleanup that failed (sessions not ended)',
       labelNames: ['state'] as const,
@@ -111,15 +100,6 @@ export class MetricsService {
         );
         this.set({ kind: 'checkout' }, row.checkout);
         this.set({ kind: 'ephemeral' }, row.ephemeral);
-      }),
-    });
-    new Gauge({
-      name: 'vault_rotations_pending',
-      help: 'Rotations written ahead and not settled yet (a growing number means targets are slow or instances died)',
-      registers: [this.registry],
-      collect: whileDatabaseAnswers(async function (this: Gauge) {
-        const [{ n }] = await dataSource.query("SELECT count(*)::int AS n FROM rotations WHERE status = 'pending'");
-        this.set(n);
       }),
     });
   }

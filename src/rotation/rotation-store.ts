@@ -1,9 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { Gauge } from 'prom-client';
 import { DataSource, EntityManager } from 'typeorm';
 import { Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { ClaimedWork, INSTANCE_ID } from '../database/claimed-work';
+import { MetricsService } from '../metrics/metrics.service';
 
 export type RotationReason = 'manual' | 'scheduled' | 'onboard' | 'checkin' | 'drift' | 'retry';
 export type RotationStatus = 'pending' | 'succeeded' | 'failed';
@@ -37,13 +39,29 @@ const pendingRef = (rotationId: string) => ({ table: 'rotations', rowId: rotatio
  * each only while this instance holds the claim (`lockIfOurs` in the settling transaction).
  */
 @Injectable()
-export class RotationStore {
+export class RotationStore implements OnModuleInit {
   constructor(
     private readonly dataSource: DataSource,
     private readonly secrets: SecretBoxService,
     private readonly work: ClaimedWork,
+    private readonly metrics: MetricsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
+
+  onModuleInit(): void {
+    const registry = this.metrics.registry;
+    if (registry.getSingleMetric('vault_rotations_pending')) return; // one registration per registry
+    const countPending = () => this.countPending();
+    new Gauge({
+      name: 'vault_rotations_pending',
+      help: 'Rotations written ahead and not settled yet (a growing number means targets are slow or instances died)',
+      registers: [registry],
+      async collect() {
+        // while the database does not answer, the gauge keeps its last value (/metrics still answers)
+        await countPending().then((n) => this.set(n), () => undefined);
+      },
+    });
+  }
 
   /** Step 1 of a rotation (in the caller's transaction): the new password, encrypted, claimed by this instance. */
   async insertPending(em: EntityManager, r: { id: string; accountId: string; reason: RotationReason; password: string; requestedBy: string }): Promise<void> {
