@@ -1,20 +1,28 @@
 import { createHmac } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { EntityManager } from 'typeorm';
+import { Actor } from '../common/actor';
 import { DomainException, Errors } from '../common/errors';
-import { Actor } from '../identity/actor';
+import { userHoldsRoleSql } from '../identity/user-standing';
 
 /**
  * Approval mechanics shared by checkouts and one-time accounts: a request is approved by `approvalsRequired`
  * distinct approvers, never its requester, each once; an approval is bound to a digest of the exact request it was
  * given for and counts only while the request still has that digest; any one denial ends the request.
+ *
+ * The decision tables belong to the request's owner (checkout_approvals to checkouts/, ephemeral_approvals to
+ * ephemeral/): the owner passes its table here, and these functions run the two statements every decision table
+ * shares on it. Whether an approver still is one is asked of identity (userHoldsRoleSql).
  */
 
-/** Where a kind of request keeps its decisions. */
+/**
+ * Where a kind of request keeps its decisions: a table of the owner's with the columns (<requestColumn>, approver_id,
+ * decision, request_digest, comment, decided_at) and the primary key (<requestColumn>, approver_id).
+ */
 export interface DecisionTable {
-  table: 'checkout_approvals' | 'ephemeral_approvals';
+  table: string;
   /** The column holding the request's id. */
-  requestColumn: 'checkout_id' | 'ephemeral_id';
+  requestColumn: string;
 }
 
 /** What the shared checks need to know about the request (locked by the caller). */
@@ -66,7 +74,7 @@ export async function recordDecision(
   // the primary key (request, approver) makes it one decision per approver even for racing requests
   // (TypeORM answers an INSERT with its RETURNING rows)
   const inserted: unknown[] = await em.query(
-    `INSERT INTO ${where.table} (${where.requestColumn}, approver_id, decision, request_digest, comment, decided_at)
+    `INSERT INTO ${ident(where.table)} (${ident(where.requestColumn)}, approver_id, decision, request_digest, comment, decided_at)
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1`,
     [request.id, actor.id, decision, request.digest, input.comment ?? null, now],
   );
@@ -80,12 +88,17 @@ export async function recordDecision(
  */
 export async function countApprovals(em: EntityManager, where: DecisionTable, requestId: string, digest: string): Promise<number> {
   const [{ n }]: Array<{ n: number }> = await em.query(
-    `SELECT count(*)::int AS n FROM ${where.table} d
-      WHERE d.${where.requestColumn} = $1 AND d.decision = 'approve' AND d.request_digest = $2
-        AND EXISTS (SELECT 1 FROM users u WHERE u.id = d.approver_id AND NOT u.disabled AND 'approver' = ANY (u.roles))`,
+    `SELECT count(*)::int AS n FROM ${ident(where.table)} d
+      WHERE d.${ident(where.requestColumn)} = $1 AND d.decision = 'approve' AND d.request_digest = $2
+        AND ${userHoldsRoleSql('d.approver_id', 'approver')}`,
     [requestId, digest],
   );
   return n;
+}
+
+function ident(name: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not an identifier: ${name}`);
+  return name;
 }
 
 /** An approver's decision as the API shows it. */

@@ -1,12 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
-import { AuditService } from '../audit/audit.service';
-import { Clock } from '../common/clock';
-import { recordDecision, selfApproval } from '../approvals/approvals';
-import { Errors } from '../common/errors';
+import { AccountStore } from '../accounts/account-store';
+import { selfApproval } from '../approvals/approvals';
 import { DecisionDto } from '../approvals/approvals.dto';
-import { Actor } from '../identity/actor';
-import { CheckoutEntity, OPEN_STATUSES } from './checkout.entity';
+import { Actor } from '../common/actor';
+import { Clock } from '../common/clock';
+import { Errors } from '../common/errors';
+import { UnitOfWork } from '../database/unit-of-work';
+import { CheckoutEntity } from './checkout.entity';
+import { isOpen } from './checkout-states';
 import { CheckoutStore } from './checkout-store';
 import { CheckoutView, ReviewDto } from './checkouts.dto';
 
@@ -20,38 +22,37 @@ const SECOND = 1000;
 @Injectable()
 export class ApprovalsService {
   constructor(
-    private readonly audit: AuditService,
+    private readonly uow: UnitOfWork,
     private readonly store: CheckoutStore,
+    private readonly accounts: AccountStore,
     private readonly clock: Clock,
   ) {}
 
-  /** MFA. Activates the checkout once `approvalsRequired` distinct approvers approved this exact request. */
+  /** MFA. Activates the checkout (transition `approve`) once `approvalsRequired` distinct approvers approved this exact request. */
   async approve(actor: Actor, id: string, dto: DecisionDto): Promise<CheckoutView> {
-    return this.audit.transaction(async (em, audit) => {
+    return this.uow.run(async ({ em, audit }) => {
       const { checkout, approvals: n } = await this.decide(em, actor, id, 'approve', dto);
       const details = { accountId: checkout.accountId, approvals: n, approvalsRequired: checkout.approvalsRequired, comment: dto.comment ?? null };
       await audit({ type: 'checkout.approved', actor, subjectType: 'checkout', subjectId: id, details });
+      let current: CheckoutEntity = checkout;
       if (n >= checkout.approvalsRequired) {
-        const now = this.clock.now();
-        const expiresAt = new Date(now.getTime() + checkout.ttlSeconds * SECOND);
-        await em.query("UPDATE checkouts SET status = 'active', activated_at = $2, expires_at = $3, version = version + 1 WHERE id = $1", [id, now, expiresAt]);
+        const at = this.clock.now();
+        const expiresAt = new Date(at.getTime() + checkout.ttlSeconds * SECOND);
+        current = (await this.store.activate(em, id, at, expiresAt)) ?? notPending(checkout);
         await audit({ type: 'checkout.activated', actor, subjectType: 'checkout', subjectId: id, details: { accountId: checkout.accountId, expiresAt: expiresAt.toISOString() } });
       }
-      return this.store.view(em, await em.getRepository(CheckoutEntity).findOneByOrFail({ id }));
+      return this.store.view(em, current);
     });
   }
 
-  /** MFA. One denial ends the request and frees the account (its password was never revealed). */
+  /** MFA. One denial ends the request (transition `deny`) and frees the account (its password was never revealed). */
   async deny(actor: Actor, id: string, dto: DecisionDto): Promise<CheckoutView> {
-    return this.audit.transaction(async (em, audit) => {
+    return this.uow.run(async ({ em, audit }) => {
       const { checkout } = await this.decide(em, actor, id, 'deny', dto);
-      await em.query(
-        "UPDATE checkouts SET status = 'denied', ended_at = $2, ended_by = $3, end_reason = 'denied', version = version + 1 WHERE id = $1",
-        [id, this.clock.now(), actor.id],
-      );
-      await em.query("UPDATE accounts SET status = 'available', version = version + 1 WHERE id = $1 AND status = 'checked_out'", [checkout.accountId]);
+      const denied = (await this.store.deny(em, id, this.clock.now(), actor.id)) ?? notPending(checkout);
+      await this.accounts.release(em, checkout.accountId);
       await audit({ type: 'checkout.denied', actor, subjectType: 'checkout', subjectId: id, details: { accountId: checkout.accountId, comment: dto.comment ?? null } });
-      return this.store.view(em, await em.getRepository(CheckoutEntity).findOneByOrFail({ id }));
+      return this.store.view(em, denied);
     });
   }
 
@@ -60,31 +61,30 @@ export class ApprovalsService {
    * has ended: the review is the one control after the fact, so it is never given while the access still runs).
    */
   async review(actor: Actor, id: string, dto: ReviewDto): Promise<CheckoutView> {
-    return this.audit.transaction(async (em, audit) => {
+    return this.uow.run(async ({ em, audit }) => {
       const checkout = await this.store.find(em, actor, id, true);
       if (checkout.requesterId === actor.id) throw selfApproval();
       if (!checkout.breakGlass) throw Errors.conflict('NOT_BREAK_GLASS', 'only break-glass checkouts are reviewed');
-      if (OPEN_STATUSES.includes(checkout.status)) throw Errors.conflict('CHECKOUT_NOT_ENDED', 'the checkout is still open; review it once it has ended (checked in, expired or revoked)');
+      if (isOpen(checkout.status)) throw Errors.conflict('CHECKOUT_NOT_ENDED', 'the checkout is still open; review it once it has ended (checked in, expired or revoked)');
       if (checkout.reviewedAt) throw Errors.conflict('ALREADY_REVIEWED', 'this checkout was already reviewed');
-      await em.query('UPDATE checkouts SET reviewed_at = $2, reviewed_by = $3, review_comment = $4, version = version + 1 WHERE id = $1', [
-        id,
-        this.clock.now(),
-        actor.id,
-        dto.comment,
-      ]);
+      const reviewed = await this.store.review(em, id, this.clock.now(), actor.id, dto.comment);
+      if (!reviewed) throw Errors.conflict('ALREADY_REVIEWED', 'this checkout was already reviewed');
       await audit({ type: 'checkout.reviewed', actor, subjectType: 'checkout', subjectId: id, details: { accountId: checkout.accountId, comment: dto.comment } });
-      return this.store.view(em, await em.getRepository(CheckoutEntity).findOneByOrFail({ id }));
+      return this.store.view(em, reviewed);
     });
   }
 
-  /** The checks both decisions share, then the decision row (src/approvals). */
+  /** The checks both decisions share, then the decision row (src/approvals, on this module's checkout_approvals). */
   private async decide(em: EntityManager, actor: Actor, id: string, decision: 'approve' | 'deny', dto: DecisionDto) {
     const checkout = await this.store.find(em, actor, id, true);
     const digest = this.store.digest(checkout);
     const pending = { id, requesterId: checkout.requesterId, status: checkout.status, deadline: checkout.approvalDeadline as Date, digest };
-    const approvals = await recordDecision(em, CHECKOUT_DECISIONS, pending, actor, decision, dto, this.clock.now(), 'CHECKOUT_NOT_PENDING');
+    const approvals = await this.store.recordDecision(em, pending, actor, decision, dto, this.clock.now());
     return { checkout, approvals };
   }
 }
 
-const CHECKOUT_DECISIONS = { table: 'checkout_approvals', requestColumn: 'checkout_id' } as const;
+/** The checkout was locked and pending when decided on: a transition that did not happen is a broken invariant. */
+function notPending(c: CheckoutEntity): never {
+  throw Errors.conflict('CHECKOUT_NOT_PENDING', `the request is ${c.status}`);
+}

@@ -1,32 +1,19 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
-import { DataSource, EntityManager } from 'typeorm';
-import { AccountEntity } from '../accounts/account.entity';
-import { AccountPolicy, effectivePolicy } from '../accounts/policy';
-import { AuditService } from '../audit/audit.service';
-import { AuditInput } from '../audit/audit.types';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { accountSettledSql, AccountStore } from '../accounts/account-store';
+import { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
-import { ConnectorRegistry } from '../connectors/connector.registry';
-import { findByIdOrThrow } from '../database/queries';
-import { Actor } from '../identity/actor';
+import { backoffSeconds, ClaimedWork, errorType, SkipItem } from '../database/claimed-work';
+import { Tx, UnitOfWork } from '../database/unit-of-work';
 import { RotationService } from '../rotation/rotation.service';
-import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';
 import { CheckoutEntity } from './checkout.entity';
-import { CHECKOUT_COLUMNS, CheckoutStore } from './checkout-store';
+import { EndReason } from './checkout-states';
+import { CheckoutStore } from './checkout-store';
 import { CheckoutView, RevokeDto } from './checkouts.dto';
-import { BackgroundWork } from '../common/background';
 
-type EndReason = 'checked_in' | 'expired' | 'revoked' | 'approval_timeout' | 'requester_disabled' | 'requester_role_removed';
-const STATUS_AFTER: Record<EndReason, CheckoutEntity['status']> = {
-  checked_in: 'returned',
-  expired: 'expired',
-  revoked: 'revoked',
-  approval_timeout: 'expired',
-  requester_disabled: 'revoked',
-  requester_role_removed: 'revoked',
-};
 /** The audit event each reason writes (`checkout.<type>`). */
 const EVENT_OF: Record<EndReason, string> = {
   checked_in: 'checked_in',
@@ -36,6 +23,9 @@ const EVENT_OF: Record<EndReason, string> = {
   requester_disabled: 'revoked',
   requester_role_removed: 'revoked',
 };
+
+/** The wait before a failed session cleanup is tried again: 15 s doubling per attempt, at most an hour (jittered). */
+const CLEANUP_BACKOFF = { baseSeconds: 15, capSeconds: 3600 };
 
 /** What is owed to the target after a checkout ended, claimed by this instance in the ending transaction. */
 interface Ended {
@@ -49,24 +39,25 @@ interface Ended {
 
 /**
  * The end of a checkout, whoever ends it (requester, admin, the clock) — INVARIANT 10. In one transaction: the
- * checkout is closed, the post-check-in rotation is written ahead (the account goes `rotating` and keeps
- * `must_rotate` until a rotation succeeds), the cleanup is claimed by this instance, and the event is audited.
- * After commit: the rotation runs (new password set, logged in with, committed), then the account's live sessions
- * on the target are ended — in that order, so nobody can log in again in between. If this instance dies on the
- * way, the rotation is recovered by the rotation engine and the cleanup claim lapses and is taken over by the sweep.
+ * checkout is closed (a transition of checkout-states.ts), the post-check-in rotation is written ahead (the account
+ * goes `rotating` and keeps `must_rotate` until a rotation succeeds), the cleanup is claimed by this instance, and the
+ * event is audited. After commit: the rotation runs (new password set, logged in with, committed), then the
+ * account's live sessions on the target are ended — in that order, so nobody can log in again in between. If this
+ * instance dies on the way, the rotation is recovered by the rotation engine and the cleanup claim lapses and is
+ * taken over by the sweep (`finishStale`).
  */
 @Injectable()
-export class CheckoutLifecycleService implements BeforeApplicationShutdown {
+export class CheckoutLifecycleService {
   private readonly logger = new Logger(CheckoutLifecycleService.name);
-  private readonly background = new BackgroundWork();
 
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
+    private readonly uow: UnitOfWork,
     private readonly store: CheckoutStore,
+    private readonly accounts: AccountStore,
     private readonly rotation: RotationService,
     private readonly targets: TargetsService,
-    private readonly connectors: ConnectorRegistry,
+    private readonly work: ClaimedWork,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -92,178 +83,135 @@ export class CheckoutLifecycleService implements BeforeApplicationShutdown {
    * written-ahead rotation waits behind others long enough for its claim to lapse. One checkout that cannot be
    * ended is skipped for this sweep (and logged) instead of stalling every expiry behind it.
    */
-  async expireDue(limit = 50): Promise<number> {
-    const skipped: string[] = [];
-    let total = 0;
-    while (total < limit) {
-      const batch: Ended[] = [];
-      while (batch.length < this.config.rotation.concurrency && total + batch.length < limit) {
-        const one = await this.expireOne(skipped);
-        if (one === null) break;
-        if (one !== 'skipped') batch.push(one);
-      }
-      if (batch.length === 0) break;
-      total += batch.length;
-      await this.background.track(Promise.all(batch.map((e) => this.finish(e))));
-    }
-    return total;
+  expireDue(limit = 50): Promise<number> {
+    return this.work.drain<Ended>({
+      name: 'checkout-expiry',
+      take: (skip) => this.expireOne(skip),
+      key: (e) => e.id,
+      run: (e) => this.finish(e),
+      batchSize: this.config.rotation.concurrency,
+      limit,
+    });
   }
 
   /**
    * Cleanup still owed (its claimant died, the target was down, or the rotation had not succeeded yet): ends the
-   * account's sessions. Taken only once the account's post-check-in rotation has succeeded (not `rotating`, no
-   * `must_rotate`), so the last session ending always comes after the old password is dead.
+   * account's sessions. Taken only once the account's post-check-in rotation has succeeded (accountSettledSql: not
+   * `rotating`, no `must_rotate`), so the last session ending always comes after the old password is dead.
    */
-  async finishStale(limit = 50): Promise<number> {
-    const [rows]: [Array<{ id: string; account_id: string }>, number] = await this.dataSource.query(
-      `UPDATE checkouts SET cleanup_claimed_by = $1, cleanup_claimed_until = now() + make_interval(secs => $2)
-        WHERE id IN (SELECT c.id FROM checkouts c JOIN accounts a ON a.id = c.account_id
-                      WHERE c.cleanup = 'pending' AND c.cleanup_claimed_until < now()
-                        AND a.status <> 'rotating' AND NOT a.must_rotate
-                      ORDER BY c.cleanup_claimed_until LIMIT $3 FOR UPDATE OF c SKIP LOCKED)
-        RETURNING id, account_id`,
-      [this.rotation.instanceId, this.config.rotation.claimSeconds, limit],
-    );
-    await this.inBatches(rows, (r) => this.finish({ id: r.id, accountId: r.account_id, rotationId: null, cleanup: true }));
-    return rows.length;
+  finishStale(limit = 50): Promise<number> {
+    return this.work.drain<Ended>({
+      name: 'checkout-cleanup',
+      take: async (skip) => {
+        const [claimed] = await this.store.claimOwedCleanup(this.dataSource, {
+          skip,
+          limit: 1,
+          seconds: this.config.rotation.claimSeconds,
+          accountReadySql: accountSettledSql('c.account_id'),
+        });
+        return claimed ? { id: claimed.id, accountId: claimed.accountId, rotationId: null, cleanup: true } : null;
+      },
+      key: (e) => e.id,
+      run: (e) => this.finish(e),
+      batchSize: this.config.rotation.concurrency,
+      limit,
+    });
   }
 
-  /** Before the database is closed (onApplicationShutdown is when TypeORM closes it): running work finishes first. */
-  beforeApplicationShutdown(): Promise<void> {
-    return this.background.settle();
-  }
-
-  /** Ends the oldest due checkout not in `skipped`: null when none is due, 'skipped' when that one failed. */
-  private async expireOne(skipped: string[]): Promise<Ended | 'skipped' | null> {
+  /** Ends the oldest due checkout not in `skip` (null when none is due); SkipItem when that one cannot be ended. */
+  private async expireOne(skip: readonly string[]): Promise<Ended | null> {
     let tried: string | undefined;
     try {
-      return await this.audit.transaction(async (em, audit) => {
-        const now = this.clock.now();
-        const due = await em
-          .getRepository(CheckoutEntity)
-          .createQueryBuilder('c')
-          .where(
-            `((c.status = 'active' AND c.expires_at <= :now) OR (c.status = 'pending_approval' AND c.approval_deadline <= :now)
-              OR (c.status IN ('active', 'pending_approval')
-                  AND EXISTS (SELECT 1 FROM users u WHERE u.id = c.requester_id AND (u.disabled OR NOT 'operator' = ANY (u.roles)))))`,
-            { now },
-          )
-          .andWhere(skipped.length ? 'c.id NOT IN (:...skipped)' : 'TRUE', { skipped })
-          .orderBy('c.seq', 'ASC')
-          .limit(1)
-          .setLock('pessimistic_write')
-          .setOnLocked('skip_locked')
-          .getOne();
+      return await this.uow.run(async (tx) => {
+        const due = await this.store.takeDue(tx.em, this.clock.now(), skip);
         if (!due) return null;
-        tried = due.id;
-        const [{ disabled, operator }]: Array<{ disabled: boolean; operator: boolean }> = await em.query(
-          "SELECT disabled, 'operator' = ANY (roles) AS operator FROM users WHERE id = $1",
-          [due.requesterId],
-        );
-        const reason: EndReason = disabled ? 'requester_disabled' : !operator ? 'requester_role_removed' : due.status === 'active' ? 'expired' : 'approval_timeout';
-        return this.end(em, audit, due, reason, null);
+        tried = due.checkout.id;
+        return this.end(tx, due.checkout, due.reason, null);
       });
     } catch (e) {
       if (tried === undefined) throw e; // the database itself failed: the sweep stops and retries later
-      this.logger.warn({ checkoutId: tried, err: { type: (e as Error)?.name } }, 'could not end an expired checkout; skipped this sweep');
-      skipped.push(tried);
-      return 'skipped';
+      throw new SkipItem(tried, e);
     }
   }
 
   private async endByHand(actor: Actor, id: string, reason: EndReason, check: (c: CheckoutEntity) => void, details: Record<string, unknown> = {}): Promise<CheckoutView> {
-    const ended = await this.audit.transaction(async (em, audit) => {
-      const checkout = await this.store.find(em, actor, id, true);
+    const ended = await this.uow.run(async (tx) => {
+      const checkout = await this.store.find(tx.em, actor, id, true);
       check(checkout);
       if (checkout.status !== 'active' && checkout.status !== 'pending_approval') {
         throw Errors.conflict('CHECKOUT_ENDED', `the checkout is already ${checkout.status}`);
       }
-      return this.end(em, audit, checkout, reason, actor, details);
+      return this.end(tx, checkout, reason, actor, details);
     });
     await this.finish(ended);
     return this.store.view(this.dataSource.manager, ended.row as CheckoutEntity);
   }
 
   /** Closes an open checkout inside the caller's transaction (the checkout row locked by the caller). */
-  private async end(
-    em: EntityManager,
-    audit: (i: AuditInput) => Promise<string>,
-    checkout: CheckoutEntity,
-    reason: EndReason,
-    actor: Actor | null,
-    details: Record<string, unknown> = {},
-  ): Promise<Ended> {
-    const [account]: Array<{ policy: AccountPolicy; has_password: boolean }> = await em.query(
-      'SELECT policy, password_secret IS NOT NULL AS has_password FROM accounts WHERE id = $1 FOR UPDATE',
-      [checkout.accountId],
-    );
-    if (!account) throw Errors.notFound('account');
+  private async end(tx: Tx, checkout: CheckoutEntity, reason: EndReason, actor: Actor | null, details: Record<string, unknown> = {}): Promise<Ended> {
+    const account = await this.accounts.lockForCheckin(tx.em, checkout.accountId);
     // only an active checkout revealed the password: a pending one just frees the account
     const wasActive = checkout.status === 'active';
     let rotationId: string | null = null;
     // the policy at request time or now: an admin's PATCH during a checkout cannot skip the rotation it was promised
-    const rotate = checkout.rotateAfterCheckin || effectivePolicy(account.policy).rotateAfterCheckin;
-    if (wasActive && rotate && account.has_password) {
-      const entity = await findByIdOrThrow(em, AccountEntity, checkout.accountId, 'account');
-      rotationId = await this.rotation.writeAhead(em, audit, entity, 'checkin', actor);
-      await em.query('UPDATE accounts SET must_rotate = true WHERE id = $1', [checkout.accountId]);
+    const rotate = checkout.rotateAfterCheckin || account.policy.rotateAfterCheckin;
+    if (wasActive && rotate && account.hasPassword) {
+      rotationId = await this.rotation.writeAhead(tx, account, 'checkin', actor);
+      await this.accounts.markMustRotate(tx.em, checkout.accountId);
     } else {
-      await em.query("UPDATE accounts SET status = 'available', version = version + 1 WHERE id = $1 AND status = 'checked_out'", [checkout.accountId]);
+      await this.accounts.release(tx.em, checkout.accountId);
     }
-    const [[row]]: [CheckoutEntity[], number] = await em.query(
-      `UPDATE checkouts SET status = $2, ended_at = $3, ended_by = $4, end_reason = $5, rotation_id = $6, cleanup = $7,
-              cleanup_claimed_by = $8, cleanup_claimed_until = now() + make_interval(secs => $9), version = version + 1
-        WHERE id = $1 RETURNING ${CHECKOUT_COLUMNS}`,
-      [checkout.id, STATUS_AFTER[reason], this.clock.now(), actor?.id ?? 'system', reason, rotationId, wasActive ? 'pending' : 'none', this.rotation.instanceId, this.config.rotation.claimSeconds],
-    );
-    await audit({ type: `checkout.${EVENT_OF[reason]}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, reason, wasActive, rotationId, ...details } });
+    const row = await this.store.end(tx.em, checkout.id, reason, {
+      endedAt: this.clock.now(),
+      endedBy: actor?.id ?? 'system',
+      rotationId,
+      claimedBy: this.work.instanceId,
+      claimSeconds: this.config.rotation.claimSeconds,
+    });
+    if (!row) throw Errors.conflict('CHECKOUT_ENDED', 'the checkout has already ended');
+    await tx.audit({ type: `checkout.${EVENT_OF[reason]}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, reason, wasActive, rotationId, ...details } });
     return { id: checkout.id, accountId: checkout.accountId, rotationId, cleanup: wasActive, row };
   }
 
-  /** After commit: rotate (if written ahead), then end the account's sessions. Never throws. */
+  /**
+   * After commit: rotate (if written ahead), then end the account's sessions, if this instance still holds the
+   * cleanup claim (renewed right before the target is touched; otherwise the instance that took it over does it).
+   * Never throws.
+   */
   private async finish(e: Ended): Promise<void> {
     if (!e.cleanup) return;
     if (e.rotationId) await this.rotation.execute(e.rotationId);
     let errorCode: string | null = null;
     try {
-      const [account]: Array<{ username: string; target_id: string }> = await this.dataSource.query('SELECT username, target_id FROM accounts WHERE id = $1', [e.accountId]);
-      if (!account) throw Errors.notFound('account');
-      const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, account.target_id, 'target');
-      await this.connectors.get(target.type).terminateSessions(await this.targets.connectorTarget(target), account.username);
+      if (!(await this.store.renewCleanup(this.dataSource, e.id, this.config.rotation.claimSeconds))) return;
+      const account = await this.accounts.find(this.dataSource.manager, e.accountId);
+      const target = await this.targets.connectById(this.dataSource.manager, account.targetId);
+      await target.terminateSessions({ username: account.username });
     } catch (err) {
       errorCode = err instanceof DomainException ? err.code : 'TARGET_ERROR';
     }
     await this.settleCleanup(e, errorCode).catch((err: unknown) => {
-      this.logger.warn({ checkoutId: e.id, err: { type: (err as Error)?.name } }, 'checkout cleanup could not be recorded; the sweep retries');
+      this.logger.warn({ checkoutId: e.id, err: errorType(err) }, 'checkout cleanup could not be recorded; the sweep retries');
     });
   }
 
   /** Records the cleanup outcome if this instance still holds the claim; failures back off, then give up loudly. */
   private async settleCleanup(e: Ended, errorCode: string | null): Promise<void> {
-    await this.audit.transaction(async (em, audit) => {
-      const [row]: Array<{ attempts: number; settled: boolean }> = await em.query(
-        `SELECT c.cleanup_attempts AS attempts, a.status <> 'rotating' AND NOT a.must_rotate AS settled
-           FROM checkouts c JOIN accounts a ON a.id = c.account_id
-          WHERE c.id = $1 AND c.cleanup = 'pending' AND c.cleanup_claimed_by = $2 FOR UPDATE OF c`,
-        [e.id, this.rotation.instanceId],
-      );
+    const me = this.work.instanceId;
+    await this.uow.run(async ({ em, audit }) => {
+      const row = await this.store.lockCleanup(em, e.id, me, accountSettledSql('c.account_id'));
       if (!row) return; // another instance took over
       if (errorCode === null) {
         // the rotation did not succeed (yet): sessions were ended now anyway, and will be again once it has, since
         // until then the old password still logs in; the sweep takes this up when the account is rotated
-        const settled = row.settled;
-        if (settled) await em.query("UPDATE checkouts SET cleanup = 'done', cleanup_claimed_until = NULL WHERE id = $1", [e.id]);
-        else await em.query('UPDATE checkouts SET cleanup_claimed_until = now() WHERE id = $1', [e.id]);
-        await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId, rotationSettled: settled } });
+        if (row.settled) await this.store.finishCleanup(em, e.id, me);
+        else await this.store.deferCleanup(em, e.id, me);
+        await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId, rotationSettled: row.settled } });
         return;
       }
       const attempts = row.attempts + 1;
       const gaveUp = attempts >= this.config.checkout.cleanupMaxAttempts;
-      const backoffSeconds = Math.min(3600, 15 * 2 ** (attempts - 1)) * (0.5 + Math.random() / 2);
-      await em.query(
-        'UPDATE checkouts SET cleanup = $2, cleanup_attempts = $3, cleanup_claimed_until = now() + make_interval(secs => $4) WHERE id = $1',
-        [e.id, gaveUp ? 'failed' : 'pending', attempts, backoffSeconds],
-      );
+      await this.store.failCleanup(em, e.id, me, { attempts, giveUp: gaveUp, backoffSeconds: backoffSeconds(attempts, CLEANUP_BACKOFF) });
       await audit({
         type: 'checkout.cleanup_failed',
         actor: null,
@@ -273,10 +221,5 @@ export class CheckoutLifecycleService implements BeforeApplicationShutdown {
         details: { accountId: e.accountId, errorCode, attempts, gaveUp },
       });
     });
-  }
-
-  private async inBatches<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
-    const size = this.config.rotation.concurrency;
-    for (let i = 0; i < items.length; i += size) await this.background.track(Promise.all(items.slice(i, i + size).map(work)));
   }
 }

@@ -6,9 +6,6 @@ export type CheckoutEndReason = 'checked_in' | 'expired' | 'revoked' | 'denied' 
 /** Work owed to the target after a checkout ended: the rotation (own record) and ending live sessions. */
 export type CheckoutCleanup = 'none' | 'pending' | 'done' | 'failed';
 
-/** Open: holds its account. Only these two statuses count for exclusivity. */
-export const OPEN_STATUSES: CheckoutStatus[] = ['pending_approval', 'active'];
-
 @Entity({ name: 'checkouts' })
 export class CheckoutEntity {
   @PrimaryColumn({ type: 'uuid' })

@@ -4,9 +4,9 @@ import { PageQuery } from '../common/pagination';
 import { READABLE_TEXT, READABLE_TEXT_MESSAGE } from '../common/text';
 import { Optional } from '../common/validation';
 import { CheckoutApprovalEntity, CheckoutEndReason, CheckoutEntity, CheckoutStatus } from './checkout.entity';
+import { CHECKOUT_STATUSES } from './checkout-states';
 
 const WEEK = 7 * 24 * 3600;
-const STATUSES: CheckoutStatus[] = ['pending_approval', 'active', 'returned', 'expired', 'revoked', 'denied'];
 /** Free text for people (justifications, comments): what approvers read is what was stored. */
 const TEXT = READABLE_TEXT;
 const TEXT_MESSAGE = { message: READABLE_TEXT_MESSAGE };
@@ -35,7 +35,7 @@ export class ReviewDto {
 }
 
 export class CheckoutListQuery extends PageQuery {
-  @IsOptional() @IsIn(STATUSES) status?: CheckoutStatus;
+  @IsOptional() @IsIn(CHECKOUT_STATUSES) status?: CheckoutStatus;
   @IsOptional() @IsUUID() accountId?: string;
   @IsOptional() @IsUUID() requesterId?: string;
   @IsOptional() @IsIn(['true', 'false']) breakGlass?: 'true' | 'false';

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { AccountsModule } from '../accounts/accounts.module';
 import { RotationModule } from '../rotation/rotation.module';
 import { TargetsModule } from '../targets/targets.module';
 import { ApprovalsService } from './approvals.service';
@@ -8,9 +9,9 @@ import { CheckoutsController } from './checkouts.controller';
 import { CheckoutsService } from './checkouts.service';
 
 @Module({
-  imports: [TargetsModule, RotationModule],
+  imports: [AccountsModule, TargetsModule, RotationModule],
   controllers: [CheckoutsController],
   providers: [CheckoutStore, CheckoutsService, ApprovalsService, CheckoutLifecycleService],
-  exports: [CheckoutsService, CheckoutLifecycleService],
+  exports: [CheckoutsService, CheckoutLifecycleService, CheckoutStore],
 })
 export class CheckoutsModule {}
