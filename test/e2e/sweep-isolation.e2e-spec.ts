@@ -56,4 +56,20 @@ describe('sweeps isolate failing items (e2e)', () => {
     const [poisoned] = await vault.db.query<{ status: string }>("SELECT status FROM rotations WHERE account_id = $1 AND reason = 'manual'", [poison.account.id]);
     expect(poisoned.status).toBe('pending');
   }, 60_000);
+
+  it('with the poison still pending, checkout expiry runs on the same instance', async () => {
+    await vault.db.query("UPDATE rotations SET claimed_until = now() - interval '1 minute' WHERE status = 'pending'");
+    const operator = await vault.createUser(['operator']);
+    const { account } = await accountOnDeadTarget();
+    const checkout = (await as(operator).post('/v1/checkouts', { accountId: account.id, justification: 'sweep isolation' }, true).expect(201)).body;
+    vault.clock.advance(2 * 3600_000); // past the lease (the default policy's hour)
+
+    await vault.get(SchedulerService).sweep();
+    await vault.get(SchedulerService).checkoutSweep();
+
+    const [ended] = await vault.db.query<{ status: string }>('SELECT status FROM checkouts WHERE id = $1', [checkout.id]);
+    expect(ended.status).toBe('expired');
+    const [poisoned] = await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM rotations WHERE status = 'pending' AND reason = 'manual'");
+    expect(poisoned.n).toBe(1);
+  }, 60_000);
 });
