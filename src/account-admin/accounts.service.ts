@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AccountStore } from '../accounts/account-store';
+import { CheckoutStore } from '../checkouts/checkout-store';
 import { nextRotationAt, resolvePolicy } from '../accounts/policy';
 import { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
@@ -20,6 +21,7 @@ export class AccountsService {
     private readonly dataSource: DataSource,
     private readonly uow: UnitOfWork,
     private readonly accounts: AccountStore,
+    private readonly checkouts: CheckoutStore,
     private readonly targets: TargetsService,
     private readonly rotation: RotationService,
     private readonly clock: Clock,
@@ -98,13 +100,8 @@ export class AccountsService {
       if (current.status !== 'available' && current.status !== 'needs_attention') throw busy();
       // its checkout history goes with it: not while the target still owes a session cleanup, or while a failed
       // cleanup or an unreviewed break-glass checkout waits for a person (that would clear the alarm unseen)
-      const [owed]: Array<{ why: string }> = await em.query(
-        `SELECT CASE WHEN cleanup IN ('pending', 'failed') THEN 'its last checkout''s session cleanup is ' || cleanup
-                     ELSE 'a break-glass checkout of it is not reviewed yet' END AS why
-           FROM checkouts WHERE account_id = $1 AND (cleanup IN ('pending', 'failed') OR (break_glass AND reviewed_at IS NULL)) LIMIT 1`,
-        [id],
-      );
-      if (owed) throw Errors.conflict('ACCOUNT_BUSY', `the account cannot be deleted: ${owed.why}`);
+      const owed = await this.checkouts.whyAccountCannotBeDeleted(em, id);
+      if (owed) throw Errors.conflict('ACCOUNT_BUSY', `the account cannot be deleted: ${owed}`);
       if (!(await this.accounts.remove(em, id))) throw busy();
       await audit({ type: 'account.deleted', actor, subjectType: 'account', subjectId: id, details: { targetId: current.targetId, username: current.username } });
     });
