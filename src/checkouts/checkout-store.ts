@@ -1,5 +1,5 @@
-import { Injectable } from '@nestjs/common';
-import { EntityManager, In } from 'typeorm';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { DataSource, EntityManager, In } from 'typeorm';
 import { DecisionInput, DecisionTable, PendingRequest, recordDecision, requestDigest } from '../approvals/approvals';
 import { Actor } from '../common/actor';
 import { Errors } from '../common/errors';
@@ -8,6 +8,7 @@ import { KeyringService } from '../crypto/keyring.service';
 import { ClaimedWork, Queryable } from '../database/claimed-work';
 import { keysetPage } from '../database/queries';
 import { userDisabledSql, userLacksRoleSql } from '../identity/user-standing';
+import { MetricsService } from '../metrics/metrics.service';
 import { CheckoutApprovalEntity, CheckoutEntity, CheckoutStatus } from './checkout.entity';
 import { CHECKOUT_UPDATES, endableFrom, EndReason, endStatus } from './checkout-states';
 import { CheckoutListQuery, CheckoutView, mapCheckout } from './checkouts.dto';
@@ -17,6 +18,9 @@ const SEES_ALL = ['admin', 'approver', 'auditor'] as const;
 
 /** Where checkout approvals are kept, for the shared decision mechanics (src/approvals). */
 const CHECKOUT_DECISIONS: DecisionTable = { table: 'checkout_approvals', requestColumn: 'checkout_id' };
+
+/** The states of the vault_checkouts gauge (CheckoutWatchCounts). */
+const WATCH_STATES = ['active', 'pending_approval', 'break_glass_unreviewed', 'cleanup_failed'] as const;
 
 /** The cleanup claim's columns (the claimed-work defaults are `claimed_by` / `claimed_until`). */
 const CLEANUP_CLAIM = { claimedBy: 'cleanup_claimed_by', claimedUntil: 'cleanup_claimed_until' } as const;
@@ -28,11 +32,24 @@ const CLEANUP_CLAIM = { claimedBy: 'cleanup_claimed_by', claimedUntil: 'cleanup_
  * these in their own unit of work.
  */
 @Injectable()
-export class CheckoutStore {
+export class CheckoutStore implements OnModuleInit {
   constructor(
+    private readonly dataSource: DataSource,
     private readonly keyring: KeyringService,
     private readonly work: ClaimedWork,
+    private readonly metrics: MetricsService,
   ) {}
+
+  /** The checkouts gauge is read here, by the table's owner (the joint vault_pending_approvals reads pendingApprovalCount). */
+  onModuleInit(): void {
+    this.metrics.stateGauge({
+      name: 'vault_checkouts',
+      help: 'Checkouts that need watching: open (active, pending_approval), break-glass not yet reviewed, and cleanup that failed (sessions not ended)',
+      label: 'state',
+      values: WATCH_STATES,
+      read: async () => ({ ...(await this.watchCounts(this.dataSource)) }),
+    });
+  }
 
   // ---- reads ------------------------------------------------------------------------------------------------
 
@@ -297,12 +314,7 @@ export function noCleanupOwedSql(accountIdColumn: string): string {
 }
 
 /** The `vault_checkouts` gauge's states. */
-export interface CheckoutWatchCounts {
-  active: number;
-  pending_approval: number;
-  break_glass_unreviewed: number;
-  cleanup_failed: number;
-}
+export type CheckoutWatchCounts = Record<(typeof WATCH_STATES)[number], number>;
 
 /** What a new checkout is made of. */
 export interface NewCheckout {

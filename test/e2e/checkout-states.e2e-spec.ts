@@ -290,6 +290,21 @@ describe('checkout life cycle (state machine, real database)', () => {
     });
   });
 
+  it('the counts the metrics read (vault_checkouts, vault_pending_approvals)', async () => {
+    const before = await store.watchCounts(h.dataSource);
+    const pendingBefore = await store.pendingApprovalCount(h.dataSource);
+    await seed('active');
+    await seed('pending_approval');
+    await seed('returned', { cleanup: 'failed' }); // break-glass, not reviewed
+    expect(await store.watchCounts(h.dataSource)).toEqual({
+      active: before.active + 1,
+      pending_approval: before.pending_approval + 1,
+      break_glass_unreviewed: before.break_glass_unreviewed + 3,
+      cleanup_failed: before.cleanup_failed + 1,
+    });
+    expect(await store.pendingApprovalCount(h.dataSource)).toBe(pendingBefore + 1);
+  });
+
   describe('from the end of a checkout to its rotation and session cleanup (fake target)', () => {
     const lifecycle = () => h.get(CheckoutLifecycleService);
     // what the tests above left open or owed is settled, so each sweep below sees only its own checkouts
