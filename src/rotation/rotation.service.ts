@@ -9,7 +9,7 @@ import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { ConnectorError } from '../connectors/connector.errors';
 import { PasswordGenerator } from '../crypto/password-generator';
-import { backoffSeconds, ClaimedWork, errorType, INSTANCE_ID, SkipItem } from '../database/claimed-work';
+import { backoffSeconds, ClaimedWork, errorType, SkipItem } from '../database/claimed-work';
 import { Tx, UnitOfWork } from '../database/unit-of-work';
 import { MetricsService } from '../metrics/metrics.service';
 import { TargetConnection } from '../targets/target-connection';
@@ -39,8 +39,6 @@ interface RotationContext {
  */
 @Injectable()
 export class RotationService {
-  /** @deprecated use INSTANCE_ID (src/database/claimed-work.ts); kept while the checkouts module still reads it. */
-  readonly instanceId = INSTANCE_ID;
   private readonly logger = new Logger(RotationService.name);
 
   constructor(
@@ -56,11 +54,8 @@ export class RotationService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /**
-   * `POST /v1/accounts/:id/rotate`: writes the pending rotation now, does the target work in the background
-   * (or, with `wait`, before returning, for callers that want the outcome).
-   */
-  async request(actor: Actor, accountId: string, opts: { wait?: boolean } = {}): Promise<{ rotationId: string }> {
+  /** `POST /v1/accounts/:id/rotate`: writes the pending rotation now and does the target work in the background. */
+  async request(actor: Actor, accountId: string): Promise<{ rotationId: string }> {
     const { rotationId, fresh } = await this.uow.run(async (tx) => {
       const account = await this.accounts.find(tx.em, accountId, true);
       if (account.status === 'rotating') {
@@ -71,10 +66,7 @@ export class RotationService {
       if (account.status === 'checked_out') throw Errors.conflict('ACCOUNT_CHECKED_OUT', 'the account is checked out; it rotates at check-in');
       return { rotationId: await this.writeAhead(tx, account, 'manual', actor), fresh: true };
     });
-    if (fresh) {
-      const done = this.work.track(this.execute(rotationId));
-      if (opts.wait) await done;
-    }
+    if (fresh) void this.work.track(this.execute(rotationId));
     return { rotationId };
   }
 
