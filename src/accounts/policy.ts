@@ -4,8 +4,8 @@ import { Optional } from '../common/validation';
 import { CharClass, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../crypto/password-generator';
 
 /**
- * An account's policy. The first five fields are API.md's; the password fields drive the generator; the
- * break-glass fields say whether an operator may skip approvals in an emergency, and for how long at most.
+ * An account's policy. The first five fields are the checkout and rotation rules; the password fields drive the
+ * generator; the break-glass fields say whether an operator may skip approvals in an emergency, and for how long at most.
  */
 export interface AccountPolicy {
   checkoutTtlSeconds: number;

@@ -29,7 +29,7 @@ interface RotationContext {
 }
 
 /**
- * Crash-safe rotation (INVARIANTS 7–9, 16). Order: (1) the new password is committed encrypted as a pending
+ * Crash-safe rotation (docs/invariants.md 7–9, 16). Order: (1) the new password is committed encrypted as a pending
  * rotation, claimed by this instance; (2) it is set on the target through the admin credential; (3) the vault
  * logs in with it; (4) it is committed as current — only if this instance still holds the claim. Any failure,
  * and recovery of a claim left by a dead instance, is resolved by test logins: the pending password works →
