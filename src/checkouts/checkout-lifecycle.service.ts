@@ -38,7 +38,7 @@ interface Ended {
 }
 
 /**
- * The end of a checkout, whoever ends it (requester, admin, the clock) — INVARIANT 10. In one transaction: the
+ * The end of a checkout, whoever ends it (requester, admin, the clock) — docs/invariants.md 10. In one transaction: the
  * checkout is closed (a transition of checkout-states.ts), the post-check-in rotation is written ahead (the account
  * goes `rotating` and keeps `must_rotate` until a rotation succeeds), the cleanup is claimed by this instance, and the
  * event is audited. After commit: the rotation runs (new password set, logged in with, committed), then the
