@@ -2,7 +2,7 @@ import { ConnectorError, isUnreachable } from './connector.errors';
 import { AccessInspection, AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from './connector.interface';
 import { ACCOUNT_NAME_PATTERNS, GROUP_OR_ROLE_PATTERN } from './names';
 
-export const DEFAULT_TIMEOUT_MS = 15_000;
+const DEFAULT_TIMEOUT_MS = 15_000;
 const MAX_MESSAGE = 300;
 
 /** Replaces every secret of the call found in a text (and bounds its length). */
@@ -18,7 +18,7 @@ export function redact(text: string, secrets: Array<string | undefined>): string
 }
 
 /** A real Date from 1970-01-01 to the end of 9999 (what every target's expiry syntax can hold). */
-export function isValidUntil(d: unknown): d is Date {
+function isValidUntil(d: unknown): d is Date {
   if (!(d instanceof Date)) return false;
   const t = d.getTime();
   return Number.isFinite(t) && t >= 0 && t < Date.UTC(10000, 0, 1);

@@ -33,7 +33,7 @@ export interface ExpectedIdentity {
 }
 
 /** Why the certificate a verified chain ended at is not the target's, or undefined when it is. */
-export function certificateProblem(cert: PeerCertificate, expected: ExpectedIdentity): string | undefined {
+function certificateProblem(cert: PeerCertificate, expected: ExpectedIdentity): string | undefined {
   if (!cert || !cert.raw) return 'the server presented no certificate';
   const nameError = checkServerIdentity(expected.host, cert);
   if (nameError) return `the server certificate does not name ${expected.host}: ${nameError.message}`;

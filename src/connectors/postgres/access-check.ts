@@ -68,7 +68,7 @@ const ROLE_AND_ANCESTORS = `
   ORDER BY r.rolname <> $1, r.rolname`;
 
 /** Whether PUBLIC holds CONNECT on the database `d` (a NULL datacl is the default, which gives PUBLIC CONNECT). */
-export const PUBLIC_CONNECT = `EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) e
+const PUBLIC_CONNECT = `EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) e
   WHERE e.grantee = 0 AND e.privilege_type = 'CONNECT')`;
 
 /** Every ACL in the database the session is connected to (and the shared ones), as (what, acl). */

@@ -18,7 +18,7 @@ interface PgClientInternals {
 const base = Client.prototype as unknown as PgClientInternals;
 
 /** The fewest PBKDF2 iterations a server's SCRAM challenge may ask for (RFC 7677's minimum, PostgreSQL's default). */
-export const MIN_SCRAM_ITERATIONS = 4096;
+const MIN_SCRAM_ITERATIONS = 4096;
 
 /** Whether the target uses TLS: always, unless its options say `tls: false` explicitly. */
 export function usesTls(options: TargetOptions): boolean {

@@ -16,7 +16,7 @@ import { AdminShell, shQuote } from './ssh-session';
  *   so an account cannot add a key of its own that outlives a checkout (its password is rotated at check-in).
  * With sudo, "allowed" is asked with `sudo -l <full path>`, which runs nothing.
  */
-export const USER_TOOLS = ['useradd', 'usermod', 'userdel', 'chpasswd'] as const;
+const USER_TOOLS = ['useradd', 'usermod', 'userdel', 'chpasswd'] as const;
 const TOOLS = [...USER_TOOLS, 'kill', 'ps'] as const;
 type Tool = (typeof TOOLS)[number];
 
@@ -119,7 +119,7 @@ const DEFAULT_AUTHORIZED_KEYS = ['.ssh/authorized_keys', '.ssh/authorized_keys2'
  * own session (its `-f`, default /etc/ssh/sshd_config, with its Include files) and tells whether AuthorizedKeysFile lets
  * a user add keys of its own: any relative path (relative to the home) or one with %h or ~ does.
  */
-export async function keysLocked(shell: AdminShell): Promise<Capability> {
+async function keysLocked(shell: AdminShell): Promise<Capability> {
   const code = 'SSH_KEYS_LOCKED';
   const table = await scanProcesses(shell);
   let listener: number | undefined;

@@ -109,7 +109,7 @@ export function parseProcessTable(out: string): ProcessTable {
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Which sshd per-connection title of a login as `user` a process title is, if any. */
-export function sshdSessionTitle(args: string, user: string): 'priv' | 'user' | undefined {
+function sshdSessionTitle(args: string, user: string): 'priv' | 'user' | undefined {
   const m = new RegExp(`^sshd(?:-session)?: ${escapeRegExp(user)}(?:( \\[priv\\])|@\\S+)\\s*$`).exec(args);
   return m ? (m[1] ? 'priv' : 'user') : undefined;
 }

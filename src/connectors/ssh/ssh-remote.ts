@@ -131,7 +131,7 @@ export const UID_MARK_PREFIX = 'pamvault-uid-';
 export const isUidMark = (name: string) => name.startsWith(UID_MARK_PREFIX);
 
 /** systemd's dynamic users (DynamicUser=) and container uid ranges: never a one-time account's. */
-export const DYNAMIC_UIDS: ReadonlyArray<readonly [number, number]> = [
+const DYNAMIC_UIDS: ReadonlyArray<readonly [number, number]> = [
   [61184, 65519],
   [65534, 65534],
 ];

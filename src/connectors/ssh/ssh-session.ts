@@ -9,7 +9,7 @@ export function shQuote(s: string): string {
 }
 
 /** OpenSSH's SHA256 fingerprint of a host key blob: base64 without padding. */
-export function hostKeyFingerprint(key: Buffer): string {
+function hostKeyFingerprint(key: Buffer): string {
   return createHash('sha256').update(key).digest('base64').replace(/=+$/, '');
 }
 
@@ -25,10 +25,10 @@ export interface ExecResult {
 }
 
 /** The PATH every script runs with (sudo's Debian secure_path): sbin tools resolve for a non-root admin too. */
-export const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** The most output (stdout and stderr together) one script may return: beyond it the call fails (TARGET_ERROR). */
-export const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
+const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 
 /** Runs one POSIX sh script (whatever the login shell is), its input on stdin; fails cleanly past {@link MAX_OUTPUT_BYTES}. */
 export function execScript(conn: Client, script: string, stdin = '', maxBytes = MAX_OUTPUT_BYTES): Promise<ExecResult> {

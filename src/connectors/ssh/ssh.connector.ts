@@ -6,8 +6,6 @@ import { processesToEnd } from './ssh-processes';
 import { endProcesses, freeUid, isUidMark, loginDefs, markUid, namesWithUid, oneTimeUidRange, uidOf } from './ssh-remote';
 import { adminAuth, AdminShell, normalizePin, shQuote, sshSession } from './ssh-session';
 
-export { hostKeyFingerprint, shQuote } from './ssh-session';
-
 /**
  * Linux hosts over SSH (ssh2).
  * - Identity: nothing is sent to a target whose host key is not pinned (`options.hostKeySha256`) or differs from the
