@@ -6,10 +6,10 @@ import { READABLE_TEXT, READABLE_TEXT_MESSAGE } from '../common/text';
 import { Optional } from '../common/validation';
 import type { EphemeralAccess } from '../connectors/connector.interface';
 import { EphemeralAccessDto } from './ephemeral-policy';
+import { EPHEMERAL_STATUSES } from './ephemeral-states';
 import { EphemeralAccountEntity, EphemeralApprovalEntity, EphemeralEndReason, EphemeralStatus } from './ephemeral.entity';
 
 const WEEK = 7 * 24 * 3600;
-const STATUSES: EphemeralStatus[] = ['pending_approval', 'approved', 'denied', 'creating', 'active', 'revoking', 'revoked', 'expired', 'needs_attention'];
 /** Free text for people: printable, newlines and tabs allowed, no other control characters. */
 const TEXT = READABLE_TEXT;
 
@@ -24,7 +24,7 @@ export class CreateEphemeralDto {
 }
 
 export class EphemeralListQuery extends PageQuery {
-  @IsOptional() @IsIn(STATUSES) status?: EphemeralStatus;
+  @IsOptional() @IsIn(EPHEMERAL_STATUSES) status?: EphemeralStatus;
   @IsOptional() @IsUUID() targetId?: string;
   @IsOptional() @IsUUID() vendorId?: string;
 }

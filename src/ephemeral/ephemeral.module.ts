@@ -1,14 +1,15 @@
 import { Module } from '@nestjs/common';
-import { RotationModule } from '../rotation/rotation.module';
+import { IdentityModule } from '../identity/identity.module';
 import { TargetsModule } from '../targets/targets.module';
 import { EphemeralController, EphemeralPolicyController } from './ephemeral.controller';
 import { EphemeralProvisioner } from './ephemeral-provisioner.service';
 import { EphemeralService } from './ephemeral.service';
+import { EphemeralStore } from './ephemeral-store';
 
 @Module({
-  imports: [TargetsModule, RotationModule],
+  imports: [TargetsModule, IdentityModule],
   controllers: [EphemeralController, EphemeralPolicyController],
-  providers: [EphemeralService, EphemeralProvisioner],
-  exports: [EphemeralProvisioner],
+  providers: [EphemeralStore, EphemeralService, EphemeralProvisioner],
+  exports: [EphemeralProvisioner, EphemeralStore],
 })
 export class EphemeralModule {}

@@ -1,29 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, EntityManager, In } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { DecisionDto } from '../approvals/approvals.dto';
 import { countApprovals, recordDecision, requestDigest } from '../approvals/approvals';
-import { AuditService } from '../audit/audit.service';
-import type { AuditInput } from '../audit/audit.types';
+import { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { Page } from '../common/pagination';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { KeyringService } from '../crypto/keyring.service';
-import { findByIdOrThrow, keysetPage } from '../database/queries';
-import { Actor } from '../identity/actor';
-import { UserEntity } from '../identity/user.entity';
+import type { Tx } from '../database/unit-of-work';
+import { UnitOfWork } from '../database/unit-of-work';
+import { UsersService } from '../identity/users.service';
 import { TargetEntity } from '../targets/target.entity';
-import { ConnectorRegistry } from '../connectors/connector.registry';
 import { TargetsService } from '../targets/targets.service';
 import { checkAccess, staticRefusals, DEFAULT_EPHEMERAL_POLICY, EphemeralPolicy, EphemeralPolicyDto, inspectionOf, policyFrom, policyNotAllowed } from './ephemeral-policy';
+import { EPHEMERAL_DECISIONS, EphemeralStore } from './ephemeral-store';
 import { CreateEphemeralDto, EphemeralListQuery, EphemeralView, mapEphemeral } from './ephemeral.dto';
-import { EphemeralAccountEntity, EphemeralApprovalEntity } from './ephemeral.entity';
+import { EphemeralAccountEntity } from './ephemeral.entity';
 
 const SECOND = 1000;
 /** Roles that see every one-time account; a requester sees what they asked for, a vendor what is theirs. */
 const SEES_ALL = ['admin', 'approver', 'auditor'];
-const DECISIONS = { table: 'ephemeral_approvals', requestColumn: 'ephemeral_id' } as const;
 
 /**
  * One-time accounts before and around the target work: requests checked against the target's ephemeral policy,
@@ -34,21 +32,25 @@ const DECISIONS = { table: 'ephemeral_approvals', requestColumn: 'ephemeral_id' 
 export class EphemeralService {
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
+    private readonly uow: UnitOfWork,
+    private readonly store: EphemeralStore,
     private readonly keyring: KeyringService,
     private readonly targets: TargetsService,
-    private readonly connectors: ConnectorRegistry,
+    private readonly users: UsersService,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   async request(actor: Actor, dto: CreateEphemeralDto): Promise<EphemeralView> {
-    return this.audit.transaction(async (em, audit) => {
+    return this.uow.run(async ({ em, audit }) => {
       // locked: the target cannot be deleted or moved while the request is written
-      const target = await findByIdOrThrow(em, TargetEntity, dto.targetId, 'target', true).catch((e: unknown) => {
+      const target = await this.targets.find(em, dto.targetId, true).catch((e: unknown) => {
         throw e instanceof DomainException && e.status === 404 ? Errors.validation('targetId: no such target') : e;
       });
-      const vendor = await em.getRepository(UserEntity).findOneBy({ id: dto.vendorUserId });
+      const vendor = await this.users.get(dto.vendorUserId).catch((e: unknown) => {
+        if (e instanceof DomainException && e.status === 404) return null;
+        throw e;
+      });
       if (!vendor || vendor.disabled || !vendor.roles.includes('vendor')) throw Errors.validation('vendorUserId: not an enabled user with the vendor role');
       if (vendor.id === actor.id) throw new DomainException('SELF_APPROVAL', 'a requester cannot ask for a one-time account for themselves');
       const policy = await this.policyOf(em, target.id);
@@ -57,7 +59,7 @@ export class EphemeralService {
       }
       const access = checkAccess(target.type, policy, dto.access);
       const now = this.clock.now();
-      const row: Partial<EphemeralAccountEntity> = {
+      const row: Partial<EphemeralAccountEntity> & { id: string } = {
         id: randomUUID(),
         targetId: target.id,
         vendorId: vendor.id,
@@ -71,8 +73,7 @@ export class EphemeralService {
         requestDeadline: new Date(now.getTime() + this.config.ephemeral.requestTimeoutSeconds * SECOND),
         attempts: 0,
       };
-      await em.getRepository(EphemeralAccountEntity).insert(row);
-      const saved = await em.getRepository(EphemeralAccountEntity).findOneByOrFail({ id: row.id });
+      const saved = await this.store.insert(em, row);
       await audit({
         type: 'ephemeral.requested',
         actor,
@@ -86,22 +87,19 @@ export class EphemeralService {
 
   /** MFA. Approved once `approvalsRequired` distinct approvers (never the requester) approved this exact request. */
   async approve(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
-    return this.audit.transaction(async (em, audit) => {
+    return this.uow.run(async ({ em, audit }) => {
       const { row, approvals } = await this.decide(em, actor, id, 'approve', dto);
       await audit({ type: 'ephemeral.approved', actor, subjectType: 'ephemeral_account', subjectId: id, details: { approvals, approvalsRequired: row.approvalsRequired, comment: dto.comment ?? null } });
-      if (approvals >= row.approvalsRequired) await em.query("UPDATE ephemeral_accounts SET status = 'approved', version = version + 1 WHERE id = $1", [id]);
+      if (approvals >= row.approvalsRequired) await this.store.approve(em, id);
       return this.view(em, await this.find(em, actor, id));
     });
   }
 
   /** MFA. One denial ends the request. */
   async deny(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
-    return this.audit.transaction(async (em, audit) => {
+    return this.uow.run(async ({ em, audit }) => {
       await this.decide(em, actor, id, 'deny', dto);
-      await em.query(
-        "UPDATE ephemeral_accounts SET status = 'denied', end_reason = 'denied', ended_at = $2, ended_by = $3, version = version + 1 WHERE id = $1",
-        [id, this.clock.now(), actor.id],
-      );
+      await this.store.deny(em, id, actor.id, this.clock.now());
       await audit({ type: 'ephemeral.denied', actor, subjectType: 'ephemeral_account', subjectId: id, details: { comment: dto.comment ?? null } });
       return this.view(em, await this.find(em, actor, id));
     });
@@ -114,31 +112,25 @@ export class EphemeralService {
 
   async list(actor: Actor, q: EphemeralListQuery): Promise<Page<EphemeralView>> {
     const em = this.dataSource.manager;
-    const page = await keysetPage(em, EphemeralAccountEntity, { column: 'seq', kind: 'int64' }, q, (r) => r, (qb) => {
-      if (!seesAll(actor)) qb.andWhere('(r.requester_id = :me OR r.vendor_id = :me)', { me: actor.id });
-      if (q.status) qb.andWhere('r.status = :status', { status: q.status });
-      if (q.targetId) qb.andWhere('r.target_id = :targetId', { targetId: q.targetId });
-      if (q.vendorId) qb.andWhere('r.vendor_id = :vendorId', { vendorId: q.vendorId });
-    });
-    const ids = page.items.map((r) => r.id);
-    const approvals = ids.length ? await em.getRepository(EphemeralApprovalEntity).find({ where: { ephemeralId: In(ids) }, order: { decidedAt: 'ASC' } }) : [];
+    const page = await this.store.page(em, q, seesAll(actor) ? null : actor.id);
+    const approvals = await this.store.approvalsOf(em, page.items.map((r) => r.id));
     return { items: page.items.map((r) => mapEphemeral(r, approvals.filter((a) => a.ephemeralId === r.id), this.digest(r))), nextCursor: page.nextCursor };
   }
 
   /** Loads one (optionally `FOR UPDATE`); 404 when it does not exist or the actor may not see it. */
   async find(em: EntityManager, actor: Actor, id: string, lock = false): Promise<EphemeralAccountEntity> {
-    const row = await findByIdOrThrow(em, EphemeralAccountEntity, id, 'ephemeral account', lock);
+    const row = await this.store.find(em, id, lock);
     if (!seesAll(actor) && row.requesterId !== actor.id && row.vendorId !== actor.id) throw Errors.notFound('ephemeral account');
     return row;
   }
 
   async view(em: EntityManager, row: EphemeralAccountEntity): Promise<EphemeralView> {
-    const approvals = await em.getRepository(EphemeralApprovalEntity).find({ where: { ephemeralId: row.id }, order: { decidedAt: 'ASC' } });
+    const approvals = await this.store.approvalsOf(em, [row.id]);
     return mapEphemeral(row, approvals, this.digest(row));
   }
 
   async getPolicy(targetId: string): Promise<EphemeralPolicy> {
-    await findByIdOrThrow(this.dataSource.manager, TargetEntity, targetId, 'target');
+    await this.targets.find(this.dataSource.manager, targetId);
     return this.policyOf(this.dataSource.manager, targetId);
   }
 
@@ -149,39 +141,34 @@ export class EphemeralService {
    */
   async setPolicy(actor: Actor, targetId: string, dto: EphemeralPolicyDto): Promise<EphemeralPolicy> {
     const policy = policyFrom(dto);
-    const target = await findByIdOrThrow(this.dataSource.manager, TargetEntity, targetId, 'target');
+    const target = await this.targets.find(this.dataSource.manager, targetId);
     const refused = await this.refusedByTarget(target, { groups: policy.allowedGroups, roles: policy.allowedRoles, databases: policy.allowedDatabases, grants: policy.allowedGrants });
     if (refused.length) throw policyNotAllowed(refused);
-    await this.audit.transaction(async (em, audit) => {
-      const current = await findByIdOrThrow(em, TargetEntity, targetId, 'target', true);
+    await this.uow.run(async ({ em, audit }) => {
+      const current = await this.targets.find(em, targetId, true);
       // checked against this server as this admin: a target moved meanwhile is checked again
       if (current.host !== target.host || current.port !== target.port || current.adminUsername !== target.adminUsername) {
         throw Errors.conflict('TARGET_IN_USE', 'the target changed while its policy was being checked; try again');
       }
-      await em.query(
-        `INSERT INTO ephemeral_policies (target_id, policy) VALUES ($1, $2)
-         ON CONFLICT (target_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
-        [targetId, JSON.stringify(policy)],
-      );
+      await this.store.savePolicy(em, targetId, policy);
       await audit({ type: 'target.ephemeral_policy_set', actor, subjectType: 'target', subjectId: targetId, details: { policy } });
     });
     return policy;
   }
 
   /**
-   * What the target's own catalog refuses of these groups/roles/databases/grants (the connector's inspectAccess);
+   * What the target's own catalog refuses of these groups/roles/databases/grants (its connection's inspectAccess);
    * nothing to ask when they are empty.
    */
   async refusedByTarget(target: TargetEntity, what: Parameters<typeof inspectionOf>[1]): Promise<string[]> {
     const inspection = inspectionOf(target.type, what);
     if (!inspection) return [];
-    return this.connectors.get(target.type).inspectAccess(await this.targets.connectorTarget(target), inspection);
+    return (await this.targets.connect(target)).inspectAccess(inspection);
   }
 
   /** The target's ephemeral policy as it is now (the default until an admin sets one). */
   async policyOf(em: EntityManager, targetId: string): Promise<EphemeralPolicy> {
-    const [row]: Array<{ policy: EphemeralPolicy }> = await em.query('SELECT policy FROM ephemeral_policies WHERE target_id = $1', [targetId]);
-    return { ...DEFAULT_EPHEMERAL_POLICY, ...row?.policy };
+    return { ...DEFAULT_EPHEMERAL_POLICY, ...(await this.store.storedPolicy(em, targetId)) };
   }
 
   private async decide(em: EntityManager, actor: Actor, id: string, decision: 'approve' | 'deny', dto: DecisionDto) {
@@ -189,7 +176,7 @@ export class EphemeralService {
     const pending = { id, requesterId: row.requesterId, status: row.status, deadline: row.requestDeadline, digest: this.digest(row) };
     // the vendor who will use the account does not approve it either
     if (row.vendorId === actor.id) pending.requesterId = actor.id;
-    const approvals = await recordDecision(em, DECISIONS, pending, actor, decision, dto, this.clock.now(), 'REQUEST_NOT_PENDING');
+    const approvals = await recordDecision(em, EPHEMERAL_DECISIONS, pending, actor, decision, dto, this.clock.now(), 'REQUEST_NOT_PENDING');
     return { row, approvals };
   }
 
@@ -199,14 +186,14 @@ export class EphemeralService {
    * it; when it now needs more approvals than were given, the request goes back to `pending_approval` (committed) and
    * the claim answers 409 NOT_APPROVED. Resolves to the lifetime the account gets, or null when it needs approvals.
    */
-  async checkAgainstPolicyInForce(em: EntityManager, audit: (input: AuditInput) => Promise<string>, row: EphemeralAccountEntity, type: TargetEntity['type']): Promise<number | null> {
+  async checkAgainstPolicyInForce({ em, audit }: Tx, row: EphemeralAccountEntity, type: TargetEntity['type']): Promise<number | null> {
     const policy = await this.policyOf(em, row.targetId);
     const refused = staticRefusals(policy);
     if (refused.length) throw new DomainException('ACCESS_NOT_ALLOWED', `the target's ephemeral policy allows what no one-time account may have (${refused.slice(0, 5).join('; ')}); an admin must fix it`);
     checkAccess(type, policy, row.access);
-    const approvals = await countApprovals(em, DECISIONS, row.id, this.digest(row));
+    const approvals = await countApprovals(em, EPHEMERAL_DECISIONS, row.id, this.digest(row));
     if (approvals < policy.approvalsRequired) {
-      await em.query("UPDATE ephemeral_accounts SET status = 'pending_approval', approvals_required = $2, version = version + 1 WHERE id = $1", [row.id, policy.approvalsRequired]);
+      await this.store.requireReapproval(em, row.id, policy.approvalsRequired);
       await audit({ type: 'ephemeral.reapproval_required', actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details: { approvals, approvalsRequired: policy.approvalsRequired } });
       return null;
     }

@@ -16,6 +16,6 @@ import { UsersService } from './users.service';
   imports: [PassportModule],
   controllers: [IdentityController, UsersController, ServiceTokensController],
   providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService],
-  exports: [IdentityService, PasswordHasher, MfaService],
+  exports: [IdentityService, PasswordHasher, MfaService, UsersService],
 })
 export class IdentityModule {}
