@@ -6,7 +6,7 @@ import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { PasswordGenerator } from '../crypto/password-generator';
-import { backoffSeconds, ClaimedWork, errorType, INSTANCE_ID } from '../database/claimed-work';
+import { backoffSeconds, ClaimedWork, CrashPoint, errorType, INSTANCE_ID } from '../database/claimed-work';
 import { UnitOfWork } from '../database/unit-of-work';
 import { UsersService } from '../identity/users.service';
 import { isValidAccountName } from '../connectors/names';
@@ -17,8 +17,8 @@ import { FINAL, OPEN_REQUEST } from './ephemeral-states';
 import { ClaimView, EphemeralView } from './ephemeral.dto';
 import { EphemeralService } from './ephemeral.service';
 
-/** The crash points of a claim (ClaimedWork.crash; the crash-matrix test names them). */
-export type EphemeralCrashPoint = 'ephemeral-after-intent' | 'ephemeral-after-create' | 'ephemeral-before-commit';
+/** The crash points of a claim (ClaimedWork.crash; the crash-matrix test names them): after the intent, after the create, in the commit. */
+export type EphemeralCrashPoint = Extract<CrashPoint, `ephemeral-${string}`>;
 
 const SECOND = 1000;
 /** Removal retries: 15 s doubling to an hour (jittered); needs_attention is retried hourly. */

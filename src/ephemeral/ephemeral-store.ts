@@ -1,10 +1,11 @@
-import { Injectable } from '@nestjs/common';
-import { EntityManager, In } from 'typeorm';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { DataSource, EntityManager, In } from 'typeorm';
 import type { DecisionTable } from '../approvals/approvals';
 import { Page } from '../common/pagination';
 import type { ClaimedWork, Queryable } from '../database/claimed-work';
 import { findByIdOrThrow, keysetPage } from '../database/queries';
 import { userLacksRoleSql } from '../identity/user-standing';
+import { MetricsService } from '../metrics/metrics.service';
 import type { EphemeralPolicy } from './ephemeral-policy';
 import { EphemeralListQuery } from './ephemeral.dto';
 import { EphemeralAccountEntity, EphemeralApprovalEntity, EphemeralEndReason, EphemeralStatus } from './ephemeral.entity';
@@ -43,7 +44,23 @@ export interface HeldRemoval {
  * bumps `version`, and answers whether it happened. Callers run them in their own unit of work.
  */
 @Injectable()
-export class EphemeralStore {
+export class EphemeralStore implements OnModuleInit {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  /** The one-time accounts gauge is read here, by the table's owner (the joint vault_pending_approvals reads countPendingApproval). */
+  onModuleInit(): void {
+    this.metrics.stateGauge({
+      name: 'vault_ephemeral_accounts',
+      help: 'One-time accounts that exist or may exist on targets, by status (needs_attention: removal kept failing)',
+      label: 'status',
+      values: ON_TARGET,
+      read: async () => ({ ...(await this.countOnTargetsByStatus(this.dataSource)) }),
+    });
+  }
+
   // ---- reads --------------------------------------------------------------------------------------------------
 
   /** One row (optionally `FOR UPDATE`), or 404 NOT_FOUND. */

@@ -139,6 +139,25 @@ describe('one-time account state machine (real database)', () => {
     expect(await h.db.query('SELECT status, claimed_by FROM ephemeral_accounts WHERE id = $1', [held])).toEqual([{ status: 'revoking', claimed_by: INSTANCE_ID }]);
   });
 
+  it('the counts other owners read: open on a target, on targets by status, waiting for approvers', async () => {
+    await h.db.query('DELETE FROM ephemeral_accounts');
+    for (const status of EPHEMERAL_STATUSES) {
+      const id = randomUUID();
+      await h.db.query(
+        `INSERT INTO ephemeral_accounts (id, target_id, vendor_id, requester_id, status, justification, ttl_seconds, approvals_required, requested_at, request_deadline)
+         VALUES ($1, $2, $3, $4, $5, 'count', 600, 1, now(), now())`,
+        [id, targetId, vendorId, requesterId, status],
+      );
+    }
+    // all but denied, revoked and expired exist, may exist, or may still be created on the target
+    expect(await store.countOpenOnTarget(q(), targetId)).toBe(EPHEMERAL_STATUSES.length - 3);
+    expect(await store.countOpenOnTarget(q(), randomUUID())).toBe(0);
+    expect(await store.countOnTargetsByStatus(q())).toEqual({ creating: 1, active: 1, revoking: 1, needs_attention: 1 });
+    expect(await store.countPendingApproval(q())).toBe(1);
+    await h.db.query('DELETE FROM ephemeral_accounts');
+    expect(await store.countOnTargetsByStatus(q())).toEqual({ creating: 0, active: 0, revoking: 0, needs_attention: 0 });
+  });
+
   it('docs/architecture.md lists every transition as the code has it', () => {
     const doc = readFileSync(join(__dirname, '../../docs/architecture.md'), 'utf8');
     for (const [name, t] of Object.entries(EPHEMERAL_TRANSITIONS)) {
