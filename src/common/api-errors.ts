@@ -14,6 +14,7 @@ export const TARGET_FAILURES = [
   'TARGET_IDENTITY_UNVERIFIED',
   'TARGET_TIMEOUT',
   'TARGET_INVALID_NAME',
+  'TARGET_UNSUPPORTED',
   'TARGET_ERROR',
 ] as const satisfies readonly ErrorCode[];
 

@@ -42,6 +42,7 @@ export const ERROR_CODES = {
   TARGET_IDENTITY_UNVERIFIED: { status: 502, description: "The server at the target's address did not prove it is the target (asked for a cleartext or MD5 password, no TLS where required, or a certificate that fails verification or its pin); no password was sent." },
   TARGET_TIMEOUT: { status: 502, description: 'The target did not answer in time.' },
   TARGET_INVALID_NAME: { status: 400, description: 'A name, grant or value cannot be used on this target type.' },
+  TARGET_UNSUPPORTED: { status: 400, description: 'The request asks the target for something its type does not support (for example an account expiry on MySQL/MariaDB); refused before anything reaches the target, never silently ignored.' },
   TARGET_ERROR: { status: 502, description: 'The target failed the operation (message redacted of secrets).' },
 
   // accounts

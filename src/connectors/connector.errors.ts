@@ -8,6 +8,7 @@ export type ConnectorErrorCode =
   | 'TARGET_IDENTITY_UNVERIFIED'
   | 'TARGET_TIMEOUT'
   | 'TARGET_INVALID_NAME'
+  | 'TARGET_UNSUPPORTED'
   | 'TARGET_ERROR';
 
 /** A target-side failure, answered as 502 with a stable code. Its message never holds a secret. */

@@ -90,12 +90,6 @@ export interface AccessInspection {
   grants?: Array<{ privileges: string[]; on: string }>;
 }
 
-/** An account's login on the target. `username` has passed the type's strict name pattern. */
-export interface AccountCredential {
-  username: string;
-  password: string;
-}
-
 /** What a one-time (ephemeral) account may do, per target type (API.md `access`). */
 export interface EphemeralAccess {
   /** SSH: supplementary groups. */
@@ -105,16 +99,6 @@ export interface EphemeralAccess {
   grantRoles?: string[];
   /** MySQL: GRANT statements as {privileges, on}. */
   grants?: Array<{ privileges: string[]; on: string }>;
-  /**
-   * The account stops working on the target by itself at this time, as a backstop if the vault is down at
-   * expiry (the vault's reaper still revokes it on time when it is up).
-   * - SSH has day granularity: the account expires at the start of the UTC day after `validUntil`
-   *   (`useradd -e`, shadow field 8), so it stays valid until at least `validUntil` and at most a day longer.
-   * - PostgreSQL: `VALID UNTIL`, exact (checked by password authentication; open sessions are not ended).
-   * - MySQL/MariaDB: no native account expiry — ignored, the vault's reaper is the only remover.
-   * Must be a valid Date between 1970 and 9999 (else TARGET_INVALID_NAME before anything runs).
-   */
-  validUntil?: Date;
 }
 
 /**
@@ -132,7 +116,7 @@ export interface ConnectorSupport {
   hostKey: boolean;
 }
 
-/** Sets an existing account's password through the admin credential (Vault's UpdateUserRequest). */
+/** Sets an existing account's password through the admin credential (Vault's UpdateUserRequest). Names have passed the type's strict pattern. */
 export interface UpdatePasswordRequest {
   username: string;
   password: string;
@@ -150,8 +134,10 @@ export interface NewUserRequest {
   password: string;
   access: EphemeralAccess;
   /**
-   * The account stops working on the target by itself at this time (see {@link ConnectorSupport.accountExpiry}); only
-   * for a connector that supports account expiry. A valid Date between 1970 and 9999 (else TARGET_INVALID_NAME).
+   * The account stops working on the target by itself at this time, a backstop should the vault be down at expiry (the
+   * reaper still removes it on time when it is up). How exactly depends on {@link ConnectorSupport.accountExpiry}
+   * (SSH: it stays valid until at least `validUntil` and at most a day longer); a connector without account expiry
+   * refuses it (TARGET_UNSUPPORTED). A valid Date between 1970 and 9999 (else TARGET_INVALID_NAME before anything runs).
    */
   validUntil?: Date;
 }
@@ -176,8 +162,8 @@ export interface Connector {
   readonly supports: ConnectorSupport;
 
   /**
-   * SSH only: connects, reads the host key the server presents and disconnects before authenticating (nothing is
-   * sent). What an admin confirms out of band before the key is pinned.
+   * Only where `supports.hostKey` (SSH): connects, reads the host key the server presents and disconnects before
+   * authenticating (nothing is sent). What an admin confirms out of band before the key is pinned.
    */
   hostKey?(target: ConnectorTarget, opts?: CallOptions): Promise<string>;
 
@@ -198,21 +184,21 @@ export interface Connector {
   verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult>;
 
   /** Sets an existing account's password through the admin credential (Vault's UpdateUser). */
-  rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void>;
+  updatePassword(target: ConnectorTarget, req: UpdatePasswordRequest, opts?: CallOptions): Promise<void>;
 
   /** Logs in as the account itself: resolves when the password works, throws TARGET_AUTH_FAILED when not. */
-  login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void>;
+  login(target: ConnectorTarget, req: LoginRequest, opts?: CallOptions): Promise<void>;
 
   /** Creates a one-time account with this password and access (Vault's NewUser). Fails if it exists. */
-  createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void>;
+  newUser(target: ConnectorTarget, req: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse>;
 
   /** Ends the account's sessions and removes it (Vault's DeleteUser). Succeeds when it is already gone. */
-  revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void>;
+  deleteUser(target: ConnectorTarget, req: DeleteUserRequest, opts?: CallOptions): Promise<void>;
 
   /**
    * Ends the account's login sessions and what runs under them — never every process of a system account (INVARIANT 18):
    * SSH: the sshd sessions opened as the account (and their audit sessions); PostgreSQL: its client backends; MySQL: its
    * client connections. Refused for the admin itself.
    */
-  terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void>;
+  terminateSessions(target: ConnectorTarget, req: TerminateSessionsRequest, opts?: CallOptions): Promise<void>;
 }

@@ -1,5 +1,8 @@
 import { ConnectorError, isUnreachable } from './connector.errors';
-import { AccessInspection, AccountCredential, CallOptions, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from './connector.interface';
+import {
+  AccessInspection, CallOptions, Connector, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse, TerminateSessionsRequest,
+  UpdatePasswordRequest, VerifyResult,
+} from './connector.interface';
 import { ACCOUNT_NAME_PATTERNS, GROUP_OR_ROLE_PATTERN } from './names';
 
 const DEFAULT_TIMEOUT_MS = 15_000;
@@ -24,10 +27,19 @@ function isValidUntil(d: unknown): d is Date {
   return Number.isFinite(t) && t >= 0 && t < Date.UTC(10000, 0, 1);
 }
 
+const unsupported = (what: string) => new ConnectorError('TARGET_UNSUPPORTED', what);
+
+function checkGroupNames(names: string[]): void {
+  for (const name of names) {
+    if (!GROUP_OR_ROLE_PATTERN.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
+  }
+}
+
 /**
- * Wraps a connector so that every call (a) refuses names (as a rejected promise, like every other failure) that fail the type's strict pattern before anything
- * runs, (b) has a deadline and honours the caller's abort signal, and (c) throws only ConnectorError, with every
- * secret of the call stripped from its message — driver errors included.
+ * Wraps a connector so that every call (a) refuses, before anything runs (as a rejected promise, like every other
+ * failure), names that fail the type's strict pattern and what the connector does not support (TARGET_UNSUPPORTED, never
+ * silently ignored), (b) has a deadline and honours the caller's abort signal, and (c) throws only ConnectorError, with
+ * every secret of the call stripped from its message — driver errors included.
  */
 export class SafeConnector implements Connector {
   constructor(private readonly inner: Connector) {}
@@ -46,14 +58,12 @@ export class SafeConnector implements Connector {
 
   async hostKey(target: ConnectorTarget, opts?: CallOptions): Promise<string> {
     const inner = this.inner.hostKey?.bind(this.inner);
-    if (!inner) throw new ConnectorError('TARGET_INVALID_NAME', `${target.type} targets have no host key`);
+    if (!inner || !this.supports.hostKey) throw unsupported(`${target.type} targets have no host key`);
     return this.run(target, [], opts, (o) => inner(target, o));
   }
 
   async inspectAccess(target: ConnectorTarget, access: AccessInspection, opts?: CallOptions): Promise<string[]> {
-    for (const name of [...(access.groups ?? []), ...(access.roles ?? []), ...(access.databases ?? [])]) {
-      if (!GROUP_OR_ROLE_PATTERN.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
-    }
+    checkGroupNames([...(access.groups ?? []), ...(access.roles ?? []), ...(access.databases ?? [])]);
     return this.run(target, [], opts, (o) => this.inner.inspectAccess(target, access, o));
   }
 
@@ -63,43 +73,45 @@ export class SafeConnector implements Connector {
     return this.run(target, [], opts, (o) => this.inner.isAdmin(target, username, o));
   }
 
-  async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
-    this.checkAccount(target, account);
-    return this.run(target, [account.password], opts, (o) => this.inner.rotate(target, account, o));
+  async updatePassword(target: ConnectorTarget, req: UpdatePasswordRequest, opts?: CallOptions): Promise<void> {
+    this.checkAccount(target, req);
+    return this.run(target, [req.password], opts, (o) => this.inner.updatePassword(target, { username: req.username, password: req.password }, o));
   }
 
-  async login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
-    this.checkAccount(target, account);
-    return this.run(target, [account.password], opts, (o) => this.inner.login(target, account, o));
+  async login(target: ConnectorTarget, req: LoginRequest, opts?: CallOptions): Promise<void> {
+    this.checkAccount(target, req);
+    return this.run(target, [req.password], opts, (o) => this.inner.login(target, { username: req.username, password: req.password }, o));
   }
 
-  async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
-    this.checkAccount(target, account);
-    for (const name of [...(access.groups ?? []), ...(access.grantRoles ?? []), ...(access.database ? [access.database] : [])]) {
-      if (!GROUP_OR_ROLE_PATTERN.test(name)) throw new ConnectorError('TARGET_INVALID_NAME', 'a group, role or database name has characters that are not allowed');
+  /** A request for an account expiry the target type cannot set is refused (TARGET_UNSUPPORTED), never ignored. */
+  async newUser(target: ConnectorTarget, req: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse> {
+    this.checkAccount(target, req);
+    const access = req.access ?? {};
+    checkGroupNames([...(access.groups ?? []), ...(access.grantRoles ?? []), ...(access.database ? [access.database] : [])]);
+    if (req.validUntil !== undefined) {
+      if (!isValidUntil(req.validUntil)) throw new ConnectorError('TARGET_INVALID_NAME', 'validUntil is not a date between 1970 and 9999');
+      if (this.supports.accountExpiry === 'none') throw unsupported(`${target.type} targets have no account expiry: a new user cannot be given validUntil`);
     }
-    if (access.validUntil !== undefined && !isValidUntil(access.validUntil)) {
-      throw new ConnectorError('TARGET_INVALID_NAME', 'validUntil is not a date between 1970 and 9999');
-    }
-    return this.run(target, [account.password], opts, (o) => this.inner.createEphemeral(target, account, access, o));
+    const request: NewUserRequest = { username: req.username, password: req.password, access, ...(req.validUntil !== undefined ? { validUntil: req.validUntil } : {}) };
+    return this.run(target, [req.password], opts, (o) => this.inner.newUser(target, request, o));
   }
 
-  async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async deleteUser(target: ConnectorTarget, { username }: DeleteUserRequest, opts?: CallOptions): Promise<void> {
     this.checkName(target, username);
-    // revoking expires/locks the account and kills all its processes: never the connector's own admin (or root)
+    // deleting expires/locks the account and kills all its processes: never the connector's own admin (or root)
     if (username === target.adminUsername || (target.type === 'ssh' && username === 'root')) {
       throw new ConnectorError('TARGET_INVALID_NAME', 'the target\'s administrator cannot be revoked as a one-time account');
     }
-    return this.run(target, [], opts, (o) => this.inner.revokeEphemeral(target, username, o));
+    return this.run(target, [], opts, (o) => this.inner.deleteUser(target, { username }, o));
   }
 
-  async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async terminateSessions(target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     this.checkName(target, username);
     // the vault's own sessions (and every other instance's) run as the admin: never end them
     if (username === target.adminUsername) {
       throw new ConnectorError('TARGET_INVALID_NAME', 'the sessions of the target\'s administrator are never ended by the vault');
     }
-    return this.run(target, [], opts, (o) => this.inner.terminateSessions(target, username, o));
+    return this.run(target, [], opts, (o) => this.inner.terminateSessions(target, { username }, o));
   }
 
   private checkName(target: ConnectorTarget, username: string): void {
@@ -108,7 +120,7 @@ export class SafeConnector implements Connector {
     }
   }
 
-  private checkAccount(target: ConnectorTarget, account: AccountCredential): void {
+  private checkAccount(target: ConnectorTarget, account: { username: string; password: string }): void {
     this.checkName(target, account.username);
     // passwords travel on stdin lines (chpasswd) and in SQL literals: no control characters
     if (typeof account.password !== 'string' || account.password.length === 0 || /[\u0000-\u001f\u007f]/.test(account.password)) {

@@ -1,10 +1,10 @@
 import { inspect } from 'node:util';
+import { ConnectorError } from '../connectors/connector.errors';
 import type { TargetType } from '../crypto/password-generator';
 import type {
   AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse,
   TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connectors/connector.interface';
-import { expiryDate } from '../connectors/ssh/ssh.connector';
 
 /**
  * One target, bound: its type, its decrypted admin credential and its identity pins, and the connector for its type
@@ -35,34 +35,31 @@ export class TargetConnection {
 
   /** Sets an existing account's password through the admin credential. */
   updatePassword(req: UpdatePasswordRequest, opts?: CallOptions): Promise<void> {
-    return this.#connector.rotate(this.#target, { username: req.username, password: req.password }, opts);
+    return this.#connector.updatePassword(this.#target, req, opts);
   }
 
   /** Logs in as the account itself: resolves when the password works, throws TARGET_AUTH_FAILED when not. */
   login(req: LoginRequest, opts?: CallOptions): Promise<void> {
-    return this.#connector.login(this.#target, { username: req.username, password: req.password }, opts);
+    return this.#connector.login(this.#target, req, opts);
   }
 
   /**
    * Creates a one-time account. `validUntil` reaches the target only when its type supports an account expiry; the
    * answer says when the target itself stops the account (null: never, the vault's reaper is the only remover).
    */
-  async newUser(req: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse> {
-    const expiry = this.supports.accountExpiry;
-    const validUntil = expiry === 'none' ? undefined : req.validUntil;
-    await this.#connector.createEphemeral(this.#target, { username: req.username, password: req.password }, { ...req.access, validUntil }, opts);
-    if (validUntil === undefined) return { expiresOnTarget: null };
-    return { expiresOnTarget: expiry === 'day' ? new Date(`${expiryDate(validUntil)}T00:00:00Z`) : validUntil };
+  newUser(req: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse> {
+    const { validUntil, ...rest } = req;
+    return this.#connector.newUser(this.#target, this.supports.accountExpiry === 'none' || validUntil === undefined ? rest : { ...rest, validUntil }, opts);
   }
 
   /** Ends the account's sessions and removes it; succeeds when it is already gone. */
   deleteUser(req: DeleteUserRequest, opts?: CallOptions): Promise<void> {
-    return this.#connector.revokeEphemeral(this.#target, req.username, opts);
+    return this.#connector.deleteUser(this.#target, req, opts);
   }
 
   /** Ends the account's login sessions (never the admin's). */
   terminateSessions(req: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
-    return this.#connector.terminateSessions(this.#target, req.username, opts);
+    return this.#connector.terminateSessions(this.#target, req, opts);
   }
 
   /** What of `access` the target's own catalog refuses, one line each (empty: all allowed). */
@@ -81,8 +78,9 @@ export class TargetConnection {
   }
 
   /** SSH: the host key the server presents, read without authenticating (nothing is sent). */
-  hostKey(opts?: CallOptions): Promise<string> {
-    return this.#connector.hostKey!(this.#target, opts);
+  async hostKey(opts?: CallOptions): Promise<string> {
+    if (!this.#connector.hostKey) throw new ConnectorError('TARGET_UNSUPPORTED', `${this.type} targets have no host key`);
+    return this.#connector.hostKey(this.#target, opts);
   }
 
   /** The same target with `hostKeySha256` as its pin: what verify uses to try a key the admin confirmed before pinning it. */

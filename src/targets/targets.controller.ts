@@ -4,7 +4,7 @@ import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../common/actor';
-import { ApiErrors, TARGET_FAILURES } from '../openapi/error-codes';
+import { ApiErrors, TARGET_FAILURES } from '../common/api-errors';
 import { CreateTargetDto, TargetListQuery, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView } from './targets.dto';
 import { TargetsService } from './targets.service';
 
@@ -52,7 +52,7 @@ export class TargetsController {
     summary: "Log in with the target's admin credential and report every capability the vault needs",
     description: 'An SSH target without a pinned host key answers 409 TARGET_HOST_KEY_UNPINNED with `presentedHostKeySha256`; verify again with that `hostKeySha256`, once compared with the server, to pin it.',
   })
-  @ApiErrors('TARGET_CREDENTIAL_UNREADABLE', ...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME'))
+  @ApiErrors('TARGET_CREDENTIAL_UNREADABLE', ...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME' && c !== 'TARGET_UNSUPPORTED'))
   @Roles('admin')
   @RequiresMfa()
   @Post(':id/verify')

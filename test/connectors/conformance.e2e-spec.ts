@@ -100,6 +100,8 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
   const gen = new PasswordGenerator();
   const name = () => (type === 'ssh' ? `vt_${randomBytes(4).toString('hex')}` : `vt_${randomBytes(4).toString('hex')}`);
   const password = () => gen.generate(type, { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
+  // what the vault asks (TargetConnection.newUser): validUntil only where the type has an account expiry
+  const expiryFor = (validUntil: Date) => (connector.supports.accountExpiry === 'none' ? {} : { validUntil });
 
   beforeAll(async () => {
     fx = await fixtures[type]();
@@ -155,7 +157,7 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
     await fx.createAccount(account, oldPw);
     await connector.login(fx.target, { username: account, password: oldPw });
     const newPw = password();
-    await connector.rotate(fx.target, { username: account, password: newPw });
+    await connector.updatePassword(fx.target, { username: account, password: newPw });
     await connector.login(fx.target, { username: account, password: newPw });
     expect(await codeOf(connector.login(fx.target, { username: account, password: oldPw }))).toBe('TARGET_AUTH_FAILED');
   });
@@ -163,7 +165,7 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
   it('keeps the new password out of the error when rotating an account that does not exist', async () => {
     const newPw = password();
     try {
-      await connector.rotate(fx.target, { username: name(), password: newPw });
+      await connector.updatePassword(fx.target, { username: name(), password: newPw });
       throw new Error('rotate should fail');
     } catch (e) {
       expect(e).toBeInstanceOf(ConnectorError);
@@ -175,68 +177,79 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
     // an unreachable port: a refusal by the name check answers TARGET_INVALID_NAME, anything that ran would not
     const offline = { ...fx.target, port: await freePort() };
     for (const call of [
-      connector.rotate(offline, { username: hostile, password: password() }),
+      connector.updatePassword(offline, { username: hostile, password: password() }),
       connector.login(offline, { username: hostile, password: password() }),
-      connector.createEphemeral(offline, { username: hostile, password: password() }, {}),
-      connector.revokeEphemeral(offline, hostile),
-      connector.terminateSessions(offline, hostile),
+      connector.newUser(offline, { username: hostile, password: password(), access: {} }),
+      connector.deleteUser(offline, { username: hostile }),
+      connector.terminateSessions(offline, { username: hostile }),
     ]) {
       expect(await codeOf(call)).toBe('TARGET_INVALID_NAME');
     }
   });
 
+  it(`states its account expiry (${({ ssh: 'day', postgres: 'exact', mysql: 'none' } as const)[type]}) and refuses validUntil before anything runs when it has none`, async () => {
+    expect(connector.supports.accountExpiry).toBe(({ ssh: 'day', postgres: 'exact', mysql: 'none' } as const)[type]);
+    expect(connector.supports.hostKey).toBe(type === 'ssh');
+    const offline = { ...fx.target, port: await freePort() };
+    const asked = connector.newUser(offline, { username: name(), password: password(), access: {}, validUntil: new Date(Date.now() + DAY_MS) });
+    // an unreachable port: MySQL refuses before anything runs (TARGET_UNSUPPORTED); the others go on and cannot reach it
+    expect(await codeOf(asked)).toBe(type === 'mysql' ? 'TARGET_UNSUPPORTED' : 'TARGET_UNREACHABLE');
+    if (type !== 'ssh') expect(await codeOf(connector.hostKey!(offline))).toBe('TARGET_UNSUPPORTED');
+  });
+
   it("refuses to revoke the target's administrator (or root) before anything runs", async () => {
     // an unreachable port: a refusal answers TARGET_INVALID_NAME, anything that ran would not
     const offline = { ...fx.target, port: await freePort() };
-    expect(await codeOf(connector.revokeEphemeral(offline, fx.target.adminUsername))).toBe('TARGET_INVALID_NAME');
-    if (type === 'ssh') expect(await codeOf(connector.revokeEphemeral({ ...offline, adminUsername: 'vaultadm' }, 'root'))).toBe('TARGET_INVALID_NAME');
+    expect(await codeOf(connector.deleteUser(offline, { username: fx.target.adminUsername }))).toBe('TARGET_INVALID_NAME');
+    if (type === 'ssh') expect(await codeOf(connector.deleteUser({ ...offline, adminUsername: 'vaultadm' }, { username: 'root' }))).toBe('TARGET_INVALID_NAME');
   });
 
   it('refuses hostile group, role or database names in ephemeral access', async () => {
     const offline = { ...fx.target, port: await freePort() };
     const badDates = [new Date(NaN), new Date(-DAY_MS), new Date(Date.UTC(10000, 0, 1)), '2030-01-01' as unknown as Date];
-    for (const access of [{ groups: ['wheel;id'] }, { grantRoles: ['"; DROP ROLE x; --'] }, { database: "a'b" }, ...badDates.map((validUntil) => ({ validUntil }))]) {
-      expect(await codeOf(connector.createEphemeral(offline, { username: name(), password: password() }, access))).toBe('TARGET_INVALID_NAME');
+    for (const req of [{ access: { groups: ['wheel;id'] } }, { access: { grantRoles: ['"; DROP ROLE x; --'] } }, { access: { database: "a'b" } }, ...badDates.map((validUntil) => ({ access: {}, validUntil }))]) {
+      expect(await codeOf(connector.newUser(offline, { username: name(), password: password(), ...req }))).toBe('TARGET_INVALID_NAME');
     }
   });
 
   it('creates a one-time account, ends its live sessions, and removes it (twice is fine)', async () => {
     const account = name();
     const pw = password();
-    await connector.createEphemeral(fx.target, { username: account, password: pw }, {});
+    await connector.newUser(fx.target, { username: account, password: pw, access: {} });
     expect(await fx.accountExists(account)).toBe(true);
     await connector.login(fx.target, { username: account, password: pw });
     const session = await fx.openSession(account, pw);
     expect(await session.alive()).toBe(true);
-    await connector.terminateSessions(fx.target, account);
+    await connector.terminateSessions(fx.target, { username: account });
     expect(await session.alive()).toBe(false);
     await session.close();
 
-    await connector.revokeEphemeral(fx.target, account);
+    await connector.deleteUser(fx.target, { username: account });
     expect(await fx.accountExists(account)).toBe(false);
     expect(await codeOf(connector.login(fx.target, { username: account, password: pw }))).toBe('TARGET_AUTH_FAILED');
-    await connector.revokeEphemeral(fx.target, account); // already gone: still succeeds
+    await connector.deleteUser(fx.target, { username: account }); // already gone: still succeeds
   });
 
   it('revokes an account that still has a live session', async () => {
     const account = name();
     const pw = password();
-    await connector.createEphemeral(fx.target, { username: account, password: pw }, {});
+    await connector.newUser(fx.target, { username: account, password: pw, access: {} });
     const session = await fx.openSession(account, pw);
-    await connector.revokeEphemeral(fx.target, account);
+    await connector.deleteUser(fx.target, { username: account });
     expect(await session.alive()).toBe(false);
     expect(await fx.accountExists(account)).toBe(false);
     await session.close();
   });
 
-  it('creates a one-time account with validUntil: the target holds the backstop expiry (MySQL: ignored)', async () => {
+  it('creates a one-time account with validUntil: the target holds the backstop expiry (MySQL: none, asked without it)', async () => {
     const account = name();
     const pw = password();
     // a few days ahead, at an odd time of day with milliseconds
     const validUntil = new Date(Date.now() + 3 * DAY_MS + 12_345_678);
-    await connector.createEphemeral(fx.target, { username: account, password: pw }, { validUntil });
+    const { expiresOnTarget } = await connector.newUser(fx.target, { username: account, password: pw, access: {}, ...expiryFor(validUntil) });
     try {
       expect(await fx.accountExists(account)).toBe(true);
+      expect(expiresOnTarget).toEqual({ ssh: new Date((Math.floor(validUntil.getTime() / DAY_MS) + 1) * DAY_MS), postgres: validUntil, mysql: null }[type]);
       await connector.login(fx.target, { username: account, password: pw });
       if (type === 'ssh') {
         // shadow field 8: the day (since 1970-01-01, UTC) from whose start the account is expired: the day after validUntil
@@ -247,23 +260,23 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
         expect(Math.floor(rows[0].v.getTime() / 1000)).toBe(Math.floor(validUntil.getTime() / 1000));
       }
     } finally {
-      await connector.revokeEphemeral(fx.target, account);
+      await connector.deleteUser(fx.target, { username: account });
     }
     expect(await fx.accountExists(account)).toBe(false);
   }, 30_000);
 
-  it('an account whose validUntil has passed cannot log in, without the vault doing anything (MySQL: ignored)', async () => {
+  it('an account whose validUntil has passed cannot log in, without the vault doing anything (MySQL: none, asked without it)', async () => {
     const account = name();
     const pw = password();
     // SSH: days back, so even its day granularity (the day after validUntil) is in the past; PostgreSQL: exact
     const validUntil = new Date(Date.now() - (type === 'ssh' ? 3 * DAY_MS : 60_000));
-    await connector.createEphemeral(fx.target, { username: account, password: pw }, { validUntil });
+    await connector.newUser(fx.target, { username: account, password: pw, access: {}, ...expiryFor(validUntil) });
     try {
       expect(await fx.accountExists(account)).toBe(true);
       if (type === 'mysql') await connector.login(fx.target, { username: account, password: pw });
       else expect(await codeOf(connector.login(fx.target, { username: account, password: pw }))).toBe('TARGET_AUTH_FAILED');
     } finally {
-      await connector.revokeEphemeral(fx.target, account);
+      await connector.deleteUser(fx.target, { username: account });
     }
     expect(await fx.accountExists(account)).toBe(false);
   }, 30_000);
@@ -272,20 +285,20 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
     it('revoking removes the user and its home dir, even with a live session (twice is fine)', async () => {
       const account = name();
       const pw = password();
-      await connector.createEphemeral(fx.target, { username: account, password: pw }, {});
+      await connector.newUser(fx.target, { username: account, password: pw, access: {} });
       const home = await homeDirOf(account);
       expect(home).toBe(`/home/${account}`);
       expect(existsSync(home)).toBe(true);
       const session = await fx.openSession(account, pw);
       try {
-        await connector.revokeEphemeral(fx.target, account);
+        await connector.deleteUser(fx.target, { username: account });
         expect(await session.alive()).toBe(false);
       } finally {
         await session.close();
       }
       expect((await run('getent', ['passwd', account], { okCodes: [0, 2] })).code).toBe(2);
       expect(existsSync(home)).toBe(false);
-      await connector.revokeEphemeral(fx.target, account);
+      await connector.deleteUser(fx.target, { username: account });
     });
   }
 
@@ -313,7 +326,7 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
         return c;
       };
       try {
-        await connector.createEphemeral(fx.target, { username: account, password: pw }, { database: db, grantRoles: [grp] });
+        await connector.newUser(fx.target, { username: account, password: pw, access: { database: db, grantRoles: [grp] } });
         const adminInDb = await open(pg.adminUsername, pg.adminPassword);
         await adminInDb.query(`GRANT ALL ON SCHEMA public TO "${grp}"`);
         // the role's own live session in the second database, where it creates a table (and keeps the session)
@@ -323,14 +336,14 @@ describe.each(['ssh', 'postgres', 'mysql'] as const)('%s connector conformance (
         expect((await owner()).rows).toEqual([{ owner: account }]);
 
         // without DROP OWNED in that database, DROP ROLE fails: "some objects depend on it"
-        await connector.revokeEphemeral(fx.target, account);
+        await connector.deleteUser(fx.target, { username: account });
 
         expect(await fx.accountExists(account)).toBe(false);
         expect(await roleInDb.query('SELECT 1').then(() => true, () => false)).toBe(false); // its session there was ended
         expect((await owner()).rows).toEqual([]);
         const { rows } = await pg.query<{ acl: string | null }>('SELECT datacl::text AS acl FROM pg_database WHERE datname = $1', [db]);
         expect(rows[0].acl ?? '').not.toContain(account);
-        await connector.revokeEphemeral(fx.target, account); // already gone: still succeeds
+        await connector.deleteUser(fx.target, { username: account }); // already gone: still succeeds
       } finally {
         for (const c of clients) await c.end().catch(() => undefined);
         await pg.query(`DROP DATABASE IF EXISTS ${dbId} WITH (FORCE)`);

@@ -22,7 +22,7 @@ import { failure } from '../support/connector-failure';
  *   server without TLS, no password-revealing auth switch on an unverified connection;
  * - least privilege: verify reports every missing capability at once; ending sessions works with the least
  *   privileged admin and fails loudly without PROCESS / CONNECTION ADMIN;
- * - allow-list (INVARIANT 20): inspectAccess and createEphemeral refuse global, system-schema, unlisted and
+ * - allow-list (INVARIANT 20): inspectAccess and newUser refuse global, system-schema, unlisted and
  *   non-existent grants.
  */
 
@@ -211,20 +211,20 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
       const other = name();
       const pw = password();
       const pw2 = password();
-      await connector.createEphemeral(target, { username: account, password: pw }, {});
+      await connector.newUser(target, { username: account, password: pw, access: {} });
       await my.createUser(other, pw2);
       try {
         const victim = await openMysqlSession(my.host, my.port, account, pw);
         const bystander = await openMysqlSession(my.host, my.port, other, pw2);
         sessions.push(victim, bystander);
         expect(await victim.alive()).toBe(true);
-        await connector.terminateSessions(target, account);
+        await connector.terminateSessions(target, { username: account });
         expect(await victim.alive()).toBe(false);
         expect(await bystander.alive()).toBe(true);
         const [adminRows] = await my.query('SELECT 1 AS one');
         expect(adminRows).toEqual([{ one: 1 }]); // the handle's own admin connection survived
       } finally {
-        await connector.revokeEphemeral(target, account);
+        await connector.deleteUser(target, { username: account });
       }
       expect(await my.userExists(account)).toBe(false);
     });
@@ -239,11 +239,11 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
         const mine = await openMysqlSession(my.host, my.port, lower, pw);
         const theirs = await openMysqlSession(my.host, my.port, upper, pw2);
         sessions.push(mine, theirs);
-        await connector.terminateSessions(target, lower);
+        await connector.terminateSessions(target, { username: lower });
         expect(await mine.alive()).toBe(false);
         expect(await theirs.alive()).toBe(true);
         // an account named like the admin in another case is another account: its (no) sessions end, the admin's stay
-        await connector.terminateSessions(target, my.adminUsername.toUpperCase());
+        await connector.terminateSessions(target, { username: my.adminUsername.toUpperCase() });
         expect(await my.query('SELECT 1 AS one').then(([r]) => r)).toEqual([{ one: 1 }]);
       } finally {
         await my.query("DROP USER IF EXISTS ?@'%'", [upper]);
@@ -255,16 +255,16 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
       const weakTarget = targetOf(weak);
       const account = name();
       const pw = password();
-      await connector.createEphemeral(weakTarget, { username: account, password: pw }, {});
+      await connector.newUser(weakTarget, { username: account, password: pw, access: {} });
       try {
         const session = await openMysqlSession(weak.host, weak.port, account, pw);
         sessions.push(session);
-        const e = await failure(connector.terminateSessions(weakTarget, account));
+        const e = await failure(connector.terminateSessions(weakTarget, { username: account }));
         expect(e.code).toBe('TARGET_ERROR');
         expect(e.message).toContain(`GRANT CONNECTION ADMIN ON *.* TO '${weak.adminUsername}'@'%'`);
         expect(await session.alive()).toBe(true);
         // revoking cannot end the session either: it fails too rather than reporting a clean removal
-        expect((await failure(connector.revokeEphemeral(weakTarget, account))).message).toContain('CONNECTION ADMIN');
+        expect((await failure(connector.deleteUser(weakTarget, { username: account }))).message).toContain('CONNECTION ADMIN');
       } finally {
         await weak.dropUser(account);
       }
@@ -275,11 +275,11 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
       const blindTarget = targetOf(blind);
       const account = name();
       const pw = password();
-      await connector.createEphemeral(blindTarget, { username: account, password: pw }, {});
+      await connector.newUser(blindTarget, { username: account, password: pw, access: {} });
       try {
         const session = await openMysqlSession(blind.host, blind.port, account, pw);
         sessions.push(session);
-        const e = await failure(connector.terminateSessions(blindTarget, account));
+        const e = await failure(connector.terminateSessions(blindTarget, { username: account }));
         expect(e.message).toContain(`GRANT PROCESS ON *.* TO '${blind.adminUsername}'@'%'`);
         expect(await session.alive()).toBe(true);
       } finally {
@@ -349,13 +349,13 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
       ]);
     });
 
-    it('createEphemeral refuses the same before touching the target (defence in depth)', async () => {
+    it('newUser refuses the same before touching the target (defence in depth)', async () => {
       const offline = { ...target, port: await freePort() };
       for (const grants of [[{ privileges: ['SELECT', 'INSERT'], on: '*.*' }], [{ privileges: ['SELECT'], on: 'mysql.user' }], [{ privileges: ['ALL'], on: `${my.database}.*` }]]) {
-        expect((await failure(connector.createEphemeral(offline, { username: name(), password: password() }, { grants }))).code).toBe('TARGET_INVALID_NAME');
+        expect((await failure(connector.newUser(offline, { username: name(), password: password(), access: { grants } }))).code).toBe('TARGET_INVALID_NAME');
       }
       const account = name();
-      const e = await failure(connector.createEphemeral(target, { username: account, password: password() }, { grants: [{ privileges: ['SELECT'], on: 'vault_no_such_db.*' }] }));
+      const e = await failure(connector.newUser(target, { username: account, password: password(), access: { grants: [{ privileges: ['SELECT'], on: 'vault_no_such_db.*' }] } }));
       expect(e.code).toBe('TARGET_INVALID_NAME');
       expect(await my.userExists(account)).toBe(false);
     });
@@ -363,7 +363,7 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
     it('a one-time account cannot create definer objects; the tables it created stay as data after revocation, the account is gone', async () => {
       const account = name();
       const pw = password();
-      await connector.createEphemeral(target, { username: account, password: pw }, { grants: [{ privileges: ['SELECT', 'INSERT', 'CREATE', 'DROP'], on: `${my.database}.*` }] });
+      await connector.newUser(target, { username: account, password: pw, access: { grants: [{ privileges: ['SELECT', 'INSERT', 'CREATE', 'DROP'], on: `${my.database}.*` }] } });
       const c = await createConnection({ host: my.host, port: my.port, user: account, password: pw, database: my.database });
       c.on('error', () => undefined);
       try {
@@ -376,7 +376,7 @@ describe('MySQL connector: target safety (TLS MariaDB, least-privilege admin)', 
       } finally {
         await c.end().catch(() => undefined);
       }
-      await connector.revokeEphemeral(target, account);
+      await connector.deleteUser(target, { username: account });
       expect(await my.userExists(account)).toBe(false);
       const [rows] = await my.query(`SELECT x FROM \`${my.database}\`.made_by_vendor`);
       expect(rows).toEqual([{ x: 1 }]);

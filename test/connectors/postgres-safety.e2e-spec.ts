@@ -86,14 +86,14 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     const account = name();
     await pg.createRole(account, password()); // 16+: granted to the admin WITH ADMIN OPTION by the handle
     const pw = password();
-    await connector.rotate(target, { username: account, password: pw });
+    await connector.updatePassword(target, { username: account, password: pw });
     await connector.login(target, { username: account, password: pw });
 
     if (version >= 16) {
       const unmanaged = name();
       await pg.query(`CREATE ROLE ${q(unmanaged)} LOGIN`);
       const secret = password();
-      const e = await failure(connector.rotate(target, { username: unmanaged, password: secret }));
+      const e = await failure(connector.updatePassword(target, { username: unmanaged, password: secret }));
       expect(e.message).toContain(`GRANT ${q(unmanaged)} TO ${q(admin.username)} WITH ADMIN OPTION`);
       expect(e.message).not.toContain(secret);
     }
@@ -116,7 +116,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       const inDb = await open(pg.adminUsername, pg.adminPassword, db);
       await pg.query(`REVOKE CONNECT ON DATABASE ${q(db)} FROM PUBLIC`); // else the policy's database restricts nothing (refused)
       await pg.query(`GRANT CONNECT ON DATABASE ${q(db)} TO ${q(admin.username)} WITH GRANT OPTION`);
-      await connector.createEphemeral(target, { username: vendor, password: pw }, { grantRoles: [grp], database: db });
+      await connector.newUser(target, { username: vendor, password: pw, access: { grantRoles: [grp], database: db } });
       // granted after the claim (on 15 the allow-list refuses a role with CREATE on a schema: SET ROLE reaches it)
       await pg.query(`GRANT CREATE ON SCHEMA public TO ${q(grp)}`);
       await inDb.query(`GRANT CREATE ON SCHEMA public TO ${q(grp)}`);
@@ -134,7 +134,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       expect((await asAdmin.query<{ u: string }>('SELECT public.vt_backdoor() AS u')).rows[0].u).toBe(vendor);
       await expect(asAdmin.query('INSERT INTO public.vt_admin_table VALUES (1)')).rejects.toThrow(/vendor code ran/);
 
-      await connector.revokeEphemeral(target, vendor);
+      await connector.deleteUser(target, { username: vendor });
 
       expect(await pg.roleExists(vendor)).toBe(false);
       const left = await pg.query("SELECT proname FROM pg_proc WHERE proname IN ('vt_backdoor', 'vt_trigger_fn') UNION ALL SELECT tgname FROM pg_trigger WHERE tgname = 'vt_trap' UNION ALL SELECT relname FROM pg_class WHERE relname = 'vt_vendor_table'");
@@ -145,7 +145,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       await asAdmin.query('INSERT INTO public.vt_admin_table VALUES (2)');
       // the admin's table itself stays, and the admin is not left a member of the dropped role
       expect((await pg.query<{ owner: string }>("SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'vt_admin_table'")).rows).toEqual([{ owner: admin.username }]);
-      await connector.revokeEphemeral(target, vendor); // twice is fine
+      await connector.deleteUser(target, { username: vendor }); // twice is fine
     } finally {
       await pg.query(`DROP DATABASE IF EXISTS ${q(db)} WITH (FORCE)`);
     }
@@ -164,7 +164,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     try {
       const kinds = async () => (await pg.query<{ t: string }>('SELECT backend_type AS t FROM pg_stat_activity WHERE usename = $1 ORDER BY 1', [repl])).rows.map((r) => r.t);
       expect(await kinds()).toEqual(['client backend', 'walsender']);
-      await connector.terminateSessions(target, repl);
+      await connector.terminateSessions(target, { username: repl });
       expect(await normal.alive()).toBe(false);
       expect(await kinds()).toEqual(['walsender']);
     } finally {
@@ -178,7 +178,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     await pg.query(`CREATE ROLE ${q(sup)} SUPERUSER LOGIN PASSWORD '${pw}'`);
     const s = await openPgSession(pg.host, pg.port, sup, pw, pg.database);
     try {
-      const e = await failure(connector.terminateSessions(target, sup));
+      const e = await failure(connector.terminateSessions(target, { username: sup }));
       expect(e.code).toBe('TARGET_ERROR');
       expect(e.message).toMatch(/superuser/);
       expect(await s.alive()).toBe(true);
@@ -190,9 +190,9 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
   it('revokes a one-time account with a live session using only CREATEROLE + pg_signal_backend', async () => {
     const vendor = name();
     const pw = password();
-    await connector.createEphemeral(target, { username: vendor, password: pw }, {}); // PUBLIC holds CONNECT on pg.database here
+    await connector.newUser(target, { username: vendor, password: pw, access: {} }); // PUBLIC holds CONNECT on pg.database here
     const s = await openPgSession(pg.host, pg.port, vendor, pw, pg.database);
-    await connector.revokeEphemeral(target, vendor);
+    await connector.deleteUser(target, { username: vendor });
     expect(await s.alive()).toBe(false);
     await s.close();
     expect(await pg.roleExists(vendor)).toBe(false);
@@ -204,12 +204,12 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
   it('revoke of an account another role granted privileges to directly: a clear error, yet it cannot log in, its sessions ended, and the admin keeps no privileges of it', async () => {
     const vendor = name();
     const pw = password();
-    await connector.createEphemeral(target, { username: vendor, password: pw }, {});
+    await connector.newUser(target, { username: vendor, password: pw, access: {} });
     await pg.query('CREATE TABLE IF NOT EXISTS vt_third_party (x int)');
     await pg.query(`GRANT SELECT ON vt_third_party TO ${q(vendor)}`); // granted by the table's owner, not the admin
     const s = await openPgSession(pg.host, pg.port, vendor, pw, pg.database);
     try {
-      const e = await failure(connector.revokeEphemeral(target, vendor));
+      const e = await failure(connector.deleteUser(target, { username: vendor }));
       expect(e.code).toBe('TARGET_ERROR');
       expect(e.message).toMatch(/granted by other roles/);
       expect(e.message).toContain('vt_third_party');
@@ -219,7 +219,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       expect(rows[0].usage).toBe(false);
       // once the grantor takes its grant back, revoking completes
       await pg.query(`REVOKE SELECT ON vt_third_party FROM ${q(vendor)}`);
-      await connector.revokeEphemeral(target, vendor);
+      await connector.deleteUser(target, { username: vendor });
       expect(await pg.roleExists(vendor)).toBe(false);
     } finally {
       await s.close();
@@ -303,9 +303,9 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       if (version >= 16) expect(lines).toContain(`role pg_read_all_data: the administrator cannot grant it (PostgreSQL 16+: GRANT "pg_read_all_data" TO "${admin.username}" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE)`);
     });
 
-    it('createEphemeral checks the allow-list again and creates nothing when a role is refused', async () => {
+    it('newUser checks the allow-list again and creates nothing when a role is refused', async () => {
       const vendor = name();
-      const e = await failure(connector.createEphemeral(target, { username: vendor, password: password() }, { grantRoles: [grp, roles.app_admin] }));
+      const e = await failure(connector.newUser(target, { username: vendor, password: password(), access: { grantRoles: [grp, roles.app_admin] } }));
       expect(e.code).toBe('TARGET_INVALID_NAME');
       expect(e.message).toContain(`member of a role with CREATEROLE (${roles.ops_admin})`);
       expect(await pg.roleExists(vendor)).toBe(false);
@@ -316,7 +316,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
       await pg.query(`GRANT SELECT ON vt_group_data TO ${q(grp)}`);
       const vendor = name();
       const pw = password();
-      await connector.createEphemeral(target, { username: vendor, password: pw }, { grantRoles: [grp] });
+      await connector.newUser(target, { username: vendor, password: pw, access: { grantRoles: [grp] } });
       try {
         const v = await open(vendor, pw);
         await v.query('SELECT * FROM public.vt_group_data'); // inherited
@@ -324,7 +324,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
         else await v.query(`SET ROLE ${q(grp)}`);
         await v.end();
       } finally {
-        await connector.revokeEphemeral(target, vendor);
+        await connector.deleteUser(target, { username: vendor });
       }
     });
   });
@@ -372,7 +372,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
 
       // the claim checks again: the repro's role is refused, so no vendor ever gets to GRANT … TO bystander / PUBLIC
       const vendor = name('vt_vendor');
-      const e = await failure(connector.createEphemeral(target, { username: vendor, password: password() }, { grantRoles: [onTable] }));
+      const e = await failure(connector.newUser(target, { username: vendor, password: password(), access: { grantRoles: [onTable] } }));
       expect(e.code).toBe('TARGET_INVALID_NAME');
       expect(e.message).toContain('grant options');
       expect(await pg.roleExists(vendor)).toBe(false);
@@ -397,7 +397,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
 
       const vendor = name('vt_vendor');
       const pw = password();
-      await connector.createEphemeral(target, { username: vendor, password: pw }, { grantRoles: [grp], database: policyDb });
+      await connector.newUser(target, { username: vendor, password: pw, access: { grantRoles: [grp], database: policyDb } });
       try {
         const attacks = [
           `ALTER DEFAULT PRIVILEGES FOR ROLE ${q(grp)} GRANT ALL ON TABLES TO PUBLIC`,
@@ -417,7 +417,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
         expect(await snapshot(asSuper)).not.toEqual(before.postgres);
         expect(await snapshot(template1)).not.toEqual(before.template1);
       } finally {
-        await connector.revokeEphemeral(target, vendor);
+        await connector.deleteUser(target, { username: vendor });
       }
       expect(await pg.roleExists(vendor)).toBe(false);
       expect(await snapshot(asSuper)).toEqual(before.postgres);
@@ -488,7 +488,7 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
     ...(['cleartext', 'md5', 'ok'] as FakeAuthMode[]).map((mode) => [mode, 'plain TCP (tls: false)'] as const),
     ...(['cleartext', 'md5', 'ok'] as FakeAuthMode[]).map((mode) => [mode, 'TLS'] as const),
   ])('a server answering %s over %s', (mode, transport) => {
-    it('every call (verify, rotate, login, revokeEphemeral, …) fails with TARGET_IDENTITY_UNVERIFIED; no password message reaches it', async () => {
+    it('every call (verify, updatePassword, login, deleteUser, …) fails with TARGET_IDENTITY_UNVERIFIED; no password message reaches it', async () => {
       const tls = transport === 'TLS';
       const fake = await startFakePostgres(mode, tls ? { tls: { key: cert.key, cert: cert.cert } } : {});
       try {
@@ -499,13 +499,13 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
         // one after the other: a rejection is never left unobserved while an earlier call is awaited
         const calls = [
           () => connector.verify(target),
-          () => connector.rotate(target, account),
+          () => connector.updatePassword(target, account),
           () => connector.login(target, account),
-          () => connector.revokeEphemeral(target, 'vt_vendor'),
-          () => connector.terminateSessions(target, 'vt_vendor'),
+          () => connector.deleteUser(target, { username: 'vt_vendor' }),
+          () => connector.terminateSessions(target, { username: 'vt_vendor' }),
           () => connector.inspectAccess(target, { roles: ['r'] }),
           () => connector.isAdmin(target, 'vt_vendor'),
-          () => connector.createEphemeral(target, { username: 'vt_vendor', password: password() }, {}),
+          () => connector.newUser(target, { username: 'vt_vendor', password: password(), access: {} }),
         ];
         for (const call of calls) {
           const e = await failure(call());
@@ -529,7 +529,7 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
     try {
       const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres', tls: false } };
       const next = { username: 'vt_account', password: password() };
-      for (const call of [() => connector.rotate(target, next), () => connector.login(target, account), () => connector.verify(target)]) {
+      for (const call of [() => connector.updatePassword(target, next), () => connector.login(target, account), () => connector.verify(target)]) {
         const e = await failure(call());
         expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
         expect(e.message).toMatch(/SCRAM/);
@@ -548,7 +548,7 @@ describe('PostgreSQL impostors: SCRAM-SHA-256 only, nothing sent otherwise', () 
     const fake = await startFakePostgres('scram-low-iterations');
     try {
       const target: ConnectorTarget = { type: 'postgres', host: fake.host, port: fake.port, adminUsername: 'vault_admin', adminPassword, options: { database: 'postgres', tls: false } };
-      const calls = [() => connector.verify(target), () => connector.login(target, account), () => connector.rotate(target, { username: 'vt_account', password: password() })];
+      const calls = [() => connector.verify(target), () => connector.login(target, account), () => connector.updatePassword(target, { username: 'vt_account', password: password() })];
       for (const call of calls) {
         const e = await failure(call());
         expect(e.code).toBe('TARGET_IDENTITY_UNVERIFIED');
@@ -625,9 +625,9 @@ describe.each([15, 18] as const)('PostgreSQL %s over TLS: verified certificate, 
     expect(tls!.message).toMatch(/TLSv1\.[23]/);
     const account = name();
     const pw = password();
-    await connector.createEphemeral(target, { username: account, password: pw }, {});
+    await connector.newUser(target, { username: account, password: pw, access: {} });
     await connector.login(target, { username: account, password: pw }); // SCRAM-SHA-256-PLUS is required over TLS
-    await connector.revokeEphemeral(target, account);
+    await connector.deleteUser(target, { username: account });
   });
 
   it('with the right pin: works; with a wrong pin: TARGET_IDENTITY_UNVERIFIED', async () => {

@@ -130,9 +130,9 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       // and it still ends a one-time account's processes (as root, after the identity check)
       const eph = `vt_eph_${hex()}`;
       const ephPw = pw();
-      await connector.createEphemeral(targetOf(rootKill, 'key'), { username: eph, password: ephPw }, {});
+      await connector.newUser(targetOf(rootKill, 'key'), { username: eph, password: ephPw, access: {} });
       const session = await sessionWithLeftover({ host: sshd.host, port: sshd.port, username: eph, password: ephPw }, 2100 + Math.floor(Math.random() * 99) * 2);
-      await connector.revokeEphemeral(targetOf(rootKill, 'key'), eph);
+      await connector.deleteUser(targetOf(rootKill, 'key'), { username: eph });
       expect((await runRaw('getent', ['passwd', eph])).code).toBe(2);
       expect(await waitGone(session.leftover)).toBe(true);
       session.conn.end();
@@ -153,7 +153,7 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       const account = `vt_rot_${hex()}`;
       await sshd.createUser(account, pw());
       const next = pw();
-      await connector.rotate(targetOf(hostile, 'password'), { username: account, password: next });
+      await connector.updatePassword(targetOf(hostile, 'password'), { username: account, password: next });
       expect(await canLoginSsh(sshd.host, sshd.port, account, next)).toBe(true);
       expect(await canLoginSsh(sshd.host, sshd.port, victim, victimPw)).toBe(true);
       expect(await canLoginSsh(sshd.host, sshd.port, victim, hostile.password.split(':')[1])).toBe(false);
@@ -164,18 +164,18 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       const account = `vt_rot_${hex()}`;
       await sshd.createUser(account, pw());
       const next = pw();
-      await connector.rotate(target, { username: account, password: next });
+      await connector.updatePassword(target, { username: account, password: next });
       expect(await canLoginSsh(sshd.host, sshd.port, account, next)).toBe(true);
       const eph = `vt_eph_${hex()}`;
       const ephPw = pw();
-      await connector.createEphemeral(target, { username: eph, password: ephPw }, {});
+      await connector.newUser(target, { username: eph, password: ephPw, access: {} });
       expect(await canLoginSsh(sshd.host, sshd.port, eph, ephPw)).toBe(true);
-      await connector.revokeEphemeral(target, eph);
+      await connector.deleteUser(target, { username: eph });
       expect((await runRaw('getent', ['passwd', eph])).code).toBe(2);
       // a failing command (the user exists) is reported without the admin password
       try {
-        await connector.createEphemeral(target, { username: account, password: pw() }, {});
-        throw new Error('createEphemeral of an existing user should fail');
+        await connector.newUser(target, { username: account, password: pw(), access: {} });
+        throw new Error('newUser of an existing user should fail');
       } catch (e) {
         expect((e as ConnectorError).code).toBe('TARGET_ERROR');
         expect(JSON.stringify({ m: (e as Error).message })).not.toContain(withPw.password);
@@ -197,7 +197,7 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       await execHold(adminConn, 'sleep 300');
       try {
         expect(root.closed()).toBe(false);
-        await connector.terminateSessions(target, 'root'); // resolves: the admin's own session finished its command
+        await connector.terminateSessions(target, { username: 'root' }); // resolves: the admin's own session finished its command
         for (let i = 0; i < 40 && !root.closed(); i++) await new Promise((r) => setTimeout(r, 50));
         expect(root.closed()).toBe(true);
         expect(await waitGone(root.leftover)).toBe(true); // daemonized, out of the subtree: ended by its audit session
@@ -220,13 +220,13 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       const session = await sessionWithLeftover({ host: sshd.host, port: sshd.port, username: user, password: userPw }, 1100 + Math.floor(Math.random() * 99) * 2);
       const job = outsider(1300, uid, uid); // e.g. a cron job of the user
       cleanup.push(() => job.kill('SIGKILL'));
-      await connector.terminateSessions(targetOf(withPw, 'password'), user);
+      await connector.terminateSessions(targetOf(withPw, 'password'), { username: user });
       for (let i = 0; i < 40 && !session.closed(); i++) await new Promise((r) => setTimeout(r, 50));
       expect(session.closed()).toBe(true);
       expect(await waitGone(session.leftover)).toBe(true);
       expect(alive(job.pid!)).toBe(true);
       // nothing to end: fine
-      await connector.terminateSessions(targetOf(withPw, 'password'), user);
+      await connector.terminateSessions(targetOf(withPw, 'password'), { username: user });
       session.conn.end();
     }, 60_000);
   });
@@ -246,13 +246,13 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
 
       const eph = `vt_eph_${hex()}`;
       const ephPw = pw();
-      await connector.createEphemeral(target, { username: eph, password: ephPw }, {});
+      await connector.newUser(target, { username: eph, password: ephPw, access: {} });
       const ephUid = await uidOf(eph);
       expect(ephUid).not.toBe(oldUid);
       expect(ephUid).toBeGreaterThanOrEqual(1000);
       const session = await sessionWithLeftover({ host: sshd.host, port: sshd.port, username: eph, password: ephPw }, 1700 + Math.floor(Math.random() * 99) * 2);
       const ephJob = outsider(1900, ephUid, ephUid); // started with its uid outside sshd: the account's too
-      await connector.revokeEphemeral(target, eph);
+      await connector.deleteUser(target, { username: eph });
       expect((await runRaw('getent', ['passwd', eph])).code).toBe(2);
       expect(await waitGone(session.leftover)).toBe(true);
       expect(await waitGone(ephJob.pid!)).toBe(true);
@@ -265,7 +265,7 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       await run('useradd', ['-r', '-M', '-s', '/usr/sbin/nologin', sys]);
       cleanup.push(() => runRaw('userdel', [sys]));
       expect(await uidOf(sys)).toBeLessThan(1000);
-      expect(await codeOf(connector.revokeEphemeral(targetOf(nopass, 'key'), sys))).toBe('TARGET_INVALID_NAME');
+      expect(await codeOf(connector.deleteUser(targetOf(nopass, 'key'), { username: sys }))).toBe('TARGET_INVALID_NAME');
       expect((await run('getent', ['shadow', sys])).stdout.split(':')[7]).toBe(''); // not expired
     });
   });
@@ -348,11 +348,11 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
       const target = { ...targetOf(withPw, 'password'), port, options: options() };
       const account = { username: `vt_imp_${hex()}`, password: pw() };
       expect(await codeOf(connector.verify(target))).toBe(code);
-      expect(await codeOf(connector.rotate(target, account))).toBe(code);
-      expect(await codeOf(connector.createEphemeral(target, account, {}))).toBe(code);
+      expect(await codeOf(connector.updatePassword(target, account))).toBe(code);
+      expect(await codeOf(connector.newUser(target, { ...account, access: {} }))).toBe(code);
       expect(await codeOf(connector.login(target, account))).toBe(code);
-      expect(await codeOf(connector.revokeEphemeral(target, account.username))).toBe(code);
-      expect(await codeOf(connector.terminateSessions(target, account.username))).toBe(code);
+      expect(await codeOf(connector.deleteUser(target, { username: account.username }))).toBe(code);
+      expect(await codeOf(connector.terminateSessions(target, { username: account.username }))).toBe(code);
       expect(await codeOf(connector.isAdmin(target, account.username))).toBe(code);
       expect(await codeOf(connector.inspectAccess(target, { groups: ['users'] }))).toBe(code);
       expect(auths).toEqual([]);

@@ -52,7 +52,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
   async function vendor(h = sshd, a = admin) {
     const username = `vt_adv_${hex()}`;
     const password = pw();
-    await connector.createEphemeral(targetOf(h, a), { username, password }, { validUntil: new Date(Date.now() + 86_400_000) });
+    await connector.newUser(targetOf(h, a), { username, password, access: {}, validUntil: new Date(Date.now() + 86_400_000) });
     cleanup.push(() => h.deleteUser(username).catch(() => runRaw('userdel', ['-r', username])));
     const conn = await connect({ host: h.host, port: h.port, username, password });
     conn.on('error', () => undefined);
@@ -78,7 +78,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     const evil = Number((await execOut(v.conn, `setsid bash -c 'exec -a "evil [listener]" sleep 612' </dev/null >/dev/null 2>&1 & echo $!`)).trim());
     await sleep(200);
     expect(alive(evil)).toBe(true);
-    await connector.revokeEphemeral(targetOf(sshd, admin), v.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: v.username });
     expect(await waitGone(evil)).toBe(true);
     expect((await runRaw('getent', ['passwd', v.username])).code).toBe(2);
 
@@ -88,7 +88,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     const conn = await connect({ host: sshd.host, port: sshd.port, username: user, password: userPw });
     const inSession = Number((await execOut(conn, `bash -c 'exec -a "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups" sleep 613' </dev/null >/dev/null 2>&1 & echo $!`)).trim());
     await execHold(conn, 'sleep 614');
-    await connector.terminateSessions(targetOf(sshd, admin), user);
+    await connector.terminateSessions(targetOf(sshd, admin), { username: user });
     expect(await waitGone(inSession)).toBe(true);
     expect(alive(sshd.pid)).toBe(true);
     conn.end();
@@ -99,7 +99,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     const zl = Number((await execOut(v.conn, `setsid perl -Mthreads -e 'threads->create(sub { sleep 615 })->detach; syscall(60, 0)' </dev/null >/dev/null 2>&1 & echo $!`)).trim());
     await sleep(500);
     expect((await run('ps', ['-o', 'stat=,nlwp=', '-p', String(zl)])).stdout.trim()).toMatch(/^Z\S*l\S*\s+2$/);
-    await connector.revokeEphemeral(targetOf(sshd, admin), v.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: v.username });
     await sleep(300);
     expect(await liveOfUid(v.uid)).toBe('');
   }, 90_000);
@@ -110,7 +110,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
       (await execOut(v.conn, `setsid bash -c '(exec -a "sshd: ${v.username}@pts/99" sleep 616) & exec -a reverse-shell sleep 617' </dev/null >/dev/null 2>&1 & echo $!`)).trim(),
     );
     await sleep(300);
-    await connector.revokeEphemeral(targetOf(sshd, admin), v.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: v.username });
     expect(await waitGone(parent)).toBe(true);
     expect(await liveOfUid(v.uid)).toBe('');
   }, 90_000);
@@ -147,7 +147,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     cleanup.push(() => bystander.kill('SIGKILL'));
     await execOut(v.conn, `setsid bash -c 'h() { sleep 0.01; h & exit 0; }; h' </dev/null >/dev/null 2>&1 & echo started`);
     await sleep(500);
-    await connector.revokeEphemeral(targetOf(sshd, admin), v.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: v.username });
     await sleep(300);
     expect(await liveOfUid(v.uid)).toBe('');
     expect(alive(bystander.pid!)).toBe(true);
@@ -163,7 +163,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
       expect(scan.stdout.length).toBeLessThan(2_000_000); // 150 x 100 kB of arguments: 15 MB with full command lines
       expect(await codeOf(execScript(conn, 'head -c 3000000 /dev/zero', '', 1_000_000))).toBe('TARGET_ERROR');
     });
-    await connector.revokeEphemeral(targetOf(sshd, admin), v.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: v.username });
     expect(await liveOfUid(v.uid)).toBe('');
   }, 120_000);
 
@@ -173,7 +173,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     cleanup.push(() => runRaw('rm', ['-f', leftover]));
     await execOut(a.conn, `cp /bin/bash ${leftover} && chmod 4755 ${leftover}`);
     a.conn.end();
-    await connector.revokeEphemeral(targetOf(sshd, admin), a.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: a.username });
     const b = await vendor();
     expect(b.uid).toBeGreaterThan(a.uid);
     expect((await run('stat', ['-c', '%u', leftover])).stdout.trim()).toBe(String(a.uid));
@@ -183,13 +183,13 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     const shadow = (await run('getent', ['shadow', mark])).stdout.trim().split(':');
     expect(shadow[1]).toMatch(/^!/);
     expect(shadow[7]).toBe('1');
-    await connector.revokeEphemeral(targetOf(sshd, admin), b.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: b.username });
     expect((await run('getent', ['passwd', String(b.uid)])).stdout.split(':')[0]).toBe(`${UID_MARK_PREFIX}${b.uid}`);
     expect((await runRaw('getent', ['passwd', mark])).code).toBe(2); // the older mark is gone: uids only grow
     // a third account is above both
     const c = await vendor();
     expect(c.uid).toBeGreaterThan(b.uid);
-    await connector.revokeEphemeral(targetOf(sshd, admin), c.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: c.username });
   }, 120_000);
 
   it('revoke refuses uids above UID_MAX and systemd dynamic uids, and a uid another account shares; nothing is changed', async () => {
@@ -197,7 +197,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
       const name = `vt_dyn_${hex()}`;
       await run('useradd', ['-M', '-u', String(uid), '-s', '/usr/sbin/nologin', name]);
       cleanup.push(() => runRaw('userdel', [name]));
-      expect(await codeOf(connector.revokeEphemeral(targetOf(sshd, admin), name))).toBe('TARGET_INVALID_NAME');
+      expect(await codeOf(connector.deleteUser(targetOf(sshd, admin), { username: name }))).toBe('TARGET_INVALID_NAME');
       expect((await run('getent', ['shadow', name])).stdout.split(':')[7]).toBe('');
     }
     const owner = `vt_own_${hex()}`;
@@ -205,7 +205,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     const alias = `vt_ali_${hex()}`;
     await run('useradd', ['-o', '-M', '-u', String(await uidOf(owner)), '-s', '/usr/sbin/nologin', alias]);
     cleanup.push(() => runRaw('userdel', [alias]));
-    expect(await codeOf(connector.revokeEphemeral(targetOf(sshd, admin), alias))).toBe('TARGET_INVALID_NAME');
+    expect(await codeOf(connector.deleteUser(targetOf(sshd, admin), { username: alias }))).toBe('TARGET_INVALID_NAME');
     expect((await runRaw('getent', ['passwd', alias])).code).toBe(0);
   }, 60_000);
 
@@ -264,7 +264,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
       });
       await sleep(1000);
       try {
-        await connector.terminateSessions(targetOf(fromLogin, a), user);
+        await connector.terminateSessions(targetOf(fromLogin, a), { username: user });
         for (let i = 0; i < 40 && !closed; i++) await sleep(50);
         expect(closed).toBe(true);
         expect(alive(daemon)).toBe(true);
@@ -287,7 +287,7 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     const bystander = outsider(924, 65534, 65534);
     cleanup.push(() => bystander.kill('SIGKILL'));
     const left = Number((await execOut(v.conn, `setsid sleep 625 </dev/null >/dev/null 2>&1 & echo $!`)).trim());
-    await connector.revokeEphemeral(rootTarget, v.username);
+    await connector.deleteUser(rootTarget, { username: v.username });
     expect(await waitGone(left)).toBe(true);
     expect(await liveOfUid(v.uid)).toBe('');
     expect(alive(bystander.pid!)).toBe(true);
@@ -301,6 +301,6 @@ describe('SSH sessions and one-time accounts against an adversarial account (rea
     });
     for (let i = 0; i < 40 && !(v.conn as unknown as { _sock?: { destroyed?: boolean } })._sock?.destroyed; i++) await sleep(50);
     expect(await liveOfUid(v.uid)).toBe('');
-    await connector.revokeEphemeral(targetOf(sshd, admin), v.username);
+    await connector.deleteUser(targetOf(sshd, admin), { username: v.username });
   }, 60_000);
 });

@@ -426,7 +426,7 @@ describe('checkouts (e2e)', () => {
     });
 
     /** The real PostgreSQL connector, failing the named call once (a target that fails on purpose). */
-    const failingOnce = (call: 'rotate' | 'terminateSessions'): Connector => {
+    const failingOnce = (call: 'updatePassword' | 'terminateSessions'): Connector => {
       const realConnector = new PostgresConnector();
       let failed = false;
       return new Proxy(realConnector, {
@@ -455,7 +455,7 @@ describe('checkouts (e2e)', () => {
       const account = await newAccount();
       const co = (await checkout(operator, account.id).expect(201)).body;
       const first = await real.openSession(account.username, co.credential.password);
-      await withConnector(failingOnce('rotate'), async () => {
+      await withConnector(failingOnce('updatePassword'), async () => {
         await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
       });
       expect(await first.alive()).toBe(false);

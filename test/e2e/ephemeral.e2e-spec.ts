@@ -207,7 +207,7 @@ describe('one-time accounts (e2e)', () => {
     it('retries a removal that fails with backoff, then marks it needs_attention; an admin revoke retries it', async () => {
       const id = await approved();
       const { username } = (await claim(id).expect(200)).body;
-      const failing = failingConnector('revokeEphemeral', 2);
+      const failing = failingConnector('deleteUser', 2);
       vault.get(ConnectorRegistry).register(failing);
       try {
         const res = (await as(vendor).post(`/v1/ephemeral-accounts/${id}/revoke`).expect(200)).body;
@@ -233,9 +233,9 @@ describe('one-time accounts (e2e)', () => {
       const realConnector = new PostgresConnector();
       const lateCreate = new Proxy(realConnector, {
         get: (t, prop, receiver) => {
-          if (prop === 'createEphemeral') {
-            return async (...args: Parameters<PostgresConnector['createEphemeral']>) => {
-              await realConnector.createEphemeral(...args);
+          if (prop === 'newUser') {
+            return async (...args: Parameters<PostgresConnector['newUser']>) => {
+              await realConnector.newUser(...args);
               throw new ConnectorError('TARGET_TIMEOUT', 'injected: no answer in time');
             };
           }
@@ -269,13 +269,14 @@ describe('one-time accounts (e2e)', () => {
       let created: string | undefined;
       const slow = new Proxy(realConnector, {
         get: (t, prop, receiver) => {
-          if (prop === 'createEphemeral') {
-            return async (...args: Parameters<PostgresConnector['createEphemeral']>) => {
+          if (prop === 'newUser') {
+            return async (...args: Parameters<PostgresConnector['newUser']>) => {
               // the reaper runs while the target works, "removes" nothing and closes the row
               await vault.db.query("UPDATE ephemeral_accounts SET claimed_until = now() - interval '1 second' WHERE id = $1", [id]);
               await provisioner().reap();
-              await realConnector.createEphemeral(...args);
+              const res = await realConnector.newUser(...args);
               created = args[1].username;
+              return res;
             };
           }
           const v = Reflect.get(t, prop, receiver) as unknown;
@@ -350,7 +351,7 @@ describe('one-time accounts (e2e)', () => {
   });
 
   /** The real PostgreSQL connector, failing one call `times` times (a target that fails on purpose). */
-  function failingConnector(call: 'createEphemeral' | 'revokeEphemeral', times: number): Connector {
+  function failingConnector(call: 'newUser' | 'deleteUser', times: number): Connector {
     const realConnector = new PostgresConnector();
     let failures = 0;
     return new Proxy(realConnector, {

@@ -1,6 +1,7 @@
 import { ConnectorError, ConnectorErrorCode } from '../../src/connectors/connector.errors';
 import type {
-  AccessInspection, AccountCredential, CallOptions, Connector, ConnectorSupport, ConnectorTarget, EphemeralAccess, VerifyResult,
+  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EphemeralAccess, LoginRequest, NewUserRequest, NewUserResponse,
+  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../../src/connectors/connector.interface';
 import type { TargetType } from '../../src/crypto/password-generator';
 
@@ -121,35 +122,39 @@ export class FakeConnector implements Connector {
     }));
   }
 
-  async rotate(_target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async updatePassword(_target: ConnectorTarget, account: UpdatePasswordRequest, opts?: CallOptions): Promise<void> {
     return this.call('updatePassword', account.username, opts, () => {
       if (!this.users.has(account.username)) throw new ConnectorError('TARGET_ERROR', 'fake target: no such account');
       this.users.set(account.username, account.password);
     });
   }
 
-  async login(_target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async login(_target: ConnectorTarget, account: LoginRequest, opts?: CallOptions): Promise<void> {
     return this.call('login', account.username, opts, () => {
       if (this.users.get(account.username) !== account.password) throw new ConnectorError('TARGET_AUTH_FAILED', 'fake target: login refused');
     });
   }
 
-  async createEphemeral(_target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
+  async newUser(_target: ConnectorTarget, account: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse> {
     return this.call('newUser', account.username, opts, () => {
       if (this.users.has(account.username)) throw new ConnectorError('TARGET_ERROR', 'fake target: the account exists');
       this.users.set(account.username, account.password);
-      this.created.set(account.username, access);
+      this.created.set(account.username, account.access);
+      // as the real ones: SSH expires from the start of the UTC day after validUntil, PostgreSQL exactly then
+      const until = account.validUntil;
+      if (!until) return { expiresOnTarget: null };
+      return { expiresOnTarget: this.supports.accountExpiry === 'day' ? new Date((Math.floor(until.getTime() / 86_400_000) + 1) * 86_400_000) : until };
     });
   }
 
-  async revokeEphemeral(_target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async deleteUser(_target: ConnectorTarget, { username }: DeleteUserRequest, opts?: CallOptions): Promise<void> {
     return this.call('deleteUser', username, opts, () => {
       this.users.delete(username);
       this.created.delete(username);
     });
   }
 
-  async terminateSessions(_target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async terminateSessions(_target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     return this.call('terminateSessions', username, opts, () => undefined);
   }
 

@@ -1,6 +1,9 @@
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { ConnectorError } from '../connector.errors';
-import { AccessInspection, AccountCredential, CallOptions, ConnectorSupport, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+import {
+  AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse,
+  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
+} from '../connector.interface';
 import { catalogGrantRefusals, MysqlGrant, staticGrantRefusals } from './mysql-access';
 import { identityRefusal, openVerifiedConnection, tlsConnectionOptions, tlsDescription } from './mysql-identity';
 
@@ -45,22 +48,25 @@ export class MysqlConnector implements Connector {
     return this.asAdmin(target, opts, async (c) => (await currentUser(c)).user === username);
   }
 
-  async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async updatePassword(target: ConnectorTarget, account: UpdatePasswordRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
       await c.query('ALTER USER ?@? IDENTIFIED BY ?', [account.username, accountHost(target), account.password]);
     });
   }
 
-  async login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async login(target: ConnectorTarget, account: LoginRequest, opts?: CallOptions): Promise<void> {
     await this.connect(target, { user: account.username, password: account.password }, opts, async (c) => {
       await c.query('SELECT 1');
     });
   }
 
-  /** `access.validUntil` is ignored: MySQL/MariaDB have no account expiry, the vault's reaper is the only remover. */
-  async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
+  /**
+   * MySQL/MariaDB have no account expiry (`supports.accountExpiry: 'none'`): a request with `validUntil` is refused
+   * (TARGET_UNSUPPORTED) before it gets here, and the vault's reaper is the only remover.
+   */
+  async newUser(target: ConnectorTarget, account: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse> {
     // defence in depth: the allow-list again, before anything touches the target
-    const grants: MysqlGrant[] = access.grants ?? [];
+    const grants: MysqlGrant[] = account.access.grants ?? [];
     const refused = staticGrantRefusals(grants);
     if (refused.length) throw new ConnectorError('TARGET_INVALID_NAME', `a grant is not allowed: ${refused.join('; ')}`);
     await this.asAdmin(target, opts, async (c) => {
@@ -74,6 +80,7 @@ export class MysqlConnector implements Connector {
         await c.query(`GRANT ${g.privileges.map((p) => p.toUpperCase()).join(', ')} ON ${on} TO ?@?`, [account.username, accountHost(target)]);
       }
     });
+    return { expiresOnTarget: null };
   }
 
   /**
@@ -81,7 +88,7 @@ export class MysqlConnector implements Connector {
    * tables and indexes: MySQL objects without an owner, they stay as data; no view, routine, trigger or event (the
    * only objects that run with their definer's rights) can have been created, the allow-list never grants that.
    */
-  async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async deleteUser(target: ConnectorTarget, { username }: DeleteUserRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
       // locked first, so no new session can start between the KILLs and the DROP (which leaves open sessions running)
       await c.query('ALTER USER IF EXISTS ?@? ACCOUNT LOCK', [username, accountHost(target)]);
@@ -90,7 +97,7 @@ export class MysqlConnector implements Connector {
     });
   }
 
-  async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async terminateSessions(target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, (c) => killSessions(c, username));
   }
 

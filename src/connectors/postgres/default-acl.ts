@@ -5,9 +5,9 @@ import type { Client } from 'pg';
  * run `ALTER DEFAULT PRIVILEGES FOR ROLE <grp> … GRANT … TO PUBLIC`: the entry belongs to the group role, so
  * DROP OWNED BY the account leaves it, and every object the group role creates later is handed out by it.
  *
- * So createEphemeral records, per database the account can connect to, the default privileges of the granted roles
+ * So newUser records, per database the account can connect to, the default privileges of the granted roles
  * and every role they belong to, in a COMMENT ON ROLE of the account itself: only a superuser or a CREATEROLE role
- * (on 16+: with ADMIN OPTION on it) may change that comment, which the account never is. revokeEphemeral reads it
+ * (on 16+: with ADMIN OPTION on it) may change that comment, which the account never is. deleteUser reads it
  * back before dropping the account, and puts those roles' default privileges back as they were recorded: what
  * appeared while the account existed is revoked, what disappeared is granted again; older entries stay as they were.
  */

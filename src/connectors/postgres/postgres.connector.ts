@@ -1,7 +1,8 @@
 import { Client, escapeIdentifier } from 'pg';
 import { ConnectorError } from '../connector.errors';
 import {
-  AccessInspection, AccountCredential, CallOptions, ConnectorSupport, Capability, Connector, ConnectorTarget, EphemeralAccess, VerifyResult,
+  AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse,
+  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connector.interface';
 import { adminFacts, AdminFacts, inspectDatabase, inspectRole, inspectRoleInDatabase } from './access-check';
 import { defaultAcls, DefaultAclSnapshot, reachableDatabases, readSnapshot, restoreStatements, rolesAndAncestors, snapshotComment } from './default-acl';
@@ -104,7 +105,7 @@ export class PostgresConnector implements Connector {
     });
   }
 
-  async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async updatePassword(target: ConnectorTarget, account: UpdatePasswordRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
       // a missing role makes ALTER ROLE fail on its own (42704): no extra round trip to check first
       try {
@@ -116,13 +117,15 @@ export class PostgresConnector implements Connector {
     });
   }
 
-  async login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async login(target: ConnectorTarget, account: LoginRequest, opts?: CallOptions): Promise<void> {
     await this.connect(target, { user: account.username, password: account.password }, opts, async (c) => {
       await c.query('SELECT 1');
     });
   }
 
-  async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
+  /** `validUntil` is exact: `VALID UNTIL` (checked by password authentication; open sessions are not ended). */
+  async newUser(target: ConnectorTarget, account: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse> {
+    const { access } = account;
     await this.asAdmin(target, opts, async (c) => {
       // the allow-list again, against the catalog as it is now: nothing privileged is handed out whoever asks
       const admin = await adminFacts(c);
@@ -132,7 +135,7 @@ export class PostgresConnector implements Connector {
       const snapshot = await this.defaultAclSnapshot(target, opts, c, grantRoles, access.database);
       const role = c.escapeIdentifier(account.username);
       // the backstop: password logins stop at validUntil by themselves, should the vault be down at expiry
-      const validUntil = access.validUntil ? ` VALID UNTIL ${c.escapeLiteral(access.validUntil.toISOString())}` : '';
+      const validUntil = account.validUntil ? ` VALID UNTIL ${c.escapeLiteral(account.validUntil.toISOString())}` : '';
       await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}${validUntil}`);
       // before it holds any role: what those roles' default privileges were, where the account itself cannot change it
       if (snapshot) await c.query(`COMMENT ON ROLE ${role} IS ${c.escapeLiteral(snapshotComment(snapshot))}`);
@@ -144,9 +147,10 @@ export class PostgresConnector implements Connector {
       const how = admin.major >= 16 ? ' WITH INHERIT TRUE, SET FALSE' : '';
       for (const granted of access.grantRoles ?? []) await c.query(`GRANT ${c.escapeIdentifier(granted)} TO ${role}${how}`);
     });
+    return { expiresOnTarget: account.validUntil ?? null };
   }
 
-  async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async deleteUser(target: ConnectorTarget, { username }: DeleteUserRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
       const found = await this.roleFacts(c, username);
       if (!found) return; // already gone
@@ -188,7 +192,7 @@ export class PostgresConnector implements Connector {
     });
   }
 
-  async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async terminateSessions(target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => this.endSessions(c, username, await adminFacts(c)));
   }
 
@@ -246,7 +250,7 @@ export class PostgresConnector implements Connector {
   }
 
   /**
-   * Puts the default privileges recorded at createEphemeral back, in every recorded database: the admin takes the
+   * Puts the default privileges recorded at newUser back, in every recorded database: the admin takes the
    * privileges of each role it must change for the moment (GRANT … TO CURRENT_USER), and gives them up again.
    */
   private async restoreDefaultAcls(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, oid: string, admin: AdminFacts): Promise<void> {

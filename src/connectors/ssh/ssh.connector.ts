@@ -1,6 +1,9 @@
 import { SSH_FORBIDDEN_GROUPS } from '../names';
 import { ConnectorError } from '../connector.errors';
-import { AccessInspection, AccountCredential, CallOptions, ConnectorSupport, Connector, ConnectorTarget, EphemeralAccess, VerifyResult } from '../connector.interface';
+import {
+  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse, TerminateSessionsRequest,
+  UpdatePasswordRequest, VerifyResult,
+} from '../connector.interface';
 import { probeCapabilities } from './ssh-capabilities';
 import { processesToEnd } from './ssh-processes';
 import { endProcesses, freeUid, isUidMark, loginDefs, markUid, namesWithUid, oneTimeUidRange, uidOf } from './ssh-remote';
@@ -58,22 +61,25 @@ export class SshConnector implements Connector {
     });
   }
 
-  async rotate(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async updatePassword(target: ConnectorTarget, account: UpdatePasswordRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (shell) => {
       if ((await uidOf(shell, account.username)) === undefined) throw new ConnectorError('TARGET_ERROR', `user ${account.username} does not exist on the target`);
       await shell.mustSudo('chpasswd', `${account.username}:${account.password}\n`, 'chpasswd failed');
     });
   }
 
-  async login(target: ConnectorTarget, account: AccountCredential, opts?: CallOptions): Promise<void> {
+  async login(target: ConnectorTarget, account: LoginRequest, opts?: CallOptions): Promise<void> {
     await sshSession(target, { username: account.username, password: account.password }, opts, async () => undefined);
   }
 
-  async createEphemeral(target: ConnectorTarget, account: AccountCredential, access: EphemeralAccess, opts?: CallOptions): Promise<void> {
+  /** `validUntil` has day granularity: the account expires at the start of the UTC day after it (see {@link expiryDate}). */
+  async newUser(target: ConnectorTarget, account: NewUserRequest, opts?: CallOptions): Promise<NewUserResponse> {
+    const { access } = account;
+    // the backstop: the account expires on the target by itself, should the vault be down at expiry
+    const expiresOn = account.validUntil ? expiryDate(account.validUntil) : undefined;
     await this.asAdmin(target, opts, async (shell) => {
       const groups = access.groups?.length ? ` -G ${shQuote(access.groups.join(','))}` : '';
-      // the backstop: the account expires on the target by itself, should the vault be down at expiry
-      const expires = access.validUntil ? ` -e ${shQuote(expiryDate(access.validUntil))}` : '';
+      const expires = expiresOn ? ` -e ${shQuote(expiresOn)}` : '';
       const defs = await loginDefs(shell);
       // A uid above every account's (pamvault-uid-<uid> keeps the highest a removed one-time account had), that no group
       // and no process uses: an earlier user's leftover processes or files (a setuid shell) never become this
@@ -89,9 +95,10 @@ export class SshConnector implements Connector {
       }
       await shell.mustSudo('chpasswd', `${account.username}:${account.password}\n`, 'chpasswd failed');
     });
+    return { expiresOnTarget: expiresOn ? new Date(`${expiresOn}T00:00:00Z`) : null };
   }
 
-  async revokeEphemeral(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async deleteUser(target: ConnectorTarget, { username }: DeleteUserRequest, opts?: CallOptions): Promise<void> {
     const user = shQuote(username);
     await this.asAdmin(target, opts, async (shell) => {
       const uid = await uidOf(shell, username);
@@ -133,7 +140,7 @@ export class SshConnector implements Connector {
     });
   }
 
-  async terminateSessions(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<void> {
+  async terminateSessions(target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (shell) => {
       const uid = await uidOf(shell, username);
       await endProcesses(shell, (t) => processesToEnd(t, username, uid), `the sessions of ${username}`);
@@ -153,7 +160,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * (shadow expiry is a day count; PAM refuses the account from the start of that UTC day). Strictly checked,
  * since it is put on a command line: YYYY-MM-DD that is exactly that day.
  */
-export function expiryDate(validUntil: Date): string {
+function expiryDate(validUntil: Date): string {
   const t = validUntil instanceof Date ? validUntil.getTime() : NaN;
   if (!Number.isFinite(t) || t < 0) throw new ConnectorError('TARGET_INVALID_NAME', 'validUntil is not a valid date');
   const day = Math.floor(t / DAY_MS) + 1;
