@@ -6,7 +6,10 @@ import { PostgresConnector } from './postgres/postgres.connector';
 import { SafeConnector } from './safe-connector';
 import { SshConnector } from './ssh/ssh.connector';
 
-/** The connectors by target type, each behind the sanitising, deadline-keeping wrapper. */
+/**
+ * The connectors by target type, each behind the sanitising, deadline-keeping wrapper. Services never use it directly:
+ * they reach a target through `TargetsService.connect()` (src/targets/target-connection.ts), which gets its connector here.
+ */
 @Injectable()
 export class ConnectorRegistry {
   private readonly connectors = new Map<TargetType, Connector>(

@@ -181,14 +181,6 @@ export class TargetsService {
   }
 
   /**
-   * What a connector needs to act on this target as its administrator.
-   * @deprecated use {@link connect}: services no longer assemble `registry.get(type)` and this themselves.
-   */
-  async connectorTarget(target: TargetEntity): Promise<ConnectorTarget> {
-    return connectorTargetOf(target, await this.adminSecret(target));
-  }
-
-  /**
    * Logs in with the admin credential and reports every capability the vault needs (all at once). An SSH target
    * without a pinned host key is never logged in to: the first verify answers 409 TARGET_HOST_KEY_UNPINNED with the
    * key the server presents; the admin compares it with the server out of band and verifies again with

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { AccountEntity, accountSecretRef } from '../../src/accounts/account.entity';
-import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { TargetEntity } from '../../src/targets/target.entity';
 import { TargetsService } from '../../src/targets/targets.service';
@@ -106,10 +105,10 @@ describe('several instances on one database (built vault ×3, real PostgreSQL ta
     expect(log).not.toMatch(/ALTER ROLE "[^"]+" WITH PASSWORD '(?!SCRAM-SHA-256\$)/);
 
     const ds = setup.get(DataSource);
-    const ct = await setup.get(TargetsService).connectorTarget(await ds.getRepository(TargetEntity).findOneByOrFail({ id: target.id }));
+    const conn = await setup.get(TargetsService).connect(await ds.getRepository(TargetEntity).findOneByOrFail({ id: target.id }));
     for (const id of ids) {
       const a = await ds.getRepository(AccountEntity).findOneByOrFail({ id });
-      await setup.get(ConnectorRegistry).get('postgres').login(ct, { username: a.username, password: setup.get(SecretBoxService).decrypt(accountSecretRef(id), a.passwordSecret!) });
+      await conn.login({ username: a.username, password: setup.get(SecretBoxService).decrypt(accountSecretRef(id), a.passwordSecret!) });
     }
   }, 120_000);
 });
