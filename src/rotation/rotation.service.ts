@@ -54,8 +54,11 @@ export class RotationService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** `POST /v1/accounts/:id/rotate`: writes the pending rotation now and does the target work in the background. */
-  async request(actor: Actor, accountId: string): Promise<{ rotationId: string }> {
+  /**
+   * `POST /v1/accounts/:id/rotate`: writes the pending rotation now and does the target work in the background (or,
+   * with `wait`, before returning, for callers that want the outcome: bench/rotation).
+   */
+  async request(actor: Actor, accountId: string, opts: { wait?: boolean } = {}): Promise<{ rotationId: string }> {
     const { rotationId, fresh } = await this.uow.run(async (tx) => {
       const account = await this.accounts.find(tx.em, accountId, true);
       if (account.status === 'rotating') {
@@ -66,7 +69,10 @@ export class RotationService {
       if (account.status === 'checked_out') throw Errors.conflict('ACCOUNT_CHECKED_OUT', 'the account is checked out; it rotates at check-in');
       return { rotationId: await this.writeAhead(tx, account, 'manual', actor), fresh: true };
     });
-    if (fresh) void this.work.track(this.execute(rotationId));
+    if (fresh) {
+      const done = this.work.track(this.execute(rotationId));
+      if (opts.wait) await done; // bench/rotation measures the whole rotation
+    }
     return { rotationId };
   }
 
