@@ -6,6 +6,7 @@ import { SecretBoxService } from '../crypto/secret-box.service';
 import { isUniqueViolation, keysetPage } from '../database/queries';
 import { MetricsService } from '../metrics/metrics.service';
 import { targetAddressColumnsSql } from '../targets/target-sql';
+import { TargetsService } from '../targets/targets.service';
 import { AccountEntity, accountSecretRef } from './account.entity';
 import { ACCOUNT_STATUSES, AccountStatus, AccountTransition, fromStatusSql } from './account-states';
 import { AccountPolicy, effectivePolicy } from './policy';
@@ -71,9 +72,18 @@ export class AccountStore implements OnModuleInit {
     private readonly dataSource: DataSource,
     private readonly secrets: SecretBoxService,
     private readonly metrics: MetricsService,
+    private readonly targets: TargetsService,
   ) {}
 
   onModuleInit(): void {
+    // the targets module asks before it deletes a target or takes a new admin: accounts are what it cannot see
+    this.targets.registerUsage({
+      order: 1,
+      count: async (em, targetId) => (await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1', [targetId]))[0].n as number,
+      deleteRefusal: (n) => `target has ${n} account(s); delete them first`,
+      hasUsername: async (em, targetId, username) =>
+        (await em.query('SELECT EXISTS (SELECT 1 FROM accounts WHERE target_id = $1 AND username = $2) AS taken', [targetId, username]))[0].taken as boolean,
+    });
     this.metrics.stateGauge({
       name: 'vault_accounts',
       help: 'Accounts by status (needs_attention: rotation kept failing, someone must look)',

@@ -12,6 +12,7 @@ import { DecryptionError } from '../crypto/aead';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { Actor } from '../common/actor';
 import { TargetConnection } from './target-connection';
+import { TargetUsage } from './target-usage';
 import { TargetEntity } from './target.entity';
 import {
   CreateTargetDto, mapTarget, normalizeCertSha256, pemCertificates, TargetAdminDto, TargetListQuery, TargetOptionsDto, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView,
@@ -63,6 +64,14 @@ export class TargetsService {
     private readonly connectors: ConnectorRegistry,
   ) {}
 
+  private readonly usages: TargetUsage[] = [];
+
+  /** Another module tells what it keeps on targets (src/targets/target-usage.ts). */
+  registerUsage(usage: TargetUsage): void {
+    this.usages.push(usage);
+    this.usages.sort((a, b) => a.order - b.order);
+  }
+
   async create(actor: Actor, dto: CreateTargetDto): Promise<TargetView> {
     const options = checkOptions(dto.type, dto.options ?? {});
     const credentials = checkAdmin(dto.type, dto.admin);
@@ -104,8 +113,7 @@ export class TargetsService {
         changes.adminCredentials = checkAdmin(current.type, dto.admin);
         changes.adminUsername = dto.admin.username;
         // the vault rotates its accounts' passwords: an admin that is one of them would be locked out by the next rotation
-        const [{ n }]: Array<{ n: number }> = await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1 AND username = $2', [id, dto.admin.username]);
-        if (n > 0) throw adminIsAccount();
+        for (const usage of this.usages) if (await usage.hasUsername?.(em, id, dto.admin.username)) throw adminIsAccount();
       }
       const before = secretRef(current);
       const after = secretRef({ ...current, ...changes });
@@ -117,8 +125,8 @@ export class TargetsService {
       if ((relocated || after.context !== before.context) && dto.admin === undefined) throw adminCredentialRequired();
       // a one-time account lives on the server it was created on (MySQL: under its account host): moving the target
       // under it would send its removal elsewhere and leave it behind
-      if (relocated && (await openEphemeralCount(em, id)) > 0) {
-        throw Errors.conflict('TARGET_IN_USE', 'the target has one-time accounts that are not ended yet; revoke them before moving it');
+      for (const usage of relocated ? this.usages : []) {
+        if (usage.moveRefusal && (await usage.count(em, id)) > 0) throw Errors.conflict('TARGET_IN_USE', usage.moveRefusal);
       }
       if (dto.admin !== undefined) changes.adminSecret = this.secrets.encrypt(after, JSON.stringify(secretOf(dto.admin)));
       if (Object.keys(changes).length === 0) return current;
@@ -138,11 +146,11 @@ export class TargetsService {
   async remove(actor: Actor, id: string): Promise<void> {
     await this.uow.run(async ({ em, audit }) => {
       const current = await this.find(em, id, true);
-      const [{ n }] = await em.query('SELECT count(*)::int AS n FROM accounts WHERE target_id = $1', [id]);
-      if (n > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${n} account(s); delete them first`);
-      // one-time accounts that may still exist on it (or be created) must be removed by the vault first
-      const open = await openEphemeralCount(em, id);
-      if (open > 0) throw Errors.conflict('TARGET_IN_USE', `target has ${open} one-time account(s) not ended yet; revoke them first`);
+      // its accounts go first; one-time accounts that may still exist on it (or be created) must be removed by the vault
+      for (const usage of this.usages) {
+        const n = await usage.count(em, id);
+        if (n > 0) throw Errors.conflict('TARGET_IN_USE', usage.deleteRefusal(n));
+      }
       await em.getRepository(TargetEntity).delete({ id });
       await audit({ type: 'target.deleted', actor, subjectType: 'target', subjectId: id, details: { name: current.name } });
     });
@@ -270,15 +278,6 @@ function connectorTargetOf(target: TargetEntity, admin: TargetAdminSecret): Conn
     adminPassphrase: admin.passphrase,
     options: target.options,
   };
-}
-
-/** One-time accounts of a target that exist, may exist, or may still be created on it. */
-async function openEphemeralCount(em: EntityManager, targetId: string): Promise<number> {
-  const [{ n }]: Array<{ n: number }> = await em.query(
-    "SELECT count(*)::int AS n FROM ephemeral_accounts WHERE target_id = $1 AND status NOT IN ('denied', 'revoked', 'expired')",
-    [targetId],
-  );
-  return n;
 }
 
 const adminCredentialRequired = () =>
