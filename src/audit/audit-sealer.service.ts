@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { KeyringService } from '../crypto/keyring.service';
+import { ClaimedWork } from '../database/claimed-work';
 import { ChainHead, chainLink, GENESIS_HASH, headMac } from './audit-chain';
 
 /** Held by whoever links events into the chain: the sealer (try-lock, per pass) or verify (waits). */
@@ -23,6 +24,7 @@ export class AuditSealer implements BeforeApplicationShutdown {
   constructor(
     private readonly dataSource: DataSource,
     private readonly keyring: KeyringService,
+    private readonly work: ClaimedWork,
   ) {}
 
   /** Asks for a sealing pass soon; calls made while one runs are folded into one more pass. */
@@ -62,10 +64,15 @@ export class AuditSealer implements BeforeApplicationShutdown {
     }
   }
 
-  /** Before the database is closed (onApplicationShutdown is when TypeORM closes it): running work finishes first. */
+  /**
+   * Before the database is closed (onApplicationShutdown is when TypeORM closes it): the background work still running
+   * (rotations, session cleanups, removals — ClaimedWork, a global module whose own hook runs after this one) commits
+   * its last events first, then every sealing pass asked for so far runs, so nothing this instance wrote stays unsealed.
+   */
   async beforeApplicationShutdown(): Promise<void> {
+    await this.work.settle();
+    while (this.running) await this.running;
     this.closed = true;
-    await this.running;
   }
 
   /** Seals every unsealed event `em` can see. The caller holds SEAL_LOCK. */
