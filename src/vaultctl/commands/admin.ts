@@ -8,29 +8,12 @@ import { fields, morePages, out, table } from '../output';
 import { interactive, promptHidden, readLineFromStdin } from '../prompt';
 import type { Runtime } from '../runtime';
 import { allPages, commaList, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
-import type { AccountView } from '../../account-admin/accounts.dto';
-import type { TargetView, VerifyView } from '../../targets/targets.dto';
+import type { AccountView, ServiceTokenView as TokenView, TargetView, UserView, VerifyView } from '../../views';
 
 const ROLES = ['admin', 'operator', 'approver', 'vendor', 'auditor', 'scheduler'];
 
 
 
-interface UserView {
-  id: string;
-  username: string;
-  roles: string[];
-  disabled: boolean;
-  mfaEnrolled: boolean;
-}
-
-interface TokenView {
-  id: string;
-  name: string;
-  roles: string[];
-  expiresAt: string | null;
-  revokedAt: string | null;
-  createdAt: string;
-}
 
 /** A JSON file given to an option: a usage error (not a crash) when unreadable or not JSON. */
 function readJsonFile(path: string, option: string): Record<string, unknown> {

@@ -1,4 +1,4 @@
-import type { AuditEventView } from '../../audit/audit.dto';
+import type { AuditEventView } from '../../views';
 import { Command } from 'commander';
 import { Context } from '../context';
 import { clean, EXIT, usage } from '../errors';

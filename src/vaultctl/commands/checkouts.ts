@@ -7,9 +7,7 @@ import { fields, morePages, note, out, short, table } from '../output';
 import type { Runtime } from '../runtime';
 import { allPages, approvalsThatCount, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
 // the API's own shapes (type-only: nothing of the server is loaded by the CLI)
-import type { AccountView } from '../../account-admin/accounts.dto';
-import type { CheckoutView } from '../../checkouts/checkouts.dto';
-import type { TargetView } from '../../targets/targets.dto';
+import type { AccountView, CheckoutView, TargetView } from '../../views';
 
 export type { CheckoutView };
 

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import type { ClaimView, EphemeralView } from '../../ephemeral/ephemeral.dto';
+import type { ClaimView, EphemeralView } from '../../views';
 import { seg } from '../client';
 import { Context } from '../context';
 import { usage } from '../errors';

@@ -5,13 +5,9 @@ import { ApiError, CliError, clean, EXIT, usage } from '../errors';
 import { note, out, table } from '../output';
 import { Progress } from '../progress';
 import type { Runtime } from '../runtime';
+import type { RotationView } from '../../views';
 import { allPages, intIn, Page } from './common';
 
-interface RotationView {
-  id: string;
-  status: 'pending' | 'succeeded' | 'failed' | 'discarded';
-  errorCode: string | null;
-}
 
 export type Outcome = 'succeeded' | 'requested' | 'failed' | 'skipped';
 
