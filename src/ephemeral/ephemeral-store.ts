@@ -6,6 +6,7 @@ import type { ClaimedWork, Queryable } from '../database/claimed-work';
 import { findByIdOrThrow, keysetPage } from '../database/queries';
 import { userLacksRoleSql } from '../identity/user-standing';
 import { MetricsService } from '../metrics/metrics.service';
+import { TargetsService } from '../targets/targets.service';
 import type { EphemeralPolicy } from './ephemeral-policy';
 import { EphemeralListQuery } from './ephemeral.dto';
 import { EphemeralAccountEntity, EphemeralApprovalEntity, EphemeralEndReason, EphemeralStatus } from './ephemeral.entity';
@@ -48,10 +49,21 @@ export class EphemeralStore implements OnModuleInit {
   constructor(
     private readonly dataSource: DataSource,
     private readonly metrics: MetricsService,
+    private readonly targets: TargetsService,
   ) {}
 
-  /** The one-time accounts gauge is read here, by the table's owner (the joint vault_pending_approvals reads countPendingApproval). */
+  /**
+   * The targets module asks before it deletes or moves a target: a one-time account that exists, may exist or may
+   * still be created there must be removed by the vault first (moved, its removal would go elsewhere). The one-time
+   * accounts gauge is read here, by the table's owner (the joint vault_pending_approvals reads countPendingApproval).
+   */
   onModuleInit(): void {
+    this.targets.registerUsage({
+      order: 2,
+      count: (em, targetId) => this.countOpenOnTarget(em, targetId),
+      deleteRefusal: (n) => `target has ${n} one-time account(s) not ended yet; revoke them first`,
+      moveRefusal: 'the target has one-time accounts that are not ended yet; revoke them before moving it',
+    });
     this.metrics.stateGauge({
       name: 'vault_ephemeral_accounts',
       help: 'One-time accounts that exist or may exist on targets, by status (needs_attention: removal kept failing)',

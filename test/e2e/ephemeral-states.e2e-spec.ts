@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { INSTANCE_ID } from '../../src/database/claimed-work';
 import { EphemeralStore } from '../../src/ephemeral/ephemeral-store';
+import { EphemeralModule } from '../../src/ephemeral/ephemeral.module';
 import { allowedChanges, EPHEMERAL_STATUSES, EPHEMERAL_TRANSITIONS, EphemeralTransition } from '../../src/ephemeral/ephemeral-states';
 import type { EphemeralStatus } from '../../src/ephemeral/ephemeral.entity';
 import { buildModule, ModuleHarness } from '../support/module-harness';
@@ -32,7 +33,7 @@ describe('one-time account state machine (real database)', () => {
   const q = () => h.dataSource;
 
   beforeAll(async () => {
-    h = await buildModule({ providers: [EphemeralStore] });
+    h = await buildModule({ imports: [EphemeralModule] });
     store = h.get(EphemeralStore);
     [vendorId, requesterId, targetId] = [randomUUID(), randomUUID(), randomUUID()];
     for (const [id, role] of [[vendorId, 'vendor'], [requesterId, 'operator']]) {
