@@ -1,4 +1,4 @@
-import type { Actor } from '../identity/actor';
+import type { Actor } from '../common/actor';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 

@@ -3,7 +3,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import type { Request } from 'express';
 import { Strategy } from 'passport-http-bearer';
 import { Errors } from '../common/errors';
-import { Actor } from './actor';
+import { Actor } from '../common/actor';
 import { IdentityService } from './identity.service';
 
 /**

@@ -4,7 +4,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { IsString, Matches } from 'class-validator';
 import { AllowWithoutMfa, CurrentActor, Public, Roles } from '../common/auth.decorators';
 import { ApiErrors } from '../common/api-errors';
-import { Actor, ROLES } from './actor';
+import { Actor, ROLES } from '../common/actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { IdentityService } from './identity.service';
 import { EnrollmentConfirmed, MfaService } from './mfa.service';

@@ -1,6 +1,6 @@
 import { IsString, Matches, MaxLength, MinLength } from 'class-validator';
 import { Optional } from '../common/validation';
-import type { Role } from './actor';
+import type { Role } from '../common/actor';
 
 export class LoginDto {
   @IsString() @MinLength(1) @MaxLength(128) username: string;

@@ -7,7 +7,7 @@ import { AuditQueryService } from '../audit/audit-query.service';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
-import { Actor } from './actor';
+import { Actor } from '../common/actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { MfaService } from './mfa.service';
 import { PasswordHasher } from './password-hasher';

@@ -8,7 +8,7 @@ import { SecretBoxService } from '../crypto/secret-box.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { findByIdOrThrow } from '../database/queries';
 import { MetricsService } from '../metrics/metrics.service';
-import { Actor } from './actor';
+import { Actor } from '../common/actor';
 import { insertSession } from './sessions';
 import { ThrottleService } from './throttle.service';
 import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';

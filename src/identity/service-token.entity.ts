@@ -1,5 +1,5 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
-import type { Role } from './actor';
+import type { Role } from '../common/actor';
 
 /** A scheduler's credential. Only its SHA-256 is stored; the token is shown once, at creation. */
 @Entity({ name: 'service_tokens' })

@@ -3,7 +3,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page, PageQuery } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
-import { Actor } from './actor';
+import { Actor } from '../common/actor';
 import { ServiceTokensService } from './service-tokens.service';
 import { CreateServiceTokenDto, ServiceTokenView } from './users.dto';
 

@@ -6,7 +6,7 @@ import { Clock } from '../common/clock';
 import { Errors } from '../common/errors';
 import { Page, PageQuery } from '../common/pagination';
 import { findByIdOrThrow, keysetPage } from '../database/queries';
-import { Actor } from './actor';
+import { Actor } from '../common/actor';
 import { hashToken, newToken, SERVICE_TOKEN_PREFIX } from './identity.service';
 import { ServiceTokenEntity } from './service-token.entity';
 import { CreateServiceTokenDto, mapServiceToken, ServiceTokenView } from './users.dto';

@@ -1,5 +1,5 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn } from 'typeorm';
-import type { Role } from './actor';
+import type { Role } from '../common/actor';
 
 @Entity({ name: 'users' })
 export class UserEntity {

@@ -4,7 +4,7 @@ import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { ApiErrors } from '../common/api-errors';
-import { Actor } from './actor';
+import { Actor } from '../common/actor';
 import { MfaService } from './mfa.service';
 import { CreateUserDto, UpdateUserDto, UserListQuery, UserView } from './users.dto';
 import { UsersService } from './users.service';

@@ -1,7 +1,7 @@
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsBoolean, IsIn, IsString, Matches, MaxLength, MinLength } from 'class-validator';
 import { PageQuery } from '../common/pagination';
 import { IsTimestamp, Optional } from '../common/validation';
-import { Role, ROLES } from './actor';
+import { Role, ROLES } from '../common/actor';
 import { ServiceTokenEntity } from './service-token.entity';
 import { UserEntity } from './user.entity';
 

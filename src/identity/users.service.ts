@@ -5,7 +5,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { Errors } from '../common/errors';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
-import { Actor } from './actor';
+import { Actor } from '../common/actor';
 import { PasswordHasher } from './password-hasher';
 import { UserEntity } from './user.entity';
 import { CreateUserDto, mapUser, UpdateUserDto, UserListQuery, UserView } from './users.dto';

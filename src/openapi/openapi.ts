@@ -10,7 +10,7 @@ import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import type { OperationObject, ParameterObject, ReferenceObject, ResponseObject, SchemaObject } from '@nestjs/swagger';
 import { ALLOW_WITHOUT_MFA, IS_PUBLIC, REQUIRES_MFA, ROLES_KEY } from '../common/auth.decorators';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../common/pagination';
-import type { Role } from '../identity/actor';
+import type { Role } from '../common/actor';
 import { DtoClass, DtoSchemas } from './dto-schema';
 import { API_ERRORS, ERROR_CODES, ErrorCode } from './error-codes';
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ROLES } from '../../src/identity/actor';
+import { ROLES } from '../../src/common/actor';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
 
 /**

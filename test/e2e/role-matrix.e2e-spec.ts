@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Test } from 'supertest';
-import { Role, ROLES } from '../../src/identity/actor';
+import { Role, ROLES } from '../../src/common/actor';
 import { registeredRoutes } from '../support/routes';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
 

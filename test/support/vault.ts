@@ -7,7 +7,7 @@ import { logDestination, redirectLogs } from '../../src/common/logging';
 import { loadConfig } from '../../src/config/config';
 import { KeyringService } from '../../src/crypto/keyring.service';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
-import type { Role } from '../../src/identity/actor';
+import type { Role } from '../../src/common/actor';
 import { TestClock } from './clock';
 import { createTestDatabase, TestDatabase } from './db';
 import { SECRET_SCAN_DIR, secretSentinel } from './secret-sentinel';
