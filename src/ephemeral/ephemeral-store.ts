@@ -10,7 +10,7 @@ import { TargetsService } from '../targets/targets.service';
 import type { EphemeralPolicy } from './ephemeral-policy';
 import { EphemeralListQuery } from './ephemeral.dto';
 import { EphemeralAccountEntity, EphemeralApprovalEntity, EphemeralEndReason, EphemeralStatus } from './ephemeral.entity';
-import { EPHEMERAL_TRANSITIONS, fromSql, ON_TARGET, statusInSql } from './ephemeral-states';
+import { EPHEMERAL_TRANSITIONS, FINAL, fromSql, ON_TARGET, statusInSql } from './ephemeral-states';
 
 /** Where the shared approval mechanics (src/approvals) keep a one-time account's decisions. */
 export const EPHEMERAL_DECISIONS: DecisionTable = { table: 'ephemeral_approvals', requestColumn: 'ephemeral_id' };
@@ -125,7 +125,7 @@ export class EphemeralStore implements OnModuleInit {
   async countOpenOnTarget(em: Queryable, targetId: string): Promise<number> {
     const [{ n }]: Array<{ n: number }> = await answer(
       em,
-      "SELECT count(*)::int AS n FROM ephemeral_accounts WHERE target_id = $1 AND status NOT IN ('denied', 'revoked', 'expired')",
+      `SELECT count(*)::int AS n FROM ephemeral_accounts WHERE target_id = $1 AND NOT ${statusInSql(FINAL)}`,
       [targetId],
     );
     return n;

@@ -3,7 +3,8 @@ import type { EphemeralAccess } from '../connectors/connector.interface';
 
 /**
  * pending_approval → approved → (claim) creating → active → revoking → revoked | expired; denied; needs_attention when
- * removal keeps failing. `creating` is the intent: committed before the account exists on the target.
+ * removal keeps failing. `creating` is the intent: committed before the account exists on the target. The allowed
+ * transitions are EPHEMERAL_TRANSITIONS (ephemeral-states.ts).
  */
 export type EphemeralStatus = 'pending_approval' | 'approved' | 'denied' | 'creating' | 'active' | 'revoking' | 'revoked' | 'expired' | 'needs_attention';
 /**
