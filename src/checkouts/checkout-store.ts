@@ -8,7 +8,7 @@ import { KeyringService } from '../crypto/keyring.service';
 import { ClaimedWork, Queryable } from '../database/claimed-work';
 import { keysetPage } from '../database/queries';
 import { userDisabledSql, userLacksRoleSql } from '../identity/user-standing';
-import { MetricsService } from '../metrics/metrics.service';
+import { MetricsService, PENDING_APPROVALS_GAUGE } from '../metrics/metrics.service';
 import { CheckoutApprovalEntity, CheckoutEntity, CheckoutStatus } from './checkout.entity';
 import { CHECKOUT_UPDATES, endableFrom, EndReason, endStatus } from './checkout-states';
 import { CheckoutListQuery, CheckoutView, mapCheckout } from './checkouts.dto';
@@ -49,6 +49,7 @@ export class CheckoutStore implements OnModuleInit {
       values: WATCH_STATES,
       read: async () => ({ ...(await this.watchCounts(this.dataSource)) }),
     });
+    this.metrics.stateGauge({ ...PENDING_APPROVALS_GAUGE, source: 'checkout', read: async () => ({ checkout: await this.pendingApprovalCount(this.dataSource) }) });
   }
 
   // ---- reads ------------------------------------------------------------------------------------------------

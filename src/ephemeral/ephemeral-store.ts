@@ -5,7 +5,7 @@ import { Page } from '../common/pagination';
 import type { ClaimedWork, Queryable } from '../database/claimed-work';
 import { findByIdOrThrow, keysetPage } from '../database/queries';
 import { userLacksRoleSql } from '../identity/user-standing';
-import { MetricsService } from '../metrics/metrics.service';
+import { MetricsService, PENDING_APPROVALS_GAUGE } from '../metrics/metrics.service';
 import { TargetsService } from '../targets/targets.service';
 import type { EphemeralPolicy } from './ephemeral-policy';
 import { EphemeralListQuery } from './ephemeral.dto';
@@ -71,6 +71,7 @@ export class EphemeralStore implements OnModuleInit {
       values: ON_TARGET,
       read: async () => ({ ...(await this.countOnTargetsByStatus(this.dataSource)) }),
     });
+    this.metrics.stateGauge({ ...PENDING_APPROVALS_GAUGE, source: 'ephemeral', read: async () => ({ ephemeral: await this.countPendingApproval(this.dataSource) }) });
   }
 
   // ---- reads --------------------------------------------------------------------------------------------------

@@ -2,9 +2,18 @@ import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { DataSource } from 'typeorm';
 
+/** One gauge fed by two owners: checkouts and one-time account requests waiting for approvers. */
+export const PENDING_APPROVALS_GAUGE = {
+  name: 'vault_pending_approvals',
+  help: 'Requests waiting for approvers, by kind (checkout, ephemeral: a one-time account)',
+  label: 'kind',
+  values: ['checkout', 'ephemeral'],
+} as const;
+
 /**
  * Prometheus metrics (prom-client). Counters are per instance; gauges that describe shared state (accounts by
- * status, e.g. `needs_attention`) are read from the database at scrape time, so every instance reports the same.
+ * status, e.g. `needs_attention`) are read from the database at scrape time, so every instance reports the same —
+ * each by the module that owns the table, through `stateGauge` (this module names no other module's table).
  * No label ever carries a secret, an id or a user-supplied name: HTTP metrics are labelled with the route
  * pattern (`/v1/checkouts/:id/checkin`), never the requested path.
  */
@@ -60,65 +69,35 @@ export class MetricsService {
         this.set(up);
       },
     });
-    new Gauge({
-      name: 'vault_checkouts',
-      help: 'Checkouts that need watching: open (active, pending_approval), break-glass not yet reviewed, and cleanup that failed (sessions not ended)',
-      labelNames: ['state'] as const,
-      registers: [this.registry],
-      collect: whileDatabaseAnswers(async function (this: Gauge) {
-        const [row]: Array<Record<string, number>> = await dataSource.query(
-          `SELECT count(*) FILTER (WHERE status = 'active')::int AS active,
-                  count(*) FILTER (WHERE status = 'pending_approval')::int AS pending_approval,
-                  count(*) FILTER (WHERE break_glass AND reviewed_at IS NULL)::int AS break_glass_unreviewed,
-                  count(*) FILTER (WHERE cleanup = 'failed')::int AS cleanup_failed
-             FROM checkouts WHERE status IN ('active', 'pending_approval') OR (break_glass AND reviewed_at IS NULL) OR cleanup = 'failed'`,
-        );
-        for (const [state, n] of Object.entries(row)) this.set({ state }, n);
-      }),
-    });
-    new Gauge({
-      name: 'vault_ephemeral_accounts',
-      help: 'One-time accounts that exist or may exist on targets, by status (needs_attention: removal kept failing)',
-      labelNames: ['status'] as const,
-      registers: [this.registry],
-      collect: whileDatabaseAnswers(async function (this: Gauge) {
-        const rows: Array<{ status: string; n: number }> = await dataSource.query(
-          "SELECT status, count(*)::int AS n FROM ephemeral_accounts WHERE status IN ('creating', 'active', 'revoking', 'needs_attention') GROUP BY status",
-        );
-        for (const status of ['creating', 'active', 'revoking', 'needs_attention']) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
-      }),
-    });
-    new Gauge({
-      name: 'vault_pending_approvals',
-      help: 'Requests waiting for approvers, by kind (checkout, ephemeral: a one-time account)',
-      labelNames: ['kind'] as const,
-      registers: [this.registry],
-      collect: whileDatabaseAnswers(async function (this: Gauge) {
-        const [row]: Array<{ checkout: number; ephemeral: number }> = await dataSource.query(
-          `SELECT (SELECT count(*) FROM checkouts WHERE status = 'pending_approval')::int AS checkout,
-                  (SELECT count(*) FROM ephemeral_accounts WHERE status = 'pending_approval')::int AS ephemeral`,
-        );
-        this.set({ kind: 'checkout' }, row.checkout);
-        this.set({ kind: 'ephemeral' }, row.ephemeral);
-      }),
-    });
   }
+
+  /** Per state gauge: its readers by source (several owners may feed one gauge, each its own label values). */
+  private readonly stateReaders = new Map<string, Map<string, () => Promise<Record<string, number>>>>();
 
   /**
    * A gauge of shared state, read from the database at scrape time by the module that owns the table (so every
    * instance reports the same and no statement here names another module's table). `read` answers a value per label
-   * value; known `values` start at 0. While the database does not answer, the gauge keeps its last values.
+   * value; known `values` start at 0. Several owners may feed one gauge (`source` tells them apart; registering the
+   * same source again replaces its reader). While the database does not answer, the gauge keeps its last values.
    */
-  stateGauge<L extends string>(def: { name: string; help: string; label: L; values: readonly string[]; read: () => Promise<Record<string, number>> }): void {
-    if (this.registry.getSingleMetric(def.name)) return; // one registration per registry (a module built twice in tests)
+  stateGauge<L extends string>(def: { name: string; help: string; label: L; values: readonly string[]; source?: string; read: () => Promise<Record<string, number>> }): void {
+    const known = this.stateReaders.get(def.name);
+    if (known) {
+      known.set(def.source ?? def.name, def.read);
+      return;
+    }
+    const readers = new Map([[def.source ?? def.name, def.read]]);
+    this.stateReaders.set(def.name, readers);
+    const values = new Set(def.values);
     new Gauge({
       name: def.name,
       help: def.help,
       labelNames: [def.label],
       registers: [this.registry],
       collect: whileDatabaseAnswers(async function (this: Gauge<L>) {
-        const counts = await def.read();
-        for (const value of new Set([...def.values, ...Object.keys(counts)])) this.set({ [def.label]: value } as Record<L, string>, counts[value] ?? 0);
+        const counts: Record<string, number> = {};
+        for (const read of readers.values()) Object.assign(counts, await read());
+        for (const value of new Set([...values, ...Object.keys(counts)])) this.set({ [def.label]: value } as Record<L, string>, counts[value] ?? 0);
       }),
     });
   }
