@@ -90,7 +90,7 @@ export interface AccessInspection {
   grants?: Array<{ privileges: string[]; on: string }>;
 }
 
-/** What a one-time (ephemeral) account may do, per target type (API.md `access`). */
+/** What a one-time (ephemeral) account may do, per target type (the API's `access` field). */
 export interface EphemeralAccess {
   /** SSH: supplementary groups. */
   groups?: string[];

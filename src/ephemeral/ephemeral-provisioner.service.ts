@@ -26,7 +26,7 @@ const REMOVAL_BACKOFF = { baseSeconds: 15, capSeconds: 3600 } as const;
 const NEEDS_ATTENTION_RETRY_SECONDS = 3600;
 
 /**
- * The target side of one-time accounts (INVARIANTS 11–13), as transitions of the life cycle in ephemeral-states.ts.
+ * The target side of one-time accounts (docs/invariants.md 11–13), as transitions of the life cycle in ephemeral-states.ts.
  * Claim: (1) the intent — status `creating`, the generated username and this instance's claim — is committed; (2) the
  * account is created on the target with a backstop expiry (where the target type has one); (3) it becomes `active`
  * only if this instance still holds the claim. Removal (revoke, expiry, or the reaper finding an intent that never

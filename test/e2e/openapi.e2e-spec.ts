@@ -226,7 +226,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
       if (!mfa && header) fail('has an X-MFA-Code header parameter but is not @RequiresMfa');
     }
     expect(problems).toEqual([]);
-    // the ones API.md marks MFA, as a cross-check of the metadata walk
+    // the ones the API contract marks MFA, as a cross-check of the metadata walk
     const mfaRoutes = [...operations].filter(([, op]) => op['x-mfa-required']).map(([r]) => r);
     expect(mfaRoutes).toEqual(expect.arrayContaining(['POST /v1/checkouts', 'POST /v1/checkouts/:id/reveal', 'POST /v1/ephemeral-accounts/:id/claim', 'POST /v1/checkouts/:id/approve', 'POST /v1/checkouts/:id/review']));
     // admin actions that weaken protection or move secrets (issue 12): the admin's own step-up code
@@ -267,7 +267,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
       if (route.includes('/:') && !byStatus.get('404')?.includes('NOT_FOUND')) fail('an :id route without 404 NOT_FOUND');
     }
     expect(problems).toEqual([]);
-    // a few domain codes where API.md promises them
+    // a few domain codes where the API contract promises them
     const codesOf = (route: string) => operations.get(route)?.['x-error-codes'] ?? [];
     expect(codesOf('POST /v1/checkouts')).toEqual(expect.arrayContaining(['ACCOUNT_CHECKED_OUT', 'ACCOUNT_ROTATING', 'TTL_EXCEEDS_POLICY']));
     expect(codesOf('POST /v1/ephemeral-accounts/:id/claim')).toEqual(expect.arrayContaining(['ALREADY_CLAIMED', 'EXPIRED', 'TARGET_UNREACHABLE']));
@@ -328,7 +328,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     for (const list of ['/v1/users', '/v1/service-tokens', '/v1/targets', '/v1/accounts', '/v1/checkouts', '/v1/ephemeral-accounts', '/v1/audit-events']) {
       expect({ list, params: (doc.paths[list].get.parameters ?? []).map((p) => p.name) }).toEqual({ list, params: expect.arrayContaining(['limit', 'cursor']) });
     }
-    // spot checks against API.md
+    // spot checks against the API contract
     const checkout = resolve(doc.paths['/v1/checkouts'].post.requestBody?.content?.['application/json']?.schema);
     expect(checkout).toMatchObject({ required: expect.arrayContaining(['accountId', 'justification']), properties: { accountId: { type: 'string', format: 'uuid' }, ttlSeconds: { type: 'integer' } } });
     const target = resolve(doc.paths['/v1/targets'].post.requestBody?.content?.['application/json']?.schema);

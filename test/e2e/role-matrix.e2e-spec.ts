@@ -7,7 +7,7 @@ import { startTestVault, TestUser, TestVault } from '../support/vault';
 /**
  * Route × caller matrix, against the running application on the real PostgreSQL.
  *
- * ACCESS below is the source of truth for who may call what (API.md plus the @Roles declarations). The routes
+ * ACCESS below is the source of truth for who may call what (the API contract plus the @Roles declarations). The routes
  * are read from the Express router the application actually built, so a route added later without a row here
  * fails the first test, and a row whose route is gone fails it too.
  */
