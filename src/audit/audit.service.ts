@@ -76,11 +76,6 @@ export class AuditService implements TxParticipant {
     return ids;
   }
 
-  /** @deprecated being replaced by `UnitOfWork.run(({ em, audit }) => …)` at every call site (issue 13). */
-  transaction<T>(work: (em: EntityManager, audit: AuditFn) => Promise<T>): Promise<T> {
-    return this.uow.run((tx) => work(tx.em, tx.audit));
-  }
-
   /** Records a single event on its own (failed logins, denied actions). */
   async recordAlone(input: AuditInput): Promise<string> {
     return this.uow.run((tx) => tx.audit(input));

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { BeforeApplicationShutdown, Global, Inject, Injectable, Logger, Module } from '@nestjs/common';
-import { BackgroundWork } from '../common/background';
 import { DomainException } from '../common/errors';
 import { APP_CONFIG, AppConfig, CrashPointName } from '../config/config';
 
@@ -110,6 +109,27 @@ const TABLE = /^[a-z_][a-z0-9_]*( [a-z_][a-z0-9_]*)?$/;
 function ident(name: string, pattern = IDENT): string {
   if (!pattern.test(name)) throw new Error(`not an identifier: ${name}`);
   return name;
+}
+
+/**
+ * Target work a service runs after its transaction committed (rotations, session cleanup, account removal): tracked
+ * so that shutdown waits for it instead of closing the database under it.
+ */
+class BackgroundWork {
+  private readonly running = new Set<Promise<unknown>>();
+
+  async track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    try {
+      return await p;
+    } finally {
+      this.running.delete(p);
+    }
+  }
+
+  async settle(): Promise<void> {
+    while (this.running.size) await Promise.allSettled([...this.running]);
+  }
 }
 
 @Injectable()
