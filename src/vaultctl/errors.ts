@@ -58,6 +58,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   VALIDATION_FAILED: { exit: EXIT.USAGE, hint: 'the vault refused the input; check the arguments (`vaultctl <command> --help`)' },
   TTL_EXCEEDS_POLICY: { exit: EXIT.USAGE, hint: "ask for a shorter --ttl; the account's or target's policy sets the maximum" },
   TARGET_INVALID_NAME: { exit: EXIT.USAGE, hint: 'a name or value is not allowed on this kind of target' },
+  TARGET_UNSUPPORTED: { exit: EXIT.USAGE, hint: 'this kind of target does not support what was asked (for example an account expiry on MySQL/MariaDB)' },
   POLICY_NOT_ALLOWED: { exit: EXIT.USAGE, hint: 'the policy allows what no one-time account may have on this target; see the refused list' },
   ADMIN_CREDENTIAL_REQUIRED: { exit: EXIT.USAGE, hint: "moving a target (or changing how its identity is checked) needs its admin credential again: send `admin` with the change" },
   PAYLOAD_TOO_LARGE: { exit: EXIT.USAGE, hint: 'the request is too large' },
