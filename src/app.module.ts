@@ -35,6 +35,9 @@ export interface VaultRuntime {
   clock?: Clock;
 }
 
+/** What every feature module runs on (global modules): the module tier's harness builds the same platform. */
+export const PLATFORM_MODULES = [UnitOfWorkModule, ClaimedWorkModule, CryptoModule, ConnectorsModule, MetricsModule, AuditModule, IdentityModule];
+
 @Module({})
 export class AppModule {
   static forRoot(runtime: VaultRuntime): DynamicModule {
@@ -48,13 +51,7 @@ export class AppModule {
           dataSourceFactory: async () => runtime.dataSource,
         }),
         ScheduleModule.forRoot(),
-        UnitOfWorkModule,
-        ClaimedWorkModule,
-        CryptoModule,
-        ConnectorsModule,
-        MetricsModule,
-        AuditModule,
-        IdentityModule,
+        ...PLATFORM_MODULES,
         TargetsModule,
         AccountAdminModule,
         RotationModule,

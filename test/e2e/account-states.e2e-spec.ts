@@ -7,8 +7,7 @@ import { accountSettledSql, AccountStore } from '../../src/accounts/account-stor
 import { AccountsModule } from '../../src/accounts/accounts.module';
 import { DEFAULT_POLICY } from '../../src/accounts/policy';
 import { TargetsModule } from '../../src/targets/targets.module';
-import { TargetsService } from '../../src/targets/targets.service';
-import { buildModule, ModuleHarness, TEST_ADMIN } from '../support/module-harness';
+import { buildModule, ModuleHarness, createFakeTarget } from '../support/module-harness';
 
 /**
  * The account life cycle (src/accounts/account-states.ts) on a real database: every named transition from every
@@ -25,14 +24,7 @@ describe('account state machine (AccountStore on a real database)', () => {
     h = await buildModule({ imports: [AccountsModule, TargetsModule] });
     store = h.get(AccountStore);
     targetId = (
-      await h.get(TargetsService).create(TEST_ADMIN, {
-        name: 'states-pg',
-        type: 'postgres',
-        host: 'pg.invalid',
-        port: 5432,
-        admin: { username: 'vault_admin', password: 'Admin-Password-1' },
-        options: { database: 'postgres' },
-      })
+      await createFakeTarget(h.get, 'states-pg')
     ).id;
   }, 60_000);
   afterAll(() => h?.close());

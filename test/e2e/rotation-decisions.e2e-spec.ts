@@ -6,10 +6,9 @@ import { UnitOfWork } from '../../src/database/unit-of-work';
 import { HeartbeatService } from '../../src/rotation/heartbeat.service';
 import { RotationStore } from '../../src/rotation/rotation-store';
 import { RotationService } from '../../src/rotation/rotation.service';
-import { TargetsService } from '../../src/targets/targets.service';
 import { RotationModule } from '../../src/rotation/rotation.module';
 import { FakeConnector } from '../support/fake-connector';
-import { buildModule, TEST_ADMIN } from '../support/module-harness';
+import { buildModule, createFakeTarget } from '../support/module-harness';
 
 /**
  * Rotation's decisions, tested directly on the rotation module (a real database, a fake PostgreSQL target, no HTTP):
@@ -26,14 +25,7 @@ async function rotationWorld(env: Record<string, string> = {}) {
   const em = () => h.dataSource.manager;
   const newTarget = async () =>
     (
-      await h.get(TargetsService).create(TEST_ADMIN, {
-        name: `pg-${randomBytes(3).toString('hex')}`,
-        type: 'postgres',
-        host: 'pg.invalid',
-        port: 5432,
-        admin: { username: 'vault_admin', password: 'Admin-Password-1' },
-        options: { database: 'postgres' },
-      })
+      await createFakeTarget(h.get, `pg-${randomBytes(3).toString('hex')}`)
     ).id;
   const targetId = await newTarget();
 

@@ -9,10 +9,9 @@ import { AccountStore } from '../../src/accounts/account-store';
 import { DEFAULT_POLICY } from '../../src/accounts/policy';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { RotationService } from '../../src/rotation/rotation.service';
-import { TargetsService } from '../../src/targets/targets.service';
 import { createTestDatabase } from '../support/db';
 import { FakeConnector } from '../support/fake-connector';
-import { TEST_ADMIN } from '../support/module-harness';
+import { TEST_ADMIN, createFakeTarget } from '../support/module-harness';
 import { startTestVault } from '../support/vault';
 
 class SlowFake extends FakeConnector {
@@ -28,14 +27,7 @@ it('a rotation that finishes during shutdown has its audit events committed and 
     const vault = await startTestVault({ db });
     const fake = new SlowFake('postgres');
     vault.get(ConnectorRegistry).register(fake);
-    const target = await vault.get(TargetsService).create(TEST_ADMIN, {
-      name: 'pg-x',
-      type: 'postgres',
-      host: 'pg.invalid',
-      port: 5432,
-      admin: { username: 'vault_admin', password: 'Admin-Password-1' },
-      options: { database: 'postgres' },
-    } as never);
+    const target = await createFakeTarget((t) => vault.get(t), 'pg-x');
     fake.users.set('app_u', 'Current-Password-1');
     const id = randomUUID();
     await vault.get(AccountStore).create(vault.get(DataSource).manager, { id, targetId: target.id, username: 'app_u', password: 'Current-Password-1', policy: DEFAULT_POLICY, nextRotationAt: new Date(Date.now() + 3600_000) });

@@ -23,28 +23,24 @@
  * No scheduler runs: tests call the sweeps themselves. `close()` shuts the module down (tracked work settles) and drops
  * the database. Each harness is its own database, so a file may build several.
  */
+import { randomBytes } from 'node:crypto';
 import type { DynamicModule, ForwardReference, Provider, Type } from '@nestjs/common';
 import { Module } from '@nestjs/common';
 import { Test, TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { Logger as PinoLogger, LoggerModule } from 'nestjs-pino';
 import { DataSource } from 'typeorm';
-import { AuditModule } from '../../src/audit/audit.module';
+import { PLATFORM_MODULES } from '../../src/app.module';
 import { openDatabase } from '../../src/bootstrap';
 import type { Actor } from '../../src/common/actor';
 import { Clock } from '../../src/common/clock';
 import { loggerParams } from '../../src/common/logging';
 import { APP_CONFIG, AppConfig, loadConfig } from '../../src/config/config';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
-import { ConnectorsModule } from '../../src/connectors/connectors.module';
-import { CryptoModule } from '../../src/crypto/crypto.module';
 import { KeyringService, MASTER_KEY } from '../../src/crypto/keyring.service';
 import type { TargetType } from '../../src/crypto/password-generator';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
-import { ClaimedWorkModule } from '../../src/database/claimed-work';
-import { UnitOfWorkModule } from '../../src/database/unit-of-work';
-import { IdentityModule } from '../../src/identity/identity.module';
-import { MetricsModule } from '../../src/metrics/metrics.module';
+import { TargetsService } from '../../src/targets/targets.service';
 import { TestClock } from './clock';
 import { createTestDatabase, TestDatabase } from './db';
 import { FakeConnector } from './fake-connector';
@@ -88,13 +84,7 @@ export async function buildModule(o: { imports?: Import[]; providers?: Provider[
     imports: [
       LoggerModule.forRoot(loggerParams(config)),
       TypeOrmModule.forRootAsync({ useFactory: () => dataSource.options, dataSourceFactory: async () => dataSource }),
-      UnitOfWorkModule,
-      ClaimedWorkModule,
-      CryptoModule,
-      ConnectorsModule,
-      MetricsModule,
-      AuditModule,
-      IdentityModule,
+      ...PLATFORM_MODULES,
     ],
     providers: [
       { provide: APP_CONFIG, useValue: config },
@@ -140,4 +130,19 @@ export async function buildModule(o: { imports?: Import[]; providers?: Provider[
     if (!o.db) await db.drop().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * A PostgreSQL target at an address that does not resolve, reached only through the fake connector: what the module
+ * tier's tests act on. `get` is a harness's or a test vault's (it needs TargetsService).
+ */
+export async function createFakeTarget(get: (token: typeof TargetsService) => TargetsService, name = `fake-pg-${randomBytes(3).toString('hex')}`): Promise<{ id: string }> {
+  return get(TargetsService).create(TEST_ADMIN, {
+    name,
+    type: 'postgres',
+    host: 'pg.invalid',
+    port: 5432,
+    admin: { username: 'vault_admin', password: 'Admin-Password-1' },
+    options: { database: 'postgres' },
+  } as never);
 }
