@@ -7,7 +7,8 @@ import { accountSettledSql, AccountStore } from '../../src/accounts/account-stor
 import { AccountsModule } from '../../src/accounts/accounts.module';
 import { DEFAULT_POLICY } from '../../src/accounts/policy';
 import { TargetsModule } from '../../src/targets/targets.module';
-import { buildModule, ModuleHarness, createFakeTarget } from '../support/module-harness';
+import { buildModule, ModuleHarness } from '../support/module-harness';
+import { createFakeTarget } from '../support/fake-target';
 
 /**
  * The account life cycle (src/accounts/account-states.ts) on a real database: every named transition from every
@@ -23,9 +24,7 @@ describe('account state machine (AccountStore on a real database)', () => {
   beforeAll(async () => {
     h = await buildModule({ imports: [AccountsModule, TargetsModule] });
     store = h.get(AccountStore);
-    targetId = (
-      await createFakeTarget(h.get, 'states-pg')
-    ).id;
+    targetId = await createFakeTarget(h, 'postgres', 'states-pg');
   }, 60_000);
   afterAll(() => h?.close());
 

@@ -9,7 +9,8 @@ import { TargetConnection } from '../../src/targets/target-connection';
 import { TargetsService } from '../../src/targets/targets.service';
 import { TargetsModule } from '../../src/targets/targets.module';
 import { createTestDatabase, TestDatabase } from '../support/db';
-import { buildModule, ModuleHarness, createFakeTarget } from '../support/module-harness';
+import { buildModule, ModuleHarness } from '../support/module-harness';
+import { createFakeTarget } from '../support/fake-target';
 
 /** claimBatch / renew / drain on a scratch table of a fresh database (real PostgreSQL, several connections). */
 describe('claimed work on a real database', () => {
@@ -209,7 +210,7 @@ describe('the module harness', () => {
 
   it('a target created through the service is reached through the fake connector of its type', async () => {
     const targets = h.get(TargetsService);
-    const created = await createFakeTarget(h.get, 'fake-pg');
+    const created = { id: await createFakeTarget(h, 'postgres', 'fake-pg') };
     const [row] = await h.db.query<{ id: string }>('SELECT id FROM targets WHERE id = $1', [created.id]);
     expect(row).toBeDefined();
     const pg = h.fake('postgres');

@@ -8,7 +8,8 @@ import { RotationStore } from '../../src/rotation/rotation-store';
 import { RotationService } from '../../src/rotation/rotation.service';
 import { RotationModule } from '../../src/rotation/rotation.module';
 import { FakeConnector } from '../support/fake-connector';
-import { buildModule, createFakeTarget } from '../support/module-harness';
+import { buildModule } from '../support/module-harness';
+import { createFakeTarget } from '../support/fake-target';
 
 /**
  * Rotation's decisions, tested directly on the rotation module (a real database, a fake PostgreSQL target, no HTTP):
@@ -23,10 +24,7 @@ async function rotationWorld(env: Record<string, string> = {}) {
   const h = await buildModule({ imports: [RotationModule], env: { VAULT_ROTATION_MAX_FAILURES: '3', ...env } });
   const pg: FakeConnector = h.fake('postgres');
   const em = () => h.dataSource.manager;
-  const newTarget = async () =>
-    (
-      await createFakeTarget(h.get, `pg-${randomBytes(3).toString('hex')}`)
-    ).id;
+  const newTarget = () => createFakeTarget(h);
   const targetId = await newTarget();
 
   /** An account that exists on the fake target with the password the vault holds. */

@@ -11,7 +11,8 @@ import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { RotationService } from '../../src/rotation/rotation.service';
 import { createTestDatabase } from '../support/db';
 import { FakeConnector } from '../support/fake-connector';
-import { TEST_ADMIN, createFakeTarget } from '../support/module-harness';
+import { TEST_ADMIN } from '../support/module-harness';
+import { createFakeTarget } from '../support/fake-target';
 import { startTestVault } from '../support/vault';
 
 class SlowFake extends FakeConnector {
@@ -27,10 +28,10 @@ it('a rotation that finishes during shutdown has its audit events committed and 
     const vault = await startTestVault({ db });
     const fake = new SlowFake('postgres');
     vault.get(ConnectorRegistry).register(fake);
-    const target = await createFakeTarget((t) => vault.get(t), 'pg-x');
+    const targetId = await createFakeTarget(vault, 'postgres', 'pg-x');
     fake.users.set('app_u', 'Current-Password-1');
     const id = randomUUID();
-    await vault.get(AccountStore).create(vault.get(DataSource).manager, { id, targetId: target.id, username: 'app_u', password: 'Current-Password-1', policy: DEFAULT_POLICY, nextRotationAt: new Date(Date.now() + 3600_000) });
+    await vault.get(AccountStore).create(vault.get(DataSource).manager, { id, targetId, username: 'app_u', password: 'Current-Password-1', policy: DEFAULT_POLICY, nextRotationAt: new Date(Date.now() + 3600_000) });
     await vault.get(RotationService).request(TEST_ADMIN, id);
     await vault.close(); // while the rotation is at the target
     const rows = await db.query<{ type: string; sealed: boolean }>("SELECT type, seq IS NOT NULL AS sealed FROM audit_events WHERE type LIKE 'rotation.%' ORDER BY id");

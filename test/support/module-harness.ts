@@ -23,7 +23,6 @@
  * No scheduler runs: tests call the sweeps themselves. `close()` shuts the module down (tracked work settles) and drops
  * the database. Each harness is its own database, so a file may build several.
  */
-import { randomBytes } from 'node:crypto';
 import type { DynamicModule, ForwardReference, Provider, Type } from '@nestjs/common';
 import { Module } from '@nestjs/common';
 import { Test, TestingModule } from '@nestjs/testing';
@@ -40,7 +39,6 @@ import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { KeyringService, MASTER_KEY } from '../../src/crypto/keyring.service';
 import type { TargetType } from '../../src/crypto/password-generator';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
-import { TargetsService } from '../../src/targets/targets.service';
 import { TestClock } from './clock';
 import { createTestDatabase, TestDatabase } from './db';
 import { FakeConnector } from './fake-connector';
@@ -132,17 +130,3 @@ export async function buildModule(o: { imports?: Import[]; providers?: Provider[
   }
 }
 
-/**
- * A PostgreSQL target at an address that does not resolve, reached only through the fake connector: what the module
- * tier's tests act on. `get` is a harness's or a test vault's (it needs TargetsService).
- */
-export async function createFakeTarget(get: (token: typeof TargetsService) => TargetsService, name = `fake-pg-${randomBytes(3).toString('hex')}`): Promise<{ id: string }> {
-  return get(TargetsService).create(TEST_ADMIN, {
-    name,
-    type: 'postgres',
-    host: 'pg.invalid',
-    port: 5432,
-    admin: { username: 'vault_admin', password: 'Admin-Password-1' },
-    options: { database: 'postgres' },
-  } as never);
-}
