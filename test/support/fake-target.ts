@@ -12,7 +12,7 @@ export async function createFakeTarget(h: { get(token: typeof TargetsService): T
   const created = await h.get(TargetsService).create(TEST_ADMIN, {
     name,
     type,
-    host: `${type}.invalid`,
+    host: { ssh: 'ssh.invalid', postgres: 'pg.invalid', mysql: 'mysql.invalid' }[type],
     port: { ssh: 22, postgres: 5432, mysql: 3306 }[type],
     admin: { username: 'vault_admin', password: 'Admin-Password-1' },
     options: type === 'postgres' ? { database: 'postgres' } : {},
