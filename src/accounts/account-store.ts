@@ -10,6 +10,7 @@ import { TargetsService } from '../targets/targets.service';
 import { AccountEntity, accountSecretRef } from './account.entity';
 import { ACCOUNT_STATUSES, AccountStatus, AccountTransition, fromStatusSql } from './account-states';
 import { AccountPolicy, effectivePolicy } from './policy';
+import { sqlColumn } from '../database/sql-names';
 
 /** An account row; its `policy` is always the effective one (defaults of fields added since it was written filled in). */
 export type Account = AccountEntity;
@@ -300,8 +301,4 @@ export function accountSettledSql(accountIdColumn: string): string {
   return `EXISTS (SELECT 1 FROM accounts a_settled WHERE a_settled.id = ${column(accountIdColumn)} AND a_settled.status <> 'rotating' AND NOT a_settled.must_rotate)`;
 }
 
-// it ends up in SQL text: only a plain (optionally qualified) column name is accepted
-function column(name: string): string {
-  if (!/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/.test(name)) throw new Error(`not a column name: ${name}`);
-  return name;
-}
+const column = sqlColumn; // it ends up in SQL text

@@ -4,6 +4,7 @@ import { EntityManager } from 'typeorm';
 import { Actor } from '../common/actor';
 import { DomainException, Errors } from '../common/errors';
 import { userHoldsRoleSql } from '../identity/user-standing';
+import { sqlIdentifier } from '../database/sql-names';
 
 /**
  * Approval mechanics shared by checkouts and one-time accounts: a request is approved by `approvalsRequired`
@@ -96,10 +97,7 @@ export async function countApprovals(em: EntityManager, where: DecisionTable, re
   return n;
 }
 
-function ident(name: string): string {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not an identifier: ${name}`);
-  return name;
-}
+const ident = sqlIdentifier;
 
 /** An approver's decision as the API shows it. */
 export interface ApprovalView {

@@ -12,6 +12,7 @@ import { MetricsService, PENDING_APPROVALS_GAUGE } from '../metrics/metrics.serv
 import { CheckoutApprovalEntity, CheckoutEntity, CheckoutStatus } from './checkout.entity';
 import { CHECKOUT_UPDATES, endableFrom, EndReason, endStatus } from './checkout-states';
 import { CheckoutListQuery, CheckoutView, mapCheckout } from './checkouts.dto';
+import { sqlColumn } from '../database/sql-names';
 
 /** Roles that see every checkout; anyone else (an operator) sees only their own. */
 const SEES_ALL = ['admin', 'approver', 'auditor'] as const;
@@ -310,8 +311,7 @@ export class CheckoutStore implements OnModuleInit {
  * account whose id is in `accountIdColumn` still owes its session cleanup.
  */
 export function noCleanupOwedSql(accountIdColumn: string): string {
-  if (!/^([a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?|\$\d+(::uuid)?)$/.test(accountIdColumn)) throw new Error(`not a column: ${accountIdColumn}`);
-  return `NOT EXISTS (SELECT 1 FROM checkouts c_owed WHERE c_owed.account_id = ${accountIdColumn} AND c_owed.cleanup = 'pending')`;
+  return `NOT EXISTS (SELECT 1 FROM checkouts c_owed WHERE c_owed.account_id = ${sqlColumn(accountIdColumn, { orParameter: true })} AND c_owed.cleanup = 'pending')`;
 }
 
 /** The `vault_checkouts` gauge's states. */

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { BeforeApplicationShutdown, Global, Inject, Injectable, Logger, Module } from '@nestjs/common';
 import { DomainException } from '../common/errors';
 import { APP_CONFIG, AppConfig, CrashPointName } from '../config/config';
+import { sqlIdentifier, sqlTable } from './sql-names';
 
 /**
  * Claimed background work: the one way the vault's sweeps (rotation recovery, scheduled rotation, heartbeat,
@@ -104,12 +105,6 @@ export function errorType(e: unknown): { type: string; code?: string } {
   return e instanceof DomainException ? { type, code: e.code } : { type };
 }
 
-const IDENT = /^[a-z_][a-z0-9_]*$/;
-const TABLE = /^[a-z_][a-z0-9_]*( [a-z_][a-z0-9_]*)?$/;
-function ident(name: string, pattern = IDENT): string {
-  if (!pattern.test(name)) throw new Error(`not an identifier: ${name}`);
-  return name;
-}
 
 /**
  * Target work a service runs after its transaction committed (rotations, session cleanup, account removal): tracked
@@ -190,10 +185,10 @@ export class ClaimedWork implements BeforeApplicationShutdown {
   async claimBatch<R>(q: Queryable, o: ClaimBatchOptions): Promise<R[]> {
     const params = o.params ?? [];
     const n = params.length;
-    const table = ident(o.table, TABLE);
+    const table = sqlTable(o.table);
     const alias = table.includes(' ') ? `${table.split(' ')[1]}.` : '';
     const sql =
-      `UPDATE ${table} SET ${ident(o.claimedBy ?? 'claimed_by')} = $${n + 1}, ${ident(o.claimedUntil ?? 'claimed_until')} = now() + make_interval(secs => $${n + 2})` +
+      `UPDATE ${table} SET ${sqlIdentifier(o.claimedBy ?? 'claimed_by')} = $${n + 1}, ${sqlIdentifier(o.claimedUntil ?? 'claimed_until')} = now() + make_interval(secs => $${n + 2})` +
       (o.set ? `, ${o.set}` : '') +
       ` WHERE ${alias}id IN (SELECT ${alias}id FROM ${table} WHERE ${o.where} ORDER BY ${o.orderBy} LIMIT $${n + 3} FOR UPDATE SKIP LOCKED)` +
       ` RETURNING ${o.returning}`;
@@ -206,10 +201,10 @@ export class ClaimedWork implements BeforeApplicationShutdown {
    * holds). False when the claim lapsed or another instance took it over: the caller must not touch the target then.
    */
   async renew(q: Queryable, o: RenewOptions): Promise<boolean> {
-    const by = ident(o.claimedBy ?? 'claimed_by');
-    const until = ident(o.claimedUntil ?? 'claimed_until');
+    const by = sqlIdentifier(o.claimedBy ?? 'claimed_by');
+    const until = sqlIdentifier(o.claimedUntil ?? 'claimed_until');
     const sql =
-      `UPDATE ${ident(o.table)} SET ${until} = now() + make_interval(secs => $3)` +
+      `UPDATE ${sqlIdentifier(o.table)} SET ${until} = now() + make_interval(secs => $3)` +
       ` WHERE id = $1 AND ${by} = $2 AND ${until} > now()` +
       (o.where ? ` AND (${o.where})` : '');
     const result = (await q.query(sql, [o.id, this.instanceId, o.seconds])) as [unknown, number];

@@ -1,4 +1,5 @@
 import { Role, ROLES } from '../common/actor';
+import { sqlColumn } from '../database/sql-names';
 
 /**
  * SQL fragments about a user's standing (enabled, roles) for other owners' statements: a sweep that ends what a
@@ -23,11 +24,7 @@ export function userDisabledSql(userIdColumn: string): string {
   return `EXISTS (SELECT 1 FROM users u_standing WHERE u_standing.id = ${column(userIdColumn)} AND u_standing.disabled)`;
 }
 
-// both end up in SQL text: only a plain (optionally qualified) column name and a known role are accepted
-function column(name: string): string {
-  if (!/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/.test(name)) throw new Error(`not a column name: ${name}`);
-  return name;
-}
+const column = sqlColumn; // it ends up in SQL text (the role is checked below)
 
 function roleLiteral(role: Role): string {
   if (!(ROLES as readonly string[]).includes(role)) throw new Error(`not a role: ${role}`);

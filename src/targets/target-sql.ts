@@ -1,3 +1,5 @@
+import { sqlColumn } from '../database/sql-names';
+
 /**
  * SQL fragments about the `targets` table (owned here) for other owners' statements: the accounts store's checkout
  * take reads the account and where to use it in its one `UPDATE … RETURNING`. `targetIdColumn` is a column of the
@@ -10,8 +12,4 @@ export function targetAddressColumnsSql(targetIdColumn: string): string {
   return `(SELECT t_addr.host FROM targets t_addr WHERE t_addr.id = ${id}) AS host, (SELECT t_addr.port FROM targets t_addr WHERE t_addr.id = ${id}) AS port`;
 }
 
-// it ends up in SQL text: only a plain (optionally qualified) column name is accepted
-function column(name: string): string {
-  if (!/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/.test(name)) throw new Error(`not a column name: ${name}`);
-  return name;
-}
+const column = sqlColumn; // it ends up in SQL text
