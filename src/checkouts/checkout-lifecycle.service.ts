@@ -174,8 +174,9 @@ export class CheckoutLifecycleService {
   }
 
   /**
-   * After commit: rotate (if written ahead), then end the account's sessions, if this instance still holds the
-   * cleanup claim (renewed right before the target is touched; otherwise the instance that took it over does it).
+   * After commit: rotate (if written ahead), then end the account's sessions. The cleanup claim is renewed first, but
+   * the sessions are ended even when it lapsed meanwhile (a slow rotation): ending them twice is harmless, leaving them
+   * open is not; only the outcome is recorded by whoever holds the claim.
    * Never throws.
    */
   private async finish(e: Ended): Promise<void> {
@@ -183,7 +184,7 @@ export class CheckoutLifecycleService {
     if (e.rotationId) await this.rotation.execute(e.rotationId);
     let errorCode: string | null = null;
     try {
-      if (!(await this.store.renewCleanup(this.dataSource, e.id, this.config.rotation.claimSeconds))) return;
+      await this.store.renewCleanup(this.dataSource, e.id, this.config.rotation.claimSeconds);
       const account = await this.accounts.find(this.dataSource.manager, e.accountId);
       const target = await this.targets.connectById(this.dataSource.manager, account.targetId);
       await target.terminateSessions({ username: account.username });

@@ -63,7 +63,7 @@ export class EphemeralProvisioner {
       if (row.status === 'expired' || (OPEN_REQUEST.includes(row.status) && row.requestDeadline <= this.clock.now())) throw Errors.gone('EXPIRED', 'the request has expired');
       if (row.status === 'pending_approval') throw Errors.conflict('NOT_APPROVED', 'the request is waiting for approval');
       if (row.status !== 'approved') throw Errors.conflict('REQUEST_ENDED', `the request is ${row.status}`);
-      const vendor = await this.users.get(actor.id);
+      const vendor = await this.users.get(actor.id, em);
       const target = await this.targets.find(em, row.targetId);
       // the policy in force now decides, not the one the request was approved under
       const ttlSeconds = await this.ephemeral.checkAgainstPolicyInForce(tx, row, target.type);

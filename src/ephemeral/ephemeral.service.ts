@@ -47,7 +47,7 @@ export class EphemeralService {
       const target = await this.targets.find(em, dto.targetId, true).catch((e: unknown) => {
         throw e instanceof DomainException && e.status === 404 ? Errors.validation('targetId: no such target') : e;
       });
-      const vendor = await this.users.get(dto.vendorUserId).catch((e: unknown) => {
+      const vendor = await this.users.get(dto.vendorUserId, em).catch((e: unknown) => {
         if (e instanceof DomainException && e.status === 404) return null;
         throw e;
       });

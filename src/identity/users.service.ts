@@ -73,8 +73,9 @@ export class UsersService {
     return mapUser(user);
   }
 
-  async get(id: string): Promise<UserView> {
-    return mapUser(await findByIdOrThrow(this.dataSource.manager, UserEntity, id, 'user'));
+  /** One user; `em`: inside the caller's transaction (never a second pool connection while it holds locks). */
+  async get(id: string, em: EntityManager = this.dataSource.manager): Promise<UserView> {
+    return mapUser(await findByIdOrThrow(em, UserEntity, id, 'user'));
   }
 }
 
