@@ -27,7 +27,6 @@ export const CHECKOUT_TRANSITIONS = [
   { name: 'revoke', from: 'active', to: 'revoked', reasons: ['revoked', 'requester_disabled', 'requester_role_removed'] },
 ] as const satisfies ReadonlyArray<{ name: string; from: CheckoutStatus; to: CheckoutStatus; reasons: readonly CheckoutEndReason[] }>;
 
-export type CheckoutTransitionName = (typeof CHECKOUT_TRANSITIONS)[number]['name'];
 
 /**
  * Changes that keep the status (also checked in their statement, also bumping `version`): a lease is extended only

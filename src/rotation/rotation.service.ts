@@ -140,11 +140,11 @@ export class RotationService {
    * instances), writing each one's pending rotation in the same transaction, and runs them a batch at a time.
    */
   rotateDue(limit = this.config.rotation.concurrency): Promise<number> {
-    return this.work.drain<string>({
+    return this.work.drain<{ accountId: string; rotationId: string }>({
       name: 'rotation-due',
       take: (skip) => this.takeDue(skip),
-      key: (rotationId) => rotationId,
-      run: async (rotationId) => void (await this.execute(rotationId)),
+      key: (due) => due.accountId, // skip is a list of account ids (takeDue passes over them)
+      run: async (due) => void (await this.execute(due.rotationId)),
       batchSize: this.config.rotation.concurrency,
       limit,
     });
@@ -161,14 +161,14 @@ export class RotationService {
   }
 
   /** One due account, its rotation written ahead; null when none is due. An account that cannot be is skipped. */
-  private async takeDue(skip: readonly string[]): Promise<string | null> {
+  private async takeDue(skip: readonly string[]): Promise<{ accountId: string; rotationId: string } | null> {
     let found: string | undefined;
     try {
       return await this.uow.run(async (tx) => {
         const [account] = await this.accounts.takeDueForRotation(tx.em, 1, this.clock.now(), skip);
         if (!account) return null;
         found = account.id;
-        return this.writeAhead(tx, account, account.rotationFailures > 0 ? 'retry' : 'scheduled', null);
+        return { accountId: account.id, rotationId: await this.writeAhead(tx, account, account.rotationFailures > 0 ? 'retry' : 'scheduled', null) };
       });
     } catch (e) {
       if (found === undefined) throw e; // the database itself failed: the sweep stops and retries later
