@@ -12,6 +12,11 @@ import { PgHandle, startScramPostgres } from '../support/targets/postgres';
 import { run } from '../support/targets/run';
 import { LiveSession, openMysqlSession, openPgSession, openSshSession } from '../support/targets/sessions';
 import { startSshd } from '../support/targets/sshd';
+import { holdSystemAccounts, releaseSystemAccounts } from '../support/system-accounts';
+
+// SSH one-time accounts live in the machine's /etc/passwd: suites that create and remove them take turns
+beforeAll(holdSystemAccounts, 900_000);
+afterAll(releaseSystemAccounts);
 
 /**
  * One conformance suite for every connector (like Vault's dbplugin/v5/testing), against real servers:

@@ -9,6 +9,11 @@ import { UID_MARK_PREFIX } from '../../src/connectors/ssh/ssh-remote';
 import { canLoginSsh } from '../support/targets/sessions';
 import { run, runRaw } from '../support/targets/run';
 import { connectorCodeOf, fingerprintSha256, processGone, SSH_ADMIN_COMMANDS, sshConnect, SshdHandle, sshExecHold, sshExecOut, startSshd, SudoAdmin } from '../support/targets/sshd';
+import { holdSystemAccounts, releaseSystemAccounts } from '../support/system-accounts';
+
+// SSH one-time accounts live in the machine's /etc/passwd: suites that create and remove them take turns
+beforeAll(holdSystemAccounts, 900_000);
+afterAll(releaseSystemAccounts);
 
 /**
  * Target safety of the SSH connector (issue 11), against a real OpenSSH sshd (UsePAM yes, as a stock Debian server: PAM

@@ -9,6 +9,11 @@ import { endProcesses, scanProcesses, signal, UID_MARK_PREFIX } from '../../src/
 import { AdminShell, adminAuth, execScript, sshSession } from '../../src/connectors/ssh/ssh-session';
 import { run, runRaw } from '../support/targets/run';
 import { connectorCodeOf, processGone, sshConnect, SshdHandle, sshExecHold, sshExecOut, startSshd, SudoAdmin } from '../support/targets/sshd';
+import { holdSystemAccounts, releaseSystemAccounts } from '../support/system-accounts';
+
+// SSH one-time accounts live in the machine's /etc/passwd: suites that create and remove them take turns
+beforeAll(holdSystemAccounts, 900_000);
+afterAll(releaseSystemAccounts);
 
 /**
  * The SSH session rule and one-time account removal against what an adversarial account does on a real OpenSSH sshd

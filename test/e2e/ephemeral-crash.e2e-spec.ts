@@ -8,6 +8,11 @@ import { REAL_TARGETS, RealTarget, RealTargetType } from '../support/targets/rea
 import { sleep } from '../support/targets/run';
 import { base32Decode, hotp } from '../support/totp';
 import { ADMIN_PASSWORD, startTestVault, TEST_ENV } from '../support/vault';
+import { holdSystemAccounts, releaseSystemAccounts } from '../support/system-accounts';
+
+// SSH one-time accounts live in the machine's /etc/passwd: suites that create and remove them take turns
+beforeAll(holdSystemAccounts, 900_000);
+afterAll(releaseSystemAccounts);
 
 /**
  * INVARIANT 11, the hard way: the built vault runs as a child process and SIGKILLs itself at each step of a vendor's

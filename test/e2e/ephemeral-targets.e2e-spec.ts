@@ -8,6 +8,11 @@ import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { run, runRaw } from '../support/targets/run';
 import { LiveSession } from '../support/targets/sessions';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
+import { holdSystemAccounts, releaseSystemAccounts } from '../support/system-accounts';
+
+// SSH one-time accounts live in the machine's /etc/passwd: suites that create and remove them take turns
+beforeAll(holdSystemAccounts, 900_000);
+afterAll(releaseSystemAccounts);
 
 const DAY_MS = 24 * 3600 * 1000;
 
