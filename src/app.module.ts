@@ -22,6 +22,7 @@ import { MetricsModule } from './metrics/metrics.module';
 import { MASTER_KEY } from './crypto/keyring.service';
 import { HealthController } from './health/health.controller';
 import { IdentityModule } from './identity/identity.module';
+import { NotificationsModule } from './notifications/notifications.module';
 import { SchedulerService } from './scheduler/scheduler.service';
 import { RotationModule } from './rotation/rotation.module';
 import { TargetsModule } from './targets/targets.module';
@@ -36,7 +37,7 @@ export interface VaultRuntime {
 }
 
 /** What every feature module runs on (global modules): the module tier's harness builds the same platform. */
-export const PLATFORM_MODULES = [UnitOfWorkModule, ClaimedWorkModule, CryptoModule, ConnectorsModule, MetricsModule, AuditModule, IdentityModule];
+export const PLATFORM_MODULES = [UnitOfWorkModule, ClaimedWorkModule, CryptoModule, ConnectorsModule, MetricsModule, AuditModule, IdentityModule, NotificationsModule];
 
 @Module({})
 export class AppModule {

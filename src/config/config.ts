@@ -25,6 +25,8 @@ export const CRASH_POINTS = [
   'ephemeral-after-intent',
   'ephemeral-after-create',
   'ephemeral-before-commit',
+  'notify-before-send',
+  'notify-after-send',
 ] as const;
 export type CrashPointName = (typeof CRASH_POINTS)[number];
 
@@ -78,12 +80,29 @@ const schema = z
     VAULT_EPHEMERAL_CLAIM_SECONDS: intIn(1, 3600).default(120),
     VAULT_EPHEMERAL_MAX_ATTEMPTS: intIn(1, 100).default(8),
     VAULT_EPHEMERAL_SWEEP_MS: intIn(100, 3600000).default(5000),
+    VAULT_PUBLIC_URL: z.string().regex(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, 'must be an http(s) URL without query or fragment').optional(),
+    VAULT_SMTP_HOST: z.string().regex(/^[A-Za-z0-9.:_-]{1,253}$/, 'must be a host name or address').optional(),
+    VAULT_SMTP_PORT: intIn(1, 65535).default(587),
+    VAULT_SMTP_TLS: z.enum(['starttls', 'tls', 'none']).default('starttls'),
+    VAULT_SMTP_USERNAME: z.string().min(1).max(256).optional(),
+    VAULT_SMTP_PASSWORD: z.string().min(1).max(1024).optional(),
+    VAULT_SMTP_FROM: z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, 'must be an e-mail address').optional(),
+    VAULT_SMTP_CA_FILE: z.string().min(1).optional(),
+    VAULT_NOTIFY_SWEEP_MS: intIn(100, 3600000).default(2000),
+    VAULT_NOTIFY_MAX_ATTEMPTS: intIn(1, 100).default(8),
+    VAULT_NOTIFY_TIMEOUT_MS: intIn(100, 120000).default(10000),
+    VAULT_NOTIFY_EXPIRY_LEAD_SECONDS: intIn(60, 7 * 24 * 3600).default(900),
     VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => !(c.VAULT_MASTER_KEY && c.VAULT_MASTER_KEY_FILE), {
     message: 'set only one of VAULT_MASTER_KEY and VAULT_MASTER_KEY_FILE',
     path: ['VAULT_MASTER_KEY'],
+  })
+  .refine((c) => c.VAULT_SMTP_HOST === undefined || c.VAULT_SMTP_FROM !== undefined, { message: 'is required with VAULT_SMTP_HOST', path: ['VAULT_SMTP_FROM'] })
+  .refine((c) => c.VAULT_SMTP_TLS !== 'none' || c.VAULT_SMTP_HOST === undefined || /^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(c.VAULT_SMTP_HOST), {
+    message: "'none' is allowed only for a loopback SMTP server (passwords and messages would cross the network in clear)",
+    path: ['VAULT_SMTP_TLS'],
   });
 
 export type RawConfig = z.infer<typeof schema>;
@@ -109,16 +128,20 @@ export interface AppConfig {
   checkout: { approvalTimeoutSeconds: number; sweepMs: number; cleanupMaxAttempts: number };
   /** One-time accounts: unclaimed requests lapse; claims on target work; removal attempts before needs_attention; reaper interval. */
   ephemeral: { requestTimeoutSeconds: number; claimSeconds: number; maxAttempts: number; sweepMs: number };
+  /** Notifications: the web portal's address for links, delivery sweep, attempts before `failed`, send deadline, expiry warning lead. */
+  notify: { publicUrl?: string; sweepMs: number; maxAttempts: number; timeoutMs: number; expiryLeadSeconds: number };
+  /** The SMTP server people's e-mail goes through; undefined: no e-mail is sent (deliveries are recorded `no_address`). */
+  smtp?: { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; username?: string; password?: string; from: string; caFile?: string };
   /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
   crashPoint?: CrashPointName;
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
 /** Secrets that may be given as `<NAME>_FILE` (a path) instead of in the environment (the master key has its own). */
-export const FILE_SECRETS = ['DATABASE_URL', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD'] as const;
+export const FILE_SECRETS = ['DATABASE_URL', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD', 'VAULT_SMTP_PASSWORD'] as const;
 
 /** Names of variables whose values must never be echoed back. */
-const SENSITIVE = new Set(['VAULT_MASTER_KEY', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD', 'DATABASE_URL']);
+const SENSITIVE = new Set(['VAULT_MASTER_KEY', 'VAULT_BOOTSTRAP_ADMIN_PASSWORD', 'DATABASE_URL', 'VAULT_SMTP_PASSWORD']);
 
 export class ConfigError extends Error {}
 
@@ -186,6 +209,25 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       maxAttempts: c.VAULT_EPHEMERAL_MAX_ATTEMPTS,
       sweepMs: c.VAULT_EPHEMERAL_SWEEP_MS,
     },
+    notify: {
+      publicUrl: c.VAULT_PUBLIC_URL,
+      sweepMs: c.VAULT_NOTIFY_SWEEP_MS,
+      maxAttempts: c.VAULT_NOTIFY_MAX_ATTEMPTS,
+      timeoutMs: c.VAULT_NOTIFY_TIMEOUT_MS,
+      expiryLeadSeconds: c.VAULT_NOTIFY_EXPIRY_LEAD_SECONDS,
+    },
+    smtp:
+      c.VAULT_SMTP_HOST === undefined
+        ? undefined
+        : {
+            host: c.VAULT_SMTP_HOST,
+            port: c.VAULT_SMTP_PORT,
+            tls: c.VAULT_SMTP_TLS,
+            username: c.VAULT_SMTP_USERNAME,
+            password: c.VAULT_SMTP_PASSWORD,
+            from: c.VAULT_SMTP_FROM as string,
+            caFile: c.VAULT_SMTP_CA_FILE,
+          },
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,
   };

@@ -5,7 +5,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { Errors } from '../common/errors';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
-import { Actor } from '../common/actor';
+import { Actor, Role } from '../common/actor';
 import { PasswordHasher } from './password-hasher';
 import { UserEntity } from './user.entity';
 import { CreateUserDto, mapUser, UpdateUserDto, UserListQuery, UserView } from './users.dto';
@@ -71,6 +71,17 @@ export class UsersService {
       return em.getRepository(UserEntity).findOneByOrFail({ id });
     });
     return mapUser(user);
+  }
+
+  /**
+   * Who a notification goes to, decided in the caller's transaction: these users, or every enabled user holding one of
+   * the roles now (minus `except`). Disabled users are never told.
+   */
+  async contacts(em: EntityManager, to: { users: string[] } | { roles: Role[]; except?: string[] } | { none: true }): Promise<Array<{ id: string; username: string; email: string | null; muted: string[] }>> {
+    if ('none' in to) return [];
+    const [where, params]: [string, unknown[]] =
+      'users' in to ? ['id = ANY ($1::uuid[])', [to.users]] : ['roles && $1::text[] AND NOT (id = ANY ($2::uuid[]))', [to.roles, to.except ?? []]];
+    return em.query(`SELECT id, username, email, muted_notifications AS muted FROM users WHERE NOT disabled AND ${where} ORDER BY username`, params);
   }
 
   /** One user; `em`: inside the caller's transaction (never a second pool connection while it holds locks). */

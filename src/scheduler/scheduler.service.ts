@@ -5,6 +5,7 @@ import { CheckoutLifecycleService } from '../checkouts/checkout-lifecycle.servic
 import { EphemeralProvisioner } from '../ephemeral/ephemeral-provisioner.service';
 import { HeartbeatService } from '../rotation/heartbeat.service';
 import { RotationService } from '../rotation/rotation.service';
+import { NotificationDeliverer } from '../notifications/deliverer';
 import { APP_CONFIG, AppConfig } from '../config/config';
 
 /**
@@ -22,6 +23,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     private readonly heartbeat: HeartbeatService,
     private readonly checkouts: CheckoutLifecycleService,
     private readonly ephemeral: EphemeralProvisioner,
+    private readonly notifications: NotificationDeliverer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -31,8 +33,10 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     this.registry.addInterval('rotation-sweep', setInterval(() => void this.sweep(), this.config.rotation.sweepMs));
     this.registry.addInterval('checkout-sweep', setInterval(() => void this.checkoutSweep(), this.config.checkout.sweepMs));
     this.registry.addInterval('ephemeral-reaper', setInterval(() => void this.reaper(), this.config.ephemeral.sweepMs));
+    this.registry.addInterval('notifications', setInterval(() => void this.deliver(), this.config.notify.sweepMs));
     void this.sweep(); // recovery at start-up: pending rotations left by a dead instance
     void this.reaper(); // and one-time accounts a dead instance may have left on a target
+    void this.deliver(); // and notifications a dead instance committed but did not send
   }
 
   /** No new sweep starts while the services finish what is running (their beforeApplicationShutdown). */
@@ -74,6 +78,11 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     for (const [step, work] of steps) {
       await work().catch((e: unknown) => this.logger.warn({ sweep: step, err: { type: (e as Error)?.name } }, 'sweep step failed; the next steps still run'));
     }
+  }
+
+  /** Notifications: delivers what the outbox holds (also nudged after every commit that wrote to it). */
+  deliver(): Promise<void> {
+    return this.once('notifications', () => this.notifications.sweep());
   }
 
   /** One-time accounts: lapses unclaimed requests, removes expired accounts and abandoned intents, retries removals. */

@@ -17,6 +17,7 @@ export const LAYERS: string[][] = [
   ['connectors'],
   ['audit'],
   ['identity'],
+  ['notifications'],
   ['targets'],
   ['accounts'],
   ['rotation'],
@@ -48,6 +49,10 @@ export const OWNERS: Record<string, string> = {
   audit_events: 'audit',
   audit_head: 'audit',
   keyring_keys: 'crypto',
+  notification_channels: 'notifications',
+  notification_routes: 'notifications',
+  notification_events: 'notifications',
+  notification_deliveries: 'notifications',
 };
 
 function files(dir: string): string[] {

@@ -1,0 +1,114 @@
+import type { Role } from '../common/actor';
+import type { RenderedMessage, WebhookPayload } from './senders/sender';
+
+/**
+ * Every kind of message the vault sends (README "Notifications" lists them): who is told is decided by the emitter
+ * (`to`), what the message says comes only from `NotificationFacts` — never a password, TOTP code or token.
+ * `optional`: a user may mute it for themselves; the others are what their role requires (an approver cannot mute
+ * the requests they must decide, nor an administrator the alerts).
+ */
+export const NOTIFICATION_TYPES = {
+  'approval.requested': { optional: false, title: 'Approval requested' },
+  'request.approved': { optional: true, title: 'Request approved' },
+  'request.denied': { optional: true, title: 'Request denied' },
+  'request.lapsed': { optional: true, title: 'Request lapsed' },
+  'request.revoked': { optional: true, title: 'Access revoked' },
+  'ephemeral.ready': { optional: false, title: 'One-time account ready to claim' },
+  'checkout.expiring': { optional: true, title: 'Checkout expiring soon' },
+  'ephemeral.expiring': { optional: true, title: 'One-time account expiring soon' },
+  'alert.break_glass': { optional: false, title: 'Break-glass checkout used' },
+  'alert.account_needs_attention': { optional: false, title: 'Account needs attention' },
+  'alert.cleanup_failed': { optional: false, title: 'Session cleanup failed' },
+  'alert.ephemeral_remove_failed': { optional: false, title: 'One-time account could not be removed' },
+  'alert.audit_verify_failed': { optional: false, title: 'Audit chain verification failed' },
+  'alert.mfa_failures': { optional: false, title: 'Repeated MFA failures' },
+  'alert.delivery_failed': { optional: false, title: 'A notification could not be delivered' },
+  'notification.test': { optional: false, title: 'Test notification' },
+} as const satisfies Record<string, { optional: boolean; title: string }>;
+
+export type NotificationType = keyof typeof NOTIFICATION_TYPES;
+export const OPTIONAL_TYPES = (Object.keys(NOTIFICATION_TYPES) as NotificationType[]).filter((t) => NOTIFICATION_TYPES[t].optional);
+
+/** Who is told: these users, or every enabled user who holds one of these roles at the moment of the change. */
+export type Recipients = { users: string[] } | { roles: Role[]; except?: string[] } | { none: true };
+
+/** What a message may say. Each field is shown as is; none may hold a secret. */
+export interface NotificationFacts {
+  /** One line: what happened. */
+  summary: string;
+  requester?: string;
+  target?: string;
+  account?: string;
+  justification?: string;
+  /** ISO time: an approval deadline, an expiry. */
+  deadline?: string;
+  ttlSeconds?: number;
+  reason?: string;
+  code?: string;
+  count?: number;
+}
+
+export interface NotifyInput {
+  type: NotificationType;
+  /** What the message is about (`checkout`, `ephemeral_account`, `account`, `user`, `audit`, `channel`). */
+  subjectType: string;
+  subjectId?: string | null;
+  /** Routes may be limited to targets. */
+  targetId?: string | null;
+  to: Recipients;
+  facts: NotificationFacts;
+}
+
+const FACT_LABELS: Array<[keyof NotificationFacts, string]> = [
+  ['requester', 'Requested by'],
+  ['target', 'Target'],
+  ['account', 'Account'],
+  ['justification', 'Justification'],
+  ['deadline', 'Deadline'],
+  ['ttlSeconds', 'Duration (seconds)'],
+  ['reason', 'Reason'],
+  ['code', 'Code'],
+  ['count', 'Count'],
+];
+
+/** Where the item is in the web portal: `<VAULT_PUBLIC_URL>/portal/<kind>/<id>` (null without a public URL). */
+export function portalLink(publicUrl: string | undefined, subjectType: string, subjectId: string | null): string | null {
+  if (!publicUrl) return null;
+  const kind: Record<string, string> = { checkout: 'checkouts', ephemeral_account: 'one-time-accounts', account: 'accounts', user: 'users', audit: 'audit', channel: 'notifications' };
+  const path = kind[subjectType] ?? 'notifications';
+  return `${publicUrl.replace(/\/+$/, '')}/portal/${path}${subjectId && kind[subjectType] ? `/${encodeURIComponent(subjectId)}` : ''}`;
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+
+/** The one rendering of an event: the e-mail's subject, text and HTML, and the webhook's JSON. */
+export function render(
+  delivery: { id: string },
+  event: { id: string; type: string; subjectType: string; subjectId: string | null; createdAt: Date; payload: NotificationFacts },
+  publicUrl: string | undefined,
+): RenderedMessage {
+  const facts = event.payload;
+  const title = NOTIFICATION_TYPES[event.type as NotificationType]?.title ?? event.type;
+  const link = portalLink(publicUrl, event.subjectType, event.subjectId);
+  const rows = FACT_LABELS.filter(([k]) => facts[k] !== undefined && facts[k] !== '').map(([k, label]) => [label, String(facts[k])] as const);
+  const flat: Record<string, string | number> = {};
+  for (const [k] of FACT_LABELS) if (facts[k] !== undefined) flat[k] = facts[k] as string | number;
+  const payload: WebhookPayload = {
+    id: delivery.id,
+    eventId: event.id,
+    type: event.type,
+    occurredAt: event.createdAt.toISOString(),
+    subject: { type: event.subjectType, id: event.subjectId },
+    summary: facts.summary,
+    link,
+    facts: flat,
+  };
+  const text = [facts.summary, '', ...rows.map(([l, v]) => `${l}: ${v}`), ...(link ? ['', `Open: ${link}`] : []), '', '— PAM vault'].join('\n');
+  const html = [
+    `<h2>${escapeHtml(title)}</h2>`,
+    `<p>${escapeHtml(facts.summary)}</p>`,
+    rows.length ? `<table>${rows.map(([l, v]) => `<tr><th align="left">${escapeHtml(l)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</table>` : '',
+    link ? `<p><a href="${escapeHtml(link)}">Open in the vault</a></p>` : '',
+  ].join('\n');
+  return { subject: `[vault] ${title}: ${facts.summary}`.slice(0, 200), text, html, payload };
+}
