@@ -14,7 +14,7 @@ export class RotationController {
 
   /** 202: the new password is committed as pending; the target is changed in the background. */
   @ApiOperation({ summary: "Rotate an account's password now (202: runs in the background)" })
-  @ApiErrors('ACCOUNT_CHECKED_OUT')
+  @ApiErrors('ACCOUNT_CHECKED_OUT', 'ACCOUNT_ROTATING')
   @Roles('admin', 'scheduler')
   @Post(':id/rotate')
   @HttpCode(202)
