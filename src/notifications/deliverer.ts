@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { Counter, Gauge } from 'prom-client';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { SecretBoxService } from '../crypto/secret-box.service';
@@ -22,11 +22,12 @@ const DELIVERY_BACKOFF = { baseSeconds: 15, capSeconds: 3600 };
  * attempt, so a receiver drops the duplicates a crash between sending and recording can cause.
  */
 @Injectable()
-export class NotificationDeliverer implements OnModuleInit {
+export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger(NotificationDeliverer.name);
   private readonly senders: Map<string, Sender>;
   private sent?: Counter<'kind' | 'outcome'>;
   private pending = false;
+  private nudged: Promise<void> | null = null;
 
   constructor(
     private readonly store: NotificationStore,
@@ -52,14 +53,34 @@ export class NotificationDeliverer implements OnModuleInit {
     new Gauge({ name: 'vault_notification_oldest_pending_seconds', help: 'Age of the oldest notification not delivered yet', registers: [registry], async collect() { this.set((await read()).oldestSeconds); } });
   }
 
-  /** After a commit that wrote to the outbox: deliver soon (coalesced). */
+  /** Tests replace a channel kind's sender (a receiver that fails on purpose) through this. */
+  register(sender: Sender): void {
+    this.senders.set(sender.kind, sender);
+  }
+
+  /** After a commit that wrote to the outbox: deliver soon (nudges while one runs are folded into one more sweep). */
   nudge(): void {
     if (this.pending) return;
     this.pending = true;
-    setImmediate(() => {
+    const previous = this.nudged;
+    const run: Promise<void> = (async () => {
+      await previous;
+      await new Promise((r) => setImmediate(r));
       this.pending = false;
-      void this.sweep().catch((e: unknown) => this.logger.warn({ err: errorType(e) }, 'notification delivery sweep failed; the scheduler retries'));
+      await this.sweep().catch((e: unknown) => this.logger.warn({ err: errorType(e) }, 'notification delivery sweep failed; the scheduler retries'));
+    })().finally(() => {
+      if (this.nudged === run) this.nudged = null;
     });
+    this.nudged = run;
+  }
+
+  /** Resolves when the sweeps nudged so far have run (shutdown, tests). */
+  async idle(): Promise<void> {
+    while (this.nudged) await this.nudged;
+  }
+
+  beforeApplicationShutdown(): Promise<void> {
+    return this.idle();
   }
 
   /** Delivers everything due, a batch at a time (the scheduler's sweep and every nudge). */
