@@ -59,7 +59,7 @@ export interface NotifyInput {
   facts: NotificationFacts;
 }
 
-const FACT_LABELS: Array<[keyof NotificationFacts, string]> = [
+export const FACT_LABELS: Array<[keyof NotificationFacts, string]> = [
   ['requester', 'Requested by'],
   ['target', 'Target'],
   ['account', 'Account'],

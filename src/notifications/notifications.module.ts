@@ -3,7 +3,7 @@ import { IdentityModule } from '../identity/identity.module';
 import { NotificationDeliverer } from './deliverer';
 import { NotificationStore } from './notification-store';
 import { NotificationOutbox } from './outbox';
-import { SENDERS } from './senders/sender';
+import { SENDER_PROVIDERS } from './senders';
 
 /**
  * Notifications (issue 14): the outbox (a participant of every unit of work: `tx.notify`), the deliverer, the senders
@@ -13,7 +13,7 @@ import { SENDERS } from './senders/sender';
 @Global()
 @Module({
   imports: [IdentityModule],
-  providers: [NotificationStore, NotificationDeliverer, NotificationOutbox, { provide: SENDERS, useFactory: () => [] }],
+  providers: [NotificationStore, NotificationDeliverer, NotificationOutbox, ...SENDER_PROVIDERS],
   exports: [NotificationStore, NotificationDeliverer, NotificationOutbox],
 })
 export class NotificationsModule {}
