@@ -5,10 +5,14 @@ import { Tx, TxParticipant, UnitOfWork } from '../database/unit-of-work';
 import { UsersService } from '../identity/users.service';
 import { NOTIFICATION_TYPES, NotifyInput } from './events';
 import { NotificationDeliverer } from './deliverer';
-import { NewDelivery, NotificationStore } from './notification-store';
+import { NewDelivery, NotificationStore, RoutedChannel } from './notification-store';
 
-/** What `tx.notify` does: writes the event and its deliveries in this transaction (the outbox). */
-export type NotifyFn = (input: NotifyInput & { exceptChannelId?: string }) => Promise<string>;
+/**
+ * What `tx.notify` does: writes the event and its deliveries in this transaction (the outbox). `onlyChannel`: this
+ * channel alone, whatever the routes say (a test message; read by the caller in the same transaction).
+ */
+export type NotifyFn = (input: NotifyOptions) => Promise<string>;
+type NotifyOptions = NotifyInput & { exceptChannelId?: string; onlyChannel?: RoutedChannel };
 
 declare module '../database/unit-of-work' {
   interface Tx {
@@ -47,7 +51,7 @@ export class NotificationOutbox implements TxParticipant {
     };
   }
 
-  private async write(tx: Tx, input: NotifyInput & { exceptChannelId?: string }): Promise<string> {
+  private async write(tx: Tx, input: NotifyOptions): Promise<string> {
     if (!(input.type in NOTIFICATION_TYPES)) throw new Error(`unknown notification type ${input.type}`);
     const id = randomUUID();
     await this.store.insertEvent(tx.em, { id, type: input.type, subjectType: input.subjectType, subjectId: input.subjectId ?? null, targetId: input.targetId ?? null, payload: input.facts });
@@ -57,7 +61,7 @@ export class NotificationOutbox implements TxParticipant {
       const status = !person.email ? 'no_address' : optional && person.muted.includes(input.type) ? 'muted' : 'pending';
       deliveries.push({ id: randomUUID(), channelId: null, channelKind: 'email', recipientUserId: person.id, recipient: person.email ?? person.username, status });
     }
-    for (const channel of await this.store.routedChannels(tx.em, input.type, input.targetId ?? null)) {
+    for (const channel of input.onlyChannel ? [input.onlyChannel] : await this.store.routedChannels(tx.em, input.type, input.targetId ?? null)) {
       if (channel.id === input.exceptChannelId) continue;
       deliveries.push({ id: randomUUID(), channelId: channel.id, channelKind: channel.kind, recipientUserId: null, recipient: channel.name, status: 'pending' });
     }
