@@ -12,4 +12,5 @@ export type { ApprovalView } from './approvals/approvals';
 export type { RotationView } from './rotation/rotation-store';
 export type { CheckoutView, CredentialView } from './checkouts/checkouts.dto';
 export type { ClaimView, EphemeralView } from './ephemeral/ephemeral.dto';
+export type { NotificationChannelView, NotificationDeliveryView, NotificationRouteView, NotificationTestView } from './notifications/notifications.dto';
 export type { Page } from './common/pagination';

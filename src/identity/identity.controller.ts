@@ -1,16 +1,29 @@
-import { Body, Controller, Get, HttpCode, Ip, Post } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Injectable, Ip, Patch, PipeTransform, Post } from '@nestjs/common';
 import { normalizeAddress } from '../common/client-address';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { IsString, Matches } from 'class-validator';
-import { AllowWithoutMfa, CurrentActor, Public, Roles } from '../common/auth.decorators';
+import { AllowWithoutMfa, CurrentActor, Public, RequiresMfa, Roles } from '../common/auth.decorators';
 import { ApiErrors } from '../common/api-errors';
 import { Actor, ROLES } from '../common/actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { IdentityService } from './identity.service';
 import { EnrollmentConfirmed, MfaService } from './mfa.service';
+import { UpdateMeDto } from './users.dto';
+import { UsersService } from './users.service';
 
 class ConfirmTotpDto {
   @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' }) code: string;
+}
+
+/** Refuses muting a kind that is not optional (400 NOTIFICATION_REQUIRED) after validation and before the step-up code is used. */
+@Injectable()
+class MutesPipe implements PipeTransform<UpdateMeDto, UpdateMeDto> {
+  constructor(private readonly users: UsersService) {}
+
+  transform(dto: UpdateMeDto): UpdateMeDto {
+    if (dto?.mutedNotifications !== undefined) this.users.checkMutes(dto.mutedNotifications);
+    return dto;
+  }
 }
 
 @ApiTags('Identity')
@@ -19,6 +32,7 @@ export class IdentityController {
   constructor(
     private readonly identity: IdentityService,
     private readonly mfa: MfaService,
+    private readonly users: UsersService,
   ) {}
 
   @ApiOperation({ summary: 'Log in: password, then the TOTP code once enrolled' })
@@ -30,12 +44,25 @@ export class IdentityController {
     return this.identity.login(dto, normalizeAddress(ip));
   }
 
-  @ApiOperation({ summary: 'Who am I: id, username, roles, MFA enrollment' })
+  @ApiOperation({ summary: 'Who am I: id, username, roles, MFA enrollment, e-mail address and muted notifications' })
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Get('me')
-  me(@CurrentActor() actor: Actor): MeView {
-    return this.identity.me(actor);
+  async me(@CurrentActor() actor: Actor): Promise<MeView> {
+    return { ...this.identity.me(actor), ...(await this.users.notificationSettings(actor)) };
+  }
+
+  @ApiOperation({
+    summary: 'Set your own e-mail address and the notifications you mute',
+    description:
+      'Your approval requests and alerts go to `email`, hence the step-up code. `mutedNotifications` replaces the list of muted kinds; only the optional kinds (request decisions, expiry warnings) can be muted: a required one (approval requests, one-time accounts ready to claim, alerts) answers 400 NOTIFICATION_REQUIRED and nothing changes.',
+  })
+  @ApiErrors('NOTIFICATION_REQUIRED')
+  @Roles(...ROLES)
+  @RequiresMfa()
+  @Patch('me')
+  async updateMe(@CurrentActor() actor: Actor, @Body(MutesPipe) dto: UpdateMeDto): Promise<MeView> {
+    return { ...this.identity.me(actor), ...(await this.users.updateMe(actor, dto)) };
   }
 
   @ApiOperation({ summary: 'Start TOTP enrollment: a new secret and its otpauth URI' })

@@ -20,4 +20,8 @@ export interface MeView {
   roles: Role[];
   mfaEnrolled: boolean;
   kind: 'user' | 'service';
+  /** Where the vault sends this person's notifications (null: nowhere; always null for a service token). */
+  email: string | null;
+  /** The optional notification kinds this person muted. */
+  mutedNotifications: string[];
 }

@@ -114,7 +114,8 @@ export class IdentityService implements OnApplicationBootstrap {
     throw Errors.unauthenticated('invalid or expired token');
   }
 
-  me(actor: Actor): MeView {
+  /** Who the caller is (the controller adds their notification settings). */
+  me(actor: Actor): Omit<MeView, 'email' | 'mutedNotifications'> {
     return { id: actor.id, username: actor.name, roles: actor.roles, mfaEnrolled: actor.mfaEnrolled, kind: actor.kind };
   }
 

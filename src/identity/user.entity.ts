@@ -34,6 +34,14 @@ export class UserEntity {
   @Column({ name: 'mfa_last_step', type: 'bigint', default: 0 })
   mfaLastStep: string;
 
+  /** Where the user's notifications go (null: nowhere). */
+  @Column({ type: 'text', nullable: true })
+  email: string | null;
+
+  /** Optional notification kinds the user does not want (events.ts OPTIONAL_TYPES). */
+  @Column({ name: 'muted_notifications', type: 'text', array: true, default: () => "'{}'" })
+  mutedNotifications: string[];
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
 

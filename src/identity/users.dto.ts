@@ -1,4 +1,4 @@
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsBoolean, IsIn, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsBoolean, IsIn, isEmail, IsString, Matches, MaxLength, MinLength, ValidateBy, ValidateIf } from 'class-validator';
 import { PageQuery } from '../common/pagination';
 import { IsTimestamp, Optional } from '../common/validation';
 import { Role, ROLES } from '../common/actor';
@@ -6,6 +6,19 @@ import { ServiceTokenEntity } from './service-token.entity';
 import { UserEntity } from './user.entity';
 
 export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._@-]{1,63}$/;
+
+/**
+ * An e-mail address the vault may send to: `local@domain.tld` in printable ASCII, at most 254 characters, no display
+ * name, quotes, spaces or angle brackets (it goes into an SMTP envelope and a header as is).
+ */
+export function isEmailAddress(v: unknown): v is string {
+  return typeof v === 'string' && v.length <= 254 && /^[\x21-\x7e]+$/.test(v) && /^[^\s"<>(),;:\\[\]@]+@[^\s"<>(),;:\\[\]@]+$/.test(v) && isEmail(v, { allow_display_name: false, allow_ip_domain: false, require_tld: true, allow_utf8_local_part: false });
+}
+export const IsEmailAddress = (each = false) =>
+  ValidateBy({ name: 'isEmailAddress', validator: { validate: isEmailAddress, defaultMessage: (a) => `${a?.property ?? 'value'} must be an e-mail address (name@example.com)` } }, { each });
+
+/** A notification kind as a user names it to mute it (`request.approved`); which ones may be muted is checked against the notifications module. */
+export const NOTIFICATION_KIND_PATTERN = /^[a-z_]{1,40}\.[a-z_]{1,40}$/;
 
 export class CreateUserDto {
   @IsString() @Matches(USERNAME_PATTERN, { message: 'username must be 2-64 lowercase letters, digits, dots, dashes, underscores or @' }) username: string;
@@ -16,6 +29,14 @@ export class CreateUserDto {
 export class UpdateUserDto {
   @Optional() @ArrayMinSize(1) @ArrayMaxSize(ROLES.length) @ArrayUnique() @IsIn(ROLES, { each: true }) roles?: Role[];
   @Optional() @IsBoolean() disabled?: boolean;
+  /** Where the user's notifications go; `null` removes it (they are then recorded as `no_address`). */
+  @ValidateIf((_o: object, v: unknown) => v !== null && v !== undefined) @IsString() @IsEmailAddress() email?: string | null;
+}
+
+/** `PATCH /v1/me`: the caller's own e-mail address and the optional notifications they mute (the whole list). */
+export class UpdateMeDto {
+  @Optional() @IsString() @IsEmailAddress() email?: string;
+  @Optional() @IsArray() @ArrayMaxSize(50) @ArrayUnique() @IsString({ each: true }) @Matches(NOTIFICATION_KIND_PATTERN, { each: true, message: 'mutedNotifications must be notification kinds such as request.approved' }) mutedNotifications?: string[];
 }
 
 export class UserListQuery extends PageQuery {}
@@ -35,11 +56,24 @@ export interface UserView {
   roles: Role[];
   disabled: boolean;
   mfaEnrolled: boolean;
+  /** Where notifications for this user go (null: none are sent, the delivery log says `no_address`). */
+  email: string | null;
+  /** The optional notification kinds the user muted. */
+  mutedNotifications: string[];
   createdAt: string;
 }
 
 export function mapUser(u: UserEntity): UserView {
-  return { id: u.id, username: u.username, roles: u.roles, disabled: u.disabled, mfaEnrolled: u.mfaSecret !== null, createdAt: u.createdAt.toISOString() };
+  return {
+    id: u.id,
+    username: u.username,
+    roles: u.roles,
+    disabled: u.disabled,
+    mfaEnrolled: u.mfaSecret !== null,
+    email: u.email,
+    mutedNotifications: u.mutedNotifications,
+    createdAt: u.createdAt.toISOString(),
+  };
 }
 
 export interface ServiceTokenView {

@@ -2,13 +2,19 @@ import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { UnitOfWork } from '../database/unit-of-work';
 import { DataSource, EntityManager } from 'typeorm';
-import { Errors } from '../common/errors';
+import { DomainException, Errors } from '../common/errors';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
 import { Actor, Role } from '../common/actor';
 import { PasswordHasher } from './password-hasher';
 import { UserEntity } from './user.entity';
-import { CreateUserDto, mapUser, UpdateUserDto, UserListQuery, UserView } from './users.dto';
+import { CreateUserDto, mapUser, UpdateMeDto, UpdateUserDto, UserListQuery, UserView } from './users.dto';
+
+/** A person's own notification settings (`GET/PATCH /v1/me`). */
+export interface NotificationSettings {
+  email: string | null;
+  mutedNotifications: string[];
+}
 
 /** Admin management of users: create, list, change roles, disable. */
 @Injectable()
@@ -18,6 +24,23 @@ export class UsersService {
     private readonly uow: UnitOfWork,
     private readonly hasher: PasswordHasher,
   ) {}
+
+  /** The notification kinds and which of them a user may mute: told at start by the notifications module (a higher layer). */
+  private notificationKinds: { all: ReadonlySet<string>; optional: ReadonlySet<string> } = { all: new Set(), optional: new Set() };
+
+  registerNotificationKinds(all: readonly string[], optional: readonly string[]): void {
+    this.notificationKinds = { all: new Set(all), optional: new Set(optional) };
+  }
+
+  /** A list of kinds to mute: each must be a known kind (else 400 VALIDATION_FAILED) and an optional one (else 400 NOTIFICATION_REQUIRED). */
+  checkMutes(kinds: readonly string[]): void {
+    const unknown = kinds.filter((k) => !this.notificationKinds.all.has(k));
+    if (unknown.length) throw Errors.validation(`mutedNotifications: unknown notification kind ${unknown.slice(0, 5).join(', ')}`);
+    const required = kinds.filter((k) => !this.notificationKinds.optional.has(k));
+    if (required.length) {
+      throw new DomainException('NOTIFICATION_REQUIRED', `${required.slice(0, 5).join(', ')} cannot be muted: only ${[...this.notificationKinds.optional].join(', ')} can`);
+    }
+  }
 
   async create(actor: Actor, dto: CreateUserDto): Promise<UserView> {
     const id = randomUUID();
@@ -54,6 +77,7 @@ export class UsersService {
       const changes: Partial<UserEntity> = {};
       if (dto.roles !== undefined) changes.roles = dto.roles;
       if (dto.disabled !== undefined) changes.disabled = dto.disabled;
+      if (dto.email !== undefined) changes.email = dto.email;
       if (Object.keys(changes).length === 0) return current;
       const next = { ...current, ...changes };
       if (current.roles.includes('admin') && !current.disabled && (!next.roles.includes('admin') || next.disabled)) {
@@ -66,11 +90,45 @@ export class UsersService {
         actor,
         subjectType: 'user',
         subjectId: id,
-        details: { before: { roles: current.roles, disabled: current.disabled }, after: { roles: next.roles, disabled: next.disabled } },
+        details: {
+          before: { roles: current.roles, disabled: current.disabled, ...(dto.email !== undefined ? { email: current.email } : {}) },
+          after: { roles: next.roles, disabled: next.disabled, ...(dto.email !== undefined ? { email: next.email } : {}) },
+        },
       });
       return em.getRepository(UserEntity).findOneByOrFail({ id });
     });
     return mapUser(user);
+  }
+
+  /** The caller's own e-mail address and muted kinds (a service token has neither). */
+  async notificationSettings(actor: Actor): Promise<NotificationSettings> {
+    if (actor.kind !== 'user') return { email: null, mutedNotifications: [] };
+    const u = await findByIdOrThrow(this.dataSource.manager, UserEntity, actor.id, 'user');
+    return { email: u.email, mutedNotifications: u.mutedNotifications };
+  }
+
+  /**
+   * A person changes their own e-mail address (where approval requests for them go: the route takes a step-up code) or
+   * the optional kinds they mute (checked by {@link checkMutes} before the code is used). Audited.
+   */
+  async updateMe(actor: Actor, dto: UpdateMeDto): Promise<NotificationSettings> {
+    if (actor.kind !== 'user') throw Errors.forbidden('only a person has an e-mail address and muted notifications');
+    if (dto.mutedNotifications !== undefined) this.checkMutes(dto.mutedNotifications);
+    return this.uow.run(async ({ em, audit }) => {
+      const current = await findByIdOrThrow(em, UserEntity, actor.id, 'user', true);
+      const changes: Partial<UserEntity> = {};
+      if (dto.email !== undefined && dto.email !== current.email) changes.email = dto.email;
+      if (dto.mutedNotifications !== undefined) {
+        const muted = [...dto.mutedNotifications].sort();
+        if (JSON.stringify(muted) !== JSON.stringify([...current.mutedNotifications].sort())) changes.mutedNotifications = muted;
+      }
+      const settings = (u: Pick<UserEntity, 'email' | 'mutedNotifications'>) => ({ email: u.email, mutedNotifications: u.mutedNotifications });
+      if (Object.keys(changes).length === 0) return settings(current);
+      await em.getRepository(UserEntity).update({ id: actor.id }, changes);
+      const next = { ...current, ...changes };
+      await audit({ type: 'user.notifications_updated', actor, subjectType: 'user', subjectId: actor.id, details: { before: settings(current), after: settings(next) } });
+      return settings(next);
+    });
   }
 
   /**

@@ -1,6 +1,10 @@
 import { Global, Module } from '@nestjs/common';
 import { IdentityModule } from '../identity/identity.module';
+import { ChannelStore } from './channel-store';
 import { NotificationDeliverer } from './deliverer';
+import { DeliveryLog } from './delivery-log';
+import { DeliveryLogController, NotificationChannelsController, NotificationRoutesController } from './notifications.controller';
+import { NotificationsService } from './notifications.service';
 import { NotificationStore } from './notification-store';
 import { NotificationOutbox } from './outbox';
 import { SENDER_PROVIDERS } from './senders';
@@ -13,7 +17,8 @@ import { SENDER_PROVIDERS } from './senders';
 @Global()
 @Module({
   imports: [IdentityModule],
-  providers: [NotificationStore, NotificationDeliverer, NotificationOutbox, ...SENDER_PROVIDERS],
+  controllers: [NotificationChannelsController, NotificationRoutesController, DeliveryLogController],
+  providers: [NotificationStore, NotificationDeliverer, NotificationOutbox, ...SENDER_PROVIDERS, ChannelStore, DeliveryLog, NotificationsService],
   exports: [NotificationStore, NotificationDeliverer, NotificationOutbox],
 })
 export class NotificationsModule {}

@@ -64,6 +64,8 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   PAYLOAD_TOO_LARGE: { exit: EXIT.USAGE, hint: 'the request is too large' },
   UNSUPPORTED_MEDIA_TYPE: { exit: EXIT.USAGE },
   METHOD_NOT_ALLOWED: { exit: EXIT.USAGE, hint: 'this vault does not support the call; is vaultctl newer than the vault?' },
+  CHANNEL_CONFIG_INVALID: { exit: EXIT.USAGE, hint: "e-mail channels take --to addresses; webhooks --url and a signing secret; slack and teams their incoming-webhook URL as the secret" },
+  NOTIFICATION_REQUIRED: { exit: EXIT.USAGE, hint: 'only optional kinds can be muted (`vaultctl me show` lists yours); approval requests, one-time accounts ready to claim and alerts cannot' },
   // 401 / 403 identity
   UNAUTHENTICATED: { exit: EXIT.UNAUTHENTICATED, hint: 'log in again with `vaultctl login` (or set VAULT_TOKEN to a valid service token)' },
   MFA_REQUIRED: { exit: EXIT.MFA, hint: 'pass the current 6-digit code from your authenticator with --code (or VAULT_MFA_CODE), or run on a terminal to be asked' },
@@ -105,6 +107,8 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   CHECKOUT_NOT_ENDED: conflict('a break-glass checkout is reviewed once it has ended; ask its holder to check in, or wait for it to expire'),
   ALREADY_REVIEWED: conflict(),
   NOT_BREAK_GLASS: conflict(),
+  CHANNEL_NAME_TAKEN: conflict('choose another channel name'),
+  CHANNEL_DISABLED: conflict('enable the channel first: `vaultctl notifications channels update <id> --enable`'),
   // 410
   ALREADY_CLAIMED: gone('a one-time account is handed out once; ask for a new one'),
   EXPIRED: gone('ask again'),

@@ -235,6 +235,8 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
         'POST /v1/users', 'PATCH /v1/users/:id', 'POST /v1/users/:id/mfa/reset', 'POST /v1/service-tokens', 'DELETE /v1/service-tokens/:id',
         'POST /v1/accounts', 'PATCH /v1/accounts/:id', 'DELETE /v1/accounts/:id', 'POST /v1/targets', 'PATCH /v1/targets/:id',
         'DELETE /v1/targets/:id', 'POST /v1/targets/:id/verify', 'PUT /v1/targets/:id/ephemeral-policy',
+        'POST /v1/notification-channels', 'PATCH /v1/notification-channels/:id', 'DELETE /v1/notification-channels/:id', 'POST /v1/notification-channels/:id/test',
+        'POST /v1/notification-routes', 'DELETE /v1/notification-routes/:id', 'PATCH /v1/me',
       ]),
     );
   });
@@ -273,6 +275,10 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     expect(codesOf('POST /v1/ephemeral-accounts/:id/claim')).toEqual(expect.arrayContaining(['ALREADY_CLAIMED', 'EXPIRED', 'TARGET_UNREACHABLE']));
     expect(codesOf('POST /v1/targets/:id/verify')).toEqual(expect.arrayContaining(['TARGET_UNREACHABLE', 'TARGET_AUTH_FAILED']));
     expect(codesOf('POST /v1/auth/login')).toEqual(expect.arrayContaining(['UNAUTHENTICATED', 'MFA_REQUIRED', 'THROTTLED']));
+    expect(codesOf('POST /v1/notification-channels')).toEqual(expect.arrayContaining(['CHANNEL_NAME_TAKEN', 'MFA_REQUIRED']));
+    expect(codesOf('PATCH /v1/notification-channels/:id')).toEqual(expect.arrayContaining(['CHANNEL_CONFIG_INVALID', 'CHANNEL_NAME_TAKEN']));
+    expect(codesOf('POST /v1/notification-channels/:id/test')).toEqual(expect.arrayContaining(['CHANNEL_DISABLED', 'NOT_FOUND']));
+    expect(codesOf('PATCH /v1/me')).toEqual(expect.arrayContaining(['NOTIFICATION_REQUIRED', 'MFA_REQUIRED']));
   });
 
   it('has every error code thrown in src/ in the error-code table (same status) and on at least one operation', () => {
@@ -325,7 +331,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
       }
     }
     expect(problems).toEqual([]);
-    for (const list of ['/v1/users', '/v1/service-tokens', '/v1/targets', '/v1/accounts', '/v1/checkouts', '/v1/ephemeral-accounts', '/v1/audit-events']) {
+    for (const list of ['/v1/users', '/v1/service-tokens', '/v1/targets', '/v1/accounts', '/v1/checkouts', '/v1/ephemeral-accounts', '/v1/audit-events', '/v1/notification-channels', '/v1/notification-routes', '/v1/notifications']) {
       expect({ list, params: (doc.paths[list].get.parameters ?? []).map((p) => p.name) }).toEqual({ list, params: expect.arrayContaining(['limit', 'cursor']) });
     }
     // spot checks against the API contract

@@ -59,6 +59,8 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/me': allow(ANY, { beforeEnrollment: true }),
   'POST /v1/me/mfa/totp': allow(ANY, { beforeEnrollment: true, usersOnly: true }),
   'POST /v1/me/mfa/totp/confirm': allow(ANY, { beforeEnrollment: true, usersOnly: true, body: { code: '000000' } }),
+  // one's own e-mail (approval requests go there) and muted notifications: a person with a fresh code
+  'PATCH /v1/me': allow(ANY, { stepUp: true }),
   'POST /v1/users': ADMIN_STEP_UP,
   'GET /v1/users': ADMIN,
   'GET /v1/users/:id': ADMIN,
@@ -111,6 +113,19 @@ const ACCESS: Record<string, Access> = {
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
   'GET /v1/audit-events/verify': allow(['auditor', 'admin']),
+
+  // Notifications: channels and routes (secrets write-only), the test message, the delivery log
+  'POST /v1/notification-channels': ADMIN_STEP_UP,
+  'GET /v1/notification-channels': allow(['admin', 'auditor']),
+  'GET /v1/notification-channels/:id': allow(['admin', 'auditor']),
+  'PATCH /v1/notification-channels/:id': ADMIN_STEP_UP,
+  'DELETE /v1/notification-channels/:id': ADMIN_STEP_UP,
+  'POST /v1/notification-channels/:id/test': ADMIN_STEP_UP,
+  'POST /v1/notification-routes': ADMIN_STEP_UP,
+  'GET /v1/notification-routes': allow(['admin', 'auditor']),
+  'GET /v1/notification-routes/:id': allow(['admin', 'auditor']),
+  'DELETE /v1/notification-routes/:id': ADMIN_STEP_UP,
+  'GET /v1/notifications': allow(['admin', 'auditor']),
 };
 
 
