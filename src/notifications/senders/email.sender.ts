@@ -133,8 +133,10 @@ export function smtpError(e: unknown, signal?: AbortSignal): DeliveryError {
 /** The TLS verification code somewhere in the error's chain, if any. */
 function tlsReason(e: unknown): string | undefined {
   for (let at: unknown = e, depth = 0; at && typeof at === 'object' && depth < 5; at = (at as SmtpFailure).cause, depth++) {
-    const code = (at as SmtpFailure).code;
-    if (typeof code === 'string' && TLS_CODES.test(code) && /^[A-Z0-9_]{2,60}$/.test(code)) return code;
+    // nodemailer wraps the socket's error (ESOCKET) and keeps Node's code as originalCode
+    for (const code of [(at as SmtpFailure).code, (at as { originalCode?: unknown }).originalCode]) {
+      if (typeof code === 'string' && TLS_CODES.test(code) && /^[A-Z0-9_]{2,60}$/.test(code)) return code;
+    }
   }
   return undefined;
 }
@@ -142,8 +144,9 @@ function tlsReason(e: unknown): string | undefined {
 /** The system error code behind a connection failure (ECONNREFUSED, …), if nodemailer kept it. */
 function systemCode(e: unknown): string {
   for (let at: unknown = e, depth = 0; at && typeof at === 'object' && depth < 5; at = (at as SmtpFailure).cause, depth++) {
-    const code = (at as SmtpFailure & { errno?: unknown }).code;
-    if (typeof code === 'string' && /^E(CONNREFUSED|CONNRESET|HOSTUNREACH|NETUNREACH|NOTFOUND|AI_AGAIN|PIPE)$/.test(code)) return ` (${code})`;
+    for (const code of [(at as SmtpFailure).code, (at as { originalCode?: unknown }).originalCode]) {
+      if (typeof code === 'string' && /^E(CONNREFUSED|CONNRESET|HOSTUNREACH|NETUNREACH|NOTFOUND|AI_AGAIN|PIPE)$/.test(code)) return ` (${code})`;
+    }
   }
   return '';
 }

@@ -60,7 +60,7 @@ export interface TlsMariaServer {
 const HOST = '127.0.0.1';
 
 /** Creates a CA and a server certificate for 127.0.0.1 (EC P-256) in `dir`. */
-async function makeCertificates(dir: string): Promise<void> {
+export async function makeCertificates(dir: string): Promise<void> {
   const f = (n: string) => join(dir, n);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
   await run('openssl', ['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=vault test CA',
