@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { ClaimedWork, Queryable } from '../database/claimed-work';
-import type { NotificationFacts } from './events';
+import { sqlColumn } from '../database/sql-names';
+import { NOTIFICATION_TYPES, NotificationFacts, NotificationType } from './events';
 import type { ChannelConfig, ChannelKind } from './senders/sender';
 
 export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'muted' | 'no_address';
@@ -77,6 +78,19 @@ export class NotificationStore {
     );
   }
 
+  /**
+   * Of these subjects, those an event of `type` was already written about (a reminder is written once per item). Run
+   * it after the items are locked: a new statement sees what a sweep that held them before has committed.
+   */
+  async notifiedAmong(em: EntityManager, type: NotificationType, subjectIds: readonly string[]): Promise<Set<string>> {
+    if (subjectIds.length === 0) return new Set();
+    const rows: Array<{ id: string }> = await em.query('SELECT DISTINCT subject_id AS id FROM notification_events WHERE type = $1 AND subject_id = ANY ($2::text[])', [
+      type,
+      [...subjectIds],
+    ]);
+    return new Set(rows.map((r) => r.id));
+  }
+
   /** The enabled channels whose routes take this event type (and target). */
   async routedChannels(em: EntityManager, type: string, targetId: string | null): Promise<RoutedChannel[]> {
     return em.query(
@@ -141,4 +155,14 @@ export class NotificationStore {
     )) as Array<{ pending: number; oldest: number }>;
     return { pending: row.pending, oldestSeconds: row.oldest };
   }
+}
+
+/**
+ * SQL fragment for other owners' statements (a reminder sweep picks only what was not reminded yet): true when an
+ * event of `type` about the row whose id is in `idColumn` was written. A boolean expression; the name of the table
+ * stays in this folder.
+ */
+export function notifiedSql(type: NotificationType, idColumn: string): string {
+  if (!(type in NOTIFICATION_TYPES)) throw new Error(`unknown notification type ${type}`);
+  return `EXISTS (SELECT 1 FROM notification_events n_sent WHERE n_sent.type = '${type}' AND n_sent.subject_id = (${sqlColumn(idColumn)})::text)`;
 }
