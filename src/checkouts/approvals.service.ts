@@ -8,6 +8,7 @@ import { Clock } from '../common/clock';
 import { Errors } from '../common/errors';
 import { UnitOfWork } from '../database/unit-of-work';
 import { CheckoutEntity } from './checkout.entity';
+import { CheckoutNotices } from './checkout-notices';
 import { isOpen } from './checkout-states';
 import { CheckoutStore } from './checkout-store';
 import { CheckoutView, ReviewDto } from './checkouts.dto';
@@ -25,12 +26,14 @@ export class ApprovalsService {
     private readonly uow: UnitOfWork,
     private readonly store: CheckoutStore,
     private readonly accounts: AccountStore,
+    private readonly notices: CheckoutNotices,
     private readonly clock: Clock,
   ) {}
 
   /** MFA. Activates the checkout (transition `approve`) once `approvalsRequired` distinct approvers approved this exact request. */
   async approve(actor: Actor, id: string, dto: DecisionDto): Promise<CheckoutView> {
-    return this.uow.run(async ({ em, audit }) => {
+    return this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       const { checkout, approvals: n } = await this.decide(em, actor, id, 'approve', dto);
       const details = { accountId: checkout.accountId, approvals: n, approvalsRequired: checkout.approvalsRequired, comment: dto.comment ?? null };
       await audit({ type: 'checkout.approved', actor, subjectType: 'checkout', subjectId: id, details });
@@ -40,6 +43,7 @@ export class ApprovalsService {
         const expiresAt = new Date(at.getTime() + checkout.ttlSeconds * SECOND);
         current = (await this.store.activate(em, id, at, expiresAt)) ?? notPending(checkout);
         await audit({ type: 'checkout.activated', actor, subjectType: 'checkout', subjectId: id, details: { accountId: checkout.accountId, expiresAt: expiresAt.toISOString() } });
+        await this.notices.decided(tx, current, await this.notices.names(em, checkout), { approved: true, by: actor.name });
       }
       return this.store.view(em, current);
     });
@@ -47,11 +51,13 @@ export class ApprovalsService {
 
   /** MFA. One denial ends the request (transition `deny`) and frees the account (its password was never revealed). */
   async deny(actor: Actor, id: string, dto: DecisionDto): Promise<CheckoutView> {
-    return this.uow.run(async ({ em, audit }) => {
+    return this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       const { checkout } = await this.decide(em, actor, id, 'deny', dto);
       const denied = (await this.store.deny(em, id, this.clock.now(), actor.id)) ?? notPending(checkout);
       await this.accounts.release(em, checkout.accountId);
       await audit({ type: 'checkout.denied', actor, subjectType: 'checkout', subjectId: id, details: { accountId: checkout.accountId, comment: dto.comment ?? null } });
+      await this.notices.decided(tx, denied, await this.notices.names(em, checkout), { approved: false, by: actor.name, comment: dto.comment });
       return this.store.view(em, denied);
     });
   }

@@ -10,6 +10,7 @@ import { Tx, UnitOfWork } from '../database/unit-of-work';
 import { RotationService } from '../rotation/rotation.service';
 import { TargetsService } from '../targets/targets.service';
 import { CheckoutEntity } from './checkout.entity';
+import { CheckoutNotices } from './checkout-notices';
 import { EndReason } from './checkout-states';
 import { CheckoutStore } from './checkout-store';
 import { CheckoutView, RevokeDto } from './checkouts.dto';
@@ -58,6 +59,7 @@ export class CheckoutLifecycleService {
     private readonly rotation: RotationService,
     private readonly targets: TargetsService,
     private readonly work: ClaimedWork,
+    private readonly notices: CheckoutNotices,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -170,6 +172,7 @@ export class CheckoutLifecycleService {
     });
     if (!row) throw Errors.conflict('CHECKOUT_ENDED', 'the checkout has already ended');
     await tx.audit({ type: `checkout.${EVENT_OF[reason]}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, reason, wasActive, rotationId, ...details } });
+    await this.notices.ended(tx, checkout, reason, { account, detail: typeof details.reason === 'string' ? details.reason : null });
     return { id: checkout.id, accountId: checkout.accountId, rotationId, cleanup: wasActive, row };
   }
 
@@ -199,7 +202,8 @@ export class CheckoutLifecycleService {
   /** Records the cleanup outcome if this instance still holds the claim; failures back off, then give up loudly. */
   private async settleCleanup(e: Ended, errorCode: string | null): Promise<void> {
     const me = this.work.instanceId;
-    await this.uow.run(async ({ em, audit }) => {
+    await this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       const row = await this.store.lockCleanup(em, e.id, me, accountSettledSql('c.account_id'));
       if (!row) return; // another instance took over
       if (errorCode === null) {
@@ -221,6 +225,10 @@ export class CheckoutLifecycleService {
         outcome: 'failure',
         details: { accountId: e.accountId, errorCode, attempts, gaveUp },
       });
+      if (gaveUp) {
+        const checkout = (await this.store.get(em, e.id)) as CheckoutEntity;
+        await this.notices.cleanupFailed(tx, checkout, await this.notices.names(em, checkout), { errorCode, attempts });
+      }
     });
   }
 }

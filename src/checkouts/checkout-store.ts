@@ -1,6 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { DataSource, EntityManager, In } from 'typeorm';
 import { DecisionInput, DecisionTable, PendingRequest, recordDecision, requestDigest } from '../approvals/approvals';
+import type { ExpiringSoonQuery } from '../approvals/notices';
 import { Actor } from '../common/actor';
 import { Errors } from '../common/errors';
 import { Page } from '../common/pagination';
@@ -231,6 +232,20 @@ export class CheckoutStore implements OnModuleInit {
           ? 'expired'
           : 'approval_timeout';
     return { checkout, reason };
+  }
+
+  /**
+   * Locks (`FOR UPDATE SKIP LOCKED`: two sweeps never take the same one) up to `limit` active checkouts whose lease
+   * ends within `leadSeconds` after `now`, soonest first, leaving out those `remindedSql` (the notifications owner's
+   * fragment on `c.id`) says were reminded already.
+   */
+  lockExpiringSoon(em: EntityManager, o: ExpiringSoonQuery): Promise<CheckoutEntity[]> {
+    return em.query(
+      `SELECT ${CHECKOUT_COLUMNS} FROM checkouts c
+        WHERE c.status = 'active' AND c.expires_at > $1 AND c.expires_at <= $1::timestamptz + make_interval(secs => $2) AND NOT ${o.remindedSql}
+        ORDER BY c.expires_at LIMIT $3 FOR UPDATE OF c SKIP LOCKED`,
+      [o.now, o.leadSeconds, o.limit],
+    );
   }
 
   // ---- the cleanup sub-state (ending sessions on the target) ----------------------------------------------------

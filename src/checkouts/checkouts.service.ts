@@ -13,6 +13,7 @@ import { APP_CONFIG, AppConfig } from '../config/config';
 import { isUniqueViolation } from '../database/queries';
 import { UnitOfWork } from '../database/unit-of-work';
 import { CheckoutEntity } from './checkout.entity';
+import { CheckoutNames, CheckoutNotices } from './checkout-notices';
 import { CheckoutStore, noCleanupOwedSql } from './checkout-store';
 import { CheckoutListQuery, CheckoutView, CreateCheckoutDto, CredentialView, ExtendDto, mapCheckout } from './checkouts.dto';
 
@@ -33,12 +34,14 @@ export class CheckoutsService {
     private readonly audit: AuditService,
     private readonly store: CheckoutStore,
     private readonly accounts: AccountStore,
+    private readonly notices: CheckoutNotices,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   async request(actor: Actor, dto: CreateCheckoutDto): Promise<CheckoutView & { credential?: CredentialView }> {
-    return this.uow.run(async ({ em }) => {
+    return this.uow.run(async (tx) => {
+      const { em } = tx;
       // the one decision, also reading what the answer needs (policy, credential, target address) in the same trip
       const taken = await this.accounts.takeForCheckout(em, dto.accountId, noCleanupOwedSql('a.id'));
       if (!taken) throw await this.unavailable(em, dto.accountId);
@@ -79,13 +82,18 @@ export class CheckoutsService {
       const events = [event('requested', { justification: dto.justification, ttlSeconds, breakGlass, approvalsRequired: policy.approvalsRequired })];
       if (breakGlass) events.push(event('break_glass', { justification: dto.justification, approvalsSkipped: policy.approvalsRequired }));
       const view = mapCheckout(checkout, [], this.store.digest(checkout));
+      // who is told (approvers, or administrators and auditors of a break-glass) is named by the owners; a plain
+      // checkout that needs no approval tells no one and reads nothing more
+      const names = needsApproval || breakGlass ? await this.notices.names(em, checkout, { requester: actor.name }) : null;
       if (needsApproval) {
         await this.audit.recordMany(em, events);
+        await this.notices.approvalRequested(tx, checkout, names as CheckoutNames);
         return view;
       }
       const credential = this.accounts.credentialOf(taken);
       events.push(event('activated', { expiresAt: checkout.expiresAt?.toISOString() }), event('revealed', { via: 'checkout' }));
       await this.audit.recordMany(em, events);
+      if (breakGlass) await this.notices.breakGlass(tx, checkout, names as CheckoutNames);
       return { ...view, credential };
     });
   }
