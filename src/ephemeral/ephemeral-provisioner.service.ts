@@ -12,6 +12,7 @@ import { UsersService } from '../identity/users.service';
 import { isValidAccountName } from '../connectors/names';
 import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';
+import { EphemeralNotices } from './ephemeral-notices';
 import { EphemeralStore } from './ephemeral-store';
 import { FINAL, OPEN_REQUEST } from './ephemeral-states';
 import { ClaimView, EphemeralView } from './ephemeral.dto';
@@ -45,6 +46,7 @@ export class EphemeralProvisioner {
     private readonly ephemeral: EphemeralService,
     private readonly targets: TargetsService,
     private readonly users: UsersService,
+    private readonly notices: EphemeralNotices,
     private readonly generator: PasswordGenerator,
     private readonly work: ClaimedWork,
     private readonly clock: Clock,
@@ -66,7 +68,7 @@ export class EphemeralProvisioner {
       const vendor = await this.users.get(actor.id, em);
       const target = await this.targets.find(em, row.targetId);
       // the policy in force now decides, not the one the request was approved under
-      const ttlSeconds = await this.ephemeral.checkAgainstPolicyInForce(tx, row, target.type);
+      const ttlSeconds = await this.ephemeral.checkAgainstPolicyInForce(tx, row, target);
       if (ttlSeconds === null) return null;
       // everything that can fail without touching the target is done before the intent is committed
       const username = generateUsername(vendor.username, target.type);
@@ -128,7 +130,8 @@ export class EphemeralProvisioner {
    * removed with its sessions. Revoking what has ended already answers it as it is.
    */
   async revoke(actor: Actor, id: string): Promise<EphemeralView> {
-    const claimed = await this.uow.run(async ({ em, audit }) => {
+    const claimed = await this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       const row = await this.ephemeral.find(em, actor, id, true);
       const allowed = row.vendorId === actor.id || row.requesterId === actor.id || actor.roles.includes('admin');
       if (!allowed) throw Errors.forbidden('only the vendor, the requester or an admin may revoke it');
@@ -136,6 +139,7 @@ export class EphemeralProvisioner {
       if (OPEN_REQUEST.includes(row.status)) {
         await this.store.withdraw(em, id, actor.id, this.clock.now());
         await audit({ type: 'ephemeral.revoked', actor, subjectType: 'ephemeral_account', subjectId: id, details: { created: false } });
+        await this.notices.revoked(tx, row, await this.notices.names(em, row), { by: actor.id });
         return false;
       }
       // creating: the claimant may still be creating it — the removal waits for its claim to lapse (the claimant's
@@ -143,6 +147,7 @@ export class EphemeralProvisioner {
       const takeOver = row.status !== 'creating';
       await this.store.revoke(em, id, { by: actor.id, claimant: takeOver ? INSTANCE_ID : null, claimSeconds: this.config.ephemeral.claimSeconds });
       await audit({ type: 'ephemeral.revoked', actor, subjectType: 'ephemeral_account', subjectId: id, details: { created: true, username: row.username } });
+      await this.notices.revoked(tx, row, await this.notices.names(em, row), { by: actor.id });
       return takeOver;
     });
     if (claimed) await this.work.track(this.removeClaimed(id));
@@ -177,16 +182,20 @@ export class EphemeralProvisioner {
 
   /** Requests nobody claimed (or approved) in time: nothing exists on the target, they just end. */
   private async lapseRequests(limit: number): Promise<number> {
-    return this.uow.run(async ({ em, audit }) => {
-      const ids = await this.store.lapseRequests(em, this.clock.now(), limit);
-      for (const id of ids) await audit({ type: 'ephemeral.expired', actor: null, subjectType: 'ephemeral_account', subjectId: id, details: { reason: 'request_timeout', created: false } });
-      return ids.length;
+    return this.uow.run(async (tx) => {
+      const lapsed = await this.store.lapseRequests(tx.em, this.clock.now(), limit);
+      for (const r of lapsed) {
+        await tx.audit({ type: 'ephemeral.expired', actor: null, subjectType: 'ephemeral_account', subjectId: r.id, details: { reason: 'request_timeout', created: false } });
+        await this.notices.lapsed(tx, r, await this.notices.names(tx.em, r));
+      }
+      return lapsed.length;
     });
   }
 
   /** Claims one account to remove (not in `skip`): time up, an abandoned intent, or a removal to retry. */
   private async takeForRemoval(skip: readonly string[]): Promise<string | null> {
-    return this.uow.run(async ({ em, audit }) => {
+    return this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       const taken = await this.store.takeForRemoval(em, { now: this.clock.now(), claimant: INSTANCE_ID, claimSeconds: this.config.ephemeral.claimSeconds, skip });
       if (!taken) return null;
       // active: its time is up (expired), or its vendor was disabled or is no vendor any more (revoked); creating: an
@@ -195,6 +204,7 @@ export class EphemeralProvisioner {
       if (reason) {
         const details = { username, created: true, ...(reason === 'revoked' ? { because: 'vendor_disabled_or_not_vendor' } : {}) };
         await audit({ type: `ephemeral.${reason}`, actor: null, subjectType: 'ephemeral_account', subjectId: id, details });
+        if (reason === 'revoked') await this.notices.revoked(tx, taken, await this.notices.names(em, taken), { by: null });
         if (reason === 'reaped') this.logger.warn({ ephemeralId: id, username }, 'a one-time account creation was abandoned (its instance stopped): the reaper removes it');
       }
       return id;
@@ -218,7 +228,8 @@ export class EphemeralProvisioner {
   }
 
   private async settleRemoval(id: string, errorCode: string | null): Promise<void> {
-    await this.uow.run(async ({ em, audit }) => {
+    await this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       const held = await this.store.heldRemoval(em, id, INSTANCE_ID);
       if (!held) return; // another instance took over
       if (errorCode === null) {
@@ -238,6 +249,7 @@ export class EphemeralProvisioner {
         outcome: 'failure',
         details: { username: held.username, errorCode, attempts, needsAttention: gaveUp },
       });
+      if (gaveUp) await this.notices.removeFailed(tx, { id, ...held }, await this.notices.names(em, { id, ...held }), { errorCode, attempts });
       const where = { ephemeralId: id, username: held.username, code: errorCode, attempts };
       if (gaveUp) this.logger.warn(where, `removing a one-time account failed ${attempts} times: it is needs_attention (retried hourly; an admin's revoke retries now)`);
       else this.logger.warn(where, 'removing a one-time account failed; the reaper retries after a backoff');

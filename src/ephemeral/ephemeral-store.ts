@@ -1,6 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { DataSource, EntityManager, In } from 'typeorm';
 import type { DecisionTable } from '../approvals/approvals';
+import type { ExpiringSoonQuery } from '../approvals/notices';
 import { Page } from '../common/pagination';
 import type { ClaimedWork, Queryable } from '../database/claimed-work';
 import { findByIdOrThrow, keysetPage } from '../database/queries';
@@ -24,19 +25,28 @@ export interface ClaimIntent {
   claimSeconds: number;
 }
 
+/** Who a one-time account is for and from, and where (what its messages name). */
+export type EphemeralParties = Pick<EphemeralAccountEntity, 'id' | 'targetId' | 'requesterId' | 'vendorId' | 'justification'>;
+
 /** A row the reaper took for removal, and why it is removed (null: a removal retried, its reason is kept). */
-export interface TakenForRemoval {
-  id: string;
+export interface TakenForRemoval extends EphemeralParties {
   username: string | null;
   reason: EphemeralEndReason | null;
 }
 
 /** A removal this instance holds, as its outcome is recorded. */
-export interface HeldRemoval {
+export interface HeldRemoval extends Omit<EphemeralParties, 'id'> {
   attempts: number;
   endReason: EphemeralEndReason | null;
   username: string | null;
 }
+
+/** A request that lapsed (the reaper). */
+export type LapsedRequest = EphemeralParties & Pick<EphemeralAccountEntity, 'requestDeadline'>;
+
+/** The columns of EphemeralParties, as the store's statements return them (`alias`: the row's alias). */
+const partiesOf = (alias: string) =>
+  `${alias}.target_id AS "targetId", ${alias}.requester_id AS "requesterId", ${alias}.vendor_id AS "vendorId", ${alias}.justification`;
 
 /**
  * Every statement on `ephemeral_accounts`, `ephemeral_policies` and `ephemeral_approvals` (the decisions through the
@@ -147,6 +157,21 @@ export class EphemeralStore implements OnModuleInit {
     return n;
   }
 
+  /**
+   * Locks (`FOR UPDATE SKIP LOCKED`: two sweeps never take the same one) up to `limit` active one-time accounts that
+   * expire within `leadSeconds` after `now`, soonest first, leaving out those `remindedSql` (the notifications
+   * owner's fragment on `e.id`) says were reminded already.
+   */
+  lockExpiringSoon(em: Queryable, o: ExpiringSoonQuery): Promise<Array<EphemeralParties & { username: string; expiresAt: Date }>> {
+    return answer(
+      em,
+      `SELECT e.id, ${partiesOf('e')}, e.username, e.expires_at AS "expiresAt" FROM ephemeral_accounts e
+        WHERE e.status = 'active' AND e.expires_at > $1 AND e.expires_at <= $1::timestamptz + make_interval(secs => $2) AND NOT ${o.remindedSql}
+        ORDER BY e.expires_at LIMIT $3 FOR UPDATE OF e SKIP LOCKED`,
+      [o.now, o.leadSeconds, o.limit],
+    );
+  }
+
   // ---- transitions (EPHEMERAL_TRANSITIONS) ---------------------------------------------------------------------
 
   approve(em: Queryable, id: string): Promise<boolean> {
@@ -167,17 +192,17 @@ export class EphemeralStore implements OnModuleInit {
   }
 
   /** Requests past their deadline end as expired (request_timeout), at most `limit`, skipping rows others hold. */
-  async lapseRequests(em: Queryable, now: Date, limit: number): Promise<string[]> {
-    const [rows]: [Array<{ id: string }>, number] = await answer(
+  async lapseRequests(em: Queryable, now: Date, limit: number): Promise<LapsedRequest[]> {
+    const [rows]: [LapsedRequest[], number] = await answer(
       em,
       `UPDATE ephemeral_accounts SET status = 'expired', end_reason = 'request_timeout', ended_at = $1, ended_by = 'system', version = version + 1
         WHERE id IN (SELECT id FROM ephemeral_accounts WHERE ${fromSql('lapse')} AND request_deadline <= $1
                       ORDER BY request_deadline LIMIT $2 FOR UPDATE SKIP LOCKED)
           AND ${fromSql('lapse')}
-        RETURNING id`,
+        RETURNING id, ${partiesOf('ephemeral_accounts')}, request_deadline AS "requestDeadline"`,
       [now, limit],
     );
-    return rows.map((r) => r.id);
+    return rows;
   }
 
   /** Revoked before the claim: nothing exists on the target. */
@@ -260,7 +285,7 @@ export class EphemeralStore implements OnModuleInit {
               claimed_by = $2, claimed_until = now() + make_interval(secs => $3), version = a.version + 1
          FROM due
         WHERE a.id = due.id AND ${fromSql('takeForRemoval', 'a.status')}
-        RETURNING a.id, a.username,
+        RETURNING a.id, a.username, ${partiesOf('a')},
                   CASE due.was WHEN 'active' THEN a.end_reason WHEN 'creating' THEN 'reaped' END AS reason`,
       [o.now, o.claimant, o.claimSeconds, [...(o.skip ?? [])]],
     );
@@ -271,7 +296,7 @@ export class EphemeralStore implements OnModuleInit {
   async heldRemoval(em: Queryable, id: string, claimant: string): Promise<HeldRemoval | null> {
     const [row]: HeldRemoval[] = await answer(
       em,
-      `SELECT attempts, end_reason AS "endReason", username FROM ephemeral_accounts
+      `SELECT attempts, end_reason AS "endReason", username, ${partiesOf('e')} FROM ephemeral_accounts e
         WHERE id = $1 AND status = 'revoking' AND claimed_by = $2 FOR UPDATE`,
       [id, claimant],
     );

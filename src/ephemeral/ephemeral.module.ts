@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { IdentityModule } from '../identity/identity.module';
 import { TargetsModule } from '../targets/targets.module';
 import { EphemeralController, EphemeralPolicyController } from './ephemeral.controller';
+import { EphemeralNotices } from './ephemeral-notices';
 import { EphemeralProvisioner } from './ephemeral-provisioner.service';
 import { EphemeralService } from './ephemeral.service';
 import { EphemeralStore } from './ephemeral-store';
@@ -9,7 +10,7 @@ import { EphemeralStore } from './ephemeral-store';
 @Module({
   imports: [TargetsModule, IdentityModule],
   controllers: [EphemeralController, EphemeralPolicyController],
-  providers: [EphemeralStore, EphemeralService, EphemeralProvisioner],
-  exports: [EphemeralProvisioner, EphemeralStore],
+  providers: [EphemeralStore, EphemeralService, EphemeralProvisioner, EphemeralNotices],
+  exports: [EphemeralProvisioner, EphemeralStore, EphemeralNotices],
 })
 export class EphemeralModule {}

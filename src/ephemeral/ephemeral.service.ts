@@ -15,6 +15,7 @@ import { UsersService } from '../identity/users.service';
 import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';
 import { checkAccess, staticRefusals, DEFAULT_EPHEMERAL_POLICY, EphemeralPolicy, EphemeralPolicyDto, inspectionOf, policyFrom, policyNotAllowed } from './ephemeral-policy';
+import { EphemeralNotices } from './ephemeral-notices';
 import { EPHEMERAL_DECISIONS, EphemeralStore } from './ephemeral-store';
 import { CreateEphemeralDto, EphemeralListQuery, EphemeralView, mapEphemeral } from './ephemeral.dto';
 import { EphemeralAccountEntity } from './ephemeral.entity';
@@ -37,12 +38,14 @@ export class EphemeralService {
     private readonly keyring: KeyringService,
     private readonly targets: TargetsService,
     private readonly users: UsersService,
+    private readonly notices: EphemeralNotices,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   async request(actor: Actor, dto: CreateEphemeralDto): Promise<EphemeralView> {
-    return this.uow.run(async ({ em, audit }) => {
+    return this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       // locked: the target cannot be deleted or moved while the request is written
       const target = await this.targets.find(em, dto.targetId, true).catch((e: unknown) => {
         throw e instanceof DomainException && e.status === 404 ? Errors.validation('targetId: no such target') : e;
@@ -81,26 +84,32 @@ export class EphemeralService {
         subjectId: saved.id,
         details: { targetId: target.id, vendorId: vendor.id, ttlSeconds: dto.ttlSeconds, access, justification: dto.justification, approvalsRequired: policy.approvalsRequired },
       });
+      const names = { target: target.name, requester: actor.name, vendor: vendor.username };
+      if (saved.status === 'pending_approval') await this.notices.approvalRequested(tx, saved, names);
+      else await this.notices.ready(tx, saved, names);
       return this.view(em, saved);
     });
   }
 
   /** MFA. Approved once `approvalsRequired` distinct approvers (never the requester) approved this exact request. */
   async approve(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
-    return this.uow.run(async ({ em, audit }) => {
+    return this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       const { row, approvals } = await this.decide(em, actor, id, 'approve', dto);
       await audit({ type: 'ephemeral.approved', actor, subjectType: 'ephemeral_account', subjectId: id, details: { approvals, approvalsRequired: row.approvalsRequired, comment: dto.comment ?? null } });
-      if (approvals >= row.approvalsRequired) await this.store.approve(em, id);
+      if (approvals >= row.approvalsRequired && (await this.store.approve(em, id))) await this.notices.approved(tx, row, await this.notices.names(em, row));
       return this.view(em, await this.find(em, actor, id));
     });
   }
 
   /** MFA. One denial ends the request. */
   async deny(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
-    return this.uow.run(async ({ em, audit }) => {
-      await this.decide(em, actor, id, 'deny', dto);
+    return this.uow.run(async (tx) => {
+      const { em, audit } = tx;
+      const { row } = await this.decide(em, actor, id, 'deny', dto);
       await this.store.deny(em, id, actor.id, this.clock.now());
       await audit({ type: 'ephemeral.denied', actor, subjectType: 'ephemeral_account', subjectId: id, details: { comment: dto.comment ?? null } });
+      await this.notices.denied(tx, row, await this.notices.names(em, row), { by: actor.name, comment: dto.comment });
       return this.view(em, await this.find(em, actor, id));
     });
   }
@@ -186,7 +195,9 @@ export class EphemeralService {
    * it; when it now needs more approvals than were given, the request goes back to `pending_approval` (committed) and
    * the claim answers 409 NOT_APPROVED. Resolves to the lifetime the account gets, or null when it needs approvals.
    */
-  async checkAgainstPolicyInForce({ em, audit }: Tx, row: EphemeralAccountEntity, type: TargetEntity['type']): Promise<number | null> {
+  async checkAgainstPolicyInForce(tx: Tx, row: EphemeralAccountEntity, target: Pick<TargetEntity, 'type' | 'name'>): Promise<number | null> {
+    const { em, audit } = tx;
+    const type = target.type;
     const policy = await this.policyOf(em, row.targetId);
     const refused = staticRefusals(policy);
     if (refused.length) throw new DomainException('ACCESS_NOT_ALLOWED', `the target's ephemeral policy allows what no one-time account may have (${refused.slice(0, 5).join('; ')}); an admin must fix it`);
@@ -195,6 +206,7 @@ export class EphemeralService {
     if (approvals < policy.approvalsRequired) {
       await this.store.requireReapproval(em, row.id, policy.approvalsRequired);
       await audit({ type: 'ephemeral.reapproval_required', actor: null, subjectType: 'ephemeral_account', subjectId: row.id, details: { approvals, approvalsRequired: policy.approvalsRequired } });
+      await this.notices.approvalRequested(tx, row, await this.notices.names(em, row, { target: target.name }));
       return null;
     }
     return Math.min(row.ttlSeconds, policy.maxTtlSeconds);
