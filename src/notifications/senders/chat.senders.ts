@@ -24,7 +24,7 @@ export function slackMessage(p: WebhookPayload): { text: string; blocks: unknown
   if (facts.length) blocks.push({ type: 'section', fields: facts.slice(0, 10).map((f) => ({ type: 'mrkdwn', text: `*${slackEscape(f.label)}*\n${slackEscape(f.value)}`.slice(0, 2000) })) });
   if (p.link) blocks.push({ type: 'actions', elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open in the vault' }, url: p.link }] });
   blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `${slackEscape(p.type)} · delivery ${p.id}` }] });
-  return { text: `${title(p)}: ${p.summary}`, blocks };
+  return { text: slackEscape(`${title(p)}: ${p.summary}`), blocks };
 }
 
 /** A Microsoft Teams incoming-webhook (or Workflows) message: one Adaptive Card 1.4. */
