@@ -2,6 +2,8 @@ import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBoo
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditSealer } from '../audit/audit-sealer.service';
 import { CheckoutLifecycleService } from '../checkouts/checkout-lifecycle.service';
+import { CheckoutNotices } from '../checkouts/checkout-notices';
+import { EphemeralNotices } from '../ephemeral/ephemeral-notices';
 import { EphemeralProvisioner } from '../ephemeral/ephemeral-provisioner.service';
 import { HeartbeatService } from '../rotation/heartbeat.service';
 import { RotationService } from '../rotation/rotation.service';
@@ -23,6 +25,8 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     private readonly heartbeat: HeartbeatService,
     private readonly checkouts: CheckoutLifecycleService,
     private readonly ephemeral: EphemeralProvisioner,
+    private readonly checkoutNotices: CheckoutNotices,
+    private readonly ephemeralNotices: EphemeralNotices,
     private readonly notifications: NotificationDeliverer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -85,17 +89,29 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     return this.once('notifications', () => this.notifications.sweep());
   }
 
-  /** One-time accounts: lapses unclaimed requests, removes expired accounts and abandoned intents, retries removals. */
+  /**
+   * One-time accounts: lapses unclaimed requests, removes expired accounts and abandoned intents, retries removals;
+   * then reminds the vendors of accounts about to expire (VAULT_NOTIFY_EXPIRY_LEAD_SECONDS), once each.
+   */
   reaper(): Promise<void> {
-    return this.once('ephemeral', () => this.ephemeral.reap());
+    return this.once('ephemeral', () =>
+      this.steps([
+        ['ephemeral-reaper', () => this.ephemeral.reap()],
+        ['ephemeral-reminders', () => this.ephemeralNotices.remindExpiring()],
+      ]),
+    );
   }
 
-  /** Ends expired checkouts (rotating their passwords) and lapsed approval requests; retries owed session cleanup. */
+  /**
+   * Ends expired checkouts (rotating their passwords) and lapsed approval requests; retries owed session cleanup;
+   * reminds the holders of leases about to end (VAULT_NOTIFY_EXPIRY_LEAD_SECONDS), once each.
+   */
   checkoutSweep(): Promise<void> {
     return this.once('checkout', () =>
       this.steps([
         ['checkout-expiry', () => this.checkouts.expireDue()],
         ['checkout-cleanup', () => this.checkouts.finishStale()],
+        ['checkout-reminders', () => this.checkoutNotices.remindExpiring()],
       ]),
     );
   }
