@@ -1,9 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { DataSource, EntityManager } from 'typeorm';
 import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { KeyringService } from '../crypto/keyring.service';
 import { DomainException, Errors } from '../common/errors';
+import { errorType } from '../database/claimed-work';
+import { UnitOfWork } from '../database/unit-of-work';
 import { ChainAnchor, ChainVerifier, StoredAuditEvent, VerifyResult } from './audit-chain';
 import { AuditSealer, readHead, SEAL_LOCK } from './audit-sealer.service';
 import { AuditEventView, AuditListQuery, mapAuditEvent } from './audit.dto';
@@ -28,6 +30,7 @@ function verifyUnavailable(message: string): DomainException {
 /** Reading and verifying the audit log. */
 @Injectable()
 export class AuditQueryService {
+  private readonly logger = new Logger(AuditQueryService.name);
   /** A verify runs on this instance (at most one at a time). */
   private verifying = false;
 
@@ -46,6 +49,7 @@ export class AuditQueryService {
     private readonly dataSource: DataSource,
     private readonly keyring: KeyringService,
     private readonly sealer: AuditSealer,
+    private readonly uow: UnitOfWork,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -91,6 +95,7 @@ export class AuditQueryService {
       const deadline = Date.now() + this.config.auditVerifyLockWaitMs;
       for (;;) {
         const result = await this.verifyIfUnlocked(anchor);
+        if (result && !result.ok) await this.alert(result);
         if (result) return result;
         const left = deadline - Date.now();
         if (left <= 0) throw verifyUnavailable('the audit log is locked by another session; cannot verify it now');
@@ -99,6 +104,27 @@ export class AuditQueryService {
     } finally {
       this.verifying = false;
     }
+  }
+
+  /**
+   * A verify found the chain broken: administrators and auditors are told (`alert.audit_verify_failed`, through the
+   * outbox's unit of work: this module does not import the notifications module). No audit event is written for it:
+   * sealing one onto a broken chain (an emptied log would start anew) could hide what the verify has just found.
+   * The verdict is answered even when the alert cannot be written.
+   */
+  private async alert(result: Extract<VerifyResult, { ok: false }>): Promise<void> {
+    const at = result.firstInvalidId ? ` at event ${result.firstInvalidId}` : '';
+    await this.uow
+      .run((tx) =>
+        tx.notify({
+          type: 'alert.audit_verify_failed',
+          subjectType: 'audit',
+          subjectId: result.firstInvalidId,
+          to: { roles: ['admin', 'auditor'] },
+          facts: { summary: `Audit chain verification failed${at}: ${result.reason}`, reason: result.reason, code: 'AUDIT_CHAIN_INVALID' },
+        }),
+      )
+      .catch((e: unknown) => this.logger.warn({ err: errorType(e) }, 'the audit verify failure could not be written to the outbox'));
   }
 
   /** One try: undefined when someone else holds the sealing lock (the connection is given back at once). */

@@ -1,7 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { UnitOfWork } from '../database/unit-of-work';
 import { DataSource, EntityManager } from 'typeorm';
-import { AuditService } from '../audit/audit.service';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { SecretBoxService } from '../crypto/secret-box.service';
@@ -10,9 +9,12 @@ import { findByIdOrThrow } from '../database/queries';
 import { MetricsService } from '../metrics/metrics.service';
 import { Actor } from '../common/actor';
 import { insertSession } from './sessions';
-import { ThrottleService } from './throttle.service';
+import { Reservation, THROTTLE_RULES, ThrottleService } from './throttle.service';
 import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';
 import { UserEntity } from './user.entity';
+
+/** The wrong MFA codes for one user within the throttle's user window that raise `alert.mfa_failures` (once per window). */
+export const MFA_ALERT_AFTER = 5;
 
 export const mfaSecretRef = (userId: string, column: 'mfa_secret' | 'mfa_pending_secret') => ({ table: 'users', rowId: userId, column });
 
@@ -25,7 +27,6 @@ export const mfaSecretRef = (userId: string, column: 'mfa_secret' | 'mfa_pending
 export class MfaService {
   constructor(
     private readonly dataSource: DataSource,
-    private readonly audit: AuditService,
     private readonly uow: UnitOfWork,
     private readonly secrets: SecretBoxService,
     private readonly totp: TotpService,
@@ -107,7 +108,7 @@ export class MfaService {
     // counted before the code is looked at, so a burst cannot evaluate more codes than the limit
     const attempt = await this.throttle.reserve('mfa', who);
     const step = await this.totp.matchStep(secret, code);
-    if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid');
+    if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid', undefined, attempt);
     const burned = await this.uow.run(async ({ em, audit }) => {
       // the one atomic decision: only a step newer than the last accepted one passes
       // (TypeORM answers a raw UPDATE with [rows, rowCount])
@@ -135,15 +136,28 @@ export class MfaService {
     code: 'MFA_INVALID' | 'MFA_REPLAYED',
     message: string,
     extra?: Record<string, unknown>,
+    attempt?: Reservation,
   ): Promise<never> {
     this.metrics.mfaFailures.inc({ reason: code });
-    await this.audit.recordAlone({
-      type: 'mfa.failed',
-      actor,
-      subjectType: 'user',
-      subjectId: actor.id,
-      outcome: 'failure',
-      details: { action, reason: code, address: who.address ?? null },
+    // a wrong code keeps its reservation: the user's count in the throttle window says how many there were
+    const failures = attempt ? this.throttle.userCount(attempt, 'mfa', actor.id) : 0;
+    await this.uow.run(async (tx) => {
+      await tx.audit({ type: 'mfa.failed', actor, subjectType: 'user', subjectId: actor.id, outcome: 'failure', details: { action, reason: code, address: who.address ?? null } });
+      // repeated failures for one user: administrators and auditors are told once per window, with the event
+      if (failures >= MFA_ALERT_AFTER && (await this.throttle.firstAlertOfWindow(tx.em, 'mfa', actor.id))) {
+        await tx.notify({
+          type: 'alert.mfa_failures',
+          subjectType: 'user',
+          subjectId: actor.id,
+          to: { roles: ['admin', 'auditor'] },
+          facts: {
+            summary: `${failures} wrong MFA codes for ${actor.name} within ${THROTTLE_RULES.user.windowSeconds / 60} minutes${who.address ? ` (the last from ${who.address})` : ''}`,
+            reason: `wrong MFA codes (last during ${action})`,
+            code,
+            count: failures,
+          },
+        });
+      }
     });
     throw new DomainException(code, message, extra);
   }

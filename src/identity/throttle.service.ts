@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { DomainException } from '../common/errors';
 
 /**
@@ -43,6 +43,8 @@ export interface ThrottleSubject {
 export interface Reservation {
   keys: string[];
   windows: string[];
+  /** What each key counted in its window, this attempt included (as it was reserved). */
+  counts: number[];
   released: boolean;
 }
 
@@ -76,7 +78,7 @@ export class ThrottleService {
     const keys = keysOf(kind, s);
     try {
       return await this.dataSource.transaction(async (em) => {
-        const rows: Array<{ key: string; win: string }> = await em.query(
+        const rows: Array<{ key: string; win: string; failures: number }> = await em.query(
           `INSERT INTO auth_throttle (key, failures, window_start)
            SELECT k.key, 1, now() FROM unnest($1::text[], $2::int[], $3::int[]) AS k(key, max, secs) ORDER BY k.key COLLATE "C"
            ON CONFLICT (key) DO UPDATE SET
@@ -86,14 +88,14 @@ export class ThrottleService {
                                  THEN now() ELSE auth_throttle.window_start END
            WHERE auth_throttle.window_start + make_interval(secs => ($3::int[])[array_position($1::text[], auth_throttle.key)]) <= now()
               OR auth_throttle.failures < ($2::int[])[array_position($1::text[], auth_throttle.key)]
-           RETURNING key, ${WINDOW_ID} AS win`,
+           RETURNING key, failures, ${WINDOW_ID} AS win`,
           [keys.map((k) => k.key), keys.map((k) => THROTTLE_RULES[k.rule].max), keys.map((k) => THROTTLE_RULES[k.rule].windowSeconds)],
         );
         // one full key: roll everything back, so a refused attempt counts nowhere
         if (rows.length !== keys.length) throw new ThrottledSignal();
         if (Math.random() < SWEEP_CHANCE) void this.sweep();
-        const byKey = new Map(rows.map((r) => [r.key, r.win]));
-        return { keys: keys.map((k) => k.key), windows: keys.map((k) => byKey.get(k.key)!), released: false };
+        const byKey = new Map(rows.map((r) => [r.key, r]));
+        return { keys: keys.map((k) => k.key), windows: keys.map((k) => byKey.get(k.key)!.win), counts: keys.map((k) => byKey.get(k.key)!.failures), released: false };
       });
     } catch (e) {
       if (!(e instanceof ThrottledSignal)) throw e;
@@ -113,6 +115,28 @@ export class ThrottleService {
        UPDATE auth_throttle SET failures = greatest(auth_throttle.failures - 1, 0) FROM mine WHERE auth_throttle.key = mine.key`,
       [r.keys, r.windows],
     );
+  }
+
+  /** How many attempts of this kind the user's own key (from everywhere) counted in its window, this one included. */
+  userCount(r: Reservation, kind: AttemptKind, userId: string): number {
+    return r.counts[r.keys.indexOf(`user:${kind}:${userId}`)] ?? 0;
+  }
+
+  /**
+   * True the first time it is asked in the current window of the user's key (`user:<kind>:<id>`), false after: an
+   * alert about a user's failures is raised once per window, by whichever instance asks first. A marker row
+   * (`alert:<kind>:<id>`, no failures) carries the window it was raised in; run in the caller's transaction, so it is
+   * kept only with the alert it allowed. Nothing is marked when the user's key has no window (nothing counted).
+   */
+  async firstAlertOfWindow(em: EntityManager, kind: AttemptKind, userId: string): Promise<boolean> {
+    const rows: unknown[] = await em.query(
+      `INSERT INTO auth_throttle (key, failures, window_start)
+       SELECT $1, 0, t.window_start FROM auth_throttle t WHERE t.key = $2
+       ON CONFLICT (key) DO UPDATE SET window_start = EXCLUDED.window_start WHERE auth_throttle.window_start < EXCLUDED.window_start
+       RETURNING 1`,
+      [`alert:${kind}:${userId}`, `user:${kind}:${userId}`],
+    );
+    return rows.length === 1;
   }
 
   /**

@@ -226,7 +226,8 @@ export class RotationService {
 
   /** A failed attempt: the pending password is discarded; retry later with capped, jittered backoff. */
   private async fail(rotation: PendingRotation, errorCode: string, currentWorks: boolean): Promise<void> {
-    await this.uow.run(async ({ em, audit }) => {
+    await this.uow.run(async (tx) => {
+      const { em, audit } = tx;
       if (!(await this.store.lockIfOurs(em, rotation.id))) return;
       const account = await this.accounts.find(em, rotation.accountId, true);
       const failures = account.rotationFailures + 1;
@@ -244,6 +245,25 @@ export class RotationService {
         outcome: 'failure',
         details: { rotationId: rotation.id, errorCode, failures, currentPasswordWorks: currentWorks, needsAttention: attention },
       });
+      if (attention) {
+        // administrators and auditors are told with the change (nothing rotates it again until one of them acts)
+        const target = await this.targets.find(em, account.targetId);
+        await tx.notify({
+          type: 'alert.account_needs_attention',
+          subjectType: 'account',
+          subjectId: account.id,
+          targetId: account.targetId,
+          to: { roles: ['admin', 'auditor'] },
+          facts: {
+            summary: `Rotating ${account.username} on ${target.name} failed ${failures} times in a row: the account needs attention`,
+            target: target.name,
+            account: account.username,
+            reason: currentWorks ? 'the current password still works' : 'neither the current nor the new password works',
+            code: errorCode,
+            count: failures,
+          },
+        });
+      }
       this.metrics.rotations.inc({ outcome: 'failed', reason: rotation.reason });
       // operators tailing the logs see it too (what, which account and target, the code; never a secret)
       const where = { accountId: account.id, targetId: account.targetId, rotationId: rotation.id, reason: rotation.reason, code: errorCode, failures };
