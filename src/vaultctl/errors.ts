@@ -18,6 +18,7 @@ export const EXIT = {
   ROTATION_FAILED: 12,
   AUDIT_INVALID: 13,
   PENDING_APPROVAL: 14,
+  NOTIFICATION_FAILED: 15,
   COMMAND_NOT_FOUND: 127,
 } as const;
 
@@ -38,6 +39,7 @@ export const EXIT_CODE_HELP = `Exit codes:
   12  rotate: at least one rotation failed
   13  audit verify: the audit chain is NOT intact
   14  checkout/reveal --exec: the checkout is pending approval, nothing was run
+  15  notifications channels test --wait: the test message was not delivered (failed, or still pending)
   127 --exec: the command was not found (126: not executable)
   130 interrupted (Ctrl-C) at a prompt
 With --exec, once the command has started vaultctl exits with the command's own exit status

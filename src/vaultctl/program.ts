@@ -5,6 +5,7 @@ import { registerAudit } from './commands/audit';
 import { registerAuth } from './commands/auth';
 import { registerCheckouts } from './commands/checkouts';
 import { registerEphemeral } from './commands/ephemeral';
+import { registerMe, registerNotifications } from './commands/notifications';
 import { registerRotate } from './commands/rotate';
 import { intIn } from './commands/common';
 import { CliError, EXIT, EXIT_CODE_HELP } from './errors';
@@ -57,6 +58,8 @@ export function buildProgram(rt: Runtime): Command {
   registerAdmin(program, rt);
   registerRotate(program, rt);
   registerAudit(program, rt);
+  registerNotifications(program, rt);
+  registerMe(program, rt);
   return program;
 }
 

@@ -2,12 +2,12 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { seg } from '../client';
 import { Context } from '../context';
-import { ApiError, clean, EXIT, usage } from '../errors';
+import { clean, EXIT, usage } from '../errors';
 import { TARGET_TYPES } from '../exec';
 import { fields, morePages, out, table } from '../output';
 import { interactive, promptHidden, readLineFromStdin } from '../prompt';
 import type { Runtime } from '../runtime';
-import { allPages, commaList, intIn, isUuid, ListOptions, Page, pageQuery } from './common';
+import { commaList, intIn, ListOptions, listOptions, Page, pageQuery, resolveUser } from './common';
 import type { AccountView, ServiceTokenView as TokenView, TargetView, UserView, VerifyView } from '../../views';
 
 const ROLES = ['admin', 'operator', 'approver', 'vendor', 'auditor', 'scheduler'];
@@ -32,15 +32,6 @@ function readJsonFile(path: string, option: string): Record<string, unknown> {
   throw usage(`${option}: ${path} is not a JSON object`);
 }
 
-const listOptions = (c: Command) => c.option('--limit <n>', 'page size', intIn(1, 200)).option('--cursor <cursor>', 'next page');
-
-/** A user id, or a username looked up in the user list. */
-async function resolveUser(ctx: Context, ref: string): Promise<string> {
-  if (isUuid(ref)) return ref;
-  const user = (await allPages<UserView>(ctx.client(), '/v1/users')).find((u) => u.username === ref.toLowerCase());
-  if (!user) throw new ApiError(404, 'NOT_FOUND', { message: `no user named ${ref}` });
-  return user.id;
-}
 
 function registerTargets(program: Command, rt: Runtime): void {
   const targets = program.command('targets').description('admin: systems the vault manages (create, verify and delete need your step-up code: --code)');

@@ -1,5 +1,8 @@
-import { InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import type { VaultClient } from '../client';
+import type { Context } from '../context';
+import { ApiError } from '../errors';
+import type { UserView } from '../../views';
 
 import type { Page } from '../../common/pagination';
 
@@ -49,3 +52,14 @@ export interface ListOptions {
   cursor?: string;
 }
 export const pageQuery = (o: ListOptions) => ({ limit: o.limit, cursor: o.cursor });
+
+/** `--limit` / `--cursor` on a list command. */
+export const listOptions = (c: Command) => c.option('--limit <n>', 'page size', intIn(1, 200)).option('--cursor <cursor>', 'next page');
+
+/** A user id, or a username looked up in the user list (admins). */
+export async function resolveUser(ctx: Context, ref: string): Promise<string> {
+  if (isUuid(ref)) return ref;
+  const user = (await allPages<UserView>(ctx.client(), '/v1/users')).find((u) => u.username === ref.toLowerCase());
+  if (!user) throw new ApiError(404, 'NOT_FOUND', { message: `no user named ${ref}` });
+  return user.id;
+}
