@@ -65,7 +65,7 @@ interface Http {
 }
 
 /** A keep-alive client for one concurrency level; any status other than `expect` throws with the request and the answer. */
-function httpClient(port: number, sockets: number): Http {
+export function httpClient(port: number, sockets: number): Http {
   const agent = new http.Agent({ keepAlive: true, maxSockets: sockets });
   return {
     post: (path, headers, body, expect) =>
