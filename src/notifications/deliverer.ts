@@ -148,8 +148,9 @@ export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShu
       }
       this.logger.warn(where, 'a notification could not be delivered and is given up (failed)');
       await audit({ type: 'notification.failed', actor: null, subjectType: 'notification', subjectId: d.id, outcome: 'failure', details: { eventType: d.eventType, channelKind: d.channelKind, channel: d.channelName ?? 'e-mail', code: error.code, attempts } });
-      // administrators hear of it through the other channels (never about a failed alert of this kind: no loop)
-      if (d.eventType !== 'alert.delivery_failed') {
+      // administrators hear of it through the other channels (never about a failed alert of this kind — no loop — nor a
+      // test message, whose sender watches the delivery log)
+      if (d.eventType !== 'alert.delivery_failed' && d.eventType !== 'notification.test') {
         await notify({
           type: 'alert.delivery_failed',
           subjectType: 'channel',

@@ -7,16 +7,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { verifyVaultSignature } from '../../src/notifications/senders/webhook.sender';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
+import { CLI, CliRun, ROOT } from '../support/vaultctl-cli';
 
-/** The built CLI, exactly what the `vaultctl` bin entry runs (TEST_VAULTCTL_MAIN: another build of it). */
-const CLI = process.env.TEST_VAULTCTL_MAIN ?? join(__dirname, '../../dist/src/vaultctl/main.js');
-const ROOT = join(__dirname, '../..');
-
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /**
  * `vaultctl notifications …` and `vaultctl me …` against a running vault over real HTTP (the built CLI as a child

@@ -7,16 +7,8 @@ import { dirname, join } from 'node:path';
 import { freePort } from '../support/process';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
+import { CLI, CliRun, ROOT } from '../support/vaultctl-cli';
 
-/** The built CLI, exactly what the `vaultctl` bin entry runs. */
-const CLI = join(__dirname, '../../dist/src/vaultctl/main.js');
-const ROOT = join(__dirname, '../..');
-
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /**
  * vaultctl against a running vault over real HTTP: the vault listens on a local port, the CLI runs as a child
