@@ -61,6 +61,8 @@ export class Notifications1764000000000 implements MigrationInterface {
       )`);
     await q.query(`CREATE INDEX notification_deliveries_due_idx ON notification_deliveries (next_attempt_at) WHERE status = 'pending'`);
     await q.query(`CREATE INDEX notification_deliveries_event_idx ON notification_deliveries (event_id)`);
+    // reminders are written once per item: the sweeps look for an earlier one by subject and type
+    await q.query(`CREATE INDEX notification_events_subject_idx ON notification_events (subject_id, type)`);
   }
 
   async down(q: QueryRunner): Promise<void> {
