@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -80,7 +81,11 @@ const schema = z
     VAULT_EPHEMERAL_CLAIM_SECONDS: intIn(1, 3600).default(120),
     VAULT_EPHEMERAL_MAX_ATTEMPTS: intIn(1, 100).default(8),
     VAULT_EPHEMERAL_SWEEP_MS: intIn(100, 3600000).default(5000),
-    VAULT_PUBLIC_URL: z.string().regex(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, 'must be an http(s) URL without query or fragment').optional(),
+    VAULT_PUBLIC_URL: z
+      .string()
+      .regex(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, 'must be an http(s) URL without query or fragment')
+      .refine(publicUrlIsSafe, 'must be an https URL (http only for a loopback host): the links in messages are followed by approvers')
+      .optional(),
     VAULT_SMTP_HOST: z.string().regex(/^[A-Za-z0-9.:_-]{1,253}$/, 'must be a host name or address').optional(),
     VAULT_SMTP_PORT: intIn(1, 65535).default(587),
     VAULT_SMTP_TLS: z.enum(['starttls', 'tls', 'none']).default('starttls'),
@@ -92,6 +97,16 @@ const schema = z
     VAULT_NOTIFY_MAX_ATTEMPTS: intIn(1, 100).default(8),
     VAULT_NOTIFY_TIMEOUT_MS: intIn(100, 120000).default(10000),
     VAULT_NOTIFY_EXPIRY_LEAD_SECONDS: intIn(60, 7 * 24 * 3600).default(900),
+    VAULT_NOTIFY_ALLOWED_HOSTS: z
+      .string()
+      .max(4096)
+      .refine((v) => parseAllowedHosts(v) !== null, 'must be comma-separated host names, IP addresses or CIDRs (10.0.0.0/8)')
+      .optional(),
+    VAULT_NOTIFY_EMAIL_DOMAINS: z
+      .string()
+      .max(4096)
+      .refine((v) => parseEmailDomains(v) !== null, 'must be comma-separated e-mail domains (example.com)')
+      .optional(),
     VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -106,6 +121,53 @@ const schema = z
   });
 
 export type RawConfig = z.infer<typeof schema>;
+
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,62}[a-z0-9_])?)*$/;
+
+/** `VAULT_NOTIFY_ALLOWED_HOSTS`: host names, addresses and CIDRs (comma-separated), parsed; null: one entry is none. */
+export function parseAllowedHosts(value: string | undefined): { hosts: string[]; nets: string[] } | null {
+  const hosts: string[] = [];
+  const nets: string[] = [];
+  for (const raw of (value ?? '').split(',')) {
+    const entry = raw.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+    if (!entry) continue;
+    const [addr, prefix, ...rest] = entry.split('/');
+    if (isIP(addr)) {
+      const max = isIP(addr) === 4 ? 32 : 128;
+      if (rest.length || (prefix !== undefined && !(/^\d{1,3}$/.test(prefix) && Number(prefix) <= max))) return null;
+      nets.push(prefix === undefined ? addr : `${addr}/${prefix}`);
+    } else if (prefix === undefined && HOST_NAME.test(entry) && !/^[\d.]+$/.test(entry)) {
+      hosts.push(entry);
+    } else {
+      return null;
+    }
+  }
+  return { hosts, nets };
+}
+
+/** VAULT_PUBLIC_URL: https, or http to the vault's own machine (127.0.0.0/8, ::1, localhost). */
+function publicUrlIsSafe(v: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    return false;
+  }
+  if (url.protocol === 'https:') return true;
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return url.protocol === 'http:' && (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
+}
+
+const EMAIL_DOMAIN = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)+$/;
+
+/** VAULT_NOTIFY_EMAIL_DOMAINS: lowercase domains; null when one entry is not a domain. */
+export function parseEmailDomains(v: string): string[] | null {
+  const domains = v
+    .split(',')
+    .map((d) => d.trim().toLowerCase().replace(/^@/, ''))
+    .filter(Boolean);
+  return domains.length > 0 && domains.every((d) => EMAIL_DOMAIN.test(d)) ? domains : null;
+}
 
 export interface AppConfig {
   databaseUrl?: string;
@@ -129,7 +191,17 @@ export interface AppConfig {
   /** One-time accounts: unclaimed requests lapse; claims on target work; removal attempts before needs_attention; reaper interval. */
   ephemeral: { requestTimeoutSeconds: number; claimSeconds: number; maxAttempts: number; sweepMs: number };
   /** Notifications: the web portal's address for links, delivery sweep, attempts before `failed`, send deadline, expiry warning lead. */
-  notify: { publicUrl?: string; sweepMs: number; maxAttempts: number; timeoutMs: number; expiryLeadSeconds: number };
+  notify: {
+    publicUrl?: string;
+    sweepMs: number;
+    maxAttempts: number;
+    timeoutMs: number;
+    expiryLeadSeconds: number;
+    /** VAULT_NOTIFY_ALLOWED_HOSTS: internal hosts, addresses and networks webhooks may still go to (else public addresses only). */
+    allowedHosts: { hosts: string[]; nets: string[] };
+    /** VAULT_NOTIFY_EMAIL_DOMAINS: the only domains e-mail addresses may be in (undefined: any). */
+    emailDomains?: string[];
+  };
   /** The SMTP server people's e-mail goes through; undefined: no e-mail is sent (deliveries are recorded `no_address`). */
   smtp?: { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; username?: string; password?: string; from: string; caFile?: string };
   /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
@@ -215,6 +287,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       maxAttempts: c.VAULT_NOTIFY_MAX_ATTEMPTS,
       timeoutMs: c.VAULT_NOTIFY_TIMEOUT_MS,
       expiryLeadSeconds: c.VAULT_NOTIFY_EXPIRY_LEAD_SECONDS,
+      allowedHosts: parseAllowedHosts(c.VAULT_NOTIFY_ALLOWED_HOSTS) ?? { hosts: [], nets: [] },
+      emailDomains: c.VAULT_NOTIFY_EMAIL_DOMAINS === undefined ? undefined : (parseEmailDomains(c.VAULT_NOTIFY_EMAIL_DOMAINS) ?? undefined),
     },
     smtp:
       c.VAULT_SMTP_HOST === undefined

@@ -33,12 +33,24 @@ const ROUTE_COLUMNS = `r.id, r.channel_id AS "channelId", c.name AS "channelName
 /** A route's creation time in microseconds (exact, unlike a JavaScript date): its keyset position with its id. */
 const ROUTE_KEY = '(extract(epoch FROM r.created_at) * 1000000)::bigint';
 
+/**
+ * A webhook URL as the API and the audit log show it: without its query (`https://host/path?…`), where a receiver's
+ * token often is. The whole URL is what the vault posts to; a credential belongs in the signing secret (write-only).
+ */
+export function shownUrl(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : `${url.slice(0, q)}?…`;
+}
+
+/** A channel's config as shown: the webhook URL without its query. */
+export const shownConfig = (c: ChannelConfig): ChannelConfig => (c.url !== undefined ? { ...c, url: shownUrl(c.url) } : c);
+
 export function mapChannel(c: ChannelRecord): NotificationChannelView {
   return {
     id: c.id,
     name: c.name,
     kind: c.kind,
-    config: c.config,
+    config: shownConfig(c.config),
     secretSet: c.secret !== null,
     enabled: c.enabled,
     createdAt: c.createdAt.toISOString(),

@@ -79,6 +79,19 @@ export function portalLink(publicUrl: string | undefined, subjectType: string, s
   return `${publicUrl.replace(/\/+$/, '')}/portal/${path}${subjectId && kind[subjectType] ? `/${encodeURIComponent(subjectId)}` : ''}`;
 }
 
+/** Line breaks of every kind (a value's own lines), and the other control characters (dropped). */
+const LINE_BREAK = /\r\n|[\n\r\v\f\u0085\u2028\u2029]/;
+const CONTROL = /[\u0000-\u0008\u000e-\u001f\u007f-\u0084\u0086-\u009f]/g;
+const INDENT = '    ';
+
+/** A value in the plain-text part: its continuation lines indented under the label, never at a line's start. */
+export function textValue(v: string): string {
+  return v.replace(CONTROL, '').split(LINE_BREAK).join(`\n${INDENT}`);
+}
+
+/** A value on one line (a subject header). */
+const oneLine = (v: string) => v.replace(CONTROL, '').split(LINE_BREAK).join(' ');
+
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 /** The one rendering of an event: the e-mail's subject, text and HTML, and the webhook's JSON. */
@@ -103,12 +116,21 @@ export function render(
     link,
     facts: flat,
   };
-  const text = [facts.summary, '', ...rows.map(([l, v]) => `${l}: ${v}`), ...(link ? ['', `Open: ${link}`] : []), '', '— PAM vault'].join('\n');
+  // the link first, then what people wrote: a value's own lines are indented, so none of them can pass for a line of
+  // the message (a second `Open:` link, a footer)
+  const text = [
+    ...(link ? [`Open: ${link}`, ''] : []),
+    textValue(facts.summary),
+    '',
+    ...rows.map(([l, v]) => `${l}: ${textValue(v)}`),
+    '',
+    '— PAM vault',
+  ].join('\n');
   const html = [
     `<h2>${escapeHtml(title)}</h2>`,
     `<p>${escapeHtml(facts.summary)}</p>`,
     rows.length ? `<table>${rows.map(([l, v]) => `<tr><th align="left">${escapeHtml(l)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</table>` : '',
     link ? `<p><a href="${escapeHtml(link)}">Open in the vault</a></p>` : '',
   ].join('\n');
-  return { subject: `[vault] ${title}: ${facts.summary}`.slice(0, 200), text, html, payload };
+  return { subject: `[vault] ${title}: ${oneLine(facts.summary)}`.slice(0, 200), text, html, payload };
 }

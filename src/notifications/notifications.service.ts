@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { Actor } from '../common/actor';
+import { APP_CONFIG, AppConfig } from '../config/config';
 import { DomainException, Errors } from '../common/errors';
 import { Page } from '../common/pagination';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { UnitOfWork } from '../database/unit-of-work';
 import { UsersService } from '../identity/users.service';
-import { ChannelRecord, ChannelStore, mapChannel, mapRoute } from './channel-store';
+import { ChannelRecord, ChannelStore, mapChannel, mapRoute, shownConfig } from './channel-store';
 import { channelSecretRef } from './deliverer';
 import { DeliveryLog } from './delivery-log';
 import { NOTIFICATION_TYPES, OPTIONAL_TYPES } from './events';
@@ -15,10 +16,11 @@ import {
   ChannelListQuery, channelProblem, CreateChannelDto, CreateRouteDto, DeliveryListQuery, NotificationChannelView, NotificationDeliveryView, NotificationRouteView,
   NotificationTestView, RouteListQuery, UpdateChannelDto,
 } from './notifications.dto';
-import type { ChannelConfig } from './senders/sender';
+import { EgressPolicy } from './senders/egress';
+import type { ChannelConfig, ChannelKind } from './senders/sender';
 
-/** What an audit event says of a channel: never its secret, only whether one is stored. */
-const publicChannel = (c: Pick<ChannelRecord, 'name' | 'kind' | 'config' | 'enabled'>) => ({ name: c.name, kind: c.kind, config: c.config, enabled: c.enabled });
+/** What an audit event says of a channel: never its secret, only whether one is stored; a URL without its query. */
+const publicChannel = (c: Pick<ChannelRecord, 'name' | 'kind' | 'config' | 'enabled'>) => ({ name: c.name, kind: c.kind, config: shownConfig(c.config), enabled: c.enabled });
 
 /** Only the fields given: `{ to }` or `{ url }` (class-transformer leaves absent ones undefined). */
 const plainConfig = (c: ChannelConfig): ChannelConfig => ({ ...(c.to !== undefined ? { to: c.to } : {}), ...(c.url !== undefined ? { url: c.url } : {}) });
@@ -30,14 +32,36 @@ const plainConfig = (c: ChannelConfig): ChannelConfig => ({ ...(c.to !== undefin
  */
 @Injectable()
 export class NotificationsService implements OnModuleInit {
+  private readonly egress: EgressPolicy;
+
   constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly dataSource: DataSource,
     private readonly uow: UnitOfWork,
     private readonly channels: ChannelStore,
     private readonly log: DeliveryLog,
     private readonly secrets: SecretBoxService,
     private readonly users: UsersService,
-  ) {}
+  ) {
+    this.egress = new EgressPolicy(config.notify.allowedHosts);
+  }
+
+  /**
+   * What the kind's rules cannot know: a webhook, Slack or Teams URL whose host is an internal address (or
+   * `localhost`) not listed in VAULT_NOTIFY_ALLOWED_HOSTS (400 CHANNEL_CONFIG_INVALID), an e-mail channel's address
+   * outside VAULT_NOTIFY_EMAIL_DOMAINS (400 EMAIL_DOMAIN_NOT_ALLOWED). A host name is checked when a message is sent.
+   */
+  private checkDestination(kind: ChannelKind, config: ChannelConfig, secretGiven: string | undefined): void {
+    if (kind === 'email') {
+      for (const to of config.to ?? []) this.users.checkEmailDomain(to, 'config.to');
+      return;
+    }
+    const urlProblem = kind === 'webhook' && config.url !== undefined ? this.egress.literalProblem(config.url) : null;
+    if (urlProblem) throw new DomainException('CHANNEL_CONFIG_INVALID', `config.url ${urlProblem}`);
+    // the problem says what is wrong without the value (it is a secret)
+    const secretProblem = kind !== 'webhook' && secretGiven !== undefined ? this.egress.literalProblem(secretGiven) : null;
+    if (secretProblem) throw new DomainException('CHANNEL_CONFIG_INVALID', `secret: the ${kind} incoming-webhook URL ${secretProblem}`);
+  }
 
   /** Identity checks what a user mutes against these (it is a lower layer and cannot import them). */
   onModuleInit(): void {
@@ -47,6 +71,7 @@ export class NotificationsService implements OnModuleInit {
   async createChannel(actor: Actor, dto: CreateChannelDto): Promise<NotificationChannelView> {
     const id = randomUUID();
     const config = plainConfig(dto.config);
+    this.checkDestination(dto.kind, config, dto.secret);
     const channel = await this.uow.run(async ({ em, audit }) => {
       const row = await this.channels.insertChannel(em, {
         id,
@@ -80,6 +105,7 @@ export class NotificationsService implements OnModuleInit {
       const config = dto.config !== undefined ? plainConfig(dto.config) : current.config;
       const problem = channelProblem(current.kind, config, { given: dto.secret, stored: current.secret !== null });
       if (problem) throw new DomainException('CHANNEL_CONFIG_INVALID', problem);
+      if (dto.config !== undefined || dto.secret !== undefined) this.checkDestination(current.kind, config, dto.secret);
       const changes = {
         ...(dto.name !== undefined ? { name: dto.name } : {}),
         ...(dto.config !== undefined ? { config } : {}),

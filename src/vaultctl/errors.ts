@@ -67,6 +67,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   UNSUPPORTED_MEDIA_TYPE: { exit: EXIT.USAGE },
   METHOD_NOT_ALLOWED: { exit: EXIT.USAGE, hint: 'this vault does not support the call; is vaultctl newer than the vault?' },
   CHANNEL_CONFIG_INVALID: { exit: EXIT.USAGE, hint: "e-mail channels take --to addresses; webhooks --url and a signing secret; slack and teams their incoming-webhook URL as the secret" },
+  EMAIL_DOMAIN_NOT_ALLOWED: { exit: EXIT.USAGE, hint: "use an address in one of the organisation's domains (VAULT_NOTIFY_EMAIL_DOMAINS)" },
   NOTIFICATION_REQUIRED: { exit: EXIT.USAGE, hint: 'only optional kinds can be muted (`vaultctl me show` lists yours); approval requests, one-time accounts ready to claim and alerts cannot' },
   // 401 / 403 identity
   UNAUTHENTICATED: { exit: EXIT.UNAUTHENTICATED, hint: 'log in again with `vaultctl login` (or set VAULT_TOKEN to a valid service token)' },

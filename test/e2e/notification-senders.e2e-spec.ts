@@ -12,13 +12,16 @@
  * formats and go to the URL held as the channel's secret.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import dns from 'node:dns/promises';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { AddressInfo, createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { UnitOfWork } from '../../src/database/unit-of-work';
 import { channelSecretRef, NotificationDeliverer } from '../../src/notifications/deliverer';
 import type { NotifyFn } from '../../src/notifications/outbox';
+import { SlackSender, TeamsSender } from '../../src/notifications/senders/chat.senders';
 import { EmailSender } from '../../src/notifications/senders/email.sender';
 import { DeliveryError, OutgoingDelivery, RenderedMessage } from '../../src/notifications/senders/sender';
 import { signVaultPayload, verifyVaultSignature, WebhookSender } from '../../src/notifications/senders/webhook.sender';
@@ -348,6 +351,79 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
     });
   });
 
+  describe('egress: public addresses only (review 3, F6)', () => {
+    const secret = () => `whsec-${randomBytes(24).toString('base64url')}`;
+    /** The senders of a vault without VAULT_NOTIFY_ALLOWED_HOSTS. */
+    const strictConfig = () => ({ ...h.config, notify: { ...h.config.notify, allowedHosts: { hosts: [], nets: [] } } });
+    const hookTo = (url: string, key = secret()): OutgoingDelivery => ({ id: randomUUID(), eventType: 'notification.test', channel: { id: randomUUID(), name: 'hook', kind: 'webhook', config: { url }, secret: key } });
+
+    it('loopback, private, link-local and metadata hosts are WEBHOOK_ADDRESS_REFUSED (not retried), nothing sent; Slack and Teams alike; the delivery log says so', async () => {
+      const sender = new WebhookSender(strictConfig());
+      for (const url of [hook.url('/x'), `http://localhost:${hook.port}/x`, 'https://169.254.169.254/latest/meta-data/', 'https://10.0.0.1:8443/admin', 'https://[fd00::1]/', 'https://[::ffff:127.0.0.1]/']) {
+        const e = await failure(sender.send(hookTo(url), message(randomUUID()), AbortSignal.timeout(2000)));
+        expect([url, e.code, e.retryable]).toEqual([url, 'WEBHOOK_ADDRESS_REFUSED', false]);
+        expect(e.message).not.toMatch(/169\.254|10\.0\.0\.1|fd00|127\.0\.0\.1|localhost/);
+      }
+      for (const chat of [new SlackSender(strictConfig()), new TeamsSender(strictConfig())]) {
+        const d: OutgoingDelivery = { id: randomUUID(), eventType: 'notification.test', channel: { id: randomUUID(), name: 'chat', kind: chat.kind, config: {}, secret: hook.secretUrl() } };
+        expect(await failure(chat.send(d, message(d.id), AbortSignal.timeout(2000)))).toMatchObject({ code: 'WEBHOOK_ADDRESS_REFUSED', retryable: false });
+      }
+      expect(hook.requests).toHaveLength(0);
+      // through the deliverer of a vault without the allow-list: failed after one attempt
+      const strictHarness = await buildModule({ db: h.db, env: { ...smtp.env, VAULT_NOTIFY_ALLOWED_HOSTS: '' } });
+      try {
+        await strictHarness.get(NotificationDeliverer).idle();
+        await channel('webhook', { url: hook.url('/internal') }, secret());
+        const eventId = await strictHarness.get(UnitOfWork).run(({ notify }) => notify(approvalRequest({ none: true })));
+        await strictHarness.get(NotificationDeliverer).idle();
+        await deliverer().idle();
+        expect(await deliveries(eventId)).toEqual([expect.objectContaining({ status: 'failed', attempts: 1, last_error: expect.stringMatching(/^WEBHOOK_ADDRESS_REFUSED: /) })]);
+      } finally {
+        await strictHarness.close();
+      }
+      expect(hook.requests).toHaveLength(0);
+    });
+
+    it('an allowed internal host: a closed port, a port that is not HTTP and a reset connection give one and the same error (no port oracle)', async () => {
+      const sender = h.get(WebhookSender);
+      const sockets: Socket[] = [];
+      const reset = createServer((socket) => socket.destroy());
+      const garbage = createServer((socket) => {
+        sockets.push(socket);
+        socket.end('SSH-2.0-OpenSSH_9.6\r\n');
+      });
+      await Promise.all([reset, garbage].map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))));
+      try {
+        const errors: string[] = [];
+        for (const port of [await freePort(), (reset.address() as AddressInfo).port, (garbage.address() as AddressInfo).port, Number(new URL(h.db.url).port || 5432)]) {
+          const e = await failure(sender.send(hookTo(`http://127.0.0.1:${port}/probe`), message(randomUUID()), AbortSignal.timeout(2000)));
+          errors.push(`${e.code}: ${e.message} (${e.retryable})`);
+        }
+        expect(new Set(errors)).toEqual(new Set(['WEBHOOK_UNREACHABLE: the webhook could not be reached (true)']));
+      } finally {
+        sockets.forEach((socket) => socket.destroy());
+        await Promise.all([reset, garbage].map((srv) => new Promise((r) => srv.close(r))));
+      }
+    });
+
+    it('the connection goes to the address that was checked: a second resolution (DNS rebinding) is never asked', async () => {
+      const sender = new WebhookSender({ ...h.config, notify: { ...h.config.notify, allowedHosts: { hosts: [], nets: ['127.0.0.1'] } } });
+      const answers = ['127.0.0.1', '10.0.0.1'];
+      const spy = jest.spyOn(dns, 'lookup').mockImplementation((async () => [{ address: answers.shift() ?? '10.0.0.1', family: 4 }]) as never);
+      try {
+        // the first (and only) answer is checked and used; the name itself resolves nowhere
+        await sender.send(hookTo(`http://rebind.invalid:${hook.port}/pinned`), message(randomUUID()), AbortSignal.timeout(2000));
+        expect(hook.requests.map((r) => [r.path, r.headers.host])).toEqual([['/pinned', `rebind.invalid:${hook.port}`]]);
+        expect(spy).toHaveBeenCalledTimes(1);
+        // the next time the name answers an internal address: refused
+        expect(await failure(sender.send(hookTo(`http://rebind.invalid:${hook.port}/again`), message(randomUUID()), AbortSignal.timeout(2000)))).toMatchObject({ code: 'WEBHOOK_ADDRESS_REFUSED' });
+        expect(hook.requests).toHaveLength(1);
+      } finally {
+        spy.mockRestore();
+      }
+    });
+  });
+
   describe('Slack and Teams', () => {
     it('Slack: { text, blocks } with the summary, the facts and the link, to the URL held as the secret', async () => {
       const url = hook.secretUrl();
@@ -361,12 +437,12 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       const body = req.json as { text: string; blocks: Array<Record<string, unknown>> };
       expect(body.text).toBe('Approval requested: alice asks to check out root on db-prod-1');
       expect(body.blocks.map((b) => b.type)).toEqual(['header', 'section', 'section', 'actions', 'context']);
-      expect(body.blocks[1]).toEqual({ type: 'section', text: { type: 'mrkdwn', text: 'alice asks to check out root on db-prod-1' } });
+      expect(body.blocks[1]).toEqual({ type: 'section', text: { type: 'mrkdwn', text: 'alice asks to check out root on db-prod-1', verbatim: true } });
       expect(body.blocks[2].fields).toEqual(
         expect.arrayContaining([
-          { type: 'mrkdwn', text: '*Requested by*\nalice' },
-          { type: 'mrkdwn', text: '*Target*\ndb-prod-1' },
-          { type: 'mrkdwn', text: '*Justification*\nINC-4711 &lt;disk full&gt; &amp; more' },
+          { type: 'mrkdwn', text: '*Requested by*\nalice', verbatim: true },
+          { type: 'mrkdwn', text: '*Target*\ndb-prod-1', verbatim: true },
+          { type: 'mrkdwn', text: '*Justification*\nINC-4711 &lt;disk full&gt; &amp; more', verbatim: true },
         ]),
       );
       expect(body.blocks[3]).toMatchObject({ elements: [{ type: 'button', url: `${PUBLIC_URL}/portal/checkouts/${checkoutId}` }] });
@@ -389,8 +465,8 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       expect(card.contentType).toBe('application/vnd.microsoft.card.adaptive');
       expect(card.content).toMatchObject({ type: 'AdaptiveCard', version: '1.4', actions: [{ type: 'Action.OpenUrl', url: `${PUBLIC_URL}/portal/checkouts/${checkoutId}` }] });
       expect(card.content.body[0]).toMatchObject({ type: 'TextBlock', text: 'Approval requested' });
-      expect(card.content.body[1]).toMatchObject({ type: 'TextBlock', text: 'alice asks to check out root on db-prod-1' });
-      expect(card.content.body[2]).toMatchObject({ type: 'FactSet', facts: expect.arrayContaining([{ title: 'Account', value: 'root' }, { title: 'Justification', value: 'INC-4711 <disk full> & more' }]) });
+      expect(card.content.body[1]).toMatchObject({ type: 'TextBlock', text: 'alice asks to check out root on db\\-prod\\-1' });
+      expect(card.content.body[2]).toMatchObject({ type: 'FactSet', facts: expect.arrayContaining([{ title: 'Account', value: 'root' }, { title: 'Justification', value: 'INC\\-4711 \\<disk full\\> & more' }]) });
       expect(d.status).toBe('sent');
     });
 

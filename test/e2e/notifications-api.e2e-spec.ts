@@ -361,6 +361,42 @@ describe('notifications API (e2e, real PostgreSQL)', () => {
     expect((await vault.http().patch('/v1/me').set('Authorization', svc).set('X-MFA-Code', '123456').send({ email: 'bot@example.com' }).expect(403)).body.code).toBe('FORBIDDEN');
   });
 
+  it('a webhook, Slack or Teams URL whose host is an internal address is 400 CHANNEL_CONFIG_INVALID, at creation and change (review 3, R2)', async () => {
+    for (const url of ['https://169.254.169.254/latest/meta-data/iam/', 'https://10.1.2.3:8443/actuator', 'https://[fd00::1]/', 'https://[::ffff:a9fe:a9fe]/', 'https://192.168.0.10/hook']) {
+      const res = await as(admin).post('/v1/notification-channels', { name: 'ssrf', kind: 'webhook', config: { url }, secret: secret() }, true).expect(400);
+      expect([url, res.body.code]).toEqual([url, 'CHANNEL_CONFIG_INVALID']);
+    }
+    for (const kind of ['slack', 'teams']) {
+      const res = await as(admin).post('/v1/notification-channels', { name: 'ssrf', kind, config: {}, secret: 'https://169.254.169.254/services/T0/B0/x' }, true).expect(400);
+      expect(res.body).toMatchObject({ code: 'CHANNEL_CONFIG_INVALID', message: expect.not.stringContaining('169.254') });
+    }
+    expect(await vault.db.query("SELECT id FROM notification_channels WHERE name = 'ssrf'")).toEqual([]);
+    const { id } = await webhook('egress-check');
+    expect((await as(admin).patch(`/v1/notification-channels/${id}`, { config: { url: 'https://10.0.0.1/x' } }, true).expect(400)).body.code).toBe('CHANNEL_CONFIG_INVALID');
+    // a public host, and the loopback receiver this vault's VAULT_NOTIFY_ALLOWED_HOSTS lists, are fine
+    await as(admin).patch(`/v1/notification-channels/${id}`, { config: { url: 'https://hooks.example.com/in' } }, true).expect(200);
+    await as(admin).patch(`/v1/notification-channels/${id}`, { config: { url: hookUrl } }, true).expect(200);
+    await as(admin).delete(`/v1/notification-channels/${id}`, true).expect(204);
+  });
+
+  it("a generic webhook URL's query (a token) is not shown to auditors nor kept in the audit log (review 3, R3)", async () => {
+    const token = randomBytes(12).toString('hex');
+    const url = `https://chat.example.test/v1/spaces/AAA/messages?key=k&token=${token}`;
+    const created = await as(admin).post('/v1/notification-channels', { name: 'gchat', kind: 'webhook', config: { url }, secret: secret() }, true).expect(201);
+    expect(created.body.config.url).toBe('https://chat.example.test/v1/spaces/AAA/messages?…');
+    const seen = await as(auditor).get(`/v1/notification-channels/${created.body.id}`).expect(200);
+    expect(seen.body.config.url).toBe('https://chat.example.test/v1/spaces/AAA/messages?…');
+    expect(JSON.stringify((await as(auditor).get('/v1/notification-channels?limit=200').expect(200)).body)).not.toContain(token);
+    await as(admin).patch(`/v1/notification-channels/${created.body.id}`, { enabled: false }, true).expect(200);
+    const audit = JSON.stringify(await vault.db.query('SELECT details FROM audit_events WHERE subject_id = $1', [created.body.id]));
+    expect(audit).toContain('messages?…');
+    expect(audit).not.toContain(token);
+    // the whole URL is what the vault posts to
+    const [row] = await vault.db.query<{ config: { url: string } }>('SELECT config FROM notification_channels WHERE id = $1', [created.body.id]);
+    expect(row.config.url).toBe(url);
+    await as(admin).delete(`/v1/notification-channels/${created.body.id}`, true).expect(204);
+  });
+
   it('no answer, audit event or delivery row holds a channel secret', async () => {
     const secrets = (await vault.db.query<{ id: string; secret: Buffer | null }>('SELECT id, secret FROM notification_channels')).flatMap((c) =>
       c.secret ? [vault.get(SecretBoxService).decrypt(channelSecretRef(c.id), c.secret)] : [],
@@ -374,5 +410,38 @@ describe('notifications API (e2e, real PostgreSQL)', () => {
       expect(deliveries).not.toContain(s);
       expect(answers).not.toContain(s);
     }
+  });
+});
+
+describe('VAULT_NOTIFY_EMAIL_DOMAINS: addresses are not verified, so they stay inside the organisation (review 3, R1)', () => {
+  let vault: TestVault;
+  let admin: TestUser;
+  let operator: TestUser;
+  const as = (u: TestUser) => actingAs(vault, u);
+
+  beforeAll(async () => {
+    vault = await startTestVault({ env: { VAULT_NOTIFY_EMAIL_DOMAINS: 'corp.example,subsidiary.example' } });
+    admin = await vault.admin();
+    operator = await vault.createUser(['operator']);
+  }, 60_000);
+  afterAll(async () => {
+    await vault?.close();
+  });
+
+  it('PATCH /v1/me, PATCH /v1/users/:id and an e-mail channel take only addresses in the listed domains (400 EMAIL_DOMAIN_NOT_ALLOWED, nothing changed)', async () => {
+    for (const email of ['ceo@victim.example', 'x@corp.example.evil.example', 'x@sub.corp.example']) {
+      const res = await as(operator).patch('/v1/me', { email }, true).expect(400);
+      expect([email, res.body.code]).toEqual([email, 'EMAIL_DOMAIN_NOT_ALLOWED']);
+      expect((await as(admin).patch(`/v1/users/${operator.id}`, { email }, true).expect(400)).body.code).toBe('EMAIL_DOMAIN_NOT_ALLOWED');
+    }
+    expect((await as(operator).get('/v1/me').expect(200)).body.email).toBeNull();
+    expect((await as(operator).patch('/v1/me', { email: 'op@Corp.Example' }, true).expect(200)).body.email).toBe('op@Corp.Example');
+    expect((await as(admin).patch(`/v1/users/${operator.id}`, { email: 'op@subsidiary.example' }, true).expect(200)).body.email).toBe('op@subsidiary.example');
+    await as(admin).patch(`/v1/users/${operator.id}`, { email: null }, true).expect(200);
+
+    const bad = await as(admin).post('/v1/notification-channels', { name: 'oncall', kind: 'email', config: { to: ['secops@corp.example', 'someone@gmail.example'] } }, true).expect(400);
+    expect(bad.body.code).toBe('EMAIL_DOMAIN_NOT_ALLOWED');
+    const ok = await as(admin).post('/v1/notification-channels', { name: 'oncall', kind: 'email', config: { to: ['secops@corp.example'] } }, true).expect(201);
+    expect((await as(admin).patch(`/v1/notification-channels/${ok.body.id}`, { config: { to: ['x@outside.example'] } }, true).expect(400)).body.code).toBe('EMAIL_DOMAIN_NOT_ALLOWED');
   });
 });

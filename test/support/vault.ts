@@ -52,6 +52,8 @@ export const TEST_ENV = {
   // each TOTP code moves the test clock to a new 30 s step, and admin actions need the admin's own code: a suite
   // with a few hundred of them would outlive an hour's token
   VAULT_TOKEN_TTL_SECONDS: '86400',
+  // the test receivers (webhooks, Slack, Teams) listen on loopback, which the egress rule refuses unless listed
+  VAULT_NOTIFY_ALLOWED_HOSTS: '127.0.0.1,localhost',
   // silent, unless the secret scan keeps every line for inspection (see secret-sentinel.ts)
   LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? (SECRET_SCAN_DIR ? 'trace' : 'silent'),
 };

@@ -48,6 +48,11 @@ export class EmailSender implements Sender, OnModuleInit {
     if (!smtp) throw new DeliveryError('SMTP_NOT_CONFIGURED', 'no SMTP server is configured (VAULT_SMTP_HOST)', false);
     const to = d.to ? [d.to] : (d.channel.config.to ?? []);
     if (to.length === 0) throw new DeliveryError('NO_RECIPIENT', 'the message has no recipient address', false);
+    // an address given before VAULT_NOTIFY_EMAIL_DOMAINS was set (or outside the API) is not mailed either
+    const domains = this.config.notify.emailDomains;
+    if (domains && to.some((a) => !domains.includes(a.slice(a.lastIndexOf('@') + 1).toLowerCase()))) {
+      throw new DeliveryError('EMAIL_DOMAIN_NOT_ALLOWED', 'the address is outside the domains VAULT_NOTIFY_EMAIL_DOMAINS allows', false);
+    }
     if (signal.aborted) throw new DeliveryError('TIMEOUT', 'the deadline passed before the SMTP server was reached', true);
     const transport = createTransport(this.transportOptions(smtp));
     const close = () => transport.close();

@@ -1,3 +1,7 @@
+import { request as httpRequest, IncomingMessage, RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
+import { EgressPolicy, unreachable } from './egress';
 import { DeliveryError } from './sender';
 
 const USER_AGENT = 'pam-vault-notifications';
@@ -20,36 +24,55 @@ export function channelUrl(value: string | undefined | null, what: string): URL 
 }
 
 /**
- * POSTs a JSON body to a webhook (generic, Slack or Teams) and resolves on a 2xx answer. Redirects are not followed
- * (a 3xx is a refusal); 408, 429 and 5xx, a network failure and the deadline are worth a retry, other 4xx are not.
- * Codes: WEBHOOK_HTTP_<status>, WEBHOOK_UNREACHABLE, TIMEOUT. No message carries the URL, the body or the answer.
+ * POSTs a JSON body to a webhook (generic, Slack or Teams) and resolves on a 2xx answer. The host is resolved and
+ * checked against the egress rule first (EgressPolicy: public addresses only, unless VAULT_NOTIFY_ALLOWED_HOSTS lists
+ * it), and the connection goes to that checked address (its `lookup` answers it: no second resolution). Redirects are
+ * not followed (a 3xx is a refusal); 408, 429 and 5xx, a network failure and the deadline are worth a retry, other
+ * 4xx are not. Codes: WEBHOOK_HTTP_<status>, WEBHOOK_ADDRESS_REFUSED, WEBHOOK_UNREACHABLE (refused, reset, closed,
+ * not an HTTP server, no such name: one code, one message), TIMEOUT. No message carries the URL, the body, the
+ * answer or the address.
  */
-export async function postJson(url: URL, body: string, headers: Record<string, string>, signal: AbortSignal, what: string): Promise<void> {
-  let res: Response;
+export async function postJson(url: URL, body: string, headers: Record<string, string>, signal: AbortSignal, what: string, egress: EgressPolicy): Promise<void> {
+  if (signal.aborted) throw new DeliveryError('TIMEOUT', `the ${what} did not answer in time`, true);
+  let pinned: { address: string; family: 4 | 6 };
   try {
-    res = await fetch(url, {
-      method: 'POST',
-      body,
-      headers: { 'Content-Type': 'application/json', 'User-Agent': USER_AGENT, ...headers },
-      redirect: 'manual',
-      signal,
+    pinned = await egress.vet(url.hostname, what);
+  } catch (e) {
+    if (signal.aborted) throw new DeliveryError('TIMEOUT', `the ${what} did not answer in time`, true);
+    throw e;
+  }
+  const lookup: LookupFunction = (_host, options, callback) => {
+    if ((options as { all?: boolean }).all) (callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [pinned]);
+    else callback(null, pinned.address, pinned.family);
+  };
+  const options: RequestOptions = {
+    method: 'POST',
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port || undefined,
+    path: `${url.pathname}${url.search}`,
+    headers: { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), 'User-Agent': USER_AGENT, Connection: 'close', ...headers },
+    // a connection of its own: never one pooled for another address
+    agent: false,
+    lookup,
+    signal,
+  };
+  let status: number;
+  try {
+    status = await new Promise<number>((resolve, reject) => {
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(options, (res: IncomingMessage) => {
+        // the answer's body is never read into anything
+        res.destroy();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end(body);
     });
   } catch (e) {
     if (signal.aborted || isAbort(e)) throw new DeliveryError('TIMEOUT', `the ${what} did not answer in time`, true);
-    throw new DeliveryError('WEBHOOK_UNREACHABLE', `the ${what} could not be reached${networkReason(e)}`, true);
+    throw unreachable(what);
   }
-  // the answer's body is never read into anything: dropped so the connection can be reused or closed
-  await res.body?.cancel().catch(() => undefined);
-  if (res.status >= 200 && res.status < 300) return;
-  const status = res.status;
+  if (status >= 200 && status < 300) return;
   const retryable = status === 408 || status === 429 || status >= 500;
   const why = status >= 300 && status < 400 ? ' (a redirect, not followed)' : retryable ? '' : ' (not retried)';
   throw new DeliveryError(`WEBHOOK_HTTP_${status}`, `the ${what} answered HTTP ${status}${why}`, retryable);
-}
-
-/** The system error code behind a failed fetch (ECONNREFUSED, ENOTFOUND, …): a constant, never a message. */
-function networkReason(e: unknown): string {
-  const cause = (e as { cause?: { code?: unknown } } | undefined)?.cause;
-  const code = typeof cause?.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(cause.code) ? cause.code : undefined;
-  return code ? ` (${code})` : '';
 }

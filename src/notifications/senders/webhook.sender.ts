@@ -1,5 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '../../config/config';
+import { EgressPolicy } from './egress';
 import { channelUrl, postJson } from './http-post';
 import { DeliveryError, OutgoingDelivery, RenderedMessage, Sender } from './sender';
 
@@ -40,6 +42,11 @@ export function verifyVaultSignature(secret: string, header: string | undefined,
 @Injectable()
 export class WebhookSender implements Sender {
   readonly kind = 'webhook' as const;
+  private readonly egress: EgressPolicy;
+
+  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.egress = new EgressPolicy(config.notify.allowedHosts);
+  }
 
   async send(d: OutgoingDelivery, m: RenderedMessage, signal: AbortSignal): Promise<void> {
     if (!d.channel.secret) throw new DeliveryError('WEBHOOK_NO_SECRET', 'the webhook channel has no signing secret', false);
@@ -47,6 +54,6 @@ export class WebhookSender implements Sender {
     const body = JSON.stringify(m.payload);
     // wall time, not the vault's Clock: the receiver compares it with its own clock
     const signature = signVaultPayload(d.channel.secret, body, Math.floor(Date.now() / 1000));
-    await postJson(url, body, { 'X-Vault-Signature': signature, 'X-Vault-Delivery': d.id, 'Idempotency-Key': d.id }, signal, 'webhook');
+    await postJson(url, body, { 'X-Vault-Signature': signature, 'X-Vault-Delivery': d.id, 'Idempotency-Key': d.id }, signal, 'webhook', this.egress);
   }
 }
