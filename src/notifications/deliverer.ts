@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { Counter, Gauge } from 'prom-client';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { SecretBoxService } from '../crypto/secret-box.service';
@@ -6,13 +6,23 @@ import { backoffSeconds, ClaimedWork, errorType } from '../database/claimed-work
 import { UnitOfWork } from '../database/unit-of-work';
 import { MetricsService } from '../metrics/metrics.service';
 import { render } from './events';
-import { NotificationStore, TakenDelivery } from './notification-store';
+import { NotificationStore, PassOver, TakenDelivery } from './notification-store';
 import { DeliveryError, OutgoingDelivery, Sender, SENDERS } from './senders/sender';
 
 /** Where a channel's secret ciphertext is bound (associated data). */
 export const channelSecretRef = (id: string) => ({ table: 'notification_channels', rowId: id, column: 'secret' });
 
 const DELIVERY_BACKOFF = { baseSeconds: 15, capSeconds: 3600 };
+/** Deliveries sent at once by one instance, and at most this many of them to one channel (the SMTP server is one). */
+const WORKERS = 8;
+const PER_CHANNEL = WORKERS / 2;
+/** At most one `alert.delivery_failed` per channel in this window. */
+const FAILURE_ALERT_WINDOW_SECONDS = 15 * 60;
+/** Failures nobody needs to be alerted about: there is no one left to tell. */
+const QUIET_CODES = new Set(['RECIPIENT_DISABLED', 'CHANNEL_DELETED', 'RECIPIENT_DELETED']);
+
+/** The circuit key of a delivery: its channel, or `smtp` for anything sent through the vault's SMTP server. */
+const circuitKey = (d: { channelKind: string; channelId: string | null }): string => (d.channelKind === 'email' || d.channelId === null ? 'smtp' : d.channelId);
 
 /**
  * Sends what the outbox holds, at least once, from any instance: each delivery is claimed (SKIP LOCKED), sent with a
@@ -20,14 +30,25 @@ const DELIVERY_BACKOFF = { baseSeconds: 15, capSeconds: 3600 };
  * jittered backoff, and after VAULT_NOTIFY_MAX_ATTEMPTS the delivery is `failed` (audited, counted, and the
  * administrators are told through the other channels). The idempotency key (the delivery id) is the same on every
  * attempt, so a receiver drops the duplicates a crash between sending and recording can cause.
+ *
+ * A sweep is a pool of WORKERS that each take one delivery at a time, so a receiver that hangs until the deadline
+ * holds up one worker, not a batch; no channel gets more than PER_CHANNEL of them. A retryable failure (timeout,
+ * unreachable, 5xx) opens the channel's circuit for that delivery's backoff (NotificationStore.takeDue): the channel's
+ * deliveries are passed over and the rest go on. At shutdown no new delivery is taken; those in flight end by their
+ * deadline.
  */
 @Injectable()
-export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShutdown {
+export class NotificationDeliverer implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly logger = new Logger(NotificationDeliverer.name);
   private readonly senders: Map<string, Sender>;
   private sent?: Counter<'kind' | 'outcome'>;
   private pending = false;
   private nudged: Promise<void> | null = null;
+  private stopping = false;
+  /** Deliveries being sent now, per circuit key. */
+  private readonly inFlight = new Map<string, number>();
+  /** Takes run one at a time on this instance, so the busy channels they pass over are counted right. */
+  private takes: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: NotificationStore,
@@ -60,7 +81,7 @@ export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShu
 
   /** After a commit that wrote to the outbox: deliver soon (nudges while one runs are folded into one more sweep). */
   nudge(): void {
-    if (this.pending) return;
+    if (this.pending || this.stopping) return;
     this.pending = true;
     const previous = this.nudged;
     const run: Promise<void> = (async () => {
@@ -79,20 +100,57 @@ export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShu
     while (this.nudged) await this.nudged;
   }
 
+  /** Shutdown begins: nothing new is taken (what is not taken is not claimed: another instance, or the next start, sends it). */
+  onModuleDestroy(): void {
+    this.stopping = true;
+  }
+
+  /** Before the database closes: the sends in flight end (by their deadline at the latest) and are recorded. */
   beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
     return this.idle();
   }
 
-  /** Delivers everything due, a batch at a time (the scheduler's sweep and every nudge). */
-  sweep(limit = 500): Promise<number> {
-    return this.work.drain<TakenDelivery>({
-      name: 'notifications',
-      take: (skip) => this.store.takeDue(this.claimSeconds(), skip),
-      key: (d) => d.id,
-      run: (d) => this.deliver(d),
-      batchSize: 8,
-      limit,
-    });
+  /** Delivers everything due, up to `limit` (the scheduler's sweep and every nudge): WORKERS drains share the take. */
+  async sweep(limit = 500): Promise<number> {
+    let taken = 0;
+    const skipped = new Set<string>();
+    const take = (skip: readonly string[]): Promise<TakenDelivery | null> => {
+      for (const key of skip) skipped.add(key);
+      const next = this.takes.then(async () => {
+        if (this.stopping || taken >= limit) return null;
+        const d = await this.store.takeDue(this.claimSeconds(), [...skipped], this.passOver());
+        if (d) {
+          taken++;
+          this.inFlight.set(circuitKey(d), (this.inFlight.get(circuitKey(d)) ?? 0) + 1);
+        }
+        return d;
+      });
+      this.takes = next.catch(() => undefined);
+      return next;
+    };
+    const run = async (d: TakenDelivery): Promise<void> => {
+      try {
+        await this.deliver(d);
+      } finally {
+        const key = circuitKey(d);
+        const n = (this.inFlight.get(key) ?? 1) - 1;
+        if (n > 0) this.inFlight.set(key, n);
+        else this.inFlight.delete(key);
+      }
+    };
+    const workers = await Promise.allSettled(
+      Array.from({ length: WORKERS }, () => this.work.drain<TakenDelivery>({ name: 'notifications', take, key: (d) => d.id, run, batchSize: 1, limit })),
+    );
+    const failed = workers.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+    if (failed) throw failed.reason;
+    return taken;
+  }
+
+  /** The channels a take passes over besides open circuits: those with PER_CHANNEL deliveries in flight here. */
+  private passOver(): PassOver {
+    const busy = new Set([...this.inFlight].filter(([, n]) => n >= PER_CHANNEL).map(([key]) => key));
+    return { smtp: busy.delete('smtp'), channels: [...busy] };
   }
 
   private claimSeconds(): number {
@@ -100,11 +158,23 @@ export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShu
   }
 
   private async deliver(d: TakenDelivery): Promise<void> {
+    // taken as the channel was disabled (paused): given back, no attempt counted
+    if (d.channelId !== null && d.channelEnabled === false) {
+      await this.store.release(d.id);
+      return;
+    }
     let error: DeliveryError | null = null;
     try {
       const sender = this.senders.get(d.channelKind);
       if (!sender) throw new DeliveryError('CHANNEL_UNSUPPORTED', `no sender for ${d.channelKind}`, false);
-      if (d.channelId !== null && d.channelEnabled === false) throw new DeliveryError('CHANNEL_DISABLED', 'the channel is disabled', false);
+      if (d.channelId === null && d.recipientUserId === null) {
+        // the channel (ON DELETE SET NULL) or the person was deleted after the change was queued: nowhere to send it
+        throw d.channelKind === 'email'
+          ? new DeliveryError('RECIPIENT_DELETED', 'the recipient no longer exists', false)
+          : new DeliveryError('CHANNEL_DELETED', 'the channel was deleted before it was delivered', false);
+      }
+      // a person disabled since the change is not told (the recorded address stays: the log shows who was to be told)
+      if (d.recipientDisabled) throw new DeliveryError('RECIPIENT_DISABLED', 'the recipient is disabled', false);
       if (d.channelId === null && !this.config.smtp) throw new DeliveryError('SMTP_NOT_CONFIGURED', 'no SMTP server is configured (VAULT_SMTP_HOST)', false);
       const outgoing: OutgoingDelivery = {
         id: d.id,
@@ -115,7 +185,7 @@ export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShu
           name: d.channelName ?? 'e-mail',
           kind: d.channelKind,
           config: d.channelConfig ?? {},
-          secret: d.channelId && d.channelSecret ? this.secrets.decrypt(channelSecretRef(d.channelId), d.channelSecret) : null,
+          secret: d.channelId && d.channelSecret ? this.channelSecret(d.channelId, d.channelSecret) : null,
         },
       };
       const message = render(d, { id: d.eventId, type: d.eventType, subjectType: d.subjectType, subjectId: d.subjectId, createdAt: new Date(d.createdAt), payload: d.payload }, this.config.notify.publicUrl);
@@ -134,6 +204,15 @@ export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShu
     await this.failed(d, error);
   }
 
+  /** The channel's secret; one that no longer decrypts (key lost, row tampered with) is not worth a retry. */
+  private channelSecret(channelId: string, ciphertext: Buffer): string {
+    try {
+      return this.secrets.decrypt(channelSecretRef(channelId), ciphertext);
+    } catch {
+      throw new DeliveryError('CHANNEL_SECRET_UNREADABLE', "the channel's secret could not be decrypted: set it again", false);
+    }
+  }
+
   private async failed(d: TakenDelivery, error: DeliveryError): Promise<void> {
     const attempt = d.attempts + 1;
     const giveUp = !error.retryable || attempt >= this.config.notify.maxAttempts;
@@ -149,8 +228,13 @@ export class NotificationDeliverer implements OnModuleInit, BeforeApplicationShu
       this.logger.warn(where, 'a notification could not be delivered and is given up (failed)');
       await audit({ type: 'notification.failed', actor: null, subjectType: 'notification', subjectId: d.id, outcome: 'failure', details: { eventType: d.eventType, channelKind: d.channelKind, channel: d.channelName ?? 'e-mail', code: error.code, attempts } });
       // administrators hear of it through the other channels (never about a failed alert of this kind — no loop — nor a
-      // test message, whose sender watches the delivery log)
-      if (d.eventType !== 'alert.delivery_failed' && d.eventType !== 'notification.test') {
+      // test message, whose sender watches the delivery log, nor a recipient that is gone), once per channel per window
+      if (
+        d.eventType !== 'alert.delivery_failed' &&
+        d.eventType !== 'notification.test' &&
+        !QUIET_CODES.has(error.code) &&
+        (await this.store.mayAlertDeliveryFailed(em, d.channelId, FAILURE_ALERT_WINDOW_SECONDS))
+      ) {
         await notify({
           type: 'alert.delivery_failed',
           subjectType: 'channel',

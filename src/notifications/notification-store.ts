@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { ClaimedWork, Queryable } from '../database/claimed-work';
 import { sqlColumn } from '../database/sql-names';
+import { userDisabledSql } from '../identity/user-standing';
 import { NOTIFICATION_TYPES, NotificationFacts, NotificationType } from './events';
 import type { ChannelConfig, ChannelKind } from './senders/sender';
 
@@ -33,6 +34,16 @@ export interface TakenDelivery {
   channelConfig: ChannelConfig | null;
   channelSecret: Buffer | null;
   channelEnabled: boolean | null;
+  /** A person's e-mail: who (null for a channel, or when the user is gone). */
+  recipientUserId: string | null;
+  /** The person it is addressed to is disabled now (checked on every attempt). */
+  recipientDisabled: boolean;
+}
+
+/** What a take passes over besides open circuits: channels busy on this instance (`smtp`: every e-mail). */
+export interface PassOver {
+  channels: readonly string[];
+  smtp: boolean;
 }
 
 export interface RoutedChannel {
@@ -63,18 +74,25 @@ export class NotificationStore {
     ]);
   }
 
-  /** All of an event's deliveries in one statement. */
+  /**
+   * All of an event's deliveries in one statement: one array parameter per column (unnest), so a role of any size
+   * fits (a row of parameters per recipient would overflow PostgreSQL's 65,535 at ~11,000 recipients).
+   */
   async insertDeliveries(em: EntityManager, eventId: string, rows: NewDelivery[]): Promise<void> {
     if (rows.length === 0) return;
-    const params: unknown[] = [eventId];
-    const values = rows.map((r) => {
-      const at = params.length;
-      params.push(r.id, r.channelId, r.channelKind, r.recipientUserId, r.recipient, r.status);
-      return `($${at + 1}, $1, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5}, $${at + 6})`;
-    });
     await em.query(
-      `INSERT INTO notification_deliveries (id, event_id, channel_id, channel_kind, recipient_user_id, recipient, status) VALUES ${values.join(', ')}`,
-      params,
+      `INSERT INTO notification_deliveries (id, event_id, channel_id, channel_kind, recipient_user_id, recipient, status)
+       SELECT t.id, $1, t.channel_id, t.channel_kind, t.recipient_user_id, t.recipient, t.status
+         FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[]) AS t(id, channel_id, channel_kind, recipient_user_id, recipient, status)`,
+      [
+        eventId,
+        rows.map((r) => r.id),
+        rows.map((r) => r.channelId),
+        rows.map((r) => r.channelKind),
+        rows.map((r) => r.recipientUserId),
+        rows.map((r) => r.recipient),
+        rows.map((r) => r.status),
+      ],
     );
   }
 
@@ -91,31 +109,58 @@ export class NotificationStore {
     return new Set(rows.map((r) => r.id));
   }
 
-  /** The enabled channels whose routes take this event type (and target). */
+  /**
+   * The enabled channels whose routes take this event type (and target), locked FOR KEY SHARE until the caller's
+   * transaction ends: a channel deleted meanwhile waits for the change to commit (and its delete then fails what
+   * was queued for it) instead of the insert of its deliveries failing the change on the foreign key.
+   */
   async routedChannels(em: EntityManager, type: string, targetId: string | null): Promise<RoutedChannel[]> {
-    return em.query(
-      `SELECT DISTINCT c.id, c.name, c.kind FROM notification_routes r JOIN notification_channels c ON c.id = r.channel_id
+    const rows: RoutedChannel[] = await em.query(
+      `SELECT c.id, c.name, c.kind FROM notification_routes r JOIN notification_channels c ON c.id = r.channel_id
         WHERE c.enabled AND (cardinality(r.event_types) = 0 OR $1 = ANY (r.event_types))
           AND (r.target_ids IS NULL OR ($2::uuid IS NOT NULL AND $2::uuid = ANY (r.target_ids)))
-        ORDER BY c.name`,
+        ORDER BY c.name
+        FOR KEY SHARE OF c`,
       [type, targetId],
     );
+    const seen = new Set<string>(); // a channel with several matching routes is told once (no DISTINCT with a lock)
+    return rows.filter((c) => !seen.has(c.id) && seen.add(c.id));
   }
 
-  /** Claims one pending delivery that is due (SKIP LOCKED), with its event and channel. */
-  async takeDue(claimSeconds: number, skip: readonly string[]): Promise<TakenDelivery | null> {
+  /**
+   * Claims one pending delivery that is due (SKIP LOCKED), with its event and channel. Passed over:
+   * - deliveries of a disabled channel (paused: taken again once it is enabled);
+   * - deliveries of a channel whose circuit is open: one of its deliveries failed in a way worth a retry (a timeout,
+   *   unreachable, 5xx …) and waits out its backoff — the channel's other deliveries wait as long, instead of each
+   *   spending a timeout. People's e-mail and e-mail channels are one channel here (the vault's SMTP server); an SMTP
+   *   deferral of one recipient (SMTP_TEMPORARY, e.g. greylisting) does not open it. The circuit is read from the
+   *   table, so every instance sees it, and a backoff made to pass (next_attempt_at) closes it;
+   * - `passOver`: channels busy on this instance (as many sends in flight as one channel may have).
+   * So one slow or dead receiver never holds up the others.
+   */
+  async takeDue(claimSeconds: number, skip: readonly string[], passOver: PassOver = { channels: [], smtp: false }): Promise<TakenDelivery | null> {
+    const backingOff = "b.status = 'pending' AND b.attempts > 0 AND b.next_attempt_at > now() AND b.last_error NOT LIKE 'SMTP_TEMPORARY:%'";
     const [row] = await this.work.claimBatch<{ id: string }>(this.dataSource, {
-      table: 'notification_deliveries',
-      where: "status = 'pending' AND next_attempt_at <= now() AND (claimed_until IS NULL OR claimed_until < now()) AND NOT (id = ANY ($1::uuid[]))",
-      orderBy: 'next_attempt_at',
+      table: 'notification_deliveries d',
+      where: `d.status = 'pending' AND d.next_attempt_at <= now() AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND NOT (d.id = ANY ($1::uuid[]))
+              AND (d.channel_id IS NULL OR EXISTS (SELECT 1 FROM notification_channels c_on WHERE c_on.id = d.channel_id AND c_on.enabled))
+              AND CASE WHEN d.channel_kind = 'email'
+                       THEN NOT ($3::boolean OR EXISTS (SELECT 1 FROM notification_deliveries b WHERE ${backingOff} AND b.channel_kind = 'email'))
+                       ELSE d.channel_id IS NULL OR NOT (d.channel_id = ANY ($2::uuid[] || ARRAY (SELECT b.channel_id FROM notification_deliveries b
+                                                                                              WHERE ${backingOff} AND b.channel_id IS NOT NULL)))
+                  END`,
+      orderBy: 'd.next_attempt_at',
       limit: 1,
       seconds: claimSeconds,
-      returning: 'id',
-      params: [skip],
+      returning: 'd.id',
+      params: [skip, passOver.channels, passOver.smtp],
     });
     if (!row) return null;
+    // recipientDisabled is read on every attempt: a person disabled since the change is not told any more (the
+    // recorded address stays as it was: the log shows who was to be told)
     const [taken]: TakenDelivery[] = await this.dataSource.query(
       `SELECT d.id, d.attempts, d.channel_id AS "channelId", d.channel_kind AS "channelKind", d.recipient,
+              d.recipient_user_id AS "recipientUserId", ${userDisabledSql('d.recipient_user_id')} AS "recipientDisabled",
               e.id AS "eventId", e.type AS "eventType", e.subject_type AS "subjectType", e.subject_id AS "subjectId",
               e.created_at AS "createdAt", e.payload,
               c.name AS "channelName", c.config AS "channelConfig", c.secret AS "channelSecret", c.enabled AS "channelEnabled"
@@ -125,6 +170,27 @@ export class NotificationStore {
       [row.id],
     );
     return taken ?? null;
+  }
+
+  /** Gives a taken delivery back without an attempt (its channel was disabled as it was taken): paused with it. */
+  async release(id: string): Promise<void> {
+    await this.dataSource.query("UPDATE notification_deliveries SET claimed_until = NULL WHERE id = $1 AND status = 'pending' AND claimed_by = $2", [id, this.work.instanceId]);
+  }
+
+  /**
+   * Whether an `alert.delivery_failed` about this channel (null: the SMTP server, people's e-mail) may be written now:
+   * false when one was written in the last `windowSeconds`. Serialised per channel (a transaction-scoped advisory
+   * lock, then a new statement sees what the previous holder committed), so failures on several workers or
+   * instances at once write one alert.
+   */
+  async mayAlertDeliveryFailed(em: EntityManager, channelId: string | null, windowSeconds: number): Promise<boolean> {
+    await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`alert.delivery_failed:${channelId ?? 'smtp'}`]);
+    const [row]: Array<{ recent: boolean }> = await em.query(
+      `SELECT EXISTS (SELECT 1 FROM notification_events WHERE type = 'alert.delivery_failed' AND subject_id IS NOT DISTINCT FROM $1::text
+                        AND created_at > now() - make_interval(secs => $2)) AS recent`,
+      [channelId, windowSeconds],
+    );
+    return !row.recent;
   }
 
   /** pending → sent, only while this instance holds the claim. */

@@ -6,11 +6,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Role } from '../../src/common/actor';
+import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { UnitOfWork } from '../../src/database/unit-of-work';
-import { NotificationDeliverer } from '../../src/notifications/deliverer';
+import { channelSecretRef, NotificationDeliverer } from '../../src/notifications/deliverer';
+import { NotificationStore } from '../../src/notifications/notification-store';
+import { NotificationsService } from '../../src/notifications/notifications.service';
 import { DeliveryError, OutgoingDelivery, RenderedMessage, Sender } from '../../src/notifications/senders/sender';
 import { createTestDatabase, TestDatabase } from '../support/db';
-import { buildModule, ModuleHarness } from '../support/module-harness';
+import { buildModule, ModuleHarness, TEST_ADMIN } from '../support/module-harness';
+import { startWebhookReceiver, WebhookReceiver } from '../support/webhook-receiver';
 
 class RecordingSender implements Sender {
   readonly sent: Array<{ d: OutgoingDelivery; m: RenderedMessage }> = [];
@@ -181,4 +185,219 @@ describe('notification outbox and deliverer (module tier)', () => {
       await second.close();
     }
   }, 120_000);
+});
+
+/**
+ * Review 3's findings, with a real webhook receiver that can hang (deadline 1.5 s) and a recording e-mail sender: one
+ * hanging channel does not hold up the others (worker pool, per-channel limit, circuit), shutdown does not wait for a
+ * backlog, failures alert once per channel per window, a disabled channel pauses, a channel deleted under a change
+ * does not fail it, a disabled person is not told on a retry, a role of any size fits the insert, and a secret that
+ * no longer decrypts is not retried.
+ */
+describe('notification deliverer under failing receivers (review 3)', () => {
+  const ENV3 = { ...ENV, VAULT_NOTIFY_MAX_ATTEMPTS: '8', VAULT_NOTIFY_TIMEOUT_MS: '1500' };
+  let db: TestDatabase;
+  let h: ModuleHarness;
+  let hook: WebhookReceiver;
+  const email = new RecordingSender('email');
+  const at: number[] = [];
+  const recordTimes: Sender = { kind: 'email', send: async (d, m) => (at.push(Date.now()), email.send(d, m)) };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    h = await buildModule({ env: ENV3, db });
+    h.get(NotificationDeliverer).register(recordTimes);
+    hook = await startWebhookReceiver();
+  }, 60_000);
+  afterAll(async () => {
+    await hook?.stop();
+    await h?.close();
+    await db?.drop();
+  });
+  beforeEach(async () => {
+    await h.get(NotificationDeliverer).idle();
+    await h.db.query("UPDATE notification_deliveries SET status = 'sent' WHERE status = 'pending'");
+    await h.db.query('DELETE FROM notification_routes');
+    await h.db.query('DELETE FROM notification_channels');
+    email.sent.length = 0;
+    email.failures = [];
+    at.length = 0;
+    hook.reset();
+    hook.setDefault({ status: 200 });
+  });
+
+  const deliverer = () => h.get(NotificationDeliverer);
+  const webhookChannel = async (url: string, o: { secret?: Buffer } = {}) => {
+    const id = randomUUID();
+    const secret = o.secret ?? h.get(SecretBoxService).encrypt(channelSecretRef(id), 'review3-signing-secret-0123456789');
+    await h.db.query("INSERT INTO notification_channels (id, name, kind, config, secret) VALUES ($1, $2, 'webhook', $3::jsonb, $4)", [id, `hook-${id.slice(0, 6)}`, JSON.stringify({ url }), secret]);
+    await h.db.query('INSERT INTO notification_routes (id, channel_id, event_types) VALUES ($1, $2, $3)', [randomUUID(), id, []]);
+    return id;
+  };
+  const breakGlass = (n: number, uow = h.get(UnitOfWork), type: 'alert.break_glass' | 'checkout.expiring' = 'alert.break_glass') =>
+    uow.run(async ({ notify }) => {
+      for (let i = 0; i < n; i++) await notify({ type, subjectType: 'checkout', subjectId: randomUUID(), to: { none: true }, facts: { summary: `event ${i}` } });
+    });
+  const channelDeliveries = (channelId: string) =>
+    h.db.query<{ status: string; attempts: number; last_error: string | null }>('SELECT status, attempts, last_error FROM notification_deliveries WHERE channel_id = $1', [channelId]);
+  const alertsTo = (userId: string) => email.sent.filter((s) => s.d.eventType === 'alert.delivery_failed' && s.d.to?.startsWith(`u${userId.slice(0, 8)}`));
+
+  it('F1: a webhook that hangs until the deadline does not hold up the approvers\' e-mail', async () => {
+    const approver = await user(h, ['approver']);
+    const burst = async () => {
+      at.length = 0;
+      const t0 = Date.now();
+      await h.get(UnitOfWork).run(async ({ notify }) => {
+        for (let i = 0; i < 16; i++) await notify({ type: 'approval.requested', subjectType: 'checkout', subjectId: randomUUID(), to: { users: [approver] }, facts: { summary: `request ${i}` } });
+      });
+      for (const end = Date.now() + 10_000; at.length < 16 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+      expect(at).toHaveLength(16);
+      return Math.max(...at) - t0;
+    };
+    const fast = await burst();
+    await deliverer().idle();
+    hook.setDefault({ hang: true });
+    const channelId = await webhookChannel(hook.url('/slow'));
+    const slow = await burst();
+    // the e-mails did not wait for the webhook's deadline (1.5 s), let alone one per batch
+    expect(slow).toBeLessThan(Math.max(1000, fast * 3));
+    await deliverer().idle();
+    // the first sends to the channel timed out; the rest waited behind its open circuit instead of each spending a timeout
+    const rows = await channelDeliveries(channelId);
+    expect(rows.filter((r) => r.attempts > 0).length).toBeLessThanOrEqual(4);
+    expect(rows.every((r) => r.status === 'pending')).toBe(true);
+    expect(rows.filter((r) => r.attempts > 0).every((r) => r.last_error?.startsWith('TIMEOUT'))).toBe(true);
+    // the receiver is back and the backoff has passed: the circuit closes and every delivery goes out
+    hook.setDefault({ status: 200 });
+    await h.db.query("UPDATE notification_deliveries SET next_attempt_at = now() WHERE status = 'pending'");
+    await deliverer().sweep();
+    expect((await channelDeliveries(channelId)).every((r) => r.status === 'sent')).toBe(true);
+  }, 60_000);
+
+  it('F7: shutdown does not wait for a backlog behind a hanging webhook: in-flight sends end by their deadline, nothing new is taken', async () => {
+    const second = await buildModule({ env: ENV3, db });
+    hook.setDefault({ hang: true });
+    const channelId = await webhookChannel(hook.url('/x'));
+    await breakGlass(40, second.get(UnitOfWork)); // its commit nudges the second instance's deliverer
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    await second.close();
+    const took = Date.now() - t0;
+    expect(took).toBeLessThan(1500 + 1500);
+    const rows = await channelDeliveries(channelId);
+    expect(rows.filter((r) => r.attempts > 0).length).toBeLessThanOrEqual(4);
+    expect(rows.every((r) => r.status === 'pending')).toBe(true); // left for another instance (or the next start)
+  }, 60_000);
+
+  it('F8: a channel that keeps failing alerts each administrator once per window, not once per failed delivery', async () => {
+    const admin = await user(h, ['admin']);
+    hook.setDefault({ status: 404 }); // not worth a retry: each fails at once
+    const channelId = await webhookChannel(hook.url('/gone'));
+    await breakGlass(25, undefined, 'checkout.expiring');
+    await deliverer().idle();
+    await deliverer().sweep();
+    expect((await channelDeliveries(channelId)).filter((r) => r.status === 'failed')).toHaveLength(25);
+    expect(alertsTo(admin)).toHaveLength(1);
+    const [{ n }] = await h.db.query<{ n: number }>("SELECT count(*)::int AS n FROM notification_events WHERE type = 'alert.delivery_failed' AND subject_id = $1", [channelId]);
+    expect(n).toBe(1);
+  }, 60_000);
+
+  it('F8b: a channel disabled during an outage is paused: its deliveries wait, and are sent once it is enabled again', async () => {
+    const admin = await user(h, ['admin']);
+    hook.setDefault({ status: 503 });
+    const channelId = await webhookChannel(hook.url('/down'));
+    await breakGlass(20);
+    await deliverer().idle();
+    await h.db.query('UPDATE notification_channels SET enabled = false WHERE id = $1', [channelId]);
+    await h.db.query("UPDATE notification_deliveries SET next_attempt_at = now() WHERE status = 'pending'");
+    const requests = hook.requests.length;
+    await deliverer().sweep();
+    await deliverer().idle();
+    let rows = await channelDeliveries(channelId);
+    expect(rows.filter((r) => r.status === 'pending')).toHaveLength(20);
+    expect(hook.requests.length).toBe(requests); // nothing was tried while disabled
+    expect(alertsTo(admin)).toHaveLength(0); // an outage that is retried is no failure yet
+    hook.setDefault({ status: 200 });
+    await h.db.query('UPDATE notification_channels SET enabled = true WHERE id = $1', [channelId]);
+    await deliverer().sweep();
+    rows = await channelDeliveries(channelId);
+    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(20);
+  }, 60_000);
+
+  it('F2: a channel deleted while a change writes its outbox rows waits for the change; the change commits', async () => {
+    const channelId = await webhookChannel(hook.url('/ok'));
+    const store = h.get(NotificationStore);
+    const original = store.routedChannels.bind(store);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let read!: () => void;
+    const wasRead = new Promise<void>((r) => (read = r));
+    store.routedChannels = async (em, type, target) => {
+      const rows = await original(em, type, target);
+      read();
+      await gate; // the change goes on after the admin's delete was issued
+      return rows;
+    };
+    try {
+      const change = h.get(UnitOfWork).run(({ notify }) => notify({ type: 'alert.break_glass', subjectType: 'checkout', subjectId: randomUUID(), to: { none: true }, facts: { summary: 'break glass' } }));
+      const outcome = change.then(
+        () => 'committed',
+        (e: Error) => `failed: ${e.message}`,
+      );
+      await wasRead;
+      const deleted = h.get(NotificationsService).deleteChannel(TEST_ADMIN, channelId);
+      await new Promise((r) => setTimeout(r, 300)); // the delete is waiting for the change
+      release();
+      expect(await outcome).toBe('committed');
+      await deleted;
+      expect(await h.db.query('SELECT id FROM notification_channels WHERE id = $1', [channelId])).toHaveLength(0);
+    } finally {
+      store.routedChannels = original;
+    }
+    // what it had queued for the channel is not sent anywhere: failed, without an alert about it
+    await deliverer().sweep();
+    const [orphan] = await h.db.query<{ status: string; last_error: string }>(
+      "SELECT status, last_error FROM notification_deliveries WHERE channel_id IS NULL AND channel_kind = 'webhook' ORDER BY seq DESC LIMIT 1",
+    );
+    expect(orphan).toMatchObject({ status: 'failed', last_error: expect.stringMatching(/^CHANNEL_DELETED/) });
+  }, 30_000);
+
+  it('F3: a retried delivery to a person disabled meanwhile is not sent: RECIPIENT_DISABLED, not retried, no alert; the recorded address stays', async () => {
+    const admin = await user(h, ['admin']);
+    const approver = await user(h, ['approver'], { email: 'old-address@example.test' });
+    email.failures = [new DeliveryError('SMTP_TEMPORARY', 'deferred (451)', true)];
+    const eventId = await h.get(UnitOfWork).run(({ notify }) => notify({ type: 'approval.requested', subjectType: 'checkout', subjectId: randomUUID(), to: { users: [approver] }, facts: { summary: 'x asks for root' } }));
+    await deliverer().idle();
+    await h.db.query("UPDATE users SET disabled = true, email = 'new-address@example.test' WHERE id = $1", [approver]);
+    await h.db.query("UPDATE notification_deliveries SET next_attempt_at = now() WHERE status = 'pending'");
+    await deliverer().sweep();
+    await deliverer().idle();
+    expect(email.sent.map((s) => s.d.to)).toEqual(['old-address@example.test']);
+    const [row] = await h.db.query<{ status: string; attempts: number; last_error: string; recipient: string }>('SELECT status, attempts, last_error, recipient FROM notification_deliveries WHERE event_id = $1', [eventId]);
+    expect(row).toMatchObject({ status: 'failed', attempts: 2, last_error: expect.stringMatching(/^RECIPIENT_DISABLED/), recipient: 'old-address@example.test' });
+    expect(alertsTo(admin)).toHaveLength(0);
+  });
+
+  it('F4: a change tells 11,000 people (more rows than one INSERT has parameters for)', async () => {
+    await h.db.query(
+      "INSERT INTO users (id, username, password_hash, roles, email) SELECT gen_random_uuid(), 'bulk' || g, 'x', '{auditor}', 'bulk' || g || '@example.test' FROM generate_series(1, 11000) g",
+    );
+    try {
+      const eventId = await h.get(UnitOfWork).run(({ notify }) => notify({ type: 'alert.break_glass', subjectType: 'checkout', subjectId: randomUUID(), to: { roles: ['auditor'] }, facts: { summary: 'break glass' } }));
+      await deliverer().idle();
+      const [{ n }] = await h.db.query<{ n: number }>("SELECT count(*)::int AS n FROM notification_deliveries WHERE event_id = $1 AND recipient LIKE 'bulk%'", [eventId]);
+      expect(n).toBe(11000);
+    } finally {
+      await h.db.query("UPDATE notification_deliveries SET status = 'sent' WHERE status = 'pending'");
+      await h.db.query("DELETE FROM users WHERE username LIKE 'bulk%'");
+    }
+  }, 60_000);
+
+  it('a channel secret that no longer decrypts fails at once (CHANNEL_SECRET_UNREADABLE), not after every retry', async () => {
+    const channelId = await webhookChannel(hook.url('/s'), { secret: Buffer.from('not a ciphertext of this vault') });
+    await breakGlass(1);
+    await deliverer().idle();
+    expect(await channelDeliveries(channelId)).toEqual([{ status: 'failed', attempts: 1, last_error: expect.stringMatching(/^CHANNEL_SECRET_UNREADABLE/) }]);
+    expect(hook.requests).toHaveLength(0);
+  });
 });

@@ -99,7 +99,7 @@ function registerChannels(parent: Command, rt: Runtime): void {
     .option('--new-secret', 'replace the secret: asked on the terminal')
     .option('--secret-stdin', 'replace the secret: the first line of stdin')
     .option('--enable', 'enable it')
-    .option('--disable', 'disable it (nothing is sent to it)')
+    .option('--disable', 'pause it: new events are not routed to it; what was already queued for it waits and is sent once it is enabled again')
     .action(async (ref: string, o: { name?: string; to?: string[]; webhookUrl?: string; newSecret?: boolean; secretStdin?: boolean; enable?: boolean; disable?: boolean }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
       if (o.enable && o.disable) throw usage('--enable or --disable, not both');
