@@ -57,7 +57,7 @@ export class IdentityController {
     description:
       'Your approval requests and alerts go to `email`, hence the step-up code. `mutedNotifications` replaces the list of muted kinds; only the optional kinds (request decisions, expiry warnings) can be muted: a required one (approval requests, one-time accounts ready to claim, alerts) answers 400 NOTIFICATION_REQUIRED and nothing changes.',
   })
-  @ApiErrors('NOTIFICATION_REQUIRED')
+  @ApiErrors('NOTIFICATION_REQUIRED', 'EMAIL_DOMAIN_NOT_ALLOWED')
   @Roles(...ROLES)
   @RequiresMfa()
   @Patch('me')

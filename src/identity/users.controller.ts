@@ -41,7 +41,7 @@ export class UsersController {
   }
 
   @ApiOperation({ summary: 'Change roles or disable a user' })
-  @ApiErrors('LAST_ADMIN')
+  @ApiErrors('LAST_ADMIN', 'EMAIL_DOMAIN_NOT_ALLOWED')
   @Roles('admin')
   @RequiresMfa()
   @Patch(':id')

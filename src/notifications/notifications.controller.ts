@@ -21,7 +21,7 @@ export class NotificationChannelsController {
     description:
       'email: `config.to` (addresses; sent through the vault\'s SMTP server, VAULT_SMTP_*), no secret. webhook: `config.url` (https, or http to a loopback host) and `secret`, the signing secret (at least 16 characters). slack, teams: no config; `secret` is the incoming-webhook URL (https). The secret is stored encrypted and never returned (`secretSet`). A channel receives the events its routes take.',
   })
-  @ApiErrors('CHANNEL_NAME_TAKEN')
+  @ApiErrors('CHANNEL_NAME_TAKEN', 'CHANNEL_CONFIG_INVALID', 'EMAIL_DOMAIN_NOT_ALLOWED')
   @Roles('admin')
   @RequiresMfa()
   @Post()
@@ -47,7 +47,7 @@ export class NotificationChannelsController {
     summary: 'Change a notification channel: name, config (replaced as a whole), secret (replaced), enabled',
     description: "What the channel's kind asks for is checked against the result: 400 CHANNEL_CONFIG_INVALID, nothing changed.",
   })
-  @ApiErrors('CHANNEL_NAME_TAKEN', 'CHANNEL_CONFIG_INVALID')
+  @ApiErrors('CHANNEL_NAME_TAKEN', 'CHANNEL_CONFIG_INVALID', 'EMAIL_DOMAIN_NOT_ALLOWED')
   @Roles('admin')
   @RequiresMfa()
   @Patch(':id')
