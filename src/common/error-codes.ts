@@ -83,7 +83,7 @@ export const ERROR_CODES = {
 
   // notifications
   CHANNEL_NAME_TAKEN: { status: 409, description: 'A notification channel with this name already exists.' },
-  CHANNEL_CONFIG_INVALID: { status: 400, description: "The change does not fit the channel's kind (email: `config.to` addresses and no secret; webhook: `config.url` and a signing secret; slack/teams: the incoming-webhook URL as `secret`, https or http to a loopback host). Nothing was changed." },
+  CHANNEL_CONFIG_INVALID: { status: 400, description: "The change does not fit the channel's kind (email: `config.to` addresses and no secret; webhook: `config.url` and a signing secret; slack/teams: the incoming-webhook URL as `secret`, https or http to a loopback host), or a URL whose host is an internal address (loopback, private, link-local …) that VAULT_NOTIFY_ALLOWED_HOSTS does not list. Nothing was changed." },
   CHANNEL_DISABLED: { status: 409, description: 'The notification channel is disabled: enable it before sending it a test.' },
   EMAIL_DOMAIN_NOT_ALLOWED: { status: 400, description: 'The e-mail address is not in one of the domains VAULT_NOTIFY_EMAIL_DOMAINS allows (addresses are not verified: the vault mails only inside the organisation). Nothing was changed.' },
   NOTIFICATION_REQUIRED: { status: 400, description: 'This kind of notification cannot be muted: it is what your role requires (approval requests, one-time accounts ready to claim, alerts). Only the optional kinds can be muted.' },

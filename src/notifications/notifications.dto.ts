@@ -79,6 +79,11 @@ export function channelProblem(kind: ChannelKind, config: ChannelConfig, secret:
 /** A channel kind's settings that are not secret. */
 export class ChannelConfigDto implements ChannelConfig {
   @Optional() @IsArray() @ArrayMinSize(1) @ArrayMaxSize(20) @ArrayUnique() @IsString({ each: true }) @IsEmailAddress(true) to?: string[];
+  /**
+   * The generic webhook's URL: shown (and audited) without its query (`https://host/path?…`). A credential belongs in
+   * the signing secret, not in the URL; a host that is an internal address is refused unless VAULT_NOTIFY_ALLOWED_HOSTS
+   * lists it.
+   */
   @Optional() @IsString() @IsDeliveryUrl() url?: string;
 }
 
