@@ -64,7 +64,11 @@ export async function postJson(url: URL, body: string, headers: Record<string, s
         res.destroy();
         resolve(res.statusCode ?? 0);
       });
-      req.on('error', reject);
+      req.on('error', (e) => {
+        // a parse error (not an HTTP server) leaves the socket open: closed here, so no connection outlives its send
+        req.destroy();
+        reject(e);
+      });
       req.end(body);
     });
   } catch (e) {
