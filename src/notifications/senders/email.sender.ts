@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
-import { createTransport } from 'nodemailer';
+import { BeforeApplicationShutdown, Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { createTransport, Transporter } from 'nodemailer';
 import { APP_CONFIG, AppConfig } from '../../config/config';
 import { DeliveryError, OutgoingDelivery, RenderedMessage, Sender } from './sender';
 
@@ -16,8 +16,11 @@ const TLS_CODES = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|CERT_
  * E-mail through the vault's SMTP server (VAULT_SMTP_*): to a person (`d.to`) or to an e-mail channel's fixed
  * addresses. STARTTLS is required for `starttls` (nodemailer's requireTLS: no AUTH and no message in clear), `tls` is
  * TLS from the first byte, `none` is allowed for a loopback server only; the server's certificate is always verified
- * (against VAULT_SMTP_CA_FILE when set, else the system's CAs). One connection per message, closed when the deadline
- * passes. `Message-ID: <delivery id@vault>` and `X-Vault-Delivery` carry the idempotency key.
+ * (against VAULT_SMTP_CA_FILE when set, else the system's CAs). Connections are pooled (up to 4, as many as the
+ * deliverer sends to one channel at once; each reused for up to 100 messages): a new SMTP session per message (TLS
+ * handshake, greeting, AUTH) capped delivery at a few dozen e-mails a second. A send that misses its deadline closes
+ * the pool (a connection stuck mid-conversation is never reused; messages on the others fail and are retried with
+ * their idempotency key). `Message-ID: <delivery id@vault>` and `X-Vault-Delivery` carry the idempotency key.
  *
  * Errors are DeliveryErrors with stable codes: SMTP_UNREACHABLE, SMTP_TLS_FAILED, SMTP_AUTH_FAILED, SMTP_TEMPORARY
  * (a 4xx answer: retried), SMTP_REJECTED (a 5xx answer: not retried), TIMEOUT, SMTP_FAILED, and SMTP_NOT_CONFIGURED,
@@ -25,9 +28,10 @@ const TLS_CODES = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|CERT_
  * credential).
  */
 @Injectable()
-export class EmailSender implements Sender, OnModuleInit {
+export class EmailSender implements Sender, OnModuleInit, BeforeApplicationShutdown {
   readonly kind = 'email' as const;
   private ca?: string;
+  private pool?: Transporter;
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
@@ -54,11 +58,20 @@ export class EmailSender implements Sender, OnModuleInit {
       throw new DeliveryError('EMAIL_DOMAIN_NOT_ALLOWED', 'the address is outside the domains VAULT_NOTIFY_EMAIL_DOMAINS allows', false);
     }
     if (signal.aborted) throw new DeliveryError('TIMEOUT', 'the deadline passed before the SMTP server was reached', true);
-    const transport = createTransport(this.transportOptions(smtp));
-    const close = () => transport.close();
-    signal.addEventListener('abort', close, { once: true });
+    const options = this.transportOptions(smtp);
+    const transport = (this.pool ??= this.newPool(options));
+    let onAbort!: () => void;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        // a connection stuck mid-conversation must not be reused: the pool goes, the next send opens a new one
+        if (this.pool === transport) this.pool = undefined;
+        transport.close();
+        reject(new DeliveryError('TIMEOUT', 'the SMTP server did not answer in time', true));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
     try {
-      await transport.sendMail({
+      const sending = transport.sendMail({
         from: { name: 'PAM vault', address: smtp.from },
         to,
         subject: m.subject,
@@ -66,14 +79,26 @@ export class EmailSender implements Sender, OnModuleInit {
         html: m.html,
         messageId: `<${d.id}@vault>`,
         headers: { 'X-Vault-Delivery': d.id, 'X-Vault-Event': d.eventType, 'Auto-Submitted': 'auto-generated' },
-        signal,
       });
+      sending.catch(() => undefined); // settled by the race below either way
+      await Promise.race([sending, aborted]);
     } catch (e) {
       throw smtpError(e, signal);
     } finally {
-      signal.removeEventListener('abort', close);
-      transport.close();
+      signal.removeEventListener('abort', onAbort);
     }
+  }
+
+  private newPool(options: ReturnType<EmailSender['transportOptions']>): Transporter {
+    const pool = createTransport({ ...options, pool: true, maxConnections: 4, maxMessages: 100 });
+    // an idle pooled connection that fails is reported as an event: never let it end the process (the next send reconnects)
+    pool.on('error', () => undefined);
+    return pool;
+  }
+
+  beforeApplicationShutdown(): void {
+    this.pool?.close();
+    this.pool = undefined;
   }
 
   private transportOptions(smtp: Smtp) {
