@@ -231,6 +231,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       for (const e of [temporary, rejected]) {
         expect(e.message).not.toMatch(/Test server|person@example|try again|permanent/i);
       }
+      await waitFor(() => smtp.attempts.length >= 1); // the server process reports a refusal a moment after the client saw it
       expect(smtp.attempts.map((m) => m.outcome)).toEqual(['rejected 451']);
       expect(smtp.messages).toHaveLength(0);
     });
@@ -242,6 +243,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       const e = await failure(h.get(EmailSender).send(d, message(d.id), AbortSignal.timeout(700)));
       expect(e).toMatchObject({ code: 'TIMEOUT', retryable: true });
       expect(Date.now() - started).toBeLessThan(5000);
+      await waitFor(() => smtp.attempts.length >= 1);
       expect(smtp.attempts.map((m) => m.outcome)).toEqual(['hung']);
       await waitFor(() => smtp.counters.closed === smtp.counters.connections); // the sender hung up
     });
@@ -254,6 +256,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       await retryNow();
       const [d] = await deliveries(eventId);
       expect(d).toMatchObject({ status: 'sent', attempts: 3, last_error: null });
+      await smtp.waitFor((m) => m.messageId === `${d.id}@vault`); // the server process reports what it accepted a moment later
       expect(smtp.attempts.map((m) => [m.messageId, m.outcome])).toEqual([
         [`${d.id}@vault`, 'rejected 421'],
         [`${d.id}@vault`, 'rejected 421'],

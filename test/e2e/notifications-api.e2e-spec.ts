@@ -301,9 +301,12 @@ describe('notifications API (e2e, real PostgreSQL)', () => {
   it('deleting a channel takes its routes and fails what it still had to deliver; the log keeps its deliveries', async () => {
     const { id } = await webhook('short-lived');
     await as(admin).post('/v1/notification-routes', { channelId: id, eventTypes: ['alert.audit_verify_failed'] }, true).expect(201);
-    // a delivery still pending (due later, so no sweep takes it first)
-    const eventId = await notify({ type: 'alert.audit_verify_failed', subjectType: 'audit', to: { none: true }, facts: { summary: 'chain broken' } });
-    await vault.db.query("UPDATE notification_deliveries SET next_attempt_at = now() + interval '1 hour' WHERE event_id = $1", [eventId]);
+    // a delivery still pending: due later, set in the same transaction, so no sweep takes it first
+    const eventId = await vault.get(UnitOfWork).run(async (tx) => {
+      const written = await tx.notify({ type: 'alert.audit_verify_failed', subjectType: 'audit', to: { none: true }, facts: { summary: 'chain broken' } });
+      await tx.em.query("UPDATE notification_deliveries SET next_attempt_at = now() + interval '1 hour' WHERE event_id = $1", [written]);
+      return written;
+    });
     expect((await as(admin).delete(`/v1/notification-channels/${id}`).expect(401)).body.code).toBe('MFA_REQUIRED');
     await as(admin).delete(`/v1/notification-channels/${id}`, true).expect(204);
     await as(admin).get(`/v1/notification-channels/${id}`).expect(404);
