@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, IncomingHttpHeaders, Server } from 'node:http';
@@ -7,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { verifyVaultSignature } from '../../src/notifications/senders/webhook.sender';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
-import { CLI, CliRun, ROOT } from '../support/vaultctl-cli';
+import { CLI, cliJson, CliRun, expectExit, runCli } from '../support/vaultctl-cli';
 
 
 /**
@@ -33,29 +32,8 @@ describe('vaultctl notifications and me (e2e)', () => {
     return d;
   };
   const cli = (args: string[], opts: { input?: string; as?: TestUser } = {}): Promise<CliRun> =>
-    new Promise((resolve, reject) => {
-      const env: Record<string, string> = {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? '/root',
-        NODE_PATH: join(ROOT, 'node_modules'),
-        VAULT_ADDR: url,
-        VAULT_CONFIG_DIR: tempDir(),
-        ...(opts.as ? { VAULT_TOKEN: opts.as.auth.replace(/^Bearer /, '') } : {}),
-      };
-      const child = spawn(process.execPath, [cliMain, ...args], { env, cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(opts.input ?? '');
-    });
-  const expectExit = (r: CliRun, code: number) => {
-    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toMatchObject({ code });
-    return r;
-  };
-  const json = <T = Record<string, unknown>>(r: CliRun): T => JSON.parse(r.stdout) as T;
+    runCli(cliMain, args, { url, configDir: tempDir(), token: opts.as?.auth.replace(/^Bearer /, ''), input: opts.input });
+  const json = cliJson;
   const channelNames = async () =>
     ((await vault.http().get('/v1/notification-channels').set('Authorization', admin.auth).expect(200)).body.items as Array<{ name: string }>).map((c) => c.name);
 

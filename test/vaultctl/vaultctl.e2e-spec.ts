@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { freePort } from '../support/process';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
-import { CLI, CliRun, ROOT } from '../support/vaultctl-cli';
+import { CLI, cliJson, CliRun, expectExit, runCli } from '../support/vaultctl-cli';
 
 
 /**
@@ -40,33 +39,9 @@ describe('vaultctl against a running vault (e2e)', () => {
   /** The bearer token of a test user, for VAULT_TOKEN. */
   const tokenOf = (u: TestUser) => u.auth.replace(/^Bearer /, '');
 
-  /** Runs the CLI asynchronously (the vault answers from this very process, so never spawnSync). */
   const cli = (args: string[], opts: { env?: Record<string, string>; input?: string; as?: TestUser; configDir?: string } = {}): Promise<CliRun> =>
-    new Promise((resolve, reject) => {
-      const env: Record<string, string> = {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? '/root',
-        NODE_PATH: join(ROOT, 'node_modules'), // the copy resolves commander (and the test clients pg) from the repo
-        VAULT_ADDR: url,
-        VAULT_CONFIG_DIR: opts.configDir ?? tempDir(),
-        ...(opts.as ? { VAULT_TOKEN: tokenOf(opts.as) } : {}),
-        ...opts.env,
-      };
-      const child = spawn(process.execPath, [cliMain, ...args], { env, cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(opts.input ?? '');
-    });
-  /** Fails with the CLI's output in the message, not just the exit code. */
-  const expectExit = (r: CliRun, code: number) => {
-    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toMatchObject({ code });
-    return r;
-  };
-  const json = <T = Record<string, unknown>>(r: CliRun): T => JSON.parse(r.stdout) as T;
+    runCli(cliMain, args, { url, configDir: opts.configDir ?? tempDir(), token: opts.as ? tokenOf(opts.as) : undefined, env: opts.env, input: opts.input });
+  const json = cliJson;
   const eventually = async (check: () => Promise<boolean>, ms = 15_000) => {
     const end = Date.now() + ms;
     while (!(await check())) {
