@@ -3,7 +3,7 @@ import request, { Response } from 'supertest';
 import type { EphemeralCrashPoint } from '../../src/ephemeral/ephemeral-provisioner.service';
 import { createTestDatabase, TestDatabase } from '../support/db';
 import { actingAs } from '../support/http';
-import { freePort, requireBuild, spawnVault, VaultProcess, waitReady } from '../support/process';
+import { builtVaultEnv, freePort, requireBuild, spawnVault, VaultProcess, waitReady } from '../support/process';
 import { REAL_TARGETS, RealTarget, RealTargetType } from '../support/targets/real';
 import { sleep } from '../support/targets/run';
 import { base32Decode, hotp } from '../support/totp';
@@ -99,17 +99,11 @@ describe('one-time accounts: crash matrix on real targets (built vault, SIGKILL)
   const start = async (extra: Record<string, string>): Promise<VaultProcess> => {
     port = await freePort();
     const proc = spawnVault({
-      DATABASE_URL: db.url,
-      VAULT_MASTER_KEY: masterKey.toString('base64'),
-      VAULT_BOOTSTRAP_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      PORT: String(port),
-      VAULT_ARGON2_MEMORY_KIB: TEST_ENV.VAULT_ARGON2_MEMORY_KIB,
-      VAULT_ARGON2_TIME_COST: TEST_ENV.VAULT_ARGON2_TIME_COST,
+      ...builtVaultEnv({ databaseUrl: db.url, masterKey, port, adminPassword: ADMIN_PASSWORD, argon2: { memoryKib: TEST_ENV.VAULT_ARGON2_MEMORY_KIB, timeCost: TEST_ENV.VAULT_ARGON2_TIME_COST } }),
       // a dead claimant's claim lapses after a second
       VAULT_EPHEMERAL_CLAIM_SECONDS: '1',
       VAULT_ROTATION_SWEEP_MS: '3600000',
       VAULT_CHECKOUT_SWEEP_MS: '3600000',
-      LOG_LEVEL: 'warn',
       ...extra,
     });
     procs.push(proc);

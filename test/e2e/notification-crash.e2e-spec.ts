@@ -6,7 +6,7 @@ import { verifyVaultSignature } from '../../src/notifications/senders/webhook.se
 import { createTestDatabase, TestDatabase } from '../support/db';
 import { createFakeTarget } from '../support/fake-target';
 import { actingAs } from '../support/http';
-import { freePort, requireBuild, spawnVault, VaultProcess, waitReady } from '../support/process';
+import { builtVaultEnv, freePort, requireBuild, spawnVault, VaultProcess, waitReady } from '../support/process';
 import { secretSentinel } from '../support/secret-sentinel';
 import { SmtpServer, startSmtpServer } from '../support/smtp-server';
 import { base32Decode, hotp } from '../support/totp';
@@ -73,12 +73,7 @@ describe('notifications: crash, two instances, a slow SMTP server (built vault, 
   const start = async (extra: Record<string, string> = {}): Promise<{ proc: VaultProcess; port: number }> => {
     const port = await freePort();
     const proc = spawnVault({
-      DATABASE_URL: db.url,
-      VAULT_MASTER_KEY: masterKey.toString('base64'),
-      VAULT_BOOTSTRAP_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      PORT: String(port),
-      VAULT_ARGON2_MEMORY_KIB: TEST_ENV.VAULT_ARGON2_MEMORY_KIB,
-      VAULT_ARGON2_TIME_COST: TEST_ENV.VAULT_ARGON2_TIME_COST,
+      ...builtVaultEnv({ databaseUrl: db.url, masterKey, port, adminPassword: ADMIN_PASSWORD, argon2: { memoryKib: TEST_ENV.VAULT_ARGON2_MEMORY_KIB, timeCost: TEST_ENV.VAULT_ARGON2_TIME_COST } }),
       VAULT_ROTATION_SWEEP_MS: '3600000',
       VAULT_CHECKOUT_SWEEP_MS: '3600000',
       VAULT_EPHEMERAL_SWEEP_MS: '3600000',
@@ -86,7 +81,6 @@ describe('notifications: crash, two instances, a slow SMTP server (built vault, 
       VAULT_PUBLIC_URL: PUBLIC_URL,
       VAULT_NOTIFY_ALLOWED_HOSTS: TEST_ENV.VAULT_NOTIFY_ALLOWED_HOSTS,
       ...smtp.env,
-      LOG_LEVEL: 'warn',
       ...extra,
     });
     procs.push(proc);

@@ -85,3 +85,19 @@ export function runCli(args: string[], env: Record<string, string>): { status: n
   });
   return { status: res.status, stdout: res.stdout, stderr: res.stderr };
 }
+
+/**
+ * The environment a built vault process needs on a test database (the crash tests add what they exercise): its
+ * database, master key, bootstrap admin, port, cheap argon2, and warnings only in its log.
+ */
+export function builtVaultEnv(o: { databaseUrl: string; masterKey: Buffer; port: number; adminPassword: string; argon2: { memoryKib: string; timeCost: string } }): Record<string, string> {
+  return {
+    DATABASE_URL: o.databaseUrl,
+    VAULT_MASTER_KEY: o.masterKey.toString('base64'),
+    VAULT_BOOTSTRAP_ADMIN_PASSWORD: o.adminPassword,
+    PORT: String(o.port),
+    VAULT_ARGON2_MEMORY_KIB: o.argon2.memoryKib,
+    VAULT_ARGON2_TIME_COST: o.argon2.timeCost,
+    LOG_LEVEL: 'warn',
+  };
+}
