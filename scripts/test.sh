@@ -11,6 +11,7 @@ echo "==> lint";       npm run --silent lint
 echo "==> typecheck";  npm run --silent typecheck
 echo "==> build";      npm run --silent build
 bash scripts/ensure-sshd.sh   # installs openssh-server when missing (fresh CI machine)
+bash scripts/ensure-chromium.sh   # installs Debian's chromium when missing (the browser tests)
 scan_dir="$(mktemp -d "${TMPDIR:-/tmp}/vault-secret-scan.XXXXXX")"
 trap 'rm -rf "$scan_dir"' EXIT
 echo "==> jest";       TEST_SECRET_SCAN_DIR="$scan_dir" npx jest --ci --forceExit "$@"
