@@ -1,0 +1,53 @@
+import createClient, { type Middleware } from 'openapi-fetch';
+import { errorFrom, networkError } from './errors';
+import type { paths } from './paths';
+
+/**
+ * The portal's one HTTP client. The browser sends the HttpOnly session cookie itself (same origin); the CSRF token,
+ * answered by POST/GET /v1/auth/session, lives in this module's memory only (never web storage or a URL) and goes with
+ * every request that may change something. Any answer that is not 2xx becomes a thrown ApiError.
+ */
+let csrfToken: string | null = null;
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const listeners = new Set<() => void>();
+
+export function setCsrfToken(token: string | null): void {
+  csrfToken = token;
+}
+
+/** Called when an authenticated call answers 401 UNAUTHENTICATED: the session ended (idle, absolute, revoked). */
+export function onSessionExpired(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+const csrfAndErrors: Middleware = {
+  onRequest({ request }) {
+    if (csrfToken && !SAFE_METHODS.has(request.method)) request.headers.set('X-CSRF-Token', csrfToken);
+    return request;
+  },
+  async onResponse({ request, response }) {
+    if (response.ok) return response;
+    const error = await errorFrom(response);
+    // the session endpoint itself answers 401 for "not signed in": that is not an expiry
+    const isSessionCall = new URL(request.url).pathname === '/v1/auth/session';
+    if (error.code === 'UNAUTHENTICATED' && !isSessionCall) for (const l of listeners) l();
+    throw error;
+  },
+  onError() {
+    return networkError();
+  },
+};
+
+export const api = createClient<paths>({ baseUrl: window.location.origin, credentials: 'same-origin' });
+api.use(csrfAndErrors);
+
+/** The data of an answer that the middleware let through (2xx); a 204 has none. */
+export function ok<T>(result: { data?: T }): T {
+  return result.data as T;
+}
+
+/** The step-up header of an MFA action (../shared/API.md): a fresh 6-digit code, used once. */
+export function mfa(code: string): { headers: { 'X-MFA-Code': string } } {
+  return { headers: { 'X-MFA-Code': code } };
+}
