@@ -4,6 +4,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The body's other fields (e.g. `presentedHostKeySha256`, `refused`, `retryAfterSeconds`); never a secret (API.md). */
+    readonly details: Record<string, unknown> = {},
   ) {
     super(message);
     this.name = 'ApiError';
@@ -23,10 +25,11 @@ export async function errorFrom(response: Response): Promise<ApiError> {
   } catch {
     body = undefined;
   }
-  const b = (body ?? {}) as { code?: unknown; message?: unknown };
-  const code = typeof b.code === 'string' ? b.code : `HTTP_${response.status}`;
-  const message = typeof b.message === 'string' ? b.message : response.statusText || 'the vault answered with an error';
-  return new ApiError(response.status, code, message);
+  const b = body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  const { statusCode: _status, code: rawCode, message: rawMessage, ...details } = b;
+  const code = typeof rawCode === 'string' ? rawCode : `HTTP_${response.status}`;
+  const message = typeof rawMessage === 'string' ? rawMessage : response.statusText || 'the vault answered with an error';
+  return new ApiError(response.status, code, message, details);
 }
 
 export const networkError = () => new ApiError(0, 'NETWORK', 'the vault cannot be reached; check your connection and try again');
