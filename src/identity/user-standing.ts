@@ -24,6 +24,22 @@ export function userDisabledSql(userIdColumn: string): string {
   return `EXISTS (SELECT 1 FROM users u_standing WHERE u_standing.id = ${column(userIdColumn)} AND u_standing.disabled)`;
 }
 
+/** Who is told: these users, or every enabled user who holds one of these roles at the moment of the change. */
+export type Recipients = { users: string[] } | { roles: Role[]; except?: string[] } | { none: true };
+
+/**
+ * The people a message goes to, as a SELECT for the outbox's one statement: every enabled user among `to.users`, or
+ * every enabled user holding one of `to.roles` (but those in `to.except`), with the address and mutes they have now.
+ * Columns: id, username, email, muted. `param` binds a value in the caller's statement and answers its placeholder.
+ */
+export function contactsSql(to: Recipients, param: (value: unknown) => string): string {
+  const select = 'SELECT u_c.id, u_c.username, u_c.email, u_c.muted_notifications AS muted FROM users u_c WHERE NOT u_c.disabled AND';
+  if ('none' in to) return `${select} false`;
+  if ('users' in to) return `${select} u_c.id = ANY (${param(to.users)}::uuid[])`;
+  for (const role of to.roles) roleLiteral(role);
+  return `${select} u_c.roles && ${param(to.roles)}::text[] AND NOT (u_c.id = ANY (${param(to.except ?? [])}::uuid[]))`;
+}
+
 const column = sqlColumn; // it ends up in SQL text (the role is checked below)
 
 function roleLiteral(role: Role): string {

@@ -5,7 +5,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { DomainException, Errors } from '../common/errors';
 import { Page } from '../common/pagination';
 import { findByIdOrThrow, isUniqueViolation, keysetPage } from '../database/queries';
-import { Actor, Role } from '../common/actor';
+import { Actor } from '../common/actor';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { PasswordHasher } from './password-hasher';
 import { UserEntity } from './user.entity';
@@ -147,17 +147,6 @@ export class UsersService {
       await audit({ type: 'user.notifications_updated', actor, subjectType: 'user', subjectId: actor.id, details: { before: settings(current), after: settings(next) } });
       return settings(next);
     });
-  }
-
-  /**
-   * Who a notification goes to, decided in the caller's transaction: these users, or every enabled user holding one of
-   * the roles now (minus `except`). Disabled users are never told.
-   */
-  async contacts(em: EntityManager, to: { users: string[] } | { roles: Role[]; except?: string[] } | { none: true }): Promise<Array<{ id: string; username: string; email: string | null; muted: string[] }>> {
-    if ('none' in to) return [];
-    const [where, params]: [string, unknown[]] =
-      'users' in to ? ['id = ANY ($1::uuid[])', [to.users]] : ['roles && $1::text[] AND NOT (id = ANY ($2::uuid[]))', [to.roles, to.except ?? []]];
-    return em.query(`SELECT id, username, email, muted_notifications AS muted FROM users WHERE NOT disabled AND ${where} ORDER BY username`, params);
   }
 
   /** One user; `em`: inside the caller's transaction (never a second pool connection while it holds locks). */

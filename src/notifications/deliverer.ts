@@ -114,12 +114,17 @@ export class NotificationDeliverer implements OnModuleInit, OnModuleDestroy, Bef
   /** Delivers everything due, up to `limit` (the scheduler's sweep and every nudge): WORKERS drains share the take. */
   async sweep(limit = 500): Promise<number> {
     let taken = 0;
+    // nothing due (none passed over as busy): the other workers end without asking again (a change committed since
+    // nudges another sweep)
+    let exhausted = false;
     const skipped = new Set<string>();
     const take = (skip: readonly string[]): Promise<TakenDelivery | null> => {
       for (const key of skip) skipped.add(key);
       const next = this.takes.then(async () => {
-        if (this.stopping || taken >= limit) return null;
-        const d = await this.store.takeDue(this.claimSeconds(), [...skipped], this.passOver());
+        if (this.stopping || exhausted || taken >= limit) return null;
+        const passOver = this.passOver();
+        const d = await this.store.takeDue(this.claimSeconds(), [...skipped], passOver);
+        if (!d && !passOver.smtp && passOver.channels.length === 0) exhausted = true;
         if (d) {
           taken++;
           this.inFlight.set(circuitKey(d), (this.inFlight.get(circuitKey(d)) ?? 0) + 1);
@@ -196,9 +201,8 @@ export class NotificationDeliverer implements OnModuleInit, OnModuleDestroy, Bef
       error = e instanceof DeliveryError ? e : new DeliveryError(e instanceof Error && e.name === 'TimeoutError' ? 'TIMEOUT' : 'SEND_FAILED', 'the message could not be sent', true);
     }
     if (!error) {
-      await this.uow.run(async ({ em }) => {
-        if (await this.store.markSent(em, d.id)) this.sent?.inc({ kind: d.channelKind, outcome: 'sent' });
-      });
+      // one statement, no transaction of its own: nothing else is written with it
+      if (await this.store.markSent(d.id)) this.sent?.inc({ kind: d.channelKind, outcome: 'sent' });
       return;
     }
     await this.failed(d, error);

@@ -1,4 +1,4 @@
-import type { Role } from '../common/actor';
+import type { Recipients } from '../identity/user-standing';
 import type { RenderedMessage, WebhookPayload } from './senders/sender';
 
 /**
@@ -29,8 +29,7 @@ export const NOTIFICATION_TYPES = {
 export type NotificationType = keyof typeof NOTIFICATION_TYPES;
 export const OPTIONAL_TYPES = (Object.keys(NOTIFICATION_TYPES) as NotificationType[]).filter((t) => NOTIFICATION_TYPES[t].optional);
 
-/** Who is told: these users, or every enabled user who holds one of these roles at the moment of the change. */
-export type Recipients = { users: string[] } | { roles: Role[]; except?: string[] } | { none: true };
+export type { Recipients };
 
 /** What a message may say. Each field is shown as is; none may hold a secret. */
 export interface NotificationFacts {

@@ -2,19 +2,27 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { ClaimedWork, Queryable } from '../database/claimed-work';
 import { sqlColumn } from '../database/sql-names';
-import { userDisabledSql } from '../identity/user-standing';
-import { NOTIFICATION_TYPES, NotificationFacts, NotificationType } from './events';
+import { contactsSql, userDisabledSql } from '../identity/user-standing';
+import { NOTIFICATION_TYPES, NotificationFacts, NotificationType, Recipients } from './events';
 import type { ChannelConfig, ChannelKind } from './senders/sender';
 
 export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'muted' | 'no_address';
 
-export interface NewDelivery {
+/** An event for the outbox, with whom to tell (see NotificationStore.writeEvent). */
+export interface NewEvent {
   id: string;
-  channelId: string | null;
-  channelKind: ChannelKind;
-  recipientUserId: string | null;
-  recipient: string;
-  status: DeliveryStatus;
+  type: NotificationType;
+  subjectType: string;
+  subjectId: string | null;
+  targetId: string | null;
+  payload: NotificationFacts;
+  to: Recipients;
+  /** The kind may be muted by its recipients. */
+  optional: boolean;
+  /** An SMTP server is configured (people's e-mail can be sent). */
+  smtp: boolean;
+  onlyChannelId?: string;
+  exceptChannelId?: string;
 }
 
 /** A delivery taken by this instance, with what sending it needs. */
@@ -63,37 +71,46 @@ export class NotificationStore {
     private readonly work: ClaimedWork,
   ) {}
 
-  async insertEvent(em: EntityManager, e: { id: string; type: string; subjectType: string; subjectId: string | null; targetId: string | null; payload: NotificationFacts }): Promise<void> {
-    await em.query('INSERT INTO notification_events (id, type, subject_type, subject_id, target_id, payload) VALUES ($1, $2, $3, $4, $5, $6::jsonb)', [
-      e.id,
-      e.type,
-      e.subjectType,
-      e.subjectId,
-      e.targetId,
-      JSON.stringify(e.payload),
-    ]);
-  }
-
   /**
-   * All of an event's deliveries in one statement: one array parameter per column (unnest), so a role of any size
-   * fits (a row of parameters per recipient would overflow PostgreSQL's 65,535 at ~11,000 recipients).
+   * The outbox write, in ONE statement (the request path pays one round trip): the event, then one delivery per person
+   * in `to` (their address and mutes as they are now: `no_address` without one — or without an SMTP server —, `muted`
+   * when the kind is optional and they muted it, else `pending`) and one per channel routed to this type and target
+   * (or `onlyChannel` alone: a test message), but `exceptChannelId`. The channels are locked FOR KEY SHARE until the
+   * caller's transaction ends: a channel deleted meanwhile waits for the change to commit (and its delete then fails
+   * what was queued for it) instead of the insert failing the change on the foreign key. Answers how many deliveries
+   * are pending (nothing to nudge the deliverer for when none is).
    */
-  async insertDeliveries(em: EntityManager, eventId: string, rows: NewDelivery[]): Promise<void> {
-    if (rows.length === 0) return;
-    await em.query(
-      `INSERT INTO notification_deliveries (id, event_id, channel_id, channel_kind, recipient_user_id, recipient, status)
-       SELECT t.id, $1, t.channel_id, t.channel_kind, t.recipient_user_id, t.recipient, t.status
-         FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[]) AS t(id, channel_id, channel_kind, recipient_user_id, recipient, status)`,
-      [
-        eventId,
-        rows.map((r) => r.id),
-        rows.map((r) => r.channelId),
-        rows.map((r) => r.channelKind),
-        rows.map((r) => r.recipientUserId),
-        rows.map((r) => r.recipient),
-        rows.map((r) => r.status),
-      ],
+  async writeEvent(em: EntityManager, e: NewEvent): Promise<{ pending: number }> {
+    const params: unknown[] = [];
+    const p = (value: unknown) => `$${params.push(value)}`;
+    const channels = e.onlyChannelId
+      ? `SELECT c.id, c.name, c.kind FROM notification_channels c WHERE c.id = ${p(e.onlyChannelId)}::uuid FOR KEY SHARE`
+      : `SELECT c.id, c.name, c.kind FROM notification_channels c
+          WHERE c.enabled AND EXISTS (SELECT 1 FROM notification_routes r WHERE r.channel_id = c.id
+                  AND (cardinality(r.event_types) = 0 OR ${p(e.type)} = ANY (r.event_types))
+                  AND (r.target_ids IS NULL OR (${p(e.targetId)}::uuid IS NOT NULL AND ${p(e.targetId)}::uuid = ANY (r.target_ids))))
+          FOR KEY SHARE`;
+    const [row]: Array<{ pending: number }> = await em.query(
+      `WITH ev AS (
+         INSERT INTO notification_events (id, type, subject_type, subject_id, target_id, payload)
+         VALUES (${p(e.id)}::uuid, ${p(e.type)}, ${p(e.subjectType)}, ${p(e.subjectId)}, ${p(e.targetId)}::uuid, ${p(JSON.stringify(e.payload))}::jsonb) RETURNING id),
+       people AS (${contactsSql(e.to, p)}),
+       channels AS (${channels}),
+       rows AS (
+         INSERT INTO notification_deliveries (id, event_id, channel_id, channel_kind, recipient_user_id, recipient, status)
+         SELECT gen_random_uuid(), ev.id, NULL, 'email', people.id, COALESCE(people.email, people.username),
+                CASE WHEN people.email IS NULL THEN 'no_address'
+                     WHEN ${p(e.optional)}::boolean AND ${p(e.type)} = ANY (people.muted) THEN 'muted'
+                     WHEN NOT ${p(e.smtp)}::boolean THEN 'no_address' ELSE 'pending' END
+           FROM ev, people
+         UNION ALL
+         SELECT gen_random_uuid(), ev.id, channels.id, channels.kind, NULL, channels.name, 'pending'
+           FROM ev, channels WHERE channels.id IS DISTINCT FROM ${p(e.exceptChannelId)}::uuid
+         RETURNING status)
+       SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending FROM rows`,
+      params,
     );
+    return { pending: row.pending };
   }
 
   /**
@@ -107,24 +124,6 @@ export class NotificationStore {
       [...subjectIds],
     ]);
     return new Set(rows.map((r) => r.id));
-  }
-
-  /**
-   * The enabled channels whose routes take this event type (and target), locked FOR KEY SHARE until the caller's
-   * transaction ends: a channel deleted meanwhile waits for the change to commit (and its delete then fails what
-   * was queued for it) instead of the insert of its deliveries failing the change on the foreign key.
-   */
-  async routedChannels(em: EntityManager, type: string, targetId: string | null): Promise<RoutedChannel[]> {
-    const rows: RoutedChannel[] = await em.query(
-      `SELECT c.id, c.name, c.kind FROM notification_routes r JOIN notification_channels c ON c.id = r.channel_id
-        WHERE c.enabled AND (cardinality(r.event_types) = 0 OR $1 = ANY (r.event_types))
-          AND (r.target_ids IS NULL OR ($2::uuid IS NOT NULL AND $2::uuid = ANY (r.target_ids)))
-        ORDER BY c.name
-        FOR KEY SHARE OF c`,
-      [type, targetId],
-    );
-    const seen = new Set<string>(); // a channel with several matching routes is told once (no DISTINCT with a lock)
-    return rows.filter((c) => !seen.has(c.id) && seen.add(c.id));
   }
 
   /**
@@ -194,8 +193,8 @@ export class NotificationStore {
   }
 
   /** pending → sent, only while this instance holds the claim. */
-  async markSent(em: EntityManager, id: string): Promise<boolean> {
-    const [, n]: [unknown, number] = await em.query(
+  async markSent(id: string): Promise<boolean> {
+    const [, n]: [unknown, number] = await this.dataSource.query(
       "UPDATE notification_deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1, claimed_until = NULL, last_error = NULL WHERE id = $1 AND status = 'pending' AND claimed_by = $2",
       [id, this.work.instanceId],
     );

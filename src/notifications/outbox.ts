@@ -2,10 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { Tx, TxParticipant, UnitOfWork } from '../database/unit-of-work';
-import { UsersService } from '../identity/users.service';
 import { NOTIFICATION_TYPES, NotifyInput } from './events';
 import { NotificationDeliverer } from './deliverer';
-import { NewDelivery, NotificationStore, RoutedChannel } from './notification-store';
+import { NotificationStore, RoutedChannel } from './notification-store';
 
 /**
  * What `tx.notify` does: writes the event and its deliveries in this transaction (the outbox). `onlyChannel`: this
@@ -32,7 +31,6 @@ export class NotificationOutbox implements TxParticipant {
   constructor(
     uow: UnitOfWork,
     private readonly store: NotificationStore,
-    private readonly users: UsersService,
     private readonly deliverer: NotificationDeliverer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
@@ -42,8 +40,9 @@ export class NotificationOutbox implements TxParticipant {
   join(tx: Tx): void {
     let nudge = false;
     tx.notify = async (input) => {
-      const id = await this.write(tx, input);
-      if (!nudge) {
+      const { id, pending } = await this.write(tx, input);
+      // nothing to send (no address, muted, no SMTP server): the deliverer is not woken for it
+      if (pending > 0 && !nudge) {
         nudge = true;
         tx.afterCommit(() => this.deliverer.nudge());
       }
@@ -51,23 +50,23 @@ export class NotificationOutbox implements TxParticipant {
     };
   }
 
-  private async write(tx: Tx, input: NotifyOptions): Promise<string> {
+  private async write(tx: Tx, input: NotifyOptions): Promise<{ id: string; pending: number }> {
     if (!(input.type in NOTIFICATION_TYPES)) throw new Error(`unknown notification type ${input.type}`);
     const id = randomUUID();
-    await this.store.insertEvent(tx.em, { id, type: input.type, subjectType: input.subjectType, subjectId: input.subjectId ?? null, targetId: input.targetId ?? null, payload: input.facts });
-    const optional = NOTIFICATION_TYPES[input.type].optional;
-    const deliveries: NewDelivery[] = [];
-    for (const person of await this.users.contacts(tx.em, input.to)) {
-      const status = !person.email ? 'no_address' : optional && person.muted.includes(input.type) ? 'muted' : 'pending';
-      deliveries.push({ id: randomUUID(), channelId: null, channelKind: 'email', recipientUserId: person.id, recipient: person.email ?? person.username, status });
-    }
-    for (const channel of input.onlyChannel ? [input.onlyChannel] : await this.store.routedChannels(tx.em, input.type, input.targetId ?? null)) {
-      if (channel.id === input.exceptChannelId) continue;
-      deliveries.push({ id: randomUUID(), channelId: channel.id, channelKind: channel.kind, recipientUserId: null, recipient: channel.name, status: 'pending' });
-    }
-    // people's e-mail needs the vault's SMTP server: without one, they are recorded as undeliverable now, not retried
-    if (!this.config.smtp) for (const d of deliveries) if (d.channelId === null && d.status === 'pending') d.status = 'no_address';
-    await this.store.insertDeliveries(tx.em, id, deliveries);
-    return id;
+    const { pending } = await this.store.writeEvent(tx.em, {
+      id,
+      type: input.type,
+      subjectType: input.subjectType,
+      subjectId: input.subjectId ?? null,
+      targetId: input.targetId ?? null,
+      payload: input.facts,
+      to: input.to,
+      optional: NOTIFICATION_TYPES[input.type].optional,
+      // people's e-mail needs the vault's SMTP server: without one, they are recorded as undeliverable now, not retried
+      smtp: this.config.smtp !== undefined,
+      onlyChannelId: input.onlyChannel?.id,
+      exceptChannelId: input.exceptChannelId,
+    });
+    return { id, pending };
   }
 }

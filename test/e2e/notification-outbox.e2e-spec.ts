@@ -327,16 +327,16 @@ describe('notification deliverer under failing receivers (review 3)', () => {
   it('F2: a channel deleted while a change writes its outbox rows waits for the change; the change commits', async () => {
     const channelId = await webhookChannel(hook.url('/ok'));
     const store = h.get(NotificationStore);
-    const original = store.routedChannels.bind(store);
+    const original = store.writeEvent.bind(store);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let read!: () => void;
     const wasRead = new Promise<void>((r) => (read = r));
-    store.routedChannels = async (em, type, target) => {
-      const rows = await original(em, type, target);
+    store.writeEvent = async (em, event) => {
+      const written = await original(em, event); // the channel is locked FOR KEY SHARE, its delivery inserted
       read();
       await gate; // the change goes on after the admin's delete was issued
-      return rows;
+      return written;
     };
     try {
       const change = h.get(UnitOfWork).run(({ notify }) => notify({ type: 'alert.break_glass', subjectType: 'checkout', subjectId: randomUUID(), to: { none: true }, facts: { summary: 'break glass' } }));
@@ -352,7 +352,7 @@ describe('notification deliverer under failing receivers (review 3)', () => {
       await deleted;
       expect(await h.db.query('SELECT id FROM notification_channels WHERE id = $1', [channelId])).toHaveLength(0);
     } finally {
-      store.routedChannels = original;
+      store.writeEvent = original;
     }
     // what it had queued for the channel is not sent anywhere: failed, without an alert about it
     await deliverer().sweep();
