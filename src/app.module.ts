@@ -10,7 +10,7 @@ import { CheckoutsModule } from './checkouts/checkouts.module';
 import { EphemeralModule } from './ephemeral/ephemeral.module';
 import { Clock } from './common/clock';
 import { AllExceptionsFilter } from './http/exception.filter';
-import { BearerAuthGuard, MfaGuard, RolesGuard } from './identity/guards';
+import { AuthenticationGuard, MfaGuard, RolesGuard } from './identity/guards';
 import { loggerParams } from './common/logging';
 import { createValidationPipe } from './common/validation';
 import { APP_CONFIG, AppConfig } from './config/config';
@@ -65,7 +65,7 @@ export class AppModule {
         { provide: MASTER_KEY, useValue: runtime.masterKey },
         { provide: Clock, useValue: runtime.clock ?? new Clock() },
         SchedulerService,
-        { provide: APP_GUARD, useClass: BearerAuthGuard },
+        { provide: APP_GUARD, useClass: AuthenticationGuard },
         { provide: APP_GUARD, useClass: RolesGuard },
         { provide: APP_GUARD, useClass: MfaGuard },
         { provide: APP_FILTER, useClass: AllExceptionsFilter },

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -107,12 +107,19 @@ const schema = z
       .max(4096)
       .refine((v) => parseEmailDomains(v) !== null, 'must be comma-separated e-mail domains (example.com)')
       .optional(),
+    VAULT_PORTAL_IDLE_SECONDS: intIn(60, 24 * 3600).default(900),
+    VAULT_PORTAL_SESSION_SECONDS: intIn(300, 7 * 24 * 3600).default(28800),
+    VAULT_PORTAL_DIR: z.string().min(1).optional(),
     VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => !(c.VAULT_MASTER_KEY && c.VAULT_MASTER_KEY_FILE), {
     message: 'set only one of VAULT_MASTER_KEY and VAULT_MASTER_KEY_FILE',
     path: ['VAULT_MASTER_KEY'],
+  })
+  .refine((c) => c.VAULT_PORTAL_IDLE_SECONDS <= c.VAULT_PORTAL_SESSION_SECONDS, {
+    message: 'must not be longer than VAULT_PORTAL_SESSION_SECONDS',
+    path: ['VAULT_PORTAL_IDLE_SECONDS'],
   })
   .refine((c) => c.VAULT_SMTP_HOST === undefined || c.VAULT_SMTP_FROM !== undefined, { message: 'is required with VAULT_SMTP_HOST', path: ['VAULT_SMTP_FROM'] })
   .refine((c) => c.VAULT_SMTP_TLS !== 'none' || c.VAULT_SMTP_HOST === undefined || /^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(c.VAULT_SMTP_HOST), {
@@ -204,6 +211,11 @@ export interface AppConfig {
   };
   /** The SMTP server people's e-mail goes through; undefined: no e-mail is sent (deliveries are recorded `no_address`). */
   smtp?: { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; username?: string; password?: string; from: string; caFile?: string };
+  /**
+   * The web portal: browser sessions end after idleSeconds without a request, and sessionSeconds after sign-in whatever
+   * happens; the built single-page app is served from dir (VAULT_PORTAL_DIR, default dist/portal next to the server).
+   */
+  portal: { idleSeconds: number; sessionSeconds: number; dir: string };
   /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
   crashPoint?: CrashPointName;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -302,9 +314,20 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
             from: c.VAULT_SMTP_FROM as string,
             caFile: c.VAULT_SMTP_CA_FILE,
           },
+    portal: {
+      idleSeconds: c.VAULT_PORTAL_IDLE_SECONDS,
+      sessionSeconds: c.VAULT_PORTAL_SESSION_SECONDS,
+      dir: resolve(c.VAULT_PORTAL_DIR ?? defaultPortalDir()),
+    },
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,
   };
+}
+
+/** dist/portal (Vite's output) whether this runs compiled (dist/src/config → dist/portal) or from the sources (src/config). */
+function defaultPortalDir(): string {
+  const root = resolve(__dirname, '..', '..');
+  return basename(root) === 'dist' ? join(root, 'portal') : join(root, 'dist', 'portal');
 }
 
 /** Injection token for the validated configuration. */

@@ -1,6 +1,9 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
 
-/** A login token. Only its SHA-256 is stored; the token itself is shown once, in the login response. */
+/**
+ * A login token: a bearer token (`pvt_`, answered once by POST /v1/auth/login) or a browser session (`pvb_`, only ever
+ * in the HttpOnly cookie). Only SHA-256 digests are stored.
+ */
 @Entity({ name: 'access_tokens' })
 export class AccessTokenEntity {
   @PrimaryColumn({ type: 'uuid' })
@@ -12,6 +15,18 @@ export class AccessTokenEntity {
   @Column({ name: 'token_hash', type: 'bytea', unique: true })
   tokenHash: Buffer;
 
+  @Column({ type: 'text', default: 'bearer' })
+  kind: 'bearer' | 'browser';
+
+  /** Browser sessions: SHA-256 of the session's CSRF token (X-CSRF-Token). */
+  @Column({ name: 'csrf_hash', type: 'bytea', nullable: true })
+  csrfHash: Buffer | null;
+
+  /** Browser sessions: the last request (the idle timeout counts from here). */
+  @Column({ name: 'last_seen_at', type: 'timestamptz', nullable: true })
+  lastSeenAt: Date | null;
+
+  /** The absolute end. */
   @Column({ name: 'expires_at', type: 'timestamptz' })
   expiresAt: Date;
 

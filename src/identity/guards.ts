@@ -1,26 +1,56 @@
-import { CanActivate, ExecutionContext, Injectable, Logger } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Inject, Injectable, Logger } from '@nestjs/common';
 import { normalizeAddress } from '../common/client-address';
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import type { Actor, Role } from '../common/actor';
 import { MfaService } from './mfa.service';
 import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUpRequest } from '../common/auth.decorators';
 import { DomainException, Errors } from '../common/errors';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { BROWSER_SESSION, BrowserSessionsService, WithBrowserSession } from './browser-sessions';
+import { clearSessionCookie, fromAnotherSite, readSessionCookie, SAFE_METHODS } from './session-cookie';
 
 const isPublic = (reflector: Reflector, ctx: ExecutionContext) =>
   reflector.getAllAndOverride<boolean>(IS_PUBLIC, [ctx.getHandler(), ctx.getClass()]) === true;
 
-/** Global: every route needs a valid bearer token unless it is @Public. */
+/**
+ * Global: every route needs a valid bearer token or browser session unless it is @Public. An `Authorization` header
+ * wins (an API client never depends on a cookie it happens to carry); otherwise the portal's session cookie is
+ * checked, with its CSRF token on requests that change something (BrowserSessionsService.authenticate). A cookie that
+ * no longer opens a session is cleared in the refusal.
+ */
 @Injectable()
-export class BearerAuthGuard extends AuthGuard('bearer') {
-  constructor(private readonly reflector: Reflector) {
+export class AuthenticationGuard extends AuthGuard('bearer') {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly sessions: BrowserSessionsService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {
     super();
   }
 
-  override canActivate(ctx: ExecutionContext) {
+  override async canActivate(ctx: ExecutionContext): Promise<boolean> {
     if (isPublic(this.reflector, ctx)) return true;
-    return super.canActivate(ctx);
+    const req = ctx.switchToHttp().getRequest<Request & { user?: Actor } & WithBrowserSession>();
+    const cookie = req.headers.authorization === undefined ? readSessionCookie(req, this.config) : { kind: 'none' as const };
+    if (cookie.kind === 'none') return (await super.canActivate(ctx)) as boolean;
+    const res = ctx.switchToHttp().getResponse<Response>();
+    try {
+      if (cookie.kind === 'many') throw Errors.unauthenticated('more than one session cookie: sign in again');
+      const { actor, session } = await this.sessions.authenticate(cookie.value, {
+        changesState: !SAFE_METHODS.has(req.method),
+        crossSite: fromAnotherSite(req),
+        csrfHeader: req.headers['x-csrf-token'],
+        passive: req.headers['x-session-activity'] === 'passive',
+      });
+      req.user = actor;
+      req[BROWSER_SESSION] = session;
+      return true;
+    } catch (e) {
+      if (e instanceof DomainException && e.code === 'UNAUTHENTICATED') clearSessionCookie(req, res, this.config);
+      throw e;
+    }
   }
 
   override handleRequest<T>(err: unknown, user: T): T {

@@ -1,11 +1,15 @@
-import { Body, Controller, Get, HttpCode, Injectable, Ip, Patch, PipeTransform, Post } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Injectable, Ip, Patch, PipeTransform, Post, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import { normalizeAddress } from '../common/client-address';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { IsString, Matches } from 'class-validator';
 import { AllowWithoutMfa, CurrentActor, Public, RequiresMfa, Roles } from '../common/auth.decorators';
 import { ApiErrors } from '../common/api-errors';
 import { Actor, ROLES } from '../common/actor';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { browserSessionOf, BrowserSessionsService, BrowserSessionView } from './browser-sessions';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
+import { setSessionCookie } from './session-cookie';
 import { IdentityService } from './identity.service';
 import { EnrollmentConfirmed, MfaService } from './mfa.service';
 import { UpdateMeDto } from './users.dto';
@@ -33,6 +37,8 @@ export class IdentityController {
     private readonly identity: IdentityService,
     private readonly mfa: MfaService,
     private readonly users: UsersService,
+    private readonly browserSessions: BrowserSessionsService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   @ApiOperation({ summary: 'Log in: password, then the TOTP code once enrolled' })
@@ -77,14 +83,24 @@ export class IdentityController {
 
   @ApiOperation({
     summary: 'Confirm TOTP enrollment with a first code',
-    description: 'Every earlier token of the user (the one sending this request too) ends; the answer carries a fresh token.',
+    description:
+      'Every earlier token and browser session of the user (the one sending this request too) ends; the answer carries a fresh token. Sent by the web portal (with its session cookie), the fresh session comes as a new cookie instead, and the body carries its CSRF token (`{mfaEnrolled, csrfToken, expiresAt, idleTimeoutSeconds, mfaEnrollmentRequired, user}`) in place of `accessToken`.',
   })
   @ApiErrors('MFA_ALREADY_ENROLLED', 'MFA_ENROLLMENT_NOT_STARTED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED')
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Post('me/mfa/totp/confirm')
   @HttpCode(200)
-  confirm(@CurrentActor() actor: Actor, @Body() dto: ConfirmTotpDto, @Ip() ip: string): Promise<EnrollmentConfirmed> {
-    return this.mfa.confirmEnrollment(actor, dto.code, normalizeAddress(ip));
+  async confirm(
+    @CurrentActor() actor: Actor,
+    @Body() dto: ConfirmTotpDto,
+    @Ip() ip: string,
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<EnrollmentConfirmed | (BrowserSessionView & { mfaEnrolled: true })> {
+    if (!browserSessionOf(req)) return this.mfa.confirmEnrollment(actor, dto.code, normalizeAddress(ip));
+    const { token, view } = await this.browserSessions.confirmEnrollment(actor, dto.code, normalizeAddress(ip));
+    setSessionCookie(req, res, this.config, token);
+    return view;
   }
 }

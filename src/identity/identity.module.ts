@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
 import { PassportModule } from '@nestjs/passport';
 import { BearerStrategy } from './bearer.strategy';
+import { BrowserSessionController } from './browser-session.controller';
+import { BrowserSessionsService } from './browser-sessions';
 import { IdentityController } from './identity.controller';
 import { IdentityService } from './identity.service';
 import { MfaService } from './mfa.service';
@@ -14,8 +16,8 @@ import { UsersService } from './users.service';
 
 @Module({
   imports: [PassportModule],
-  controllers: [IdentityController, UsersController, ServiceTokensController],
-  providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService],
-  exports: [IdentityService, PasswordHasher, MfaService, UsersService],
+  controllers: [IdentityController, BrowserSessionController, UsersController, ServiceTokensController],
+  providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService, BrowserSessionsService],
+  exports: [IdentityService, PasswordHasher, MfaService, UsersService, BrowserSessionsService],
 })
 export class IdentityModule {}

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { UnitOfWork } from '../database/unit-of-work';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { AuditQueryService } from '../audit/audit-query.service';
 import { Clock } from '../common/clock';
@@ -17,7 +17,7 @@ import { UserEntity } from './user.entity';
 
 export { hashToken, insertSession, newToken, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 
-/** Login and bearer-token authentication (user login tokens and service tokens). */
+/** Login (bearer tokens and browser sessions) and bearer-token authentication (user login tokens and service tokens). */
 @Injectable()
 export class IdentityService implements OnApplicationBootstrap {
   private readonly logger = new Logger(IdentityService.name);
@@ -47,6 +47,20 @@ export class IdentityService implements OnApplicationBootstrap {
    * never says which part was wrong beyond "the code is required / invalid".
    */
   async login(dto: LoginDto, address: string | undefined): Promise<LoginResponse> {
+    const { issued, actor } = await this.signIn(dto, address, 'bearer', (em, userId) => insertSession(em, userId, this.clock.now(), this.config.tokenTtlSeconds));
+    return { ...issued, mfaEnrollmentRequired: !actor.mfaEnrolled };
+  }
+
+  /**
+   * The one sign-in path of the bearer login and the browser session (POST /v1/auth/session): the same checks,
+   * throttle and audit; `issue` creates the token or session in the transaction that re-checks the user row.
+   */
+  async signIn<T>(
+    dto: LoginDto,
+    address: string | undefined,
+    via: 'bearer' | 'browser',
+    issue: (em: EntityManager, userId: string) => Promise<T>,
+  ): Promise<{ issued: T; actor: Actor }> {
     const user = await this.dataSource.getRepository(UserEntity).findOneBy({ username: dto.username.toLowerCase() });
     const who = { subject: user?.id ?? this.audit.hmacOf(dto.username.toLowerCase()), address, unknownUser: !user };
     const attempt = await this.throttle.reserve('pw', who);
@@ -73,7 +87,7 @@ export class IdentityService implements OnApplicationBootstrap {
         throw e;
       });
     }
-    const session = await this.uow.run(async ({ em, audit }) => {
+    const issued = await this.uow.run(async ({ em, audit }) => {
       // decided against the row as it is now: an enrollment (which ends every earlier token) or a reset committed
       // since the check above must not be followed by a token issued on the old state
       const [now]: Array<{ enrolled: boolean; disabled: boolean }> = await em.query(
@@ -84,12 +98,13 @@ export class IdentityService implements OnApplicationBootstrap {
       if (now.enrolled !== actor.mfaEnrolled) {
         throw new DomainException('MFA_REQUIRED', 'MFA enrollment changed during this login: log in again (with the current TOTP code once enrolled)');
       }
-      const issued = await insertSession(em, user.id, this.clock.now(), this.config.tokenTtlSeconds);
-      await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { address: address ?? null, mfa: actor.mfaEnrolled } });
-      return issued;
+      const made = await issue(em, user.id);
+      const details = { address: address ?? null, mfa: actor.mfaEnrolled, ...(via === 'browser' ? { session: 'browser' } : {}) };
+      await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details });
+      return made;
     });
     await this.throttle.release(attempt);
-    return { ...session, mfaEnrollmentRequired: !actor.mfaEnrolled };
+    return { issued, actor };
   }
 
   /** Resolves a bearer token to its actor: unknown, expired, revoked, or disabled-user tokens are refused. */
@@ -99,7 +114,7 @@ export class IdentityService implements OnApplicationBootstrap {
     if (token.startsWith(USER_TOKEN_PREFIX)) {
       const rows: UserRow[] = await this.dataSource.query(
         `SELECT u.id, u.username, u.roles, u.mfa_secret IS NOT NULL AS "mfaEnrolled" FROM access_tokens t JOIN users u ON u.id = t.user_id
-          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND NOT u.disabled`,
+          WHERE t.token_hash = $1 AND t.kind = 'bearer' AND t.revoked_at IS NULL AND t.expires_at > $2 AND NOT u.disabled`,
         [hashToken(token), now],
       );
       if (rows.length === 1) return { id: rows[0].id, kind: 'user', name: rows[0].username, roles: rows[0].roles, mfaEnrolled: rows[0].mfaEnrolled };

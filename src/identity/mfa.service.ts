@@ -55,15 +55,23 @@ export class MfaService {
   /**
    * Confirms enrollment with a first code. Every token the user had (this request's included) was issued on the
    * password alone, so all of them end here, in the same transaction, and the answer carries a fresh token: the
-   * only session that continues is the one that has just proved the second factor.
+   * only session that continues is the one that has just proved the second factor. `issue` makes it: a bearer token
+   * by default, a browser session when the request came with the portal's cookie.
    */
-  async confirmEnrollment(actor: Actor, code: string, address?: string): Promise<EnrollmentConfirmed> {
+  async confirmEnrollment(actor: Actor, code: string, address?: string): Promise<EnrollmentConfirmed>;
+  async confirmEnrollment<T extends object>(actor: Actor, code: string, address: string | undefined, issue: (em: EntityManager) => Promise<T>): Promise<{ mfaEnrolled: true } & T>;
+  async confirmEnrollment(
+    actor: Actor,
+    code: string,
+    address?: string,
+    issue: (em: EntityManager) => Promise<object> = (em) => insertSession(em, actor.id, this.clock.now(), this.config.tokenTtlSeconds),
+  ): Promise<{ mfaEnrolled: true }> {
     this.assertUser(actor);
     const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
     if (user.mfaSecret) throw Errors.conflict('MFA_ALREADY_ENROLLED', 'MFA is already enrolled');
     if (!user.mfaPendingSecret) throw Errors.conflict('MFA_ENROLLMENT_NOT_STARTED', 'start with POST /v1/me/mfa/totp');
     const pending = this.secrets.decrypt(mfaSecretRef(actor.id, 'mfa_pending_secret'), user.mfaPendingSecret);
-    let session: { accessToken: string; expiresAt: string } | undefined;
+    let session: object | undefined;
     await this.checkCode(actor, user, pending, code, address, 'enroll', async (em) => {
       // the burn above locked the row: a concurrent confirmation (or reset) is decided here, once
       const [, updated]: [unknown[], number] = await em.query(
@@ -72,7 +80,7 @@ export class MfaService {
       );
       if (updated !== 1) throw Errors.conflict('MFA_ALREADY_ENROLLED', 'MFA was enrolled or restarted meanwhile');
       await revokeSessions(em, actor.id);
-      session = await insertSession(em, actor.id, this.clock.now(), this.config.tokenTtlSeconds);
+      session = await issue(em);
     });
     return { mfaEnrolled: true, ...session! };
   }
