@@ -9,7 +9,9 @@ import { Clock } from './common/clock';
 import { AppConfig } from './config/config';
 import { dataSourceOptions, runMigrations } from './database/data-source';
 import { ENTITIES } from './entities';
-import { setupOpenApi } from './openapi/openapi';
+import { servePortal } from './http/portal';
+import { securityHeaders } from './http/security-headers';
+import { DOCS_PATH, setupOpenApi } from './openapi/openapi';
 
 /** Connects to the database and applies pending migrations. */
 export async function openDatabase(url: string): Promise<DataSource> {
@@ -26,7 +28,8 @@ export async function openDatabase(url: string): Promise<DataSource> {
 
 /**
  * Builds the HTTP application on an open database (shared by main.ts and the e2e tests). Loads the keyring
- * during init, so a wrong master key fails here, before anything listens. Serves the OpenAPI document at /docs.
+ * during init, so a wrong master key fails here, before anything listens. Serves the web portal at /portal/ and the
+ * OpenAPI document at /docs.
  */
 export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataSource: DataSource, clock?: Clock): Promise<INestApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ config, masterKey, dataSource, clock }), {
@@ -37,6 +40,8 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
   app.useLogger(app.get(Logger));
   app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true });
   app.disable('x-powered-by');
+  // first, so every answer carries them: the portal's pages, the API's JSON, errors and 404s alike
+  app.use(securityHeaders(DOCS_PATH));
   // no ETag: it is a digest of the body, and a body may carry a password (a log line or a cache holding the digest
   // of a checkout's answer lets a password be guessed offline); and nothing the API answers may be cached
   app.set('etag', false);
@@ -48,6 +53,8 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
   // the client address drives per-address throttling and audit: behind a proxy, say which hops to trust
   if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);
   try {
+    // before init, like the OpenAPI routes: they must come before Nest's not-found handler
+    servePortal(app, config.portal.dir);
     // before init: its routes (GET /docs, /docs-json) must come before Nest's not-found handler
     setupOpenApi(app);
     await app.init();
