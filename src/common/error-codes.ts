@@ -17,7 +17,6 @@ export const ERROR_CODES = {
   THROTTLED: { status: 429, description: 'Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.' },
   CSRF_FAILED: { status: 403, description: "A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed." },
   INTERNAL: { status: 500, description: 'Unexpected failure; nothing about it is disclosed.' },
-  PORTAL_NOT_BUILT: { status: 503, description: 'The web portal has not been built on this server (`npm run build` writes it to dist/portal); the API works without it.' },
   UNAVAILABLE: { status: 503, description: 'A dependency is not available right now (the database, or a lock held by another session); try again later.' },
 
   // MFA (guards and the MFA service)

@@ -70,9 +70,14 @@ function fileInside(root: string, segments: string[]): string | undefined {
   }
 }
 
+/**
+ * `PORTAL_NOT_BUILT` is no code of the API's table (src/common/error-codes.ts lists what API operations answer; the
+ * portal's pages are none): the same `{statusCode, code, message}` shape, answered here only.
+ */
 function sendIndex(root: string, res: Response): void {
   const index = join(root, 'index.html');
   if (!existsSync(index)) {
+    res.setHeader('Cache-Control', 'no-store');
     res.status(503).json({ statusCode: 503, code: 'PORTAL_NOT_BUILT', message: 'the web portal is not built on this server: run `npm run build`' });
     return;
   }
