@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { loadConfig } from './config';
 
 describe('loadConfig', () => {
@@ -13,8 +14,15 @@ describe('loadConfig', () => {
     [{ DATABASE_URL: 'mysql://x' }, /^invalid configuration: DATABASE_URL: must be a postgres/],
     [{ LOG_LEVEL: 'loud' }, /^invalid configuration: LOG_LEVEL/],
     [{ VAULT_MASTER_KEY: 'a', VAULT_MASTER_KEY_FILE: '/k' }, /set only one of VAULT_MASTER_KEY and VAULT_MASTER_KEY_FILE/],
+    [{ VAULT_PORTAL_IDLE_SECONDS: '10' }, /^invalid configuration: VAULT_PORTAL_IDLE_SECONDS: must be an integer between 60 and 86400/],
+    [{ VAULT_PORTAL_IDLE_SECONDS: '3600', VAULT_PORTAL_SESSION_SECONDS: '1800' }, /^invalid configuration: VAULT_PORTAL_IDLE_SECONDS: must not be longer than VAULT_PORTAL_SESSION_SECONDS/],
   ])('refuses %j with one clear line', (env, message) => {
     expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('the web portal: 15 min idle, 8 h absolute, served from dist/portal of the checkout unless VAULT_PORTAL_DIR says otherwise', () => {
+    expect(loadConfig({}).portal).toEqual({ idleSeconds: 900, sessionSeconds: 28800, dir: resolve(__dirname, '..', '..', 'dist', 'portal') });
+    expect(loadConfig({ VAULT_PORTAL_DIR: '/srv/portal', VAULT_PORTAL_IDLE_SECONDS: '300' }).portal).toMatchObject({ idleSeconds: 300, dir: '/srv/portal' });
   });
 
   it('never echoes a sensitive value', () => {
