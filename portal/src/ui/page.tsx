@@ -1,4 +1,5 @@
 import { useEffect, useId, useRef, type ReactNode } from 'react';
+import { ErrorMessage } from './errors';
 
 /**
  * One page: its single h1, the document title, and focus moved to the heading when the page opens, so a keyboard or
@@ -31,6 +32,17 @@ export function Section({ title, children, className }: { title: string; childre
       <h2 id={id}>{title}</h2>
       {children}
     </section>
+  );
+}
+
+/** A page about one item read by `query`: loading, its error, or the item rendered by `children`. */
+export function ItemPage<T>({ title, query, children }: { title: string; query: { data?: T; error: unknown; isPending: boolean }; children(item: T): ReactNode }) {
+  return (
+    <Page title={title}>
+      {query.isPending && <Loading />}
+      <ErrorMessage error={query.error} />
+      {query.data !== undefined && children(query.data)}
+    </Page>
   );
 }
 

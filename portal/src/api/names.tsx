@@ -1,0 +1,84 @@
+import { useQuery } from '@tanstack/react-query';
+import { Link } from 'react-router';
+import { useMe } from '../session';
+import { shortId } from '../ui/format';
+import { api, ok } from './client';
+import type { AccountView, Page, TargetView } from './views';
+
+const ALL = { limit: 200 } as const;
+const STALE = 60_000;
+
+/**
+ * Names for the ids in views (targets, accounts, people), read only by the roles allowed to list them: approvers
+ * and vendors cannot list targets or users, so they see the id instead (a short form of it).
+ */
+export function useTargets() {
+  const me = useMe();
+  return useQuery({
+    queryKey: ['targets', 'all'],
+    enabled: me.has('admin', 'operator'),
+    staleTime: STALE,
+    queryFn: async () => (ok(await api.GET('/v1/targets', { params: { query: ALL } })) as Page<TargetView>).items,
+  });
+}
+
+export function useTargetMap(): Map<string, TargetView> {
+  const { data } = useTargets();
+  return new Map((data ?? []).map((t) => [t.id, t]));
+}
+
+export function useAccount(id: string | undefined) {
+  const me = useMe();
+  return useQuery({
+    queryKey: ['accounts', id],
+    enabled: !!id && me.has('admin', 'operator', 'approver', 'auditor'),
+    staleTime: STALE,
+    queryFn: async () => ok(await api.GET('/v1/accounts/{id}', { params: { path: { id: id! } } })) as AccountView,
+  });
+}
+
+function useUserMap(): Map<string, string> {
+  const me = useMe();
+  const { data } = useQuery({
+    queryKey: ['users', 'names'],
+    enabled: me.has('admin'),
+    staleTime: STALE,
+    queryFn: async () => (ok(await api.GET('/v1/users', { params: { query: ALL } })) as Page<{ id: string; username: string }>).items,
+  });
+  return new Map((data ?? []).map((u) => [u.id, u.username]));
+}
+
+/** A person: "you", their username when it can be read, or the id's first characters. */
+export function Person({ id }: { id: string | null | undefined }) {
+  const me = useMe();
+  const names = useUserMap();
+  if (!id) return <span className="muted">—</span>;
+  if (id === me.id) return <span>you ({me.username})</span>;
+  const name = names.get(id);
+  return name ? <span>{name}</span> : <abbr title={id}>user {shortId(id)}</abbr>;
+}
+
+/** A target by name and type when it can be read. */
+export function TargetName({ id }: { id: string }) {
+  const target = useTargetMap().get(id);
+  return target ? (
+    <span>
+      {target.name} <span className="muted">({target.type})</span>
+    </span>
+  ) : (
+    <abbr title={id}>target {shortId(id)}</abbr>
+  );
+}
+
+/** An account as `username on target`, linked to its page. */
+export function AccountName({ id, link = true }: { id: string; link?: boolean }) {
+  const { data: account } = useAccount(id);
+  const label = account ? (
+    <>
+      {account.username} on <TargetName id={account.targetId} />
+    </>
+  ) : (
+    <abbr title={id}>account {shortId(id)}</abbr>
+  );
+  return link ? <Link to={`/accounts/${id}`}>{label}</Link> : label;
+}
