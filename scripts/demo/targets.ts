@@ -63,7 +63,8 @@ export async function startDemoTargets(): Promise<StartedTargets> {
       name: 'demo-ssh',
       label: (r) => `OpenSSH on ${r.body.host}:${r.body.port} (ssh -p ${r.body.port} <user>@${r.body.host})`,
       start: () => REAL_TARGETS.ssh(),
-      accounts: [{ username: 'demo_deploy', policy: { approvalsRequired: 1 }, note: '1 approval' }],
+      // a local user of this machine: named per run, so two demos (or a crashed one's leftover) never collide
+      accounts: [{ username: `deploy_${randomBytes(2).toString('hex')}`, policy: { approvalsRequired: 1 }, note: '1 approval' }],
     },
     {
       name: 'demo-mariadb',
