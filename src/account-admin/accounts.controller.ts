@@ -5,6 +5,7 @@ import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../common/actor';
 import { ApiErrors, TARGET_FAILURES } from '../common/api-errors';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { AccountListQuery, AccountView, CreateAccountDto, UpdateAccountDto } from './accounts.dto';
 import { AccountsService } from './accounts.service';
 
@@ -15,6 +16,7 @@ export class AccountsController {
 
   @ApiOperation({ summary: 'Vault an account (without a password the vault sets a new one on the target)' })
   @ApiErrors('ACCOUNT_EXISTS', 'ACCOUNT_IS_TARGET_ADMIN', 'TARGET_IN_USE', ...TARGET_FAILURES)
+  @ApiAnswer(AccountView)
   @Roles('admin')
   @RequiresMfa()
   @Post()
@@ -23,6 +25,7 @@ export class AccountsController {
   }
 
   @ApiOperation({ summary: 'List accounts (never the password)' })
+  @ApiAnswer(pageOf(AccountView))
   @Roles('admin', 'operator', 'approver', 'auditor')
   @Get()
   list(@Query() q: AccountListQuery): Promise<Page<AccountView>> {
@@ -30,6 +33,7 @@ export class AccountsController {
   }
 
   @ApiOperation({ summary: 'Read an account (never the password)' })
+  @ApiAnswer(AccountView)
   @Roles('admin', 'operator', 'approver', 'auditor')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<AccountView> {
@@ -37,6 +41,7 @@ export class AccountsController {
   }
 
   @ApiOperation({ summary: "Change an account's policy" })
+  @ApiAnswer(AccountView)
   @Roles('admin')
   @RequiresMfa()
   @Patch(':id')

@@ -1,5 +1,7 @@
 import { Type } from 'class-transformer';
 import { IsIn, IsObject, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
+import { z } from 'zod';
+import { apiView, timestamp, typedSchema, uuid } from '../common/api-responses';
 import { PageQuery } from '../common/pagination';
 import { Optional } from '../common/validation';
 import { Account } from '../accounts/account-store';
@@ -23,18 +25,40 @@ export class AccountListQuery extends PageQuery {
   @IsOptional() @IsIn(ACCOUNT_STATUSES) status?: AccountStatus;
 }
 
-/** Never contains the password. */
-export interface AccountView {
-  id: string;
-  targetId: string;
-  username: string;
-  status: AccountStatus;
-  lastRotatedAt: string | null;
-  nextRotationAt: string | null;
-  policy: AccountPolicy;
-  createdAt: string;
-  updatedAt: string;
-}
+/** The effective policy of an account (src/accounts/policy.ts defines it; the compiler keeps this schema equal to it). */
+export const AccountPolicyView = apiView(
+  'AccountPolicy',
+  typedSchema<AccountPolicy>()(
+    z.object({
+      checkoutTtlSeconds: z.number().int(),
+      maxCheckoutTtlSeconds: z.number().int(),
+      approvalsRequired: z.number().int(),
+      rotateAfterCheckin: z.boolean(),
+      rotationIntervalSeconds: z.number().int(),
+      passwordLength: z.number().int(),
+      passwordClasses: z.array(z.enum(['lower', 'upper', 'digit', 'symbol'])),
+      breakGlassAllowed: z.boolean(),
+      breakGlassTtlSeconds: z.number().int(),
+    }),
+  ),
+);
+
+export const AccountView = apiView(
+  'AccountView',
+  z.object({
+    id: uuid(),
+    targetId: uuid(),
+    username: z.string(),
+    status: z.enum(ACCOUNT_STATUSES),
+    lastRotatedAt: timestamp().nullable(),
+    nextRotationAt: timestamp().nullable(),
+    policy: AccountPolicyView,
+    createdAt: timestamp(),
+    updatedAt: timestamp(),
+  }),
+  'An account in the vault; never contains the password.',
+);
+export type AccountView = z.output<typeof AccountView>;
 
 /** The API view of a row (the store's rows carry the effective policy). */
 export function mapAccount(a: Account): AccountView {

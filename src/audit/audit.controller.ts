@@ -5,8 +5,9 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { ApiErrors } from '../common/api-errors';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { VerifyResult } from './audit-chain';
-import { AuditEventView, AuditListQuery, VerifyQuery } from './audit.dto';
+import { AuditEventView, AuditListQuery, AuditVerifyView, VerifyQuery } from './audit.dto';
 import { AuditQueryService } from './audit-query.service';
 
 @ApiTags('Audit')
@@ -15,6 +16,7 @@ export class AuditController {
   constructor(private readonly audit: AuditQueryService) {}
 
   @ApiOperation({ summary: 'List audit events, newest first' })
+  @ApiAnswer(pageOf(AuditEventView))
   @Roles('auditor', 'admin')
   @Get()
   list(@Query() q: AuditListQuery): Promise<Page<AuditEventView>> {
@@ -27,6 +29,7 @@ export class AuditController {
       'One verification at a time per instance: while one runs, or while another session holds the sealing lock longer than VAULT_AUDIT_VERIFY_LOCK_WAIT_MS, the answer is 503 UNAVAILABLE with `Retry-After` (and `retryAfterSeconds`).',
   })
   @ApiErrors('UNAVAILABLE')
+  @ApiAnswer(AuditVerifyView)
   @Roles('auditor', 'admin')
   @Get('verify')
   async verify(@Query() q: VerifyQuery, @Res({ passthrough: true }) res: Response): Promise<VerifyResult> {

@@ -6,9 +6,10 @@ import { UuidPipe } from '../common/validation';
 import { DecisionDto } from '../approvals/approvals.dto';
 import { Actor } from '../common/actor';
 import { ApiErrors, DECISION_REFUSALS } from '../common/api-errors';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { ApprovalsService } from './approvals.service';
 import { CheckoutLifecycleService } from './checkout-lifecycle.service';
-import { CheckoutListQuery, CheckoutView, CreateCheckoutDto, CredentialView, ExtendDto, ReviewDto, RevokeDto } from './checkouts.dto';
+import { CheckoutCreatedView, CheckoutListQuery, CheckoutView, CreateCheckoutDto, CredentialView, ExtendDto, RevealView, ReviewDto, RevokeDto } from './checkouts.dto';
 import { CheckoutsService } from './checkouts.service';
 
 @ApiTags('Checkouts')
@@ -33,6 +34,7 @@ export class CheckoutsController {
     'BREAK_GLASS_NOT_ALLOWED',
     'TTL_EXCEEDS_POLICY',
   )
+  @ApiAnswer(CheckoutCreatedView)
   @Roles('operator')
   @RequiresMfa()
   @Post()
@@ -42,6 +44,7 @@ export class CheckoutsController {
 
   /** Operators see their own; admins, approvers and auditors see all. */
   @ApiOperation({ summary: 'List checkouts (operators: their own; never the credential)' })
+  @ApiAnswer(pageOf(CheckoutView))
   @Roles('operator', 'admin', 'approver', 'auditor')
   @Get()
   list(@CurrentActor() actor: Actor, @Query() q: CheckoutListQuery): Promise<Page<CheckoutView>> {
@@ -49,6 +52,7 @@ export class CheckoutsController {
   }
 
   @ApiOperation({ summary: 'Read a checkout (never the credential)' })
+  @ApiAnswer(CheckoutView)
   @Roles('operator', 'admin', 'approver', 'auditor')
   @Get(':id')
   get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<CheckoutView> {
@@ -57,6 +61,7 @@ export class CheckoutsController {
 
   @ApiOperation({ summary: 'Approve a pending checkout (never your own)' })
   @ApiErrors('CHECKOUT_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiAnswer(CheckoutView)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/approve')
@@ -67,6 +72,7 @@ export class CheckoutsController {
 
   @ApiOperation({ summary: 'Deny a pending checkout (never your own)' })
   @ApiErrors('CHECKOUT_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiAnswer(CheckoutView)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/deny')
@@ -78,6 +84,7 @@ export class CheckoutsController {
   /** After-the-fact review of a break-glass checkout: once it has ended, with the approver's own step-up code. */
   @ApiOperation({ summary: 'Review a break-glass checkout after the fact (once it has ended)' })
   @ApiErrors('SELF_APPROVAL', 'NOT_BREAK_GLASS', 'CHECKOUT_NOT_ENDED', 'ALREADY_REVIEWED')
+  @ApiAnswer(CheckoutView)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/review')
@@ -88,6 +95,7 @@ export class CheckoutsController {
 
   @ApiOperation({ summary: 'Reveal the credential of your active checkout again' })
   @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'ACCOUNT_NO_PASSWORD')
+  @ApiAnswer(RevealView)
   @Roles('operator')
   @RequiresMfa()
   @Post(':id/reveal')
@@ -98,6 +106,7 @@ export class CheckoutsController {
 
   @ApiOperation({ summary: "Extend your active checkout (up to the policy's maximum)" })
   @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'TTL_EXCEEDS_POLICY')
+  @ApiAnswer(CheckoutView)
   @Roles('operator')
   @RequiresMfa()
   @Post(':id/extend')
@@ -108,6 +117,7 @@ export class CheckoutsController {
 
   @ApiOperation({ summary: 'Check in (or withdraw) a checkout: the password is rotated' })
   @ApiErrors('CHECKOUT_ENDED')
+  @ApiAnswer(CheckoutView)
   @Roles('operator', 'admin')
   @Post(':id/checkin')
   @HttpCode(200)
@@ -117,6 +127,7 @@ export class CheckoutsController {
 
   @ApiOperation({ summary: 'Revoke a checkout by force: sessions ended, password rotated' })
   @ApiErrors('CHECKOUT_ENDED')
+  @ApiAnswer(CheckoutView)
   @Roles('admin')
   @Post(':id/revoke')
   @HttpCode(200)

@@ -1,9 +1,12 @@
 import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
-import { ApprovalView, mapApprovals } from '../approvals/approvals';
+import { z } from 'zod';
+import { mapApprovals } from '../approvals/approvals';
+import { ApprovalViewSchema } from '../approvals/approvals.dto';
+import { apiView, timestamp, uuid } from '../common/api-responses';
 import { PageQuery } from '../common/pagination';
 import { READABLE_TEXT, READABLE_TEXT_MESSAGE } from '../common/text';
 import { Optional } from '../common/validation';
-import { CheckoutApprovalEntity, CheckoutEndReason, CheckoutEntity, CheckoutStatus } from './checkout.entity';
+import { CheckoutApprovalEntity, CheckoutEntity, CheckoutStatus } from './checkout.entity';
 import { CHECKOUT_STATUSES } from './checkout-states';
 
 const WEEK = 7 * 24 * 3600;
@@ -43,38 +46,49 @@ export class CheckoutListQuery extends PageQuery {
   @IsOptional() @IsIn(['true', 'false']) reviewed?: 'true' | 'false';
 }
 
-/** What leaves the vault only in the answer to an MFA-verified checkout or reveal. */
-export interface CredentialView {
-  username: string;
-  password: string;
-  host: string;
-  port: number;
-}
+export const CredentialView = apiView(
+  'CredentialView',
+  z.object({ username: z.string(), password: z.string(), host: z.string(), port: z.number().int() }),
+  'What leaves the vault only in the answer to an MFA-verified checkout or reveal.',
+);
+export type CredentialView = z.output<typeof CredentialView>;
 
-/** Never contains the credential (that is added to the create answer only). */
-export interface CheckoutView {
-  id: string;
-  accountId: string;
-  requesterId: string;
-  status: CheckoutStatus;
-  justification: string;
-  ttlSeconds: number;
-  breakGlass: boolean;
-  approvalsRequired: number;
-  approvals: ApprovalView[];
-  /** HMAC of what approvers approve (account, requester, ttl, justification, break-glass). */
-  requestDigest: string;
-  requestedAt: string;
-  /** Pending: when the request lapses; active: when the lease ends; ended: when it ended or would have. */
-  expiresAt: string | null;
-  approvalDeadline: string | null;
-  activatedAt: string | null;
-  endedAt: string | null;
-  endedBy: string | null;
-  endReason: CheckoutEndReason | null;
-  rotationId: string | null;
-  review: { reviewedAt: string; reviewedBy: string | null; comment: string | null } | null;
-}
+export const CheckoutView = apiView(
+  'CheckoutView',
+  z.object({
+    id: uuid(),
+    accountId: uuid(),
+    requesterId: uuid(),
+    status: z.enum(CHECKOUT_STATUSES),
+    justification: z.string(),
+    ttlSeconds: z.number().int(),
+    breakGlass: z.boolean(),
+    approvalsRequired: z.number().int(),
+    approvals: z.array(ApprovalViewSchema),
+    requestDigest: z.string().describe('HMAC of what approvers approve (account, requester, ttl, justification, break-glass).'),
+    requestedAt: timestamp(),
+    expiresAt: timestamp().nullable().describe('Pending: when the request lapses; active: when the lease ends; ended: when it ended or would have.'),
+    approvalDeadline: timestamp().nullable(),
+    activatedAt: timestamp().nullable(),
+    endedAt: timestamp().nullable(),
+    endedBy: z.string().nullable(),
+    endReason: z.enum(['checked_in', 'expired', 'revoked', 'denied', 'approval_timeout', 'requester_disabled', 'requester_role_removed']).nullable(),
+    rotationId: uuid().nullable(),
+    review: z.object({ reviewedAt: timestamp(), reviewedBy: uuid().nullable(), comment: z.string().nullable() }).nullable().describe('Break-glass: the after-the-fact review.'),
+  }),
+  'A checkout; never contains the credential (only the create answer adds it).',
+);
+export type CheckoutView = z.output<typeof CheckoutView>;
+
+/** `POST /v1/checkouts`: the checkout, with the credential when it is active at once. */
+export const CheckoutCreatedView = apiView(
+  'CheckoutCreatedView',
+  CheckoutView.extend({ credential: CredentialView.optional().describe('When the checkout is active at once.') }),
+  'The checkout, with the credential when it is active at once.',
+);
+
+/** `POST /v1/checkouts/:id/reveal`. */
+export const RevealView = apiView('RevealView', z.object({ credential: CredentialView, expiresAt: timestamp() }));
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 

@@ -6,9 +6,10 @@ import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../common/actor';
 import { ApiErrors, DECISION_REFUSALS, TARGET_FAILURES } from '../common/api-errors';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { EphemeralProvisioner } from './ephemeral-provisioner.service';
 import { EphemeralPolicy, EphemeralPolicyDto } from './ephemeral-policy';
-import { ClaimView, CreateEphemeralDto, EphemeralListQuery, EphemeralView } from './ephemeral.dto';
+import { ClaimView, CreateEphemeralDto, EphemeralListQuery, EphemeralPolicyView, EphemeralView } from './ephemeral.dto';
 import { EphemeralService } from './ephemeral.service';
 
 @ApiTags('One-time accounts')
@@ -21,6 +22,7 @@ export class EphemeralController {
 
   @ApiOperation({ summary: 'Request a one-time account on a target for a vendor' })
   @ApiErrors('SELF_APPROVAL', 'TTL_EXCEEDS_POLICY', 'ACCESS_NOT_ALLOWED')
+  @ApiAnswer(EphemeralView)
   @Roles('operator', 'admin')
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateEphemeralDto): Promise<EphemeralView> {
@@ -29,6 +31,7 @@ export class EphemeralController {
 
   /** Requesters see what they asked for, vendors their own; approvers, admins and auditors see all. */
   @ApiOperation({ summary: 'List one-time accounts (requesters and vendors: their own; never the password)' })
+  @ApiAnswer(pageOf(EphemeralView))
   @Roles('operator', 'vendor', 'approver', 'admin', 'auditor')
   @Get()
   list(@CurrentActor() actor: Actor, @Query() q: EphemeralListQuery): Promise<Page<EphemeralView>> {
@@ -36,6 +39,7 @@ export class EphemeralController {
   }
 
   @ApiOperation({ summary: 'Read a one-time account (never the password)' })
+  @ApiAnswer(EphemeralView)
   @Roles('operator', 'vendor', 'approver', 'admin', 'auditor')
   @Get(':id')
   get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string): Promise<EphemeralView> {
@@ -44,6 +48,7 @@ export class EphemeralController {
 
   @ApiOperation({ summary: 'Approve a one-time account request (never your own)' })
   @ApiErrors('REQUEST_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiAnswer(EphemeralView)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/approve')
@@ -54,6 +59,7 @@ export class EphemeralController {
 
   @ApiOperation({ summary: 'Deny a one-time account request (never your own)' })
   @ApiErrors('REQUEST_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiAnswer(EphemeralView)
   @Roles('approver')
   @RequiresMfa()
   @Post(':id/deny')
@@ -64,6 +70,7 @@ export class EphemeralController {
 
   @ApiOperation({ summary: 'Claim your one-time account: created on the target now, credential answered once' })
   @ApiErrors('ALREADY_CLAIMED', 'EXPIRED', 'NOT_APPROVED', 'REQUEST_ENDED', 'REVOKED', 'ACCESS_NOT_ALLOWED', ...TARGET_FAILURES)
+  @ApiAnswer(ClaimView)
   @Roles('vendor')
   @RequiresMfa()
   @Post(':id/claim')
@@ -73,6 +80,7 @@ export class EphemeralController {
   }
 
   @ApiOperation({ summary: 'Revoke a one-time account: removed from the target, its sessions ended' })
+  @ApiAnswer(EphemeralView)
   @Roles('vendor', 'operator', 'admin')
   @Post(':id/revoke')
   @HttpCode(200)
@@ -88,6 +96,7 @@ export class EphemeralPolicyController {
   constructor(private readonly ephemeral: EphemeralService) {}
 
   @ApiOperation({ summary: "Read a target's ephemeral policy" })
+  @ApiAnswer(EphemeralPolicyView)
   @Roles('admin', 'operator', 'approver')
   @Get()
   get(@Param('id', UuidPipe) id: string): Promise<EphemeralPolicy> {
@@ -96,6 +105,7 @@ export class EphemeralPolicyController {
 
   @ApiOperation({ summary: "Set a target's ephemeral policy (an allow-list, checked against the target's own catalog)" })
   @ApiErrors('POLICY_NOT_ALLOWED', 'TARGET_IN_USE', ...TARGET_FAILURES)
+  @ApiAnswer(EphemeralPolicyView)
   @Roles('admin')
   @RequiresMfa()
   @Put()

@@ -1,13 +1,16 @@
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsObject, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, MinLength, ValidateNested } from 'class-validator';
-import { ApprovalView, mapApprovals } from '../approvals/approvals';
+import { z } from 'zod';
+import { mapApprovals } from '../approvals/approvals';
+import { ApprovalViewSchema } from '../approvals/approvals.dto';
+import { apiView, timestamp, typedSchema, uuid } from '../common/api-responses';
 import { PageQuery } from '../common/pagination';
 import { READABLE_TEXT, READABLE_TEXT_MESSAGE } from '../common/text';
 import { Optional } from '../common/validation';
 import type { EphemeralAccess } from '../connectors/connector.interface';
-import { EphemeralAccessDto } from './ephemeral-policy';
+import { EphemeralAccessDto, EphemeralPolicy } from './ephemeral-policy';
 import { EPHEMERAL_STATUSES } from './ephemeral-states';
-import { EphemeralAccountEntity, EphemeralApprovalEntity, EphemeralEndReason, EphemeralStatus } from './ephemeral.entity';
+import { EphemeralAccountEntity, EphemeralApprovalEntity, EphemeralStatus } from './ephemeral.entity';
 
 const WEEK = 7 * 24 * 3600;
 /** Free text for people: printable, newlines and tabs allowed, no other control characters. */
@@ -29,40 +32,71 @@ export class EphemeralListQuery extends PageQuery {
   @IsOptional() @IsUUID() vendorId?: string;
 }
 
-/** The one answer that carries the password: the vendor's claim. */
-export interface ClaimView {
-  id: string;
-  username: string;
-  password: string;
-  host: string;
-  port: number;
-  expiresAt: string;
-}
+export const ClaimView = apiView(
+  'ClaimView',
+  z.object({ id: uuid(), username: z.string(), password: z.string(), host: z.string(), port: z.number().int(), expiresAt: timestamp() }),
+  "The one answer that carries the password: the vendor's claim.",
+);
+export type ClaimView = z.output<typeof ClaimView>;
 
-/** Never contains a password (the vault does not keep one). */
-export interface EphemeralView {
-  id: string;
-  targetId: string;
-  vendorId: string;
-  requesterId: string;
-  status: EphemeralStatus;
-  justification: string;
-  ttlSeconds: number;
-  access: EphemeralAccess;
-  approvalsRequired: number;
-  approvals: ApprovalView[];
-  requestDigest: string;
-  requestedAt: string;
-  requestDeadline: string;
-  username: string | null;
-  claimedAt: string | null;
-  expiresAt: string | null;
-  endedAt: string | null;
-  endedBy: string | null;
-  endReason: EphemeralEndReason | null;
-  removalAttempts: number;
-  lastError: string | null;
-}
+const grants = () => z.array(z.object({ privileges: z.array(z.string()), on: z.string().describe('db.table (either may be *)') }));
+
+/** What a one-time account may do (src/connectors/connector.interface.ts; the compiler keeps this schema equal to it). */
+const EphemeralAccessView = apiView(
+  'EphemeralAccess',
+  typedSchema<EphemeralAccess>()(
+    z.object({
+      groups: z.array(z.string()).optional().describe('SSH: supplementary groups.'),
+      database: z.string().optional().describe('PostgreSQL: database to grant CONNECT on.'),
+      grantRoles: z.array(z.string()).optional().describe('PostgreSQL: roles to grant.'),
+      grants: grants().optional().describe('MySQL: GRANT statements.'),
+    }),
+  ),
+);
+
+/** A target's ephemeral policy (src/ephemeral/ephemeral-policy.ts; the compiler keeps this schema equal to it). */
+export const EphemeralPolicyView = apiView(
+  'EphemeralPolicy',
+  typedSchema<EphemeralPolicy>()(
+    z.object({
+      approvalsRequired: z.number().int(),
+      maxTtlSeconds: z.number().int(),
+      allowedGroups: z.array(z.string()).describe('SSH: supplementary groups that may be given.'),
+      allowedDatabases: z.array(z.string()).describe('PostgreSQL: databases CONNECT may be granted on.'),
+      allowedRoles: z.array(z.string()).describe('PostgreSQL: roles that may be granted.'),
+      allowedGrants: grants().describe('MySQL: grants that may be given (a request\'s grant must be covered by one with the same `on`).'),
+    }),
+  ),
+);
+
+export const EphemeralView = apiView(
+  'EphemeralView',
+  z.object({
+    id: uuid(),
+    targetId: uuid(),
+    vendorId: uuid(),
+    requesterId: uuid(),
+    status: z.enum(EPHEMERAL_STATUSES),
+    justification: z.string(),
+    ttlSeconds: z.number().int(),
+    access: EphemeralAccessView,
+    approvalsRequired: z.number().int(),
+    approvals: z.array(ApprovalViewSchema),
+    requestDigest: z.string(),
+    requestedAt: timestamp(),
+    requestDeadline: timestamp(),
+    username: z.string().nullable(),
+    claimedAt: timestamp().nullable(),
+    expiresAt: timestamp().nullable(),
+    endedAt: timestamp().nullable(),
+    endedBy: z.string().nullable(),
+    endReason: z.enum(['revoked', 'expired', 'request_timeout', 'denied', 'reaped', 'create_failed']).nullable(),
+    removalAttempts: z.number().int(),
+    lastError: z.string().nullable(),
+  }),
+  'A one-time account; never contains a password (the vault does not keep one).',
+);
+export type EphemeralView = z.output<typeof EphemeralView>;
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 

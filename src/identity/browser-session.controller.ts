@@ -3,12 +3,13 @@ import { ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nes
 import type { Request, Response } from 'express';
 import { AllowWithoutMfa, CurrentActor, Public, Roles } from '../common/auth.decorators';
 import { ApiErrors } from '../common/api-errors';
+import { ApiAnswer } from '../common/api-responses';
 import { normalizeAddress } from '../common/client-address';
 import { DomainException, Errors } from '../common/errors';
 import { Actor, ROLES } from '../common/actor';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { BrowserSessionRef, browserSessionOf, BrowserSessionsService, BrowserSessionView } from './browser-sessions';
-import { LoginDto } from './identity.dto';
+import { BrowserSessionViewSchema, LoginDto } from './identity.dto';
 import { clearSessionCookie, fromAnotherSite, readSessionCookie, setSessionCookie } from './session-cookie';
 
 /** The web portal's sign-in: a browser session in an HttpOnly cookie instead of a bearer token (README "Web portal"). */
@@ -27,6 +28,7 @@ export class BrowserSessionController {
   })
   @ApiOkResponse({ description: 'Signed in: `{csrfToken, expiresAt, idleTimeoutSeconds, mfaEnrollmentRequired, user}` and the session cookie.' })
   @ApiErrors('UNAUTHENTICATED', 'MFA_REQUIRED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED', 'CSRF_FAILED')
+  @ApiAnswer(BrowserSessionViewSchema)
   @Public()
   @Post()
   @HttpCode(200)
@@ -45,6 +47,7 @@ export class BrowserSessionController {
       'Answers only to the session cookie (404 NOT_FOUND for a bearer token). Like every request by cookie it counts as activity for the idle timeout unless sent with `X-Session-Activity: passive` (background polling).',
   })
   @ApiOkResponse({ description: '`{csrfToken, expiresAt, idleTimeoutSeconds, mfaEnrollmentRequired, user}`' })
+  @ApiAnswer(BrowserSessionViewSchema)
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Get()

@@ -5,10 +5,11 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { IsString, Matches } from 'class-validator';
 import { AllowWithoutMfa, CurrentActor, Public, RequiresMfa, Roles } from '../common/auth.decorators';
 import { ApiErrors } from '../common/api-errors';
+import { ApiAnswer } from '../common/api-responses';
 import { Actor, ROLES } from '../common/actor';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { browserSessionOf, BrowserSessionsService, BrowserSessionView } from './browser-sessions';
-import { LoginDto, LoginResponse, MeView } from './identity.dto';
+import { EnrollmentAnswer, LoginDto, LoginResponse, MeView, TotpEnrollmentView } from './identity.dto';
 import { setSessionCookie } from './session-cookie';
 import { IdentityService } from './identity.service';
 import { EnrollmentConfirmed, MfaService } from './mfa.service';
@@ -43,6 +44,7 @@ export class IdentityController {
 
   @ApiOperation({ summary: 'Log in: password, then the TOTP code once enrolled' })
   @ApiErrors('UNAUTHENTICATED', 'MFA_REQUIRED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED')
+  @ApiAnswer(LoginResponse)
   @Public()
   @Post('auth/login')
   @HttpCode(200)
@@ -51,6 +53,7 @@ export class IdentityController {
   }
 
   @ApiOperation({ summary: 'Who am I: id, username, roles, MFA enrollment, e-mail address and muted notifications' })
+  @ApiAnswer(MeView)
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Get('me')
@@ -64,6 +67,7 @@ export class IdentityController {
       'Your approval requests and alerts go to `email`, hence the step-up code. `mutedNotifications` replaces the list of muted kinds; only the optional kinds (request decisions, expiry warnings) can be muted: a required one (approval requests, one-time accounts ready to claim, alerts) answers 400 NOTIFICATION_REQUIRED and nothing changes.',
   })
   @ApiErrors('NOTIFICATION_REQUIRED', 'EMAIL_DOMAIN_NOT_ALLOWED')
+  @ApiAnswer(MeView)
   @Roles(...ROLES)
   @RequiresMfa()
   @Patch('me')
@@ -73,6 +77,7 @@ export class IdentityController {
 
   @ApiOperation({ summary: 'Start TOTP enrollment: a new secret and its otpauth URI' })
   @ApiErrors('MFA_ALREADY_ENROLLED')
+  @ApiAnswer(TotpEnrollmentView)
   @Roles(...ROLES)
   @AllowWithoutMfa()
   @Post('me/mfa/totp')
@@ -89,6 +94,7 @@ export class IdentityController {
   @ApiErrors('MFA_ALREADY_ENROLLED', 'MFA_ENROLLMENT_NOT_STARTED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED')
   @Roles(...ROLES)
   @AllowWithoutMfa()
+  @ApiAnswer(EnrollmentAnswer)
   @Post('me/mfa/totp/confirm')
   @HttpCode(200)
   async confirm(

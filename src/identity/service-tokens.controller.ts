@@ -4,8 +4,9 @@ import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page, PageQuery } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../common/actor';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { ServiceTokensService } from './service-tokens.service';
-import { CreateServiceTokenDto, ServiceTokenView } from './users.dto';
+import { CreateServiceTokenDto, ServiceTokenCreated, ServiceTokenView } from './users.dto';
 
 @ApiTags('Service tokens')
 @Controller('v1/service-tokens')
@@ -13,6 +14,7 @@ export class ServiceTokensController {
   constructor(private readonly tokens: ServiceTokensService) {}
 
   @ApiOperation({ summary: 'Create a service token (shown once)' })
+  @ApiAnswer(ServiceTokenCreated)
   @Roles('admin')
   @RequiresMfa()
   @Post()
@@ -21,6 +23,7 @@ export class ServiceTokensController {
   }
 
   @ApiOperation({ summary: 'List service tokens (never the token)' })
+  @ApiAnswer(pageOf(ServiceTokenView))
   @Roles('admin')
   @Get()
   list(@Query() q: PageQuery): Promise<Page<ServiceTokenView>> {

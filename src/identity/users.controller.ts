@@ -4,6 +4,7 @@ import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { ApiErrors } from '../common/api-errors';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { Actor } from '../common/actor';
 import { MfaService } from './mfa.service';
 import { CreateUserDto, UpdateUserDto, UserListQuery, UserView } from './users.dto';
@@ -19,6 +20,7 @@ export class UsersController {
 
   @ApiOperation({ summary: 'Create a user' })
   @ApiErrors('USERNAME_TAKEN')
+  @ApiAnswer(UserView)
   @Roles('admin')
   @RequiresMfa()
   @Post()
@@ -27,6 +29,7 @@ export class UsersController {
   }
 
   @ApiOperation({ summary: 'List users' })
+  @ApiAnswer(pageOf(UserView))
   @Roles('admin')
   @Get()
   list(@Query() q: UserListQuery): Promise<Page<UserView>> {
@@ -34,6 +37,7 @@ export class UsersController {
   }
 
   @ApiOperation({ summary: 'Read a user' })
+  @ApiAnswer(UserView)
   @Roles('admin')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<UserView> {
@@ -42,6 +46,7 @@ export class UsersController {
 
   @ApiOperation({ summary: 'Change roles or disable a user' })
   @ApiErrors('LAST_ADMIN', 'EMAIL_DOMAIN_NOT_ALLOWED')
+  @ApiAnswer(UserView)
   @Roles('admin')
   @RequiresMfa()
   @Patch(':id')

@@ -1,4 +1,6 @@
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsBoolean, IsIn, isEmail, IsString, Matches, MaxLength, MinLength, ValidateBy, ValidateIf } from 'class-validator';
+import { z } from 'zod';
+import { apiView, timestamp, uuid } from '../common/api-responses';
 import { PageQuery } from '../common/pagination';
 import { IsTimestamp, Optional } from '../common/validation';
 import { Role, ROLES } from '../common/actor';
@@ -50,18 +52,20 @@ export class CreateServiceTokenDto {
   @Optional() @IsTimestamp() expiresAt?: string;
 }
 
-export interface UserView {
-  id: string;
-  username: string;
-  roles: Role[];
-  disabled: boolean;
-  mfaEnrolled: boolean;
-  /** Where notifications for this user go (null: none are sent, the delivery log says `no_address`). */
-  email: string | null;
-  /** The optional notification kinds the user muted. */
-  mutedNotifications: string[];
-  createdAt: string;
-}
+export const UserView = apiView(
+  'UserView',
+  z.object({
+    id: uuid(),
+    username: z.string(),
+    roles: z.array(z.enum(ROLES)),
+    disabled: z.boolean(),
+    mfaEnrolled: z.boolean(),
+    email: z.string().nullable().describe('Where notifications for this user go (null: none are sent, the delivery log says `no_address`).'),
+    mutedNotifications: z.array(z.string()).describe('The optional notification kinds the user muted.'),
+    createdAt: timestamp(),
+  }),
+);
+export type UserView = z.output<typeof UserView>;
 
 export function mapUser(u: UserEntity): UserView {
   return {
@@ -76,14 +80,15 @@ export function mapUser(u: UserEntity): UserView {
   };
 }
 
-export interface ServiceTokenView {
-  id: string;
-  name: string;
-  roles: Role[];
-  expiresAt: string | null;
-  revokedAt: string | null;
-  createdAt: string;
-}
+export const ServiceTokenView = apiView(
+  'ServiceTokenView',
+  z.object({ id: uuid(), name: z.string(), roles: z.array(z.enum(ROLES)), expiresAt: timestamp().nullable(), revokedAt: timestamp().nullable(), createdAt: timestamp() }),
+  'A service token; never the token itself.',
+);
+export type ServiceTokenView = z.output<typeof ServiceTokenView>;
+
+/** `POST /v1/service-tokens`: the token, shown this once. */
+export const ServiceTokenCreated = apiView('ServiceTokenCreated', z.object({ id: uuid(), token: z.string().describe('Shown once; the vault keeps only its hash.') }));
 
 export function mapServiceToken(t: ServiceTokenEntity): ServiceTokenView {
   return {

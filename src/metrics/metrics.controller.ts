@@ -1,4 +1,6 @@
 import { Controller, Get, Header } from '@nestjs/common';
+import { z } from 'zod';
+import { ApiAnswer } from '../common/api-responses';
 import { Public } from '../common/auth.decorators';
 import { MetricsService } from './metrics.service';
 
@@ -7,6 +9,7 @@ export class MetricsController {
   constructor(private readonly metrics: MetricsService) {}
 
   /** Prometheus text format. Public like the health checks: restrict it at the network edge if needed. */
+  @ApiAnswer(z.string().describe('Prometheus text exposition format 0.0.4.'), { contentType: 'text/plain' })
   @Public()
   @Get()
   @Header('Content-Type', 'text/plain; version=0.0.4; charset=utf-8')

@@ -2,6 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } fr
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Actor } from '../common/actor';
 import { ApiErrors } from '../common/api-errors';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { CurrentActor, RequiresMfa, Roles } from '../common/auth.decorators';
 import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
@@ -22,6 +23,7 @@ export class NotificationChannelsController {
       'email: `config.to` (addresses; sent through the vault\'s SMTP server, VAULT_SMTP_*), no secret. webhook: `config.url` (https, or http to a loopback host) and `secret`, the signing secret (at least 16 characters). slack, teams: no config; `secret` is the incoming-webhook URL (https). The secret is stored encrypted and never returned (`secretSet`). A channel receives the events its routes take.',
   })
   @ApiErrors('CHANNEL_NAME_TAKEN', 'CHANNEL_CONFIG_INVALID', 'EMAIL_DOMAIN_NOT_ALLOWED')
+  @ApiAnswer(NotificationChannelView)
   @Roles('admin')
   @RequiresMfa()
   @Post()
@@ -30,6 +32,7 @@ export class NotificationChannelsController {
   }
 
   @ApiOperation({ summary: 'List notification channels (by name; never their secrets)' })
+  @ApiAnswer(pageOf(NotificationChannelView))
   @Roles('admin', 'auditor')
   @Get()
   list(@Query() q: ChannelListQuery): Promise<Page<NotificationChannelView>> {
@@ -37,6 +40,7 @@ export class NotificationChannelsController {
   }
 
   @ApiOperation({ summary: 'Read a notification channel (never its secret)' })
+  @ApiAnswer(NotificationChannelView)
   @Roles('admin', 'auditor')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<NotificationChannelView> {
@@ -48,6 +52,7 @@ export class NotificationChannelsController {
     description: "What the channel's kind asks for is checked against the result: 400 CHANNEL_CONFIG_INVALID, nothing changed.",
   })
   @ApiErrors('CHANNEL_NAME_TAKEN', 'CHANNEL_CONFIG_INVALID', 'EMAIL_DOMAIN_NOT_ALLOWED')
+  @ApiAnswer(NotificationChannelView)
   @Roles('admin')
   @RequiresMfa()
   @Patch(':id')
@@ -69,6 +74,7 @@ export class NotificationChannelsController {
     description: 'Writes a `notification.test` event delivered only to this channel, whatever its routes say, and answers its delivery id; `GET /v1/notifications?eventType=notification.test` shows how it went.',
   })
   @ApiErrors('CHANNEL_DISABLED')
+  @ApiAnswer(NotificationTestView)
   @Roles('admin')
   @RequiresMfa()
   @Post(':id/test')
@@ -87,6 +93,7 @@ export class NotificationRoutesController {
     summary: 'Route events to a channel',
     description: '`eventTypes` empty or absent: every type. `targetIds` absent: events about any target and about none; given: only events about those targets.',
   })
+  @ApiAnswer(NotificationRouteView)
   @Roles('admin')
   @RequiresMfa()
   @Post()
@@ -95,6 +102,7 @@ export class NotificationRoutesController {
   }
 
   @ApiOperation({ summary: 'List notification routes (oldest first)' })
+  @ApiAnswer(pageOf(NotificationRouteView))
   @Roles('admin', 'auditor')
   @Get()
   list(@Query() q: RouteListQuery): Promise<Page<NotificationRouteView>> {
@@ -102,6 +110,7 @@ export class NotificationRoutesController {
   }
 
   @ApiOperation({ summary: 'Read a notification route' })
+  @ApiAnswer(NotificationRouteView)
   @Roles('admin', 'auditor')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<NotificationRouteView> {
@@ -128,6 +137,7 @@ export class DeliveryLogController {
     description:
       'Each delivery: event type, subject and summary, channel (kind and name; none for a person\'s e-mail), recipient (address, or the channel\'s name), attempts, status (pending, sent, failed, muted, no_address), last error (a code and a short reason, never a secret), times. Filters: status, eventType, channelId, recipientUserId, since.',
   })
+  @ApiAnswer(pageOf(NotificationDeliveryView))
   @Roles('admin', 'auditor')
   @Get()
   list(@Query() q: DeliveryListQuery): Promise<Page<NotificationDeliveryView>> {

@@ -3,6 +3,8 @@ import { Type } from 'class-transformer';
 import {
   ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsBoolean, IsIn, IsObject, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLength, ValidateBy, ValidateNested,
 } from 'class-validator';
+import { z } from 'zod';
+import { apiView, timestamp, typedSchema, uuid } from '../common/api-responses';
 import { PageQuery } from '../common/pagination';
 import { IsTimestamp, Optional } from '../common/validation';
 import { IsEmailAddress } from '../identity/users.dto';
@@ -147,54 +149,76 @@ export class DeliveryListQuery extends PageQuery {
   @IsOptional() @IsTimestamp() since?: string;
 }
 
-/** A channel as the API shows it: never its secret, only whether one is stored. */
-export interface NotificationChannelView {
-  id: string;
-  name: string;
-  kind: ChannelKind;
-  config: ChannelConfig;
-  /** A secret (webhook signing secret, Slack/Teams URL) is stored; it is never shown. */
-  secretSet: boolean;
-  enabled: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
+const DELIVERY_STATUS = z.enum(DELIVERY_STATUSES);
+const CHANNEL_KIND = z.enum(CHANNEL_KINDS);
 
-export interface NotificationRouteView {
-  id: string;
-  channelId: string;
-  channelName: string;
-  /** Empty: every event type. */
-  eventTypes: string[];
-  /** Null: events about any target (and about none). */
-  targetIds: string[] | null;
-  createdAt: string;
-}
+/** A channel kind's settings that are not secret (src/notifications/senders/sender.ts; the compiler keeps this schema equal to it). */
+const ChannelConfigView = apiView(
+  'ChannelConfig',
+  typedSchema<ChannelConfig>()(
+    z.object({
+      to: z.array(z.string()).optional().describe('email: the addresses.'),
+      url: z.string().optional().describe('webhook: the URL, shown without its query.'),
+    }),
+  ),
+);
 
-/** One delivery of the log: to a person (`recipientUserId`, an address) or to a channel (its name). Never a secret. */
-export interface NotificationDeliveryView {
-  id: string;
-  eventId: string;
-  eventType: string;
-  subject: { type: string; id: string | null };
-  summary: string;
-  /** The channel (null: a person's e-mail through the vault's SMTP server, or a channel deleted since). */
-  channel: { id: string | null; kind: ChannelKind; name: string | null };
-  recipientUserId: string | null;
-  /** An e-mail address, a username (no address), or the channel's name. */
-  recipient: string;
-  status: DeliveryStatus;
-  attempts: number;
-  /** A stable code and a short reason, never a secret. */
-  lastError: string | null;
-  nextAttemptAt: string | null;
-  createdAt: string;
-  sentAt: string | null;
-}
+export const NotificationChannelView = apiView(
+  'NotificationChannelView',
+  z.object({
+    id: uuid(),
+    name: z.string(),
+    kind: CHANNEL_KIND,
+    config: ChannelConfigView,
+    secretSet: z.boolean().describe('A secret (webhook signing secret, Slack/Teams URL) is stored; it is never shown.'),
+    enabled: z.boolean(),
+    createdAt: timestamp(),
+    updatedAt: timestamp(),
+  }),
+  'A channel as the API shows it: never its secret, only whether one is stored.',
+);
+export type NotificationChannelView = z.output<typeof NotificationChannelView>;
 
-/** `POST /v1/notification-channels/:id/test`: the delivery to watch in the log. */
-export interface NotificationTestView {
-  eventId: string;
-  deliveryId: string;
-  status: DeliveryStatus;
-}
+export const NotificationRouteView = apiView(
+  'NotificationRouteView',
+  z.object({
+    id: uuid(),
+    channelId: uuid(),
+    channelName: z.string(),
+    eventTypes: z.array(z.string()).describe('Empty: every event type.'),
+    targetIds: z.array(uuid()).nullable().describe('Null: events about any target (and about none).'),
+    createdAt: timestamp(),
+  }),
+);
+export type NotificationRouteView = z.output<typeof NotificationRouteView>;
+
+export const NotificationDeliveryView = apiView(
+  'NotificationDeliveryView',
+  z.object({
+    id: uuid(),
+    eventId: uuid(),
+    eventType: z.string(),
+    subject: z.object({ type: z.string(), id: z.string().nullable() }),
+    summary: z.string(),
+    channel: z
+      .object({ id: uuid().nullable(), kind: CHANNEL_KIND, name: z.string().nullable() })
+      .describe("The channel (id and name null: a person's e-mail through the vault's SMTP server, or a channel deleted since)."),
+    recipientUserId: uuid().nullable(),
+    recipient: z.string().describe("An e-mail address, a username (no address), or the channel's name."),
+    status: DELIVERY_STATUS,
+    attempts: z.number().int(),
+    lastError: z.string().nullable().describe('A stable code and a short reason, never a secret.'),
+    nextAttemptAt: timestamp().nullable(),
+    createdAt: timestamp(),
+    sentAt: timestamp().nullable(),
+  }),
+  'One delivery of the log: to a person (`recipientUserId`, an address) or to a channel (its name). Never a secret.',
+);
+export type NotificationDeliveryView = z.output<typeof NotificationDeliveryView>;
+
+export const NotificationTestView = apiView(
+  'NotificationTestView',
+  z.object({ eventId: uuid(), deliveryId: uuid(), status: DELIVERY_STATUS }),
+  '`POST /v1/notification-channels/:id/test`: the delivery to watch in the log.',
+);
+export type NotificationTestView = z.output<typeof NotificationTestView>;

@@ -11,8 +11,10 @@ import type { OperationObject, ParameterObject, ReferenceObject, ResponseObject,
 import { ALLOW_WITHOUT_MFA, IS_PUBLIC, REQUIRES_MFA, ROLES_KEY } from '../common/auth.decorators';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../common/pagination';
 import type { Role } from '../common/actor';
+import { API_ANSWER, ApiAnswerMeta } from '../common/api-responses';
 import { DtoClass, DtoSchemas } from './dto-schema';
 import { API_ERRORS, ERROR_CODES, ErrorCode } from './error-codes';
+import { ResponseSchemas } from './response-schema';
 
 /** Where the UI is served; the JSON document is at `${DOCS_PATH}-json`. */
 export const DOCS_PATH = 'docs';
@@ -63,7 +65,7 @@ export function routeAccess(reflector: Reflector, controller: DtoClass, handler:
  * The OpenAPI document of the running application: Swagger's scan of the controllers, then, per operation, what the
  * guards enforce (roles, public, step-up MFA header, enrollment), every error code the route can answer (generic
  * ones from that metadata, domain ones from `@ApiErrors`, all described by src/openapi/error-codes.ts) and request
- * bodies and query parameters from the class-validator DTOs.
+ * bodies and query parameters from the class-validator DTOs, and the success answer from the route's `@ApiAnswer` schema.
  */
 export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
   const pkg = packageInfo();
@@ -77,19 +79,22 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
   const handlers = routeHandlers(app);
   const reflector = new Reflector();
   const dtos = new DtoSchemas();
+  const answers = new ResponseSchemas();
   for (const [path, item] of Object.entries(document.paths)) {
     for (const verb of ['get', 'put', 'post', 'delete', 'patch', 'options', 'head'] as const) {
       const operation = item[verb];
       if (!operation) continue;
       const route = operation.operationId ? handlers.get(operation.operationId) : undefined;
       if (!route) throw new Error(`OpenAPI: no controller method for ${verb.toUpperCase()} ${path} (operationId ${operation.operationId})`);
-      item[verb] = describeOperation(operation, path, route, routeAccess(reflector, route.controller, route.handler), reflector, dtos);
+      item[verb] = describeOperation(operation, path, route, routeAccess(reflector, route.controller, route.handler), reflector, dtos, answers);
     }
   }
   document.components = {
     ...document.components,
-    schemas: { ...document.components?.schemas, ...dtos.schemas, Error: errorSchema() },
+    schemas: { ...document.components?.schemas, ...dtos.schemas, ...answers.schemas, Error: errorSchema() },
   };
+  const clash = Object.keys(dtos.schemas).filter((name) => name in answers.schemas || name === 'Error');
+  if (clash.length) throw new Error(`OpenAPI: request and response schemas share the names ${clash.join(', ')}: rename one`);
   return document;
 }
 
@@ -105,7 +110,15 @@ export function setupOpenApi(app: NestExpressApplication): OpenAPIObject {
   return document;
 }
 
-function describeOperation(operation: OperationObject, path: string, route: RouteHandler, access: RouteAccess, reflector: Reflector, dtos: DtoSchemas): VaultOperation {
+function describeOperation(
+  operation: OperationObject,
+  path: string,
+  route: RouteHandler,
+  access: RouteAccess,
+  reflector: Reflector,
+  dtos: DtoSchemas,
+  answers: ResponseSchemas,
+): VaultOperation {
   const args = routeArguments(route);
   const lines: string[] = [];
   if (operation.description) lines.push(operation.description, '');
@@ -152,6 +165,11 @@ function describeOperation(operation: OperationObject, path: string, route: Rout
   for (const [status, response] of Object.entries(operation.responses)) {
     if (response && !('$ref' in response) && !response.description) responses[status] = { ...response, description: STATUS_CODES[Number(status)] ?? '' };
     else if (response) responses[status] = response;
+  }
+  const answer = Reflect.getMetadata(API_ANSWER, route.handler) as ApiAnswerMeta | undefined;
+  const success = Object.keys(responses).find((status) => /^2\d\d$/.test(status));
+  if (answer && success && success !== '204') {
+    responses[success] = { ...responses[success], content: { [answer.contentType]: { schema: answers.schema(answer.schema) } } };
   }
   for (const status of [...new Set(ordered.map((c) => ERROR_CODES[c].status))].sort((a, b) => a - b)) {
     responses[String(status)] = errorResponse(status, ordered.filter((c) => ERROR_CODES[c].status === status));

@@ -5,6 +5,7 @@ import { Page } from '../common/pagination';
 import { UuidPipe } from '../common/validation';
 import { Actor } from '../common/actor';
 import { ApiErrors, TARGET_FAILURES } from '../common/api-errors';
+import { ApiAnswer, pageOf } from '../common/api-responses';
 import { CreateTargetDto, TargetListQuery, TargetView, UpdateTargetDto, VerifyTargetDto, VerifyView } from './targets.dto';
 import { TargetsService } from './targets.service';
 
@@ -15,6 +16,7 @@ export class TargetsController {
 
   @ApiOperation({ summary: 'Register a target (its admin credential is stored encrypted, never returned)' })
   @ApiErrors('TARGET_NAME_TAKEN')
+  @ApiAnswer(TargetView)
   @Roles('admin')
   @RequiresMfa()
   @Post()
@@ -23,6 +25,7 @@ export class TargetsController {
   }
 
   @ApiOperation({ summary: 'List targets' })
+  @ApiAnswer(pageOf(TargetView))
   @Roles('admin', 'operator')
   @Get()
   list(@Query() q: TargetListQuery): Promise<Page<TargetView>> {
@@ -30,6 +33,7 @@ export class TargetsController {
   }
 
   @ApiOperation({ summary: 'Read a target' })
+  @ApiAnswer(TargetView)
   @Roles('admin', 'operator')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<TargetView> {
@@ -41,6 +45,7 @@ export class TargetsController {
     description: 'Moving it (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin` (else 400 ADMIN_CREDENTIAL_REQUIRED, nothing changed): the stored credential is never sent to a new place.',
   })
   @ApiErrors('ADMIN_CREDENTIAL_REQUIRED', 'TARGET_NAME_TAKEN', 'TARGET_IN_USE', 'ACCOUNT_IS_TARGET_ADMIN')
+  @ApiAnswer(TargetView)
   @Roles('admin')
   @RequiresMfa()
   @Patch(':id')
@@ -53,6 +58,7 @@ export class TargetsController {
     description: 'An SSH target without a pinned host key answers 409 TARGET_HOST_KEY_UNPINNED with `presentedHostKeySha256`; verify again with that `hostKeySha256`, once compared with the server, to pin it.',
   })
   @ApiErrors('TARGET_CREDENTIAL_UNREADABLE', ...TARGET_FAILURES.filter((c) => c !== 'TARGET_INVALID_NAME' && c !== 'TARGET_UNSUPPORTED'))
+  @ApiAnswer(VerifyView)
   @Roles('admin')
   @RequiresMfa()
   @Post(':id/verify')

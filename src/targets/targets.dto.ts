@@ -3,6 +3,8 @@ import { Type } from 'class-transformer';
 import {
   IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy, ValidateNested,
 } from 'class-validator';
+import { z } from 'zod';
+import { apiView, timestamp, typedSchema, uuid } from '../common/api-responses';
 import { PageQuery } from '../common/pagination';
 import { Optional } from '../common/validation';
 import type { TargetType } from '../crypto/password-generator';
@@ -70,17 +72,31 @@ export class VerifyTargetDto {
   @Optional() @IsString() @Matches(HOST_KEY_SHA256_PATTERN, { message: 'hostKeySha256 must be an OpenSSH SHA256 fingerprint' }) hostKeySha256?: string;
 }
 
+/** One capability the vault needs on a target (src/connectors/connector.interface.ts; the compiler keeps this schema equal to it). */
+const CapabilityView = apiView(
+  'Capability',
+  typedSchema<Capability>()(
+    z.object({
+      code: z.string().describe('e.g. `SSH_PRIVILEGE`, `PG_CREATEROLE`, `MYSQL_CREATE_USER`.'),
+      ok: z.boolean(),
+      message: z.string().describe('What was found and, when missing, what to grant. Never a secret.'),
+    }),
+  ),
+);
+
 /** What verify found: whether the admin can do everything the vault needs, and what is missing. */
-export interface VerifyView {
-  /** True when the admin logged in and has every capability. */
-  ok: boolean;
-  serverVersion?: string;
-  hostKeySha256?: string;
-  privilege?: 'root' | 'sudo-nopasswd' | 'sudo-password';
-  capabilities: Capability[];
-  /** The codes of the capabilities that are missing (empty when ok). */
-  missing: string[];
-}
+export const VerifyView = apiView(
+  'VerifyView',
+  z.object({
+    ok: z.boolean().describe('True when the admin logged in and has every capability.'),
+    serverVersion: z.string().optional(),
+    hostKeySha256: z.string().optional().describe('SSH: the host key presented (and now pinned).'),
+    privilege: z.enum(['root', 'sudo-nopasswd', 'sudo-password']).optional(),
+    capabilities: z.array(CapabilityView),
+    missing: z.array(z.string()).describe('The codes of the capabilities that are missing (empty when ok).'),
+  }),
+);
+export type VerifyView = z.output<typeof VerifyView>;
 
 export class CreateTargetDto {
   @IsString() @Matches(TARGET_NAME_PATTERN, { message: 'name must be 1-100 letters, digits, dots, dashes or underscores' }) name: string;
@@ -103,18 +119,41 @@ export class TargetListQuery extends PageQuery {
   @IsOptional() @IsIn(TARGET_TYPES) type?: TargetType;
 }
 
-/** Never contains the admin secret: only which kinds of credential are stored. */
-export interface TargetView {
-  id: string;
-  name: string;
-  type: TargetType;
-  host: string;
-  port: number;
-  admin: { username: string; credential: Array<'password' | 'privateKey'> };
-  options: TargetOptions;
-  createdAt: string;
-  updatedAt: string;
-}
+/** A target's connection options (src/connectors/connector.interface.ts; the compiler keeps this schema equal to it). */
+const TargetOptionsView = apiView(
+  'TargetOptions',
+  typedSchema<TargetOptions>()(
+    z.object({
+      hostKeySha256: z.string().optional().describe('SSH: the pinned host key (SHA-256, base64 without padding).'),
+      sudo: z.boolean().optional(),
+      database: z.string().optional().describe('PostgreSQL/MySQL: the database the admin connects to.'),
+      accountHost: z.string().optional().describe("MySQL: the host part of the account names the vault manages (default '%')."),
+      tls: z.boolean().optional().describe('PostgreSQL: require TLS with a verified server certificate.'),
+      tlsCa: z.string().optional().describe('PEM CA bundle the server certificate must chain to.'),
+      tlsCertSha256: z.string().optional().describe('Pin: SHA-256 of the server certificate, upper-case hex pairs joined by `:`.'),
+    }),
+  ),
+);
+
+export const TargetView = apiView(
+  'TargetView',
+  z.object({
+    id: uuid(),
+    name: z.string(),
+    type: z.enum(['ssh', 'postgres', 'mysql']),
+    host: z.string(),
+    port: z.number().int(),
+    admin: z.object({
+      username: z.string(),
+      credential: z.array(z.enum(['password', 'privateKey'])).describe('Which kinds of admin credential are stored (never the values).'),
+    }),
+    options: TargetOptionsView,
+    createdAt: timestamp(),
+    updatedAt: timestamp(),
+  }),
+  'A managed system; never contains the admin secret.',
+);
+export type TargetView = z.output<typeof TargetView>;
 
 export function mapTarget(t: TargetEntity): TargetView {
   return {
