@@ -52,6 +52,8 @@ async function main(): Promise<void> {
   // the embedded PostgreSQL runs as the `postgres` user: every parent of its data dir must be traversable
   const dir = mkdtempSync(join(tmpdir(), 'pam-vault-demo-'));
   chmodSync(dir, 0o711);
+  // the last word, whatever ends the process (a start-up failure exits at once): the targets have their own hooks
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   let targets: StartedTargets | undefined;
   let app: INestApplication | undefined;
   let stopDatabase: (() => Promise<void>) | undefined;
