@@ -1,0 +1,107 @@
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
+import { useNavigate } from 'react-router';
+import { api, mfa, ok } from '../../../api/client';
+import type { AccountView } from '../../../api/views';
+import { ErrorMessage, Notice } from '../../../ui/errors';
+import { Section } from '../../../ui/page';
+import { StepUpAction } from '../../../ui/step-up';
+import { DataTable, type Column } from '../shared/table';
+import type { RotationView } from '../views';
+import { draftOf, PolicyFields, policyOf } from './policy-fields';
+import { StatusBadge, When } from '../../../ui/format';
+
+const ROTATION_COLUMNS: Column<RotationView>[] = [
+  { label: 'Started', cell: (r) => <When at={r.createdAt} /> },
+  { label: 'Why', cell: (r) => r.reason.replace(/_/g, ' ') },
+  { label: 'Status', cell: (r) => <StatusBadge status={r.status} /> },
+  { label: 'Error', cell: (r) => (r.errorCode ? <code>{r.errorCode}</code> : '—') },
+  { label: 'Finished', cell: (r) => <When at={r.finishedAt} /> },
+];
+
+/** Poll while a rotation runs in the background, so its end shows without reloading. */
+const LIVE_MS = 2000;
+
+/**
+ * What an administrator does with one account: rotate now (runs in the background; the history shows how it went),
+ * change its policy, delete it. Part C's account page may show this for admins; /admin/accounts/:id always does.
+ */
+export function AccountAdminActions({ account }: { account: AccountView }) {
+  const queries = useQueryClient();
+  const navigate = useNavigate();
+  const [rotateError, setRotateError] = useState<unknown>(null);
+  const [notice, setNotice] = useState('');
+  const rotations = useQuery({
+    queryKey: ['accounts', account.id, 'rotations'],
+    queryFn: async () => (ok(await api.GET('/v1/accounts/{id}/rotations', { params: { path: { id: account.id } } })) as { items: RotationView[] }).items,
+    refetchInterval: (q) => (q.state.data?.some((r) => r.status === 'pending') || account.status === 'rotating' ? LIVE_MS : false),
+    refetchIntervalInBackground: false,
+  });
+
+  const refresh = () => queries.invalidateQueries();
+
+  const rotate = async () => {
+    setRotateError(null);
+    setNotice('');
+    try {
+      await api.POST('/v1/accounts/{id}/rotate', { params: { path: { id: account.id } } });
+      setNotice('Rotation started: the new password is being set on the target.');
+      await refresh();
+    } catch (e) {
+      setRotateError(e);
+    }
+  };
+
+  const remove = async (code: string) => {
+    await api.DELETE('/v1/accounts/{id}', { params: { path: { id: account.id } }, ...mfa(code) });
+    navigate('/admin/accounts', { replace: true });
+    await refresh();
+  };
+
+  return (
+    <>
+      <Section title="Administration">
+        <Notice>{notice}</Notice>
+        <div className="actions">
+          <button type="button" onClick={() => void rotate()} disabled={account.status === 'rotating'}>
+            Rotate password now
+          </button>
+        </div>
+        <ErrorMessage error={rotateError} title="Rotation refused" />
+        {account.status === 'needs_attention' && (
+          <p className="hint">This account needs attention: its rotations failed repeatedly (see the history for the error). Fix the cause on the target, then rotate it now.</p>
+        )}
+      </Section>
+      <Section title="Rotation history">
+        <ErrorMessage error={rotations.error} />
+        <DataTable caption="Rotation history" rows={rotations.data ?? []} columns={ROTATION_COLUMNS} empty="No rotations yet." />
+      </Section>
+      <Section title="Policy">
+        {/* the form starts again from each policy the vault answers */}
+        <PolicyEditor key={JSON.stringify(account.policy)} account={account} onSaved={() => setNotice('Policy saved.')} />
+      </Section>
+      <Section title="Delete">
+        <p className="hint">The account leaves the vault; it stays on the target with its current password.</p>
+        <StepUpAction label="Delete account" danger onConfirm={remove} />
+      </Section>
+    </>
+  );
+}
+
+function PolicyEditor({ account, onSaved }: { account: AccountView; onSaved(): void }) {
+  const queries = useQueryClient();
+  const [policy, setPolicy] = useState(() => draftOf(account.policy));
+  const save = async (code: string) => {
+    await api.PATCH('/v1/accounts/{id}', { params: { path: { id: account.id } }, body: { policy: policyOf(policy) }, ...mfa(code) });
+    onSaved();
+    await queries.invalidateQueries();
+  };
+  return (
+    <>
+      <PolicyFields value={policy} onChange={setPolicy} />
+      <div className="actions">
+        <StepUpAction label="Save policy" onConfirm={save} />
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,33 @@
+import type { RouteObject } from 'react-router';
+import type { NavItem } from '../../ui/nav';
+import { AdminAccountPage, AdminAccountsPage } from './accounts/accounts-admin';
+import { PoliciesPage } from './policies/policies-page';
+import { TargetPage } from './targets/target-page';
+import { TargetsPage } from './targets/targets-page';
+import { TokensPage } from './tokens/tokens-page';
+import { UserPage } from './users/user-page';
+import { UsersPage } from './users/users-page';
+import './admin.css';
+
+/**
+ * The administrator's pages. The vault refuses what a role may not do (403); the navigation only hides links a role
+ * could not use.
+ */
+export const adminRoutes: RouteObject[] = [
+  { path: 'targets', element: <TargetsPage /> },
+  { path: 'targets/:id', element: <TargetPage /> },
+  { path: 'admin/accounts', element: <AdminAccountsPage /> },
+  { path: 'admin/accounts/:id', element: <AdminAccountPage /> },
+  { path: 'policies', element: <PoliciesPage /> },
+  { path: 'users', element: <UsersPage /> },
+  { path: 'users/:id', element: <UserPage /> },
+  { path: 'tokens', element: <TokensPage /> },
+];
+
+export const adminNav: NavItem[] = [
+  { to: '/targets', label: 'Targets', roles: ['admin'] },
+  { to: '/admin/accounts', label: 'Account admin', roles: ['admin'] },
+  { to: '/policies', label: 'Policies', roles: ['admin'] },
+  { to: '/users', label: 'Users', roles: ['admin'] },
+  { to: '/tokens', label: 'Service tokens', roles: ['admin'] },
+];

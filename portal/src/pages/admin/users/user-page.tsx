@@ -1,0 +1,89 @@
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
+import { Link, useParams } from 'react-router';
+import { api, mfa, ok } from '../../../api/client';
+import type { Role } from '../../../api/views';
+import { ErrorMessage, Notice } from '../../../ui/errors';
+import { Loading, Page, Section } from '../../../ui/page';
+import { StepUpAction } from '../../../ui/step-up';
+import { useMe } from '../../../session';
+import { CheckboxGroup, TextField } from '../shared/fields';
+import type { UserView } from '../views';
+import { ROLES } from './roles';
+import { StatusBadge, When } from '../../../ui/format';
+import { Facts } from '../../../ui/fields';
+
+/** `/users/:id`: one user: roles, e-mail, disable or enable, authenticator reset (admin; every change with a code). */
+export function UserPage() {
+  const { id = '' } = useParams();
+  const query = useQuery({
+    queryKey: ['users', 'one', id],
+    queryFn: async () => ok(await api.GET('/v1/users/{id}', { params: { path: { id } } })) as UserView,
+  });
+  // what the last change did: kept here, since the details below start again from each new answer
+  const [notice, setNotice] = useState('');
+  const user = query.data;
+  if (!user) return <Page title="User">{query.error ? <ErrorMessage error={query.error} /> : <Loading what="Loading the user" />}</Page>;
+  // the forms start from what the vault answered; after a change they start again from the new answer
+  return <UserDetail key={JSON.stringify(user)} user={user} notice={notice} setNotice={setNotice} />;
+}
+
+function UserDetail({ user, notice, setNotice }: { user: UserView; notice: string; setNotice(n: string): void }) {
+  const queries = useQueryClient();
+  const me = useMe();
+  const [roles, setRoles] = useState<Role[]>(user.roles);
+  const [email, setEmail] = useState(user.email ?? '');
+  const self = me.id === user.id;
+
+  const patch = async (code: string, body: { roles?: Role[]; disabled?: boolean; email?: string | null }, done: string) => {
+    ok(await api.PATCH('/v1/users/{id}', { params: { path: { id: user.id } }, body, ...mfa(code) }));
+    setNotice(done);
+    await queries.invalidateQueries();
+  };
+  const resetMfa = async (code: string) => {
+    await api.POST('/v1/users/{id}/mfa/reset', { params: { path: { id: user.id } }, ...mfa(code) });
+    setNotice(`${user.username} must enrol an authenticator again; their sessions have ended.`);
+    await queries.invalidateQueries();
+  };
+
+  return (
+    <Page title={`User ${user.username}`}>
+      <Notice>{notice}</Notice>
+      <Section title="Details">
+        <Facts
+          rows={[
+            ['Status', <StatusBadge status={user.disabled ? 'disabled' : 'active'} />],
+            ['Roles', user.roles.join(', ')],
+            ['Authenticator', user.mfaEnrolled ? 'enrolled' : 'not enrolled (enrols at next sign-in)'],
+            ['E-mail', user.email ?? '—'],
+            ['Muted notifications', user.mutedNotifications.join(', ') || 'none'],
+            ['Created', <When at={user.createdAt} />],
+          ]}
+        />
+        <p className="actions">
+          <Link to={`/audit?actorId=${user.id}`}>What this user did</Link>
+          <Link to={`/audit?subjectType=user&subjectId=${user.id}`}>Changes to this user</Link>
+        </p>
+      </Section>
+      <Section title="Roles">
+        <CheckboxGroup legend="Roles held" options={ROLES} value={roles} onChange={setRoles} hint="A role taken away applies from the user's next request." />
+        <StepUpAction label="Save roles" onConfirm={(code) => patch(code, { roles }, 'Roles saved.')} disabled={roles.length === 0} />
+      </Section>
+      <Section title="E-mail for notifications">
+        <TextField label="E-mail address" value={email} onChange={setEmail} type="email" autoComplete="off" hint="Empty: no notifications are sent to this user." />
+        <StepUpAction label="Save e-mail" onConfirm={(code) => patch(code, { email: email.trim() || null }, 'E-mail saved.')} />
+      </Section>
+      <Section title="Access">
+        <div className="actions">
+          {user.disabled ? (
+            <StepUpAction label="Enable user" onConfirm={(code) => patch(code, { disabled: false }, 'User enabled.')} />
+          ) : (
+            <StepUpAction label="Disable user" danger disabled={self} onConfirm={(code) => patch(code, { disabled: true }, 'User disabled: their sessions have ended.')} />
+          )}
+          <StepUpAction label="Reset authenticator" danger onConfirm={resetMfa} />
+        </div>
+        {self && <p className="hint">You cannot disable yourself here.</p>}
+      </Section>
+    </Page>
+  );
+}

@@ -1,0 +1,91 @@
+import { useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
+import { Link } from 'react-router';
+import { api, mfa, ok } from '../../api/client';
+import { MoreButton, usePagedList } from '../../api/lists';
+import { AccountName, Person } from '../../api/names';
+import type { CheckoutView } from '../../api/views';
+import { useMe } from '../../session';
+import { ErrorMessage, Notice } from '../../ui/errors';
+import { duration, StatusBadge, When } from '../../ui/format';
+import { Loading, Page } from '../../ui/page';
+import { StepUpAction } from '../../ui/step-up';
+import { optionsOf, TextArea } from '../admin/shared/fields';
+import { Facts, SelectField } from '../../ui/fields';
+
+const VIEWS: Array<{ value: 'true' | 'false'; label: string }> = [
+  { value: 'false', label: 'Waiting for review' },
+  { value: 'true', label: 'Reviewed' },
+];
+
+/**
+ * `/break-glass`: emergency checkouts that skipped approval, to be reviewed after the fact. Auditors and admins see
+ * the queue; an approver other than the requester reviews an ended one with a comment and their code.
+ */
+export function BreakGlassPage() {
+  const me = useMe();
+  const [reviewed, setReviewed] = useState<'true' | 'false' | ''>('false');
+  const list = usePagedList<CheckoutView>('/v1/checkouts', { breakGlass: 'true', reviewed: reviewed || 'false' }, { live: true });
+  return (
+    <Page title="Break-glass review">
+      <div className="filters">
+        <SelectField label="Show" value={reviewed} onChange={setReviewed} options={optionsOf(VIEWS)} />
+      </div>
+      {!me.has('approver') && <p className="hint">Reviewing needs the approver role; you can read the queue.</p>}
+      <ErrorMessage error={list.error} />
+      {list.isPending ? (
+        <Loading what="Loading break-glass checkouts" />
+      ) : list.items.length === 0 ? (
+        <p className="muted">{reviewed === 'true' ? 'No reviewed break-glass checkouts yet.' : 'Nothing waits for review.'}</p>
+      ) : (
+        <ul className="card-list">
+          {list.items.map((c) => (
+            <li key={c.id}>
+              <BreakGlassCard checkout={c} canReview={me.has('approver') && c.requesterId !== me.id} />
+            </li>
+          ))}
+        </ul>
+      )}
+      <MoreButton list={list} />
+    </Page>
+  );
+}
+
+function BreakGlassCard({ checkout: c, canReview }: { checkout: CheckoutView; canReview: boolean }) {
+  const queries = useQueryClient();
+  const [comment, setComment] = useState('');
+  const [done, setDone] = useState(false);
+  const review = async (code: string) => {
+    ok(await api.POST('/v1/checkouts/{id}/review', { params: { path: { id: c.id } }, body: { comment }, ...mfa(code) }));
+    setDone(true);
+    await queries.invalidateQueries();
+  };
+  return (
+    <article className="card stack" aria-label={`Break-glass checkout ${c.id}`}>
+      <Facts
+        rows={[
+          ['Account', <AccountName id={c.accountId} />],
+          ['Requested by', <Person id={c.requesterId} />],
+          ['Why', <span className="pre-line">{c.justification}</span>],
+          ['Requested', <><When at={c.requestedAt} /> for {duration(c.ttlSeconds)}</>],
+          ['Status', <><StatusBadge status={c.status} /> {c.endedAt && <>ended <When at={c.endedAt} /></>}</>],
+          !!c.review && ['Review', <><Person id={c.review.reviewedBy} />, <When at={c.review.reviewedAt} />: <span className="pre-line">{c.review.comment}</span></>],
+        ]}
+      />
+      <p className="actions">
+        <Link to={`/checkouts/${c.id}`}>Checkout details</Link>
+        <Link to={`/audit?subjectType=checkout&subjectId=${c.id}`}>Its audit events</Link>
+      </p>
+      {done && <Notice>Reviewed.</Notice>}
+      {!c.review && !done && canReview && (
+        c.endedAt ? (
+          <StepUpAction label="Review" confirmLabel="Record review" onConfirm={review}>
+            <TextArea label="Review comment" value={comment} onChange={setComment} required hint="What you checked and what you found." />
+          </StepUpAction>
+        ) : (
+          <p className="hint">It can be reviewed once it has ended.</p>
+        )
+      )}
+    </article>
+  );
+}
