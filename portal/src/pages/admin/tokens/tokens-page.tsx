@@ -1,5 +1,5 @@
 import { useQueryClient } from '@tanstack/react-query';
-import { useEffect, useState } from 'react';
+import { useEffect, useId, useState } from 'react';
 import { api, mfa, ok } from '../../../api/client';
 import { MoreButton, usePagedList } from '../../../api/lists';
 import type { Role } from '../../../api/views';
@@ -11,7 +11,7 @@ import { CheckboxGroup, TextField } from '../shared/fields';
 import { DataTable, type Column } from '../shared/table';
 import { SERVICE_TOKEN_ROLES } from '../users/roles';
 import type { ServiceTokenView } from '../views';
-import { StatusBadge, When } from '../../../ui/format';
+import { StatusBadge, useNow, When } from '../../../ui/format';
 
 function tokenStatus(t: ServiceTokenView): string {
   if (t.revokedAt) return 'revoked';
@@ -84,24 +84,26 @@ function TokenCreateForm() {
 }
 
 function NewToken({ name, token, onHide }: { name: string; token: string; onHide(): void }) {
-  const [copied, setCopied] = useState(false);
-  const [left, setLeft] = useState(TOKEN_SHOWN_SECONDS);
+  const [until] = useState(() => Date.now() + TOKEN_SHOWN_SECONDS * 1000);
+  const now = useNow(1000);
+  const [copied, setCopied] = useState('');
+  const titleId = useId();
+  const left = Math.max(0, Math.ceil((until - now) / 1000));
   useEffect(() => {
-    const timer = setInterval(() => setLeft((s) => s - 1), 1000);
-    return () => clearInterval(timer);
-  }, []);
-  useEffect(() => {
-    if (left <= 0) onHide();
+    if (left === 0) onHide();
   }, [left, onHide]);
   const copy = async () => {
-    await navigator.clipboard.writeText(token);
-    setCopied(true);
+    try {
+      await navigator.clipboard.writeText(token);
+      setCopied('Token copied');
+    } catch {
+      setCopied('Copying is not available here: select the token and copy it yourself');
+    }
   };
   return (
-    <div className="secret-box stack" role="status">
-      <p>
-        <strong>Token for {name}</strong> — copy it now: the vault shows it only this once. It leaves this page in {left} s.
-      </p>
+    <section className="secret-box stack" aria-labelledby={titleId}>
+      <h3 id={titleId}>Token for {name}</h3>
+      <p role="status">Copy it now: the vault shows it only this once.</p>
       <p>
         <code className="secret" data-testid="new-service-token">
           {token}
@@ -109,12 +111,16 @@ function NewToken({ name, token, onHide }: { name: string; token: string; onHide
       </p>
       <div className="actions">
         <button type="button" className="primary" onClick={() => void copy()}>
-          {copied ? 'Copied' : 'Copy token'}
+          Copy token
         </button>
         <button type="button" onClick={onHide}>
           Hide token
         </button>
       </div>
-    </div>
+      <p className="muted">Leaves this page in {left} s.</p>
+      <p role="status" className="muted">
+        {copied}
+      </p>
+    </section>
   );
 }
