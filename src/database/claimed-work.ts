@@ -89,6 +89,11 @@ export interface ClaimBatchOptions extends ClaimColumns {
   params?: unknown[];
   /** More assignments made with the claim (`version = version + 1`), optional. */
   set?: string;
+  /**
+   * Optional: a SELECT over the claimed rows (the RETURNING list, as a CTE named `claimed`) answered instead of them,
+   * so what the work needs from other tables comes in the same round trip.
+   */
+  select?: string;
 }
 
 export interface RenewOptions extends ClaimColumns {
@@ -192,7 +197,9 @@ export class ClaimedWork implements BeforeApplicationShutdown {
       (o.set ? `, ${o.set}` : '') +
       ` WHERE ${alias}id IN (SELECT ${alias}id FROM ${table} WHERE ${o.where} ORDER BY ${o.orderBy} LIMIT $${n + 3} FOR UPDATE SKIP LOCKED)` +
       ` RETURNING ${o.returning}`;
-    const result = (await q.query(sql, [...params, this.instanceId, o.seconds, o.limit])) as [R[], number];
+    const args = [...params, this.instanceId, o.seconds, o.limit];
+    if (o.select) return (await q.query(`WITH claimed AS (${sql}) ${o.select}`, args)) as R[];
+    const result = (await q.query(sql, args)) as [R[], number];
     return result[0];
   }
 

@@ -139,7 +139,9 @@ export class NotificationStore {
    */
   async takeDue(claimSeconds: number, skip: readonly string[], passOver: PassOver = { channels: [], smtp: false }): Promise<TakenDelivery | null> {
     const backingOff = "b.status = 'pending' AND b.attempts > 0 AND b.next_attempt_at > now() AND b.last_error NOT LIKE 'SMTP_TEMPORARY:%'";
-    const [row] = await this.work.claimBatch<{ id: string }>(this.dataSource, {
+    // recipientDisabled is read on every attempt: a person disabled since the change is not told any more (the
+    // recorded address stays as it was: the log shows who was to be told)
+    const [taken] = await this.work.claimBatch<TakenDelivery>(this.dataSource, {
       table: 'notification_deliveries d',
       where: `d.status = 'pending' AND d.next_attempt_at <= now() AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND NOT (d.id = ANY ($1::uuid[]))
               AND (d.channel_id IS NULL OR EXISTS (SELECT 1 FROM notification_channels c_on WHERE c_on.id = d.channel_id AND c_on.enabled))
@@ -151,23 +153,16 @@ export class NotificationStore {
       orderBy: 'd.next_attempt_at',
       limit: 1,
       seconds: claimSeconds,
-      returning: 'd.id',
+      returning: 'd.id, d.attempts, d.channel_id, d.channel_kind, d.recipient, d.recipient_user_id, d.event_id',
+      select: `SELECT d.id, d.attempts, d.channel_id AS "channelId", d.channel_kind AS "channelKind", d.recipient,
+                      d.recipient_user_id AS "recipientUserId", ${userDisabledSql('d.recipient_user_id')} AS "recipientDisabled",
+                      e.id AS "eventId", e.type AS "eventType", e.subject_type AS "subjectType", e.subject_id AS "subjectId",
+                      e.created_at AS "createdAt", e.payload,
+                      c.name AS "channelName", c.config AS "channelConfig", c.secret AS "channelSecret", c.enabled AS "channelEnabled"
+                 FROM claimed d JOIN notification_events e ON e.id = d.event_id
+                 LEFT JOIN notification_channels c ON c.id = d.channel_id`,
       params: [skip, passOver.channels, passOver.smtp],
     });
-    if (!row) return null;
-    // recipientDisabled is read on every attempt: a person disabled since the change is not told any more (the
-    // recorded address stays as it was: the log shows who was to be told)
-    const [taken]: TakenDelivery[] = await this.dataSource.query(
-      `SELECT d.id, d.attempts, d.channel_id AS "channelId", d.channel_kind AS "channelKind", d.recipient,
-              d.recipient_user_id AS "recipientUserId", ${userDisabledSql('d.recipient_user_id')} AS "recipientDisabled",
-              e.id AS "eventId", e.type AS "eventType", e.subject_type AS "subjectType", e.subject_id AS "subjectId",
-              e.created_at AS "createdAt", e.payload,
-              c.name AS "channelName", c.config AS "channelConfig", c.secret AS "channelSecret", c.enabled AS "channelEnabled"
-         FROM notification_deliveries d JOIN notification_events e ON e.id = d.event_id
-         LEFT JOIN notification_channels c ON c.id = d.channel_id
-        WHERE d.id = $1`,
-      [row.id],
-    );
     return taken ?? null;
   }
 
