@@ -17,8 +17,11 @@ export interface PolicyDraft {
   breakGlassTtlMinutes: string;
 }
 
+/** An account policy as the API takes it (PolicyDto): the character classes are the generator's four. */
+export type PolicyBody = Omit<AccountPolicy, 'passwordClasses'> & { passwordClasses: CharClass[] };
+
 /** The vault's defaults (src/accounts/policy.ts DEFAULT_POLICY), the starting point of a new account. */
-export const DEFAULT_POLICY: AccountPolicy = {
+export const DEFAULT_POLICY: PolicyBody = {
   checkoutTtlSeconds: 3600,
   maxCheckoutTtlSeconds: 28800,
   approvalsRequired: 0,
@@ -45,7 +48,7 @@ export function draftOf(p: AccountPolicy): PolicyDraft {
 }
 
 /** The API's policy from the draft; the vault checks the ranges and answers VALIDATION_FAILED naming the field. */
-export function policyOf(d: PolicyDraft): AccountPolicy {
+export function policyOf(d: PolicyDraft): PolicyBody {
   return {
     approvalsRequired: Number(d.approvalsRequired),
     checkoutTtlSeconds: Math.round(Number(d.checkoutTtlMinutes) * 60),

@@ -2,14 +2,13 @@ import { useQueryClient } from '@tanstack/react-query';
 import { useEffect, useId, useState } from 'react';
 import { api, mfa, ok } from '../../../api/client';
 import { MoreButton, usePagedList } from '../../../api/lists';
-import type { Role } from '../../../api/views';
 import { ErrorMessage } from '../../../ui/errors';
 import { Loading, Page, Section } from '../../../ui/page';
 import { StepUpAction } from '../../../ui/step-up';
 import { Disclosure } from '../shared/disclosure';
 import { CheckboxGroup, TextField } from '../shared/fields';
 import { DataTable, type Column } from '../shared/table';
-import { SERVICE_TOKEN_ROLES } from '../users/roles';
+import { SERVICE_TOKEN_ROLES, type ServiceTokenRole } from '../users/roles';
 import type { ServiceTokenView } from '../views';
 import { StatusBadge, useNow, When } from '../../../ui/format';
 
@@ -60,7 +59,7 @@ const TOKEN_SHOWN_SECONDS = 120;
 function TokenCreateForm() {
   const queries = useQueryClient();
   const [name, setName] = useState('');
-  const [roles, setRoles] = useState<Role[]>(['scheduler']);
+  const [roles, setRoles] = useState<ServiceTokenRole[]>(['scheduler']);
   const [expiresAt, setExpiresAt] = useState('');
   const [created, setCreated] = useState<{ name: string; token: string } | null>(null);
 
