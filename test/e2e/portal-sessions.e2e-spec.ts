@@ -1,4 +1,5 @@
 import { browserSignIn, sessionCookieOf, sessionFrom, TestBrowserSession } from '../support/browser-session';
+import { actingAs } from '../support/http';
 import { totpAt } from '../support/totp';
 import { ADMIN_PASSWORD, startTestVault, TestUser, TestVault } from '../support/vault';
 
@@ -22,6 +23,7 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
   });
   afterAll(() => vault.close());
 
+  const asAdmin = () => actingAs(vault, admin);
   const signIn = (user: TestUser, headers?: Record<string, string>) => browserSignIn(vault, { username: user.username, password: user.password, code: user.code }, headers);
   const get = (path: string, s: Pick<TestBrowserSession, 'cookie'>) => vault.http().get(path).set('Cookie', s.cookie);
   const emailOf = async (id: string) => (await vault.db.query<{ email: string | null }>('SELECT email FROM users WHERE id = $1', [id]))[0].email;
@@ -192,9 +194,9 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
     it("disabling the user ends their open tab's session at its next request; enabling them again does not revive it", async () => {
       const user = await vault.createUser(['operator']);
       const s = await signIn(user);
-      await vault.http().patch(`/v1/users/${user.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: true }).expect(200);
+      await asAdmin().patch(`/v1/users/${user.id}`, { disabled: true }, true).expect(200);
       await get('/v1/me', s).expect(401);
-      await vault.http().patch(`/v1/users/${user.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: false }).expect(200);
+      await asAdmin().patch(`/v1/users/${user.id}`, { disabled: false }, true).expect(200);
       await get('/v1/me', s).expect(401);
     });
 
@@ -202,7 +204,7 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
       const user = await vault.createUser(['operator', 'auditor']);
       const s = await signIn(user);
       await get('/v1/audit-events', s).expect(200);
-      await vault.http().patch(`/v1/users/${user.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['operator'] }).expect(200);
+      await asAdmin().patch(`/v1/users/${user.id}`, { roles: ['operator'] }, true).expect(200);
       expect((await get('/v1/audit-events', s).expect(403)).body.code).toBe('FORBIDDEN');
       expect((await get('/v1/auth/session', s).expect(200)).body.user.roles).toEqual(['operator']);
     });
@@ -210,7 +212,7 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
     it('an admin MFA reset ends the session too', async () => {
       const user = await vault.createUser(['operator']);
       const s = await signIn(user);
-      await vault.http().post(`/v1/users/${user.id}/mfa/reset`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).expect(204);
+      await asAdmin().post(`/v1/users/${user.id}/mfa/reset`, {}, true).expect(204);
       await get('/v1/me', s).expect(401);
     });
   });
