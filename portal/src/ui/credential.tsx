@@ -26,7 +26,7 @@ export function CredentialPanel({
   credential: ShownCredential;
   seconds: number;
   onHide(): void;
-  hints?: string[];
+  hints?: ConnectionHint[];
   title?: string;
 }) {
   const [until] = useState(() => Date.now() + seconds * 1000);
@@ -85,8 +85,9 @@ export function CredentialPanel({
           <h3>Connect with</h3>
           <ul className="hints">
             {hints.map((h) => (
-              <li key={h}>
-                <code>{h}</code>
+              <li key={h.command}>
+                {h.label && `${h.label}: `}
+                <code>{h.command}</code>
               </li>
             ))}
           </ul>
@@ -113,16 +114,22 @@ export function CredentialPanel({
   );
 }
 
-/** How to connect to a one-time account, by target type (ssh, postgres, mysql; unknown: every kind that fits). */
-export function connectionHints(type: string | undefined, c: { username: string; host: string; port: number }, database?: string): string[] {
+export interface ConnectionHint {
+  /** Set when the target's type is unknown and every form is offered. */
+  label?: string;
+  command: string;
+}
+
+/** How to connect to a one-time account, by target type (ssh, postgres, mysql; unknown: each form, labelled). */
+export function connectionHints(type: string | undefined, c: { username: string; host: string; port: number }, database?: string): ConnectionHint[] {
   const host = c.host.includes(':') ? `[${c.host}]` : c.host;
-  const hints: Record<string, string> = {
-    ssh: `ssh ${c.username}@${c.host} -p ${c.port}`,
-    postgres: `postgresql://${encodeURIComponent(c.username)}@${host}:${c.port}/${encodeURIComponent(database ?? 'postgres')}`,
-    mysql: `mysql://${encodeURIComponent(c.username)}@${host}:${c.port}`,
+  const forms: Record<string, ConnectionHint> = {
+    ssh: { label: 'SSH', command: `ssh ${c.username}@${c.host} -p ${c.port}` },
+    postgres: { label: 'PostgreSQL', command: `postgresql://${encodeURIComponent(c.username)}@${host}:${c.port}/${encodeURIComponent(database ?? 'postgres')}` },
+    mysql: { label: 'MySQL / MariaDB', command: `mysql://${encodeURIComponent(c.username)}@${host}:${c.port}` },
   };
-  if (type && hints[type]) return [hints[type]];
-  return Object.values(hints);
+  if (type && forms[type]) return [{ command: forms[type].command }];
+  return Object.values(forms);
 }
 
 /** The target type of a one-time account when it cannot be read (vendors cannot list targets): from its access, then its port. */

@@ -32,9 +32,7 @@ export function Layout() {
           </ul>
         </nav>
         <div className="who">
-          <NavLink to="/me" aria-label={`Me (${me.username})`}>
-            {me.username}
-          </NavLink>
+          <NavLink to="/me">Me ({me.username})</NavLink>
           <button type="button" onClick={() => void signOut()}>
             Sign out
           </button>

@@ -1,16 +1,16 @@
-import type { ReactNode } from 'react';
+import { useState, type ReactNode } from 'react';
 import { Link } from 'react-router';
 import { usePagedList } from '../../api/lists';
 import { AccountName, Person, TargetName, useAccount } from '../../api/names';
 import type { CheckoutView, EphemeralView } from '../../api/views';
 import { useMe } from '../../session';
-import { ErrorMessage } from '../../ui/errors';
+import { ErrorMessage, Notice } from '../../ui/errors';
 import { Facts } from '../../ui/fields';
 import { duration, Remaining, When } from '../../ui/format';
 import { Loading, Page, Section } from '../../ui/page';
 import { policySummary } from '../accounts/policy-summary';
 import { accessSummary } from '../one-time/access';
-import { DecisionPanel, useMayDecide } from './decision';
+import { DecisionPanel } from './decision';
 import { RequesterHistory } from './history';
 
 /**
@@ -25,10 +25,14 @@ export function ApprovalsPage() {
     items.filter((i) => i.requesterId !== me.id && !i.approvals.some((a) => a.approverId === me.id && a.matchesRequest));
   const pendingCheckouts = undecided(checkouts.items);
   const pendingRequests = undecided(requests.items);
+  // a decided request leaves the inbox: the outcome is said here
+  const [notice, setNotice] = useState('');
+  const onDecided = (what: string) => (outcome: string) => setNotice(`${outcome}: ${what}.`);
   return (
     <Page title="Approvals">
-      <Inbox title="Checkouts waiting for you" list={checkouts} items={pendingCheckouts} render={(c) => <CheckoutRequest key={c.id} checkout={c} />} />
-      <Inbox title="One-time accounts waiting for you" list={requests} items={pendingRequests} render={(r) => <OneTimeRequest key={r.id} request={r} />} />
+      <Notice>{notice}</Notice>
+      <Inbox title="Checkouts waiting for you" list={checkouts} items={pendingCheckouts} render={(c) => <CheckoutRequest key={c.id} checkout={c} onDecided={onDecided(`checkout request of ${c.justification.slice(0, 60)}`)} />} />
+      <Inbox title="One-time accounts waiting for you" list={requests} items={pendingRequests} render={(r) => <OneTimeRequest key={r.id} request={r} onDecided={onDecided(`one-time account request ${r.justification.slice(0, 60)}`)} />} />
     </Page>
   );
 }
@@ -45,9 +49,8 @@ function Inbox<T>({ title, list, items, render }: { title: string; list: { error
 /** How many approvals that count, of how many needed. */
 const tally = (r: CheckoutView | EphemeralView) => `${r.approvals.filter((a) => a.decision === 'approve' && a.matchesRequest).length} of ${r.approvalsRequired}`;
 
-function CheckoutRequest({ checkout: c }: { checkout: CheckoutView }) {
+function CheckoutRequest({ checkout: c, onDecided }: { checkout: CheckoutView; onDecided(outcome: string): void }) {
   const { data: account } = useAccount(c.accountId);
-  const mayDecide = useMayDecide(c.requesterId, c.approvals);
   return (
     <article className="card stack" aria-label={`Checkout request ${c.id.slice(0, 8)}`}>
       <h3>
@@ -71,13 +74,12 @@ function CheckoutRequest({ checkout: c }: { checkout: CheckoutView }) {
         ]}
       />
       <RequesterHistory requesterId={c.requesterId} exclude={c.id} />
-      {mayDecide && <DecisionPanel kind="checkouts" id={c.id} requestDigest={c.requestDigest} />}
+      <DecisionPanel kind="checkouts" request={c} onDecided={onDecided} />
     </article>
   );
 }
 
-function OneTimeRequest({ request: r }: { request: EphemeralView }) {
-  const mayDecide = useMayDecide(r.requesterId, r.approvals);
+function OneTimeRequest({ request: r, onDecided }: { request: EphemeralView; onDecided(outcome: string): void }) {
   return (
     <article className="card stack" aria-label={`One-time account request ${r.id.slice(0, 8)}`}>
       <h3>
@@ -101,7 +103,7 @@ function OneTimeRequest({ request: r }: { request: EphemeralView }) {
         ]}
       />
       <RequesterHistory requesterId={r.requesterId} />
-      {mayDecide && <DecisionPanel kind="ephemeral-accounts" id={r.id} requestDigest={r.requestDigest} />}
+      <DecisionPanel kind="ephemeral-accounts" request={r} onDecided={onDecided} />
     </article>
   );
 }

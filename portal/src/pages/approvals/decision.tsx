@@ -11,13 +11,34 @@ import { StepUpAction } from '../../ui/step-up';
 /** Which kind of request a decision is about: its path under /v1. */
 export type DecisionKind = 'checkouts' | 'ephemeral-accounts';
 
+/** The request an approver decides on: its id, digest, requester, decisions so far and whether it still waits. */
+interface Decidable {
+  id: string;
+  requestDigest: string;
+  requesterId: string;
+  approvals: ApprovalView[];
+  status: string;
+}
+
 /**
- * Approve or deny a pending request. The request digest the approver saw goes with the decision, so a request that
- * changed since (the vault answers 409 REQUEST_CHANGED) is never approved blind.
+ * Approve or deny a pending request, for an approver who may (not their own, not decided yet). The request digest the
+ * approver saw goes with the decision, so a request that changed since (the vault answers 409 REQUEST_CHANGED) is never
+ * approved blind. After deciding, the outcome stays on screen though the request no longer waits for this approver.
  */
-export function DecisionPanel({ kind, id, requestDigest, onDecided }: { kind: DecisionKind; id: string; requestDigest: string; onDecided?(): void }) {
-  const [comment, setComment] = useState('');
+export function DecisionPanel({ kind, request, onDecided }: { kind: DecisionKind; request: Decidable; onDecided?(outcome: string): void }) {
+  const mayDecide = useMayDecide(request.requesterId, request.approvals);
   const [done, setDone] = useState('');
+  const decided = (outcome: string) => {
+    setDone(outcome);
+    onDecided?.(outcome);
+  };
+  if (done) return <Notice>{done}.</Notice>;
+  if (!mayDecide || request.status !== 'pending_approval') return null;
+  return <DecisionForm kind={kind} id={request.id} requestDigest={request.requestDigest} onDecided={decided} />;
+}
+
+function DecisionForm({ kind, id, requestDigest, onDecided }: { kind: DecisionKind; id: string; requestDigest: string; onDecided(outcome: string): void }) {
+  const [comment, setComment] = useState('');
   const queries = useQueryClient();
   const commentId = useId();
 
@@ -25,12 +46,10 @@ export function DecisionPanel({ kind, id, requestDigest, onDecided }: { kind: De
     const body = { requestDigest, ...(comment.trim() ? { comment: comment.trim() } : {}) };
     const at = decision === 'approve' ? `/v1/${kind}/{id}/approve` : `/v1/${kind}/{id}/deny`;
     ok(await api.POST(at as '/v1/checkouts/{id}/approve', { params: { path: { id } }, body, ...mfa(code) }));
-    setDone(decision === 'approve' ? 'Approved' : 'Denied');
+    onDecided(decision === 'approve' ? 'Approved' : 'Denied');
     await queries.invalidateQueries();
-    onDecided?.();
   };
 
-  if (done) return <Notice>{done}.</Notice>;
   return (
     <div className="stack decision">
       <p className="muted">
@@ -49,7 +68,7 @@ export function DecisionPanel({ kind, id, requestDigest, onDecided }: { kind: De
 }
 
 /** Whether the signed-in approver may still decide: not their own request, and no decision of theirs that counts. */
-export function useMayDecide(requesterId: string, approvals: ApprovalView[]): boolean {
+function useMayDecide(requesterId: string, approvals: ApprovalView[]): boolean {
   const me = useMe();
   return me.has('approver') && requesterId !== me.id && !approvals.some((a) => a.approverId === me.id && a.matchesRequest);
 }

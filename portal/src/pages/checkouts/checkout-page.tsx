@@ -10,7 +10,7 @@ import { DurationSelect, Facts, useAction } from '../../ui/fields';
 import { duration, Remaining, StatusBadge, When } from '../../ui/format';
 import { ItemPage, Section } from '../../ui/page';
 import { StepUpAction } from '../../ui/step-up';
-import { ApprovalsList, DecisionPanel, useMayDecide } from '../approvals/decision';
+import { ApprovalsList, DecisionPanel } from '../approvals/decision';
 import { RequesterHistory } from '../approvals/history';
 import { checkoutCalls, credentialHandoff, useCheckout } from './checkout-api';
 
@@ -27,9 +27,11 @@ export function CheckoutPage() {
 function CheckoutDetail({ checkout: c }: { checkout: CheckoutView }) {
   const me = useMe();
   const mine = c.requesterId === me.id;
-  const mayDecide = useMayDecide(c.requesterId, c.approvals);
+  // kept here: the actions that set it leave the page once the checkout has ended
+  const [notice, setNotice] = useState('');
   return (
     <>
+      <Notice>{notice}</Notice>
       <Section title="Status">
         <p className="status-line">
           <StatusBadge status={c.status} /> {c.breakGlass && <span className="badge bad">break-glass</span>}{' '}
@@ -54,11 +56,11 @@ function CheckoutDetail({ checkout: c }: { checkout: CheckoutView }) {
           ]}
         />
       </Section>
-      {mine && (c.status === 'active' || c.status === 'pending_approval') && <OwnerActions checkout={c} />}
+      {mine && (c.status === 'active' || c.status === 'pending_approval') && <OwnerActions checkout={c} onNotice={setNotice} />}
       {me.has('admin') && (c.status === 'active' || c.status === 'pending_approval') && <RevokeAction checkout={c} />}
       <Section title="Approvals">
         <ApprovalsList approvals={c.approvals} required={c.approvalsRequired} />
-        {c.status === 'pending_approval' && mayDecide && <DecisionPanel kind="checkouts" id={c.id} requestDigest={c.requestDigest} />}
+        <DecisionPanel kind="checkouts" request={c} />
         {c.review && (
           <p>
             Break-glass review by <Person id={c.review.reviewedBy} /> <When at={c.review.reviewedAt} />
@@ -74,13 +76,12 @@ function CheckoutDetail({ checkout: c }: { checkout: CheckoutView }) {
 const EXTENSIONS = [900, 1800, 3600, 7200, 14400];
 
 /** The requester's own actions: reveal (MFA), extend (MFA), check in / withdraw. */
-function OwnerActions({ checkout: c }: { checkout: CheckoutView }) {
+function OwnerActions({ checkout: c, onNotice: setNotice }: { checkout: CheckoutView; onNotice(text: string): void }) {
   const queries = useQueryClient();
   // a credential from the request that created this checkout, handed over in memory (read once)
   const [credential, setCredential] = useState<CredentialView | null>(() => credentialHandoff.peek(c.id));
   const [extendBy, setExtendBy] = useState(EXTENSIONS[2]);
   const { busy, error, run } = useAction();
-  const [notice, setNotice] = useState('');
   useEffect(() => credentialHandoff.drop(c.id), [c.id]);
 
   const refresh = (next: CheckoutView) => queries.setQueryData(['checkout', c.id], next);
@@ -120,7 +121,6 @@ function OwnerActions({ checkout: c }: { checkout: CheckoutView }) {
         </button>
       </div>
       <ErrorMessage error={error} />
-      <Notice>{notice}</Notice>
     </Section>
   );
 }

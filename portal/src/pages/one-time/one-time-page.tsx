@@ -10,7 +10,7 @@ import { Facts, useAction } from '../../ui/fields';
 import { duration, Remaining, StatusBadge, When } from '../../ui/format';
 import { ItemPage, Section } from '../../ui/page';
 import { StepUpAction } from '../../ui/step-up';
-import { ApprovalsList, DecisionPanel, useMayDecide } from '../approvals/decision';
+import { ApprovalsList, DecisionPanel } from '../approvals/decision';
 import { accessSummary } from './access';
 import { oneTimeCalls, REVOCABLE, useOneTimeAccount } from './one-time-api';
 
@@ -36,7 +36,6 @@ function OneTimeDetail({ account: e }: { account: EphemeralView }) {
   const [claim, setClaim] = useState<ClaimView | null>(null);
   const { busy, error, run } = useAction();
   const [notice, setNotice] = useState('');
-  const mayDecide = useMayDecide(e.requesterId, e.approvals);
   const isVendor = e.vendorId === me.id;
   const mayRevoke = (isVendor || e.requesterId === me.id || me.has('admin')) && REVOCABLE.includes(e.status);
   const update = (next: EphemeralView) => queries.setQueryData(['one-time', e.id], next);
@@ -96,12 +95,12 @@ function OneTimeDetail({ account: e }: { account: EphemeralView }) {
             )}
           </div>
           <ErrorMessage error={error} />
-          <Notice>{notice}</Notice>
         </Section>
       )}
+      <Notice>{notice}</Notice>
       <Section title="Approvals">
         <ApprovalsList approvals={e.approvals} required={e.approvalsRequired} />
-        {e.status === 'pending_approval' && mayDecide && <DecisionPanel kind="ephemeral-accounts" id={e.id} requestDigest={e.requestDigest} />}
+        <DecisionPanel kind="ephemeral-accounts" request={e} />
       </Section>
     </>
   );
