@@ -56,6 +56,11 @@ const ACCESS: Record<string, Access> = {
 
   // Identity
   'POST /v1/auth/login': PUBLIC,
+  // the web portal's session (src/identity/browser-session.controller.ts): sign-in is public like login; reading and
+  // ending one answer only to the session cookie, so a bearer caller (all of them here) gets 404 NOT_FOUND, never 401/403
+  'POST /v1/auth/session': PUBLIC,
+  'GET /v1/auth/session': allow(ANY, { beforeEnrollment: true }),
+  'DELETE /v1/auth/session': allow(ANY, { beforeEnrollment: true }),
   'GET /v1/me': allow(ANY, { beforeEnrollment: true }),
   'POST /v1/me/mfa/totp': allow(ANY, { beforeEnrollment: true, usersOnly: true }),
   'POST /v1/me/mfa/totp/confirm': allow(ANY, { beforeEnrollment: true, usersOnly: true, body: { code: '000000' } }),

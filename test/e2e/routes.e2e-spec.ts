@@ -29,10 +29,10 @@ describe('route access declarations', () => {
   beforeAll(async () => (vault = await startTestVault()));
   afterAll(() => vault.close());
 
-  it('every route declares its roles, and only login, health and metrics are public', () => {
+  it('every route declares its roles, and only login (bearer and browser session), health and metrics are public', () => {
     const routes = declaredRoutes(vault);
     expect(routes.length).toBeGreaterThanOrEqual(15);
     for (const r of routes) expect({ route: r.route, declared: r.isPublic || (r.roles?.length ?? 0) > 0 }).toEqual({ route: r.route, declared: true });
-    expect(routes.filter((r) => r.isPublic).map((r) => r.route).sort()).toEqual(['0 /health/live', '0 /health/ready', '0 /metrics', '1 /v1/auth/login'].sort());
+    expect(routes.filter((r) => r.isPublic).map((r) => r.route).sort()).toEqual(['0 /health/live', '0 /health/ready', '0 /metrics', '1 /v1/auth/login', '1 /v1/auth/session'].sort());
   });
 });
