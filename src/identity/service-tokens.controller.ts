@@ -18,7 +18,7 @@ export class ServiceTokensController {
   @Roles('admin')
   @RequiresMfa()
   @Post()
-  create(@CurrentActor() actor: Actor, @Body() dto: CreateServiceTokenDto): Promise<{ id: string; token: string }> {
+  create(@CurrentActor() actor: Actor, @Body() dto: CreateServiceTokenDto): Promise<ServiceTokenView & { token: string }> {
     return this.tokens.create(actor, dto);
   }
 

@@ -88,7 +88,7 @@ export const ServiceTokenView = apiView(
 export type ServiceTokenView = z.output<typeof ServiceTokenView>;
 
 /** `POST /v1/service-tokens`: the token, shown this once. */
-export const ServiceTokenCreated = apiView('ServiceTokenCreated', z.object({ id: uuid(), token: z.string().describe('Shown once; the vault keeps only its hash.') }));
+export const ServiceTokenCreated = apiView('ServiceTokenCreated', ServiceTokenView.extend({ token: z.string().describe('Shown once; the vault keeps only its hash.') }));
 
 export function mapServiceToken(t: ServiceTokenEntity): ServiceTokenView {
   return {

@@ -17,7 +17,7 @@ export class ResponseSchemas {
 
   schema(answer: z.ZodType): SchemaObject | ReferenceObject {
     const json = z.toJSONSchema(answer, { target: 'openapi-3.0', io: 'output', unrepresentable: 'throw', override: dropSafeIntegerBounds }) as Record<string, unknown>;
-    const { definitions, $schema: _ignored, ...root } = rewriteRefs(json) as Record<string, unknown> & { definitions?: Record<string, SchemaObject> };
+    const { definitions, $schema: _ignored, ...root } = finish(json) as Record<string, unknown> & { definitions?: Record<string, SchemaObject> };
     for (const [name, schema] of Object.entries(definitions ?? {})) this.add(name, schema);
     return root as SchemaObject | ReferenceObject;
   }
@@ -35,11 +35,16 @@ function dropSafeIntegerBounds({ jsonSchema }: { jsonSchema: Record<string, unkn
   if (jsonSchema.maximum === Number.MAX_SAFE_INTEGER) delete jsonSchema.maximum;
 }
 
-/** zod's `#/definitions/X` → the document's `#/components/schemas/X`. */
-function rewriteRefs(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(rewriteRefs);
+/**
+ * zod's `#/definitions/X` → the document's `#/components/schemas/X`; a nullable enum lists null among its values
+ * (OpenAPI 3.0.3: `nullable` does not widen an `enum`).
+ */
+function finish(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(finish);
   if (!node || typeof node !== 'object') return node;
-  return Object.fromEntries(
-    Object.entries(node).map(([k, v]) => [k, k === '$ref' && typeof v === 'string' && v.startsWith(DEFINITIONS) ? COMPONENTS + v.slice(DEFINITIONS.length) : rewriteRefs(v)]),
+  const out = Object.fromEntries(
+    Object.entries(node).map(([k, v]) => [k, k === '$ref' && typeof v === 'string' && v.startsWith(DEFINITIONS) ? COMPONENTS + v.slice(DEFINITIONS.length) : finish(v)]),
   );
+  if (out.nullable === true && Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...(out.enum as unknown[]), null];
+  return out;
 }
