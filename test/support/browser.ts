@@ -58,6 +58,8 @@ export async function newPerson(browser: Browser, origin: string, viewport: { wi
   const context = await browser.newContext({ baseURL: origin, viewport, isMobile: phone, hasTouch: phone, locale: 'en-GB', timezoneId: 'UTC' });
   // clipboard access for the copy button
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  // a step that cannot happen fails within seconds, naming what it waited for (not at jest's test timeout)
+  context.setDefaultTimeout(15_000);
   return context;
 }
 
