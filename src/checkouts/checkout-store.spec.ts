@@ -3,13 +3,14 @@ import { DataSource } from 'typeorm';
 import { DEFAULT_POLICY, maxLeaseSeconds } from '../accounts/policy';
 import { KeyringService } from '../crypto/keyring.service';
 import { ClaimedWork } from '../database/claimed-work';
+import { UsersService } from '../identity/users.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { CheckoutStore } from './checkout-store';
 
 describe('CheckoutStore.digest (what an approval is bound to)', () => {
   const keyring = (key: Buffer) => ({ auditKey: () => key }) as unknown as KeyringService;
   const key = randomBytes(32);
-  const store = new CheckoutStore({} as DataSource, keyring(key), {} as ClaimedWork, {} as MetricsService);
+  const store = new CheckoutStore({} as DataSource, keyring(key), {} as ClaimedWork, {} as MetricsService, {} as UsersService);
   const request = { id: randomUUID(), accountId: randomUUID(), requesterId: randomUUID(), ttlSeconds: 3600, justification: 'fix the disk', breakGlass: false };
 
   it('is stable for the same request and key, 64 hex characters', () => {
@@ -29,7 +30,7 @@ describe('CheckoutStore.digest (what an approval is bound to)', () => {
   });
 
   it('cannot be computed without the audit key', () => {
-    expect(new CheckoutStore({} as DataSource, keyring(randomBytes(32)), {} as ClaimedWork, {} as MetricsService).digest(request)).not.toBe(store.digest(request));
+    expect(new CheckoutStore({} as DataSource, keyring(randomBytes(32)), {} as ClaimedWork, {} as MetricsService, {} as UsersService).digest(request)).not.toBe(store.digest(request));
   });
 
   it('does not let field boundaries shift (justification vs. neighbours)', () => {

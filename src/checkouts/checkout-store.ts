@@ -9,6 +9,7 @@ import { KeyringService } from '../crypto/keyring.service';
 import { ClaimedWork, Queryable } from '../database/claimed-work';
 import { keysetPage } from '../database/queries';
 import { userDisabledSql, userLacksRoleSql } from '../identity/user-standing';
+import { UsersService } from '../identity/users.service';
 import { MetricsService, PENDING_APPROVALS_GAUGE } from '../metrics/metrics.service';
 import { CheckoutApprovalEntity, CheckoutEntity, CheckoutStatus } from './checkout.entity';
 import { CHECKOUT_UPDATES, endableFrom, EndReason, endStatus } from './checkout-states';
@@ -40,6 +41,7 @@ export class CheckoutStore implements OnModuleInit {
     private readonly keyring: KeyringService,
     private readonly work: ClaimedWork,
     private readonly metrics: MetricsService,
+    private readonly users: UsersService,
   ) {}
 
   /** The checkouts gauge is read here, by the table's owner (the joint vault_pending_approvals reads pendingApprovalCount). */
@@ -73,7 +75,8 @@ export class CheckoutStore implements OnModuleInit {
   async view(em: EntityManager, checkout: CheckoutEntity): Promise<CheckoutView> {
     const approvals =
       checkout.approvalsRequired === 0 ? [] : await em.getRepository(CheckoutApprovalEntity).find({ where: { checkoutId: checkout.id }, order: { decidedAt: 'ASC' } });
-    return mapCheckout(checkout, approvals, this.digest(checkout));
+    const names = await this.users.usernames(em, [checkout.requesterId]);
+    return mapCheckout(checkout, approvals, this.digest(checkout), names.get(checkout.requesterId) ?? null);
   }
 
   /** Oldest first (keyset on insertion order). Operators see their own; admins, approvers and auditors see all. */
@@ -88,8 +91,9 @@ export class CheckoutStore implements OnModuleInit {
     });
     const ids = page.items.map((c) => c.id);
     const approvals = ids.length ? await em.getRepository(CheckoutApprovalEntity).find({ where: { checkoutId: In(ids) }, order: { decidedAt: 'ASC' } }) : [];
+    const names = await this.users.usernames(em, page.items.map((c) => c.requesterId));
     return {
-      items: page.items.map((c) => mapCheckout(c, approvals.filter((a) => a.checkoutId === c.id), this.digest(c))),
+      items: page.items.map((c) => mapCheckout(c, approvals.filter((a) => a.checkoutId === c.id), this.digest(c), names.get(c.requesterId) ?? null)),
       nextCursor: page.nextCursor,
     };
   }

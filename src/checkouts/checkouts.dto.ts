@@ -59,6 +59,7 @@ export const CheckoutView = apiView(
     id: uuid(),
     accountId: uuid(),
     requesterId: uuid(),
+    requesterName: z.string().nullable().describe("The requester's username (null if the user was removed)."),
     status: z.enum(CHECKOUT_STATUSES),
     justification: z.string(),
     ttlSeconds: z.number().int(),
@@ -92,11 +93,12 @@ export const RevealView = apiView('RevealView', z.object({ credential: Credentia
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-export function mapCheckout(c: CheckoutEntity, approvals: CheckoutApprovalEntity[], requestDigest: string): CheckoutView {
+export function mapCheckout(c: CheckoutEntity, approvals: CheckoutApprovalEntity[], requestDigest: string, requesterName: string | null): CheckoutView {
   return {
     id: c.id,
     accountId: c.accountId,
     requesterId: c.requesterId,
+    requesterName,
     status: c.status,
     justification: c.justification,
     ttlSeconds: c.ttlSeconds,

@@ -81,7 +81,7 @@ export class CheckoutsService {
       });
       const events = [event('requested', { justification: dto.justification, ttlSeconds, breakGlass, approvalsRequired: policy.approvalsRequired })];
       if (breakGlass) events.push(event('break_glass', { justification: dto.justification, approvalsSkipped: policy.approvalsRequired }));
-      const view = mapCheckout(checkout, [], this.store.digest(checkout));
+      const view = mapCheckout(checkout, [], this.store.digest(checkout), actor.name);
       // who is told (approvers, or administrators and auditors of a break-glass) is named by the owners; a plain
       // checkout that needs no approval tells no one and reads nothing more
       const names = needsApproval || breakGlass ? await this.notices.names(em, checkout, { requester: actor.name }) : null;

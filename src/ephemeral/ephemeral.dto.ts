@@ -75,7 +75,9 @@ export const EphemeralView = apiView(
     id: uuid(),
     targetId: uuid(),
     vendorId: uuid(),
+    vendorName: z.string().nullable().describe("The vendor's username (null if the user was removed)."),
     requesterId: uuid(),
+    requesterName: z.string().nullable().describe("The requester's username (null if the user was removed)."),
     status: z.enum(EPHEMERAL_STATUSES),
     justification: z.string(),
     ttlSeconds: z.number().int(),
@@ -100,12 +102,14 @@ export type EphemeralView = z.output<typeof EphemeralView>;
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-export function mapEphemeral(e: EphemeralAccountEntity, approvals: EphemeralApprovalEntity[], requestDigest: string): EphemeralView {
+export function mapEphemeral(e: EphemeralAccountEntity, approvals: EphemeralApprovalEntity[], requestDigest: string, names: ReadonlyMap<string, string>): EphemeralView {
   return {
     id: e.id,
     targetId: e.targetId,
     vendorId: e.vendorId,
+    vendorName: names.get(e.vendorId) ?? null,
     requesterId: e.requesterId,
+    requesterName: names.get(e.requesterId) ?? null,
     status: e.status,
     justification: e.justification,
     ttlSeconds: e.ttlSeconds,

@@ -123,7 +123,8 @@ export class EphemeralService {
     const em = this.dataSource.manager;
     const page = await this.store.page(em, q, seesAll(actor) ? null : actor.id);
     const approvals = await this.store.approvalsOf(em, page.items.map((r) => r.id));
-    return { items: page.items.map((r) => mapEphemeral(r, approvals.filter((a) => a.ephemeralId === r.id), this.digest(r))), nextCursor: page.nextCursor };
+    const names = await this.users.usernames(em, page.items.flatMap((r) => [r.requesterId, r.vendorId]));
+    return { items: page.items.map((r) => mapEphemeral(r, approvals.filter((a) => a.ephemeralId === r.id), this.digest(r), names)), nextCursor: page.nextCursor };
   }
 
   /** Loads one (optionally `FOR UPDATE`); 404 when it does not exist or the actor may not see it. */
@@ -135,7 +136,7 @@ export class EphemeralService {
 
   async view(em: EntityManager, row: EphemeralAccountEntity): Promise<EphemeralView> {
     const approvals = await this.store.approvalsOf(em, [row.id]);
-    return mapEphemeral(row, approvals, this.digest(row));
+    return mapEphemeral(row, approvals, this.digest(row), await this.users.usernames(em, [row.requesterId, row.vendorId]));
   }
 
   async getPolicy(targetId: string): Promise<EphemeralPolicy> {

@@ -149,6 +149,14 @@ export class UsersService {
     });
   }
 
+  /** Usernames by id, for the views that name who asks and for whom (an id no longer known is left out). */
+  async usernames(em: EntityManager, ids: readonly string[]): Promise<Map<string, string>> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return new Map();
+    const rows: Array<{ id: string; username: string }> = await em.query('SELECT id, username FROM users WHERE id = ANY ($1::uuid[])', [unique]);
+    return new Map(rows.map((r) => [r.id, r.username]));
+  }
+
   /** One user; `em`: inside the caller's transaction (never a second pool connection while it holds locks). */
   async get(id: string, em: EntityManager = this.dataSource.manager): Promise<UserView> {
     return mapUser(await findByIdOrThrow(em, UserEntity, id, 'user'));
