@@ -77,6 +77,14 @@ export class AuditQueryService {
     return toPage(rows, limit, (r) => [r.id], mapAuditEvent);
   }
 
+  /** One event; 404 for an id that is not one (ids are decimal bigints: anything else names no event). */
+  async get(id: string): Promise<AuditEventView> {
+    if (!/^[1-9]\d{0,17}$/.test(id)) throw Errors.notFound('audit event');
+    const rows: StoredAuditEvent[] = await this.dataSource.query(`SELECT ${COLUMNS} FROM audit_events e WHERE e.id = $1::bigint`, [id]);
+    if (rows.length !== 1) throw Errors.notFound('audit event');
+    return mapAuditEvent(rows[0]);
+  }
+
   /**
    * Takes the sealing lock (waiting for a running sealer, but not for ever: a session that holds it to keep
    * events unsealed makes verify answer 503), seals everything committed, and checks the whole chain in one

@@ -1,4 +1,4 @@
-import { Controller, Get, Query, Res } from '@nestjs/common';
+import { Controller, Get, Param, Query, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { DomainException } from '../common/errors';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
@@ -40,5 +40,16 @@ export class AuditController {
       if (typeof wait === 'number') res.setHeader('Retry-After', String(wait));
       throw e;
     }
+  }
+
+  @ApiOperation({
+    summary: 'One audit event by id (the web portal links /portal/audit/<id> here)',
+    description: 'The id is the decimal id the list answers; any other id is 404 NOT_FOUND.',
+  })
+  @ApiAnswer(AuditEventView)
+  @Roles('auditor', 'admin')
+  @Get(':id')
+  get(@Param('id') id: string): Promise<AuditEventView> {
+    return this.audit.get(id);
   }
 }

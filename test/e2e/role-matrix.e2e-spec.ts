@@ -118,6 +118,7 @@ const ACCESS: Record<string, Access> = {
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
   'GET /v1/audit-events/verify': allow(['auditor', 'admin']),
+  'GET /v1/audit-events/:id': allow(['auditor', 'admin']),
 
   // Notifications: channels and routes (secrets write-only), the test message, the delivery log
   'POST /v1/notification-channels': ADMIN_STEP_UP,
