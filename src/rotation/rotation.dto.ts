@@ -11,7 +11,7 @@ export const RotationView = apiView(
       reason: z.enum(['manual', 'scheduled', 'onboard', 'checkin', 'drift', 'retry']),
       status: z.enum(['pending', 'succeeded', 'failed']),
       errorCode: z.string().nullable().describe('A stable code when the rotation failed; never a secret.'),
-      requestedBy: uuid().nullable().describe('The user or service token that asked for it; null for the vault itself.'),
+      requestedBy: z.string().nullable().describe('The id of the user or service token that asked for it, or `system` (the vault itself).'),
       createdAt: timestamp(),
       finishedAt: timestamp().nullable(),
     }),
