@@ -1,5 +1,5 @@
 import { useId, useState, type FormEvent } from 'react';
-import { useNavigate, useParams } from 'react-router';
+import { Link, useNavigate, useParams } from 'react-router';
 import { usePagedList } from '../../api/lists';
 import { TargetName, useAccount } from '../../api/names';
 import type { AccountView, CheckoutView } from '../../api/views';
@@ -11,6 +11,7 @@ import { Loading, Page, Section } from '../../ui/page';
 import { MfaCodeField } from '../../ui/step-up';
 import { checkoutCalls, credentialHandoff } from '../checkouts/checkout-api';
 import { CheckoutList } from '../checkouts/checkouts-page';
+import { AccountAdminActions } from '../admin/accounts/account-actions';
 import { policySummary } from './policy-summary';
 
 /** One account: what it is, its rules, its recent checkouts, and (for operators) the checkout request. */
@@ -37,7 +38,8 @@ export function AccountPage() {
               ]}
             />
           </Section>
-          {me.has('operator') && <RequestCheckout account={account} />}
+          {me.has('admin') && <AccountAdminActions account={account} />}
+          {me.has('operator') && <RequestCheckout account={account} held={recent.items.find((c) => c.status === 'active' || c.status === 'pending_approval')} />}
           <Section title={me.has('approver', 'admin', 'auditor') ? 'Recent checkouts' : 'Your recent checkouts'}>
             {recent.isPending ? <Loading /> : <CheckoutList items={recent.items} showRequester={me.has('approver', 'admin', 'auditor')} />}
           </Section>
@@ -53,8 +55,10 @@ function durations(a: AccountView, breakGlass: boolean): number[] {
   return durationsUpTo(max, a.policy.checkoutTtlSeconds);
 }
 
-function RequestCheckout({ account }: { account: AccountView }) {
+/** The checkout request; `held` is a live checkout of this account among the recent ones (the operator's own, for operators). */
+function RequestCheckout({ account, held }: { account: AccountView; held?: CheckoutView }) {
   const navigate = useNavigate();
+  const me = useMe();
   const [justification, setJustification] = useState('');
   const [breakGlass, setBreakGlass] = useState(false);
   const [ttl, setTtl] = useState(account.policy.checkoutTtlSeconds);
@@ -81,6 +85,11 @@ function RequestCheckout({ account }: { account: AccountView }) {
     return (
       <Section title="Request a checkout">
         <p className="muted">This account is {account.status.replace(/_/g, ' ')}: it cannot be checked out now.</p>
+        {held && held.requesterId === me.id && (
+          <p>
+            <Link to={`/checkouts/${held.id}`}>Open your checkout of this account</Link>
+          </p>
+        )}
       </Section>
     );
   return (

@@ -8,6 +8,7 @@ import { ErrorMessage } from '../../ui/errors';
 import { SelectField, StatusFilter } from '../../ui/fields';
 import { StatusBadge } from '../../ui/format';
 import { Loading, Page } from '../../ui/page';
+import { AccountsAdminSection } from '../admin/accounts/accounts-admin';
 import { policySummary } from './policy-summary';
 
 const STATUSES = ['available', 'checked_out', 'rotating', 'needs_attention'];
@@ -31,6 +32,7 @@ export function AccountsPage() {
   const shown = list.items.filter((a) => matches(a, targets.get(a.targetId), search));
   return (
     <Page title="Accounts">
+      {me.has('admin') && <AccountsAdminSection />}
       <form className="filters" role="search" aria-label="Search accounts" onSubmit={(e) => e.preventDefault()}>
         <div className="field">
           <label htmlFor={searchId}>Search target or username</label>

@@ -1,6 +1,6 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useId, useState } from 'react';
-import { api, mfa, ok } from '../../api/client';
+import { api, ok, withMfa } from '../../api/client';
 import type { ApprovalView } from '../../api/views';
 import { useMe } from '../../session';
 import { Person } from '../../api/names';
@@ -45,7 +45,7 @@ function DecisionForm({ kind, id, requestDigest, onDecided }: { kind: DecisionKi
   const decide = (decision: 'approve' | 'deny') => async (code: string) => {
     const body = { requestDigest, ...(comment.trim() ? { comment: comment.trim() } : {}) };
     const at = decision === 'approve' ? `/v1/${kind}/{id}/approve` : `/v1/${kind}/{id}/deny`;
-    ok(await api.POST(at as '/v1/checkouts/{id}/approve', { params: { path: { id } }, body, ...mfa(code) }));
+    ok(await api.POST(at as '/v1/checkouts/{id}/approve', withMfa(code, { params: { path: { id } }, body })));
     onDecided(decision === 'approve' ? 'Approved' : 'Denied');
     await queries.invalidateQueries();
   };

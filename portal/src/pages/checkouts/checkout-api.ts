@@ -1,4 +1,4 @@
-import { api, mfa, ok } from '../../api/client';
+import { api, ok, withMfa } from '../../api/client';
 import { useLiveItem } from '../../api/lists';
 import type { CheckoutView, CredentialView } from '../../api/views';
 
@@ -15,13 +15,13 @@ const path = (id: string) => ({ params: { path: { id } } });
 /** The checkout calls the pages make; each MFA one takes the step-up code. */
 export const checkoutCalls = {
   async request(body: { accountId: string; justification: string; ttlSeconds: number; breakGlass?: boolean }, code: string) {
-    return ok(await api.POST('/v1/checkouts', { body, ...mfa(code) })) as CheckoutView & { credential?: CredentialView };
+    return ok(await api.POST('/v1/checkouts', withMfa(code, { body }))) as CheckoutView & { credential?: CredentialView };
   },
   async reveal(id: string, code: string) {
-    return ok(await api.POST('/v1/checkouts/{id}/reveal', { ...path(id), ...mfa(code) })) as { credential: CredentialView; expiresAt: string };
+    return ok(await api.POST('/v1/checkouts/{id}/reveal', withMfa(code, path(id)))) as { credential: CredentialView; expiresAt: string };
   },
   async extend(id: string, ttlSeconds: number, code: string) {
-    return ok(await api.POST('/v1/checkouts/{id}/extend', { ...path(id), body: { ttlSeconds }, ...mfa(code) })) as CheckoutView;
+    return ok(await api.POST('/v1/checkouts/{id}/extend', withMfa(code, { ...path(id), body: { ttlSeconds } }))) as CheckoutView;
   },
   async checkin(id: string) {
     return ok(await api.POST('/v1/checkouts/{id}/checkin', path(id))) as CheckoutView;

@@ -1,5 +1,5 @@
 import { useId, useState } from 'react';
-import { api, mfa, ok } from '../../api/client';
+import { api, ok, withMfa } from '../../api/client';
 import { useMe, useSession } from '../../session';
 import { Notice } from '../../ui/errors';
 import { duration, When } from '../../ui/format';
@@ -67,7 +67,7 @@ function NotificationSettings() {
   const save = async (code: string) => {
     setSaved('');
     const body = { mutedNotifications: muted, ...(email.trim() && email.trim() !== me.email ? { email: email.trim() } : {}) };
-    ok(await api.PATCH('/v1/me', { body, ...mfa(code) }));
+    ok(await api.PATCH('/v1/me', withMfa(code, { body })));
     await refresh();
     setSaved('Saved.');
   };

@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import { api, mfa, ok } from '../../api/client';
+import { api, ok, withMfa } from '../../api/client';
 import { useLiveItem } from '../../api/lists';
 import type { ClaimView, EphemeralAccess, EphemeralStatus, EphemeralView } from '../../api/views';
 
@@ -37,7 +37,7 @@ export const oneTimeCalls = {
     return ok(await api.POST('/v1/ephemeral-accounts', { body })) as EphemeralView;
   },
   async claim(id: string, code: string) {
-    return ok(await api.POST('/v1/ephemeral-accounts/{id}/claim', { ...path(id), ...mfa(code) })) as ClaimView;
+    return ok(await api.POST('/v1/ephemeral-accounts/{id}/claim', withMfa(code, path(id)))) as ClaimView;
   },
   async revoke(id: string) {
     return ok(await api.POST('/v1/ephemeral-accounts/{id}/revoke', path(id))) as EphemeralView;
