@@ -63,8 +63,8 @@ export class ApprovalsService {
   }
 
   /**
-   * MFA. An approver's after-the-fact review of a break-glass checkout (once; not by its requester; only once it
-   * has ended: the review is the one control after the fact, so it is never given while the access still runs).
+   * MFA. An approver's or auditor's after-the-fact review of a break-glass checkout (once; not by its requester; only
+   * once it has ended: the review is the one control after the fact, so it is never given while the access still runs).
    */
   async review(actor: Actor, id: string, dto: ReviewDto): Promise<CheckoutView> {
     return this.uow.run(async ({ em, audit }) => {

@@ -81,11 +81,14 @@ export class CheckoutsController {
     return this.approvals.deny(actor, id, dto);
   }
 
-  /** After-the-fact review of a break-glass checkout: once it has ended, with the approver's own step-up code. */
-  @ApiOperation({ summary: 'Review a break-glass checkout after the fact (once it has ended)' })
+  /** After-the-fact review of a break-glass checkout: once it has ended, with the reviewer's own step-up code. */
+  @ApiOperation({
+    summary: 'Review a break-glass checkout after the fact (once it has ended)',
+    description: "By an approver or an auditor (a control after the fact: an auditor's work as much as an approver's), never by its requester; once.",
+  })
   @ApiErrors('SELF_APPROVAL', 'NOT_BREAK_GLASS', 'CHECKOUT_NOT_ENDED', 'ALREADY_REVIEWED')
   @ApiAnswer(CheckoutView)
-  @Roles('approver')
+  @Roles('approver', 'auditor')
   @RequiresMfa()
   @Post(':id/review')
   @HttpCode(200)

@@ -375,6 +375,25 @@ describe('checkouts (e2e)', () => {
       await as(admin).delete(`/v1/accounts/${account.id}`, true).expect(204);
     });
 
+    it('an auditor may give the review too (their own step-up code, audited as theirs), never on a checkout they took', async () => {
+      const auditor = await vault.createUser(['auditor']);
+      const account = await newAccount({ approvalsRequired: 1, breakGlassAllowed: true, breakGlassTtlSeconds: 900 });
+      const co = (await checkout(operator, account.id, { breakGlass: true, justification: 'prod is down, INC-4712' }).expect(201)).body;
+      await as(operator).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+      expect((await as(auditor).post(`/v1/checkouts/${co.id}/review`, { comment: 'no code' }).expect(401)).body.code).toBe('MFA_REQUIRED');
+      const reviewed = (await as(auditor).post(`/v1/checkouts/${co.id}/review`, { comment: 'matches INC-4712' }, true).expect(200)).body;
+      expect(reviewed.review).toMatchObject({ reviewedBy: auditor.id, comment: 'matches INC-4712' });
+      const [event] = await vault.db.query<{ actor_id: string }>("SELECT actor_id FROM audit_events WHERE type = 'checkout.reviewed' AND subject_id = $1", [co.id]);
+      expect(event.actor_id).toBe(auditor.id);
+      // an operator who is also an auditor does not review their own break-glass access
+      const both = await vault.createUser(['operator', 'auditor']);
+      const other = await newAccount({ approvalsRequired: 1, breakGlassAllowed: true, breakGlassTtlSeconds: 900 });
+      const own = (await checkout(both, other.id, { breakGlass: true, justification: 'prod is down, INC-4713' }).expect(201)).body;
+      await as(both).post(`/v1/checkouts/${own.id}/checkin`).expect(200);
+      expect((await as(both).post(`/v1/checkouts/${own.id}/review`, { comment: 'fine by me' }, true).expect(403)).body.code).toBe('SELF_APPROVAL');
+      expect((await as(auditor).post(`/v1/checkouts/${own.id}/review`, { comment: 'checked' }, true).expect(200)).body.review).toMatchObject({ reviewedBy: auditor.id });
+    });
+
     it('monitoring sees open checkouts and unreviewed break-glass ones (no names, no secrets)', async () => {
       const account = await newAccount({ breakGlassAllowed: true });
       await checkout(operator, account.id, { breakGlass: true }).expect(201);

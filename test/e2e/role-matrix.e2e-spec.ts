@@ -98,7 +98,8 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/checkouts/:id': allow(['operator', 'admin', 'approver', 'auditor']),
   'POST /v1/checkouts/:id/approve': allow(['approver'], { stepUp: true }),
   'POST /v1/checkouts/:id/deny': allow(['approver'], { stepUp: true }),
-  'POST /v1/checkouts/:id/review': allow(['approver'], { stepUp: true, body: { comment: 'role matrix probe' } }),
+  // the after-the-fact review of a break-glass checkout: an approver's or an auditor's control
+  'POST /v1/checkouts/:id/review': allow(['approver', 'auditor'], { stepUp: true, body: { comment: 'role matrix probe' } }),
   'POST /v1/checkouts/:id/reveal': allow(['operator'], { stepUp: true }),
   'POST /v1/checkouts/:id/extend': allow(['operator'], { stepUp: true, body: { ttlSeconds: 600 } }),
   'POST /v1/checkouts/:id/checkin': allow(['operator', 'admin']),

@@ -89,7 +89,7 @@ export function registerApprovals(program: Command, rt: Runtime): void {
 
   program
     .command('review')
-    .description('approvers: review a break-glass checkout once it has ended (step-up MFA; without an id: list those waiting for review)')
+    .description('approvers and auditors: review a break-glass checkout once it has ended (step-up MFA; without an id: list those waiting for review)')
     .argument('[checkoutId]')
     .option('-m, --comment <text>', 'your finding, kept in the audit log (required with an id)')
     .action(async (id: string | undefined, o: { comment?: string }, cmd: Command) => {
