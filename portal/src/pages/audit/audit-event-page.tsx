@@ -2,7 +2,7 @@ import { useQuery } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router';
 import { api, ok } from '../../api/client';
 import { Person } from '../../api/names';
-import type { Page as ApiPage } from '../../api/views';
+import { ApiError } from '../../api/errors';
 import { ErrorMessage } from '../../ui/errors';
 import { StatusBadge, When } from '../../ui/format';
 import { Loading, Page, Section } from '../../ui/page';
@@ -10,24 +10,14 @@ import type { AuditEventView } from '../admin/views';
 import { SubjectLink } from './subject-link';
 import { Facts } from '../../ui/fields';
 
-const EVENT_ID = /^\d{1,19}$/;
-
-/**
- * The list's keyset cursor that starts just after `id`: the list is newest first by id and a cursor is the last row's
- * id (src/common/pagination.ts, base64url JSON), so one row from there is the event itself, if it exists. The API has
- * no read-one route for audit events; this keeps the deep link `/portal/audit/<id>` working with the list alone.
- */
-function cursorJustAfter(id: string): string {
-  return btoa(JSON.stringify([String(BigInt(id) + 1n)]))
-    .replace(/\+/g, '-')
-    .replace(/\//g, '_')
-    .replace(/=+$/, '');
-}
-
+/** One event, or null when there is none with this id (the API answers 404 NOT_FOUND). */
 async function readEvent(id: string): Promise<AuditEventView | null> {
-  if (!EVENT_ID.test(id)) return null;
-  const page = ok(await api.GET('/v1/audit-events', { params: { query: { limit: 1, cursor: cursorJustAfter(id) } } })) as ApiPage<AuditEventView>;
-  return page.items.find((e) => e.id === id) ?? null;
+  try {
+    return ok(await api.GET('/v1/audit-events/{id}', { params: { path: { id } } })) as AuditEventView;
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'NOT_FOUND') return null;
+    throw e;
+  }
 }
 
 /** `/audit/:id`: one audit event with its details (auditor, admin). */

@@ -1,7 +1,7 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link } from 'react-router';
-import { api, mfa, ok } from '../../api/client';
+import { api, ok, withMfa } from '../../api/client';
 import { MoreButton, usePagedList } from '../../api/lists';
 import { AccountName, Person } from '../../api/names';
 import type { CheckoutView } from '../../api/views';
@@ -18,9 +18,12 @@ const VIEWS: Array<{ value: 'true' | 'false'; label: string }> = [
   { value: 'true', label: 'Reviewed' },
 ];
 
+/** Who may review a break-glass checkout after the fact (POST /v1/checkouts/:id/review), never its requester. */
+const REVIEWERS = ['approver', 'auditor'] as const;
+
 /**
- * `/break-glass`: emergency checkouts that skipped approval, to be reviewed after the fact. Auditors and admins see
- * the queue; an approver other than the requester reviews an ended one with a comment and their code.
+ * `/break-glass`: emergency checkouts that skipped approval, to be reviewed after the fact. An approver or auditor other
+ * than the requester reviews an ended one with a comment and their code; admins read the queue.
  */
 export function BreakGlassPage() {
   const me = useMe();
@@ -31,7 +34,7 @@ export function BreakGlassPage() {
       <div className="filters">
         <SelectField label="Show" value={reviewed} onChange={setReviewed} options={optionsOf(VIEWS)} />
       </div>
-      {!me.has('approver') && <p className="hint">Reviewing needs the approver role; you can read the queue.</p>}
+      {!me.has(...REVIEWERS) && <p className="hint">Reviewing needs the approver or auditor role; you can read the queue.</p>}
       <ErrorMessage error={list.error} />
       {list.isPending ? (
         <Loading what="Loading break-glass checkouts" />
@@ -41,7 +44,7 @@ export function BreakGlassPage() {
         <ul className="card-list">
           {list.items.map((c) => (
             <li key={c.id}>
-              <BreakGlassCard checkout={c} canReview={me.has('approver') && c.requesterId !== me.id} />
+              <BreakGlassCard checkout={c} canReview={me.has(...REVIEWERS) && c.requesterId !== me.id} />
             </li>
           ))}
         </ul>
@@ -56,7 +59,7 @@ function BreakGlassCard({ checkout: c, canReview }: { checkout: CheckoutView; ca
   const [comment, setComment] = useState('');
   const [done, setDone] = useState(false);
   const review = async (code: string) => {
-    ok(await api.POST('/v1/checkouts/{id}/review', { params: { path: { id: c.id } }, body: { comment }, ...mfa(code) }));
+    ok(await api.POST('/v1/checkouts/{id}/review', withMfa(code, { params: { path: { id: c.id } }, body: { comment } })));
     setDone(true);
     await queries.invalidateQueries();
   };

@@ -1,7 +1,7 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { useNavigate, useParams } from 'react-router';
-import { api, mfa, ok } from '../../api/client';
+import { api, ok, withMfa } from '../../api/client';
 import { MoreButton, usePagedList } from '../../api/lists';
 import { TargetName, useTargets } from '../../api/names';
 import { useMe } from '../../session';
@@ -35,17 +35,17 @@ export function ChannelPage() {
   const path = { params: { path: { id: channel.id } } };
 
   const setEnabled = async (code: string, enabled: boolean) => {
-    ok(await api.PATCH('/v1/notification-channels/{id}', { ...path, body: { enabled }, ...mfa(code) }));
+    ok(await api.PATCH('/v1/notification-channels/{id}', withMfa(code, { ...path, body: { enabled } })));
     setNotice(enabled ? 'Channel enabled: waiting deliveries go out now.' : 'Channel disabled: its deliveries wait until it is enabled again.');
     await queries.invalidateQueries();
   };
   const test = async (code: string) => {
-    ok(await api.POST('/v1/notification-channels/{id}/test', { ...path, ...mfa(code) }));
+    ok(await api.POST('/v1/notification-channels/{id}/test', withMfa(code, path)));
     setNotice('Test message queued: see it in the deliveries below.');
     await queries.invalidateQueries();
   };
   const remove = async (code: string) => {
-    await api.DELETE('/v1/notification-channels/{id}', { ...path, ...mfa(code) });
+    await api.DELETE('/v1/notification-channels/{id}', withMfa(code, path));
     navigate('/notifications', { replace: true });
     await queries.invalidateQueries();
   };
@@ -87,7 +87,7 @@ function ChannelRoutes({ channel, admin }: { channel: ChannelView; admin: boolea
   const queries = useQueryClient();
   const list = usePagedList<RouteView>('/v1/notification-routes', { channelId: channel.id });
   const remove = async (id: string, code: string) => {
-    await api.DELETE('/v1/notification-routes/{id}', { params: { path: { id } }, ...mfa(code) });
+    await api.DELETE('/v1/notification-routes/{id}', withMfa(code, { params: { path: { id } } }));
     await queries.invalidateQueries();
   };
   const columns: Column<RouteView>[] = [
@@ -128,7 +128,7 @@ function RouteForm({ channelId, onDone }: { channelId: string; onDone(): void })
   const [targetIds, setTargetIds] = useState<string[]>([]);
   const add = async (code: string) => {
     const body = { channelId, eventTypes, ...(targetIds.length ? { targetIds } : {}) };
-    ok(await api.POST('/v1/notification-routes', { body, ...mfa(code) }));
+    ok(await api.POST('/v1/notification-routes', withMfa(code, { body })));
     await queries.invalidateQueries();
     onDone();
   };

@@ -1,7 +1,7 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useNavigate } from 'react-router';
-import { api, mfa, ok } from '../../api/client';
+import { api, ok, withMfa } from '../../api/client';
 import { MoreButton, usePagedList } from '../../api/lists';
 import { useMe } from '../../session';
 import { ErrorMessage } from '../../ui/errors';
@@ -69,7 +69,7 @@ function ChannelCreateForm() {
   const create = async (code: string) => {
     const config = kind === 'email' ? { to: splitList(to) } : kind === 'webhook' ? { url: url.trim() } : {};
     const body = { name, kind, config, enabled, ...(kind !== 'email' ? { secret } : {}) };
-    const channel = ok(await api.POST('/v1/notification-channels', { body, ...mfa(code) })) as ChannelView;
+    const channel = ok(await api.POST('/v1/notification-channels', withMfa(code, { body }))) as ChannelView;
     setSecret('');
     await queries.invalidateQueries();
     navigate(`/notifications/${channel.id}`);

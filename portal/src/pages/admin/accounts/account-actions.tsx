@@ -1,7 +1,7 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { useNavigate } from 'react-router';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import type { AccountView } from '../../../api/views';
 import { ErrorMessage, Notice } from '../../../ui/errors';
 import { Section } from '../../../ui/page';
@@ -53,7 +53,7 @@ export function AccountAdminActions({ account }: { account: AccountView }) {
   };
 
   const remove = async (code: string) => {
-    await api.DELETE('/v1/accounts/{id}', { params: { path: { id: account.id } }, ...mfa(code) });
+    await api.DELETE('/v1/accounts/{id}', withMfa(code, { params: { path: { id: account.id } } }));
     navigate('/admin/accounts', { replace: true });
     await refresh();
   };
@@ -92,7 +92,7 @@ function PolicyEditor({ account, onSaved }: { account: AccountView; onSaved(): v
   const queries = useQueryClient();
   const [policy, setPolicy] = useState(() => draftOf(account.policy));
   const save = async (code: string) => {
-    await api.PATCH('/v1/accounts/{id}', { params: { path: { id: account.id } }, body: { policy: policyOf(policy) }, ...mfa(code) });
+    await api.PATCH('/v1/accounts/{id}', withMfa(code, { params: { path: { id: account.id } }, body: { policy: policyOf(policy) } }));
     onSaved();
     await queries.invalidateQueries();
   };

@@ -1,6 +1,6 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import type { AccountView } from '../../../api/views';
 import { Notice } from '../../../ui/errors';
 import { StepUpAction } from '../../../ui/step-up';
@@ -25,7 +25,7 @@ export function OnboardForm({ targetId: fixedTarget, onDone }: { targetId?: stri
 
   const onboard = async (code: string) => {
     const body = { targetId, username, ...(keepPassword ? { password } : {}), policy: policyOf(policy) };
-    const account = ok(await api.POST('/v1/accounts', { body, ...mfa(code) })) as AccountView;
+    const account = ok(await api.POST('/v1/accounts', withMfa(code, { body }))) as AccountView;
     setPassword('');
     setUsername('');
     setDone(account);

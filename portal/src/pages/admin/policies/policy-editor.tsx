@@ -1,6 +1,6 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import { ErrorMessage, Notice } from '../../../ui/errors';
 import { Loading } from '../../../ui/page';
 import { StepUpAction } from '../../../ui/step-up';
@@ -59,7 +59,7 @@ function PolicyForm({ target, policy, saved, setSaved }: { target: TargetView; p
       allowedRoles: target.type === 'postgres' ? splitList(roles) : [],
       allowedGrants: target.type === 'mysql' ? grantsOf(grants) : [],
     };
-    ok(await api.PUT('/v1/targets/{id}/ephemeral-policy', { params: { path: { id: target.id } }, body, ...mfa(code) }));
+    ok(await api.PUT('/v1/targets/{id}/ephemeral-policy', withMfa(code, { params: { path: { id: target.id } }, body })));
     setSaved(true);
     await queries.invalidateQueries();
   };

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { useNavigate } from 'react-router';
 import { useQueryClient } from '@tanstack/react-query';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import { StepUpAction } from '../../../ui/step-up';
 import { Checkbox, optionsOf, TextArea, TextField } from '../shared/fields';
 import type { AdminTargetView, TargetOptions, TargetType } from '../views';
@@ -62,7 +62,7 @@ export function TargetCreateForm({ onDone }: { onDone(): void }) {
   const create = async (code: string) => {
     const admin = useKey ? { username: adminUser, privateKey, ...(passphrase ? { passphrase } : {}) } : { username: adminUser, password };
     const body = { name, type, host, port: Number(port), admin, options: options() };
-    const target = ok(await api.POST('/v1/targets', { body, ...mfa(code) })) as AdminTargetView;
+    const target = ok(await api.POST('/v1/targets', withMfa(code, { body }))) as AdminTargetView;
     setPassword('');
     setPrivateKey('');
     setPassphrase('');

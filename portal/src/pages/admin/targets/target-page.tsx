@@ -1,6 +1,6 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useLocation, useNavigate, useParams } from 'react-router';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import { ErrorMessage, Notice } from '../../../ui/errors';
 import { Loading, Page, Section } from '../../../ui/page';
 import { StepUpAction } from '../../../ui/step-up';
@@ -25,7 +25,7 @@ export function TargetPage() {
   const target = query.data;
 
   const remove = async (code: string) => {
-    await api.DELETE('/v1/targets/{id}', { params: { path: { id } }, ...mfa(code) });
+    await api.DELETE('/v1/targets/{id}', withMfa(code, { params: { path: { id } } }));
     navigate('/targets', { replace: true });
     await queries.invalidateQueries();
   };

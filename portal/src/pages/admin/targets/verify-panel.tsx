@@ -1,6 +1,6 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import { ApiError } from '../../../api/errors';
 import { ErrorMessage } from '../../../ui/errors';
 import { Section } from '../../../ui/page';
@@ -33,7 +33,7 @@ export function VerifyPanel({ target }: { target: AdminTargetView }) {
     setError(null);
     try {
       const body = hostKeySha256 ? { hostKeySha256 } : {};
-      setResult(ok(await api.POST('/v1/targets/{id}/verify', { params: { path: { id: target.id } }, body, ...mfa(code) })) as VerifyView);
+      setResult(ok(await api.POST('/v1/targets/{id}/verify', withMfa(code, { params: { path: { id: target.id } }, body }))) as VerifyView);
       setPresented(null);
       if (hostKeySha256) await queries.invalidateQueries();
     } catch (e) {

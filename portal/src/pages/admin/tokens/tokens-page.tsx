@@ -1,6 +1,6 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useEffect, useId, useState } from 'react';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import { MoreButton, usePagedList } from '../../../api/lists';
 import { ErrorMessage } from '../../../ui/errors';
 import { Loading, Page, Section } from '../../../ui/page';
@@ -23,7 +23,7 @@ export function TokensPage() {
   const queries = useQueryClient();
   const list = usePagedList<ServiceTokenView>('/v1/service-tokens', {});
   const revoke = async (id: string, code: string) => {
-    await api.DELETE('/v1/service-tokens/{id}', { params: { path: { id } }, ...mfa(code) });
+    await api.DELETE('/v1/service-tokens/{id}', withMfa(code, { params: { path: { id } } }));
     await queries.invalidateQueries();
   };
   const columns: Column<ServiceTokenView>[] = [
@@ -65,7 +65,7 @@ function TokenCreateForm() {
 
   const create = async (code: string) => {
     const body = { name, roles, ...(expiresAt ? { expiresAt: new Date(expiresAt).toISOString() } : {}) };
-    const answer = ok(await api.POST('/v1/service-tokens', { body, ...mfa(code) })) as { id: string; token: string };
+    const answer = ok(await api.POST('/v1/service-tokens', withMfa(code, { body }))) as { id: string; token: string };
     setCreated({ name, token: answer.token });
     setName('');
     await queries.invalidateQueries();

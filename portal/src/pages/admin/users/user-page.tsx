@@ -1,7 +1,7 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useParams } from 'react-router';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import type { Role } from '../../../api/views';
 import { ErrorMessage, Notice } from '../../../ui/errors';
 import { Loading, Page, Section } from '../../../ui/page';
@@ -36,12 +36,12 @@ function UserDetail({ user, notice, setNotice }: { user: UserView; notice: strin
   const self = me.id === user.id;
 
   const patch = async (code: string, body: { roles?: Role[]; disabled?: boolean; email?: string | null }, done: string) => {
-    ok(await api.PATCH('/v1/users/{id}', { params: { path: { id: user.id } }, body, ...mfa(code) }));
+    ok(await api.PATCH('/v1/users/{id}', withMfa(code, { params: { path: { id: user.id } }, body })));
     setNotice(done);
     await queries.invalidateQueries();
   };
   const resetMfa = async (code: string) => {
-    await api.POST('/v1/users/{id}/mfa/reset', { params: { path: { id: user.id } }, ...mfa(code) });
+    await api.POST('/v1/users/{id}/mfa/reset', withMfa(code, { params: { path: { id: user.id } } }));
     setNotice(`${user.username} must enrol an authenticator again; their sessions have ended.`);
     await queries.invalidateQueries();
   };

@@ -1,7 +1,7 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useNavigate } from 'react-router';
-import { api, mfa, ok } from '../../../api/client';
+import { api, ok, withMfa } from '../../../api/client';
 import { MoreButton, usePagedList } from '../../../api/lists';
 import type { Role } from '../../../api/views';
 import { ErrorMessage } from '../../../ui/errors';
@@ -51,7 +51,7 @@ function UserCreateForm() {
   const [password, setPassword] = useState('');
   const [roles, setRoles] = useState<Role[]>(['operator']);
   const create = async (code: string) => {
-    const user = ok(await api.POST('/v1/users', { body: { username, password, roles }, ...mfa(code) })) as UserView;
+    const user = ok(await api.POST('/v1/users', withMfa(code, { body: { username, password, roles } }))) as UserView;
     setPassword('');
     await queries.invalidateQueries();
     navigate(`/users/${user.id}`);
