@@ -1,5 +1,6 @@
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation, type RouteObject } from 'react-router';
+import { onResume } from './api/activity';
 import { ApiError } from './api/errors';
 import { extraRoutes } from './pages/extra-routes';
 import { corePages } from './pages/routes';
@@ -22,6 +23,9 @@ const queryClient = new QueryClient({
     mutations: { retry: false },
   },
 });
+
+// back from idle: read the live views again (their polling stopped; a lapsed session then leads to the sign-in)
+onResume(() => void queryClient.refetchQueries({ type: 'active' }));
 
 /** The session provider sits under the router so that it can send an expired session to /sign-in. */
 function Root() {

@@ -1,9 +1,13 @@
 import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
+import { isIdle } from './activity';
 import { api, ok } from './client';
 import type { Page } from './views';
 
 /** How often a view that may change by itself (pending, active) is read again while the tab is visible. */
 export const LIVE_MS = 2000;
+
+/** A refetch interval that holds while someone uses the page (see activity.ts: polling must not keep an idle session alive). */
+const whileActive = (ms: number) => () => (isIdle() ? false : ms);
 
 type Query = Record<string, string | number | undefined>;
 
@@ -21,7 +25,7 @@ export function usePagedList<T>(path: string, query: Query, opts: { enabled?: bo
     enabled: opts.enabled ?? true,
     initialPageParam: undefined as string | undefined,
     getNextPageParam: (last: Page<T>) => last.nextCursor ?? undefined,
-    refetchInterval: opts.live ? LIVE_MS * 2.5 : false,
+    refetchInterval: opts.live ? whileActive(LIVE_MS * 2.5) : false,
     refetchIntervalInBackground: false,
     queryFn: async ({ pageParam }) =>
       ok(await getAny(path, { params: { query: { ...clean, limit: opts.limit ?? 50, ...(pageParam ? { cursor: pageParam } : {}) } } })) as Page<T>,
@@ -35,7 +39,7 @@ export function useLiveItem<T>(key: readonly unknown[], read: () => Promise<T>, 
   return useQuery({
     queryKey: key,
     queryFn: read,
-    refetchInterval: (q) => (q.state.data !== undefined && isLive(q.state.data) ? LIVE_MS : false),
+    refetchInterval: (q) => (q.state.data !== undefined && isLive(q.state.data) ? whileActive(LIVE_MS)() : false),
     refetchIntervalInBackground: false,
   });
 }

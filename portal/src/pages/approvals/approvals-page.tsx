@@ -73,7 +73,7 @@ function CheckoutRequest({ checkout: c, onDecided }: { checkout: CheckoutView; o
           ['Approvals', tally(c)],
         ]}
       />
-      <RequesterHistory requesterId={c.requesterId} exclude={c.id} />
+      <RequesterHistory requesterId={c.requesterId} exclude={c.id} level={4} />
       <DecisionPanel kind="checkouts" request={c} onDecided={onDecided} />
     </article>
   );
@@ -102,7 +102,7 @@ function OneTimeRequest({ request: r, onDecided }: { request: EphemeralView; onD
           ['Approvals', tally(r)],
         ]}
       />
-      <RequesterHistory requesterId={r.requesterId} />
+      <RequesterHistory requesterId={r.requesterId} level={4} />
       <DecisionPanel kind="ephemeral-accounts" request={r} onDecided={onDecided} />
     </article>
   );

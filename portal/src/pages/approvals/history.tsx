@@ -3,14 +3,18 @@ import { AccountName } from '../../api/names';
 import { usePagedList } from '../../api/lists';
 import type { CheckoutView } from '../../api/views';
 import { duration, StatusBadge, When } from '../../ui/format';
-import { Section } from '../../ui/page';
 
-/** What the requester asked for lately: context for an approver deciding on a new request. */
-export function RequesterHistory({ requesterId, exclude }: { requesterId: string; exclude?: string }) {
+/**
+ * What the requester asked for lately: context for an approver deciding on a new request. Not a landmark (an inbox holds
+ * several of them), a heading of the level that fits where it stands.
+ */
+export function RequesterHistory({ requesterId, exclude, level = 2 }: { requesterId: string; exclude?: string; level?: 2 | 4 }) {
+  const Heading = level === 2 ? 'h2' : 'h4';
   const list = usePagedList<CheckoutView>('/v1/checkouts', { requesterId }, { limit: 6 });
   const items = list.items.filter((c) => c.id !== exclude).slice(0, 5);
   return (
-    <Section title="Requester's recent checkouts" className="card history">
+    <div className="card history">
+      <Heading>Requester's recent checkouts</Heading>
       {list.isPending ? (
         <p className="muted">Loading…</p>
       ) : items.length === 0 ? (
@@ -28,6 +32,6 @@ export function RequesterHistory({ requesterId, exclude }: { requesterId: string
           ))}
         </ul>
       )}
-    </Section>
+    </div>
   );
 }
