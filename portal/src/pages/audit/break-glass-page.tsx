@@ -29,6 +29,9 @@ export function BreakGlassPage() {
   const me = useMe();
   const [reviewed, setReviewed] = useState<'true' | 'false' | ''>('false');
   const list = usePagedList<CheckoutView>('/v1/checkouts', { breakGlass: 'true', reviewed: reviewed || 'false' }, { live: true });
+  // reviewed here: kept on screen with the review the vault answered, though the queue no longer lists them
+  const [reviewedHere, setReviewedHere] = useState<CheckoutView[]>([]);
+  const shown = [...list.items.filter((c) => !reviewedHere.some((r) => r.id === c.id)), ...reviewedHere];
   return (
     <Page title="Break-glass review">
       <div className="filters">
@@ -38,13 +41,18 @@ export function BreakGlassPage() {
       <ErrorMessage error={list.error} />
       {list.isPending ? (
         <Loading what="Loading break-glass checkouts" />
-      ) : list.items.length === 0 ? (
+      ) : shown.length === 0 ? (
         <p className="muted">{reviewed === 'true' ? 'No reviewed break-glass checkouts yet.' : 'Nothing waits for review.'}</p>
       ) : (
         <ul className="card-list">
-          {list.items.map((c) => (
+          {shown.map((c) => (
             <li key={c.id}>
-              <BreakGlassCard checkout={c} canReview={me.has(...REVIEWERS) && c.requesterId !== me.id} />
+              <BreakGlassCard
+                checkout={c}
+                canReview={me.has(...REVIEWERS) && c.requesterId !== me.id}
+                justReviewed={reviewedHere.some((r) => r.id === c.id)}
+                onReviewed={(view) => setReviewedHere((all) => [...all, view])}
+              />
             </li>
           ))}
         </ul>
@@ -54,13 +62,11 @@ export function BreakGlassPage() {
   );
 }
 
-function BreakGlassCard({ checkout: c, canReview }: { checkout: CheckoutView; canReview: boolean }) {
+function BreakGlassCard({ checkout: c, canReview, justReviewed, onReviewed }: { checkout: CheckoutView; canReview: boolean; justReviewed: boolean; onReviewed(view: CheckoutView): void }) {
   const queries = useQueryClient();
   const [comment, setComment] = useState('');
-  const [done, setDone] = useState(false);
   const review = async (code: string) => {
-    ok(await api.POST('/v1/checkouts/{id}/review', withMfa(code, { params: { path: { id: c.id } }, body: { comment } })));
-    setDone(true);
+    onReviewed(ok(await api.POST('/v1/checkouts/{id}/review', withMfa(code, { params: { path: { id: c.id } }, body: { comment } }))) as CheckoutView);
     await queries.invalidateQueries();
   };
   return (
@@ -79,8 +85,8 @@ function BreakGlassCard({ checkout: c, canReview }: { checkout: CheckoutView; ca
         <Link to={`/checkouts/${c.id}`}>Checkout details</Link>
         <Link to={`/audit?subjectType=checkout&subjectId=${c.id}`}>Its audit events</Link>
       </p>
-      {done && <Notice>Reviewed.</Notice>}
-      {!c.review && !done && canReview && (
+      {justReviewed && <Notice>Reviewed.</Notice>}
+      {!c.review && canReview && (
         c.endedAt ? (
           <StepUpAction label="Review" confirmLabel="Record review" onConfirm={review}>
             <TextArea label="Review comment" value={comment} onChange={setComment} required hint="What you checked and what you found." />
