@@ -1,4 +1,4 @@
-import { useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError } from '../api/errors';
 import { ErrorMessage } from './errors';
 
@@ -55,11 +55,20 @@ export function StepUpAction({
   const opener = useRef<HTMLButtonElement>(null);
   const titleId = useId();
 
+  // after Cancel, focus goes back to the button that opened the prompt (it exists again only after the render)
+  const refocus = useRef(false);
+  useEffect(() => {
+    if (!open && refocus.current) {
+      refocus.current = false;
+      opener.current?.focus();
+    }
+  }, [open]);
+
   const close = () => {
+    refocus.current = true;
     setOpen(false);
     setCode('');
     setError(null);
-    opener.current?.focus();
   };
 
   const submit = async (e: FormEvent) => {
