@@ -38,9 +38,9 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
     abortOnError: false,
   });
   app.useLogger(app.get(Logger));
-  app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true });
   app.disable('x-powered-by');
-  // first, so every answer carries them: the portal's pages, the API's JSON, errors and 404s alike
+  // first, so every answer carries them: the portal's pages, the API's JSON, errors, 404s, and what the body parser
+  // refuses (400, 413, 415) before any later middleware runs
   app.use(securityHeaders(DOCS_PATH));
   // no ETag: it is a digest of the body, and a body may carry a password (a log line or a cache holding the digest
   // of a checkout's answer lets a password be guessed offline); and nothing the API answers may be cached
@@ -49,6 +49,7 @@ export async function createVaultApp(config: AppConfig, masterKey: Buffer, dataS
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  app.useBodyParser('json', { limit: config.maxBodyBytes, strict: true });
   app.set('query parser', 'simple');
   // the client address drives per-address throttling and audit: behind a proxy, say which hops to trust
   if (config.trustProxy !== undefined) app.set('trust proxy', config.trustProxy);

@@ -1,5 +1,5 @@
-import { existsSync, realpathSync, statSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { realpathSync, statSync } from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
 import type { NextFunction, Request, Response } from 'express';
 
 /** Where the portal is served; its deep links (notifications) start with it too (src/notifications/events.ts). */
@@ -36,7 +36,7 @@ export function servePortal(app: Express, dir: string): void {
     const file = fileInside(root, segments);
     if (!file) return next();
     if (segments[0] === 'assets') res.setHeader('Cache-Control', IMMUTABLE);
-    res.sendFile(file, { etag: false, cacheControl: false, dotfiles: 'deny' }, (err) => err && failed(res));
+    send(res, file);
   });
 }
 
@@ -58,16 +58,27 @@ function pathSegments(path: string): string[] | undefined {
   return segments;
 }
 
-/** The regular file at these segments inside root (symbolic links followed and checked), or undefined. */
-function fileInside(root: string, segments: string[]): string | undefined {
-  const candidate = join(root, ...segments);
+/**
+ * The regular file at these segments inside root (symbolic links followed and checked), as the real root and the path
+ * below it, or undefined.
+ */
+function fileInside(root: string, segments: string[]): { root: string; path: string } | undefined {
   try {
-    const real = realpathSync(candidate);
-    if (!real.startsWith(realpathSync(root) + sep) || !statSync(real).isFile()) return undefined;
-    return real;
+    const realRoot = realpathSync(root);
+    const real = realpathSync(join(root, ...segments));
+    if (!real.startsWith(realRoot + sep) || !statSync(real).isFile()) return undefined;
+    return { root: realRoot, path: relative(realRoot, real) };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Sends a file of the build. The path is given below its root: `dotfiles: 'deny'` then judges only the part below the
+ * build, not where the build lives (a build under `~/.local/…` or `/srv/.vault/…` is served like any other).
+ */
+function send(res: Response, file: { root: string; path: string }): void {
+  res.sendFile(file.path, { root: file.root, etag: false, cacheControl: false, dotfiles: 'deny' }, (err) => err && failed(res));
 }
 
 /**
@@ -75,14 +86,14 @@ function fileInside(root: string, segments: string[]): string | undefined {
  * portal's pages are none): the same `{statusCode, code, message}` shape, answered here only.
  */
 function sendIndex(root: string, res: Response): void {
-  const index = join(root, 'index.html');
-  if (!existsSync(index)) {
+  const index = fileInside(root, ['index.html']);
+  if (!index) {
     res.setHeader('Cache-Control', 'no-store');
     res.status(503).json({ statusCode: 503, code: 'PORTAL_NOT_BUILT', message: 'the web portal is not built on this server: run `npm run build`' });
     return;
   }
   res.setHeader('Cache-Control', 'no-store');
-  res.sendFile(index, { etag: false, cacheControl: false }, (err) => err && failed(res));
+  send(res, index);
 }
 
 /** A file that vanished or a client that went away while it was sent: never Express's HTML error page. */

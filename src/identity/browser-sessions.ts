@@ -44,7 +44,10 @@ export interface SessionRequest {
   /** Sent by a page of another site (Fetch Metadata). */
   crossSite: boolean;
   csrfHeader: unknown;
-  /** `X-Session-Activity: passive` (the portal's background polling): authenticates without counting as activity. */
+  /**
+   * Authenticates without counting as activity for the idle timeout: `X-Session-Activity: passive` (the portal's
+   * background polling), or a request another site's page made.
+   */
   passive: boolean;
 }
 

@@ -42,7 +42,8 @@ export class AuthenticationGuard extends AuthGuard('bearer') {
         changesState: !SAFE_METHODS.has(req.method),
         crossSite: fromAnotherSite(req),
         csrfHeader: req.headers['x-csrf-token'],
-        passive: req.headers['x-session-activity'] === 'passive',
+        // another site's page (an <img> on a sibling subdomain sends a SameSite=Strict cookie too) is no activity of the user
+        passive: req.headers['x-session-activity'] === 'passive' || fromAnotherSite(req),
       });
       req.user = actor;
       req[BROWSER_SESSION] = session;

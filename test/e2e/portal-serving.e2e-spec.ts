@@ -120,6 +120,16 @@ describe('serving the web portal (e2e, real PostgreSQL)', () => {
     }
   });
 
+  it('what the body parser refuses (malformed JSON 400, too large 413) carries the headers too', async () => {
+    const malformed = await vault.http().post('/v1/auth/login').set('Content-Type', 'application/json').send('{"username":').expect(400);
+    const large = await vault.http().post('/v1/auth/login').set('Content-Type', 'application/json').send(JSON.stringify({ username: 'x'.repeat(70_000) })).expect(413);
+    for (const res of [malformed, large]) {
+      expect(res.headers['content-security-policy']).toBe(CSP);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.headers['x-frame-options']).toBe('DENY');
+    }
+  });
+
   it('a POST to the portal is not served a page', async () => {
     const res = await vault.http().post('/portal/checkouts').send({}).expect(404);
     expect(res.body.code).toBe('NOT_FOUND');
@@ -141,6 +151,29 @@ describe('serving the web portal (e2e, real PostgreSQL)', () => {
     await vault.http().get('/docs/swagger-ui-init.js').expect(200);
     // the JSON document is no page: the strict policy
     expect((await vault.http().get('/docs-json').expect(200)).headers['content-security-policy']).toBe(CSP);
+  });
+});
+
+describe('a portal build that lives below a dot-directory (~/.local/…, /srv/.vault/…)', () => {
+  let vault: TestVault;
+  const base = mkdtempSync(join(tmpdir(), 'portal-dotdir-'));
+  const dir = join(base, '.vault', 'portal');
+  beforeAll(async () => {
+    mkdirSync(join(dir, 'assets'), { recursive: true });
+    writeFileSync(join(dir, 'index.html'), INDEX);
+    writeFileSync(join(dir, 'assets', 'index-abc123.js'), 'console.log("portal");');
+    writeFileSync(join(dir, '.hidden.js'), 'HIDDEN=1');
+    vault = await startTestVault({ env: { VAULT_PORTAL_DIR: dir } });
+  });
+  afterAll(async () => {
+    await vault.close();
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('is served (the dotfile rule judges the path below the build only)', async () => {
+    expect((await vault.http().get('/portal/checkouts/1').expect(200)).text).toBe(INDEX);
+    await vault.http().get('/portal/assets/index-abc123.js').expect(200);
+    await vault.http().get('/portal/.hidden.js').expect(404);
   });
 });
 

@@ -164,6 +164,15 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
       expect(sessionCookieOf(res)?.value).toBe('');
     });
 
+    it("a request another site's page makes (an <img> on a sibling subdomain carries a SameSite=Strict cookie too) is no activity", async () => {
+      const user = await vault.createUser(['operator']);
+      const s = await signIn(user);
+      vault.clock.advance((IDLE - 60) * 1000);
+      await get('/v1/me', s).set('Sec-Fetch-Site', 'same-site').expect(200);
+      vault.clock.advance(120 * 1000);
+      await get('/v1/me', s).set('Sec-Fetch-Site', 'same-origin').expect(401);
+    });
+
     it(`ends a session ${ABSOLUTE} s after sign-in however busy it is`, async () => {
       const user = await vault.createUser(['operator']);
       const s = await signIn(user);
