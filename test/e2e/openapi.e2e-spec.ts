@@ -7,6 +7,7 @@ import { getMetadataStorage } from 'class-validator';
 import { IS_PUBLIC, REQUIRES_MFA, ROLES_KEY } from '../../src/common/auth.decorators';
 import { PageQuery } from '../../src/common/pagination';
 import { ERROR_CODES } from '../../src/openapi/error-codes';
+import { ResponseCheck } from '../support/openapi-check';
 import { startTestVault, TestVault } from '../support/vault';
 import { registeredRoutes } from '../support/routes';
 
@@ -14,14 +15,15 @@ import { registeredRoutes } from '../support/routes';
  * The OpenAPI document served at /docs-json, against the running application: every route the Express router
  * holds is documented (and nothing else), with the access its decorators give it (the same metadata the guards
  * read), its request body and query parameters, and every error code it can answer; and every error code the code
- * base throws is in the table the document is built from.
+ * base throws is in the table the document is built from; every operation describes its success answer (a response
+ * schema, or a 204 without a body); test/support/openapi-check.ts proves those schemas against every answer the suites get.
  */
 
 const SRC = join(__dirname, '../../src');
 const MFA_HEADER = 'x-mfa-code';
 
 interface ErrorContent {
-  schema?: { allOf?: Array<{ $ref?: string; properties?: { statusCode?: { enum?: number[] }; code?: { enum?: string[] } } }> };
+  schema?: { $ref?: string; allOf?: Array<{ $ref?: string; properties?: { statusCode?: { enum?: number[] }; code?: { enum?: string[] } } }> };
 }
 interface Operation {
   operationId?: string;
@@ -340,6 +342,41 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     const target = resolve(doc.paths['/v1/targets'].post.requestBody?.content?.['application/json']?.schema);
     expect(target?.properties?.type).toMatchObject({ enum: ['ssh', 'postgres', 'mysql'] });
     expect(resolve(target?.properties?.admin)).toMatchObject({ required: ['username'], properties: { username: { type: 'string' }, password: { type: 'string' } } });
+  });
+
+  it('gives every operation one success response: a 204 without a body, else a response schema (its @ApiAnswer) that compiles', () => {
+    const problems: string[] = [];
+    for (const [route, op] of operations) {
+      const fail = (what: string) => problems.push(`${route}: ${what}`);
+      const success = Object.entries(op.responses).filter(([status]) => /^2\d\d$/.test(status));
+      if (success.length !== 1) {
+        fail(`${success.length} success responses (${success.map(([s]) => s).join(', ')}), expected one`);
+        continue;
+      }
+      const [status, response] = success[0];
+      const media = Object.entries(response.content ?? {});
+      if (status === '204') {
+        if (media.length) fail('answers 204 No Content, yet documents a body');
+      } else if (media.length !== 1 || !media[0][1].schema) {
+        fail(`answers ${status} without a response schema: give its handler @ApiAnswer(schema) (src/common/api-responses.ts)`);
+      }
+    }
+    expect(problems).toEqual([]);
+    expect(new ResponseCheck(doc as never).compileProblems()).toEqual([]);
+    // spot checks against the API contract (../shared/API.md)
+    const answer = (path: string, verb: string, status: string) => doc.paths[path][verb].responses[status].content?.['application/json']?.schema;
+    const resolve = (s: ErrorContent['schema']) => (s?.$ref ? doc.components.schemas[s.$ref.replace('#/components/schemas/', '')] : (s as Schema | undefined));
+    expect(resolve(answer('/v1/auth/login', 'post', '200'))).toMatchObject({ required: expect.arrayContaining(['accessToken', 'expiresAt', 'mfaEnrollmentRequired']) });
+    expect(resolve(answer('/v1/me', 'get', '200'))).toMatchObject({ required: expect.arrayContaining(['id', 'username', 'roles', 'mfaEnrolled']) });
+    const accounts = resolve(answer('/v1/accounts', 'get', '200'));
+    expect(accounts).toMatchObject({ required: ['items', 'nextCursor'], properties: { items: { type: 'array', items: { $ref: '#/components/schemas/AccountView' } } } });
+    expect(doc.components.schemas.AccountView.properties?.status).toMatchObject({ enum: ['available', 'checked_out', 'rotating', 'needs_attention'] });
+    expect(doc.components.schemas.AccountView.properties).not.toHaveProperty('password');
+    const checkout = resolve(answer('/v1/checkouts', 'post', '201'));
+    expect(checkout?.required).not.toContain('credential');
+    expect(checkout?.properties?.credential).toBeDefined();
+    expect(resolve(answer('/v1/accounts/{id}/rotate', 'post', '202'))).toMatchObject({ required: ['rotationId'] });
+    expect(doc.paths['/metrics'].get.responses['200'].content).toHaveProperty(['text/plain', 'schema', 'type'], 'string');
   });
 
   it('has no dangling $ref', () => {
