@@ -1,7 +1,8 @@
-import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { useNavigate } from 'react-router';
 import { api, ok, withMfa } from '../../../api/client';
+import { useLiveItem } from '../../../api/lists';
 import type { AccountView } from '../../../api/views';
 import { ErrorMessage, Notice } from '../../../ui/errors';
 import { Section } from '../../../ui/page';
@@ -19,8 +20,6 @@ const ROTATION_COLUMNS: Column<RotationView>[] = [
   { label: 'Finished', cell: (r) => <When at={r.finishedAt} /> },
 ];
 
-/** Poll while a rotation runs in the background, so its end shows without reloading. */
-const LIVE_MS = 2000;
 
 /**
  * What an administrator does with one account: rotate now (runs in the background; the history shows how it went),
@@ -31,12 +30,12 @@ export function AccountAdminActions({ account }: { account: AccountView }) {
   const navigate = useNavigate();
   const [rotateError, setRotateError] = useState<unknown>(null);
   const [notice, setNotice] = useState('');
-  const rotations = useQuery({
-    queryKey: ['accounts', account.id, 'rotations'],
-    queryFn: async () => (ok(await api.GET('/v1/accounts/{id}/rotations', { params: { path: { id: account.id } } })) as { items: RotationView[] }).items,
-    refetchInterval: (q) => (q.state.data?.some((r) => r.status === 'pending') || account.status === 'rotating' ? LIVE_MS : false),
-    refetchIntervalInBackground: false,
-  });
+  // a pending rotation ends in the background: read again until it has
+  const rotations = useLiveItem(
+    ['accounts', account.id, 'rotations'],
+    async () => (ok(await api.GET('/v1/accounts/{id}/rotations', { params: { path: { id: account.id } } })) as { items: RotationView[] }).items,
+    (items) => items.some((r) => r.status === 'pending'),
+  );
 
   const refresh = () => queries.invalidateQueries();
 

@@ -1,10 +1,9 @@
-import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useParams } from 'react-router';
 import { api, ok } from '../../../api/client';
-import { MoreButton, usePagedList } from '../../../api/lists';
+import { MoreButton, useLiveItem, usePagedList } from '../../../api/lists';
 import { TargetName, useTargets } from '../../../api/names';
-import type { AccountView, Page as ApiPage } from '../../../api/views';
+import type { AccountView } from '../../../api/views';
 import { ErrorMessage } from '../../../ui/errors';
 import { StatusBadge, When } from '../../../ui/format';
 import { Loading, Page, Section } from '../../../ui/page';
@@ -16,10 +15,6 @@ import { OnboardForm } from './onboard-form';
 import { Facts, SelectField } from '../../../ui/fields';
 
 const STATUSES = ['available', 'checked_out', 'rotating', 'needs_attention'] as const;
-/** The needs-attention list is short by nature; it refreshes on its own while the page is visible. */
-const ATTENTION_REFRESH_MS = 15_000;
-/** While a rotation runs in the background, the account is read again so its end shows without reloading. */
-const ROTATING_REFRESH_MS = 2000;
 
 const COLUMNS: Column<AccountView>[] = [
   { label: 'Account', cell: (a) => <Link to={`/admin/accounts/${a.id}`}>{a.username}</Link> },
@@ -34,12 +29,8 @@ const COLUMNS: Column<AccountView>[] = [
  * Part C's accounts page may render this for admins; /admin/accounts shows it above the full list.
  */
 export function AccountsAdminSection() {
-  const attention = useQuery({
-    queryKey: ['/v1/accounts', 'needs-attention'],
-    queryFn: async () => ok(await api.GET('/v1/accounts', { params: { query: { status: 'needs_attention', limit: 200 } } })) as ApiPage<AccountView>,
-    refetchInterval: ATTENTION_REFRESH_MS,
-    refetchIntervalInBackground: false,
-  });
+  // short by nature, and it changes by itself (a rotation gives up): read again while someone uses the page
+  const attention = usePagedList<AccountView>('/v1/accounts', { status: 'needs_attention' }, { live: true, limit: 200 });
   return (
     <>
       <Section title="Needs attention">
@@ -47,7 +38,7 @@ export function AccountsAdminSection() {
         {attention.isPending ? (
           <Loading what="Loading accounts that need attention" />
         ) : (
-          <DataTable caption="Accounts that need attention" rows={attention.data?.items ?? []} columns={COLUMNS} empty="No account needs attention." />
+          <DataTable caption="Accounts that need attention" rows={attention.items} columns={COLUMNS} empty="No account needs attention." />
         )}
       </Section>
       <Section title="Onboard an account">
@@ -82,12 +73,12 @@ export function AdminAccountsPage() {
 /** `/admin/accounts/:id`: one account with the administrator's actions. */
 export function AdminAccountPage() {
   const { id = '' } = useParams();
-  const query = useQuery({
-    queryKey: ['accounts', id, 'admin'],
-    queryFn: async () => ok(await api.GET('/v1/accounts/{id}', { params: { path: { id } } })) as AccountView,
-    refetchInterval: (q) => (q.state.data?.status === 'rotating' ? ROTATING_REFRESH_MS : false),
-    refetchIntervalInBackground: false,
-  });
+  // a rotation runs in the background: the account is read again until it ends
+  const query = useLiveItem(
+    ['accounts', id, 'admin'],
+    async () => ok(await api.GET('/v1/accounts/{id}', { params: { path: { id } } })) as AccountView,
+    (a) => a.status === 'rotating',
+  );
   const account = query.data;
   if (!account) return <Page title="Account">{query.error ? <ErrorMessage error={query.error} /> : <Loading what="Loading the account" />}</Page>;
   return (
