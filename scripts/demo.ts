@@ -124,7 +124,7 @@ function printWelcome(
   failed: Array<{ name: string; reason: string }>,
 ): void {
   say();
-  say('PAM vault demo is running.');
+  say(`PAM vault demo is running (started in ${Math.round(process.uptime())} s).`);
   say(`  Portal:  ${origin}/portal/`);
   say(`  API:     ${origin}/v1   (OpenAPI at ${origin}/docs)`);
   say();

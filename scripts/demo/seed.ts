@@ -31,7 +31,7 @@ export const DEMO_PEOPLE: Array<Omit<DemoUser, 'password'>> = [
   { username: 'operator', roles: ['operator'], does: 'finds an account, requests a checkout, reveals, checks in; asks for one-time accounts for the vendor' },
   { username: 'approver', roles: ['approver'], does: 'approves or denies requests (try it at phone width)' },
   { username: 'vendor', roles: ['vendor'], does: 'claims and revokes the one-time accounts asked for them' },
-  { username: 'auditor', roles: ['auditor', 'approver'], does: 'audit log, chain verify, break-glass review (reviewing needs approver too)' },
+  { username: 'auditor', roles: ['auditor'], does: 'audit log, chain verify, break-glass review' },
 ];
 
 export interface SeedResult {
