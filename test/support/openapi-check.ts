@@ -22,7 +22,7 @@ interface ResponseObject {
 }
 interface OpenApiDocument {
   paths: Record<string, Record<string, { responses?: Record<string, ResponseObject> }>>;
-  components?: object;
+  components?: { schemas?: Record<string, object> };
 }
 interface Route {
   template: string;
@@ -30,7 +30,7 @@ interface Route {
   params: number;
 }
 
-const DOCUMENT_ID = 'openapi.json';
+const COMPONENT = '#/components/schemas/';
 const METHODS = ['get', 'put', 'post', 'delete', 'patch'];
 
 /** Checks answers against one document; compiled validators are kept per operation. */
@@ -41,7 +41,8 @@ export class ResponseCheck {
 
   constructor(private readonly doc: OpenApiDocument) {
     addFormats(this.ajv);
-    this.ajv.addSchema(doc, DOCUMENT_ID);
+    // each component schema on its own, compiled once however many answers refer to it
+    for (const [name, schema] of Object.entries(doc.components?.schemas ?? {})) this.ajv.addSchema(rebased(schema) as object, name);
     // literal paths before templated ones: /v1/audit-events/verify before a /v1/audit-events/{id}
     this.routes = Object.keys(doc.paths)
       .map((template) => ({ template, pattern: templatePattern(template), params: (template.match(/\{/g) ?? []).length }))
@@ -100,11 +101,12 @@ export class ResponseCheck {
   }
 
   private validatorOf(verb: string, template: string, status: string, type: string): ValidateFunction {
-    const pointer = ['paths', template, verb, 'responses', status, 'content', type, 'schema'].map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
-    let validate = this.validators.get(pointer);
+    const key = `${verb} ${template} ${status} ${type}`;
+    let validate = this.validators.get(key);
     if (!validate) {
-      validate = this.ajv.compile({ $ref: `${DOCUMENT_ID}#/${pointer}` });
-      this.validators.set(pointer, validate);
+      const schema = this.doc.paths[template][verb].responses?.[status]?.content?.[type]?.schema ?? {};
+      validate = this.ajv.compile(rebased(schema));
+      this.validators.set(key, validate);
     }
     return validate;
   }
@@ -135,6 +137,13 @@ export function checkedRequest(agent: Agent, check: ResponseCheck): Agent {
     (wrapped as unknown as Record<string, unknown>)[method] = (url: string) => send(url).expect((res: Response) => check.check(method, url, res));
   }
   return wrapped;
+}
+
+/** The document's `#/components/schemas/X` references made to name the component schemas as added (by their names). */
+function rebased(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(rebased);
+  if (!node || typeof node !== 'object') return node;
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, k === '$ref' && typeof v === 'string' && v.startsWith(COMPONENT) ? v.slice(COMPONENT.length) : rebased(v)]));
 }
 
 /** `/v1/targets/{id}` → a pattern matching `/v1/targets/<one segment>`. */
