@@ -1,71 +1,21 @@
+import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { useNavigate } from 'react-router';
-import { useQueryClient } from '@tanstack/react-query';
 import { api, ok, withMfa } from '../../../api/client';
 import { StepUpAction } from '../../../ui/step-up';
-import { Checkbox, optionsOf, TextArea, TextField } from '../shared/fields';
-import type { AdminTargetView, TargetOptions, TargetType } from '../views';
-import { SelectField } from '../../../ui/fields';
+import type { AdminTargetView, TargetOptions } from '../views';
+import { TargetFields, targetAdmin, targetDraft, targetOptions } from './target-fields';
 
-const DEFAULT_PORT: Record<TargetType, string> = { ssh: '22', postgres: '5432', mysql: '3306' };
-type TextOption = 'hostKeySha256' | 'database' | 'accountHost' | 'tlsCa' | 'tlsCertSha256';
-const TYPES: Array<{ value: TargetType; label: string }> = [
-  { value: 'ssh', label: 'SSH (Linux host)' },
-  { value: 'postgres', label: 'PostgreSQL' },
-  { value: 'mysql', label: 'MySQL / MariaDB' },
-];
-
-/**
- * Registers a target. Its admin password or key is typed here, held in this component's state only and sent once
- * (the vault stores it encrypted and never returns it); the state is dropped when the form closes.
- */
+/** Registers a target; the admin credential stays in this form's state until it is sent, and goes with the form. */
 export function TargetCreateForm({ onDone }: { onDone(): void }) {
   const navigate = useNavigate();
   const queries = useQueryClient();
-  const [type, setType] = useState<TargetType>('ssh');
-  const [name, setName] = useState('');
-  const [host, setHost] = useState('');
-  const [port, setPort] = useState(DEFAULT_PORT.ssh);
-  const [adminUser, setAdminUser] = useState('');
-  const [useKey, setUseKey] = useState(false);
-  const [password, setPassword] = useState('');
-  const [privateKey, setPrivateKey] = useState('');
-  const [passphrase, setPassphrase] = useState('');
-  const [opts, setOpts] = useState<Record<TextOption, string>>({ hostKeySha256: '', database: '', accountHost: '', tlsCa: '', tlsCertSha256: '' });
-  const [tls, setTls] = useState(false);
-  const opt = (k: TextOption) => (v: string) => setOpts({ ...opts, [k]: v });
-
-  const changeType = (t: TargetType | '') => {
-    if (!t) return;
-    if (port === DEFAULT_PORT[type]) setPort(DEFAULT_PORT[t]);
-    setType(t);
-    if (t !== 'ssh') setUseKey(false);
-  };
-
-  const options = (): TargetOptions => {
-    const o: TargetOptions = {};
-    const text = (k: TextOption) => {
-      if (opts[k].trim()) o[k] = opts[k].trim();
-    };
-    if (type === 'ssh') text('hostKeySha256');
-    else {
-      text('database');
-      text('tlsCa');
-      text('tlsCertSha256');
-      if (type === 'mysql') text('accountHost');
-      if (type === 'postgres' && tls) o.tls = true;
-    }
-    if (o.hostKeySha256) o.hostKeySha256 = o.hostKeySha256.replace(/^SHA256:/, '');
-    return o;
-  };
+  const [draft, setDraft] = useState(() => targetDraft());
 
   const create = async (code: string) => {
-    const admin = useKey ? { username: adminUser, privateKey, ...(passphrase ? { passphrase } : {}) } : { username: adminUser, password };
-    const body = { name, type, host, port: Number(port), admin, options: options() };
+    const body = { name: draft.name, type: draft.type, host: draft.host, port: Number(draft.port), admin: targetAdmin(draft), options: targetOptions(draft) };
     const target = ok(await api.POST('/v1/targets', withMfa(code, { body }))) as AdminTargetView;
-    setPassword('');
-    setPrivateKey('');
-    setPassphrase('');
+    setDraft(targetDraft());
     await queries.invalidateQueries();
     onDone();
     navigate(`/targets/${target.id}`, { state: { created: true } });
@@ -73,49 +23,42 @@ export function TargetCreateForm({ onDone }: { onDone(): void }) {
 
   return (
     <div className="stack">
-      <fieldset className="stack">
-        <legend>Target</legend>
-        <SelectField label="Type" value={type} onChange={changeType} options={optionsOf(TYPES)} />
-        <TextField label="Target name" value={name} onChange={setName} required hint="Letters, digits, dots, dashes, underscores." autoComplete="off" />
-        <div className="form-row">
-          <TextField label="Host" value={host} onChange={setHost} required hint="DNS name or IP address." autoComplete="off" />
-          <TextField label="Port" value={port} onChange={setPort} required inputMode="numeric" className="narrow" />
-        </div>
-      </fieldset>
-      <fieldset className="stack">
-        <legend>Administrator the vault logs in as</legend>
-        <TextField label="Admin username" value={adminUser} onChange={setAdminUser} required autoComplete="off" />
-        {type === 'ssh' && <Checkbox label="Log in with a private key" checked={useKey} onChange={setUseKey} />}
-        {useKey ? (
-          <>
-            <TextArea label="Private key (OpenSSH PEM)" value={privateKey} onChange={setPrivateKey} required />
-            <TextField label="Key passphrase" value={passphrase} onChange={setPassphrase} type="password" autoComplete="new-password" />
-          </>
-        ) : (
-          <TextField label="Admin password" value={password} onChange={setPassword} type="password" autoComplete="new-password" required hint="Stored encrypted, never shown again." />
-        )}
-      </fieldset>
-      <fieldset className="stack">
-        <legend>How the vault checks it is the right server</legend>
-        {type === 'ssh' ? (
-          <TextField
-            label="Host key (SHA256 fingerprint)"
-            value={opts.hostKeySha256}
-            onChange={opt('hostKeySha256')}
-            autoComplete="off"
-            hint="Optional: without it, the first verify shows the key the server presents for you to compare and pin."
-          />
-        ) : (
-          <>
-            <TextField label="Database" value={opts.database} onChange={opt('database')} autoComplete="off" hint="The database the admin connects to (optional)." />
-            {type === 'mysql' && <TextField label="Account host pattern" value={opts.accountHost} onChange={opt('accountHost')} autoComplete="off" hint="Host part of managed accounts, e.g. % (default)." />}
-            {type === 'postgres' && <Checkbox label="Require TLS with a verified certificate" checked={tls} onChange={setTls} />}
-            <TextArea label="CA certificates (PEM, optional)" value={opts.tlsCa} onChange={opt('tlsCa')} />
-            <TextField label="Server certificate SHA-256 pin (optional)" value={opts.tlsCertSha256} onChange={opt('tlsCertSha256')} autoComplete="off" />
-          </>
-        )}
-      </fieldset>
+      <TargetFields draft={draft} onChange={setDraft} />
       <StepUpAction label="Register target" onConfirm={create} />
+    </div>
+  );
+}
+
+/**
+ * Changes a target: only what was changed is sent. Moving it (host, port, admin, MySQL account host) or changing its
+ * identity check (host key, TLS, CA, certificate pin) needs the admin credential again (400 ADMIN_CREDENTIAL_REQUIRED).
+ */
+export function TargetEditForm({ target, onDone }: { target: AdminTargetView; onDone(): void }) {
+  const queries = useQueryClient();
+  const [draft, setDraft] = useState(() => targetDraft(target));
+
+  const save = async (code: string) => {
+    const options = targetOptions(draft);
+    const changedOptions = Object.fromEntries(
+      Object.entries(options).filter(([k, v]) => target.options[k as keyof TargetOptions] !== v),
+    ) as TargetOptions;
+    const body = {
+      ...(draft.name !== target.name ? { name: draft.name } : {}),
+      ...(draft.host !== target.host ? { host: draft.host } : {}),
+      ...(Number(draft.port) !== target.port ? { port: Number(draft.port) } : {}),
+      ...(Object.keys(changedOptions).length ? { options: changedOptions } : {}),
+      ...(draft.withAdmin ? { admin: targetAdmin(draft) } : {}),
+    };
+    ok(await api.PATCH('/v1/targets/{id}', withMfa(code, { params: { path: { id: target.id } }, body })));
+    setDraft(targetDraft());
+    await queries.invalidateQueries();
+    onDone();
+  };
+
+  return (
+    <div className="stack">
+      <TargetFields draft={draft} onChange={setDraft} editing />
+      <StepUpAction label="Save changes" onConfirm={save} />
     </div>
   );
 }

@@ -1,3 +1,4 @@
+import { useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useLocation, useNavigate, useParams } from 'react-router';
 import { api, ok, withMfa } from '../../../api/client';
@@ -6,8 +7,10 @@ import { Loading, Page, Section } from '../../../ui/page';
 import { StepUpAction } from '../../../ui/step-up';
 import { TargetAccounts } from '../accounts/target-accounts';
 import { EphemeralPolicyEditor } from '../policies/policy-editor';
+import { Disclosure } from '../shared/disclosure';
 import type { AdminTargetView } from '../views';
 import { identityCheck } from './targets-page';
+import { TargetEditForm } from './target-form';
 import { VerifyPanel } from './verify-panel';
 import { When } from '../../../ui/format';
 import { Facts } from '../../../ui/fields';
@@ -23,6 +26,7 @@ export function TargetPage() {
     queryFn: async () => ok(await api.GET('/v1/targets/{id}', { params: { path: { id } } })) as AdminTargetView,
   });
   const target = query.data;
+  const [changed, setChanged] = useState(false);
 
   const remove = async (code: string) => {
     await api.DELETE('/v1/targets/{id}', withMfa(code, { params: { path: { id } } }));
@@ -54,6 +58,10 @@ export function TargetPage() {
       <TargetAccounts target={target} />
       <Section title="One-time account policy">
         <EphemeralPolicyEditor target={target} />
+      </Section>
+      <Section title="Change">
+        {changed && <Notice>Target changed. Verify it again if it moved.</Notice>}
+        <Disclosure label="Change target">{(close) => <TargetEditForm key={target.updatedAt} target={target} onDone={() => (close(), setChanged(true))} />}</Disclosure>
       </Section>
       <Section title="Delete">
         <p className="hint">Only a target without accounts or open one-time accounts can be deleted.</p>
