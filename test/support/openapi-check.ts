@@ -105,7 +105,7 @@ export class ResponseCheck {
     let validate = this.validators.get(key);
     if (!validate) {
       const schema = this.doc.paths[template][verb].responses?.[status]?.content?.[type]?.schema ?? {};
-      validate = this.ajv.compile(rebased(schema));
+      validate = this.ajv.compile(rebased(schema) as object);
       this.validators.set(key, validate);
     }
     return validate;
