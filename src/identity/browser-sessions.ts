@@ -44,10 +44,7 @@ export interface SessionRequest {
   /** Sent by a page of another site (Fetch Metadata). */
   crossSite: boolean;
   csrfHeader: unknown;
-  /**
-   * Authenticates without counting as activity for the idle timeout: `X-Session-Activity: passive` (the portal's
-   * background polling), or a request another site's page made.
-   */
+  /** `X-Session-Activity: passive` (the portal's background polling): authenticates without counting as activity. */
   passive: boolean;
 }
 
@@ -86,8 +83,9 @@ export class BrowserSessionsService {
 
   /**
    * The cookie's session → its actor. Refused (401): unknown, revoked (sign-out, disabled user, MFA reset or
-   * enrollment), past its absolute end or idle too long, or a disabled user. A request that changes something must
-   * carry the session's CSRF token and not come from another site (403 CSRF_FAILED, before anything is written).
+   * enrollment), past its absolute end or idle too long, or a disabled user. A request another site's page made (Fetch
+   * Metadata) is refused whatever its method, and one that changes something must carry the session's CSRF token
+   * (403 CSRF_FAILED, before anything is written).
    * Roles and enrollment are read from the user row on every request.
    */
   async authenticate(token: string, req: SessionRequest): Promise<{ actor: Actor; session: BrowserSessionRef }> {
@@ -102,7 +100,10 @@ export class BrowserSessionsService {
     );
     if (rows.length !== 1) throw Errors.unauthenticated('invalid or expired session');
     const row = rows[0];
-    if (req.changesState && (req.crossSite || !csrfMatches(req.csrfHeader, row.csrfHash))) {
+    // no page of another site (a sibling subdomain's <img> carries even a SameSite=Strict cookie) gets anything by
+    // cookie, not even a GET (GET /v1/audit-events/verify seals the chain); the cookie stays (no forced sign-out)
+    if (req.crossSite) throw new DomainException('CSRF_FAILED', "requests from another site's page are refused");
+    if (req.changesState && !csrfMatches(req.csrfHeader, row.csrfHash)) {
       throw new DomainException('CSRF_FAILED', "send the session's CSRF token in X-CSRF-Token (GET /v1/auth/session answers it)");
     }
     if (!req.passive && now.getTime() - row.lastSeenAt.getTime() >= TOUCH_EVERY_MS) {

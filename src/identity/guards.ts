@@ -22,6 +22,8 @@ const isPublic = (reflector: Reflector, ctx: ExecutionContext) =>
  */
 @Injectable()
 export class AuthenticationGuard extends AuthGuard('bearer') {
+  private readonly logger = new Logger('AuthenticationGuard');
+
   constructor(
     private readonly reflector: Reflector,
     private readonly sessions: BrowserSessionsService,
@@ -42,16 +44,23 @@ export class AuthenticationGuard extends AuthGuard('bearer') {
         changesState: !SAFE_METHODS.has(req.method),
         crossSite: fromAnotherSite(req),
         csrfHeader: req.headers['x-csrf-token'],
-        // another site's page (an <img> on a sibling subdomain sends a SameSite=Strict cookie too) is no activity of the user
-        passive: req.headers['x-session-activity'] === 'passive' || fromAnotherSite(req),
+        passive: req.headers['x-session-activity'] === 'passive',
       });
       req.user = actor;
       req[BROWSER_SESSION] = session;
       return true;
     } catch (e) {
       if (e instanceof DomainException && e.code === 'UNAUTHENTICATED') clearSessionCookie(req, res, this.config);
+      if (e instanceof DomainException && e.code === 'CSRF_FAILED') this.logCsrfRefusal(ctx, req);
       throw e;
     }
+  }
+
+  /** A refused CSRF check is worth a warning (a forged request, or a broken client): the route and why, never a token. */
+  private logCsrfRefusal(ctx: ExecutionContext, req: Request): void {
+    const header = req.headers['x-csrf-token'];
+    const reason = fromAnotherSite(req) ? 'another_site' : header === undefined ? 'missing_token' : 'wrong_token';
+    this.logger.warn({ route: `${ctx.getClass().name}.${ctx.getHandler().name}`, method: req.method, reason }, 'CSRF check refused a request by session cookie');
   }
 
   override handleRequest<T>(err: unknown, user: T): T {

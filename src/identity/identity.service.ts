@@ -11,7 +11,7 @@ import { Actor } from '../common/actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { MfaService } from './mfa.service';
 import { PasswordHasher } from './password-hasher';
-import { hashToken, insertSession, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
+import { hashToken, insertSession, purgeEndedTokens, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 import { ThrottleService } from './throttle.service';
 import { UserEntity } from './user.entity';
 
@@ -127,6 +127,17 @@ export class IdentityService implements OnApplicationBootstrap {
       if (rows.length === 1) return { id: rows[0].id, kind: 'service', name: rows[0].name, roles: rows[0].roles, mfaEnrolled: false };
     }
     throw Errors.unauthenticated('invalid or expired token');
+  }
+
+  /** When this instance last purged ended tokens (the sweep that calls it runs every few seconds; once an hour does). */
+  private lastPurge = -Infinity;
+
+  /** The rotation sweep's housekeeping step: ended tokens and sessions go (at most once an hour per instance). */
+  async purgeEndedTokens(): Promise<number> {
+    const now = this.clock.now();
+    if (now.getTime() - this.lastPurge < 3600 * 1000) return 0;
+    this.lastPurge = now.getTime();
+    return purgeEndedTokens(this.dataSource.manager, now, this.config.portal.idleSeconds);
   }
 
   /** Who the caller is (the controller adds their notification settings). */

@@ -48,3 +48,23 @@ export async function insertBrowserSession(em: EntityManager, userId: string, no
   });
   return { token, csrfToken, expiresAt: expiresAt.toISOString() };
 }
+
+/** How long an ended login token or browser session is kept before it is deleted (a day: recent 401s stay explainable). */
+export const ENDED_TOKEN_GRACE_MS = 24 * 3600 * 1000;
+
+/**
+ * Deletes login tokens and browser sessions that ended more than a day before `now`: revoked, past their absolute end,
+ * or (sessions) idle past `idleSeconds`. Nothing else ever deletes them, and each sign-in adds a row. Each column is
+ * compared with the clock that wrote it: `revoked_at` with the database's (revocations write now()), the others with
+ * the vault's.
+ */
+export async function purgeEndedTokens(em: EntityManager, now: Date, idleSeconds: number): Promise<number> {
+  const before = new Date(now.getTime() - ENDED_TOKEN_GRACE_MS);
+  const idleBefore = new Date(before.getTime() - idleSeconds * 1000);
+  const [, deleted]: [unknown[], number] = await em.query(
+    `DELETE FROM access_tokens
+      WHERE revoked_at < now() - make_interval(secs => $3) OR expires_at < $1 OR (kind = 'browser' AND last_seen_at < $2)`,
+    [before, idleBefore, ENDED_TOKEN_GRACE_MS / 1000],
+  );
+  return deleted;
+}

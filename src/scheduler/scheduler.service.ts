@@ -8,6 +8,7 @@ import { EphemeralProvisioner } from '../ephemeral/ephemeral-provisioner.service
 import { HeartbeatService } from '../rotation/heartbeat.service';
 import { RotationService } from '../rotation/rotation.service';
 import { NotificationDeliverer } from '../notifications/deliverer';
+import { IdentityService } from '../identity/identity.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
 
 /**
@@ -28,6 +29,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     private readonly checkoutNotices: CheckoutNotices,
     private readonly ephemeralNotices: EphemeralNotices,
     private readonly notifications: NotificationDeliverer,
+    private readonly identity: IdentityService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -64,8 +66,8 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /**
-   * Recovery of abandoned rotations, due rotations, then the drift heartbeat — each on its own: one that fails is
-   * logged and never keeps the others from running.
+   * Recovery of abandoned rotations, due rotations, the drift heartbeat, then (hourly) the purge of ended login tokens
+   * and browser sessions — each on its own: one that fails is logged and never keeps the others from running.
    */
   sweep(): Promise<void> {
     return this.once('rotation', () =>
@@ -73,6 +75,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
         ['rotation-recovery', () => this.rotation.recoverStale()],
         ['rotation-due', () => this.rotation.rotateDue()],
         ['heartbeat', () => this.heartbeat.run()],
+        ['token-purge', () => this.identity.purgeEndedTokens()],
       ]),
     );
   }

@@ -164,13 +164,32 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
       expect(sessionCookieOf(res)?.value).toBe('');
     });
 
-    it("a request another site's page makes (an <img> on a sibling subdomain carries a SameSite=Strict cookie too) is no activity", async () => {
+    it("a request another site's page makes (an <img> on a sibling subdomain carries a SameSite=Strict cookie too) is refused, a GET too, and is no activity", async () => {
       const user = await vault.createUser(['operator']);
       const s = await signIn(user);
       vault.clock.advance((IDLE - 60) * 1000);
-      await get('/v1/me', s).set('Sec-Fetch-Site', 'same-site').expect(200);
-      vault.clock.advance(120 * 1000);
-      await get('/v1/me', s).set('Sec-Fetch-Site', 'same-origin').expect(401);
+      for (const site of ['same-site', 'cross-site']) {
+        const res = await get('/v1/me', s).set('Sec-Fetch-Site', site).expect(403);
+        expect(res.body.code).toBe('CSRF_FAILED');
+        expect(sessionCookieOf(res)).toBeUndefined(); // no forced sign-out either
+      }
+      await get('/v1/me', s).set('Sec-Fetch-Site', 'none').expect(200); // typed into the address bar: the user
+      vault.clock.advance((IDLE - 60) * 1000);
+      await get('/v1/me', s).set('Sec-Fetch-Site', 'same-origin').expect(200);
+      vault.clock.advance((IDLE + 1) * 1000);
+      await get('/v1/me', s).expect(401);
+    });
+
+    it('a CSRF refusal is logged at warn with the route and why, never the token', async () => {
+      const user = await vault.createUser(['operator']);
+      const s = await signIn(user);
+      const from = logLines.length;
+      await vault.http().post('/v1/me/mfa/totp').set('Cookie', s.cookie).set('X-CSRF-Token', 'wrong').expect(403);
+      const lines = logLines.slice(from).filter((l) => l.includes('CSRF check refused'));
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0])).toMatchObject({ level: 40, route: 'IdentityController.enroll', method: 'POST', reason: 'wrong_token' });
+      expect(lines[0]).not.toContain(s.token);
+      expect(lines[0]).not.toContain(s.csrf);
     });
 
     it(`ends a session ${ABSOLUTE} s after sign-in however busy it is`, async () => {
