@@ -1,6 +1,5 @@
 import type { RouteObject } from 'react-router';
 import type { NavItem } from '../../ui/nav';
-import { AdminAccountPage, AdminAccountsPage } from './accounts/accounts-admin';
 import { PoliciesPage } from './policies/policies-page';
 import { TargetPage } from './targets/target-page';
 import { TargetsPage } from './targets/targets-page';
@@ -16,8 +15,6 @@ import './admin.css';
 export const adminRoutes: RouteObject[] = [
   { path: 'targets', element: <TargetsPage /> },
   { path: 'targets/:id', element: <TargetPage /> },
-  { path: 'admin/accounts', element: <AdminAccountsPage /> },
-  { path: 'admin/accounts/:id', element: <AdminAccountPage /> },
   { path: 'policies', element: <PoliciesPage /> },
   { path: 'users', element: <UsersPage /> },
   { path: 'users/:id', element: <UserPage /> },
@@ -26,7 +23,6 @@ export const adminRoutes: RouteObject[] = [
 
 export const adminNav: NavItem[] = [
   { to: '/targets', label: 'Targets', roles: ['admin'] },
-  { to: '/admin/accounts', label: 'Account admin', roles: ['admin'] },
   { to: '/policies', label: 'Policies', roles: ['admin'] },
   { to: '/users', label: 'Users', roles: ['admin'] },
   { to: '/tokens', label: 'Service tokens', roles: ['admin'] },

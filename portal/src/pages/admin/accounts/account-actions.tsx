@@ -1,6 +1,6 @@
 import { useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
-import { useNavigate } from 'react-router';
+import { useEffect, useState } from 'react';
+import { Link, useNavigate } from 'react-router';
 import { api, ok, withMfa } from '../../../api/client';
 import { useLiveItem } from '../../../api/lists';
 import type { AccountView } from '../../../api/views';
@@ -23,7 +23,7 @@ const ROTATION_COLUMNS: Column<RotationView>[] = [
 
 /**
  * What an administrator does with one account: rotate now (runs in the background; the history shows how it went),
- * change its policy, delete it. Part C's account page may show this for admins; /admin/accounts/:id always does.
+ * change its policy, delete it. Shown to admins on the account's page (part C's /accounts/:id).
  */
 export function AccountAdminActions({ account }: { account: AccountView }) {
   const queries = useQueryClient();
@@ -38,6 +38,11 @@ export function AccountAdminActions({ account }: { account: AccountView }) {
   );
 
   const refresh = () => queries.invalidateQueries();
+  // the account's own page does not poll: once no rotation is pending any more, its status is read again
+  const pending = rotations.data?.some((r) => r.status === 'pending');
+  useEffect(() => {
+    if (pending === false && account.status === 'rotating') void queries.invalidateQueries({ queryKey: ['accounts', account.id] });
+  }, [pending, account.status, account.id, queries]);
 
   const rotate = async () => {
     setRotateError(null);
@@ -53,7 +58,7 @@ export function AccountAdminActions({ account }: { account: AccountView }) {
 
   const remove = async (code: string) => {
     await api.DELETE('/v1/accounts/{id}', withMfa(code, { params: { path: { id: account.id } } }));
-    navigate('/admin/accounts', { replace: true });
+    navigate('/accounts', { replace: true });
     await refresh();
   };
 
@@ -67,6 +72,9 @@ export function AccountAdminActions({ account }: { account: AccountView }) {
           </button>
         </div>
         <ErrorMessage error={rotateError} title="Rotation refused" />
+        <p>
+          <Link to={`/audit?subjectType=account&subjectId=${account.id}`}>Audit events of this account</Link>
+        </p>
         {account.status === 'needs_attention' && (
           <p className="hint">This account needs attention: its rotations failed repeatedly (see the history for the error). Fix the cause on the target, then rotate it now.</p>
         )}

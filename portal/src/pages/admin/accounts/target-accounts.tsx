@@ -10,7 +10,7 @@ import { OnboardForm } from './onboard-form';
 import { StatusBadge, When } from '../../../ui/format';
 
 const COLUMNS: Column<AccountView>[] = [
-  { label: 'Account', cell: (a) => <Link to={`/admin/accounts/${a.id}`}>{a.username}</Link> },
+  { label: 'Account', cell: (a) => <Link to={`/accounts/${a.id}`}>{a.username}</Link> },
   { label: 'Status', cell: (a) => <StatusBadge status={a.status} /> },
   { label: 'Last rotated', cell: (a) => <When at={a.lastRotatedAt} /> },
 ];
