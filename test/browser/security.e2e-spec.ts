@@ -62,7 +62,8 @@ describe('portal security in the browser (browser e2e)', () => {
 
   afterAll(async () => {
     await browser?.close();
-    attacker?.close();
+    attacker?.closeAllConnections();
+    await new Promise((resolve) => (attacker ? attacker.close(resolve) : resolve(undefined)));
     await real?.stop();
     await vault?.close();
   });
