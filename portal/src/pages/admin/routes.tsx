@@ -1,4 +1,4 @@
-import type { RouteObject } from 'react-router';
+import { Navigate, useParams, type RouteObject } from 'react-router';
 import type { NavItem } from '../../ui/nav';
 import { PoliciesPage } from './policies/policies-page';
 import { TargetPage } from './targets/target-page';
@@ -12,7 +12,15 @@ import './admin.css';
  * The administrator's pages. The vault refuses what a role may not do (403); the navigation only hides links a role
  * could not use.
  */
+/** Where /admin/accounts/:id went: account administration is on the account's own page now. */
+function ToAccount() {
+  return <Navigate to={`/accounts/${useParams().id ?? ''}`} replace />;
+}
+
 export const adminRoutes: RouteObject[] = [
+  // account administration moved to the accounts pages; earlier links still arrive
+  { path: 'admin/accounts', element: <Navigate to="/accounts" replace /> },
+  { path: 'admin/accounts/:id', element: <ToAccount /> },
   { path: 'targets', element: <TargetsPage /> },
   { path: 'targets/:id', element: <TargetPage /> },
   { path: 'policies', element: <PoliciesPage /> },
