@@ -10,6 +10,7 @@ import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import type { Role } from '../../src/common/actor';
 import { TestClock } from './clock';
 import { createTestDatabase, TestDatabase } from './db';
+import { checkedRequest, responseCheckOf } from './openapi-check';
 import { SECRET_SCAN_DIR, secretSentinel } from './secret-sentinel';
 import { totpAt } from './totp';
 
@@ -78,7 +79,9 @@ export async function startTestVault(
   sentinel?.secret(config.bootstrapAdminPassword, 'bootstrap admin password');
   sentinel?.watchSecretBox(app.get(SecretBoxService));
   sentinel?.keys([app.get(KeyringService).active().key, app.get(KeyringService).auditKey()]);
-  const http = () => request(app.getHttpServer());
+  // every 2xx answer a test receives is checked against the vault's own OpenAPI document
+  const openapi = await responseCheckOf(app.getHttpServer());
+  const http = () => checkedRequest(request(app.getHttpServer()), openapi);
   /** The code of the first time step after the last one this user burned (moving the test clock there). */
   const nextCode = async (username: string, secret: string) => {
     const [row] = await db.query<{ last: string }>('SELECT mfa_last_step::text AS last FROM users WHERE username = $1', [username]);
