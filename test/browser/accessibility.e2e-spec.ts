@@ -108,4 +108,54 @@ describe('accessibility of every portal page (browser e2e)', () => {
     }
     expect(problems.flatMap((pr) => [...pr.errors, ...pr.csp])).toEqual([]);
   }, 600_000);
+
+  it('keyboard only: an approver signs in, finds the request and approves it, seeing where the focus is', async () => {
+    const approver = people.approver;
+    const page = await (await newPerson(browser, vault.origin)).newPage();
+    await page.goto('/portal/sign-in');
+    await page.getByRole('heading', { name: 'Sign in to the PAM vault' }).waitFor();
+    // the username field has the focus; Tab moves on; Enter submits
+    await page.keyboard.type(approver.username);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(approver.password);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(await approver.code());
+    await page.keyboard.press('Enter');
+    await page.waitForURL((url) => !url.pathname.endsWith('/sign-in'));
+    await page.getByRole('heading', { level: 1 }).waitFor();
+
+    await tabTo(page, 'Approvals');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { level: 1, name: 'Approvals' }).waitFor();
+    await tabTo(page, 'Approve');
+    await page.keyboard.press('Enter');
+    // the code prompt takes the focus; Enter confirms
+    await page.keyboard.type(await approver.code());
+    await page.keyboard.press('Enter');
+    await page.getByText('Nothing to decide.').first().waitFor();
+    const [checkout] = (await vault.http().get('/v1/checkouts?status=active').set('Authorization', people.admin.auth).expect(200)).body.items as Array<{ approvals: Array<{ approverId: string }> }>;
+    expect(checkout.approvals.map((a) => a.approverId)).toEqual([approver.id]);
+  }, 120_000);
 });
+
+/**
+ * Presses Tab until the focused element's text (or label) is `name`, checking on the way that every focused element
+ * shows it has the focus (an outline or a box shadow that differs from its look unfocused is drawn).
+ */
+async function tabTo(page: Page, name: string): Promise<void> {
+  for (let presses = 0; presses < 80; presses++) {
+    await page.keyboard.press('Tab');
+    const focused = (await page.evaluate(`(() => {
+      const el = document.activeElement;
+      const style = getComputedStyle(el);
+      if (!el || el === document.body) return { name: '', visible: true };
+      return {
+        name: (el.getAttribute('aria-label') || el.textContent || '').trim(),
+        visible: (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) || style.boxShadow !== 'none',
+      };
+    })()`)) as { name: string; visible: boolean };
+    if (!focused.visible) throw new Error(`the focused element "${focused.name}" shows no focus indicator`);
+    if (focused.name === name) return;
+  }
+  throw new Error(`"${name}" was not reached with the Tab key`);
+}
