@@ -46,7 +46,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
 
   const refresh = useCallback(async () => {
     try {
-      adopt(ok(await api.GET('/v1/auth/session')) as SessionView);
+      adopt(ok(await api.GET('/v1/auth/session')));
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) end(false);
       else throw e;
@@ -72,7 +72,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
       adopt,
       refresh,
       async signIn(input) {
-        const session = ok(await api.POST('/v1/auth/session', { body: input })) as SessionView;
+        const session = ok(await api.POST('/v1/auth/session', { body: input }));
         adopt(session);
         return session;
       },

@@ -1,10 +1,13 @@
 /**
- * Whether someone is using the page. Live views poll the vault every few seconds, and each request counts as activity
- * for the session's idle timeout (VAULT_PORTAL_IDLE_SECONDS): a visible tab left open on a live page would keep its
- * session alive for ever. So polling stops once nobody has touched the page for POLL_WHILE_IDLE_MS, and the session
- * can lapse; the first key, click or touch afterwards reads everything again (and meets the sign-in if it has ended).
+ * Whether someone is using the page. Live views poll the vault every few seconds; a poll must not keep the session
+ * alive (VAULT_PORTAL_IDLE_SECONDS), or a tab left open would never idle out. So a read made while nobody has touched
+ * the page for ACTIVE_MS goes as `X-Session-Activity: passive` (the vault does not count it: src/identity/guards.ts),
+ * and polling stops altogether after POLL_WHILE_IDLE_MS without a touch; the first key, click or touch afterwards reads
+ * everything again (and meets the sign-in if the session has ended meanwhile).
  */
 export const POLL_WHILE_IDLE_MS = 5 * 60_000;
+/** A read within this long after a key, click, touch or scroll is the person's own (navigation, a filter, a reload). */
+export const ACTIVE_MS = 10_000;
 
 let last = Date.now();
 let resume: (() => void) | null = null;
@@ -16,6 +19,11 @@ function touched(): void {
 }
 
 for (const event of ['pointerdown', 'keydown', 'wheel', 'touchstart'] as const) window.addEventListener(event, touched, { passive: true, capture: true });
+
+/** Someone touched the page within ACTIVE_MS: what the page reads now counts as their activity. */
+export function isActive(): boolean {
+  return Date.now() - last <= ACTIVE_MS;
+}
 
 export function isIdle(): boolean {
   return Date.now() - last > POLL_WHILE_IDLE_MS;

@@ -1,4 +1,5 @@
 import createClient, { type Middleware } from 'openapi-fetch';
+import { isActive } from './activity';
 import { errorFrom, networkError } from './errors';
 import type { paths } from './paths';
 
@@ -24,6 +25,8 @@ export function onSessionExpired(listener: () => void): () => void {
 const csrfAndErrors: Middleware = {
   onRequest({ request }) {
     if (csrfToken && !SAFE_METHODS.has(request.method)) request.headers.set('X-CSRF-Token', csrfToken);
+    // a read nobody asked for just now (polling, a refetch when the window regains focus) keeps no session alive
+    else if (SAFE_METHODS.has(request.method) && !isActive()) request.headers.set('X-Session-Activity', 'passive');
     return request;
   },
   async onResponse({ request, response }) {
@@ -58,9 +61,4 @@ type WithMfa<I> = Omit<I, 'params'> & { params: (I extends { params: infer P } ?
 export function withMfa<I extends object = object>(code: string, init?: I): WithMfa<I> {
   const params = (init as { params?: object } | undefined)?.params ?? {};
   return { ...init, params: { ...params, header: { 'X-MFA-Code': code } } } as WithMfa<I>;
-}
-
-/** @deprecated the untyped form (a raw header); use withMfa, which the generated schema types. Removed with the switch to it. */
-export function mfa(code: string): { headers: { 'X-MFA-Code': string } } {
-  return { headers: { 'X-MFA-Code': code } };
 }

@@ -3,7 +3,7 @@ import { Link } from 'react-router';
 import { useMe } from '../session';
 import { shortId } from '../ui/format';
 import { api, ok } from './client';
-import type { AccountView, Page, TargetView } from './views';
+import type { TargetView } from './views';
 
 const ALL = { limit: 200 } as const;
 const STALE = 60_000;
@@ -18,7 +18,7 @@ export function useTargets() {
     queryKey: ['targets', 'all'],
     enabled: me.has('admin', 'operator'),
     staleTime: STALE,
-    queryFn: async () => (ok(await api.GET('/v1/targets', { params: { query: ALL } })) as Page<TargetView>).items,
+    queryFn: async () => ok(await api.GET('/v1/targets', { params: { query: ALL } })).items,
   });
 }
 
@@ -33,7 +33,7 @@ export function useAccount(id: string | undefined) {
     queryKey: ['accounts', id],
     enabled: !!id && me.has('admin', 'operator', 'approver', 'auditor'),
     staleTime: STALE,
-    queryFn: async () => ok(await api.GET('/v1/accounts/{id}', { params: { path: { id: id! } } })) as AccountView,
+    queryFn: async () => ok(await api.GET('/v1/accounts/{id}', { params: { path: { id: id! } } })),
   });
 }
 
@@ -43,18 +43,21 @@ function useUserMap(): Map<string, string> {
     queryKey: ['users', 'names'],
     enabled: me.has('admin'),
     staleTime: STALE,
-    queryFn: async () => (ok(await api.GET('/v1/users', { params: { query: ALL } })) as Page<{ id: string; username: string }>).items,
+    queryFn: async () => ok(await api.GET('/v1/users', { params: { query: ALL } })).items,
   });
   return new Map((data ?? []).map((u) => [u.id, u.username]));
 }
 
-/** A person: "you", their username when it can be read, or the id's first characters. */
-export function Person({ id }: { id: string | null | undefined }) {
+/**
+ * A person: "you", their username (`name` when the view carries it — requesterName, vendorName —, else from the user
+ * list for admins), or the id's first characters.
+ */
+export function Person({ id, name: given }: { id: string | null | undefined; name?: string | null }) {
   const me = useMe();
   const names = useUserMap();
   if (!id) return <span className="muted">—</span>;
   if (id === me.id) return <span>you ({me.username})</span>;
-  const name = names.get(id);
+  const name = given ?? names.get(id);
   return name ? <span>{name}</span> : <abbr title={id}>user {shortId(id)}</abbr>;
 }
 

@@ -2,7 +2,6 @@ import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { useNavigate } from 'react-router';
 import QRCode from 'qrcode';
 import { api, ok } from '../api/client';
-import type { SessionView } from '../api/views';
 import { useMe, useSession } from '../session';
 import { ErrorMessage } from '../ui/errors';
 import { Loading } from '../ui/page';
@@ -37,7 +36,7 @@ export function EnrolPage() {
     if (started.current) return;
     started.current = true;
     (async () => {
-      const data = ok(await api.POST('/v1/me/mfa/totp')) as { secret: string; otpauthUri: string };
+      const data = ok(await api.POST('/v1/me/mfa/totp'));
       const qr = await QRCode.toDataURL(data.otpauthUri, { errorCorrectionLevel: 'M', margin: 2, width: 240 });
       setEnrollment({ ...data, qr });
     })().catch(setError);
@@ -48,10 +47,11 @@ export function EnrolPage() {
     setBusy(true);
     setError(null);
     try {
-      const answer = ok(await api.POST('/v1/me/mfa/totp/confirm', { body: { code } })) as Partial<SessionView>;
+      const answer = ok(await api.POST('/v1/me/mfa/totp/confirm', { body: { code } }));
       setEnrollment(null);
-      // the confirmation answers the new session (a fresh cookie and CSRF token); read it back if the body is partial
-      if (answer.csrfToken && answer.user) adopt(answer as SessionView);
+      // from a cookie session the confirmation answers the new session (a fresh cookie and CSRF token); a bearer answer
+      // (never expected here) is read back through GET /v1/auth/session
+      if ('user' in answer) adopt(answer);
       else await refresh();
       navigate('/', { replace: true });
     } catch (err) {

@@ -55,7 +55,7 @@ function CheckoutRequest({ checkout: c, onDecided }: { checkout: CheckoutView; o
     <article className="card stack" aria-label={`Checkout request ${c.id.slice(0, 8)}`}>
       <h3>
         <Link to={`/checkouts/${c.id}`}>
-          <Person id={c.requesterId} /> asks for <AccountName id={c.accountId} link={false} />
+          <Person id={c.requesterId} name={c.requesterName} /> asks for <AccountName id={c.accountId} link={false} />
         </Link>
         {c.breakGlass && <span className="badge bad">break-glass</span>}
       </h3>
@@ -84,12 +84,12 @@ function OneTimeRequest({ request: r, onDecided }: { request: EphemeralView; onD
     <article className="card stack" aria-label={`One-time account request ${r.id.slice(0, 8)}`}>
       <h3>
         <Link to={`/one-time-accounts/${r.id}`}>
-          <Person id={r.requesterId} /> asks for a one-time account on <TargetName id={r.targetId} />
+          <Person id={r.requesterId} name={r.requesterName} /> asks for a one-time account on <TargetName id={r.targetId} />
         </Link>
       </h3>
       <Facts
         rows={[
-          ['For vendor', <Person id={r.vendorId} />],
+          ['For vendor', <Person id={r.vendorId} name={r.vendorName} />],
           ['Why', <span className="prewrap">{r.justification}</span>],
           ['How long', `${duration(r.ttlSeconds)} from the claim`],
           ['Access', accessSummary(r.access)],

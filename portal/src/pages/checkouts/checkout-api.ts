@@ -6,7 +6,7 @@ import type { CheckoutView, CredentialView } from '../../api/views';
 const LIVE: ReadonlyArray<CheckoutView['status']> = ['pending_approval', 'active'];
 
 export function useCheckout(id: string) {
-  const read = async () => ok(await api.GET('/v1/checkouts/{id}', { params: { path: { id } } })) as CheckoutView;
+  const read = async () => ok(await api.GET('/v1/checkouts/{id}', { params: { path: { id } } }));
   return useLiveItem(['checkout', id], read, (c) => LIVE.includes(c.status));
 }
 
@@ -15,19 +15,19 @@ const path = (id: string) => ({ params: { path: { id } } });
 /** The checkout calls the pages make; each MFA one takes the step-up code. */
 export const checkoutCalls = {
   async request(body: { accountId: string; justification: string; ttlSeconds: number; breakGlass?: boolean }, code: string) {
-    return ok(await api.POST('/v1/checkouts', withMfa(code, { body }))) as CheckoutView & { credential?: CredentialView };
+    return ok(await api.POST('/v1/checkouts', withMfa(code, { body })));
   },
   async reveal(id: string, code: string) {
-    return ok(await api.POST('/v1/checkouts/{id}/reveal', withMfa(code, path(id)))) as { credential: CredentialView; expiresAt: string };
+    return ok(await api.POST('/v1/checkouts/{id}/reveal', withMfa(code, path(id))));
   },
   async extend(id: string, ttlSeconds: number, code: string) {
-    return ok(await api.POST('/v1/checkouts/{id}/extend', withMfa(code, { ...path(id), body: { ttlSeconds } }))) as CheckoutView;
+    return ok(await api.POST('/v1/checkouts/{id}/extend', withMfa(code, { ...path(id), body: { ttlSeconds } })));
   },
   async checkin(id: string) {
-    return ok(await api.POST('/v1/checkouts/{id}/checkin', path(id))) as CheckoutView;
+    return ok(await api.POST('/v1/checkouts/{id}/checkin', path(id)));
   },
   async revoke(id: string, reason: string) {
-    return ok(await api.POST('/v1/checkouts/{id}/revoke', { ...path(id), body: reason ? { reason } : {} })) as CheckoutView;
+    return ok(await api.POST('/v1/checkouts/{id}/revoke', { ...path(id), body: reason ? { reason } : {} }));
   },
 };
 

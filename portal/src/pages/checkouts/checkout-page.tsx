@@ -41,7 +41,7 @@ function CheckoutDetail({ checkout: c }: { checkout: CheckoutView }) {
         <Facts
           rows={[
             ['Account', <AccountName id={c.accountId} />],
-            ['Requested by', <Person id={c.requesterId} />],
+            ['Requested by', <Person id={c.requesterId} name={c.requesterName} />],
             ['Why', <span className="prewrap">{c.justification}</span>],
             ['For', duration(c.ttlSeconds)],
             ['Requested', <When at={c.requestedAt} />],

@@ -57,7 +57,7 @@ export function CheckoutList({ items, showRequester }: { items: CheckoutView[]; 
           <div className="item-meta">
             {showRequester && (
               <>
-                by <Person id={c.requesterId} /> ·{' '}
+                by <Person id={c.requesterId} name={c.requesterName} /> ·{' '}
               </>
             )}
             requested <When at={c.requestedAt} /> · for {duration(c.ttlSeconds)}

@@ -1,7 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { api, ok, withMfa } from '../../api/client';
 import { useLiveItem } from '../../api/lists';
-import type { ClaimView, EphemeralAccess, EphemeralStatus, EphemeralView } from '../../api/views';
+import type { EphemeralAccess, EphemeralStatus } from '../../api/views';
 
 /** Statuses that move by themselves (decisions, creation, expiry, removal): polled while the tab is visible. */
 const LIVE: readonly EphemeralStatus[] = ['pending_approval', 'approved', 'creating', 'active', 'revoking'];
@@ -9,24 +9,17 @@ const LIVE: readonly EphemeralStatus[] = ['pending_approval', 'approved', 'creat
 export const REVOCABLE: readonly EphemeralStatus[] = ['pending_approval', 'approved', 'creating', 'active', 'needs_attention'];
 
 export function useOneTimeAccount(id: string) {
-  const read = async () => ok(await api.GET('/v1/ephemeral-accounts/{id}', { params: { path: { id } } })) as EphemeralView;
+  const read = async () => ok(await api.GET('/v1/ephemeral-accounts/{id}', { params: { path: { id } } }));
   return useLiveItem(['one-time', id], read, (e) => LIVE.includes(e.status));
 }
 
-export interface EphemeralPolicy {
-  approvalsRequired: number;
-  maxTtlSeconds: number;
-  allowedGroups: string[];
-  allowedDatabases: string[];
-  allowedRoles: string[];
-  allowedGrants: Array<{ privileges: string[]; on: string }>;
-}
+export type { EphemeralPolicy } from '../../api/views';
 
 export function useEphemeralPolicy(targetId: string) {
   return useQuery({
     queryKey: ['ephemeral-policy', targetId],
     enabled: !!targetId,
-    queryFn: async () => ok(await api.GET('/v1/targets/{id}/ephemeral-policy', { params: { path: { id: targetId } } })) as EphemeralPolicy,
+    queryFn: async () => ok(await api.GET('/v1/targets/{id}/ephemeral-policy', { params: { path: { id: targetId } } })),
   });
 }
 
@@ -34,12 +27,12 @@ const path = (id: string) => ({ params: { path: { id } } });
 
 export const oneTimeCalls = {
   async request(body: { targetId: string; vendorUserId: string; ttlSeconds: number; justification: string; access?: EphemeralAccess }) {
-    return ok(await api.POST('/v1/ephemeral-accounts', { body })) as EphemeralView;
+    return ok(await api.POST('/v1/ephemeral-accounts', { body }));
   },
   async claim(id: string, code: string) {
-    return ok(await api.POST('/v1/ephemeral-accounts/{id}/claim', withMfa(code, path(id)))) as ClaimView;
+    return ok(await api.POST('/v1/ephemeral-accounts/{id}/claim', withMfa(code, path(id))));
   },
   async revoke(id: string) {
-    return ok(await api.POST('/v1/ephemeral-accounts/{id}/revoke', path(id))) as EphemeralView;
+    return ok(await api.POST('/v1/ephemeral-accounts/{id}/revoke', path(id)));
   },
 };

@@ -43,7 +43,7 @@ export function OneTimeAccountsPage() {
                   {e.status === 'approved' && e.vendorId === me.id && <span className="badge ok">ready to claim</span>}
                 </div>
                 <div className="item-meta">
-                  for <Person id={e.vendorId} /> · {accessSummary(e.access)} · {duration(e.ttlSeconds)} · requested <When at={e.requestedAt} />
+                  for <Person id={e.vendorId} name={e.vendorName} /> · {accessSummary(e.access)} · {duration(e.ttlSeconds)} · requested <When at={e.requestedAt} />
                   {e.status === 'active' && (
                     <>
                       {' '}

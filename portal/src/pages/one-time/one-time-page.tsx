@@ -59,8 +59,8 @@ function OneTimeDetail({ account: e }: { account: EphemeralView }) {
         <Facts
           rows={[
             ['Target', <TargetName id={e.targetId} />],
-            ['Vendor', <Person id={e.vendorId} />],
-            ['Requested by', <Person id={e.requesterId} />],
+            ['Vendor', <Person id={e.vendorId} name={e.vendorName} />],
+            ['Requested by', <Person id={e.requesterId} name={e.requesterName} />],
             ['Why', <span className="prewrap">{e.justification}</span>],
             ['Lifetime', `${duration(e.ttlSeconds)} from the claim`],
             ['Access', accessSummary(e.access)],

@@ -3,7 +3,7 @@ import { useId, useState, type FormEvent } from 'react';
 import { useNavigate } from 'react-router';
 import { api, ok } from '../../api/client';
 import { useTargets } from '../../api/names';
-import type { EphemeralAccess, Page } from '../../api/views';
+import type { EphemeralAccess } from '../../api/views';
 import { useMe } from '../../session';
 import { ErrorMessage } from '../../ui/errors';
 import { DurationSelect, durationsUpTo, nearest, SelectField, useAction } from '../../ui/fields';
@@ -19,7 +19,7 @@ function useVendors() {
     queryKey: ['users', 'vendors'],
     enabled: me.has('admin'),
     queryFn: async () =>
-      (ok(await api.GET('/v1/users', { params: { query: { limit: 200 } } })) as Page<{ id: string; username: string; roles: string[]; disabled: boolean }>).items.filter(
+      ok(await api.GET('/v1/users', { params: { query: { limit: 200 } } })).items.filter(
         (u) => u.roles.includes('vendor') && !u.disabled,
       ),
   });
