@@ -45,7 +45,8 @@ export class DtoSchemas {
     const required: string[] = [];
     for (const { name, metadatas } of propertiesOf(cls)) {
       const { schema, optional, description } = this.propertySchema(cls, name, metadatas);
-      properties[name] = description && !('$ref' in schema) ? { ...schema, description } : schema;
+      const nullable = acceptsNull(name, metadatas) && !('$ref' in schema) ? { nullable: true } : {};
+      properties[name] = description && !('$ref' in schema) ? { ...schema, ...nullable, description } : { ...schema, ...nullable };
       if (!optional) required.push(name);
     }
     return { type: 'object', properties, ...(required.length ? { required } : {}), additionalProperties: false };
@@ -74,6 +75,14 @@ export class DtoSchemas {
     const schema = isArray ? { ...outer, items: itemSchema } : itemSchema;
     return { schema, optional, description: notes.filter(Boolean).join('; ') || undefined };
   }
+}
+
+/**
+ * Whether the pipe lets an explicit `null` through: a `@ValidateIf` that skips validation for it (e.g. `email: null`
+ * removes an address). The project's `@Optional()` skips only an absent field, so it does not count.
+ */
+function acceptsNull(name: string, metadatas: ValidationMetadata[]): boolean {
+  return metadatas.some((m) => m.type === ValidationTypes.CONDITIONAL_VALIDATION && (m.constraints?.[0] as ((o: object, v: unknown) => boolean) | undefined)?.({ [name]: null }, null) === false);
 }
 
 /** The validated properties of a class, its ancestors' first, each with its validators (own and inherited). */

@@ -20,6 +20,8 @@ import { ResponseSchemas } from './response-schema';
 export const DOCS_PATH = 'docs';
 export const MFA_HEADER = 'X-MFA-Code';
 const BEARER = 'bearer';
+/** The web portal's browser session (src/identity/session-cookie.ts): an alternative to the bearer header. */
+const COOKIE = 'cookie';
 
 /** The keyset pagination every list endpoint shares (src/common/pagination.ts). */
 const PAGE_PARAMETERS: Record<string, Partial<ParameterObject>> = {
@@ -74,6 +76,16 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setVersion(pkg.version)
     .setDescription(describeApi(pkg.description))
     .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'opaque', description: 'A login token (POST /v1/auth/login) or a service token (POST /v1/service-tokens).' }, BEARER)
+    .addCookieAuth(
+      'vault_session',
+      {
+        type: 'apiKey',
+        in: 'cookie',
+        description:
+          'The web portal\'s browser session (POST /v1/auth/session; `__Host-vault_session` over HTTPS). A request that changes something sends `X-CSRF-Token`; a request another site\'s page makes is refused (403 CSRF_FAILED). A bearer header wins over the cookie.',
+      },
+      COOKIE,
+    )
     .build();
   const document = SwaggerModule.createDocument(app, config, { operationIdFactory: (controller, method) => `${controller}_${method}` });
   const handlers = routeHandlers(app);
@@ -154,6 +166,7 @@ function describeOperation(
   if (!access.isPublic) {
     codes.add('UNAUTHENTICATED');
     codes.add('FORBIDDEN');
+    codes.add('CSRF_FAILED'); // by cookie: a change without X-CSRF-Token, or any request from another site's page
     if (!access.allowWithoutMfa) codes.add('MFA_ENROLLMENT_REQUIRED');
   }
   if (access.requiresMfa) for (const c of ['MFA_REQUIRED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED'] as const) codes.add(c);
@@ -180,7 +193,7 @@ function describeOperation(
     description: lines.join('\n'),
     parameters,
     responses,
-    security: access.isPublic ? [] : [{ [BEARER]: [] }],
+    security: access.isPublic ? [] : [{ [BEARER]: [] }, { [COOKIE]: [] }],
     'x-public': access.isPublic,
     'x-mfa-required': access.requiresMfa,
     'x-allowed-before-mfa-enrollment': access.isPublic || access.allowWithoutMfa,
@@ -261,7 +274,7 @@ function describeApi(summary: string): string {
   return [
     summary,
     '',
-    'JSON in and out. Authenticate with `Authorization: Bearer <token>` (a login token or a service token).',
+    'JSON in and out. Authenticate with `Authorization: Bearer <token>` (a login token or a service token), or from the web portal with its session cookie (plus `X-CSRF-Token` on every change).',
     `Actions marked step-up MFA need header \`${MFA_HEADER}\` with a fresh TOTP code, accepted once per user.`,
     'Every operation lists its roles (`x-roles`), whether it is public (`x-public`), whether it needs the MFA header (`x-mfa-required`) and every error `code` it can answer (`x-error-codes` and its error responses).',
     'Errors are `{statusCode, code, message}` (schema `Error`). Lists take `?limit=&cursor=` and answer `{items, nextCursor}`.',

@@ -188,6 +188,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     expect(doc.openapi).toMatch(/^3\./);
     expect(doc.info).toMatchObject({ title: pkg.name, version: pkg.version });
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(doc.components.securitySchemes.cookie).toMatchObject({ type: 'apiKey', in: 'cookie', name: 'vault_session' });
     expect(doc.components.schemas.Error).toMatchObject({ type: 'object', required: ['statusCode', 'code', 'message'] });
     expect(doc.components.schemas.Error.properties).toMatchObject({ statusCode: { type: 'integer' }, code: { type: 'string' }, message: { type: 'string' } });
   });
@@ -220,7 +221,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
         if (!/public/i.test(op.description ?? '')) fail('the description does not say it is public');
       } else {
         if (JSON.stringify(op['x-roles']) !== JSON.stringify(roles ?? [])) fail(`x-roles ${JSON.stringify(op['x-roles'])} ≠ @Roles ${JSON.stringify(roles)}`);
-        if (JSON.stringify(op.security) !== JSON.stringify([{ bearer: [] }])) fail(`security ${JSON.stringify(op.security)} is not the bearer scheme`);
+        if (JSON.stringify(op.security) !== JSON.stringify([{ bearer: [] }, { cookie: [] }])) fail(`security ${JSON.stringify(op.security)} is not the bearer scheme or the portal's cookie`);
         for (const r of roles ?? []) if (!(op.description ?? '').includes(`\`${r}\``)) fail(`the description does not name role ${r}`);
       }
       if (op['x-mfa-required'] !== mfa) fail(`x-mfa-required is ${String(op['x-mfa-required'])}, the handler is ${mfa ? '' : 'not '}@RequiresMfa`);
@@ -263,6 +264,7 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
       if (!op['x-public']) {
         if (!byStatus.get('401')?.includes('UNAUTHENTICATED')) fail('no 401 UNAUTHENTICATED');
         if (!byStatus.get('403')?.includes('FORBIDDEN')) fail('no 403 FORBIDDEN');
+        if (!byStatus.get('403')?.includes('CSRF_FAILED')) fail('no 403 CSRF_FAILED (the portal\'s cookie)');
       }
       if (op['x-mfa-required']) {
         for (const c of ['MFA_REQUIRED', 'MFA_INVALID', 'MFA_REPLAYED']) if (!byStatus.get('401')?.includes(c)) fail(`MFA route without 401 ${c}`);
@@ -342,6 +344,10 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     const target = resolve(doc.paths['/v1/targets'].post.requestBody?.content?.['application/json']?.schema);
     expect(target?.properties?.type).toMatchObject({ enum: ['ssh', 'postgres', 'mysql'] });
     expect(resolve(target?.properties?.admin)).toMatchObject({ required: ['username'], properties: { username: { type: 'string' }, password: { type: 'string' } } });
+    // an explicit null the pipe lets through (it removes the address) is documented as nullable
+    const userPatch = resolve(doc.paths['/v1/users/{id}'].patch.requestBody?.content?.['application/json']?.schema);
+    expect(userPatch?.properties?.email).toMatchObject({ type: 'string', nullable: true });
+    expect(resolve(doc.paths['/v1/me'].patch.requestBody?.content?.['application/json']?.schema)?.properties?.email).not.toHaveProperty('nullable');
   });
 
   it('gives every operation one success response: a 204 without a body, else a response schema (its @ApiAnswer) that compiles', () => {

@@ -1787,7 +1787,7 @@ export interface components {
         UpdateUserDto: {
             disabled?: boolean;
             /** @description email must be an e-mail address (name@example.com) */
-            email?: string;
+            email?: string | null;
             roles?: ("admin" | "operator" | "approver" | "vendor" | "auditor" | "scheduler")[];
         };
         UserView: {
@@ -2145,9 +2145,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -2164,7 +2165,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -2278,9 +2279,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -2297,7 +2299,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -2535,9 +2537,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -2554,7 +2557,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -2688,9 +2691,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -2707,7 +2711,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -2897,9 +2901,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -2916,7 +2921,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -3121,9 +3126,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -3140,7 +3146,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -3296,9 +3302,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -3315,7 +3322,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -3451,9 +3458,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -3470,7 +3478,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -3574,9 +3582,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -3593,7 +3602,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -3725,9 +3734,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -3744,7 +3754,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -4048,9 +4058,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              */
             403: {
                 headers: {
@@ -4066,7 +4077,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN";
+                        code?: "FORBIDDEN" | "CSRF_FAILED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -4499,9 +4510,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -4518,7 +4530,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -4631,9 +4643,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, BREAK_GLASS_NOT_ALLOWED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, BREAK_GLASS_NOT_ALLOWED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `BREAK_GLASS_NOT_ALLOWED`: The account's policy does not allow break-glass checkouts.
              */
@@ -4651,7 +4664,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "BREAK_GLASS_NOT_ALLOWED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "BREAK_GLASS_NOT_ALLOWED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -4887,9 +4900,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -4906,7 +4920,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -5046,9 +5060,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
@@ -5066,7 +5081,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -5323,9 +5338,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -5342,7 +5358,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -5507,9 +5523,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
@@ -5527,7 +5544,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -5795,9 +5812,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -5814,7 +5832,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6075,9 +6093,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -6094,7 +6113,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6310,9 +6329,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
@@ -6330,7 +6350,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6566,9 +6586,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -6585,7 +6606,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6795,9 +6816,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -6814,7 +6836,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6921,9 +6943,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL, ACCESS_NOT_ALLOWED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL, ACCESS_NOT_ALLOWED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              *     - `ACCESS_NOT_ALLOWED`: The target's ephemeral policy does not allow the access asked for.
@@ -6942,7 +6965,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL" | "ACCESS_NOT_ALLOWED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL" | "ACCESS_NOT_ALLOWED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -7097,9 +7120,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -7116,7 +7140,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -7256,9 +7280,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
@@ -7276,7 +7301,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -7541,9 +7566,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, ACCESS_NOT_ALLOWED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, ACCESS_NOT_ALLOWED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `ACCESS_NOT_ALLOWED`: The target's ephemeral policy does not allow the access asked for.
              */
@@ -7561,7 +7587,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "ACCESS_NOT_ALLOWED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "ACCESS_NOT_ALLOWED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -7810,9 +7836,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
@@ -7830,7 +7857,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -8087,9 +8114,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -8106,7 +8134,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -8233,9 +8261,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              */
             403: {
                 headers: {
@@ -8251,7 +8280,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN";
+                        code?: "FORBIDDEN" | "CSRF_FAILED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -8365,9 +8394,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -8384,7 +8414,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -8561,9 +8591,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              */
             403: {
                 headers: {
@@ -8579,7 +8610,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN";
+                        code?: "FORBIDDEN" | "CSRF_FAILED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -8712,9 +8743,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              */
             403: {
                 headers: {
@@ -8730,7 +8762,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN";
+                        code?: "FORBIDDEN" | "CSRF_FAILED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -8939,9 +8971,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -8958,7 +8991,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -9072,9 +9105,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -9091,7 +9125,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -9296,9 +9330,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -9315,7 +9350,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -9449,9 +9484,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -9468,7 +9504,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -9635,9 +9671,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -9654,7 +9691,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -9890,9 +9927,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -9909,7 +9947,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -10092,9 +10130,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -10111,7 +10150,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -10223,9 +10262,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -10242,7 +10282,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -10422,9 +10462,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -10441,7 +10482,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -10575,9 +10616,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -10594,7 +10636,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -10757,9 +10799,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -10776,7 +10819,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -10883,9 +10926,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -10902,7 +10946,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -11014,9 +11058,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -11033,7 +11078,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -11217,9 +11262,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -11236,7 +11282,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -11394,9 +11440,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -11413,7 +11460,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -11525,9 +11572,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -11544,7 +11592,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -11749,9 +11797,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -11768,7 +11817,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -11902,9 +11951,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -11921,7 +11971,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -12112,9 +12162,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -12131,7 +12182,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -12363,9 +12414,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -12382,7 +12434,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -12525,9 +12577,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -12544,7 +12597,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -12815,9 +12868,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -12834,7 +12888,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -13097,9 +13151,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -13116,7 +13171,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -13228,9 +13283,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -13247,7 +13303,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -13452,9 +13508,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -13471,7 +13528,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -13612,9 +13669,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -13631,7 +13689,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -13865,9 +13923,10 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
              */
             403: {
@@ -13884,7 +13943,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
