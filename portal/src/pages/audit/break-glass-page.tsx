@@ -74,7 +74,7 @@ function BreakGlassCard({ checkout: c, canReview, justReviewed, onReviewed }: { 
       <Facts
         rows={[
           ['Account', <AccountName id={c.accountId} />],
-          ['Requested by', <Person id={c.requesterId} />],
+          ['Requested by', <Person id={c.requesterId} name={c.requesterName} />],
           ['Why', <span className="pre-line">{c.justification}</span>],
           ['Requested', <><When at={c.requestedAt} /> for {duration(c.ttlSeconds)}</>],
           ['Status', <><StatusBadge status={c.status} /> {c.endedAt && <>ended <When at={c.endedAt} /></>}</>],
