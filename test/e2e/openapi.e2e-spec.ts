@@ -385,6 +385,27 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     expect(doc.paths['/metrics'].get.responses['200'].content).toHaveProperty(['text/plain', 'schema', 'type'], 'string');
   });
 
+  it("the answers check (test/support/openapi-check.ts) refuses what the document does not say, and only that", async () => {
+    const admin = await vault.admin();
+    const real = await vault.http().get('/v1/me').set('Authorization', admin.auth).expect(200); // checked on the way
+    const check = new ResponseCheck(doc as never);
+    const answer = (status: number, body: unknown, type = 'application/json; charset=utf-8') =>
+      ({ status, body, text: body === undefined ? '' : JSON.stringify(body), headers: { 'content-type': type } }) as never;
+    const me = real.body as Record<string, unknown>;
+    expect(check.check('get', '/v1/me', answer(200, me))).toBeUndefined();
+    expect(check.check('get', '/v1/me?x=1', answer(200, { ...me, extra: 1 }))?.message).toMatch(/GET \/v1\/me → 200 does not match[\s\S]*additional properties/);
+    expect(check.check('get', '/v1/me', answer(200, { ...me, kind: 'robot' }))?.message).toMatch(/kind must be equal to one of the allowed values/);
+    expect(check.check('get', '/v1/me', answer(200, { ...me, id: 'not-a-uuid' }))?.message).toMatch(/id must match format "uuid"/);
+    expect(check.check('get', '/v1/me', answer(201, me))?.message).toMatch(/not a status the document lists/);
+    expect(check.check('get', '/v1/me', answer(200, 'hello', 'text/plain'))?.message).toMatch(/answered text\/plain, the document says application\/json/);
+    expect(check.check('delete', `/v1/service-tokens/${admin.id}`, answer(204, undefined, ''))).toBeUndefined();
+    expect(check.check('delete', `/v1/service-tokens/${admin.id}`, answer(204, { id: admin.id }))?.message).toMatch(/has a body/);
+    expect(check.check('get', '/v1/nowhere', answer(200, {}))?.message).toMatch(/no such operation/);
+    expect(check.check('get', '/v1/me', answer(401, { statusCode: 401 }))).toBeUndefined(); // error answers: checked above, by code
+    // a literal path wins over a template: /v1/audit-events/verify is not /v1/audit-events/{id}
+    expect(check.check('get', '/v1/audit-events/verify', answer(200, { ok: true, count: 1, headSeq: '1', headHash: 'a'.repeat(64) }))).toBeUndefined();
+  });
+
   it('has no dangling $ref', () => {
     const dangling: string[] = [];
     const walk = (node: unknown, at: string) => {
