@@ -58,42 +58,20 @@ export function SignInPage() {
           <label htmlFor={passwordId}>Password</label>
           <input id={passwordId} name="password" type="password" autoComplete="current-password" required value={password} onChange={(e) => setPassword(e.target.value)} />
         </div>
-        {needCode ? (
-          <MfaCodeField value={code} onChange={setCode} autoFocus />
-        ) : (
-          <OptionalCode value={code} onChange={setCode} />
-        )}
+        {/* optional before the vault says it is needed: a first sign-in has no authenticator yet */}
+        <MfaCodeField
+          key={needCode ? 'needed' : 'optional'}
+          value={code}
+          onChange={setCode}
+          required={needCode}
+          autoFocus={needCode}
+          hint={needCode ? undefined : 'Leave empty on your first sign-in: you will set up your authenticator next.'}
+        />
         <ErrorMessage error={error} />
         <button type="submit" className="primary" disabled={busy}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
       </form>
     </main>
-  );
-}
-
-/** Before the vault has said a code is needed: optional, since a first sign-in has no authenticator yet. */
-function OptionalCode({ value, onChange }: { value: string; onChange(v: string): void }) {
-  const id = useId();
-  const hint = useId();
-  return (
-    <div className="field">
-      <label htmlFor={id}>Authenticator code</label>
-      <input
-        id={id}
-        name="code"
-        className="code-input"
-        inputMode="numeric"
-        autoComplete="one-time-code"
-        pattern="\d{6}"
-        maxLength={6}
-        aria-describedby={hint}
-        value={value}
-        onChange={(e) => onChange(e.target.value.replace(/\D/g, '').slice(0, 6))}
-      />
-      <p id={hint} className="hint">
-        Leave empty on your first sign-in: you will set up your authenticator next.
-      </p>
-    </div>
   );
 }

@@ -4,9 +4,24 @@ import { ErrorMessage } from './errors';
 
 const CODE = /^\d{6}$/;
 
-/** The 6-digit authenticator code input every MFA action and the sign-in use. */
-export function MfaCodeField({ value, onChange, label = 'Authenticator code', autoFocus }: { value: string; onChange(v: string): void; label?: string; autoFocus?: boolean }) {
+/** The 6-digit authenticator code input every MFA action and the sign-in use (optional there, with a hint, until needed). */
+export function MfaCodeField({
+  value,
+  onChange,
+  label = 'Authenticator code',
+  autoFocus,
+  required = true,
+  hint,
+}: {
+  value: string;
+  onChange(v: string): void;
+  label?: string;
+  autoFocus?: boolean;
+  required?: boolean;
+  hint?: string;
+}) {
   const id = useId();
+  const hintId = useId();
   return (
     <div className="field">
       <label htmlFor={id}>{label}</label>
@@ -18,11 +33,17 @@ export function MfaCodeField({ value, onChange, label = 'Authenticator code', au
         autoComplete="one-time-code"
         pattern="\d{6}"
         maxLength={6}
-        required
+        required={required}
         autoFocus={autoFocus}
+        aria-describedby={hint ? hintId : undefined}
         value={value}
         onChange={(e) => onChange(e.target.value.replace(/\D/g, '').slice(0, 6))}
       />
+      {hint && (
+        <p id={hintId} className="hint">
+          {hint}
+        </p>
+      )}
     </div>
   );
 }
