@@ -61,24 +61,24 @@ export function Person({ id, name: given }: { id: string | null | undefined; nam
   return name ? <span>{name}</span> : <abbr title={id}>user {shortId(id)}</abbr>;
 }
 
-/** A target by name and type when it can be read. */
-export function TargetName({ id }: { id: string }) {
+/** A target by name and type when it can be read (`name`: the name a view carries, for roles that cannot list targets). */
+export function TargetName({ id, name }: { id: string; name?: string | null }) {
   const target = useTargetMap().get(id);
-  return target ? (
-    <span>
-      {target.name} <span className="muted">({target.type})</span>
-    </span>
-  ) : (
-    <abbr title={id}>target {shortId(id)}</abbr>
-  );
+  if (target)
+    return (
+      <span>
+        {target.name} <span className="muted">({target.type})</span>
+      </span>
+    );
+  return name ? <span>{name}</span> : <abbr title={id}>target {shortId(id)}</abbr>;
 }
 
-/** An account as `username on target`, linked to its page. */
-export function AccountName({ id, link = true }: { id: string; link?: boolean }) {
+/** An account as `username on target`, linked to its page (`targetName`: the target's name a view carries). */
+export function AccountName({ id, link = true, targetName }: { id: string; link?: boolean; targetName?: string | null }) {
   const { data: account } = useAccount(id);
   const label = account ? (
     <>
-      {account.username} on <TargetName id={account.targetId} />
+      {account.username} on <TargetName id={account.targetId} name={targetName} />
     </>
   ) : (
     <abbr title={id}>account {shortId(id)}</abbr>
