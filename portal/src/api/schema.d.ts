@@ -877,7 +877,7 @@ export interface paths {
         };
         /**
          * List targets
-         * @description **Roles:** `admin`, `operator` (a bearer token holding any one of them).
+         * @description **Roles:** `admin`, `operator`, `approver`, `auditor` (a bearer token holding any one of them).
          */
         get: operations["TargetsController_list"];
         put?: never;
@@ -902,7 +902,7 @@ export interface paths {
         };
         /**
          * Read a target
-         * @description **Roles:** `admin`, `operator` (a bearer token holding any one of them).
+         * @description **Roles:** `admin`, `operator`, `approver`, `auditor` (a bearer token holding any one of them).
          */
         get: operations["TargetsController_get"];
         put?: never;
