@@ -26,7 +26,7 @@ export class TargetsController {
 
   @ApiOperation({ summary: 'List targets' })
   @ApiAnswer(pageOf(TargetView))
-  @Roles('admin', 'operator')
+  @Roles('admin', 'operator', 'approver', 'auditor')
   @Get()
   list(@Query() q: TargetListQuery): Promise<Page<TargetView>> {
     return this.targets.list(q);
@@ -34,7 +34,7 @@ export class TargetsController {
 
   @ApiOperation({ summary: 'Read a target' })
   @ApiAnswer(TargetView)
-  @Roles('admin', 'operator')
+  @Roles('admin', 'operator', 'approver', 'auditor')
   @Get(':id')
   get(@Param('id', UuidPipe) id: string): Promise<TargetView> {
     return this.targets.get(id);

@@ -29,7 +29,7 @@ export const EXIT_CODE_HELP = `Exit codes:
   2   usage or bad input (VALIDATION_FAILED, TTL_EXCEEDS_POLICY, bad option)
   3   not authenticated: no token, token expired or revoked, unsafe token file (UNAUTHENTICATED)
   4   MFA problem (MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED, MFA_ENROLLMENT_REQUIRED)
-  5   forbidden (FORBIDDEN, SELF_APPROVAL, BREAK_GLASS_NOT_ALLOWED, ACCESS_NOT_ALLOWED)
+  5   forbidden (FORBIDDEN, SELF_APPROVAL, BREAK_GLASS_NOT_ALLOWED, ACCESS_NOT_ALLOWED, CSRF_FAILED)
   6   not found (NOT_FOUND)
   7   conflict (409: ACCOUNT_CHECKED_OUT, ACCOUNT_ROTATING, CHECKOUT_ENDED, ALREADY_DECIDED, ...)
   8   gone (410: ALREADY_CLAIMED, EXPIRED, REVOKED)
@@ -81,6 +81,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   SELF_APPROVAL: { exit: EXIT.FORBIDDEN, hint: 'another approver must decide' },
   BREAK_GLASS_NOT_ALLOWED: { exit: EXIT.FORBIDDEN, hint: "the account's policy does not allow break-glass; ask for an approval instead" },
   ACCESS_NOT_ALLOWED: { exit: EXIT.FORBIDDEN, hint: "ask only for what the target's ephemeral policy allows (`vaultctl policy get <targetId>`)" },
+  CSRF_FAILED: { exit: EXIT.FORBIDDEN, hint: 'a browser-session request without its X-CSRF-Token; vaultctl sends a bearer token and never meets this' },
   // 404
   NOT_FOUND: { exit: EXIT.NOT_FOUND, hint: 'check the id (list commands show them)' },
   // 409

@@ -77,8 +77,9 @@ const ACCESS: Record<string, Access> = {
 
   // Targets
   'POST /v1/targets': ADMIN_STEP_UP,
-  'GET /v1/targets': allow(['admin', 'operator']),
-  'GET /v1/targets/:id': allow(['admin', 'operator']),
+  // approvers decide on access to a target and auditors review it: both read what the target is (never a secret)
+  'GET /v1/targets': allow(['admin', 'operator', 'approver', 'auditor']),
+  'GET /v1/targets/:id': allow(['admin', 'operator', 'approver', 'auditor']),
   'PATCH /v1/targets/:id': ADMIN_STEP_UP,
   'DELETE /v1/targets/:id': ADMIN_STEP_UP,
   'POST /v1/targets/:id/verify': ADMIN_STEP_UP,
