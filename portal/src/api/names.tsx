@@ -9,14 +9,15 @@ const ALL = { limit: 200 } as const;
 const STALE = 60_000;
 
 /**
- * Names for the ids in views (targets, accounts, people), read only by the roles allowed to list them: approvers
- * and vendors cannot list targets or users, so they see the id instead (a short form of it).
+ * Names for the ids in views (targets, accounts, people), read only by the roles allowed to list them: vendors cannot
+ * list targets, nor anyone but admins users (the views carry requesterName/vendorName), so they see a short id instead.
  */
 export function useTargets() {
   const me = useMe();
   return useQuery({
     queryKey: ['targets', 'all'],
-    enabled: me.has('admin', 'operator'),
+    // every role but vendors (and schedulers) may list targets
+    enabled: me.has('admin', 'operator', 'approver', 'auditor'),
     staleTime: STALE,
     queryFn: async () => ok(await api.GET('/v1/targets', { params: { query: ALL } })).items,
   });
