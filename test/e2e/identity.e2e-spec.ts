@@ -89,7 +89,7 @@ describe('login and bearer tokens (e2e, real PostgreSQL)', () => {
     const res = await vault.http().post('/v1/targets').set('Authorization', auditor.auth).send({}).expect(403);
     expect(res.body.code).toBe('FORBIDDEN');
     await vault.http().get('/v1/audit-events').set('Authorization', auditor.auth).expect(200);
-    await vault.http().get('/v1/targets').set('Authorization', auditor.auth).expect(403);
+    await vault.http().get('/v1/users').set('Authorization', auditor.auth).expect(403);
   });
 
   it('serves health without a token', async () => {

@@ -256,9 +256,9 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
     it('role changes apply to existing tokens at once', async () => {
       const u = await vault.createUser(['operator']);
       await vault.http().get('/v1/targets').set('Authorization', u.auth).expect(200);
-      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['auditor'] }).expect(200);
+      await vault.http().patch(`/v1/users/${u.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['vendor'] }).expect(200);
       await vault.http().get('/v1/targets').set('Authorization', u.auth).expect(403);
-      await vault.http().get('/v1/audit-events').set('Authorization', u.auth).expect(200);
+      await vault.http().get('/v1/ephemeral-accounts').set('Authorization', u.auth).expect(200);
     });
 
     it('resets a user’s MFA only with the admin’s own code; the user must enroll again', async () => {
