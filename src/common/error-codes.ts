@@ -88,6 +88,12 @@ export const ERROR_CODES = {
   CHANNEL_DISABLED: { status: 409, description: 'The notification channel is disabled: enable it before sending it a test.' },
   EMAIL_DOMAIN_NOT_ALLOWED: { status: 400, description: 'The e-mail address is not in one of the domains VAULT_NOTIFY_EMAIL_DOMAINS allows (addresses are not verified: the vault mails only inside the organisation). Nothing was changed.' },
   NOTIFICATION_REQUIRED: { status: 400, description: 'This kind of notification cannot be muted: it is what your role requires (approval requests, one-time accounts ready to claim, alerts). Only the optional kinds can be muted.' },
+
+  // the SSH gateway
+  GATEWAY_DISABLED: { status: 409, description: 'The vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT is not set): no connection ticket is issued.' },
+  EPHEMERAL_NOT_ACTIVE: { status: 409, description: 'The one-time account is not active (not claimed yet, ended, or claimed before the vault kept its credential for the gateway).' },
+  BROKERED_ONLY: { status: 409, description: "The account's policy is brokered only: its password never leaves the vault; connect through the SSH gateway (POST …/connect)." },
+  SESSION_ENDED: { status: 409, description: 'The gateway session has already ended.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

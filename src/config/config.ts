@@ -110,6 +110,9 @@ const schema = z
     VAULT_PORTAL_IDLE_SECONDS: intIn(60, 24 * 3600).default(900),
     VAULT_PORTAL_SESSION_SECONDS: intIn(300, 7 * 24 * 3600).default(28800),
     VAULT_PORTAL_DIR: z.string().min(1).optional(),
+    VAULT_SSH_GATEWAY_PORT: intIn(0, 65535).optional(),
+    VAULT_SSH_GATEWAY_BIND: z.string().refine((v) => isIP(v) !== 0, 'must be an IPv4 or IPv6 address').default('0.0.0.0'),
+    VAULT_SSH_GATEWAY_HOST: z.string().regex(/^[A-Za-z0-9.:_-]{1,253}$/, 'must be a host name or address').optional(),
     VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -216,6 +219,11 @@ export interface AppConfig {
    * happens; the built single-page app is served from dir (VAULT_PORTAL_DIR, default dist/portal next to the server).
    */
   portal: { idleSeconds: number; sessionSeconds: number; dir: string };
+  /**
+   * The SSH gateway (VAULT_SSH_GATEWAY_PORT; undefined: none, connect answers 409 GATEWAY_DISABLED): it listens on
+   * bind:port (port 0: a free port, for tests) and tells clients to reach it at host.
+   */
+  sshGateway?: { port: number; bind: string; host: string };
   /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
   crashPoint?: CrashPointName;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -319,9 +327,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       sessionSeconds: c.VAULT_PORTAL_SESSION_SECONDS,
       dir: resolve(c.VAULT_PORTAL_DIR ?? defaultPortalDir()),
     },
+    sshGateway: c.VAULT_SSH_GATEWAY_PORT === undefined ? undefined : sshGatewayOf(c.VAULT_SSH_GATEWAY_PORT, c.VAULT_SSH_GATEWAY_BIND, c.VAULT_SSH_GATEWAY_HOST),
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,
   };
+}
+
+/** The SSH gateway's listener: the host clients are told defaults to the bind address (loopback for a wildcard bind). */
+function sshGatewayOf(port: number, bind: string, host: string | undefined): NonNullable<AppConfig['sshGateway']> {
+  return { port, bind, host: host ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind) };
 }
 
 /** dist/portal (Vite's output) whether this runs compiled (dist/src/config → dist/portal) or from the sources (src/config). */
