@@ -39,6 +39,9 @@ export const AccountPolicyView = apiView(
       passwordClasses: z.array(z.enum(['lower', 'upper', 'digit', 'symbol'])),
       breakGlassAllowed: z.boolean(),
       breakGlassTtlSeconds: z.number().int(),
+      brokeredOnly: z.boolean().describe('The password never leaves the vault: SSH through the gateway only (no credential at checkout, no reveal).'),
+      allowPortForwarding: z.boolean().describe('Gateway sessions may forward local ports (direct-tcpip).'),
+      recordInput: z.boolean().describe('Gateway recordings keep what the user typed too.'),
     }),
   ),
 );

@@ -17,6 +17,12 @@ export interface AccountPolicy {
   passwordClasses: CharClass[];
   breakGlassAllowed: boolean;
   breakGlassTtlSeconds: number;
+  /** The password never leaves the vault: no credential in the checkout answer, no reveal; SSH through the gateway only. */
+  brokeredOnly: boolean;
+  /** Gateway sessions may open `direct-tcpip` channels (ssh -L); remote forwarding, agent and X11 are always refused. */
+  allowPortForwarding: boolean;
+  /** Gateway recordings also keep what the user typed (passwords typed into the session included). */
+  recordInput: boolean;
 }
 
 export const DEFAULT_POLICY: AccountPolicy = {
@@ -29,6 +35,9 @@ export const DEFAULT_POLICY: AccountPolicy = {
   passwordClasses: ['lower', 'upper', 'digit', 'symbol'],
   breakGlassAllowed: false,
   breakGlassTtlSeconds: 1800,
+  brokeredOnly: false,
+  allowPortForwarding: false,
+  recordInput: false,
 };
 
 const WEEK = 7 * 24 * 3600;
@@ -44,6 +53,9 @@ export class PolicyDto implements Partial<AccountPolicy> {
   @Optional() @ArrayMinSize(1) @ArrayMaxSize(4) @ArrayUnique() @IsIn(CLASSES, { each: true }) passwordClasses?: CharClass[];
   @Optional() @IsBoolean() breakGlassAllowed?: boolean;
   @Optional() @IsInt() @Min(60) @Max(WEEK) breakGlassTtlSeconds?: number;
+  @Optional() @IsBoolean() brokeredOnly?: boolean;
+  @Optional() @IsBoolean() allowPortForwarding?: boolean;
+  @Optional() @IsBoolean() recordInput?: boolean;
 }
 
 /** A stored policy with the defaults of fields added since it was written (older rows lack them). */

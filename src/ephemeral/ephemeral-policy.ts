@@ -1,5 +1,5 @@
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsInt, IsObject, IsString, Matches, Max, Min, ValidateNested } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsBoolean, IsInt, IsObject, IsString, Matches, Max, Min, ValidateNested } from 'class-validator';
 import { DomainException, Errors } from '../common/errors';
 import { Optional } from '../common/validation';
 import type { AccessInspection, EphemeralAccess } from '../connectors/connector.interface';
@@ -28,6 +28,12 @@ export interface EphemeralPolicy {
   allowedRoles: string[];
   /** MySQL: grants that may be given (a request's grant must be covered by one with the same `on`). */
   allowedGrants: Array<{ privileges: string[]; on: string }>;
+  /** The claim answers no password: SSH through the gateway only. */
+  brokeredOnly: boolean;
+  /** Gateway sessions may open `direct-tcpip` channels (ssh -L). */
+  allowPortForwarding: boolean;
+  /** Gateway recordings also keep what the user typed. */
+  recordInput: boolean;
 }
 
 /** Until an admin says otherwise: one approval, at most eight hours, login only. */
@@ -38,6 +44,9 @@ export const DEFAULT_EPHEMERAL_POLICY: EphemeralPolicy = {
   allowedDatabases: [],
   allowedRoles: [],
   allowedGrants: [],
+  brokeredOnly: false,
+  allowPortForwarding: false,
+  recordInput: false,
 };
 
 export class EphemeralPolicyDto {
@@ -47,6 +56,9 @@ export class EphemeralPolicyDto {
   @Optional() @IsArray() @ArrayMaxSize(50) @ArrayUnique() @Matches(DATABASE_NAME_PATTERN, { each: true, message: 'allowedDatabases has a name that is not allowed' }) allowedDatabases?: string[];
   @Optional() @IsArray() @ArrayMaxSize(50) @ArrayUnique() @Matches(GROUP_OR_ROLE_PATTERN, { each: true, message: 'allowedRoles has a name that is not allowed' }) allowedRoles?: string[];
   @Optional() @IsArray() @ArrayMaxSize(50) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => GrantDto) allowedGrants?: GrantDto[];
+  @Optional() @IsBoolean() brokeredOnly?: boolean;
+  @Optional() @IsBoolean() allowPortForwarding?: boolean;
+  @Optional() @IsBoolean() recordInput?: boolean;
 }
 
 export class EphemeralAccessDto {
@@ -86,6 +98,9 @@ export function policyFrom(dto: EphemeralPolicyDto): EphemeralPolicy {
     allowedDatabases: dto.allowedDatabases ?? [],
     allowedRoles: dto.allowedRoles ?? [],
     allowedGrants: (dto.allowedGrants ?? []).map((g) => ({ privileges: g.privileges.map((p) => p.toUpperCase()), on: g.on })),
+    brokeredOnly: dto.brokeredOnly ?? false,
+    allowPortForwarding: dto.allowPortForwarding ?? false,
+    recordInput: dto.recordInput ?? false,
   };
   const refused = staticRefusals(policy);
   if (refused.length) throw policyNotAllowed(refused);

@@ -65,6 +65,9 @@ export const EphemeralPolicyView = apiView(
       allowedDatabases: z.array(z.string()).describe('PostgreSQL: databases CONNECT may be granted on.'),
       allowedRoles: z.array(z.string()).describe('PostgreSQL: roles that may be granted.'),
       allowedGrants: grants().describe('MySQL: grants that may be given (a request\'s grant must be covered by one with the same `on`).'),
+      brokeredOnly: z.boolean().describe('SSH: the claim answers no password; the vendor connects through the gateway only.'),
+      allowPortForwarding: z.boolean().describe('SSH: gateway sessions may forward local ports (direct-tcpip).'),
+      recordInput: z.boolean().describe('SSH: gateway recordings keep what the user typed too.'),
     }),
   ),
 );
