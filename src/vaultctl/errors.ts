@@ -41,9 +41,10 @@ export const EXIT_CODE_HELP = `Exit codes:
   14  checkout/reveal --exec: the checkout is pending approval, nothing was run
   15  notifications channels test --wait: the test message was not delivered (failed, or still pending)
   127 --exec: the command was not found (126: not executable)
+  255 ssh: the connection through the gateway failed (ssh's own code)
   130 interrupted (Ctrl-C) at a prompt
 With --exec, once the command has started vaultctl exits with the command's own exit status
-(128+signal when it was killed), unless --checkin-after fails (then the check-in's code).`;
+(128+signal when it was killed), unless --checkin-after fails (then the check-in's code); \`vaultctl ssh\` with ssh's.`;
 
 interface CodeInfo {
   exit: number;
@@ -113,6 +114,10 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   NOT_BREAK_GLASS: conflict(),
   CHANNEL_NAME_TAKEN: conflict('choose another channel name'),
   CHANNEL_DISABLED: conflict('enable the channel first: `vaultctl notifications channels update <id> --enable`'),
+  GATEWAY_DISABLED: conflict('this vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT); use `vaultctl reveal <checkoutId> --exec -- ssh …` where the policy allows it'),
+  EPHEMERAL_NOT_ACTIVE: conflict('the one-time account is not active: claim it first (`vaultctl ephemeral claim <id>`), or it has ended'),
+  BROKERED_ONLY: conflict("the account's policy keeps its password in the vault: connect through the gateway with `vaultctl ssh <account>`"),
+  SESSION_ENDED: conflict('the session is over'),
   // 410
   ALREADY_CLAIMED: gone('a one-time account is handed out once; ask for a new one'),
   EXPIRED: gone('ask again'),

@@ -90,27 +90,35 @@ export async function runWithCredential(
   }
   const env = credentialEnv(cred, type, process.env, { ...opts, askpass });
   try {
-    return await new Promise<number>((resolve) => {
-      const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env });
-      // Ctrl-C on a terminal reaches the child by itself (same process group): vaultctl stays to check in afterwards
-      const onInt = () => (process.stdin.isTTY ? undefined : child.kill('SIGINT'));
-      const forward = (sig: NodeJS.Signals) => child.kill(sig);
-      process.on('SIGINT', onInt);
-      process.on('SIGTERM', forward);
-      process.on('SIGHUP', forward);
-      const done = (status: number) => {
-        process.removeListener('SIGINT', onInt);
-        process.removeListener('SIGTERM', forward);
-        process.removeListener('SIGHUP', forward);
-        resolve(status);
-      };
-      child.once('error', (e: NodeJS.ErrnoException) => {
-        note(`vaultctl: cannot run ${command[0]}: ${e.code ?? e.message}`);
-        done(e.code === 'EACCES' ? 126 : EXIT.COMMAND_NOT_FOUND);
-      });
-      child.once('exit', (code, signal) => done(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0)));
-    });
+    return await runChild(command, env);
   } finally {
     if (dir) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs `command` with this environment and the terminal handed over (`stdio: inherit`); resolves to the exit status to
+ * end with: the child's, 128+signal when it was killed, 127 when it could not be started (126: not executable).
+ */
+export function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env });
+    // Ctrl-C on a terminal reaches the child by itself (same process group): vaultctl stays to clean up afterwards
+    const onInt = () => (process.stdin.isTTY ? undefined : child.kill('SIGINT'));
+    const forward = (sig: NodeJS.Signals) => child.kill(sig);
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', forward);
+    process.on('SIGHUP', forward);
+    const done = (status: number) => {
+      process.removeListener('SIGINT', onInt);
+      process.removeListener('SIGTERM', forward);
+      process.removeListener('SIGHUP', forward);
+      resolve(status);
+    };
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      note(`vaultctl: cannot run ${command[0]}: ${e.code ?? e.message}`);
+      done(e.code === 'EACCES' ? 126 : EXIT.COMMAND_NOT_FOUND);
+    });
+    child.once('exit', (code, signal) => done(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0)));
+  });
 }

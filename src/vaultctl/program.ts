@@ -7,6 +7,7 @@ import { registerCheckouts } from './commands/checkouts';
 import { registerEphemeral } from './commands/ephemeral';
 import { registerMe, registerNotifications } from './commands/notifications';
 import { registerRotate } from './commands/rotate';
+import { registerSsh } from './commands/ssh';
 import { intIn } from './commands/common';
 import { CliError, EXIT, EXIT_CODE_HELP } from './errors';
 import { printJson } from './output';
@@ -26,12 +27,33 @@ const ENV_HELP = `Environment:
   postgres PGHOST PGPORT PGUSER PGPASSWORD (PGDATABASE from the target); mysql MYSQL_PWD;
   ssh SSH_ASKPASS (a temporary 0700 script answering the password prompt), SSH_ASKPASS_REQUIRE=force.
   e.g. vaultctl checkout <accountId> -r "fix replication" --exec --checkin-after -- psql
-       vaultctl checkout <accountId> -r "patch" --exec -- ssh -p 22 root@db1`;
+       vaultctl checkout <accountId> -r "patch" --exec -- ssh -p 22 root@db1
 
-/** `… --exec … -- cmd args`: what follows the first `--` after `--exec` is the command to run, untouched. */
+ssh connects through the vault's SSH gateway instead: a one-minute ticket bound to a fresh key, the password never
+leaves the vault (brokered-only accounts allow nothing else), the session is recorded:
+  e.g. vaultctl ssh db1/root            vaultctl ssh db1/root -- uptime            vaultctl ssh --ephemeral <id>`;
+
+/** The global options that take a value (so the word after them is not the command). */
+const VALUED_GLOBALS = new Set(['--url', '-c', '--code', '--timeout']);
+
+/** The subcommand's name: the first word that is neither a global option nor the value of one. */
+export function commandWord(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--') return undefined;
+    if (VALUED_GLOBALS.has(a)) i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/**
+ * `… --exec … -- cmd args` and `ssh … -- cmd args`: what follows the first `--` is the command to run (locally with
+ * --exec, on the target for ssh), untouched.
+ */
 export function splitExec(args: string[]): { args: string[]; execArgs?: string[] } {
   const sep = args.indexOf('--');
-  if (sep < 0 || !args.slice(0, sep).includes('--exec')) return { args };
+  if (sep < 0 || !(args.slice(0, sep).includes('--exec') || commandWord(args) === 'ssh')) return { args };
   return { args: args.slice(0, sep), execArgs: args.slice(sep + 1) };
 }
 
@@ -60,6 +82,7 @@ export function buildProgram(rt: Runtime): Command {
   registerAudit(program, rt);
   registerNotifications(program, rt);
   registerMe(program, rt);
+  registerSsh(program, rt);
   return program;
 }
 

@@ -6,7 +6,8 @@ import { parseGrant } from './commands/ephemeral';
 import { readSession, writeSession } from './config';
 import { API_ERRORS, describeApiError, EXIT, exitForCode, exitForStatus } from './errors';
 import { credentialEnv, guessType } from './exec';
-import { splitExec } from './program';
+import { gatewaySshConfig } from './commands/ssh';
+import { commandWord, splitExec } from './program';
 import { Progress } from './progress';
 
 const cred = { username: 'app', password: 's3cret-Pw', host: 'db1', port: 5432 };
@@ -54,6 +55,14 @@ describe('vaultctl --exec', () => {
     expect(splitExec(['checkout', 'a', '--', '--exec'])).toEqual({ args: ['checkout', 'a', '--', '--exec'] });
   });
 
+  it('hands ssh the command after `--` (for the target), whatever global options come first', () => {
+    expect(splitExec(['ssh', 'db1/root', '--', 'ls', '-l', '--', 'x'])).toEqual({ args: ['ssh', 'db1/root'], execArgs: ['ls', '-l', '--', 'x'] });
+    expect(splitExec(['--url', 'http://v', '-c', '123456', 'ssh', 'a', '--', 'uptime'])).toEqual({ args: ['--url', 'http://v', '-c', '123456', 'ssh', 'a'], execArgs: ['uptime'] });
+    expect(commandWord(['--json', '--timeout', '5', 'checkouts'])).toBe('checkouts');
+    // a value that reads "ssh" is not the command
+    expect(splitExec(['--code', 'ssh', 'checkouts', '--', 'ssh'])).toEqual({ args: ['--code', 'ssh', 'checkouts', '--', 'ssh'] });
+  });
+
   it('passes the credential by environment per target type, never the caller’s vault token', () => {
     const base = { PATH: '/bin', VAULT_TOKEN: 'pvt_caller', VAULT_MFA_CODE: '123456' };
     const pg = credentialEnv(cred, 'postgres', base, { database: 'app' });
@@ -80,6 +89,37 @@ describe('vaultctl --exec', () => {
   it('parses --grants', () => {
     expect(parseGrant('SELECT,INSERT:shop.*')).toEqual({ privileges: ['SELECT', 'INSERT'], on: 'shop.*' });
     expect(() => parseGrant('SELECT')).toThrow(/PRIVILEGE/);
+  });
+});
+
+describe('vaultctl ssh', () => {
+  const answer = {
+    ticket: 'vgt_x',
+    sshUser: 'vgt_x',
+    mode: 'publickey' as const,
+    expiresAt: '2030-01-01T00:00:00.000Z',
+    gateway: { host: 'vault.example', port: 2222, hostKeySha256: 'abc', knownHostsLine: '[vault.example]:2222 ssh-ed25519 AAAA' },
+    sshCommand: 'ssh …',
+  };
+
+  it('writes an ssh configuration that trusts only the gateway key and offers only the fresh key', () => {
+    const config = gatewaySshConfig('/tmp/vaultctl-ssh-a b', answer);
+    for (const line of [
+      'HostName vault.example',
+      'Port 2222',
+      'User vgt_x',
+      'IdentityFile "/tmp/vaultctl-ssh-a b/id_ed25519"',
+      'IdentitiesOnly yes',
+      'IdentityAgent none',
+      'UserKnownHostsFile "/tmp/vaultctl-ssh-a b/known_hosts"',
+      'GlobalKnownHostsFile /dev/null',
+      'StrictHostKeyChecking yes',
+      'PasswordAuthentication no',
+      'ForwardAgent no',
+    ]) {
+      expect(config).toContain(`\n  ${line}\n`);
+    }
+    expect(() => gatewaySshConfig('/tmp/a"b', answer)).toThrow(/cannot be named/);
   });
 });
 
