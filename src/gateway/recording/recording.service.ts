@@ -1,13 +1,115 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { Clock } from '../../common/clock';
+import { SecretBoxService, SecretRef } from '../../crypto/secret-box.service';
+import { AsciicastRecorder, ChunkSink, DEFAULT_RECORDER_LIMITS, RecorderLimits } from './asciicast-recorder';
+import { RecordingStore } from './recording-store';
 import { Recorder, RecordingStart } from './recording.types';
 
 export type { Recorder, RecordingSeal, RecordingStart } from './recording.types';
 
-/** Starts session recordings: asciicast v2, written in encrypted chunks, sealed with size and SHA-256. */
+/** Where chunk `seq` of a session's recording lives: its ciphertext is bound to both (moved or swapped, it fails). */
+export const chunkRef = (sessionId: string, seq: number): SecretRef => ({ table: 'session_recording_chunks', rowId: `${sessionId}:${seq}`, column: 'data' });
+
+/** Chunks read per query when a recording is replayed or verified. */
+const READ_BATCH = 32;
+
+/** What the stored chunks of a recording hold, decrypted and hashed. */
+export interface StoredDigest {
+  size: number;
+  sha256: string;
+  chunks: number;
+  /** What could not be read (a chunk that fails to decrypt, a gap in the sequence); empty when all read. */
+  problems: string[];
+}
+
+/** Starts session recordings (asciicast v2, written in encrypted chunks, sealed with size and SHA-256) and reads them back. */
 @Injectable()
 export class RecordingService {
-  /** Creates the recording row; rejects when it cannot (the gateway then refuses the connection). */
-  start(_o: RecordingStart): Promise<Recorder> {
-    return Promise.reject(new Error('recording service: not implemented yet'));
+  private readonly logger = new Logger(RecordingService.name);
+
+  constructor(
+    private readonly store: RecordingStore,
+    private readonly box: SecretBoxService,
+    private readonly clock: Clock,
+    private readonly dataSource: DataSource,
+  ) {}
+
+  /** Creates the recording row; rejects when it cannot (the gateway then refuses the connection). `limits`: tests. */
+  async start(o: RecordingStart, limits: Partial<RecorderLimits> = {}): Promise<Recorder> {
+    const width = clampSize(o.width, 80);
+    const height = clampSize(o.height, 24);
+    await this.store.create({ sessionId: o.sessionId, width, height, recordInput: o.recordInput, startedAt: o.startedAt });
+    const recorder = new AsciicastRecorder({ ...o, width, height, term: termOf(o.term) }, this.sinkFor(o.sessionId), { ...DEFAULT_RECORDER_LIMITS, ...limits });
+    recorder.onFailure((err) => this.logger.warn({ sessionId: o.sessionId, reason: err.message }, 'session recording failed'));
+    return recorder;
   }
+
+  /** The plaintext asciicast, chunk by chunk in order (a chunk that does not decrypt throws). */
+  async *plaintext(sessionId: string): AsyncGenerator<string> {
+    for await (const chunk of this.decrypted(sessionId)) {
+      if (chunk.problem) throw new Error(chunk.problem);
+      yield chunk.text;
+    }
+  }
+
+  /** Decrypts and hashes every stored chunk, noting what cannot be read instead of stopping at it. */
+  async digest(sessionId: string): Promise<StoredDigest> {
+    const hash = createHash('sha256');
+    const problems: string[] = [];
+    let size = 0;
+    let chunks = 0;
+    for await (const chunk of this.decrypted(sessionId)) {
+      chunks++;
+      if (chunk.problem) {
+        problems.push(chunk.problem);
+        continue;
+      }
+      const bytes = Buffer.from(chunk.text, 'utf8');
+      if (bytes.length !== chunk.size) problems.push(`chunk ${chunk.seq} holds ${bytes.length} bytes, its row says ${chunk.size}`);
+      hash.update(bytes);
+      size += bytes.length;
+    }
+    return { size, sha256: hash.digest('hex'), chunks, problems };
+  }
+
+  private async *decrypted(sessionId: string): AsyncGenerator<{ seq: number; text: string; size: number; problem?: string }> {
+    let after = -1;
+    for (;;) {
+      const batch = await this.store.chunks(this.dataSource, sessionId, after, READ_BATCH);
+      for (const c of batch) {
+        if (c.seq !== after + 1) yield { seq: c.seq, text: '', size: 0, problem: `chunks ${after + 1}…${c.seq - 1} are missing` };
+        after = c.seq;
+        let text: string;
+        try {
+          text = this.box.decrypt(chunkRef(sessionId, c.seq), c.data);
+        } catch {
+          yield { seq: c.seq, text: '', size: c.size, problem: `chunk ${c.seq} does not decrypt (changed, moved or from another recording)` };
+          continue;
+        }
+        yield { seq: c.seq, text, size: c.size };
+      }
+      if (batch.length < READ_BATCH) return;
+    }
+  }
+
+  private sinkFor(sessionId: string): ChunkSink {
+    return {
+      write: (seq, text, totals) =>
+        this.store.appendChunk(sessionId, { seq, data: this.box.encrypt(chunkRef(sessionId, seq), text), size: Buffer.byteLength(text, 'utf8') }, totals),
+      seal: (s) => this.store.seal(sessionId, { ...s, endedAt: this.clock.now() }),
+      fail: (reason) => this.store.markFailed(sessionId, reason, this.clock.now()),
+    };
+  }
+}
+
+/** A terminal size from the client, kept sane (a PTY request may say 0 for "unknown"). */
+function clampSize(n: number, fallback: number): number {
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 10_000) : fallback;
+}
+
+/** TERM as the client sent it, if it looks like a terminal name (it is shown by players). */
+function termOf(term: string | undefined): string {
+  return term && /^[A-Za-z0-9._+-]{1,64}$/.test(term) ? term : 'xterm';
 }
