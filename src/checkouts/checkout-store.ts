@@ -333,6 +333,19 @@ export function noCleanupOwedSql(accountIdColumn: string): string {
   return `NOT EXISTS (SELECT 1 FROM checkouts c_owed WHERE c_owed.account_id = ${sqlColumn(accountIdColumn, { orParameter: true })} AND c_owed.cleanup = 'pending')`;
 }
 
+/**
+ * A fragment for the SSH gateway's statements: why a gateway session of the checkout whose id is in `idColumn` must
+ * end as of `nowParam` (a placeholder of the caller's) — checked_in, revoked or expired — or NULL while it is active
+ * and its lease runs.
+ */
+export function checkoutSessionEndSql(idColumn: string, nowParam: string): string {
+  const now = `${sqlColumn(nowParam, { orParameter: true })}::timestamptz`;
+  // a checkout that is gone (its account was deleted) ends the session as revoked
+  return `(SELECT CASE WHEN c_gw.id IS NULL THEN 'revoked' WHEN c_gw.status = 'active' AND c_gw.expires_at > ${now} THEN NULL
+                       WHEN c_gw.status = 'returned' THEN 'checked_in' WHEN c_gw.status = 'revoked' THEN 'revoked' ELSE 'expired' END
+             FROM (SELECT 1) c_one LEFT JOIN checkouts c_gw ON c_gw.id = ${sqlColumn(idColumn)})`;
+}
+
 /** The `vault_checkouts` gauge's states. */
 export type CheckoutWatchCounts = Record<(typeof WATCH_STATES)[number], number>;
 

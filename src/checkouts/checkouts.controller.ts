@@ -97,7 +97,7 @@ export class CheckoutsController {
   }
 
   @ApiOperation({ summary: 'Reveal the credential of your active checkout again' })
-  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'ACCOUNT_NO_PASSWORD')
+  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'ACCOUNT_NO_PASSWORD', 'BROKERED_ONLY')
   @ApiAnswer(RevealView)
   @Roles('operator')
   @RequiresMfa()

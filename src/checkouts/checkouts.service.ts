@@ -90,11 +90,13 @@ export class CheckoutsService {
         await this.notices.approvalRequested(tx, checkout, names as CheckoutNames);
         return view;
       }
-      const credential = this.accounts.credentialOf(taken);
-      events.push(event('activated', { expiresAt: checkout.expiresAt?.toISOString() }), event('revealed', { via: 'checkout' }));
+      events.push(event('activated', { expiresAt: checkout.expiresAt?.toISOString(), ...(policy.brokeredOnly ? { brokeredOnly: true } : {}) }));
+      // brokered only: the password stays in the vault, the operator connects through the SSH gateway
+      const credential = policy.brokeredOnly ? undefined : this.accounts.credentialOf(taken);
+      if (credential) events.push(event('revealed', { via: 'checkout' }));
       await this.audit.recordMany(em, events);
       if (breakGlass) await this.notices.breakGlass(tx, checkout, names as CheckoutNames);
-      return { ...view, credential };
+      return credential ? { ...view, credential } : view;
     });
   }
 
@@ -102,6 +104,9 @@ export class CheckoutsService {
   async reveal(actor: Actor, id: string): Promise<{ credential: CredentialView; expiresAt: string }> {
     return this.uow.run(async ({ em, audit }) => {
       const checkout = await this.activeOwnCheckout(em, actor, id);
+      if ((await this.accounts.find(em, checkout.accountId)).policy.brokeredOnly) {
+        throw Errors.conflict('BROKERED_ONLY', "this account's policy is brokered only: its password never leaves the vault; connect through the SSH gateway");
+      }
       const credential = await this.accounts.credential(em, checkout.accountId);
       await audit({ type: 'checkout.revealed', actor, subjectType: 'checkout', subjectId: id, details: { accountId: checkout.accountId, via: 'reveal' } });
       return { credential, expiresAt: (checkout.expiresAt as Date).toISOString() };

@@ -6,6 +6,7 @@ import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { PasswordGenerator } from '../crypto/password-generator';
+import { SecretBoxService } from '../crypto/secret-box.service';
 import { backoffSeconds, ClaimedWork, CrashPoint, errorType, INSTANCE_ID } from '../database/claimed-work';
 import { UnitOfWork } from '../database/unit-of-work';
 import { UsersService } from '../identity/users.service';
@@ -17,6 +18,7 @@ import { EphemeralStore } from './ephemeral-store';
 import { FINAL, OPEN_REQUEST } from './ephemeral-states';
 import { ClaimView, EphemeralView } from './ephemeral.dto';
 import { EphemeralService } from './ephemeral.service';
+import { ephemeralSecretRef } from './ephemeral.entity';
 
 /** The crash points of a claim (ClaimedWork.crash; the crash-matrix test names them): after the intent, after the create, in the commit. */
 export type EphemeralCrashPoint = Extract<CrashPoint, `ephemeral-${string}`>;
@@ -48,6 +50,7 @@ export class EphemeralProvisioner {
     private readonly users: UsersService,
     private readonly notices: EphemeralNotices,
     private readonly generator: PasswordGenerator,
+    private readonly secrets: SecretBoxService,
     private readonly work: ClaimedWork,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -70,6 +73,8 @@ export class EphemeralProvisioner {
       // the policy in force now decides, not the one the request was approved under
       const ttlSeconds = await this.ephemeral.checkAgainstPolicyInForce(tx, row, target);
       if (ttlSeconds === null) return null;
+      // brokered only: the account is created, but its password stays in the vault (the SSH gateway logs in with it)
+      const { brokeredOnly } = await this.ephemeral.policyOf(em, row.targetId);
       // everything that can fail without touching the target is done before the intent is committed
       const username = generateUsername(vendor.username, target.type);
       const password = this.generator.generate(target.type, { length: 24, classes: ['lower', 'upper', 'digit', 'symbol'] });
@@ -79,11 +84,11 @@ export class EphemeralProvisioner {
       // the row is locked and approved: the transition cannot be refused here
       if (!(await this.store.claim(em, id, { username, claimedAt: now, expiresAt, claimant: INSTANCE_ID, claimSeconds }))) throw new Error('claim refused on a locked approved row');
       await audit({ type: 'ephemeral.claimed', actor, subjectType: 'ephemeral_account', subjectId: id, details: { targetId: target.id, username, expiresAt: expiresAt.toISOString() } });
-      return { row, target, username, password, connection, expiresAt };
+      return { row, target, username, password, connection, expiresAt, brokeredOnly };
     });
     if (!intent) throw Errors.conflict('NOT_APPROVED', "the target's policy now asks for more approvals than this request has; it is waiting for approval again");
     this.work.crash('ephemeral-after-intent');
-    const { row, target, username, password, connection, expiresAt } = intent;
+    const { row, target, username, password, connection, expiresAt, brokeredOnly } = intent;
     let expiresOnTarget: Date | null;
     try {
       // a claim that lapsed meanwhile may be the reaper's now: never create what it may already have "removed"
@@ -95,7 +100,7 @@ export class EphemeralProvisioner {
     }
     this.work.crash('ephemeral-after-create');
     const committed = await this.uow.run(async ({ em, audit }) => {
-      if (!(await this.store.activate(em, id, INSTANCE_ID))) return false;
+      if (!(await this.store.activate(em, id, INSTANCE_ID, this.secrets.encrypt(ephemeralSecretRef(id), password)))) return false;
       // null: the target type has no account expiry (MySQL), the reaper is the only remover
       const details = { targetId: target.id, username, expiresOnTarget: expiresOnTarget?.toISOString() ?? null };
       await audit({ type: 'ephemeral.created', actor, subjectType: 'ephemeral_account', subjectId: id, details });
@@ -107,7 +112,8 @@ export class EphemeralProvisioner {
       await this.reopenForRemoval(id, username);
       throw Errors.gone('REVOKED', 'the one-time account was revoked while it was being created');
     }
-    return { id, username, password, host: target.host, port: target.port, expiresAt: expiresAt.toISOString() };
+    const answer = { id, username, host: target.host, port: target.port, expiresAt: expiresAt.toISOString(), brokeredOnly };
+    return brokeredOnly ? answer : { ...answer, password };
   }
 
   /**

@@ -6,6 +6,7 @@ import { Page } from '../common/pagination';
 import type { ClaimedWork, Queryable } from '../database/claimed-work';
 import { findByIdOrThrow, keysetPage } from '../database/queries';
 import { userLacksRoleSql } from '../identity/user-standing';
+import { sqlColumn } from '../database/sql-names';
 import { MetricsService, PENDING_APPROVALS_GAUGE } from '../metrics/metrics.service';
 import { TargetsService } from '../targets/targets.service';
 import type { EphemeralPolicy } from './ephemeral-policy';
@@ -221,14 +222,28 @@ export class EphemeralStore implements OnModuleInit {
     );
   }
 
-  /** Created on the target, and `claimant` still holds the row. */
-  activate(em: Queryable, id: string, claimant: string): Promise<boolean> {
+  /**
+   * Created on the target, and `claimant` still holds the row. `secret`: its password, encrypted (ephemeralSecretRef),
+   * kept while it is active so the SSH gateway can log in with it; every transition that ends it clears it.
+   */
+  activate(em: Queryable, id: string, claimant: string, secret: Buffer): Promise<boolean> {
     return this.changed(
       em,
-      `UPDATE ephemeral_accounts SET status = 'active', claimed_by = NULL, claimed_until = NULL, version = version + 1
+      `UPDATE ephemeral_accounts SET status = 'active', claimed_by = NULL, claimed_until = NULL, secret = $3, version = version + 1
         WHERE id = $1 AND ${fromSql('activate')} AND claimed_by = $2`,
-      [id, claimant],
+      [id, claimant, secret],
     );
+  }
+
+  /** What the SSH gateway needs of a one-time account: who holds it, where, and its password (encrypted) while active. */
+  async gatewayGrant(em: Queryable, id: string): Promise<EphemeralGatewayGrant | null> {
+    const [row]: EphemeralGatewayGrant[] = await answer(
+      em,
+      `SELECT id, status, vendor_id AS "vendorId", target_id AS "targetId", username, expires_at AS "expiresAt", secret
+         FROM ephemeral_accounts WHERE id = $1`,
+      [id],
+    );
+    return row ?? null;
   }
 
   /**
@@ -238,7 +253,7 @@ export class EphemeralStore implements OnModuleInit {
   failCreate(em: Queryable, id: string, claimant: string, errorCode: string): Promise<boolean> {
     return this.changed(
       em,
-      `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = 'create_failed', ended_by = 'system', last_error = $3,
+      `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = 'create_failed', ended_by = 'system', last_error = $3, secret = NULL,
               claimed_by = NULL, claimed_until = GREATEST(claimed_until, now()), version = version + 1
         WHERE id = $1 AND ${fromSql('failCreate')} AND claimed_by = $2`,
       [id, claimant, errorCode],
@@ -252,7 +267,7 @@ export class EphemeralStore implements OnModuleInit {
   revoke(em: Queryable, id: string, o: { by: string; claimant: string | null; claimSeconds: number }): Promise<boolean> {
     return this.changed(
       em,
-      `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = 'revoked', ended_by = $2, attempts = 0, version = version + 1,
+      `UPDATE ephemeral_accounts SET status = 'revoking', end_reason = 'revoked', ended_by = $2, attempts = 0, secret = NULL, version = version + 1,
               claimed_by = $3,
               claimed_until = CASE WHEN $3::text IS NULL THEN claimed_until ELSE now() + make_interval(secs => $4) END
         WHERE id = $1 AND ${fromSql('revoke')}`,
@@ -278,7 +293,7 @@ export class EphemeralStore implements OnModuleInit {
             AND NOT (e.id = ANY ($4::uuid[]))
           ORDER BY e.seq LIMIT 1 FOR UPDATE OF e SKIP LOCKED)
        UPDATE ephemeral_accounts a
-          SET status = 'revoking',
+          SET status = 'revoking', secret = NULL,
               end_reason = COALESCE(CASE due.was WHEN 'active' THEN CASE WHEN due.expires_at <= $1 THEN 'expired' ELSE 'revoked' END
                                                  WHEN 'creating' THEN 'reaped' END, a.end_reason),
               ended_by = COALESCE(a.ended_by, 'system'),
@@ -307,7 +322,7 @@ export class EphemeralStore implements OnModuleInit {
   async finishRemoval(em: Queryable, id: string, claimant: string, now: Date): Promise<'revoked' | 'expired' | null> {
     const [rows]: [Array<{ status: 'revoked' | 'expired' }>, number] = await answer(
       em,
-      `UPDATE ephemeral_accounts SET status = CASE WHEN end_reason = 'expired' THEN 'expired' ELSE 'revoked' END, ended_at = $3,
+      `UPDATE ephemeral_accounts SET status = CASE WHEN end_reason = 'expired' THEN 'expired' ELSE 'revoked' END, ended_at = $3, secret = NULL,
               claimed_by = NULL, claimed_until = NULL, last_error = NULL, version = version + 1
         WHERE id = $1 AND ${fromSql('finishRemoval')} AND claimed_by = $2
         RETURNING status`,
@@ -336,7 +351,7 @@ export class EphemeralStore implements OnModuleInit {
   reopenForRemoval(em: Queryable, id: string): Promise<boolean> {
     return this.changed(
       em,
-      `UPDATE ephemeral_accounts SET status = 'revoking', claimed_by = NULL, claimed_until = now(), version = version + 1
+      `UPDATE ephemeral_accounts SET status = 'revoking', claimed_by = NULL, claimed_until = now(), secret = NULL, version = version + 1
         WHERE id = $1 AND ${fromSql('reopenForRemoval')}`,
       [id],
     );
@@ -357,6 +372,30 @@ export class EphemeralStore implements OnModuleInit {
     const [, n]: [unknown, number] = await answer(em, sql, params);
     return n === 1;
   }
+}
+
+/** A one-time account as the SSH gateway sees it (EphemeralStore.gatewayGrant). */
+export interface EphemeralGatewayGrant {
+  id: string;
+  status: EphemeralStatus;
+  vendorId: string;
+  targetId: string;
+  username: string | null;
+  expiresAt: Date | null;
+  /** Its password, encrypted (ephemeralSecretRef); null once it ended (or claimed before the vault kept it). */
+  secret: Buffer | null;
+}
+
+/**
+ * A fragment for the SSH gateway's statements: why a gateway session of the one-time account whose id is in
+ * `idColumn` must end as of `nowParam` (a placeholder of the caller's), or NULL while it is active and not past its time.
+ */
+export function ephemeralSessionEndSql(idColumn: string, nowParam: string): string {
+  const id = sqlColumn(idColumn);
+  const now = `${sqlColumn(nowParam, { orParameter: true })}::timestamptz`;
+  return `(SELECT CASE WHEN e_gw.id IS NULL THEN 'revoked' WHEN e_gw.status = 'active' AND e_gw.expires_at > ${now} THEN NULL
+                       WHEN e_gw.end_reason = 'expired' OR e_gw.expires_at <= ${now} THEN 'expired' ELSE 'revoked' END
+             FROM (SELECT 1) e_one LEFT JOIN ephemeral_accounts e_gw ON e_gw.id = ${id})`;
 }
 
 /** Runs a statement; the caller states the shape of the answer (TypeORM: rows, or [rows, count] for UPDATE/DELETE). */

@@ -34,8 +34,16 @@ export class EphemeralListQuery extends PageQuery {
 
 export const ClaimView = apiView(
   'ClaimView',
-  z.object({ id: uuid(), username: z.string(), password: z.string(), host: z.string(), port: z.number().int(), expiresAt: timestamp() }),
-  "The one answer that carries the password: the vendor's claim.",
+  z.object({
+    id: uuid(),
+    username: z.string(),
+    password: z.string().optional().describe("Absent when the target's ephemeral policy is brokered only: connect through the SSH gateway."),
+    host: z.string(),
+    port: z.number().int(),
+    expiresAt: timestamp(),
+    brokeredOnly: z.boolean(),
+  }),
+  "The one answer that carries the password: the vendor's claim (none when brokered only).",
 );
 export type ClaimView = z.output<typeof ClaimView>;
 

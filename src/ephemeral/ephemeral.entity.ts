@@ -1,5 +1,9 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import type { EphemeralAccess } from '../connectors/connector.interface';
+import type { SecretRef } from '../crypto/secret-box.service';
+
+/** Where a one-time account's password is kept while it is active (for the SSH gateway), bound to its row. */
+export const ephemeralSecretRef = (id: string): SecretRef => ({ table: 'ephemeral_accounts', rowId: id, column: 'secret' });
 
 /**
  * pending_approval → approved → (claim) creating → active → revoking → revoked | expired; denied; needs_attention when

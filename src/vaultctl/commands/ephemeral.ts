@@ -93,9 +93,11 @@ export function registerEphemeral(program: Command, rt: Runtime): void {
           ]);
         });
       }
+      // brokered only: the vault keeps the password; the account is reached through the SSH gateway (vaultctl ssh)
+      if (res.password === undefined) throw usage(`one-time account ${res.id} is brokered only: no password is handed out; connect with vaultctl ssh`);
       const type = execType(o.type, command, info);
       if (!ctx.json) note(`one-time account ${res.id} valid until ${res.expiresAt}; running ${command[0]} with the credential in its environment${type ? ` (${type})` : ''}`);
-      rt.exitCode = await runWithCredential(command, res, type, { database, extra: { VAULT_EPHEMERAL_ID: res.id } });
+      rt.exitCode = await runWithCredential(command, { ...res, password: res.password }, type, { database, extra: { VAULT_EPHEMERAL_ID: res.id } });
       if (o.revokeAfter) {
         const view = await ctx.client().post<EphemeralView>(`/v1/ephemeral-accounts/${seg(id)}/revoke`);
         if (!ctx.json) note(`revoked ${view.id} (${view.status})`);
