@@ -94,6 +94,10 @@ export const ERROR_CODES = {
   EPHEMERAL_NOT_ACTIVE: { status: 409, description: 'The one-time account is not active (not claimed yet, ended, or claimed before the vault kept its credential for the gateway).' },
   BROKERED_ONLY: { status: 409, description: "The account's policy is brokered only: its password never leaves the vault; connect through the SSH gateway (POST …/connect)." },
   SESSION_ENDED: { status: 409, description: 'The gateway session has already ended.' },
+
+  // live sessions on targets
+  SESSION_NOT_FOUND: { status: 404, description: 'No live session with this id belongs to an account the vault manages on the target (it ended, or it is another user\'s): nothing was ended.' },
+  SESSION_ID_INVALID: { status: 400, description: 'The session id is not of the form the target type uses (`ssh-<pid>-<16 hex>`, `pg-<pid>-<µs>`, `my-<id>`). Nothing was ended.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -157,6 +157,52 @@ export interface TerminateSessionsRequest {
   username: string;
 }
 
+/**
+ * One live session of an account on a target, as {@link Connector.listSessions} answers it. Never a secret: no query text
+ * (PostgreSQL, MySQL), process titles bounded.
+ */
+export interface TargetSession {
+  /**
+   * Opaque, stable while the session lives, never reused for another session: SSH `ssh-<pid>-<start digest>` (the
+   * session process, see ssh-processes.ts), PostgreSQL `pg-<pid>-<backend_start, epoch µs>`, MySQL `my-<connection id>`.
+   */
+  id: string;
+  username: string;
+  kind: 'ssh' | 'postgres' | 'mysql';
+  /** `address:port` of the client, when the target tells (SSH: only to a root admin; PostgreSQL: null over a unix socket). */
+  clientAddress: string | null;
+  /** When the session started (ISO), when the target tells (MySQL/MariaDB do not). */
+  since: string | null;
+  /** SSH `active` or `authenticating`; PostgreSQL `state` (active, idle, idle in transaction, …); MySQL `COMMAND` (Sleep, Query, …). */
+  state: string | null;
+  /** PostgreSQL, MySQL: the database the session uses. */
+  database?: string | null;
+  /** SSH: the session's terminal (`pts/3`), null without one. */
+  tty?: string | null;
+  /** SSH: the title of the session's first process of the user (≤ 200 characters). */
+  command?: string | null;
+  /** SSH: the processes ending the session ends (INVARIANT 18's rule), at most 50. */
+  processes?: Array<{ pid: number; command: string }>;
+}
+
+/** The live sessions of one account. */
+export interface ListSessionsRequest {
+  username: string;
+}
+
+/** Ends one session of an account: only while it still matches the id AND the account. */
+export interface EndSessionRequest {
+  username: string;
+  sessionId: string;
+}
+
+/** The session id patterns, per type (checked before anything reaches a target). */
+export const SESSION_ID_PATTERNS = {
+  ssh: /^ssh-([1-9][0-9]{0,6})-([0-9a-f]{16})$/,
+  postgres: /^pg-([1-9][0-9]{0,6})-([0-9]{1,19})$/,
+  mysql: /^my-([1-9][0-9]{0,15})$/,
+} as const satisfies Record<TargetType, RegExp>;
+
 export interface Connector {
   readonly type: TargetType;
   readonly supports: ConnectorSupport;
@@ -201,4 +247,16 @@ export interface Connector {
    * client connections. Refused for the admin itself.
    */
   terminateSessions(target: ConnectorTarget, req: TerminateSessionsRequest, opts?: CallOptions): Promise<void>;
+
+  /**
+   * The account's live sessions on the target now (SSH: login sessions by INVARIANT 18's rule; PostgreSQL: its client
+   * backends; MySQL: its client connections) — never the admin's own, never the target's own processes or threads.
+   */
+  listSessions(target: ConnectorTarget, req: ListSessionsRequest, opts?: CallOptions): Promise<TargetSession[]>;
+
+  /**
+   * Ends one session, read again first: only when a session of `username` with this id still runs (false otherwise,
+   * and nothing is ended). Never the admin's own session, never the listener or pid 1.
+   */
+  endSession(target: ConnectorTarget, req: EndSessionRequest, opts?: CallOptions): Promise<boolean>;
 }

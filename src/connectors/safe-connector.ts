@@ -1,7 +1,7 @@
 import { ConnectorError, isUnreachable } from './connector.errors';
 import {
-  AccessInspection, CallOptions, Connector, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse, TerminateSessionsRequest,
-  UpdatePasswordRequest, VerifyResult,
+  AccessInspection, CallOptions, Connector, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest, NewUserRequest, NewUserResponse,
+  SESSION_ID_PATTERNS, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from './connector.interface';
 import { ACCOUNT_NAME_PATTERNS, GROUP_OR_ROLE_PATTERN } from './names';
 
@@ -112,6 +112,28 @@ export class SafeConnector implements Connector {
       throw new ConnectorError('TARGET_INVALID_NAME', 'the sessions of the target\'s administrator are never ended by the vault');
     }
     return this.run(target, [], opts, (o) => this.inner.terminateSessions(target, { username }, o));
+  }
+
+  /** The admin's own sessions (the vault's, every instance's) are never listed: asking for them is refused. */
+  async listSessions(target: ConnectorTarget, { username }: ListSessionsRequest, opts?: CallOptions): Promise<TargetSession[]> {
+    this.checkNotAdmin(target, username);
+    return this.run(target, [], opts, (o) => this.inner.listSessions(target, { username }, o));
+  }
+
+  /** A session id that is not of the target type's form is refused (TARGET_INVALID_NAME) before anything runs. */
+  async endSession(target: ConnectorTarget, { username, sessionId }: EndSessionRequest, opts?: CallOptions): Promise<boolean> {
+    this.checkNotAdmin(target, username);
+    if (typeof sessionId !== 'string' || !SESSION_ID_PATTERNS[target.type].test(sessionId)) {
+      throw new ConnectorError('TARGET_INVALID_NAME', `the session id is not a ${target.type} session id`);
+    }
+    return this.run(target, [], opts, (o) => this.inner.endSession(target, { username, sessionId }, o));
+  }
+
+  private checkNotAdmin(target: ConnectorTarget, username: string): void {
+    this.checkName(target, username);
+    if (username === target.adminUsername || (target.type === 'ssh' && username === 'root')) {
+      throw new ConnectorError('TARGET_INVALID_NAME', 'the sessions of the target\'s administrator are never listed nor ended by the vault');
+    }
   }
 
   private checkName(target: ConnectorTarget, username: string): void {

@@ -143,6 +143,16 @@ export class EphemeralStore implements OnModuleInit {
     return n;
   }
 
+  /** The usernames of the one-time accounts that exist or may exist on a target (live sessions: the accounts the vault manages there). */
+  async usernamesOnTarget(q: Queryable, targetId: string): Promise<string[]> {
+    const rows: Array<{ username: string }> = await answer(
+      q,
+      `SELECT username FROM ephemeral_accounts WHERE target_id = $1 AND username IS NOT NULL AND ${statusInSql(ON_TARGET)} ORDER BY username`,
+      [targetId],
+    );
+    return rows.map((r) => r.username);
+  }
+
   /** For the metrics gauge: how many exist or may exist on targets, by status (every such status present, 0 when none). */
   async countOnTargetsByStatus(q: Queryable): Promise<Record<(typeof ON_TARGET)[number], number>> {
     const rows: Array<{ status: EphemeralStatus; n: number }> = await answer(

@@ -4,8 +4,8 @@ import type { DataSource } from 'typeorm';
 import type { AuditService } from '../audit/audit.service';
 import { ConnectorError } from '../connectors/connector.errors';
 import type {
-  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse,
-  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
+  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest, NewUserRequest,
+  NewUserResponse, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connectors/connector.interface';
 import { ConnectorRegistry } from '../connectors/connector.registry';
 import { DecryptionError } from '../crypto/aead';
@@ -73,6 +73,16 @@ class RecordingConnector implements Connector {
 
   async terminateSessions(target: ConnectorTarget, req: TerminateSessionsRequest): Promise<void> {
     this.calls.push({ op: 'terminateSessions', target, req });
+  }
+
+  async listSessions(target: ConnectorTarget, req: ListSessionsRequest): Promise<TargetSession[]> {
+    this.calls.push({ op: 'listSessions', target, req });
+    return [];
+  }
+
+  async endSession(target: ConnectorTarget, req: EndSessionRequest): Promise<boolean> {
+    this.calls.push({ op: 'endSession', target, req });
+    return false;
   }
 }
 

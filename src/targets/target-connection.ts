@@ -2,8 +2,8 @@ import { inspect } from 'node:util';
 import { ConnectorError } from '../connectors/connector.errors';
 import type { TargetType } from '../crypto/password-generator';
 import type {
-  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse,
-  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
+  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest, NewUserRequest,
+  NewUserResponse, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connectors/connector.interface';
 
 /**
@@ -60,6 +60,16 @@ export class TargetConnection {
   /** Ends the account's login sessions (never the admin's). */
   terminateSessions(req: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     return this.#connector.terminateSessions(this.#target, req, opts);
+  }
+
+  /** The account's live sessions on the target now (never the admin's). */
+  listSessions(req: ListSessionsRequest, opts?: CallOptions): Promise<TargetSession[]> {
+    return this.#connector.listSessions(this.#target, req, opts);
+  }
+
+  /** Ends one session of the account, only while it still matches the id and the account; false when there is none. */
+  endSession(req: EndSessionRequest, opts?: CallOptions): Promise<boolean> {
+    return this.#connector.endSession(this.#target, req, opts);
   }
 
   /** What of `access` the target's own catalog refuses, one line each (empty: all allowed). */

@@ -57,7 +57,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     await pg?.stop();
   });
 
-  it('the administrator is not a superuser: CREATEROLE and pg_signal_backend only', async () => {
+  it('the administrator is not a superuser: CREATEROLE, pg_signal_backend and pg_read_all_stats only', async () => {
     const { rows } = await pg.query<{ rolsuper: boolean; rolcreaterole: boolean; signal: boolean }>(
       "SELECT rolsuper, rolcreaterole, pg_has_role(rolname, 'pg_signal_backend', 'MEMBER') AS signal FROM pg_roles WHERE rolname = $1",
       [admin.username],
@@ -68,7 +68,7 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
   it('verify reports every capability; a bare login role gets every missing one at once, each saying what to grant', async () => {
     const res = await connector.verify(target);
     const codes = Object.fromEntries(res.capabilities.map((c) => [c.code, c.ok]));
-    expect(codes).toMatchObject({ PG_CREATEROLE: true, PG_SIGNAL_BACKEND: true, PG_TLS: true });
+    expect(codes).toMatchObject({ PG_CREATEROLE: true, PG_SIGNAL_BACKEND: true, PG_READ_ALL_STATS: true, PG_TLS: true });
     if (version >= 16) expect(res.capabilities.find((c) => c.code === 'PG_ADMIN_OPTION')?.message).toContain(`TO "${admin.username}" WITH ADMIN OPTION`);
     else expect('PG_ADMIN_OPTION' in codes).toBe(false);
 
@@ -77,7 +77,8 @@ describe.each([15, 18] as const)('PostgreSQL %s with a least-privilege administr
     await pg.query(`CREATE ROLE ${q(bare)} LOGIN PASSWORD '${pw}'`);
     const weak = await connector.verify({ ...target, adminUsername: bare, adminPassword: pw });
     const missing = weak.capabilities.filter((c) => !c.ok);
-    expect(missing.map((c) => c.code).sort()).toEqual(['PG_CREATEROLE', 'PG_SIGNAL_BACKEND']);
+    expect(missing.map((c) => c.code).sort()).toEqual(['PG_CREATEROLE', 'PG_READ_ALL_STATS', 'PG_SIGNAL_BACKEND']);
+    expect(missing.find((c) => c.code === 'PG_READ_ALL_STATS')!.message).toContain(`GRANT pg_read_all_stats TO ${q(bare)}`);
     expect(missing.find((c) => c.code === 'PG_CREATEROLE')!.message).toContain(`ALTER ROLE ${q(bare)} CREATEROLE`);
     expect(missing.find((c) => c.code === 'PG_SIGNAL_BACKEND')!.message).toContain(`GRANT pg_signal_backend TO ${q(bare)}`);
   });

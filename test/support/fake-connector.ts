@@ -1,7 +1,7 @@
 import { ConnectorError, ConnectorErrorCode } from '../../src/connectors/connector.errors';
 import type {
-  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EphemeralAccess, LoginRequest, NewUserRequest, NewUserResponse,
-  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
+  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, EphemeralAccess, ListSessionsRequest, LoginRequest,
+  NewUserRequest, NewUserResponse, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../../src/connectors/connector.interface';
 import type { TargetType } from '../../src/crypto/password-generator';
 
@@ -17,9 +17,9 @@ import type { TargetType } from '../../src/crypto/password-generator';
  *     fake.ops                                             // every call in order: { op, username, result }
  *
  * Operations are named as the bound target connection names them (src/targets/target-connection.ts): updatePassword,
- * login, newUser, deleteUser, terminateSessions, inspectAccess, isAdmin, verify, hostKey.
+ * login, newUser, deleteUser, terminateSessions, inspectAccess, isAdmin, verify, hostKey, listSessions, endSession.
  */
-export type FakeOp = 'updatePassword' | 'login' | 'newUser' | 'deleteUser' | 'terminateSessions' | 'inspectAccess' | 'isAdmin' | 'verify' | 'hostKey';
+export type FakeOp = 'updatePassword' | 'login' | 'newUser' | 'deleteUser' | 'terminateSessions' | 'inspectAccess' | 'isAdmin' | 'verify' | 'hostKey' | 'listSessions' | 'endSession';
 
 export interface FakeCall {
   op: FakeOp;
@@ -57,6 +57,8 @@ export class FakeConnector implements Connector {
   readonly ops: FakeCall[] = [];
   /** What inspectAccess answers (refusals, one line each). */
   refusals: string[] = [];
+  /** The live sessions on the target, by account (listSessions answers them; endSession and terminateSessions remove them). */
+  readonly sessions = new Map<string, TargetSession[]>();
   private rules: Rule[] = [];
   private readonly hung = new Set<(e: Error) => void>();
 
@@ -155,7 +157,20 @@ export class FakeConnector implements Connector {
   }
 
   async terminateSessions(_target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
-    return this.call('terminateSessions', username, opts, () => undefined);
+    return this.call('terminateSessions', username, opts, () => void this.sessions.delete(username));
+  }
+
+  async listSessions(_target: ConnectorTarget, { username }: ListSessionsRequest, opts?: CallOptions): Promise<TargetSession[]> {
+    return this.call('listSessions', username, opts, () => [...(this.sessions.get(username) ?? [])]);
+  }
+
+  async endSession(_target: ConnectorTarget, { username, sessionId }: EndSessionRequest, opts?: CallOptions): Promise<boolean> {
+    return this.call('endSession', username, opts, () => {
+      const list = this.sessions.get(username) ?? [];
+      const left = list.filter((x) => x.id !== sessionId);
+      this.sessions.set(username, left);
+      return left.length < list.length;
+    });
   }
 
   private async call<T>(op: FakeOp, username: string | undefined, opts: CallOptions | undefined, effect: () => T): Promise<T> {

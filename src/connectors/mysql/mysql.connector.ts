@@ -1,8 +1,8 @@
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { ConnectorError } from '../connector.errors';
 import {
-  AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse,
-  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
+  AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest,
+  NewUserRequest, NewUserResponse, SESSION_ID_PATTERNS, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connector.interface';
 import { catalogGrantRefusals, MysqlGrant, staticGrantRefusals } from './mysql-access';
 import { identityRefusal, openVerifiedConnection, tlsConnectionOptions, tlsDescription } from './mysql-identity';
@@ -99,6 +99,36 @@ export class MysqlConnector implements Connector {
 
   async terminateSessions(target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, (c) => killSessions(c, username));
+  }
+
+  /**
+   * The account's client connections (information_schema.PROCESSLIST, PROCESS needed): never this connection, never the
+   * server's own threads. MySQL/MariaDB do not tell when a connection started (`since` is null); INFO (the statement,
+   * which may hold a password) is never read.
+   */
+  async listSessions(target: ConnectorTarget, { username }: ListSessionsRequest, opts?: CallOptions): Promise<TargetSession[]> {
+    return this.asAdmin(target, opts, async (c) =>
+      (await clientSessions(c, username)).map((r) => ({
+        id: `my-${r.id}`,
+        username,
+        kind: 'mysql' as const,
+        clientAddress: r.host,
+        since: null,
+        state: r.command,
+        database: r.db,
+      })),
+    );
+  }
+
+  /** KILL CONNECTION of one connection, only while it is still one of `username` (read again first). */
+  async endSession(target: ConnectorTarget, { username, sessionId }: EndSessionRequest, opts?: CallOptions): Promise<boolean> {
+    const m = SESSION_ID_PATTERNS.mysql.exec(sessionId);
+    if (!m || !Number.isSafeInteger(Number(m[1]))) return false;
+    return this.asAdmin(target, opts, async (c) => {
+      const rows = await clientSessions(c, username, Number(m[1]));
+      if (rows.length !== 1) return false;
+      return kill(c, username, rows[0].id);
+    });
   }
 
   private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
@@ -212,31 +242,45 @@ async function capabilities(c: Connection, target: ConnectorTarget): Promise<Cap
 /** mysql2 error number of "Unknown thread id" (the session ended by itself meanwhile). */
 const ER_NO_SUCH_THREAD = 1094;
 
+const text = (v: unknown) => (v === null || v === undefined ? null : Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+
 /**
- * Ends the client connections of `username` — never the server's own threads (replication dumps, daemons, the event
- * scheduler), never this connection. Fails loudly when the administrator cannot see (PROCESS) or end (CONNECTION ADMIN)
- * them, instead of ending nothing silently.
+ * The client connections of `username` (one of them with `id`) — never the server's own threads (replication dumps,
+ * daemons, the event scheduler), never this connection. Fails loudly when the administrator cannot see them (PROCESS)
+ * instead of finding nothing silently.
  */
-async function killSessions(c: Connection, username: string): Promise<void> {
+async function clientSessions(c: Connection, username: string, id?: number): Promise<Array<{ id: number; host: string | null; db: string | null; command: string | null }>> {
   const { who, privileges } = await globalPrivileges(c);
   if (!privileges.has('PROCESS')) {
-    throw new ConnectorError('TARGET_ERROR', `the administrator cannot see the sessions of ${username} to end them: GRANT PROCESS ON *.* TO ${who}`);
+    throw new ConnectorError('TARGET_ERROR', `the administrator cannot see the sessions of ${username}: GRANT PROCESS ON *.* TO ${who}`);
   }
   const [found] = await c.query<RowDataPacket[]>(
-    'SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND NOT IN (?) AND USER NOT IN (?)',
-    [username, SYSTEM_COMMANDS, SYSTEM_USERS],
+    `SELECT ID AS id, USER AS user, HOST AS host, DB AS db, COMMAND AS command FROM information_schema.PROCESSLIST
+      WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND NOT IN (?) AND USER NOT IN (?)${id === undefined ? '' : ' AND ID = ?'} ORDER BY ID`,
+    [username, SYSTEM_COMMANDS, SYSTEM_USERS, ...(id === undefined ? [] : [id])],
   );
-  // the server compares USER without regard to case: `app` must not end the sessions of another account `APP`
-  const rows = found.filter((r) => (Buffer.isBuffer(r.user) ? r.user.toString('utf8') : String(r.user)) === username);
-  for (const { id } of rows) {
-    try {
-      await c.query('KILL CONNECTION ?', [Number(id)]);
-    } catch (e) {
-      if ((e as { errno?: unknown }).errno === ER_NO_SUCH_THREAD) continue; // it ended by itself meanwhile
-      throw new ConnectorError(
-        'TARGET_ERROR',
-        `the administrator may not end the sessions of ${username}: GRANT CONNECTION ADMIN ON *.* TO ${who} (MySQL 8: CONNECTION_ADMIN; older servers: SUPER) (${(e as Error).message})`,
-      );
-    }
+  // the server compares USER without regard to case: `app` must not reach the sessions of another account `APP`
+  return found
+    .filter((r) => text(r.user) === username)
+    .map((r) => ({ id: Number(r.id), host: text(r.host), db: text(r.db), command: text(r.command) }));
+}
+
+/** KILL CONNECTION; false when it ended by itself meanwhile. */
+async function kill(c: Connection, username: string, id: number): Promise<boolean> {
+  try {
+    await c.query('KILL CONNECTION ?', [id]);
+    return true;
+  } catch (e) {
+    if ((e as { errno?: unknown }).errno === ER_NO_SUCH_THREAD) return false; // it ended by itself meanwhile
+    const { who } = await globalPrivileges(c);
+    throw new ConnectorError(
+      'TARGET_ERROR',
+      `the administrator may not end the sessions of ${username}: GRANT CONNECTION ADMIN ON *.* TO ${who} (MySQL 8: CONNECTION_ADMIN; older servers: SUPER) (${(e as Error).message})`,
+    );
   }
+}
+
+/** Ends the client connections of `username` (see {@link clientSessions}); fails loudly when the administrator may not. */
+async function killSessions(c: Connection, username: string): Promise<void> {
+  for (const { id } of await clientSessions(c, username)) await kill(c, username, id);
 }

@@ -1,8 +1,8 @@
 import { Client, escapeIdentifier } from 'pg';
 import { ConnectorError } from '../connector.errors';
 import {
-  AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse,
-  TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
+  AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest,
+  NewUserRequest, NewUserResponse, SESSION_ID_PATTERNS, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connector.interface';
 import { adminFacts, AdminFacts, inspectDatabase, inspectRole, inspectRoleInDatabase } from './access-check';
 import { defaultAcls, DefaultAclSnapshot, reachableDatabases, readSnapshot, restoreStatements, rolesAndAncestors, snapshotComment } from './default-acl';
@@ -42,9 +42,10 @@ export class PostgresConnector implements Connector {
 
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {
-      const { rows } = await c.query<{ server_version: string; createrole: boolean; signal: boolean; ssl: boolean | null; tls_version: string | null }>(
+      const { rows } = await c.query<{ server_version: string; createrole: boolean; signal: boolean; stats: boolean; ssl: boolean | null; tls_version: string | null }>(
         `SELECT current_setting('server_version') AS server_version, r.rolcreaterole AS createrole,
                 pg_has_role(session_user, 'pg_signal_backend', 'USAGE') AS signal,
+                pg_has_role(session_user, 'pg_read_all_stats', 'USAGE') AS stats,
                 s.ssl, s.version AS tls_version
            FROM pg_catalog.pg_roles r LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = pg_backend_pid()
           WHERE r.rolname = session_user`,
@@ -64,6 +65,12 @@ export class PostgresConnector implements Connector {
         ok: su || row.signal,
         message: su ? 'superuser' : row.signal ? 'pg_signal_backend'
           : `missing: ending an account's sessions (check-in, revoke) needs pg_signal_backend (GRANT pg_signal_backend TO ${adminId})`,
+      });
+      capabilities.push({
+        code: 'PG_READ_ALL_STATS',
+        ok: su || row.stats,
+        message: su ? 'superuser' : row.stats ? 'pg_read_all_stats'
+          : `missing: listing an account's live sessions (where from, since when, state) needs pg_read_all_stats (GRANT pg_read_all_stats TO ${adminId})`,
       });
       if (admin.major >= 16 && !su) {
         // which existing roles the vault will rotate is not known here: rotate and inspectAccess say which role lacks it
@@ -194,6 +201,73 @@ export class PostgresConnector implements Connector {
 
   async terminateSessions(target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => this.endSessions(c, username, await adminFacts(c)));
+  }
+
+  /**
+   * The role's client backends (pg_stat_activity): never this session, never a walsender or background worker. Needs
+   * pg_read_all_stats (PG_READ_ALL_STATS): without it PostgreSQL hides when another role's session started, where from
+   * and its state. The query text is never read (it may hold a password: ALTER ROLE … PASSWORD).
+   */
+  async listSessions(target: ConnectorTarget, { username }: ListSessionsRequest, opts?: CallOptions): Promise<TargetSession[]> {
+    return this.asAdmin(target, opts, async (c) => {
+      const found = await this.roleFacts(c, username);
+      if (!found) return [];
+      const { rows } = await c.query<{ pid: number; datname: string | null; addr: string | null; port: number | null; since: Date | null; start_us: string | null; state: string | null }>(
+        `SELECT pid, datname, host(client_addr) AS addr, client_port AS port, backend_start AS since,
+                (extract(epoch FROM backend_start) * 1000000)::bigint::text AS start_us, state
+           ${CLIENT_BACKENDS_OF_ROLE} ORDER BY backend_start, pid`,
+        [found.oid],
+      );
+      if (rows.some((r) => r.start_us === null)) throw await this.cannotSeeSessions(c, username);
+      return rows.map((r) => ({
+        id: `pg-${r.pid}-${r.start_us}`,
+        username,
+        kind: 'postgres' as const,
+        clientAddress: r.addr === null ? null : r.addr.includes(':') ? `[${r.addr}]:${r.port}` : `${r.addr}:${r.port}`,
+        since: r.since ? r.since.toISOString() : null,
+        state: r.state,
+        database: r.datname,
+      }));
+    });
+  }
+
+  /**
+   * Ends one client backend of the role, only while it is the one of the id (pid and backend start to the µs): pg_terminate_backend,
+   * waiting up to 5 s for it to exit. Never this session; a superuser's needs a superuser admin (TARGET_ERROR says so).
+   */
+  async endSession(target: ConnectorTarget, { username, sessionId }: EndSessionRequest, opts?: CallOptions): Promise<boolean> {
+    const m = SESSION_ID_PATTERNS.postgres.exec(sessionId);
+    if (!m) return false;
+    return this.asAdmin(target, opts, async (c) => {
+      const found = await this.roleFacts(c, username);
+      if (!found) return false;
+      const { rows } = await c.query<{ pid: number; start_us: string | null }>(
+        `SELECT pid, (extract(epoch FROM backend_start) * 1000000)::bigint::text AS start_us ${CLIENT_BACKENDS_OF_ROLE} AND pid = $2::int`,
+        [found.oid, m[1]],
+      );
+      if (rows.some((r) => r.start_us === null)) throw await this.cannotSeeSessions(c, username);
+      if (!rows.some((r) => r.start_us === m[2])) return false;
+      if (found.superuser && !(await adminFacts(c)).superuser) {
+        throw new ConnectorError('TARGET_ERROR', `the session of ${username} cannot be ended: it is a superuser role, and only a superuser administrator may end a superuser's sessions`);
+      }
+      try {
+        await c.query(
+          `SELECT pg_terminate_backend(pid, 5000) ${CLIENT_BACKENDS_OF_ROLE} AND pid = $2::int AND (extract(epoch FROM backend_start) * 1000000)::bigint = $3::bigint`,
+          [found.oid, m[1], m[2]],
+        );
+      } catch (e) {
+        if ((e as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) {
+          throw new ConnectorError('TARGET_ERROR', `the session of ${username} cannot be ended: the administrator needs pg_signal_backend (GRANT pg_signal_backend TO ${c.escapeIdentifier(target.adminUsername)})`);
+        }
+        throw e;
+      }
+      return true;
+    });
+  }
+
+  private async cannotSeeSessions(c: Client, username: string): Promise<ConnectorError> {
+    const admin = await adminFacts(c);
+    return new ConnectorError('TARGET_ERROR', `the sessions of ${username} cannot be read: the administrator needs pg_read_all_stats (GRANT pg_read_all_stats TO ${c.escapeIdentifier(admin.username)})`);
   }
 
   /**

@@ -160,11 +160,56 @@ function servingListener(table: ProcessTable, p: Proc, user: string, uid: number
   return a && isRoot(a) && isListenerTitle(a.args) ? a : undefined;
 }
 
+/** One session of `user`: its topmost session process (the `[priv]` monitor, or the `U@…` process where there is none). */
+export type SessionRef = Pick<Proc, 'pid' | 'started' | 'ruid' | 'euid' | 'args'>;
+
+/** The topmost session process of `user` above (or at) session process `p`: what identifies its session. */
+function sessionRoot(table: ProcessTable, p: Proc, user: string, uid: number | undefined): Proc {
+  let root = p;
+  for (let hops = 0; hops < 64; hops++) {
+    const parent = table.procs.get(root.ppid);
+    if (!parent || !sessionKind(parent, user, uid)) break;
+    root = parent;
+  }
+  return root;
+}
+
+/** A live session of `user` as the listing shows it: the session's own processes are what ending it ends. */
+export interface SessionOfUser {
+  root: Proc;
+  /** The session's process of the logged-in user (`U@pts/N`, `U@notty`); absent while it is still authenticating. */
+  login?: Proc;
+  /** Every process ending this one session ends (the rule above, for this session alone), the root first. */
+  pids: number[];
+}
+
+/**
+ * The live sessions of `user` (uid `uid`) by the rule above: one per topmost session process, never the caller's own
+ * (the vault's admin session) nor anything the rule never touches. Ending one of them is
+ * `processesToEnd(table, user, uid, undefined, root)`: exactly its `pids`.
+ */
+export function sessionsOf(table: ProcessTable, user: string, uid: number | undefined): SessionOfUser[] {
+  const out: SessionOfUser[] = [];
+  const kids = children(table);
+  for (const p of table.procs.values()) {
+    if (!isLive(p) || !sessionKind(p, user, uid) || sessionRoot(table, p, user, uid) !== p) continue;
+    const pids = processesToEnd(table, user, uid, undefined, p);
+    if (!pids.includes(p.pid)) continue; // protected (the caller's own, a listener): never listed
+    const own = new Set<number>();
+    subtree(kids, p.pid, own);
+    const login = [...own].map((pid) => table.procs.get(pid)!).find((q) => q && sessionKind(q, user, uid) === 'user');
+    out.push({ root: p, login, pids: [p.pid, ...pids.filter((pid) => pid !== p.pid)] });
+  }
+  return out.sort((a, b) => a.root.pid - b.root.pid);
+}
+
 /**
  * The live processes (and zombies: harmless to SIGKILL, see above) that ending the sessions of `user` (uid `uid`,
- * when it still exists) ends, by the rule above; with `alsoUid`, also every process running with that uid.
+ * when it still exists) ends, by the rule above; with `alsoUid`, also every process running with that uid. With
+ * `only`, the sessions are narrowed to that one session (its topmost session process — the same process by start time,
+ * ids and title): its processes and what runs in its own audit session.
  */
-export function processesToEnd(table: ProcessTable, user: string, uid: number | undefined, alsoUid?: number): number[] {
+export function processesToEnd(table: ProcessTable, user: string, uid: number | undefined, alsoUid?: number, only?: SessionRef): number[] {
   const kids = children(table);
   // 3. never touched: pid 1, the caller, its ancestors and its subtree, root sshd listeners of the system
   const keep = new Set<number>([1]);
@@ -181,6 +226,7 @@ export function processesToEnd(table: ProcessTable, user: string, uid: number | 
   for (const p of table.procs.values()) {
     const kind = sessionKind(p, user, uid);
     if (!kind || keep.has(p.pid)) continue;
+    if (only && !sameProcess(only, sessionRoot(table, p, user, uid))) continue;
     const listener = servingListener(table, p, user, uid);
     if (listener) {
       keep.add(listener.pid);
@@ -208,7 +254,7 @@ export function isLive(p: Proc | undefined): boolean {
 }
 
 /** Whether `now` is the same process as `then` (not a reused pid): same start time, ids and title. */
-export function sameProcess(then: Proc, now: Proc | undefined): boolean {
+export function sameProcess(then: SessionRef, now: Proc | undefined): boolean {
   return !!now && now.pid === then.pid && now.started === then.started && now.ruid === then.ruid && now.euid === then.euid && now.args === then.args;
 }
 

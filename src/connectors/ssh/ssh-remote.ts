@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { ConnectorError } from '../connector.errors';
-import { isLive, parseProcessTable, Proc, ProcessTable, sameProcess, SCAN_SCRIPT, uidsInUse } from './ssh-processes';
+import type { TargetSession } from '../connector.interface';
+import { isLive, parseProcessTable, Proc, ProcessTable, sameProcess, SCAN_SCRIPT, SessionOfUser, uidsInUse } from './ssh-processes';
 import { AdminShell, ExecResult, shQuote } from './ssh-session';
 
 /** Operations on the target through the admin's shell: account ids, the process table, ending processes. */
@@ -195,4 +197,57 @@ export async function markUid(shell: AdminShell, uid: number): Promise<void> {
   }
   // older marks: not needed any more (uids only grow); userdel refuses (8) while a process runs with one: kept then
   for (const [old] of marks) await shell.sudo(`userdel -- ${shQuote(old)}`);
+}
+
+/** The id of the session whose topmost session process is `root`: its pid and a digest of its start time and ids (a reused pid gets another id). */
+export function sshSessionId(root: Pick<Proc, 'pid' | 'started' | 'ruid' | 'euid'>): string {
+  const digest = createHash('sha256').update(`${root.started}|${root.ruid}|${root.euid}`).digest('hex').slice(0, 16);
+  return `ssh-${root.pid}-${digest}`;
+}
+
+const MAX_PROCESSES = 50;
+
+/** `ss -Htnp` (root only): the peer address of each process holding a TCP connection. */
+function peersByPid(out: string): Map<number, string> {
+  const peers = new Map<number, string>();
+  for (const line of out.split('\n')) {
+    const m = /^\S+\s+\d+\s+\d+\s+(\S+)\s+(\S+)\s+users:\((.*)\)\s*$/.exec(line);
+    if (!m) continue;
+    for (const pid of m[3].matchAll(/pid=(\d+)/g)) if (!peers.has(Number(pid[1]))) peers.set(Number(pid[1]), m[2]);
+  }
+  return peers;
+}
+
+/**
+ * What a listing says about each session: when it started (from the target's own clock: now minus the root's elapsed
+ * seconds, so the target's time zone does not matter), its terminal, its processes (titles bounded by the scan) and,
+ * when the admin is root, the client address (`ss -p` needs root; a least-privilege admin gets null).
+ */
+export async function sessionDetails(shell: AdminShell, table: ProcessTable, username: string, sessions: SessionOfUser[]): Promise<TargetSession[]> {
+  if (sessions.length === 0) return [];
+  const roots = sessions.map((s) => s.root.pid);
+  if (!roots.every((p) => Number.isSafeInteger(p) && p > 1)) throw new ConnectorError('TARGET_ERROR', 'refusing an invalid process id');
+  const script = [`echo "now $(date +%s)"`, `ps -o pid=,etimes= -p ${roots.join(',')}`, ...(shell.privilege === 'root' ? ['echo --ss', 'ss -Htnp 2>/dev/null'] : []), 'exit 0'].join('\n');
+  const out = (await shell.run(script)).stdout;
+  const [procPart, ssPart = ''] = out.split('\n--ss\n');
+  const now = Number(/^now (\d+)$/m.exec(procPart)?.[1]);
+  const elapsed = new Map<number, number>();
+  for (const m of procPart.matchAll(/^\s*(\d+)\s+(\d+)\s*$/gm)) elapsed.set(Number(m[1]), Number(m[2]));
+  const peers = peersByPid(ssPart);
+  return sessions.map((s) => {
+    const age = elapsed.get(s.root.pid);
+    const tty = s.login ? /@(\S+)\s*$/.exec(s.login.args)?.[1] : undefined;
+    const first = s.login ? s.pids.map((pid) => table.procs.get(pid)).find((p) => p && p.ppid === s.login!.pid) : undefined;
+    return {
+      id: sshSessionId(s.root),
+      username,
+      kind: 'ssh' as const,
+      clientAddress: s.pids.map((pid) => peers.get(pid)).find((a) => a !== undefined) ?? null,
+      since: Number.isFinite(now) && age !== undefined ? new Date((now - age) * 1000).toISOString() : null,
+      state: s.login ? 'active' : 'authenticating',
+      tty: tty && tty !== 'notty' ? tty : null,
+      command: first ? first.args.slice(0, 200) : null,
+      processes: s.pids.slice(0, MAX_PROCESSES).map((pid) => ({ pid, command: table.procs.get(pid)?.args ?? '' })),
+    };
+  });
 }

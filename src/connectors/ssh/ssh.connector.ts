@@ -1,12 +1,12 @@
 import { SSH_FORBIDDEN_GROUPS } from '../names';
 import { ConnectorError } from '../connector.errors';
 import {
-  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, LoginRequest, NewUserRequest, NewUserResponse, TerminateSessionsRequest,
-  UpdatePasswordRequest, VerifyResult,
+  AccessInspection, CallOptions, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest, NewUserRequest,
+  NewUserResponse, SESSION_ID_PATTERNS, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connector.interface';
 import { probeCapabilities } from './ssh-capabilities';
-import { processesToEnd } from './ssh-processes';
-import { endProcesses, freeUid, isUidMark, loginDefs, markUid, namesWithUid, oneTimeUidRange, uidOf } from './ssh-remote';
+import { processesToEnd, sameProcess, sessionsOf } from './ssh-processes';
+import { endProcesses, freeUid, isUidMark, loginDefs, markUid, namesWithUid, oneTimeUidRange, scanProcesses, sessionDetails, sshSessionId, uidOf } from './ssh-remote';
 import { adminAuth, AdminShell, normalizePin, shQuote, sshSession } from './ssh-session';
 
 /**
@@ -144,6 +144,35 @@ export class SshConnector implements Connector {
     await this.asAdmin(target, opts, async (shell) => {
       const uid = await uidOf(shell, username);
       await endProcesses(shell, (t) => processesToEnd(t, username, uid), `the sessions of ${username}`);
+    });
+  }
+
+  /** The account's login sessions by INVARIANT 18's rule (ssh-processes.ts `sessionsOf`), never the admin's own. */
+  async listSessions(target: ConnectorTarget, { username }: ListSessionsRequest, opts?: CallOptions): Promise<TargetSession[]> {
+    return this.asAdmin(target, opts, async (shell) => {
+      const uid = await uidOf(shell, username);
+      if (uid === shell.uid) return []; // another name of the admin: never listed
+      const table = await scanProcesses(shell);
+      return sessionDetails(shell, table, username, sessionsOf(table, username, uid));
+    });
+  }
+
+  /**
+   * Ends one session: read again, it must still be a session of `username` whose topmost process has this id (pid and
+   * start digest); then exactly what terminateSessions would end for that session alone (the same rule and code path).
+   */
+  async endSession(target: ConnectorTarget, { username, sessionId }: EndSessionRequest, opts?: CallOptions): Promise<boolean> {
+    const m = SESSION_ID_PATTERNS.ssh.exec(sessionId);
+    if (!m) return false;
+    return this.asAdmin(target, opts, async (shell) => {
+      const uid = await uidOf(shell, username);
+      if (uid === shell.uid) return false;
+      const table = await scanProcesses(shell);
+      const session = sessionsOf(table, username, uid).find((s) => sshSessionId(s.root) === sessionId);
+      if (!session) return false;
+      const root = session.root;
+      await endProcesses(shell, (t) => (sameProcess(root, t.procs.get(root.pid)) ? processesToEnd(t, username, uid, undefined, root) : []), `session ${sessionId} of ${username}`);
+      return true;
     });
   }
 

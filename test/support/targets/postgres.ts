@@ -36,7 +36,7 @@ export interface PgStartOptions {
   tls?: boolean;
 }
 
-/** A least-privilege administrator: `LOGIN CREATEROLE` plus `pg_signal_backend`, not a superuser. */
+/** A least-privilege administrator: `LOGIN CREATEROLE` plus `pg_signal_backend` and `pg_read_all_stats`, not a superuser. */
 export interface PgAdmin {
   username: string;
   password: string;
@@ -62,7 +62,7 @@ export interface PgHandle {
   tls?: { caPem: string; certSha256: string };
   /**
    * The least-privilege admin the vault is given (created on first call, the same afterwards): `CREATE ROLE vault_admin
-   * LOGIN CREATEROLE`, `GRANT pg_signal_backend TO vault_admin` and `GRANT CONNECT ON DATABASE postgres TO vault_admin WITH
+   * LOGIN CREATEROLE`, `GRANT pg_signal_backend TO vault_admin`, `GRANT pg_read_all_stats TO vault_admin` and `GRANT CONNECT ON DATABASE postgres TO vault_admin WITH
    * GRANT OPTION`. Accounts made by {@link createRole} afterwards are
    * granted to it `WITH ADMIN OPTION` on PostgreSQL 16+ (what it needs there to rotate them).
    */
@@ -157,6 +157,8 @@ export async function startScramPostgres(opts: PgStartOptions = {}): Promise<PgH
         const admin: PgAdmin = { username: 'vault_admin', password: randomBytes(18).toString('hex') };
         await adminClient.query(`CREATE ROLE vault_admin LOGIN CREATEROLE PASSWORD ${adminClient.escapeLiteral(admin.password)}`);
         await adminClient.query('GRANT pg_signal_backend TO vault_admin');
+        // to list the live sessions of the accounts (where from, since when, state: hidden from other roles without it)
+        await adminClient.query('GRANT pg_read_all_stats TO vault_admin');
         // to grant a one-time account CONNECT on the database everything uses
         await adminClient.query('GRANT CONNECT ON DATABASE postgres TO vault_admin WITH GRANT OPTION');
         lpa = admin;
