@@ -13,9 +13,15 @@ import { DeliveryError, OutgoingDelivery, Sender, SENDERS } from './senders/send
 export const channelSecretRef = (id: string) => ({ table: 'notification_channels', rowId: id, column: 'secret' });
 
 const DELIVERY_BACKOFF = { baseSeconds: 15, capSeconds: 3600 };
-/** Deliveries sent at once by one instance, and at most this many of them to one channel (the SMTP server is one). */
+/**
+ * Batches sent at once by one instance, and at most this many of them to one channel (the SMTP server is one). A batch
+ * is up to BATCH deliveries of one channel, sent one after another.
+ */
 const WORKERS = 8;
 const PER_CHANNEL = WORKERS / 2;
+const BATCH = 10;
+/** The one retryable failure that does not open its channel's circuit (NotificationStore.takeDue reads the same). */
+const OPENS_NO_CIRCUIT = 'SMTP_TEMPORARY';
 /** At most one `alert.delivery_failed` per channel in this window. */
 const FAILURE_ALERT_WINDOW_SECONDS = 15 * 60;
 /** Failures nobody needs to be alerted about: there is no one left to tell. */
@@ -31,11 +37,13 @@ const circuitKey = (d: { channelKind: string; channelId: string | null }): strin
  * administrators are told through the other channels). The idempotency key (the delivery id) is the same on every
  * attempt, so a receiver drops the duplicates a crash between sending and recording can cause.
  *
- * A sweep is a pool of WORKERS that each take one delivery at a time, so a receiver that hangs until the deadline
- * holds up one worker, not a batch; no channel gets more than PER_CHANNEL of them. A retryable failure (timeout,
- * unreachable, 5xx) opens the channel's circuit for that delivery's backoff (NotificationStore.takeDue): the channel's
- * deliveries are passed over and the rest go on. At shutdown no new delivery is taken; those in flight end by their
- * deadline.
+ * A sweep is a pool of WORKERS that each take a batch of up to BATCH deliveries of ONE channel (claimed in one
+ * statement, sent one after another, recorded sent in one statement: a burst of e-mail costs the database two
+ * statements per batch, not two per message), so a receiver that hangs until the deadline holds up one worker and its
+ * own channel's batch, never another channel's; no channel gets more than PER_CHANNEL workers. A retryable failure
+ * (timeout, unreachable, 5xx) opens the channel's circuit for that delivery's backoff (NotificationStore.takeDue): the
+ * rest of its batch is given back, the channel's deliveries are passed over and the rest go on. At shutdown no new
+ * batch is taken; those in flight end by their deadlines.
  */
 @Injectable()
 export class NotificationDeliverer implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
@@ -45,7 +53,7 @@ export class NotificationDeliverer implements OnModuleInit, OnModuleDestroy, Bef
   private pending = false;
   private nudged: Promise<void> | null = null;
   private stopping = false;
-  /** Deliveries being sent now, per circuit key. */
+  /** Batches being sent now, per circuit key. */
   private readonly inFlight = new Map<string, number>();
   /** Takes run one at a time on this instance, so the busy channels they pass over are counted right. */
   private takes: Promise<unknown> = Promise.resolve();
@@ -118,57 +126,94 @@ export class NotificationDeliverer implements OnModuleInit, OnModuleDestroy, Bef
     // nudges another sweep)
     let exhausted = false;
     const skipped = new Set<string>();
-    const take = (skip: readonly string[]): Promise<TakenDelivery | null> => {
+    const take = (skip: readonly string[]): Promise<TakenDelivery[] | null> => {
       for (const key of skip) skipped.add(key);
       const next = this.takes.then(async () => {
         if (this.stopping || exhausted || taken >= limit) return null;
         const passOver = this.passOver();
-        const d = await this.store.takeDue(this.claimSeconds(), [...skipped], passOver);
-        if (!d && !passOver.smtp && passOver.channels.length === 0) exhausted = true;
-        if (d) {
-          taken++;
-          this.inFlight.set(circuitKey(d), (this.inFlight.get(circuitKey(d)) ?? 0) + 1);
+        const batch = await this.store.takeDue(this.claimSeconds(), [...skipped], passOver, Math.min(BATCH, limit - taken));
+        if (batch.length === 0) {
+          if (!passOver.smtp && passOver.channels.length === 0) exhausted = true;
+          return null;
         }
-        return d;
+        taken += batch.length;
+        const key = circuitKey(batch[0]);
+        this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+        return batch;
       });
       this.takes = next.catch(() => undefined);
       return next;
     };
-    const run = async (d: TakenDelivery): Promise<void> => {
+    const run = async (batch: TakenDelivery[]): Promise<void> => {
       try {
-        await this.deliver(d);
+        await this.deliverBatch(batch);
       } finally {
-        const key = circuitKey(d);
+        const key = circuitKey(batch[0]);
         const n = (this.inFlight.get(key) ?? 1) - 1;
         if (n > 0) this.inFlight.set(key, n);
         else this.inFlight.delete(key);
       }
     };
     const workers = await Promise.allSettled(
-      Array.from({ length: WORKERS }, () => this.work.drain<TakenDelivery>({ name: 'notifications', take, key: (d) => d.id, run, batchSize: 1, limit })),
+      Array.from({ length: WORKERS }, () => this.work.drain<TakenDelivery[]>({ name: 'notifications', take, key: (b) => b[0].id, run, batchSize: 1, limit })),
     );
     const failed = workers.find((w): w is PromiseRejectedResult => w.status === 'rejected');
     if (failed) throw failed.reason;
     return taken;
   }
 
-  /** The channels a take passes over besides open circuits: those with PER_CHANNEL deliveries in flight here. */
+  /** The channels a take passes over besides open circuits: those with PER_CHANNEL batches in flight here. */
   private passOver(): PassOver {
     const busy = new Set([...this.inFlight].filter(([, n]) => n >= PER_CHANNEL).map(([key]) => key));
     return { smtp: busy.delete('smtp'), channels: [...busy] };
   }
 
+  /** Long enough for a whole batch, each send by its deadline. */
   private claimSeconds(): number {
-    return Math.ceil(this.config.notify.timeoutMs / 1000) * 3 + 30;
+    return Math.ceil(this.config.notify.timeoutMs / 1000) * (BATCH + 2) + 30;
   }
 
-  private async deliver(d: TakenDelivery): Promise<void> {
-    // taken as the channel was disabled (paused): given back, no attempt counted
-    if (d.channelId !== null && d.channelEnabled === false) {
-      await this.store.release(d.id);
-      return;
+  /**
+   * One circuit's batch, one delivery after another (on one SMTP connection); those sent are recorded in one statement
+   * at the end. A failure worth a retry opens the circuit: the rest of the batch is given back (no attempt counted) and
+   * waits with the channel.
+   */
+  private async deliverBatch(batch: TakenDelivery[]): Promise<void> {
+    const sent: TakenDelivery[] = [];
+    try {
+      for (let i = 0; i < batch.length; i++) {
+        const d = batch[i];
+        // shutting down: what is not sent yet is given back (another instance, or the next start, sends it)
+        if (this.stopping) {
+          await this.store.release(batch.slice(i).map((r) => r.id));
+          return;
+        }
+        // taken as the channel was disabled (paused): given back, no attempt counted
+        if (d.channelId !== null && d.channelEnabled === false) {
+          await this.store.release([d.id]);
+          continue;
+        }
+        const error = await this.attempt(d);
+        if (!error) {
+          sent.push(d);
+          continue;
+        }
+        await this.failed(d, error);
+        // a deferral of one recipient (greylisting) leaves the circuit closed: the batch goes on
+        if (error.retryable && error.code !== OPENS_NO_CIRCUIT) {
+          await this.store.release(batch.slice(i + 1).map((r) => r.id));
+          return;
+        }
+      }
+    } finally {
+      // one statement, no transaction of its own: nothing else is written with it
+      const n = await this.store.markSent(sent.map((d) => d.id));
+      if (n > 0) this.sent?.inc({ kind: sent[0].channelKind, outcome: 'sent' }, n);
     }
-    let error: DeliveryError | null = null;
+  }
+
+  /** Sends one delivery by its deadline: null when sent, else why not. */
+  private async attempt(d: TakenDelivery): Promise<DeliveryError | null> {
     try {
       const sender = this.senders.get(d.channelKind);
       if (!sender) throw new DeliveryError('CHANNEL_UNSUPPORTED', `no sender for ${d.channelKind}`, false);
@@ -197,15 +242,10 @@ export class NotificationDeliverer implements OnModuleInit, OnModuleDestroy, Bef
       this.work.crash('notify-before-send');
       await sender.send(outgoing, message, AbortSignal.timeout(this.config.notify.timeoutMs));
       this.work.crash('notify-after-send');
+      return null;
     } catch (e) {
-      error = e instanceof DeliveryError ? e : new DeliveryError(e instanceof Error && e.name === 'TimeoutError' ? 'TIMEOUT' : 'SEND_FAILED', 'the message could not be sent', true);
+      return e instanceof DeliveryError ? e : new DeliveryError(e instanceof Error && e.name === 'TimeoutError' ? 'TIMEOUT' : 'SEND_FAILED', 'the message could not be sent', true);
     }
-    if (!error) {
-      // one statement, no transaction of its own: nothing else is written with it
-      if (await this.store.markSent(d.id)) this.sent?.inc({ kind: d.channelKind, outcome: 'sent' });
-      return;
-    }
-    await this.failed(d, error);
   }
 
   /** The channel's secret; one that no longer decrypts (key lost, row tampered with) is not worth a retry. */

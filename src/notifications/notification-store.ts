@@ -127,48 +127,61 @@ export class NotificationStore {
   }
 
   /**
-   * Claims one pending delivery that is due (SKIP LOCKED), with its event and channel. Passed over:
+   * Claims up to `limit` pending deliveries that are due (SKIP LOCKED), with their events and channels, all for ONE
+   * circuit (the channel of the first one due; people's e-mail and e-mail channels are one circuit, the vault's SMTP
+   * server): the deliverer sends them one after another on one connection and records them in one statement, so a
+   * burst of e-mails costs the database two statements per batch instead of two per e-mail. Passed over:
    * - deliveries of a disabled channel (paused: taken again once it is enabled);
    * - deliveries of a channel whose circuit is open: one of its deliveries failed in a way worth a retry (a timeout,
    *   unreachable, 5xx …) and waits out its backoff — the channel's other deliveries wait as long, instead of each
-   *   spending a timeout. People's e-mail and e-mail channels are one channel here (the vault's SMTP server); an SMTP
-   *   deferral of one recipient (SMTP_TEMPORARY, e.g. greylisting) does not open it. The circuit is read from the
-   *   table, so every instance sees it, and a backoff made to pass (next_attempt_at) closes it;
-   * - `passOver`: channels busy on this instance (as many sends in flight as one channel may have).
-   * So one slow or dead receiver never holds up the others.
+   *   spending a timeout. An SMTP deferral of one recipient (SMTP_TEMPORARY, e.g. greylisting) does not open it. The
+   *   circuit is read from the table, so every instance sees it, and a backoff made to pass (next_attempt_at) closes it;
+   * - `passOver`: channels busy on this instance (as many batches in flight as one channel may have).
+   * So one slow or dead receiver never holds up the others. Oldest first; empty when nothing is due.
    */
-  async takeDue(claimSeconds: number, skip: readonly string[], passOver: PassOver = { channels: [], smtp: false }): Promise<TakenDelivery | null> {
+  async takeDue(claimSeconds: number, skip: readonly string[], passOver: PassOver = { channels: [], smtp: false }, limit = 1): Promise<TakenDelivery[]> {
     const backingOff = "b.status = 'pending' AND b.attempts > 0 AND b.next_attempt_at > now() AND b.last_error NOT LIKE 'SMTP_TEMPORARY:%'";
+    const circuit = (a: string) => `(CASE WHEN ${a}.channel_kind = 'email' OR ${a}.channel_id IS NULL THEN 'smtp' ELSE ${a}.channel_id::text END)`;
+    const due = (a: string) => `${a}.status = 'pending' AND ${a}.next_attempt_at <= now() AND (${a}.claimed_until IS NULL OR ${a}.claimed_until < now()) AND NOT (${a}.id = ANY ($1::uuid[]))
+              AND (${a}.channel_id IS NULL OR EXISTS (SELECT 1 FROM notification_channels c_on WHERE c_on.id = ${a}.channel_id AND c_on.enabled))
+              AND CASE WHEN ${a}.channel_kind = 'email'
+                       THEN NOT ($3::boolean OR EXISTS (SELECT 1 FROM notification_deliveries b WHERE ${backingOff} AND b.channel_kind = 'email'))
+                       ELSE ${a}.channel_id IS NULL OR NOT (${a}.channel_id = ANY ($2::uuid[] || ARRAY (SELECT b.channel_id FROM notification_deliveries b
+                                                                                              WHERE ${backingOff} AND b.channel_id IS NOT NULL)))
+                  END`;
+    // one circuit per batch: the first due delivery's (a batch of one needs no such condition)
+    const oneCircuit = limit > 1 ? ` AND ${circuit('d')} = (SELECT ${circuit('f')} FROM notification_deliveries f WHERE ${due('f')} ORDER BY f.next_attempt_at LIMIT 1)` : '';
     // recipientDisabled is read on every attempt: a person disabled since the change is not told any more (the
     // recorded address stays as it was: the log shows who was to be told)
-    const [taken] = await this.work.claimBatch<TakenDelivery>(this.dataSource, {
+    return this.work.claimBatch<TakenDelivery>(this.dataSource, {
       table: 'notification_deliveries d',
-      where: `d.status = 'pending' AND d.next_attempt_at <= now() AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND NOT (d.id = ANY ($1::uuid[]))
-              AND (d.channel_id IS NULL OR EXISTS (SELECT 1 FROM notification_channels c_on WHERE c_on.id = d.channel_id AND c_on.enabled))
-              AND CASE WHEN d.channel_kind = 'email'
-                       THEN NOT ($3::boolean OR EXISTS (SELECT 1 FROM notification_deliveries b WHERE ${backingOff} AND b.channel_kind = 'email'))
-                       ELSE d.channel_id IS NULL OR NOT (d.channel_id = ANY ($2::uuid[] || ARRAY (SELECT b.channel_id FROM notification_deliveries b
-                                                                                              WHERE ${backingOff} AND b.channel_id IS NOT NULL)))
-                  END`,
+      where: due('d') + oneCircuit,
       orderBy: 'd.next_attempt_at',
-      limit: 1,
+      limit,
       seconds: claimSeconds,
-      returning: 'd.id, d.attempts, d.channel_id, d.channel_kind, d.recipient, d.recipient_user_id, d.event_id',
+      returning: 'd.id, d.attempts, d.channel_id, d.channel_kind, d.recipient, d.recipient_user_id, d.event_id, d.next_attempt_at',
       select: `SELECT d.id, d.attempts, d.channel_id AS "channelId", d.channel_kind AS "channelKind", d.recipient,
                       d.recipient_user_id AS "recipientUserId", ${userDisabledSql('d.recipient_user_id')} AS "recipientDisabled",
                       e.id AS "eventId", e.type AS "eventType", e.subject_type AS "subjectType", e.subject_id AS "subjectId",
                       e.created_at AS "createdAt", e.payload,
                       c.name AS "channelName", c.config AS "channelConfig", c.secret AS "channelSecret", c.enabled AS "channelEnabled"
                  FROM claimed d JOIN notification_events e ON e.id = d.event_id
-                 LEFT JOIN notification_channels c ON c.id = d.channel_id`,
+                 LEFT JOIN notification_channels c ON c.id = d.channel_id
+                ORDER BY d.next_attempt_at, d.id`,
       params: [skip, passOver.channels, passOver.smtp],
     });
-    return taken ?? null;
   }
 
-  /** Gives a taken delivery back without an attempt (its channel was disabled as it was taken): paused with it. */
-  async release(id: string): Promise<void> {
-    await this.dataSource.query("UPDATE notification_deliveries SET claimed_until = NULL WHERE id = $1 AND status = 'pending' AND claimed_by = $2", [id, this.work.instanceId]);
+  /**
+   * Gives taken deliveries back without an attempt: their channel was disabled as they were taken (paused with it), or
+   * a delivery before them in their batch opened the circuit (they wait with the channel).
+   */
+  async release(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.dataSource.query("UPDATE notification_deliveries SET claimed_until = NULL WHERE id = ANY ($1::uuid[]) AND status = 'pending' AND claimed_by = $2", [
+      [...ids],
+      this.work.instanceId,
+    ]);
   }
 
   /**
@@ -187,13 +200,14 @@ export class NotificationStore {
     return !row.recent;
   }
 
-  /** pending → sent, only while this instance holds the claim. */
-  async markSent(id: string): Promise<boolean> {
+  /** pending → sent, only those this instance still holds the claim of (one statement for a batch); answers how many. */
+  async markSent(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
     const [, n]: [unknown, number] = await this.dataSource.query(
-      "UPDATE notification_deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1, claimed_until = NULL, last_error = NULL WHERE id = $1 AND status = 'pending' AND claimed_by = $2",
-      [id, this.work.instanceId],
+      "UPDATE notification_deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1, claimed_until = NULL, last_error = NULL WHERE id = ANY ($1::uuid[]) AND status = 'pending' AND claimed_by = $2",
+      [[...ids], this.work.instanceId],
     );
-    return n === 1;
+    return n;
   }
 
   /** A failed attempt: retried after `backoffSeconds`, or `failed` for good; only while this instance holds the claim. */

@@ -393,6 +393,39 @@ describe('notification deliverer under failing receivers (review 3)', () => {
     }
   }, 60_000);
 
+  it('claims in batches of at most 10 deliveries of ONE circuit (people\'s e-mail is one, each webhook its own), each sent once and recorded', async () => {
+    const [a, b] = [await webhookChannel(hook.url('/a')), await webhookChannel(hook.url('/b'))];
+    const store = h.get(NotificationStore);
+    const batches: string[][] = [];
+    const real = store.takeDue.bind(store);
+    const spy = jest.spyOn(store, 'takeDue').mockImplementation(async (...args) => {
+      const batch = await real(...args);
+      if (batch.length) batches.push(batch.map((d) => (d.channelId === null ? 'smtp' : d.channelId)));
+      return batch;
+    });
+    try {
+      const auditors = await h.db.query<{ id: string }>("INSERT INTO users (id, username, password_hash, roles, email) SELECT gen_random_uuid(), 'batch' || g, 'x', '{auditor}', 'batch' || g || '@example.test' FROM generate_series(1, 4) g RETURNING id");
+      // 6 changes × (4 e-mails + 2 webhooks): 36 deliveries
+      await h.get(UnitOfWork).run(async ({ notify }) => {
+        for (let i = 0; i < 6; i++) await notify({ type: 'alert.break_glass', subjectType: 'checkout', subjectId: randomUUID(), to: { users: auditors.map((u) => u.id) }, facts: { summary: `batch ${i}` } });
+      });
+      await deliverer().idle();
+      expect(batches.flat().sort()).toEqual([...Array(24).fill('smtp'), ...Array(6).fill(a), ...Array(6).fill(b)].sort());
+      for (const batch of batches) {
+        expect(batch.length).toBeLessThanOrEqual(10);
+        expect(new Set(batch).size).toBe(1);
+      }
+      expect(batches.length).toBeLessThan(36); // batched, not one by one
+      const rows = await h.db.query<{ status: string; attempts: number }>("SELECT status, attempts FROM notification_deliveries d JOIN notification_events e ON e.id = d.event_id WHERE e.payload->>'summary' LIKE 'batch %'");
+      expect(rows).toHaveLength(36);
+      expect(rows.every((r) => r.status === 'sent' && r.attempts === 1)).toBe(true);
+      expect(hook.requests).toHaveLength(12);
+    } finally {
+      spy.mockRestore();
+      await h.db.query("DELETE FROM users WHERE username LIKE 'batch%'");
+    }
+  });
+
   it('a channel secret that no longer decrypts fails at once (CHANNEL_SECRET_UNREADABLE), not after every retry', async () => {
     const channelId = await webhookChannel(hook.url('/s'), { secret: Buffer.from('not a ciphertext of this vault') });
     await breakGlass(1);
