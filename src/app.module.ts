@@ -8,6 +8,8 @@ import { AccountAdminModule } from './account-admin/account-admin.module';
 import { AuditModule } from './audit/audit.module';
 import { CheckoutsModule } from './checkouts/checkouts.module';
 import { EphemeralModule } from './ephemeral/ephemeral.module';
+import { LiveSessionsModule } from './live-sessions/live-sessions.module';
+import { RecordingModule } from './gateway/recording/recording.module';
 import { Clock } from './common/clock';
 import { AllExceptionsFilter } from './http/exception.filter';
 import { AuthenticationGuard, MfaGuard, RolesGuard } from './identity/guards';
@@ -58,6 +60,8 @@ export class AppModule {
         RotationModule,
         CheckoutsModule,
         EphemeralModule,
+        LiveSessionsModule,
+        RecordingModule,
       ],
       controllers: [HealthController],
       providers: [

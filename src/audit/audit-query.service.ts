@@ -6,7 +6,8 @@ import { KeyringService } from '../crypto/keyring.service';
 import { DomainException, Errors } from '../common/errors';
 import { errorType } from '../database/claimed-work';
 import { UnitOfWork } from '../database/unit-of-work';
-import { ChainAnchor, ChainVerifier, StoredAuditEvent, VerifyResult } from './audit-chain';
+import { timingSafeEqual } from 'node:crypto';
+import { ChainAnchor, chainLink, ChainVerifier, eventMac, GENESIS_HASH, StoredAuditEvent, VerifyResult } from './audit-chain';
 import { AuditSealer, readHead, SEAL_LOCK } from './audit-sealer.service';
 import { AuditEventView, AuditListQuery, mapAuditEvent } from './audit.dto';
 
@@ -83,6 +84,41 @@ export class AuditQueryService {
     const rows: StoredAuditEvent[] = await this.dataSource.query(`SELECT ${COLUMNS} FROM audit_events e WHERE e.id = $1::bigint`, [id]);
     if (rows.length !== 1) throw Errors.notFound('audit event');
     return mapAuditEvent(rows[0]);
+  }
+
+  /**
+   * The latest event of `type` about a subject, and what the chain says of it: whether its content still matches its
+   * MAC and, once sealed, whether it links to the event before it and the next event links to it. Other modules use
+   * it to prove that a fact they store (e.g. a session recording's hash) is the one the audit log vouches for.
+   * Seals what is pending first, so a committed event is in the chain. Null when there is no such event.
+   */
+  async vouched(type: string, subjectType: string, subjectId: string): Promise<{ event: AuditEventView; problems: string[] } | null> {
+    await this.sealer.sealPending().catch(() => 0); // unsealed, the event is still checked against its MAC
+    const [e] = (await this.dataSource.query(
+      `SELECT ${COLUMNS} FROM audit_events e WHERE e.subject_type = $1 AND e.subject_id = $2 AND e.type = $3 ORDER BY e.id DESC LIMIT 1`,
+      [subjectType, subjectId, type],
+    )) as StoredAuditEvent[];
+    if (!e) return null;
+    const key = this.keyring.auditKey();
+    const same = (a: Buffer | null | undefined, b: Buffer) => !!a && a.length === b.length && timingSafeEqual(a, b);
+    const problems: string[] = [];
+    if (!same(e.mac, eventMac(key, e))) problems.push(`audit event ${e.id} does not match its MAC (edited)`);
+    if (e.seq === null) {
+      problems.push(`audit event ${e.id} is not sealed into the chain yet`);
+    } else {
+      const links = (await this.dataSource.query(`SELECT seq::text AS seq, mac, chain_hash AS "chainHash" FROM audit_events WHERE seq IN ($1::bigint - 1, $1::bigint + 1)`, [
+        e.seq,
+      ])) as Array<Pick<StoredAuditEvent, 'seq' | 'mac' | 'chainHash'>>;
+      const prev = BigInt(e.seq) === 1n ? { chainHash: GENESIS_HASH } : links.find((l) => BigInt(l.seq as string) < BigInt(e.seq as string));
+      const next = links.find((l) => BigInt(l.seq as string) > BigInt(e.seq as string));
+      if (!prev?.chainHash || !same(e.chainHash, chainLink(key, prev.chainHash, e.seq, e.mac))) {
+        problems.push(`audit event ${e.id} does not link to the event before it in the chain`);
+      }
+      if (next && (!e.chainHash || !same(next.chainHash, chainLink(key, e.chainHash, next.seq as string, next.mac)))) {
+        problems.push(`the event after audit event ${e.id} does not link to it in the chain`);
+      }
+    }
+    return { event: mapAuditEvent(e), problems };
   }
 
   /**

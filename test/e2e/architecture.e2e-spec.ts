@@ -23,6 +23,7 @@ export const LAYERS: string[][] = [
   ['rotation'],
   ['approvals'],
   ['checkouts', 'ephemeral', 'account-admin'],
+  ['gateway', 'live-sessions'],
   ['scheduler', 'health', 'http', 'openapi', '(root)'],
 ];
 /**
@@ -53,6 +54,11 @@ export const OWNERS: Record<string, string> = {
   notification_routes: 'notifications',
   notification_events: 'notifications',
   notification_deliveries: 'notifications',
+  gateway_host_keys: 'gateway',
+  gateway_tickets: 'gateway',
+  gateway_sessions: 'gateway',
+  session_recordings: 'gateway',
+  session_recording_chunks: 'gateway',
 };
 
 function files(dir: string): string[] {

@@ -139,6 +139,9 @@ function createSentinel(dir: string): SecretSentinel {
     secret,
     watchSecretBox: (box) => {
       const stored = (plaintext: string, ref: SecretRef, how: string) => {
+        // a session recording is encrypted at rest but is what auditors download and play: not a secret to look for
+        // (a secret typed or shown in a session is the session's own; the gateway's credentials are never recorded)
+        if (ref.table === 'session_recording_chunks') return;
         const origin = `${how} ${ref.table}.${ref.column}`;
         secret(plaintext, origin);
         // a target's admin credential is stored as JSON ({"password": …} or {"privateKey": …, "passphrase": …})

@@ -85,6 +85,13 @@ export class RecordingStore {
     return rows[0] ?? null;
   }
 
+  /** The recordings of these sessions (those that have one). */
+  async findMany(db: Queryable, sessionIds: string[]): Promise<Map<string, RecordingRow>> {
+    if (sessionIds.length === 0) return new Map();
+    const rows = (await db.query(`SELECT ${recordingColumns('r')} FROM session_recordings r WHERE r.session_id = ANY($1::uuid[])`, [sessionIds])) as RecordingRow[];
+    return new Map(rows.map((r) => [r.sessionId, r]));
+  }
+
   /** Up to `limit` chunks after `afterSeq`, in order. */
   async chunks(db: Queryable, sessionId: string, afterSeq: number, limit: number): Promise<StoredChunk[]> {
     return (await db.query(`SELECT seq, data, size FROM session_recording_chunks WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [sessionId, afterSeq, limit])) as StoredChunk[];

@@ -1,10 +1,16 @@
 import { Module } from '@nestjs/common';
 import { RecordingStore } from './recording-store';
 import { RecordingService } from './recording.service';
+import { SessionsController } from './sessions.controller';
+import { SessionsService } from './sessions.service';
 
-/** Session recordings: the gateway imports this module and calls RecordingService.start per session. */
+/**
+ * Session recordings and the sessions API (`/v1/sessions`). The gateway imports this module and calls
+ * RecordingService.start per session.
+ */
 @Module({
-  providers: [RecordingService, RecordingStore],
+  controllers: [SessionsController],
+  providers: [RecordingService, RecordingStore, SessionsService],
   exports: [RecordingService],
 })
 export class RecordingModule {}
