@@ -8,6 +8,7 @@ import { AccountAdminModule } from './account-admin/account-admin.module';
 import { AuditModule } from './audit/audit.module';
 import { CheckoutsModule } from './checkouts/checkouts.module';
 import { EphemeralModule } from './ephemeral/ephemeral.module';
+import { GatewayModule } from './gateway/gateway.module';
 import { LiveSessionsModule } from './live-sessions/live-sessions.module';
 import { RecordingModule } from './gateway/recording/recording.module';
 import { Clock } from './common/clock';
@@ -62,6 +63,7 @@ export class AppModule {
         EphemeralModule,
         LiveSessionsModule,
         RecordingModule,
+        GatewayModule,
       ],
       controllers: [HealthController],
       providers: [

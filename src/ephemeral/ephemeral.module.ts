@@ -11,6 +11,6 @@ import { EphemeralStore } from './ephemeral-store';
   imports: [TargetsModule, IdentityModule],
   controllers: [EphemeralController, EphemeralPolicyController],
   providers: [EphemeralStore, EphemeralService, EphemeralProvisioner, EphemeralNotices],
-  exports: [EphemeralProvisioner, EphemeralStore, EphemeralNotices],
+  exports: [EphemeralProvisioner, EphemeralStore, EphemeralNotices, EphemeralService],
 })
 export class EphemeralModule {}

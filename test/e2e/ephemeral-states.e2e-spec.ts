@@ -75,7 +75,7 @@ describe('one-time account state machine (real database)', () => {
         to: 'creating',
       },
     ],
-    activate: [{ label: 'activate', run: (id) => store.activate(q(), id, INSTANCE_ID), to: 'active' }],
+    activate: [{ label: 'activate', run: (id) => store.activate(q(), id, INSTANCE_ID, Buffer.from('sealed')), to: 'active' }],
     failCreate: [{ label: 'failCreate', run: (id) => store.failCreate(q(), id, INSTANCE_ID, 'TARGET_TIMEOUT'), to: 'revoking' }],
     revoke: [
       { label: 'revoke (taken over now)', run: (id) => store.revoke(q(), id, { by: requesterId, claimant: INSTANCE_ID, claimSeconds: 60 }), to: 'revoking' },
@@ -125,7 +125,7 @@ describe('one-time account state machine (real database)', () => {
 
   it('a removal or creation step is refused to an instance that does not hold the claim', async () => {
     for (const [status, step] of [
-      ['creating', (id: string) => store.activate(q(), id, 'another-instance')],
+      ['creating', (id: string) => store.activate(q(), id, 'another-instance', Buffer.from('sealed'))],
       ['creating', (id: string) => store.failCreate(q(), id, 'another-instance', 'TARGET_ERROR')],
       ['revoking', (id: string) => store.finishRemoval(q(), id, 'another-instance', now)],
       ['revoking', (id: string) => store.failRemoval(q(), id, 'another-instance', { attempts: 1, attention: false, errorCode: 'TARGET_ERROR', retrySeconds: 15 })],

@@ -318,7 +318,7 @@ describe('notification events: who is told what (module tier)', () => {
 
       const claimedOne = await ask(freeTarget);
       const claim = await h.get(EphemeralProvisioner).claim(vendor, claimedOne.id);
-      secrets.push(claim.password);
+      secrets.push(claim.password as string);
       await h.get(EphemeralProvisioner).revoke(vendor, claimedOne.id);
       await h.get(ClaimedWork).settle();
       const revoked = await one(claimedOne.id, 'request.revoked');
@@ -329,7 +329,7 @@ describe('notification events: who is told what (module tier)', () => {
     it('a removal given up (needs_attention) alerts administrators and auditors', async () => {
       const request = await ask(freeTarget);
       const claim = await h.get(EphemeralProvisioner).claim(vendor, request.id);
-      secrets.push(claim.password);
+      secrets.push(claim.password as string);
       h.fake('postgres').fail('deleteUser', 'TARGET_UNREACHABLE', { username: claim.username, times: 1 });
       await h.get(EphemeralProvisioner).revoke(TEST_ADMIN, request.id);
       await h.get(ClaimedWork).settle();
@@ -343,7 +343,7 @@ describe('notification events: who is told what (module tier)', () => {
     it('the vendor of an account expiring within the lead is reminded once, even by two sweeps at once', async () => {
       const request = await ask(freeTarget, LEAD_SECONDS - 300);
       const claim = await h.get(EphemeralProvisioner).claim(vendor, request.id);
-      secrets.push(claim.password);
+      secrets.push(claim.password as string);
       const notices = h.get(EphemeralNotices);
       await Promise.all([notices.remindExpiring(), notices.remindExpiring(), notices.remindExpiring()]);
       await notices.remindExpiring();

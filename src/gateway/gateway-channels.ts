@@ -1,0 +1,143 @@
+import type { Duplex, Writable } from 'node:stream';
+import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
+import type { Recorder } from './recording/recording.service';
+import { relay, RelaySink } from './relay';
+
+/** What a gateway session may do beyond a terminal (the account's or the one-time policy's switches). */
+export interface ChannelPolicy {
+  allowPortForwarding: boolean;
+  recordInput: boolean;
+}
+
+/** The most characters of an exec command kept in the recording's marker. */
+const MARKER_COMMAND_CHARS = 1000;
+
+type Kind = 'shell' | 'exec' | 'subsystem';
+
+/**
+ * Channel forwarding of one gateway session: every channel the client opens is opened 1:1 on the ONE upstream
+ * connection (so several channels over one client connection — OpenSSH ControlMaster — work), and copied both ways with
+ * backpressure (relay.ts).
+ *
+ * - `session` channels: pty-req (kept and sent with the shell/exec), window-change, shell, exec (the command passed
+ *   verbatim, never interpreted), subsystem `sftp` (the bytes forwarded as they are), signal; exit-status and
+ *   exit-signal relayed back. env requests are refused (ignored by OpenSSH clients). Output (stdout + stderr) of
+ *   shell and exec channels is recorded, and input too with `recordInput`; sftp is marked in the recording, its binary
+ *   protocol is not (it is no terminal).
+ * - `direct-tcpip` (ssh -L) only with `allowPortForwarding`; remote forwarding (`tcpip-forward`), unix sockets,
+ *   agent and X11 forwarding are always refused: this class installs no handler for them, and ssh2 refuses what has
+ *   none.
+ */
+export class GatewayChannels {
+  constructor(
+    private readonly client: Connection,
+    private readonly upstream: Client,
+    private readonly recorder: Recorder,
+    private readonly policy: ChannelPolicy,
+  ) {}
+
+  attach(): void {
+    this.client.on('session', (accept) => this.session(accept()));
+    this.client.on('tcpip', (accept, reject, info) => {
+      if (!this.policy.allowPortForwarding) return reject();
+      this.upstream.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
+        if (err) return reject();
+        const down = accept();
+        this.recorder.marker(`direct-tcpip: ${info.destIP}:${info.destPort}`);
+        pipeBoth(down, up);
+      });
+    });
+  }
+
+  private session(session: Session): void {
+    let pty: PseudoTtyInfo | undefined;
+    let up: ClientChannel | undefined;
+    session.on('pty', (accept, _reject, info) => {
+      pty = info;
+      accept?.();
+    });
+    session.on('window-change', (accept, _reject, info) => {
+      if (pty) pty = { ...pty, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
+      up?.setWindow(info.rows, info.cols, info.height, info.width);
+      this.recorder.resize(info.cols, info.rows);
+      accept?.();
+    });
+    session.on('signal', (accept, _reject, info) => {
+      up?.signal(info.name);
+      accept?.();
+    });
+    session.on('env', (_accept, reject) => reject?.());
+    const open = (kind: Kind, accept: () => ServerChannel | undefined, reject: (() => void) | undefined, command?: string) => {
+      const started = (err: Error | undefined, channel: ClientChannel) => {
+        if (err) return refuse(accept, reject);
+        const down = accept();
+        if (!down) return channel.close();
+        up = channel;
+        this.wire(kind, down, channel, command);
+      };
+      const window = pty ? { rows: pty.rows, cols: pty.cols, height: pty.height, width: pty.width, term: pty.term, modes: pty.modes } : undefined;
+      if (pty) this.recorder.resize(pty.cols, pty.rows);
+      if (kind === 'shell') this.upstream.shell(window ?? false, started);
+      else if (kind === 'exec') this.upstream.exec(command as string, window ? { pty: window } : {}, started);
+      else this.upstream.subsys('sftp', started);
+    };
+    session.on('shell', (accept, reject) => open('shell', accept, reject));
+    session.on('exec', (accept, reject, info) => open('exec', accept, reject, info.command));
+    session.on('subsystem', (accept, reject, info) => (info.name === 'sftp' ? open('subsystem', accept, reject) : reject?.()));
+  }
+
+  /** Copies one session channel both ways and relays its end: exit status or signal, then EOF and close. */
+  private wire(kind: Kind, down: ServerChannel, up: ClientChannel, command?: string): void {
+    const recorded = kind !== 'subsystem';
+    this.recorder.marker(kind === 'exec' ? `exec: ${(command ?? '').slice(0, MARKER_COMMAND_CHARS)}` : kind === 'shell' ? 'shell' : 'subsystem: sftp');
+    const output: RelaySink = { write: (d) => this.recorder.output(d), once: (e, cb) => this.recorder.once(e, cb) };
+    const input: RelaySink = { write: (d) => this.recorder.input(d), once: (e, cb) => this.recorder.once(e, cb) };
+    // client → target (its EOF passed on); target → client, stdout and stderr
+    relay(down, [sinkOf(up), ...(recorded && this.policy.recordInput ? [input] : [])], () => up.end());
+    relay(up, [sinkOf(down), ...(recorded ? [output] : [])]);
+    relay(up.stderr, [sinkOf(down.stderr), ...(recorded ? [output] : [])]);
+    let exit: { code: number | null; signal?: string; dump?: boolean; desc?: string } | undefined;
+    up.on('exit', (code: number | null, signal?: string, dump?: boolean, desc?: string) => (exit = { code, signal, dump, desc }));
+    let pending = 2; // the channel's close (after all stdout was read) and stderr's end
+    const finish = () => {
+      if (--pending > 0) return;
+      if (exit?.code !== undefined && exit.code !== null) down.exit(exit.code);
+      else if (exit?.signal) down.exit(exit.signal, exit.dump ?? false, exit.desc ?? '');
+      if (recorded) this.recorder.marker('channel closed');
+      down.stderr.end(() => down.end());
+    };
+    up.once('close', finish);
+    if (up.stderr.readableEnded) finish();
+    else up.stderr.once('end', finish);
+    // the client closed its side: the upstream channel goes too
+    down.once('close', () => up.close());
+  }
+}
+
+/** A channel as a relay sink (its write answers false above its window's high-water mark). */
+function sinkOf(stream: Writable): RelaySink {
+  return { write: (d) => stream.write(d), once: (e, cb) => stream.once(e, cb) };
+}
+
+/** A forwarded TCP channel: both directions, each end passed on, either close closes both. */
+function pipeBoth(a: Duplex, b: Duplex): void {
+  relay(a, [sinkOf(b)], () => b.end());
+  relay(b, [sinkOf(a)], () => a.end());
+  const close = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.once('close', close);
+  b.once('close', close);
+}
+
+/** The upstream refused the channel: the client is told (a refusal, or an exit status 255 when it asked for no reply). */
+function refuse(accept: () => ServerChannel | undefined, reject: (() => void) | undefined): void {
+  if (reject) return reject();
+  const down = accept();
+  if (!down) return;
+  down.stderr.write('vault gateway: the target refused the channel\r\n');
+  down.exit(255);
+  down.end();
+}
+

@@ -1,0 +1,320 @@
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { AuthContext, Connection, Server, utils } from 'ssh2';
+import { DataSource } from 'typeorm';
+import type { Actor } from '../common/actor';
+import { Clock } from '../common/clock';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { SecretBoxService } from '../crypto/secret-box.service';
+import { errorType, INSTANCE_ID } from '../database/claimed-work';
+import { UnitOfWork } from '../database/unit-of-work';
+import { GatewayChannels } from './gateway-channels';
+import { Grant, GatewayGrants } from './gateway-grants';
+import { GatewayStore, SessionEndReason, TicketMode } from './gateway-store';
+import { GatewayHostKey, loadOrCreateHostKey } from './host-key';
+import { LiveGatewaySession } from './live-session';
+import { RecordingService } from './recording/recording.service';
+import { ticketHash } from './tickets';
+import { connectUpstream, UpstreamError } from './upstream';
+
+/** The methods a client may try: publickey (the ticket is the user name) or the ticket as the password. */
+const METHODS: AuthContext['method'][] = ['publickey', 'password', 'keyboard-interactive'];
+/** Failed attempts before the connection is dropped; refusals audited per connection at most. */
+const MAX_FAILURES = 6;
+const MAX_AUDITED_REFUSALS = 3;
+/** OpenSSH's LoginGraceTime, shorter: a connection that has not authenticated by then is dropped. */
+const AUTH_GRACE_MS = 60_000;
+/** How often each instance asks the database which of its live sessions must end. */
+const POLL_MS = 1000;
+
+interface ClientState {
+  address: string | null;
+  failures: number;
+  audited: number;
+  closed: boolean;
+  session?: LiveGatewaySession;
+}
+
+/** The gateway user as the audit log's actor (only its id is recorded). */
+const userActor = (id: string): Actor => ({ id, kind: 'user', name: '', roles: [], mfaEnrolled: true });
+
+/**
+ * The SSH gateway: an ssh2 Server in the vault process (VAULT_SSH_GATEWAY_PORT), stateless apart from the database,
+ * so any instance serves any ticket. A client authenticates with a ticket (tickets.ts): as its user name with the
+ * public key it is bound to, or as its password. The ticket is spent in one statement, the checkout or one-time account
+ * is checked again, the upstream connection is opened with the vaulted password (only to the pinned host key), the
+ * session row and `gateway.session_started` are written, the recording starts — and only then is the client let in.
+ * Nothing the user types is interpreted: channels are forwarded (gateway-channels.ts).
+ *
+ * Each instance asks the database every second, while it holds live sessions, which of them must end (checked in,
+ * revoked, expired, terminated by an admin) and closes them; at shutdown it ends them all before the database closes.
+ */
+@Injectable()
+export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger('SshGateway');
+  private server?: Server;
+  private hostKey?: GatewayHostKey;
+  private port?: number;
+  private readonly live = new Map<string, LiveGatewaySession>();
+  private poll?: NodeJS.Timeout;
+  private polling = false;
+  private stopping = false;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly uow: UnitOfWork,
+    private readonly store: GatewayStore,
+    private readonly grants: GatewayGrants,
+    private readonly recordings: RecordingService,
+    private readonly secrets: SecretBoxService,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    const gw = this.config.sshGateway;
+    if (!gw) return;
+    this.hostKey = await loadOrCreateHostKey(this.dataSource, this.store, this.secrets);
+    const server = new Server({ hostKeys: [this.hostKey.privateKeyPem()], ident: 'pam-vault-gateway' }, (client, info) => this.onClient(client, info.ip));
+    server.on('error', (e: Error) => this.logger.warn({ err: errorType(e) }, 'SSH gateway listener error'));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(gw.port, gw.bind, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    this.port = (server.address() as AddressInfo).port;
+    this.logger.log({ host: gw.host, bind: gw.bind, port: this.port, hostKeySha256: `SHA256:${this.hostKey.sha256}` }, 'SSH gateway listening');
+  }
+
+  /** Stops listening, then ends every live session (reason `shutdown`) before the database closes. */
+  async onModuleDestroy(): Promise<void> {
+    this.stopping = true;
+    if (this.poll) clearInterval(this.poll);
+    this.server?.close();
+    await Promise.all([...this.live.values()].map((s) => s.end('shutdown')));
+  }
+
+  /** What clients need to reach the gateway; null when it is disabled. */
+  endpoint(): { host: string; port: number; hostKey: GatewayHostKey } | null {
+    if (!this.config.sshGateway || !this.hostKey || this.port === undefined) return null;
+    return { host: this.config.sshGateway.host, port: this.port, hostKey: this.hostKey };
+  }
+
+  /** For tests and metrics: the live sessions this instance holds. */
+  liveSessionIds(): string[] {
+    return [...this.live.keys()];
+  }
+
+  // ---- authentication ------------------------------------------------------------------------------------------
+
+  private onClient(client: Connection, address: string | undefined): void {
+    const state: ClientState = { address: address ?? null, failures: 0, audited: 0, closed: false };
+    const grace = setTimeout(() => client.end(), AUTH_GRACE_MS);
+    grace.unref();
+    client.on('authentication', (ctx) => {
+      this.authenticate(client, ctx, state).catch((e: unknown) => {
+        this.logger.warn({ err: errorType(e) }, 'SSH gateway authentication failed unexpectedly');
+        this.fail(client, ctx, state);
+      });
+    });
+    client.on('ready', () => clearTimeout(grace));
+    client.on('error', () => undefined); // a dropped client; its 'close' follows
+    client.on('close', () => {
+      clearTimeout(grace);
+      state.closed = true;
+      void state.session?.end('client_closed');
+    });
+  }
+
+  private async authenticate(client: Connection, ctx: AuthContext, state: ClientState): Promise<void> {
+    if (this.stopping) return this.fail(client, ctx, state);
+    if (ctx.method === 'publickey') {
+      const hash = ticketHash(ctx.username);
+      if (!hash) return this.fail(client, ctx, state);
+      const ticket = await this.store.usableTicket(this.dataSource, hash, this.clock.now());
+      const keyMatches = ticket?.mode === 'publickey' && ticket.publicKey !== null && ticket.publicKey.equals(ctx.key.data);
+      // the query step (is this key acceptable?): OpenSSH offers each of its keys; a wrong one is no refusal yet
+      if (!ctx.signature) return keyMatches ? ctx.accept() : this.fail(client, ctx, state, { quiet: true });
+      const key = keyMatches ? utils.parseKey(ticket.publicKey as Buffer) : null;
+      const signed = key && !(key instanceof Error) && !Array.isArray(key) && ctx.blob && key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
+      if (!signed) return this.refuse(client, ctx, state, hash, 'publickey', 'wrong_key');
+      return this.open(client, ctx, state, hash, 'publickey');
+    }
+    if (ctx.method === 'password') {
+      const hash = ticketHash(ctx.password);
+      return hash ? this.open(client, ctx, state, hash, 'password') : this.refuse(client, ctx, state, null, 'password', 'unknown');
+    }
+    if (ctx.method === 'keyboard-interactive') {
+      return new Promise<void>((resolve) => {
+        ctx.prompt([{ prompt: 'Vault ticket: ', echo: false }], 'pam-vault gateway', '', (answers) => {
+          const answer = Array.isArray(answers) ? answers[0] : undefined;
+          const hash = typeof answer === 'string' ? ticketHash(answer.trim()) : null;
+          const done = hash ? this.open(client, ctx, state, hash, 'password') : this.refuse(client, ctx, state, null, 'password', 'unknown');
+          done.catch(() => this.fail(client, ctx, state)).finally(resolve);
+        });
+      });
+    }
+    // none (every client's first try), hostbased: the methods a ticket can use are listed
+    ctx.reject(METHODS);
+  }
+
+  /** Refused, the same answer whatever the reason; too many failures end the connection. */
+  private fail(client: Connection, ctx: AuthContext, state: ClientState, o: { quiet?: boolean } = {}): void {
+    ctx.reject(METHODS);
+    if (!o.quiet && ++state.failures >= MAX_FAILURES) client.end();
+  }
+
+  /** A ticket-shaped answer that cannot be used: refused like any other, and audited (never the ticket; its id when known). */
+  private async refuse(client: Connection, ctx: AuthContext, state: ClientState, hash: Buffer | null, mode: TicketMode, why: string, ticketId?: string): Promise<void> {
+    this.fail(client, ctx, state);
+    if (state.audited >= MAX_AUDITED_REFUSALS) return;
+    state.audited++;
+    const known = hash && !ticketId ? await this.store.refusal(this.dataSource, hash, mode, this.clock.now()) : null;
+    const id = ticketId ?? known?.ticketId ?? null;
+    const reason = known && known.why !== 'refused' ? known.why : why;
+    await this.uow.run(({ audit }) =>
+      audit({
+        type: 'gateway.ticket_refused',
+        actor: known?.userId ? userActor(known.userId) : null,
+        subjectType: 'gateway_ticket',
+        subjectId: id,
+        outcome: 'denied',
+        details: { ticketId: id, method: ctx.method, reason, clientAddress: state.address },
+      }),
+    );
+  }
+
+  /**
+   * Spends the ticket and opens the session: grant checked again, upstream connected (pinned host key), row and
+   * `gateway.session_started` written, recording started; then the client is let in. Any failure refuses the client.
+   */
+  private async open(client: Connection, ctx: AuthContext, state: ClientState, hash: Buffer, mode: TicketMode): Promise<void> {
+    const now = this.clock.now();
+    const ticket = await this.store.spendTicket(this.dataSource, hash, mode, now);
+    if (!ticket) return this.refuse(client, ctx, state, hash, mode, 'refused');
+    const grant = await this.grants.resolve(ticket, now);
+    if (!grant) return this.refuse(client, ctx, state, hash, mode, 'not_active', ticket.id);
+    let upstream;
+    try {
+      upstream = await connectUpstream(grant.login);
+    } catch (e) {
+      await this.upstreamRefused(grant, state, e);
+      ctx.reject(METHODS);
+      client.end();
+      return;
+    }
+    if (state.closed || this.stopping) {
+      upstream.end();
+      return;
+    }
+    const sessionId = randomUUID();
+    await this.uow.run(async ({ em, audit }) => {
+      const row = { id: sessionId, ...sessionOf(grant), instanceId: INSTANCE_ID, clientAddress: state.address, startedAt: now };
+      await this.store.insertSession(em, row);
+      const subject = grant.checkoutId ? { checkoutId: grant.checkoutId } : { ephemeralId: grant.ephemeralId };
+      await audit({
+        type: 'gateway.session_started',
+        actor: userActor(grant.userId),
+        subjectType: 'gateway_session',
+        subjectId: sessionId,
+        details: { sessionId, ...subject, targetId: grant.targetId, account: grant.login.username, clientAddress: state.address, ticketId: grant.ticketId },
+      });
+    });
+    const session = new LiveGatewaySession(sessionId, client, upstream, this.endSession);
+    this.live.set(sessionId, session);
+    this.startPolling();
+    try {
+      session.recorder = await this.recordings.start({ sessionId, width: 80, height: 24, term: 'xterm-256color', recordInput: grant.policy.recordInput, startedAt: now });
+    } catch (e) {
+      this.logger.warn({ sessionId, err: errorType(e) }, 'the recording could not be started: the session is refused');
+      ctx.reject(METHODS);
+      await session.end('recording_failed');
+      return;
+    }
+    if (state.closed) return void (await session.end('client_closed'));
+    session.recorder.onFailure(() => void session.end('recording_failed'));
+    upstream.on('close', () => void session.end('upstream_closed'));
+    upstream.on('error', () => void session.end('error'));
+    state.session = session;
+    new GatewayChannels(client, upstream, session.recorder, grant.policy).attach();
+    ctx.accept();
+  }
+
+  private async upstreamRefused(grant: Grant, state: ClientState, e: unknown): Promise<void> {
+    const kind = e instanceof UpstreamError ? e.kind : 'unreachable';
+    const hostKey = kind === 'host_key_mismatch' || kind === 'host_key_unpinned';
+    this.logger.warn({ targetId: grant.targetId, kind }, 'SSH gateway: the upstream connection failed; the client is refused');
+    await this.uow.run(({ audit }) =>
+      audit({
+        type: hostKey ? 'gateway.host_key_mismatch' : 'gateway.upstream_failed',
+        actor: userActor(grant.userId),
+        subjectType: 'target',
+        subjectId: grant.targetId,
+        outcome: 'failure',
+        details: {
+          ticketId: grant.ticketId,
+          ...(grant.checkoutId ? { checkoutId: grant.checkoutId } : { ephemeralId: grant.ephemeralId }),
+          kind,
+          ...(hostKey && e instanceof UpstreamError ? { presentedHostKeySha256: e.presentedSha256 ?? null } : {}),
+          clientAddress: state.address,
+        },
+      }),
+    );
+  }
+
+  // ---- ending ------------------------------------------------------------------------------------------------
+
+  /** Records the end once (row + `gateway.session_ended` with the recording's hash); the session closed both sides. */
+  private readonly endSession = async (id: string, reason: SessionEndReason, seal: { size: number; sha256: string } | null): Promise<void> => {
+    try {
+      await this.uow.run(async ({ em, audit }) => {
+        if (!(await this.store.end(em, id, reason, this.clock.now()))) return;
+        await audit({
+          type: 'gateway.session_ended',
+          actor: null,
+          subjectType: 'gateway_session',
+          subjectId: id,
+          outcome: reason === 'recording_failed' || reason === 'error' ? 'failure' : 'success',
+          details: { sessionId: id, reason, recording: seal },
+        });
+      });
+    } catch (e) {
+      this.logger.error({ sessionId: id, reason, err: errorType(e) }, 'the end of a gateway session could not be recorded');
+    } finally {
+      this.live.delete(id);
+    }
+  };
+
+  private startPolling(): void {
+    if (this.poll) return;
+    this.poll = setInterval(() => void this.sweep(), POLL_MS);
+    this.poll.unref();
+  }
+
+  /** One poll: the live sessions of this instance that must end, closed with their reason. */
+  private async sweep(): Promise<void> {
+    if (this.polling) return;
+    if (this.live.size === 0) {
+      clearInterval(this.poll);
+      this.poll = undefined;
+      return;
+    }
+    this.polling = true;
+    try {
+      const due = await this.store.dueToEnd(this.dataSource, [...this.live.keys()], this.clock.now());
+      for (const { id, reason } of due) void this.live.get(id)?.end(reason);
+    } catch (e) {
+      this.logger.warn({ err: errorType(e) }, 'SSH gateway: checking live sessions failed; retried in a second');
+    } finally {
+      this.polling = false;
+    }
+  }
+}
+
+function sessionOf(g: Grant) {
+  return { ticketId: g.ticketId, userId: g.userId, checkoutId: g.checkoutId, ephemeralId: g.ephemeralId, targetId: g.targetId, account: g.login.username };
+}
