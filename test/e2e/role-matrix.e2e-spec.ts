@@ -117,6 +117,12 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/targets/:id/ephemeral-policy': allow(['admin', 'operator', 'approver']),
   'PUT /v1/targets/:id/ephemeral-policy': allow(['admin'], { stepUp: true, body: { approvalsRequired: 1, maxTtlSeconds: 3600 } }),
 
+  // Live sessions on targets: whoever reads the checkout / one-time account (the API narrows to the holder), admins target-wide
+  'GET /v1/checkouts/:id/sessions': allow(['operator', 'admin', 'approver', 'auditor']),
+  'GET /v1/ephemeral-accounts/:id/sessions': allow(['vendor', 'operator', 'admin', 'approver', 'auditor']),
+  'GET /v1/targets/:id/sessions': ADMIN,
+  'POST /v1/targets/:id/sessions/:sessionId/terminate': ADMIN_STEP_UP,
+
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
   'GET /v1/audit-events/verify': allow(['auditor', 'admin']),
