@@ -7,6 +7,7 @@ import { logDestination, redirectLogs } from '../../src/common/logging';
 import { loadConfig } from '../../src/config/config';
 import { KeyringService } from '../../src/crypto/keyring.service';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
+import { SshGatewayServer } from '../../src/gateway/ssh-gateway.server';
 import type { Role } from '../../src/common/actor';
 import { TestClock } from './clock';
 import { createTestDatabase, TestDatabase } from './db';
@@ -41,7 +42,19 @@ export interface TestVault {
   /** Creates a user with these roles, enrolls TOTP and logs in. */
   createUser(roles: Role[], opts?: { enroll?: boolean }): Promise<TestUser>;
   get<T>(token: { new (...args: never[]): T } | string | symbol): T;
+  /** With `startTestVault({ gateway: true })`: where its SSH gateway listens (127.0.0.1, a free port) and its host key. */
+  gateway?: TestGateway;
   close(): Promise<void>;
+}
+
+/** The test vault's SSH gateway, as GET /v1/gateway answers it. */
+export interface TestGateway {
+  host: string;
+  port: number;
+  /** OpenSSH SHA256 fingerprint, without the `SHA256:` prefix. */
+  hostKeySha256: string;
+  /** `[127.0.0.1]:port ssh-ed25519 AAAA…` */
+  knownHostsLine: string;
 }
 
 /** Fast argon2 parameters: the tests check behaviour, not hashing cost. */
@@ -61,13 +74,15 @@ export const TEST_ENV = {
 
 /** The real application on a fresh database of the real PostgreSQL (no HTTP port: supertest drives it). */
 export async function startTestVault(
-  opts: { db?: TestDatabase; masterKey?: Buffer; env?: Record<string, string>; adminSecret?: string; logLines?: string[] } = {},
+  opts: { db?: TestDatabase; masterKey?: Buffer; env?: Record<string, string>; adminSecret?: string; logLines?: string[]; gateway?: boolean } = {},
 ): Promise<TestVault> {
   const db = opts.db ?? (await createTestDatabase());
   const masterKey = opts.masterKey ?? randomBytes(32);
   // logLines: the test reads the vault's log lines (at info at least), which still go where they went (the secret scan)
   const level = opts.logLines && TEST_ENV.LOG_LEVEL === 'silent' ? { LOG_LEVEL: 'info' } : {};
-  const config = loadConfig({ ...TEST_ENV, ...level, DATABASE_URL: db.url, VAULT_MASTER_KEY: masterKey.toString('base64'), ...opts.env });
+  // the SSH gateway on a free loopback port
+  const gatewayEnv = opts.gateway ? { VAULT_SSH_GATEWAY_PORT: '0', VAULT_SSH_GATEWAY_BIND: '127.0.0.1' } : {};
+  const config = loadConfig({ ...TEST_ENV, ...level, ...gatewayEnv, DATABASE_URL: db.url, VAULT_MASTER_KEY: masterKey.toString('base64'), ...opts.env });
   const clock = new TestClock();
   const sentinel = secretSentinel(); // before the app: it redirects the logs
   const before = logDestination();
@@ -109,6 +124,11 @@ export async function startTestVault(
     return { id: me.id, username, password, secret: s, auth, code: () => nextCode(username, s) };
   };
 
+  const endpoint = opts.gateway ? app.get(SshGatewayServer).endpoint() : null;
+  const gateway = endpoint
+    ? { host: endpoint.host, port: endpoint.port, hostKeySha256: endpoint.hostKey.sha256, knownHostsLine: endpoint.hostKey.knownHostsLine(endpoint.host, endpoint.port) }
+    : undefined;
+
   let admin: TestUser | undefined;
   /**
    * The admin's step-up calls of concurrent createUser calls, one at a time: each needs a code of its own time step,
@@ -129,6 +149,7 @@ export async function startTestVault(
     clock,
     http,
     get: (token) => app.get(token as never),
+    gateway,
     admin: getAdmin,
     adminAuth: async () => (await getAdmin()).auth,
     createUser: async (roles, o = {}) => {
