@@ -3,6 +3,7 @@ import type { Queryable } from '../database/claimed-work';
 import { checkoutSessionEndSql } from '../checkouts/checkout-store';
 import { ephemeralSessionEndSql } from '../ephemeral/ephemeral-store';
 import { userDisabledSql } from '../identity/user-standing';
+import { sqlIdentifier } from '../database/sql-names';
 
 /** Why a gateway session ended (gateway_sessions.end_reason). */
 export const SESSION_END_REASONS = ['client_closed', 'upstream_closed', 'checked_in', 'expired', 'revoked', 'terminated', 'recording_failed', 'shutdown', 'error'] as const;
@@ -47,10 +48,14 @@ export interface GatewaySessionRow extends NewGatewaySession {
   endRequestedAt: Date | null;
 }
 
-/** Every gateway_sessions column under its entity name (alias `s`), for this owner's reads. */
-export const GATEWAY_SESSION_COLUMNS = `s.id, s.seq::text AS seq, s.ticket_id AS "ticketId", s.user_id AS "userId", s.checkout_id AS "checkoutId",
-  s.ephemeral_id AS "ephemeralId", s.target_id AS "targetId", s.account, s.instance_id AS "instanceId", s.client_address AS "clientAddress",
-  s.started_at AS "startedAt", s.ended_at AS "endedAt", s.end_reason AS "endReason", s.end_requested_at AS "endRequestedAt"`;
+/** Every gateway_sessions column under its entity name (GatewaySessionRow), the row aliased `alias` (for the sessions API's joins). */
+export function gatewaySessionColumns(alias: string): string {
+  const a = sqlIdentifier(alias);
+  return `${a}.id, ${a}.seq::text AS seq, ${a}.ticket_id AS "ticketId", ${a}.user_id AS "userId", ${a}.checkout_id AS "checkoutId",
+  ${a}.ephemeral_id AS "ephemeralId", ${a}.target_id AS "targetId", ${a}.account, ${a}.instance_id AS "instanceId", ${a}.client_address AS "clientAddress",
+  ${a}.started_at AS "startedAt", ${a}.ended_at AS "endedAt", ${a}.end_reason AS "endReason", ${a}.end_requested_at AS "endRequestedAt"`;
+}
+const GATEWAY_SESSION_COLUMNS = gatewaySessionColumns('s');
 
 const TICKET_COLUMNS = `t.id, t.user_id AS "userId", t.checkout_id AS "checkoutId", t.ephemeral_id AS "ephemeralId", t.mode, t.public_key AS "publicKey"`;
 
