@@ -361,6 +361,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/checkouts/{id}/connect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A single-use ticket (60 s) to connect through the SSH gateway with your active SSH checkout
+         * @description With `publicKey`, the ticket is the SSH user name and only that key may use it; without, the ticket is the password.
+         *
+         *     **Roles:** `operator` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         */
+        post: operations["GatewayController_connectCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/checkouts/{id}/deny": {
         parameters: {
             query?: never;
@@ -467,6 +490,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/checkouts/{id}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The live sessions of a checkout's account on its target now (none unless the checkout is active)
+         * @description **Roles:** `operator`, `admin`, `approver`, `auditor` (a bearer token holding any one of them).
+         */
+        get: operations["LiveSessionsController_forCheckout"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/ephemeral-accounts": {
         parameters: {
             query?: never;
@@ -553,6 +596,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/ephemeral-accounts/{id}/connect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A single-use ticket (60 s) to connect through the SSH gateway with your active one-time SSH account
+         * @description **Roles:** `vendor` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         */
+        post: operations["GatewayController_connectEphemeral"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/ephemeral-accounts/{id}/deny": {
         parameters: {
             query?: never;
@@ -588,6 +652,46 @@ export interface paths {
          * @description **Roles:** `vendor`, `operator`, `admin` (a bearer token holding any one of them).
          */
         post: operations["EphemeralController_revoke"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ephemeral-accounts/{id}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The live sessions of a one-time account on its target now (none unless it is active)
+         * @description **Roles:** `vendor`, `operator`, `admin`, `approver`, `auditor` (a bearer token holding any one of them).
+         */
+        get: operations["LiveSessionsController_forEphemeral"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/gateway": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where the SSH gateway listens, and its host key
+         * @description **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         */
+        get: operations["GatewayController_info"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -868,6 +972,111 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List SSH gateway sessions, newest first (operators and vendors: their own)
+         * @description **Roles:** `operator`, `vendor`, `admin`, `auditor` (a bearer token holding any one of them).
+         */
+        get: operations["SessionsController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a gateway session and its recording state (operators and vendors: their own)
+         * @description **Roles:** `operator`, `vendor`, `admin`, `auditor` (a bearer token holding any one of them).
+         */
+        get: operations["SessionsController_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/recording": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a session's recording (asciicast v2), audited
+         * @description What is stored so far: a live session's recording grows. Each download writes `session.recording_read`. 404 when the session has no recording.
+         *
+         *     **Roles:** `admin`, `auditor` (a bearer token holding any one of them).
+         */
+        get: operations["SessionsController_recording"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/terminate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End a live SSH gateway session (closed within about a second)
+         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         */
+        post: operations["GatewayController_terminate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Verify a session's recording against the hash in its closing audit event
+         * @description Decrypts and hashes the stored chunks and compares the SHA-256 with the one in the `gateway.session_ended` audit event (whose MAC and chain links are checked) and with the sealed row. A changed byte anywhere gives ok: false with the problems found.
+         *
+         *     **Roles:** `auditor` (a bearer token holding any one of them).
+         */
+        post: operations["SessionsController_verify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/targets": {
         parameters: {
             query?: never;
@@ -944,6 +1153,47 @@ export interface paths {
          */
         put: operations["EphemeralPolicyController_set"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/targets/{id}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The live sessions of every account the vault manages on a target (never its admin's)
+         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         */
+        get: operations["LiveSessionsController_forTarget"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/targets/{id}/sessions/{sessionId}/terminate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End one live session of an account the vault manages on the target (audited session.terminated)
+         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         */
+        post: operations["LiveSessionsController_terminate"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1049,13 +1299,19 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AccountPolicy: {
+            /** @description Gateway sessions may forward local ports (direct-tcpip). */
+            allowPortForwarding: boolean;
             approvalsRequired: number;
             breakGlassAllowed: boolean;
             breakGlassTtlSeconds: number;
+            /** @description The password never leaves the vault: SSH through the gateway only (no credential at checkout, no reveal). */
+            brokeredOnly: boolean;
             checkoutTtlSeconds: number;
             maxCheckoutTtlSeconds: number;
             passwordClasses: ("lower" | "upper" | "digit" | "symbol")[];
             passwordLength: number;
+            /** @description Gateway recordings keep what the user typed too. */
+            recordInput: boolean;
             rotateAfterCheckin: boolean;
             rotationIntervalSeconds: number;
         };
@@ -1094,6 +1350,8 @@ export interface components {
             /** @description False when the request changed after this decision: it no longer counts. */
             matchesRequest: boolean;
         };
+        /** @description asciicast v2 (https://docs.asciinema.org/manual/asciicast/v2/): a JSON header line, then one JSON event per line. */
+        AsciicastFile: string;
         AuditEventView: {
             /** @description The user or service token that acted; null for the vault itself. */
             actorId: string | null;
@@ -1275,20 +1533,26 @@ export interface components {
             /** @description Pass as `?cursor=` for the next page; null on the last one. */
             nextCursor: string | null;
         };
-        /** @description The one answer that carries the password: the vendor's claim. */
+        /** @description The one answer that carries the password: the vendor's claim (none when brokered only). */
         ClaimView: {
+            brokeredOnly: boolean;
             /** Format: date-time */
             expiresAt: string;
             host: string;
             /** Format: uuid */
             id: string;
-            password: string;
+            /** @description Absent when the target's ephemeral policy is brokered only: connect through the SSH gateway. */
+            password?: string;
             port: number;
             username: string;
         };
         ConfirmTotpDto: {
             /** @description code must be 6 digits */
             code: string;
+        };
+        ConnectDto: {
+            /** @description publicKey must be an OpenSSH public key line */
+            publicKey?: string;
         };
         CreateAccountDto: {
             /** @description password must not contain control characters */
@@ -1414,8 +1678,14 @@ export interface components {
             allowedGroups: string[];
             /** @description PostgreSQL: roles that may be granted. */
             allowedRoles: string[];
+            /** @description SSH: gateway sessions may forward local ports (direct-tcpip). */
+            allowPortForwarding: boolean;
             approvalsRequired: number;
+            /** @description SSH: the claim answers no password; the vendor connects through the gateway only. */
+            brokeredOnly: boolean;
             maxTtlSeconds: number;
+            /** @description SSH: gateway recordings keep what the user typed too. */
+            recordInput: boolean;
         };
         EphemeralPolicyDto: {
             /** @description allowedDatabases has a name that is not allowed */
@@ -1425,8 +1695,11 @@ export interface components {
             allowedGroups?: string[];
             /** @description allowedRoles has a name that is not allowed */
             allowedRoles?: string[];
+            allowPortForwarding?: boolean;
             approvalsRequired: number;
+            brokeredOnly?: boolean;
             maxTtlSeconds: number;
+            recordInput?: boolean;
         };
         /** @description A one-time account; never contains a password (the vault does not keep one). */
         EphemeralView: {
@@ -1475,7 +1748,7 @@ export interface components {
         /** @description Every error answer. `code` is stable (the list is in each operation's responses); `message` is for people and never holds a secret. Some codes add fields (e.g. `retryAfterSeconds`, `nextCodeAt`, `maxTtlSeconds`). */
         Error: {
             /** @enum {string} */
-            code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "THROTTLED" | "CSRF_FAILED" | "INTERNAL" | "UNAVAILABLE" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED" | "MFA_ENROLLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_ENROLLMENT_NOT_STARTED" | "USERNAME_TAKEN" | "LAST_ADMIN" | "TARGET_NAME_TAKEN" | "ADMIN_CREDENTIAL_REQUIRED" | "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_IN_USE" | "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_HOST_KEY_UNPINNED" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED" | "TARGET_ERROR" | "ACCOUNT_IS_TARGET_ADMIN" | "ACCOUNT_EXISTS" | "ACCOUNT_BUSY" | "ACCOUNT_CHECKED_OUT" | "ACCOUNT_ROTATING" | "ACCOUNT_NEEDS_ATTENTION" | "ACCOUNT_NO_PASSWORD" | "ACCOUNT_ROTATION_PENDING" | "ACCOUNT_CLEANUP_PENDING" | "SELF_APPROVAL" | "CHECKOUT_NOT_PENDING" | "REQUEST_NOT_PENDING" | "REQUEST_CHANGED" | "ALREADY_DECIDED" | "EXPIRED" | "TTL_EXCEEDS_POLICY" | "BREAK_GLASS_NOT_ALLOWED" | "CHECKOUT_NOT_ACTIVE" | "CHECKOUT_ENDED" | "CHECKOUT_NOT_ENDED" | "NOT_BREAK_GLASS" | "ALREADY_REVIEWED" | "POLICY_NOT_ALLOWED" | "ACCESS_NOT_ALLOWED" | "ALREADY_CLAIMED" | "NOT_APPROVED" | "REQUEST_ENDED" | "REVOKED" | "CHANNEL_NAME_TAKEN" | "CHANNEL_CONFIG_INVALID" | "CHANNEL_DISABLED" | "EMAIL_DOMAIN_NOT_ALLOWED" | "NOTIFICATION_REQUIRED";
+            code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "THROTTLED" | "CSRF_FAILED" | "INTERNAL" | "UNAVAILABLE" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED" | "MFA_ENROLLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_ENROLLMENT_NOT_STARTED" | "USERNAME_TAKEN" | "LAST_ADMIN" | "TARGET_NAME_TAKEN" | "ADMIN_CREDENTIAL_REQUIRED" | "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_IN_USE" | "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_HOST_KEY_UNPINNED" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED" | "TARGET_ERROR" | "ACCOUNT_IS_TARGET_ADMIN" | "ACCOUNT_EXISTS" | "ACCOUNT_BUSY" | "ACCOUNT_CHECKED_OUT" | "ACCOUNT_ROTATING" | "ACCOUNT_NEEDS_ATTENTION" | "ACCOUNT_NO_PASSWORD" | "ACCOUNT_ROTATION_PENDING" | "ACCOUNT_CLEANUP_PENDING" | "SELF_APPROVAL" | "CHECKOUT_NOT_PENDING" | "REQUEST_NOT_PENDING" | "REQUEST_CHANGED" | "ALREADY_DECIDED" | "EXPIRED" | "TTL_EXCEEDS_POLICY" | "BREAK_GLASS_NOT_ALLOWED" | "CHECKOUT_NOT_ACTIVE" | "CHECKOUT_ENDED" | "CHECKOUT_NOT_ENDED" | "NOT_BREAK_GLASS" | "ALREADY_REVIEWED" | "POLICY_NOT_ALLOWED" | "ACCESS_NOT_ALLOWED" | "ALREADY_CLAIMED" | "NOT_APPROVED" | "REQUEST_ENDED" | "REVOKED" | "CHANNEL_NAME_TAKEN" | "CHANNEL_CONFIG_INVALID" | "CHANNEL_DISABLED" | "EMAIL_DOMAIN_NOT_ALLOWED" | "NOTIFICATION_REQUIRED" | "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE" | "BROKERED_ONLY" | "SESSION_ENDED" | "SESSION_NOT_FOUND" | "SESSION_ID_INVALID";
             message: string;
             statusCode: number;
         } & {
@@ -1483,6 +1756,46 @@ export interface components {
         };
         ExtendDto: {
             ttlSeconds: number;
+        };
+        /** @description Where the SSH gateway listens and how a client recognises it. */
+        GatewayEndpoint: {
+            host: string;
+            /** @description The gateway host key's OpenSSH SHA256 fingerprint, without the `SHA256:` prefix. */
+            hostKeySha256: string;
+            /** @description `[host]:port ssh-ed25519 AAAA…`, for a known_hosts file. */
+            knownHostsLine: string;
+            port: number;
+        };
+        /** @description The SSH gateway (all null when it is disabled). */
+        GatewayInfo: {
+            enabled: boolean;
+            host: string | null;
+            hostKeySha256: string | null;
+            knownHostsLine: string | null;
+            port: number | null;
+        };
+        GatewaySessionTermination: {
+            /**
+             * Format: date-time
+             * @description The instance holding the session closes it within about a second.
+             */
+            endRequestedAt: string;
+            /** Format: uuid */
+            id: string;
+        };
+        /** @description A connection ticket for the SSH gateway. */
+        GatewayTicket: {
+            /** Format: date-time */
+            expiresAt: string;
+            gateway: components["schemas"]["GatewayEndpoint"];
+            /** @enum {string} */
+            mode: "publickey" | "password";
+            /** @description An OpenSSH command line that connects (add -i for the key; the host key is in gateway.knownHostsLine). */
+            sshCommand: string;
+            /** @description publickey: the ticket itself; password: the account (cosmetic) and the ticket is the password. */
+            sshUser: string;
+            /** @description `vgt_…`: single use, valid for 60 s, shown once. */
+            ticket: string;
         };
         GrantDto: {
             /** @description on must be db.table (either may be *) */
@@ -1493,6 +1806,14 @@ export interface components {
         HealthView: {
             /** @enum {string} */
             status: "ok";
+        };
+        /** @description The live sessions on the target right now (an ended or never-active checkout or one-time account has none); never the target admin's own. */
+        LiveSessionsView: {
+            /** @description The account whose sessions these are; null for the target-wide view (every account the vault manages there). */
+            account: string | null;
+            items: components["schemas"]["TargetSessionView"][];
+            /** Format: uuid */
+            targetId: string;
         };
         LoginDto: {
             /** @description code must be 6 digits */
@@ -1611,15 +1932,34 @@ export interface components {
             status: "pending" | "sent" | "failed" | "muted" | "no_address";
         };
         PolicyDto: {
+            allowPortForwarding?: boolean;
             approvalsRequired?: number;
             breakGlassAllowed?: boolean;
             breakGlassTtlSeconds?: number;
+            brokeredOnly?: boolean;
             checkoutTtlSeconds?: number;
             maxCheckoutTtlSeconds?: number;
             passwordClasses?: ("lower" | "upper" | "digit" | "symbol")[];
             passwordLength?: number;
+            recordInput?: boolean;
             rotateAfterCheckin?: boolean;
             rotationIntervalSeconds?: number;
+        };
+        /** @description A recording checked against the hash in its session's closing audit event (and that event against the chain). */
+        RecordingVerifyView: {
+            /** @description The hash in the `gateway.session_ended` audit event. */
+            auditedSha256: string | null;
+            /** @description The `gateway.session_ended` event (see /v1/audit-events/{id}). */
+            auditEventId: string | null;
+            /** @description SHA-256 of the stored chunks, decrypted now (null when there is no recording). */
+            computedSha256: string | null;
+            computedSize: number | null;
+            /** @description The stored chunks decrypt, and hash to what the audit chain vouches for. */
+            ok: boolean;
+            /** @description What does not match, in words; empty when ok. */
+            problems: string[];
+            /** @description The hash sealed on the recording's row. */
+            storedSha256: string | null;
         };
         RevealView: {
             credential: components["schemas"]["CredentialView"];
@@ -1691,6 +2031,74 @@ export interface components {
             /** @description Pass as `?cursor=` for the next page; null on the last one. */
             nextCursor: string | null;
         };
+        /** @description The session was ended on the target. */
+        SessionTerminatedView: {
+            /** @enum {boolean} */
+            ended: true;
+        };
+        /** @description A session brokered by the SSH gateway. */
+        SessionView: {
+            /** @description The account (user name) on the target. */
+            account: string;
+            /** Format: uuid */
+            checkoutId: string | null;
+            clientAddress: string | null;
+            /** Format: date-time */
+            endedAt: string | null;
+            /** @description client_closed, upstream_closed, checked_in, expired, revoked, terminated, recording_failed, shutdown or error. */
+            endReason: string | null;
+            /**
+             * Format: date-time
+             * @description An admin asked to terminate it (it ends within about a second).
+             */
+            endRequestedAt: string | null;
+            /**
+             * Format: uuid
+             * @description The one-time account, for a vendor session.
+             */
+            ephemeralId: string | null;
+            /** Format: uuid */
+            id: string;
+            /** @description Not ended yet. */
+            live: boolean;
+            /** @description A gateway session's recording (asciicast v2, stored encrypted in chunks); null when it has none. */
+            recording: {
+                chunks: number;
+                /** Format: date-time */
+                endedAt: string | null;
+                /** @description Why the recording failed (never recorded text). */
+                failure: string | null;
+                /** @enum {string} */
+                format: "asciicast-v2";
+                height: number;
+                /** @description Whether what the user typed is recorded (account policy `recordInput`). */
+                recordInput: boolean;
+                /** @description SHA-256 (hex) of the asciicast file, once complete; the `gateway.session_ended` audit event carries it too. */
+                sha256: string | null;
+                /** @description Bytes of the asciicast file stored (the sealed size once complete). */
+                size: number;
+                /**
+                 * @description `recording` while the session runs, `complete` once sealed, `failed` when it could not be written (the session was ended).
+                 * @enum {string}
+                 */
+                status: "recording" | "complete" | "failed";
+                width: number;
+            } | null;
+            /** Format: date-time */
+            startedAt: string;
+            /** Format: uuid */
+            targetId: string;
+            /**
+             * Format: uuid
+             * @description Who connected.
+             */
+            userId: string;
+        };
+        SessionViewPage: {
+            items: components["schemas"]["SessionView"][];
+            /** @description Pass as `?cursor=` for the next page; null on the last one. */
+            nextCursor: string | null;
+        };
         TargetAdminDto: {
             passphrase?: string;
             /** @description password must not contain control characters */
@@ -1727,6 +2135,34 @@ export interface components {
             tlsCa?: string;
             /** @description tlsCertSha256 must be the SHA-256 of the certificate: 64 hex digits, optionally in pairs joined by : */
             tlsCertSha256?: string;
+        };
+        TargetSessionView: {
+            /** @description `address:port` of the client when the target tells (SSH: only to a root admin; PostgreSQL: null over a unix socket). */
+            clientAddress: string | null;
+            /** @description SSH: the title of the first process of the login (≤ 200 characters). */
+            command?: string | null;
+            /** @description PostgreSQL, MySQL: the database the session uses. */
+            database?: string | null;
+            /** @description Opaque, stable while the session lives: `ssh-<pid>-<16 hex>`, `pg-<pid>-<backend start, epoch µs>`, `my-<connection id>`. What terminate takes. */
+            id: string;
+            /** @enum {string} */
+            kind: "ssh" | "postgres" | "mysql";
+            /** @description SSH: the processes ending this session ends (at most 50; titles bounded). */
+            processes?: {
+                command: string;
+                pid: number;
+            }[];
+            /**
+             * Format: date-time
+             * @description When the session started (MySQL/MariaDB do not tell: null).
+             */
+            since: string | null;
+            /** @description SSH `active` or `authenticating`; PostgreSQL `state` (active, idle, …); MySQL `COMMAND` (Sleep, Query, …). */
+            state: string | null;
+            /** @description SSH: the terminal (`pts/3`), null without one. */
+            tty?: string | null;
+            /** @description The account on the target. */
+            username: string;
         };
         /** @description A managed system; never contains the admin secret. */
         TargetView: {
@@ -5441,6 +5877,268 @@ export interface operations {
             };
         };
     };
+    GatewayController_connectCheckout: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code": string;
+            };
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectDto"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayTicket"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, TARGET_UNSUPPORTED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `TARGET_UNSUPPORTED`: The request asks the target for something its type does not support (for example an account expiry on MySQL/MariaDB); refused before anything reaches the target, never silently ignored.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "TARGET_UNSUPPORTED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
+             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: CHECKOUT_NOT_ACTIVE, GATEWAY_DISABLED
+             *
+             *     - `CHECKOUT_NOT_ACTIVE`: The checkout is not active.
+             *     - `GATEWAY_DISABLED`: The vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT is not set): no connection ticket is issued.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "CHECKOUT_NOT_ACTIVE",
+                     *       "message": "The checkout is not active.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "CHECKOUT_NOT_ACTIVE" | "GATEWAY_DISABLED";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Payload Too Large: PAYLOAD_TOO_LARGE
+             *
+             *     - `PAYLOAD_TOO_LARGE`: The request body is larger than the configured limit.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "PAYLOAD_TOO_LARGE",
+                     *       "message": "The request body is larger than the configured limit.",
+                     *       "statusCode": 413
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "PAYLOAD_TOO_LARGE";
+                        /** @enum {integer} */
+                        statusCode?: 413;
+                    };
+                };
+            };
+            /**
+             * @description Unsupported Media Type: UNSUPPORTED_MEDIA_TYPE
+             *
+             *     - `UNSUPPORTED_MEDIA_TYPE`: The request body has a content type, charset or encoding the vault does not read (send JSON).
+             */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNSUPPORTED_MEDIA_TYPE",
+                     *       "message": "The request body has a content type, charset or encoding the vault does not read (send JSON).",
+                     *       "statusCode": 415
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNSUPPORTED_MEDIA_TYPE";
+                        /** @enum {integer} */
+                        statusCode?: 415;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
     CheckoutsController_deny: {
         parameters: {
             query?: never;
@@ -6145,10 +6843,11 @@ export interface operations {
                 };
             };
             /**
-             * @description Conflict: ACCOUNT_NO_PASSWORD, CHECKOUT_NOT_ACTIVE
+             * @description Conflict: ACCOUNT_NO_PASSWORD, CHECKOUT_NOT_ACTIVE, BROKERED_ONLY
              *
              *     - `ACCOUNT_NO_PASSWORD`: The vault holds no password for this account yet.
              *     - `CHECKOUT_NOT_ACTIVE`: The checkout is not active.
+             *     - `BROKERED_ONLY`: The account's policy is brokered only: its password never leaves the vault; connect through the SSH gateway (POST …/connect).
              */
             409: {
                 headers: {
@@ -6164,7 +6863,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "ACCOUNT_NO_PASSWORD" | "CHECKOUT_NOT_ACTIVE";
+                        code?: "ACCOUNT_NO_PASSWORD" | "CHECKOUT_NOT_ACTIVE" | "BROKERED_ONLY";
                         /** @enum {integer} */
                         statusCode?: 409;
                     };
@@ -6734,6 +7433,213 @@ export interface operations {
                         code?: "INTERNAL";
                         /** @enum {integer} */
                         statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    LiveSessionsController_forCheckout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveSessionsView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, TARGET_INVALID_NAME, TARGET_UNSUPPORTED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `TARGET_INVALID_NAME`: A name, grant or value cannot be used on this target type.
+             *     - `TARGET_UNSUPPORTED`: The request asks the target for something its type does not support (for example an account expiry on MySQL/MariaDB); refused before anything reaches the target, never silently ignored.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: TARGET_HOST_KEY_UNPINNED
+             *
+             *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_HOST_KEY_UNPINNED",
+                     *       "message": "The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_HOST_KEY_UNPINNED";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+            /**
+             * @description Bad Gateway: TARGET_UNREACHABLE, TARGET_AUTH_FAILED, TARGET_HOST_KEY_MISMATCH, TARGET_IDENTITY_UNVERIFIED, TARGET_TIMEOUT, TARGET_ERROR
+             *
+             *     - `TARGET_UNREACHABLE`: Nothing answered at the target address.
+             *     - `TARGET_AUTH_FAILED`: The target refused the vault's administrator credential.
+             *     - `TARGET_HOST_KEY_MISMATCH`: The SSH host key differs from the pinned one; the vault refuses to talk to the host.
+             *     - `TARGET_IDENTITY_UNVERIFIED`: The server at the target's address did not prove it is the target (asked for a cleartext or MD5 password, no TLS where required, or a certificate that fails verification or its pin); no password was sent.
+             *     - `TARGET_TIMEOUT`: The target did not answer in time.
+             *     - `TARGET_ERROR`: The target failed the operation (message redacted of secrets).
+             */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_UNREACHABLE",
+                     *       "message": "Nothing answered at the target address.",
+                     *       "statusCode": 502
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_ERROR";
+                        /** @enum {integer} */
+                        statusCode?: 502;
                     };
                 };
             };
@@ -7754,6 +8660,268 @@ export interface operations {
             };
         };
     };
+    GatewayController_connectEphemeral: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code": string;
+            };
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectDto"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayTicket"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, TARGET_UNSUPPORTED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `TARGET_UNSUPPORTED`: The request asks the target for something its type does not support (for example an account expiry on MySQL/MariaDB); refused before anything reaches the target, never silently ignored.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "TARGET_UNSUPPORTED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
+             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: GATEWAY_DISABLED, EPHEMERAL_NOT_ACTIVE
+             *
+             *     - `GATEWAY_DISABLED`: The vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT is not set): no connection ticket is issued.
+             *     - `EPHEMERAL_NOT_ACTIVE`: The one-time account is not active (not claimed yet, ended, or claimed before the vault kept its credential for the gateway).
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "GATEWAY_DISABLED",
+                     *       "message": "The vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT is not set): no connection ticket is issued.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Payload Too Large: PAYLOAD_TOO_LARGE
+             *
+             *     - `PAYLOAD_TOO_LARGE`: The request body is larger than the configured limit.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "PAYLOAD_TOO_LARGE",
+                     *       "message": "The request body is larger than the configured limit.",
+                     *       "statusCode": 413
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "PAYLOAD_TOO_LARGE";
+                        /** @enum {integer} */
+                        statusCode?: 413;
+                    };
+                };
+            };
+            /**
+             * @description Unsupported Media Type: UNSUPPORTED_MEDIA_TYPE
+             *
+             *     - `UNSUPPORTED_MEDIA_TYPE`: The request body has a content type, charset or encoding the vault does not read (send JSON).
+             */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNSUPPORTED_MEDIA_TYPE",
+                     *       "message": "The request body has a content type, charset or encoding the vault does not read (send JSON).",
+                     *       "statusCode": 415
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNSUPPORTED_MEDIA_TYPE";
+                        /** @enum {integer} */
+                        statusCode?: 415;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
     EphemeralController_deny: {
         parameters: {
             query?: never;
@@ -8162,6 +9330,335 @@ export interface operations {
                         code?: "NOT_FOUND";
                         /** @enum {integer} */
                         statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    LiveSessionsController_forEphemeral: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveSessionsView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, TARGET_INVALID_NAME, TARGET_UNSUPPORTED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `TARGET_INVALID_NAME`: A name, grant or value cannot be used on this target type.
+             *     - `TARGET_UNSUPPORTED`: The request asks the target for something its type does not support (for example an account expiry on MySQL/MariaDB); refused before anything reaches the target, never silently ignored.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: TARGET_HOST_KEY_UNPINNED
+             *
+             *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_HOST_KEY_UNPINNED",
+                     *       "message": "The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_HOST_KEY_UNPINNED";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+            /**
+             * @description Bad Gateway: TARGET_UNREACHABLE, TARGET_AUTH_FAILED, TARGET_HOST_KEY_MISMATCH, TARGET_IDENTITY_UNVERIFIED, TARGET_TIMEOUT, TARGET_ERROR
+             *
+             *     - `TARGET_UNREACHABLE`: Nothing answered at the target address.
+             *     - `TARGET_AUTH_FAILED`: The target refused the vault's administrator credential.
+             *     - `TARGET_HOST_KEY_MISMATCH`: The SSH host key differs from the pinned one; the vault refuses to talk to the host.
+             *     - `TARGET_IDENTITY_UNVERIFIED`: The server at the target's address did not prove it is the target (asked for a cleartext or MD5 password, no TLS where required, or a certificate that fails verification or its pin); no password was sent.
+             *     - `TARGET_TIMEOUT`: The target did not answer in time.
+             *     - `TARGET_ERROR`: The target failed the operation (message redacted of secrets).
+             */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_UNREACHABLE",
+                     *       "message": "Nothing answered at the target address.",
+                     *       "statusCode": 502
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_ERROR";
+                        /** @enum {integer} */
+                        statusCode?: 502;
+                    };
+                };
+            };
+        };
+    };
+    GatewayController_info: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayInfo"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
                     };
                 };
             };
@@ -11365,6 +12862,794 @@ export interface operations {
             };
         };
     };
+    SessionsController_list: {
+        parameters: {
+            query?: {
+                checkoutId?: string;
+                /** @description The `nextCursor` of the previous page (opaque); absent for the first page. */
+                cursor?: string;
+                ephemeralId?: string;
+                /** @description Page size: 50 by default, at most 200. */
+                limit?: number;
+                live?: "true" | "false";
+                targetId?: string;
+                userId?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionViewPage"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    SessionsController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    SessionsController_recording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-asciicast": components["schemas"]["AsciicastFile"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    GatewayController_terminate: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code": string;
+            };
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewaySessionTermination"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
+             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: SESSION_ENDED
+             *
+             *     - `SESSION_ENDED`: The gateway session has already ended.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "SESSION_ENDED",
+                     *       "message": "The gateway session has already ended.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "SESSION_ENDED";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    SessionsController_verify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingVerifyView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
     TargetsController_list: {
         parameters: {
             query?: {
@@ -12701,6 +14986,456 @@ export interface operations {
                         code?: "UNSUPPORTED_MEDIA_TYPE";
                         /** @enum {integer} */
                         statusCode?: 415;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+            /**
+             * @description Bad Gateway: TARGET_UNREACHABLE, TARGET_AUTH_FAILED, TARGET_HOST_KEY_MISMATCH, TARGET_IDENTITY_UNVERIFIED, TARGET_TIMEOUT, TARGET_ERROR
+             *
+             *     - `TARGET_UNREACHABLE`: Nothing answered at the target address.
+             *     - `TARGET_AUTH_FAILED`: The target refused the vault's administrator credential.
+             *     - `TARGET_HOST_KEY_MISMATCH`: The SSH host key differs from the pinned one; the vault refuses to talk to the host.
+             *     - `TARGET_IDENTITY_UNVERIFIED`: The server at the target's address did not prove it is the target (asked for a cleartext or MD5 password, no TLS where required, or a certificate that fails verification or its pin); no password was sent.
+             *     - `TARGET_TIMEOUT`: The target did not answer in time.
+             *     - `TARGET_ERROR`: The target failed the operation (message redacted of secrets).
+             */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_UNREACHABLE",
+                     *       "message": "Nothing answered at the target address.",
+                     *       "statusCode": 502
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_ERROR";
+                        /** @enum {integer} */
+                        statusCode?: 502;
+                    };
+                };
+            };
+        };
+    };
+    LiveSessionsController_forTarget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveSessionsView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, TARGET_INVALID_NAME, TARGET_UNSUPPORTED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `TARGET_INVALID_NAME`: A name, grant or value cannot be used on this target type.
+             *     - `TARGET_UNSUPPORTED`: The request asks the target for something its type does not support (for example an account expiry on MySQL/MariaDB); refused before anything reaches the target, never silently ignored.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: TARGET_CREDENTIAL_UNREADABLE, TARGET_HOST_KEY_UNPINNED
+             *
+             *     - `TARGET_CREDENTIAL_UNREADABLE`: The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.
+             *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_CREDENTIAL_UNREADABLE",
+                     *       "message": "The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_HOST_KEY_UNPINNED";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+            /**
+             * @description Bad Gateway: TARGET_UNREACHABLE, TARGET_AUTH_FAILED, TARGET_HOST_KEY_MISMATCH, TARGET_IDENTITY_UNVERIFIED, TARGET_TIMEOUT, TARGET_ERROR
+             *
+             *     - `TARGET_UNREACHABLE`: Nothing answered at the target address.
+             *     - `TARGET_AUTH_FAILED`: The target refused the vault's administrator credential.
+             *     - `TARGET_HOST_KEY_MISMATCH`: The SSH host key differs from the pinned one; the vault refuses to talk to the host.
+             *     - `TARGET_IDENTITY_UNVERIFIED`: The server at the target's address did not prove it is the target (asked for a cleartext or MD5 password, no TLS where required, or a certificate that fails verification or its pin); no password was sent.
+             *     - `TARGET_TIMEOUT`: The target did not answer in time.
+             *     - `TARGET_ERROR`: The target failed the operation (message redacted of secrets).
+             */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_UNREACHABLE",
+                     *       "message": "Nothing answered at the target address.",
+                     *       "statusCode": 502
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_ERROR";
+                        /** @enum {integer} */
+                        statusCode?: 502;
+                    };
+                };
+            };
+        };
+    };
+    LiveSessionsController_terminate: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code": string;
+            };
+            path: {
+                /** @description UUID */
+                id: string;
+                sessionId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionTerminatedView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, TARGET_INVALID_NAME, TARGET_UNSUPPORTED, SESSION_ID_INVALID
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `TARGET_INVALID_NAME`: A name, grant or value cannot be used on this target type.
+             *     - `TARGET_UNSUPPORTED`: The request asks the target for something its type does not support (for example an account expiry on MySQL/MariaDB); refused before anything reaches the target, never silently ignored.
+             *     - `SESSION_ID_INVALID`: The session id is not of the form the target type uses (`ssh-<pid>-<16 hex>`, `pg-<pid>-<µs>`, `my-<id>`). Nothing was ended.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED" | "SESSION_ID_INVALID";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
+             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND, SESSION_NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             *     - `SESSION_NOT_FOUND`: No live session with this id belongs to an account the vault manages on the target (it ended, or it is another user's): nothing was ended.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND" | "SESSION_NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: TARGET_CREDENTIAL_UNREADABLE, TARGET_HOST_KEY_UNPINNED
+             *
+             *     - `TARGET_CREDENTIAL_UNREADABLE`: The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.
+             *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "TARGET_CREDENTIAL_UNREADABLE",
+                     *       "message": "The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_HOST_KEY_UNPINNED";
+                        /** @enum {integer} */
+                        statusCode?: 409;
                     };
                 };
             };

@@ -12,6 +12,7 @@ import { ItemPage, Section } from '../../ui/page';
 import { StepUpAction } from '../../ui/step-up';
 import { ApprovalsList, DecisionPanel } from '../approvals/decision';
 import { RequesterHistory } from '../approvals/history';
+import { LiveSessions } from '../sessions-live/live-sessions';
 import { checkoutCalls, credentialHandoff, useCheckout } from './checkout-api';
 
 /** One checkout, live: its status and time left, the credential on demand, extend and check in; approvers decide here too. */
@@ -58,6 +59,7 @@ function CheckoutDetail({ checkout: c }: { checkout: CheckoutView }) {
       </Section>
       {mine && (c.status === 'active' || c.status === 'pending_approval') && <OwnerActions checkout={c} onNotice={setNotice} />}
       {me.has('admin') && (c.status === 'active' || c.status === 'pending_approval') && <RevokeAction checkout={c} />}
+      <LiveSessions of={{ checkoutId: c.id }} active={c.status === 'active'} />
       <Section title="Approvals">
         <ApprovalsList approvals={c.approvals} required={c.approvalsRequired} />
         <DecisionPanel kind="checkouts" request={c} />

@@ -11,6 +11,7 @@ import { duration, Remaining, StatusBadge, When } from '../../ui/format';
 import { ItemPage, Section } from '../../ui/page';
 import { StepUpAction } from '../../ui/step-up';
 import { ApprovalsList, DecisionPanel } from '../approvals/decision';
+import { LiveSessions } from '../sessions-live/live-sessions';
 import { accessSummary } from './access';
 import { oneTimeCalls, REVOCABLE, useOneTimeAccount } from './one-time-api';
 
@@ -97,6 +98,7 @@ function OneTimeDetail({ account: e }: { account: EphemeralView }) {
           <ErrorMessage error={error} />
         </Section>
       )}
+      <LiveSessions of={{ ephemeralId: e.id }} active={e.status === 'active'} />
       <Notice>{notice}</Notice>
       <Section title="Approvals">
         <ApprovalsList approvals={e.approvals} required={e.approvalsRequired} />

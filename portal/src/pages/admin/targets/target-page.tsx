@@ -6,6 +6,7 @@ import { ErrorMessage, Notice } from '../../../ui/errors';
 import { Loading, Page, Section } from '../../../ui/page';
 import { StepUpAction } from '../../../ui/step-up';
 import { TargetAccounts } from '../accounts/target-accounts';
+import { LiveSessions } from '../../sessions-live/live-sessions';
 import { EphemeralPolicyEditor } from '../policies/policy-editor';
 import { Disclosure } from '../shared/disclosure';
 import type { AdminTargetView } from '../views';
@@ -56,6 +57,7 @@ export function TargetPage() {
       </Section>
       <VerifyPanel target={target} />
       <TargetAccounts target={target} />
+      <LiveSessions of={{ targetId: target.id }} />
       <Section title="One-time account policy">
         <EphemeralPolicyEditor target={target} />
       </Section>
