@@ -6,7 +6,9 @@
  *
  * Vault: the real application (startTestVault: a fresh database on the machine's PostgreSQL, 127.0.0.1:5432) on a real
  * HTTP port, driven over keep-alive HTTP from this process, with VAULT_SMTP_* pointing at the test SMTP server
- * (test/support/smtp-server.ts: the `smtp-server` package in its own process, STARTTLS and AUTH required), three
+ * (test/support/smtp-server.ts: the `smtp-server` package in its own process, STARTTLS and AUTH required; with
+ * `headersOnly` that process reads the Message-ID and delivery id itself and this one parses no mail — the receiving
+ * side's work is a real SMTP server's, not the vault's, and must not run in the vault's process), three
  * approvers with e-mail addresses (set by the admin through PATCH /v1/users/:id), and accounts whose policy wants one
  * approval. One cycle =
  *   POST /v1/checkouts {accountId, justification}  with X-MFA-Code (201 pending_approval: the outbox holds an
@@ -90,7 +92,8 @@ interface Bench {
 
 async function startBench(accountCount: number, userCount: number): Promise<Bench> {
   if (POOLED_SMTP) poolSmtpConnections();
-  const smtp = await startSmtpServer();
+  // the test SMTP server's own process reads the headers; this one (the vault's) parses nothing
+  const smtp = await startSmtpServer({ headersOnly: true });
   let vault: TestVault | undefined;
   const close = async () => {
     await vault?.close().catch((e: unknown) => log(`vault close: ${(e as Error).message}`));

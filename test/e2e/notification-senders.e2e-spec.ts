@@ -144,7 +144,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       expect(smtp.counters.authOk).toBeGreaterThanOrEqual(1);
       expect(mail.messageId).toBe(`${d.id}@vault`);
       expect(mail.envelope).toEqual({ from: smtp.from, to: ['approver.one@example.test'] });
-      expect(mail.parsed.to && 'text' in mail.parsed.to ? mail.parsed.to.text : '').toBe('approver.one@example.test');
+      expect(mail.parsed?.to && 'text' in mail.parsed.to ? mail.parsed.to.text : '').toBe('approver.one@example.test');
       expect(mail.subject).toContain('Approval requested');
       const link = `${PUBLIC_URL}/portal/checkouts/${checkoutId}`;
       expect(mail.text).toContain('alice asks to check out root on db-prod-1');
@@ -153,7 +153,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       expect(mail.html).toContain(`<a href="${link}">`);
       expect(mail.html).toContain('INC-4711 &lt;disk full&gt; &amp; more');
       expect(mail.raw.toString()).toMatch(/multipart\/alternative/i);
-      expect(mail.parsed.headers.get('auto-submitted')).toBe('auto-generated');
+      expect(mail.parsed?.headers.get('auto-submitted')).toBe('auto-generated');
       expect(await deliveries(eventId)).toEqual([expect.objectContaining({ status: 'sent', attempts: 1, last_error: null })]);
     });
 

@@ -31,7 +31,21 @@ export type ChildEvent =
   | { type: 'close' }
   | { type: 'auth'; ok: boolean }
   | { type: 'mail'; secure: boolean }
-  | { type: 'message'; seq: number; at: number; file: string; from: string | null; to: string[]; secure: boolean; tlsProtocol: string | null; user: string | null; outcome: string };
+  | {
+      type: 'message';
+      seq: number;
+      at: number;
+      file: string;
+      from: string | null;
+      to: string[];
+      secure: boolean;
+      tlsProtocol: string | null;
+      user: string | null;
+      outcome: string;
+      /** Read here from the header: what a parent that does not parse (headersOnly) needs. */
+      messageId: string | undefined;
+      deliveryId: string | undefined;
+    };
 
 interface ChildConfig {
   dir: string;
@@ -136,7 +150,10 @@ const server = new SMTPServer({
     stream.on('end', () => {
       const n = ++seq;
       const file = join(config.dir, 'mail', `${String(n).padStart(6, '0')}.eml`);
-      writeFileSync(file, Buffer.concat(chunks));
+      const raw = Buffer.concat(chunks);
+      writeFileSync(file, raw);
+      const end = raw.indexOf('\r\n\r\n');
+      const head = raw.subarray(0, end < 0 ? raw.length : end).toString('latin1');
       const env = session.envelope; // before the answer: it ends the transaction (a new envelope)
       const message = { from: env.mailFrom ? env.mailFrom.address : null, to: env.rcptTo.map((r) => r.address), secure: session.secure, tlsProtocol: tlsProtocol(session) };
       const user = typeof session.user === 'string' ? session.user : null;
@@ -149,6 +166,8 @@ const server = new SMTPServer({
         ...message,
         user,
         outcome,
+        messageId: /^Message-ID:\s*<([^>\r\n]+)>/im.exec(head)?.[1],
+        deliveryId: /^X-Vault-Delivery:\s*(\S+)/im.exec(head)?.[1],
       });
     });
   },

@@ -34,8 +34,10 @@ export interface ReceivedMail {
   seq: number;
   /** When the end of DATA arrived at the server (ms since the epoch, the server process's clock). */
   receivedAt: number;
+  /** Empty with {@link SmtpServerOptions.headersOnly}. */
   raw: Buffer;
-  parsed: ParsedMail;
+  /** Null with {@link SmtpServerOptions.headersOnly}. */
+  parsed: ParsedMail | null;
   envelope: { from: string | null; to: string[] };
   /** The session was TLS (after STARTTLS, or implicit) when the message came. */
   secure: boolean;
@@ -65,6 +67,12 @@ export interface SmtpServerOptions {
   password?: string;
   /** VAULT_SMTP_FROM in `env`. */
   from?: string;
+  /**
+   * This process neither reads nor parses the messages (a bench, whose process is the vault's: a real SMTP server's
+   * work is not the vault's): each ReceivedMail has the envelope, the times, and Message-ID and X-Vault-Delivery as
+   * the server process read them from the header; raw empty, parsed null, subject/text/html ''.
+   */
+  headersOnly?: boolean;
 }
 
 export interface SmtpCounters {
@@ -140,6 +148,13 @@ export async function startSmtpServer(o: SmtpServerOptions = {}): Promise<SmtpSe
   let stderr = '';
 
   const received = async (e: Extract<ChildEvent, { type: 'message' }>) => {
+    if (o.headersOnly) {
+      const light: ReceivedMail = { seq: e.seq, receivedAt: e.at, raw: Buffer.alloc(0), parsed: null, envelope: { from: e.from, to: e.to }, secure: e.secure, tlsProtocol: e.tlsProtocol, user: e.user, subject: '', text: '', html: '', messageId: e.messageId, deliveryId: e.deliveryId, outcome: e.outcome };
+      attempts.push(light);
+      if (light.outcome === 'accepted') messages.push(light);
+      for (const w of waiters) w();
+      return;
+    }
     const raw = readFileSync(e.file);
     const parsed = await simpleParser(raw);
     const header = (name: string) => {
