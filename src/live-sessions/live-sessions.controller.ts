@@ -26,7 +26,7 @@ export class LiveSessionsController {
   constructor(private readonly sessions: LiveSessionsService) {}
 
   @ApiOperation({ summary: "The live sessions of a checkout's account on its target now (none unless the checkout is active)" })
-  @ApiErrors(...TARGET_FAILURES)
+  @ApiErrors(...TARGET_FAILURES, 'TARGET_CREDENTIAL_UNREADABLE')
   @ApiAnswer(LiveSessionsView)
   @Roles('operator', 'admin', 'approver', 'auditor')
   @Get('checkouts/:id/sessions')
@@ -35,7 +35,7 @@ export class LiveSessionsController {
   }
 
   @ApiOperation({ summary: "The live sessions of a one-time account on its target now (none unless it is active)" })
-  @ApiErrors(...TARGET_FAILURES)
+  @ApiErrors(...TARGET_FAILURES, 'TARGET_CREDENTIAL_UNREADABLE')
   @ApiAnswer(LiveSessionsView)
   @Roles('vendor', 'operator', 'admin', 'approver', 'auditor')
   @Get('ephemeral-accounts/:id/sessions')

@@ -1,6 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Response } from 'supertest';
+import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { sshSessionId } from '../../src/connectors/ssh/ssh-remote';
+import { FakeConnector } from '../support/fake-connector';
+import { createFakeTarget } from '../support/fake-target';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { run } from '../support/targets/run';
 import { LiveSession } from '../support/targets/sessions';
@@ -179,4 +182,38 @@ describe.each(['postgres', 'mysql', 'ssh'] as const)('live sessions on a real %s
       expect(expectStatus(await get(vendor, path), 200).items).toEqual([]);
     }, 60_000);
   }
+});
+
+describe('live sessions when the target fails (e2e, a connector that fails on purpose)', () => {
+  let vault: TestVault;
+  let admin: TestUser;
+  const fake = new FakeConnector('postgres');
+
+  beforeAll(async () => {
+    vault = await startTestVault();
+    admin = await vault.admin();
+    vault.get(ConnectorRegistry).register(fake);
+  }, 60_000);
+  afterAll(() => vault?.close());
+
+  it("a target that cannot be reached answers 502 with the connector's code; nothing is audited when nothing ended", async () => {
+    const targetId = await createFakeTarget(vault, 'postgres');
+    const username = `app_${randomBytes(3).toString('hex')}`;
+    fake.users.set(username, 'Fake-Password-1');
+    const account = await vault.http().post('/v1/accounts').set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ targetId, username, password: 'Fake-Password-1' });
+    expect(account.status).toBe(201);
+    const session = { id: 'pg-4242-1764000000000000', username, kind: 'postgres' as const, clientAddress: '10.0.0.7:50000', since: new Date().toISOString(), state: 'idle', database: 'app' };
+    fake.sessions.set(username, [session]);
+    expect((await vault.http().get(`/v1/targets/${targetId}/sessions`).set('Authorization', admin.auth).expect(200)).body).toEqual({ items: [session], targetId, account: null });
+
+    fake.fail('listSessions', 'TARGET_UNREACHABLE');
+    const down = await vault.http().get(`/v1/targets/${targetId}/sessions`).set('Authorization', admin.auth);
+    expect({ status: down.status, code: down.body.code }).toEqual({ status: 502, code: 'TARGET_UNREACHABLE' });
+    fake.fail('endSession', 'TARGET_TIMEOUT');
+    const slow = await vault.http().post(`/v1/targets/${targetId}/sessions/${session.id}/terminate`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code());
+    expect({ status: slow.status, code: slow.body.code }).toEqual({ status: 502, code: 'TARGET_TIMEOUT' });
+    expect(await vault.db.query("SELECT 1 FROM audit_events WHERE type = 'session.terminated' AND subject_id = $1", [targetId])).toEqual([]);
+    // the session id reached the connector only with the account the vault manages there
+    expect(fake.ops.filter((o) => o.op === 'endSession').map((o) => o.username)).toEqual([username]);
+  }, 60_000);
 });

@@ -7564,8 +7564,9 @@ export interface operations {
                 };
             };
             /**
-             * @description Conflict: TARGET_HOST_KEY_UNPINNED
+             * @description Conflict: TARGET_CREDENTIAL_UNREADABLE, TARGET_HOST_KEY_UNPINNED
              *
+             *     - `TARGET_CREDENTIAL_UNREADABLE`: The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.
              *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
              */
             409: {
@@ -7575,14 +7576,14 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "code": "TARGET_HOST_KEY_UNPINNED",
-                     *       "message": "The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.",
+                     *       "code": "TARGET_CREDENTIAL_UNREADABLE",
+                     *       "message": "The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.",
                      *       "statusCode": 409
                      *     }
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "TARGET_HOST_KEY_UNPINNED";
+                        code?: "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_HOST_KEY_UNPINNED";
                         /** @enum {integer} */
                         statusCode?: 409;
                     };
@@ -9486,8 +9487,9 @@ export interface operations {
                 };
             };
             /**
-             * @description Conflict: TARGET_HOST_KEY_UNPINNED
+             * @description Conflict: TARGET_CREDENTIAL_UNREADABLE, TARGET_HOST_KEY_UNPINNED
              *
+             *     - `TARGET_CREDENTIAL_UNREADABLE`: The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.
              *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
              */
             409: {
@@ -9497,14 +9499,14 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "code": "TARGET_HOST_KEY_UNPINNED",
-                     *       "message": "The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.",
+                     *       "code": "TARGET_CREDENTIAL_UNREADABLE",
+                     *       "message": "The target's stored admin credential does not decrypt for the target as it is now (its row was changed outside the API): enter it again with PATCH /v1/targets/:id and admin.",
                      *       "statusCode": 409
                      *     }
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "TARGET_HOST_KEY_UNPINNED";
+                        code?: "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_HOST_KEY_UNPINNED";
                         /** @enum {integer} */
                         statusCode?: 409;
                     };

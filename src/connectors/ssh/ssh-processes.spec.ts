@@ -1,4 +1,4 @@
-import { isLive, isSshdSessionTitle, NO_AUDIT_SESSION, parseProcessTable, processesToEnd, sameProcess, SCAN_SCRIPT, TITLE_BYTES } from './ssh-processes';
+import { isLive, isSshdSessionTitle, NO_AUDIT_SESSION, parseProcessTable, processesToEnd, sameProcess, SCAN_SCRIPT, sessionsOf, TITLE_BYTES } from './ssh-processes';
 
 /**
  * The session rule on process tables as the scan prints them (the e2e suite test/connectors/ssh-safety.e2e-spec.ts runs
@@ -175,5 +175,45 @@ describe('SSH session rule', () => {
     ]);
     expect(processesToEnd(t, 'vt_eph', 1007, 1007)).toEqual([200, 201, 203]);
     expect(processesToEnd(t, 'vt_eph', 1007)).toEqual([]);
+  });
+
+  it('lists one session per login of the user (the [priv] monitor its root), and ending one ends only it and its own audit session', () => {
+    const t = table(60, [
+      [1, 0, 0, '/sbin/init'],
+      [10, 1, 0, LISTENER, 5],
+      // bob's first login: monitor, user process, shell, and a nohup'd leftover in its audit session 7
+      [20, 10, 0, 'sshd: bob [priv]', 7, { loginuid: 1000 }],
+      [21, 20, 1000, 'sshd: bob@pts/1', 7],
+      [22, 21, 1000, '-bash', 7],
+      [23, 1, 1000, 'sleep 900', 7],
+      // bob's second login (exec, no terminal), audit session 8
+      [30, 10, 0, 'sshd: bob [priv]', 8, { loginuid: 1000 }],
+      [31, 30, 1000, 'sshd: bob@notty', 8],
+      [32, 31, 1000, 'sleep 600', 8],
+      // a login still authenticating as bob (pre-auth monitor)
+      [35, 10, 0, 'sshd: bob [priv]', 5],
+      // eve (1001) imitates bob's sessions; her own login is in audit session 9
+      [40, 10, 0, 'sshd: eve [priv]', 9, { loginuid: 1001 }],
+      [41, 40, 1001, 'sshd: eve@notty', 9],
+      [42, 41, 1001, 'sshd: bob@pts/7', 9],
+      [43, 1, 1001, 'sshd: bob [priv]', 9],
+      // the vault's admin session and the scan
+      [50, 10, 0, 'sshd: vtadm [priv]', 11],
+      [51, 50, 1002, 'sshd: vtadm@notty', 11],
+      [60, 51, 1002, '/bin/sh -c ps', 11],
+    ]);
+    const sessions = sessionsOf(t, 'bob', 1000);
+    expect(sessions.map((s) => [s.root.pid, s.login?.pid ?? null, s.pids])).toEqual([
+      [20, 21, [20, 21, 22, 23]],
+      [30, 31, [30, 31, 32]],
+      [35, null, [35]],
+    ]);
+    // narrowed to one session, the rule picks exactly its processes; another session's root picks nothing of the first
+    expect(processesToEnd(t, 'bob', 1000, undefined, t.procs.get(30)!)).toEqual([30, 31, 32]);
+    expect(processesToEnd(t, 'bob', 1000, undefined, { ...t.procs.get(20)!, started: 'Mon Nov 30 10:26:45 2026' })).toEqual([]);
+    // eve's imitations are no session of bob's, and the listener, pid 1 and the admin's own session are never one
+    for (const pid of [1, 10, 42, 43, 50, 51, 60]) expect(processesToEnd(t, 'bob', 1000, undefined, t.procs.get(pid)!)).toEqual([]);
+    expect(sessionsOf(t, 'eve', 1001).map((s) => s.root.pid)).toEqual([40]);
+    expect(sessionsOf(t, 'vtadm', 1002)).toEqual([]); // the caller's own: never listed
   });
 });
