@@ -59,6 +59,7 @@ const target = (hint: string): CodeInfo => ({ exit: EXIT.TARGET, hint });
 export const API_ERRORS: Record<string, CodeInfo> = {
   // 400
   VALIDATION_FAILED: { exit: EXIT.USAGE, hint: 'the vault refused the input; check the arguments (`vaultctl <command> --help`)' },
+  SESSION_ID_INVALID: { exit: EXIT.USAGE, hint: 'a session id looks like ssh-<pid>-<16 hex>, pg-<pid>-<µs> or my-<id>: copy it from the listing' },
   TTL_EXCEEDS_POLICY: { exit: EXIT.USAGE, hint: "ask for a shorter --ttl; the account's or target's policy sets the maximum" },
   TARGET_INVALID_NAME: { exit: EXIT.USAGE, hint: 'a name or value is not allowed on this kind of target' },
   TARGET_UNSUPPORTED: { exit: EXIT.USAGE, hint: 'this kind of target does not support what was asked (for example an account expiry on MySQL/MariaDB)' },
@@ -85,6 +86,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   CSRF_FAILED: { exit: EXIT.FORBIDDEN, hint: 'a browser-session request without its X-CSRF-Token; vaultctl sends a bearer token and never meets this' },
   // 404
   NOT_FOUND: { exit: EXIT.NOT_FOUND, hint: 'check the id (list commands show them)' },
+  SESSION_NOT_FOUND: { exit: EXIT.NOT_FOUND, hint: 'no live session with that id belongs to an account the vault manages there; list them again (it may have ended)' },
   // 409
   ACCOUNT_CHECKED_OUT: conflict('someone holds it (or waits for approval); try again after their check-in (`vaultctl checkouts --status active`)'),
   ACCOUNT_ROTATING: conflict('the password is being changed; try again in a moment'),
