@@ -60,7 +60,7 @@ export function LiveSessions({ of, active = true }: { of: LiveSessionsOf; active
     <Section title={wide ? 'Live sessions on the target' : 'Live sessions'}>
       <ErrorMessage error={query.error} />
       {query.isPending ? (
-        <Loading what="Asking the target" />
+        <Loading what="Loading the live sessions from the target" />
       ) : (
         data && <DataTable caption="Live sessions on the target" rows={data.items} columns={columns} empty="No live session on the target right now." />
       )}
