@@ -1,7 +1,7 @@
 import type { Duplex, Writable } from 'node:stream';
 import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import type { Recorder } from './recording/recording.service';
-import { relay, RelaySink } from './relay';
+import { orderedOutput, relay, RelaySink } from './relay';
 
 /** What a gateway session may do beyond a terminal (the account's or the one-time policy's switches). */
 export interface ChannelPolicy {
@@ -63,27 +63,35 @@ export class GatewayChannels {
       accept?.();
     });
     session.on('signal', (accept, _reject, info) => {
-      up?.signal(info.name);
+      try {
+        up?.signal(info.name);
+      } catch {
+        // a signal name ssh2 does not know: not passed on
+      }
       accept?.();
     });
     session.on('env', (_accept, reject) => reject?.());
-    const open = (kind: Kind, accept: () => ServerChannel | undefined, reject: (() => void) | undefined, command?: string) => {
+    // accepted at once (OpenSSH sends EOF right after an exec with no input, and ssh2 refuses to accept a session
+    // channel that already got its EOF); the upstream channel is opened next, and if the target refuses it the
+    // client gets exit status 255 and a message
+    const open = (kind: Kind, accept: () => ServerChannel | undefined, command?: string) => {
+      const down = accept();
+      if (!down) return;
+      down.pause();
+      const window = pty ? { rows: pty.rows, cols: pty.cols, height: pty.height, width: pty.width, term: pty.term, modes: pty.modes } : undefined;
+      if (pty) this.recorder.resize(pty.cols, pty.rows);
       const started = (err: Error | undefined, channel: ClientChannel) => {
-        if (err) return refuse(accept, reject);
-        const down = accept();
-        if (!down) return channel.close();
+        if (err) return refused(down);
         up = channel;
         this.wire(kind, down, channel, command);
       };
-      const window = pty ? { rows: pty.rows, cols: pty.cols, height: pty.height, width: pty.width, term: pty.term, modes: pty.modes } : undefined;
-      if (pty) this.recorder.resize(pty.cols, pty.rows);
       if (kind === 'shell') this.upstream.shell(window ?? false, started);
       else if (kind === 'exec') this.upstream.exec(command as string, window ? { pty: window } : {}, started);
       else this.upstream.subsys('sftp', started);
     };
-    session.on('shell', (accept, reject) => open('shell', accept, reject));
-    session.on('exec', (accept, reject, info) => open('exec', accept, reject, info.command));
-    session.on('subsystem', (accept, reject, info) => (info.name === 'sftp' ? open('subsystem', accept, reject) : reject?.()));
+    session.on('shell', (accept) => open('shell', accept));
+    session.on('exec', (accept, _reject, info) => open('exec', accept, info.command));
+    session.on('subsystem', (accept, reject, info) => (info.name === 'sftp' ? open('subsystem', accept) : reject?.()));
   }
 
   /** Copies one session channel both ways and relays its end: exit status or signal, then EOF and close. */
@@ -94,17 +102,26 @@ export class GatewayChannels {
     const input: RelaySink = { write: (d) => this.recorder.input(d), once: (e, cb) => this.recorder.once(e, cb) };
     // client → target (its EOF passed on); target → client, stdout and stderr
     relay(down, [sinkOf(up), ...(recorded && this.policy.recordInput ? [input] : [])], () => up.end());
-    relay(up, [sinkOf(down), ...(recorded ? [output] : [])]);
-    relay(up.stderr, [sinkOf(down.stderr), ...(recorded ? [output] : [])]);
+    const toClient = orderedOutput(down, down.stderr);
+    relay(up, [toClient.stdout, ...(recorded ? [output] : [])]);
+    relay(up.stderr, [toClient.stderr, ...(recorded ? [output] : [])]);
     let exit: { code: number | null; signal?: string; dump?: boolean; desc?: string } | undefined;
     up.on('exit', (code: number | null, signal?: string, dump?: boolean, desc?: string) => (exit = { code, signal, dump, desc }));
     let pending = 2; // the channel's close (after all stdout was read) and stderr's end
     const finish = () => {
       if (--pending > 0) return;
-      if (exit?.code !== undefined && exit.code !== null) down.exit(exit.code);
-      else if (exit?.signal) down.exit(exit.signal, exit.dump ?? false, exit.desc ?? '');
       if (recorded) this.recorder.marker('channel closed');
-      down.stderr.end(() => down.end());
+      // everything the target printed reaches the client first, then its exit status, EOF and close
+      toClient.flushed(() => {
+        try {
+          if (exit?.code !== undefined && exit.code !== null) down.exit(exit.code);
+          else if (exit?.signal) down.exit(exit.signal, exit.dump ?? false, exit.desc ?? '');
+        } catch {
+          down.exit(255); // a signal name ssh2 cannot send
+        }
+        down.stderr.end();
+        down.end();
+      });
     };
     up.once('close', finish);
     if (up.stderr.readableEnded) finish();
@@ -131,13 +148,9 @@ function pipeBoth(a: Duplex, b: Duplex): void {
   b.once('close', close);
 }
 
-/** The upstream refused the channel: the client is told (a refusal, or an exit status 255 when it asked for no reply). */
-function refuse(accept: () => ServerChannel | undefined, reject: (() => void) | undefined): void {
-  if (reject) return reject();
-  const down = accept();
-  if (!down) return;
+/** The upstream refused the channel: the client is told on stderr, with exit status 255 (as OpenSSH's own failures). */
+function refused(down: ServerChannel): void {
   down.stderr.write('vault gateway: the target refused the channel\r\n');
   down.exit(255);
   down.end();
 }
-
