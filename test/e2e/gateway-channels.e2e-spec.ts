@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { connect as tcpConnect } from 'node:net';
 import { Client, ClientChannel } from 'ssh2';
-import { collect, execThrough, gatewayConnect } from '../support/gateway-client';
+import { collect, execThrough, gatewayConnect, sshTargetFor, until } from '../support/gateway-client';
 import { actingAs } from '../support/http';
 import { OpenSshClient } from '../support/openssh-client';
 import { runRaw } from '../support/targets/run';
-import { SshdHandle, startSshd } from '../support/targets/sshd';
+import type { SshdHandle } from '../support/targets/sshd';
 import { startTestVault, TestGateway, TestUser, TestVault } from '../support/vault';
 
 /**
@@ -27,15 +27,6 @@ describe('SSH gateway: channels and what is refused (e2e, real sshd)', () => {
   const openssh = OpenSshClient.create();
 
   const as = (u: TestUser) => actingAs(vault, u);
-  const until = async <T>(what: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await what();
-      if (v) return v;
-      if (Date.now() > deadline) throw new Error('timed out');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
   /** An account checked out by the operator, and a ticket for it (password mode unless a key is given). */
   const ticketFor = async (policy: Record<string, unknown> = {}, body: object = {}) => {
     const username = `vc${randomBytes(4).toString('hex')}`;
@@ -78,10 +69,7 @@ describe('SSH gateway: channels and what is refused (e2e, real sshd)', () => {
     operator = await vault.createUser(['operator']);
     approver = await vault.createUser(['approver']);
     vendor = await vault.createUser(['vendor']);
-    sshd = await startSshd({ usePam: false });
-    const sudoAdmin = await sshd.createSudoAdmin({ nopasswd: false });
-    const body = { name: 'gw-channels', type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: sudoAdmin.username, password: sudoAdmin.password }, options: { hostKeySha256: sshd.hostKeySha256, sudo: true } };
-    targetId = (await as(admin).post('/v1/targets', body, true).expect(201)).body.id;
+    ({ sshd, targetId } = await sshTargetFor(vault, admin, 'gw-channels'));
   }, 60_000);
   afterEach(() => {
     for (const c of clients.splice(0)) c.end();

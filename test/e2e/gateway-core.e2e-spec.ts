@@ -1,9 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, utils } from 'ssh2';
 import { SshGatewayServer } from '../../src/gateway/ssh-gateway.server';
-import { execThrough, gatewayConnect, gatewayRefuses } from '../support/gateway-client';
+import { execThrough, gatewayConnect, gatewayRefuses, sshTargetFor, until } from '../support/gateway-client';
 import { actingAs } from '../support/http';
-import { SshdHandle, startSshd } from '../support/targets/sshd';
+import type { SshdHandle } from '../support/targets/sshd';
 import { startTestVault, TestGateway, TestUser, TestVault } from '../support/vault';
 
 /**
@@ -37,15 +37,6 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     (await vault.db.query<{ end_reason: string | null; ended_at: Date | null; account: string; checkout_id: string | null }>('SELECT * FROM gateway_sessions WHERE id = $1', [id]))[0];
   const sessionOf = async (checkoutId: string) =>
     (await vault.db.query<{ id: string }>('SELECT id FROM gateway_sessions WHERE checkout_id = $1 ORDER BY seq DESC LIMIT 1', [checkoutId]))[0]?.id;
-  const until = async <T>(what: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await what();
-      if (v) return v;
-      if (Date.now() > deadline) throw new Error('timed out');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
 
   /** A local user on the sshd, vaulted with a known password and `policy`. */
   const newAccount = async (policy: Record<string, unknown> = {}) => {
@@ -77,10 +68,7 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     operator = await vault.createUser(['operator']);
     otherOperator = await vault.createUser(['operator']);
     auditor = await vault.createUser(['auditor']);
-    sshd = await startSshd({ usePam: false });
-    const sudoAdmin = await sshd.createSudoAdmin({ nopasswd: false });
-    const body = { name: 'gw-sshd', type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: sudoAdmin.username, password: sudoAdmin.password }, options: { hostKeySha256: sshd.hostKeySha256, sudo: true } };
-    targetId = (await as(admin).post('/v1/targets', body, true).expect(201)).body.id;
+    ({ sshd, targetId } = await sshTargetFor(vault, admin, 'gw-sshd'));
   }, 60_000);
   afterEach(() => {
     for (const c of clients.splice(0)) c.end();
@@ -244,6 +232,34 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     expect((await as(operator).post(`/v1/checkouts/${checkout.id}/reveal`, {}, true).expect(409)).body.code).toBe('BROKERED_ONLY');
     const c = await open({ username: account.username, password: (await connect(checkout.id)).body.ticket });
     expect((await execThrough(c, 'echo brokered')).stdout).toBe('brokered\n');
+  });
+
+  it("the lease's expiry on the vault clock ends the session (expired)", async () => {
+    const account = await newAccount();
+    const checkout = await checkOut(account.id);
+    const c = await open({ username: account.username, password: (await connect(checkout.id)).body.ticket });
+    const sessionId = await until(() => sessionOf(checkout.id));
+    const gone = closed(c);
+    vault.clock.advance(3600_000 + 1000); // the default lease is an hour; the sweep has not run: the gateway decides alone
+    await gone;
+    expect(await until(async () => (await sessionRow(sessionId))?.end_reason)).toBe('expired');
+  });
+
+  it('any instance serves any ticket; an instance that shuts down ends its sessions first (shutdown)', async () => {
+    const account = await newAccount();
+    const checkout = await checkOut(account.id);
+    const ticket = (await connect(checkout.id)).body.ticket as string;
+    second ??= await startTestVault({ db: vault.db, masterKey: vault.masterKey, gateway: true });
+    const c = await gatewayConnect(second.gateway!, { username: account.username, password: ticket });
+    expect((await execThrough(c, 'echo via-second')).stdout).toBe('via-second\n');
+    const sessionId = await until(() => sessionOf(checkout.id));
+    const gone = closed(c);
+    await second.close();
+    second = undefined;
+    await gone;
+    const row = await sessionRow(sessionId);
+    expect(row).toMatchObject({ end_reason: 'shutdown' });
+    expect((await audit('gateway.session_ended')).find((e) => e.subject_id === sessionId)?.details).toMatchObject({ reason: 'shutdown', recording: { sha256: expect.any(String) } });
   });
 
   it('the passwords the gateway used are in no answer, audit event or log line', async () => {

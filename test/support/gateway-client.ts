@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Client, ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
-import type { TestGateway } from './vault';
+import { actingAs } from './http';
+import { SshdHandle, startSshd } from './targets/sshd';
+import type { TestGateway, TestUser, TestVault } from './vault';
 
 /**
  * The ssh2 client as an SSH client of the vault's gateway (the OpenSSH client's proofs are H4's
@@ -66,4 +68,24 @@ export function collect(stream: ClientChannel, input?: string | Buffer): Promise
     stream.on('close', () => resolve({ stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(errs).toString(), code, signal }));
     if (input !== undefined) stream.end(input);
   });
+}
+
+/** Polls `what` every 50 ms until it answers something truthy (or fails after `ms`). */
+export async function until<T>(what: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await what();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A real sshd (no PAM: wrong passwords fail fast) registered in the vault as an SSH target with a least-privilege sudo admin. */
+export async function sshTargetFor(vault: TestVault, admin: TestUser, name: string): Promise<{ sshd: SshdHandle; targetId: string }> {
+  const sshd = await startSshd({ usePam: false });
+  const sudoAdmin = await sshd.createSudoAdmin({ nopasswd: false });
+  const body = { name, type: 'ssh', host: sshd.host, port: sshd.port, admin: { username: sudoAdmin.username, password: sudoAdmin.password }, options: { hostKeySha256: sshd.hostKeySha256, sudo: true } };
+  const targetId = (await actingAs(vault, admin).post('/v1/targets', body, true).expect(201)).body.id as string;
+  return { sshd, targetId };
 }
