@@ -29,6 +29,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { registerSshTarget } from '../../test/support/gateway-target';
 import { actingAs } from '../../test/support/http';
 import { OpenSshClient, SshEndpoint, SshMaster } from '../../test/support/openssh-client';
 import { SshdHandle, startSshd } from '../../test/support/targets/sshd';
@@ -79,29 +80,16 @@ async function setUp(): Promise<Setup> {
   };
   try {
     vault = await startTestVault({
-      env: { VAULT_SSH_GATEWAY_PORT: '0', VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_EPHEMERAL_SWEEP_MS: '3600000', VAULT_TOKEN_TTL_SECONDS: '86400' },
+      gateway: true,
+      env: { VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_EPHEMERAL_SWEEP_MS: '3600000', VAULT_TOKEN_TTL_SECONDS: '86400' },
     });
     const admin = await vault.admin();
     const asAdmin = actingAs(vault, admin);
-    const sudoAdmin = await sshd.createSudoAdmin({ nopasswd: false });
-    const target = await asAdmin
-      .post(
-        '/v1/targets',
-        {
-          name: 'bench-gateway',
-          type: 'ssh',
-          host: sshd.host,
-          port: sshd.port,
-          admin: { username: sudoAdmin.username, password: sudoAdmin.password },
-          options: { hostKeySha256: sshd.hostKeySha256, sudo: true },
-        },
-        true,
-      )
-      .expect(201);
+    const targetId = await registerSshTarget(vault, admin, sshd, 'bench-gateway');
     const username = `vt_bgw_${randomBytes(3).toString('hex')}`;
     const password = `Bench-${randomBytes(12).toString('hex')}`;
     await sshd.createUser(username, password);
-    const account = await asAdmin.post('/v1/accounts', { targetId: target.body.id, username, password, policy: { rotateAfterCheckin: false } }, true).expect(201);
+    const account = await asAdmin.post('/v1/accounts', { targetId, username, password, policy: { rotateAfterCheckin: false } }, true).expect(201);
 
     const operator = await vault.createUser(['operator']);
     const asOperator = actingAs(vault, operator);
