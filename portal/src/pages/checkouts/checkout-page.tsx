@@ -13,6 +13,8 @@ import { StepUpAction } from '../../ui/step-up';
 import { ApprovalsList, DecisionPanel } from '../approvals/decision';
 import { RequesterHistory } from '../approvals/history';
 import { LiveSessions } from '../sessions-live/live-sessions';
+import { Connect } from '../connect/connect';
+import { useAccount } from '../../api/names';
 import { checkoutCalls, credentialHandoff, useCheckout } from './checkout-api';
 
 /** One checkout, live: its status and time left, the credential on demand, extend and check in; approvers decide here too. */
@@ -59,6 +61,7 @@ function CheckoutDetail({ checkout: c }: { checkout: CheckoutView }) {
       </Section>
       {mine && (c.status === 'active' || c.status === 'pending_approval') && <OwnerActions checkout={c} onNotice={setNotice} />}
       {me.has('admin') && (c.status === 'active' || c.status === 'pending_approval') && <RevokeAction checkout={c} />}
+      <Connect to={{ checkoutId: c.id }} active={mine && c.status === 'active'} />
       <LiveSessions of={{ checkoutId: c.id }} active={c.status === 'active'} />
       <Section title="Approvals">
         <ApprovalsList approvals={c.approvals} required={c.approvalsRequired} />
@@ -88,6 +91,8 @@ function OwnerActions({ checkout: c, onNotice: setNotice }: { checkout: Checkout
 
   const refresh = (next: CheckoutView) => queries.setQueryData(['checkout', c.id], next);
   const active = c.status === 'active';
+  // brokered only: the password never leaves the vault (reveal answers 409); the gateway panel connects instead
+  const brokered = useAccount(c.accountId).data?.policy.brokeredOnly === true;
 
   const checkin = () =>
     run(async () => {
@@ -100,7 +105,7 @@ function OwnerActions({ checkout: c, onNotice: setNotice }: { checkout: Checkout
     <Section title="Your access">
       {active && credential && <CredentialPanel credential={credential} seconds={REVEAL_SECONDS} onHide={() => setCredential(null)} />}
       <div className="actions">
-        {active && !credential && (
+        {active && !credential && !brokered && (
           <StepUpAction
             label="Reveal password"
             confirmLabel="Reveal"

@@ -11,6 +11,7 @@ import { duration, Remaining, StatusBadge, When } from '../../ui/format';
 import { ItemPage, Section } from '../../ui/page';
 import { StepUpAction } from '../../ui/step-up';
 import { ApprovalsList, DecisionPanel } from '../approvals/decision';
+import { Connect } from '../connect/connect';
 import { LiveSessions } from '../sessions-live/live-sessions';
 import { accessSummary } from './access';
 import { oneTimeCalls, REVOCABLE, useOneTimeAccount } from './one-time-api';
@@ -79,7 +80,11 @@ function OneTimeDetail({ account: e }: { account: EphemeralView }) {
           ]}
         />
       </Section>
-      {claim && <CredentialPanel title="Your one-time account" credential={claim} seconds={CLAIM_SHOWN_SECONDS} hints={hints} onHide={() => setClaim(null)} />}
+      {claim?.password !== undefined && (
+        <CredentialPanel title="Your one-time account" credential={{ ...claim, password: claim.password }} seconds={CLAIM_SHOWN_SECONDS} hints={hints} onHide={() => setClaim(null)} />
+      )}
+      {claim?.brokeredOnly && <Notice>Claimed. This account is brokered only: its password stays in the vault; connect through the SSH gateway below.</Notice>}
+      <Connect to={{ ephemeralId: e.id }} active={isVendor && e.status === 'active'} />
       {(isVendor || mayRevoke) && (
         <Section title="Actions">
           {isVendor && e.status === 'approved' && !claim && (

@@ -15,6 +15,9 @@ export interface PolicyDraft {
   passwordClasses: CharClass[];
   breakGlassAllowed: boolean;
   breakGlassTtlMinutes: string;
+  brokeredOnly: boolean;
+  allowPortForwarding: boolean;
+  recordInput: boolean;
 }
 
 /** An account policy as the API takes it (PolicyDto): the character classes are the generator's four. */
@@ -31,6 +34,9 @@ export const DEFAULT_POLICY: PolicyBody = {
   passwordClasses: [...CLASSES],
   breakGlassAllowed: false,
   breakGlassTtlSeconds: 1800,
+  brokeredOnly: false,
+  allowPortForwarding: false,
+  recordInput: false,
 };
 
 export function draftOf(p: AccountPolicy): PolicyDraft {
@@ -44,6 +50,9 @@ export function draftOf(p: AccountPolicy): PolicyDraft {
     passwordClasses: p.passwordClasses.filter((c): c is CharClass => (CLASSES as readonly string[]).includes(c)),
     breakGlassAllowed: p.breakGlassAllowed,
     breakGlassTtlMinutes: String(p.breakGlassTtlSeconds / 60),
+    brokeredOnly: p.brokeredOnly,
+    allowPortForwarding: p.allowPortForwarding,
+    recordInput: p.recordInput,
   };
 }
 
@@ -59,6 +68,9 @@ export function policyOf(d: PolicyDraft): PolicyBody {
     passwordClasses: d.passwordClasses,
     breakGlassAllowed: d.breakGlassAllowed,
     breakGlassTtlSeconds: Math.round(Number(d.breakGlassTtlMinutes) * 60),
+    brokeredOnly: d.brokeredOnly,
+    allowPortForwarding: d.allowPortForwarding,
+    recordInput: d.recordInput,
   };
 }
 
@@ -81,6 +93,9 @@ export function PolicyFields({ value, onChange }: { value: PolicyDraft; onChange
       <CheckboxGroup legend="Character classes in generated passwords" options={CLASSES} value={value.passwordClasses} onChange={set('passwordClasses')} />
       <Checkbox label="Allow break-glass checkouts (no approvals, reviewed afterwards)" checked={value.breakGlassAllowed} onChange={set('breakGlassAllowed')} />
       {value.breakGlassAllowed && <TextField label="Longest break-glass checkout (minutes)" value={value.breakGlassTtlMinutes} onChange={set('breakGlassTtlMinutes')} inputMode="numeric" />}
+      <Checkbox label="Brokered only: the password never leaves the vault (SSH through the gateway, no reveal)" checked={value.brokeredOnly} onChange={set('brokeredOnly')} />
+      <Checkbox label="Gateway sessions may forward local ports (ssh -L)" checked={value.allowPortForwarding} onChange={set('allowPortForwarding')} />
+      <Checkbox label="Gateway recordings keep what the user types too" checked={value.recordInput} onChange={set('recordInput')} />
     </fieldset>
   );
 }

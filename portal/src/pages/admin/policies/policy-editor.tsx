@@ -4,7 +4,7 @@ import { api, ok, withMfa } from '../../../api/client';
 import { ErrorMessage, Notice } from '../../../ui/errors';
 import { Loading } from '../../../ui/page';
 import { StepUpAction } from '../../../ui/step-up';
-import { splitList, TextArea, TextField } from '../shared/fields';
+import { Checkbox, splitList, TextArea, TextField } from '../shared/fields';
 import type { TargetView } from '../../../api/views';
 import { useEphemeralPolicy, type EphemeralPolicy } from '../../one-time/one-time-api';
 import { duration } from '../../../ui/format';
@@ -48,6 +48,9 @@ function PolicyForm({ target, policy, saved, setSaved }: { target: TargetView; p
   const [databases, setDatabases] = useState(policy.allowedDatabases.join(', '));
   const [roles, setRoles] = useState(policy.allowedRoles.join(', '));
   const [grants, setGrants] = useState(grantsText(policy.allowedGrants));
+  const [brokeredOnly, setBrokeredOnly] = useState(policy.brokeredOnly);
+  const [allowPortForwarding, setAllowPortForwarding] = useState(policy.allowPortForwarding);
+  const [recordInput, setRecordInput] = useState(policy.recordInput);
 
   const save = async (code: string) => {
     setSaved(false);
@@ -58,6 +61,9 @@ function PolicyForm({ target, policy, saved, setSaved }: { target: TargetView; p
       allowedDatabases: target.type === 'postgres' ? splitList(databases) : [],
       allowedRoles: target.type === 'postgres' ? splitList(roles) : [],
       allowedGrants: target.type === 'mysql' ? grantsOf(grants) : [],
+      brokeredOnly: target.type === 'ssh' && brokeredOnly,
+      allowPortForwarding: target.type === 'ssh' && allowPortForwarding,
+      recordInput: target.type === 'ssh' && recordInput,
     };
     ok(await api.PUT('/v1/targets/{id}/ephemeral-policy', withMfa(code, { params: { path: { id: target.id } }, body })));
     setSaved(true);
@@ -74,6 +80,13 @@ function PolicyForm({ target, policy, saved, setSaved }: { target: TargetView; p
         <TextField label="Longest lifetime (hours)" value={maxHours} onChange={setMaxHours} inputMode="decimal" />
       </div>
       {target.type === 'ssh' && <TextField label="Groups that may be given" value={groups} onChange={setGroups} autoComplete="off" hint="Comma-separated; empty: login only." />}
+      {target.type === 'ssh' && (
+        <>
+          <Checkbox label="Brokered only: the claim shows no password, the vendor connects through the SSH gateway" checked={brokeredOnly} onChange={setBrokeredOnly} />
+          <Checkbox label="Gateway sessions may forward local ports (ssh -L)" checked={allowPortForwarding} onChange={setAllowPortForwarding} />
+          <Checkbox label="Gateway recordings keep what the vendor types too" checked={recordInput} onChange={setRecordInput} />
+        </>
+      )}
       {target.type === 'postgres' && (
         <>
           <TextField label="Databases CONNECT may be granted on" value={databases} onChange={setDatabases} autoComplete="off" hint="Comma-separated." />
