@@ -52,6 +52,8 @@ export class SshGateway1766000000000 implements MigrationInterface {
                                               'recording_failed', 'shutdown', 'error')),
         end_requested_at timestamptz,
         end_requested_by uuid,
+        -- the instance holding it stamps it while it lives: a session not seen for a while lost its instance
+        seen_at timestamptz NOT NULL DEFAULT now(),
         CHECK ((checkout_id IS NULL) <> (ephemeral_id IS NULL)),
         CHECK ((ended_at IS NULL) = (end_reason IS NULL))
       )`);

@@ -162,15 +162,34 @@ export class GatewayStore {
     return rows[0]?.at ?? null;
   }
 
+  /** This instance still holds these sessions (they are not lost). */
+  async touch(q: Queryable, ids: readonly string[]): Promise<void> {
+    if (ids.length) await q.query('UPDATE gateway_sessions SET seen_at = now() WHERE id = ANY ($1::uuid[]) AND ended_at IS NULL', [ids]);
+  }
+
   /**
-   * Of these live sessions (this instance's), those that must end now and why: an admin asked (terminated), or the
-   * checkout / one-time account they were opened for is no longer active or past its time (the owners' fragments).
+   * Ends (reason `error`) live sessions no instance has stamped for `staleSeconds`: their instance died without
+   * ending them. Answers them, for their audit events; each is ended once whichever instance gets there first.
+   */
+  async endLost(q: Queryable, staleSeconds: number, at: Date): Promise<Array<{ id: string; instanceId: string }>> {
+    const [rows] = (await q.query(
+      `UPDATE gateway_sessions SET ended_at = $2, end_reason = 'error'
+        WHERE ended_at IS NULL AND seen_at < now() - make_interval(secs => $1) RETURNING id, instance_id AS "instanceId"`,
+      [staleSeconds, at],
+    )) as [Array<{ id: string; instanceId: string }>, number];
+    return rows;
+  }
+
+  /**
+   * Of these live sessions (this instance's), those that must end now and why: already ended in the database (taken
+   * for lost while this instance could not stamp them), an admin asked (terminated), or the checkout / one-time
+   * account they were opened for is no longer active or past its time (the owners' fragments).
    */
   async dueToEnd(q: Queryable, ids: readonly string[], now: Date): Promise<Array<{ id: string; reason: SessionEndReason }>> {
     if (ids.length === 0) return [];
     return (await q.query(
       `SELECT d.id, d.reason FROM (
-         SELECT s.id, CASE WHEN s.end_requested_at IS NOT NULL THEN 'terminated'
+         SELECT s.id, CASE WHEN s.ended_at IS NOT NULL THEN s.end_reason WHEN s.end_requested_at IS NOT NULL THEN 'terminated'
                            WHEN s.checkout_id IS NOT NULL THEN ${checkoutSessionEndSql('s.checkout_id', '$2')}
                            ELSE ${ephemeralSessionEndSql('s.ephemeral_id', '$2')} END AS reason
            FROM gateway_sessions s WHERE s.id = ANY ($1::uuid[])) d

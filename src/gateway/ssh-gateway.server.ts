@@ -27,6 +27,12 @@ const MAX_AUDITED_REFUSALS = 3;
 const AUTH_GRACE_MS = 60_000;
 /** How often each instance asks the database which of its live sessions must end. */
 const POLL_MS = 1000;
+/** Housekeeping: stamp this instance's sessions, end those of instances that died, forget old tickets. */
+const HOUSEKEEPING_MS = 30_000;
+/** A live session nobody stamped for this long lost its instance. */
+const LOST_AFTER_SECONDS = 120;
+/** Spent or expired tickets are kept this long after they expired (then only their id lives on in their session). */
+const TICKET_KEEP_SECONDS = 3600;
 
 interface ClientState {
   address: string | null;
@@ -58,6 +64,7 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
   private port?: number;
   private readonly live = new Map<string, LiveGatewaySession>();
   private poll?: NodeJS.Timeout;
+  private housekeeper?: NodeJS.Timeout;
   private polling = false;
   private stopping = false;
 
@@ -88,12 +95,31 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
     this.logger.log({ host: gw.host, bind: gw.bind, port: this.port, hostKeySha256: `SHA256:${this.hostKey.sha256}` }, 'SSH gateway listening');
+    this.housekeeper = setInterval(() => void this.housekeeping().catch((e: unknown) => this.logger.warn({ err: errorType(e) }, 'SSH gateway housekeeping failed')), HOUSEKEEPING_MS);
+    this.housekeeper.unref();
+  }
+
+  /**
+   * Every 30 s on each instance: its live sessions are stamped; sessions whose instance died (not stamped for two
+   * minutes) are ended with reason `error` and audited; tickets that expired an hour ago are forgotten.
+   */
+  async housekeeping(): Promise<void> {
+    await this.store.touch(this.dataSource, [...this.live.keys()]);
+    const now = this.clock.now();
+    await this.uow.run(async ({ em, audit }) => {
+      for (const lost of await this.store.endLost(em, LOST_AFTER_SECONDS, now)) {
+        const details = { sessionId: lost.id, reason: 'error', because: 'instance_lost', instanceId: lost.instanceId, recording: null };
+        await audit({ type: 'gateway.session_ended', actor: null, subjectType: 'gateway_session', subjectId: lost.id, outcome: 'failure', details });
+      }
+    });
+    await this.store.purgeTickets(this.dataSource, new Date(now.getTime() - TICKET_KEEP_SECONDS * 1000));
   }
 
   /** Stops listening, then ends every live session (reason `shutdown`) before the database closes. */
   async onModuleDestroy(): Promise<void> {
     this.stopping = true;
     if (this.poll) clearInterval(this.poll);
+    if (this.housekeeper) clearInterval(this.housekeeper);
     this.server?.close();
     await Promise.all([...this.live.values()].map((s) => s.end('shutdown')));
   }

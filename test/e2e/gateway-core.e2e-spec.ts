@@ -245,6 +245,23 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     expect(await until(async () => (await sessionRow(sessionId))?.end_reason)).toBe('expired');
   });
 
+  it('housekeeping: a session whose instance died is ended (error, audited); old tickets are forgotten', async () => {
+    const account = await newAccount();
+    const checkout = await checkOut(account.id);
+    await connect(checkout.id);
+    const lostId = randomUUID();
+    await vault.db.query(
+      `INSERT INTO gateway_sessions (id, ticket_id, user_id, checkout_id, target_id, account, instance_id, started_at, seen_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'gone-host:1:dead', now() - interval '1 hour', now() - interval '10 minutes')`,
+      [lostId, randomUUID(), operator.id, checkout.id, targetId, account.username],
+    );
+    await vault.db.query("UPDATE gateway_tickets SET expires_at = now() - interval '2 hours' WHERE checkout_id = $1", [checkout.id]);
+    await vault.get(SshGatewayServer).housekeeping();
+    expect(await sessionRow(lostId)).toMatchObject({ end_reason: 'error', ended_at: expect.any(Date) });
+    expect((await audit('gateway.session_ended')).find((e) => e.subject_id === lostId)?.details).toMatchObject({ reason: 'error', because: 'instance_lost', recording: null });
+    expect(await vault.db.query('SELECT id FROM gateway_tickets WHERE checkout_id = $1', [checkout.id])).toEqual([]);
+  });
+
   it('any instance serves any ticket; an instance that shuts down ends its sessions first (shutdown)', async () => {
     const account = await newAccount();
     const checkout = await checkOut(account.id);
