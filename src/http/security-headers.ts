@@ -23,6 +23,15 @@ export const CSP_DIRECTIVES: Record<string, string[]> = {
 /** The Swagger UI at /docs is third-party HTML with inline `<style>` and `style=` attributes: only styles are relaxed there. */
 export const DOCS_CSP_DIRECTIVES: Record<string, string[]> = { ...CSP_DIRECTIVES, 'style-src': ["'self'", "'unsafe-inline'"] };
 
+/**
+ * The session recording player's page (portal/src/pages/recordings): asciinema-player's terminal emulator is
+ * WebAssembly, which a CSP refuses to compile unless script-src has 'wasm-unsafe-eval' (that allows compiling
+ * WebAssembly only: eval and inline script stay refused). Only that page's document gets it; the portal opens it
+ * with a full page load, so no other portal page runs under it unless navigated to from the player.
+ */
+export const PLAYER_CSP_DIRECTIVES: Record<string, string[]> = { ...CSP_DIRECTIVES, 'script-src': ["'self'", "'wasm-unsafe-eval'"] };
+export const PLAYER_PAGE = /^\/portal\/sessions\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\/play$/;
+
 const headersWith = (directives: Record<string, string[]>) =>
   helmet({
     // exactly the directives above: helmet's defaults add upgrade-insecure-requests, which breaks a vault on http://127.0.0.1
@@ -39,6 +48,7 @@ const headersWith = (directives: Record<string, string[]>) =>
 export function securityHeaders(docsPath: string): (req: Request, res: Response, next: NextFunction) => void {
   const strict = headersWith(CSP_DIRECTIVES);
   const docs = headersWith(DOCS_CSP_DIRECTIVES);
+  const player = headersWith(PLAYER_CSP_DIRECTIVES);
   const isDocs = (path: string) => path === `/${docsPath}` || path.startsWith(`/${docsPath}/`);
-  return (req, res, next) => (isDocs(req.path) ? docs : strict)(req, res, next);
+  return (req, res, next) => (isDocs(req.path) ? docs : PLAYER_PAGE.test(req.path) ? player : strict)(req, res, next);
 }
