@@ -79,7 +79,7 @@ describe('one-time accounts (e2e)', () => {
       expect((await claim(e.id).expect(409)).body.code).toBe('NOT_APPROVED');
       await as(approvers[0]).post(`/v1/ephemeral-accounts/${e.id}/approve`, { requestDigest: e.requestDigest }, true).expect(200);
       const res = (await claim(e.id).expect(200)).body;
-      expect(res).toEqual({ id: e.id, username: expect.stringMatching(/^v[a-z0-9]{1,8}_[0-9a-f]{10}$/), password: expect.any(String), host: real.body.host, port: real.body.port, expiresAt: expect.any(String) });
+      expect(res).toEqual({ id: e.id, username: expect.stringMatching(/^v[a-z0-9]{1,8}_[0-9a-f]{10}$/), password: expect.any(String), host: real.body.host, port: real.body.port, expiresAt: expect.any(String), brokeredOnly: false });
       expect(new Date(res.expiresAt).getTime() - Date.now()).toBeGreaterThan(1700_000);
       expect(await real.canLogin(res.username, res.password)).toBe(true);
       expect((await claim(e.id).expect(410)).body.code).toBe('ALREADY_CLAIMED');
