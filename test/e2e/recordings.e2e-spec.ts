@@ -250,6 +250,21 @@ describe('session recordings (e2e, real PostgreSQL)', () => {
     expect(v.problems).toEqual([expect.stringMatching(/^audit event \d+ does not match its MAC \(edited\)$/)]);
   });
 
+  it("a lost instance's recording is abandoned: marked failed, what was written still readable", async () => {
+    const id = await openSession(operator);
+    const rec = await start(id, { flushMs: 10 });
+    rec.output(Buffer.from('written before the instance died'));
+    await new Promise((r) => setTimeout(r, 80));
+    await vault.get(UnitOfWork).run(({ em }) => recordings.abandon(em, [id]));
+    const s = (await actingAs(vault, auditor).get(`/v1/sessions/${id}`).expect(200)).body;
+    expect(s.recording).toMatchObject({ status: 'failed', failure: 'the instance recording the session was lost before it ended' });
+    expect((await download(id).expect(200)).text).toContain('written before the instance died');
+    // the recorder of a lost instance would not run on; if it did, its next chunk is refused (not recording any more)
+    const failed = new Promise<Error>((r) => rec.onFailure(r));
+    rec.output(Buffer.from('too late'));
+    expect((await failed).message).toMatch(/could not be written/);
+  });
+
   it('a recording for a session that does not exist cannot start (the gateway refuses the connection)', async () => {
     await expect(start(randomUUID())).rejects.toThrow();
   });

@@ -80,6 +80,16 @@ export class RecordingStore {
     ]);
   }
 
+  /** recording → failed for recordings nobody will finish (their instance was lost), in the caller's transaction. */
+  async abandon(db: Queryable, sessionIds: string[], reason: string, endedAt: Date): Promise<void> {
+    if (sessionIds.length === 0) return;
+    await db.query(`UPDATE session_recordings SET status = 'failed', failure = $2, ended_at = $3 WHERE session_id = ANY($1::uuid[]) AND status = 'recording'`, [
+      sessionIds,
+      reason,
+      endedAt,
+    ]);
+  }
+
   async find(db: Queryable, sessionId: string): Promise<RecordingRow | null> {
     const rows = (await db.query(`SELECT ${recordingColumns('r')} FROM session_recordings r WHERE r.session_id = $1`, [sessionId])) as RecordingRow[];
     return rows[0] ?? null;

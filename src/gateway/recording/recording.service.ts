@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { Clock } from '../../common/clock';
+import type { Queryable } from '../../database/claimed-work';
 import { SecretBoxService, SecretRef } from '../../crypto/secret-box.service';
 import { AsciicastRecorder, ChunkSink, DEFAULT_RECORDER_LIMITS, RecorderLimits } from './asciicast-recorder';
 import { RecordingStore } from './recording-store';
@@ -44,6 +45,14 @@ export class RecordingService {
     const recorder = new AsciicastRecorder({ ...o, width, height, term: termOf(o.term) }, this.sinkFor(o.sessionId), { ...DEFAULT_RECORDER_LIMITS, ...limits });
     recorder.onFailure((err) => this.logger.warn({ sessionId: o.sessionId, reason: err.message }, 'session recording failed'));
     return recorder;
+  }
+
+  /**
+   * The recordings of sessions ended without their recorder (the instance that held them was lost): marked failed,
+   * in the caller's transaction, so no recording stays `recording` for ever. What was written is kept (and readable).
+   */
+  abandon(db: Queryable, sessionIds: string[]): Promise<void> {
+    return this.store.abandon(db, sessionIds, 'the instance recording the session was lost before it ended', this.clock.now());
   }
 
   /** The plaintext asciicast, chunk by chunk in order (a chunk that does not decrypt throws). */

@@ -1,29 +1,9 @@
 import type { Queryable } from '../../database/claimed-work';
 import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../../common/pagination';
+import { gatewaySessionColumns, GatewaySessionRow } from '../gateway-store';
 
-/**
- * Reading `gateway_sessions` for the sessions API. TODO(H2): switch to the fragment src/gateway/gateway-store.ts
- * exports once it is committed (the table is the gateway core's; this file only reads it).
- */
-export interface GatewaySessionRow {
-  id: string;
-  /** bigint identity, as text (the list's keyset). */
-  seq: string;
-  userId: string;
-  checkoutId: string | null;
-  ephemeralId: string | null;
-  targetId: string;
-  account: string;
-  clientAddress: string | null;
-  startedAt: Date;
-  endedAt: Date | null;
-  endReason: string | null;
-  endRequestedAt: Date | null;
-}
-
-export const gatewaySessionColumns = (a: string) => `${a}.id, ${a}.seq::text AS seq, ${a}.user_id AS "userId", ${a}.checkout_id AS "checkoutId",
-  ${a}.ephemeral_id AS "ephemeralId", ${a}.target_id AS "targetId", ${a}.account, ${a}.client_address AS "clientAddress",
-  ${a}.started_at AS "startedAt", ${a}.ended_at AS "endedAt", ${a}.end_reason AS "endReason", ${a}.end_requested_at AS "endRequestedAt"`;
+/** Reading `gateway_sessions` for the sessions API, with the columns its owner (../gateway-store.ts) names. */
+export type { GatewaySessionRow };
 
 export interface SessionFilter {
   /** Only this user's sessions (operators and vendors). */
