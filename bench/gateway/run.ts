@@ -1,7 +1,7 @@
 /**
  * bench/gateway: the vault's SSH gateway beside direct `ssh` to the same sshd, in one run, with the real OpenSSH client.
  *
- *   npx ts-node --transpile-only bench/gateway/run.ts [--mb 50] [--rounds 3] [--n 1000] [--block 50] [--cipher <name>]
+ *   npx ts-node --transpile-only bench/gateway/run.ts [--mb 50] [--rounds 3] [--n 1000] [--block 50] [--cipher <name>] [--what-if nodelay]
  *
  * Target: a throwaway sshd (test/support/targets/sshd.ts, PAM off) with one local account, registered in the vault with a
  * least-privilege sudo admin and its pinned host key, the account with a known password (policy: no rotation after
@@ -23,10 +23,14 @@
  * The aims (the issue's): transfer ≥ 0.7× direct; added p50 latency per round trip ≤ 2 ms.
  *
  * `--cipher` sets the client's cipher (`-c`) on both connections (default: OpenSSH's choice, chacha20-poly1305 today).
+ * `--what-if nodelay` turns Nagle's algorithm off (TCP_NODELAY, as OpenSSH does for interactive sessions) on every socket
+ * this process opens or accepts — the gateway's client and upstream connections among them: what that would change,
+ * printed as such.
  * Everything (vault, database, sshd, clients) shares this machine's CPUs: figures are noisy on a shared machine.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerSshTarget } from '../../test/support/gateway-target';
@@ -45,6 +49,8 @@ const ROUNDS = Number(arg('rounds', '3'));
 const N = Number(arg('n', '1000'));
 const BLOCK = Number(arg('block', '50'));
 const CIPHER = arg('cipher', '');
+/** What-if, this process only: TCP_NODELAY on every socket (see the header). */
+const NODELAY = arg('what-if', '') === 'nodelay';
 if (![MB, ROUNDS, N, BLOCK].every((x) => Number.isInteger(x) && x > 0)) throw new Error('--mb, --rounds, --n and --block must be positive integers');
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -67,7 +73,22 @@ function sshdKnownHostsLine(sshd: SshdHandle): string {
   return `[${sshd.host}]:${sshd.port} ${type} ${blob}`;
 }
 
+/** `--what-if nodelay`: every socket this process connects or accepts gets TCP_NODELAY. */
+function noDelayEverywhere(): void {
+  const connect = net.Socket.prototype.connect;
+  net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
+    this.setNoDelay(true);
+    return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
+  } as typeof connect;
+  const emit = net.Server.prototype.emit as (this: net.Server, event: string | symbol, ...args: unknown[]) => boolean;
+  net.Server.prototype.emit = function (this: net.Server, event: string | symbol, ...args: unknown[]) {
+    if (event === 'connection') (args[0] as net.Socket).setNoDelay(true);
+    return emit.call(this, event, ...args);
+  } as typeof net.Server.prototype.emit;
+}
+
 async function setUp(): Promise<Setup> {
+  if (NODELAY) noDelayEverywhere();
   const sshd = await startSshd({ usePam: false });
   const client = OpenSshClient.create();
   let vault: TestVault | undefined;
@@ -183,7 +204,7 @@ function report(seconds: Record<Mode, number[]>, latency: Record<Mode, number[]>
   const f = (x: number) => x.toFixed(2).padStart(8);
   return [
     '',
-    `bench/gateway: ${MB} MB upload × ${ROUNDS} rounds, ${N} round trips each way over one ControlMaster connection${CIPHER ? `, cipher ${CIPHER}` : ''}`,
+    `bench/gateway: ${MB} MB upload × ${ROUNDS} rounds, ${N} round trips each way over one ControlMaster connection${CIPHER ? `, cipher ${CIPHER}` : ''}${NODELAY ? ' — WHAT-IF: TCP_NODELAY on the gateway\'s sockets' : ''}`,
     '',
     `transfer (median round)   direct ${rate('direct').toFixed(1).padStart(6)} MB/s   gateway ${rate('gateway').toFixed(1).padStart(6)} MB/s   gateway/direct ${ratio.toFixed(2)}×`,
     `  rounds (s): direct ${seconds.direct.map((x) => x.toFixed(2)).join(' ')}; gateway ${seconds.gateway.map((x) => x.toFixed(2)).join(' ')}`,
