@@ -123,6 +123,12 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/targets/:id/sessions': ADMIN,
   'POST /v1/targets/:id/sessions/:sessionId/terminate': ADMIN_STEP_UP,
 
+  // SSH gateway sessions and their recordings (the API narrows operators and vendors to their own sessions)
+  'GET /v1/sessions': allow(['operator', 'vendor', 'admin', 'auditor']),
+  'GET /v1/sessions/:id': allow(['operator', 'vendor', 'admin', 'auditor']),
+  'GET /v1/sessions/:id/recording': allow(['admin', 'auditor']),
+  'POST /v1/sessions/:id/verify': allow(['auditor']),
+
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
   'GET /v1/audit-events/verify': allow(['auditor', 'admin']),
