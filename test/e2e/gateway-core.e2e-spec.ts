@@ -279,6 +279,45 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     expect((await audit('gateway.session_ended')).find((e) => e.subject_id === sessionId)?.details).toMatchObject({ reason: 'shutdown', recording: { sha256: expect.any(String) } });
   });
 
+  it('fail closed: a recording that cannot start refuses the session; one that cannot be written ends it (recording_failed, audited)', async () => {
+    const account = await newAccount();
+    const checkout = await checkOut(account.id);
+    const refuse = (table: string) =>
+      vault.db.query(`CREATE OR REPLACE FUNCTION gw_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+                      CREATE TRIGGER gw_test_refuse BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION gw_test_refuse()`);
+    const allow = (table: string) => vault.db.query(`DROP TRIGGER gw_test_refuse ON ${table}`);
+    await refuse('session_recordings');
+    try {
+      expect(await gatewayRefuses(gw, { username: account.username, password: (await connect(checkout.id)).body.ticket })).toBe(true);
+    } finally {
+      await allow('session_recordings');
+    }
+    const refusedId = await until(() => sessionOf(checkout.id));
+    expect(await until(async () => (await sessionRow(refusedId))?.end_reason)).toBe('recording_failed');
+    expect((await audit('gateway.session_ended')).find((e) => e.subject_id === refusedId)).toMatchObject({ outcome: 'failure', details: { reason: 'recording_failed', recording: null } });
+
+    const c = await open({ username: account.username, password: (await connect(checkout.id)).body.ticket });
+    const liveId = await until(async () => ((await sessionOf(checkout.id)) !== refusedId ? sessionOf(checkout.id) : undefined));
+    await refuse('session_recording_chunks');
+    try {
+      const gone = closed(c);
+      c.exec('head -c 2000000 /dev/zero | tr "\\0" x; sleep 30', (err, stream) => stream?.on('data', () => undefined));
+      await gone;
+    } finally {
+      await allow('session_recording_chunks');
+    }
+    expect(await until(async () => (await sessionRow(liveId))?.end_reason)).toBe('recording_failed');
+  });
+
+  it('a ticket of a user who was disabled since is refused', async () => {
+    const account = await newAccount();
+    const checkout = await checkOut(account.id, otherOperator);
+    const ticket = (await connect(checkout.id, {}, otherOperator)).body.ticket as string;
+    await as(admin).patch(`/v1/users/${otherOperator.id}`, { disabled: true }, true).expect(200);
+    expect(await gatewayRefuses(gw, { username: account.username, password: ticket })).toBe(true);
+    expect((await audit('gateway.ticket_refused')).some((e) => e.details.reason === 'user_disabled')).toBe(true);
+  });
+
   it('the passwords the gateway used are in no answer, audit event or log line', async () => {
     const events = JSON.stringify(await vault.db.query('SELECT * FROM audit_events'));
     const sessions = JSON.stringify(await vault.db.query('SELECT * FROM gateway_sessions'));
