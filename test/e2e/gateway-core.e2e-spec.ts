@@ -262,23 +262,6 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     expect(await vault.db.query('SELECT id FROM gateway_tickets WHERE checkout_id = $1', [checkout.id])).toEqual([]);
   });
 
-  it('any instance serves any ticket; an instance that shuts down ends its sessions first (shutdown)', async () => {
-    const account = await newAccount();
-    const checkout = await checkOut(account.id);
-    const ticket = (await connect(checkout.id)).body.ticket as string;
-    second ??= await startTestVault({ db: vault.db, masterKey: vault.masterKey, gateway: true });
-    const c = await gatewayConnect(second.gateway!, { username: account.username, password: ticket });
-    expect((await execThrough(c, 'echo via-second')).stdout).toBe('via-second\n');
-    const sessionId = await until(() => sessionOf(checkout.id));
-    const gone = closed(c);
-    await second.close();
-    second = undefined;
-    await gone;
-    const row = await sessionRow(sessionId);
-    expect(row).toMatchObject({ end_reason: 'shutdown' });
-    expect((await audit('gateway.session_ended')).find((e) => e.subject_id === sessionId)?.details).toMatchObject({ reason: 'shutdown', recording: { sha256: expect.any(String) } });
-  });
-
   it('fail closed: a recording that cannot start refuses the session; one that cannot be written ends it (recording_failed, audited)', async () => {
     const account = await newAccount();
     const checkout = await checkOut(account.id);
@@ -328,5 +311,23 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
       expect(logs).not.toContain(secret);
     }
     expect(passwords.length).toBeGreaterThan(5);
+  });
+
+  // last: closing the second instance leaves this process's bearer strategy broken for the first (passport keeps one by name)
+  it('any instance serves any ticket; an instance that shuts down ends its sessions first (shutdown)', async () => {
+    const account = await newAccount();
+    const checkout = await checkOut(account.id);
+    const ticket = (await connect(checkout.id)).body.ticket as string;
+    second ??= await startTestVault({ db: vault.db, masterKey: vault.masterKey, gateway: true });
+    const c = await gatewayConnect(second.gateway!, { username: account.username, password: ticket });
+    expect((await execThrough(c, 'echo via-second')).stdout).toBe('via-second\n');
+    const sessionId = await until(() => sessionOf(checkout.id));
+    const gone = closed(c);
+    await second.close();
+    second = undefined;
+    await gone;
+    const row = await sessionRow(sessionId);
+    expect(row).toMatchObject({ end_reason: 'shutdown' });
+    expect((await audit('gateway.session_ended')).find((e) => e.subject_id === sessionId)?.details).toMatchObject({ reason: 'shutdown', recording: { sha256: expect.any(String) } });
   });
 });
