@@ -129,6 +129,13 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/sessions/:id/recording': allow(['admin', 'auditor']),
   'POST /v1/sessions/:id/verify': allow(['auditor']),
 
+  // the SSH gateway: where it is (anyone signed in); connection tickets for the holder (the API narrows to the checkout's
+  // requester / the one-time account's vendor); an admin ends a live session with a fresh code
+  'GET /v1/gateway': allow(ANY),
+  'POST /v1/checkouts/:id/connect': allow(['operator'], { stepUp: true }),
+  'POST /v1/ephemeral-accounts/:id/connect': allow(['vendor'], { stepUp: true }),
+  'POST /v1/sessions/:id/terminate': ADMIN_STEP_UP,
+
   // Audit
   'GET /v1/audit-events': allow(['auditor', 'admin']),
   'GET /v1/audit-events/verify': allow(['auditor', 'admin']),
