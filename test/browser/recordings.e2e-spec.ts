@@ -4,9 +4,9 @@ import { DataSource } from 'typeorm';
 import { UnitOfWork } from '../../src/database/unit-of-work';
 import { GatewayStore } from '../../src/gateway/gateway-store';
 import { RecordingService } from '../../src/gateway/recording/recording.service';
-import { expectAccessible, launchChromium, newPerson, PortalVault, screenshot, startPortalVault, watchPage } from '../support/browser';
+import { expectAccessible, freshCode, launchChromium, newPerson, PortalVault, screenshot, startPortalVault, watchPage } from '../support/browser';
 import type { TestUser } from '../support/vault';
-import { go, signIn } from './portal-ui';
+import { go, signIn, stepUp } from './portal-ui';
 
 /**
  * Gateway sessions and their recordings in the portal, in real Chromium against the real vault: the auditor lists the
@@ -116,6 +116,24 @@ describe('sessions and recordings in the portal (browser e2e)', () => {
     const player = page.getByTestId('recording-player');
     await player.locator('.ap-play-button').click();
     await player.locator('.ap-term-text').filter({ hasText: '$ top' }).waitFor();
+    expect(problems).toEqual({ errors: [], csp: [] });
+  }, 60_000);
+
+  it('an admin terminates a live session from the list (step-up): the gateway is asked to end it', async () => {
+    const admin = await vault.admin();
+    const page = await (await newPerson(browser, vault.origin)).newPage();
+    const problems = watchPage(page);
+    await signIn(page, admin.username, admin.password, await admin.code());
+    await go(page, 'Sessions');
+    const table = page.getByRole('table', { name: 'Gateway sessions, newest first' });
+    const liveRow = table.getByRole('row').filter({ has: page.getByText('live', { exact: true }) });
+    await liveRow.waitFor();
+    expect(await table.getByRole('button', { name: 'Terminate' }).count()).toBe(1); // live sessions only
+    await stepUp(liveRow, 'Terminate', freshCode(vault, admin.secret));
+    await liveRow.getByText('ending…').waitFor();
+    const [row] = await vault.db.query<{ end_requested_at: Date | null }>('SELECT end_requested_at FROM gateway_sessions WHERE id = $1', [live]);
+    expect(row.end_requested_at).not.toBeNull();
+    expect(await table.getByRole('button', { name: 'Terminate' }).count()).toBe(0);
     expect(problems).toEqual({ errors: [], csp: [] });
   }, 60_000);
 

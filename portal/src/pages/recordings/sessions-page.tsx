@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { Link, useSearchParams } from 'react-router';
 import { useQueryClient } from '@tanstack/react-query';
-import { api } from '../../api/client';
+import { api, withMfa } from '../../api/client';
 import { MoreButton, usePagedList } from '../../api/lists';
 import { Person, TargetName } from '../../api/names';
 import { useMe } from '../../session';
@@ -57,13 +57,12 @@ function RecordingCell({ s, canPlay }: { s: GatewaySessionView; canPlay: boolean
 /** Ends a live session (admins, step-up code): the gateway closes it within about a second. */
 function TerminateButton({ id }: { id: string }) {
   const queries = useQueryClient();
-  const post = api.POST as unknown as (path: string, init: { params: { path: { id: string }; header: { 'X-MFA-Code': string } } }) => Promise<unknown>;
   return (
     <StepUpAction
       label="Terminate"
       danger
       onConfirm={async (code) => {
-        await post('/v1/sessions/{id}/terminate', { params: { path: { id }, header: { 'X-MFA-Code': code } } });
+        await api.POST('/v1/sessions/{id}/terminate', withMfa(code, { params: { path: { id } } }));
         await queries.invalidateQueries({ queryKey: ['/v1/sessions'] });
       }}
     />
