@@ -13,4 +13,6 @@ export type { RotationView } from './rotation/rotation-store';
 export type { CheckoutView, CredentialView } from './checkouts/checkouts.dto';
 export type { ClaimView, EphemeralView } from './ephemeral/ephemeral.dto';
 export type { NotificationChannelView, NotificationDeliveryView, NotificationRouteView, NotificationTestView } from './notifications/notifications.dto';
+export type { GatewayInfoView, GatewayTicketView, SessionTerminationView } from './gateway/gateway.dto';
+export type { RecordingVerifyView, SessionView } from './gateway/recording/sessions.dto';
 export type { Page } from './common/pagination';

@@ -13,6 +13,8 @@ export interface RequestOptions {
   mfaCode?: string;
   /** Login: no token needed. */
   anonymous?: boolean;
+  /** A file, not JSON: a 2xx answer's bytes as they came (errors are still JSON). */
+  raw?: boolean;
 }
 
 /** A path segment from user input (an id): encoded, so it cannot change the route. */
@@ -54,8 +56,13 @@ export class VaultClient {
     return this.request<T>('POST', path, { body: body ?? {}, mfaCode });
   }
 
+  /** A file the vault answers (a session recording): its bytes, unparsed. */
+  download(path: string): Promise<Buffer> {
+    return this.request<Buffer>('GET', path, { raw: true });
+  }
+
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const headers: Record<string, string> = { Accept: 'application/json', 'User-Agent': `vaultctl/${VERSION}` };
+    const headers: Record<string, string> = { Accept: opts.raw ? '*/*' : 'application/json', 'User-Agent': `vaultctl/${VERSION}` };
     if (!opts.anonymous) {
       if (!this.token) {
         const why = this.tokenSource.kind === 'none' && this.tokenSource.why ? ` (${this.tokenSource.why})` : '';
@@ -81,12 +88,14 @@ export class VaultClient {
     } catch (e) {
       throw networkError(this.url, e, this.timeoutMs);
     }
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await res.text();
+      bytes = Buffer.from(await res.arrayBuffer());
     } catch (e) {
       throw networkError(this.url, e, this.timeoutMs);
     }
+    if (opts.raw && res.ok) return bytes as T;
+    const text = bytes.toString('utf8');
     let body: unknown = undefined;
     if (text) {
       try {

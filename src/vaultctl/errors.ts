@@ -37,7 +37,7 @@ export const EXIT_CODE_HELP = `Exit codes:
   10  target error (502: TARGET_UNREACHABLE, TARGET_AUTH_FAILED, TARGET_TIMEOUT, TARGET_HOST_KEY_MISMATCH, TARGET_ERROR)
   11  vault unavailable (503 UNAVAILABLE) or unreachable (connection refused, DNS, timeout)
   12  rotate: at least one rotation failed
-  13  audit verify: the audit chain is NOT intact
+  13  audit verify: the audit chain is NOT intact; sessions verify: the recording does not match the audit chain
   14  checkout/reveal --exec: the checkout is pending approval, nothing was run
   15  notifications channels test --wait: the test message was not delivered (failed, or still pending)
   127 --exec: the command was not found (126: not executable)

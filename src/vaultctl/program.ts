@@ -7,6 +7,7 @@ import { registerCheckouts } from './commands/checkouts';
 import { registerEphemeral } from './commands/ephemeral';
 import { registerMe, registerNotifications } from './commands/notifications';
 import { registerRotate } from './commands/rotate';
+import { registerSessions } from './commands/sessions';
 import { registerSsh } from './commands/ssh';
 import { intIn } from './commands/common';
 import { CliError, EXIT, EXIT_CODE_HELP } from './errors';
@@ -83,6 +84,7 @@ export function buildProgram(rt: Runtime): Command {
   registerNotifications(program, rt);
   registerMe(program, rt);
   registerSsh(program, rt);
+  registerSessions(program, rt);
   return program;
 }
 

@@ -23,6 +23,7 @@ describe('vaultctl ssh through the gateway (e2e)', () => {
   let operator: TestUser;
   let approver: TestUser;
   let vendor: TestUser;
+  let auditor: TestUser;
   let targetId: string;
   let targetName: string;
   let cliMain: string;
@@ -35,6 +36,15 @@ describe('vaultctl ssh through the gateway (e2e)', () => {
     return d;
   };
   const tokenOf = (u: TestUser) => u.auth.replace(/^Bearer /, '');
+  const eventually = async <T>(check: () => Promise<T | undefined>, ms = 15_000): Promise<T> => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await check();
+      if (v !== undefined) return v;
+      if (Date.now() > end) throw new Error('condition not reached in time');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
   const cli = async (args: string[], o: { as: TestUser; env?: Record<string, string>; input?: string }): Promise<CliRun> =>
     runCli(cliMain, args, { url, configDir: tempDir(), token: tokenOf(o.as), env: o.env, input: o.input });
 
@@ -76,7 +86,7 @@ describe('vaultctl ssh through the gateway (e2e)', () => {
     await vault.app.listen(0, '127.0.0.1');
     url = `http://127.0.0.1:${(vault.app.getHttpServer().address() as AddressInfo).port}`;
     admin = await vault.admin();
-    [operator, approver, vendor] = await Promise.all([vault.createUser(['operator']), vault.createUser(['approver']), vault.createUser(['vendor'])]);
+    [operator, approver, vendor, auditor] = await Promise.all([vault.createUser(['operator']), vault.createUser(['approver']), vault.createUser(['vendor']), vault.createUser(['auditor'])]);
     targetName = `vs-${randomBytes(3).toString('hex')}`;
     targetId = await registerSshTarget(vault, admin, sshd, targetName);
   }, 60_000);
@@ -132,6 +142,37 @@ describe('vaultctl ssh through the gateway (e2e)', () => {
     const b = await brokeredCheckout();
     const reveal = expectExit(await cli(['reveal', b.checkoutId, '--code', await operator.code()], { as: operator }), 7);
     expect(reveal.stderr).toMatch(/BROKERED_ONLY \(409\)[\s\S]*vaultctl ssh/);
+  }, 60_000);
+
+  it('lists, downloads and verifies recordings (auditors), and an admin terminates a live session', async () => {
+    const a = await brokeredCheckout();
+    const marker = `rec-${randomBytes(5).toString('hex')}`;
+    expectExit(await cli(['ssh', '--checkout', a.checkoutId, '--', `echo ${marker}`], { as: operator, env: { VAULT_MFA_CODE: await operator.code() } }), 0);
+    const listed = await eventually(async () => {
+      const page = JSON.parse(expectExit(await cli(['--json', 'sessions', 'list', '--checkout', a.checkoutId], { as: auditor }), 0).stdout);
+      return page.items[0]?.recording?.status === 'complete' ? page.items[0] : undefined;
+    });
+    expect(listed).toMatchObject({ checkoutId: a.checkoutId, account: a.username, live: false, recording: { sha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    const file = join(tempDir(), 'session.cast');
+    const dl = expectExit(await cli(['sessions', 'recording', listed.id, '-o', file], { as: auditor }), 0);
+    expect(dl.stderr).toContain(`sha256 ${listed.recording.sha256}`);
+    expect(readFileSync(file, 'utf8')).toContain(marker);
+    expect(expectExit(await cli(['sessions', 'verify', listed.id], { as: auditor }), 0).stdout).toMatch(/ok: +yes/);
+    expect(expectExit(await cli(['sessions', 'recording', listed.id], { as: operator }), 5).stderr).toMatch(/FORBIDDEN \(403\)/);
+
+    // a live one: vaultctl ssh holds a command open until an admin ends the session
+    const held = cli(['ssh', '--checkout', a.checkoutId, '--', 'sleep 60'], { as: operator, env: { VAULT_MFA_CODE: await operator.code() } });
+    const live = await eventually(async () => {
+      const page = JSON.parse(expectExit(await cli(['--json', 'sessions', 'list', '--checkout', a.checkoutId, '--live'], { as: admin }), 0).stdout);
+      return page.items[0];
+    });
+    const started = Date.now();
+    expect(expectExit(await cli(['sessions', 'terminate', live.id, '--code', await admin.code()], { as: admin }), 0).stdout).toMatch(/end requested at/);
+    const ended = await held;
+    expect(ended.code).not.toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const shown = JSON.parse(expectExit(await cli(['--json', 'sessions', 'show', live.id], { as: auditor }), 0).stdout);
+    expect(shown).toMatchObject({ live: false, endReason: 'terminated' });
   }, 60_000);
 
   it('connects a vendor to a claimed one-time account (--ephemeral)', async () => {

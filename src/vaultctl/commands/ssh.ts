@@ -8,20 +8,12 @@ import { CliError, clean, EXIT, usage } from '../errors';
 import { runChild } from '../exec';
 import { note } from '../output';
 import type { Runtime } from '../runtime';
-import type { CheckoutView, MeView } from '../../views';
+import type { CheckoutView, GatewayTicketView, MeView } from '../../views';
 import { resolveAccount } from './checkouts';
 import { collect, Page } from './common';
 
-/** `POST /v1/checkouts/:id/connect` and `/v1/ephemeral-accounts/:id/connect` (the gateway's ticket; see README "Sessions and the SSH gateway"). */
-export interface ConnectAnswer {
-  /** `vgt_…`: single use, bound to this user, this checkout or one-time account and the public key sent; 60 s. */
-  ticket: string;
-  sshUser: string;
-  mode: 'publickey' | 'password';
-  expiresAt: string;
-  gateway: { host: string; port: number; hostKeySha256: string; knownHostsLine: string };
-  sshCommand: string;
-}
+/** `POST /v1/checkouts/:id/connect` and `/v1/ephemeral-accounts/:id/connect`: the gateway's ticket (README "Sessions and the SSH gateway"). */
+export type ConnectAnswer = GatewayTicketView;
 
 /** The one host alias of the generated ssh configuration. */
 const ALIAS = 'vault-gateway';
