@@ -156,8 +156,11 @@ describe('AsciicastRecorder', () => {
     expect(answers.slice(0, 5).every(Boolean)).toBe(true);
     expect(answers[answers.length - 1]).toBe(false);
     const drained = new Promise<void>((r) => rec.once('drain', r));
+    // twenty paused channels wait for the same drain, and all are told
+    const channels = Array.from({ length: 20 }, () => new Promise<void>((r) => rec.once('drain', r)));
     release();
     await drained;
+    await Promise.all(channels);
     expect(rec.bufferedBytes).toBeLessThanOrEqual(4 * 1024);
     const seal = await rec.finish();
     expect(seal.sha256).toBe(sha(sink.text));

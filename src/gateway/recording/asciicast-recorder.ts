@@ -75,7 +75,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
  * or a buffer past its cap fails the recording, and the `onFailure` callbacks are called once.
  */
 export class AsciicastRecorder implements Recorder {
-  private readonly events = new EventEmitter();
+  // every paused channel of the session waits for the one drain: more than EventEmitter's default 10 is normal
+  private readonly events = new EventEmitter().setMaxListeners(0);
   private readonly hash: Hash = createHash('sha256');
   private readonly outDecoder = new TextDecoder('utf-8');
   private readonly inDecoder = new TextDecoder('utf-8');
