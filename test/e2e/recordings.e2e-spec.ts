@@ -287,6 +287,10 @@ describe('session recordings (e2e, real PostgreSQL)', () => {
       await vault.db.query('ALTER TABLE session_recording_chunks DROP CONSTRAINT recordings_test_refuse');
     }
     await endSession(id, null, 'recording_failed');
+    const metrics = (await vault.http().get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/^vault_session_recordings_total\{outcome="failed"\} [1-9]/m);
+    expect(metrics).toMatch(/^vault_session_recordings_total\{outcome="complete"\} [1-9]/m);
+    expect(metrics).toMatch(/^vault_session_recording_bytes_total [1-9]/m);
     const s = (await actingAs(vault, auditor).get(`/v1/sessions/${id}`).expect(200)).body;
     expect(s).toMatchObject({ endReason: 'recording_failed', recording: { status: 'failed', failure: expect.stringMatching(/could not be written/), sha256: null } });
     const v = await verify(id);

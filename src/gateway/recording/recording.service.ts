@@ -1,9 +1,11 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
+import { Counter } from 'prom-client';
 import { DataSource } from 'typeorm';
 import { Clock } from '../../common/clock';
 import type { Queryable } from '../../database/claimed-work';
 import { SecretBoxService, SecretRef } from '../../crypto/secret-box.service';
+import { MetricsService } from '../../metrics/metrics.service';
 import { AsciicastRecorder, ChunkSink, DEFAULT_RECORDER_LIMITS, RecorderLimits } from './asciicast-recorder';
 import { RecordingStore } from './recording-store';
 import { Recorder, RecordingStart } from './recording.types';
@@ -29,13 +31,29 @@ export interface StoredDigest {
 @Injectable()
 export class RecordingService {
   private readonly logger = new Logger(RecordingService.name);
+  private readonly ended: Counter<'outcome'>;
+  private readonly written: Counter;
 
   constructor(
     private readonly store: RecordingStore,
     private readonly box: SecretBoxService,
     private readonly clock: Clock,
     private readonly dataSource: DataSource,
-  ) {}
+    metrics: MetricsService,
+  ) {
+    this.ended = new Counter({
+      name: 'vault_session_recordings_total',
+      help: 'Session recordings this instance ended, by outcome (complete: sealed; failed: could not be written, the session was ended)',
+      labelNames: ['outcome'] as const,
+      registers: [metrics.registry],
+    });
+    for (const outcome of ['complete', 'failed']) this.ended.inc({ outcome }, 0);
+    this.written = new Counter({
+      name: 'vault_session_recording_bytes_total',
+      help: 'Bytes of session recordings (asciicast, before encryption) this instance wrote to the database',
+      registers: [metrics.registry],
+    });
+  }
 
   /** Creates the recording row; rejects when it cannot (the gateway then refuses the connection). `limits`: tests. */
   async start(o: RecordingStart, limits: Partial<RecorderLimits> = {}): Promise<Recorder> {
@@ -105,10 +123,19 @@ export class RecordingService {
 
   private sinkFor(sessionId: string): ChunkSink {
     return {
-      write: (seq, text, totals) =>
-        this.store.appendChunk(sessionId, { seq, data: this.box.encrypt(chunkRef(sessionId, seq), text), size: Buffer.byteLength(text, 'utf8') }, totals),
-      seal: (s) => this.store.seal(sessionId, { ...s, endedAt: this.clock.now() }),
-      fail: (reason) => this.store.markFailed(sessionId, reason, this.clock.now()),
+      write: async (seq, text, totals) => {
+        const size = Buffer.byteLength(text, 'utf8');
+        await this.store.appendChunk(sessionId, { seq, data: this.box.encrypt(chunkRef(sessionId, seq), text), size }, totals);
+        this.written.inc(size);
+      },
+      seal: async (s) => {
+        await this.store.seal(sessionId, { ...s, endedAt: this.clock.now() });
+        this.ended.inc({ outcome: 'complete' });
+      },
+      fail: (reason) => {
+        this.ended.inc({ outcome: 'failed' });
+        return this.store.markFailed(sessionId, reason, this.clock.now());
+      },
     };
   }
 }
