@@ -1,10 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import type { Browser } from 'playwright-core';
-import { DataSource } from 'typeorm';
-import { UnitOfWork } from '../../src/database/unit-of-work';
-import { GatewayStore } from '../../src/gateway/gateway-store';
 import { RecordingService } from '../../src/gateway/recording/recording.service';
 import { expectAccessible, freshCode, launchChromium, newPerson, PortalVault, screenshot, startPortalVault, watchPage } from '../support/browser';
+import { gatewaySessions } from '../support/recorded-sessions';
 import type { TestUser } from '../support/vault';
 import { go, signIn, stepUp } from './portal-ui';
 
@@ -22,24 +19,11 @@ describe('sessions and recordings in the portal (browser e2e)', () => {
   let ended: string;
   let live: string;
 
+  /** A session of `user` whose recording shows `output`, ended (sealed, audited) or still live. */
   async function session(user: TestUser, output: string[], end: boolean): Promise<string> {
-    const ds = vault.get(DataSource);
-    const gateway = new GatewayStore();
-    const id = randomUUID();
-    const startedAt = new Date();
-    await gateway.insertSession(ds, {
-      id,
-      ticketId: randomUUID(),
-      userId: user.id,
-      checkoutId: randomUUID(),
-      ephemeralId: null,
-      targetId: randomUUID(),
-      account: 'deploy',
-      instanceId: 'browser-test',
-      clientAddress: '127.0.0.1',
-      startedAt,
-    });
-    const rec = await vault.get(RecordingService).start({ sessionId: id, width: 80, height: 24, term: 'xterm-256color', recordInput: false, startedAt }, { flushMs: 50 });
+    const sessions = gatewaySessions(vault, { account: 'deploy' });
+    const id = await sessions.open(user);
+    const rec = await vault.get(RecordingService).start({ sessionId: id, width: 80, height: 24, term: 'xterm-256color', recordInput: false, startedAt: new Date() }, { flushMs: 50 });
     rec.marker('shell');
     for (const o of output) rec.output(Buffer.from(o, 'utf8'));
     rec.marker('exec: uptime');
@@ -47,11 +31,7 @@ describe('sessions and recordings in the portal (browser e2e)', () => {
       await new Promise((r) => setTimeout(r, 150)); // flushed: a live recording is readable as far as it got
       return id;
     }
-    const seal = await rec.finish();
-    await vault.get(UnitOfWork).run(async ({ em, audit }) => {
-      await gateway.end(em, id, 'client_closed', new Date());
-      await audit({ type: 'gateway.session_ended', actor: null, subjectType: 'gateway_session', subjectId: id, details: { sessionId: id, reason: 'client_closed', recording: seal } });
-    });
+    await sessions.end(id, await rec.finish());
     return id;
   }
 

@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DataSource } from 'typeorm';
 import { SecretBoxService } from '../../src/crypto/secret-box.service';
 import { UnitOfWork } from '../../src/database/unit-of-work';
-import { GatewayStore } from '../../src/gateway/gateway-store';
+import type { SessionEndReason } from '../../src/gateway/gateway-store';
 import { RecorderLimits } from '../../src/gateway/recording/asciicast-recorder';
-import { chunkRef, Recorder, RecordingService } from '../../src/gateway/recording/recording.service';
+import { chunkRef, Recorder, RecordingSeal, RecordingService } from '../../src/gateway/recording/recording.service';
 import { actingAs } from '../support/http';
+import { gatewaySessions } from '../support/recorded-sessions';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
 
 /**
@@ -19,47 +19,22 @@ describe('session recordings (e2e, real PostgreSQL)', () => {
   let auditor: TestUser;
   let operator: TestUser;
   let other: TestUser;
-  let ds: DataSource;
   let recordings: RecordingService;
-  const gateway = new GatewayStore();
 
   beforeAll(async () => {
     vault = await startTestVault();
     auditor = await vault.createUser(['auditor']);
     operator = await vault.createUser(['operator']);
     other = await vault.createUser(['operator']);
-    ds = vault.get(DataSource);
     recordings = vault.get(RecordingService);
   });
   afterAll(() => vault.close());
 
   const targetId = randomUUID();
 
-  /** A gateway session of `user`, as the gateway records it when the upstream is open. */
-  async function openSession(user: TestUser): Promise<string> {
-    const id = randomUUID();
-    await gateway.insertSession(ds, {
-      id,
-      ticketId: randomUUID(),
-      userId: user.id,
-      checkoutId: randomUUID(),
-      ephemeralId: null,
-      targetId,
-      account: 'app_user',
-      instanceId: 'test-instance',
-      clientAddress: '127.0.0.1',
-      startedAt: new Date(),
-    });
-    return id;
-  }
-
-  /** Ends the session with its audit event carrying the recording's seal, as the gateway does. */
-  async function endSession(id: string, recording: { sha256: string; size: number } | null, reason: 'client_closed' | 'recording_failed' = 'client_closed') {
-    await vault.get(UnitOfWork).run(async ({ em, audit }) => {
-      await gateway.end(em, id, reason, new Date());
-      await audit({ type: 'gateway.session_ended', actor: null, subjectType: 'gateway_session', subjectId: id, details: { sessionId: id, reason, recording } });
-    });
-  }
+  const sessions = () => gatewaySessions(vault, { targetId });
+  const openSession = (user: TestUser) => sessions().open(user);
+  const endSession = (id: string, seal: RecordingSeal | null, reason?: SessionEndReason) => sessions().end(id, seal, reason);
 
   const start = (id: string, limits: Partial<RecorderLimits> = {}) =>
     recordings.start({ sessionId: id, width: 100, height: 30, term: 'xterm-256color', recordInput: false, startedAt: new Date() }, limits);
