@@ -107,9 +107,12 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     await this.store.touch(this.dataSource, [...this.live.keys()]);
     const now = this.clock.now();
     await this.uow.run(async ({ em, audit }) => {
-      for (const lost of await this.store.endLost(em, LOST_AFTER_SECONDS, now)) {
-        const details = { sessionId: lost.id, reason: 'error', because: 'instance_lost', instanceId: lost.instanceId, recording: null };
-        await audit({ type: 'gateway.session_ended', actor: null, subjectType: 'gateway_session', subjectId: lost.id, outcome: 'failure', details });
+      const lost = await this.store.endLost(em, LOST_AFTER_SECONDS, now);
+      // their recordings will never be finished: marked failed, not left `recording`
+      if (lost.length) await this.recordings.abandon(em, lost.map((l) => l.id));
+      for (const one of lost) {
+        const details = { sessionId: one.id, reason: 'error', because: 'instance_lost', instanceId: one.instanceId, recording: null };
+        await audit({ type: 'gateway.session_ended', actor: null, subjectType: 'gateway_session', subjectId: one.id, outcome: 'failure', details });
       }
     });
     await this.store.purgeTickets(this.dataSource, new Date(now.getTime() - TICKET_KEEP_SECONDS * 1000));
@@ -139,6 +142,8 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
 
   private onClient(client: Connection, address: string | undefined): void {
     const state: ClientState = { address: address ?? null, failures: 0, audited: 0, closed: false };
+    // small packets (channel open, exec, exit status, keystrokes) go at once: Nagle + delayed ACK added ~100 ms a round trip
+    (client as Connection & { setNoDelay(on: boolean): void }).setNoDelay(true); // ssh2 has it, its types do not
     const grace = setTimeout(() => client.end(), AUTH_GRACE_MS);
     grace.unref();
     client.on('authentication', (ctx) => {
@@ -194,24 +199,30 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     if (!o.quiet && ++state.failures >= MAX_FAILURES) client.end();
   }
 
-  /** A ticket-shaped answer that cannot be used: refused like any other, and audited (never the ticket; its id when known). */
+  /**
+   * A ticket-shaped answer that cannot be used: refused like any other, after it is audited (never the ticket; its id
+   * when known) — the refusal is in the log by the time the client hears of it.
+   */
   private async refuse(client: Connection, ctx: AuthContext, state: ClientState, hash: Buffer | null, mode: TicketMode, why: string, ticketId?: string): Promise<void> {
-    this.fail(client, ctx, state);
-    if (state.audited >= MAX_AUDITED_REFUSALS) return;
-    state.audited++;
-    const known = hash && !ticketId ? await this.store.refusal(this.dataSource, hash, mode, this.clock.now()) : null;
-    const id = ticketId ?? known?.ticketId ?? null;
-    const reason = known && known.why !== 'refused' ? known.why : why;
-    await this.uow.run(({ audit }) =>
-      audit({
-        type: 'gateway.ticket_refused',
-        actor: known?.userId ? userActor(known.userId) : null,
-        subjectType: 'gateway_ticket',
-        subjectId: id,
-        outcome: 'denied',
-        details: { ticketId: id, method: ctx.method, reason, clientAddress: state.address },
-      }),
-    );
+    try {
+      if (state.audited >= MAX_AUDITED_REFUSALS) return;
+      state.audited++;
+      const known = hash && !ticketId ? await this.store.refusal(this.dataSource, hash, mode, this.clock.now()) : null;
+      const id = ticketId ?? known?.ticketId ?? null;
+      const reason = known && known.why !== 'refused' ? known.why : why;
+      await this.uow.run(({ audit }) =>
+        audit({
+          type: 'gateway.ticket_refused',
+          actor: known?.userId ? userActor(known.userId) : null,
+          subjectType: 'gateway_ticket',
+          subjectId: id,
+          outcome: 'denied',
+          details: { ticketId: id, method: ctx.method, reason, clientAddress: state.address },
+        }),
+      );
+    } finally {
+      this.fail(client, ctx, state);
+    }
   }
 
   /**

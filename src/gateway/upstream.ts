@@ -57,6 +57,7 @@ export function connectUpstream(login: UpstreamLogin, timeoutMs = 15_000): Promi
     conn.on('ready', () => {
       if (settled) return conn.end();
       settled = true;
+      conn.setNoDelay(true); // as OpenSSH for interactive sessions: no Nagle delay on small packets
       resolve(conn);
     });
     conn.on('error', (e: Error & { level?: string }) => fail(refused ?? new UpstreamError(e.level === 'client-authentication' ? 'auth_failed' : 'unreachable')));
