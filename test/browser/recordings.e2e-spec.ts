@@ -61,6 +61,16 @@ describe('sessions and recordings in the portal (browser e2e)', () => {
     await endedRow.waitFor();
     await expectAccessible(page, 'sessions list');
     await screenshot(page, 'sessions-list');
+    // filters live in the address: live sessions only, then all again
+    const filters = page.getByRole('form', { name: 'Filter the sessions' });
+    await filters.getByLabel('State').selectOption('true');
+    await filters.getByRole('button', { name: 'Apply filters' }).click();
+    await page.waitForURL('**/portal/sessions?live=true');
+    await endedRow.waitFor({ state: 'detached' });
+    await liveRow.waitFor();
+    expect(await table.getByRole('row').count()).toBe(2); // the header and the live one
+    await filters.getByRole('button', { name: 'Clear' }).click();
+    await endedRow.waitFor();
 
     await endedRow.getByRole('link', { name: 'Play' }).click();
     await page.waitForURL(`**/portal/sessions/${ended}/play`);

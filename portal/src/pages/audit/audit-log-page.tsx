@@ -1,5 +1,4 @@
-import { useState, type FormEvent } from 'react';
-import { Link, useSearchParams } from 'react-router';
+import { Link } from 'react-router';
 import { MoreButton, usePagedList } from '../../api/lists';
 import { Person } from '../../api/names';
 import { ErrorMessage } from '../../ui/errors';
@@ -10,10 +9,10 @@ import { DataTable, type Column } from '../admin/shared/table';
 import type { AuditEventView } from '../admin/views';
 import { SubjectLink } from './subject-link';
 import { SelectField } from '../../ui/fields';
+import { FilterActions, useUrlFilters } from '../../ui/url-filters';
 
 /** The filters the API takes (`GET /v1/audit-events`); they live in the address so a filtered log can be linked to. */
 const FILTERS = ['type', 'subjectType', 'subjectId', 'actorId'] as const;
-type Filters = Record<(typeof FILTERS)[number], string>;
 
 const SUBJECT_TYPES = ['checkout', 'ephemeral_account', 'account', 'target', 'user', 'service_token', 'notification_channel', 'notification_route', 'audit'] as const;
 
@@ -29,20 +28,8 @@ const COLUMNS: Column<AuditEventView>[] = [
 
 /** `/audit`: the audit log, newest first, with filters and keyset paging (auditor, admin). */
 export function AuditLogPage() {
-  const [params, setParams] = useSearchParams();
-  const applied = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) ?? ''])) as Filters;
-  const [draft, setDraft] = useState<Filters>(applied);
+  const { applied, draft, set, apply, clear } = useUrlFilters(FILTERS);
   const list = usePagedList<AuditEventView>('/v1/audit-events', applied);
-  const set = (k: keyof Filters) => (v: string) => setDraft({ ...draft, [k]: v });
-
-  const apply = (e: FormEvent) => {
-    e.preventDefault();
-    setParams(Object.fromEntries(Object.entries(draft).filter(([, v]) => v.trim()).map(([k, v]) => [k, v.trim()])));
-  };
-  const clear = () => {
-    setDraft({ type: '', subjectType: '', subjectId: '', actorId: '' });
-    setParams({});
-  };
 
   return (
     <Page title="Audit log" actions={<Link to="/audit/verify">Verify the chain</Link>}>
@@ -51,14 +38,7 @@ export function AuditLogPage() {
         <SelectField label="Subject type" value={draft.subjectType} onChange={set('subjectType')} options={optionsOf(SUBJECT_TYPES as readonly string[], 'Any subject')} />
         <TextField label="Subject id" value={draft.subjectId} onChange={set('subjectId')} autoComplete="off" />
         <TextField label="Actor id" value={draft.actorId} onChange={set('actorId')} autoComplete="off" />
-        <div className="actions">
-          <button type="submit" className="primary">
-            Apply filters
-          </button>
-          <button type="button" onClick={clear}>
-            Clear
-          </button>
-        </div>
+        <FilterActions onClear={clear} />
       </form>
       <ErrorMessage error={list.error} />
       {list.isPending ? <Loading what="Loading the audit log" /> : <DataTable caption="Audit events, newest first" rows={list.items} columns={COLUMNS} empty="No audit events match." />}

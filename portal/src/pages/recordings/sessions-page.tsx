@@ -1,5 +1,4 @@
-import { useState, type FormEvent } from 'react';
-import { Link, useSearchParams } from 'react-router';
+import { Link } from 'react-router';
 import { useQueryClient } from '@tanstack/react-query';
 import { api, withMfa } from '../../api/client';
 import { MoreButton, usePagedList } from '../../api/lists';
@@ -10,6 +9,7 @@ import { SelectField } from '../../ui/fields';
 import { StatusBadge, When } from '../../ui/format';
 import { Loading, Page } from '../../ui/page';
 import { StepUpAction } from '../../ui/step-up';
+import { FilterActions, useUrlFilters } from '../../ui/url-filters';
 import { TextField } from '../admin/shared/fields';
 import { DataTable, type Column } from '../admin/shared/table';
 import type { GatewaySessionView } from './views';
@@ -17,8 +17,6 @@ import './recordings.css';
 
 /** The filters the API takes (`GET /v1/sessions`), kept in the address so a filtered list can be linked to. */
 const FILTERS = ['userId', 'targetId', 'checkoutId', 'ephemeralId', 'live'] as const;
-type Filters = Record<(typeof FILTERS)[number], string>;
-const EMPTY: Filters = { userId: '', targetId: '', checkoutId: '', ephemeralId: '', live: '' };
 
 /** The player page is a document of its own (a full load): only its answer carries the CSP that lets the player's WebAssembly run. */
 export const playerPath = (id: string) => `/portal/sessions/${id}/play`;
@@ -72,22 +70,10 @@ function TerminateButton({ id }: { id: string }) {
 /** `/sessions`: SSH gateway sessions, newest first (auditors and admins: all; operators and vendors: their own). */
 export function SessionsPage() {
   const me = useMe();
-  const [params, setParams] = useSearchParams();
-  const applied = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) ?? ''])) as Filters;
-  const [draft, setDraft] = useState<Filters>(applied);
+  const { applied, draft, set, apply, clear } = useUrlFilters(FILTERS);
   const list = usePagedList<GatewaySessionView>('/v1/sessions', applied, { live: true });
-  const set = (k: keyof Filters) => (v: string) => setDraft({ ...draft, [k]: v });
   const canPlay = me.has('auditor', 'admin');
   const isAdmin = me.has('admin');
-
-  const apply = (e: FormEvent) => {
-    e.preventDefault();
-    setParams(Object.fromEntries(Object.entries(draft).filter(([, v]) => v.trim()).map(([k, v]) => [k, v.trim()])));
-  };
-  const clear = () => {
-    setDraft(EMPTY);
-    setParams({});
-  };
 
   const columns: Column<GatewaySessionView>[] = [
     { label: 'Started', cell: (s) => <When at={s.startedAt} /> },
@@ -128,14 +114,7 @@ export function SessionsPage() {
         <TextField label="Target id" value={draft.targetId} onChange={set('targetId')} autoComplete="off" />
         <TextField label="Checkout id" value={draft.checkoutId} onChange={set('checkoutId')} autoComplete="off" />
         <TextField label="One-time account id" value={draft.ephemeralId} onChange={set('ephemeralId')} autoComplete="off" />
-        <div className="actions">
-          <button type="submit" className="primary">
-            Apply filters
-          </button>
-          <button type="button" onClick={clear}>
-            Clear
-          </button>
-        </div>
+        <FilterActions onClear={clear} />
       </form>
       <ErrorMessage error={list.error} />
       {list.isPending ? <Loading what="Loading the sessions" /> : <DataTable caption="Gateway sessions, newest first" rows={list.items} columns={columns} empty="No gateway sessions match." />}
