@@ -1,7 +1,7 @@
 import type { Duplex, Writable } from 'node:stream';
 import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import type { Recorder } from './recording/recording.service';
-import { orderedOutput, relay, RelaySink } from './relay';
+import { gatedSink, orderedOutput, relay, RelaySink, SocketGate, socketGate } from './relay';
 
 /** What a gateway session may do beyond a terminal (the account's or the one-time policy's switches). */
 export interface ChannelPolicy {
@@ -9,8 +9,8 @@ export interface ChannelPolicy {
   recordInput: boolean;
 }
 
-/** The most characters of an exec command kept in the recording's marker. */
-const MARKER_COMMAND_CHARS = 1000;
+/** The most characters of an exec command kept in the recording's marker: more than an SSH packet holds, so the whole command (review FINDING 3). */
+const MARKER_COMMAND_CHARS = 65_536;
 
 type Kind = 'shell' | 'exec' | 'subsystem';
 
@@ -34,7 +34,12 @@ export class GatewayChannels {
     private readonly upstream: Client,
     private readonly recorder: Recorder,
     private readonly policy: ChannelPolicy,
-  ) {}
+  ) {
+    this.gate = socketGate((client as unknown as { _sock?: Writable })._sock);
+  }
+
+  /** The client's socket as a backpressure point (relay.ts socketGate); ssh2 keeps it in `_sock`. */
+  private readonly gate: SocketGate;
 
   attach(): void {
     this.client.on('session', (accept) => this.session(accept()));
@@ -44,7 +49,7 @@ export class GatewayChannels {
         if (err) return reject();
         const down = accept();
         this.recorder.marker(`direct-tcpip: ${info.destIP}:${info.destPort}`);
-        pipeBoth(down, up);
+        pipeBoth(down, up, this.gate);
       });
     });
   }
@@ -102,7 +107,7 @@ export class GatewayChannels {
     const input: RelaySink = { write: (d) => this.recorder.input(d), once: (e, cb) => this.recorder.once(e, cb) };
     // client → target (its EOF passed on); target → client, stdout and stderr
     relay(down, [sinkOf(up), ...(recorded && this.policy.recordInput ? [input] : [])], () => up.end());
-    const toClient = orderedOutput(down, down.stderr);
+    const toClient = orderedOutput(down, down.stderr, undefined, this.gate);
     relay(up, [toClient.stdout, ...(recorded ? [output] : [])]);
     relay(up.stderr, [toClient.stderr, ...(recorded ? [output] : [])]);
     let exit: { code: number | null; signal?: string; dump?: boolean; desc?: string } | undefined;
@@ -136,16 +141,16 @@ function sinkOf(stream: Writable): RelaySink {
   return { write: (d) => stream.write(d), once: (e, cb) => stream.once(e, cb) };
 }
 
-/** A forwarded TCP channel: both directions, each end passed on, either close closes both. */
-function pipeBoth(a: Duplex, b: Duplex): void {
-  relay(a, [sinkOf(b)], () => b.end());
-  relay(b, [sinkOf(a)], () => a.end());
+/** A forwarded TCP channel (`down` the client's side): both directions, each end passed on, either close closes both. */
+function pipeBoth(down: Duplex, up: Duplex, gate: SocketGate): void {
+  relay(down, [sinkOf(up)], () => up.end());
+  relay(up, [gatedSink(down, gate)], () => down.end());
   const close = () => {
-    a.destroy();
-    b.destroy();
+    down.destroy();
+    up.destroy();
   };
-  a.once('close', close);
-  b.once('close', close);
+  down.once('close', close);
+  up.once('close', close);
 }
 
 /** The upstream refused the channel: the client is told on stderr, with exit status 255 (as OpenSSH's own failures). */

@@ -31,13 +31,53 @@ export function relay(source: Readable, sinks: RelaySink[], end?: () => void): v
 }
 
 /**
+ * The client's TCP connection as one more backpressure point. ssh2's server writes every packet to its socket without
+ * looking at the answer, so the SSH window — which the client chooses — would be the only limit: a client that grants
+ * a huge window and never reads its socket would have the gateway buffer the target's output without bound (review
+ * FINDING 4). `congested()` is true while the socket holds more than its high-water mark; `wait(cb)` runs `cb` now, or
+ * once the socket drained. One gate per client connection (one 'drain' listener, whatever the number of channels).
+ */
+export interface SocketGate {
+  congested(): boolean;
+  wait(cb: () => void): void;
+}
+
+export function socketGate(socket: Writable | undefined): SocketGate {
+  const waiting: Array<() => void> = [];
+  socket?.on('drain', () => {
+    for (const cb of waiting.splice(0)) cb();
+  });
+  const congested = () => !!socket && socket.writableNeedDrain && !socket.destroyed;
+  return { congested, wait: (cb) => (congested() ? void waiting.push(cb) : cb()) };
+}
+
+const OPEN_GATE: SocketGate = { congested: () => false, wait: (cb) => cb() };
+
+/** A stream as a relay sink that also answers false while the client's socket is congested (waits for both). */
+export function gatedSink(stream: Writable, gate: SocketGate): RelaySink {
+  let full = false;
+  return {
+    write: (data) => {
+      full = !stream.write(data);
+      return !full && !gate.congested();
+    },
+    once: (_event, cb) => (full ? stream.once('drain', () => gate.wait(cb)) : gate.wait(cb)),
+  };
+}
+
+/**
  * The two output streams of one SSH channel (stdout, stderr) written one chunk at a time, in order. ssh2 keeps one
  * pending chunk per stream while the peer's window is full but resumes only one of them when the window opens
  * again, so stdout and stderr written concurrently to a full window can leave stderr stuck for good; written in turn
  * (each chunk after the previous one's callback) there is never more than one. Each side is a relay sink whose
  * write answers false once `highWater` bytes wait. `flushed` runs `cb` once everything queued was sent.
  */
-export function orderedOutput(out: Writable, err: Writable, highWater = 2 * 1024 * 1024): { stdout: RelaySink; stderr: RelaySink; flushed(cb: () => void): void } {
+export function orderedOutput(
+  out: Writable,
+  err: Writable,
+  highWater = 2 * 1024 * 1024,
+  gate: SocketGate = OPEN_GATE,
+): { stdout: RelaySink; stderr: RelaySink; flushed(cb: () => void): void } {
   const queue: Array<{ to: Writable; data: Buffer }> = [];
   const drains = new EventEmitter();
   let queued = 0;
@@ -54,15 +94,18 @@ export function orderedOutput(out: Writable, err: Writable, highWater = 2 * 1024
       return;
     }
     busy = true;
-    next.to.write(next.data, () => {
-      busy = false;
-      queued -= next.data.length;
-      if (needDrain && queued <= highWater / 2) {
-        needDrain = false;
-        drains.emit('drain');
-      }
-      pump();
-    });
+    // the next chunk once this one is on its way: in the SSH window AND the client's socket has room (gate)
+    next.to.write(next.data, () =>
+      gate.wait(() => {
+        busy = false;
+        queued -= next.data.length;
+        if (needDrain && queued <= highWater / 2) {
+          needDrain = false;
+          drains.emit('drain');
+        }
+        pump();
+      }),
+    );
   };
   const sink = (to: Writable): RelaySink => ({
     write: (data) => {
