@@ -292,7 +292,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(sshd.logs().split('\n').filter((l) => l.includes(`Starting session: command for ${a.username} `))).toHaveLength(1);
   });
 
-  it('FINDING 3: an exec command longer than 1000 characters — its tail (the part that matters) is cut from the recording', async () => {
+  it('FINDING 3 (fixed): an exec command longer than 1000 characters is in the recording whole (its tail used to be cut)', async () => {
     const a = await checkedOut();
     const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
     const proof = `/tmp/review-tail-${randomBytes(6).toString('hex')}`;
@@ -306,7 +306,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(markers.some((m) => m.includes(proof))).toBe(true);
   });
 
-  it('FINDING 4: a client that opens a huge window and never reads its socket — the gateway buffers the target output without bound', async () => {
+  it('FINDING 4 (fixed): a client that opens a huge window and never reads its socket — the gateway holds the target back instead of buffering without bound', async () => {
     const a = await checkedOut();
     const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
     const [row] = await until(async () => ((await sessionsOf(a.checkoutId)).length ? sessionsOf(a.checkoutId) : null));
