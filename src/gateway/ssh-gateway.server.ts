@@ -25,6 +25,10 @@ const MAX_FAILURES = 6;
 const MAX_AUDITED_REFUSALS = 3;
 /** OpenSSH's LoginGraceTime, shorter: a connection that has not authenticated by then is dropped. */
 const AUTH_GRACE_MS = 60_000;
+/** Key queries (no signature) a connection may make: OpenSSH offers each of its keys once. */
+const MAX_KEY_QUERIES = 20;
+/** Connections not authenticated yet, at most (OpenSSH's MaxStartups): beyond, new ones are dropped at once. */
+const MAX_UNAUTHENTICATED = 200;
 /** How often each instance asks the database which of its live sessions must end. */
 const POLL_MS = 1000;
 /** Housekeeping: stamp this instance's sessions, end those of instances that died, forget old tickets. */
@@ -37,8 +41,11 @@ const TICKET_KEEP_SECONDS = 3600;
 interface ClientState {
   address: string | null;
   failures: number;
+  keyQueries: number;
   audited: number;
   closed: boolean;
+  /** A ticket is being spent: one session per connection, whatever the client sends meanwhile. */
+  opening: boolean;
   session?: LiveGatewaySession;
 }
 
@@ -67,6 +74,7 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
   private housekeeper?: NodeJS.Timeout;
   private polling = false;
   private stopping = false;
+  private unauthenticated = 0;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -141,7 +149,15 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
   // ---- authentication ------------------------------------------------------------------------------------------
 
   private onClient(client: Connection, address: string | undefined): void {
-    const state: ClientState = { address: address ?? null, failures: 0, audited: 0, closed: false };
+    const state: ClientState = { address: address ?? null, failures: 0, keyQueries: 0, audited: 0, closed: false, opening: false };
+    client.on('error', () => undefined); // a dropped client; its 'close' follows
+    if (this.unauthenticated >= MAX_UNAUTHENTICATED) return void client.end();
+    this.unauthenticated++;
+    let counted = true;
+    const authenticatedOrGone = () => {
+      if (counted) this.unauthenticated--;
+      counted = false;
+    };
     // small packets (channel open, exec, exit status, keystrokes) go at once: Nagle + delayed ACK added ~100 ms a round trip
     (client as Connection & { setNoDelay(on: boolean): void }).setNoDelay(true); // ssh2 has it, its types do not
     const grace = setTimeout(() => client.end(), AUTH_GRACE_MS);
@@ -152,10 +168,13 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
         this.fail(client, ctx, state);
       });
     });
-    client.on('ready', () => clearTimeout(grace));
-    client.on('error', () => undefined); // a dropped client; its 'close' follows
+    client.on('ready', () => {
+      clearTimeout(grace);
+      authenticatedOrGone();
+    });
     client.on('close', () => {
       clearTimeout(grace);
+      authenticatedOrGone();
       state.closed = true;
       void state.session?.end('client_closed');
     });
@@ -169,22 +188,30 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       const ticket = await this.store.usableTicket(this.dataSource, hash, this.clock.now());
       const keyMatches = ticket?.mode === 'publickey' && ticket.publicKey !== null && ticket.publicKey.equals(ctx.key.data);
       // the query step (is this key acceptable?): OpenSSH offers each of its keys; a wrong one is no refusal yet
-      if (!ctx.signature) return keyMatches ? ctx.accept() : this.fail(client, ctx, state, { quiet: true });
+      if (!ctx.signature) {
+        if (++state.keyQueries > MAX_KEY_QUERIES) return void client.end();
+        return keyMatches ? ctx.accept() : this.fail(client, ctx, state, { quiet: true });
+      }
       const key = keyMatches ? utils.parseKey(ticket.publicKey as Buffer) : null;
       const signed = key && !(key instanceof Error) && !Array.isArray(key) && ctx.blob && key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
       if (!signed) return this.refuse(client, ctx, state, hash, 'publickey', 'wrong_key');
       return this.open(client, ctx, state, hash, 'publickey');
     }
+    // what is not even shaped like a ticket (a scanner's `root`/`123456`) is refused without an audit event: only
+    // ticket-shaped answers are audited, so unauthenticated clients cannot flood the audit chain
     if (ctx.method === 'password') {
       const hash = ticketHash(ctx.password);
-      return hash ? this.open(client, ctx, state, hash, 'password') : this.refuse(client, ctx, state, null, 'password', 'unknown');
+      return hash ? this.open(client, ctx, state, hash, 'password') : this.fail(client, ctx, state);
     }
     if (ctx.method === 'keyboard-interactive') {
+      // ssh2 aborts a pending keyboard-interactive exchange when the client sends another request meanwhile
+      let aborted = false;
+      ctx.once('abort', () => (aborted = true));
       return new Promise<void>((resolve) => {
         ctx.prompt([{ prompt: 'Vault ticket: ', echo: false }], 'pam-vault gateway', '', (answers) => {
           const answer = Array.isArray(answers) ? answers[0] : undefined;
-          const hash = typeof answer === 'string' ? ticketHash(answer.trim()) : null;
-          const done = hash ? this.open(client, ctx, state, hash, 'password') : this.refuse(client, ctx, state, null, 'password', 'unknown');
+          const hash = typeof answer === 'string' && !aborted ? ticketHash(answer.trim()) : null;
+          const done = hash ? this.open(client, ctx, state, hash, 'password', () => aborted) : Promise.resolve(this.fail(client, ctx, state));
           done.catch(() => this.fail(client, ctx, state)).finally(resolve);
         });
       });
@@ -229,7 +256,18 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
    * Spends the ticket and opens the session: grant checked again, upstream connected (pinned host key), row and
    * `gateway.session_started` written, recording started; then the client is let in. Any failure refuses the client.
    */
-  private async open(client: Connection, ctx: AuthContext, state: ClientState, hash: Buffer, mode: TicketMode): Promise<void> {
+  private async open(client: Connection, ctx: AuthContext, state: ClientState, hash: Buffer, mode: TicketMode, aborted: () => boolean = () => false): Promise<void> {
+    // one session per connection: a second ticket sent while the first is being spent is refused, not spent
+    if (state.opening || state.session) return this.fail(client, ctx, state);
+    state.opening = true;
+    try {
+      await this.openOnce(client, ctx, state, hash, mode, aborted);
+    } finally {
+      state.opening = false;
+    }
+  }
+
+  private async openOnce(client: Connection, ctx: AuthContext, state: ClientState, hash: Buffer, mode: TicketMode, aborted: () => boolean): Promise<void> {
     const now = this.clock.now();
     const ticket = await this.store.spendTicket(this.dataSource, hash, mode, now);
     if (!ticket) return this.refuse(client, ctx, state, hash, mode, 'refused');
@@ -244,8 +282,9 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       client.end();
       return;
     }
-    if (state.closed || this.stopping) {
+    if (state.closed || this.stopping || aborted()) {
       upstream.end();
+      ctx.reject(METHODS);
       return;
     }
     const sessionId = randomUUID();
@@ -272,7 +311,11 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       await session.end('recording_failed');
       return;
     }
-    if (state.closed) return void (await session.end('client_closed'));
+    // the client went away, or (keyboard-interactive) its answer was overtaken by another request: never attached
+    if (state.closed || aborted()) {
+      ctx.reject(METHODS);
+      return void (await session.end('client_closed'));
+    }
     session.recorder.onFailure(() => void session.end('recording_failed'));
     upstream.on('close', () => void session.end('upstream_closed'));
     upstream.on('error', () => void session.end('error'));
