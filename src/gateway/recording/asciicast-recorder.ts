@@ -40,6 +40,10 @@ export const DEFAULT_RECORDER_LIMITS: RecorderLimits = {
 
 const RETRY_BASE_MS = 100;
 
+/** The largest terminal dimension a recording holds (the header's bound too): a client may claim 4,294,967,295 columns. */
+export const MAX_TERMINAL_SIZE = 10_000;
+const terminalSize = (n: number) => Math.min(Math.trunc(n), MAX_TERMINAL_SIZE);
+
 /** Seconds since the start with microsecond precision, as asciicast writes them. */
 const seconds = (ms: number) => Math.round(Math.max(0, ms) * 1000) / 1e6;
 
@@ -115,9 +119,10 @@ export class AsciicastRecorder implements Recorder {
     return this.event('i', this.inDecoder, data);
   }
 
+  /** A size from the client (pty-req, window-change: any uint32): kept within what the header allows, 0 (unknown) skipped. */
   resize(width: number, height: number): void {
-    if (this.closed()) return;
-    this.append(JSON.stringify([this.now(), 'r', `${Math.trunc(width)}x${Math.trunc(height)}`]));
+    if (this.closed() || !(width >= 1 && height >= 1)) return;
+    this.append(JSON.stringify([this.now(), 'r', `${terminalSize(width)}x${terminalSize(height)}`]));
   }
 
   marker(label: string): void {
