@@ -326,6 +326,25 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(most).toBeLessThan(16 * 1024 * 1024);
   }, 30_000);
 
+  it('FINDING 6 (fixed): a PTY of 4,294,967,295 columns does not make the recording unplayable — resize events are clamped like the header (10,000)', async () => {
+    const a = await checkedOut();
+    const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
+    const huge = 0xffffffff;
+    const stream = await new Promise<ClientChannel>((resolve, reject) =>
+      c.exec('sleep 0.3; echo sized', { pty: { rows: huge, cols: huge, width: 0, height: 0, term: 'xterm' } }, (err, s) => (err ? reject(err) : resolve(s))),
+    );
+    stream.setWindow(huge, huge, 0, 0);
+    await collect(stream);
+    c.end();
+    const [s] = await endedSession(a.checkoutId);
+    const lines = (await download(s.id)).text.trim().split('\n').map((l) => JSON.parse(l) as unknown);
+    const header = lines[0] as { width: number; height: number };
+    const sizes = (lines.slice(1) as Array<[number, string, string]>).filter((e) => e[1] === 'r').map((e) => e[2].split('x').map(Number));
+    expect(sizes.length).toBeGreaterThan(0);
+    // the defence: every size a player is asked to draw is within the bound the header already has
+    for (const [w, h] of [[header.width, header.height], ...sizes]) expect({ w: w <= 10_000, h: h <= 10_000 }).toEqual({ w: true, h: true });
+  });
+
   it('refused channel requests: env (LD_PRELOAD), agent, X11, remote forwarding, unix-socket forwarding, direct-tcpip to the gateway itself, other subsystems; the connection stays usable', async () => {
     const a = await checkedOut();
     const c = await open({ username: a.username, password: await ticket(a.checkoutId), strictVendor: false } as never);
