@@ -80,6 +80,8 @@ describe('sessions and recordings in the portal (browser e2e)', () => {
     await player.locator('.ap-play-button').click();
     await player.locator('.ap-term-text').filter({ hasText: 'hello from the gateway' }).waitFor();
     await page.getByText(/events, 2 markers/).waitFor();
+    // the file's marker events (shell, exec: uptime) on the player's progress bar
+    expect(await player.locator('.ap-marker-container').count()).toBeGreaterThanOrEqual(1); // (markers at the same instant share a place)
 
     await page.getByRole('button', { name: 'Verify the recording' }).click();
     await page.getByRole('status').getByText('The recording matches the hash in the audit chain.').waitFor();

@@ -103,7 +103,7 @@ export function PlayerPage() {
           {file.isLoading && <Loading what="Loading the recording" />}
           {file.data && (
             <Section title="Replay">
-              <AsciicastPlayer cast={file.data.cast} markers={file.data.markers} />
+              <AsciicastPlayer cast={file.data.cast} />
               <p className="hint">
                 {file.data.events} events{file.data.markers.length > 0 ? `, ${file.data.markers.length} markers (channels, commands)` : ''}.{' '}
                 <a href={`/v1/sessions/${id}/recording`} download={`session-${id}.cast`}>

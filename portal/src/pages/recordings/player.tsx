@@ -6,7 +6,7 @@ import { ErrorMessage } from '../../ui/errors';
  * asciicast v2 text. Its terminal emulator is WebAssembly: the vault's CSP allows compiling it on the player page only
  * (src/http/security-headers.ts).
  */
-export function AsciicastPlayer({ cast, markers }: { cast: string; markers: Array<[number, string]> }) {
+export function AsciicastPlayer({ cast }: { cast: string }) {
   const box = useRef<HTMLDivElement>(null);
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
@@ -15,14 +15,15 @@ export function AsciicastPlayer({ cast, markers }: { cast: string; markers: Arra
     void (async () => {
       const [{ create }] = await Promise.all([import('asciinema-player'), import('asciinema-player/dist/bundle/asciinema-player.css')]);
       if (gone || !box.current) return;
-      const player = create({ data: cast }, box.current, { fit: 'width', idleTimeLimit: 2, markers, terminalFontSize: 'small' });
+      // the file's own marker events (`m`) make the marker bar: given as an option they would not follow idleTimeLimit
+      const player = create({ data: cast }, box.current, { fit: 'width', idleTimeLimit: 2, terminalFontSize: 'small' });
       dispose = () => player.dispose();
     })().catch(setError);
     return () => {
       gone = true;
       dispose?.();
     };
-  }, [cast, markers]);
+  }, [cast]);
   return (
     <>
       <ErrorMessage error={error} title="The player could not start" />
