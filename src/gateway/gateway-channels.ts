@@ -45,12 +45,17 @@ export class GatewayChannels {
     this.client.on('session', (accept) => this.session(accept()));
     this.client.on('tcpip', (accept, reject, info) => {
       if (!this.policy.allowPortForwarding) return reject();
-      this.upstream.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
-        if (err) return reject();
-        const down = accept();
-        this.recorder.marker(`direct-tcpip: ${info.destIP}:${info.destPort}`);
-        pipeBoth(down, up, this.gate);
-      });
+      guarded(
+        () =>
+          this.upstream.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
+            if (err) return reject();
+            const down = accept();
+            quiet(down, up);
+            this.recorder.marker(`direct-tcpip: ${info.destIP}:${info.destPort}`);
+            pipeBoth(down, up, this.gate);
+          }),
+        reject,
+      );
     });
   }
 
@@ -82,17 +87,26 @@ export class GatewayChannels {
     const open = (kind: Kind, accept: () => ServerChannel | undefined, command?: string) => {
       const down = accept();
       if (!down) return;
+      quiet(down);
       down.pause();
+      let gone = false;
+      down.once('close', () => (gone = true));
       const window = pty ? { rows: pty.rows, cols: pty.cols, height: pty.height, width: pty.width, term: pty.term, modes: pty.modes } : undefined;
       if (pty) this.recorder.resize(pty.cols, pty.rows);
       const started = (err: Error | undefined, channel: ClientChannel) => {
         if (err) return refused(down);
+        quiet(channel);
+        // the client closed its channel while the upstream one was opening
+        if (gone) return channel.close();
         up = channel;
         this.wire(kind, down, channel, command);
       };
-      if (kind === 'shell') this.upstream.shell(window ?? false, started);
-      else if (kind === 'exec') this.upstream.exec(command as string, window ? { pty: window } : {}, started);
-      else this.upstream.subsys('sftp', started);
+      // the upstream connection may be gone already (ssh2 throws then): the client is told, the process goes on
+      guarded(() => {
+        if (kind === 'shell') this.upstream.shell(window ?? false, started);
+        else if (kind === 'exec') this.upstream.exec(command as string, window ? { pty: window } : {}, started);
+        else this.upstream.subsys('sftp', started);
+      }, () => refused(down));
     };
     session.on('shell', (accept) => open('shell', accept));
     session.on('exec', (accept, _reject, info) => open('exec', accept, info.command));
@@ -136,6 +150,27 @@ export class GatewayChannels {
   }
 }
 
+/** Runs `fn`; if it throws (an ssh2 call on a connection that is gone), `otherwise` instead. Never lets it escape into ssh2's parser. */
+function guarded(fn: () => void, otherwise: () => void): void {
+  try {
+    fn();
+  } catch {
+    otherwise();
+  }
+}
+
+/**
+ * Channels closed under a relay (the peer went away mid-write) emit 'error': without a listener that would be an
+ * uncaught exception in the vault process. The channel's close follows and ends what it was part of.
+ */
+function quiet(...channels: Array<Duplex & { stderr?: unknown }>): void {
+  for (const c of channels) {
+    c.on('error', () => undefined);
+    const err = c.stderr as { on?: (e: string, cb: () => void) => void } | undefined;
+    err?.on?.('error', () => undefined);
+  }
+}
+
 /** A channel as a relay sink (its write answers false above its window's high-water mark). */
 function sinkOf(stream: Writable): RelaySink {
   return { write: (d) => stream.write(d), once: (e, cb) => stream.once(e, cb) };
@@ -155,6 +190,7 @@ function pipeBoth(down: Duplex, up: Duplex, gate: SocketGate): void {
 
 /** The upstream refused the channel: the client is told on stderr, with exit status 255 (as OpenSSH's own failures). */
 function refused(down: ServerChannel): void {
+  if (!down.writable) return;
   down.stderr.write('vault gateway: the target refused the channel\r\n');
   down.exit(255);
   down.end();

@@ -162,6 +162,18 @@ describe('SSH gateway: channels and what is refused (e2e, real sshd)', () => {
     expect((await r).stderr).toBe('done\n');
   }, 60_000);
 
+  it('the upstream connection dying ends the session (upstream_closed); the vault process carries on', async () => {
+    const { c, username, checkoutId } = await openFor();
+    expect((await execThrough(c, 'echo alive')).stdout).toBe('alive\n');
+    const gone = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    await runRaw('pkill', ['-KILL', '-u', username]);
+    await gone;
+    expect(await until(async () => (await vault.db.query<{ end_reason: string | null }>('SELECT end_reason FROM gateway_sessions WHERE checkout_id = $1', [checkoutId]))[0].end_reason)).toBe('upstream_closed');
+    // and the gateway still serves
+    const again = await openFor();
+    expect((await execThrough(again.c, 'echo still-here')).stdout).toBe('still-here\n');
+  });
+
   it('a one-time account, brokered only: the claim answers no password, the vendor connects, revoking ends the session', async () => {
     await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600, brokeredOnly: true }, true).expect(200);
     const req = (await as(operator).post('/v1/ephemeral-accounts', { targetId, vendorUserId: vendor.id, ttlSeconds: 3600, justification: 'vendor maintenance' }).expect(201)).body;
