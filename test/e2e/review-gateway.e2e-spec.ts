@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { AddressInfo } from 'node:net';
+import { AddressInfo, connect as tcpConnect, Socket } from 'node:net';
 import { Client, ClientChannel, Server, utils } from 'ssh2';
 import { sshSessionId } from '../../src/connectors/ssh/ssh-remote';
 import { SshGatewayServer } from '../../src/gateway/ssh-gateway.server';
@@ -265,6 +265,57 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     const after = (await audits('gateway.ticket_refused')).length;
     // a scanner trying passwords that are not even ticket-shaped: OpenSSH would log, not write 60 chained audit events
     expect(after - before).toBeLessThanOrEqual(10);
+  });
+
+  /** `n` raw TCP connections to the gateway from `localAddress`, each sending `hello` (or nothing); resolves once all are open. */
+  const rawConnections = async (n: number, localAddress: string, hello?: string) => {
+    const socks = await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<Socket>((resolve, reject) => {
+            const s = tcpConnect({ host: gw.host, port: gw.port, localAddress }, () => resolve(s));
+            s.on('error', reject);
+          }),
+      ),
+    );
+    const open = new Set(socks);
+    for (const s of socks) {
+      s.on('error', () => undefined);
+      s.on('close', () => open.delete(s));
+      s.on('data', () => undefined);
+      if (hello) s.write(hello);
+    }
+    return { open, close: () => socks.forEach((s) => s.destroy()) };
+  };
+
+  it('FINDING 7: TCP connections that never send an SSH identification are neither counted nor timed out — the vault process keeps every one (file descriptors) for ever', async () => {
+    const silent = await rawConnections(250, '127.0.0.3');
+    try {
+      await sleep(1000);
+      // the defence: counted against the unauthenticated cap (200) from the first byte, and dropped after the grace time
+      expect(silent.open.size).toBeLessThanOrEqual(200);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('FINDING 8: one address takes every unauthenticated slot — 200 idle connections from 127.0.0.2 lock everyone else out of the gateway', async () => {
+    const a = await checkedOut();
+    const t = await ticket(a.checkoutId);
+    const hog = await rawConnections(200, '127.0.0.2', 'SSH-2.0-hog\r\n');
+    try {
+      await sleep(500);
+      expect(hog.open.size).toBe(200);
+      // the defence: a per-address share of the slots, so another address still gets in
+      const inside = await gatewayConnect(gw, { username: a.username, password: t }).then(
+        (c) => (clients.push(c), true),
+        () => false,
+      );
+      expect(inside).toBe(true);
+    } finally {
+      hog.close();
+    }
   });
 
   // ---- channels ---------------------------------------------------------------------------------------------------
