@@ -145,6 +145,26 @@ describe('AsciicastRecorder', () => {
     ]);
   });
 
+  it("the first terminal size, before anything is shown, is the header's; later ones are resize events", async () => {
+    const sink = new MemorySink();
+    const rec = new AsciicastRecorder(start(), sink, limits());
+    rec.resize(132, 43); // the pty request
+    rec.marker('shell');
+    rec.output(Buffer.from('$ '));
+    rec.resize(100, 30); // a window change
+    await rec.finish();
+    expect(sink.lines[0]).toMatchObject({ width: 132, height: 43 });
+    expect(events(sink).map(([, k, t]) => [k, t])).toEqual([
+      ['m', 'shell'],
+      ['o', '$ '],
+      ['r', '100x30'],
+    ]);
+
+    const empty = new MemorySink();
+    await new AsciicastRecorder(start(), empty, limits()).finish(); // nothing happened: the header alone
+    expect(empty.lines).toEqual([expect.objectContaining({ version: 2, width: 80, height: 24 })]);
+  });
+
   it('answers false above the high-water mark and emits drain once the store caught up', async () => {
     const sink = new MemorySink();
     let release!: () => void;

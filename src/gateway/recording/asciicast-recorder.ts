@@ -95,6 +95,8 @@ export class AsciicastRecorder implements Recorder {
   private seq = 0;
   private writing = false;
   private needDrain = false;
+  /** The header's terminal size while the header is not written yet (a resize before any event changes it). */
+  private header?: { width: number; height: number };
   private failure?: Error;
   private finishing?: Promise<RecordingSeal>;
   private idle?: () => void;
@@ -104,9 +106,11 @@ export class AsciicastRecorder implements Recorder {
     private readonly sink: ChunkSink,
     private readonly limits: RecorderLimits = DEFAULT_RECORDER_LIMITS,
   ) {
-    const env: Record<string, string> = { TERM: start.term ?? 'xterm' };
-    this.append(JSON.stringify({ version: 2, width: start.width, height: start.height, timestamp: Math.floor(start.startedAt.getTime() / 1000), env }));
-    this.timer = setInterval(() => this.kick(), limits.flushMs);
+    this.header = { width: start.width, height: start.height };
+    this.timer = setInterval(() => {
+      this.writeHeader();
+      this.kick();
+    }, limits.flushMs);
     this.timer.unref();
   }
 
@@ -122,7 +126,9 @@ export class AsciicastRecorder implements Recorder {
   /** A size from the client (pty-req, window-change: any uint32): kept within what the header allows, 0 (unknown) skipped. */
   resize(width: number, height: number): void {
     if (this.closed() || !(width >= 1 && height >= 1)) return;
-    this.append(JSON.stringify([this.now(), 'r', `${terminalSize(width)}x${terminalSize(height)}`]));
+    // the first terminal size (the pty request) before anything was shown is the header's: the player starts at it
+    if (this.header) this.header = { width: terminalSize(width), height: terminalSize(height) };
+    else this.append(JSON.stringify([this.now(), 'r', `${terminalSize(width)}x${terminalSize(height)}`]));
   }
 
   marker(label: string): void {
@@ -170,7 +176,22 @@ export class AsciicastRecorder implements Recorder {
     return false;
   }
 
+  /** The header line, once: before the first event, at the first flush, or at the end. */
+  private writeHeader(): void {
+    const h = this.header;
+    if (!h) return;
+    this.header = undefined;
+    const env: Record<string, string> = { TERM: this.start.term ?? 'xterm' };
+    this.line(JSON.stringify({ version: 2, width: h.width, height: h.height, timestamp: Math.floor(this.start.startedAt.getTime() / 1000), env }));
+  }
+
+  /** One event line (after the header). */
   private append(line: string): void {
+    this.writeHeader();
+    this.line(line);
+  }
+
+  private line(line: string): void {
     const text = line + '\n';
     const bytes = Buffer.byteLength(text, 'utf8');
     this.hash.update(text, 'utf8');
@@ -228,6 +249,7 @@ export class AsciicastRecorder implements Recorder {
 
   private async seal(): Promise<RecordingSeal> {
     if (this.failure) throw this.failure;
+    this.writeHeader();
     // what the decoders still hold (a character cut short at the end) is written as U+FFFD
     const rest = this.outDecoder.decode();
     if (rest) this.append(JSON.stringify([this.now(), 'o', rest]));
