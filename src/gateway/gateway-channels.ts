@@ -7,6 +7,8 @@ import { gatedSink, orderedOutput, relay, RelaySink, SocketGate, socketGate } fr
 export interface ChannelPolicy {
   allowPortForwarding: boolean;
   recordInput: boolean;
+  /** The account is reached through the gateway only (key-sweep.ts runs at the start and end of each session). */
+  brokeredOnly: boolean;
 }
 
 /** The most characters of an exec command kept in the recording's marker: more than an SSH packet holds, so the whole command (review FINDING 3). */

@@ -57,7 +57,7 @@ export class GatewayGrants {
         ...base,
         targetId: target.id,
         login: new UpstreamLogin(target.host, target.port, account.username, password, pin),
-        policy: { allowPortForwarding: account.policy.allowPortForwarding, recordInput: account.policy.recordInput },
+        policy: { allowPortForwarding: account.policy.allowPortForwarding, recordInput: account.policy.recordInput, brokeredOnly: account.policy.brokeredOnly },
       };
     }
     const row = ticket.ephemeralId ? await this.ephemeralStore.gatewayGrant(em, ticket.ephemeralId) : null;
@@ -71,7 +71,8 @@ export class GatewayGrants {
       ...base,
       targetId: target.id,
       login: new UpstreamLogin(target.host, target.port, row.username, password, pin),
-      policy: { allowPortForwarding: policy.allowPortForwarding, recordInput: policy.recordInput },
+      // a one-time account is removed with its home when it ends: nothing planted there outlives it
+      policy: { allowPortForwarding: policy.allowPortForwarding, recordInput: policy.recordInput, brokeredOnly: false },
     };
   }
 }

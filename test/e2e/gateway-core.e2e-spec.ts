@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, utils } from 'ssh2';
 import { SshGatewayServer } from '../../src/gateway/ssh-gateway.server';
+import { runRaw } from '../support/targets/run';
 import { execThrough, gatewayConnect, gatewayRefuses, sshTargetFor, until } from '../support/gateway-client';
 import { actingAs } from '../support/http';
 import type { SshdHandle } from '../support/targets/sshd';
@@ -232,6 +233,16 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     expect((await as(operator).post(`/v1/checkouts/${checkout.id}/reveal`, {}, true).expect(409)).body.code).toBe('BROKERED_ONLY');
     const c = await open({ username: account.username, password: (await connect(checkout.id)).body.ticket });
     expect((await execThrough(c, 'echo brokered')).stdout).toBe('brokered\n');
+    // a key planted through the session does not outlive it: the gateway removes the account's own authorized_keys
+    const key = utils.generateKeyPairSync('ed25519');
+    expect((await execThrough(c, `umask 077; mkdir -p ~/.ssh && echo '${key.public}' >> ~/.ssh/authorized_keys && chmod 500 ~/.ssh && echo planted`)).stdout).toBe('planted\n');
+    const sessionId = await until(() => sessionOf(checkout.id));
+    expect((await runRaw('test', ['-e', `/home/${account.username}/.ssh/authorized_keys`])).code).toBe(0);
+    c.end();
+    expect(await until(async () => (await sessionRow(sessionId))?.end_reason)).toBe('client_closed');
+    const swept = (await audit('gateway.authorized_keys_removed')).find((e) => e.subject_id === sessionId);
+    expect(swept?.details).toMatchObject({ files: ['.ssh/authorized_keys'], when: 'end' });
+    expect((await runRaw('test', ['-e', `/home/${account.username}/.ssh/authorized_keys`])).code).not.toBe(0);
   });
 
   it("the lease's expiry on the vault clock ends the session (expired)", async () => {
