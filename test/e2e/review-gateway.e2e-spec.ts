@@ -513,6 +513,25 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(directLogin).toBe(false);
   });
 
+  it("FINDING 9: the brokered-only key sweep runs as the account, so the account's own ~/.bashrc decides what it does — a guard planted there keeps the planted key", async () => {
+    const a = await checkedOut({ brokeredOnly: true });
+    const key = utils.generateKeyPairSync('ed25519');
+    const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
+    // bash run by sshd for a command reads ~/.bashrc first (Debian's SSH_SOURCE_BASHRC): anything that mentions
+    // authorized_keys ends there, successfully, doing nothing
+    const guard = 'case "$BASH_EXECUTION_STRING" in *authorized_keys*) exit 0;; esac';
+    const plant = await execThrough(c, `umask 077; { echo '${guard}'; cat ~/.bashrc 2>/dev/null; } > ~/.b && mv ~/.b ~/.bashrc; mkdir -p ~/.ssh && echo '${key.public}' >> ~/.ssh/authorized_keys && echo planted`);
+    expect(plant.stdout).toBe('planted\n');
+    c.end();
+    await endedSession(a.checkoutId);
+    await as(operator).post(`/v1/checkouts/${a.checkoutId}/checkin`).expect(200);
+    const directLogin = await direct(a.username, { privateKey: key.private }).then(
+      async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
+      () => false,
+    );
+    expect(directLogin).toBe(false);
+  });
+
   // ---- recordings ---------------------------------------------------------------------------------------------
 
   it("recordings: operators and vendors cannot download any (even their own), another operator's session is 404, an auditor's read is audited; a chunk swapped in from another session fails verify", async () => {
