@@ -497,7 +497,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(JSON.stringify(events)).not.toContain(a.password);
   });
 
-  it('FINDING 5: brokered only is undone by one command — a key planted in ~/.ssh/authorized_keys through the gateway logs in directly after check-in (no vault, no recording)', async () => {
+  it('FINDING 5 (mitigated by 17fa4de): a key planted in ~/.ssh/authorized_keys through the gateway no longer logs in directly after check-in', async () => {
     const a = await checkedOut({ brokeredOnly: true });
     const key = utils.generateKeyPairSync('ed25519');
     const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
@@ -524,6 +524,23 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(plant.stdout).toBe('planted\n');
     c.end();
     await endedSession(a.checkoutId);
+    await as(operator).post(`/v1/checkouts/${a.checkoutId}/checkin`).expect(200);
+    const directLogin = await direct(a.username, { privateKey: key.private }).then(
+      async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
+      () => false,
+    );
+    expect(directLogin).toBe(false);
+  });
+
+  it('FINDING 10: the key sweep needs the upstream connection at the end — the user kills their own sshd session process right after planting, the sweep never runs', async () => {
+    const a = await checkedOut({ brokeredOnly: true });
+    const key = utils.generateKeyPairSync('ed25519');
+    const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
+    const gone = closed(c);
+    // $PPID is `sshd: <account>@notty`, which runs as the account: killing it drops the gateway's upstream connection
+    c.exec(`umask 077; mkdir -p ~/.ssh && echo '${key.public}' >> ~/.ssh/authorized_keys && kill -KILL $PPID`, () => undefined);
+    await gone;
+    expect((await endedSession(a.checkoutId))[0].end_reason).toBe('upstream_closed');
     await as(operator).post(`/v1/checkouts/${a.checkoutId}/checkin`).expect(200);
     const directLogin = await direct(a.username, { privateKey: key.private }).then(
       async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
