@@ -367,14 +367,14 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     internals._sock.pause(); // never read again …
     internals._protocol.channelWindowAdjust((stream as unknown as { outgoing: { id: number } }).outgoing.id, 0x7fffffff); // … but say 2 GiB may come
     let most = 0;
-    const deadline = Date.now() + 12_000;
-    while (Date.now() < deadline && most < 16 * 1024 * 1024) {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && most < 4 * 1024 * 1024) {
       await sleep(100);
       most = Math.max(most, gatewaySocketOf(server, row.id)?.writableLength ?? 0);
     }
     internals._sock.destroy();
-    // the defence: the gateway holds the target back (it waits for the client socket to drain), a few MB at most
-    expect(most).toBeLessThan(16 * 1024 * 1024);
+    // the defence: the gateway holds the target back (it waits for the client socket to drain): ~32 KB seen, was 16 MB+ and growing
+    expect(most).toBeLessThan(4 * 1024 * 1024);
   }, 30_000);
 
   it('FINDING 6 (fixed): a PTY of 4,294,967,295 columns does not make the recording unplayable — resize events are clamped like the header (10,000)', async () => {
