@@ -1,7 +1,7 @@
 /**
  * bench/gateway: the vault's SSH gateway beside direct `ssh` to the same sshd, in one run, with the real OpenSSH client.
  *
- *   npx ts-node --transpile-only bench/gateway/run.ts [--mb 50] [--rounds 3] [--n 1000] [--block 50] [--cipher <name>] [--what-if nodelay]
+ *   npx ts-node --transpile-only bench/gateway/run.ts [--mb 50] [--rounds 5] [--n 1000] [--block 50] [--cipher <name>] [--what-if nodelay]
  *
  * Target: a throwaway sshd (test/support/targets/sshd.ts, PAM off) with one local account, registered in the vault with a
  * least-privilege sudo admin and its pinned host key, the account with a known password (policy: no rotation after
@@ -16,7 +16,9 @@
  * and authentication are out of the figures on both sides, as they are for a person at a terminal:
  * - transfer: `cat > bench.bin` with `--mb` MB of random bytes on ssh's stdin (a file read by this process), timed from
  *   the mux client's start to its exit; then `sha256sum bench.bin` on the target must equal the local file's. `--rounds`
- *   rounds, direct and gateway alternating (the order flipped every round); MB/s is the median round's.
+ *   rounds, direct and gateway alternating (the order flipped every round); MB/s is the median round's, the ratio the
+ *   median of each round's direct/gateway time ratio (a pair runs back to back, so a busy machine disturbs it least), and
+ *   the CPU this process (the vault) spent per upload is printed.
  * - round trips: `--n` runs of `ssh -S <socket> host true` each way, in blocks of `--block` alternating between the two
  *   (so drift hits both alike); the latency of one = the mux client's start to its exit (an ssh process start, a
  *   channel open, exec, exit-status, close). p50/p99 both ways; added = gateway p50 − direct p50.
@@ -45,7 +47,7 @@ const arg = (name: string, dflt: string) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 const MB = Number(arg('mb', '50'));
-const ROUNDS = Number(arg('rounds', '3'));
+const ROUNDS = Number(arg('rounds', '5'));
 const N = Number(arg('n', '1000'));
 const BLOCK = Number(arg('block', '50'));
 const CIPHER = arg('cipher', '');
@@ -139,15 +141,17 @@ async function setUp(): Promise<Setup> {
   }
 }
 
-/** One upload of `file` over `master`, checked by sha256 on the target; seconds. */
-async function upload(master: SshMaster, file: string, sha256: string): Promise<number> {
+/** One upload of `file` over `master`, checked by sha256 on the target: seconds, and the CPU seconds of this process (the vault's). */
+async function upload(master: SshMaster, file: string, sha256: string): Promise<{ seconds: number; cpu: number }> {
   const start = nowMs();
+  const cpu0 = process.cpuUsage();
   const put = await master.exec('cat > bench.bin', { input: createReadStream(file), timeoutMs: 600_000 });
   const seconds = (nowMs() - start) / 1000;
+  const used = process.cpuUsage(cpu0);
   if (put.code !== 0) throw new Error(`upload failed (exit ${put.code ?? put.signal}): ${put.stderr.trim()}`);
   const sum = await master.exec('sha256sum bench.bin && rm -f bench.bin');
   if (sum.code !== 0 || sum.stdout.split(/\s+/)[0] !== sha256) throw new Error(`the file on the target differs: ${sum.stdout.trim()} ${sum.stderr.trim()} (expected ${sha256})`);
-  return seconds;
+  return { seconds, cpu: (used.user + used.system) / 1e6 };
 }
 
 async function roundTrip(master: SshMaster): Promise<number> {
@@ -169,12 +173,14 @@ async function main(): Promise<void> {
     const modes: Mode[] = ['direct', 'gateway'];
 
     const seconds: Record<Mode, number[]> = { direct: [], gateway: [] };
+    const cpu: Record<Mode, number[]> = { direct: [], gateway: [] };
     await upload(s.masters.gateway, file, sha256); // warm-up (and the first proof that the bytes arrive intact)
     for (let round = 0; round < ROUNDS; round++) {
       for (const mode of round % 2 ? [...modes].reverse() : modes) {
-        const t = await upload(s.masters[mode], file, sha256);
+        const { seconds: t, cpu: c } = await upload(s.masters[mode], file, sha256);
         seconds[mode].push(t);
-        log(`transfer round ${round + 1} ${mode}: ${MB} MB in ${t.toFixed(2)} s (${(MB / t).toFixed(1)} MB/s)`);
+        cpu[mode].push(c);
+        log(`transfer round ${round + 1} ${mode}: ${MB} MB in ${t.toFixed(2)} s (${(MB / t).toFixed(1)} MB/s), vault process CPU ${c.toFixed(2)} s`);
       }
     }
 
@@ -188,16 +194,17 @@ async function main(): Promise<void> {
     }
 
     const [{ recorded }] = await s.vault.db.query<{ recorded: number }>('SELECT count(*)::int AS recorded FROM gateway_sessions');
-    process.stdout.write(report(seconds, latency, recorded));
+    process.stdout.write(report(seconds, cpu, latency, recorded));
   } finally {
     rmSync(scratch, { recursive: true, force: true });
     await s.close();
   }
 }
 
-function report(seconds: Record<Mode, number[]>, latency: Record<Mode, number[]>, sessions: number): string {
+function report(seconds: Record<Mode, number[]>, cpu: Record<Mode, number[]>, latency: Record<Mode, number[]>, sessions: number): string {
   const rate = (m: Mode) => MB / median(seconds[m]);
-  const ratio = rate('gateway') / rate('direct');
+  // each round's pair ran back to back: the median of their ratios is the least disturbed by a busy machine
+  const ratio = median(seconds.direct.map((d, i) => d / seconds.gateway[i]));
   const sorted = (m: Mode) => [...latency[m]].sort((a, b) => a - b);
   const [d, g] = [sorted('direct'), sorted('gateway')];
   const added = pct(g, 0.5) - pct(d, 0.5);
@@ -206,8 +213,9 @@ function report(seconds: Record<Mode, number[]>, latency: Record<Mode, number[]>
     '',
     `bench/gateway: ${MB} MB upload × ${ROUNDS} rounds, ${N} round trips each way over one ControlMaster connection${CIPHER ? `, cipher ${CIPHER}` : ''}${NODELAY ? ' — WHAT-IF: TCP_NODELAY on the gateway\'s sockets' : ''}`,
     '',
-    `transfer (median round)   direct ${rate('direct').toFixed(1).padStart(6)} MB/s   gateway ${rate('gateway').toFixed(1).padStart(6)} MB/s   gateway/direct ${ratio.toFixed(2)}×`,
+    `transfer (median round)   direct ${rate('direct').toFixed(1).padStart(6)} MB/s   gateway ${rate('gateway').toFixed(1).padStart(6)} MB/s   gateway/direct ${ratio.toFixed(2)}× (median of the rounds' ratios)`,
     `  rounds (s): direct ${seconds.direct.map((x) => x.toFixed(2)).join(' ')}; gateway ${seconds.gateway.map((x) => x.toFixed(2)).join(' ')}`,
+    `  the vault process's CPU per upload (median): gateway ${median(cpu.gateway).toFixed(2)} s (${((median(cpu.gateway) / MB) * 1000).toFixed(1)} ms/MB), direct ${median(cpu.direct).toFixed(2)} s (this process's own share of a direct round)`,
     '',
     'round trip (ms)       p50      p90      p99      max',
     `  direct        ${f(pct(d, 0.5))} ${f(pct(d, 0.9))} ${f(pct(d, 0.99))} ${f(d[d.length - 1])}`,
