@@ -29,6 +29,9 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
   let sudoAdmin: { username: string; password: string };
   const clients: Client[] = [];
   const cleanup: string[] = [];
+  const logLines: string[] = [];
+  /** Every password and ticket the attacks used: none may show up in a log line, an audit event or a session row. */
+  const secrets: string[] = [];
 
   const as = (u: TestUser) => actingAs(vault, u);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -40,13 +43,17 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
   const checkedOut = async (policy: Record<string, unknown> = {}, user = operator) => {
     const username = `rv${randomBytes(4).toString('hex')}`;
     const password = `Pw-${randomBytes(12).toString('hex')}`;
+    secrets.push(password);
     await sshd.createUser(username, password);
     const account = (await as(admin).post('/v1/accounts', { targetId, username, password, policy }, true).expect(201)).body;
     const checkout = (await as(user).post('/v1/checkouts', { accountId: account.id, justification: 'gateway review' }, true).expect(201)).body;
     return { username, password, accountId: account.id as string, checkoutId: checkout.id as string, checkout };
   };
-  const ticket = async (checkoutId: string, body: object = {}, user = operator): Promise<string> =>
-    (await as(user).post(`/v1/checkouts/${checkoutId}/connect`, body, true).expect(201)).body.ticket;
+  const ticket = async (checkoutId: string, body: object = {}, user = operator): Promise<string> => {
+    const t: string = (await as(user).post(`/v1/checkouts/${checkoutId}/connect`, body, true).expect(201)).body.ticket;
+    secrets.push(t);
+    return t;
+  };
   const open = async (config: Parameters<typeof gatewayConnect>[1]) => {
     const c = await gatewayConnect(gw, config);
     clients.push(c);
@@ -102,7 +109,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     });
 
   beforeAll(async () => {
-    vault = await startTestVault({ gateway: true, env: { VAULT_CHECKOUT_SWEEP_MS: '3600000', VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_EPHEMERAL_SWEEP_MS: '3600000' } });
+    vault = await startTestVault({ gateway: true, logLines, env: { VAULT_CHECKOUT_SWEEP_MS: '3600000', VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_EPHEMERAL_SWEEP_MS: '3600000' } });
     gw = vault.gateway!;
     admin = await vault.admin();
     operator = await vault.createUser(['operator']);
@@ -255,13 +262,14 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
 
   it('FINDING 2: unauthenticated clients write audit events without bound — garbage passwords from one address fill the audit chain', async () => {
     const before = (await audits('gateway.ticket_refused')).length;
-    const tries = Array.from({ length: 20 }, () =>
-      gatewayRefuses(gw, {
+    // one after the other (a per-address cap may drop parallel ones: that is a refusal too)
+    for (let i = 0; i < 20; i++) {
+      const refused = await gatewayRefuses(gw, {
         username: 'root',
         authHandler: ['password', 'password', 'password', 'password'].map((type) => ({ type, username: 'root', password: `hunter${randomBytes(3).toString('hex')}` })),
-      } as never),
-    );
-    await Promise.all(tries);
+      } as never).catch(() => true);
+      expect(refused).toBe(true);
+    }
     const after = (await audits('gateway.ticket_refused')).length;
     // a scanner trying passwords that are not even ticket-shaped: OpenSSH would log, not write 60 chained audit events
     expect(after - before).toBeLessThanOrEqual(10);
@@ -306,7 +314,6 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     const hog = await rawConnections(200, '127.0.0.2', 'SSH-2.0-hog\r\n');
     try {
       await sleep(500);
-      expect(hog.open.size).toBe(200);
       // the defence: a per-address share of the slots, so another address still gets in
       const inside = await gatewayConnect(gw, { username: a.username, password: t }).then(
         (c) => (clients.push(c), true),
@@ -625,5 +632,18 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     vault.clock.advance(lease + 1000);
     await gone2;
     expect((await endedSession(b.checkoutId))[0].end_reason).toBe('expired');
+  });
+
+  it('after all of the above: no password or ticket in any log line, audit event, session row or recording', async () => {
+    const stored = JSON.stringify([
+      await vault.db.query('SELECT * FROM audit_events'),
+      await vault.db.query('SELECT * FROM gateway_sessions'),
+      await vault.db.query('SELECT * FROM gateway_tickets'),
+      await vault.db.query('SELECT * FROM session_recordings'),
+    ]);
+    const logs = logLines.join('\n');
+    expect(secrets.length).toBeGreaterThan(30);
+    expect(logLines.length).toBeGreaterThan(0);
+    for (const secret of secrets) expect({ secret, inLogs: logs.includes(secret), stored: stored.includes(secret) }).toEqual({ secret, inLogs: false, stored: false });
   });
 });
