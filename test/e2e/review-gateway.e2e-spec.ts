@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { AddressInfo, connect as tcpConnect, Socket } from 'node:net';
@@ -554,6 +554,28 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
       () => false,
     );
     expect(directLogin).toBe(false);
+  });
+
+  it("FINDING 11: a sweep run as the account cannot outrun the account's own processes — a loop left behind re-plants the key after the sweep and the check-in", async () => {
+    const a = await checkedOut({ brokeredOnly: true });
+    const key = utils.generateKeyPairSync('ed25519');
+    const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
+    const loop = `while :; do [ -s ~/.ssh/authorized_keys ] || { mkdir -p ~/.ssh; echo '${key.public}' >> ~/.ssh/authorized_keys; }; sleep 0.2; done`;
+    try {
+      await execThrough(c, `umask 077; setsid sh -c "${loop}" </dev/null >/dev/null 2>&1 & echo left`);
+      c.end();
+      await endedSession(a.checkoutId);
+      await as(operator).post(`/v1/checkouts/${a.checkoutId}/checkin`).expect(200);
+      await sleep(500);
+      const directLogin = await direct(a.username, { privateKey: key.private }).then(
+        async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
+        () => false,
+      );
+      // the defence: nothing of the account's outlives the end of a brokered-only checkout (or sshd reads no keys from homes)
+      expect(directLogin).toBe(false);
+    } finally {
+      spawnSync('pkill', ['-KILL', '-u', a.username]);
+    }
   });
 
   // ---- recordings ---------------------------------------------------------------------------------------------
