@@ -210,6 +210,21 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(JSON.stringify(refused)).not.toContain(pwTicket.slice(4));
   });
 
+  it('auth method juggling does not spend a ticket: a password ticket as a publickey user name, hostbased/none, a ticket with a trailing newline or in upper case — all refused, then the ticket still works once', async () => {
+    const a = await checkedOut();
+    const t = await ticket(a.checkoutId);
+    const anyKey = utils.generateKeyPairSync('ed25519');
+    expect(await gatewayRefuses(gw, { username: t, privateKey: anyKey.private })).toBe(true);
+    expect(await gatewayRefuses(gw, { username: t, authHandler: ['none'] } as never)).toBe(true);
+    for (const variant of [`${t}\n`, ` ${t}`, t.toUpperCase(), `${t}\u0000`, t.slice(0, -1)]) {
+      expect(await gatewayRefuses(gw, { username: a.username, password: variant })).toBe(true);
+    }
+    const c = await open({ username: a.username, password: t });
+    expect((await execThrough(c, 'id -un')).stdout).toBe(`${a.username}\n`);
+    c.end();
+    expect(await gatewayRefuses(gw, { username: a.username, password: t })).toBe(true);
+  });
+
   it("user name tricks: the SSH user name is cosmetic in password mode — another account's name, root or the vault admin's name still lands on the ticket's account", async () => {
     const a = await checkedOut();
     const b = await checkedOut();
