@@ -1,42 +1,57 @@
-import type { Client } from 'ssh2';
+import type { Client, SFTPWrapper } from 'ssh2';
+
+/** The account's own authorized_keys files, relative to its home (where the sftp subsystem starts). */
+const KEY_FILES = ['.ssh/authorized_keys', '.ssh/authorized_keys2'] as const;
 
 /**
  * Brokered only means the account is reached through the gateway and nothing else: a key the user plants in their
  * own `authorized_keys` through a session (`echo … >> ~/.ssh/authorized_keys`) would let them log in directly once
  * the checkout ended, unrecorded. So for a brokered-only account the gateway removes the account's own
- * authorized_keys files, as the account (its own files, no privilege), when a session starts and before it closes
- * the upstream connection at the end. The planting itself stays in the recording. Targets should still keep
- * AuthorizedKeysFile outside users' homes (README, "Brokered only").
+ * authorized_keys files when a session starts and when it ends (on a fresh connection if the user killed theirs).
+ *
+ * It goes through the sftp subsystem, not a shell command: a shell started for the account reads the account's own
+ * rc files (bash sources ~/.bashrc for sshd commands), which the user controls; OpenSSH's internal-sftp runs no shell.
+ * This is a second line only: it runs as the account, so it cannot outrun a process of the account's that re-plants
+ * the key, and an external sftp-server is again started through the user's shell. The guarantee is the target's
+ * sshd reading keys from root-owned files only (`AuthorizedKeysFile /etc/ssh/authorized_keys/%u`, README).
  */
-const SWEEP = [
-  'for f in "$HOME/.ssh/authorized_keys" "$HOME/.ssh/authorized_keys2"; do',
-  '  if [ -e "$f" ] || [ -L "$f" ]; then chmod u+w "$HOME/.ssh" 2>/dev/null; rm -f -- "$f" && printf "%s\\n" "${f#$HOME/}"; fi',
-  'done',
-].join('\n');
-
-/** Runs the sweep on the session's upstream connection; resolves to the files it removed (empty: none, or it could not run). */
-export function sweepAuthorizedKeys(upstream: Client, timeoutMs = 5000): Promise<string[]> {
+export function sweepAuthorizedKeys(conn: Client, timeoutMs = 5000): Promise<string[]> {
   return new Promise((resolve) => {
-    let out = '';
+    const removed: string[] = [];
     let done = false;
+    let sftp: SFTPWrapper | undefined;
     const finish = () => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      resolve(out.split('\n').filter((l) => l === '.ssh/authorized_keys' || l === '.ssh/authorized_keys2'));
+      sftp?.end();
+      resolve(removed);
     };
     const timer = setTimeout(finish, timeoutMs);
     timer.unref();
+    const unlink = (s: SFTPWrapper, file: string): Promise<void> =>
+      new Promise((next) =>
+        s.lstat(file, (missing) => {
+          if (missing) return next();
+          s.unlink(file, (err) => {
+            if (!err) {
+              removed.push(file);
+              return next();
+            }
+            // the user made ~/.ssh read-only: it is theirs, so the account may make it writable again
+            s.chmod('.ssh', 0o700, () => s.unlink(file, (again) => (again ? next() : (removed.push(file), next()))));
+          });
+        }),
+      );
     try {
-      upstream.exec(`/bin/sh -c '${SWEEP.replace(/'/g, `'\\''`)}'`, (err, stream) => {
+      conn.sftp((err, s) => {
         if (err) return finish();
-        stream.on('error', () => undefined);
-        stream.on('data', (d: Buffer) => (out += d.toString()));
-        stream.stderr.on('data', () => undefined);
-        stream.on('close', finish);
+        sftp = s;
+        s.on('error', () => undefined);
+        void KEY_FILES.reduce((p, f) => p.then(() => unlink(s, f)), Promise.resolve()).then(finish);
       });
     } catch {
-      finish(); // the upstream connection is gone
+      finish(); // the connection is gone
     }
   });
 }

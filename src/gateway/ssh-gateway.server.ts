@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { AuthContext, Client, Connection, Server, utils } from 'ssh2';
 import { DataSource } from 'typeorm';
@@ -30,6 +30,10 @@ const AUTH_GRACE_MS = 60_000;
 const MAX_KEY_QUERIES = 20;
 /** Connections not authenticated yet, at most (OpenSSH's MaxStartups): beyond, new ones are dropped at once. */
 const MAX_UNAUTHENTICATED = 200;
+/** ... and from one address (OpenSSH's PerSourceMaxStartups): one client cannot take every slot. */
+const MAX_UNAUTHENTICATED_PER_ADDRESS = 10;
+/** TCP connections at most, authenticated or not (ssh2 drops more at accept). */
+const MAX_CONNECTIONS = 2000;
 /** How often each instance asks the database which of its live sessions must end. */
 const POLL_MS = 1000;
 /** Housekeeping: stamp this instance's sessions, end those of instances that died, forget old tickets. */
@@ -76,6 +80,9 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
   private polling = false;
   private stopping = false;
   private unauthenticated = 0;
+  private readonly unauthenticatedFrom = new Map<string, number>();
+  /** Sockets not authenticated yet → what counts them out again (on authentication or close). */
+  private readonly pending = new WeakMap<object, () => void>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -94,6 +101,10 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     this.hostKey = await loadOrCreateHostKey(this.dataSource, this.store, this.secrets);
     const server = new Server({ hostKeys: [this.hostKey.privateKeyPem()], ident: 'pam-vault-gateway' }, (client, info) => this.onClient(client, info.ip));
     server.on('error', (e: Error) => this.logger.warn({ err: errorType(e) }, 'SSH gateway listener error'));
+    // bounded at TCP accept: ssh2 sees a connection only after its identification line and has no timeout before it,
+    // so a silent socket would be held for ever; every socket gets the login grace time from accept on
+    server.maxConnections = MAX_CONNECTIONS;
+    (server as unknown as { _srv: NetServer })._srv.on('connection', (socket: Socket) => this.admit(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(gw.port, gw.bind, () => {
@@ -149,16 +160,38 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
 
   // ---- authentication ------------------------------------------------------------------------------------------
 
+  /**
+   * Every TCP connection counts as unauthenticated from accept on (ssh2 sees it only after its identification line and
+   * has no timeout before it): at most MAX_UNAUTHENTICATED, and MAX_UNAUTHENTICATED_PER_ADDRESS from one address
+   * (beyond, dropped at once), each dropped after the login grace time unless it authenticated by then.
+   */
+  private admit(socket: Socket): void {
+    const from = socket.remoteAddress ?? '?';
+    if (this.unauthenticated >= MAX_UNAUTHENTICATED || (this.unauthenticatedFrom.get(from) ?? 0) >= MAX_UNAUTHENTICATED_PER_ADDRESS) {
+      socket.destroy();
+      return;
+    }
+    this.unauthenticated++;
+    this.unauthenticatedFrom.set(from, (this.unauthenticatedFrom.get(from) ?? 0) + 1);
+    const timer = setTimeout(() => socket.destroy(), AUTH_GRACE_MS);
+    timer.unref();
+    let counted = true;
+    const countOut = () => {
+      if (!counted) return;
+      counted = false;
+      clearTimeout(timer);
+      this.unauthenticated--;
+      const left = (this.unauthenticatedFrom.get(from) ?? 1) - 1;
+      if (left > 0) this.unauthenticatedFrom.set(from, left);
+      else this.unauthenticatedFrom.delete(from);
+    };
+    this.pending.set(socket, countOut);
+    socket.once('close', countOut);
+  }
+
   private onClient(client: Connection, address: string | undefined): void {
     const state: ClientState = { address: address ?? null, failures: 0, keyQueries: 0, audited: 0, closed: false, opening: false };
     client.on('error', () => undefined); // a dropped client; its 'close' follows
-    if (this.unauthenticated >= MAX_UNAUTHENTICATED) return void client.end();
-    this.unauthenticated++;
-    let counted = true;
-    const authenticatedOrGone = () => {
-      if (counted) this.unauthenticated--;
-      counted = false;
-    };
     // small packets (channel open, exec, exit status, keystrokes) go at once: Nagle + delayed ACK added ~100 ms a round trip
     (client as Connection & { setNoDelay(on: boolean): void }).setNoDelay(true); // ssh2 has it, its types do not
     const grace = setTimeout(() => client.end(), AUTH_GRACE_MS);
@@ -171,11 +204,11 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     });
     client.on('ready', () => {
       clearTimeout(grace);
-      authenticatedOrGone();
+      const socket = (client as unknown as { _sock?: object })._sock;
+      if (socket) this.pending.get(socket)?.();
     });
     client.on('close', () => {
       clearTimeout(grace);
-      authenticatedOrGone();
       state.closed = true;
       void state.session?.end('client_closed');
     });
@@ -318,8 +351,19 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       return void (await session.end('client_closed'));
     }
     if (grant.policy.brokeredOnly) {
+      let upstreamGone = false;
+      upstream.once('close', () => (upstreamGone = true));
       await this.sweepKeys(session, upstream, 'start');
-      session.beforeClose = () => this.sweepKeys(session, upstream, 'end');
+      // at the end on the session's own connection, or a fresh one (pinned host key again) when the user killed theirs
+      session.beforeClose = async () => {
+        const conn = upstreamGone ? await connectUpstream(grant.login).catch(() => null) : upstream;
+        if (!conn) return;
+        try {
+          await this.sweepKeys(session, conn, 'end');
+        } finally {
+          if (conn !== upstream) conn.end();
+        }
+      };
     }
     session.recorder.onFailure(() => void session.end('recording_failed'));
     upstream.on('close', () => void session.end('upstream_closed'));
