@@ -25,7 +25,7 @@ export class GatewayController {
     summary: 'A single-use ticket (60 s) to connect through the SSH gateway with your active SSH checkout',
     description: 'With `publicKey`, the ticket is the SSH user name and only that key may use it; without, the ticket is the password.',
   })
-  @ApiErrors('GATEWAY_DISABLED', 'CHECKOUT_NOT_ACTIVE', 'TARGET_UNSUPPORTED')
+  @ApiErrors('GATEWAY_DISABLED', 'CHECKOUT_NOT_ACTIVE', 'TARGET_UNSUPPORTED', 'TARGET_HOST_KEY_UNPINNED')
   @ApiAnswer(GatewayTicketView)
   @Roles('operator')
   @RequiresMfa()
@@ -35,7 +35,7 @@ export class GatewayController {
   }
 
   @ApiOperation({ summary: 'A single-use ticket (60 s) to connect through the SSH gateway with your active one-time SSH account' })
-  @ApiErrors('GATEWAY_DISABLED', 'EPHEMERAL_NOT_ACTIVE', 'TARGET_UNSUPPORTED')
+  @ApiErrors('GATEWAY_DISABLED', 'EPHEMERAL_NOT_ACTIVE', 'TARGET_UNSUPPORTED', 'TARGET_HOST_KEY_UNPINNED')
   @ApiAnswer(GatewayTicketView)
   @Roles('vendor')
   @RequiresMfa()

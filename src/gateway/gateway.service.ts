@@ -116,6 +116,8 @@ export class GatewayService {
   private async requireSsh(em: EntityManager, targetId: string): Promise<void> {
     const target = await this.targets.find(em, targetId);
     if (target.type !== 'ssh') throw new DomainException('TARGET_UNSUPPORTED', `only SSH accounts connect through the gateway (this is a ${target.type} target)`);
+    // the gateway sends the password only to a pinned host key: no ticket that could only be refused
+    if (!target.options.hostKeySha256) throw new DomainException('TARGET_HOST_KEY_UNPINNED', 'the target has no pinned host key: an admin pins it first (POST /v1/targets/:id/verify)');
   }
 
   private requireEndpoint(): GatewayEndpointView {

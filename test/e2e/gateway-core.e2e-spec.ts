@@ -219,6 +219,13 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     } finally {
       await vault.db.query(`UPDATE targets SET options = options || jsonb_build_object('hostKeySha256', $2::text) WHERE id = $1`, [targetId, pinned]);
     }
+    // and a target with no pin at all gets no ticket (nothing could be sent to it anyway)
+    await vault.db.query(`UPDATE targets SET options = options - 'hostKeySha256' WHERE id = $1`, [targetId]);
+    try {
+      expect((await as(operator).post(`/v1/checkouts/${checkout.id}/connect`, {}, true).expect(409)).body.code).toBe('TARGET_HOST_KEY_UNPINNED');
+    } finally {
+      await vault.db.query(`UPDATE targets SET options = options || jsonb_build_object('hostKeySha256', $2::text) WHERE id = $1`, [targetId, pinned]);
+    }
     const mismatch = (await audit('gateway.host_key_mismatch')).at(-1);
     expect(mismatch).toMatchObject({ subject_id: targetId, outcome: 'failure', details: { kind: 'host_key_mismatch', presentedHostKeySha256: pinned, checkoutId: checkout.id } });
     expect(sshd.logs().slice(before)).not.toContain(account.username);

@@ -6012,8 +6012,9 @@ export interface operations {
                 };
             };
             /**
-             * @description Conflict: CHECKOUT_NOT_ACTIVE, GATEWAY_DISABLED
+             * @description Conflict: TARGET_HOST_KEY_UNPINNED, CHECKOUT_NOT_ACTIVE, GATEWAY_DISABLED
              *
+             *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
              *     - `CHECKOUT_NOT_ACTIVE`: The checkout is not active.
              *     - `GATEWAY_DISABLED`: The vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT is not set): no connection ticket is issued.
              */
@@ -6024,14 +6025,14 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "code": "CHECKOUT_NOT_ACTIVE",
-                     *       "message": "The checkout is not active.",
+                     *       "code": "TARGET_HOST_KEY_UNPINNED",
+                     *       "message": "The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.",
                      *       "statusCode": 409
                      *     }
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "CHECKOUT_NOT_ACTIVE" | "GATEWAY_DISABLED";
+                        code?: "TARGET_HOST_KEY_UNPINNED" | "CHECKOUT_NOT_ACTIVE" | "GATEWAY_DISABLED";
                         /** @enum {integer} */
                         statusCode?: 409;
                     };
@@ -8796,8 +8797,9 @@ export interface operations {
                 };
             };
             /**
-             * @description Conflict: GATEWAY_DISABLED, EPHEMERAL_NOT_ACTIVE
+             * @description Conflict: TARGET_HOST_KEY_UNPINNED, GATEWAY_DISABLED, EPHEMERAL_NOT_ACTIVE
              *
+             *     - `TARGET_HOST_KEY_UNPINNED`: The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.
              *     - `GATEWAY_DISABLED`: The vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT is not set): no connection ticket is issued.
              *     - `EPHEMERAL_NOT_ACTIVE`: The one-time account is not active (not claimed yet, ended, or claimed before the vault kept its credential for the gateway).
              */
@@ -8808,14 +8810,14 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "code": "GATEWAY_DISABLED",
-                     *       "message": "The vault runs no SSH gateway (VAULT_SSH_GATEWAY_PORT is not set): no connection ticket is issued.",
+                     *       "code": "TARGET_HOST_KEY_UNPINNED",
+                     *       "message": "The SSH target has no pinned host key: nothing is sent to it until an admin pins one (POST /v1/targets/:id/verify with `hostKeySha256`, or options.hostKeySha256). `presentedHostKeySha256` says what the server presents now.",
                      *       "statusCode": 409
                      *     }
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE";
+                        code?: "TARGET_HOST_KEY_UNPINNED" | "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE";
                         /** @enum {integer} */
                         statusCode?: 409;
                     };
