@@ -25,6 +25,17 @@ describe('loadConfig', () => {
     expect(loadConfig({ VAULT_PORTAL_DIR: '/srv/portal', VAULT_PORTAL_IDLE_SECONDS: '300' }).portal).toMatchObject({ idleSeconds: 300, dir: '/srv/portal' });
   });
 
+  it('the SSH gateway: off unless VAULT_SSH_GATEWAY_PORT; clients told the bind address (loopback for a wildcard); port 0 only on loopback', () => {
+    expect(loadConfig({}).sshGateway).toBeUndefined();
+    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222' }).sshGateway).toEqual({ port: 2222, bind: '0.0.0.0', host: '127.0.0.1' });
+    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222', VAULT_SSH_GATEWAY_BIND: '10.0.0.5' }).sshGateway).toEqual({ port: 2222, bind: '10.0.0.5', host: '10.0.0.5' });
+    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '22', VAULT_SSH_GATEWAY_HOST: 'vault.example.com' }).sshGateway?.host).toBe('vault.example.com');
+    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '0', VAULT_SSH_GATEWAY_BIND: '127.0.0.1' }).sshGateway?.port).toBe(0);
+    expect(() => loadConfig({ VAULT_SSH_GATEWAY_PORT: '0' })).toThrow(/^invalid configuration: VAULT_SSH_GATEWAY_PORT: 0 .* loopback/);
+    expect(() => loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222', VAULT_SSH_GATEWAY_BIND: 'everywhere' })).toThrow(/VAULT_SSH_GATEWAY_BIND: must be an IPv4 or IPv6 address/);
+    expect(() => loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222', VAULT_SSH_GATEWAY_HOST: 'a b' })).toThrow(/VAULT_SSH_GATEWAY_HOST/);
+  });
+
   it('never echoes a sensitive value', () => {
     try {
       loadConfig({ VAULT_BOOTSTRAP_ADMIN_PASSWORD: 'short-pw' });

@@ -124,6 +124,10 @@ const schema = z
     message: 'must not be longer than VAULT_PORTAL_SESSION_SECONDS',
     path: ['VAULT_PORTAL_IDLE_SECONDS'],
   })
+  .refine((c) => c.VAULT_SSH_GATEWAY_PORT !== 0 || /^(127\.\d+\.\d+\.\d+|::1)$/.test(c.VAULT_SSH_GATEWAY_BIND), {
+    message: '0 (a free port, for tests) is allowed only with a loopback VAULT_SSH_GATEWAY_BIND: clients must be told a port they can rely on',
+    path: ['VAULT_SSH_GATEWAY_PORT'],
+  })
   .refine((c) => c.VAULT_SMTP_HOST === undefined || c.VAULT_SMTP_FROM !== undefined, { message: 'is required with VAULT_SMTP_HOST', path: ['VAULT_SMTP_FROM'] })
   .refine((c) => c.VAULT_SMTP_TLS !== 'none' || c.VAULT_SMTP_HOST === undefined || /^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(c.VAULT_SMTP_HOST), {
     message: "'none' is allowed only for a loopback SMTP server (passwords and messages would cross the network in clear)",
