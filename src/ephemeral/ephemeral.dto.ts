@@ -107,7 +107,7 @@ export const EphemeralView = apiView(
     removalAttempts: z.number().int(),
     lastError: z.string().nullable(),
   }),
-  'A one-time account; never contains a password (the vault does not keep one).',
+  'A one-time account; never contains a password (the vault keeps it, encrypted, only while the account is active, for the SSH gateway).',
 );
 export type EphemeralView = z.output<typeof EphemeralView>;
 

@@ -1701,7 +1701,7 @@ export interface components {
             maxTtlSeconds: number;
             recordInput?: boolean;
         };
-        /** @description A one-time account; never contains a password (the vault does not keep one). */
+        /** @description A one-time account; never contains a password (the vault keeps it, encrypted, only while the account is active, for the SSH gateway). */
         EphemeralView: {
             access: components["schemas"]["EphemeralAccess"];
             approvals: components["schemas"]["ApprovalView"][];
