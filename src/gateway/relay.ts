@@ -34,20 +34,22 @@ export function relay(source: Readable, sinks: RelaySink[], end?: () => void): v
  * The client's TCP connection as one more backpressure point. ssh2's server writes every packet to its socket without
  * looking at the answer, so the SSH window — which the client chooses — would be the only limit: a client that grants
  * a huge window and never reads its socket would have the gateway buffer the target's output without bound (review
- * FINDING 4). `congested()` is true while the socket holds more than its high-water mark; `wait(cb)` runs `cb` now, or
- * once the socket drained. One gate per client connection (one 'drain' listener, whatever the number of channels).
+ * FINDING 4). `congested()` is true while the socket holds more than `limit` bytes (well above its own high-water mark,
+ * so writes keep the socket busy: waiting at every 16 KiB cost a fifth of the download rate); `wait(cb)` runs `cb` now,
+ * or once the socket drained. One gate per client connection (one 'drain' listener, whatever the number of channels).
  */
 export interface SocketGate {
   congested(): boolean;
   wait(cb: () => void): void;
 }
 
-export function socketGate(socket: Writable | undefined): SocketGate {
+export function socketGate(socket: Writable | undefined, limit = 1024 * 1024): SocketGate {
   const waiting: Array<() => void> = [];
   socket?.on('drain', () => {
     for (const cb of waiting.splice(0)) cb();
   });
-  const congested = () => !!socket && socket.writableNeedDrain && !socket.destroyed;
+  // above `limit` a write has answered false, so 'drain' follows once the socket emptied
+  const congested = () => !!socket && socket.writableLength > limit && !socket.destroyed;
   return { congested, wait: (cb) => (congested() ? void waiting.push(cb) : cb()) };
 }
 
