@@ -395,7 +395,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
       most = Math.max(most, gatewaySocketOf(server, row.id)?.writableLength ?? 0);
     }
     internals._sock.destroy();
-    // the defence: the gateway holds the target back (it waits for the client socket to drain): ~32 KB seen, was 16 MB+ and growing
+    // the defence: the gateway holds the target back (it waits for the client socket to drain above 1 MiB); was 16 MB+ and growing
     expect(most).toBeLessThan(4 * 1024 * 1024);
   }, 30_000);
 
