@@ -479,11 +479,13 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     await vault.db.query('UPDATE targets SET port = $2 WHERE id = $1', [targetId, port]);
     try {
       expect(await gatewayRefuses(gw, { username: a.username, password: await ticket(a.checkoutId) })).toBe(true);
-      // unpinned: the same
+      // the pin removed after the ticket was issued (no ticket is issued for an unpinned target): refused the same
       const pin = sshd.hostKeySha256;
+      const issued = await ticket(a.checkoutId);
       await vault.db.query(`UPDATE targets SET options = options - 'hostKeySha256' WHERE id = $1`, [targetId]);
       try {
-        expect(await gatewayRefuses(gw, { username: a.username, password: await ticket(a.checkoutId) })).toBe(true);
+        expect((await as(operator).post(`/v1/checkouts/${a.checkoutId}/connect`, {}, true).expect(409)).body.code).toBe('TARGET_HOST_KEY_UNPINNED');
+        expect(await gatewayRefuses(gw, { username: a.username, password: issued })).toBe(true);
       } finally {
         await vault.db.query(`UPDATE targets SET options = options || jsonb_build_object('hostKeySha256', $2::text) WHERE id = $1`, [targetId, pin]);
       }
