@@ -278,7 +278,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
   it('FINDING 2: unauthenticated clients write audit events without bound — garbage passwords from one address fill the audit chain', async () => {
     const before = (await audits('gateway.ticket_refused')).length;
     // one after the other (a per-address cap may drop parallel ones: that is a refusal too)
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 8; i++) {
       const refused = await gatewayRefuses(gw, {
         username: 'root',
         authHandler: ['password', 'password', 'password', 'password'].map((type) => ({ type, username: 'root', password: `hunter${randomBytes(3).toString('hex')}` })),
@@ -286,7 +286,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
       expect(refused).toBe(true);
     }
     const after = (await audits('gateway.ticket_refused')).length;
-    // a scanner trying passwords that are not even ticket-shaped: OpenSSH would log, not write 60 chained audit events
+    // a scanner trying passwords that are not even ticket-shaped: OpenSSH would log, not write 24 chained audit events
     expect(after - before).toBeLessThanOrEqual(10);
   });
 
@@ -389,7 +389,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     internals._sock.pause(); // never read again …
     internals._protocol.channelWindowAdjust((stream as unknown as { outgoing: { id: number } }).outgoing.id, 0x7fffffff); // … but say 2 GiB may come
     let most = 0;
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 3000;
     while (Date.now() < deadline && most < 4 * 1024 * 1024) {
       await sleep(100);
       most = Math.max(most, gatewaySocketOf(server, row.id)?.writableLength ?? 0);
