@@ -9,6 +9,7 @@ import { APP_CONFIG, AppConfig } from '../config/config';
 import { SecretBoxService } from '../crypto/secret-box.service';
 import { errorType, INSTANCE_ID } from '../database/claimed-work';
 import { UnitOfWork } from '../database/unit-of-work';
+import { MetricsService } from '../metrics/metrics.service';
 import { GatewayChannels } from './gateway-channels';
 import { Grant, GatewayGrants } from './gateway-grants';
 import { GatewayStore, SessionEndReason, TicketMode } from './gateway-store';
@@ -92,12 +93,21 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     private readonly recordings: RecordingService,
     private readonly secrets: SecretBoxService,
     private readonly clock: Clock,
+    private readonly metrics: MetricsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   async onModuleInit(): Promise<void> {
     const gw = this.config.sshGateway;
     if (!gw) return;
+    // this instance's view (each instance reports its own): live sessions and clients still authenticating
+    this.metrics.stateGauge({
+      name: 'vault_gateway_connections',
+      help: 'SSH gateway connections held by this instance: live sessions, and clients not authenticated yet',
+      label: 'state',
+      values: ['live', 'authenticating'],
+      read: async () => ({ live: this.live.size, authenticating: this.unauthenticated }),
+    });
     this.hostKey = await loadOrCreateHostKey(this.dataSource, this.store, this.secrets);
     const server = new Server({ hostKeys: [this.hostKey.privateKeyPem()], ident: 'pam-vault-gateway' }, (client, info) => this.onClient(client, info.ip));
     server.on('error', (e: Error) => this.logger.warn({ err: errorType(e) }, 'SSH gateway listener error'));

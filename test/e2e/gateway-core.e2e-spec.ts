@@ -110,6 +110,7 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     const many = await Promise.all(Array.from({ length: 8 }, (_, i) => execThrough(c, `echo channel-${i}`)));
     expect(many.map((m) => m.stdout)).toEqual(Array.from({ length: 8 }, (_, i) => `channel-${i}\n`));
     const sessionId = await until(() => sessionOf(checkout.id));
+    expect((await vault.http().get('/metrics').expect(200)).text).toMatch(/^vault_gateway_connections\{state="live"\} 1$/m);
     c.end();
     const row = await until(async () => ((await sessionRow(sessionId))?.ended_at ? sessionRow(sessionId) : null));
     expect(row).toMatchObject({ end_reason: 'client_closed', account: account.username, checkout_id: checkout.id });
