@@ -225,6 +225,21 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(await gatewayRefuses(gw, { username: a.username, password: t })).toBe(true);
   });
 
+  it('FINDING 12: a spent or expired publickey ticket presented again is refused at the key query, quietly — the replay leaves no gateway.ticket_refused', async () => {
+    const a = await checkedOut();
+    const key = utils.generateKeyPairSync('ed25519');
+    const t = await ticket(a.checkoutId, { publicKey: key.public });
+    (await open({ username: t, privateKey: key.private })).end();
+    const issued = (await audits('gateway.ticket_issued')).find((e) => e.subject_id === a.checkoutId);
+    const ticketId = issued?.details.ticketId;
+    expect(typeof ticketId).toBe('string');
+    // the replay, as OpenSSH and ssh2 do it: "is this key acceptable?" first, the signature only after a yes
+    expect(await gatewayRefuses(gw, { username: t, privateKey: key.private })).toBe(true);
+    const refusedOf = async () => (await audits('gateway.ticket_refused')).filter((e) => e.details.ticketId === ticketId);
+    const refused = await until(async () => ((await refusedOf()).length ? refusedOf() : null), 1500).catch(() => []);
+    expect(refused.map((e) => e.details.reason)).toEqual(['used']);
+  });
+
   it("user name tricks: the SSH user name is cosmetic in password mode — another account's name, root or the vault admin's name still lands on the ticket's account", async () => {
     const a = await checkedOut();
     const b = await checkedOut();
