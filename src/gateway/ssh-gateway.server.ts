@@ -12,11 +12,12 @@ import { UnitOfWork } from '../database/unit-of-work';
 import { MetricsService } from '../metrics/metrics.service';
 import { GatewayChannels } from './gateway-channels';
 import { Grant, GatewayGrants } from './gateway-grants';
-import { GatewayStore, SessionEndReason, TicketMode } from './gateway-store';
+import { GatewayStore, TicketMode } from './gateway-store';
 import { GatewayHostKey, loadOrCreateHostKey } from './host-key';
 import { sweepAuthorizedKeys } from './key-sweep';
 import { LiveGatewaySession } from './live-session';
 import { RecordingService } from './recording/recording.service';
+import { GatewaySessionTracker } from './session-tracker';
 import { ticketHash } from './tickets';
 import { connectUpstream, UpstreamError } from './upstream';
 
@@ -35,14 +36,6 @@ const MAX_UNAUTHENTICATED = 200;
 const MAX_UNAUTHENTICATED_PER_ADDRESS = 10;
 /** TCP connections at most, authenticated or not (ssh2 drops more at accept). */
 const MAX_CONNECTIONS = 2000;
-/** How often each instance asks the database which of its live sessions must end. */
-const POLL_MS = 1000;
-/** Housekeeping: stamp this instance's sessions, end those of instances that died, forget old tickets. */
-const HOUSEKEEPING_MS = 30_000;
-/** A live session nobody stamped for this long lost its instance. */
-const LOST_AFTER_SECONDS = 120;
-/** Spent or expired tickets are kept this long after they expired (then only their id lives on in their session). */
-const TICKET_KEEP_SECONDS = 3600;
 
 interface ClientState {
   address: string | null;
@@ -65,9 +58,7 @@ const userActor = (id: string): Actor => ({ id, kind: 'user', name: '', roles: [
  * is checked again, the upstream connection is opened with the vaulted password (only to the pinned host key), the
  * session row and `gateway.session_started` are written, the recording starts — and only then is the client let in.
  * Nothing the user types is interpreted: channels are forwarded (gateway-channels.ts).
- *
- * Each instance asks the database every second, while it holds live sessions, which of them must end (checked in,
- * revoked, expired, terminated by an admin) and closes them; at shutdown it ends them all before the database closes.
+ * Live sessions and how they end: session-tracker.ts.
  */
 @Injectable()
 export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
@@ -75,10 +66,6 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
   private server?: Server;
   private hostKey?: GatewayHostKey;
   private port?: number;
-  private readonly live = new Map<string, LiveGatewaySession>();
-  private poll?: NodeJS.Timeout;
-  private housekeeper?: NodeJS.Timeout;
-  private polling = false;
   private stopping = false;
   private unauthenticated = 0;
   private readonly unauthenticatedFrom = new Map<string, number>();
@@ -91,6 +78,7 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     private readonly store: GatewayStore,
     private readonly grants: GatewayGrants,
     private readonly recordings: RecordingService,
+    private readonly sessions: GatewaySessionTracker,
     private readonly secrets: SecretBoxService,
     private readonly clock: Clock,
     private readonly metrics: MetricsService,
@@ -106,7 +94,7 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       help: 'SSH gateway connections held by this instance: live sessions, and clients not authenticated yet',
       label: 'state',
       values: ['live', 'authenticating'],
-      read: async () => ({ live: this.live.size, authenticating: this.unauthenticated }),
+      read: async () => ({ live: this.sessions.size, authenticating: this.unauthenticated }),
     });
     this.hostKey = await loadOrCreateHostKey(this.dataSource, this.store, this.secrets);
     const server = new Server({ hostKeys: [this.hostKey.privateKeyPem()], ident: 'pam-vault-gateway' }, (client, info) => this.onClient(client, info.ip));
@@ -125,36 +113,14 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
     this.logger.log({ host: gw.host, bind: gw.bind, port: this.port, hostKeySha256: `SHA256:${this.hostKey.sha256}` }, 'SSH gateway listening');
-    this.housekeeper = setInterval(() => void this.housekeeping().catch((e: unknown) => this.logger.warn({ err: errorType(e) }, 'SSH gateway housekeeping failed')), HOUSEKEEPING_MS);
-    this.housekeeper.unref();
-  }
-
-  /**
-   * Every 30 s on each instance: its live sessions are stamped; sessions whose instance died (not stamped for two
-   * minutes) are ended with reason `error` and audited; tickets that expired an hour ago are forgotten.
-   */
-  async housekeeping(): Promise<void> {
-    await this.store.touch(this.dataSource, [...this.live.keys()]);
-    const now = this.clock.now();
-    await this.uow.run(async ({ em, audit }) => {
-      const lost = await this.store.endLost(em, LOST_AFTER_SECONDS, now);
-      // their recordings will never be finished: marked failed, not left `recording`
-      if (lost.length) await this.recordings.abandon(em, lost.map((l) => l.id));
-      for (const one of lost) {
-        const details = { sessionId: one.id, reason: 'error', because: 'instance_lost', instanceId: one.instanceId, recording: null };
-        await audit({ type: 'gateway.session_ended', actor: null, subjectType: 'gateway_session', subjectId: one.id, outcome: 'failure', details });
-      }
-    });
-    await this.store.purgeTickets(this.dataSource, new Date(now.getTime() - TICKET_KEEP_SECONDS * 1000));
+    this.sessions.start();
   }
 
   /** Stops listening, then ends every live session (reason `shutdown`) before the database closes. */
   async onModuleDestroy(): Promise<void> {
     this.stopping = true;
-    if (this.poll) clearInterval(this.poll);
-    if (this.housekeeper) clearInterval(this.housekeeper);
     this.server?.close();
-    await Promise.all([...this.live.values()].map((s) => s.end('shutdown')));
+    await this.sessions.stop();
   }
 
   /** What clients need to reach the gateway; null when it is disabled. */
@@ -163,9 +129,14 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     return { host: this.config.sshGateway.host, port: this.port, hostKey: this.hostKey };
   }
 
-  /** For tests and metrics: the live sessions this instance holds. */
+  /** For tests: the live sessions this instance holds. */
   liveSessionIds(): string[] {
-    return [...this.live.keys()];
+    return this.sessions.ids();
+  }
+
+  /** For tests: one housekeeping round now (session-tracker.ts). */
+  housekeeping(): Promise<void> {
+    return this.sessions.housekeeping();
   }
 
   // ---- authentication ------------------------------------------------------------------------------------------
@@ -344,9 +315,8 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
         details: { sessionId, ...subject, targetId: grant.targetId, account: grant.login.username, clientAddress: state.address, ticketId: grant.ticketId },
       });
     });
-    const session = new LiveGatewaySession(sessionId, client, upstream, this.endSession);
-    this.live.set(sessionId, session);
-    this.startPolling();
+    const session = new LiveGatewaySession(sessionId, client, upstream, this.sessions.ended);
+    this.sessions.add(session);
     try {
       session.recorder = await this.recordings.start({ sessionId, width: 80, height: 24, term: 'xterm-256color', recordInput: grant.policy.recordInput, startedAt: now });
     } catch (e) {
@@ -413,54 +383,6 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
         },
       }),
     );
-  }
-
-  // ---- ending ------------------------------------------------------------------------------------------------
-
-  /** Records the end once (row + `gateway.session_ended` with the recording's hash); the session closed both sides. */
-  private readonly endSession = async (id: string, reason: SessionEndReason, seal: { size: number; sha256: string } | null): Promise<void> => {
-    try {
-      await this.uow.run(async ({ em, audit }) => {
-        if (!(await this.store.end(em, id, reason, this.clock.now()))) return;
-        await audit({
-          type: 'gateway.session_ended',
-          actor: null,
-          subjectType: 'gateway_session',
-          subjectId: id,
-          outcome: reason === 'recording_failed' || reason === 'error' ? 'failure' : 'success',
-          details: { sessionId: id, reason, recording: seal },
-        });
-      });
-    } catch (e) {
-      this.logger.error({ sessionId: id, reason, err: errorType(e) }, 'the end of a gateway session could not be recorded');
-    } finally {
-      this.live.delete(id);
-    }
-  };
-
-  private startPolling(): void {
-    if (this.poll) return;
-    this.poll = setInterval(() => void this.sweep(), POLL_MS);
-    this.poll.unref();
-  }
-
-  /** One poll: the live sessions of this instance that must end, closed with their reason. */
-  private async sweep(): Promise<void> {
-    if (this.polling) return;
-    if (this.live.size === 0) {
-      clearInterval(this.poll);
-      this.poll = undefined;
-      return;
-    }
-    this.polling = true;
-    try {
-      const due = await this.store.dueToEnd(this.dataSource, [...this.live.keys()], this.clock.now());
-      for (const { id, reason } of due) void this.live.get(id)?.end(reason);
-    } catch (e) {
-      this.logger.warn({ err: errorType(e) }, 'SSH gateway: checking live sessions failed; retried in a second');
-    } finally {
-      this.polling = false;
-    }
   }
 }
 
