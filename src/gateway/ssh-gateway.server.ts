@@ -205,7 +205,9 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       // the query step (is this key acceptable?): OpenSSH offers each of its keys; a wrong one is no refusal yet
       if (!ctx.signature) {
         if (++state.keyQueries > MAX_KEY_QUERIES) return void client.end();
-        return keyMatches ? ctx.accept() : this.fail(client, ctx, state, { quiet: true });
+        if (keyMatches) return ctx.accept();
+        // quiet only for another key of a usable ticket; a spent, expired or unknown ticket is a refusal (audited)
+        return ticket ? this.fail(client, ctx, state, { quiet: true }) : this.refuse(client, ctx, state, hash, 'publickey', 'refused');
       }
       const key = keyMatches ? utils.parseKey(ticket.publicKey as Buffer) : null;
       const signed = key && !(key instanceof Error) && !Array.isArray(key) && ctx.blob && key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
