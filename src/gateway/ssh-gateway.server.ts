@@ -45,6 +45,8 @@ interface ClientState {
   closed: boolean;
   /** A ticket is being spent: one session per connection, whatever the client sends meanwhile. */
   opening: boolean;
+  /** A usable publickey ticket was offered with another key (audited if the connection ends without a session). */
+  wrongKey?: { hash: Buffer; ticketId: string };
   session?: LiveGatewaySession;
 }
 
@@ -192,6 +194,13 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       clearTimeout(grace);
       state.closed = true;
       void state.session?.end('client_closed');
+      // a usable publickey ticket offered only with other keys: a stolen ticket without its key
+      if (!state.session && !state.opening && state.wrongKey) {
+        const { hash, ticketId } = state.wrongKey;
+        this.auditRefusal(state, { hash, mode: 'publickey', method: 'publickey', why: 'wrong_key', ticketId }).catch((e: unknown) =>
+          this.logger.warn({ err: errorType(e) }, 'SSH gateway: a refusal could not be audited'),
+        );
+      }
     });
   }
 
@@ -206,8 +215,13 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       if (!ctx.signature) {
         if (++state.keyQueries > MAX_KEY_QUERIES) return void client.end();
         if (keyMatches) return ctx.accept();
-        // quiet only for another key of a usable ticket; a spent, expired or unknown ticket is a refusal (audited)
-        return ticket ? this.fail(client, ctx, state, { quiet: true }) : this.refuse(client, ctx, state, hash, 'publickey', 'refused');
+        // quiet for another key of a usable ticket (OpenSSH offers each of its keys; if none fits, the refusal is
+        // audited once when the connection closes unauthenticated); a spent, expired or unknown ticket is a refusal
+        if (ticket) {
+          state.wrongKey = { hash, ticketId: ticket.id };
+          return this.fail(client, ctx, state, { quiet: true });
+        }
+        return this.refuse(client, ctx, state, hash, 'publickey', 'refused');
       }
       const key = keyMatches ? utils.parseKey(ticket.publicKey as Buffer) : null;
       const signed = key && !(key instanceof Error) && !Array.isArray(key) && ctx.blob && key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
@@ -249,24 +263,29 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
    */
   private async refuse(client: Connection, ctx: AuthContext, state: ClientState, hash: Buffer | null, mode: TicketMode, why: string, ticketId?: string): Promise<void> {
     try {
-      if (state.audited >= MAX_AUDITED_REFUSALS) return;
-      state.audited++;
-      const known = hash && !ticketId ? await this.store.refusal(this.dataSource, hash, mode, this.clock.now()) : null;
-      const id = ticketId ?? known?.ticketId ?? null;
-      const reason = known && known.why !== 'refused' ? known.why : why;
-      await this.uow.run(({ audit }) =>
-        audit({
-          type: 'gateway.ticket_refused',
-          actor: known?.userId ? userActor(known.userId) : null,
-          subjectType: 'gateway_ticket',
-          subjectId: id,
-          outcome: 'denied',
-          details: { ticketId: id, method: ctx.method, reason, clientAddress: state.address },
-        }),
-      );
+      await this.auditRefusal(state, { hash, mode, method: ctx.method, why, ticketId });
     } finally {
       this.fail(client, ctx, state);
     }
+  }
+
+  /** `gateway.ticket_refused` (at most MAX_AUDITED_REFUSALS per connection): why, and the ticket's id when it is known. */
+  private async auditRefusal(state: ClientState, r: { hash: Buffer | null; mode: TicketMode; method: string; why: string; ticketId?: string }): Promise<void> {
+    if (state.audited >= MAX_AUDITED_REFUSALS) return;
+    state.audited++;
+    const known = r.hash && !r.ticketId ? await this.store.refusal(this.dataSource, r.hash, r.mode, this.clock.now()) : null;
+    const id = r.ticketId ?? known?.ticketId ?? null;
+    const reason = known && known.why !== 'refused' ? known.why : r.why;
+    await this.uow.run(({ audit }) =>
+      audit({
+        type: 'gateway.ticket_refused',
+        actor: known?.userId ? userActor(known.userId) : null,
+        subjectType: 'gateway_ticket',
+        subjectId: id,
+        outcome: 'denied',
+        details: { ticketId: id, method: r.method, reason, clientAddress: state.address },
+      }),
+    );
   }
 
   /**
