@@ -180,7 +180,7 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     const t0 = Date.now();
     await as(operator).post(`/v1/checkouts/${checkout.id}/checkin`).expect(200);
     await gone;
-    expect(Date.now() - t0).toBeLessThan(4000);
+    expect(Date.now() - t0).toBeLessThan(6000); // 1 s poll, with room for a loaded CI machine
     expect(await until(async () => (await sessionRow(sessionId))?.end_reason)).toBe('checked_in');
     expect(await gatewayRefuses(gw, { username: account.username, password: spare })).toBe(true);
     expect((await audit('gateway.ticket_refused')).some((e) => e.details.reason === 'not_active')).toBe(true);
@@ -198,7 +198,7 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     const res = await as(admin).post(`/v1/sessions/${sessionId}/terminate`, {}, true).expect(200);
     expect(res.body).toEqual({ id: sessionId, endRequestedAt: expect.any(String) });
     await gone;
-    expect(Date.now() - t0).toBeLessThan(4000);
+    expect(Date.now() - t0).toBeLessThan(6000); // 1 s poll, with room for a loaded CI machine
     expect(await until(async () => (await sessionRow(sessionId))?.end_reason)).toBe('terminated');
     expect((await as(admin).post(`/v1/sessions/${sessionId}/terminate`, {}, true).expect(409)).body.code).toBe('SESSION_ENDED');
     expect((await as(admin).post(`/v1/sessions/${randomUUID()}/terminate`, {}, true)).status).toBe(404);
