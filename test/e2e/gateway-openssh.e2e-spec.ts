@@ -245,8 +245,14 @@ describe('SSH gateway with the real OpenSSH client (e2e)', () => {
     await as(operator).post(`/v1/checkouts/${checkoutId}/checkin`, {}).expect(200);
     await expectRefused(ended);
 
-    const refused = (await gatewayEvents('gateway.ticket_refused')).slice(refusedBefore);
-    expect(refused.length).toBeGreaterThanOrEqual(4);
+    // one event each, naming why and which ticket (by id); a key that never matched is audited when its connection closes
+    const refused = await eventually('four refusals audited', async () => {
+      const events = (await gatewayEvents('gateway.ticket_refused')).slice(refusedBefore);
+      return events.length >= 4 ? events : undefined;
+    });
+    expect(refused.map((e) => e.details).sort((a, b) => String(a.reason).localeCompare(String(b.reason)))).toEqual(
+      ['expired', 'not_active', 'used', 'wrong_key'].map((reason) => ({ method: 'publickey', reason, ticketId: expect.stringMatching(/^[0-9a-f-]{36}$/), clientAddress: '127.0.0.1' })),
+    );
     const tickets = [reused, otherKey, expired, ended].map((t) => t.ticket);
     for (const e of refused) for (const ticket of tickets) expect(JSON.stringify(e.details)).not.toContain(ticket);
   }, 60_000);
