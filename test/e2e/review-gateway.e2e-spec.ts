@@ -306,6 +306,17 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(after - before).toBeLessThanOrEqual(10);
   });
 
+  it('FINDING 13: the audit flooding of FINDING 2 with ticket-shaped guesses — the format is public, each `vgt_…` guess still writes a chained audit event', async () => {
+    const before = (await audits('gateway.ticket_refused')).length;
+    for (let i = 0; i < 8; i++) {
+      const guesses = ['password', 'password', 'password', 'password'].map((type) => ({ type, username: 'root', password: `vgt_${randomBytes(32).toString('base64url')}` }));
+      expect(await gatewayRefuses(gw, { username: 'root', authHandler: guesses } as never).catch(() => true)).toBe(true);
+    }
+    const after = (await audits('gateway.ticket_refused')).length;
+    // the defence: guesses of tickets that never existed are audited within a budget per address (or counted, not chained one by one)
+    expect(after - before).toBeLessThanOrEqual(10);
+  });
+
   /** `n` raw TCP connections to the gateway from `localAddress`, each sending `hello` (or nothing); resolves once all are open. */
   const rawConnections = async (n: number, localAddress: string, hello?: string) => {
     const socks = await Promise.all(
