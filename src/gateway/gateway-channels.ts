@@ -7,7 +7,7 @@ import { gatedSink, orderedOutput, relay, RelaySink, SocketGate, socketGate } fr
 export interface ChannelPolicy {
   allowPortForwarding: boolean;
   recordInput: boolean;
-  /** The account is reached through the gateway only (key-sweep.ts runs at the start and end of each session). */
+  /** The account is reached through the gateway only (no credential is revealed; README "Brokered only" says what the target must do). */
   brokeredOnly: boolean;
 }
 

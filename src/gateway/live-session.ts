@@ -13,8 +13,6 @@ export type SessionEnded = (id: string, reason: SessionEndReason, seal: Recordin
  */
 export class LiveGatewaySession {
   recorder?: Recorder;
-  /** Runs on the upstream connection after the client was let go and before it closes (brokered only: the key sweep). */
-  beforeClose?: () => Promise<void>;
   private ending?: Promise<void>;
 
   constructor(
@@ -31,7 +29,6 @@ export class LiveGatewaySession {
 
   private async close(reason: SessionEndReason): Promise<void> {
     this.client.end();
-    await this.beforeClose?.().catch(() => undefined);
     this.upstream.end();
     let seal: RecordingSeal | null = null;
     let final = reason;

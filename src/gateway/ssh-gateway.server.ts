@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
-import { AuthContext, Client, Connection, Server, utils } from 'ssh2';
+import { AuthContext, Connection, Server, utils } from 'ssh2';
 import { DataSource } from 'typeorm';
 import type { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
@@ -14,7 +14,6 @@ import { GatewayChannels } from './gateway-channels';
 import { Grant, GatewayGrants } from './gateway-grants';
 import { GatewayStore, TicketMode } from './gateway-store';
 import { GatewayHostKey, loadOrCreateHostKey } from './host-key';
-import { sweepAuthorizedKeys } from './key-sweep';
 import { LiveGatewaySession } from './live-session';
 import { RecordingService } from './recording/recording.service';
 import { GatewaySessionTracker } from './session-tracker';
@@ -351,37 +350,12 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
       ctx.reject(METHODS);
       return void (await session.end('client_closed'));
     }
-    if (grant.policy.brokeredOnly) {
-      let upstreamGone = false;
-      upstream.once('close', () => (upstreamGone = true));
-      await this.sweepKeys(session, upstream, 'start');
-      // at the end on the session's own connection, or a fresh one (pinned host key again) when the user killed theirs
-      session.beforeClose = async () => {
-        const conn = upstreamGone ? await connectUpstream(grant.login).catch(() => null) : upstream;
-        if (!conn) return;
-        try {
-          await this.sweepKeys(session, conn, 'end');
-        } finally {
-          if (conn !== upstream) conn.end();
-        }
-      };
-    }
     session.recorder.onFailure(() => void session.end('recording_failed'));
     upstream.on('close', () => void session.end('upstream_closed'));
     upstream.on('error', () => void session.end('error'));
     state.session = session;
     new GatewayChannels(client, upstream, session.recorder, grant.policy).attach();
     ctx.accept();
-  }
-
-  /** Brokered only: the account's own authorized_keys removed (key-sweep.ts), audited when there were any. */
-  private async sweepKeys(session: LiveGatewaySession, upstream: Client, when: 'start' | 'end'): Promise<void> {
-    const removed = await sweepAuthorizedKeys(upstream);
-    if (removed.length === 0) return;
-    this.logger.warn({ sessionId: session.id, removed, when }, 'SSH gateway: authorized_keys of a brokered-only account removed');
-    await this.uow.run(({ audit }) =>
-      audit({ type: 'gateway.authorized_keys_removed', actor: null, subjectType: 'gateway_session', subjectId: session.id, details: { sessionId: session.id, files: removed, when } }),
-    );
   }
 
   private async upstreamRefused(grant: Grant, state: ClientState, e: unknown): Promise<void> {
