@@ -9,6 +9,11 @@ import { RecordingService, RecordingSeal } from './recording/recording.service';
 
 /** How often each instance asks the database which of its live sessions must end. */
 const POLL_MS = 1000;
+/**
+ * Fail closed: when the database could not be asked this long, this instance can no longer learn of a check-in, revoke
+ * or terminate made on another instance, so its live sessions end (`error`).
+ */
+const FAIL_CLOSED_MS = 30_000;
 /** Housekeeping: stamp this instance's sessions, end those of instances that died, forget old tickets. */
 const HOUSEKEEPING_MS = 30_000;
 /** A live session nobody stamped for this long lost its instance. */
@@ -31,6 +36,10 @@ export class GatewaySessionTracker {
   private poll?: NodeJS.Timeout;
   private housekeeper?: NodeJS.Timeout;
   private polling = false;
+  /** When the last poll succeeded (or the poll started), monotonic ms. */
+  private polledAt = performance.now();
+  /** Tests shorten it. */
+  failClosedMs = FAIL_CLOSED_MS;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -66,6 +75,7 @@ export class GatewaySessionTracker {
   add(session: LiveGatewaySession): void {
     this.live.set(session.id, session);
     if (this.poll) return;
+    this.polledAt = performance.now();
     this.poll = setInterval(() => void this.sweep(), POLL_MS);
     this.poll.unref();
   }
@@ -110,17 +120,28 @@ export class GatewaySessionTracker {
     await this.store.purgeTickets(this.dataSource, new Date(now.getTime() - TICKET_KEEP_SECONDS * 1000));
   }
 
-  /** One poll: the live sessions of this instance that must end, closed with their reason. */
+  /**
+   * One poll: the live sessions of this instance that must end, closed with their reason. When the database has not
+   * answered a poll for `failClosedMs` (down, or a poll hanging), every live session ends (`error`): a check-in on
+   * another instance must not be outlived.
+   */
   private async sweep(): Promise<void> {
-    if (this.polling) return;
     if (this.live.size === 0) {
       clearInterval(this.poll);
       this.poll = undefined;
       return;
     }
+    if (performance.now() - this.polledAt > this.failClosedMs) {
+      this.logger.error({ sessions: this.live.size }, 'SSH gateway: the database has not answered the end poll for too long; live sessions are ended (fail closed)');
+      this.polledAt = performance.now();
+      for (const session of this.live.values()) void session.end('error');
+      return;
+    }
+    if (this.polling) return;
     this.polling = true;
     try {
       const due = await this.store.dueToEnd(this.dataSource, this.ids(), this.clock.now());
+      this.polledAt = performance.now();
       for (const { id, reason } of due) void this.live.get(id)?.end(reason);
     } catch (e) {
       this.logger.warn({ err: errorType(e) }, 'SSH gateway: checking live sessions failed; retried in a second');

@@ -1,5 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, utils } from 'ssh2';
+import { GatewayStore } from '../../src/gateway/gateway-store';
+import { GatewaySessionTracker } from '../../src/gateway/session-tracker';
 import { SshGatewayServer } from '../../src/gateway/ssh-gateway.server';
 import { runRaw } from '../support/targets/run';
 import { execThrough, gatewayConnect, gatewayRefuses, sshTargetFor, until } from '../support/gateway-client';
@@ -185,6 +187,27 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     expect(await gatewayRefuses(gw, { username: account.username, password: spare })).toBe(true);
     expect((await audit('gateway.ticket_refused')).some((e) => e.details.reason === 'not_active')).toBe(true);
     expect((await as(operator).post(`/v1/checkouts/${checkout.id}/connect`, {}, true).expect(409)).body.code).toBe('CHECKOUT_NOT_ACTIVE');
+  });
+
+  it('fail closed: when the end poll cannot ask the database for too long, the live session ends (a check-in elsewhere must not be outlived)', async () => {
+    const tracker = vault.app.get(GatewaySessionTracker);
+    const store = vault.app.get(GatewayStore);
+    const account = await newAccount();
+    const checkout = await checkOut(account.id);
+    const c = await open({ username: account.username, password: (await connect(checkout.id)).body.ticket });
+    const sessionId = await until(() => sessionOf(checkout.id));
+    c.exec('sleep 60', () => undefined);
+    const gone = closed(c);
+    // the database stops answering this instance's end poll (a fault injected in the one query it makes)
+    const down = jest.spyOn(store, 'dueToEnd').mockRejectedValue(new Error('connection terminated'));
+    tracker.failClosedMs = 2000;
+    try {
+      await gone;
+      expect(await until(async () => (await sessionRow(sessionId))?.end_reason)).toBe('error');
+    } finally {
+      down.mockRestore();
+      tracker.failClosedMs = 30_000;
+    }
   });
 
   it('an admin terminates a live session (MFA): it is closed within a second or two; twice is 409; others may not', async () => {
