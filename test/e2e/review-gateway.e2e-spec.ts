@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { AddressInfo, connect as tcpConnect, Socket } from 'node:net';
@@ -226,7 +226,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(await gatewayRefuses(gw, { username: a.username, password: t })).toBe(true);
   });
 
-  it('FINDING 12: a spent or expired publickey ticket presented again is refused at the key query, quietly — the replay leaves no gateway.ticket_refused', async () => {
+  it('FINDING 12 (fixed, 2770e10): a spent publickey ticket presented again is refused at the key query and audited (used) — it used to be refused quietly', async () => {
     const a = await checkedOut();
     const key = utils.generateKeyPairSync('ed25519');
     const t = await ticket(a.checkoutId, { publicKey: key.public });
@@ -251,7 +251,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     }
   });
 
-  it('FINDING 1: keyboard-interactive abort race — a second auth request while the first ticket is being opened yields two gateway sessions on one connection; one stays live after the client is gone', async () => {
+  it('FINDING 1 (fixed, ef6ce2c): keyboard-interactive abort race — a second auth request while the first ticket is being opened no longer yields a second, orphaned gateway session', async () => {
     const a = await checkedOut();
     const [t1, t2] = [await ticket(a.checkoutId), await ticket(a.checkoutId)];
     const c = new Client();
@@ -291,7 +291,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(rows.length).toBeLessThanOrEqual(1);
   });
 
-  it('FINDING 2: unauthenticated clients write audit events without bound — garbage passwords from one address fill the audit chain', async () => {
+  it('FINDING 2 (fixed, ef6ce2c): passwords that are not even ticket-shaped (a scanner) are refused without filling the audit chain', async () => {
     const before = (await audits('gateway.ticket_refused')).length;
     // one after the other (a per-address cap may drop parallel ones: that is a refusal too)
     for (let i = 0; i < 8; i++) {
@@ -339,7 +339,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     return { open, close: () => socks.forEach((s) => s.destroy()) };
   };
 
-  it('FINDING 7: TCP connections that never send an SSH identification are neither counted nor timed out — the vault process keeps every one (file descriptors) for ever', async () => {
+  it('FINDING 7 (fixed, ff57f2d): TCP connections that never send an SSH identification are counted and capped from accept (they used to be kept for ever)', async () => {
     const silent = await rawConnections(250, '127.0.0.3');
     try {
       await sleep(1000);
@@ -350,7 +350,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     }
   });
 
-  it('FINDING 8: one address takes every unauthenticated slot — 200 idle connections from 127.0.0.2 lock everyone else out of the gateway', async () => {
+  it('FINDING 8 (fixed, ff57f2d): 200 idle connections from one address (127.0.0.2) no longer lock everyone else out of the gateway', async () => {
     const a = await checkedOut();
     const t = await ticket(a.checkoutId);
     const hog = await rawConnections(200, '127.0.0.2', 'SSH-2.0-hog\r\n');
@@ -547,7 +547,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(JSON.stringify(events)).not.toContain(a.password);
   });
 
-  it('FINDING 5 (mitigated by 17fa4de): a key planted in ~/.ssh/authorized_keys through the gateway no longer logs in directly after check-in', async () => {
+  it('FINDING 5 (open, documented limit): on a target whose sshd reads ~/.ssh/authorized_keys, a key planted through the gateway logs in directly after check-in — nothing checks the target for it', async () => {
     const a = await checkedOut({ brokeredOnly: true });
     const key = utils.generateKeyPairSync('ed25519');
     const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
@@ -561,64 +561,6 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     );
     // the defence: a brokered-only account cannot be reached around the gateway once the checkout ended
     expect(directLogin).toBe(false);
-  });
-
-  it("FINDING 9: the brokered-only key sweep runs as the account, so the account's own ~/.bashrc decides what it does — a guard planted there keeps the planted key", async () => {
-    const a = await checkedOut({ brokeredOnly: true });
-    const key = utils.generateKeyPairSync('ed25519');
-    const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
-    // bash run by sshd for a command reads ~/.bashrc first (Debian's SSH_SOURCE_BASHRC): anything that mentions
-    // authorized_keys ends there, successfully, doing nothing
-    const guard = 'case "$BASH_EXECUTION_STRING" in *authorized_keys*) exit 0;; esac';
-    const plant = await execThrough(c, `umask 077; { echo '${guard}'; cat ~/.bashrc 2>/dev/null; } > ~/.b && mv ~/.b ~/.bashrc; mkdir -p ~/.ssh && echo '${key.public}' >> ~/.ssh/authorized_keys && echo planted`);
-    expect(plant.stdout).toBe('planted\n');
-    c.end();
-    await endedSession(a.checkoutId);
-    await as(operator).post(`/v1/checkouts/${a.checkoutId}/checkin`).expect(200);
-    const directLogin = await direct(a.username, { privateKey: key.private }).then(
-      async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
-      () => false,
-    );
-    expect(directLogin).toBe(false);
-  });
-
-  it('FINDING 10: the key sweep needs the upstream connection at the end — the user kills their own sshd session process right after planting, the sweep never runs', async () => {
-    const a = await checkedOut({ brokeredOnly: true });
-    const key = utils.generateKeyPairSync('ed25519');
-    const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
-    const gone = closed(c);
-    // $PPID is `sshd: <account>@notty`, which runs as the account: killing it drops the gateway's upstream connection
-    c.exec(`umask 077; mkdir -p ~/.ssh && echo '${key.public}' >> ~/.ssh/authorized_keys && kill -KILL $PPID`, () => undefined);
-    await gone;
-    expect((await endedSession(a.checkoutId))[0].end_reason).toBe('upstream_closed');
-    await as(operator).post(`/v1/checkouts/${a.checkoutId}/checkin`).expect(200);
-    const directLogin = await direct(a.username, { privateKey: key.private }).then(
-      async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
-      () => false,
-    );
-    expect(directLogin).toBe(false);
-  });
-
-  it("FINDING 11: a sweep run as the account cannot outrun the account's own processes — a loop left behind re-plants the key after the sweep and the check-in", async () => {
-    const a = await checkedOut({ brokeredOnly: true });
-    const key = utils.generateKeyPairSync('ed25519');
-    const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
-    const loop = `while :; do [ -s ~/.ssh/authorized_keys ] || { mkdir -p ~/.ssh; echo '${key.public}' >> ~/.ssh/authorized_keys; }; sleep 0.2; done`;
-    try {
-      await execThrough(c, `umask 077; setsid sh -c "${loop}" </dev/null >/dev/null 2>&1 & echo left`);
-      c.end();
-      await endedSession(a.checkoutId);
-      await as(operator).post(`/v1/checkouts/${a.checkoutId}/checkin`).expect(200);
-      await sleep(500);
-      const directLogin = await direct(a.username, { privateKey: key.private }).then(
-        async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
-        () => false,
-      );
-      // the defence: nothing of the account's outlives the end of a brokered-only checkout (or sshd reads no keys from homes)
-      expect(directLogin).toBe(false);
-    } finally {
-      spawnSync('pkill', ['-KILL', '-u', a.username]);
-    }
   });
 
   // ---- recordings ---------------------------------------------------------------------------------------------
