@@ -25,6 +25,14 @@ const METHODS: AuthContext['method'][] = ['publickey', 'password', 'keyboard-int
 /** Failed attempts before the connection is dropped; refusals audited per connection at most. */
 const MAX_FAILURES = 6;
 const MAX_AUDITED_REFUSALS = 3;
+/**
+ * Refusals of tickets that never existed (a scanner guessing the public `vgt_…` shape) are audited at most this many
+ * per client address and minute; the rest are counted, and the next audited refusal from that address carries how
+ * many were not (`unauditedBefore`). Refusals of a ticket that exists (spent, expired, wrong key, not active) are
+ * always audited.
+ */
+const UNKNOWN_REFUSALS_PER_MINUTE = 10;
+const MINUTE_MS = 60_000;
 /** OpenSSH's LoginGraceTime, shorter: a connection that has not authenticated by then is dropped. */
 const AUTH_GRACE_MS = 60_000;
 /** Key queries (no signature) a connection may make: OpenSSH offers each of its keys once. */
@@ -70,6 +78,8 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
   private stopping = false;
   private unauthenticated = 0;
   private readonly unauthenticatedFrom = new Map<string, number>();
+  /** Per client address: this minute's audited refusals of never-issued tickets, and those not audited (unknownRefusal). */
+  private readonly unknownRefusals = new Map<string, { since: number; audited: number; unaudited: number }>();
   /** Sockets not authenticated yet → what counts them out again (on authentication or close). */
   private readonly pending = new WeakMap<object, () => void>();
 
@@ -268,13 +278,18 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  /** `gateway.ticket_refused` (at most MAX_AUDITED_REFUSALS per connection): why, and the ticket's id when it is known. */
+  /**
+   * `gateway.ticket_refused` (at most MAX_AUDITED_REFUSALS per connection, and UNKNOWN_REFUSALS_PER_MINUTE per address
+   * for tickets that never existed): why, and the ticket's id when it is known.
+   */
   private async auditRefusal(state: ClientState, r: { hash: Buffer | null; mode: TicketMode; method: string; why: string; ticketId?: string }): Promise<void> {
     if (state.audited >= MAX_AUDITED_REFUSALS) return;
     state.audited++;
     const known = r.hash && !r.ticketId ? await this.store.refusal(this.dataSource, r.hash, r.mode, this.clock.now()) : null;
     const id = r.ticketId ?? known?.ticketId ?? null;
     const reason = known && known.why !== 'refused' ? known.why : r.why;
+    const unauditedBefore = id ? 0 : this.unknownRefusal(state.address ?? 'unknown');
+    if (unauditedBefore < 0) return;
     await this.uow.run(({ audit }) =>
       audit({
         type: 'gateway.ticket_refused',
@@ -282,9 +297,31 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
         subjectType: 'gateway_ticket',
         subjectId: id,
         outcome: 'denied',
-        details: { ticketId: id, method: r.method, reason, clientAddress: state.address },
+        details: { ticketId: id, method: r.method, reason, clientAddress: state.address, ...(unauditedBefore > 0 ? { unauditedBefore } : {}) },
       }),
     );
+  }
+
+  /**
+   * The budget of audited refusals of never-issued tickets per address and minute: -1 when this one is over it (counted,
+   * logged once per minute), else how many went unaudited since the last audited one.
+   */
+  private unknownRefusal(address: string): number {
+    const now = performance.now();
+    let budget = this.unknownRefusals.get(address);
+    if (!budget || now - budget.since > MINUTE_MS) {
+      if (this.unknownRefusals.size > 10_000) for (const [a, b] of this.unknownRefusals) if (now - b.since > MINUTE_MS) this.unknownRefusals.delete(a);
+      budget = { since: now, audited: 0, unaudited: budget?.unaudited ?? 0 };
+      this.unknownRefusals.set(address, budget);
+    }
+    if (budget.audited >= UNKNOWN_REFUSALS_PER_MINUTE) {
+      if (budget.unaudited++ === 0) this.logger.warn({ clientAddress: address }, 'SSH gateway: many unknown tickets from one address; further refusals this minute are counted, not audited');
+      return -1;
+    }
+    budget.audited++;
+    const before = budget.unaudited;
+    budget.unaudited = 0;
+    return before;
   }
 
   /**
