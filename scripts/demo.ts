@@ -86,6 +86,9 @@ async function main(): Promise<void> {
       VAULT_HOST: '127.0.0.1',
       PORT: String(port),
       VAULT_PUBLIC_URL: origin,
+      // the SSH gateway (the portal's Connect panel, vaultctl ssh), on loopback like the rest of the demo
+      VAULT_SSH_GATEWAY_PORT: String(await freePort()),
+      VAULT_SSH_GATEWAY_BIND: '127.0.0.1',
       LOG_LEVEL: process.env.DEMO_LOG_LEVEL ?? 'error',
     };
 
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
       process.removeAllListeners(signal);
       process.on(signal, early);
     }
-    printWelcome(origin, adminPassword, seeded.users, seeded.targets, started.failed);
+    printWelcome(origin, adminPassword, seeded.users, seeded.targets, started.failed, Number(env.VAULT_SSH_GATEWAY_PORT));
   } catch (e) {
     await stop('start-up failed');
     throw e;
@@ -122,11 +125,13 @@ function printWelcome(
   users: DemoUser[],
   targets: Awaited<ReturnType<typeof seedDemo>>['targets'],
   failed: Array<{ name: string; reason: string }>,
+  gatewayPort: number,
 ): void {
   say();
   say(`PAM vault demo is running (started in ${Math.round(process.uptime())} s).`);
   say(`  Portal:  ${origin}/portal/`);
   say(`  API:     ${origin}/v1   (OpenAPI at ${origin}/docs)`);
+  say(`  SSH gateway: 127.0.0.1:${gatewayPort}   (a checkout's Connect panel, or vaultctl ssh <target>/<account>)`);
   say();
   say('  Sign in as (the first sign-in enrols TOTP: scan the QR code with an authenticator app, or type the secret shown):');
   const rows: Array<[string, string, string]> = [['admin', adminPassword, 'targets, accounts, policies, users, tokens'], ...users.map((u): [string, string, string] => [u.username, u.password, u.does])];
