@@ -306,7 +306,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(after - before).toBeLessThanOrEqual(10);
   });
 
-  it('FINDING 13: the audit flooding of FINDING 2 with ticket-shaped guesses — the format is public, each `vgt_…` guess still writes a chained audit event', async () => {
+  it('FINDING 13 (fixed, a99ea50): ticket-shaped guesses (the format is public) no longer write one chained audit event each — a budget per address', async () => {
     const before = (await audits('gateway.ticket_refused')).length;
     for (let i = 0; i < 8; i++) {
       const guesses = ['password', 'password', 'password', 'password'].map((type) => ({ type, username: 'root', password: `vgt_${randomBytes(32).toString('base64url')}` }));
