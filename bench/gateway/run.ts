@@ -14,7 +14,8 @@
  * gateway and one directly to the sshd as the same account (its own key in the sshd's authorized keys), and every
  * measured operation is a new session channel over one of them (`ssh -S <socket> host <command>`), so connection set-up
  * and authentication are out of the figures on both sides, as they are for a person at a terminal:
- * - transfer: `cat > bench.bin` with `--mb` MB of random bytes on ssh's stdin (a file read by this process), timed from
+ * - transfer: `cat > bench.bin` with `--mb` MB of random bytes as ssh's stdin (the file itself, ssh's fd 0: nothing passes
+ *   through this process, which is the vault's), timed from
  *   the mux client's start to its exit; then `sha256sum bench.bin` on the target must equal the local file's. `--rounds`
  *   rounds, direct and gateway alternating (the order flipped every round); MB/s is the median round's, the ratio the
  *   median of each round's direct/gateway time ratio (a pair runs back to back, so a busy machine disturbs it least), and
@@ -31,7 +32,7 @@
  * Everything (vault, database, sshd, clients) shares this machine's CPUs: figures are noisy on a shared machine.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,7 +146,7 @@ async function setUp(): Promise<Setup> {
 async function upload(master: SshMaster, file: string, sha256: string): Promise<{ seconds: number; cpu: number }> {
   const start = nowMs();
   const cpu0 = process.cpuUsage();
-  const put = await master.exec('cat > bench.bin', { input: createReadStream(file), timeoutMs: 600_000 });
+  const put = await master.exec('cat > bench.bin', { input: { file }, timeoutMs: 600_000 });
   const seconds = (nowMs() - start) / 1000;
   const used = process.cpuUsage(cpu0);
   if (put.code !== 0) throw new Error(`upload failed (exit ${put.code ?? put.signal}): ${put.stderr.trim()}`);

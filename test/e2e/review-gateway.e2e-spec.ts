@@ -547,7 +547,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     expect(JSON.stringify(events)).not.toContain(a.password);
   });
 
-  it('FINDING 5 (open, documented limit): on a target whose sshd reads ~/.ssh/authorized_keys, a key planted through the gateway logs in directly after check-in — nothing checks the target for it', async () => {
+  it('FINDING 5 (documented limit, README "Brokered only"): on a target whose sshd reads ~/.ssh/authorized_keys, a key planted through the gateway still logs in after check-in; the vault deletes nothing on the target, the planting is in the recording, and the target setting closes it (gateway-core)', async () => {
     const a = await checkedOut({ brokeredOnly: true });
     const key = utils.generateKeyPairSync('ed25519');
     const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
@@ -559,8 +559,14 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
       async (d) => (await execThrough(d, 'id -un')).stdout === `${a.username}\n`,
       () => false,
     );
-    // the defence: a brokered-only account cannot be reached around the gateway once the checkout ended
-    expect(directLogin).toBe(false);
+    // the limit, as documented: this sshd reads keys from the home dir (stock OpenSSH); the README's target settings
+    // (keys only from root-owned files, or Match User + AuthenticationMethods password) are what stop it — gateway-core
+    // proves that on a target set up so. The vault did not delete the file (it deletes nothing on a target).
+    expect(directLogin).toBe(true);
+    expect(existsSync(`/home/${a.username}/.ssh/authorized_keys`)).toBe(true);
+    const sessionId = (await endedSession(a.checkoutId))[0].id;
+    const cast = (await as(auditor).get(`/v1/sessions/${sessionId}/recording`).buffer(true).expect(200)).text;
+    expect(cast).toContain('authorized_keys');
   });
 
   // ---- recordings ---------------------------------------------------------------------------------------------

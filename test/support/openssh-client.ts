@@ -1,8 +1,8 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { run } from './targets/run';
 
 /**
@@ -24,6 +24,9 @@ export const SSH_BINARY = '/usr/bin/ssh';
 export const SCRIPT_BINARY = '/usr/bin/script';
 
 /** Where to connect: the gateway (or, for a baseline, the sshd itself). */
+
+/** What a run's stdin gets (see SshOptions.input). */
+export type SshInput = string | Buffer | Readable | { file: string };
 export interface SshEndpoint {
   host: string;
   port: number;
@@ -55,8 +58,11 @@ export interface SshOptions {
   key?: ClientKey;
   /** The remote command (one string, passed as ssh passes it: to the remote shell), none for a shell. */
   command?: string;
-  /** Written to ssh's stdin, which is then closed ('' by default: closed at once). */
-  input?: string | Buffer | Readable;
+  /**
+   * Written to ssh's stdin, which is then closed ('' by default: closed at once); `{ file }`: ssh's stdin IS that file
+   * (opened here and handed to ssh as its fd 0: nothing passes through this process — a bench's process is the vault's).
+   */
+  input?: SshInput;
   /** Extra `-o` options or flags, before the destination. */
   extra?: string[];
   /** A ControlMaster socket to run over (`-S path -o ControlMaster=no`), see {@link OpenSshClient.master}. */
@@ -82,7 +88,7 @@ export interface SshProcess {
 export interface SshMaster {
   controlPath: string;
   /** Runs a command as a new session channel of the master's connection. */
-  exec(command: string, o?: { input?: string | Buffer | Readable; timeoutMs?: number }): Promise<SshRun>;
+  exec(command: string, o?: { input?: SshInput; timeoutMs?: number }): Promise<SshRun>;
   /** `ssh -O exit`: closes the master connection. */
   close(): Promise<void>;
   process: SshProcess;
@@ -229,7 +235,9 @@ export class OpenSshClient {
 
   private launch(file: string, args: string[], recorded: string[], o: Pick<SshOptions, 'input' | 'timeoutMs'>, keepStdin: boolean): SshProcess {
     const env = this.env();
-    const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const inputFile = o.input !== undefined && !(o.input instanceof Readable) && typeof o.input === 'object' && 'file' in o.input ? openSync(o.input.file, 'r') : null;
+    const child = spawn(file, args, { env, stdio: [inputFile ?? 'pipe', 'pipe', 'pipe'] });
+    if (inputFile !== null) closeSync(inputFile);
     let stdout = '';
     let stderr = '';
     let all = '';
@@ -247,7 +255,7 @@ export class OpenSshClient {
       all += s;
       wake();
     });
-    child.stdin!.on('error', () => undefined); // ssh may end before it read all of its input
+    child.stdin?.on('error', () => undefined); // ssh may end before it read all of its input
     const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 60_000);
     const record: SshRun = { argv: recorded, env, code: null, signal: null, stdout: '', stderr: '' };
     this.runs.push(record);
@@ -268,13 +276,16 @@ export class OpenSshClient {
       () => (done = true),
       () => (done = true),
     );
-    if (!keepStdin) {
-      const input = o.input ?? '';
+    if (inputFile !== null) {
+      // ssh reads the file itself
+    } else if (!keepStdin) {
+      const input = (o.input ?? '') as string | Buffer | Readable;
       if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin!.end(input);
       else input.pipe(child.stdin!);
     } else if (o.input !== undefined) {
-      if (typeof o.input === 'string' || Buffer.isBuffer(o.input)) child.stdin!.write(o.input);
-      else o.input.pipe(child.stdin!, { end: false });
+      const input = o.input as string | Buffer | Readable;
+      if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin!.write(input);
+      else input.pipe(child.stdin!, { end: false });
     }
     const waitFor = (pattern: RegExp | string, timeoutMs = 15_000) =>
       new Promise<string>((resolve, reject) => {
