@@ -27,8 +27,11 @@ describe('loadConfig', () => {
 
   it('the SSH gateway: off unless VAULT_SSH_GATEWAY_PORT; clients told the bind address (loopback for a wildcard); port 0 only on loopback', () => {
     expect(loadConfig({}).sshGateway).toBeUndefined();
-    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222' }).sshGateway).toEqual({ port: 2222, bind: '0.0.0.0', host: '127.0.0.1' });
-    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222', VAULT_SSH_GATEWAY_BIND: '10.0.0.5' }).sshGateway).toEqual({ port: 2222, bind: '10.0.0.5', host: '10.0.0.5' });
+    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222' }).sshGateway).toEqual({ port: 2222, bind: '0.0.0.0', host: '127.0.0.1', preauthPerAddress: 10 });
+    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222', VAULT_SSH_GATEWAY_BIND: '10.0.0.5' }).sshGateway).toEqual({ port: 2222, bind: '10.0.0.5', host: '10.0.0.5', preauthPerAddress: 10 });
+    // behind a load balancer or NAT every client is one address: the per-address cap is a setting (1..200)
+    expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222', VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS: '200' }).sshGateway?.preauthPerAddress).toBe(200);
+    expect(() => loadConfig({ VAULT_SSH_GATEWAY_PORT: '2222', VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS: '0' })).toThrow(/VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS/);
     expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '22', VAULT_SSH_GATEWAY_HOST: 'vault.example.com' }).sshGateway?.host).toBe('vault.example.com');
     expect(loadConfig({ VAULT_SSH_GATEWAY_PORT: '0', VAULT_SSH_GATEWAY_BIND: '127.0.0.1' }).sshGateway?.port).toBe(0);
     expect(() => loadConfig({ VAULT_SSH_GATEWAY_PORT: '0' })).toThrow(/^invalid configuration: VAULT_SSH_GATEWAY_PORT: 0 .* loopback/);

@@ -113,6 +113,7 @@ const schema = z
     VAULT_SSH_GATEWAY_PORT: intIn(0, 65535).optional(),
     VAULT_SSH_GATEWAY_BIND: z.string().refine((v) => isIP(v) !== 0, 'must be an IPv4 or IPv6 address').default('0.0.0.0'),
     VAULT_SSH_GATEWAY_HOST: z.string().regex(/^[A-Za-z0-9.:_-]{1,253}$/, 'must be a host name or address').optional(),
+    VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS: intIn(1, 200).default(10),
     VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -225,9 +226,11 @@ export interface AppConfig {
   portal: { idleSeconds: number; sessionSeconds: number; dir: string };
   /**
    * The SSH gateway (VAULT_SSH_GATEWAY_PORT; undefined: none, connect answers 409 GATEWAY_DISABLED): it listens on
-   * bind:port (port 0: a free port, for tests) and tells clients to reach it at host.
+   * bind:port (port 0: a free port, for tests) and tells clients to reach it at host; at most preauthPerAddress
+   * connections from one client address may be unauthenticated at once (raise it behind a load balancer or NAT that
+   * shows every client as one address).
    */
-  sshGateway?: { port: number; bind: string; host: string };
+  sshGateway?: { port: number; bind: string; host: string; preauthPerAddress: number };
   /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
   crashPoint?: CrashPointName;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -331,15 +334,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       sessionSeconds: c.VAULT_PORTAL_SESSION_SECONDS,
       dir: resolve(c.VAULT_PORTAL_DIR ?? defaultPortalDir()),
     },
-    sshGateway: c.VAULT_SSH_GATEWAY_PORT === undefined ? undefined : sshGatewayOf(c.VAULT_SSH_GATEWAY_PORT, c.VAULT_SSH_GATEWAY_BIND, c.VAULT_SSH_GATEWAY_HOST),
+    sshGateway: c.VAULT_SSH_GATEWAY_PORT === undefined ? undefined : sshGatewayOf(c.VAULT_SSH_GATEWAY_PORT, c.VAULT_SSH_GATEWAY_BIND, c.VAULT_SSH_GATEWAY_HOST, c.VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS),
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,
   };
 }
 
 /** The SSH gateway's listener: the host clients are told defaults to the bind address (loopback for a wildcard bind). */
-function sshGatewayOf(port: number, bind: string, host: string | undefined): NonNullable<AppConfig['sshGateway']> {
-  return { port, bind, host: host ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind) };
+function sshGatewayOf(port: number, bind: string, host: string | undefined, preauthPerAddress: number): NonNullable<AppConfig['sshGateway']> {
+  return { port, bind, host: host ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), preauthPerAddress };
 }
 
 /** dist/portal (Vite's output) whether this runs compiled (dist/src/config → dist/portal) or from the sources (src/config). */

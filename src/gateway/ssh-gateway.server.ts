@@ -46,8 +46,6 @@ const AUTH_GRACE_MS = 60_000;
 const MAX_KEY_QUERIES = 20;
 /** Connections not authenticated yet, at most (OpenSSH's MaxStartups): beyond, new ones are dropped at once. */
 const MAX_UNAUTHENTICATED = 200;
-/** ... and from one address (OpenSSH's PerSourceMaxStartups): one client cannot take every slot. */
-const MAX_UNAUTHENTICATED_PER_ADDRESS = 10;
 /** TCP connections at most, authenticated or not (ssh2 drops more at accept). */
 const MAX_CONNECTIONS = 2000;
 
@@ -163,12 +161,13 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Every TCP connection counts as unauthenticated from accept on (ssh2 sees it only after its identification line and
-   * has no timeout before it): at most MAX_UNAUTHENTICATED, and MAX_UNAUTHENTICATED_PER_ADDRESS from one address
-   * (beyond, dropped at once), each dropped after the login grace time unless it authenticated by then.
+   * has no timeout before it): at most MAX_UNAUTHENTICATED, and VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS (10) from one
+   * address (OpenSSH's PerSourceMaxStartups: one client cannot take every slot) — beyond, dropped at once; each is
+   * dropped after the login grace time unless it authenticated by then.
    */
   private admit(socket: Socket): void {
     const from = socket.remoteAddress ?? '?';
-    if (this.unauthenticated >= MAX_UNAUTHENTICATED || (this.unauthenticatedFrom.get(from) ?? 0) >= MAX_UNAUTHENTICATED_PER_ADDRESS) {
+    if (this.unauthenticated >= MAX_UNAUTHENTICATED || (this.unauthenticatedFrom.get(from) ?? 0) >= (this.config.sshGateway?.preauthPerAddress ?? 10)) {
       socket.destroy();
       return;
     }
