@@ -38,11 +38,8 @@ import { PgHandle, startScramPostgres } from '../../test/support/targets/postgre
 import { runRaw } from '../../test/support/targets/run';
 import { totpAt } from '../../test/support/totp';
 import { startTestVault, TestVault } from '../../test/support/vault';
+import { arg, runMain } from '../cli';
 
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
 const N = Number(arg('n', '400'));
 const CONCURRENCY = arg('c', '1,4,16,64').split(',').map(Number);
 const MAX_C = Math.max(...CONCURRENCY);
@@ -541,12 +538,4 @@ function report(rows: Array<{ c: number; vr: VaultResult; pr: PgbenchResult }>, 
   ].join('\n');
 }
 
-if (require.main === module) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`bench failed: ${(e as Error).stack}\n`);
-      process.exit(1);
-    },
-  );
-}
+runMain(module, main);

@@ -42,11 +42,8 @@ import { OpenSshClient, SshEndpoint, SshMaster } from '../../test/support/openss
 import { SshdHandle, startSshd } from '../../test/support/targets/sshd';
 import { startTestVault, TestVault } from '../../test/support/vault';
 import { pct } from '../checkout/run';
+import { arg, runMain } from '../cli';
 
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
 const MB = Number(arg('mb', '50'));
 const ROUNDS = Number(arg('rounds', '5'));
 const N = Number(arg('n', '1000'));
@@ -230,12 +227,4 @@ function report(seconds: Record<Mode, number[]>, cpu: Record<Mode, number[]>, la
   ].join('\n');
 }
 
-if (require.main === module) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`bench failed: ${(e as Error).stack}\n`);
-      process.exit(1);
-    },
-  );
-}
+runMain(module, main);

@@ -48,11 +48,8 @@ import { actingAs } from '../../test/support/http';
 import { SmtpServer, startSmtpServer } from '../../test/support/smtp-server';
 import { startTestVault, TestUser, TestVault } from '../../test/support/vault';
 import { CodeBook, httpClient, pct } from '../checkout/run';
+import { arg, runMain } from '../cli';
 
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
 const N = Number(arg('n', '400'));
 const C = Number(arg('c', '16'));
 const ROUNDS = Number(arg('rounds', '3'));
@@ -407,13 +404,5 @@ function report(rounds: Round[], lag: Lag | undefined, totals: { sent: number; f
   return lines.join('\n');
 }
 
-if (require.main === module) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`bench failed: ${(e as Error).stack}\n`);
-      process.exit(1);
-    },
-  );
-}
+runMain(module, main);
 

@@ -17,11 +17,8 @@ import { RotationService } from '../../src/rotation/rotation.service';
 import { startScramPostgres } from '../../test/support/targets/postgres';
 import { startSshd } from '../../test/support/targets/sshd';
 import { startTestVault } from '../../test/support/vault';
+import { arg } from '../cli';
 
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
 const PG_N = Number(arg('pg', '1000'));
 const SSH_N = Number(arg('ssh', '200'));
 const CONCURRENCY = arg('c', '1,4,16').split(',').map(Number);
