@@ -18,6 +18,7 @@ import { startScramPostgres } from '../../test/support/targets/postgres';
 import { startSshd } from '../../test/support/targets/sshd';
 import { startTestVault } from '../../test/support/vault';
 import { arg } from '../cli';
+import { actingAs } from '../../test/support/http';
 
 const PG_N = Number(arg('pg', '1000'));
 const SSH_N = Number(arg('ssh', '200'));
@@ -58,9 +59,10 @@ async function sshConnect(opts: Record<string, unknown>): Promise<SshClient> {
 async function main(): Promise<void> {
   const rows: string[] = [];
   const vault = await startTestVault({ env: { VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_AUDIT_SEAL_INTERVAL_MS: '1000' } });
-  const auth = await vault.adminAuth();
   const rotation = vault.get(RotationService);
-  const api = (path: string, body: object) => vault.http().post(path).set('Authorization', auth).send(body);
+  // as the admin, with a fresh step-up code on every change (registering targets and accounts needs one)
+  const admin = actingAs(vault, await vault.admin());
+  const api = (path: string, body: object) => admin.post(path, body, true);
 
   // --- PostgreSQL
   if (PG_N > 0) {
