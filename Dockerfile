@@ -1,10 +1,15 @@
 FROM node:20-bookworm-slim AS build
+# make, g++ and python3 build ssh2's native crypto binding (its install script, approved in package.json allowScripts)
+# against the image's own Node.js headers
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY migrations ./migrations
+COPY portal ./portal
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

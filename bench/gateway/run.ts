@@ -34,7 +34,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerSshTarget } from '../../test/support/gateway-target';
 import { actingAs } from '../../test/support/http';
@@ -139,17 +139,29 @@ async function setUp(): Promise<Setup> {
   }
 }
 
-/** One upload of `file` over `master`, checked by sha256 on the target: seconds, and the CPU seconds of this process (the vault's). */
-async function upload(master: SshMaster, file: string, sha256: string): Promise<{ seconds: number; cpu: number }> {
+/** The whole machine's busy CPU seconds so far (every core, every process, the kernel's softirq work among them): /proc/stat. */
+function machineBusySeconds(): number {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
+  const [user, nice, system, _idle, _iowait, irq, softirq, steal] = fields.map(Number);
+  return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ; idle and iowait left out
+}
+
+/**
+ * One upload of `file` over `master`, checked by sha256 on the target: seconds, the CPU seconds of this process (the
+ * vault's), and the whole machine's (ssh client, sshd, cat and the vault together).
+ */
+async function upload(master: SshMaster, file: string, sha256: string): Promise<{ seconds: number; cpu: number; machine: number }> {
   const start = nowMs();
   const cpu0 = process.cpuUsage();
+  const busy0 = machineBusySeconds();
   const put = await master.exec('cat > bench.bin', { input: { file }, timeoutMs: 600_000 });
   const seconds = (nowMs() - start) / 1000;
   const used = process.cpuUsage(cpu0);
+  const machine = machineBusySeconds() - busy0;
   if (put.code !== 0) throw new Error(`upload failed (exit ${put.code ?? put.signal}): ${put.stderr.trim()}`);
   const sum = await master.exec('sha256sum bench.bin && rm -f bench.bin');
   if (sum.code !== 0 || sum.stdout.split(/\s+/)[0] !== sha256) throw new Error(`the file on the target differs: ${sum.stdout.trim()} ${sum.stderr.trim()} (expected ${sha256})`);
-  return { seconds, cpu: (used.user + used.system) / 1e6 };
+  return { seconds, cpu: (used.user + used.system) / 1e6, machine };
 }
 
 async function roundTrip(master: SshMaster): Promise<number> {
@@ -172,13 +184,15 @@ async function main(): Promise<void> {
 
     const seconds: Record<Mode, number[]> = { direct: [], gateway: [] };
     const cpu: Record<Mode, number[]> = { direct: [], gateway: [] };
+    const machine: Record<Mode, number[]> = { direct: [], gateway: [] };
     await upload(s.masters.gateway, file, sha256); // warm-up (and the first proof that the bytes arrive intact)
     for (let round = 0; round < ROUNDS; round++) {
       for (const mode of round % 2 ? [...modes].reverse() : modes) {
-        const { seconds: t, cpu: c } = await upload(s.masters[mode], file, sha256);
+        const { seconds: t, cpu: c, machine: m } = await upload(s.masters[mode], file, sha256);
         seconds[mode].push(t);
         cpu[mode].push(c);
-        log(`transfer round ${round + 1} ${mode}: ${MB} MB in ${t.toFixed(2)} s (${(MB / t).toFixed(1)} MB/s), vault process CPU ${c.toFixed(2)} s`);
+        machine[mode].push(m);
+        log(`transfer round ${round + 1} ${mode}: ${MB} MB in ${t.toFixed(2)} s (${(MB / t).toFixed(1)} MB/s), vault process CPU ${c.toFixed(2)} s, machine ${m.toFixed(2)} s`);
       }
     }
 
@@ -192,14 +206,14 @@ async function main(): Promise<void> {
     }
 
     const [{ recorded }] = await s.vault.db.query<{ recorded: number }>('SELECT count(*)::int AS recorded FROM gateway_sessions');
-    process.stdout.write(report(seconds, cpu, latency, recorded));
+    process.stdout.write(report(seconds, cpu, machine, latency, recorded));
   } finally {
     rmSync(scratch, { recursive: true, force: true });
     await s.close();
   }
 }
 
-function report(seconds: Record<Mode, number[]>, cpu: Record<Mode, number[]>, latency: Record<Mode, number[]>, sessions: number): string {
+function report(seconds: Record<Mode, number[]>, cpu: Record<Mode, number[]>, machine: Record<Mode, number[]>, latency: Record<Mode, number[]>, sessions: number): string {
   const rate = (m: Mode) => MB / median(seconds[m]);
   // each round's pair ran back to back: the median of their ratios is the least disturbed by a busy machine
   const ratio = median(seconds.direct.map((d, i) => d / seconds.gateway[i]));
@@ -214,6 +228,7 @@ function report(seconds: Record<Mode, number[]>, cpu: Record<Mode, number[]>, la
     `transfer (median round)   direct ${rate('direct').toFixed(1).padStart(6)} MB/s   gateway ${rate('gateway').toFixed(1).padStart(6)} MB/s   gateway/direct ${ratio.toFixed(2)}× (median of the rounds' ratios)`,
     `  rounds (s): direct ${seconds.direct.map((x) => x.toFixed(2)).join(' ')}; gateway ${seconds.gateway.map((x) => x.toFixed(2)).join(' ')}`,
     `  the vault process's CPU per upload (median): gateway ${median(cpu.gateway).toFixed(2)} s (${((median(cpu.gateway) / MB) * 1000).toFixed(1)} ms/MB), direct ${median(cpu.direct).toFixed(2)} s (this process's own share of a direct round)`,
+    `  the whole machine's CPU per upload (median; ${cpus().length} cores, /proc/stat): direct ${median(machine.direct).toFixed(2)} s (${((median(machine.direct) / MB) * 1000).toFixed(1)} ms/MB), gateway ${median(machine.gateway).toFixed(2)} s (${((median(machine.gateway) / MB) * 1000).toFixed(1)} ms/MB); busy while uploading: direct ${((100 * median(machine.direct)) / median(seconds.direct)).toFixed(0)}%, gateway ${((100 * median(machine.gateway)) / median(seconds.gateway)).toFixed(0)}%`,
     '',
     'round trip (ms)       p50      p90      p99      max',
     `  direct        ${f(pct(d, 0.5))} ${f(pct(d, 0.9))} ${f(pct(d, 0.99))} ${f(d[d.length - 1])}`,

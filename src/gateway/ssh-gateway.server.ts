@@ -18,7 +18,7 @@ import { LiveGatewaySession } from './live-session';
 import { RecordingService } from './recording/recording.service';
 import { GatewaySessionTracker } from './session-tracker';
 import { ticketHash } from './tickets';
-import { connectUpstream, UpstreamError } from './upstream';
+import { connectUpstream, sshNativeCrypto, UpstreamError } from './upstream';
 
 /** The methods a client may try: publickey (the ticket is the user name) or the ticket as the password. */
 const METHODS: AuthContext['method'][] = ['publickey', 'password', 'keyboard-interactive'];
@@ -26,10 +26,11 @@ const METHODS: AuthContext['method'][] = ['publickey', 'password', 'keyboard-int
 const MAX_FAILURES = 6;
 const MAX_AUDITED_REFUSALS = 3;
 /**
- * The ciphers the gateway offers its clients: AES-GCM and AES-CTR, all done by OpenSSL. Not chacha20-poly1305, which
- * OpenSSH clients pick first when offered and which ssh2 (without its optional native addon, which this package does
- * not build) runs partly in WebAssembly: offered, it cost ~0.9 ms more per exec round trip and ~10% of the transfer
- * rate (bench/gateway). The client's own order then picks aes128-ctr (with an encrypt-then-MAC SHA-2 MAC) or AES-GCM.
+ * The ciphers the gateway offers its clients: AES-GCM and AES-CTR, all done by OpenSSL (through ssh2's native crypto
+ * binding, which `npm ci` builds: package.json allowScripts). Not chacha20-poly1305, which OpenSSH clients pick first
+ * when offered and which ssh2 runs partly in WebAssembly when the binding is missing: offered, it cost ~0.9 ms more per
+ * exec round trip and ~10% of the transfer rate (bench/gateway). The client's own order then picks aes128-ctr (with an
+ * encrypt-then-MAC SHA-2 MAC) or AES-GCM.
  */
 const CLIENT_CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'] as const;
 /**
@@ -130,7 +131,11 @@ export class SshGatewayServer implements OnModuleInit, OnModuleDestroy {
     });
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
-    this.logger.log({ host: gw.host, bind: gw.bind, port: this.port, hostKeySha256: `SHA256:${this.hostKey.sha256}` }, 'SSH gateway listening');
+    this.logger.log(
+      { host: gw.host, bind: gw.bind, port: this.port, hostKeySha256: `SHA256:${this.hostKey.sha256}`, nativeCrypto: sshNativeCrypto() },
+      'SSH gateway listening',
+    );
+    if (!sshNativeCrypto()) this.logger.warn({}, "SSH gateway: ssh2's native crypto binding is not built (npm ci builds it; needs make and g++): every byte relayed costs about 1.6x the CPU");
     this.sessions.start();
   }
 

@@ -430,9 +430,10 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
     const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
     const huge = 0xffffffff;
     const stream = await new Promise<ClientChannel>((resolve, reject) =>
-      c.exec('sleep 0.3; echo sized', { pty: { rows: huge, cols: huge, width: 0, height: 0, term: 'xterm' } }, (err, s) => (err ? reject(err) : resolve(s))),
+      c.exec('echo ready; sleep 0.5; echo sized', { pty: { rows: huge, cols: huge, width: 0, height: 0, term: 'xterm' } }, (err, s) => (err ? reject(err) : resolve(s))),
     );
-    stream.setWindow(huge, huge, 0, 0);
+    // resized once output was shown (the header is written by then): a resize event, not the header's size
+    stream.once('data', () => stream.setWindow(huge, huge, 0, 0));
     await collect(stream);
     c.end();
     const [s] = await endedSession(a.checkoutId);
