@@ -43,6 +43,7 @@ import { SshdHandle, startSshd } from '../../test/support/targets/sshd';
 import { startTestVault, TestVault } from '../../test/support/vault';
 import { pct } from '../checkout/run';
 import { arg, runMain } from '../cli';
+import { machineBusySeconds } from '../machine';
 
 const MB = Number(arg('mb', '50'));
 const ROUNDS = Number(arg('rounds', '5'));
@@ -137,13 +138,6 @@ async function setUp(): Promise<Setup> {
     await close();
     throw e;
   }
-}
-
-/** The whole machine's busy CPU seconds so far (every core, every process, the kernel's softirq work among them): /proc/stat. */
-function machineBusySeconds(): number {
-  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
-  const [user, nice, system, _idle, _iowait, irq, softirq, steal] = fields.map(Number);
-  return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ; idle and iowait left out
 }
 
 /**
