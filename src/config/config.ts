@@ -73,6 +73,8 @@ const schema = z
     VAULT_ROTATION_MAX_FAILURES: intIn(1, 100).default(5),
     VAULT_ROTATION_SWEEP_MS: intIn(100, 3600000).default(10000),
     VAULT_ROTATION_CONCURRENCY: intIn(1, 256).default(4),
+    VAULT_TARGET_POOL_SIZE: intIn(1, 64).default(4),
+    VAULT_TARGET_POOL_IDLE_MS: intIn(100, 3600000).default(30000),
     VAULT_HEARTBEAT_SECONDS: intIn(60, 30 * 24 * 3600).default(3600),
     VAULT_CHECKOUT_APPROVAL_TIMEOUT_SECONDS: intIn(60, 7 * 24 * 3600).default(3600),
     VAULT_CHECKOUT_SWEEP_MS: intIn(100, 3600000).default(5000),
@@ -201,6 +203,8 @@ export interface AppConfig {
   auditSealIntervalMs: number;
   auditVerifyLockWaitMs: number;
   rotation: { claimSeconds: number; maxFailures: number; sweepMs: number; concurrency: number; heartbeatSeconds: number };
+  /** Pooled admin connections per PostgreSQL/MySQL target (src/connectors/admin-pool.ts): connections per target, idle time before one is closed. */
+  targetPool: { size: number; idleMs: number };
   /** Pending requests lapse after approvalTimeoutSeconds; the sweep ends expired leases and retries cleanup. */
   checkout: { approvalTimeoutSeconds: number; sweepMs: number; cleanupMaxAttempts: number };
   /** One-time accounts: unclaimed requests lapse; claims on target work; removal attempts before needs_attention; reaper interval. */
@@ -290,6 +294,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     },
     auditSealIntervalMs: c.VAULT_AUDIT_SEAL_INTERVAL_MS,
     auditVerifyLockWaitMs: c.VAULT_AUDIT_VERIFY_LOCK_WAIT_MS,
+    targetPool: { size: c.VAULT_TARGET_POOL_SIZE, idleMs: c.VAULT_TARGET_POOL_IDLE_MS },
     rotation: {
       claimSeconds: c.VAULT_ROTATION_CLAIM_SECONDS,
       maxFailures: c.VAULT_ROTATION_MAX_FAILURES,

@@ -1,5 +1,7 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown, OnModuleDestroy, Optional } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '../config/config';
 import type { TargetType } from '../crypto/password-generator';
+import { DEFAULT_POOL_SETTINGS, PooledConnector, PoolSettings } from './admin-pool';
 import { Connector } from './connector.interface';
 import { MysqlConnector } from './mysql/mysql.connector';
 import { PostgresConnector } from './postgres/postgres.connector';
@@ -9,12 +11,23 @@ import { SshConnector } from './ssh/ssh.connector';
 /**
  * The connectors by target type, each behind the sanitising, deadline-keeping wrapper. Services never use it directly:
  * they reach a target through `TargetsService.connect()` (src/targets/target-connection.ts), which gets its connector here.
+ *
+ * The PostgreSQL and MySQL connectors pool their admin connections (src/connectors/admin-pool.ts; VAULT_TARGET_POOL_SIZE,
+ * VAULT_TARGET_POOL_IDLE_MS); the registry closes every pooled connection when the application shuts down.
  */
 @Injectable()
-export class ConnectorRegistry {
-  private readonly connectors = new Map<TargetType, Connector>(
-    [new SshConnector(), new PostgresConnector(), new MysqlConnector()].map((c) => [c.type, new SafeConnector(c)]),
-  );
+export class ConnectorRegistry implements OnModuleDestroy, OnApplicationShutdown {
+  private readonly connectors: Map<TargetType, Connector>;
+  /** Every connector that holds pooled connections, including ones replaced by register(). */
+  private readonly pooled: PooledConnector[];
+
+  constructor(@Optional() @Inject(APP_CONFIG) config?: AppConfig) {
+    const pool: PoolSettings = config?.targetPool ?? DEFAULT_POOL_SETTINGS;
+    const postgres = new PostgresConnector(pool);
+    const mysql = new MysqlConnector(pool);
+    this.pooled = [postgres, mysql];
+    this.connectors = new Map<TargetType, Connector>([new SshConnector(), postgres, mysql].map((c) => [c.type, new SafeConnector(c)]));
+  }
 
   get(type: TargetType): Connector {
     const c = this.connectors.get(type);
@@ -25,5 +38,18 @@ export class ConnectorRegistry {
   /** Tests replace a connector (a target that fails on purpose) through this. */
   register(connector: Connector): void {
     this.connectors.set(connector.type, new SafeConnector(connector));
+  }
+
+  /** Closes every pooled target connection (idle ones at once, busy ones after their work, within seconds). */
+  async closeAll(): Promise<void> {
+    await Promise.all(this.pooled.map((c) => c.closeAll()));
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.closeAll();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.closeAll();
   }
 }

@@ -1,4 +1,5 @@
 import type { Connection, RowDataPacket } from 'mysql2/promise';
+import { AdminPool, DEFAULT_POOL_SETTINGS, PooledConnector, PoolDriver, poolKeyOf, PoolSettings } from '../admin-pool';
 import { ConnectorError } from '../connector.errors';
 import {
   AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest,
@@ -22,9 +23,20 @@ const KILL_PRIVILEGES = ['CONNECTION ADMIN', 'CONNECTION_ADMIN', 'SUPER'];
  * names and passwords are escaped by the driver as literals ('name'@'%'); grant targets pass the allow-list
  * (mysql-access.ts) and are identifier-quoted.
  */
-export class MysqlConnector implements Connector {
+export class MysqlConnector implements Connector, PooledConnector {
   readonly type = 'mysql' as const;
   readonly supports: ConnectorSupport = { accountExpiry: 'none', hostKey: false };
+  /** Admin connections by target (admin-pool.ts); account logins are never pooled. */
+  readonly pool: AdminPool<PooledConnection>;
+
+  constructor(pool: PoolSettings = DEFAULT_POOL_SETTINGS) {
+    this.pool = new AdminPool(pool);
+  }
+
+  /** Closes every pooled admin connection (ConnectorRegistry, at shutdown). */
+  closeAll(): Promise<void> {
+    return this.pool.closeAll();
+  }
 
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {
@@ -131,11 +143,46 @@ export class MysqlConnector implements Connector {
     });
   }
 
-  private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
-    return this.connect(target, { user: target.adminUsername, password: target.adminPassword }, opts, work);
+  /**
+   * Runs `work` as the admin on a pooled connection (admin-pool.ts), reused only for the same address, database, admin
+   * credential and TLS settings (CA, pin) and closed when the work threw. Work functions here run single autocommit
+   * statements and never SET anything.
+   */
+  private async asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
+    const driver: PoolDriver<PooledConnection> = {
+      open: (signal) => this.open(target, { user: target.adminUsername, password: target.adminPassword }, opts, signal),
+      destroy: (c) => c.core.destroy(),
+      check: async (c) => void (await c.conn.query('SELECT 1')),
+      watch: (c, lost) => {
+        c.core.on('error', lost);
+        c.core.once('end', lost);
+      },
+    };
+    try {
+      return await this.pool.use(poolKeyOf(target, target.options.database), driver, opts, (c) => work(c.conn));
+    } catch (e) {
+      throw this.failure(e, target, target.adminUsername);
+    }
   }
 
+  /** A fresh connection (a login as an account: never pooled, it is the proof that the password works). */
   private async connect<T>(target: ConnectorTarget, auth: { user: string; password?: string }, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
+    let opened: PooledConnection | undefined;
+    const onAbort = () => opened?.core.destroy();
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      opened = await this.open(target, auth, opts, opts?.signal);
+      return await work(opened.conn);
+    } catch (e) {
+      throw this.failure(e, target, auth.user);
+    } finally {
+      opts?.signal?.removeEventListener('abort', onAbort);
+      if (opened) await opened.conn.end().catch(() => opened!.core.destroy());
+    }
+  }
+
+  /** Opens a connection whose server identity is verified before any credential is sent; the signal destroys it while opening. */
+  private async open(target: ConnectorTarget, auth: { user: string; password?: string }, opts: CallOptions | undefined, signal: AbortSignal | undefined): Promise<PooledConnection> {
     const { core, ready } = openVerifiedConnection(
       {
         host: target.host,
@@ -149,24 +196,32 @@ export class MysqlConnector implements Connector {
       },
       { host: target.host, certSha256: target.options.tlsCertSha256 },
     );
-    let conn: Connection | undefined;
     const onAbort = () => core.destroy();
-    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      conn = await ready;
-      return await work(conn);
+      if (signal?.aborted) throw new ConnectorError('TARGET_ERROR', 'the call was aborted');
+      return { core, conn: await ready };
     } catch (e) {
-      const refused = identityRefusal(e, target);
-      if (refused) throw refused;
-      const code = (e as { code?: unknown }).code;
-      if (typeof code === 'string' && AUTH_FAILED.has(code)) throw new ConnectorError('TARGET_AUTH_FAILED', `MySQL refused the login of ${auth.user}`);
+      core.destroy();
       throw e;
     } finally {
-      opts?.signal?.removeEventListener('abort', onAbort);
-      if (conn) await conn.end().catch(() => core.destroy());
-      else core.destroy();
+      signal?.removeEventListener('abort', onAbort);
     }
   }
+
+  private failure(e: unknown, target: ConnectorTarget, user: string): unknown {
+    const refused = identityRefusal(e, target);
+    if (refused) return refused;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && AUTH_FAILED.has(code)) return new ConnectorError('TARGET_AUTH_FAILED', `MySQL refused the login of ${user}`);
+    return e;
+  }
+}
+
+/** A connection: mysql2's core connection (to destroy) and its promise wrapper (to query). */
+interface PooledConnection {
+  core: { destroy(): void; on(event: 'error', listener: (arg: unknown) => void): void; once(event: string, listener: (arg: unknown) => void): void };
+  conn: Connection;
 }
 
 /** The host part of MySQL account names the vault manages. */

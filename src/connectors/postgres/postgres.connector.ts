@@ -1,4 +1,5 @@
 import { Client, escapeIdentifier } from 'pg';
+import { AdminPool, DEFAULT_POOL_SETTINGS, PooledConnector, PoolDriver, poolKeyOf, PoolSettings } from '../admin-pool';
 import { ConnectorError } from '../connector.errors';
 import {
   AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest,
@@ -36,9 +37,20 @@ const CLIENT_BACKENDS_OF_ROLE = `FROM pg_catalog.pg_stat_activity
  *   (`GRANT <role> TO <admin> WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`); roles it creates get it automatically;
  * - CONNECT WITH GRANT OPTION on databases policies name (`GRANT CONNECT ON DATABASE <db> TO <admin> WITH GRANT OPTION`).
  */
-export class PostgresConnector implements Connector {
+export class PostgresConnector implements Connector, PooledConnector {
   readonly type = 'postgres' as const;
   readonly supports: ConnectorSupport = { accountExpiry: 'exact', hostKey: false };
+  /** Admin connections by target (admin-pool.ts); account logins are never pooled. */
+  readonly pool: AdminPool<PooledClient>;
+
+  constructor(pool: PoolSettings = DEFAULT_POOL_SETTINGS) {
+    this.pool = new AdminPool(pool);
+  }
+
+  /** Closes every pooled admin connection (ConnectorRegistry, at shutdown). */
+  closeAll(): Promise<void> {
+    return this.pool.closeAll();
+  }
 
   async verify(target: ConnectorTarget, opts?: CallOptions): Promise<VerifyResult> {
     return this.asAdmin(target, opts, async (c) => {
@@ -416,10 +428,10 @@ export class PostgresConnector implements Connector {
     return rows.map((r) => r.datname);
   }
 
-  /** Runs `work` as the admin connected to another database; a database dropped meanwhile (3D000) is skipped. */
+  /** Runs `work` as the admin connected to another database (a pooled connection); a database dropped meanwhile (3D000) is skipped. */
   private async inDatabase(target: ConnectorTarget, database: string, opts: CallOptions | undefined, work: (c: Client) => Promise<void>): Promise<void> {
     try {
-      await this.connect(target, { user: target.adminUsername, password: target.adminPassword, admin: true }, opts, work, database);
+      await this.asAdmin(target, opts, work, database);
     } catch (e) {
       if ((e as { code?: unknown }).code === '3D000') return;
       if ((e as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) {
@@ -443,17 +455,80 @@ export class PostgresConnector implements Connector {
     }
   }
 
-  private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Client) => Promise<T>): Promise<T> {
-    return this.connect(target, { user: target.adminUsername, password: target.adminPassword, admin: true }, opts, work);
+  /**
+   * Runs `work` as the admin on a pooled connection (admin-pool.ts) when `database` is the target's own: reused only for the same address, database, admin
+   * credential and TLS settings, with this call's statement_timeout/lock_timeout, and closed (never reused) when the work
+   * threw or left a transaction open or the session's identity or search path changed. The work functions of this
+   * connector run single autocommit statements and never SET anything (the pool checks the transaction status anyway).
+   */
+  private async asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Client) => Promise<T>, database = target.options.database ?? 'postgres'): Promise<T> {
+    const timeouts = callTimeouts(opts);
+    const driver: PoolDriver<PooledClient> = {
+      open: async (signal) => {
+        const client = this.client(target, { user: target.adminUsername, password: target.adminPassword, admin: true }, opts, database) as PooledClient;
+        client.timeouts = timeouts;
+        await this.open(client, target, signal);
+        return client;
+      },
+      destroy: (c) => c.end().catch(() => undefined),
+      check: async (c) => {
+        // a round trip, and the admin may still log in (NOLOGIN or an expired VALID UNTIL set on the server ends reuse)
+        const { rows } = await c.query<{ ok: boolean }>('SELECT rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS ok FROM pg_catalog.pg_roles WHERE rolname = session_user');
+        if (rows[0]?.ok !== true) throw new Error('the administrator may no longer log in');
+      },
+      watch: (c, lost) => {
+        c.on('end', lost);
+        c.on('error', lost);
+      },
+      reusable: (c) => c.transactionStatus === 'I' && !c.sessionChanged,
+    };
+    try {
+      // Only connections to the target's own database are kept: one kept open in another database (the per-database
+      // checks of newUser and revoke) would make CREATE DATABASE from it as a template, or DROP DATABASE, fail there.
+      if (database !== (target.options.database ?? 'postgres')) {
+        const c = await driver.open(opts?.signal);
+        const onAbort = () => driver.destroy(c);
+        opts?.signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          return await work(c);
+        } finally {
+          opts?.signal?.removeEventListener('abort', onAbort);
+          await c.end().catch(() => undefined);
+        }
+      }
+      return await this.pool.use(poolKeyOf(target, database), driver, opts, async (c) => {
+        if (c.timeouts.statement !== timeouts.statement || c.timeouts.lock !== timeouts.lock) {
+          c.timeouts = { statement: -1, lock: -1 }; // unknown until the SET succeeded (a failure closes the connection)
+          await c.query(`SET statement_timeout = ${timeouts.statement}; SET lock_timeout = ${timeouts.lock}`);
+          c.timeouts = timeouts;
+        }
+        return work(c);
+      });
+    } catch (e) {
+      throw this.authFailure(e, target.adminUsername);
+    }
   }
 
+  /** A fresh connection (a login as an account: never pooled, it is the proof that the password works). */
   private async connect<T>(
     target: ConnectorTarget,
-    auth: { user: string; password?: string; admin?: boolean },
+    auth: { user: string; password?: string },
     opts: CallOptions | undefined,
     work: (c: Client) => Promise<T>,
-    database = target.options.database ?? 'postgres',
   ): Promise<T> {
+    const client = this.client(target, auth, opts, target.options.database ?? 'postgres');
+    try {
+      await this.open(client, target, opts?.signal);
+      return await work(client);
+    } catch (e) {
+      throw this.authFailure(e, auth.user);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  private client(target: ConnectorTarget, auth: { user: string; password?: string; admin?: boolean }, opts: CallOptions | undefined, database: string): ScramOnlyClient {
+    const timeouts = callTimeouts(opts);
     const client = new ScramOnlyClient({
       host: target.host,
       port: target.port,
@@ -463,29 +538,47 @@ export class PostgresConnector implements Connector {
       connectionTimeoutMillis: opts?.timeoutMs,
       // the server gives up too (a statement blocked on a lock would otherwise finish after the vault gave up on it
       // and, say, create a role the vault believes was never made)
-      ...(opts?.timeoutMs ? { statement_timeout: Math.max(1000, opts.timeoutMs - 2000), lock_timeout: Math.max(500, opts.timeoutMs - 3000) } : {}),
-      // the admin resolves nothing through a schema someone else can create objects in
-      ...(auth.admin ? { options: '-c search_path=pg_catalog' } : {}),
+      ...(opts?.timeoutMs && !auth.admin ? { statement_timeout: timeouts.statement, lock_timeout: timeouts.lock } : {}),
+      // the admin resolves nothing through a schema someone else can create objects in; a pooled admin connection starts
+      // with known limits (0 without a timeout, which pg's statement_timeout option would not send): later calls SET theirs
+      ...(auth.admin ? { options: `-c search_path=pg_catalog -c statement_timeout=${timeouts.statement} -c lock_timeout=${timeouts.lock}` } : {}),
       application_name: 'pam-vault',
       ssl: tlsOptions(target.options) ?? false,
       requireChannelBinding: usesTls(target.options),
     });
     client.on('error', () => undefined); // a connection lost after connect fails its query; nothing else to do
+    return client;
+  }
+
+  /** Connects (SCRAM only, TLS identity verified); the abort signal ends the connection, during and after connecting. */
+  private async open(client: ScramOnlyClient, target: ConnectorTarget, signal: AbortSignal | undefined): Promise<void> {
     const onAbort = () => void client.end().catch(() => undefined);
-    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      if (signal?.aborted) throw new ConnectorError('TARGET_ERROR', 'the call was aborted');
       await client.connect().catch((e: unknown) => {
         const why = usesTls(target.options) ? isTlsIdentityFailure(e) : undefined;
         throw why ? identityUnverified(why) : e;
       });
-      return await work(client);
     } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      if (typeof code === 'string' && AUTH_FAILED.has(code)) throw new ConnectorError('TARGET_AUTH_FAILED', `PostgreSQL refused the login of ${auth.user}`);
+      await client.end().catch(() => undefined);
       throw e;
     } finally {
-      opts?.signal?.removeEventListener('abort', onAbort);
-      await client.end().catch(() => undefined);
+      signal?.removeEventListener('abort', onAbort);
     }
   }
+
+  private authFailure(e: unknown, user: string): unknown {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && AUTH_FAILED.has(code)) return new ConnectorError('TARGET_AUTH_FAILED', `PostgreSQL refused the login of ${user}`);
+    return e;
+  }
+}
+
+/** A pooled admin connection and the statement/lock timeouts its session has now. */
+type PooledClient = ScramOnlyClient & { timeouts: { statement: number; lock: number } };
+
+/** The per-call server-side limits (ms; 0: none): the server gives up a little before the vault does. */
+function callTimeouts(opts: CallOptions | undefined): { statement: number; lock: number } {
+  return opts?.timeoutMs ? { statement: Math.max(1000, opts.timeoutMs - 2000), lock: Math.max(500, opts.timeoutMs - 3000) } : { statement: 0, lock: 0 };
 }

@@ -47,6 +47,13 @@ export interface ScramOnlyConfig extends ClientConfig {
 export class ScramOnlyClient extends Client {
   private scramVerified = false;
   private readonly requireChannelBinding: boolean;
+  /** The transaction status of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed one. */
+  transactionStatus = 'I';
+  /**
+   * Set when the server reported, after the login, a change of the session's identity or search path (ParameterStatus
+   * of session_authorization, is_superuser, or search_path on PostgreSQL 18+): a pooled connection so marked is closed.
+   */
+  sessionChanged = false;
 
   constructor(config: ScramOnlyConfig) {
     const { requireChannelBinding, ...rest } = config;
@@ -97,10 +104,19 @@ export class ScramOnlyClient extends Client {
     con.on('authenticationOk', () => {
       if (!this.scramVerified) this.refuse('it accepted the login without a SCRAM-SHA-256 exchange');
     });
+    const atLogin = new Map<string, string>();
+    con.on('parameterStatus', (msg: unknown) => {
+      const { parameterName: name, parameterValue: value } = msg as { parameterName: string; parameterValue: string };
+      if (!['session_authorization', 'is_superuser', 'search_path'].includes(name)) return;
+      if ((this as unknown as PgClientInternals)._connecting) atLogin.set(name, value);
+      else if (atLogin.has(name) ? atLogin.get(name) !== value : name !== 'search_path' || value !== 'pg_catalog') this.sessionChanged = true;
+    });
   }
 
   _handleReadyForQuery(msg: unknown): void {
     const self = this as unknown as PgClientInternals;
+    const status = (msg as { status?: unknown })?.status;
+    if (typeof status === 'string') this.transactionStatus = status;
     // belt and braces: the connection is never handed out (no statement sent) unless SCRAM completed
     if (self._connecting && !this.scramVerified) {
       this.refuse('it accepted the login without a SCRAM-SHA-256 exchange');

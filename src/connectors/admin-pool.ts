@@ -1,0 +1,344 @@
+import { createHash } from 'node:crypto';
+import { ConnectorError } from './connector.errors';
+import type { CallOptions, ConnectorTarget } from './connector.interface';
+
+/**
+ * Pooled administrator connections to targets (PostgreSQL and MySQL/MariaDB; SSH opens one connection per call).
+ *
+ * One bounded pool per target identity (type, host, port, database, admin user). A connection is reused only while the
+ * call's {@link fingerprintOf fingerprint} — a SHA-256 over everything that decides whom the vault talks to and as whom
+ * (address, database, admin user, admin password and keys, TLS options with CA and certificate pin) — is the pool's:
+ * a call with another fingerprint (the address, admin credential or pin was changed) closes the identity's idle
+ * connections at once and has its busy ones destroyed when they are released, so nothing opened under the old
+ * credential or identity is used again. A new connection establishes the server's identity (TLS, SCRAM, pin) again; a
+ * pooled one was verified when it was opened.
+ *
+ * A connection is destroyed, never reused, when its work threw any error (authentication, protocol, timeout, abort),
+ * when the driver says it was left unsafe (an open transaction), when the server closed it while idle, when it was
+ * idle longer than the idle time, or when it is older than {@link PoolSettings.maxLifetimeMs} (a bound on how long a
+ * credential revoked on the server side, which the vault cannot see, keeps an open connection working). A connection
+ * idle for more than {@link PoolSettings.checkAfterMs} is checked by the driver (a round trip) before it is reused.
+ * Callers beyond the pool's size wait in a queue, honouring their abort signal and deadline.
+ */
+
+/** Pool limits; the connectors get them from ConnectorRegistry (VAULT_TARGET_POOL_SIZE, VAULT_TARGET_POOL_IDLE_MS). */
+export interface PoolSettings {
+  /** Connections per target identity, idle and busy together (1–64). */
+  size: number;
+  /** An idle connection is closed after this many milliseconds. */
+  idleMs: number;
+  /** A connection idle for longer than this is checked (driver.check) before reuse. Default 3000. */
+  checkAfterMs?: number;
+  /** A connection older than this is closed instead of reused. Default 10 minutes. */
+  maxLifetimeMs?: number;
+}
+
+export const DEFAULT_POOL_SETTINGS: PoolSettings = { size: 4, idleMs: 30_000 };
+const DEFAULT_CHECK_AFTER_MS = 3000;
+const DEFAULT_MAX_LIFETIME_MS = 10 * 60_000;
+/** How long closeAll waits for busy connections to finish their work before destroying them. */
+const DRAIN_WAIT_MS = 5000;
+
+/** How a connector opens, checks and closes its connections. */
+export interface PoolDriver<C> {
+  /** Opens (and verifies the identity of) a new connection; must give up when the signal fires. */
+  open(signal: AbortSignal | undefined): Promise<C>;
+  /** Closes the connection at once (no graceful goodbye needed); may resolve when it is closed. Never rejects. */
+  destroy(conn: C): void | Promise<void>;
+  /** A round trip proving the connection still works (`SELECT 1`); throws when it does not. */
+  check(conn: C, signal: AbortSignal | undefined): Promise<void>;
+  /** Calls `lost` once when the server or the network ends the connection ('end' / 'error'). */
+  watch(conn: C, lost: () => void): void;
+  /** After the work succeeded: whether the connection is clean enough to be reused (no open transaction, no SET ROLE). */
+  reusable?(conn: C): boolean;
+}
+
+/** A connector holding pooled connections, closed by ConnectorRegistry at shutdown. */
+export interface PooledConnector {
+  closeAll(): Promise<void>;
+}
+
+/** Which pool (the identity) and which credential and identity proof the call uses (the fingerprint). */
+export interface PoolKey {
+  identity: string;
+  fingerprint: string;
+}
+
+/** The pool key of a target's admin connection. `database` is the one connected to (it may differ from options.database). */
+export function poolKeyOf(target: ConnectorTarget, database: string | undefined): PoolKey {
+  const identity = JSON.stringify([target.type, target.host, target.port, database ?? null, target.adminUsername]);
+  const o = target.options ?? {};
+  const fingerprint = createHash('sha256')
+    .update(JSON.stringify([
+      identity, target.adminPassword ?? null, target.adminPrivateKey ?? null, target.adminPassphrase ?? null,
+      o.tls ?? null, o.tlsCa ?? null, o.tlsCertSha256?.trim().toUpperCase() ?? null, o.hostKeySha256 ?? null,
+    ]))
+    .digest('hex');
+  return { identity, fingerprint };
+}
+
+interface Entry<C> {
+  conn: C;
+  fingerprint: string;
+  createdAt: number;
+  lastUsed: number;
+  /** Destroy on release: its fingerprint was replaced, or the pool is draining. */
+  doomed: boolean;
+  /** The server or network ended it. */
+  lost: boolean;
+  idleTimer?: NodeJS.Timeout;
+}
+
+interface Slot<C> {
+  fingerprint: string;
+  idle: Entry<C>[];
+  busy: Set<Entry<C>>;
+  opening: number;
+  waiters: Array<() => void>;
+  driver: PoolDriver<C>;
+}
+
+/** What a pool holds right now, for tests and metrics. */
+export interface PoolStats {
+  identities: number;
+  idle: number;
+  busy: number;
+  opening: number;
+  waiting: number;
+}
+
+/** Thrown to a waiter whose call was aborted or ran past its deadline while the pool was full. */
+function gaveUp(timedOut: boolean): ConnectorError {
+  return timedOut
+    ? new ConnectorError('TARGET_TIMEOUT', 'no administrator connection to the target became free before the deadline')
+    : new ConnectorError('TARGET_ERROR', 'the call was aborted');
+}
+
+export class AdminPool<C> {
+  private readonly slots = new Map<string, Slot<C>>();
+  private readonly size: number;
+  private readonly idleMs: number;
+  private readonly checkAfterMs: number;
+  private readonly maxLifetimeMs: number;
+  /** After closeAll: connections are still lent, but closed on release (none outlives shutdown). */
+  private closed = false;
+  /** Closes under way, awaited by closeAll. */
+  private readonly closing = new Set<Promise<void>>();
+
+  constructor(settings: PoolSettings = DEFAULT_POOL_SETTINGS) {
+    this.size = Math.max(1, Math.floor(settings.size));
+    this.idleMs = Math.max(0, settings.idleMs);
+    this.checkAfterMs = settings.checkAfterMs ?? DEFAULT_CHECK_AFTER_MS;
+    this.maxLifetimeMs = settings.maxLifetimeMs ?? DEFAULT_MAX_LIFETIME_MS;
+  }
+
+  /**
+   * Runs `work` on a connection of the key's pool: reused when one is idle and fits the fingerprint, else opened (when
+   * the pool has room) or waited for. The connection goes back to the pool only when the work succeeded and the driver
+   * finds it reusable; the abort signal destroys the connection in use.
+   */
+  async use<T>(key: PoolKey, driver: PoolDriver<C>, opts: CallOptions | undefined, work: (conn: C) => Promise<T>): Promise<T> {
+    const { slot, entry } = await this.acquire(key, driver, opts);
+    const onAbort = () => {
+      entry.lost = true;
+      this.close(driver, entry.conn);
+    };
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    let ok = false;
+    try {
+      if (opts?.signal?.aborted) onAbort();
+      const out = await work(entry.conn);
+      ok = driver.reusable ? driver.reusable(entry.conn) : true;
+      return out;
+    } finally {
+      opts?.signal?.removeEventListener('abort', onAbort);
+      this.release(slot, entry, ok);
+    }
+  }
+
+  /** Closes every idle connection now, waits (briefly) for busy ones and then destroys them too. Idempotent. */
+  async closeAll(): Promise<void> {
+    this.closed = true;
+    const deadline = Date.now() + DRAIN_WAIT_MS;
+    for (const slot of this.slots.values()) {
+      this.evict(slot);
+      for (const w of slot.waiters.splice(0)) w();
+    }
+    while ([...this.slots.values()].some((s) => s.busy.size || s.opening) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const slot of this.slots.values()) {
+      for (const e of slot.busy) {
+        e.lost = true;
+        this.close(slot.driver, e.conn);
+      }
+    }
+    await Promise.all([...this.closing]);
+  }
+
+  private close(driver: PoolDriver<C>, conn: C): void {
+    const p = Promise.resolve()
+      .then(() => driver.destroy(conn))
+      .catch(() => undefined)
+      .finally(() => this.closing.delete(p));
+    this.closing.add(p);
+  }
+
+  stats(identity?: string): PoolStats {
+    const slots = identity === undefined ? [...this.slots.values()] : [this.slots.get(identity)].filter((s): s is Slot<C> => !!s);
+    return {
+      identities: slots.length,
+      idle: slots.reduce((n, s) => n + s.idle.length, 0),
+      busy: slots.reduce((n, s) => n + s.busy.size, 0),
+      opening: slots.reduce((n, s) => n + s.opening, 0),
+      waiting: slots.reduce((n, s) => n + s.waiters.length, 0),
+    };
+  }
+
+  private async acquire(key: PoolKey, driver: PoolDriver<C>, opts: CallOptions | undefined): Promise<{ slot: Slot<C>; entry: Entry<C> }> {
+    const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
+    for (;;) {
+      // looked up on every turn: an emptied pool is forgotten while a woken waiter has not run yet
+      let slot = this.slots.get(key.identity);
+      if (!slot) {
+        slot = { fingerprint: key.fingerprint, idle: [], busy: new Set(), opening: 0, waiters: [], driver };
+        this.slots.set(key.identity, slot);
+      }
+      if (opts?.signal?.aborted) throw gaveUp(false);
+      if (deadline !== undefined && Date.now() >= deadline) throw gaveUp(true);
+      // the address, credential or pin changed: nothing opened under the old one is used again
+      if (slot.fingerprint !== key.fingerprint) {
+        this.evict(slot);
+        slot.fingerprint = key.fingerprint;
+        slot.driver = driver;
+      }
+      const reused = await this.takeIdle(slot, opts);
+      if (reused) return { slot, entry: reused };
+      if (slot.idle.length + slot.busy.size + slot.opening < this.size) return { slot, entry: await this.open(slot, key, driver, opts) };
+      await this.waitForRoom(slot, opts, deadline);
+    }
+  }
+
+  /** The most recently used idle connection that still works, moved to busy; undefined when there is none. */
+  private async takeIdle(slot: Slot<C>, opts: CallOptions | undefined): Promise<Entry<C> | undefined> {
+    while (slot.idle.length) {
+      const e = slot.idle.pop()!;
+      clearTimeout(e.idleTimer);
+      slot.busy.add(e);
+      const now = Date.now();
+      if (e.lost || now - e.createdAt > this.maxLifetimeMs) {
+        this.drop(slot, e);
+        continue;
+      }
+      if (now - e.lastUsed > this.checkAfterMs) {
+        try {
+          await slot.driver.check(e.conn, opts?.signal);
+        } catch {
+          this.drop(slot, e);
+          continue;
+        }
+        if (e.lost || e.doomed) {
+          this.drop(slot, e);
+          continue;
+        }
+      }
+      return e;
+    }
+    return undefined;
+  }
+
+  private async open(slot: Slot<C>, key: PoolKey, driver: PoolDriver<C>, opts: CallOptions | undefined): Promise<Entry<C>> {
+    slot.opening++;
+    let conn: C;
+    try {
+      conn = await driver.open(opts?.signal);
+    } catch (e) {
+      slot.opening--;
+      this.wake(slot);
+      throw e;
+    }
+    slot.opening--;
+    const now = Date.now();
+    const entry: Entry<C> = { conn, fingerprint: key.fingerprint, createdAt: now, lastUsed: now, doomed: slot.fingerprint !== key.fingerprint, lost: false };
+    driver.watch(conn, () => {
+      if (entry.lost) return;
+      entry.lost = true;
+      const i = slot.idle.indexOf(entry);
+      if (i >= 0) {
+        slot.idle.splice(i, 1);
+        clearTimeout(entry.idleTimer);
+        this.close(driver, conn);
+        this.forgetIfEmpty(slot);
+        this.wake(slot);
+      }
+    });
+    slot.busy.add(entry);
+    return entry;
+  }
+
+  private release(slot: Slot<C>, e: Entry<C>, ok: boolean): void {
+    slot.busy.delete(e);
+    if (!ok || e.lost || e.doomed || this.closed || e.fingerprint !== slot.fingerprint) {
+      this.close(slot.driver, e.conn);
+      e.lost = true;
+    } else {
+      e.lastUsed = Date.now();
+      e.idleTimer = setTimeout(() => {
+        const i = slot.idle.indexOf(e);
+        if (i < 0) return;
+        slot.idle.splice(i, 1);
+        this.close(slot.driver, e.conn);
+        e.lost = true;
+        this.forgetIfEmpty(slot);
+      }, this.idleMs);
+      e.idleTimer.unref();
+      slot.idle.push(e);
+    }
+    this.wake(slot);
+    this.forgetIfEmpty(slot);
+  }
+
+  /** Destroys a connection taken from idle (it is in busy) without lending it. */
+  private drop(slot: Slot<C>, e: Entry<C>): void {
+    slot.busy.delete(e);
+    e.lost = true;
+    this.close(slot.driver, e.conn);
+  }
+
+  /** Closes the idle connections now; busy ones are destroyed on release. */
+  private evict(slot: Slot<C>): void {
+    for (const e of slot.idle.splice(0)) {
+      clearTimeout(e.idleTimer);
+      e.lost = true;
+      this.close(slot.driver, e.conn);
+    }
+    for (const e of slot.busy) e.doomed = true;
+  }
+
+  private waitForRoom(slot: Slot<C>, opts: CallOptions | undefined, deadline: number | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (err?: ConnectorError) => {
+        const i = slot.waiters.indexOf(wake);
+        if (i >= 0) slot.waiters.splice(i, 1);
+        clearTimeout(timer);
+        opts?.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const wake = () => done();
+      const onAbort = () => done(gaveUp(false));
+      slot.waiters.push(wake);
+      opts?.signal?.addEventListener('abort', onAbort, { once: true });
+      if (deadline !== undefined) timer = setTimeout(() => done(gaveUp(true)), Math.max(0, deadline - Date.now()));
+    });
+  }
+
+  /** Lets every waiter look again (each re-checks in queue order; the first finds the room). */
+  private wake(slot: Slot<C>): void {
+    for (const w of [...slot.waiters]) w();
+  }
+
+  private forgetIfEmpty(slot: Slot<C>): void {
+    if (slot.idle.length || slot.busy.size || slot.opening || slot.waiters.length) return;
+    for (const [k, s] of this.slots) if (s === slot) this.slots.delete(k);
+  }
+}
