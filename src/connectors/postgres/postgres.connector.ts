@@ -472,9 +472,13 @@ export class PostgresConnector implements Connector, PooledConnector {
       },
       destroy: (c) => c.end().catch(() => undefined),
       check: async (c) => {
-        // a round trip, and the admin may still log in (NOLOGIN or an expired VALID UNTIL set on the server ends reuse)
-        const { rows } = await c.query<{ ok: boolean }>('SELECT rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS ok FROM pg_catalog.pg_roles WHERE rolname = session_user');
-        if (rows[0]?.ok !== true) throw new Error('the administrator may no longer log in');
+        // a round trip; the admin may still log in (NOLOGIN or an expired VALID UNTIL set on the server ends reuse), and
+        // the session is still the admin's own, resolving through pg_catalog only (no SET ROLE, no search_path left behind)
+        const { rows } = await c.query<{ ok: boolean }>(
+          `SELECT rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AND current_user = session_user
+                  AND current_setting('search_path') = 'pg_catalog' AS ok
+             FROM pg_catalog.pg_roles WHERE rolname = session_user`);
+        if (rows[0]?.ok !== true) throw new Error('the pooled session may no longer be used');
       },
       watch: (c, lost) => {
         c.on('end', lost);

@@ -78,6 +78,11 @@ export interface PgHandle {
   query<R extends QueryResultRow = QueryResultRow>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
   /** The server's log so far, for failure messages. */
   logs(): string;
+  /**
+   * Restarts the server on the same port and data (fast shutdown: every session is ended, then the postmaster starts
+   * again); the handle's superuser connection is opened again. {@link pid} is the new postmaster's.
+   */
+  restart(): Promise<void>;
   /** Stops the server (fast shutdown: open sessions are ended) and deletes the cluster. Idempotent. */
   stop(): Promise<void>;
 }
@@ -92,6 +97,8 @@ interface Postmaster {
   stop(): Promise<void>;
   /** Immediate shutdown (SIGQUIT), for exit hooks; forgets the process. */
   abandon(): void;
+  /** Fast shutdown, then the postmaster again on the same data and port; resolves when it accepts connections. */
+  restart(): Promise<void>;
 }
 
 /** Starts a fresh scram-sha-256 cluster; resolves once the admin is connected (typically ~1–2 s, mostly initdb). */
@@ -121,10 +128,14 @@ export async function startScramPostgres(opts: PgStartOptions = {}): Promise<PgH
     process.once('exit', exitHook);
 
     let admin: Client | undefined;
+    const superuser = () => {
+      const c = new Client({ host: '127.0.0.1', port, user: 'postgres', password: adminPassword, database: 'postgres' });
+      c.on('error', () => undefined); // the server ends this connection on stop()
+      return c;
+    };
     try {
       server = version === 15 ? await startDebian15(dir, port, adminPassword, flags) : await startEmbedded(dir, port, adminPassword, flags);
-      admin = new Client({ host: '127.0.0.1', port, user: 'postgres', password: adminPassword, database: 'postgres' });
-      admin.on('error', () => undefined); // the server ends this connection on stop()
+      admin = superuser();
       await connectWhenReady(admin, port, version === 15 ? 15_000 : 0);
     } catch (e) {
       await admin?.end().catch(() => undefined);
@@ -135,7 +146,7 @@ export async function startScramPostgres(opts: PgStartOptions = {}): Promise<PgH
       if (/could not bind|Address already in use/i.test(log) && attempt < 5) continue;
       throw e;
     }
-    const adminClient = admin;
+    let adminClient = admin;
     const postmaster = server;
     const { rows } = await adminClient.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
     const major = Math.floor(Number(rows[0].v) / 10000);
@@ -178,6 +189,13 @@ export async function startScramPostgres(opts: PgStartOptions = {}): Promise<PgH
       },
       query: (sql, params) => adminClient.query(sql, params),
       logs: () => postmaster.logs(),
+      async restart() {
+        await adminClient.end().catch(() => undefined);
+        await postmaster.restart();
+        handle.pid = postmaster.pid;
+        adminClient = superuser();
+        await connectWhenReady(adminClient, port, 15_000);
+      },
       async stop() {
         if (stopped) return;
         stopped = true;
@@ -233,7 +251,7 @@ async function startEmbedded(dir: string, port: number, password: string, flags:
     abandon();
     throw Object.assign(e as Error, { pgLog: log });
   }
-  return {
+  const postmaster: Postmaster = {
     pid: proc()!.pid!,
     logs: () => log,
     running,
@@ -242,7 +260,15 @@ async function startEmbedded(dir: string, port: number, password: string, flags:
       else abandon();
     },
     abandon,
+    restart: async () => {
+      // not server.stop(): it deletes the data directory of a non-persistent cluster
+      const p = proc()!;
+      if (running()) await new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGINT'); });
+      await server.start();
+      postmaster.pid = proc()!.pid!;
+    },
   };
+  return postmaster;
 }
 
 /** PostgreSQL 15 from Debian's binaries: initdb and the postmaster as the `postgres` system user. */
@@ -262,35 +288,49 @@ async function startDebian15(dir: string, port: number, password: string, flags:
     rmSync(pwfile, { force: true });
   }
   let log = '';
-  const child = spawn(join(DEBIAN_PG15_BIN, 'postgres'), ['-D', data, '-p', String(port), ...flags], {
-    uid, gid, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' },
-  });
-  child.stdout.on('data', (d) => (log += d));
-  child.stderr.on('data', (d) => (log += d));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let child: ChildProcess;
+  let exited: Promise<void>;
   const running = () => child.exitCode === null && child.signalCode === null;
-  // wait for "ready to accept connections" (or an early exit)
-  const deadline = Date.now() + 30_000;
-  while (!/ready to accept connections/.test(log)) {
-    if (!running()) throw Object.assign(new Error(`PostgreSQL 15 did not start on 127.0.0.1:${port}:\n${log.slice(-3000)}`), { pgLog: log });
-    if (Date.now() > deadline) {
-      child.kill('SIGQUIT');
-      throw Object.assign(new Error(`PostgreSQL 15 did not get ready on 127.0.0.1:${port}:\n${log.slice(-3000)}`), { pgLog: log });
+  const launch = async () => {
+    const from = log.length;
+    child = spawn(join(DEBIAN_PG15_BIN, 'postgres'), ['-D', data, '-p', String(port), ...flags], {
+      uid, gid, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' },
+    });
+    child.stdout!.on('data', (d) => (log += d));
+    child.stderr!.on('data', (d) => (log += d));
+    const c = child;
+    exited = new Promise<void>((r) => c.once('exit', () => r()));
+    // wait for "ready to accept connections" (or an early exit)
+    const deadline = Date.now() + 30_000;
+    while (!/ready to accept connections/.test(log.slice(from))) {
+      if (!running()) throw Object.assign(new Error(`PostgreSQL 15 did not start on 127.0.0.1:${port}:\n${log.slice(-3000)}`), { pgLog: log });
+      if (Date.now() > deadline) {
+        child.kill('SIGQUIT');
+        throw Object.assign(new Error(`PostgreSQL 15 did not get ready on 127.0.0.1:${port}:\n${log.slice(-3000)}`), { pgLog: log });
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    pid: child.pid!,
+  };
+  await launch();
+  const stop = async () => {
+    if (running()) child.kill('SIGINT');
+    await exited;
+  };
+  const postmaster: Postmaster = {
+    pid: child!.pid!,
     logs: () => log,
     running,
-    stop: async () => {
-      if (running()) child.kill('SIGINT');
-      await exited;
-    },
+    stop,
     abandon: () => {
       if (running()) child.kill('SIGQUIT');
     },
+    restart: async () => {
+      await stop();
+      await launch();
+      postmaster.pid = child.pid!;
+    },
   };
+  return postmaster;
 }
 
 async function connectWhenReady(c: Client, port: number, retryMs: number): Promise<void> {
