@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { TEST_PG_URL } from '../../test/support/env';
+import { actingAs } from '../../test/support/http';
 import { PgHandle, startScramPostgres } from '../../test/support/targets/postgres';
 import { runRaw } from '../../test/support/targets/run';
 import { totpAt } from '../../test/support/totp';
@@ -401,12 +402,20 @@ export async function startBenchVault(accountCount: number, userCount: number, l
   try {
     await v.app.listen(0, '127.0.0.1');
     const port = (v.app.getHttpServer().address() as { port: number }).port;
-    const admin = httpClient(port, 4);
-    const auth = await v.adminAuth();
-    const asAdmin = (path: string, body: object | undefined, expect: number) => admin.post(path, { Authorization: auth }, body, expect);
+    // as the admin, with a fresh step-up code on every change (registering targets and accounts needs one)
+    const adminUser = actingAs(v, await v.admin());
+    const asAdmin = async (path: string, body: object | undefined, expect: number): Promise<Record<string, unknown>> => {
+      const r = await adminUser.post(path, body, true);
+      if (r.status !== expect) throw new Error(`POST ${path} → ${r.status} (expected ${expect}) ${JSON.stringify(r.body)}`);
+      return r.body as Record<string, unknown>;
+    };
 
-    pg = await startScramPostgres({ durable: true });
-    const target = await asAdmin('/v1/targets', { name: 'bench-checkout-pg', type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } }, 201);
+    // TLS with a throwaway CA the target registers (the vault's default for PostgreSQL: SCRAM with channel binding)
+    pg = await startScramPostgres({ durable: true, tls: true });
+    // the least-privilege administrator the README recommends (CREATEROLE, pg_signal_backend, pg_read_all_stats), made
+    // before the accounts so that they are granted to it where PostgreSQL 16+ needs that
+    const pgAdmin = await pg.leastPrivilegeAdmin();
+    const target = await asAdmin('/v1/targets', { name: 'bench-checkout-pg', type: 'postgres', host: pg.host, port: pg.port, admin: { username: pgAdmin.username, password: pgAdmin.password }, options: { database: pg.database, tlsCa: pg.tls!.caPem } }, 201);
     await asAdmin(`/v1/targets/${String(target.id)}/verify`, undefined, 200);
     const accounts: string[] = [];
     for (let i = 0; i < accountCount; i++) {
@@ -416,7 +425,6 @@ export async function startBenchVault(accountCount: number, userCount: number, l
       const acc = await asAdmin('/v1/accounts', { targetId: target.id, username: name, password, policy: { rotateAfterCheckin: false } }, 201);
       accounts.push(String(acc.id));
     }
-    admin.close();
     log(`seeding ${userCount} operators (argon2 + login + TOTP enrollment each)…`);
     const users: Operator[] = [];
     const seedStart = nowMs();

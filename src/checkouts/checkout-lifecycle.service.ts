@@ -177,9 +177,10 @@ export class CheckoutLifecycleService {
   }
 
   /**
-   * After commit: rotate (if written ahead), then end the account's sessions. The cleanup claim is renewed first, but
-   * the sessions are ended even when it lapsed meanwhile (a slow rotation): ending them twice is harmless, leaving them
-   * open is not; only the outcome is recorded by whoever holds the claim.
+   * After commit: rotate (if written ahead), then end the account's sessions. After a rotation the cleanup claim is
+   * renewed first (without one it was taken a moment ago, with the end or by the sweep: nothing to renew), but the
+   * sessions are ended even when it lapsed meanwhile (a slow rotation): ending them twice is harmless, leaving them open
+   * is not; only the outcome is recorded by whoever holds the claim.
    * Never throws.
    */
   private async finish(e: Ended): Promise<void> {
@@ -187,7 +188,7 @@ export class CheckoutLifecycleService {
     if (e.rotationId) await this.rotation.execute(e.rotationId);
     let errorCode: string | null = null;
     try {
-      await this.store.renewCleanup(this.dataSource, e.id, this.config.rotation.claimSeconds);
+      if (e.rotationId) await this.store.renewCleanup(this.dataSource, e.id, this.config.rotation.claimSeconds);
       const account = await this.accounts.find(this.dataSource.manager, e.accountId);
       const target = await this.targets.connectById(this.dataSource.manager, account.targetId);
       await target.terminateSessions({ username: account.username });

@@ -36,7 +36,8 @@ export class CheckoutsController {
   )
   @ApiAnswer(CheckoutCreatedView)
   @Roles('operator')
-  @RequiresMfa()
+  // the code is burned in the checkout's own transaction (its first statements): one transaction for the request
+  @RequiresMfa({ inTransaction: true })
   @Post()
   create(@CurrentActor() actor: Actor, @Body() dto: CreateCheckoutDto): Promise<CheckoutView & { credential?: CredentialView }> {
     return this.checkouts.request(actor, dto);

@@ -23,7 +23,12 @@ export const MFA_AFTER_VALIDATION = 'vault:mfaAfterValidation';
 
 /** Where the MFA guard leaves the step-up check for the handler wrapper: a one-shot function on the request. */
 export const MFA_STEP_UP = Symbol('vault:mfaStepUp');
-export type StepUpRequest = { [MFA_STEP_UP]?: () => Promise<void> };
+/**
+ * What the MFA guard leaves on the request: verify (and burn) the code now, or — given the action — verify it, run the
+ * action and burn the code in the action's first transaction (MfaService.stepUp).
+ */
+export type StepUp = <T>(action?: () => Promise<T>) => Promise<T | void>;
+export type StepUpRequest = { [MFA_STEP_UP]?: StepUp };
 
 /**
  * Step-up: the request must carry a fresh TOTP code in `X-MFA-Code`, which is then burned.
@@ -34,8 +39,12 @@ export type StepUpRequest = { [MFA_STEP_UP]?: () => Promise<void> };
  * the handler, i.e. after every pipe (global ValidationPipe, parameter pipes) has accepted the body, params and
  * query. A refused request changes nothing: the code is not burned, not counted, and no `mfa.verified` is written.
  * The request reaches the wrapper through an extra `@Req()` argument after the handler's own.
+ *
+ * `inTransaction`: the code is checked before the handler, and burned (with `mfa.verified` and the throttle's release)
+ * as the first statements of the handler's first unit of work, so the action and the burn are one transaction
+ * (MfaService.stepUp). Only for handlers whose first effect is a unit of work. A refused action still burns the code.
  */
-export function RequiresMfa(): ClassDecorator & MethodDecorator {
+export function RequiresMfa(options: { inTransaction?: boolean } = {}): ClassDecorator & MethodDecorator {
   return ((target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
     // on a class, the guard verifies (before validation): kept for completeness, no route uses it
     if (!descriptor || key === undefined) return SetMetadata(REQUIRES_MFA, true)(target as never);
@@ -44,8 +53,10 @@ export function RequiresMfa(): ClassDecorator & MethodDecorator {
     const paramTypes = (Reflect.getMetadata('design:paramtypes', target, key) ?? []) as unknown[];
     const reqIndex = Math.max(original.length, paramTypes.length, ...Object.values(routeArgs).map((a) => a.index + 1));
     const wrapped = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      const handler = () => Promise.resolve(original.apply(this, args.slice(0, reqIndex)));
+      if (options.inTransaction) return runStepUp(args[reqIndex] as StepUpRequest | undefined, handler);
       await runStepUp(args[reqIndex] as StepUpRequest | undefined);
-      return original.apply(this, args.slice(0, reqIndex));
+      return handler();
     };
     // what the decorators applied before this one recorded on the handler (route, status code, OpenAPI) carries over
     for (const k of Reflect.getOwnMetadataKeys(original)) Reflect.defineMetadata(k, Reflect.getOwnMetadata(k, original), wrapped);
@@ -58,12 +69,12 @@ export function RequiresMfa(): ClassDecorator & MethodDecorator {
   }) as ClassDecorator & MethodDecorator;
 }
 
-async function runStepUp(req: StepUpRequest | undefined): Promise<void> {
+async function runStepUp<T>(req: StepUpRequest | undefined, action?: () => Promise<T>): Promise<T | void> {
   const stepUp = req?.[MFA_STEP_UP];
   // fail closed: the guard always leaves the check; without it, nothing runs
   if (typeof stepUp !== 'function') throw new DomainException('MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
   delete req![MFA_STEP_UP];
-  await stepUp();
+  return stepUp(action);
 }
 
 export const CurrentActor = createParamDecorator((_data: unknown, ctx: ExecutionContext): Actor => {

@@ -16,9 +16,14 @@ export interface Tx {
   afterCommit(fn: () => void): void;
 }
 
-/** A module that joins every unit of work: it adds its members to the transaction and may hook its commit. */
+/**
+ * A module that joins every unit of work: it adds its members to the transaction and may hook its commit. `begin`, when
+ * a participant has it, runs inside the transaction after every participant joined and before the work (the MFA
+ * module burns a step-up code there, so the burn and the action commit or roll back together).
+ */
 export interface TxParticipant {
   join(tx: Tx): void;
+  begin?(tx: Tx): Promise<void>;
 }
 
 /**
@@ -38,9 +43,10 @@ export class UnitOfWork {
 
   async run<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
     const hooks: Array<() => void> = [];
-    const result = await this.dataSource.transaction((em) => {
+    const result = await this.dataSource.transaction(async (em) => {
       const tx = { em, afterCommit: (fn: () => void) => void hooks.push(fn) } as Tx;
       for (const p of this.participants) p.join(tx);
+      for (const p of this.participants) if (p.begin) await p.begin(tx);
       return work(tx);
     });
     for (const fn of hooks) {

@@ -5,7 +5,7 @@ import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import type { Actor, Role } from '../common/actor';
 import { MfaService } from './mfa.service';
-import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUpRequest } from '../common/auth.decorators';
+import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUp, StepUpRequest } from '../common/auth.decorators';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { BROWSER_SESSION, BrowserSessionsService, WithBrowserSession } from './browser-sessions';
@@ -116,12 +116,14 @@ export class MfaGuard implements CanActivate {
     const code = req.headers['x-mfa-code'];
     if (code === undefined) throw new DomainException('MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
     if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException('MFA_INVALID', 'X-MFA-Code must be 6 digits');
-    const verify = () => this.mfa.verify(actor, code, normalizeAddress(req.ip), `${req.method} ${req.route?.path ?? ''}`);
+    const address = normalizeAddress(req.ip);
+    const action = `${req.method} ${req.route?.path ?? ''}`;
+    const stepUp: StepUp = (then) => (then ? this.mfa.stepUp(actor, code, address, action, then) : this.mfa.verify(actor, code, address, action));
     if (Reflect.getMetadata(MFA_AFTER_VALIDATION, ctx.getHandler()) === true) {
-      req[MFA_STEP_UP] = verify;
+      req[MFA_STEP_UP] = stepUp;
       return true;
     }
-    await verify();
+    await stepUp();
     return true;
   }
 }

@@ -1,5 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Inject, Injectable } from '@nestjs/common';
-import { UnitOfWork } from '../database/unit-of-work';
+import { Tx, TxParticipant, UnitOfWork } from '../database/unit-of-work';
 import { DataSource, EntityManager } from 'typeorm';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
@@ -19,12 +20,34 @@ export const MFA_ALERT_AFTER = 5;
 export const mfaSecretRef = (userId: string, column: 'mfa_secret' | 'mfa_pending_secret') => ({ table: 'users', rowId: userId, column });
 
 /**
+ * A step-up code verified for an action that burns it in its own transaction ({@link MfaService.stepUp}): `pending`
+ * until a unit of work takes it, `taken` while that transaction runs, `burned` once it committed, `replayed` when the
+ * burn found the step (or a newer one) already used.
+ */
+interface StepUp {
+  actor: Actor;
+  userId: string;
+  step: number;
+  action: string;
+  attempt: Reservation;
+  state: 'pending' | 'taken' | 'burned' | 'replayed';
+}
+
+/** Thrown inside the action's transaction when its step-up code was already used: the transaction rolls back. */
+class StepUpReplayed extends Error {}
+
+/**
  * TOTP enrollment and verification. A code is accepted once per user: the accepted time step is burned by
  * one conditional UPDATE (`mfa_last_step < step`), so the same or an older step never passes again, even
  * for two requests racing with one code. Failures count towards throttling and are audited.
+ *
+ * On the hot paths (`@RequiresMfa({ inTransaction: true })`) the burn, its `mfa.verified` event and the throttle's
+ * release are the first statements of the action's own transaction ({@link stepUp}): one transaction per action.
  */
 @Injectable()
-export class MfaService {
+export class MfaService implements TxParticipant {
+  private readonly stepUps = new AsyncLocalStorage<StepUp>();
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly uow: UnitOfWork,
@@ -34,7 +57,73 @@ export class MfaService {
     private readonly metrics: MetricsService,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+  ) {
+    uow.register(this);
+  }
+
+  join(): void {
+    // nothing to add to the transaction: a step-up is burned in begin()
+  }
+
+  /**
+   * The first unit of work inside {@link stepUp}'s action burns the code before the action's own statements: the
+   * step, `mfa.verified` and the throttle's release commit or roll back with the action. A step already used rolls
+   * the transaction back before the action touched anything.
+   */
+  async begin(tx: Tx): Promise<void> {
+    const s = this.stepUps.getStore();
+    if (!s || s.state !== 'pending') return;
+    s.state = 'taken';
+    if (!(await this.burn(tx, s))) {
+      s.state = 'replayed';
+      throw new StepUpReplayed('step-up code already used');
+    }
+  }
+
+  /**
+   * Step-up for an action that makes its change in one unit of work (the hot paths): the code is checked (throttled,
+   * as {@link verify}) and `action` runs; its first transaction burns the code ({@link begin}). When the action is
+   * refused (it throws, its transaction rolled back) the code is burned all the same, in a transaction of its own —
+   * as when the step-up came first: a code is spent by the request it came with, whatever the answer. An action
+   * that finished without a unit of work has its code burned after it (a replay then is refused, though the action
+   * ran: only actions whose first effect is a unit of work may use this).
+   */
+  async stepUp<T>(actor: Actor, code: string, address: string | undefined, action: string, then: () => Promise<T>): Promise<T> {
+    const { user, secret } = await this.enrolled(actor);
+    const { who, attempt, step } = await this.match(actor, user.id, secret, code, address, action);
+    const s: StepUp = { actor, userId: user.id, step, action, attempt, state: 'pending' };
+    let result: T;
+    try {
+      result = await this.stepUps.run(s, then);
+    } catch (e) {
+      if (s.state === 'replayed') return this.replayed(actor, who, action, step, attempt);
+      // refused: the code is spent all the same (a concurrent use that won meanwhile changes nothing for this answer)
+      if (s.state !== 'burned') await this.burnAlone(s).catch(() => undefined);
+      throw e;
+    }
+    if (s.state !== 'burned' && !(await this.burnAlone(s))) return this.replayed(actor, who, action, step, attempt);
+    return result;
+  }
+
+  /** Burns the step in `tx` (one conditional UPDATE), with its event and the throttle's release; false when used already. */
+  private async burn(tx: Tx, s: StepUp): Promise<boolean> {
+    // (TypeORM answers a raw UPDATE with [rows, rowCount])
+    const [, updated]: [unknown[], number] = await tx.em.query('UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2', [s.userId, s.step]);
+    if (updated !== 1) return false;
+    await tx.audit({ type: 'mfa.verified', actor: s.actor, subjectType: 'user', subjectId: s.userId, details: { action: s.action } });
+    // a success is not a failure: it does not count towards the throttle
+    await this.throttle.releaseOn(tx.em, s.attempt);
+    tx.afterCommit(() => {
+      s.state = 'burned';
+      s.attempt.released = true;
+    });
+    return true;
+  }
+
+  private async burnAlone(s: StepUp): Promise<boolean> {
+    s.state = 'taken';
+    return this.uow.run((tx) => this.burn(tx, s));
+  }
 
   /** Starts (or restarts) enrollment: a new seed, stored encrypted as pending until confirmed. */
   async startEnrollment(actor: Actor): Promise<{ secret: string; otpauthUri: string }> {
@@ -87,10 +176,29 @@ export class MfaService {
 
   /** Step-up check for an action marked MFA, and the second factor at login. */
   async verify(actor: Actor, code: string, address: string | undefined, action: string): Promise<void> {
+    const { user, secret } = await this.enrolled(actor);
+    await this.checkCode(actor, user, secret, code, address, action);
+  }
+
+  /** The user behind `actor` and their TOTP seed; MFA_ENROLLMENT_REQUIRED without one. */
+  private async enrolled(actor: Actor): Promise<{ user: UserEntity; secret: string }> {
     this.assertUser(actor);
     const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
     if (!user.mfaSecret) throw new DomainException('MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp');
-    await this.checkCode(actor, user, this.secrets.decrypt(mfaSecretRef(user.id, 'mfa_secret'), user.mfaSecret), code, address, action);
+    return { user, secret: this.secrets.decrypt(mfaSecretRef(user.id, 'mfa_secret'), user.mfaSecret) };
+  }
+
+  /**
+   * The attempt is reserved in the throttle, then the code matched to its time step; a wrong code is refused (and
+   * keeps counting). The step is not burned here.
+   */
+  private async match(actor: Actor, userId: string, secret: string, code: string, address: string | undefined, action: string) {
+    const who = { subject: userId, address };
+    // counted before the code is looked at, so a burst cannot evaluate more codes than the limit
+    const attempt = await this.throttle.reserve('mfa', who);
+    const step = await this.totp.matchStep(secret, code);
+    if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid', undefined, attempt);
+    return { who, attempt, step };
   }
 
   /** Admin reset: the user must enroll again; their open sessions end. */
@@ -112,11 +220,7 @@ export class MfaService {
     action: string,
     onSuccess?: (em: EntityManager) => Promise<void>,
   ): Promise<void> {
-    const who = { subject: user.id, address };
-    // counted before the code is looked at, so a burst cannot evaluate more codes than the limit
-    const attempt = await this.throttle.reserve('mfa', who);
-    const step = await this.totp.matchStep(secret, code);
-    if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid', undefined, attempt);
+    const { who, attempt, step } = await this.match(actor, user.id, secret, code, address, action);
     const burned = await this.uow.run(async ({ em, audit }) => {
       // the one atomic decision: only a step newer than the last accepted one passes
       // (TypeORM answers a raw UPDATE with [rows, rowCount])
@@ -126,15 +230,19 @@ export class MfaService {
       await audit({ type: action === 'enroll' ? 'mfa.enrolled' : 'mfa.verified', actor, subjectType: 'user', subjectId: user.id, details: { action } });
       return true;
     });
-    // a success is not a failure, and a replay of a valid code is not a guess: neither counts
+    if (!burned) return this.replayed(actor, who, action, step, attempt);
+    // a success is not a failure: it does not count
     await this.throttle.release(attempt);
-    if (!burned) {
-      const [{ last }] = await this.dataSource.query('SELECT mfa_last_step::text AS last FROM users WHERE id = $1', [user.id]);
-      const next = (Math.max(Number(last), step) + 1) * TOTP_PERIOD_SECONDS * 1000;
-      return this.fail(actor, who, action, 'MFA_REPLAYED', 'this code (or a newer one) was already used; wait for the next code', {
-        nextCodeAt: new Date(next).toISOString(),
-      });
-    }
+  }
+
+  /** A valid code whose step (or a newer one) was used already: not a guess (the attempt does not count), refused. */
+  private async replayed(actor: Actor, who: { subject: string; address?: string }, action: string, step: number, attempt: Reservation): Promise<never> {
+    await this.throttle.release(attempt);
+    const [{ last }] = await this.dataSource.query('SELECT mfa_last_step::text AS last FROM users WHERE id = $1', [who.subject]);
+    const next = (Math.max(Number(last), step) + 1) * TOTP_PERIOD_SECONDS * 1000;
+    return this.fail(actor, who, action, 'MFA_REPLAYED', 'this code (or a newer one) was already used; wait for the next code', {
+      nextCodeAt: new Date(next).toISOString(),
+    });
   }
 
   private async fail(

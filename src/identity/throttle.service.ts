@@ -107,7 +107,19 @@ export class ThrottleService {
   async release(r: Reservation | undefined): Promise<void> {
     if (!r || r.released) return;
     r.released = true;
-    await this.dataSource.query(
+    await this.decrement(this.dataSource.manager, r);
+  }
+
+  /**
+   * The same inside the caller's transaction (`em`): the reservation counts as released only once that transaction
+   * committed (the caller marks it: `r.released = true` in its after-commit hook), so a rollback leaves it to release.
+   */
+  async releaseOn(em: EntityManager, r: Reservation): Promise<void> {
+    if (!r.released) await this.decrement(em, r);
+  }
+
+  private async decrement(em: EntityManager, r: Reservation): Promise<void> {
+    await em.query(
       `WITH mine AS (
          SELECT t.key FROM auth_throttle t JOIN unnest($1::text[], $2::text[]) AS r(key, win) ON r.key = t.key
           WHERE (extract(epoch FROM t.window_start) * 1000000)::bigint::text = r.win
