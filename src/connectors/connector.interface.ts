@@ -2,8 +2,10 @@ import type { TargetType } from '../crypto/password-generator';
 
 /**
  * The connector contract, modelled on HashiCorp Vault's database plugin (NewUser / UpdateUser / DeleteUser):
- * stateless calls that each open their own connection to the target, honour a timeout and an abort signal,
- * and throw only ConnectorError (the registry wraps every connector so no secret survives in an error).
+ * stateless calls (the PostgreSQL and MySQL connectors run admin work on pooled connections, src/connectors/admin-pool.ts,
+ * reused only while the target's address, admin credential and TLS settings are unchanged; account logins and SSH open
+ * their own) that honour a timeout and an abort signal, and throw only ConnectorError (the registry wraps every
+ * connector so no secret survives in an error).
  */
 
 /**
@@ -29,7 +31,7 @@ export interface TargetOptions {
   tlsCertSha256?: string;
 }
 
-/** Everything a connector needs to reach a target as its administrator. Built per call; never cached. */
+/** Everything a connector needs to reach a target as its administrator. Built per call (a pool keys its connections by a hash of it). */
 export interface ConnectorTarget {
   type: TargetType;
   host: string;
