@@ -36,6 +36,8 @@ export interface PoolSettings {
 export const DEFAULT_POOL_SETTINGS: PoolSettings = { size: 4, idleMs: 30_000 };
 const DEFAULT_CHECK_AFTER_MS = 3000;
 const DEFAULT_MAX_LIFETIME_MS = 10 * 60_000;
+/** How long the reuse check of an idle connection may take before the connection is given up for a new one. */
+const CHECK_TIMEOUT_MS = 2000;
 /** How long closeAll waits for busy connections to finish their work before destroying them. */
 const DRAIN_WAIT_MS = 5000;
 
@@ -229,11 +231,18 @@ export class AdminPool<C> {
         continue;
       }
       if (now - e.lastUsed > this.checkAfterMs) {
+        let timer: NodeJS.Timeout | undefined;
         try {
-          await slot.driver.check(e.conn, opts?.signal);
+          // a connection the network dropped silently would hang the check until the call's deadline: bounded, then a new one
+          await Promise.race([
+            slot.driver.check(e.conn, opts?.signal),
+            new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the reuse check got no answer')), CHECK_TIMEOUT_MS))),
+          ]);
         } catch {
           this.drop(slot, e);
           continue;
+        } finally {
+          clearTimeout(timer);
         }
         if (e.lost || e.doomed) {
           this.drop(slot, e);

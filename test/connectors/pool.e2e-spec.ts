@@ -31,6 +31,28 @@ async function until(what: string, probe: () => Promise<boolean> | boolean, ms =
   }
 }
 
+/**
+ * Runs `count` concurrent calls while sampling how many connections are open, on the server (`open`) and in the pool;
+ * resolves to the most seen and the calls' results.
+ */
+async function mostOpenDuring<T>(count: number, open: () => Promise<number>, pool: { stats(): { idle: number; busy: number; opening: number } }, call: (i: number) => Promise<T>): Promise<{ most: number; results: T[] }> {
+  let most = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      most = Math.max(most, await open());
+      const s = pool.stats();
+      most = Math.max(most, s.idle + s.busy + s.opening);
+    }
+  })();
+  try {
+    return { results: await Promise.all(Array.from({ length: count }, (_, i) => call(i))), most };
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+}
+
 /** The private pooled admin path, for the tests that must run a work function the public API never would. */
 type AdminPath = { asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Client) => Promise<T>): Promise<T> };
 
@@ -185,23 +207,28 @@ describe('pooled admin connections: PostgreSQL 18 over TLS, least-privilege admi
 
   it('64 concurrent operations never open more than the pool size', async () => {
     const { raw, connector } = pooled({ size: 3 });
-    let most = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        most = Math.max(most, (await backends()).length);
-        const s = raw.pool.stats();
-        most = Math.max(most, s.idle + s.busy + s.opening);
-      }
-    })();
-    const names = Array.from({ length: 64 }, (_, i) => `nobody_${i}`);
-    const results = await Promise.all(names.map((n) => connector.listSessions(target, { username: n })));
-    sampling = false;
-    await sampler;
+    const { most, results } = await mostOpenDuring(64, async () => (await backends()).length, raw.pool, (i) => connector.listSessions(target, { username: `nobody_${i}` }));
     expect(results.every((r) => r.length === 0)).toBe(true);
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(3);
     expect((await backends()).length).toBeLessThanOrEqual(3);
+  });
+
+  it('a pooled backend that stopped answering (SIGSTOP) is given up after the bounded reuse check: the operation runs on a new connection, and closeAll does not hang on it', async () => {
+    const { raw, connector } = pooled({ checkAfterMs: 0 });
+    await connector.verify(target);
+    const [stuck] = await backends();
+    process.kill(stuck, 'SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, 5));
+      await connector.verify(target);
+      expect((await backends()).filter((p) => p !== stuck)).toHaveLength(1);
+      // and shutdown does not wait on the stuck one
+      await raw.closeAll();
+    } finally {
+      process.kill(stuck, 'SIGCONT');
+    }
+    await until('the stuck backend is gone', async () => !(await backends()).includes(stuck));
   });
 
   it('a work function that leaves a transaction open, or changes the search path (reported by PostgreSQL 18), never gives its connection back', async () => {
@@ -378,18 +405,7 @@ describe('pooled admin connections: MariaDB over TLS, least-privilege admin', ()
 
   it('64 concurrent operations never open more than the pool size, and closeAll leaves no connection', async () => {
     const { raw, connector } = pooled({ size: 3 });
-    let most = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        most = Math.max(most, (await vaults()).length);
-        const s = raw.pool.stats();
-        most = Math.max(most, s.idle + s.busy + s.opening);
-      }
-    })();
-    const results = await Promise.all(Array.from({ length: 64 }, (_, i) => connector.listSessions(target, { username: `vt_nobody_${i}` })));
-    sampling = false;
-    await sampler;
+    const { most, results } = await mostOpenDuring(64, async () => (await vaults()).length, raw.pool, (i) => connector.listSessions(target, { username: `vt_nobody_${i}` }));
     expect(results.every((r) => r.length === 0)).toBe(true);
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(3);

@@ -470,7 +470,7 @@ export class PostgresConnector implements Connector, PooledConnector {
         await this.open(client, target, signal);
         return client;
       },
-      destroy: (c) => c.end().catch(() => undefined),
+      destroy: (c) => closeSoon(c),
       check: async (c) => {
         // a round trip; the admin may still log in (NOLOGIN or an expired VALID UNTIL set on the server ends reuse), and
         // the session is still the admin's own, resolving through pg_catalog only (no SET ROLE, no search_path left behind)
@@ -576,6 +576,19 @@ export class PostgresConnector implements Connector, PooledConnector {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && AUTH_FAILED.has(code)) return new ConnectorError('TARGET_AUTH_FAILED', `PostgreSQL refused the login of ${user}`);
     return e;
+  }
+}
+
+/**
+ * Ends a connection politely (Terminate), but destroys its socket if the server has not closed it within a second (a
+ * backend that stopped answering, a network that dropped it silently): closeAll at shutdown never hangs on one.
+ */
+async function closeSoon(c: Client): Promise<void> {
+  const timer = setTimeout(() => (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(), 1000);
+  try {
+    await c.end().catch(() => undefined);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
