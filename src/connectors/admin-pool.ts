@@ -197,6 +197,8 @@ export class AdminPool<C> {
 
   private async acquire(key: PoolKey, driver: PoolDriver<C>, opts: CallOptions | undefined): Promise<{ slot: Slot<C>; entry: Entry<C> }> {
     const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
+    // woken: this call was first in the queue and was told there is room; it goes before anyone who arrived since
+    let woken = false;
     for (;;) {
       // looked up on every turn: an emptied pool is forgotten while a woken waiter has not run yet
       let slot = this.slots.get(key.identity);
@@ -204,19 +206,41 @@ export class AdminPool<C> {
         slot = { fingerprint: key.fingerprint, idle: [], busy: new Set(), opening: 0, waiters: [], driver };
         this.slots.set(key.identity, slot);
       }
-      if (opts?.signal?.aborted) throw gaveUp(false);
-      if (deadline !== undefined && Date.now() >= deadline) throw gaveUp(true);
+      const gaveUpNow = opts?.signal?.aborted ? gaveUp(false) : deadline !== undefined && Date.now() >= deadline ? gaveUp(true) : undefined;
+      if (gaveUpNow) {
+        if (woken) this.wake(slot); // the room it was told of goes to the next in line
+        throw gaveUpNow;
+      }
       // the address, credential or pin changed: nothing opened under the old one is used again
       if (slot.fingerprint !== key.fingerprint) {
         this.evict(slot);
         slot.fingerprint = key.fingerprint;
         slot.driver = driver;
       }
+      // first come, first served: a call arriving while others wait queues behind them
+      if (!woken && slot.waiters.length) {
+        await this.waitForRoom(slot, opts, deadline, false);
+        woken = true;
+        continue;
+      }
       const reused = await this.takeIdle(slot, opts);
-      if (reused) return { slot, entry: reused };
-      if (slot.idle.length + slot.busy.size + slot.opening < this.size) return { slot, entry: await this.open(slot, key, driver, opts) };
-      await this.waitForRoom(slot, opts, deadline);
+      if (reused) {
+        this.passOn(slot);
+        return { slot, entry: reused };
+      }
+      if (slot.idle.length + slot.busy.size + slot.opening < this.size) {
+        const opening = this.open(slot, key, driver, opts); // counted in slot.opening at once
+        this.passOn(slot);
+        return { slot, entry: await opening };
+      }
+      await this.waitForRoom(slot, opts, deadline, woken);
+      woken = true;
     }
+  }
+
+  /** Wakes the next waiter when there is still room or an idle connection (several may have freed at once). */
+  private passOn(slot: Slot<C>): void {
+    if (slot.waiters.length && (slot.idle.length || slot.idle.length + slot.busy.size + slot.opening < this.size)) this.wake(slot);
   }
 
   /** The most recently used idle connection that still works, moved to busy; undefined when there is none. */
@@ -322,7 +346,8 @@ export class AdminPool<C> {
     for (const e of slot.busy) e.doomed = true;
   }
 
-  private waitForRoom(slot: Slot<C>, opts: CallOptions | undefined, deadline: number | undefined): Promise<void> {
+  /** Queues the call (at the front when it had been woken already and lost the room) until woken, aborted or past its deadline. */
+  private waitForRoom(slot: Slot<C>, opts: CallOptions | undefined, deadline: number | undefined, front: boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const done = (err?: ConnectorError) => {
@@ -335,15 +360,16 @@ export class AdminPool<C> {
       };
       const wake = () => done();
       const onAbort = () => done(gaveUp(false));
-      slot.waiters.push(wake);
+      if (front) slot.waiters.unshift(wake);
+      else slot.waiters.push(wake);
       opts?.signal?.addEventListener('abort', onAbort, { once: true });
       if (deadline !== undefined) timer = setTimeout(() => done(gaveUp(true)), Math.max(0, deadline - Date.now()));
     });
   }
 
-  /** Lets every waiter look again (each re-checks in queue order; the first finds the room). */
+  /** Tells the first waiter there may be room (one at a time: no herd of waiters woken for one connection). */
   private wake(slot: Slot<C>): void {
-    for (const w of [...slot.waiters]) w();
+    slot.waiters[0]?.();
   }
 
   private forgetIfEmpty(slot: Slot<C>): void {

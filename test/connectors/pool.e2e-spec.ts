@@ -214,6 +214,36 @@ describe('pooled admin connections: PostgreSQL 18 over TLS, least-privilege admi
     expect((await backends()).length).toBeLessThanOrEqual(3);
   });
 
+  it('callers beyond the size wait in order, and one that is aborted or reaches its deadline while waiting gives up without opening a connection', async () => {
+    const { raw, connector } = pooled({ size: 1 });
+    const path = raw as unknown as AdminPath;
+    const release = { go: () => undefined as void };
+    const held = path.asAdmin(target, undefined, async (c) => {
+      await c.query('SELECT 1');
+      await new Promise<void>((r) => (release.go = r));
+    });
+    await until('the only connection is busy', () => raw.pool.stats().busy === 1);
+    const order: number[] = [];
+    const queued = [0, 1, 2, 3].map((i) => path.asAdmin(target, undefined, async (c) => {
+      order.push(i);
+      await c.query('SELECT 1');
+    }));
+    const late = await failure(connector.verify(target, { timeoutMs: 300 }));
+    expect(late.code).toBe('TARGET_TIMEOUT');
+    const ac = new AbortController();
+    const aborted = path.asAdmin(target, { signal: ac.signal }, async () => order.push(99));
+    await until('five callers wait', () => raw.pool.stats().waiting === 5);
+    ac.abort();
+    await expect(aborted).rejects.toThrow(/aborted/);
+    expect(await backends()).toHaveLength(1);
+    release.go();
+    await held;
+    await Promise.all(queued);
+    expect(order).toEqual([0, 1, 2, 3]);
+    expect(await backends()).toHaveLength(1);
+    expect(raw.pool.stats()).toMatchObject({ idle: 1, busy: 0, waiting: 0 });
+  });
+
   it('a pooled backend that stopped answering (SIGSTOP) is given up after the bounded reuse check: the operation runs on a new connection, and closeAll does not hang on it', async () => {
     const { raw, connector } = pooled({ checkAfterMs: 0 });
     await connector.verify(target);
