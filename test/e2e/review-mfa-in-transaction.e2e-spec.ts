@@ -105,6 +105,25 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
     expect(await mfaCount(op)).toBe(10);
   });
 
+  it('no code is MFA_REQUIRED, a malformed one MFA_INVALID; a replayed code on a refused action answers MFA_REPLAYED (not the action\'s 409) and counts nothing', async () => {
+    const op = await vault.createUser(['operator']);
+    const taken = await newAccount();
+    const used = await op.code();
+    await checkoutWith(op, used, taken).expect(201);
+    const none = await vault.http().post('/v1/checkouts').set('Authorization', op.auth).send({ accountId: taken, justification: 'review' });
+    expect(none.status).toBe(401);
+    expect(none.body.code).toBe('MFA_REQUIRED');
+    const short = await checkoutWith(op, '12345', taken);
+    expect(short.status).toBe(401);
+    expect(short.body.code).toBe('MFA_INVALID');
+    const replay = await checkoutWith(op, used, taken);
+    expect(replay.status).toBe(401);
+    expect(replay.body.code).toBe('MFA_REPLAYED');
+    expect(Number.isNaN(Date.parse(replay.body.nextCodeAt))).toBe(false);
+    expect(await events(op, 'mfa.failed', 'MFA_REPLAYED')).toBe(1);
+    expect(await mfaCount(op)).toBe(0);
+  });
+
   it('a replay waits for the winner\'s transaction and is rolled back before the checkout touched its account (winner held mid-transaction)', async () => {
     const op = await vault.createUser(['operator']);
     const [a, b] = [await newAccount(), await newAccount()];
@@ -154,6 +173,29 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
       expect(await mfaCount(op)).toBe(0);
     } finally {
       await h.end();
+    }
+  });
+
+  it('[BUG, pre-existing window] a code matched just before an admin MFA reset (seed removed, sessions revoked) is still burned after it, and the checkout is taken', async () => {
+    const op = await vault.createUser(['operator']);
+    const accountId = await newAccount();
+    const code = await op.code();
+    const h = await holder();
+    try {
+      await h.query('BEGIN');
+      await h.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [op.id]);
+      // the code was matched against the seed; the burn waits for the users row (any slow transaction, or a pool wait)
+      const pending = checkoutWith(op, code, accountId).then((r) => r);
+      await waitForLockWaiters(1);
+      // meanwhile the admin resets the user's MFA (what MfaService.reset writes): no seed, every session ended
+      await h.query('UPDATE users SET mfa_secret = NULL, mfa_pending_secret = NULL, mfa_enrolled_at = NULL WHERE id = $1', [op.id]);
+      await h.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [op.id]);
+      await h.query('COMMIT');
+      const res = await pending;
+      expect(res.status).toBe(401);
+      expect(await accountStatus(accountId)).toBe('available');
+    } finally {
+      await h.end().catch(() => undefined);
     }
   });
 
@@ -264,6 +306,34 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
         actionCommitted: true,
         burnedWithTheAction: true,
       });
+    });
+
+    it('[BUG] a handler that catches its first unit of work\'s error (a retry, a fallback) runs its next unit of work with a REPLAYED code, and it commits', async () => {
+      const op = await vault.createUser(['operator']);
+      const mfa = vault.get(MfaService);
+      const uow = vault.get(UnitOfWork);
+      const actor = actorOf(op);
+      const code = await op.code();
+      await mfa.verify(actor, code, '10.1.1.5', 'POST /other'); // the code is used
+      const tag = `replayed-${randomBytes(3).toString('hex')}`;
+      const answer = await mfa
+        .stepUp(actor, code, '10.1.1.5', 'POST /review', async () => {
+          for (let attempt = 0; attempt < 2; attempt++) {
+            try {
+              return await uow.run(async ({ em }) => em.query('INSERT INTO review_effects VALUES ($1)', [tag]));
+            } catch {
+              // e.g. retried on a serialization failure or a deadlock
+            }
+          }
+        })
+        .then(
+          () => 'accepted',
+          (e: { code?: string }) => e.code ?? 'error',
+        );
+      const [{ n }] = await vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM review_effects WHERE tag = $1', [tag]);
+      expect(answer).toBe('MFA_REPLAYED');
+      // found: the retry's transaction saw state 'replayed', skipped the burn and committed the action
+      expect(n).toBe(0);
     });
 
     it('work scheduled after the action committed (after-commit nudges, timers) inherits the context but never burns again or skips a later request\'s burn', async () => {
