@@ -35,9 +35,11 @@ export class ConnectorRegistry implements OnModuleDestroy, OnApplicationShutdown
     return c;
   }
 
-  /** Tests replace a connector (a target that fails on purpose) through this. */
+  /** Tests replace a connector (a target that fails on purpose) through this; one holding a pool is closed at shutdown too. */
   register(connector: Connector): void {
     this.connectors.set(connector.type, new SafeConnector(connector));
+    const closeAll = (connector as Partial<PooledConnector>).closeAll;
+    if (typeof closeAll === 'function') this.pooled.push({ closeAll: () => closeAll.call(connector) });
   }
 
   /** Closes every pooled target connection (idle ones at once, busy ones after their work, within seconds). */
