@@ -124,6 +124,37 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
     expect(await mfaCount(op)).toBe(0);
   });
 
+  it('one code raced on a new checkout (burn in its transaction) and a reveal (burn before the handler): repeated, exactly one is accepted each time', async () => {
+    const op = await vault.createUser(['operator']);
+    const mine = await newAccount();
+    const active = (await checkoutWith(op, await op.code(), mine).expect(201)).body.id as string;
+    for (let round = 0; round < 5; round++) {
+      const other = await newAccount();
+      const code = await op.code();
+      const [co, rv] = await Promise.all([
+        checkoutWith(op, code, other),
+        vault.http().post(`/v1/checkouts/${active}/reveal`).set('Authorization', op.auth).set('X-MFA-Code', code).send(),
+      ]);
+      const ok = [co, rv].filter((r) => r.status < 300);
+      expect({ round, statuses: [co.status, rv.status], accepted: ok.length }).toEqual({ round, statuses: expect.anything(), accepted: 1 });
+      const refused = [co, rv].find((r) => r.status >= 300)!;
+      expect(refused.status).toBe(401);
+      expect(refused.body.code).toBe('MFA_REPLAYED');
+      expect(await accountStatus(other)).toBe(co.status === 201 ? 'checked_out' : 'available');
+    }
+    expect(await mfaCount(op)).toBe(0);
+  });
+
+  it('a refused checkout (409) burns its code on its own, with one mfa.verified, and gives its reservation back', async () => {
+    const op = await vault.createUser(['operator']);
+    const taken = await newAccount();
+    await checkoutWith(op, await op.code(), taken).expect(201);
+    const refused = await checkoutWith(op, await op.code(), taken);
+    expect(refused.status).toBe(409);
+    expect(await events(op, 'mfa.verified')).toBe(2);
+    expect(await mfaCount(op)).toBe(0);
+  });
+
   it('a replay waits for the winner\'s transaction and is rolled back before the checkout touched its account (winner held mid-transaction)', async () => {
     const op = await vault.createUser(['operator']);
     const [a, b] = [await newAccount(), await newAccount()];
