@@ -64,11 +64,17 @@ export interface PooledConnector {
 export interface PoolKey {
   identity: string;
   fingerprint: string;
+  /**
+   * The target (its row id) the pool belongs to, when the caller says: pools are then never shared between two targets,
+   * and a target whose address or admin user changed has the pool of its old identity closed at once.
+   */
+  owner?: string;
 }
 
 /** The pool key of a target's admin connection. `database` is the one connected to (it may differ from options.database). */
-export function poolKeyOf(target: ConnectorTarget, database: string | undefined): PoolKey {
-  const identity = JSON.stringify([target.type, target.host, target.port, database ?? null, target.adminUsername]);
+export function poolKeyOf(target: ConnectorTarget & { id?: string }, database: string | undefined): PoolKey {
+  const owner = typeof target.id === 'string' ? target.id : undefined;
+  const identity = JSON.stringify([owner ?? null, target.type, target.host, target.port, database ?? null, target.adminUsername]);
   const o = target.options ?? {};
   const fingerprint = createHash('sha256')
     .update(JSON.stringify([
@@ -76,7 +82,7 @@ export function poolKeyOf(target: ConnectorTarget, database: string | undefined)
       o.tls ?? null, o.tlsCa ?? null, o.tlsCertSha256?.trim().toUpperCase() ?? null, o.hostKeySha256 ?? null,
     ]))
     .digest('hex');
-  return { identity, fingerprint };
+  return { identity, fingerprint, ...(owner ? { owner } : {}) };
 }
 
 interface Entry<C> {
@@ -124,6 +130,8 @@ export class AdminPool<C> {
   private readonly maxLifetimeMs: number;
   /** After closeAll: connections are still lent, but closed on release (none outlives shutdown). */
   private closed = false;
+  /** The identity each owner (target id) was last used with. */
+  private readonly owners = new Map<string, string>();
   /** Closes under way, awaited by closeAll. */
   private readonly closing = new Set<Promise<void>>();
 
@@ -197,6 +205,18 @@ export class AdminPool<C> {
 
   private async acquire(key: PoolKey, driver: PoolDriver<C>, opts: CallOptions | undefined): Promise<{ slot: Slot<C>; entry: Entry<C> }> {
     const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
+    // the target moved (address, port, database or admin user): what was opened to its old identity is closed now
+    if (key.owner !== undefined) {
+      const before = this.owners.get(key.owner);
+      if (before !== undefined && before !== key.identity) {
+        const old = this.slots.get(before);
+        if (old) {
+          this.evict(old);
+          this.forgetIfEmpty(old);
+        }
+      }
+      this.owners.set(key.owner, key.identity);
+    }
     // woken: this call was first in the queue and was told there is room; it goes before anyone who arrived since
     let woken = false;
     for (;;) {

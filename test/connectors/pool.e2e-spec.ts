@@ -157,6 +157,23 @@ describe('pooled admin connections: PostgreSQL 18 over TLS, least-privilege admi
     await connector.verify({ ...target, options: { ...target.options, tlsCertSha256: pg.tls!.certSha256 } });
   });
 
+  it('with the target id given, two targets at the same address never share a connection, and a target that moved has the connections to its old address closed at once', async () => {
+    const { raw, connector } = pooled();
+    const one: ConnectorTarget & { id: string } = { ...target, id: 'target-one' };
+    const two: ConnectorTarget & { id: string } = { ...target, id: 'target-two' };
+    await connector.verify(one);
+    await connector.verify(two);
+    expect(await backends()).toHaveLength(2);
+    expect(raw.pool.stats()).toMatchObject({ identities: 2, idle: 2 });
+    const [a, b] = await backends();
+    // target-one's address is changed (here to a name its certificate does not carry: the new connection is refused)
+    const moved = await failure(connector.verify({ ...one, host: 'localhost' }));
+    expect(moved.code).toBe('TARGET_IDENTITY_UNVERIFIED');
+    await until('the connection to the old address is closed', async () => (await backends()).length === 1);
+    expect([a, b]).toContain((await backends())[0]);
+    expect(raw.pool.stats()).toMatchObject({ idle: 1 });
+  });
+
   it('an admin made NOLOGIN on the server stops working for the vault at the next reuse check, although its pooled session is still open', async () => {
     const { connector } = pooled({ checkAfterMs: 0 });
     await connector.verify(target);
