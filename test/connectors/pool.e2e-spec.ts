@@ -222,6 +222,18 @@ describe('pooled admin connections: PostgreSQL 18 over TLS, least-privilege admi
     await until('the idle connections are closed', async () => (await backends()).length === 0 && raw.pool.stats().identities === 0);
   });
 
+  it('VAULT_TARGET_POOL_IDLE_MS reaches the pools through ConnectorRegistry: the idle connection closes after it', async () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://unused@127.0.0.1/unused', VAULT_MASTER_KEY: randomBytes(32).toString('base64'), VAULT_TARGET_POOL_IDLE_MS: '200' });
+    const registry = new ConnectorRegistry(config);
+    try {
+      await registry.get('postgres').verify(target);
+      expect((await backends()).length).toBe(1);
+      await until('the idle connection is closed by the setting', async () => (await backends()).length === 0);
+    } finally {
+      await registry.closeAll();
+    }
+  });
+
   it('64 concurrent operations never open more than the pool size', async () => {
     const { raw, connector } = pooled({ size: 3 });
     const { most, results } = await mostOpenDuring(64, async () => (await backends()).length, raw.pool, (i) => connector.listSessions(target, { username: `nobody_${i}` }));
