@@ -4,16 +4,19 @@
  *
  *   npx ts-node --transpile-only bench/ephemeral/run.ts [--n 200] [--c 1,4,16] [--warmup 10] [--users 0] [--raw-connect worker|op]
  *
- * --access role (default): each account is granted the role only. --access db+role: also CONNECT on the database —
- * then concurrent claims and revokes on one target fail in the vault (502 TARGET_ERROR "tuple concurrently updated":
- * PostgreSQL refuses two sessions changing the same database's ACL at once, and the connector does not retry; the raw
- * script retries such a statement and counts it). Reported in /tmp/requests17.md.
+ * --access none (default): login only. --access role: each account is also granted a role; --access db+role: and
+ * CONNECT on a database. Both fail in the vault at c > 1 (reported in /tmp/requests17.md): with a role, a claim
+ * running while another account is revoked is refused (400 TARGET_INVALID_NAME "the target's administrator holds its
+ * privileges": deleteUser's GRANT <account> TO CURRENT_USER makes the admin, for the moment, a member of the granted
+ * role, and the claim's allow-list check sees it); with a database, PostgreSQL refuses two sessions changing the
+ * database's ACL at once (502 TARGET_ERROR "tuple concurrently updated"; the raw script retries such a statement and
+ * counts it, the connector does not retry).
  *
  * Target: a throwaway scram-sha-256 PostgreSQL 18 with durable commits and TLS (test/support/targets/postgres.ts
  * startScramPostgres({ durable: true, tls: true })); BOTH sides connect as the vault does (TLS verified against the
  * target's CA, SCRAM-SHA-256-PLUS channel binding) and log in as its least-privilege admin (`vault_admin`: LOGIN
- * CREATEROLE, pg_signal_backend, pg_read_all_stats), never the superuser. Every account gets the same access: CONNECT
- * on a database `bench_eph_db` (CONNECT revoked from PUBLIC; --access db+role only) and membership of a NOLOGIN role `bench_eph_reader`
+ * CREATEROLE, pg_signal_backend, pg_read_all_stats), never the superuser. Every account gets the same access (--access): CONNECT
+ * on a database `bench_eph_db` (CONNECT revoked from PUBLIC; --access db+role) and membership of a NOLOGIN role `bench_eph_reader` (--access role, db+role)
  * (the admin holds it WITH ADMIN OPTION, INHERIT FALSE, SET FALSE, as the README's least-privilege set-up says).
  *
  * Vault (startTestVault: the real application on a fresh database of 127.0.0.1:5432, on a real HTTP port, driven over
@@ -59,8 +62,8 @@ const MAX_C = Math.max(...CONCURRENCY);
 const WARMUP = Number(arg('warmup', '10'));
 const USERS = Number(arg('users', '0')) || Math.max(32, 3 * MAX_C);
 const RAW_CONNECT = arg('raw-connect', 'worker');
-/** What each account is given: `role` (GRANT bench_eph_reader), or `db+role` (also CONNECT on bench_eph_db; see the header). */
-const ACCESS = arg('access', 'role');
+/** What each account is given: `none` (login only), `role` (GRANT bench_eph_reader), `db+role` (also CONNECT on bench_eph_db); see the header. */
+const ACCESS = arg('access', 'none');
 const STEP_MS = 30_000;
 const TTL_SECONDS = 3600;
 const DB = 'bench_eph_db';
@@ -68,8 +71,9 @@ const GRANTED = 'bench_eph_reader';
 
 if (!(N > 0) || CONCURRENCY.some((c) => !(c > 0))) throw new Error('--n and --c must be positive');
 if (RAW_CONNECT !== 'worker' && RAW_CONNECT !== 'op') throw new Error('--raw-connect is worker or op');
-if (ACCESS !== 'role' && ACCESS !== 'db+role') throw new Error('--access is role or db+role');
+if (ACCESS !== 'none' && ACCESS !== 'role' && ACCESS !== 'db+role') throw new Error('--access is none, role or db+role');
 const WITH_DB = ACCESS === 'db+role';
+const WITH_ROLE = ACCESS !== 'none';
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -122,7 +126,7 @@ async function vaultLevel(side: VaultSide, c: number, n: number): Promise<Level>
             const req = await client.post(
               '/v1/ephemeral-accounts',
               { Authorization: side.operatorAuth },
-              { targetId: side.targetId, vendorUserId: vendor.id, ttlSeconds: TTL_SECONDS, justification: 'bench: vendor maintenance', access: WITH_DB ? { database: DB, grantRoles: [GRANTED] } : { grantRoles: [GRANTED] } },
+              { targetId: side.targetId, vendorUserId: vendor.id, ttlSeconds: TTL_SECONDS, justification: 'bench: vendor maintenance', ...(WITH_ROLE ? { access: WITH_DB ? { database: DB, grantRoles: [GRANTED] } : { grantRoles: [GRANTED] } } : {}) },
               201,
             );
             const t1 = nowMs();
@@ -208,7 +212,7 @@ class RawSide {
       `CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${c.escapeLiteral(scramSha256Verifier(password))} VALID UNTIL ${c.escapeLiteral(validUntil)}`,
     );
     if (WITH_DB) await retried(() => c.query(`GRANT CONNECT ON DATABASE ${c.escapeIdentifier(DB)} TO ${role}`));
-    await c.query(`GRANT ${c.escapeIdentifier(GRANTED)} TO ${role}${this.pg.version >= 16 ? ' WITH INHERIT TRUE, SET FALSE' : ''}`);
+    if (WITH_ROLE) await c.query(`GRANT ${c.escapeIdentifier(GRANTED)} TO ${role}${this.pg.version >= 16 ? ' WITH INHERIT TRUE, SET FALSE' : ''}`);
   }
 
   /** What PostgresConnector.deleteUser changes on the target. */
@@ -275,6 +279,32 @@ export function table(head: string[], body: string[][]): string {
   return [line(head), w.map((x) => '-'.repeat(x)).join('-|-'), ...body.map(line)].join('\n');
 }
 
+/**
+ * The vault on a real port, with the PostgreSQL target registered (its least-privilege admin, TLS against its CA),
+ * verified, and this ephemeral policy set — by the bootstrap admin with step-up codes (bench/storm uses it too).
+ */
+export async function vaultWithTarget(pg: PgHandle, admin: PgAdmin, name: string, policy: object): Promise<{ vault: TestVault; port: number; targetId: string }> {
+  const vault = await startTestVault({});
+  try {
+    await vault.app.listen(0, '127.0.0.1');
+    const port = (vault.app.getHttpServer().address() as { port: number }).port;
+    const asAdmin = actingAs(vault, await vault.admin());
+    const ok = async (res: Promise<{ status: number; body: Record<string, unknown> }>, status: number, what: string) => {
+      const r = await res;
+      if (r.status !== status) throw new Error(`${what}: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body;
+    };
+    const body = { name, type: 'postgres', host: pg.host, port: pg.port, admin: { username: admin.username, password: admin.password }, options: { database: pg.database, tlsCa: pg.tls!.caPem } };
+    const targetId = String((await ok(asAdmin.post('/v1/targets', body, true), 201, 'POST /v1/targets')).id);
+    await ok(asAdmin.post(`/v1/targets/${targetId}/verify`, {}, true), 200, 'verify');
+    await ok(asAdmin.put(`/v1/targets/${targetId}/ephemeral-policy`, policy, true), 200, 'PUT ephemeral-policy');
+    return { vault, port, targetId };
+  } catch (e) {
+    await vault.close().catch(() => undefined);
+    throw e;
+  }
+}
+
 async function setUp(pg: PgHandle, admin: PgAdmin, log: (s: string) => void): Promise<VaultSide> {
   // the target: a database only grants open, a harmless group role the admin may hand out (README least-privilege set-up)
   await pg.query(`CREATE DATABASE ${DB}`);
@@ -283,27 +313,7 @@ async function setUp(pg: PgHandle, admin: PgAdmin, log: (s: string) => void): Pr
   await pg.query(`CREATE ROLE ${GRANTED} NOLOGIN`);
   await pg.query(`GRANT ${GRANTED} TO ${admin.username} WITH ADMIN OPTION${pg.version >= 16 ? ', INHERIT FALSE, SET FALSE' : ''}`);
 
-  const vault = await startTestVault({});
-  await vault.app.listen(0, '127.0.0.1');
-  const port = (vault.app.getHttpServer().address() as { port: number }).port;
-  const asAdmin = actingAs(vault, await vault.admin());
-  const ok = async (res: Promise<{ status: number; body: Record<string, unknown> }>, status: number, what: string) => {
-    const r = await res;
-    if (r.status !== status) throw new Error(`${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
-  const target = await ok(
-    asAdmin.post('/v1/targets', { name: 'bench-ephemeral-pg', type: 'postgres', host: pg.host, port: pg.port, admin: { username: admin.username, password: admin.password }, options: { database: pg.database, tlsCa: pg.tls!.caPem } }, true),
-    201,
-    'POST /v1/targets',
-  );
-  const targetId = String(target.id);
-  await ok(asAdmin.post(`/v1/targets/${targetId}/verify`, {}, true), 200, 'verify');
-  await ok(
-    asAdmin.put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: TTL_SECONDS, allowedDatabases: [DB], allowedRoles: [GRANTED] }, true),
-    200,
-    'PUT ephemeral-policy',
-  );
+  const { vault, port, targetId } = await vaultWithTarget(pg, admin, 'bench-ephemeral-pg', { approvalsRequired: 1, maxTtlSeconds: TTL_SECONDS, allowedDatabases: [DB], allowedRoles: [GRANTED] });
   const operator = await vault.createUser(['operator']);
   log(`seeding ${USERS} approver+vendor users (argon2 + login + TOTP enrollment each)…`);
   const users: BenchUser[] = [];
@@ -390,7 +400,7 @@ function report(rows: Array<{ c: number; vr: Level; rr: Level }>, end: { total: 
   const all = rows.every((r) => ratio(r) >= 0.5);
   return [
     `PostgreSQL one-time accounts, ${N} cycles per concurrency: the vault's HTTP API (request → approve (MFA) → claim (MFA) → revoke)`,
-    `beside a raw pg script (CREATE ROLE … VALID UNTIL, GRANT CONNECT, GRANT role; NOLOGIN, GRANT TO CURRENT_USER, terminate, DROP OWNED, DROP ROLE;`,
+    `beside a raw pg script (CREATE ROLE … VALID UNTIL${WITH_DB ? ', GRANT CONNECT' : ''}${WITH_ROLE ? ', GRANT role' : ''}; NOLOGIN, GRANT TO CURRENT_USER, terminate, DROP OWNED, DROP ROLE;`,
     `admin connection per ${RAW_CONNECT === 'worker' ? 'worker, kept open' : 'create and per drop'}), both as the target's least-privilege admin over TLS on a durable scram PostgreSQL.`,
     `claims/s and raw creates/s = c ÷ mean latency of that call. Latencies in ms; a vault cycle = its four calls (waits for a fresh TOTP step not counted).`,
     `CPU ms/cycle = the whole machine's busy CPU (every process: vault, its database, the target, this client) per cycle.`,
