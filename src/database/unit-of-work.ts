@@ -14,6 +14,8 @@ export interface Tx {
   readonly em: EntityManager;
   /** Runs `fn` after the transaction committed (never when it rolled back). A throwing `fn` is ignored. */
   afterCommit(fn: () => void): void;
+  /** Runs `fn` after the transaction rolled back (the work threw, or the commit failed). A throwing `fn` is ignored. */
+  afterRollback(fn: () => void): void;
 }
 
 /**
@@ -43,20 +45,32 @@ export class UnitOfWork {
 
   async run<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
     const hooks: Array<() => void> = [];
-    const result = await this.dataSource.transaction(async (em) => {
-      const tx = { em, afterCommit: (fn: () => void) => void hooks.push(fn) } as Tx;
-      for (const p of this.participants) p.join(tx);
-      for (const p of this.participants) if (p.begin) await p.begin(tx);
-      return work(tx);
-    });
-    for (const fn of hooks) {
-      try {
-        fn();
-      } catch {
-        // after-commit hooks are nudges (seal soon, deliver soon); the change itself is committed
-      }
+    const undo: Array<() => void> = [];
+    let result: T;
+    try {
+      result = await this.dataSource.transaction(async (em) => {
+        const tx = { em, afterCommit: (fn: () => void) => void hooks.push(fn), afterRollback: (fn: () => void) => void undo.push(fn) } as Tx;
+        for (const p of this.participants) p.join(tx);
+        for (const p of this.participants) if (p.begin) await p.begin(tx);
+        return work(tx);
+      });
+    } catch (e) {
+      runAll(undo);
+      throw e;
     }
+    // after-commit hooks are nudges (seal soon, deliver soon) and state changes; the change itself is committed
+    runAll(hooks);
     return result;
+  }
+}
+
+function runAll(fns: Array<() => void>): void {
+  for (const fn of fns) {
+    try {
+      fn();
+    } catch {
+      // a hook's failure changes nothing about the transaction's outcome
+    }
   }
 }
 

@@ -27,6 +27,8 @@ export const mfaSecretRef = (userId: string, column: 'mfa_secret' | 'mfa_pending
 interface StepUp {
   actor: Actor;
   userId: string;
+  /** The stored (encrypted) seed the code was checked against: a burn after an admin reset or re-enrollment finds none. */
+  seed: Buffer;
   step: number;
   action: string;
   attempt: Reservation;
@@ -35,6 +37,18 @@ interface StepUp {
 
 /** Thrown inside the action's transaction when its step-up code was already used: the transaction rolls back. */
 class StepUpReplayed extends Error {}
+
+/**
+ * Thrown into a unit of work that opens while another one of the same step-up action is burning its code, or after
+ * the code was found used: nothing may commit in a step-up action but with its own burn (fail closed).
+ */
+class StepUpUnsettled extends Error {}
+
+/**
+ * The one atomic decision: only a step newer than the last accepted one passes, and only while the seed the code was
+ * checked against is still the user's (an admin reset or a restarted enrollment in between: nothing is burned).
+ */
+const burnSql = (seed: 'mfa_secret' | 'mfa_pending_secret') => `UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2 AND ${seed} = $3`;
 
 /**
  * TOTP enrollment and verification. A code is accepted once per user: the accepted time step is burned by
@@ -72,8 +86,15 @@ export class MfaService implements TxParticipant {
    */
   async begin(tx: Tx): Promise<void> {
     const s = this.stepUps.getStore();
-    if (!s || s.state !== 'pending') return;
+    if (!s || s.state === 'burned') return;
+    // another transaction of this action holds the burn (a unit of work started alongside), or the code was used:
+    // nothing commits in a step-up action but with its own burn
+    if (s.state !== 'pending') throw new StepUpUnsettled(`step-up ${s.state}: no other transaction may commit in this action`);
     s.state = 'taken';
+    // rolled back (the action was refused, or the handler goes on after a failed attempt): the next one burns it
+    tx.afterRollback(() => {
+      if (s.state === 'taken') s.state = 'pending';
+    });
     if (!(await this.burn(tx, s))) {
       s.state = 'replayed';
       throw new StepUpReplayed('step-up code already used');
@@ -81,34 +102,40 @@ export class MfaService implements TxParticipant {
   }
 
   /**
-   * Step-up for an action that makes its change in one unit of work (the hot paths): the code is checked (throttled,
-   * as {@link verify}) and `action` runs; its first transaction burns the code ({@link begin}). When the action is
-   * refused (it throws, its transaction rolled back) the code is burned all the same, in a transaction of its own —
-   * as when the step-up came first: a code is spent by the request it came with, whatever the answer. An action
-   * that finished without a unit of work has its code burned after it (a replay then is refused, though the action
-   * ran: only actions whose first effect is a unit of work may use this).
+   * Step-up for an action that makes its change in a unit of work (the hot paths): the code is checked (throttled,
+   * as {@link verify}) and `action` runs; the transaction it commits burns the code ({@link begin}: a transaction
+   * that rolls back gives the burn back to the next). When the action is refused (it throws) the code is burned all
+   * the same, in a transaction of its own — as when the step-up came first: a code is spent by the request it came
+   * with, whatever the answer. An action that finished without a unit of work has its code burned after it (a replay
+   * then is refused, though the action ran: only actions whose first effect is a unit of work may use this). The
+   * throttle's reservation is given back whenever the attempt was not a wrong code, however the request ended.
    */
   async stepUp<T>(actor: Actor, code: string, address: string | undefined, action: string, then: () => Promise<T>): Promise<T> {
     const { user, secret } = await this.enrolled(actor);
     const { who, attempt, step } = await this.match(actor, user.id, secret, code, address, action);
-    const s: StepUp = { actor, userId: user.id, step, action, attempt, state: 'pending' };
+    const s: StepUp = { actor, userId: user.id, seed: user.mfaSecret!, step, action, attempt, state: 'pending' };
     let result: T;
     try {
       result = await this.stepUps.run(s, then);
     } catch (e) {
       if (s.state === 'replayed') return this.replayed(actor, who, action, step, attempt);
-      // refused: the code is spent all the same (a concurrent use that won meanwhile changes nothing for this answer)
-      if (s.state !== 'burned') await this.burnAlone(s).catch(() => undefined);
+      // refused: the code is spent all the same; lost to a concurrent use of it, or not burned at all (the database
+      // failed), the attempt was no guess either: its reservation is given back
+      if (s.state !== 'burned' && !(await this.burnAlone(s).catch(() => false))) await this.throttle.release(attempt).catch(() => undefined);
       throw e;
     }
-    if (s.state !== 'burned' && !(await this.burnAlone(s))) return this.replayed(actor, who, action, step, attempt);
-    return result;
+    if (s.state === 'burned') return result;
+    if (s.state !== 'replayed' && (await this.burnAlone(s).catch(async (e: unknown) => {
+      await this.throttle.release(attempt).catch(() => undefined);
+      throw e;
+    }))) return result;
+    return this.replayed(actor, who, action, step, attempt);
   }
 
   /** Burns the step in `tx` (one conditional UPDATE), with its event and the throttle's release; false when used already. */
   private async burn(tx: Tx, s: StepUp): Promise<boolean> {
     // (TypeORM answers a raw UPDATE with [rows, rowCount])
-    const [, updated]: [unknown[], number] = await tx.em.query('UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2', [s.userId, s.step]);
+    const [, updated]: [unknown[], number] = await tx.em.query(burnSql('mfa_secret'), [s.userId, s.step, s.seed]);
     if (updated !== 1) return false;
     await tx.audit({ type: 'mfa.verified', actor: s.actor, subjectType: 'user', subjectId: s.userId, details: { action: s.action } });
     // a success is not a failure: it does not count towards the throttle
@@ -221,15 +248,21 @@ export class MfaService implements TxParticipant {
     onSuccess?: (em: EntityManager) => Promise<void>,
   ): Promise<void> {
     const { who, attempt, step } = await this.match(actor, user.id, secret, code, address, action);
-    const burned = await this.uow.run(async ({ em, audit }) => {
-      // the one atomic decision: only a step newer than the last accepted one passes
-      // (TypeORM answers a raw UPDATE with [rows, rowCount])
-      const [, updated]: [unknown[], number] = await em.query('UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2', [user.id, step]);
-      if (updated !== 1) return false;
-      await onSuccess?.(em);
-      await audit({ type: action === 'enroll' ? 'mfa.enrolled' : 'mfa.verified', actor, subjectType: 'user', subjectId: user.id, details: { action } });
-      return true;
-    });
+    const seed = action === 'enroll' ? 'mfa_pending_secret' : 'mfa_secret';
+    const burned = await this.uow
+      .run(async ({ em, audit }) => {
+        // (TypeORM answers a raw UPDATE with [rows, rowCount])
+        const [, updated]: [unknown[], number] = await em.query(burnSql(seed), [user.id, step, seed === 'mfa_secret' ? user.mfaSecret : user.mfaPendingSecret]);
+        if (updated !== 1) return false;
+        await onSuccess?.(em);
+        await audit({ type: action === 'enroll' ? 'mfa.enrolled' : 'mfa.verified', actor, subjectType: 'user', subjectId: user.id, details: { action } });
+        return true;
+      })
+      .catch(async (e: unknown) => {
+        // not burned for a reason that is no guess (the database failed, the enrollment changed): not counted
+        await this.throttle.release(attempt).catch(() => undefined);
+        throw e;
+      });
     if (!burned) return this.replayed(actor, who, action, step, attempt);
     // a success is not a failure: it does not count
     await this.throttle.release(attempt);

@@ -9,8 +9,11 @@ import { startTestVault, TestUser, TestVault } from '../support/vault';
 
 /**
  * Adversarial review of 23ab9dc (@RequiresMfa({ inTransaction: true }), MfaService.stepUp, the unit-of-work `begin`
- * hook), on the real PostgreSQL. Tests named `[BUG]` document a finding: they fail until it is fixed. The others pass
- * while the defence holds.
+ * hook), on the real PostgreSQL. Tests named `FINDING Fn (fixed)` describe what was found and pass now that it is
+ * fixed (F1: the burn now fails closed — a transaction that rolls back gives it back, no other unit of work may commit
+ * while one holds it or after a replay; F2/F3: a reservation is given back whenever the attempt was no wrong code;
+ * F5: the burn requires the seed the code was checked against). F4 is accepted and documented (README, MFA rules).
+ * The others pass while the defence holds.
  */
 describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => {
   let vault: TestVault;
@@ -180,7 +183,7 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
     }
   });
 
-  it('[BUG] a refused checkout that loses the burn to a concurrent request with its code leaks its throttle reservation (a valid code counted as a guess)', async () => {
+  it('FINDING F2 (fixed): a refused checkout that loses the burn to a concurrent request with its code leaks its throttle reservation (a valid code counted as a guess)', async () => {
     const op = await vault.createUser(['operator']);
     const taken = await newAccount();
     await checkoutWith(op, await op.code(), taken).expect(201);
@@ -207,7 +210,7 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
     }
   });
 
-  it('[BUG, pre-existing window] a code matched just before an admin MFA reset (seed removed, sessions revoked) is still burned after it, and the checkout is taken', async () => {
+  it('FINDING F5 (fixed): a code matched just before an admin MFA reset (seed removed, sessions revoked) is still burned after it, and the checkout is taken', async () => {
     const op = await vault.createUser(['operator']);
     const accountId = await newAccount();
     const code = await op.code();
@@ -263,14 +266,14 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
       await checkoutWith(op, code, accountId).expect(201);
     });
 
-    it('[BUG, pre-existing] the failed burn keeps its throttle reservation: a DB error counts as a wrong code', async () => {
+    it('FINDING F3 (fixed): the failed burn keeps its throttle reservation: a DB error counts as a wrong code', async () => {
       // after the test above: one DB error, one success — neither is a guess
       expect(await mfaCount(op)).toBe(0);
     });
   });
 
   describe('MfaService.stepUp as a contract (what a handler may do inside the action)', () => {
-    it('[BUG] a first unit of work that rolls back (caught by the handler) spends the pending burn: a later unit of work commits WITHOUT a burn, and a concurrent request accepts the same code too', async () => {
+    it('FINDING F1 (fixed): a first unit of work that rolls back (caught by the handler) spends the pending burn: a later unit of work commits WITHOUT a burn, and a concurrent request accepts the same code too', async () => {
       const op = await vault.createUser(['operator']);
       const mfa = vault.get(MfaService);
       const uow = vault.get(UnitOfWork);
@@ -307,7 +310,7 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
       expect({ other, first, actionCommitted: n > 0, acceptedUses }).toEqual(expect.objectContaining({ acceptedUses: 1 }));
     });
 
-    it('[BUG] a background unit of work started inside the action (fire-and-forget) takes the pending burn: the action commits in another transaction than its burn', async () => {
+    it('FINDING F1 (fixed, fail closed): a background unit of work started inside the action (fire-and-forget) takes the burn: the action\'s own transaction is refused, nothing commits without its burn', async () => {
       const op = await vault.createUser(['operator']);
       const mfa = vault.get(MfaService);
       const uow = vault.get(UnitOfWork);
@@ -330,16 +333,14 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
         "SELECT xmin::text AS tx FROM audit_events WHERE type = 'mfa.verified' AND subject_id = $1 ORDER BY id DESC LIMIT 1",
         [op.id],
       );
-      // found: the action committed, yet the answer is MFA_REPLAYED (and mfa.failed is audited): the background burn
-      // held the users row, the action's own transaction skipped the burn, and burnAlone afterwards found it used
-      expect({ answer, actionCommitted: effect !== undefined, burnedWithTheAction: verified?.tx === effect?.tx }).toEqual({
-        answer: 'accepted',
-        actionCommitted: true,
-        burnedWithTheAction: true,
-      });
+      // was: the action committed and the answer was MFA_REPLAYED. Now a second unit of work while the first holds the
+      // burn is refused (StepUpUnsettled): the action does not commit, the request fails, the code is burned once
+      expect({ answer, actionCommitted: effect !== undefined }).toEqual({ answer: 'error', actionCommitted: false });
+      expect(await events(op, 'mfa.verified')).toBe(1);
+      expect(verified).toBeDefined();
     });
 
-    it('[BUG] a handler that catches its first unit of work\'s error (a retry, a fallback) runs its next unit of work with a REPLAYED code, and it commits', async () => {
+    it('FINDING F1 (fixed): a handler that catches its first unit of work\'s error (a retry, a fallback) runs its next unit of work with a REPLAYED code, and it commits', async () => {
       const op = await vault.createUser(['operator']);
       const mfa = vault.get(MfaService);
       const uow = vault.get(UnitOfWork);
@@ -396,7 +397,7 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
     });
   });
 
-  it('[BUG] while a checkout transaction waits (here on its account row), the user\'s every other MFA attempt waits too: the burn locks users and auth_throttle rows for the whole transaction', async () => {
+  it('FINDING F4 (accepted, documented): while a checkout transaction waits (here on its account row), the same user\'s other MFA attempts wait for it (the burn holds the users row until the checkout commits, a row of that user only), and the wait ends with the transaction', async () => {
     const op = await vault.createUser(['operator']);
     const accountId = await newAccount();
     const mfa = vault.get(MfaService);
@@ -412,8 +413,9 @@ describe('review: MFA step-up burned in the action\'s transaction (e2e)', () => 
       const outcome = await Promise.race([other, sleep(1_500).then(() => 'still waiting')]);
       await h.query('COMMIT');
       await stalled;
-      await other;
-      expect(outcome).toBe('done');
+      expect(outcome).toBe('still waiting');
+      // it is decided once the checkout's transaction ended (MFA_REPLAYED when the helper's "newer" code was the same step)
+      expect(['done', 'MFA_REPLAYED']).toContain(await other);
     } finally {
       await h.end();
     }
