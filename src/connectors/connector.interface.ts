@@ -33,6 +33,8 @@ export interface TargetOptions {
 
 /** Everything a connector needs to reach a target as its administrator. Built per call (a pool keys its connections by a hash of it). */
 export interface ConnectorTarget {
+  /** The target's row id, when the vault's own: pools are kept per target (admin-pool.ts). Never sent anywhere. */
+  id?: string;
   type: TargetType;
   host: string;
   port: number;

@@ -269,6 +269,7 @@ export class TargetsService {
 /** What a connector needs to act on this target as its administrator. */
 function connectorTargetOf(target: TargetEntity, admin: TargetAdminSecret): ConnectorTarget {
   return {
+    id: target.id,
     type: target.type,
     host: target.host,
     port: target.port,
