@@ -2,6 +2,7 @@ import type { Duplex, Writable } from 'node:stream';
 import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import type { Recorder } from './recording/recording.service';
 import { gatedSink, orderedOutput, relay, RelaySink, SocketGate, socketGate } from './relay';
+import { fixStalledWrites } from './ssh2-stalled-write';
 
 /** What a gateway session may do beyond a terminal (the account's or the one-time policy's switches). */
 export interface ChannelPolicy {
@@ -89,6 +90,7 @@ export class GatewayChannels {
     const open = (kind: Kind, accept: () => ServerChannel | undefined, command?: string) => {
       const down = accept();
       if (!down) return;
+      fixStalledWrites(down);
       quiet(down);
       down.pause();
       let gone = false;
