@@ -159,7 +159,7 @@ export class PostgresConnector implements Connector, PooledConnector {
       // before it holds any role: what those roles' default privileges were, where the account itself cannot change it
       if (snapshot) await c.query(`COMMENT ON ROLE ${role} IS ${c.escapeLiteral(snapshotComment(snapshot))}`);
       if (access.database) {
-        await c.query(`GRANT CONNECT ON DATABASE ${c.escapeIdentifier(access.database)} TO ${role}`);
+        await catalogStatement(c, `GRANT CONNECT ON DATABASE ${c.escapeIdentifier(access.database)} TO ${role}`);
       }
       // 16+: the privileges of the granted role, but no SET ROLE to it, so nothing can be created owned by it (and
       // outlive the account). PostgreSQL 15 has no SET option: membership there always allows SET ROLE.
@@ -190,9 +190,9 @@ export class PostgresConnector implements Connector, PooledConnector {
         // SECURITY DEFINER function reassigned to the admin would run as the admin). DROP OWNED also drops its grants,
         // and run here it covers the shared objects (grants on databases).
         const here = await c.query<{ db: string }>('SELECT current_database() AS db');
-        await c.query(`DROP OWNED BY ${role} CASCADE`);
+        await catalogStatement(c, `DROP OWNED BY ${role} CASCADE`);
         for (const datname of await this.databasesWithObjectsOf(c, found.oid)) {
-          if (datname !== here.rows[0].db) await this.inDatabase(target, datname, opts, (other) => other.query(`DROP OWNED BY ${role} CASCADE`).then(() => undefined));
+          if (datname !== here.rows[0].db) await this.inDatabase(target, datname, opts, (other) => catalogStatement(other, `DROP OWNED BY ${role} CASCADE`));
         }
         await c.query(`DROP ROLE IF EXISTS ${role}`);
       } catch (e) {
@@ -600,4 +600,23 @@ type PooledClient = ScramOnlyClient & { timeouts: { statement: number; lock: num
 /** The per-call server-side limits (ms; 0: none): the server gives up a little before the vault does. */
 function callTimeouts(opts: CallOptions | undefined): { statement: number; lock: number } {
   return opts?.timeoutMs ? { statement: Math.max(1000, opts.timeoutMs - 2000), lock: Math.max(500, opts.timeoutMs - 3000) } : { statement: 0, lock: 0 };
+}
+
+/**
+ * One statement that changes a catalog row other sessions may change at the same moment — a database's ACL, which every
+ * one-time account's `GRANT CONNECT` and every revocation's `DROP OWNED` rewrite. PostgreSQL refuses the second of two
+ * concurrent changes with XX000 "tuple concurrently updated" (not a lock wait): concurrent claims and revocations on
+ * one database failed with it. The statement had no effect then, so it is run again, a few times, after a short jitter.
+ */
+async function catalogStatement(c: Client, sql: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await c.query(sql);
+      return;
+    } catch (e) {
+      const concurrent = (e as { code?: unknown }).code === 'XX000' && String((e as { message?: unknown }).message).includes('tuple concurrently updated');
+      if (!concurrent || attempt >= 6) throw e;
+      await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * attempt));
+    }
+  }
 }
