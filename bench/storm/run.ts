@@ -3,7 +3,7 @@
  * and one-time accounts that must be removed — through the vault's own scheduler, beside the raw-driver time for the
  * same target work at the vault's concurrency, in one run.
  *
- *   npx ts-node --transpile-only bench/storm/run.ts [--checkouts 2000] [--ephemeral 2000] [--idle 15] [--timeout 1800] [--sample 50]
+ *   npx ts-node --transpile-only bench/storm/run.ts [--checkouts 2000] [--ephemeral 2000] [--idle 30] [--timeout 1800] [--sample 50]
  *
  * Set-up (not timed). A throwaway scram-sha-256 PostgreSQL 18, durable commits, TLS (startScramPostgres); the vault
  * (startTestVault: the real application with its default sweeps — checkout sweep and one-time account reaper every
@@ -53,7 +53,7 @@ import { f, table, vaultWithTarget } from '../ephemeral/run';
 
 const CHECKOUTS = Number(arg('checkouts', '2000'));
 const EPHEMERAL = Number(arg('ephemeral', '2000'));
-const IDLE_SECONDS = Number(arg('idle', '15'));
+const IDLE_SECONDS = Number(arg('idle', '30'));
 const TIMEOUT_SECONDS = Number(arg('timeout', '1800'));
 const SAMPLE = Number(arg('sample', '50'));
 /** The vault's default (VAULT_ROTATION_CONCURRENCY): each sweep's batch; the raw side uses it for each kind of work. */
