@@ -48,4 +48,19 @@ describe('PostgreSQL connector: concurrent one-time accounts on one database (e2
     const { rows } = await pg.query<{ acl: string }>('SELECT datacl::text AS acl FROM pg_database WHERE datname = $1', [db]);
     expect(rows[0].acl).not.toMatch(/vc_\d+_/);
   }, 120_000);
+
+  it('accounts granted a role, removed while others with that role are claimed: no claim is refused because the admin briefly held the role', async () => {
+    const group = `vc_grp_${randomBytes(3).toString('hex')}`;
+    await pg.query(`CREATE ROLE "${group}" NOLOGIN`);
+    // 16+: the admin may grant it (ADMIN OPTION) without holding its privileges (INHERIT FALSE, SET FALSE)
+    await pg.query(`GRANT "${group}" TO "${admin.username}" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`);
+    const names = Array.from({ length: 16 }, (_, i) => `vg_${i}_${randomBytes(3).toString('hex')}`);
+    const create = (n: string) => connector.newUser(target, { username: n, password: `Pw-${randomBytes(12).toString('hex')}`, access: { grantRoles: [group] } });
+    await Promise.all(names.slice(0, 8).map(create));
+    const outcomes = await Promise.allSettled([...names.slice(0, 8).map((n) => connector.deleteUser(target, { username: n })), ...names.slice(8).map(create)]);
+    const refused = outcomes.flatMap((o) => (o.status === 'rejected' ? [String((o.reason as Error).message)] : []));
+    expect(refused).toEqual([]);
+    await Promise.all(names.slice(8).map((n) => connector.deleteUser(target, { username: n })));
+    for (const n of names) expect(await pg.roleExists(n)).toBe(false);
+  }, 120_000);
 });

@@ -178,6 +178,12 @@ export class PostgresConnector implements Connector, PooledConnector {
       const admin = await adminFacts(c);
       try {
         await c.query(`ALTER ROLE ${role} NOLOGIN`);
+        // its memberships go first (DROP ROLE would end them anyway): the admin's own membership in it below then
+        // carries nothing but the account's own privileges, so a one-time account claimed meanwhile is not refused for
+        // "the administrator holds the privileges" of the roles this one was given. One the admin cannot revoke (a
+        // superuser granted it) stays for DROP ROLE.
+        const held = await c.query<{ role: string }>('SELECT r.rolname AS role FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid WHERE m.member = $1', [found.oid]);
+        for (const { role: granted } of held.rows) await c.query(`REVOKE ${c.escapeIdentifier(granted)} FROM ${role}`).catch(() => undefined);
         // DROP OWNED needs the privileges of the role: a CREATEROLE admin gives itself membership (15: CREATEROLE may
         // grant any non-superuser role; 16+: it holds ADMIN OPTION on roles it created). DROP ROLE ends it again.
         if (!admin.superuser) await c.query(`GRANT ${role} TO CURRENT_USER${admin.major >= 16 ? ' WITH INHERIT TRUE' : ''}`);
