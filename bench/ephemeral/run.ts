@@ -2,15 +2,13 @@
  * bench/ephemeral: PostgreSQL one-time accounts through the vault's HTTP API — request + approve + claim + revoke —
  * beside a raw `pg` script running the same target statements, at the same concurrencies, in one run.
  *
- *   npx ts-node --transpile-only bench/ephemeral/run.ts [--n 200] [--c 1,4,16] [--warmup 10] [--users 0] [--raw-connect worker|op]
+ *   npx ts-node --transpile-only bench/ephemeral/run.ts [--n 200] [--c 1,4,16] [--warmup 10] [--users 0] [--raw-connect worker|op] [--access db+role|role|none]
  *
- * --access none (default): login only. --access role: each account is also granted a role; --access db+role: and
- * CONNECT on a database. Both fail in the vault at c > 1 (reported in /tmp/requests17.md): with a role, a claim
- * running while another account is revoked is refused (400 TARGET_INVALID_NAME "the target's administrator holds its
- * privileges": deleteUser's GRANT <account> TO CURRENT_USER makes the admin, for the moment, a member of the granted
- * role, and the claim's allow-list check sees it); with a database, PostgreSQL refuses two sessions changing the
- * database's ACL at once (502 TARGET_ERROR "tuple concurrently updated"; the raw script retries such a statement and
- * counts it, the connector does not retry).
+ * --access db+role (default): each account is granted CONNECT on a database and a role; --access role: the role only;
+ * --access none: login only. This bench found two vault failures with grants at c > 1, both fixed since: concurrent
+ * GRANT CONNECT / DROP OWNED on one database failing with 502 "tuple concurrently updated" (1e9c448: the connector
+ * retries; the raw script retries such a statement too, and counts it), and a claim refused ("the target's
+ * administrator holds its privileges") while another account with the same role was being removed (373665b).
  *
  * Target: a throwaway scram-sha-256 PostgreSQL 18 with durable commits and TLS (test/support/targets/postgres.ts
  * startScramPostgres({ durable: true, tls: true })); BOTH sides connect as the vault does (TLS verified against the
@@ -35,7 +33,7 @@
  * statements of src/connectors/postgres/postgres.connector.ts that change the target, in its order —
  *   create: CREATE ROLE … LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD '<SCRAM
  *           verifier computed client-side>' VALID UNTIL …; GRANT CONNECT ON DATABASE …; GRANT <role> … WITH INHERIT TRUE, SET FALSE
- *   drop:   ALTER ROLE … NOLOGIN; GRANT <it> TO CURRENT_USER WITH INHERIT TRUE; pg_terminate_backend of its client
+ *   drop:   ALTER ROLE … NOLOGIN; REVOKE <role> FROM it; GRANT <it> TO CURRENT_USER WITH INHERIT TRUE; pg_terminate_backend of its client
  *           backends; DROP OWNED BY … CASCADE; DROP ROLE
  * (the vault never REASSIGNs: what a one-time account owns is dropped, so neither side does). What the vault also does
  * and the raw script does not: the catalog checks of the allow-list (before the claim and again in newUser), the
@@ -63,7 +61,7 @@ const WARMUP = Number(arg('warmup', '10'));
 const USERS = Number(arg('users', '0')) || Math.max(32, 3 * MAX_C);
 const RAW_CONNECT = arg('raw-connect', 'worker');
 /** What each account is given: `none` (login only), `role` (GRANT bench_eph_reader), `db+role` (also CONNECT on bench_eph_db); see the header. */
-const ACCESS = arg('access', 'none');
+const ACCESS = arg('access', 'db+role');
 const STEP_MS = 30_000;
 const TTL_SECONDS = 3600;
 const DB = 'bench_eph_db';
@@ -219,6 +217,8 @@ class RawSide {
   private async drop(c: PgClient, name: string): Promise<void> {
     const role = c.escapeIdentifier(name);
     await c.query(`ALTER ROLE ${role} NOLOGIN`);
+    // its memberships first, as deleteUser does (the admin's membership below then carries only the account's own privileges)
+    if (WITH_ROLE) await c.query(`REVOKE ${c.escapeIdentifier(GRANTED)} FROM ${role}`);
     await c.query(`GRANT ${role} TO CURRENT_USER${this.pg.version >= 16 ? ' WITH INHERIT TRUE' : ''}`);
     await c.query("SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'", [name]);
     await retried(() => c.query(`DROP OWNED BY ${role} CASCADE`));
@@ -400,7 +400,7 @@ function report(rows: Array<{ c: number; vr: Level; rr: Level }>, end: { total: 
   const all = rows.every((r) => ratio(r) >= 0.5);
   return [
     `PostgreSQL one-time accounts, ${N} cycles per concurrency: the vault's HTTP API (request → approve (MFA) → claim (MFA) → revoke)`,
-    `beside a raw pg script (CREATE ROLE … VALID UNTIL${WITH_DB ? ', GRANT CONNECT' : ''}${WITH_ROLE ? ', GRANT role' : ''}; NOLOGIN, GRANT TO CURRENT_USER, terminate, DROP OWNED, DROP ROLE;`,
+    `beside a raw pg script (CREATE ROLE … VALID UNTIL${WITH_DB ? ', GRANT CONNECT' : ''}${WITH_ROLE ? ', GRANT role' : ''}; NOLOGIN${WITH_ROLE ? ', REVOKE role' : ''}, GRANT TO CURRENT_USER, terminate, DROP OWNED, DROP ROLE;`,
     `admin connection per ${RAW_CONNECT === 'worker' ? 'worker, kept open' : 'create and per drop'}), both as the target's least-privilege admin over TLS on a durable scram PostgreSQL.`,
     `claims/s and raw creates/s = c ÷ mean latency of that call. Latencies in ms; a vault cycle = its four calls (waits for a fresh TOTP step not counted).`,
     `CPU ms/cycle = the whole machine's busy CPU (every process: vault, its database, the target, this client) per cycle.`,

@@ -33,7 +33,7 @@
  * two sweeps, both running together (4 + 4 workers):
  *   per checked-out account: ALTER ROLE … PASSWORD '<SCRAM verifier computed client-side>', a login as the role with
  *     the new password (the vault's rotation checks it so), pg_terminate_backend of its client backends;
- *   per one-time role: ALTER ROLE … NOLOGIN, GRANT it TO CURRENT_USER, pg_terminate_backend, DROP OWNED … CASCADE,
+ *   per one-time role: ALTER ROLE … NOLOGIN, REVOKE <granted role> FROM it, GRANT it TO CURRENT_USER, pg_terminate_backend, DROP OWNED … CASCADE,
  *     DROP ROLE (PostgresConnector.deleteUser's statements).
  *
  * Afterwards, on the target: no role the vault created for a one-time account exists, no raw role is left, and for a
@@ -336,6 +336,7 @@ async function rawStorm(pg: PgHandle, admin: PgAdmin, n: { checkouts: number; ep
     workers(eph, async (c, name) => {
       const role = c.escapeIdentifier(name);
       await c.query(`ALTER ROLE ${role} NOLOGIN`);
+      await c.query(`REVOKE ${GRANTED} FROM ${role}`);
       await c.query(`GRANT ${role} TO CURRENT_USER WITH INHERIT TRUE`);
       await terminate(c, name);
       await c.query(`DROP OWNED BY ${role} CASCADE`);
@@ -518,7 +519,7 @@ function report(
   return [
     `Expiry storm on one PostgreSQL target (scram, TLS, durable; the vault's least-privilege admin): ${CHECKOUTS} checkouts (rotate after check-in) and`,
     `${EPHEMERAL} one-time accounts, all made due at once by moving the vault's clock; the vault's own scheduler (default sweeps, concurrency ${VAULT_CONCURRENCY})`,
-    `beside a raw pg script doing the same target work on as many other roles (ALTER ROLE PASSWORD + login + terminate; NOLOGIN, GRANT, terminate, DROP OWNED, DROP ROLE).`,
+    `beside a raw pg script doing the same target work on as many other roles (ALTER ROLE PASSWORD + login + terminate; NOLOGIN, REVOKE, GRANT, terminate, DROP OWNED, DROP ROLE).`,
     `Latencies in ms (samplers: GET /v1/me every 50 ms, one checkout a second, both on keep-alive HTTP from this process).`,
     '',
     times,
