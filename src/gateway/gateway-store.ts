@@ -81,6 +81,14 @@ export class GatewayStore {
     await q.query('INSERT INTO gateway_host_keys (id, public_key, private_key) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING', [publicKey, privateKey]);
   }
 
+  /**
+   * Replaces a stored key that is not well formed (`broken` is its public half as read): compare-and-swap, so
+   * instances starting at once all end up with the one key that replaced it.
+   */
+  async replaceBrokenHostKey(q: Queryable, broken: string, publicKey: string, privateKey: Buffer): Promise<void> {
+    await q.query('UPDATE gateway_host_keys SET public_key = $2, private_key = $3 WHERE id = 1 AND public_key = $1', [broken, publicKey, privateKey]);
+  }
+
   // ---- tickets -----------------------------------------------------------------------------------------------
 
   async insertTicket(q: Queryable, t: NewTicket): Promise<void> {

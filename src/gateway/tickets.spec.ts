@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { utils } from 'ssh2';
+import { newEd25519Pair } from '../common/ssh-keys';
 import { DomainException } from '../common/errors';
 import { keyFingerprint, newTicket, parsePublicKeyLine, ticketHash } from './tickets';
 
@@ -24,7 +25,7 @@ describe('gateway tickets', () => {
       expect(parsed instanceof Error ? null : (parsed as { getPublicSSH(): Buffer }).getPublicSSH().equals(blob)).toBe(true);
     }
     const small = utils.generateKeyPairSync('rsa', { bits: 1024 });
-    const ed = utils.generateKeyPairSync('ed25519');
+    const ed = newEd25519Pair(utils);
     const refused = [small.public, ed.private, 'ssh-dss AAAAB3NzaC1kc3MAAACBAP', 'ssh-ed25519', 'ssh-ed25519 !!!!', `ssh-rsa ${ed.public.split(' ')[1]}`, `${ed.public}\nssh-ed25519 AAAA`, ''];
     for (const line of refused) {
       let code: string | undefined;

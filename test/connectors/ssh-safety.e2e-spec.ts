@@ -2,6 +2,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import { Client, ConnectConfig, Server, utils } from 'ssh2';
+import { newEd25519Pair } from '../../src/common/ssh-keys';
 import { ConnectorError } from '../../src/connectors/connector.errors';
 import { Connector, ConnectorTarget } from '../../src/connectors/connector.interface';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
@@ -315,7 +316,7 @@ describe('SSH connector target safety (real sshd, least-privilege sudo admins)',
     const execs: string[] = [];
 
     beforeAll(async () => {
-      const keys = utils.generateKeyPairSync('ed25519');
+      const keys = newEd25519Pair(utils);
       fingerprint = fingerprintSha256(keys.public);
       impostor = new Server({ hostKeys: [keys.private] }, (client) => {
         client.on('error', () => undefined);

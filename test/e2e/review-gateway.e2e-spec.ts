@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { AddressInfo, connect as tcpConnect, Socket } from 'node:net';
 import { Client, ClientChannel, Server, utils } from 'ssh2';
+import { newEd25519Pair } from '../../src/common/ssh-keys';
 import { sshSessionId } from '../../src/connectors/ssh/ssh-remote';
 import { SshGatewayServer } from '../../src/gateway/ssh-gateway.server';
 import { collect, execThrough, gatewayConnect, gatewayRefuses, until } from '../support/gateway-client';
@@ -193,8 +194,8 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
 
   it("another operator's stolen publickey ticket is useless without its key, and the holder's password-mode ticket from a checked-in checkout is spent and refused", async () => {
     const a = await checkedOut();
-    const key = utils.generateKeyPairSync('ed25519');
-    const thief = utils.generateKeyPairSync('ed25519');
+    const key = newEd25519Pair(utils);
+    const thief = newEd25519Pair(utils);
     const pkTicket = await ticket(a.checkoutId, { publicKey: key.public });
     // the thief presents the ticket with their own key, as a password and through keyboard-interactive
     expect(await gatewayRefuses(gw, { username: pkTicket, privateKey: thief.private })).toBe(true);
@@ -214,7 +215,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
   it('auth method juggling does not spend a ticket: a password ticket as a publickey user name, hostbased/none, a ticket with a trailing newline or in upper case — all refused, then the ticket still works once', async () => {
     const a = await checkedOut();
     const t = await ticket(a.checkoutId);
-    const anyKey = utils.generateKeyPairSync('ed25519');
+    const anyKey = newEd25519Pair(utils);
     expect(await gatewayRefuses(gw, { username: t, privateKey: anyKey.private })).toBe(true);
     expect(await gatewayRefuses(gw, { username: t, authHandler: ['none'] } as never)).toBe(true);
     for (const variant of [`${t}\n`, ` ${t}`, t.toUpperCase(), `${t}\u0000`, t.slice(0, -1)]) {
@@ -228,7 +229,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
 
   it('FINDING 12 (fixed, 2770e10): a spent publickey ticket presented again is refused at the key query and audited (used) — it used to be refused quietly', async () => {
     const a = await checkedOut();
-    const key = utils.generateKeyPairSync('ed25519');
+    const key = newEd25519Pair(utils);
     const t = await ticket(a.checkoutId, { publicKey: key.public });
     (await open({ username: t, privateKey: key.private })).end();
     const issued = (await audits('gateway.ticket_issued')).find((e) => e.subject_id === a.checkoutId);
@@ -492,7 +493,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
 
   it('an impostor at the target address (another host key): it never sees an authentication request, let alone the password', async () => {
     const a = await checkedOut();
-    const impostorKey = utils.generateKeyPairSync('ed25519');
+    const impostorKey = newEd25519Pair(utils);
     const seen: string[] = [];
     const impostor = new Server({ hostKeys: [impostorKey.private] }, (conn) => {
       conn.on('authentication', (ctx) => {
@@ -550,7 +551,7 @@ describe('review: attacking the SSH gateway, recordings and live sessions (e2e, 
 
   it('FINDING 5 (documented limit, README "Brokered only"): on a target whose sshd reads ~/.ssh/authorized_keys, a key planted through the gateway still logs in after check-in; the vault deletes nothing on the target, the planting is in the recording, and the target setting closes it (gateway-core)', async () => {
     const a = await checkedOut({ brokeredOnly: true });
-    const key = utils.generateKeyPairSync('ed25519');
+    const key = newEd25519Pair(utils);
     const c = await open({ username: a.username, password: await ticket(a.checkoutId) });
     const plant = await execThrough(c, `umask 077; mkdir -p ~/.ssh && echo '${key.public}' >> ~/.ssh/authorized_keys && echo planted`);
     expect(plant.stdout).toBe('planted\n');

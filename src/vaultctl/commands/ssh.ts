@@ -71,8 +71,12 @@ async function activeCheckoutOf(ctx: Context, ref: string): Promise<string> {
 /** A fresh ed25519 key pair in OpenSSH format (private key unencrypted: it lives for one connection in a 0700 dir). */
 async function ephemeralKey(comment: string): Promise<{ privateKey: string; publicKey: string }> {
   const { utils } = await import('ssh2'); // loaded only by this command
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
-  return { privateKey: pair.private, publicKey: pair.public };
+  // ssh2 drops a leading zero byte of the public key about once in 200 keys (neither half then parses, and the vault
+  // refuses the key): such a key is made again (src/common/ssh-keys.ts says more; vaultctl is built on its own)
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(pair.public) instanceof Error) && !(utils.parseKey(pair.private) instanceof Error)) return { privateKey: pair.private, publicKey: pair.public };
+  }
 }
 
 /**
