@@ -15,9 +15,19 @@ import { APP_CONFIG, AppConfig } from '../config/config';
  * Thin timers that call services. The audit sealer is also nudged after every audited commit;
  * this interval picks up anything another instance or a failed pass left behind.
  */
+/** What one pass of the checkout expiry and of the one-time account reaper takes at most before it takes again. */
+const BATCH = 50;
+/**
+ * A pass that found a full batch takes the next one at once, for up to this long (then the sweep's other steps run and
+ * the next tick goes on): a storm of leases ending in the same second is worked off at the rotation concurrency, not
+ * 50 per tick (bench/storm: 2,000 checkouts and 2,000 one-time accounts due at once took 270–290 s at 50 per 5 s).
+ */
+const DRAIN_BUDGET_MS = 60_000;
+
 @Injectable()
 export class SchedulerService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(SchedulerService.name);
+  private stopping = false;
 
   constructor(
     private readonly registry: SchedulerRegistry,
@@ -47,7 +57,14 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
 
   /** No new sweep starts while the services finish what is running (their beforeApplicationShutdown). */
   beforeApplicationShutdown(): void {
+    this.stopping = true;
     for (const name of this.registry.getIntervals()) this.registry.deleteInterval(name);
+  }
+
+  /** Runs `pass` again while it did a full batch, within DRAIN_BUDGET_MS and until shutdown begins. */
+  private async drained(pass: () => Promise<number>): Promise<void> {
+    const until = Date.now() + DRAIN_BUDGET_MS;
+    while ((await pass()) >= BATCH && Date.now() < until && !this.stopping);
   }
 
   private readonly busy = new Set<string>();
@@ -99,7 +116,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   reaper(): Promise<void> {
     return this.once('ephemeral', () =>
       this.steps([
-        ['ephemeral-reaper', () => this.ephemeral.reap()],
+        ['ephemeral-reaper', () => this.drained(async () => { const r = await this.ephemeral.reap(BATCH); return Math.max(r.lapsed, r.removed); })],
         ['ephemeral-reminders', () => this.ephemeralNotices.remindExpiring()],
       ]),
     );
@@ -112,7 +129,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   checkoutSweep(): Promise<void> {
     return this.once('checkout', () =>
       this.steps([
-        ['checkout-expiry', () => this.checkouts.expireDue()],
+        ['checkout-expiry', () => this.drained(() => this.checkouts.expireDue(BATCH))],
         ['checkout-cleanup', () => this.checkouts.finishStale()],
         ['checkout-reminders', () => this.checkoutNotices.remindExpiring()],
       ]),
