@@ -25,8 +25,9 @@
  * 100 ms (aim: growth from just before the jump ≤ 100 MB; the process is the vault plus this bench's small client).
  * The samplers never move the clock: a sampler operator's code is used once per real 30 s step (a sample whose code
  * was made before the jump and checked after it is dropped, not counted as an error).
- * Note: the vault takes at most 50 expired checkouts per checkout sweep (expireDue's limit) and 50 removals per reaper
- * pass, each every 5 s, 4 at a time: a storm of N of each cannot end before about N / 50 × 5 s whatever the target.
+ * The vault's sweeps take 50 expired checkouts / 50 removals per pass, 4 at a time, and (since 749da43) take the next
+ * pass at once while passes come back full (for up to 60 s per sweep); before that a storm of N of each could not end
+ * before about N / 50 × 5 s whatever the target.
  *
  * Raw (before the storm, same target, not through the vault): as many other roles of each kind, on persistent
  * admin connections (the least-privilege admin, TLS, channel binding), with the vault's concurrency for each of its
