@@ -106,17 +106,32 @@ export async function startTestVault(
     return totpAt(secret, clock.now().getTime());
   };
 
+  /**
+   * Requests that carry a code, one at a time (the admin's step-ups of concurrent createUser calls, and the logins and
+   * enrollments of the users they make): each needs a code of its own time step, burned in order (two taken at once
+   * would be the same code, or a newer one burned first makes the older a replay), and no other request may move the
+   * test clock between a code being made and its check (the code would be two steps old: MFA_INVALID).
+   */
+  let adminQueue: Promise<unknown> = Promise.resolve();
+  const adminInTurn = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = adminQueue.then(work, work);
+    adminQueue = run.catch(() => undefined);
+    return run;
+  };
   /** Logs in, enrolling TOTP on the way when the user has none yet. */
   const signIn = async (username: string, password: string, known?: { id: string; secret: string }): Promise<TestUser> => {
     let secret = known?.secret;
     const body: Record<string, string> = { username, password };
-    if (secret) body.code = await nextCode(username, secret);
-    const login = await http().post('/v1/auth/login').send(body).expect(200);
+    const login = await adminInTurn(async () => {
+      if (secret) body.code = await nextCode(username, secret);
+      return http().post('/v1/auth/login').send(body).expect(200);
+    });
     let auth = `Bearer ${login.body.accessToken}`;
     if (login.body.mfaEnrollmentRequired) {
       secret = (await http().post('/v1/me/mfa/totp').set('Authorization', auth).expect(200)).body.secret as string;
       // enrollment ends every earlier token (this one too) and answers with a fresh one
-      const confirmed = await http().post('/v1/me/mfa/totp/confirm').set('Authorization', auth).send({ code: await nextCode(username, secret) }).expect(200);
+      const enrolling = secret;
+      const confirmed = await adminInTurn(async () => http().post('/v1/me/mfa/totp/confirm').set('Authorization', auth).send({ code: await nextCode(username, enrolling) }).expect(200));
       auth = `Bearer ${confirmed.body.accessToken}`;
     }
     const me = (await http().get('/v1/me').set('Authorization', auth).expect(200)).body;
@@ -130,16 +145,6 @@ export async function startTestVault(
     : undefined;
 
   let admin: TestUser | undefined;
-  /**
-   * The admin's step-up calls of concurrent createUser calls, one at a time: each needs a code of its own time step,
-   * burned in order (two taken at once would be the same code, or a newer one burned first makes the older a replay).
-   */
-  let adminQueue: Promise<unknown> = Promise.resolve();
-  const adminInTurn = <T>(work: () => Promise<T>): Promise<T> => {
-    const run = adminQueue.then(work, work);
-    adminQueue = run.catch(() => undefined);
-    return run;
-  };
   // a vault restarted on an existing database: the admin's authenticator already holds `adminSecret`
   const getAdmin = async () => (admin ??= await signIn('admin', ADMIN_PASSWORD, opts.adminSecret ? { id: '', secret: opts.adminSecret } : undefined));
   return {
