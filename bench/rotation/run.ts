@@ -66,8 +66,11 @@ async function main(): Promise<void> {
 
   // --- PostgreSQL
   if (PG_N > 0) {
-    const pg = await startScramPostgres({ durable: true });
-    const target = (await api('/v1/targets', { name: 'bench-pg', type: 'postgres', host: pg.host, port: pg.port, admin: { username: pg.adminUsername, password: pg.adminPassword }, options: { database: pg.database } }).expect(201)).body;
+    // TLS (the vault's default for PostgreSQL) and the least-privilege admin the README recommends, on both sides
+    const pg = await startScramPostgres({ durable: true, tls: true });
+    const pgAdmin = await pg.leastPrivilegeAdmin();
+    const ssl = { ca: pg.tls!.caPem, servername: undefined };
+    const target = (await api('/v1/targets', { name: 'bench-pg', type: 'postgres', host: pg.host, port: pg.port, admin: { username: pgAdmin.username, password: pgAdmin.password }, options: { database: pg.database, tlsCa: pg.tls!.caPem } }).expect(201)).body;
     const roles: Array<{ name: string; id?: string }> = [];
     for (let i = 0; i < PG_N; i++) {
       const name = `b_${i}`;
@@ -78,11 +81,11 @@ async function main(): Promise<void> {
     for (const c of CONCURRENCY) {
       const raw = await pool(roles, c, async (r) => {
         const p = pw();
-        const admin = new PgClient({ host: pg.host, port: pg.port, user: pg.adminUsername, password: pg.adminPassword, database: pg.database });
+        const admin = new PgClient({ host: pg.host, port: pg.port, user: pgAdmin.username, password: pgAdmin.password, database: pg.database, ssl });
         await admin.connect();
         await admin.query(`ALTER ROLE ${admin.escapeIdentifier(r.name)} WITH PASSWORD ${admin.escapeLiteral(scramSha256Verifier(p))}`);
         await admin.end();
-        const login = new PgClient({ host: pg.host, port: pg.port, user: r.name, password: p, database: pg.database });
+        const login = new PgClient({ host: pg.host, port: pg.port, user: r.name, password: p, database: pg.database, ssl });
         await login.connect();
         await login.query('SELECT 1');
         await login.end();
