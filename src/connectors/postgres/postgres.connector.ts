@@ -19,10 +19,32 @@ const DEPENDENT_OBJECTS_STILL_EXIST = '2BP01';
  * roles with the privileges of the session's role (or pg_read_all_stats); where it is hidden (NULL), walsenders are
  * still told apart: pg_stat_get_wal_senders() lists their pids to everyone.
  */
-const CLIENT_BACKENDS_OF_ROLE = `FROM pg_catalog.pg_stat_activity
-  WHERE usesysid = $1::oid AND pid <> pg_backend_pid()
+const clientBackendsOf = (oid: string) => `FROM pg_catalog.pg_stat_activity
+  WHERE usesysid = ${oid} AND pid <> pg_backend_pid()
     AND (backend_type = 'client backend'
          OR (backend_type IS NULL AND pid NOT IN (SELECT w.pid FROM pg_catalog.pg_stat_get_wal_senders() w WHERE w.pid IS NOT NULL)))`;
+const CLIENT_BACKENDS_OF_ROLE = clientBackendsOf('$1::oid');
+
+/**
+ * Ending the sessions of the role named $1 in one round trip: what may be ended is decided in the statement that ends
+ * them. `verdict` is `gone` (no such role), `self` (the role is the session's own: never), `superuser` (a non-superuser
+ * admin may not end a superuser's backends), `privilege` (neither pg_signal_backend nor the role's privileges), or `ended`
+ * — and only then is the CASE's last branch, the subquery calling pg_terminate_backend, evaluated (a CASE evaluates the
+ * branch it chose only; the aggregate belongs to the subquery, which is not run for the other verdicts). `all_gone`:
+ * every backend it signalled exited within the 2 s each (pg_terminate_backend with a timeout waits for it).
+ */
+const END_SESSIONS_OF_ROLE = `
+  SELECT v.admin, v.verdict,
+         CASE WHEN v.verdict = 'ended' THEN (SELECT COALESCE(pg_catalog.bool_and(pg_catalog.pg_terminate_backend(pid, 2000)), true) ${clientBackendsOf('v.role')}) END AS all_gone
+    FROM (SELECT a.rolname AS admin, r.oid AS role,
+                 CASE WHEN r.oid IS NULL THEN 'gone'
+                      WHEN r.oid = a.oid THEN 'self'
+                      WHEN a.rolsuper THEN 'ended'
+                      WHEN r.rolsuper THEN 'superuser'
+                      WHEN NOT (pg_catalog.pg_has_role(a.oid, 'pg_signal_backend', 'USAGE') OR pg_catalog.pg_has_role(a.oid, r.oid, 'USAGE')) THEN 'privilege'
+                      ELSE 'ended' END AS verdict
+            FROM pg_catalog.pg_roles a LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1
+           WHERE a.rolname = session_user) v`;
 
 /**
  * PostgreSQL through `pg`. Passwords are set as SCRAM-SHA-256 verifiers computed here; identifiers go through
@@ -187,8 +209,8 @@ export class PostgresConnector implements Connector, PooledConnector {
         // DROP OWNED needs the privileges of the role: a CREATEROLE admin gives itself membership (15: CREATEROLE may
         // grant any non-superuser role; 16+: it holds ADMIN OPTION on roles it created). DROP ROLE ends it again.
         if (!admin.superuser) await c.query(`GRANT ${role} TO CURRENT_USER${admin.major >= 16 ? ' WITH INHERIT TRUE' : ''}`);
-        await this.endSessions(c, username, admin);
-        await this.awaitBackendsGone(c, found.oid, opts);
+        // it can no longer log in: once every backend it had has exited (all_gone), none can appear
+        if (!(await this.endSessions(c, username)).allGone) await this.awaitBackendsGone(c, found.oid, opts);
         // default privileges of the roles it was granted, as they were when it was created (they outlive DROP OWNED)
         await this.restoreDefaultAcls(target, opts, c, found.oid, admin);
         // Everything it owns is DROPPED, with what depends on it (a trigger it put on someone else's table calling its
@@ -218,7 +240,7 @@ export class PostgresConnector implements Connector, PooledConnector {
   }
 
   async terminateSessions(target: ConnectorTarget, { username }: TerminateSessionsRequest, opts?: CallOptions): Promise<void> {
-    await this.asAdmin(target, opts, async (c) => this.endSessions(c, username, await adminFacts(c)));
+    await this.asAdmin(target, opts, (c) => this.endSessions(c, username));
   }
 
   /**
@@ -391,23 +413,27 @@ export class PostgresConnector implements Connector, PooledConnector {
   /**
    * Ends the role's client backends — never walsenders, never this session, and no background worker wherever the admin
    * can see backend types (revoke: always, it holds the role's privileges then). A superuser's sessions cannot be ended
-   * by a non-superuser (pg_signal_backend does not reach them): refused loudly, not skipped.
+   * by a non-superuser (pg_signal_backend does not reach them): refused loudly, not skipped. One round trip
+   * ({@link END_SESSIONS_OF_ROLE}): the checks and the termination are one statement.
    */
-  private async endSessions(c: Client, username: string, admin: AdminFacts): Promise<void> {
-    const found = await this.roleFacts(c, username);
-    if (!found) return; // no role, no sessions
-    if (!admin.superuser) {
-      if (found.superuser) {
+  private async endSessions(c: Client, username: string): Promise<{ allGone: boolean }> {
+    const { rows } = await c.query<{ admin: string; verdict: 'gone' | 'self' | 'superuser' | 'privilege' | 'ended'; all_gone: boolean | null }>(END_SESSIONS_OF_ROLE, [username]);
+    const row = rows[0];
+    if (!row) throw new ConnectorError('TARGET_ERROR', 'the administrator\'s own role was not found in pg_roles');
+    switch (row.verdict) {
+      case 'gone':
+        return { allGone: true }; // no role, no sessions
+      case 'self':
+        throw new ConnectorError('TARGET_INVALID_NAME', 'the sessions of the target\'s administrator are never ended by the vault');
+      case 'superuser':
         throw new ConnectorError('TARGET_ERROR', `the sessions of ${username} cannot be ended: it is a superuser role, and only a superuser administrator may end a superuser's sessions`);
-      }
-      const { rows } = await c.query<{ may: boolean }>("SELECT pg_has_role(session_user, 'pg_signal_backend', 'USAGE') OR pg_has_role(session_user, $1::oid, 'USAGE') AS may", [found.oid]);
-      if (!rows[0].may) {
-        throw new ConnectorError('TARGET_ERROR', `the sessions of ${username} cannot be ended: the administrator needs pg_signal_backend (GRANT pg_signal_backend TO ${c.escapeIdentifier(admin.username)})`);
-      }
+      case 'privilege':
+        throw new ConnectorError('TARGET_ERROR', `the sessions of ${username} cannot be ended: the administrator needs pg_signal_backend (GRANT pg_signal_backend TO ${c.escapeIdentifier(row.admin)})`);
+      default:
+        // with a timeout, pg_terminate_backend waits (up to 2 s each) until the backend has exited: when this returns
+        // with all_gone, the sessions are gone, not only signalled
+        return { allGone: row.all_gone === true };
     }
-    // with a timeout, pg_terminate_backend waits (up to 2 s each) until the backend has exited: when this returns, the
-    // sessions are gone, not only signalled (the caller no longer spends a connection close's time that hid the gap)
-    await c.query(`SELECT pg_terminate_backend(pid, 2000) ${CLIENT_BACKENDS_OF_ROLE}`, [found.oid]);
   }
 
   /** Why the admin may not change a role, and what to grant. */
