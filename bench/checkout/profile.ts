@@ -36,6 +36,9 @@ const CONCURRENCY = arg('c', '1,16').split(',').map(Number);
 const CPUPROF = arg('cpuprof', '');
 const STUB = arg('stub', '').split(',').filter(Boolean);
 const FLOOR = process.argv.includes('--floor');
+/** --trace: prints every SQL statement (in order) of one cycle at c=1 after the warm-up, then goes on. */
+const TRACE = process.argv.includes('--trace');
+let trace: string[] | null = null;
 
 /** `n` GETs of `path` from `c` keep-alive workers: requests/s and CPU ms of this process per request. */
 async function getLoop(port: number, path: string, auth: string, c: number, n: number): Promise<{ rps: number; cpuMsPerReq: number }> {
@@ -97,6 +100,7 @@ function wrapPg(): void {
     const q = a[0];
     const text = typeof q === 'string' ? q : ((q as { text?: string })?.text ?? '');
     const key = `sql: ${text.replace(/\s+/g, ' ').trim().slice(0, 60)}`;
+    trace?.push(`  ${text.replace(/\s+/g, ' ').trim().slice(0, 110)}`);
     const t0 = performance.now();
     const r = orig.apply(this, a);
     if (r instanceof Promise) return r.finally(() => add(key, performance.now() - t0));
@@ -167,6 +171,13 @@ async function main(): Promise<void> {
     });
 
     await vaultLevel(bench.vault, bench.port, bench.book, bench.accounts, Math.min(4, Math.max(...CONCURRENCY)), 50); // warm-up
+    if (TRACE) {
+      trace = [];
+      await vaultLevel(bench.vault, bench.port, bench.book, bench.accounts, 1, 1);
+      await new Promise((r) => setTimeout(r, 500)); // the sealer's pass after the cycle
+      process.stdout.write(`one cycle at c=1: ${trace.length} statements (the target's included)\n${trace.join('\n')}\n`);
+      trace = null;
+    }
     if (FLOOR) {
       const auth = bench.book.anyAuth();
       for (const c of CONCURRENCY) {

@@ -7,7 +7,11 @@ import { ChainHead, chainLink, GENESIS_HASH, headMac } from './audit-chain';
 /** Held by whoever links events into the chain: the sealer (try-lock, per pass) or verify (waits). */
 export const SEAL_LOCK = 7_301_002;
 const BATCH = 1000;
-const NUDGE_DELAY_MS = 25;
+/**
+ * How long a nudge waits before its pass: the events of every commit in that time are linked in one pass (a pass is
+ * five statements in a transaction of its own). Events are MACed as they commit; the link follows within this delay.
+ */
+const NUDGE_DELAY_MS = 200;
 
 /**
  * Links committed audit events into the hash chain. Only one sealer works at a time across all

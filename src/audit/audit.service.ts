@@ -8,6 +8,11 @@ import { eventMac, sensitiveHmac } from './audit-chain';
 import { AuditInput } from './audit.types';
 import { AuditSealer } from './audit-sealer.service';
 
+/** Event ids taken with each transaction's BEGIN (one round trip): enough for the hot paths' events; more are fetched. */
+const IDS_WITH_BEGIN = 4;
+/** The ids a transaction took with its BEGIN and has not used yet (ascending). */
+const spareIds = new WeakMap<EntityManager, string[]>();
+
 /** What a unit of work's `audit` member does: records one event in that transaction. */
 export type AuditFn = (input: AuditInput) => Promise<string>;
 
@@ -34,6 +39,11 @@ export class AuditService implements TxParticipant {
     uow.register(this);
   }
 
+  readonly withBegin = {
+    sql: `SELECT nextval('audit_events_id_seq')::text AS id FROM generate_series(1, ${IDS_WITH_BEGIN})`,
+    rows: (tx: Tx, rows: Array<Record<string, unknown>>) => void spareIds.set(tx.em, rows.map((r) => String(r.id)).sort(byNumber)),
+  };
+
   join(tx: Tx): void {
     tx.audit = (input) => this.record(tx.em, input);
     tx.afterCommit(() => this.sealer.nudge());
@@ -44,13 +54,19 @@ export class AuditService implements TxParticipant {
   }
 
   /**
-   * Several events in two round trips whatever their number (ids, then one INSERT), in the given order: the hot
-   * paths (a checkout writes requested + activated + revealed) pay per statement, not per event.
+   * Several events in one INSERT whatever their number, in the given order: the hot paths (a checkout writes
+   * requested + activated + revealed) pay per statement, not per event. Their ids come from those the unit of work
+   * took with its BEGIN (`withBegin`) while they last, so an event costs one round trip; beyond them (or on an entity
+   * manager outside a unit of work) one more round trip takes the rest.
    */
   async recordMany(em: EntityManager, inputs: AuditInput[]): Promise<string[]> {
     if (inputs.length === 0) return [];
-    const rows: Array<{ id: string }> = await em.query("SELECT nextval('audit_events_id_seq')::text AS id FROM generate_series(1, $1)", [inputs.length]);
-    const ids = rows.map((r) => r.id).sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+    const spare = spareIds.get(em) ?? [];
+    const ids = spare.splice(0, inputs.length);
+    if (ids.length < inputs.length) {
+      const rows: Array<{ id: string }> = await em.query("SELECT nextval('audit_events_id_seq')::text AS id FROM generate_series(1, $1)", [inputs.length - ids.length]);
+      ids.push(...rows.map((r) => r.id).sort(byNumber));
+    }
     const at = this.clock.now();
     const key = this.keyring.auditKey();
     const params: unknown[] = [];
@@ -84,4 +100,8 @@ export class AuditService implements TxParticipant {
   hmacOf(value: string): string {
     return sensitiveHmac(this.keyring.auditKey(), value);
   }
+}
+
+function byNumber(a: string, b: string): number {
+  return BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0;
 }

@@ -1,5 +1,5 @@
 import { Global, Injectable, Module } from '@nestjs/common';
-import { DataSource, EntityManager } from 'typeorm';
+import { DataSource, EntityManager, QueryRunner } from 'typeorm';
 
 /**
  * One database transaction as the application sees it: the entity manager every statement of the change runs on,
@@ -25,6 +25,12 @@ export interface Tx {
  */
 export interface TxParticipant {
   join(tx: Tx): void;
+  /**
+   * A parameterless query sent in the same round trip as the transaction's BEGIN (a simple-protocol batch), its rows
+   * handed to `withBegin.rows` before `begin` runs: the audit module takes its event ids there, so an event costs one
+   * round trip (its INSERT). Read-only, no parameters: the text is fixed at registration.
+   */
+  readonly withBegin?: { sql: string; rows(tx: Tx, rows: Array<Record<string, unknown>>): void };
   begin?(tx: Tx): Promise<void>;
 }
 
@@ -47,21 +53,60 @@ export class UnitOfWork {
     const hooks: Array<() => void> = [];
     const undo: Array<() => void> = [];
     let result: T;
+    const qr = this.dataSource.createQueryRunner();
     try {
-      result = await this.dataSource.transaction(async (em) => {
-        const tx = { em, afterCommit: (fn: () => void) => void hooks.push(fn), afterRollback: (fn: () => void) => void undo.push(fn) } as Tx;
+      const preludes = await this.begin(qr);
+      try {
+        const tx = { em: qr.manager, afterCommit: (fn: () => void) => void hooks.push(fn), afterRollback: (fn: () => void) => void undo.push(fn) } as Tx;
         for (const p of this.participants) p.join(tx);
+        preludes.forEach(([p, rows]) => p.withBegin!.rows(tx, rows));
         for (const p of this.participants) if (p.begin) await p.begin(tx);
-        return work(tx);
-      });
+        result = await work(tx);
+        await qr.commitTransaction();
+      } catch (e) {
+        // the original error is what the caller sees, whatever the rollback does (a broken connection is discarded)
+        await qr.rollbackTransaction().catch(() => undefined);
+        throw e;
+      }
     } catch (e) {
       runAll(undo);
       throw e;
+    } finally {
+      await qr.release().catch(() => undefined);
     }
     // after-commit hooks are nudges (seal soon, deliver soon) and state changes; the change itself is committed
     runAll(hooks);
     return result;
   }
+
+  /**
+   * BEGIN and the participants' `withBegin` queries in one round trip (simple protocol: one message, several
+   * statements, executed in order, in the transaction they open), then hands TypeORM's query runner the open
+   * transaction as if its own startTransaction had opened it (commit/rollback and nested savepoints work as usual).
+   */
+  private async begin(qr: QueryRunner): Promise<Array<[TxParticipant, Array<Record<string, unknown>>]>> {
+    const withBegin = this.participants.filter((p) => p.withBegin);
+    const client = (await qr.connect()) as { query(sql: string): Promise<PgResult | PgResult[]> };
+    const sql = ['START TRANSACTION', ...withBegin.map((p) => p.withBegin!.sql)].join('; ');
+    let results: PgResult | PgResult[];
+    try {
+      results = await client.query(sql);
+    } catch (e) {
+      // a statement after START TRANSACTION failed: the session is in an aborted transaction; end it before release
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+    const list = Array.isArray(results) ? results : [results];
+    const open = qr as unknown as { isTransactionActive: boolean; transactionDepth: number };
+    open.isTransactionActive = true;
+    open.transactionDepth = 1;
+    return withBegin.map((p, i) => [p, list[i + 1]?.rows ?? []]);
+  }
+}
+
+/** What node-postgres answers for one statement of a simple-protocol query. */
+interface PgResult {
+  rows: Array<Record<string, unknown>>;
 }
 
 function runAll(fns: Array<() => void>): void {

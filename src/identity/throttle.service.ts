@@ -60,7 +60,8 @@ function keysOf(kind: AttemptKind, s: ThrottleSubject): Array<{ key: string; rul
 /** A window's identity: its start in microseconds since the epoch (exact, unlike a JS Date). */
 const WINDOW_ID = '(extract(epoch FROM window_start) * 1000000)::bigint::text';
 
-class ThrottledSignal extends Error {}
+/** SQLSTATE of the deliberate division by zero that refuses a reservation with a full key (see `reserve`). */
+const DIVISION_BY_ZERO = '22012';
 
 /** About one reservation in a hundred also clears out long-expired rows (pair keys are many: one per user and address). */
 const SWEEP_CHANCE = 0.01;
@@ -76,10 +77,14 @@ export class ThrottleService {
    */
   async reserve(kind: AttemptKind, s: ThrottleSubject): Promise<Reservation> {
     const keys = keysOf(kind, s);
+    let rows: Array<{ key: string; win: string; failures: number }>;
     try {
-      return await this.dataSource.transaction(async (em) => {
-        const rows: Array<{ key: string; win: string; failures: number }> = await em.query(
-          `INSERT INTO auth_throttle (key, failures, window_start)
+      // one statement, so one round trip and atomic without BEGIN/COMMIT: when some keys were counted and another was
+      // full, the division by zero in the outer SELECT aborts the whole statement (the counted keys too), so a refused
+      // attempt counts nowhere; when every key was full nothing was counted and no row comes back
+      rows = await this.dataSource.query(
+        `WITH counted AS (
+           INSERT INTO auth_throttle (key, failures, window_start)
            SELECT k.key, 1, now() FROM unnest($1::text[], $2::int[], $3::int[]) AS k(key, max, secs) ORDER BY k.key COLLATE "C"
            ON CONFLICT (key) DO UPDATE SET
              failures = CASE WHEN auth_throttle.window_start + make_interval(secs => ($3::int[])[array_position($1::text[], auth_throttle.key)]) <= now()
@@ -88,19 +93,18 @@ export class ThrottleService {
                                  THEN now() ELSE auth_throttle.window_start END
            WHERE auth_throttle.window_start + make_interval(secs => ($3::int[])[array_position($1::text[], auth_throttle.key)]) <= now()
               OR auth_throttle.failures < ($2::int[])[array_position($1::text[], auth_throttle.key)]
-           RETURNING key, failures, ${WINDOW_ID} AS win`,
-          [keys.map((k) => k.key), keys.map((k) => THROTTLE_RULES[k.rule].max), keys.map((k) => THROTTLE_RULES[k.rule].windowSeconds)],
-        );
-        // one full key: roll everything back, so a refused attempt counts nowhere
-        if (rows.length !== keys.length) throw new ThrottledSignal();
-        if (Math.random() < SWEEP_CHANCE) void this.sweep();
-        const byKey = new Map(rows.map((r) => [r.key, r]));
-        return { keys: keys.map((k) => k.key), windows: keys.map((k) => byKey.get(k.key)!.win), counts: keys.map((k) => byKey.get(k.key)!.failures), released: false };
-      });
+           RETURNING key, failures, ${WINDOW_ID} AS win)
+         SELECT key, failures, win, 1 / ((SELECT count(*) FROM counted) = cardinality($1::text[]))::int AS whole FROM counted`,
+        [keys.map((k) => k.key), keys.map((k) => THROTTLE_RULES[k.rule].max), keys.map((k) => THROTTLE_RULES[k.rule].windowSeconds)],
+      );
     } catch (e) {
-      if (!(e instanceof ThrottledSignal)) throw e;
+      if ((e as { code?: string }).code !== DIVISION_BY_ZERO) throw e;
+      rows = [];
     }
-    throw await this.throttled(keys);
+    if (rows.length !== keys.length) throw await this.throttled(keys);
+    if (Math.random() < SWEEP_CHANCE) void this.sweep();
+    const byKey = new Map(rows.map((r) => [r.key, r]));
+    return { keys: keys.map((k) => k.key), windows: keys.map((k) => byKey.get(k.key)!.win), counts: keys.map((k) => byKey.get(k.key)!.failures), released: false };
   }
 
   /** Gives an attempt back (a success, or a replayed code): it no longer counts. Idempotent. */
