@@ -13,6 +13,9 @@ const IDS_WITH_BEGIN = 4;
 /** The ids a transaction took with its BEGIN and has not used yet (ascending). */
 const spareIds = new WeakMap<EntityManager, string[]>();
 
+/** One audit_events row as inserted: id, at, type, actor_id, subject_type, subject_id, outcome, details, mac. */
+type AuditRow = unknown[];
+
 /** What a unit of work's `audit` member does: records one event in that transaction. */
 export type AuditFn = (input: AuditInput) => Promise<string>;
 
@@ -44,8 +47,25 @@ export class AuditService implements TxParticipant {
     rows: (tx: Tx, rows: Array<Record<string, unknown>>) => void spareIds.set(tx.em, rows.map((r) => String(r.id)).sort(byNumber)),
   };
 
+  /**
+   * `tx.audit(event)` gives the event its id and MAC at once (ids taken with BEGIN while they last) and writes every
+   * event of the transaction in one INSERT right before COMMIT (`beforeCommit`): a unit of work costs one audit round
+   * trip whatever its number of events, and the events commit or roll back with the change as before. An event
+   * recorded after that flush (by a later before-commit hook) is written at once.
+   */
   join(tx: Tx): void {
-    tx.audit = (input) => this.record(tx.em, input);
+    const pending: AuditRow[] = [];
+    let flushed = false;
+    tx.audit = async (input) => {
+      const [row] = this.rowsOf(await this.idsFor(tx.em, 1), [input]);
+      if (flushed) await this.insert(tx.em, [row]);
+      else pending.push(row);
+      return row[0] as string;
+    };
+    tx.beforeCommit(async () => {
+      flushed = true;
+      await this.insert(tx.em, pending.splice(0));
+    });
     tx.afterCommit(() => this.sealer.nudge());
   }
 
@@ -54,23 +74,37 @@ export class AuditService implements TxParticipant {
   }
 
   /**
-   * Several events in one INSERT whatever their number, in the given order: the hot paths (a checkout writes
-   * requested + activated + revealed) pay per statement, not per event. Their ids come from those the unit of work
-   * took with its BEGIN (`withBegin`) while they last, so an event costs one round trip; beyond them (or on an entity
-   * manager outside a unit of work) one more round trip takes the rest.
+   * Several events in one INSERT whatever their number, in the given order, at once (outside the buffering of
+   * `tx.audit`). Their ids come from those the unit of work took with its BEGIN (`withBegin`) while they last, so an
+   * event costs one round trip; beyond them (or on an entity manager outside a unit of work) one more takes the rest.
    */
   async recordMany(em: EntityManager, inputs: AuditInput[]): Promise<string[]> {
     if (inputs.length === 0) return [];
-    const spare = spareIds.get(em) ?? [];
-    const ids = spare.splice(0, inputs.length);
-    if (ids.length < inputs.length) {
-      const rows: Array<{ id: string }> = await em.query("SELECT nextval('audit_events_id_seq')::text AS id FROM generate_series(1, $1)", [inputs.length - ids.length]);
-      ids.push(...rows.map((r) => r.id).sort(byNumber));
+    const rows = this.rowsOf(await this.idsFor(em, inputs.length), inputs);
+    await this.insert(em, rows);
+    return rows.map((r) => r[0] as string);
+  }
+
+  /** `n` fresh event ids, ascending: the spare ones `em`'s unit of work took with BEGIN first. */
+  private async idsFor(em: EntityManager, n: number): Promise<string[]> {
+    const spare = spareIds.get(em);
+    const ids = (spare ?? []).splice(0, n);
+    if (ids.length < n) {
+      // in a unit of work, as many more as BEGIN took, at least: the next events need no round trip for theirs
+      const more = spare ? Math.max(n - ids.length, IDS_WITH_BEGIN) : n - ids.length;
+      const rows: Array<{ id: string }> = await em.query("SELECT nextval('audit_events_id_seq')::text AS id FROM generate_series(1, $1)", [more]);
+      const fresh = rows.map((r) => r.id).sort(byNumber);
+      ids.push(...fresh.splice(0, n - ids.length));
+      spare?.push(...fresh);
     }
+    return ids;
+  }
+
+  /** The rows of `inputs` (ids given), each with its MAC over exactly what PostgreSQL will give back. */
+  private rowsOf(ids: string[], inputs: AuditInput[]): AuditRow[] {
     const at = this.clock.now();
     const key = this.keyring.auditKey();
-    const params: unknown[] = [];
-    const values = inputs.map((input, i) => {
+    return inputs.map((input, i) => {
       // toStorable: what is MACed must be exactly what PostgreSQL gives back (no NUL, no lone surrogates)
       const event = toStorable({
         id: ids[i],
@@ -83,13 +117,19 @@ export class AuditService implements TxParticipant {
         // JSON round trip now, so the MAC covers exactly what jsonb will give back
         details: JSON.parse(JSON.stringify(input.details ?? {})) as Record<string, unknown>,
       });
-      const row = [event.id, event.at, event.type, event.actorId, event.subjectType, event.subjectId, event.outcome, JSON.stringify(event.details), eventMac(key, event)];
+      return [event.id, event.at, event.type, event.actorId, event.subjectType, event.subjectId, event.outcome, JSON.stringify(event.details), eventMac(key, event)];
+    });
+  }
+
+  private async insert(em: EntityManager, rows: AuditRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const params: unknown[] = [];
+    const values = rows.map((row) => {
       const placeholders = row.map((_, j) => `$${params.length + j + 1}`);
       params.push(...row);
       return `(${placeholders.join(', ')})`;
     });
     await em.query(`INSERT INTO audit_events (id, at, type, actor_id, subject_type, subject_id, outcome, details, mac) VALUES ${values.join(', ')}`, params);
-    return ids;
   }
 
   /** Records a single event on its own (failed logins, denied actions). */

@@ -36,6 +36,8 @@ interface Ended {
   cleanup: boolean;
   /** The checkout as it was closed (what the answer shows). */
   row?: CheckoutEntity;
+  /** Where its sessions are ended, as read (locked) by the transaction that ended it; read again when absent. */
+  account?: { targetId: string; username: string };
 }
 
 /**
@@ -173,7 +175,7 @@ export class CheckoutLifecycleService {
     if (!row) throw Errors.conflict('CHECKOUT_ENDED', 'the checkout has already ended');
     await tx.audit({ type: `checkout.${EVENT_OF[reason]}`, actor, subjectType: 'checkout', subjectId: checkout.id, details: { accountId: checkout.accountId, reason, wasActive, rotationId, ...details } });
     await this.notices.ended(tx, checkout, reason, { account, detail: typeof details.reason === 'string' ? details.reason : null });
-    return { id: checkout.id, accountId: checkout.accountId, rotationId, cleanup: wasActive, row };
+    return { id: checkout.id, accountId: checkout.accountId, rotationId, cleanup: wasActive, row, account: { targetId: account.targetId, username: account.username } };
   }
 
   /**
@@ -189,7 +191,7 @@ export class CheckoutLifecycleService {
     let errorCode: string | null = null;
     try {
       if (e.rotationId) await this.store.renewCleanup(this.dataSource, e.id, this.config.rotation.claimSeconds);
-      const account = await this.accounts.find(this.dataSource.manager, e.accountId);
+      const account = e.account ?? (await this.accounts.find(this.dataSource.manager, e.accountId));
       const target = await this.targets.connectById(this.dataSource.manager, account.targetId);
       await target.terminateSessions({ username: account.username });
     } catch (err) {
@@ -205,16 +207,16 @@ export class CheckoutLifecycleService {
     const me = this.work.instanceId;
     await this.uow.run(async (tx) => {
       const { em, audit } = tx;
-      const row = await this.store.lockCleanup(em, e.id, me, accountSettledSql('c.account_id'));
-      if (!row) return; // another instance took over
       if (errorCode === null) {
         // the rotation did not succeed (yet): sessions were ended now anyway, and will be again once it has, since
         // until then the old password still logs in; the sweep takes this up when the account is rotated
-        if (row.settled) await this.store.finishCleanup(em, e.id, me);
-        else await this.store.deferCleanup(em, e.id, me);
-        await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId, rotationSettled: row.settled } });
+        const done = await this.store.settleEndedCleanup(em, e.id, me, accountSettledSql('c.account_id'));
+        if (!done) return; // another instance took over
+        await audit({ type: 'checkout.sessions_terminated', actor: null, subjectType: 'checkout', subjectId: e.id, details: { accountId: e.accountId, rotationSettled: done.settled } });
         return;
       }
+      const row = await this.store.lockCleanup(em, e.id, me, accountSettledSql('c.account_id'));
+      if (!row) return; // another instance took over
       const attempts = row.attempts + 1;
       const gaveUp = attempts >= this.config.checkout.cleanupMaxAttempts;
       await this.store.failCleanup(em, e.id, me, { attempts, giveUp: gaveUp, backoffSeconds: backoffSeconds(attempts, CLEANUP_BACKOFF) });

@@ -293,14 +293,32 @@ export class CheckoutStore implements OnModuleInit {
     return row ?? null;
   }
 
+  /**
+   * The sessions were ended, in one statement (locks the row like `lockCleanup`): finish (pending → done) when the
+   * account is settled (`accountReadySql`), else defer (stays pending, the claim lapsing now: the sweep ends them again
+   * once the rotation has succeeded). Whether it was settled, or null when `claimant` no longer holds the claim.
+   */
+  async settleEndedCleanup(em: EntityManager, id: string, claimant: string, accountReadySql: string): Promise<{ settled: boolean } | null> {
+    const [rows]: [Array<{ settled: boolean }>, number] = await em.query(
+      `UPDATE checkouts c SET
+          cleanup = CASE WHEN ${accountReadySql} THEN 'done' ELSE c.cleanup END,
+          cleanup_claimed_until = CASE WHEN ${accountReadySql} THEN NULL ELSE now() END,
+          version = c.version + 1
+        WHERE c.id = $1 AND c.cleanup = 'pending' AND c.cleanup_claimed_by = $2
+        RETURNING c.cleanup = 'done' AS settled`,
+      [id, claimant],
+    );
+    return rows[0] ?? null;
+  }
+
   /** finish: pending → done (sessions ended after the account's rotation settled). */
   async finishCleanup(em: EntityManager, id: string, claimant: string): Promise<boolean> {
-    return (await this.one(em, "cleanup = 'done', cleanup_claimed_until = NULL", "cleanup = 'pending' AND cleanup_claimed_by = $2", [id, claimant])) !== null;
+    return (await this.settleEndedCleanup(em, id, claimant, 'true')) !== null;
   }
 
   /** defer: stays pending, the claim lapsing now (sessions ended, the rotation not settled: the sweep ends them again). */
   async deferCleanup(em: EntityManager, id: string, claimant: string): Promise<boolean> {
-    return (await this.one(em, 'cleanup_claimed_until = now()', "cleanup = 'pending' AND cleanup_claimed_by = $2", [id, claimant])) !== null;
+    return (await this.settleEndedCleanup(em, id, claimant, 'false')) !== null;
   }
 
   /** retry (pending, claimed again after `backoffSeconds`) or, with `giveUp`, give_up: pending → failed. */

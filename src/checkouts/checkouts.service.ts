@@ -3,7 +3,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { AccountStore } from '../accounts/account-store';
 import { AccountPolicy, maxLeaseSeconds } from '../accounts/policy';
-import { AuditService } from '../audit/audit.service';
 import { AuditInput } from '../audit/audit.types';
 import { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
@@ -31,7 +30,6 @@ export class CheckoutsService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly uow: UnitOfWork,
-    private readonly audit: AuditService,
     private readonly store: CheckoutStore,
     private readonly accounts: AccountStore,
     private readonly notices: CheckoutNotices,
@@ -86,7 +84,7 @@ export class CheckoutsService {
       // checkout that needs no approval tells no one and reads nothing more
       const names = needsApproval || breakGlass ? await this.notices.names(em, checkout, { requester: actor.name }) : null;
       if (needsApproval) {
-        await this.audit.recordMany(em, events);
+        for (const e of events) await tx.audit(e);
         await this.notices.approvalRequested(tx, checkout, names as CheckoutNames);
         return view;
       }
@@ -94,7 +92,7 @@ export class CheckoutsService {
       // brokered only: the password stays in the vault, the operator connects through the SSH gateway
       const credential = policy.brokeredOnly ? undefined : this.accounts.credentialOf(taken);
       if (credential) events.push(event('revealed', { via: 'checkout' }));
-      await this.audit.recordMany(em, events);
+      for (const e of events) await tx.audit(e);
       if (breakGlass) await this.notices.breakGlass(tx, checkout, names as CheckoutNames);
       return credential ? { ...view, credential } : view;
     });

@@ -12,6 +12,11 @@ import { DataSource, EntityManager, QueryRunner } from 'typeorm';
  */
 export interface Tx {
   readonly em: EntityManager;
+  /**
+   * Runs `fn` after the work, right before COMMIT, in the transaction (hooks in the order they were added; a hook added
+   * by a hook runs too). A throwing `fn` rolls the transaction back and the unit of work throws.
+   */
+  beforeCommit(fn: () => Promise<void>): void;
   /** Runs `fn` after the transaction committed (never when it rolled back). A throwing `fn` is ignored. */
   afterCommit(fn: () => void): void;
   /** Runs `fn` after the transaction rolled back (the work threw, or the commit failed). A throwing `fn` is ignored. */
@@ -52,16 +57,23 @@ export class UnitOfWork {
   async run<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
     const hooks: Array<() => void> = [];
     const undo: Array<() => void> = [];
+    const last: Array<() => Promise<void>> = [];
     let result: T;
     const qr = this.dataSource.createQueryRunner();
     try {
       const preludes = await this.begin(qr);
       try {
-        const tx = { em: qr.manager, afterCommit: (fn: () => void) => void hooks.push(fn), afterRollback: (fn: () => void) => void undo.push(fn) } as Tx;
+        const tx = {
+          em: qr.manager,
+          beforeCommit: (fn: () => Promise<void>) => void last.push(fn),
+          afterCommit: (fn: () => void) => void hooks.push(fn),
+          afterRollback: (fn: () => void) => void undo.push(fn),
+        } as Tx;
         for (const p of this.participants) p.join(tx);
         preludes.forEach(([p, rows]) => p.withBegin!.rows(tx, rows));
         for (const p of this.participants) if (p.begin) await p.begin(tx);
         result = await work(tx);
+        for (let i = 0; i < last.length; i++) await last[i]();
         await qr.commitTransaction();
       } catch (e) {
         // the original error is what the caller sees, whatever the rollback does (a broken connection is discarded)
