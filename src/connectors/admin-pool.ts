@@ -1,12 +1,13 @@
-import { createHash } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
 import { ConnectorError } from './connector.errors';
 import type { CallOptions, ConnectorTarget } from './connector.interface';
 
 /**
- * Pooled administrator connections to targets (PostgreSQL and MySQL/MariaDB; SSH opens one connection per call).
+ * Pooled administrator connections to targets (PostgreSQL and MySQL/MariaDB; SSH has a shared-channel variant, ssh/ssh-pool.ts).
  *
  * One bounded pool per target identity (type, host, port, database, admin user). A connection is reused only while the
- * call's {@link fingerprintOf fingerprint} — a SHA-256 over everything that decides whom the vault talks to and as whom
+ * call's fingerprint ({@link poolKeyOf}) — an HMAC-SHA-256, under a key random per process, over everything that decides whom the vault talks to and as whom
  * (address, database, admin user, admin password and keys, TLS options with CA and certificate pin) — is the pool's:
  * a call with another fingerprint (the address, admin credential or pin was changed) closes the identity's idle
  * connections at once and has its busy ones destroyed when they are released, so nothing opened under the old
@@ -60,6 +61,9 @@ export interface PooledConnector {
   closeAll(): Promise<void>;
 }
 
+/** The key of every fingerprint: random per process, never stored or shown. */
+const FINGERPRINT_KEY = randomBytes(32);
+
 /** Which pool (the identity) and which credential and identity proof the call uses (the fingerprint). */
 export interface PoolKey {
   identity: string;
@@ -69,6 +73,14 @@ export interface PoolKey {
    * and a target whose address or admin user changed has the pool of its old identity closed at once.
    */
   owner?: string;
+  /**
+   * The owner's pools that belong together (PostgreSQL: one per database of the target, all sharing the identity of its
+   * home database as their place): an owner seen with another place has every pool of its old place closed at once.
+   * Without it the identity is the place (one pool per owner, as for MySQL).
+   */
+  place?: string;
+  /** This identity's idle time (ms), when it must be shorter than the pool's (capped at the pool's). */
+  idleMs?: number;
 }
 
 /** The pool key of a target's admin connection. `database` is the one connected to (it may differ from options.database). */
@@ -76,7 +88,9 @@ export function poolKeyOf(target: ConnectorTarget & { id?: string }, database: s
   const owner = typeof target.id === 'string' ? target.id : undefined;
   const identity = JSON.stringify([owner ?? null, target.type, target.host, target.port, database ?? null, target.adminUsername]);
   const o = target.options ?? {};
-  const fingerprint = createHash('sha256')
+  // keyed with a secret of this process: a plain hash over the admin password would let whoever reads a fingerprint (a
+  // heap dump, a debug print) test password guesses offline at hash speed
+  const fingerprint = createHmac('sha256', FINGERPRINT_KEY)
     .update(JSON.stringify([
       identity, target.adminPassword ?? null, target.adminPrivateKey ?? null, target.adminPassphrase ?? null,
       o.tls ?? null, o.tlsCa ?? null, o.tlsCertSha256?.trim().toUpperCase() ?? null, o.hostKeySha256 ?? null,
@@ -99,6 +113,10 @@ interface Entry<C> {
 
 interface Slot<C> {
   fingerprint: string;
+  /** The key's place (PoolKey.place, else its identity). */
+  place: string;
+  /** Idle time of this slot's connections (PoolKey.idleMs, at most the pool's). */
+  idleMs: number;
   idle: Entry<C>[];
   busy: Set<Entry<C>>;
   opening: number;
@@ -130,7 +148,7 @@ export class AdminPool<C> {
   private readonly maxLifetimeMs: number;
   /** After closeAll: connections are still lent, but closed on release (none outlives shutdown). */
   private closed = false;
-  /** The identity each owner (target id) was last used with. */
+  /** The place (PoolKey.place, else the identity) each owner (target id) was last used with. */
   private readonly owners = new Map<string, string>();
   /** Closes under way, awaited by closeAll. */
   private readonly closing = new Set<Promise<void>>();
@@ -149,20 +167,38 @@ export class AdminPool<C> {
    */
   async use<T>(key: PoolKey, driver: PoolDriver<C>, opts: CallOptions | undefined, work: (conn: C) => Promise<T>): Promise<T> {
     const { slot, entry } = await this.acquire(key, driver, opts);
-    const onAbort = () => {
-      entry.lost = true;
-      this.close(driver, entry.conn);
-    };
-    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    let released = false;
     let ok = false;
+    const releaseOnce = () => {
+      if (released) return;
+      released = true;
+      this.release(slot, entry, ok);
+    };
+    // an abort destroys the connection and frees the slot at once, whether or not the work notices: a driver whose
+    // destroy does not fail the statement in flight (mysql2's half-close) must not hold the slot until the server answers
+    let onAbort = () => undefined as void;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        entry.lost = true;
+        releaseOnce();
+        reject(gaveUp(false));
+      };
+    });
+    aborted.catch(() => undefined);
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      if (opts?.signal?.aborted) onAbort();
-      const out = await work(entry.conn);
-      ok = driver.reusable ? driver.reusable(entry.conn) : true;
+      if (opts?.signal?.aborted) {
+        onAbort();
+        return await aborted;
+      }
+      const running = work(entry.conn);
+      running.catch(() => undefined);
+      const out = await Promise.race([running, aborted]);
+      ok = !entry.lost && (driver.reusable ? driver.reusable(entry.conn) : true);
       return out;
     } finally {
       opts?.signal?.removeEventListener('abort', onAbort);
-      this.release(slot, entry, ok);
+      releaseOnce();
     }
   }
 
@@ -192,6 +228,11 @@ export class AdminPool<C> {
     this.closing.add(p);
   }
 
+  /** What util.inspect (a log line, a debug print) shows of a pool: its counts, never a connection or a fingerprint. */
+  [inspect.custom](): string {
+    return `AdminPool ${JSON.stringify(this.stats())}`;
+  }
+
   stats(identity?: string): PoolStats {
     const slots = identity === undefined ? [...this.slots.values()] : [this.slots.get(identity)].filter((s): s is Slot<C> => !!s);
     return {
@@ -205,17 +246,17 @@ export class AdminPool<C> {
 
   private async acquire(key: PoolKey, driver: PoolDriver<C>, opts: CallOptions | undefined): Promise<{ slot: Slot<C>; entry: Entry<C> }> {
     const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
-    // the target moved (address, port, database or admin user): what was opened to its old identity is closed now
+    const place = key.place ?? key.identity;
+    // the target moved (address, port, database or admin user): what was opened to its old place is closed now
     if (key.owner !== undefined) {
       const before = this.owners.get(key.owner);
-      if (before !== undefined && before !== key.identity) {
-        const old = this.slots.get(before);
-        if (old) {
+      if (before !== undefined && before !== place) {
+        for (const old of [...this.slots.values()].filter((s) => s.place === before)) {
           this.evict(old);
           this.forgetIfEmpty(old);
         }
       }
-      this.owners.set(key.owner, key.identity);
+      this.owners.set(key.owner, place);
     }
     // woken: this call was first in the queue and was told there is room; it goes before anyone who arrived since
     let woken = false;
@@ -223,7 +264,7 @@ export class AdminPool<C> {
       // looked up on every turn: an emptied pool is forgotten while a woken waiter has not run yet
       let slot = this.slots.get(key.identity);
       if (!slot) {
-        slot = { fingerprint: key.fingerprint, idle: [], busy: new Set(), opening: 0, waiters: [], driver };
+        slot = { fingerprint: key.fingerprint, place, idleMs: Math.min(this.idleMs, key.idleMs ?? this.idleMs), idle: [], busy: new Set(), opening: 0, waiters: [], driver };
         this.slots.set(key.identity, slot);
       }
       const gaveUpNow = opts?.signal?.aborted ? gaveUp(false) : deadline !== undefined && Date.now() >= deadline ? gaveUp(true) : undefined;
@@ -237,6 +278,8 @@ export class AdminPool<C> {
         slot.fingerprint = key.fingerprint;
         slot.driver = driver;
       }
+      // the same identity now belongs with another place (its owner's home database changed): closed with that place
+      slot.place = place;
       // first come, first served: a call arriving while others wait queues behind them
       if (!woken && slot.waiters.length) {
         await this.waitForRoom(slot, opts, deadline, false);
@@ -302,10 +345,11 @@ export class AdminPool<C> {
     slot.opening++;
     let conn: C;
     try {
-      conn = await driver.open(opts?.signal);
+      conn = await this.openOrGiveUp(driver, opts?.signal);
     } catch (e) {
       slot.opening--;
       this.wake(slot);
+      this.forgetIfEmpty(slot);
       throw e;
     }
     slot.opening--;
@@ -327,6 +371,43 @@ export class AdminPool<C> {
     return entry;
   }
 
+  /**
+   * driver.open, but given up when the signal fires even if the driver's promise never settles (pg's and mysql2's
+   * connect promises stay pending when the connection is ended while they wait for a silent server): the slot is freed
+   * at once, and a connection the driver still hands over later is destroyed.
+   */
+  private openOrGiveUp(driver: PoolDriver<C>, signal: AbortSignal | undefined): Promise<C> {
+    const opening = driver.open(signal);
+    if (!signal) return opening;
+    return new Promise<C>((resolve, reject) => {
+      let settled = false;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        reject(gaveUp(false));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (signal.aborted) onAbort();
+      opening.then(
+        (conn) => {
+          signal.removeEventListener('abort', onAbort);
+          if (settled) this.close(driver, conn);
+          else {
+            settled = true;
+            resolve(conn);
+          }
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          if (!settled) {
+            settled = true;
+            reject(e);
+          }
+        },
+      );
+    });
+  }
+
   private release(slot: Slot<C>, e: Entry<C>, ok: boolean): void {
     slot.busy.delete(e);
     if (!ok || e.lost || e.doomed || this.closed || e.fingerprint !== slot.fingerprint) {
@@ -341,7 +422,7 @@ export class AdminPool<C> {
         this.close(slot.driver, e.conn);
         e.lost = true;
         this.forgetIfEmpty(slot);
-      }, this.idleMs);
+      }, slot.idleMs);
       e.idleTimer.unref();
       slot.idle.push(e);
     }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { AdminPool, DEFAULT_POOL_SETTINGS, PooledConnector, PoolDriver, poolKeyOf, PoolSettings } from '../admin-pool';
 import { ConnectorError } from '../connector.errors';
@@ -10,6 +11,11 @@ import { identityRefusal, openVerifiedConnection, tlsConnectionOptions, tlsDescr
 
 /** Refusals of a login: bad password, no such account, or no account for this client host. */
 const AUTH_FAILED = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_HOST_NOT_PRIVILEGED', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR']);
+
+/** Status flags of an OK packet (MySQL protocol): a transaction is open, autocommit is on, the session's state changed. */
+const SERVER_STATUS_IN_TRANS = 0x0001;
+const SERVER_STATUS_AUTOCOMMIT = 0x0002;
+const SERVER_SESSION_STATE_CHANGED = 0x4000;
 
 /** Threads that are the server's own, never a client's session, whatever their USER column says. */
 const SYSTEM_COMMANDS = ['Binlog Dump', 'Binlog Dump GTID', 'Daemon'];
@@ -145,21 +151,38 @@ export class MysqlConnector implements Connector, PooledConnector {
 
   /**
    * Runs `work` as the admin on a pooled connection (admin-pool.ts), reused only for the same address, database, admin
-   * credential and TLS settings (CA, pin) and closed when the work threw. Work functions here run single autocommit
-   * statements and never SET anything.
+   * credential and TLS settings (CA, pin). Closed, never reused, when the work threw or left session state behind: each
+   * OK packet's status flags are read (the session tracks state changes, `session_track_state_change`, set when the
+   * connection is opened), so an open transaction, autocommit off, a changed variable (user or system), a temporary
+   * table or a prepared statement ends the connection's reuse. What a SELECT changes (its status is not exposed by
+   * mysql2) is not seen; the work functions here run single autocommit statements and never SET anything.
+   *
+   * Before a connection idle for a while is reused, the server is asked whether the admin account is still the one the
+   * vault knows: not locked, not dropped, no role set, and (mysql_native_password) the stored hash still that of the
+   * vault's password — an account revoked on the server ends the vault's reuse as PostgreSQL's NOLOGIN does.
    */
   private async asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
     const driver: PoolDriver<PooledConnection> = {
-      open: (signal) => this.open(target, { user: target.adminUsername, password: target.adminPassword }, opts, signal),
-      destroy: (c) => c.core.destroy(),
-      check: async (c) => void (await c.conn.query('SELECT 1')),
+      open: async (signal) => {
+        const opened = await this.open(target, { user: target.adminUsername, password: target.adminPassword }, opts, signal);
+        try {
+          await opened.conn.query('SET SESSION session_track_state_change = ON');
+        } catch (e) {
+          hardDestroy(opened.core);
+          throw e;
+        }
+        return opened;
+      },
+      destroy: (c) => hardDestroy(c.core),
+      check: (c) => adminStillValid(c.conn, target.adminPassword),
       watch: (c, lost) => {
         c.core.on('error', lost);
         c.core.once('end', lost);
       },
+      reusable: (c) => !c.stateLeft,
     };
     try {
-      return await this.pool.use(poolKeyOf(target, target.options.database), driver, opts, (c) => work(c.conn));
+      return await this.pool.use(poolKeyOf(target, target.options.database), driver, opts, (c) => work(tracking(c)));
     } catch (e) {
       throw this.failure(e, target, target.adminUsername);
     }
@@ -168,7 +191,7 @@ export class MysqlConnector implements Connector, PooledConnector {
   /** A fresh connection (a login as an account: never pooled, it is the proof that the password works). */
   private async connect<T>(target: ConnectorTarget, auth: { user: string; password?: string }, opts: CallOptions | undefined, work: (c: Connection) => Promise<T>): Promise<T> {
     let opened: PooledConnection | undefined;
-    const onAbort = () => opened?.core.destroy();
+    const onAbort = () => opened && hardDestroy(opened.core);
     opts?.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       opened = await this.open(target, auth, opts, opts?.signal);
@@ -177,7 +200,7 @@ export class MysqlConnector implements Connector, PooledConnector {
       throw this.failure(e, target, auth.user);
     } finally {
       opts?.signal?.removeEventListener('abort', onAbort);
-      if (opened) await opened.conn.end().catch(() => opened!.core.destroy());
+      if (opened) await opened.conn.end().catch(() => hardDestroy(opened!.core));
     }
   }
 
@@ -196,13 +219,13 @@ export class MysqlConnector implements Connector, PooledConnector {
       },
       { host: target.host, certSha256: target.options.tlsCertSha256 },
     );
-    const onAbort = () => core.destroy();
+    const onAbort = () => hardDestroy(core);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       if (signal?.aborted) throw new ConnectorError('TARGET_ERROR', 'the call was aborted');
-      return { core, conn: await ready };
+      return { core, conn: await ready, stateLeft: false };
     } catch (e) {
-      core.destroy();
+      hardDestroy(core);
       throw e;
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -212,8 +235,12 @@ export class MysqlConnector implements Connector, PooledConnector {
   private failure(e: unknown, target: ConnectorTarget, user: string): unknown {
     const refused = identityRefusal(e, target);
     if (refused) return refused;
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && AUTH_FAILED.has(code)) return new ConnectorError('TARGET_AUTH_FAILED', `MySQL refused the login of ${user}`);
+    const { code, errno, message } = e as { code?: unknown; errno?: unknown; message?: unknown };
+    // a locked account: MySQL 3118; MariaDB 4151, which mysql2 names after MySQL's (unrelated) 4151
+    const locked = errno === 3118 || (errno === 4151 && /locked/i.test(String(message)));
+    if ((typeof code === 'string' && AUTH_FAILED.has(code)) || locked) {
+      return new ConnectorError('TARGET_AUTH_FAILED', `MySQL refused the login of ${user}`);
+    }
     return e;
   }
 }
@@ -222,6 +249,59 @@ export class MysqlConnector implements Connector, PooledConnector {
 interface PooledConnection {
   core: { destroy(): void; on(event: 'error', listener: (arg: unknown) => void): void; once(event: string, listener: (arg: unknown) => void): void };
   conn: Connection;
+  /** A statement of a work left session state behind (see {@link tracking}): the connection is never reused. */
+  stateLeft: boolean;
+}
+
+/**
+ * Destroys the socket. mysql2's own destroy() only half-closes it (stream.end()) and marks the connection closing, so a
+ * statement in flight, or a connection attempt to a server that stays silent, never settles: the pool slot (and the
+ * socket) would be held until the server answers, which may be never.
+ */
+function hardDestroy(core: PooledConnection['core']): void {
+  const stream = (core as unknown as { stream?: { destroy(): void } }).stream;
+  if (stream) stream.destroy();
+  else core.destroy();
+}
+
+/** The work's view of a pooled connection: the status flags of every OK packet it gets mark state left behind. */
+function tracking(c: PooledConnection): Connection {
+  const note = (result: unknown) => {
+    const head = Array.isArray(result) ? (result[0] as { serverStatus?: unknown }) : undefined;
+    const status = head && !Array.isArray(head) && typeof head.serverStatus === 'number' ? head.serverStatus : undefined;
+    if (status !== undefined && (status & SERVER_STATUS_IN_TRANS || !(status & SERVER_STATUS_AUTOCOMMIT) || status & SERVER_SESSION_STATE_CHANGED)) c.stateLeft = true;
+    return result;
+  };
+  return new Proxy(c.conn, {
+    get(conn, prop) {
+      const value = Reflect.get(conn, prop, conn) as unknown;
+      if (typeof value !== 'function') return value;
+      if (prop === 'query' || prop === 'execute') return (...args: unknown[]) => (value as (...a: unknown[]) => Promise<unknown>).apply(conn, args).then(note);
+      return (value as (...a: unknown[]) => unknown).bind(conn);
+    },
+  });
+}
+
+/** mysql_native_password's stored form of a password: '*' and the upper-case hex of SHA1(SHA1(password)). */
+function nativePasswordHash(password: string): string {
+  const inner = createHash('sha1').update(password, 'utf8').digest();
+  return `*${createHash('sha1').update(inner).digest('hex').toUpperCase()}`;
+}
+
+/**
+ * The reuse check of a pooled admin connection (throws when it may not be reused): the account still exists (SHOW
+ * CREATE USER of a dropped account fails), is not locked, has no role set, and where the server stores
+ * mysql_native_password hashes, one of them is the vault's password's (it was not changed behind the vault's back).
+ */
+async function adminStillValid(c: Connection, password: string | undefined): Promise<void> {
+  const [rows] = await c.query<RowDataPacket[]>('SHOW CREATE USER CURRENT_USER()');
+  const statement = String(Object.values(rows[0] ?? {})[0] ?? '');
+  if (/\bACCOUNT LOCK\b/i.test(statement)) throw new Error('the administrator account is locked');
+  const stored = [...statement.matchAll(/(?:BY PASSWORD|VIA mysql_native_password USING) '(\*[0-9A-F]{40})'/gi)].map((m) => m[1].toUpperCase());
+  if (stored.length && !stored.includes(nativePasswordHash(password ?? ''))) throw new Error('the administrator password was changed on the server');
+  const [role] = await c.query<RowDataPacket[]>('SELECT CURRENT_ROLE() AS r');
+  const r = role[0]?.r;
+  if (r !== null && r !== 'NONE') throw new Error('the session has a role set');
 }
 
 /** The host part of MySQL account names the vault manages. */
