@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Client as PgClient } from 'pg';
+import { statementsDuring } from './pgperf-support';
 import { ConnectorTarget } from '../../src/connectors/connector.interface';
 import { ConnectorRegistry } from '../../src/connectors/connector.registry';
 import { PostgresConnector } from '../../src/connectors/postgres/postgres.connector';
@@ -16,24 +17,6 @@ import { LiveSession, openPgSession } from '../support/targets/sessions';
 
 const name = (prefix = 'vt_pgperf') => `${prefix}_${randomBytes(4).toString('hex')}`;
 const pw = () => randomBytes(18).toString('base64url');
-
-/** The statements sent on any pg client while `work` runs (the driver's query, seen from outside the connector). */
-async function statementsDuring(work: () => Promise<unknown>): Promise<string[]> {
-  const proto = PgClient.prototype as unknown as { query: (...a: unknown[]) => unknown };
-  const orig = proto.query;
-  const sql: string[] = [];
-  proto.query = function (this: unknown, ...a: unknown[]) {
-    const q = a[0];
-    sql.push(typeof q === 'string' ? q : String((q as { text?: string })?.text ?? ''));
-    return orig.apply(this, a);
-  };
-  try {
-    await work();
-  } finally {
-    proto.query = orig;
-  }
-  return sql;
-}
 
 describe.each([15, 18] as const)('pgperf: terminateSessions in one round trip, PostgreSQL %s', (version) => {
   let pg: PgHandle;

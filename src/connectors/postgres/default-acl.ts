@@ -1,4 +1,5 @@
-import type { Client } from 'pg';
+import type { Client, QueryResult } from 'pg';
+import type { Statement } from './batch';
 
 /**
  * Default privileges (`pg_default_acl`) of the roles a one-time account is granted. A member with their privileges can
@@ -42,63 +43,74 @@ const KINDS: Record<string, { sql: string; letter: string }> = {
 };
 const PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'EXECUTE', 'USAGE', 'CREATE', 'MAINTAIN']);
 
-/** The granted roles and every role they belong to (names). */
-export async function rolesAndAncestors(c: Client, roles: string[]): Promise<string[]> {
-  if (!roles.length) return [];
-  const { rows } = await c.query<{ rolname: string }>(
-    `WITH RECURSIVE up(oid) AS (
+/** The granted roles ($1) and every role they belong to, by oid. */
+const GRANTED_AND_ANCESTORS = `WITH RECURSIVE up(oid) AS (
        SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])
        UNION
        SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN up ON m.member = up.oid
-     )
-     SELECT r.rolname FROM up JOIN pg_catalog.pg_roles r ON r.oid = up.oid ORDER BY 1`,
-    [roles],
-  );
-  return rows.map((r) => r.rolname);
-}
+     )`;
 
 /**
- * The databases an account granted `roles` (and CONNECT on `database`) could connect to: PUBLIC's, the granted one's,
- * and those the roles may connect to; with whether the administrator can connect there.
+ * What newUser records, read where the administrator connects, in one batch (batch.ts) with the allow-list's checks:
+ * the granted roles and every role they belong to (names), the databases an account granted them (and CONNECT on
+ * `database`) could connect to — PUBLIC's, the granted one's, and those the roles may connect to — with whether the
+ * administrator can connect there, and the roles' default privileges in this database.
  */
-export async function reachableDatabases(c: Client, roles: string[], database: string | undefined): Promise<Array<{ datname: string; adminCan: boolean }>> {
-  const { rows } = await c.query<{ datname: string; admin_can: boolean }>(
-    `SELECT d.datname, pg_catalog.has_database_privilege(session_user, d.oid, 'CONNECT') AS admin_can
-       FROM pg_catalog.pg_database d
-      WHERE d.datallowconn
-        AND (d.datname = $2
-             OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) e
-                         WHERE e.privilege_type = 'CONNECT' AND (e.grantee = 0 OR e.grantee IN (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])))))
-      ORDER BY 1`,
-    [roles, database ?? null],
-  );
-  return rows.map((r) => ({ datname: r.datname, adminCan: r.admin_can }));
+export function snapshotStatements(grantRoles: string[], database: string | undefined): { statements: Statement[]; read(results: QueryResult[]): { roles: string[]; reachable: Array<{ datname: string; adminCan: boolean }>; here: DefaultAclItem[] } } {
+  return {
+    statements: [
+      { text: `${GRANTED_AND_ANCESTORS} SELECT r.rolname FROM up JOIN pg_catalog.pg_roles r ON r.oid = up.oid ORDER BY 1`, values: [grantRoles] },
+      {
+        text: `${GRANTED_AND_ANCESTORS}
+          SELECT d.datname, pg_catalog.has_database_privilege(session_user, d.oid, 'CONNECT') AS admin_can
+            FROM pg_catalog.pg_database d
+           WHERE d.datallowconn
+             AND (d.datname = $2
+                  OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) e
+                              WHERE e.privilege_type = 'CONNECT' AND (e.grantee = 0 OR e.grantee IN (SELECT oid FROM up))))
+           ORDER BY 1`,
+        values: [grantRoles, database ?? null],
+      },
+      { text: `${GRANTED_AND_ANCESTORS} ${DEFAULT_ACLS} WHERE d.defaclrole IN (SELECT oid FROM up) ${DEFAULT_ACLS_ORDER}`, values: [grantRoles] },
+    ],
+    read: ([roles, reachable, here]) => ({
+      roles: (roles.rows as Array<{ rolname: string }>).map((r) => r.rolname),
+      reachable: (reachable.rows as Array<{ datname: string; admin_can: boolean }>).map((r) => ({ datname: r.datname, adminCan: r.admin_can })),
+      here: here.rows as DefaultAclItem[],
+    }),
+  };
 }
 
-/** The roles' default privileges in the database `c` is connected to. */
-export async function defaultAcls(c: Client, roles: string[]): Promise<DefaultAclItem[]> {
-  const { rows } = await c.query<DefaultAclItem>(
-    `SELECT r.rolname AS role, CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE n.nspname END AS schema, d.defaclobjtype::text AS objtype,
+const DEFAULT_ACLS = `SELECT r.rolname AS role, CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE n.nspname END AS schema, d.defaclobjtype::text AS objtype,
             g.rolname AS grantee, e.privilege_type AS privilege, e.is_grantable AS grantable
        FROM pg_catalog.pg_default_acl d JOIN pg_catalog.pg_roles r ON r.oid = d.defaclrole
        LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
        CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) e
-       LEFT JOIN pg_catalog.pg_roles g ON g.oid = e.grantee
-      WHERE r.rolname = ANY($1::text[])
-      ORDER BY 1, 2, 3, 4, 5`,
-    [roles],
-  );
-  return rows;
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid = e.grantee`;
+const DEFAULT_ACLS_ORDER = 'ORDER BY 1, 2, 3, 4, 5';
+
+/** The default privileges of the roles named $1 in the database the statement runs in. */
+export function defaultAclsStatement(roles: string[]): Statement {
+  return { text: `${DEFAULT_ACLS} WHERE r.rolname = ANY($1::text[]) ${DEFAULT_ACLS_ORDER}`, values: [roles] };
+}
+
+/**
+ * What the restore needs to read in a database (one batch, batch.ts): which of the recorded roles still exist, and their
+ * default privileges there now.
+ */
+export function restoreReadStatements(roles: string[]): { statements: Statement[]; read(results: QueryResult[]): { live: string[]; current: DefaultAclItem[] } } {
+  return {
+    statements: [{ text: 'SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])', values: [roles] }, defaultAclsStatement(roles)],
+    read: ([live, current]) => ({ live: (live.rows as Array<{ rolname: string }>).map((r) => r.rolname), current: current.rows as DefaultAclItem[] }),
+  };
 }
 
 export function snapshotComment(snapshot: DefaultAclSnapshot): string {
   return MARK + JSON.stringify(snapshot);
 }
 
-/** The snapshot recorded on the account's role, if any (accounts made before it was recorded have none). */
-export async function readSnapshot(c: Client, oid: string): Promise<DefaultAclSnapshot | undefined> {
-  const { rows } = await c.query<{ d: string | null }>("SELECT pg_catalog.shobj_description($1::oid, 'pg_authid') AS d", [oid]);
-  const text = rows[0]?.d;
+/** The snapshot recorded in the account role's comment (`text`), if any (accounts made before it was recorded have none). */
+export function parseSnapshot(text: string | null | undefined): DefaultAclSnapshot | undefined {
   if (!text?.startsWith(MARK)) return undefined;
   try {
     const parsed = JSON.parse(text.slice(MARK.length)) as DefaultAclSnapshot;
@@ -113,12 +125,10 @@ const grantOf = (i: Pick<DefaultAclItem, 'grantee' | 'privilege'>) => JSON.strin
 
 /**
  * The statements that put the default privileges in the database `c` is connected to back to `recorded`, for the
- * recorded roles that still exist. A global entry that is absent means the built-in default (acldefault).
+ * recorded roles that still exist (`live`, with their default privileges now, `current`: restoreReadStatements). A global
+ * entry that is absent means the built-in default (acldefault).
  */
-export async function restoreStatements(c: Client, recorded: DefaultAclItem[], roles: string[]): Promise<{ statements: string[]; roles: string[] }> {
-  const { rows: existing } = await c.query<{ rolname: string }>('SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])', [roles]);
-  const live = existing.map((r) => r.rolname);
-  const current = await defaultAcls(c, live);
+export async function restoreStatements(c: Client, recorded: DefaultAclItem[], { live, current }: { live: string[]; current: DefaultAclItem[] }): Promise<{ statements: string[]; roles: string[] }> {
   const before = recorded.filter((i) => live.includes(i.role));
   const keys = new Map<string, Pick<DefaultAclItem, 'role' | 'schema' | 'objtype'>>();
   for (const i of [...before, ...current]) keys.set(keyOf(i), { role: i.role, schema: i.schema, objtype: i.objtype });

@@ -5,12 +5,15 @@ import {
   AccessInspection, CallOptions, Capability, Connector, ConnectorSupport, ConnectorTarget, DeleteUserRequest, EndSessionRequest, ListSessionsRequest, LoginRequest,
   NewUserRequest, NewUserResponse, SESSION_ID_PATTERNS, TargetSession, TerminateSessionsRequest, UpdatePasswordRequest, VerifyResult,
 } from '../connector.interface';
-import { adminFacts, AdminFacts, inspectDatabase, inspectRole, inspectRoleInDatabase } from './access-check';
-import { defaultAcls, DefaultAclSnapshot, reachableDatabases, readSnapshot, restoreStatements, rolesAndAncestors, snapshotComment } from './default-acl';
+import { adminFacts, AdminFacts, adminFactsOf, ADMIN_FACTS, databaseChecks, homeChecks } from './access-check';
+import { batch } from './batch';
+import { DefaultAclItem, DefaultAclSnapshot, defaultAclsStatement, parseSnapshot, restoreReadStatements, restoreStatements, snapshotComment, snapshotStatements } from './default-acl';
 import { scramSha256Verifier } from './scram';
 import { identityUnverified, isTlsIdentityFailure, ScramOnlyClient, tlsOptions, usesTls } from './scram-only-client';
 
 const AUTH_FAILED = new Set(['28P01', '28000']);
+/** How long a pooled admin connection to a database other than the target's own stays open unused (see asAdmin). */
+const OTHER_DATABASE_IDLE_MS = 1000;
 const INSUFFICIENT_PRIVILEGE = '42501';
 const DEPENDENT_OBJECTS_STILL_EXIST = '2BP01';
 
@@ -64,6 +67,8 @@ export class PostgresConnector implements Connector, PooledConnector {
   readonly supports: ConnectorSupport = { accountExpiry: 'exact', hostKey: false };
   /** Admin connections by target (admin-pool.ts); account logins are never pooled. */
   readonly pool: AdminPool<PooledClient>;
+  /** The server's major version of each admin connection (majorOf). */
+  private readonly majors = new WeakMap<Client, number>();
 
   constructor(pool: PoolSettings = DEFAULT_POOL_SETTINGS) {
     this.pool = new AdminPool(pool);
@@ -136,7 +141,7 @@ export class PostgresConnector implements Connector, PooledConnector {
   }
 
   async inspectAccess(target: ConnectorTarget, access: AccessInspection, opts?: CallOptions): Promise<string[]> {
-    return this.asAdmin(target, opts, (c) => this.refusals(target, opts, c, access.roles ?? [], access.databases ?? []));
+    return this.asAdmin(target, opts, async (c) => (await this.checkAccess(target, opts, c, access.roles ?? [], access.databases ?? [])).refused);
   }
 
   async isAdmin(target: ConnectorTarget, username: string, opts?: CallOptions): Promise<boolean> {
@@ -169,60 +174,84 @@ export class PostgresConnector implements Connector, PooledConnector {
     const { access } = account;
     await this.asAdmin(target, opts, async (c) => {
       // the allow-list again, against the catalog as it is now: nothing privileged is handed out whoever asks
-      const admin = await adminFacts(c);
       const grantRoles = access.grantRoles ?? [];
-      const refused = await this.refusals(target, opts, c, grantRoles, access.database ? [access.database] : [], admin);
+      const { admin, refused, closed, snapshot } = await this.checkAccess(target, opts, c, grantRoles, access.database ? [access.database] : [], { database: access.database });
       if (refused.length) throw new ConnectorError('TARGET_INVALID_NAME', `refused by the allow-list: ${refused.join('; ')}`);
-      const snapshot = await this.defaultAclSnapshot(target, opts, c, grantRoles, access.database);
+      if (closed.length) {
+        throw new ConnectorError('TARGET_INVALID_NAME', `refused by the allow-list: the account could connect to database(s) ${closed.join(', ')} (through PUBLIC or a granted role), `
+          + `where the administrator cannot connect to check what it leaves behind (GRANT CONNECT ON DATABASE … TO ${c.escapeIdentifier(target.adminUsername)}, or REVOKE CONNECT … FROM PUBLIC)`);
+      }
       const role = c.escapeIdentifier(account.username);
       // the backstop: password logins stop at validUntil by themselves, should the vault be down at expiry
       const validUntil = account.validUntil ? ` VALID UNTIL ${c.escapeLiteral(account.validUntil.toISOString())}` : '';
-      await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}${validUntil}`);
-      // before it holds any role: what those roles' default privileges were, where the account itself cannot change it
-      if (snapshot) await c.query(`COMMENT ON ROLE ${role} IS ${c.escapeLiteral(snapshotComment(snapshot))}`);
-      if (access.database) {
-        await catalogStatement(c, `GRANT CONNECT ON DATABASE ${c.escapeIdentifier(access.database)} TO ${role}`);
-      }
       // 16+: the privileges of the granted role, but no SET ROLE to it, so nothing can be created owned by it (and
       // outlive the account). PostgreSQL 15 has no SET option: membership there always allows SET ROLE.
       const how = admin.major >= 16 ? ' WITH INHERIT TRUE, SET FALSE' : '';
-      for (const granted of access.grantRoles ?? []) await c.query(`GRANT ${c.escapeIdentifier(granted)} TO ${role}${how}`);
+      // one transaction (batch.ts): the account exists with all of it or not at all
+      await catalogStatements(c, [
+        `CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${c.escapeLiteral(scramSha256Verifier(account.password))}${validUntil}`,
+        // before it holds any role: what those roles' default privileges were, where the account itself cannot change it
+        ...(snapshot ? [`COMMENT ON ROLE ${role} IS ${c.escapeLiteral(snapshotComment(snapshot))}`] : []),
+        ...(access.database ? [`GRANT CONNECT ON DATABASE ${c.escapeIdentifier(access.database)} TO ${role}`] : []),
+        ...grantRoles.map((granted) => `GRANT ${c.escapeIdentifier(granted)} TO ${role}${how}`),
+      ]);
     });
     return { expiresOnTarget: account.validUntil ?? null };
   }
 
   async deleteUser(target: ConnectorTarget, { username }: DeleteUserRequest, opts?: CallOptions): Promise<void> {
     await this.asAdmin(target, opts, async (c) => {
-      const found = await this.roleFacts(c, username);
-      if (!found) return; // already gone
-      if (found.superuser) throw new ConnectorError('TARGET_INVALID_NAME', `${username} is a superuser role, never a one-time account: not revoked`);
+      // what it is, what it holds and the default privileges recorded at its creation (a comment only the admin's peers
+      // may change), in one round trip
+      const [facts, found, memberships, comment] = await batch(c, [
+        ADMIN_FACTS,
+        { text: 'SELECT oid::text AS oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1', values: [username] },
+        { text: 'SELECT r.rolname AS role FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid JOIN pg_catalog.pg_roles a ON a.oid = m.member WHERE a.rolname = $1', values: [username] },
+        { text: "SELECT pg_catalog.shobj_description(a.oid, 'pg_authid') AS d FROM pg_catalog.pg_roles a WHERE a.rolname = $1", values: [username] },
+      ]);
+      const account = found.rows[0] as { oid: string; rolsuper: boolean } | undefined;
+      if (!account) return; // already gone
+      if (account.rolsuper) throw new ConnectorError('TARGET_INVALID_NAME', `${username} is a superuser role, never a one-time account: not revoked`);
+      const admin = adminFactsOf(facts);
       const role = c.escapeIdentifier(username);
-      const admin = await adminFacts(c);
       try {
-        await c.query(`ALTER ROLE ${role} NOLOGIN`);
-        // its memberships go first (DROP ROLE would end them anyway): the admin's own membership in it below then
-        // carries nothing but the account's own privileges, so a one-time account claimed meanwhile is not refused for
-        // "the administrator holds the privileges" of the roles this one was given. One the admin cannot revoke (a
-        // superuser granted it) stays for DROP ROLE.
-        const held = await c.query<{ role: string }>('SELECT r.rolname AS role FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid WHERE m.member = $1', [found.oid]);
-        for (const { role: granted } of held.rows) await c.query(`REVOKE ${c.escapeIdentifier(granted)} FROM ${role}`).catch(() => undefined);
-        // DROP OWNED needs the privileges of the role: a CREATEROLE admin gives itself membership (15: CREATEROLE may
-        // grant any non-superuser role; 16+: it holds ADMIN OPTION on roles it created). DROP ROLE ends it again.
-        if (!admin.superuser) await c.query(`GRANT ${role} TO CURRENT_USER${admin.major >= 16 ? ' WITH INHERIT TRUE' : ''}`);
+        // It can no longer log in; its memberships go first (DROP ROLE would end them anyway): the admin's own
+        // membership in it then carries nothing but the account's own privileges, so a one-time account claimed
+        // meanwhile is not refused for "the administrator holds the privileges" of the roles this one was given. DROP
+        // OWNED needs the privileges of the role: a CREATEROLE admin gives itself membership (15: CREATEROLE may grant
+        // any non-superuser role; 16+: it holds ADMIN OPTION on roles it created). DROP ROLE ends it again.
+        const lockDown = [
+          `ALTER ROLE ${role} NOLOGIN`,
+          ...(memberships.rows as Array<{ role: string }>).map((m) => `REVOKE ${c.escapeIdentifier(m.role)} FROM ${role}`),
+          ...(admin.superuser ? [] : [`GRANT ${role} TO CURRENT_USER${admin.major >= 16 ? ' WITH INHERIT TRUE' : ''}`]),
+        ];
+        await batch(c, lockDown.map((text) => ({ text }))).catch(async () => {
+          // rolled back as a whole: one statement at a time, where a membership the admin cannot revoke (a superuser
+          // granted it) stays for DROP ROLE
+          await c.query(lockDown[0]);
+          for (const sql of lockDown.slice(1, admin.superuser ? undefined : -1)) await c.query(sql).catch(() => undefined);
+          if (!admin.superuser) await c.query(lockDown[lockDown.length - 1]);
+        });
         // it can no longer log in: once every backend it had has exited (all_gone), none can appear
-        if (!(await this.endSessions(c, username)).allGone) await this.awaitBackendsGone(c, found.oid, opts);
+        if (!(await this.endSessions(c, username)).allGone) await this.awaitBackendsGone(c, account.oid, opts);
         // default privileges of the roles it was granted, as they were when it was created (they outlive DROP OWNED)
-        await this.restoreDefaultAcls(target, opts, c, found.oid, admin);
+        await this.restoreDefaultAcls(target, opts, c, parseSnapshot((comment.rows[0] as { d: string | null } | undefined)?.d), admin);
         // Everything it owns is DROPPED, with what depends on it (a trigger it put on someone else's table calling its
         // function goes too), in every database it has anything in; never handed to a role with privileges (a
         // SECURITY DEFINER function reassigned to the admin would run as the admin). DROP OWNED also drops its grants,
-        // and run here it covers the shared objects (grants on databases).
-        const here = await c.query<{ db: string }>('SELECT current_database() AS db');
-        await catalogStatement(c, `DROP OWNED BY ${role} CASCADE`);
-        for (const datname of await this.databasesWithObjectsOf(c, found.oid)) {
-          if (datname !== here.rows[0].db) await this.inDatabase(target, datname, opts, (other) => catalogStatement(other, `DROP OWNED BY ${role} CASCADE`));
+        // and run here it covers the shared objects (grants on databases). Usually it has nothing in another database:
+        // DROP OWNED and DROP ROLE in one transaction; DROP ROLE refuses (2BP01) when it does, and then it goes
+        // database by database.
+        try {
+          await catalogStatements(c, [`DROP OWNED BY ${role} CASCADE`, `DROP ROLE IF EXISTS ${role}`]);
+        } catch (e) {
+          if ((e as { code?: unknown }).code !== DEPENDENT_OBJECTS_STILL_EXIST) throw e;
+          await catalogStatements(c, [`DROP OWNED BY ${role} CASCADE`]);
+          for (const datname of await this.databasesWithObjectsOf(c, account.oid)) {
+            if (datname !== admin.db) await this.inDatabase(target, datname, opts, (other) => catalogStatements(other, [`DROP OWNED BY ${role} CASCADE`]));
+          }
+          await c.query(`DROP ROLE IF EXISTS ${role}`);
         }
-        await c.query(`DROP ROLE IF EXISTS ${role}`);
       } catch (e) {
         // dropped by someone else meanwhile (42704 undefined_object): it is gone, which is what revoking wants
         if ((e as { code?: unknown }).code === '42704' && !(await this.roleFacts(c, username))) return;
@@ -311,75 +340,68 @@ export class PostgresConnector implements Connector, PooledConnector {
   }
 
   /**
-   * Every refusal for these roles and databases, all at once. What a role holds inside a database (grant options,
-   * 15: CREATE) is checked in the database the admin connects to and in each named database that passed its own checks.
+   * Every refusal for these roles and databases, all at once; with `snapshot` (newUser) also the default privileges to
+   * record and the databases the account could reach where the admin cannot connect (`closed`). What a role holds inside
+   * a database (grant options, 15: CREATE) is checked in the database the admin connects to and in each named database
+   * that passed its own checks. One round trip where the admin connects, one per other database checked or recorded.
    */
-  private async refusals(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, roles: string[], databases: string[], known?: AdminFacts): Promise<string[]> {
-    const admin = known ?? (await adminFacts(c));
-    const out: string[] = [];
+  private async checkAccess(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, roles: string[], databases: string[], snapshot?: { database: string | undefined }):
+    Promise<{ admin: AdminFacts; refused: string[]; closed: string[]; snapshot?: DefaultAclSnapshot }> {
     const uniqueRoles = [...new Set(roles)];
-    const existing: string[] = [];
-    for (const role of uniqueRoles) {
-      const lines = await inspectRole(c, role, admin);
-      out.push(...lines);
-      if (!lines.some((l) => l.endsWith(': does not exist'))) existing.push(role);
+    const home = homeDatabaseOf(target);
+    const checks = homeChecks(uniqueRoles, [...new Set(databases)], { major: await this.majorOf(c) }, home);
+    const snap = snapshot && uniqueRoles.length ? snapshotStatements(uniqueRoles, snapshot.database) : undefined;
+    const results = await batch(c, [...checks.statements, ...(snap?.statements ?? [])]);
+    const mine = results.slice(0, checks.statements.length);
+    const admin = adminFactsOf(mine[0]);
+    const refused = checks.refusals(mine);
+    const read = snap?.read(results.slice(checks.statements.length));
+    const existing = uniqueRoles.filter((role) => !refused.includes(`role ${role}: does not exist`));
+    const checkIn = existing.length ? checks.checkIn(mine).filter((db) => db !== home) : [];
+    const closed = read?.roles.length ? read.reachable.filter((d) => !d.adminCan).map((d) => d.datname) : [];
+    // the default privileges are recorded only for an account that will be created
+    const record = read?.roles.length && !refused.length && !closed.length ? read : undefined;
+    const recorded: Record<string, DefaultAclItem[]> = {};
+    if (record?.reachable.some((d) => d.datname === home)) recorded[home] = record.here;
+    const readIn = record ? record.reachable.map((d) => d.datname).filter((db) => db !== home) : [];
+    for (const db of [...new Set([...checkIn, ...readIn])]) {
+      await this.inDatabase(target, db, opts, async (other) => {
+        const there = checkIn.includes(db) ? databaseChecks(existing, admin, db) : undefined;
+        const acls = record && readIn.includes(db) ? defaultAclsStatement(record.roles) : undefined;
+        const r = await batch(other, [...(there?.statements ?? []), ...(acls ? [acls] : [])]);
+        if (there) refused.push(...there.refusals(r.slice(0, there.statements.length)));
+        if (acls) recorded[db] = r[r.length - 1].rows as DefaultAclItem[];
+      });
     }
-    const checkIn: string[] = [];
-    for (const db of [...new Set(databases)]) {
-      const lines = await inspectDatabase(c, db, admin);
-      out.push(...lines);
-      if (!lines.some((l) => /: (does not exist|is a template|does not allow connections|the administrator cannot grant)/.test(l))) checkIn.push(db);
-    }
-    if (existing.length) {
-      const { rows } = await c.query<{ db: string }>('SELECT current_database() AS db');
-      const inDb = async (cc: Client) => {
-        for (const role of existing) out.push(...(await inspectRoleInDatabase(cc, role, admin)));
-      };
-      await inDb(c);
-      for (const db of checkIn) if (db !== rows[0].db) await this.inDatabase(target, db, opts, inDb);
-    }
-    return [...new Set(out)];
+    return { admin, refused: [...new Set(refused)], closed, ...(record ? { snapshot: { roles: record.roles, databases: recorded } } : {}) };
   }
 
-  /**
-   * The default privileges of the granted roles (and the roles they belong to) in every database the account could
-   * connect to; refused when the admin cannot connect to one of them (it could not put them back at revoke).
-   */
-  private async defaultAclSnapshot(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, grantRoles: string[], database: string | undefined): Promise<DefaultAclSnapshot | undefined> {
-    const roles = await rolesAndAncestors(c, grantRoles);
-    if (!roles.length) return undefined;
-    const reachable = await reachableDatabases(c, roles, database);
-    const closed = reachable.filter((d) => !d.adminCan).map((d) => d.datname);
-    if (closed.length) {
-      throw new ConnectorError('TARGET_INVALID_NAME', `refused by the allow-list: the account could connect to database(s) ${closed.join(', ')} (through PUBLIC or a granted role), `
-        + `where the administrator cannot connect to check what it leaves behind (GRANT CONNECT ON DATABASE … TO ${c.escapeIdentifier(target.adminUsername)}, or REVOKE CONNECT … FROM PUBLIC)`);
+  /** The server's major version on this admin connection (asked once per connection). */
+  private async majorOf(c: Client): Promise<number> {
+    let major = this.majors.get(c);
+    if (major === undefined) {
+      major = (await adminFacts(c)).major;
+      this.majors.set(c, major);
     }
-    const { rows } = await c.query<{ db: string }>('SELECT current_database() AS db');
-    const snapshot: DefaultAclSnapshot = { roles, databases: {} };
-    for (const { datname } of reachable) {
-      if (datname === rows[0].db) snapshot.databases[datname] = await defaultAcls(c, roles);
-      else await this.inDatabase(target, datname, opts, async (other) => void (snapshot.databases[datname] = await defaultAcls(other, roles)));
-    }
-    return snapshot;
+    return major;
   }
 
   /**
    * Puts the default privileges recorded at newUser back, in every recorded database: the admin takes the
    * privileges of each role it must change for the moment (GRANT … TO CURRENT_USER), and gives them up again.
    */
-  private async restoreDefaultAcls(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, oid: string, admin: AdminFacts): Promise<void> {
-    const snapshot = await readSnapshot(c, oid);
+  private async restoreDefaultAcls(target: ConnectorTarget, opts: CallOptions | undefined, c: Client, snapshot: DefaultAclSnapshot | undefined, admin: AdminFacts & { db: string }): Promise<void> {
     if (!snapshot) return;
-    const { rows } = await c.query<{ db: string }>('SELECT current_database() AS db');
     const plans: Array<{ db: string; statements: string[] }> = [];
     const roles = new Set<string>();
+    const reads = restoreReadStatements(snapshot.roles);
     for (const [db, recorded] of Object.entries(snapshot.databases)) {
       const plan = async (cc: Client) => {
-        const r = await restoreStatements(cc, recorded, snapshot.roles);
+        const r = await restoreStatements(cc, recorded, reads.read(await batch(cc, reads.statements)));
         if (r.statements.length) plans.push({ db, statements: r.statements });
         for (const role of r.roles) roles.add(role);
       };
-      if (db === rows[0].db) await plan(c);
+      if (db === admin.db) await plan(c);
       else await this.inDatabase(target, db, opts, plan);
     }
     if (!plans.length) return;
@@ -397,7 +419,7 @@ export class PostgresConnector implements Connector, PooledConnector {
         const run = async (cc: Client) => {
           for (const sql of p.statements) await cc.query(sql);
         };
-        if (p.db === rows[0].db) await run(c);
+        if (p.db === admin.db) await run(c);
         else await this.inDatabase(target, p.db, opts, run);
       }
     } catch (e) {
@@ -490,7 +512,7 @@ export class PostgresConnector implements Connector, PooledConnector {
   }
 
   /**
-   * Runs `work` as the admin on a pooled connection (admin-pool.ts) when `database` is the target's own: reused only for the same address, database, admin
+   * Runs `work` as the admin on a pooled connection (admin-pool.ts) to `database` (the target's own by default): reused only for the same address, database, admin
    * credential and TLS settings, with this call's statement_timeout/lock_timeout, and closed (never reused) when the work
    * threw or left a transaction open or the session's identity or search path changed. The work functions of this
    * connector run single autocommit statements and never SET anything (the pool checks the transaction status anyway).
@@ -521,26 +543,19 @@ export class PostgresConnector implements Connector, PooledConnector {
       reusable: (c) => c.transactionStatus === 'I' && !c.sessionChanged,
     };
     try {
-      // Only connections to the target's own database are kept: one kept open in another database (the per-database
-      // checks of newUser and revoke) would make CREATE DATABASE from it as a template, or DROP DATABASE, fail there.
-      if (database !== (target.options.database ?? 'postgres')) {
-        const c = await driver.open(opts?.signal);
-        const onAbort = () => driver.destroy(c);
-        opts?.signal?.addEventListener('abort', onAbort, { once: true });
-        try {
-          return await work(c);
-        } finally {
-          opts?.signal?.removeEventListener('abort', onAbort);
-          await c.end().catch(() => undefined);
-        }
-      }
-      return await this.pool.use(poolKeyOf(target, database), driver, opts, async (c) => {
+      // Connections to the target's other databases (the per-database checks of newUser and revoke) are pooled too, with
+      // the same identity and fingerprint rules, in the place of the home database's pool (a target that moves has all of
+      // them closed at once), but kept idle for a second only: DROP DATABASE and CREATE DATABASE … TEMPLATE wait up to
+      // 5 s for other sessions to leave the database, so an idle vault connection never makes them fail.
+      const home = target.options.database ?? 'postgres';
+      const key = database === home ? poolKeyOf(target, database) : { ...poolKeyOf(target, database), place: poolKeyOf(target, home).identity, idleMs: OTHER_DATABASE_IDLE_MS };
+      return await this.pool.use(key, driver, opts, async (c) => {
         if (c.timeouts.statement !== timeouts.statement || c.timeouts.lock !== timeouts.lock) {
           c.timeouts = { statement: -1, lock: -1 }; // unknown until the SET succeeded (a failure closes the connection)
           await c.query(`SET statement_timeout = ${timeouts.statement}; SET lock_timeout = ${timeouts.lock}`);
           c.timeouts = timeouts;
         }
-        return work(c);
+        return work((c.watched ??= watched(c)));
       });
     } catch (e) {
       throw this.authFailure(e, target.adminUsername);
@@ -590,7 +605,9 @@ export class PostgresConnector implements Connector, PooledConnector {
 
   /** Connects (SCRAM only, TLS identity verified); the abort signal ends the connection, during and after connecting. */
   private async open(client: ScramOnlyClient, target: ConnectorTarget, signal: AbortSignal | undefined): Promise<void> {
-    const onAbort = () => void client.end().catch(() => undefined);
+    // while connecting, end() would leave connect() pending for ever (pg ignores the close once it is ending): the
+    // socket is destroyed instead, and connect() rejects ("Connection terminated unexpectedly")
+    const onAbort = () => destroySocket(client);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       if (signal?.aborted) throw new ConnectorError('TARGET_ERROR', 'the call was aborted');
@@ -618,7 +635,7 @@ export class PostgresConnector implements Connector, PooledConnector {
  * backend that stopped answering, a network that dropped it silently): closeAll at shutdown never hangs on one.
  */
 async function closeSoon(c: Client): Promise<void> {
-  const timer = setTimeout(() => (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(), 1000);
+  const timer = setTimeout(() => destroySocket(c), 1000);
   try {
     await c.end().catch(() => undefined);
   } finally {
@@ -626,8 +643,44 @@ async function closeSoon(c: Client): Promise<void> {
   }
 }
 
-/** A pooled admin connection and the statement/lock timeouts its session has now. */
-type PooledClient = ScramOnlyClient & { timeouts: { statement: number; lock: number } };
+/** The database the target's admin connects to unless told otherwise. */
+function homeDatabaseOf(target: ConnectorTarget): string {
+  return target.options.database ?? 'postgres';
+}
+
+/** Closes the connection's socket at once (no Terminate). */
+function destroySocket(c: Client): void {
+  (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+}
+
+/**
+ * A pooled admin connection: the statement/lock timeouts its session has now, and the view of it the work gets
+ * ({@link watched}).
+ */
+type PooledClient = ScramOnlyClient & { timeouts: { statement: number; lock: number }; watched?: Client };
+
+/**
+ * Statements that leave state in the session which PostgreSQL does not report to the client (SET ROLE, settings,
+ * temporary objects, advisory locks, LISTEN, prepared statements, cursors): at the start of a statement (or after a `;`),
+ * or set_config / advisory lock functions anywhere. A false positive only costs a new connection.
+ */
+const SESSION_STATE = /(?:^|;)\s*(?:SET|RESET|DISCARD|LISTEN|PREPARE|DECLARE|CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?)\b|\bset_config\s*\(|\bpg_(?:try_)?advisory_/i;
+
+/**
+ * The pooled connection as the work sees it: every statement it sends whose text may change the session
+ * ({@link SESSION_STATE}) marks the connection `sessionChanged`, so it is closed after the work instead of being lent on
+ * (the reuse check, after checkAfterMs idle, would see only SET ROLE and search_path). Made once per connection.
+ */
+function watched(c: PooledClient): Client {
+  const view = Object.create(c) as Client;
+  view.query = ((...args: unknown[]) => {
+    const q = args[0];
+    const text = typeof q === 'string' ? q : typeof (q as { text?: unknown })?.text === 'string' ? (q as { text: string }).text : '';
+    if (SESSION_STATE.test(text)) c.sessionChanged = true;
+    return (c.query as (...a: unknown[]) => unknown).apply(c, args);
+  }) as Client['query'];
+  return view;
+}
 
 /** The per-call server-side limits (ms; 0: none): the server gives up a little before the vault does. */
 function callTimeouts(opts: CallOptions | undefined): { statement: number; lock: number } {
@@ -635,15 +688,16 @@ function callTimeouts(opts: CallOptions | undefined): { statement: number; lock:
 }
 
 /**
- * One statement that changes a catalog row other sessions may change at the same moment — a database's ACL, which every
- * one-time account's `GRANT CONNECT` and every revocation's `DROP OWNED` rewrite. PostgreSQL refuses the second of two
- * concurrent changes with XX000 "tuple concurrently updated" (not a lock wait): concurrent claims and revocations on
- * one database failed with it. The statement had no effect then, so it is run again, a few times, after a short jitter.
+ * Statements that change catalog rows other sessions may change at the same moment — a database's ACL, which every
+ * one-time account's `GRANT CONNECT` and every revocation's `DROP OWNED` rewrite — run as one transaction (batch.ts).
+ * PostgreSQL refuses the second of two concurrent changes with XX000 "tuple concurrently updated" (not a lock wait):
+ * concurrent claims and revocations on one database failed with it. The transaction then had no effect, so it is run
+ * again, a few times, after a short jitter.
  */
-async function catalogStatement(c: Client, sql: string): Promise<void> {
+async function catalogStatements(c: Client, sql: string[]): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await c.query(sql);
+      await batch(c, sql.map((text) => ({ text })));
       return;
     } catch (e) {
       const concurrent = (e as { code?: unknown }).code === 'XX000' && String((e as { message?: unknown }).message).includes('tuple concurrently updated');
