@@ -86,7 +86,7 @@ interface BenchUser {
   busy: boolean;
 }
 
-interface Level {
+export interface Level {
   seconds: number;
   /** Per call (ms): vault request/approve/claim/revoke; raw create/drop. */
   calls: Record<string, number[]>;
@@ -97,7 +97,7 @@ interface Level {
 
 // ---------------------------------------------------------------- the vault side
 
-interface VaultSide {
+export interface VaultSide {
   vault: TestVault;
   port: number;
   targetId: string;
@@ -105,7 +105,7 @@ interface VaultSide {
   book: CodeBook;
 }
 
-async function vaultLevel(side: VaultSide, c: number, n: number): Promise<Level> {
+export async function vaultLevel(side: VaultSide, c: number, n: number): Promise<Level> {
   const client = httpClient(side.port, 2 * c);
   const calls: Record<string, number[]> = { request: [], approve: [], claim: [], revoke: [] };
   const cycle: number[] = [];
@@ -305,7 +305,7 @@ export async function vaultWithTarget(pg: PgHandle, admin: PgAdmin, name: string
   }
 }
 
-async function setUp(pg: PgHandle, admin: PgAdmin, log: (s: string) => void): Promise<VaultSide> {
+export async function setUp(pg: PgHandle, admin: PgAdmin, log: (s: string) => void): Promise<VaultSide> {
   // the target: a database only grants open, a harmless group role the admin may hand out (README least-privilege set-up)
   await pg.query(`CREATE DATABASE ${DB}`);
   await pg.query(`REVOKE CONNECT ON DATABASE ${DB} FROM PUBLIC`);
