@@ -29,6 +29,10 @@ function verifyUnavailable(message: string): DomainException {
 }
 
 /** Reading and verifying the audit log. */
+/** How often, and how far apart, `vouched` tries to seal an event another sealing pass is holding up (≤ 2 s). */
+const VOUCH_SEAL_TRIES = 20;
+const VOUCH_SEAL_PAUSE_MS = 100;
+
 @Injectable()
 export class AuditQueryService {
   private readonly logger = new Logger(AuditQueryService.name);
@@ -93,11 +97,18 @@ export class AuditQueryService {
    * Seals what is pending first, so a committed event is in the chain. Null when there is no such event.
    */
   async vouched(type: string, subjectType: string, subjectId: string): Promise<{ event: AuditEventView; problems: string[] } | null> {
-    await this.sealer.sealPending().catch(() => 0); // unsealed, the event is still checked against its MAC
-    const [e] = (await this.dataSource.query(
-      `SELECT ${COLUMNS} FROM audit_events e WHERE e.subject_type = $1 AND e.subject_id = $2 AND e.type = $3 ORDER BY e.id DESC LIMIT 1`,
-      [subjectType, subjectId, type],
-    )) as StoredAuditEvent[];
+    let e: StoredAuditEvent | undefined;
+    // a sealing pass running elsewhere holds the lock (sealPending then seals nothing): try again for a moment; still
+    // unsealed after that, the event is checked against its MAC and reported unsealed
+    for (let tries = 0; tries < VOUCH_SEAL_TRIES; tries++) {
+      if (tries > 0) await new Promise((r) => setTimeout(r, VOUCH_SEAL_PAUSE_MS));
+      await this.sealer.sealPending().catch(() => 0);
+      [e] = (await this.dataSource.query(
+        `SELECT ${COLUMNS} FROM audit_events e WHERE e.subject_type = $1 AND e.subject_id = $2 AND e.type = $3 ORDER BY e.id DESC LIMIT 1`,
+        [subjectType, subjectId, type],
+      )) as StoredAuditEvent[];
+      if (!e || e.seq !== null) break;
+    }
     if (!e) return null;
     const key = this.keyring.auditKey();
     const same = (a: Buffer | null | undefined, b: Buffer) => !!a && a.length === b.length && timingSafeEqual(a, b);
