@@ -12,8 +12,9 @@ import { SshConnector } from './ssh/ssh.connector';
  * The connectors by target type, each behind the sanitising, deadline-keeping wrapper. Services never use it directly:
  * they reach a target through `TargetsService.connect()` (src/targets/target-connection.ts), which gets its connector here.
  *
- * The PostgreSQL and MySQL connectors pool their admin connections (src/connectors/admin-pool.ts; VAULT_TARGET_POOL_SIZE,
- * VAULT_TARGET_POOL_IDLE_MS); the registry closes every pooled connection when the application shuts down.
+ * The PostgreSQL and MySQL connectors pool their admin connections (src/connectors/admin-pool.ts), the SSH connector its
+ * admin SSH connections (ssh/ssh-pool.ts), all with VAULT_TARGET_POOL_SIZE and VAULT_TARGET_POOL_IDLE_MS; the registry
+ * closes every pooled connection when the application shuts down.
  */
 @Injectable()
 export class ConnectorRegistry implements OnModuleDestroy, OnApplicationShutdown {
@@ -25,8 +26,9 @@ export class ConnectorRegistry implements OnModuleDestroy, OnApplicationShutdown
     const pool: PoolSettings = config?.targetPool ?? DEFAULT_POOL_SETTINGS;
     const postgres = new PostgresConnector(pool);
     const mysql = new MysqlConnector(pool);
-    this.pooled = [postgres, mysql];
-    this.connectors = new Map<TargetType, Connector>([new SshConnector(), postgres, mysql].map((c) => [c.type, new SafeConnector(c)]));
+    const ssh = new SshConnector(pool);
+    this.pooled = [postgres, mysql, ssh];
+    this.connectors = new Map<TargetType, Connector>([ssh, postgres, mysql].map((c) => [c.type, new SafeConnector(c)]));
   }
 
   get(type: TargetType): Connector {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Client, ConnectConfig } from 'ssh2';
+import { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import { ConnectorError } from '../connector.errors';
 import { CallOptions, ConnectorTarget } from '../connector.interface';
 
@@ -30,8 +30,16 @@ const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 /** The most output (stdout and stderr together) one script may return: beyond it the call fails (TARGET_ERROR). */
 const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Where a call's commands run: a channel (`exec`) of an SSH connection — the connection itself, or a pooled one's
+ * channels counted for the call (ssh-pool.ts).
+ */
+export interface Channels {
+  exec(command: string, callback: (err: Error | undefined, stream: ClientChannel) => void): unknown;
+}
+
 /** Runs one POSIX sh script (whatever the login shell is), its input on stdin; fails cleanly past {@link MAX_OUTPUT_BYTES}. */
-export function execScript(conn: Client, script: string, stdin = '', maxBytes = MAX_OUTPUT_BYTES): Promise<ExecResult> {
+export function execScript(conn: Channels, script: string, stdin = '', maxBytes = MAX_OUTPUT_BYTES): Promise<ExecResult> {
   const command = `/bin/sh -c ${shQuote(`PATH=${SCRIPT_PATH}; export PATH; LC_ALL=C; export LC_ALL\n${script}`)}`;
   return new Promise((resolve, reject) => {
     conn.exec(command, (err, stream) => {
@@ -75,7 +83,7 @@ export type Privilege = 'root' | 'sudo';
  */
 export class AdminShell {
   constructor(
-    readonly conn: Client,
+    readonly conn: Channels,
     private readonly target: ConnectorTarget,
     readonly privilege: Privilege,
     /** The admin's own uid. */
@@ -87,11 +95,12 @@ export class AdminShell {
     return !!this.target.adminPassword;
   }
 
-  /** Opens the admin's shell on a connected client: asks for its uid to know whether sudo is needed. */
-  static async open(conn: Client, target: ConnectorTarget): Promise<AdminShell> {
-    const id = await execScript(conn, 'id -u');
-    const uid = Number(id.stdout.trim());
-    if (id.code !== 0 || !/^\d+$/.test(id.stdout.trim())) throw new ConnectorError('TARGET_ERROR', 'the admin user\'s uid could not be read on the target (id -u)');
+  /**
+   * Opens the admin's shell on a connection: asks for its uid to know whether sudo is needed — once per connection when
+   * `uid` is given (what an earlier call on the same authenticated connection read: it cannot change).
+   */
+  static async open(conn: Channels, target: ConnectorTarget, uid?: number): Promise<AdminShell> {
+    if (uid === undefined) uid = await adminUid(conn);
     return new AdminShell(conn, target, uid === 0 ? 'root' : 'sudo', uid);
   }
 
@@ -142,6 +151,13 @@ export class AdminShell {
   }
 }
 
+/** The uid the connection's login has (`id -u`). */
+export async function adminUid(conn: Channels): Promise<number> {
+  const id = await execScript(conn, 'id -u');
+  if (id.code !== 0 || !/^\d+$/.test(id.stdout.trim())) throw new ConnectorError('TARGET_ERROR', 'the admin user\'s uid could not be read on the target (id -u)');
+  return Number(id.stdout.trim());
+}
+
 type Auth = Pick<ConnectConfig, 'username' | 'password' | 'privateKey' | 'passphrase'>;
 
 export function adminAuth(target: ConnectorTarget): Auth {
@@ -161,22 +177,50 @@ const hostKeyUnpinned = (target: ConnectorTarget) =>
  */
 export function sshSession<T>(target: ConnectorTarget, auth: Auth, opts: CallOptions | undefined, work: (c: Client) => Promise<T>): Promise<T>;
 export function sshSession(target: ConnectorTarget, auth: 'probe', opts: CallOptions | undefined): Promise<string>;
-export function sshSession<T>(target: ConnectorTarget, auth: Auth | 'probe', opts: CallOptions | undefined, work?: (c: Client) => Promise<T>): Promise<T | string> {
+export async function sshSession<T>(target: ConnectorTarget, auth: Auth | 'probe', opts: CallOptions | undefined, work?: (c: Client) => Promise<T>): Promise<T | string> {
+  if (auth === 'probe') return sshConnect(target, 'probe', opts);
+  const conn = await sshConnect(target, auth, opts);
+  let onAbort: (() => void) | undefined;
+  try {
+    return await new Promise<T>((resolve, reject) => {
+      onAbort = () => reject(new ConnectorError('TARGET_TIMEOUT', 'the SSH call was aborted'));
+      if (opts?.signal?.aborted) return onAbort();
+      opts?.signal?.addEventListener('abort', onAbort, { once: true });
+      // the server ending the connection while `work` waits on it (its commands' channels close with it)
+      conn.once('close', () => reject(new ConnectorError('TARGET_ERROR', `${target.host}:${target.port} closed the SSH connection`)));
+      work!(conn).then(resolve, reject);
+    });
+  } finally {
+    if (onAbort) opts?.signal?.removeEventListener('abort', onAbort);
+    conn.end();
+  }
+}
+
+/**
+ * Opens an authenticated SSH connection (the admin's for the pool, ssh-pool.ts; an account's for a login): checks the
+ * host key against the pin BEFORE any authentication, as {@link sshSession} says, and resolves once the server accepted
+ * the login. The connection keeps an 'error' listener (ssh2 would throw without one); the caller ends it.
+ * The abort signal counts only until then.
+ */
+export function sshConnect(target: ConnectorTarget, auth: Auth, opts: CallOptions | undefined): Promise<Client>;
+export function sshConnect(target: ConnectorTarget, auth: 'probe', opts: CallOptions | undefined): Promise<string>;
+export function sshConnect(target: ConnectorTarget, auth: Auth | 'probe', opts: CallOptions | undefined): Promise<Client | string> {
   const probe = auth === 'probe';
   const pin = target.options.hostKeySha256 ? normalizePin(target.options.hostKeySha256) : undefined;
-  return new Promise<T | string>((resolve, reject) => {
+  return new Promise<Client | string>((resolve, reject) => {
     const conn = new Client();
     let refused: 'mismatch' | 'unpinned' | undefined;
     let presented: string | undefined;
     let settled = false;
-    const finish = (fn: () => void) => {
+    const finish = (fn: () => void, keep = false) => {
       if (settled) return;
       settled = true;
       opts?.signal?.removeEventListener('abort', onAbort);
-      conn.end();
+      if (!keep) conn.end();
       fn();
     };
     const onAbort = () => finish(() => reject(new ConnectorError('TARGET_TIMEOUT', 'the SSH call was aborted')));
+    if (opts?.signal?.aborted) return onAbort();
     opts?.signal?.addEventListener('abort', onAbort, { once: true });
     const refusal = (): Error | undefined => {
       if (probe && presented) return undefined;
@@ -187,7 +231,6 @@ export function sshSession<T>(target: ConnectorTarget, auth: Auth | 'probe', opt
     // The server may end the connection without an error: sshd with PAM does so for an expired or otherwise
     // refused account (a banner "Your account has expired…", then close), after the password was accepted.
     let handshaken = false;
-    let ready = false;
     let banner = '';
     const username = probe ? 'hostkey-probe' : auth.username;
     conn.on('handshake', () => (handshaken = true));
@@ -197,18 +240,13 @@ export function sshSession<T>(target: ConnectorTarget, auth: Auth | 'probe', opt
         if (probe && presented) return resolve(presented);
         const r = refusal();
         if (r) reject(r);
-        else if (ready) reject(new ConnectorError('TARGET_ERROR', `${target.host}:${target.port} closed the SSH connection`));
         else if (handshaken) reject(new ConnectorError('TARGET_AUTH_FAILED', `SSH closed the login of ${username}${banner ? ` (${banner})` : ' (refused by the account policy, e.g. expired)'}`));
         else reject(new ConnectorError('TARGET_ERROR', `${target.host}:${target.port} closed the connection before the SSH handshake`));
       });
     });
     conn.on('ready', () => {
-      ready = true;
-      if (!work) return finish(() => reject(new ConnectorError('TARGET_ERROR', 'the host key probe authenticated')));
-      work(conn).then(
-        (v) => finish(() => resolve(v)),
-        (e) => finish(() => reject(e)),
-      );
+      if (probe) return finish(() => reject(new ConnectorError('TARGET_ERROR', 'the host key probe authenticated')));
+      finish(() => resolve(conn), true);
     });
     conn.on('error', (e: Error & { level?: string }) => {
       finish(() => {

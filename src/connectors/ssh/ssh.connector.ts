@@ -1,3 +1,4 @@
+import { DEFAULT_POOL_SETTINGS, PooledConnector, poolKeyOf } from '../admin-pool';
 import { SSH_FORBIDDEN_GROUPS } from '../names';
 import { ConnectorError } from '../connector.errors';
 import {
@@ -7,7 +8,8 @@ import {
 import { probeCapabilities } from './ssh-capabilities';
 import { processesToEnd, sameProcess, sessionsOf } from './ssh-processes';
 import { endProcesses, freeUid, isUidMark, loginDefs, markUid, namesWithUid, oneTimeUidRange, scanProcesses, sessionDetails, sshSessionId, uidOf } from './ssh-remote';
-import { adminAuth, AdminShell, normalizePin, shQuote, sshSession } from './ssh-session';
+import { SshLease, SshPool, SshPoolSettings } from './ssh-pool';
+import { adminAuth, AdminShell, adminUid, normalizePin, shQuote, sshConnect, sshSession } from './ssh-session';
 
 /**
  * Linux hosts over SSH (ssh2).
@@ -20,10 +22,23 @@ import { adminAuth, AdminShell, normalizePin, shQuote, sshSession } from './ssh-
  * - Ending sessions never kills every process of an account (see ssh-processes.ts for the exact rule); one-time
  *   accounts get a uid nothing else uses and no earlier one-time account had (uids only grow, the highest one of a
  *   removed account is kept by a locked account `pamvault-uid-<uid>`), so revoking may end everything running with it.
+ * - Connections: the admin's are pooled per target and shared by concurrent calls, each on channels of its own
+ *   (ssh-pool.ts); a login as an account (the proof a password works) and the host-key probe always connect afresh.
  */
-export class SshConnector implements Connector {
+export class SshConnector implements Connector, PooledConnector {
   readonly type = 'ssh' as const;
   readonly supports: ConnectorSupport = { accountExpiry: 'day', hostKey: true };
+  /** The admin's connections by target; closed by ConnectorRegistry at shutdown. */
+  readonly pool: SshPool;
+
+  constructor(pool: SshPoolSettings = DEFAULT_POOL_SETTINGS) {
+    this.pool = new SshPool(pool);
+  }
+
+  /** Closes every pooled admin connection (ConnectorRegistry, at shutdown). */
+  closeAll(): Promise<void> {
+    return this.pool.closeAll();
+  }
 
   async hostKey(target: ConnectorTarget, opts?: CallOptions): Promise<string> {
     return sshSession(target, 'probe', opts);
@@ -62,8 +77,12 @@ export class SshConnector implements Connector {
   }
 
   async updatePassword(target: ConnectorTarget, account: UpdatePasswordRequest, opts?: CallOptions): Promise<void> {
-    await this.asAdmin(target, opts, async (shell) => {
-      if ((await uidOf(shell, account.username)) === undefined) throw new ConnectorError('TARGET_ERROR', `user ${account.username} does not exist on the target`);
+    await this.asAdmin(target, opts, async (shell, lease) => {
+      const uid = await uidOf(shell, account.username);
+      if (uid === undefined) throw new ConnectorError('TARGET_ERROR', `user ${account.username} does not exist on the target`);
+      // the admin's own password (under any of its names): the connection was opened with the old one and is not kept
+      // (a reused one would hide that the stored admin password no longer works)
+      if (uid === shell.uid) lease.retire();
       await shell.mustSudo('chpasswd', `${account.username}:${account.password}\n`, 'chpasswd failed');
     });
   }
@@ -176,8 +195,18 @@ export class SshConnector implements Connector {
     });
   }
 
-  private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (shell: AdminShell) => Promise<T>): Promise<T> {
-    return sshSession(target, adminAuth(target), opts, async (conn) => work(await AdminShell.open(conn, target)));
+  /**
+   * Runs `work` as the admin on a pooled connection (ssh-pool.ts), reused only under the same address, admin user,
+   * admin password / key / passphrase and host-key pin (poolKeyOf's fingerprint); a new one is verified against the pin
+   * before anything is sent. The admin's uid is read once per connection.
+   */
+  private asAdmin<T>(target: ConnectorTarget, opts: CallOptions | undefined, work: (shell: AdminShell, lease: SshLease) => Promise<T>): Promise<T> {
+    const open = (signal: AbortSignal, timeoutMs: number) => sshConnect(target, adminAuth(target), { signal, timeoutMs });
+    return this.pool.use(poolKeyOf(target, undefined), open, opts, async (lease) => {
+      let uid = lease.memo.get('uid') as number | undefined;
+      if (uid === undefined) lease.memo.set('uid', (uid = await adminUid(lease.channels)));
+      return work(await AdminShell.open(lease.channels, target, uid), lease);
+    });
   }
 }
 
