@@ -1,5 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { AddressInfo, createServer, Socket } from 'node:net';
 import { Global, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
@@ -12,6 +13,7 @@ import { SshLease, SshPoolSettings } from '../../src/connectors/ssh/ssh-pool';
 import { AdminShell } from '../../src/connectors/ssh/ssh-session';
 import { SshConnector } from '../../src/connectors/ssh/ssh.connector';
 import { failure } from '../support/connector-failure';
+import { freePort } from '../support/process';
 import { run, runRaw } from '../support/targets/run';
 import { SSHD_BINARY, SshdHandle, startSshd, SudoAdmin } from '../support/targets/sshd';
 
@@ -296,6 +298,28 @@ describe('pooled admin SSH connections: real sshd, least-privilege sudo admin', 
     } finally {
       for (const s of sockets) s.destroy();
       silent.close();
+    }
+  });
+
+  it('a server allowing fewer sessions per connection (MaxSessions 2) than the pool opens channels: the refused channels wait for one of the connection\'s own instead of failing', async () => {
+    // the same host key and users, another listener with MaxSessions 2
+    const port = await freePort();
+    const file = `${sshd.dir}/sshd_config_maxsessions`;
+    writeFileSync(file, readFileSync(`${sshd.dir}/sshd_config`, 'utf8').replace(/^ListenAddress .*$/m, `ListenAddress 127.0.0.1:${port}`).replace(/^MaxSessions .*$/m, 'MaxSessions 2').replace(/^PidFile .*$/m, `PidFile ${sshd.dir}/sshd-maxsessions.pid`));
+    let log = '';
+    const narrow = spawn(SSHD_BINARY, ['-D', '-e', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    narrow.stderr!.on('data', (d) => (log += d));
+    try {
+      await until('the second listener listens', () => log.includes(`Server listening on 127.0.0.1 port ${port}`));
+      const { raw, connector } = pooled({ channels: 8 });
+      // eight calls join one connection and each asks for a channel at once (the admin's uid is not known yet either)
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => connector.isAdmin({ ...target, port }, i % 2 ? admin.username : 'root')));
+      expect(results).toEqual([false, true, false, true, false, true, false, true]);
+      expect(raw.pool.opened).toBe(1);
+      expect(log).toMatch(/no more sessions|open failed|session limit/i);
+    } finally {
+      for (const pid of await descendants(narrow.pid!)) await runRaw('kill', ['-KILL', String(pid)]);
+      narrow.kill('SIGKILL');
     }
   });
 
