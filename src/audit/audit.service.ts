@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
-import { Tx, TxParticipant, UnitOfWork } from '../database/unit-of-work';
+import { inSavepoint, Tx, TxParticipant, UnitOfWork } from '../database/unit-of-work';
 import { Clock } from '../common/clock';
 import { toStorable } from '../common/text';
 import { KeyringService } from '../crypto/keyring.service';
@@ -51,14 +51,16 @@ export class AuditService implements TxParticipant {
    * `tx.audit(event)` gives the event its id and MAC at once (ids taken with BEGIN while they last) and writes every
    * event of the transaction in one INSERT right before COMMIT (`beforeCommit`): a unit of work costs one audit round
    * trip whatever its number of events, and the events commit or roll back with the change as before. An event
-   * recorded after that flush (by a later before-commit hook) is written at once.
+   * recorded after that flush (by a later before-commit hook), or inside a savepoint (a nested `em.transaction`: a
+   * rollback to it must take the event back too), is written at once.
    */
   join(tx: Tx): void {
     const pending: AuditRow[] = [];
     let flushed = false;
     tx.audit = async (input) => {
       const [row] = this.rowsOf(await this.idsFor(tx.em, 1), [input]);
-      if (flushed) await this.insert(tx.em, [row]);
+      // inside a savepoint the event is written there, so a rollback to it takes the event back with its change
+      if (flushed || inSavepoint(tx.em)) await this.insert(tx.em, [row]);
       else pending.push(row);
       return row[0] as string;
     };

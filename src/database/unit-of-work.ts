@@ -116,6 +116,16 @@ export class UnitOfWork {
   }
 }
 
+/**
+ * True while `em` (a unit of work's entity manager) runs inside a nested `em.transaction` (a savepoint): what is written
+ * there must be written there, so that a rollback to the savepoint takes it back with the rest (the audit module writes
+ * such events at once instead of buffering them for the flush before COMMIT). The depth is TypeORM's own count, which
+ * `begin` sets by hand for the transaction it opens.
+ */
+export function inSavepoint(em: EntityManager): boolean {
+  return ((em.queryRunner as unknown as { transactionDepth?: number } | undefined)?.transactionDepth ?? 0) > 1;
+}
+
 /** What node-postgres answers for one statement of a simple-protocol query. */
 interface PgResult {
   rows: Array<Record<string, unknown>>;
