@@ -12,8 +12,9 @@ import type {
  * `TargetsService.connect()`; the only way services reach a target.
  *
  * The admin credential was decrypted once, when the connection was made, and is held in a private field: it is in no
- * property, no `JSON.stringify`, no `util.inspect` and no error of this object. Each call still opens its own
- * connection to the target (connectors are stateless).
+ * property, no `JSON.stringify`, no `util.inspect` and no error of this object. Calls are stateless to the caller; the
+ * connectors run their admin work on pooled connections (src/connectors/admin-pool.ts, ssh/ssh-pool.ts), reused only
+ * under the same target, address, admin credential and pins.
  */
 export class TargetConnection {
   readonly type: TargetType;
