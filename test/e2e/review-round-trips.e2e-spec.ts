@@ -12,6 +12,7 @@ import { AuditQueryService } from '../../src/audit/audit-query.service';
 import { AuditService } from '../../src/audit/audit.service';
 import { dataSourceOptions } from '../../src/database/data-source';
 import { Tx, TxParticipant, UnitOfWork } from '../../src/database/unit-of-work';
+import { IdentityService } from '../../src/identity/identity.service';
 import { ThrottleService, THROTTLE_RULES } from '../../src/identity/throttle.service';
 import { randomBytes } from 'node:crypto';
 import { createFakeTarget } from '../support/fake-target';
@@ -315,6 +316,43 @@ describe('review: round-trip-lean unit of work, audit buffering and throttle (re
         await h.db.query('DROP TRIGGER review_throttle_fail ON auth_throttle');
       }
     });
+
+    /** A trigger on auth_throttle that fails the reservation statement with `sqlstate` for keys like `like`. */
+    const failingThrottle = async (sqlstate: string, like: string, fn: () => Promise<void>) => {
+      await h.db.query(`CREATE OR REPLACE FUNCTION review_throttle_state() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.key LIKE '${like}' THEN RAISE EXCEPTION 'reservation failed' USING ERRCODE = '${sqlstate}'; END IF; RETURN NEW; END $$`);
+      await h.db.query('CREATE TRIGGER review_throttle_state BEFORE INSERT OR UPDATE ON auth_throttle FOR EACH ROW EXECUTE FUNCTION review_throttle_state()');
+      try {
+        await fn();
+      } finally {
+        await h.db.query('DROP TRIGGER review_throttle_state ON auth_throttle');
+      }
+    };
+
+    it('holds: a reservation that fails (not throttled) lets no password be evaluated: the right password gets no token, nothing is counted', async () => {
+      const identity = h.get(IdentityService);
+      const sessions = async () => (await h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM access_tokens'))[0].n;
+      const before = await sessions();
+      await failingThrottle('53100', 'pair:pw:%@192.0.2.88', async () => {
+        const e = await identity.login({ username: 'admin', password: h.config.bootstrapAdminPassword as string } as never, '192.0.2.88').then(
+          () => null,
+          (err: unknown) => err as { status?: number; code?: string; message?: string },
+        );
+        expect(e).not.toBeNull();
+        expect(e?.status).toBeUndefined(); // not a domain answer (the request is a 500), never a token
+        expect(String(e?.message)).not.toContain(h.config.bootstrapAdminPassword as string);
+      });
+      expect(await sessions()).toBe(before);
+      expect(await rows('%@192.0.2.88')).toEqual([]);
+      // and a division by zero from elsewhere in the statement is "throttled": refused, never evaluated (fail closed)
+      await failingThrottle('22012', 'pair:pw:%@192.0.2.89', async () => {
+        await expect(identity.login({ username: 'admin', password: h.config.bootstrapAdminPassword as string } as never, '192.0.2.89')).rejects.toMatchObject({ status: 429 });
+      });
+      expect(await sessions()).toBe(before);
+      expect(await rows('%@192.0.2.89')).toEqual([]);
+      // the same login with a reservation that works is let in (what refused it above was the reservation alone)
+      await expect(identity.login({ username: 'admin', password: h.config.bootstrapAdminPassword as string } as never, '192.0.2.90')).resolves.toMatchObject({ accessToken: expect.any(String) });
+    });
   });
 
   it('holds: no connection or query runner is left checked out after all of the above', async () => {
@@ -352,8 +390,13 @@ describe('review: MFA step-up with the buffered audit flush (e2e)', () => {
     status: (await vault.db.query<{ status: string }>('SELECT status FROM accounts WHERE id = $1', [accountId]))[0].status,
     events: (await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE details->>'accountId' = $1", [accountId]))[0].n,
   });
-  const openTransactions = async () =>
-    (await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'", [vault.db.name]))[0].n;
+  /** Sessions of the vault left inside a transaction: a leaked one stays; the sealer's own pass ends within moments. */
+  const openTransactions = async () => {
+    const count = async () =>
+      (await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'", [vault.db.name]))[0].n;
+    for (let i = 0; i < 50 && (await count()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    return count();
+  };
 
   beforeAll(async () => {
     vault = await startTestVault();
@@ -388,6 +431,7 @@ describe('review: MFA step-up with the buffered audit flush (e2e)', () => {
         `SELECT (SELECT xmin FROM users WHERE id::text = $1)::text = (SELECT xmin FROM audit_events WHERE type = 'mfa.verified' AND subject_id = $1 ORDER BY id DESC LIMIT 1)::text AS same`,
         [operator.id],
       );
+      if (!burn.same) console.log(await vault.db.query('SELECT id, type, xmin::text, details FROM audit_events WHERE subject_id = $1 ORDER BY id DESC LIMIT 4', [operator.id]), await vault.db.query('SELECT xmin::text, mfa_last_step FROM users WHERE id::text = $1', [operator.id]));
       expect(burn.same).toBe(true);
       const again = await checkoutWith(code, accountId, 'a fair reason');
       expect(again.status).toBe(401);
@@ -400,4 +444,24 @@ describe('review: MFA step-up with the buffered audit flush (e2e)', () => {
       expect(await verified()).toBe(verifiedBefore + 2);
     });
   }
+
+  it('holds: 60 concurrent step-up checkouts (one code each, refused ones among them) and the chain verifies over HTTP', async () => {
+    const auditor = await vault.createUser(['auditor']);
+    const accounts: string[] = [];
+    for (let i = 0; i < 30; i++) accounts.push(await newAccount());
+    const code = await operator.code();
+    const verifiedBefore = await verified();
+    // one code for 60 requests on 30 accounts: exactly one is taken, every other one is refused (replay), nothing else
+    const answers = await Promise.all([...accounts, ...accounts].map((a) => checkoutWith(code, a, 'a fair reason')));
+    expect(answers.filter((r) => r.status === 201)).toHaveLength(1);
+    // the others: the code was used (or, 60 at once against a pair limit of 10 in flight, throttled before evaluation)
+    const others = answers.filter((r) => r.status !== 201).map((r) => `${r.status} ${r.body.code}`);
+    expect(others.filter((o) => o !== '401 MFA_REPLAYED' && o !== '429 THROTTLED')).toEqual([]);
+    expect(await verified()).toBe(verifiedBefore + 1);
+    const [{ n }] = await vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM checkouts WHERE account_id = ANY($1::uuid[])', [accounts]);
+    expect(n).toBe(1);
+    const res = await actingAs(vault, auditor).get('/v1/audit-events/verify').expect(200);
+    expect(res.body.ok).toBe(true);
+    expect(await openTransactions()).toBe(0);
+  }, 60_000);
 });
