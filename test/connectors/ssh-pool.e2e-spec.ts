@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { inspect } from 'node:util';
 import { AddressInfo, createServer, Socket } from 'node:net';
 import { Global, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
@@ -99,6 +100,13 @@ describe('pooled admin SSH connections: real sshd, least-privilege sudo admin', 
     expect(await connections()).toHaveLength(1);
     expect(raw.pool.opened).toBe(1);
     expect(raw.pool.stats()).toMatchObject({ identities: 1, idle: 1, busy: 0 });
+    // the pooled client keeps the admin's key in its config: never printed with the connector or its pool
+    const byPassword: ConnectorTarget = { ...target, adminPrivateKey: undefined, adminPassword: admin.password };
+    await connector.isAdmin(byPassword, 'root');
+    for (const text of [inspect(raw, { depth: 20 }), inspect(raw.pool, { depth: 20 })]) {
+      expect(text).not.toContain(admin.password);
+      expect(text).not.toContain('PRIVATE KEY');
+    }
   });
 
   it('concurrent operations share the one connection, each on channels of its own', async () => {

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import type { Client, ClientChannel } from 'ssh2';
 import { DEFAULT_POOL_SETTINGS, PoolKey, PoolSettings, PoolStats } from '../admin-pool';
 import { ConnectorError } from '../connector.errors';
@@ -160,6 +161,11 @@ export class SshPool {
       waiting: slots.reduce((n, s) => n + s.waiters.length, 0) + conns.reduce((n, c) => n + c.queue.length, 0),
       channels: conns.reduce((n, c) => n + c.open, 0),
     };
+  }
+
+  /** Counts only: the clients below hold the admin's password or key in their config (ssh2 keeps it). */
+  [inspect.custom](): string {
+    return `SshPool ${JSON.stringify(this.stats())}`;
   }
 
   private async acquire(key: PoolKey, opener: SshOpener, opts: CallOptions | undefined): Promise<{ slot: Slot; conn: Conn }> {
