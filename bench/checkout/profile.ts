@@ -12,19 +12,18 @@
  * pg query, runs the same cycles as run.ts, and prints per-cycle counts and mean milliseconds of each phase, the
  * process's CPU use and the machine's CPU use over the run.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { Session } from 'node:inspector';
-import { Client as PgClient } from 'pg';
 import { AuditSealer } from '../../src/audit/audit-sealer.service';
-import { AuditService } from '../../src/audit/audit.service';
 import { CheckoutLifecycleService } from '../../src/checkouts/checkout-lifecycle.service';
+import { UnitOfWork } from '../../src/database/unit-of-work';
 import { CheckoutsService } from '../../src/checkouts/checkouts.service';
 import { PostgresConnector } from '../../src/connectors/postgres/postgres.connector';
 import { IdentityService } from '../../src/identity/identity.service';
 import { MfaService } from '../../src/identity/mfa.service';
 import { ThrottleService } from '../../src/identity/throttle.service';
 import { TotpService } from '../../src/identity/totp.service';
+import { add, clusterCpu, inspectorPost, phases, wrap, wrapPg } from '../profile-kit';
 import { pct, startBenchVault, vaultLevel } from './run';
 
 const arg = (name: string, dflt: string) => {
@@ -67,80 +66,11 @@ async function getLoop(port: number, path: string, auth: string, c: number, n: n
   return { rps: n / seconds, cpuMsPerReq: (cpu.user + cpu.system) / 1000 / n };
 }
 
-const inspector = new Session();
-const post = (method: string, params?: object) =>
-  new Promise<unknown>((resolve, reject) => inspector.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
-
-const phases = new Map<string, { count: number; ms: number }>();
-const add = (name: string, ms: number) => {
-  const p = phases.get(name) ?? { count: 0, ms: 0 };
-  p.count++;
-  p.ms += ms;
-  phases.set(name, p);
-};
-
-/** Times every call of `proto[method]` (async or not) under `name`. */
-function wrap(proto: object, method: string, name: string): void {
-  const target = proto as Record<string, (...a: unknown[]) => unknown>;
-  const orig = target[method];
-  target[method] = function (this: unknown, ...a: unknown[]) {
-    const t0 = performance.now();
-    const r = orig.apply(this, a);
-    if (r instanceof Promise) return r.finally(() => add(name, performance.now() - t0));
-    add(name, performance.now() - t0);
-    return r;
-  };
-}
-
-/** Every pg query (the vault's pool and the target connections), by its first words. */
-function wrapPg(): void {
-  const proto = PgClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const orig = proto.query;
-  proto.query = function (this: unknown, ...a: unknown[]) {
-    const q = a[0];
-    const text = typeof q === 'string' ? q : ((q as { text?: string })?.text ?? '');
-    const key = `sql: ${text.replace(/\s+/g, ' ').trim().slice(0, 60)}`;
-    trace?.push(`  ${text.replace(/\s+/g, ' ').trim().slice(0, 110)}`);
-    const t0 = performance.now();
-    const r = orig.apply(this, a);
-    if (r instanceof Promise) return r.finally(() => add(key, performance.now() - t0));
-    return r;
-  };
-  const connect = (PgClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>).connect;
-  (PgClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>).connect = function (this: unknown, ...a: unknown[]) {
-    const t0 = performance.now();
-    const r = connect.apply(this, a);
-    if (r instanceof Promise) return r.finally(() => add('pg connect (new connection)', performance.now() - t0));
-    return r;
-  };
-}
-
 const machineCpu = () => {
   const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
   const n = f.map(Number);
   return { idle: n[3] + n[4], total: n.reduce((a, b) => a + b, 0) };
 };
-
-/** CPU seconds of a PostgreSQL cluster: the postmaster, its reaped children (cutime/cstime) and its live children. */
-function clusterCpu(postmaster: number): number {
-  const fields = (pid: string | number) => {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return st.slice(st.lastIndexOf(')') + 2).split(' '); // [0] = state, [1] = ppid, [11..14] = utime stime cutime cstime
-    } catch {
-      return null;
-    }
-  };
-  const pm = fields(postmaster);
-  if (!pm) return NaN;
-  let ticks = Number(pm[11]) + Number(pm[12]) + Number(pm[13]) + Number(pm[14]);
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const f = fields(d);
-    if (f && Number(f[1]) === postmaster) ticks += Number(f[11]) + Number(f[12]);
-  }
-  return ticks / 100;
-}
 
 async function main(): Promise<void> {
   const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -151,15 +81,14 @@ async function main(): Promise<void> {
     wrap(IdentityService.prototype, 'authenticate', 'bearer: IdentityService.authenticate');
     wrap(MfaService.prototype, 'verify', 'MFA guard: MfaService.verify');
     wrap(TotpService.prototype, 'matchStep', '  MFA: TotpService.matchStep (otplib)');
-    wrap(ThrottleService.prototype, 'assertAllowed', '  MFA: ThrottleService.assertAllowed');
-    wrap(ThrottleService.prototype, 'recordSuccess', '  MFA: ThrottleService.recordSuccess');
     wrap(CheckoutsService.prototype, 'request', 'handler: CheckoutsService.request');
     wrap(CheckoutLifecycleService.prototype, 'checkin', 'handler: CheckoutLifecycleService.checkin');
     wrap(PostgresConnector.prototype, 'terminateSessions', '  checkin: PostgresConnector.terminateSessions (target)');
-    wrap(AuditService.prototype, 'transaction', 'AuditService.transaction (BEGIN..COMMIT)');
-    wrap(AuditService.prototype, 'record', 'AuditService.record (one event)');
+    wrap(MfaService.prototype, 'stepUp', 'MFA step-up + action: MfaService.stepUp');
+    wrap(ThrottleService.prototype, 'reserve', '  MFA: ThrottleService.reserve');
+    wrap(UnitOfWork.prototype, 'run', 'UnitOfWork.run (BEGIN..COMMIT)');
     wrap(AuditSealer.prototype, 'sealPending', 'background: AuditSealer.sealPending');
-    wrapPg();
+    wrapPg({ onQuery: (text) => trace?.push(`  ${text.slice(0, 110)}`) });
     if (STUB.includes('terminate')) (PostgresConnector.prototype as unknown as Record<string, unknown>).terminateSessions = async () => undefined;
     if (STUB.includes('mfa')) (MfaService.prototype as unknown as Record<string, unknown>).verify = async () => undefined;
     if (STUB.length) log(`STUBBED (what-if, not the real vault): ${STUB.join(', ')}`);
@@ -191,10 +120,9 @@ async function main(): Promise<void> {
     for (const c of CONCURRENCY) {
       phases.clear();
       if (CPUPROF) {
-        inspector.connect();
-        await post('Profiler.enable');
-        await post('Profiler.setSamplingInterval', { interval: 200 });
-        await post('Profiler.start');
+        await inspectorPost('Profiler.enable');
+        await inspectorPost('Profiler.setSamplingInterval', { interval: 200 });
+        await inspectorPost('Profiler.start');
       }
       const m0 = machineCpu();
       const v0 = clusterCpu(vaultPm);
@@ -205,10 +133,9 @@ async function main(): Promise<void> {
       const targetPgMs = ((clusterCpu(bench.targetPid) - t0) * 1000) / N;
       const nodeMs = (r.cpuPct / 100) * r.seconds * 1000 / N;
       if (CPUPROF) {
-        const { profile } = (await post('Profiler.stop')) as { profile: object };
+        const { profile } = (await inspectorPost('Profiler.stop')) as { profile: object };
         const file = CONCURRENCY.length > 1 ? CPUPROF.replace(/(\.cpuprofile)?$/, `.c${c}.cpuprofile`) : CPUPROF;
         writeFileSync(file, JSON.stringify(profile));
-        inspector.disconnect();
         log(`CPU profile of c=${c}: ${file}`);
       }
       const busy = 100 * (1 - (m1.idle - m0.idle) / (m1.total - m0.total));

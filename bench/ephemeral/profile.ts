@@ -10,9 +10,7 @@
  * cycle: calls and mean ms of each phase and statement, and the CPU of this process (vault + client), the vault's
  * PostgreSQL and the target's PostgreSQL.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector';
-import { Client as PgClient } from 'pg';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { UnitOfWork } from '../../src/database/unit-of-work';
 import { PostgresConnector } from '../../src/connectors/postgres/postgres.connector';
 import { EphemeralProvisioner } from '../../src/ephemeral/ephemeral-provisioner.service';
@@ -21,83 +19,13 @@ import { IdentityService } from '../../src/identity/identity.service';
 import { MfaService } from '../../src/identity/mfa.service';
 import { startScramPostgres } from '../../test/support/targets/postgres';
 import { arg, runMain } from '../cli';
+import { add, clusterCpu, inspectorPost, phases, wrap, wrapPg } from '../profile-kit';
 import { machineBusySeconds } from '../machine';
 import { setUp, vaultLevel, VaultSide } from './run';
 
 const N = Number(arg('n', '100'));
 const CONCURRENCY = arg('c', '1,4').split(',').map(Number);
 const CPUPROF = arg('cpuprof', '');
-
-const phases = new Map<string, { count: number; ms: number }>();
-const add = (name: string, ms: number) => {
-  const p = phases.get(name) ?? { count: 0, ms: 0 };
-  p.count++;
-  p.ms += ms;
-  phases.set(name, p);
-};
-
-/** Times every call of `proto[method]` under `name`. */
-function wrap(proto: object, method: string, name: string): void {
-  const target = proto as Record<string, (...a: unknown[]) => unknown>;
-  const orig = target[method];
-  if (typeof orig !== 'function') throw new Error(`no method ${method} to wrap`);
-  target[method] = function (this: unknown, ...a: unknown[]) {
-    const t0 = performance.now();
-    const r = orig.apply(this, a);
-    if (r instanceof Promise) return r.finally(() => add(name, performance.now() - t0));
-    add(name, performance.now() - t0);
-    return r;
-  };
-}
-
-/** Every pg statement and new connection, by where it goes (the target's port or the vault's database) and its first words. */
-function wrapPg(targetPort: number): void {
-  const proto = PgClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const where = (c: unknown) => ((c as { port?: number }).port === targetPort ? 'TARGET' : 'vault ');
-  const query = proto.query;
-  proto.query = function (this: unknown, ...a: unknown[]) {
-    const q = a[0];
-    const text = typeof q === 'string' ? q : ((q as { text?: string })?.text ?? '');
-    const key = `${where(this)} sql: ${text.replace(/\s+/g, ' ').trim().slice(0, 70)}`;
-    const t0 = performance.now();
-    const r = query.apply(this, a);
-    if (r instanceof Promise) return r.finally(() => add(key, performance.now() - t0));
-    return r;
-  };
-  const connect = proto.connect;
-  proto.connect = function (this: unknown, ...a: unknown[]) {
-    const t0 = performance.now();
-    const key = `${where(this)} new connection (${(this as { database?: string }).database})`;
-    const r = connect.apply(this, a);
-    if (r instanceof Promise) return r.finally(() => add(key, performance.now() - t0));
-    return r;
-  };
-}
-
-/** CPU seconds of a PostgreSQL cluster: the postmaster, its reaped children and its live children (/proc). */
-function clusterCpu(postmaster: number): number {
-  const fields = (pid: string | number) => {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return st.slice(st.lastIndexOf(')') + 2).split(' ');
-    } catch {
-      return null;
-    }
-  };
-  const pm = fields(postmaster);
-  if (!pm) return NaN;
-  let ticks = Number(pm[11]) + Number(pm[12]) + Number(pm[13]) + Number(pm[14]);
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const f = fields(d);
-    if (f && Number(f[1]) === postmaster) ticks += Number(f[11]) + Number(f[12]);
-  }
-  return ticks / 100;
-}
-
-const inspector = new Session();
-const post = (method: string, params?: object) =>
-  new Promise<unknown>((resolve, reject) => inspector.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
 
 async function main(): Promise<void> {
   const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -123,7 +51,7 @@ async function main(): Promise<void> {
       wrap(PostgresConnector.prototype, m, `    connector: ${m}`);
     }
     wrap(UnitOfWork.prototype, 'run', 'UnitOfWork.run (BEGIN..COMMIT)');
-    wrapPg(pg.port);
+    wrapPg({ where: (c) => ((c as { port?: number }).port === pg.port ? 'TARGET' : 'vault '), width: 70 });
     const server = side.vault.app.getHttpServer() as import('node:http').Server;
     server.prependListener('request', (req, res) => {
       const t0 = performance.now();
@@ -134,10 +62,9 @@ async function main(): Promise<void> {
     for (const c of CONCURRENCY) {
       phases.clear();
       if (CPUPROF) {
-        inspector.connect();
-        await post('Profiler.enable');
-        await post('Profiler.setSamplingInterval', { interval: 200 });
-        await post('Profiler.start');
+        await inspectorPost('Profiler.enable');
+        await inspectorPost('Profiler.setSamplingInterval', { interval: 200 });
+        await inspectorPost('Profiler.start');
       }
       const m0 = machineBusySeconds();
       const n0 = process.cpuUsage();
@@ -153,10 +80,9 @@ async function main(): Promise<void> {
         targetPg: perCycle(clusterCpu(pg.pid) - t0),
       };
       if (CPUPROF) {
-        const { profile } = (await post('Profiler.stop')) as { profile: object };
+        const { profile } = (await inspectorPost('Profiler.stop')) as { profile: object };
         const file = CONCURRENCY.length > 1 ? CPUPROF.replace(/(\.cpuprofile)?$/, `.c${c}.cpuprofile`) : CPUPROF;
         writeFileSync(file, JSON.stringify(profile));
-        inspector.disconnect();
         log(`CPU profile of c=${c}: ${file}`);
       }
       const count = (prefix: string) => [...phases.entries()].filter(([k]) => k.startsWith(prefix)).reduce((n, [, p]) => n + p.count, 0) / N;
