@@ -46,7 +46,12 @@ async function descendants(root: number): Promise<number[]> {
     if (pid) kids.set(ppid, [...(kids.get(ppid) ?? []), pid]);
   }
   const out: number[] = [];
-  for (const queue = [root]; queue.length; ) for (const k of kids.get(queue.shift()!) ?? []) out.push(k), queue.push(k);
+  for (const queue = [root]; queue.length; ) {
+    for (const k of kids.get(queue.shift()!) ?? []) {
+      out.push(k);
+      queue.push(k);
+    }
+  }
   return out;
 }
 

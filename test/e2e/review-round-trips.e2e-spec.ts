@@ -431,8 +431,11 @@ describe('review: MFA step-up with the buffered audit flush (e2e)', () => {
         `SELECT (SELECT xmin FROM users WHERE id::text = $1)::text = (SELECT xmin FROM audit_events WHERE type = 'mfa.verified' AND subject_id = $1 ORDER BY id DESC LIMIT 1)::text AS same`,
         [operator.id],
       );
-      if (!burn.same) console.log(await vault.db.query('SELECT id, type, xmin::text, details FROM audit_events WHERE subject_id = $1 ORDER BY id DESC LIMIT 4', [operator.id]), await vault.db.query('SELECT xmin::text, mfa_last_step FROM users WHERE id::text = $1', [operator.id]));
-      expect(burn.same).toBe(true);
+      if (!burn.same) {
+        const events = await vault.db.query('SELECT id, type, xmin::text, details FROM audit_events WHERE subject_id = $1 ORDER BY id DESC LIMIT 4', [operator.id]);
+        const user = await vault.db.query('SELECT xmin::text, mfa_last_step FROM users WHERE id::text = $1', [operator.id]);
+        throw new Error(`the burn and its mfa.verified are not in one transaction: ${JSON.stringify({ events, user })}`);
+      }
       const again = await checkoutWith(code, accountId, 'a fair reason');
       expect(again.status).toBe(401);
       expect(again.body.code).toBe('MFA_REPLAYED');
