@@ -24,6 +24,7 @@ export class AuditSealer implements BeforeApplicationShutdown {
   private running: Promise<void> | null = null;
   private again = false;
   private closed = false;
+  private closing = false;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -33,7 +34,7 @@ export class AuditSealer implements BeforeApplicationShutdown {
 
   /** Asks for a sealing pass soon; calls made while one runs are folded into one more pass. */
   nudge(): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
     if (this.running) {
       this.again = true;
       return;
@@ -75,7 +76,11 @@ export class AuditSealer implements BeforeApplicationShutdown {
    */
   async beforeApplicationShutdown(): Promise<void> {
     await this.work.settle();
+    // from now on nudges start no pass (sweeps still committing every few hundred milliseconds would otherwise keep a
+    // pass pending for as long as they run): the running pass ends, then one last pass seals everything committed
+    this.closing = true;
     while (this.running) await this.running;
+    await this.sealPending().catch((e: unknown) => this.logger.warn({ err: { type: (e as Error)?.name } }, 'the last audit sealing pass failed; the next start seals'));
     this.closed = true;
   }
 
