@@ -185,6 +185,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       const d = emailTo('someone@example.test');
       const e = await failure(emailSender({ caFile: join(otherCa, 'ca.pem') }).send(d, message(d.id), AbortSignal.timeout(5000)));
       expect(e).toMatchObject({ code: 'SMTP_TLS_FAILED', retryable: true });
+      await smtp.settled();
       expect(smtp.counters).toMatchObject({ authOk: 0, authFailed: 0, mailFrom: 0 });
       expect(smtp.attempts).toHaveLength(0);
     });
@@ -196,6 +197,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
         const d = emailTo('someone@example.test');
         const e = await failure(sender.send(d, message(d.id), AbortSignal.timeout(5000)));
         expect(e.code).toBe('SMTP_TLS_FAILED');
+        await plain.settled();
         expect(plain.counters).toMatchObject({ connections: 1, secured: 0, authOk: 0, authFailed: 0, mailFrom: 0 });
       } finally {
         await plain.stop();
@@ -207,6 +209,7 @@ describe('notification senders against a real SMTP server and a real HTTP receiv
       const wrong = `wrong-${randomBytes(8).toString('hex')}`;
       const e = await failure(emailSender({ password: wrong }).send(d, message(d.id), AbortSignal.timeout(5000)));
       expect(e).toMatchObject({ code: 'SMTP_AUTH_FAILED', retryable: true });
+      await smtp.settled();
       expect(smtp.counters).toMatchObject({ authFailed: 1, mailFrom: 0 });
       expect(e.message).not.toContain(wrong);
       expect(e.message).not.toContain(smtp.username);

@@ -21,7 +21,7 @@ export interface SmtpFailureRule {
   hang?: boolean;
 }
 
-export type ParentCommand = { type: 'fail'; id: number; rule: SmtpFailureRule } | { type: 'clear'; id: number } | { type: 'stop' };
+export type ParentCommand = { type: 'fail'; id: number; rule: SmtpFailureRule } | { type: 'clear'; id: number } | { type: 'sync'; id: number } | { type: 'stop' };
 
 export type ChildEvent =
   | { type: 'listening'; port: number }

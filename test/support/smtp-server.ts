@@ -113,6 +113,11 @@ export interface SmtpServer {
   hangNext(count: number, o?: { stage?: SmtpStage }): Promise<void>;
   /** Drops the failures programmed and not used yet. */
   clearFailures(): Promise<void>;
+  /**
+   * Resolves once every event the server process sent before now has been counted (its events come over IPC, so a
+   * client can see the server's answer before the counter moves).
+   */
+  settled(): Promise<void>;
   /** Forgets the messages and counters received so far. */
   reset(): void;
   /** Stops the server process (idempotent) and deletes its dir. */
@@ -231,7 +236,7 @@ export async function startSmtpServer(o: SmtpServerOptions = {}): Promise<SmtpSe
     });
     const pid = child.pid!;
 
-    const command = (c: { type: 'fail'; rule: SmtpFailureRule } | { type: 'clear' }) =>
+    const command = (c: { type: 'fail'; rule: SmtpFailureRule } | { type: 'clear' } | { type: 'sync' }) =>
       new Promise<void>((resolve, reject) => {
         if (!proc.connected) return reject(new Error('the SMTP test server is not running'));
         const id = nextId++;
@@ -269,6 +274,7 @@ export async function startSmtpServer(o: SmtpServerOptions = {}): Promise<SmtpSe
       failNext: (count, f) => command({ type: 'fail', rule: { stage: f.stage ?? 'data', count, code: f.code } }),
       hangNext: (count, f = {}) => command({ type: 'fail', rule: { stage: f.stage ?? 'data', count, hang: true } }),
       clearFailures: () => command({ type: 'clear' }),
+      settled: () => command({ type: 'sync' }),
       reset: () => {
         messages.length = 0;
         attempts.length = 0;
