@@ -1,0 +1,48 @@
+import { MigrationInterface, QueryRunner } from 'typeorm';
+
+/**
+ * WebAuthn second factor (issue 18): a user's security keys and passkeys (`webauthn_credentials`: the public key,
+ * the signature counter the clone check compares, `flagged_at` once a clone was suspected), and the challenges the
+ * vault hands out (`webauthn_challenges`): each for one purpose, bound to what it may be used for (`binding`: the
+ * SHA-256 of the action for a step-up, `login`, `register`), short-lived, and used once (`used_at`, set by one
+ * conditional UPDATE in the transaction of the action it proves).
+ */
+export class WebAuthn1767000000000 implements MigrationInterface {
+  name = 'WebAuthn1767000000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`
+      CREATE TABLE webauthn_credentials (
+        id uuid PRIMARY KEY,
+        user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        credential_id text NOT NULL UNIQUE CHECK (credential_id ~ '^[A-Za-z0-9_-]{16,1400}$'),
+        public_key bytea NOT NULL,
+        sign_count bigint NOT NULL DEFAULT 0 CHECK (sign_count >= 0),
+        transports text[] NOT NULL DEFAULT '{}',
+        name text NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
+        aaguid text NOT NULL,
+        backed_up boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        last_used_at timestamptz,
+        flagged_at timestamptz,
+        CONSTRAINT webauthn_credentials_name_per_user UNIQUE (user_id, name)
+      )`);
+    await q.query(`
+      CREATE TABLE webauthn_challenges (
+        id uuid PRIMARY KEY,
+        user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        challenge text NOT NULL UNIQUE,
+        purpose text NOT NULL CHECK (purpose IN ('register', 'login', 'step_up')),
+        binding text NOT NULL,
+        expires_at timestamptz NOT NULL,
+        used_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`);
+    await q.query('CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at)');
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query('DROP TABLE webauthn_challenges');
+    await q.query('DROP TABLE webauthn_credentials');
+  }
+}
