@@ -38,18 +38,21 @@ export interface PortalVault extends TestVault {
   port: number;
 }
 
-/** The test vault (TestClock, fresh database) listening on a free loopback port, serving the built portal. */
-export async function startPortalVault(opts: Parameters<typeof startTestVault>[0] = {}): Promise<PortalVault> {
+/**
+ * The test vault (TestClock, fresh database) listening on a loopback port (`port`, default a free one), serving the
+ * built portal.
+ */
+export async function startPortalVault(opts: Parameters<typeof startTestVault>[0] = {}, port = 0): Promise<PortalVault> {
   if (!existsSync(PORTAL_INDEX)) throw new Error(`${PORTAL_INDEX} is missing: the browser tests load the built portal; run \`npm run build\` first (npm test does)`);
   const vault = await startTestVault(opts);
   try {
-    await vault.app.listen(0, '127.0.0.1');
+    await vault.app.listen(port, '127.0.0.1');
   } catch (e) {
     await vault.close();
     throw e;
   }
-  const { port } = vault.app.getHttpServer().address() as { port: number };
-  return Object.assign(vault, { origin: `http://127.0.0.1:${port}`, port });
+  const bound = (vault.app.getHttpServer().address() as { port: number }).port;
+  return Object.assign(vault, { origin: `http://127.0.0.1:${bound}`, port: bound });
 }
 
 /** A browser context (its own cookies and storage: one person) at a viewport, with the portal's origin as base URL. */
