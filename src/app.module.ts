@@ -25,6 +25,7 @@ import { MetricsModule } from './metrics/metrics.module';
 import { MASTER_KEY } from './crypto/keyring.service';
 import { HealthController } from './health/health.controller';
 import { IdentityModule } from './identity/identity.module';
+import { OidcModule } from './identity/oidc/oidc.module';
 import { NotificationsModule } from './notifications/notifications.module';
 import { SchedulerService } from './scheduler/scheduler.service';
 import { RotationModule } from './rotation/rotation.module';
@@ -58,6 +59,7 @@ export class AppModule {
         ...PLATFORM_MODULES,
         TargetsModule,
         AccountAdminModule,
+        OidcModule,
         RotationModule,
         CheckoutsModule,
         EphemeralModule,

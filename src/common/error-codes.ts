@@ -31,6 +31,20 @@ export const ERROR_CODES = {
   USERNAME_TAKEN: { status: 409, description: 'A user with this username already exists.' },
   LAST_ADMIN: { status: 409, description: 'The change would leave the vault without an enabled admin.' },
 
+  // single sign-on (OpenID Connect); the browser sign-in redirects to /portal/sign-in?error=<code> with the same codes
+  OIDC_PROVIDER_UNAVAILABLE: { status: 502, description: 'The identity provider is unknown, disabled, or did not answer (discovery, token or device endpoint); nothing was signed in.' },
+  OIDC_PROVIDER_IN_USE: { status: 409, description: 'Users are bound to this provider (by their subject at its issuer): it cannot be deleted nor moved to another issuer. Disable it (`enabled: false`) instead.' },
+  OIDC_STATE_INVALID: { status: 400, description: 'The sign-in answer does not belong to a sign-in this browser started (unknown, used or expired state, or the binding cookie is missing or another browser\'s).' },
+  OIDC_TOKEN_INVALID: { status: 401, description: "The identity provider's answer did not verify (ID token signature, issuer, audience, expiry or nonce, or the code exchange failed); nothing was created." },
+  OIDC_NO_ROLES: { status: 403, description: "None of the user's groups at the identity provider maps to a vault role: the user's roles are removed, their sessions end and the sign-in is refused." },
+  OIDC_USERNAME_TAKEN: { status: 409, description: "The provider's `preferred_username` is held by a local user or another provider's user: accounts are never linked by name or e-mail." },
+  OIDC_USERNAME_INVALID: { status: 403, description: "The provider sent no `preferred_username`, or one that is not a vault username (2-64 of a-z 0-9 . _ @ -)." },
+  OIDC_ACCOUNT_DISABLED: { status: 403, description: 'The vault user bound to this provider account is disabled.' },
+  AUTHORIZATION_PENDING: { status: 400, description: 'Device sign-in: the user has not finished at the identity provider yet; poll again after `interval` seconds.' },
+  SLOW_DOWN: { status: 400, description: 'Device sign-in: polled too often; wait `interval` seconds (it grew) before the next poll.' },
+  EXPIRED_TOKEN: { status: 400, description: 'Device sign-in: the device code is unknown, expired or already used; start again.' },
+  ACCESS_DENIED: { status: 400, description: 'Device sign-in: the user (or the identity provider) refused the authorization.' },
+
   // targets and what the connectors answer
   TARGET_NAME_TAKEN: { status: 409, description: 'A target with this name already exists.' },
   ADMIN_CREDENTIAL_REQUIRED: { status: 400, description: "Moving a target (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin`: the stored one never follows the target to a new place. Nothing was changed." },

@@ -116,6 +116,8 @@ const schema = z
     VAULT_SSH_GATEWAY_BIND: z.string().refine((v) => isIP(v) !== 0, 'must be an IPv4 or IPv6 address').default('0.0.0.0'),
     VAULT_SSH_GATEWAY_HOST: z.string().regex(/^[A-Za-z0-9.:_-]{1,253}$/, 'must be a host name or address').optional(),
     VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS: intIn(1, 200).default(10),
+    VAULT_PASSWORD_LOGIN: z.enum(['enabled', 'disabled']).default('enabled'),
+    VAULT_OIDC_LOGIN_SECONDS: intIn(60, 3600).default(600),
     VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -235,6 +237,12 @@ export interface AppConfig {
    * shows every client as one address).
    */
   sshGateway?: { port: number; bind: string; host: string; preauthPerAddress: number };
+  /**
+   * Sign-in: `passwordLogin` false (VAULT_PASSWORD_LOGIN=disabled) refuses every password sign-in but the break-glass
+   * admin's (audited `auth.break_glass` and alerted); `oidcLoginSeconds`: how long a single sign-on (browser or device)
+   * may take from its start.
+   */
+  signIn: { passwordLogin: boolean; oidcLoginSeconds: number };
   /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
   crashPoint?: CrashPointName;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -340,6 +348,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       dir: resolve(c.VAULT_PORTAL_DIR ?? defaultPortalDir()),
     },
     sshGateway: c.VAULT_SSH_GATEWAY_PORT === undefined ? undefined : sshGatewayOf(c.VAULT_SSH_GATEWAY_PORT, c.VAULT_SSH_GATEWAY_BIND, c.VAULT_SSH_GATEWAY_HOST, c.VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS),
+    signIn: { passwordLogin: c.VAULT_PASSWORD_LOGIN === 'enabled', oidcLoginSeconds: c.VAULT_OIDC_LOGIN_SECONDS },
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,
   };

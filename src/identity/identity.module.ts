@@ -7,6 +7,7 @@ import { IdentityController } from './identity.controller';
 import { IdentityService } from './identity.service';
 import { MfaService } from './mfa.service';
 import { PasswordHasher } from './password-hasher';
+import { PasswordLoginPolicy } from './password-login';
 import { ServiceTokensController } from './service-tokens.controller';
 import { ServiceTokensService } from './service-tokens.service';
 import { ThrottleService } from './throttle.service';
@@ -17,7 +18,7 @@ import { UsersService } from './users.service';
 @Module({
   imports: [PassportModule],
   controllers: [IdentityController, BrowserSessionController, UsersController, ServiceTokensController],
-  providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService, BrowserSessionsService],
+  providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService, BrowserSessionsService, PasswordLoginPolicy],
   exports: [IdentityService, PasswordHasher, MfaService, UsersService, BrowserSessionsService],
 })
 export class IdentityModule {}

@@ -11,6 +11,7 @@ import { Actor } from '../common/actor';
 import { LoginDto, LoginResponse, MeView } from './identity.dto';
 import { MfaService } from './mfa.service';
 import { PasswordHasher } from './password-hasher';
+import { PasswordLoginPolicy } from './password-login';
 import { hashToken, insertSession, purgeEndedTokens, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 import { ThrottleService } from './throttle.service';
 import { UserEntity } from './user.entity';
@@ -32,6 +33,7 @@ export class IdentityService implements OnApplicationBootstrap {
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     auditQuery: AuditQueryService,
+    private readonly passwordLogin: PasswordLoginPolicy,
   ) {
     // the audit verify asks whether the vault was ever set up: a user exists (the bootstrap admin comes with its event)
     auditQuery.whenInitialised(async (em) => (await em.query('SELECT EXISTS (SELECT 1 FROM users) AS initialised'))[0].initialised as boolean);
@@ -77,6 +79,7 @@ export class IdentityService implements OnApplicationBootstrap {
       });
       throw Errors.unauthenticated('invalid username or password');
     }
+    await this.passwordLogin.admit(user, address);
     const actor = toActor(user);
     if (actor.mfaEnrolled) {
       // the password attempt stays counted: "code required" tells that the password was right
@@ -158,7 +161,7 @@ export class IdentityService implements OnApplicationBootstrap {
     const id = randomUUID();
     const created = await this.uow.run(async ({ em, audit }) => {
       const res: unknown[] = await em.query(
-        `INSERT INTO users (id, username, password_hash, roles) VALUES ($1, 'admin', $2, '{admin}')
+        `INSERT INTO users (id, username, password_hash, roles, break_glass) VALUES ($1, 'admin', $2, '{admin}', true)
          ON CONFLICT (username) DO NOTHING RETURNING id`,
         [id, passwordHash],
       );

@@ -42,6 +42,21 @@ export class UserEntity {
   @Column({ name: 'muted_notifications', type: 'text', array: true, default: () => "'{}'" })
   mutedNotifications: string[];
 
+  /** The OpenID Connect provider this user signs in with (null: a local user), and their subject there (never a name or address). */
+  @Column({ name: 'oidc_provider', type: 'text', nullable: true })
+  oidcProvider: string | null;
+
+  @Column({ name: 'oidc_subject', type: 'text', nullable: true })
+  oidcSubject: string | null;
+
+  /** The user may sign in with their password (false for OIDC-created users; VAULT_PASSWORD_LOGIN=disabled turns it off for all). */
+  @Column({ name: 'password_login', type: 'boolean', default: true })
+  passwordLogin: boolean;
+
+  /** The bootstrap admin: may always sign in with a password (audited `auth.break_glass` and alerted when it is off for everyone). */
+  @Column({ name: 'break_glass', type: 'boolean', default: false })
+  breakGlass: boolean;
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
 

@@ -44,7 +44,7 @@ export class UsersController {
     return this.users.get(id);
   }
 
-  @ApiOperation({ summary: 'Change roles or disable a user' })
+  @ApiOperation({ summary: 'Change roles, disable a user, or turn their password sign-in off (passwordLogin: false)' })
   @ApiErrors('LAST_ADMIN', 'EMAIL_DOMAIN_NOT_ALLOWED')
   @ApiAnswer(UserView)
   @Roles('admin')

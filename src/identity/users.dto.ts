@@ -31,6 +31,8 @@ export class CreateUserDto {
 export class UpdateUserDto {
   @Optional() @ArrayMinSize(1) @ArrayMaxSize(ROLES.length) @ArrayUnique() @IsIn(ROLES, { each: true }) roles?: Role[];
   @Optional() @IsBoolean() disabled?: boolean;
+  /** false: the user may not sign in with their password (single sign-on only); the bootstrap admin (break glass) always may. */
+  @Optional() @IsBoolean() passwordLogin?: boolean;
   /** Where the user's notifications go; `null` removes it (they are then recorded as `no_address`). */
   @ValidateIf((_o: object, v: unknown) => v !== null && v !== undefined) @IsString() @IsEmailAddress() email?: string | null;
 }
@@ -62,6 +64,9 @@ export const UserView = apiView(
     mfaEnrolled: z.boolean(),
     email: z.string().nullable().describe('Where notifications for this user go (null: none are sent, the delivery log says `no_address`).'),
     mutedNotifications: z.array(z.string()).describe('The optional notification kinds the user muted.'),
+    passwordLogin: z.boolean().describe('The user may sign in with a password (false: single sign-on only; VAULT_PASSWORD_LOGIN=disabled turns it off for everyone but the break-glass admin).'),
+    breakGlass: z.boolean().describe('The bootstrap admin: may always sign in with a password; when password sign-in is off, each such sign-in is audited `auth.break_glass` and alerted.'),
+    oidcProvider: z.string().nullable().describe('The OpenID Connect provider this user signs in with (null: a local user).'),
     createdAt: timestamp(),
   }),
 );
@@ -76,6 +81,9 @@ export function mapUser(u: UserEntity): UserView {
     mfaEnrolled: u.mfaSecret !== null,
     email: u.email,
     mutedNotifications: u.mutedNotifications,
+    passwordLogin: u.passwordLogin,
+    breakGlass: u.breakGlass,
+    oidcProvider: u.oidcProvider,
     createdAt: u.createdAt.toISOString(),
   };
 }

@@ -94,6 +94,7 @@ export class UsersService {
       const changes: Partial<UserEntity> = {};
       if (dto.roles !== undefined) changes.roles = dto.roles;
       if (dto.disabled !== undefined) changes.disabled = dto.disabled;
+      if (dto.passwordLogin !== undefined) changes.passwordLogin = dto.passwordLogin;
       if (dto.email !== undefined) changes.email = dto.email;
       if (Object.keys(changes).length === 0) return current;
       const next = { ...current, ...changes };
@@ -108,8 +109,8 @@ export class UsersService {
         subjectType: 'user',
         subjectId: id,
         details: {
-          before: { roles: current.roles, disabled: current.disabled, ...(dto.email !== undefined ? { email: current.email } : {}) },
-          after: { roles: next.roles, disabled: next.disabled, ...(dto.email !== undefined ? { email: next.email } : {}) },
+          before: { roles: current.roles, disabled: current.disabled, ...(dto.email !== undefined ? { email: current.email } : {}), ...(dto.passwordLogin !== undefined ? { passwordLogin: current.passwordLogin } : {}) },
+          after: { roles: next.roles, disabled: next.disabled, ...(dto.email !== undefined ? { email: next.email } : {}), ...(dto.passwordLogin !== undefined ? { passwordLogin: next.passwordLogin } : {}) },
         },
       });
       return em.getRepository(UserEntity).findOneByOrFail({ id });

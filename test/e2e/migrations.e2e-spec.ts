@@ -19,7 +19,7 @@ describe('migrations on the real PostgreSQL', () => {
       const applied = await Promise.all([runMigrations(a), runMigrations(b)]);
       expect(applied.sort()).toEqual([0, MIGRATIONS.length]);
       expect(await tables(db)).toEqual(
-        ['access_tokens', 'accounts', 'audit_chain_head', 'audit_events', 'auth_throttle', 'checkout_approvals', 'checkouts', 'ephemeral_accounts', 'ephemeral_approvals', 'ephemeral_policies', 'gateway_host_keys', 'gateway_sessions', 'gateway_tickets', 'keyring_keys', 'notification_channels', 'notification_deliveries', 'notification_events', 'notification_routes', 'rotations', 'schema_migrations', 'service_tokens', 'session_recording_chunks', 'session_recordings', 'targets', 'users', 'webauthn_challenges', 'webauthn_credentials'].sort(),
+        ['access_tokens', 'accounts', 'audit_chain_head', 'audit_events', 'auth_throttle', 'checkout_approvals', 'checkouts', 'ephemeral_accounts', 'ephemeral_approvals', 'ephemeral_policies', 'gateway_host_keys', 'gateway_sessions', 'gateway_tickets', 'keyring_keys', 'notification_channels', 'notification_deliveries', 'notification_events', 'notification_routes', 'oidc_logins', 'oidc_providers', 'rotations', 'schema_migrations', 'service_tokens', 'session_recording_chunks', 'session_recordings', 'targets', 'users', 'webauthn_challenges', 'webauthn_credentials'].sort(),
       );
       for (let i = 0; i < MIGRATIONS.length; i++) await a.undoLastMigration({ transaction: 'each' });
       expect(await tables(db)).toEqual(['schema_migrations']);

@@ -355,6 +355,8 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
     for (const [route, op] of operations) {
       const fail = (what: string) => problems.push(`${route}: ${what}`);
       const success = Object.entries(op.responses).filter(([status]) => /^2\d\d$/.test(status));
+      // a browser navigation (single sign-on's start and callback) answers a redirect, documented as such
+      if (success.length === 0 && op.responses['302']?.description) continue;
       if (success.length !== 1) {
         fail(`${success.length} success responses (${success.map(([s]) => s).join(', ')}), expected one`);
         continue;

@@ -1,0 +1,135 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import type { IdTokenClaims } from 'openid-client';
+import { EntityManager } from 'typeorm';
+import { AuditService } from '../../audit/audit.service';
+import { Actor, Role, ROLES } from '../../common/actor';
+import { DomainException } from '../../common/errors';
+import type { ErrorCode } from '../../common/error-codes';
+import { UnitOfWork } from '../../database/unit-of-work';
+import { PasswordHasher } from '../password-hasher';
+import { isEmailAddress, USERNAME_PATTERN } from '../users.dto';
+import { UsersService } from '../users.service';
+import { OidcProviderEntity } from './oidc-provider.entity';
+import { oidcUsers, OidcUserRow } from './oidc-store';
+
+/** Why a verified provider account does not get in (each is a stable error code, and the sign-in page's `?error=`). */
+export type OidcRefusal = Extract<ErrorCode, 'OIDC_NO_ROLES' | 'OIDC_USERNAME_TAKEN' | 'OIDC_USERNAME_INVALID' | 'OIDC_ACCOUNT_DISABLED'>;
+
+/** The vault roles of a provider account: the union of what its groups map to (in the vault's role order). */
+export function rolesOf(p: Pick<OidcProviderEntity, 'groupRoles' | 'groupsClaim'>, claims: Record<string, unknown>): Role[] {
+  const groups = groupsOf(claims, p.groupsClaim);
+  const granted = new Set<Role>();
+  for (const g of groups) for (const r of Object.hasOwn(p.groupRoles, g) ? p.groupRoles[g] : []) granted.add(r);
+  return ROLES.filter((r) => granted.has(r));
+}
+
+/** The groups claim (a dotted path reaches a nested claim: `realm_access.roles`): an array of strings, or one string. */
+export function groupsOf(claims: Record<string, unknown>, claim: string): string[] {
+  let v: unknown = Object.hasOwn(claims, claim) ? claims[claim] : undefined;
+  if (v === undefined && claim.includes('.')) {
+    v = claim.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' && Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined), claims);
+  }
+  if (typeof v === 'string') return [v];
+  return Array.isArray(v) ? v.filter((g): g is string => typeof g === 'string') : [];
+}
+
+/**
+ * The vault user of a verified provider account, at each sign-in (browser or device): found by (provider, subject) —
+ * never by name or e-mail —, created at the first sign-in (username from `preferred_username`, refused when a local
+ * user or another provider's user holds it), its roles set from the groups every time. No mapped role: an existing
+ * user's roles become `{}` and every token and session of theirs ends (committed), and the sign-in is refused.
+ */
+@Injectable()
+export class OidcAccounts {
+  constructor(
+    private readonly uow: UnitOfWork,
+    private readonly audit: AuditService,
+    private readonly hasher: PasswordHasher,
+    private readonly users: UsersService,
+  ) {}
+
+  async signIn<T>(
+    p: OidcProviderEntity,
+    claims: IdTokenClaims,
+    via: 'browser' | 'bearer',
+    address: string | undefined,
+    issue: (em: EntityManager, userId: string) => Promise<T>,
+  ): Promise<{ issued: T; actor: Actor }> {
+    const roles = rolesOf(p, claims);
+    const base = { method: 'oidc', provider: p.name, subject: claims.sub, address: address ?? null, session: via, idpMfa: { amr: claims.amr ?? null, acr: claims.acr ?? null } };
+    // a new user's password is one nobody knows: the account is single sign-on only (password_login false as well)
+    const passwordHash = await this.hasher.hash(randomBytes(32).toString('base64url'));
+    type Refused = { refused: OidcRefusal; userId: string | null; username?: string; committed?: true };
+    const outcome = await this.uow.run(async ({ em, audit }): Promise<Refused | { refused?: undefined; issued: T; actor: Actor }> => {
+      let user = await oidcUsers.bySubject(em, p.name, claims.sub);
+      let created = false;
+      if (!user) {
+        if (roles.length === 0) return { refused: 'OIDC_NO_ROLES', userId: null };
+        const username = typeof claims.preferred_username === 'string' ? claims.preferred_username.toLowerCase() : '';
+        if (!USERNAME_PATTERN.test(username)) return { refused: 'OIDC_USERNAME_INVALID', userId: null };
+        const id = randomUUID();
+        if (!(await oidcUsers.create(em, { id, username, passwordHash, roles, email: this.emailOf(claims), provider: p.name, subject: claims.sub }))) {
+          // the name is someone else's — unless the same account was created by a concurrent sign-in
+          user = await oidcUsers.bySubject(em, p.name, claims.sub);
+          if (!user) return { refused: 'OIDC_USERNAME_TAKEN', userId: null, username };
+        } else {
+          created = true;
+          await audit({ type: 'user.created', actor: null, subjectType: 'user', subjectId: id, details: { username, roles, provider: p.name, subject: claims.sub, via: 'oidc' } });
+          user = { id, username, roles, disabled: false, mfaEnrolled: false };
+        }
+      }
+      if (user.disabled) return { refused: 'OIDC_ACCOUNT_DISABLED', userId: user.id };
+      if (!created && !sameRoles(user.roles, roles)) {
+        await oidcUsers.setRoles(em, user.id, roles);
+        await audit({ type: 'user.roles_synced', actor: null, subjectType: 'user', subjectId: user.id, details: { provider: p.name, before: user.roles, after: roles } });
+      }
+      if (roles.length === 0) {
+        // access removed at the identity provider: nothing the user holds here goes on
+        await oidcUsers.endSessions(em, user.id);
+        await audit({ type: 'auth.login', actor: null, subjectType: 'user', subjectId: user.id, outcome: 'failure', details: { ...base, reason: 'no_roles', sessionsEnded: true } });
+        return { refused: 'OIDC_NO_ROLES', userId: user.id, committed: true as const };
+      }
+      const actor: Actor = { id: user.id, kind: 'user', name: user.username, roles, mfaEnrolled: user.mfaEnrolled };
+      const issued = await issue(em, user.id);
+      await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { ...base, mfa: null } });
+      return { issued, actor };
+    });
+    if (outcome.refused !== undefined) {
+      if (!outcome.committed) {
+        await this.audit.recordAlone({
+          type: 'auth.login',
+          actor: null,
+          subjectType: 'user',
+          subjectId: outcome.userId,
+          outcome: 'failure',
+          details: { ...base, reason: outcome.refused, ...(outcome.username !== undefined ? { username: outcome.username } : {}) },
+        });
+      }
+      throw new DomainException(outcome.refused, REFUSALS[outcome.refused]);
+    }
+    return { issued: outcome.issued, actor: outcome.actor };
+  }
+
+  /** The provider's address for the user's notifications, when verified, well-formed and in an allowed domain. */
+  private emailOf(claims: IdTokenClaims): string | null {
+    if (claims.email_verified === false || !isEmailAddress(claims.email)) return null;
+    try {
+      this.users.checkEmailDomain(claims.email);
+      return claims.email;
+    } catch {
+      return null;
+    }
+  }
+}
+
+export type { OidcUserRow };
+
+const sameRoles = (a: Role[], b: Role[]) => a.length === b.length && a.every((r) => b.includes(r));
+
+const REFUSALS: Record<OidcRefusal, string> = {
+  OIDC_NO_ROLES: 'none of your groups at the identity provider gives access to the vault',
+  OIDC_USERNAME_TAKEN: "the identity provider's username is taken by another vault user",
+  OIDC_USERNAME_INVALID: 'the identity provider sent no usable preferred_username',
+  OIDC_ACCOUNT_DISABLED: 'this vault user is disabled',
+};
