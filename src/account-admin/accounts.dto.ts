@@ -42,6 +42,7 @@ export const AccountPolicyView = apiView(
       brokeredOnly: z.boolean().describe('The password never leaves the vault: SSH through the gateway only (no credential at checkout, no reveal).'),
       allowPortForwarding: z.boolean().describe('Gateway sessions may forward local ports (direct-tcpip).'),
       recordInput: z.boolean().describe('Gateway recordings keep what the user typed too.'),
+      requireWebauthn: z.boolean().describe('Checkout, reveal and extend need a security key step-up (X-MFA-Assertion); a TOTP code is refused with 403 WEBAUTHN_REQUIRED.'),
     }),
   ),
 );

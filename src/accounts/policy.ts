@@ -23,6 +23,8 @@ export interface AccountPolicy {
   allowPortForwarding: boolean;
   /** Gateway recordings also keep what the user typed (passwords typed into the session included). */
   recordInput: boolean;
+  /** Checkout, reveal and extend need a security key (WebAuthn) step-up: a TOTP code is refused (403 WEBAUTHN_REQUIRED). */
+  requireWebauthn: boolean;
 }
 
 export const DEFAULT_POLICY: AccountPolicy = {
@@ -38,6 +40,7 @@ export const DEFAULT_POLICY: AccountPolicy = {
   brokeredOnly: false,
   allowPortForwarding: false,
   recordInput: false,
+  requireWebauthn: false,
 };
 
 const WEEK = 7 * 24 * 3600;
@@ -56,6 +59,7 @@ export class PolicyDto implements Partial<AccountPolicy> {
   @Optional() @IsBoolean() brokeredOnly?: boolean;
   @Optional() @IsBoolean() allowPortForwarding?: boolean;
   @Optional() @IsBoolean() recordInput?: boolean;
+  @Optional() @IsBoolean() requireWebauthn?: boolean;
 }
 
 /** A stored policy with the defaults of fields added since it was written (older rows lack them). */

@@ -20,12 +20,19 @@ export const ERROR_CODES = {
   UNAVAILABLE: { status: 503, description: 'A dependency is not available right now (the database, or a lock held by another session); try again later.' },
 
   // MFA (guards and the MFA service)
-  MFA_REQUIRED: { status: 401, description: 'This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).' },
-  MFA_INVALID: { status: 401, description: 'The TOTP code is malformed or not valid now.' },
-  MFA_REPLAYED: { status: 401, description: 'This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.' },
+  MFA_REQUIRED: { status: 401, description: 'This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.' },
+  MFA_INVALID: { status: 401, description: 'The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.' },
+  MFA_REPLAYED: { status: 401, description: 'This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion\'s challenge was already used.' },
   MFA_ENROLLMENT_REQUIRED: { status: 403, description: 'The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.' },
   MFA_ALREADY_ENROLLED: { status: 409, description: 'TOTP is already enrolled for this user; an admin can reset it.' },
   MFA_ENROLLMENT_NOT_STARTED: { status: 409, description: 'Nothing to confirm: start with POST /v1/me/mfa/totp.' },
+  // WebAuthn (security keys and passkeys)
+  WEBAUTHN_REQUIRED: { status: 403, description: "This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same." },
+  WEBAUTHN_NOT_ENROLLED: { status: 409, description: 'The user has no usable security key (none registered, or every one is flagged as cloned): use the TOTP code, or register a key.' },
+  WEBAUTHN_REGISTRATION_FAILED: { status: 400, description: "The authenticator's registration answer does not verify (wrong or expired challenge, origin or relying party, no user verification, or malformed); nothing was stored." },
+  WEBAUTHN_NAME_TAKEN: { status: 409, description: 'You already have a security key with this name.' },
+  WEBAUTHN_CREDENTIAL_EXISTS: { status: 409, description: 'This authenticator is already registered.' },
+  LAST_FACTOR: { status: 409, description: 'This is your only second factor: register another (or enrol TOTP) before removing it; an admin can reset MFA.' },
 
   // users
   USERNAME_TAKEN: { status: 409, description: 'A user with this username already exists.' },

@@ -118,6 +118,10 @@ const schema = z
     VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS: intIn(1, 200).default(10),
     VAULT_PASSWORD_LOGIN: z.enum(['enabled', 'disabled']).default('enabled'),
     VAULT_OIDC_LOGIN_SECONDS: intIn(60, 3600).default(600),
+    VAULT_WEBAUTHN_RP_ID: z.string().regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/, 'must be a domain name (the portal\'s host or a parent of it)').optional(),
+    VAULT_WEBAUTHN_ORIGIN: z.string().regex(/^https?:\/\/[^\s/?#]+$/, 'must be an origin: http(s)://host[:port], no path').refine(publicUrlIsSafe, 'must be https (http only for a loopback host)').optional(),
+    VAULT_WEBAUTHN_RP_NAME: z.string().min(1).max(64).default('PAM vault'),
+    VAULT_APPROVERS_REQUIRE_WEBAUTHN: z.enum(['true', 'false']).default('false'),
     VAULT_CRASH_POINT: crashPoint.optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -243,6 +247,12 @@ export interface AppConfig {
    * may take from its start.
    */
   signIn: { passwordLogin: boolean; oidcLoginSeconds: number };
+  /**
+   * WebAuthn (security keys, passkeys): the relying party id (a domain: the portal's host or a parent of it) and the
+   * origin the browser reports (VAULT_WEBAUTHN_RP_ID / _ORIGIN; default: VAULT_PUBLIC_URL's host and origin, else
+   * localhost and http://localhost:<PORT>); approversRequireWebauthn: approve and deny refuse a TOTP step-up.
+   */
+  webauthn: { rpId: string; origin: string; rpName: string; approversRequireWebauthn: boolean };
   /** Tests only: the vault kills itself (SIGKILL) when its work reaches this point (an old name is read as its new one). */
   crashPoint?: CrashPointName;
   logLevel: RawConfig['LOG_LEVEL'];
@@ -349,6 +359,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     },
     sshGateway: c.VAULT_SSH_GATEWAY_PORT === undefined ? undefined : sshGatewayOf(c.VAULT_SSH_GATEWAY_PORT, c.VAULT_SSH_GATEWAY_BIND, c.VAULT_SSH_GATEWAY_HOST, c.VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS),
     signIn: { passwordLogin: c.VAULT_PASSWORD_LOGIN === 'enabled', oidcLoginSeconds: c.VAULT_OIDC_LOGIN_SECONDS },
+    webauthn: webauthnOf(c),
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,
   };
@@ -357,6 +368,18 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
 /** The SSH gateway's listener: the host clients are told defaults to the bind address (loopback for a wildcard bind). */
 function sshGatewayOf(port: number, bind: string, host: string | undefined, preauthPerAddress: number): NonNullable<AppConfig['sshGateway']> {
   return { port, bind, host: host ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), preauthPerAddress };
+}
+
+/** The WebAuthn relying party: as configured, else the public URL's host and origin, else localhost on the listen port. */
+function webauthnOf(c: RawConfig): AppConfig['webauthn'] {
+  const url = c.VAULT_WEBAUTHN_ORIGIN ?? c.VAULT_PUBLIC_URL;
+  const parsed = url === undefined ? undefined : new URL(url);
+  return {
+    rpId: c.VAULT_WEBAUTHN_RP_ID ?? parsed?.hostname ?? 'localhost',
+    origin: parsed?.origin ?? `http://localhost:${c.PORT}`,
+    rpName: c.VAULT_WEBAUTHN_RP_NAME,
+    approversRequireWebauthn: c.VAULT_APPROVERS_REQUIRE_WEBAUTHN === 'true',
+  };
 }
 
 /** dist/portal (Vite's output) whether this runs compiled (dist/src/config → dist/portal) or from the sources (src/config). */

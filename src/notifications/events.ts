@@ -23,6 +23,7 @@ export const NOTIFICATION_TYPES = {
   'alert.audit_verify_failed': { optional: false, title: 'Audit chain verification failed' },
   'alert.mfa_failures': { optional: false, title: 'Repeated MFA failures' },
   'alert.break_glass_login': { optional: false, title: 'Break-glass password sign-in' },
+  'alert.webauthn_clone_suspected': { optional: false, title: 'Cloned security key suspected' },
   'alert.delivery_failed': { optional: false, title: 'A notification could not be delivered' },
   'notification.test': { optional: false, title: 'Test notification' },
 } as const satisfies Record<string, { optional: boolean; title: string }>;
