@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
 import { AccountStore } from '../accounts/account-store';
 import { selfApproval } from '../approvals/approvals';
@@ -6,7 +6,9 @@ import { DecisionDto } from '../approvals/approvals.dto';
 import { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
 import { Errors } from '../common/errors';
+import { APP_CONFIG, AppConfig } from '../config/config';
 import { UnitOfWork } from '../database/unit-of-work';
+import { requireApproverStepUp } from '../identity/mfa.service';
 import { CheckoutEntity } from './checkout.entity';
 import { CheckoutNotices } from './checkout-notices';
 import { isOpen } from './checkout-states';
@@ -28,10 +30,12 @@ export class ApprovalsService {
     private readonly accounts: AccountStore,
     private readonly notices: CheckoutNotices,
     private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /** MFA. Activates the checkout (transition `approve`) once `approvalsRequired` distinct approvers approved this exact request. */
   async approve(actor: Actor, id: string, dto: DecisionDto): Promise<CheckoutView> {
+    requireApproverStepUp(this.config);
     return this.uow.run(async (tx) => {
       const { em, audit } = tx;
       const { checkout, approvals: n } = await this.decide(em, actor, id, 'approve', dto);
@@ -51,6 +55,7 @@ export class ApprovalsService {
 
   /** MFA. One denial ends the request (transition `deny`) and frees the account (its password was never revealed). */
   async deny(actor: Actor, id: string, dto: DecisionDto): Promise<CheckoutView> {
+    requireApproverStepUp(this.config);
     return this.uow.run(async (tx) => {
       const { em, audit } = tx;
       const { checkout } = await this.decide(em, actor, id, 'deny', dto);

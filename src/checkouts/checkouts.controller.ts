@@ -33,6 +33,7 @@ export class CheckoutsController {
     'ACCOUNT_BUSY',
     'BREAK_GLASS_NOT_ALLOWED',
     'TTL_EXCEEDS_POLICY',
+    'WEBAUTHN_REQUIRED',
   )
   @ApiAnswer(CheckoutCreatedView)
   @Roles('operator')
@@ -61,7 +62,7 @@ export class CheckoutsController {
   }
 
   @ApiOperation({ summary: 'Approve a pending checkout (never your own)' })
-  @ApiErrors('CHECKOUT_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiErrors('CHECKOUT_NOT_PENDING', 'WEBAUTHN_REQUIRED', ...DECISION_REFUSALS)
   @ApiAnswer(CheckoutView)
   @Roles('approver')
   @RequiresMfa()
@@ -72,7 +73,7 @@ export class CheckoutsController {
   }
 
   @ApiOperation({ summary: 'Deny a pending checkout (never your own)' })
-  @ApiErrors('CHECKOUT_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiErrors('CHECKOUT_NOT_PENDING', 'WEBAUTHN_REQUIRED', ...DECISION_REFUSALS)
   @ApiAnswer(CheckoutView)
   @Roles('approver')
   @RequiresMfa()
@@ -98,7 +99,7 @@ export class CheckoutsController {
   }
 
   @ApiOperation({ summary: 'Reveal the credential of your active checkout again' })
-  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'ACCOUNT_NO_PASSWORD', 'BROKERED_ONLY')
+  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'ACCOUNT_NO_PASSWORD', 'BROKERED_ONLY', 'WEBAUTHN_REQUIRED')
   @ApiAnswer(RevealView)
   @Roles('operator')
   @RequiresMfa()
@@ -109,7 +110,7 @@ export class CheckoutsController {
   }
 
   @ApiOperation({ summary: "Extend your active checkout (up to the policy's maximum)" })
-  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'TTL_EXCEEDS_POLICY')
+  @ApiErrors('CHECKOUT_NOT_ACTIVE', 'EXPIRED', 'TTL_EXCEEDS_POLICY', 'WEBAUTHN_REQUIRED')
   @ApiAnswer(CheckoutView)
   @Roles('operator')
   @RequiresMfa()

@@ -11,6 +11,7 @@ import { Page } from '../common/pagination';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { isUniqueViolation } from '../database/queries';
 import { UnitOfWork } from '../database/unit-of-work';
+import { requireWebauthnStepUp } from '../identity/mfa.service';
 import { CheckoutEntity } from './checkout.entity';
 import { CheckoutNames, CheckoutNotices } from './checkout-notices';
 import { CheckoutStore, noCleanupOwedSql } from './checkout-store';
@@ -44,6 +45,8 @@ export class CheckoutsService {
       const taken = await this.accounts.takeForCheckout(em, dto.accountId, noCleanupOwedSql('a.id'));
       if (!taken) throw await this.unavailable(em, dto.accountId);
       const policy = taken.policy;
+      // refused before anything else: the transaction rolls back, the step-up is burned all the same (MfaService.stepUp)
+      if (policy.requireWebauthn) requireWebauthnStepUp(WEBAUTHN_POLICY);
       const breakGlass = dto.breakGlass === true;
       const ttlSeconds = leaseLength(policy, breakGlass, dto.ttlSeconds);
       const needsApproval = !breakGlass && policy.approvalsRequired > 0;
@@ -102,7 +105,9 @@ export class CheckoutsService {
   async reveal(actor: Actor, id: string): Promise<{ credential: CredentialView; expiresAt: string }> {
     return this.uow.run(async ({ em, audit }) => {
       const checkout = await this.activeOwnCheckout(em, actor, id);
-      if ((await this.accounts.find(em, checkout.accountId)).policy.brokeredOnly) {
+      const { policy } = await this.accounts.find(em, checkout.accountId);
+      if (policy.requireWebauthn) requireWebauthnStepUp(WEBAUTHN_POLICY);
+      if (policy.brokeredOnly) {
         throw Errors.conflict('BROKERED_ONLY', "this account's policy is brokered only: its password never leaves the vault; connect through the SSH gateway");
       }
       const credential = await this.accounts.credential(em, checkout.accountId);
@@ -116,6 +121,7 @@ export class CheckoutsService {
     return this.uow.run(async ({ em, audit }) => {
       const checkout = await this.activeOwnCheckout(em, actor, id);
       const { policy } = await this.accounts.find(em, checkout.accountId);
+      if (policy.requireWebauthn) requireWebauthnStepUp(WEBAUTHN_POLICY);
       const maxSeconds = maxLeaseSeconds(policy, checkout.breakGlass);
       const from = checkout.expiresAt as Date;
       const to = new Date(from.getTime() + dto.ttlSeconds * SECOND);
@@ -160,6 +166,8 @@ export class CheckoutsService {
     return Errors.conflict('ACCOUNT_BUSY', 'the account changed state while it was being checked out; try again');
   }
 }
+
+const WEBAUTHN_POLICY = "this account's policy requires a security key";
 
 /** The lease length asked for, checked against the policy (break-glass has its own, shorter limit). */
 function leaseLength(policy: AccountPolicy, breakGlass: boolean, asked: number | undefined): number {

@@ -47,7 +47,7 @@ export class EphemeralController {
   }
 
   @ApiOperation({ summary: 'Approve a one-time account request (never your own)' })
-  @ApiErrors('REQUEST_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiErrors('REQUEST_NOT_PENDING', 'WEBAUTHN_REQUIRED', ...DECISION_REFUSALS)
   @ApiAnswer(EphemeralView)
   @Roles('approver')
   @RequiresMfa()
@@ -58,7 +58,7 @@ export class EphemeralController {
   }
 
   @ApiOperation({ summary: 'Deny a one-time account request (never your own)' })
-  @ApiErrors('REQUEST_NOT_PENDING', ...DECISION_REFUSALS)
+  @ApiErrors('REQUEST_NOT_PENDING', 'WEBAUTHN_REQUIRED', ...DECISION_REFUSALS)
   @ApiAnswer(EphemeralView)
   @Roles('approver')
   @RequiresMfa()

@@ -11,6 +11,7 @@ import { APP_CONFIG, AppConfig } from '../config/config';
 import { KeyringService } from '../crypto/keyring.service';
 import type { Tx } from '../database/unit-of-work';
 import { UnitOfWork } from '../database/unit-of-work';
+import { requireApproverStepUp } from '../identity/mfa.service';
 import { UsersService } from '../identity/users.service';
 import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';
@@ -93,6 +94,7 @@ export class EphemeralService {
 
   /** MFA. Approved once `approvalsRequired` distinct approvers (never the requester) approved this exact request. */
   async approve(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
+    requireApproverStepUp(this.config);
     return this.uow.run(async (tx) => {
       const { em, audit } = tx;
       const { row, approvals } = await this.decide(em, actor, id, 'approve', dto);
@@ -104,6 +106,7 @@ export class EphemeralService {
 
   /** MFA. One denial ends the request. */
   async deny(actor: Actor, id: string, dto: DecisionDto): Promise<EphemeralView> {
+    requireApproverStepUp(this.config);
     return this.uow.run(async (tx) => {
       const { em, audit } = tx;
       const { row } = await this.decide(em, actor, id, 'deny', dto);

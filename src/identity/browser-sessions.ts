@@ -11,6 +11,7 @@ import { IdentityService } from './identity.service';
 import { MfaService } from './mfa.service';
 import { BROWSER_SESSION_PREFIX, csrfTokenOf, hashToken, insertBrowserSession, IssuedBrowserSession } from './sessions';
 import { UsersService } from './users.service';
+import { mfaEnrolledSql } from './webauthn/webauthn-store';
 
 /** What a request authenticated by the session cookie carries besides its actor (the guard puts it on the request). */
 export interface BrowserSessionRef {
@@ -93,7 +94,7 @@ export class BrowserSessionsService {
     const now = this.clock.now();
     const rows: SessionRow[] = await this.dataSource.query(
       `SELECT t.id, t.csrf_hash AS "csrfHash", t.last_seen_at AS "lastSeenAt", t.expires_at AS "expiresAt",
-              u.id AS "userId", u.username, u.roles, u.mfa_secret IS NOT NULL AS "mfaEnrolled"
+              u.id AS "userId", u.username, u.roles, ${mfaEnrolledSql('u')} AS "mfaEnrolled"
          FROM access_tokens t JOIN users u ON u.id = t.user_id
         WHERE t.token_hash = $1 AND t.kind = 'browser' AND t.revoked_at IS NULL AND t.expires_at > $2 AND t.last_seen_at > $3 AND NOT u.disabled`,
       [hashToken(token), now, new Date(now.getTime() - this.config.portal.idleSeconds * 1000)],
@@ -136,13 +137,18 @@ export class BrowserSessionsService {
     return { token: issued.token, view: { mfaEnrolled: true, ...view } };
   }
 
+  /** The body that goes with a session: its CSRF token, its end and who is signed in (also for a session made elsewhere). */
+  viewOf(actor: Actor, issued: Pick<IssuedBrowserSession, 'csrfToken' | 'expiresAt'>): Promise<BrowserSessionView> {
+    return this.view(actor, issued);
+  }
+
   private async view(actor: Actor, issued: Pick<IssuedBrowserSession, 'csrfToken' | 'expiresAt'>): Promise<BrowserSessionView> {
     return {
       csrfToken: issued.csrfToken,
       expiresAt: issued.expiresAt,
       idleTimeoutSeconds: this.config.portal.idleSeconds,
       mfaEnrollmentRequired: !actor.mfaEnrolled,
-      user: { ...this.identity.me(actor), ...(await this.users.notificationSettings(actor)) },
+      user: { ...(await this.identity.me(actor)), ...(await this.users.notificationSettings(actor)) },
     };
   }
 }

@@ -4,8 +4,10 @@ import type { Request, Response } from 'express';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import type { Actor, Role } from '../common/actor';
-import { MfaService } from './mfa.service';
-import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUp, StepUpRequest } from '../common/auth.decorators';
+import { MfaService, StepUpProof } from './mfa.service';
+import { actionDigest } from './webauthn/action-digest';
+import { MAX_ASSERTION_CHARS } from './webauthn/webauthn.service';
+import { ALLOW_WITHOUT_MFA, IS_PUBLIC, MFA_ADDS_FACTOR, MFA_AFTER_VALIDATION, MFA_STEP_UP, REQUIRES_MFA, ROLES_KEY, StepUp, StepUpRequest } from '../common/auth.decorators';
 import { DomainException, Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { BROWSER_SESSION, BrowserSessionsService, WithBrowserSession } from './browser-sessions';
@@ -91,10 +93,12 @@ export class RolesGuard implements CanActivate {
 }
 
 /**
- * Global, after roles: a user without TOTP may only enroll (routes marked @AllowWithoutMfa), and a route
- * marked @RequiresMfa needs a fresh code in `X-MFA-Code`. The guard refuses a missing or malformed code (no state
- * changes); the code itself is verified and burned once the request has passed validation, just before the handler
- * runs (see RequiresMfa), so a request refused by the pipes (400) burns nothing.
+ * Global, after roles: a user without a second factor may only enroll (routes marked @AllowWithoutMfa), and a route
+ * marked @RequiresMfa needs a fresh TOTP code in `X-MFA-Code` or a security key's assertion in `X-MFA-Assertion`
+ * (base64url of the AuthenticationResponseJSON, over a challenge from POST /v1/me/webauthn/step-up bound to this
+ * request: its method, path and body as received, before validation). The guard refuses a missing or malformed proof
+ * (no state changes); the proof itself is verified and burned once the request has passed validation, just before
+ * the handler runs (see RequiresMfa), so a request refused by the pipes (400) burns nothing.
  */
 @Injectable()
 export class MfaGuard implements CanActivate {
@@ -109,21 +113,58 @@ export class MfaGuard implements CanActivate {
     const actor = req.user;
     const flag = (key: string) => this.reflector.getAllAndOverride<boolean>(key, [ctx.getHandler(), ctx.getClass()]) === true;
     if (actor.kind === 'user' && !actor.mfaEnrolled && !flag(ALLOW_WITHOUT_MFA)) {
-      throw new DomainException('MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp, then /v1/me/mfa/totp/confirm');
+      throw new DomainException('MFA_ENROLLMENT_REQUIRED', 'enroll a second factor first: POST /v1/me/mfa/totp (then /confirm), or a security key at POST /v1/me/webauthn/registrations');
     }
     if (!flag(REQUIRES_MFA)) return true;
     if (actor.kind !== 'user') throw Errors.forbidden('this action needs a person with MFA; service tokens cannot perform it');
-    const code = req.headers['x-mfa-code'];
-    if (code === undefined) throw new DomainException('MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header');
-    if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException('MFA_INVALID', 'X-MFA-Code must be 6 digits');
+    const adds = Reflect.getMetadata(MFA_ADDS_FACTOR, ctx.getHandler()) as 'totp' | 'webauthn' | undefined;
+    if (adds && !(await this.addingNeedsStepUp(actor, adds))) {
+      req[MFA_STEP_UP] = (then) => then();
+      return true;
+    }
+    const proof = proofOf(req);
     const address = normalizeAddress(req.ip);
     const action = `${req.method} ${req.route?.path ?? ''}`;
-    const stepUp: StepUp = (then) => (then ? this.mfa.stepUp(actor, code, address, action, then) : this.mfa.verify(actor, code, address, action));
+    const stepUp: StepUp = (then, inTransaction) =>
+      inTransaction ? this.mfa.stepUp(actor, proof, address, action, then) : this.mfa.verifyThen(actor, proof, address, action, then);
     if (Reflect.getMetadata(MFA_AFTER_VALIDATION, ctx.getHandler()) === true) {
       req[MFA_STEP_UP] = stepUp;
       return true;
     }
-    await stepUp();
+    await this.mfa.verify(actor, proof, address, action);
     return true;
+  }
+
+  /** A first factor needs no step-up; nor does a TOTP enrollment by a user who has TOTP (refused with 409 anyway). */
+  private async addingNeedsStepUp(actor: Actor, adds: 'totp' | 'webauthn'): Promise<boolean> {
+    if (!actor.mfaEnrolled) return false;
+    return !(adds === 'totp' && (await this.mfa.methodsOf(actor.id)).includes('totp'));
+  }
+}
+
+/** The step-up proof the request carries: exactly one of a 6-digit code and an assertion bound to this request. */
+function proofOf(req: Request): StepUpProof {
+  const code = req.headers['x-mfa-code'];
+  const assertion = req.headers['x-mfa-assertion'];
+  if (code !== undefined && assertion !== undefined) throw new DomainException('MFA_INVALID', 'send either X-MFA-Code or X-MFA-Assertion, not both');
+  if (assertion !== undefined) {
+    const parsed = typeof assertion === 'string' && assertion.length <= MAX_ASSERTION_CHARS && /^[A-Za-z0-9_-]+$/.test(assertion) ? parseJson(Buffer.from(assertion, 'base64url').toString('utf8')) : undefined;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new DomainException('MFA_INVALID', 'X-MFA-Assertion must be the base64url of the JSON startAuthentication answered');
+    }
+    // bound to the request as received: method, path (no query) and the body as parsed, before validation
+    const binding = actionDigest({ method: req.method, path: req.path, body: (req.body as unknown) ?? {} });
+    return { method: 'webauthn', assertion: parsed, purpose: 'step_up', binding };
+  }
+  if (code === undefined) throw new DomainException('MFA_REQUIRED', 'send the current TOTP code in the X-MFA-Code header, or a security key assertion in X-MFA-Assertion');
+  if (typeof code !== 'string' || !/^\d{6}$/.test(code)) throw new DomainException('MFA_INVALID', 'X-MFA-Code must be 6 digits');
+  return { method: 'totp', code };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }

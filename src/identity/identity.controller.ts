@@ -42,7 +42,11 @@ export class IdentityController {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  @ApiOperation({ summary: 'Log in: password, then the TOTP code once enrolled' })
+  @ApiOperation({
+    summary: 'Log in: password, then the second factor once enrolled (TOTP `code`, or a security key `assertion`)',
+    description:
+      'Without a second factor in the body, a user who has one gets 401 MFA_REQUIRED with `methods` (`totp`, `webauthn`) and, when they have a security key, `webauthn: {challengeId, options}`: answer the options with startAuthentication and send the login again with `assertion` (the JSON object).',
+  })
   @ApiErrors('UNAUTHENTICATED', 'MFA_REQUIRED', 'MFA_INVALID', 'MFA_REPLAYED', 'THROTTLED')
   @ApiAnswer(LoginResponse)
   @Public()
@@ -58,7 +62,7 @@ export class IdentityController {
   @AllowWithoutMfa()
   @Get('me')
   async me(@CurrentActor() actor: Actor): Promise<MeView> {
-    return { ...this.identity.me(actor), ...(await this.users.notificationSettings(actor)) };
+    return { ...(await this.identity.me(actor)), ...(await this.users.notificationSettings(actor)) };
   }
 
   @ApiOperation({
@@ -72,14 +76,18 @@ export class IdentityController {
   @RequiresMfa()
   @Patch('me')
   async updateMe(@CurrentActor() actor: Actor, @Body(MutesPipe) dto: UpdateMeDto): Promise<MeView> {
-    return { ...this.identity.me(actor), ...(await this.users.updateMe(actor, dto)) };
+    return { ...(await this.identity.me(actor)), ...(await this.users.updateMe(actor, dto)) };
   }
 
-  @ApiOperation({ summary: 'Start TOTP enrollment: a new secret and its otpauth URI' })
+  @ApiOperation({
+    summary: 'Start TOTP enrollment: a new secret and its otpauth URI',
+    description: 'A user who has a security key but no TOTP adds it with a step-up (`X-MFA-Assertion` from the key): a stolen session must not add an authenticator. A user without a second factor needs none.',
+  })
   @ApiErrors('MFA_ALREADY_ENROLLED')
   @ApiAnswer(TotpEnrollmentView)
   @Roles(...ROLES)
   @AllowWithoutMfa()
+  @RequiresMfa({ addsFactor: 'totp' })
   @Post('me/mfa/totp')
   @HttpCode(200)
   enroll(@CurrentActor() actor: Actor): Promise<{ secret: string; otpauthUri: string }> {

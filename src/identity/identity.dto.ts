@@ -1,4 +1,4 @@
-import { IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { IsObject, IsString, Matches, MaxLength, MinLength } from 'class-validator';
 import { z } from 'zod';
 import { apiView, timestamp, typedSchema, uuid } from '../common/api-responses';
 import { Optional } from '../common/validation';
@@ -10,6 +10,8 @@ export class LoginDto {
   @IsString() @MinLength(1) @MaxLength(128) username: string;
   @IsString() @MinLength(1) @MaxLength(1024) password: string;
   @Optional() @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' }) code?: string;
+  /** A security key's answer (AuthenticationResponseJSON, the object) to the `webauthn` challenge of 401 MFA_REQUIRED. */
+  @Optional() @IsObject() assertion?: Record<string, unknown>;
 }
 
 export const LoginResponse = apiView(
@@ -28,7 +30,8 @@ export const MeView = apiView(
     id: uuid(),
     username: z.string(),
     roles: z.array(z.enum(ROLES)),
-    mfaEnrolled: z.boolean(),
+    mfaEnrolled: z.boolean().describe('The user has a second factor: TOTP or a security key.'),
+    mfaMethods: z.array(z.enum(['totp', 'webauthn'])).describe('The second factors the user has (none for a service token).'),
     kind: z.enum(['user', 'service']),
     email: z.string().nullable().describe("Where the vault sends this person's notifications (null: nowhere; always null for a service token)."),
     mutedNotifications: z.array(z.string()).describe('The optional notification kinds this person muted.'),

@@ -14,11 +14,13 @@ import { ThrottleService } from './throttle.service';
 import { TotpService } from './totp.service';
 import { UsersController } from './users.controller';
 import { UsersService } from './users.service';
+import { UserWebAuthnController, WebAuthnController } from './webauthn/webauthn.controller';
+import { WebAuthnService } from './webauthn/webauthn.service';
 
 @Module({
   imports: [PassportModule],
-  controllers: [IdentityController, BrowserSessionController, UsersController, ServiceTokensController],
-  providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService, BrowserSessionsService, PasswordLoginPolicy],
+  controllers: [IdentityController, BrowserSessionController, UsersController, ServiceTokensController, WebAuthnController, UserWebAuthnController],
+  providers: [IdentityService, PasswordHasher, BearerStrategy, MfaService, TotpService, ThrottleService, UsersService, ServiceTokensService, BrowserSessionsService, WebAuthnService, PasswordLoginPolicy],
   exports: [IdentityService, PasswordHasher, MfaService, UsersService, BrowserSessionsService],
 })
 export class IdentityModule {}

@@ -15,6 +15,7 @@ import { PasswordLoginPolicy } from './password-login';
 import { hashToken, insertSession, purgeEndedTokens, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 import { ThrottleService } from './throttle.service';
 import { UserEntity } from './user.entity';
+import { mfaEnrolledSql } from './webauthn/webauthn-store';
 
 export { hashToken, insertSession, newToken, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 
@@ -80,21 +81,18 @@ export class IdentityService implements OnApplicationBootstrap {
       throw Errors.unauthenticated('invalid username or password');
     }
     await this.passwordLogin.admit(user, address);
-    const actor = toActor(user);
-    if (actor.mfaEnrolled) {
-      // the password attempt stays counted: "code required" tells that the password was right
-      if (dto.code === undefined) throw new DomainException('MFA_REQUIRED', 'this user has MFA: send the current TOTP code as `code`');
-      await this.mfa.verify(actor, dto.code, address, 'login').catch(async (e: unknown) => {
-        // the password was right and a replayed code is no guess: neither counts
-        if (e instanceof DomainException && e.code === 'MFA_REPLAYED') await this.throttle.release(attempt);
-        throw e;
-      });
-    }
+    const actor: Actor = { ...toActor(user), mfaEnrolled: (await this.mfa.methodsOf(user.id)).length > 0 };
+    // the password attempt stays counted while a factor is missing: "code required" tells that the password was right
+    const factor = await this.mfa.signInFactor(actor, { code: dto.code, assertion: dto.assertion }, address).catch(async (e: unknown) => {
+      // the password was right and a replayed code is no guess: neither counts
+      if (e instanceof DomainException && e.code === 'MFA_REPLAYED') await this.throttle.release(attempt);
+      throw e;
+    });
     const issued = await this.uow.run(async ({ em, audit }) => {
       // decided against the row as it is now: an enrollment (which ends every earlier token) or a reset committed
       // since the check above must not be followed by a token issued on the old state
       const [now]: Array<{ enrolled: boolean; disabled: boolean }> = await em.query(
-        'SELECT mfa_secret IS NOT NULL AS enrolled, disabled FROM users WHERE id = $1 FOR SHARE',
+        `SELECT ${mfaEnrolledSql('u')} AS enrolled, disabled FROM users u WHERE id = $1 FOR SHARE OF u`,
         [user.id],
       );
       if (!now || now.disabled) throw Errors.unauthenticated('invalid username or password');
@@ -102,7 +100,7 @@ export class IdentityService implements OnApplicationBootstrap {
         throw new DomainException('MFA_REQUIRED', 'MFA enrollment changed during this login: log in again (with the current TOTP code once enrolled)');
       }
       const made = await issue(em, user.id);
-      const details = { address: address ?? null, mfa: actor.mfaEnrolled, ...(via === 'browser' ? { session: 'browser' } : {}) };
+      const details = { address: address ?? null, mfa: factor?.method ?? null, authenticatorId: factor?.credentialId ?? null, ...(via === 'browser' ? { session: 'browser' } : {}) };
       await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details });
       return made;
     });
@@ -116,7 +114,7 @@ export class IdentityService implements OnApplicationBootstrap {
     const now = this.clock.now();
     if (token.startsWith(USER_TOKEN_PREFIX)) {
       const rows: UserRow[] = await this.dataSource.query(
-        `SELECT u.id, u.username, u.roles, u.mfa_secret IS NOT NULL AS "mfaEnrolled" FROM access_tokens t JOIN users u ON u.id = t.user_id
+        `SELECT u.id, u.username, u.roles, ${mfaEnrolledSql('u')} AS "mfaEnrolled" FROM access_tokens t JOIN users u ON u.id = t.user_id
           WHERE t.token_hash = $1 AND t.kind = 'bearer' AND t.revoked_at IS NULL AND t.expires_at > $2 AND NOT u.disabled`,
         [hashToken(token), now],
       );
@@ -143,9 +141,10 @@ export class IdentityService implements OnApplicationBootstrap {
     return purgeEndedTokens(this.dataSource.manager, now, this.config.portal.idleSeconds);
   }
 
-  /** Who the caller is (the controller adds their notification settings). */
-  me(actor: Actor): Omit<MeView, 'email' | 'mutedNotifications'> {
-    return { id: actor.id, username: actor.name, roles: actor.roles, mfaEnrolled: actor.mfaEnrolled, kind: actor.kind };
+  /** Who the caller is, and their second factors (the controller adds their notification settings). */
+  async me(actor: Actor): Promise<Omit<MeView, 'email' | 'mutedNotifications'>> {
+    const mfaMethods = actor.kind === 'user' ? await this.mfa.methodsOf(actor.id) : [];
+    return { id: actor.id, username: actor.name, roles: actor.roles, mfaEnrolled: actor.mfaEnrolled, mfaMethods, kind: actor.kind };
   }
 
   /**

@@ -13,26 +13,67 @@ import { insertSession } from './sessions';
 import { Reservation, THROTTLE_RULES, ThrottleService } from './throttle.service';
 import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';
 import { UserEntity } from './user.entity';
+import { WebAuthnStore } from './webauthn/webauthn-store';
+import { VerifiedAssertion, WebAuthnService } from './webauthn/webauthn.service';
+
+/** VAULT_APPROVERS_REQUIRE_WEBAUTHN: approving or denying (checkouts, one-time accounts) refuses a TOTP step-up. */
+export function requireApproverStepUp(config: Pick<AppConfig, 'webauthn'>): void {
+  if (config.webauthn.approversRequireWebauthn) requireWebauthnStepUp('approvers must use a security key here (VAULT_APPROVERS_REQUIRE_WEBAUTHN)');
+}
 
 /** The wrong MFA codes for one user within the throttle's user window that raise `alert.mfa_failures` (once per window). */
 export const MFA_ALERT_AFTER = 5;
 
 export const mfaSecretRef = (userId: string, column: 'mfa_secret' | 'mfa_pending_secret') => ({ table: 'users', rowId: userId, column });
 
+/** A second factor as a request presents it: a TOTP code, or a security key's assertion (WebAuthn). */
+export type StepUpProof =
+  | { method: 'totp'; code: string }
+  /** `binding`: the action digest (step_up, src/identity/webauthn/action-digest.ts) or `login`. */
+  | { method: 'webauthn'; assertion: unknown; purpose: 'step_up' | 'login'; binding: string };
+
+export type MfaMethod = StepUpProof['method'];
+
+/** A checked proof, to be burned: the TOTP step (and the seed it was checked against), or the verified assertion. */
+type Proven = { method: 'totp'; seed: Buffer; step: number } | { method: 'webauthn'; assertion: VerifiedAssertion };
+
+/** What a verified second factor was: for audit details (`credentialId` is the vault's id of the key). */
+export interface FactorUsed {
+  method: MfaMethod;
+  credentialId?: string;
+}
+
 /**
- * A step-up code verified for an action that burns it in its own transaction ({@link MfaService.stepUp}): `pending`
+ * A step-up verified for an action that burns it in its own transaction ({@link MfaService.stepUp}): `pending`
  * until a unit of work takes it, `taken` while that transaction runs, `burned` once it committed, `replayed` when the
- * burn found the step (or a newer one) already used.
+ * burn found the step (or a newer one, or the assertion's challenge) already used.
  */
 interface StepUp {
   actor: Actor;
   userId: string;
-  /** The stored (encrypted) seed the code was checked against: a burn after an admin reset or re-enrollment finds none. */
-  seed: Buffer;
-  step: number;
+  proven: Proven;
   action: string;
   attempt: Reservation;
   state: 'pending' | 'taken' | 'burned' | 'replayed';
+}
+
+/**
+ * The step-up of the request being handled (both kinds of @RequiresMfa routes run their handler inside it): what a
+ * service asks when its policy wants a security key ({@link requireWebauthnStepUp}).
+ */
+const stepUps = new AsyncLocalStorage<StepUp>();
+
+/** The method of the step-up this request came with (undefined outside a step-up action). */
+export const stepUpMethod = (): MfaMethod | undefined => stepUps.getStore()?.proven.method;
+
+/**
+ * Refuses (403 WEBAUTHN_REQUIRED) an action whose step-up was not a security key: the account's policy or the
+ * approvers' configuration asks for one. Fails closed outside a step-up. The TOTP code was burned all the same.
+ */
+export function requireWebauthnStepUp(why: string): void {
+  if (stepUpMethod() !== 'webauthn') {
+    throw new DomainException('WEBAUTHN_REQUIRED', `${why}: step up with your security key (X-MFA-Assertion), not a TOTP code`);
+  }
 }
 
 /** Thrown inside the action's transaction when its step-up code was already used: the transaction rolls back. */
@@ -60,13 +101,12 @@ const burnSql = (seed: 'mfa_secret' | 'mfa_pending_secret') => `UPDATE users SET
  */
 @Injectable()
 export class MfaService implements TxParticipant {
-  private readonly stepUps = new AsyncLocalStorage<StepUp>();
-
   constructor(
     private readonly dataSource: DataSource,
     private readonly uow: UnitOfWork,
     private readonly secrets: SecretBoxService,
     private readonly totp: TotpService,
+    private readonly webauthn: WebAuthnService,
     private readonly throttle: ThrottleService,
     private readonly metrics: MetricsService,
     private readonly clock: Clock,
@@ -85,7 +125,7 @@ export class MfaService implements TxParticipant {
    * the transaction back before the action touched anything.
    */
   async begin(tx: Tx): Promise<void> {
-    const s = this.stepUps.getStore();
+    const s = stepUps.getStore();
     if (!s || s.state === 'burned') return;
     // another transaction of this action holds the burn (a unit of work started alongside), or the code was used:
     // nothing commits in a step-up action but with its own burn
@@ -110,15 +150,14 @@ export class MfaService implements TxParticipant {
    * then is refused, though the action ran: only actions whose first effect is a unit of work may use this). The
    * throttle's reservation is given back whenever the attempt was not a wrong code, however the request ended.
    */
-  async stepUp<T>(actor: Actor, code: string, address: string | undefined, action: string, then: () => Promise<T>): Promise<T> {
-    const { user, secret } = await this.enrolled(actor);
-    const { who, attempt, step } = await this.match(actor, user.id, secret, code, address, action);
-    const s: StepUp = { actor, userId: user.id, seed: user.mfaSecret!, step, action, attempt, state: 'pending' };
+  async stepUp<T>(actor: Actor, proof: StepUpProof | string, address: string | undefined, action: string, then: () => Promise<T>): Promise<T> {
+    const { who, attempt, proven } = await this.prove(actor, proof, address, action);
+    const s: StepUp = { actor, userId: actor.id, proven, action, attempt, state: 'pending' };
     let result: T;
     try {
-      result = await this.stepUps.run(s, then);
+      result = await stepUps.run(s, then);
     } catch (e) {
-      if (s.state === 'replayed') return this.replayed(actor, who, action, step, attempt);
+      if (s.state === 'replayed') return this.replayed(actor, who, action, proven, attempt);
       // refused: the code is spent all the same; lost to a concurrent use of it, or not burned at all (the database
       // failed), the attempt was no guess either: its reservation is given back
       if (s.state !== 'burned' && !(await this.burnAlone(s).catch(() => false))) await this.throttle.release(attempt).catch(() => undefined);
@@ -129,15 +168,33 @@ export class MfaService implements TxParticipant {
       await this.throttle.release(attempt).catch(() => undefined);
       throw e;
     }))) return result;
-    return this.replayed(actor, who, action, step, attempt);
+    return this.replayed(actor, who, action, proven, attempt);
   }
 
-  /** Burns the step in `tx` (one conditional UPDATE), with its event and the throttle's release; false when used already. */
+  /**
+   * Step-up for the other @RequiresMfa actions: the proof is verified and burned first ({@link verify}), then `then`
+   * runs inside the step-up, so a policy can ask which method it was ({@link requireWebauthnStepUp}).
+   */
+  async verifyThen<T>(actor: Actor, proof: StepUpProof | string, address: string | undefined, action: string, then: () => Promise<T>): Promise<T> {
+    const s = await this.verifyStepUp(actor, proof, address, action);
+    return stepUps.run(s, then);
+  }
+
+  /**
+   * Burns the proof in `tx` with its event and the throttle's release; false when used already. TOTP: the step, by one
+   * conditional UPDATE of the user; a security key: its challenge, by one conditional UPDATE (the key's counter and
+   * last use with it).
+   */
   private async burn(tx: Tx, s: StepUp): Promise<boolean> {
-    // (TypeORM answers a raw UPDATE with [rows, rowCount])
-    const [, updated]: [unknown[], number] = await tx.em.query(burnSql('mfa_secret'), [s.userId, s.step, s.seed]);
-    if (updated !== 1) return false;
-    await tx.audit({ type: 'mfa.verified', actor: s.actor, subjectType: 'user', subjectId: s.userId, details: { action: s.action } });
+    const p = s.proven;
+    if (p.method === 'totp') {
+      // (TypeORM answers a raw UPDATE with [rows, rowCount])
+      const [, updated]: [unknown[], number] = await tx.em.query(burnSql('mfa_secret'), [s.userId, p.step, p.seed]);
+      if (updated !== 1) return false;
+    } else if (!(await this.webauthn.burn(tx, p.assertion))) {
+      return false;
+    }
+    await tx.audit({ type: 'mfa.verified', actor: s.actor, subjectType: 'user', subjectId: s.userId, details: { action: s.action, ...factorDetails(p) } });
     // a success is not a failure: it does not count towards the throttle
     await this.throttle.releaseOn(tx.em, s.attempt);
     tx.afterCommit(() => {
@@ -188,7 +245,7 @@ export class MfaService implements TxParticipant {
     if (!user.mfaPendingSecret) throw Errors.conflict('MFA_ENROLLMENT_NOT_STARTED', 'start with POST /v1/me/mfa/totp');
     const pending = this.secrets.decrypt(mfaSecretRef(actor.id, 'mfa_pending_secret'), user.mfaPendingSecret);
     let session: object | undefined;
-    await this.checkCode(actor, user, pending, code, address, 'enroll', async (em) => {
+    await this.checkEnrollmentCode(actor, user, pending, code, address, async (em) => {
       // the burn above locked the row: a concurrent confirmation (or reset) is decided here, once
       const [, updated]: [unknown[], number] = await em.query(
         'UPDATE users SET mfa_secret = $2, mfa_pending_secret = NULL, mfa_enrolled_at = now() WHERE id = $1 AND mfa_secret IS NULL AND mfa_pending_secret = $3',
@@ -201,61 +258,110 @@ export class MfaService implements TxParticipant {
     return { mfaEnrolled: true, ...session! };
   }
 
-  /** Step-up check for an action marked MFA, and the second factor at login. */
-  async verify(actor: Actor, code: string, address: string | undefined, action: string): Promise<void> {
-    const { user, secret } = await this.enrolled(actor);
-    await this.checkCode(actor, user, secret, code, address, action);
+  /** Step-up check for an action marked MFA, and the second factor at login: verified and burned at once. */
+  async verify(actor: Actor, proof: StepUpProof | string, address: string | undefined, action: string): Promise<FactorUsed> {
+    return factorOf((await this.verifyStepUp(actor, proof, address, action)).proven);
   }
 
-  /** The user behind `actor` and their TOTP seed; MFA_ENROLLMENT_REQUIRED without one. */
-  private async enrolled(actor: Actor): Promise<{ user: UserEntity; secret: string }> {
-    this.assertUser(actor);
-    const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
-    if (!user.mfaSecret) throw new DomainException('MFA_ENROLLMENT_REQUIRED', 'enroll TOTP first: POST /v1/me/mfa/totp');
-    return { user, secret: this.secrets.decrypt(mfaSecretRef(user.id, 'mfa_secret'), user.mfaSecret) };
+  private async verifyStepUp(actor: Actor, proof: StepUpProof | string, address: string | undefined, action: string): Promise<StepUp> {
+    const { who, attempt, proven } = await this.prove(actor, proof, address, action);
+    const s: StepUp = { actor, userId: actor.id, proven, action, attempt, state: 'pending' };
+    const burned = await this.burnAlone(s).catch(async (e: unknown) => {
+      // not burned for a reason that is no guess (the database failed): not counted
+      await this.throttle.release(attempt).catch(() => undefined);
+      throw e;
+    });
+    if (!burned) return this.replayed(actor, who, action, proven, attempt);
+    s.state = 'burned';
+    return s;
   }
 
   /**
-   * The attempt is reserved in the throttle, then the code matched to its time step; a wrong code is refused (and
-   * keeps counting). The step is not burned here.
+   * The second factor of a password sign-in for a user who has one: `code` (TOTP) or `assertion` (a security key's
+   * answer to the login challenge). Neither: 401 MFA_REQUIRED with `methods` (what the user has) and, for a user with
+   * a usable key, `webauthn: {challengeId, options}` — a challenge made only now, after the password was right.
+   * Answers null for a user without a second factor (they may only enrol).
    */
-  private async match(actor: Actor, userId: string, secret: string, code: string, address: string | undefined, action: string) {
-    const who = { subject: userId, address };
-    // counted before the code is looked at, so a burst cannot evaluate more codes than the limit
-    const attempt = await this.throttle.reserve('mfa', who);
-    const step = await this.totp.matchStep(secret, code);
-    if (step === null) return this.fail(actor, who, action, 'MFA_INVALID', 'the code is not valid', undefined, attempt);
-    return { who, attempt, step };
+  async signInFactor(actor: Actor, input: { code?: string; assertion?: unknown }, address: string | undefined): Promise<FactorUsed | null> {
+    const methods = await this.methodsOf(actor.id);
+    if (methods.length === 0) return null;
+    if (input.code !== undefined && input.assertion !== undefined) throw new DomainException('MFA_INVALID', 'send either `code` or `assertion`, not both');
+    if (input.code !== undefined) return this.verify(actor, { method: 'totp', code: input.code }, address, 'login');
+    if (input.assertion !== undefined) return this.verify(actor, { method: 'webauthn', assertion: input.assertion, purpose: 'login', binding: 'login' }, address, 'login');
+    const webauthn = methods.includes('webauthn') ? await this.webauthn.loginChallenge(actor.id) : undefined;
+    const how = methods.map((m) => (m === 'totp' ? 'the current TOTP code as `code`' : "your security key's answer to `webauthn.options` as `assertion`")).join(', or ');
+    throw new DomainException('MFA_REQUIRED', `this user has MFA: send ${how}`, { methods, ...(webauthn ? { webauthn } : {}) });
   }
 
-  /** Admin reset: the user must enroll again; their open sessions end. */
+  /** The second factors the user has: `totp` (confirmed) and `webauthn` (a registered key, flagged ones included). */
+  async methodsOf(userId: string): Promise<MfaMethod[]> {
+    const [row]: Array<{ totp: boolean; webauthn: boolean }> = await this.dataSource.query(
+      'SELECT mfa_secret IS NOT NULL AS totp, EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.user_id = u.id) AS webauthn FROM users u WHERE id = $1',
+      [userId],
+    );
+    return row ? (['totp', 'webauthn'] as const).filter((m) => row[m]) : [];
+  }
+
+  /**
+   * The attempt is reserved in the throttle (counted before anything is evaluated), then the proof checked: the TOTP
+   * code matched to its time step, or the assertion verified against its challenge. A wrong one is refused (and keeps
+   * counting); nothing is burned here.
+   */
+  private async prove(actor: Actor, given: StepUpProof | string, address: string | undefined, action: string) {
+    this.assertUser(actor);
+    // a bare string is a TOTP code
+    const proof: StepUpProof = typeof given === 'string' ? { method: 'totp', code: given } : given;
+    const who = { subject: actor.id, address };
+    if (proof.method === 'totp') {
+      const user = await this.dataSource.getRepository(UserEntity).findOneByOrFail({ id: actor.id });
+      if (!user.mfaSecret) {
+        if (await this.webauthn.hasAny(user.id)) throw new DomainException('MFA_INVALID', 'you have no authenticator app enrolled: use your security key (X-MFA-Assertion)');
+        throw new DomainException('MFA_ENROLLMENT_REQUIRED', 'enroll TOTP or a security key first: POST /v1/me/mfa/totp or /v1/me/webauthn/registrations');
+      }
+      const secret = this.secrets.decrypt(mfaSecretRef(user.id, 'mfa_secret'), user.mfaSecret);
+      const attempt = await this.throttle.reserve('mfa', who);
+      const step = await this.totp.matchStep(secret, proof.code);
+      if (step === null) return this.fail({ actor, who, action, method: 'totp', code: 'MFA_INVALID', message: 'the code is not valid', attempt });
+      return { who, attempt, proven: { method: 'totp' as const, seed: user.mfaSecret, step } };
+    }
+    const attempt = await this.throttle.reserve('mfa', who);
+    const checked = await this.webauthn.check(actor, proof.assertion, proof.purpose, proof.binding);
+    if ('challengeId' in checked) return { who, attempt, proven: { method: 'webauthn' as const, assertion: checked } };
+    const failure = { actor, who, action, method: 'webauthn' as const, credentialId: checked.credentialId, reason: checked.reason };
+    if (checked.code === 'MFA_REPLAYED') {
+      // a replay is no guess: not counted
+      await this.throttle.release(attempt);
+      return this.fail({ ...failure, code: 'MFA_REPLAYED', message: "this assertion's challenge was already used: ask for a new one" });
+    }
+    return this.fail({ ...failure, code: 'MFA_INVALID', message: `the security key assertion is not valid (${REFUSALS[checked.reason] ?? 'refused'})`, attempt });
+  }
+
+  /** Admin reset: TOTP and every security key go, the user must enroll again; their open sessions end. */
   async reset(admin: Actor, userId: string): Promise<void> {
     await this.uow.run(async ({ em, audit }) => {
       await lockUser(em, userId);
       await em.getRepository(UserEntity).update({ id: userId }, { mfaSecret: null, mfaPendingSecret: null, mfaEnrolledAt: null });
+      // recovery from a lost security key too: every key goes, the user enrols again
+      const webauthnRemoved = await WebAuthnStore.deleteAllOf(em, userId);
       await revokeSessions(em, userId);
-      await audit({ type: 'mfa.reset', actor: admin, subjectType: 'user', subjectId: userId });
+      await audit({ type: 'mfa.reset', actor: admin, subjectType: 'user', subjectId: userId, details: { webauthnRemoved } });
     });
   }
 
-  private async checkCode(
-    actor: Actor,
-    user: UserEntity,
-    secret: string,
-    code: string,
-    address: string | undefined,
-    action: string,
-    onSuccess?: (em: EntityManager) => Promise<void>,
-  ): Promise<void> {
-    const { who, attempt, step } = await this.match(actor, user.id, secret, code, address, action);
-    const seed = action === 'enroll' ? 'mfa_pending_secret' : 'mfa_secret';
+  /** Enrollment's first code, checked against the pending seed and burned with `onSuccess` (the seed becomes the user's). */
+  private async checkEnrollmentCode(actor: Actor, user: UserEntity, secret: string, code: string, address: string | undefined, onSuccess: (em: EntityManager) => Promise<void>): Promise<void> {
+    const who = { subject: user.id, address };
+    // counted before the code is looked at, so a burst cannot evaluate more codes than the limit
+    const attempt = await this.throttle.reserve('mfa', who);
+    const step = await this.totp.matchStep(secret, code);
+    if (step === null) return this.fail({ actor, who, action: 'enroll', method: 'totp', code: 'MFA_INVALID', message: 'the code is not valid', attempt });
     const burned = await this.uow
       .run(async ({ em, audit }) => {
         // (TypeORM answers a raw UPDATE with [rows, rowCount])
-        const [, updated]: [unknown[], number] = await em.query(burnSql(seed), [user.id, step, seed === 'mfa_secret' ? user.mfaSecret : user.mfaPendingSecret]);
+        const [, updated]: [unknown[], number] = await em.query(burnSql('mfa_pending_secret'), [user.id, step, user.mfaPendingSecret]);
         if (updated !== 1) return false;
-        await onSuccess?.(em);
-        await audit({ type: action === 'enroll' ? 'mfa.enrolled' : 'mfa.verified', actor, subjectType: 'user', subjectId: user.id, details: { action } });
+        await onSuccess(em);
+        await audit({ type: 'mfa.enrolled', actor, subjectType: 'user', subjectId: user.id, details: { action: 'enroll' } });
         return true;
       })
       .catch(async (e: unknown) => {
@@ -263,35 +369,38 @@ export class MfaService implements TxParticipant {
         await this.throttle.release(attempt).catch(() => undefined);
         throw e;
       });
-    if (!burned) return this.replayed(actor, who, action, step, attempt);
+    if (!burned) return this.replayed(actor, who, 'enroll', { method: 'totp', seed: user.mfaPendingSecret!, step }, attempt);
     // a success is not a failure: it does not count
     await this.throttle.release(attempt);
   }
 
-  /** A valid code whose step (or a newer one) was used already: not a guess (the attempt does not count), refused. */
-  private async replayed(actor: Actor, who: { subject: string; address?: string }, action: string, step: number, attempt: Reservation): Promise<never> {
+  /** A valid proof already used (the step or a newer one, or the challenge): not a guess (the attempt does not count), refused. */
+  private async replayed(actor: Actor, who: { subject: string; address?: string }, action: string, proven: Proven, attempt: Reservation): Promise<never> {
     await this.throttle.release(attempt);
+    if (proven.method === 'webauthn') {
+      return this.fail({ actor, who, action, ...factorDetails(proven), code: 'MFA_REPLAYED', message: "this assertion's challenge was already used: ask for a new one" });
+    }
     const [{ last }] = await this.dataSource.query('SELECT mfa_last_step::text AS last FROM users WHERE id = $1', [who.subject]);
-    const next = (Math.max(Number(last), step) + 1) * TOTP_PERIOD_SECONDS * 1000;
-    return this.fail(actor, who, action, 'MFA_REPLAYED', 'this code (or a newer one) was already used; wait for the next code', {
-      nextCodeAt: new Date(next).toISOString(),
+    const next = (Math.max(Number(last), proven.step) + 1) * TOTP_PERIOD_SECONDS * 1000;
+    return this.fail({
+      actor,
+      who,
+      action,
+      method: 'totp',
+      code: 'MFA_REPLAYED',
+      message: 'this code (or a newer one) was already used; wait for the next code',
+      extra: { nextCodeAt: new Date(next).toISOString() },
     });
   }
 
-  private async fail(
-    actor: Actor,
-    who: { subject: string; address?: string },
-    action: string,
-    code: 'MFA_INVALID' | 'MFA_REPLAYED',
-    message: string,
-    extra?: Record<string, unknown>,
-    attempt?: Reservation,
-  ): Promise<never> {
+  private async fail(f: Failure): Promise<never> {
+    const { actor, who, action, code, attempt } = f;
     this.metrics.mfaFailures.inc({ reason: code });
     // a wrong code keeps its reservation: the user's count in the throttle window says how many there were
     const failures = attempt ? this.throttle.userCount(attempt, 'mfa', actor.id) : 0;
     await this.uow.run(async (tx) => {
-      await tx.audit({ type: 'mfa.failed', actor, subjectType: 'user', subjectId: actor.id, outcome: 'failure', details: { action, reason: code, address: who.address ?? null } });
+      const details = { action, reason: code, method: f.method, ...(f.credentialId ? { credentialId: f.credentialId } : {}), ...(f.reason ? { refusal: f.reason } : {}), address: who.address ?? null };
+      await tx.audit({ type: 'mfa.failed', actor, subjectType: 'user', subjectId: actor.id, outcome: 'failure', details });
       // repeated failures for one user: administrators and auditors are told once per window, with the event
       if (failures >= MFA_ALERT_AFTER && (await this.throttle.firstAlertOfWindow(tx.em, 'mfa', actor.id))) {
         await tx.notify({
@@ -308,13 +417,43 @@ export class MfaService implements TxParticipant {
         });
       }
     });
-    throw new DomainException(code, message, extra);
+    throw new DomainException(code, f.message, f.extra);
   }
 
   private assertUser(actor: Actor): void {
     if (actor.kind !== 'user') throw Errors.forbidden('service tokens cannot use MFA');
   }
 }
+
+/** A refused second factor, as audited (`mfa.failed`) and answered. */
+interface Failure {
+  actor: Actor;
+  who: { subject: string; address?: string };
+  action: string;
+  method: MfaMethod;
+  code: 'MFA_INVALID' | 'MFA_REPLAYED';
+  message: string;
+  credentialId?: string;
+  /** Why an assertion was refused (`other_action`, `expired`, `clone_suspected` …). */
+  reason?: string;
+  extra?: Record<string, unknown>;
+  attempt?: Reservation;
+}
+
+/** What the messages say about a refused assertion (the audit keeps the reason itself). */
+const REFUSALS: Record<string, string> = {
+  malformed: 'malformed',
+  unknown_challenge: 'not an answer to a challenge of yours for this',
+  other_action: 'its challenge was made for another action (method, path or body)',
+  expired: 'its challenge has expired',
+  unknown_credential: 'not one of your security keys',
+  credential_flagged: 'this key is flagged as cloned and refused until removed',
+  bad_signature: 'the signature, origin, relying party or user verification is wrong',
+  clone_suspected: "the key's signature counter went back: it is flagged as cloned",
+};
+
+const factorOf = (p: Proven): FactorUsed => (p.method === 'totp' ? { method: 'totp' } : { method: 'webauthn', credentialId: p.assertion.credentialId });
+const factorDetails = (p: Proven) => factorOf(p);
 
 export interface EnrollmentConfirmed {
   mfaEnrolled: true;

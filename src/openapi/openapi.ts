@@ -19,6 +19,7 @@ import { ResponseSchemas } from './response-schema';
 /** Where the UI is served; the JSON document is at `${DOCS_PATH}-json`. */
 export const DOCS_PATH = 'docs';
 export const MFA_HEADER = 'X-MFA-Code';
+export const MFA_ASSERTION_HEADER = 'X-MFA-Assertion';
 const BEARER = 'bearer';
 /** The web portal's browser session (src/identity/session-cookie.ts): an alternative to the bearer header. */
 const COOKIE = 'cookie';
@@ -137,7 +138,11 @@ function describeOperation(
   if (access.isPublic) lines.push('**Access:** public, no token.');
   else if (access.roles?.length) lines.push(`**Roles:** ${access.roles.map((r) => `\`${r}\``).join(', ')} (a bearer token holding any one of them).`);
   else lines.push('**Access:** no role may call this route (it declares none).');
-  if (access.requiresMfa) lines.push(`**Step-up MFA:** a person sends a fresh TOTP code in \`${MFA_HEADER}\`; each code is accepted once; service tokens are refused.`);
+  if (access.requiresMfa) {
+    lines.push(
+      `**Step-up MFA:** a person sends a fresh TOTP code in \`${MFA_HEADER}\`, or a security key's assertion in \`${MFA_ASSERTION_HEADER}\` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.`,
+    );
+  }
   if (!access.isPublic && access.allowWithoutMfa) lines.push('Allowed before the user has enrolled TOTP.');
 
   // parameters: path ids (UUIDs where the route parses them), the query DTO, the MFA header
@@ -149,13 +154,22 @@ function describeOperation(
   }
   if (args.query) parameters.push(...dtos.queryParameters(args.query).map((p) => ({ ...p, ...PAGE_PARAMETERS[p.name] })));
   if (access.requiresMfa) {
-    parameters.push({
-      name: MFA_HEADER,
-      in: 'header',
-      required: true,
-      description: 'The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED).',
-      schema: { type: 'string', pattern: '^\\d{6}$' },
-    });
+    parameters.push(
+      {
+        name: MFA_HEADER,
+        in: 'header',
+        required: false,
+        description: `The current 6-digit TOTP code of the caller (step-up MFA; one of it and ${MFA_ASSERTION_HEADER} is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED).`,
+        schema: { type: 'string', pattern: '^\\d{6}$' },
+      },
+      {
+        name: MFA_ASSERTION_HEADER,
+        in: 'header',
+        required: false,
+        description: `A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of ${MFA_HEADER}). Its challenge is used once (MFA_REPLAYED).`,
+        schema: { type: 'string', pattern: '^[A-Za-z0-9_-]+$' },
+      },
+    );
   }
 
   const codes = new Set<ErrorCode>(['VALIDATION_FAILED', 'INTERNAL']);

@@ -21,7 +21,7 @@ describe('login and bearer tokens (e2e, real PostgreSQL)', () => {
     expect(res.body).toEqual({ accessToken: expect.stringMatching(/^pvt_/), expiresAt: expect.any(String), mfaEnrollmentRequired: true });
     expect(new Date(res.body.expiresAt).getTime()).toBeGreaterThan(Date.now());
     const me = await vault.http().get('/v1/me').set('Authorization', `Bearer ${res.body.accessToken}`).expect(200);
-    expect(me.body).toEqual({ id: expect.any(String), username: 'admin', roles: ['admin'], mfaEnrolled: false, kind: 'user', email: null, mutedNotifications: [] });
+    expect(me.body).toEqual({ id: expect.any(String), username: 'admin', roles: ['admin'], mfaEnrolled: false, mfaMethods: [], kind: 'user', email: null, mutedNotifications: [] });
   });
 
   it('stores only a hash of the token', async () => {

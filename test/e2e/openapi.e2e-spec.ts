@@ -225,8 +225,10 @@ describe('OpenAPI document at /docs (e2e, real PostgreSQL)', () => {
         for (const r of roles ?? []) if (!(op.description ?? '').includes(`\`${r}\``)) fail(`the description does not name role ${r}`);
       }
       if (op['x-mfa-required'] !== mfa) fail(`x-mfa-required is ${String(op['x-mfa-required'])}, the handler is ${mfa ? '' : 'not '}@RequiresMfa`);
-      if (mfa && !(header?.required === true && header.schema?.type === 'string')) fail('@RequiresMfa but no required X-MFA-Code header parameter');
-      if (!mfa && header) fail('has an X-MFA-Code header parameter but is not @RequiresMfa');
+      // one of the two is required: a TOTP code or a security key's assertion (neither header alone is)
+      const assertionHeader = (op.parameters ?? []).find((p) => p.in === 'header' && p.name.toLowerCase() === 'x-mfa-assertion');
+      if (mfa && !(header?.schema?.type === 'string' && assertionHeader?.schema?.type === 'string')) fail('@RequiresMfa but no X-MFA-Code and X-MFA-Assertion header parameters');
+      if (!mfa && (header || assertionHeader)) fail('has an X-MFA-Code or X-MFA-Assertion header parameter but is not @RequiresMfa');
     }
     expect(problems).toEqual([]);
     // the ones the API contract marks MFA, as a cross-check of the metadata walk

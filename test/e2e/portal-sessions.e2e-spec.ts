@@ -39,7 +39,7 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
       expiresAt: expect.any(String),
       idleTimeoutSeconds: IDLE,
       mfaEnrollmentRequired: false,
-      user: { id: user.id, username: user.username, roles: ['operator'], mfaEnrolled: true, kind: 'user', email: null, mutedNotifications: [] },
+      user: { id: user.id, username: user.username, roles: ['operator'], mfaEnrolled: true, mfaMethods: ['totp'], kind: 'user', email: null, mutedNotifications: [] },
     });
     expect(new Date(s.body.expiresAt as string).getTime() - vault.clock.now().getTime()).toBeGreaterThan((ABSOLUTE - 60) * 1000);
     expect(JSON.stringify(s.body)).not.toContain(s.token);
@@ -50,7 +50,7 @@ describe('browser sessions (e2e, real PostgreSQL)', () => {
       expect(v).not.toContain(s.csrf);
     }
     const [ev] = await vault.db.query<{ details: Record<string, unknown> }>("SELECT details FROM audit_events WHERE type = 'auth.login' AND subject_id = $1 ORDER BY id DESC LIMIT 1", [user.id]);
-    expect(ev.details).toMatchObject({ mfa: true, session: 'browser' });
+    expect(ev.details).toMatchObject({ mfa: 'totp', session: 'browser' });
     expect((await get('/v1/me', s).expect(200)).body.id).toBe(user.id);
   });
 

@@ -64,6 +64,14 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/me': allow(ANY, { beforeEnrollment: true }),
   'POST /v1/me/mfa/totp': allow(ANY, { beforeEnrollment: true, usersOnly: true }),
   'POST /v1/me/mfa/totp/confirm': allow(ANY, { beforeEnrollment: true, usersOnly: true, body: { code: '000000' } }),
+  // security keys (src/identity/webauthn): the first one without a step-up, another one (these users have TOTP) with it
+  'POST /v1/me/webauthn/registrations': allow(ANY, { beforeEnrollment: true, usersOnly: true, stepUp: true }),
+  'POST /v1/me/webauthn/registrations/confirm': allow(ANY, { beforeEnrollment: true, usersOnly: true, body: { challengeId: '00000000-0000-4000-8000-000000000000', name: 'key', response: {} } }),
+  'GET /v1/me/webauthn/credentials': allow(ANY, { beforeEnrollment: true, usersOnly: true }),
+  'DELETE /v1/me/webauthn/credentials/:id': allow(ANY, { stepUp: true, usersOnly: true }),
+  'POST /v1/me/webauthn/step-up': allow(ANY, { usersOnly: true, body: { method: 'POST', path: '/v1/checkouts' } }),
+  'GET /v1/users/:id/webauthn': ADMIN,
+  'DELETE /v1/users/:id/webauthn/:credentialId': ADMIN_STEP_UP,
   // one's own e-mail (approval requests go there) and muted notifications: a person with a fresh code
   'PATCH /v1/me': allow(ANY, { stepUp: true }),
   'POST /v1/users': ADMIN_STEP_UP,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EntityManager } from 'typeorm';
-import { DomainException, Errors } from '../../common/errors';
+import { Errors } from '../../common/errors';
 
 /** A stored security key, as the service reads it. */
 export interface CredentialRow {
@@ -134,6 +134,3 @@ export const WebAuthnStore = {
     return updated === 1;
   },
 };
-
-/** A challenge this user may not use (unknown, another purpose): refused like a wrong code. */
-export const challengeRefused = (message: string) => new DomainException('MFA_INVALID', message);

@@ -1,0 +1,403 @@
+import { randomBytes } from 'node:crypto';
+import { APP_CONFIG, AppConfig, loadConfig } from '../../src/config/config';
+import { actingAs } from '../support/http';
+import { SoftAuthenticator } from '../support/soft-authenticator';
+import { REAL_TARGETS, RealTarget } from '../support/targets/real';
+import { startTestVault, TestUser, TestVault } from '../support/vault';
+
+/**
+ * Security keys and passkeys (WebAuthn) as a second factor, through the HTTP API on the real PostgreSQL with a
+ * software authenticator that signs for real (test/support/soft-authenticator.ts): registration (first factor or
+ * with a step-up), sign-in with a key, step-up by `X-MFA-Assertion` for checkout, reveal and approve, every way an
+ * assertion must be refused (another challenge's signature, a replay, another action, expired, a cloned key), the
+ * policies that refuse a TOTP step-up, admin recovery, and one assertion raced by 20 requests.
+ */
+describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
+  let vault: TestVault;
+  let admin: TestUser;
+  let approver: TestUser;
+  let real: RealTarget;
+  let targetId: string;
+
+  const as = (user: TestUser) => actingAs(vault, user);
+  const http = () => vault.http();
+  const resetThrottle = () => vault.db.query('DELETE FROM auth_throttle');
+  const auditOf = (type: string, subjectId: string) =>
+    vault.db.query<{ details: Record<string, unknown>; outcome: string }>('SELECT details, outcome FROM audit_events WHERE type = $1 AND subject_id = $2 ORDER BY id', [type, subjectId]);
+
+  /** A role on the target with a known password, registered in the vault with this policy. */
+  const newAccount = async (policy: object = {}) => {
+    const username = `wa_${randomBytes(4).toString('hex')}`;
+    const password = `Orig-${randomBytes(10).toString('hex')}`;
+    await real.createAccount(username, password);
+    return (await as(admin).post('/v1/accounts', { targetId, username, password, policy }, true).expect(201)).body.id as string;
+  };
+
+  /** Registers `key` for the user behind `auth` (with the user's TOTP step-up when `code` is given): the confirm answer. */
+  const register = async (auth: string, key: SoftAuthenticator, name: string, code?: string) => {
+    const start = http().post('/v1/me/webauthn/registrations').set('Authorization', auth);
+    const started = await (code ? start.set('X-MFA-Code', code) : start).expect(200);
+    return http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', auth).send({ challengeId: started.body.challengeId, name, response: key.register(started.body.options) });
+  };
+
+  /** A user with TOTP (createUser) and one security key. */
+  const userWithKey = async (roles: Parameters<TestVault['createUser']>[0]) => {
+    const user = await vault.createUser(roles);
+    const key = new SoftAuthenticator();
+    const res = await register(user.auth, key, 'yubikey', await user.code());
+    expect(res.status).toBe(200);
+    return { user, key, keyId: res.body.credential.id as string };
+  };
+
+  /** A challenge bound to {method, path, body}, answered by `key`: the X-MFA-Assertion value. */
+  const assertionFor = async (auth: string, key: SoftAuthenticator, method: string, path: string, body?: object, over: Parameters<SoftAuthenticator['assert']>[1] = {}) => {
+    const res = await http().post('/v1/me/webauthn/step-up').set('Authorization', auth).send(body === undefined ? { method, path } : { method, path, body }).expect(200);
+    return SoftAuthenticator.header(key.assert(res.body.options, over));
+  };
+
+  beforeAll(async () => {
+    vault = await startTestVault({ env: { VAULT_ROTATION_SWEEP_MS: '3600000', VAULT_CHECKOUT_SWEEP_MS: '3600000' } });
+    admin = await vault.admin();
+    approver = await vault.createUser(['approver']);
+    real = await REAL_TARGETS.postgres();
+    targetId = (await as(admin).post('/v1/targets', { name: 'webauthn-pg', ...real.body }, true).expect(201)).body.id;
+    await as(admin).post(`/v1/targets/${targetId}/verify`, {}, true).expect(200);
+  }, 60_000);
+  afterAll(async () => {
+    await vault?.close();
+    await real?.stop();
+  });
+  beforeEach(() => resetThrottle());
+
+  describe('registration', () => {
+    it('registers a first factor without a step-up: every earlier token ends, the answer carries the new one', async () => {
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).expect(200);
+      expect(started.body.options).toMatchObject({ rp: { id: 'localhost' }, authenticatorSelection: { userVerification: 'required' }, excludeCredentials: [] });
+      const key = new SoftAuthenticator();
+      const ok = await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', u.auth).send({ challengeId: started.body.challengeId, name: 'desk key', response: key.register(started.body.options) }).expect(200);
+      expect(ok.body).toEqual({
+        credential: { id: expect.any(String), name: 'desk key', createdAt: expect.any(String), lastUsedAt: null, flagged: false, backedUp: false },
+        newSession: { accessToken: expect.stringMatching(/^pvt_/), expiresAt: expect.any(String) },
+      });
+      // the password-only token ended; the new one is a full session
+      expect((await http().get('/v1/me').set('Authorization', u.auth).expect(401)).body.code).toBe('UNAUTHENTICATED');
+      const fresh = `Bearer ${ok.body.newSession.accessToken}`;
+      expect((await http().get('/v1/me').set('Authorization', fresh).expect(200)).body).toMatchObject({ mfaEnrolled: true, mfaMethods: ['webauthn'] });
+      await http().get('/v1/audit-events').set('Authorization', fresh).expect(200);
+      // stored: the public key and the credential id, never shown; the view says only what the owner needs
+      const [row] = await vault.db.query<{ credential_id: string; sign_count: string }>('SELECT credential_id, sign_count::text FROM webauthn_credentials WHERE user_id = $1', [u.id]);
+      expect(row).toEqual({ credential_id: key.id, sign_count: '0' });
+      const listed = (await http().get('/v1/me/webauthn/credentials').set('Authorization', fresh).expect(200)).body;
+      expect(listed).toEqual([ok.body.credential]);
+      expect(JSON.stringify(listed)).not.toContain(key.id);
+      expect(await auditOf('webauthn.registered', u.id)).toEqual([{ outcome: 'success', details: expect.objectContaining({ credentialId: ok.body.credential.id, name: 'desk key', firstFactor: true }) }]);
+      // the challenge is spent: confirming it again is refused
+      const again = await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', fresh).send({ challengeId: started.body.challengeId, name: 'other', response: new SoftAuthenticator().register(started.body.options) }).expect(400);
+      expect(again.body.code).toBe('WEBAUTHN_REGISTRATION_FAILED');
+    });
+
+    it('needs a step-up to add a key once the user has a factor; refuses a duplicate key, a taken name and answers that do not verify', async () => {
+      const u = await vault.createUser(['operator']);
+      // a stolen session alone does not add an authenticator
+      expect((await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).expect(401)).body.code).toBe('MFA_REQUIRED');
+      const key = new SoftAuthenticator();
+      const first = await register(u.auth, key, 'yubikey', await u.code());
+      expect(first.status).toBe(200);
+      expect(first.body.newSession).toBeNull();
+      await http().get('/v1/me').set('Authorization', u.auth).expect(200); // the session goes on
+      expect((await http().get('/v1/me').set('Authorization', u.auth)).body.mfaMethods).toEqual(['totp', 'webauthn']);
+
+      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).set('X-MFA-Code', await u.code()).expect(200);
+      expect(started.body.options.excludeCredentials).toEqual([expect.objectContaining({ id: key.id })]);
+      const confirm = (name: string, response: Record<string, unknown>) =>
+        http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', u.auth).send({ challengeId: started.body.challengeId, name, response });
+      expect((await confirm('again', key.register(started.body.options)).expect(409)).body.code).toBe('WEBAUTHN_CREDENTIAL_EXISTS');
+      const other = new SoftAuthenticator();
+      expect((await confirm('other', other.register(started.body.options, { origin: 'https://evil.example' })).expect(400)).body.code).toBe('WEBAUTHN_REGISTRATION_FAILED');
+      const noUv = new SoftAuthenticator({ userVerified: false });
+      expect((await confirm('no-uv', noUv.register(started.body.options)).expect(400)).body.code).toBe('WEBAUTHN_REGISTRATION_FAILED');
+      expect((await confirm('x', { id: 'AAAA', response: 'nonsense' }).expect(400)).body.code).toBe('WEBAUTHN_REGISTRATION_FAILED');
+      // a refused answer left the challenge unused: the duplicate name is refused, then a good name registers
+      expect((await confirm('yubikey', other.register(started.body.options)).expect(409)).body.code).toBe('WEBAUTHN_NAME_TAKEN');
+      await confirm('spare', other.register(started.body.options)).expect(200);
+      expect((await http().get('/v1/me/webauthn/credentials').set('Authorization', u.auth).expect(200)).body.map((c: { name: string }) => c.name)).toEqual(['yubikey', 'spare']);
+      const rows = await vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM webauthn_credentials WHERE user_id = $1', [u.id]);
+      expect(rows).toEqual([{ n: 2 }]);
+    });
+
+    it('a user with only a key needs a step-up to add TOTP too', async () => {
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      const key = new SoftAuthenticator();
+      const ok = await register(u.auth, key, 'only key');
+      const auth = `Bearer ${ok.body.newSession.accessToken}`;
+      expect((await http().post('/v1/me/mfa/totp').set('Authorization', auth).expect(401)).body.code).toBe('MFA_REQUIRED');
+      const header = await assertionFor(auth, key, 'POST', '/v1/me/mfa/totp');
+      const started = await http().post('/v1/me/mfa/totp').set('Authorization', auth).set('X-MFA-Assertion', header).expect(200);
+      expect(started.body.secret).toMatch(/^[A-Z2-7]{32}$/);
+    });
+  });
+
+  describe('removal', () => {
+    it('refuses removing the only factor (409 LAST_FACTOR); removes one of two with a step-up, audited', async () => {
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      const key = new SoftAuthenticator();
+      const ok = await register(u.auth, key, 'main');
+      const auth = `Bearer ${ok.body.newSession.accessToken}`;
+      const id = ok.body.credential.id as string;
+      const path = `/v1/me/webauthn/credentials/${id}`;
+      expect((await http().delete(path).set('Authorization', auth).expect(401)).body.code).toBe('MFA_REQUIRED');
+      const refused = await http().delete(path).set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, key, 'DELETE', path)).expect(409);
+      expect(refused.body.code).toBe('LAST_FACTOR');
+
+      const spare = new SoftAuthenticator();
+      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, key, 'POST', '/v1/me/webauthn/registrations')).expect(200);
+      await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', auth).send({ challengeId: started.body.challengeId, name: 'spare', response: spare.register(started.body.options) }).expect(200);
+      await http().delete(path).set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, spare, 'DELETE', path)).expect(204);
+      expect((await http().get('/v1/me/webauthn/credentials').set('Authorization', auth).expect(200)).body.map((c: { name: string }) => c.name)).toEqual(['spare']);
+      expect(await auditOf('webauthn.removed', u.id)).toEqual([{ outcome: 'success', details: expect.objectContaining({ credentialId: id, name: 'main', by: 'self' }) }]);
+    });
+  });
+
+  describe('sign-in with a key', () => {
+    it('answers MFA_REQUIRED with a login challenge after the password; the assertion signs in (bearer and portal), once', async () => {
+      const { user, key, keyId } = await userWithKey(['auditor']);
+      const wrongPassword = await http().post('/v1/auth/login').send({ username: user.username, password: 'wrong-password' }).expect(401);
+      expect(wrongPassword.body).not.toHaveProperty('webauthn');
+      const first = await http().post('/v1/auth/login').send({ username: user.username, password: user.password }).expect(401);
+      expect(first.body).toMatchObject({ code: 'MFA_REQUIRED', methods: ['totp', 'webauthn'], webauthn: { challengeId: expect.any(String), options: { rpId: 'localhost', userVerification: 'required' } } });
+      expect(first.body.webauthn.options.allowCredentials).toEqual([expect.objectContaining({ id: key.id })]);
+      const assertion = key.assert(first.body.webauthn.options);
+      const ok = await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion }).expect(200);
+      expect(ok.body).toMatchObject({ accessToken: expect.stringMatching(/^pvt_/), mfaEnrollmentRequired: false });
+      await http().get('/v1/audit-events').set('Authorization', `Bearer ${ok.body.accessToken}`).expect(200);
+      const logins = await auditOf('auth.login', user.id);
+      expect(logins.at(-1)).toMatchObject({ outcome: 'success', details: { mfa: 'webauthn', authenticatorId: keyId } });
+      // the same assertion again: its challenge was used
+      expect((await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion }).expect(401)).body.code).toBe('MFA_REPLAYED');
+      // both factors at once: refused
+      const both = await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion, code: '123456' }).expect(401);
+      expect(both.body.code).toBe('MFA_INVALID');
+
+      // the portal's sign-in: the same two steps, a session cookie at the end
+      const step = await http().post('/v1/auth/session').send({ username: user.username, password: user.password }).expect(401);
+      const session = await http().post('/v1/auth/session').send({ username: user.username, password: user.password, assertion: key.assert(step.body.webauthn.options) }).expect(200);
+      expect(session.headers['set-cookie']?.[0]).toMatch(/^vault_session=pvb_/);
+      expect(session.body.user).toMatchObject({ id: user.id, mfaEnrolled: true, mfaMethods: ['totp', 'webauthn'] });
+      const [row] = await vault.db.query<{ last: Date | null; count: string }>('SELECT last_used_at AS last, sign_count::text AS count FROM webauthn_credentials WHERE id = $1', [keyId]);
+      expect(row.count).toBe('2');
+      expect(row.last).not.toBeNull();
+    });
+
+    it('a key-only user: methods [webauthn]; a TOTP code is refused', async () => {
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      const key = new SoftAuthenticator();
+      await register(u.auth, key, 'only');
+      const first = await http().post('/v1/auth/login').send({ username: u.username, password: u.password }).expect(401);
+      expect(first.body.methods).toEqual(['webauthn']);
+      expect((await http().post('/v1/auth/login').send({ username: u.username, password: u.password, code: '123456' }).expect(401)).body.code).toBe('MFA_INVALID');
+      await http().post('/v1/auth/login').send({ username: u.username, password: u.password, assertion: key.assert(first.body.webauthn.options) }).expect(200);
+    });
+  });
+
+  describe('step-up with X-MFA-Assertion', () => {
+    it('checks out (in the action’s transaction), reveals and approves with a key; audited with the method and the key', async () => {
+      const { user: op, key, keyId } = await userWithKey(['operator']);
+      const { user: ap, key: apKey, keyId: apKeyId } = await userWithKey(['approver']);
+      const accountId = await newAccount();
+      const body = { accountId, justification: 'webauthn step-up' };
+      const co = await http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, key, 'POST', '/v1/checkouts', body)).send(body).expect(201);
+      expect(co.body).toMatchObject({ status: 'active', credential: { password: expect.any(String) } });
+      const reveal = `/v1/checkouts/${co.body.id}/reveal`;
+      await http().post(reveal).set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, key, 'POST', reveal)).expect(200);
+      const verified = await auditOf('mfa.verified', op.id);
+      expect(verified.slice(-2).map((e) => e.details)).toEqual([
+        expect.objectContaining({ action: 'POST /v1/checkouts', method: 'webauthn', credentialId: keyId }),
+        expect.objectContaining({ action: 'POST /v1/checkouts/:id/reveal', method: 'webauthn', credentialId: keyId }),
+      ]);
+      await as(op).post(`/v1/checkouts/${co.body.id}/checkin`).expect(200);
+
+      const gated = await newAccount({ approvalsRequired: 1 });
+      const pending = (await as(op).post('/v1/checkouts', { accountId: gated, justification: 'needs approval' }, true).expect(201)).body;
+      const approvePath = `/v1/checkouts/${pending.id}/approve`;
+      const decision = { requestDigest: pending.requestDigest };
+      const approved = await http().post(approvePath).set('Authorization', ap.auth).set('X-MFA-Assertion', await assertionFor(ap.auth, apKey, 'POST', approvePath, decision)).send(decision).expect(200);
+      expect(approved.body.status).toBe('active');
+      expect((await auditOf('mfa.verified', ap.id)).at(-1)?.details).toMatchObject({ method: 'webauthn', credentialId: apKeyId });
+      await as(op).post(`/v1/checkouts/${pending.id}/checkin`).expect(200);
+    });
+
+    it('refuses another challenge’s signature, a replay, another action (path, body), an expired challenge, both headers and garbage — each audited and counted', async () => {
+      const { user: op, key } = await userWithKey(['operator']);
+      const accountId = await newAccount();
+      const co = (await as(op).post('/v1/checkouts', { accountId, justification: 'refusals' }, true).expect(201)).body;
+      const reveal = `/v1/checkouts/${co.id}/reveal`;
+      const send = (header: string, path = reveal) => http().post(path).set('Authorization', op.auth).set('X-MFA-Assertion', header);
+      const refusals = async () => (await auditOf('mfa.failed', op.id)).map((e) => e.details.refusal);
+
+      // a signature over challenge A presented with challenge B's client data
+      const a = (await http().post('/v1/me/webauthn/step-up').set('Authorization', op.auth).send({ method: 'POST', path: reveal }).expect(200)).body;
+      const b = (await http().post('/v1/me/webauthn/step-up').set('Authorization', op.auth).send({ method: 'POST', path: reveal }).expect(200)).body;
+      const overA = key.assert(a.options);
+      const overB = key.assert(b.options);
+      const spliced = { ...overA, response: { ...(overA.response as object), clientDataJSON: (overB.response as { clientDataJSON: string }).clientDataJSON } };
+      expect((await send(SoftAuthenticator.header(spliced)).expect(401)).body.code).toBe('MFA_INVALID');
+      // the genuine one works once; the replay is refused
+      await send(SoftAuthenticator.header(overB)).expect(200);
+      expect((await send(SoftAuthenticator.header(overB)).expect(401)).body.code).toBe('MFA_REPLAYED');
+
+      // bound to another path, another body, another method
+      const other = await newAccount();
+      const co2 = (await as(op).post('/v1/checkouts', { accountId: other, justification: 'second' }, true).expect(201)).body;
+      expect((await send(await assertionFor(op.auth, key, 'POST', reveal), `/v1/checkouts/${co2.id}/reveal`).expect(401)).body.code).toBe('MFA_INVALID');
+      const extend = `/v1/checkouts/${co.id}/extend`;
+      const header = await assertionFor(op.auth, key, 'POST', extend, { ttlSeconds: 60 });
+      expect((await http().post(extend).set('Authorization', op.auth).set('X-MFA-Assertion', header).send({ ttlSeconds: 3600 }).expect(401)).body.code).toBe('MFA_INVALID');
+      expect((await http().post(extend).set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, key, 'PATCH', extend, { ttlSeconds: 60 })).send({ ttlSeconds: 60 }).expect(401)).body.code).toBe('MFA_INVALID');
+
+      // expired: answered after its two minutes
+      const late = await assertionFor(op.auth, key, 'POST', reveal);
+      vault.clock.advance(121_000);
+      expect((await send(late).expect(401)).body.code).toBe('MFA_INVALID');
+      // a wrong origin (a phishing page's), no user verification
+      expect((await send(await assertionFor(op.auth, key, 'POST', reveal, undefined, { origin: 'https://evil.example' })).expect(401)).body.code).toBe('MFA_INVALID');
+      key.userVerified = false;
+      expect((await send(await assertionFor(op.auth, key, 'POST', reveal)).expect(401)).body.code).toBe('MFA_INVALID');
+      key.userVerified = true;
+
+      // both headers; garbage
+      expect((await send(await assertionFor(op.auth, key, 'POST', reveal)).set('X-MFA-Code', '123456').expect(401)).body.code).toBe('MFA_INVALID');
+      expect((await send('not*base64').expect(401)).body.code).toBe('MFA_INVALID');
+      expect((await send(Buffer.from('[1,2]').toString('base64url')).expect(401)).body.code).toBe('MFA_INVALID');
+      expect((await send(Buffer.from('{"id":"x"}').toString('base64url')).expect(401)).body.code).toBe('MFA_INVALID');
+
+      expect(await refusals()).toEqual(['bad_signature', 'challenge_used', 'other_action', 'other_action', 'other_action', 'expired', 'bad_signature', 'bad_signature', 'malformed']);
+      const failed = await auditOf('mfa.failed', op.id);
+      expect(failed.every((e) => e.details.method === 'webauthn' && e.outcome === 'failure')).toBe(true);
+      expect(failed[1].details.reason).toBe('MFA_REPLAYED');
+      // wrong assertions count like wrong codes (the replay does not)
+      const [counted] = await vault.db.query<{ n: number }>("SELECT max(failures)::int AS n FROM auth_throttle WHERE key = $1", [`user:mfa:${op.id}`]);
+      expect(counted.n).toBe(8);
+      await as(op).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+      await as(op).post(`/v1/checkouts/${co2.id}/checkin`).expect(200);
+    });
+
+    it('a cloned key (its counter goes back) is refused and flagged; administrators and auditors are alerted; the key stays refused', async () => {
+      const { user: op, key, keyId } = await userWithKey(['operator']);
+      const path = '/v1/me';
+      const patch = (header: string) => http().patch(path).set('Authorization', op.auth).set('X-MFA-Assertion', header).send({});
+      await patch(await assertionFor(op.auth, key, 'PATCH', path, {})).expect(200);
+      await patch(await assertionFor(op.auth, key, 'PATCH', path, {})).expect(200);
+      expect(key.counter).toBe(2);
+      const copy = key.clone(1);
+      const refused = await patch(await assertionFor(op.auth, copy, 'PATCH', path, {})).expect(401);
+      expect(refused.body.code).toBe('MFA_INVALID');
+      expect((await http().get('/v1/me/webauthn/credentials').set('Authorization', op.auth).expect(200)).body).toEqual([expect.objectContaining({ id: keyId, flagged: true })]);
+      expect(await auditOf('webauthn.clone_suspected', op.id)).toEqual([{ outcome: 'failure', details: expect.objectContaining({ credentialId: keyId, storedCounter: 2, presentedCounter: 2 }) }]);
+      const alerts = await vault.db.query<{ type: string }>("SELECT type FROM notification_events WHERE type = 'alert.webauthn_clone_suspected' AND subject_id = $1", [op.id]);
+      expect(alerts).toHaveLength(1);
+      // the genuine key is refused too until the key is removed (no challenge is even offered for it)
+      expect((await http().post('/v1/me/webauthn/step-up').set('Authorization', op.auth).send({ method: 'PATCH', path }).expect(409)).body.code).toBe('WEBAUTHN_NOT_ENROLLED');
+      // its owner removes it with TOTP (they have both); admins see it as flagged first
+      expect((await as(admin).get(`/v1/users/${op.id}/webauthn`).expect(200)).body).toEqual([expect.objectContaining({ id: keyId, flagged: true })]);
+      await as(op).delete(`/v1/me/webauthn/credentials/${keyId}`, true).expect(204);
+    });
+
+    it('20 requests racing with one assertion: exactly one succeeds (checkout in its transaction, and reveal)', async () => {
+      const { user: op, key } = await userWithKey(['operator']);
+      const accountId = await newAccount();
+      const body = { accountId, justification: 'race' };
+      const header = await assertionFor(op.auth, key, 'POST', '/v1/checkouts', body);
+      const answers = await Promise.all(Array.from({ length: 20 }, () => http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Assertion', header).send(body)));
+      const statuses = answers.map((r) => r.status);
+      expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+      for (const r of answers.filter((x) => x.status !== 201)) expect(['MFA_REPLAYED', 'THROTTLED']).toContain(r.body.code);
+      expect(await vault.db.query('SELECT id FROM checkouts WHERE account_id = $1', [accountId])).toHaveLength(1);
+      const co = answers.find((r) => r.status === 201)!.body;
+
+      await resetThrottle();
+      const reveal = `/v1/checkouts/${co.id}/reveal`;
+      const once = await assertionFor(op.auth, key, 'POST', reveal);
+      const reveals = await Promise.all(Array.from({ length: 20 }, () => http().post(reveal).set('Authorization', op.auth).set('X-MFA-Assertion', once)));
+      expect(reveals.filter((r) => r.status === 200)).toHaveLength(1);
+      for (const r of reveals.filter((x) => x.status !== 200)) expect(['MFA_REPLAYED', 'THROTTLED']).toContain(r.body.code);
+      const revealed = await vault.db.query("SELECT 1 FROM audit_events WHERE type = 'checkout.revealed' AND subject_id = $1 AND details->>'via' = 'reveal'", [co.id]);
+      expect(revealed).toHaveLength(1);
+      // the losers saw the counter the winner stored: a replay, not a cloned key
+      expect((await http().get('/v1/me/webauthn/credentials').set('Authorization', op.auth).expect(200)).body).toEqual([expect.objectContaining({ flagged: false })]);
+      expect(await vault.db.query("SELECT 1 FROM audit_events WHERE type = 'webauthn.clone_suspected' AND subject_id = $1", [op.id])).toEqual([]);
+      await as(op).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+    });
+  });
+
+  describe('policies that refuse a TOTP step-up', () => {
+    it("an account's requireWebauthn: checkout, reveal and extend refuse a TOTP code (403 WEBAUTHN_REQUIRED, the code burned) and take a key", async () => {
+      const { user: op, key } = await userWithKey(['operator']);
+      const accountId = await newAccount({ requireWebauthn: true });
+      expect((await as(admin).get(`/v1/accounts/${accountId}`).expect(200)).body.policy.requireWebauthn).toBe(true);
+      const body = { accountId, justification: 'strong factor' };
+      const code = await op.code();
+      const refused = await http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Code', code).send(body).expect(403);
+      expect(refused.body.code).toBe('WEBAUTHN_REQUIRED');
+      expect(await vault.db.query('SELECT id FROM checkouts WHERE account_id = $1', [accountId])).toHaveLength(0);
+      // the code was spent all the same
+      expect((await http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Code', code).send(body).expect(401)).body.code).toBe('MFA_REPLAYED');
+
+      const co = (await http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, key, 'POST', '/v1/checkouts', body)).send(body).expect(201)).body;
+      const reveal = `/v1/checkouts/${co.id}/reveal`;
+      expect((await as(op).post(reveal, {}, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+      await http().post(reveal).set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, key, 'POST', reveal, {})).send({}).expect(200);
+      const extend = `/v1/checkouts/${co.id}/extend`;
+      expect((await as(op).post(extend, { ttlSeconds: 60 }, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+      await http().post(extend).set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, key, 'POST', extend, { ttlSeconds: 60 })).send({ ttlSeconds: 60 }).expect(200);
+      await as(op).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+    });
+
+    it('VAULT_APPROVERS_REQUIRE_WEBAUTHN: approve and deny refuse a TOTP code and take a key', async () => {
+      const env = { VAULT_MASTER_KEY: randomBytes(32).toString('base64'), VAULT_APPROVERS_REQUIRE_WEBAUTHN: 'true' };
+      expect(loadConfig(env).webauthn.approversRequireWebauthn).toBe(true);
+      expect(loadConfig({ VAULT_MASTER_KEY: env.VAULT_MASTER_KEY }).webauthn.approversRequireWebauthn).toBe(false);
+      // this vault's configuration, switched as the variable sets it (a vault of its own would need a second target)
+      const config = vault.get<AppConfig>(APP_CONFIG);
+      config.webauthn.approversRequireWebauthn = true;
+      try {
+        const { user: ap, key } = await userWithKey(['approver']);
+        const op = await vault.createUser(['operator']);
+        const accountId = await newAccount({ approvalsRequired: 1 });
+        const pending = (await as(op).post('/v1/checkouts', { accountId, justification: 'approve me' }, true).expect(201)).body;
+        const decision = { requestDigest: pending.requestDigest };
+        for (const verb of ['approve', 'deny']) expect((await as(ap).post(`/v1/checkouts/${pending.id}/${verb}`, decision, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+        expect((await as(approver).post(`/v1/checkouts/${pending.id}/approve`, decision, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+        const path = `/v1/checkouts/${pending.id}/deny`;
+        const denied = await http().post(path).set('Authorization', ap.auth).set('X-MFA-Assertion', await assertionFor(ap.auth, key, 'POST', path, decision)).send(decision).expect(200);
+        expect(denied.body.status).toBe('denied');
+      } finally {
+        config.webauthn.approversRequireWebauthn = false;
+      }
+    });
+  });
+
+  describe('admin recovery', () => {
+    it('an admin lists and removes a lost key (the last factor: the user’s sessions end); the MFA reset removes every key', async () => {
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      const key = new SoftAuthenticator();
+      const ok = await register(u.auth, key, 'lost');
+      const auth = `Bearer ${ok.body.newSession.accessToken}`;
+      const listed = (await as(admin).get(`/v1/users/${u.id}/webauthn`).expect(200)).body;
+      expect(listed).toEqual([expect.objectContaining({ name: 'lost', flagged: false })]);
+      expect((await http().delete(`/v1/users/${u.id}/webauthn/${listed[0].id}`).set('Authorization', admin.auth).expect(401)).body.code).toBe('MFA_REQUIRED');
+      await as(admin).delete(`/v1/users/${u.id}/webauthn/${listed[0].id}`, true).expect(204);
+      expect((await http().get('/v1/me').set('Authorization', auth).expect(401)).body.code).toBe('UNAUTHENTICATED');
+      expect(await auditOf('webauthn.removed', u.id)).toEqual([{ outcome: 'success', details: expect.objectContaining({ by: 'admin', lastFactor: true }) }]);
+
+      const { user: v, keyId } = await userWithKey(['operator']);
+      await as(admin).post(`/v1/users/${v.id}/mfa/reset`, {}, true).expect(204);
+      expect(await vault.db.query('SELECT id FROM webauthn_credentials WHERE user_id = $1', [v.id])).toEqual([]);
+      expect((await as(admin).get(`/v1/users/${v.id}/webauthn`).expect(200)).body).toEqual([]);
+      expect((await auditOf('mfa.reset', v.id)).at(-1)?.details).toMatchObject({ webauthnRemoved: 1 });
+      const login = await http().post('/v1/auth/login').send({ username: v.username, password: v.password }).expect(200);
+      expect(login.body.mfaEnrollmentRequired).toBe(true);
+      expect(keyId).toEqual(expect.any(String));
+    });
+  });
+});
