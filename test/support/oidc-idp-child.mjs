@@ -79,7 +79,8 @@ const provider = new Provider(issuer, {
   jwks: config.jwks,
   cookies: { keys: [config.cookieKey ?? randomUUID()] },
   scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
-  claims: { openid: ['sub'], profile: ['name', 'preferred_username'], email: ['email', 'email_verified'], groups: ['groups'] },
+  acrValues: ['urn:test:loa:1', 'urn:test:loa:2'],
+  claims: { openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['name', 'preferred_username'], email: ['email', 'email_verified'], groups: ['groups'] },
   // the claims of the scopes go into the ID token itself (as Keycloak, Entra ID and Okta can be set to do)
   conformIdTokenClaims: false,
   pkce: { required: () => true },

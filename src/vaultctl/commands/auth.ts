@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { isPlainHttpToRemote } from '../client';
+import { isPlainHttpToRemote, seg } from '../client';
 import { readSession, removeSession, tokenPath, writeSession, writeSettings } from '../config';
 import { Context } from '../context';
 import { ApiError, CliError, EXIT, usage } from '../errors';
@@ -24,11 +24,13 @@ interface Me {
 export function registerAuth(program: Command, rt: Runtime): void {
   program
     .command('login')
-    .description('log in with password and TOTP code; the token is kept in <config>/token.json (mode 0600)')
+    .description('log in with password and TOTP code, or with single sign-on (--oidc); the token is kept in <config>/token.json (mode 0600)')
     .option('-u, --username <name>', 'user name (asked when missing)')
     .option('--password-stdin', 'read the password from the first line of stdin (scripts)')
-    .action(async (o: { username?: string; passwordStdin?: boolean }, cmd: Command) => {
+    .option('--oidc [provider]', 'sign in at the identity provider instead (device flow): prints a URL and a code to enter there, then waits')
+    .action(async (o: { username?: string; passwordStdin?: boolean; oidc?: string | true }, cmd: Command) => {
       const ctx = Context.of(cmd, rt.execArgs);
+      if (o.oidc !== undefined) return loginWithOidc(ctx, o.oidc === true ? undefined : o.oidc);
       const username = o.username ?? (interactive() ? await promptLine('Username: ') : undefined);
       if (!username) throw usage('give --username (no terminal to ask on)');
       const password = o.passwordStdin ? await readLineFromStdin('--password-stdin') : await promptHidden('Password: ');
@@ -128,6 +130,58 @@ export function registerAuth(program: Command, rt: Runtime): void {
         throw e;
       }
     });
+}
+
+interface DeviceAuthorization {
+  deviceCode: string;
+  userCode: string;
+  verificationUri: string;
+  verificationUriComplete: string | null;
+  interval: number;
+  expiresIn: number;
+}
+
+/**
+ * Single sign-on from a terminal (RFC 8628 device flow through the vault): the user opens the provider's page on any
+ * device, enters the code and signs in there; meanwhile this polls the vault, which alone talks to the provider and
+ * answers a bearer token once the provider said yes (the user's groups mapped to roles as for the portal).
+ */
+async function loginWithOidc(ctx: Context, provider: string | undefined): Promise<void> {
+  const anonymous = ctx.anonymous();
+  let name = provider;
+  if (name === undefined) {
+    const options = await anonymous.request<Array<{ name: string; displayName: string }>>('GET', '/v1/auth/oidc/providers', { anonymous: true });
+    if (options.length !== 1) {
+      throw usage(options.length === 0 ? 'this vault has no single sign-on provider enabled' : `name the provider: --oidc <${options.map((p) => p.name).join('|')}>`);
+    }
+    name = options[0].name;
+  }
+  if (isPlainHttpToRemote(ctx.url)) note(`warning: ${ctx.url} is plain http: the token crosses the network unencrypted`);
+  const start = await anonymous.request<DeviceAuthorization>('POST', `/v1/auth/oidc/${seg(name)}/device`, { anonymous: true, body: {} });
+  note(`To sign in, open ${start.verificationUriComplete ?? start.verificationUri}`);
+  note(`and enter the code ${start.userCode} (it is valid for ${Math.round(start.expiresIn / 60)} minutes). Waiting…`);
+  const deadline = Date.now() + start.expiresIn * 1000;
+  let interval = start.interval;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, interval * 1000));
+    try {
+      const res = await anonymous.request<LoginResponse>('POST', '/v1/auth/oidc/device/token', { anonymous: true, body: { deviceCode: start.deviceCode } });
+      writeSession(ctx.dir, { url: ctx.url, token: res.accessToken, expiresAt: res.expiresAt, username: '' });
+      const me = await ctx.client().get<Me>('/v1/me');
+      writeSession(ctx.dir, { url: ctx.url, token: res.accessToken, expiresAt: res.expiresAt, username: me.username });
+      writeSettings(ctx.dir, { url: ctx.url });
+      const summary = { url: ctx.url, username: me.username, roles: me.roles, provider: name, expiresAt: res.expiresAt, mfaEnrollmentRequired: res.mfaEnrollmentRequired, tokenFile: tokenPath(ctx.dir) };
+      ctx.print(summary, () => {
+        out(`logged in to ${ctx.url} as ${me.username} (${name}) until ${res.expiresAt}`);
+        if (res.mfaEnrollmentRequired) note('MFA is not enrolled yet: nothing else works until you run `vaultctl mfa enroll`');
+      });
+      return;
+    } catch (e) {
+      if (!(e instanceof ApiError) || !['AUTHORIZATION_PENDING', 'SLOW_DOWN'].includes(e.code)) throw e;
+      if (e.code === 'SLOW_DOWN') interval = typeof e.body.interval === 'number' ? e.body.interval : interval + 5;
+      if (Date.now() + interval * 1000 > deadline) throw new CliError('the sign-in at the identity provider was not finished in time: run `vaultctl login --oidc` again', EXIT.UNAUTHENTICATED, 'EXPIRED_TOKEN');
+    }
+  }
 }
 
 /** What confirming enrollment answers: every earlier token of the user has ended, this one replaces the saved one. */
