@@ -371,6 +371,17 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
         const path = `/v1/checkouts/${pending.id}/deny`;
         const denied = await http().post(path).set('Authorization', ap.auth).set('X-MFA-Assertion', await assertionFor(ap.auth, key, 'POST', path, decision)).send(decision).expect(200);
         expect(denied.body.status).toBe('denied');
+
+        // one-time account requests: the same
+        await as(admin).put(`/v1/targets/${targetId}/ephemeral-policy`, { approvalsRequired: 1, maxTtlSeconds: 3600 }, true).expect(200);
+        const vendor = await vault.createUser(['vendor']);
+        const request = (await as(op).post('/v1/ephemeral-accounts', { targetId, vendorUserId: vendor.id, ttlSeconds: 1800, justification: 'vendor work' }).expect(201)).body;
+        const ask = { requestDigest: request.requestDigest };
+        for (const verb of ['approve', 'deny']) expect((await as(ap).post(`/v1/ephemeral-accounts/${request.id}/${verb}`, ask, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+        const approvePath = `/v1/ephemeral-accounts/${request.id}/approve`;
+        const approved = await http().post(approvePath).set('Authorization', ap.auth).set('X-MFA-Assertion', await assertionFor(ap.auth, key, 'POST', approvePath, ask)).send(ask).expect(200);
+        expect(approved.body.status).toBe('approved');
+        await as(op).post(`/v1/ephemeral-accounts/${request.id}/revoke`).expect(200);
       } finally {
         config.webauthn.approversRequireWebauthn = false;
       }
