@@ -15,7 +15,7 @@ import { PasswordLoginPolicy } from './password-login';
 import { hashToken, insertSession, purgeEndedTokens, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 import { ThrottleService } from './throttle.service';
 import { UserEntity } from './user.entity';
-import { mfaEnrolledSql } from './webauthn/webauthn-store';
+import { mfaEnrolledSql, WebAuthnStore } from './webauthn/webauthn-store';
 
 export { hashToken, insertSession, newToken, SERVICE_TOKEN_PREFIX, USER_TOKEN_PREFIX } from './sessions';
 
@@ -133,11 +133,12 @@ export class IdentityService implements OnApplicationBootstrap {
   /** When this instance last purged ended tokens (the sweep that calls it runs every few seconds; once an hour does). */
   private lastPurge = -Infinity;
 
-  /** The rotation sweep's housekeeping step: ended tokens and sessions go (at most once an hour per instance). */
+  /** The rotation sweep's housekeeping step: ended tokens and sessions, and long-expired WebAuthn challenges, go (at most once an hour per instance). */
   async purgeEndedTokens(): Promise<number> {
     const now = this.clock.now();
     if (now.getTime() - this.lastPurge < 3600 * 1000) return 0;
     this.lastPurge = now.getTime();
+    await WebAuthnStore.purgeExpired(this.dataSource.manager, now);
     return purgeEndedTokens(this.dataSource.manager, now, this.config.portal.idleSeconds);
   }
 

@@ -282,6 +282,16 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       await as(op).post(`/v1/checkouts/${co2.id}/checkin`).expect(200);
     });
 
+    it('keeps at most 50 challenges per user however fast they are asked for; the newest still works', async () => {
+      const { user: op, key } = await userWithKey(['operator']);
+      const ask = () => http().post('/v1/me/webauthn/step-up').set('Authorization', op.auth).send({ method: 'PATCH', path: '/v1/me', body: {} }).expect(200);
+      for (let i = 0; i < 60; i++) await ask();
+      const newest = (await ask()).body;
+      const [{ n }] = await vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM webauthn_challenges WHERE user_id = $1', [op.id]);
+      expect(n).toBe(50);
+      await http().patch('/v1/me').set('Authorization', op.auth).set('X-MFA-Assertion', SoftAuthenticator.header(key.assert(newest.options))).send({}).expect(200);
+    });
+
     it('a cloned key (its counter goes back) is refused and flagged; administrators and auditors are alerted; the key stays refused', async () => {
       const { user: op, key, keyId } = await userWithKey(['operator']);
       const path = '/v1/me';

@@ -39,6 +39,8 @@ export const mfaEnrolledSql = (u: string) => `(${u}.mfa_secret IS NOT NULL OR EX
 
 /** How long an expired challenge is kept (a late answer is then refused as expired rather than unknown). */
 const EXPIRED_KEPT_MS = 3600 * 1000;
+/** The most challenges one user has at a time (the oldest go first). */
+export const CHALLENGES_KEPT = 50;
 
 /**
  * All SQL on `webauthn_credentials` and `webauthn_challenges` (STYLE 12: one owner per table). State transitions are
@@ -98,15 +100,26 @@ export const WebAuthnStore = {
     return updated === 1;
   },
 
-  /** A new challenge (expired ones of the user older than an hour go in the same trip). */
+  /**
+   * A new challenge. In the same trip the user's challenges expired over an hour ago go, and all but their newest
+   * {@link CHALLENGES_KEPT}: however fast one session asks, the table holds a bounded number per user.
+   */
   async insertChallenge(em: EntityManager, c: Omit<ChallengeRow, 'id' | 'usedAt'>, now: Date): Promise<ChallengeRow> {
     const id = randomUUID();
     await em.query(
-      `WITH gone AS (DELETE FROM webauthn_challenges WHERE user_id = $2 AND expires_at < $7)
+      `WITH gone AS (
+         DELETE FROM webauthn_challenges WHERE user_id = $2 AND (expires_at < $7 OR id NOT IN (
+           SELECT id FROM webauthn_challenges WHERE user_id = $2 ORDER BY created_at DESC, id LIMIT ${CHALLENGES_KEPT - 1})))
        INSERT INTO webauthn_challenges (id, user_id, challenge, purpose, binding, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
       [id, c.userId, c.challenge, c.purpose, c.binding, c.expiresAt, new Date(now.getTime() - EXPIRED_KEPT_MS)],
     );
     return { ...c, id, usedAt: null };
+  },
+
+  /** The housekeeping sweep: challenges expired over an hour ago (of users who never asked again). */
+  async purgeExpired(em: EntityManager, now: Date): Promise<number> {
+    const [, deleted]: [unknown[], number] = await em.query('DELETE FROM webauthn_challenges WHERE expires_at < $1', [new Date(now.getTime() - EXPIRED_KEPT_MS)]);
+    return deleted;
   },
 
   async challengeById(em: EntityManager, userId: string, id: string): Promise<ChallengeRow | undefined> {
