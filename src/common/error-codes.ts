@@ -39,7 +39,7 @@ export const ERROR_CODES = {
   LAST_ADMIN: { status: 409, description: 'The change would leave the vault without an enabled admin.' },
 
   // single sign-on (OpenID Connect); the browser sign-in redirects to /portal/sign-in?error=<code> with the same codes
-  OIDC_PROVIDER_UNAVAILABLE: { status: 502, description: 'The identity provider is unknown, disabled, or did not answer (discovery, token or device endpoint); nothing was signed in.' },
+  OIDC_PROVIDER_UNAVAILABLE: { status: 502, description: 'The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.' },
   OIDC_PROVIDER_IN_USE: { status: 409, description: 'Users are bound to this provider (by their subject at its issuer): it cannot be deleted nor moved to another issuer. Disable it (`enabled: false`) instead.' },
   OIDC_STATE_INVALID: { status: 400, description: 'The sign-in answer does not belong to a sign-in this browser started (unknown, used or expired state, or the binding cookie is missing or another browser\'s).' },
   OIDC_TOKEN_INVALID: { status: 401, description: "The identity provider's answer did not verify (ID token signature, issuer, audience, expiry or nonce, or the code exchange failed); nothing was created." },

@@ -246,7 +246,15 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
     });
 
     it('a disabled provider, an unknown one, and a disabled user are refused', async () => {
-      expect((await vault.http().get('/v1/auth/oidc/nope/start').expect(302)).headers.location).toBe('/portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE');
+      expect((await vault.http().get('/v1/auth/oidc/nope/start').expect(404)).body.code).toBe('NOT_FOUND');
+      expect((await vault.http().get('/v1/auth/oidc/second/start').expect(302)).headers.location).toContain(idp.issuer);
+      // a provider whose issuer does not answer: the browser is sent back to the sign-in page
+      const admin0 = await vault.admin();
+      await actingAs(vault, admin0).put('/v1/oidc-providers/offline', { displayName: 'Offline', issuer: 'http://127.0.0.1:9/realms/none', clientId: 'vault', groupRoles: {} }, true).expect(200);
+      expect((await vault.http().get('/v1/auth/oidc/offline/start').expect(302)).headers.location).toBe('/portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE');
+      expect((await vault.http().post('/v1/auth/oidc/offline/device').expect(502)).body.code).toBe('OIDC_PROVIDER_UNAVAILABLE');
+      await actingAs(vault, admin0).put('/v1/oidc-providers/offline', { displayName: 'Offline', issuer: 'http://127.0.0.1:9/realms/none', clientId: 'vault', groupRoles: {}, enabled: false }, true).expect(200);
+      await vault.http().get('/v1/auth/oidc/offline/start').expect(404);
       await vault.http().get('/v1/auth/oidc/Not_A_Name/start').expect(400);
       const admin = await vault.admin();
       const dave = await userRow('dave');
@@ -317,7 +325,7 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       const bad = await pollUntilDone(forged.body.deviceCode);
       expect({ status: bad.status, code: bad.body.code }).toEqual({ status: 401, code: 'OIDC_TOKEN_INVALID' });
       expect(await userCount()).toBe(before);
-      await vault.http().post('/v1/auth/oidc/nope/device').expect(502);
+      await vault.http().post('/v1/auth/oidc/nope/device').expect(404);
     });
   });
 

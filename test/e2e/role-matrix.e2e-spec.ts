@@ -83,6 +83,16 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/service-tokens': ADMIN,
   'DELETE /v1/service-tokens/:id': ADMIN_STEP_UP,
 
+  // single sign-on (src/identity/oidc): providers are the admin's (changes with a code); signing in is public like login
+  'GET /v1/oidc-providers': ADMIN,
+  'PUT /v1/oidc-providers/:name': ADMIN_STEP_UP,
+  'DELETE /v1/oidc-providers/:name': ADMIN_STEP_UP,
+  'GET /v1/auth/oidc/providers': PUBLIC,
+  'GET /v1/auth/oidc/:name/start': PUBLIC,
+  'GET /v1/auth/oidc/callback': PUBLIC,
+  'POST /v1/auth/oidc/:name/device': PUBLIC,
+  'POST /v1/auth/oidc/device/token': PUBLIC,
+
   // Targets
   'POST /v1/targets': ADMIN_STEP_UP,
   // approvers decide on access to a target and auditors review it: both read what the target is (never a secret)

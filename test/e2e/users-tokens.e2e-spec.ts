@@ -24,7 +24,7 @@ describe('users and service tokens (e2e, real PostgreSQL)', () => {
 
   it('creates users with several roles, hashes their password with argon2id, never returns it', async () => {
     const res = await as(admin.auth).post('/v1/users', { username: 'carol', password: 'carol-long-password', roles: ['operator', 'approver'] }).expect(201);
-    expect(res.body).toEqual({ id: expect.any(String), username: 'carol', roles: ['operator', 'approver'], disabled: false, mfaEnrolled: false, email: null, mutedNotifications: [], createdAt: expect.any(String) });
+    expect(res.body).toEqual({ id: expect.any(String), username: 'carol', roles: ['operator', 'approver'], disabled: false, mfaEnrolled: false, email: null, mutedNotifications: [], passwordLogin: true, breakGlass: false, oidcProvider: null, createdAt: expect.any(String) });
     expect(JSON.stringify(res.body)).not.toContain('carol-long-password');
     const [row] = await vault.db.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [res.body.id]);
     expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=8192,t=1,p=1\$/); // the configured parameters

@@ -46,6 +46,8 @@ const STEP_UP_ROUTES: Array<[string, RegExp]> = [
   ['DELETE', /^\/v1\/targets\/[^/]+$/],
   ['POST', /^\/v1\/targets\/[^/]+\/verify$/],
   ['PUT', /^\/v1\/targets\/[^/]+\/ephemeral-policy$/],
+  ['PUT', /^\/v1\/oidc-providers\/[^/]+$/],
+  ['DELETE', /^\/v1\/oidc-providers\/[^/]+$/],
 ];
 
 /** Whether an admin request needs the caller's step-up code. */

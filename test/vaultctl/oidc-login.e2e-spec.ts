@@ -86,13 +86,13 @@ describe('vaultctl login --oidc (e2e, real IdP)', () => {
     expectExit(await runCli(cliMain, ['whoami'], { url, configDir }), 3);
   }, 60_000);
 
-  it('refused at the IdP: ACCESS_DENIED; an unknown provider: exit 10', async () => {
+  it('refused at the IdP: ACCESS_DENIED; an unknown provider: exit 6', async () => {
     const run = await loginWhile(['login', '--oidc', 'corp'], tempDir(), (uri) => idp.denyDevice(uri));
     await run.atIdp;
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain('ACCESS_DENIED');
     const unknown = await runCli(cliMain, ['login', '--oidc', 'nope'], { url, configDir: tempDir() });
-    expectExit(unknown, 10);
-    expect(unknown.stderr).toContain('OIDC_PROVIDER_UNAVAILABLE');
+    expectExit(unknown, 6);
+    expect(unknown.stderr).toContain('NOT_FOUND');
   }, 60_000);
 });

@@ -4,7 +4,7 @@ import { errors, generators } from 'openid-client';
 import { DataSource } from 'typeorm';
 import { AuditService } from '../../audit/audit.service';
 import { Clock } from '../../common/clock';
-import { DomainException } from '../../common/errors';
+import { DomainException, Errors } from '../../common/errors';
 import { APP_CONFIG, AppConfig } from '../../config/config';
 import { SecretBoxService } from '../../crypto/secret-box.service';
 import { LoginResponse } from '../identity.dto';
@@ -81,12 +81,11 @@ export class OidcSignInService {
   }
 
   /**
-   * A browser starts signing in: a pending sign-in row (state and binding hashed, PKCE verifier encrypted) and the
+   * A browser starts signing in (404 for an unknown or disabled provider): a pending sign-in row (state and binding hashed, PKCE verifier encrypted) and the
    * redirect to the provider. `binding` goes into the browser's cookie.
    */
   async start(name: string, returnTo: unknown): Promise<{ location: string; binding?: string }> {
-    const p = await this.enabledProvider(name).catch(() => undefined);
-    if (!p) return { location: refusedAt('OIDC_PROVIDER_UNAVAILABLE') };
+    const p = await this.enabledProvider(name);
     const client = await this.clients.client(p).catch(() => undefined);
     if (!client) return { location: refusedAt('OIDC_PROVIDER_UNAVAILABLE') };
     const state = generators.state();
@@ -248,9 +247,10 @@ export class OidcSignInService {
     });
   }
 
+  /** An unknown or disabled provider is 404 (no sign-in page links to one). */
   private async enabledProvider(name: string): Promise<OidcProviderEntity> {
     const p = await providers.get(this.dataSource.manager, name);
-    if (!p || !p.enabled) throw new DomainException('OIDC_PROVIDER_UNAVAILABLE', 'no such identity provider is enabled');
+    if (!p || !p.enabled) throw Errors.notFound('enabled identity provider');
     return p;
   }
 

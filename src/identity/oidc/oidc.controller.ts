@@ -88,7 +88,7 @@ export class OidcSignInController {
   @ApiOperation({
     summary: 'Start signing in to the web portal with an identity provider (public; a browser navigation)',
     description:
-      'Redirects (302) to the provider: authorization code flow with PKCE (S256), state and nonce; the state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to /v1/auth/oidc. `?returnTo=/portal/…` is where the browser lands after signing in (only a portal path; anything else: /portal/). A provider that is unknown, disabled or not answering redirects to /portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE.',
+      'Redirects (302) to the provider: authorization code flow with PKCE (S256), state and nonce; the state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to /v1/auth/oidc. `?returnTo=/portal/…` is where the browser lands after signing in (only a portal path; anything else: /portal/). An unknown or disabled provider is 404 NOT_FOUND; one that does not answer (discovery) redirects to /portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE.',
   })
   @ApiFoundResponse({ description: 'To the identity provider (or to /portal/sign-in?error=CODE).' })
   @Public()
