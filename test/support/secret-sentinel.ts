@@ -23,7 +23,7 @@ import type { TestDatabase } from './db';
 export const SECRET_SCAN_DIR = process.env.TEST_SECRET_SCAN_DIR || undefined;
 
 /** Body fields that carry a secret, in a request or an answer. */
-export const SECRET_FIELDS = new Set(['password', 'newPassword', 'currentPassword', 'privateKey', 'passphrase', 'secret', 'token', 'accessToken', 'refreshToken', 'ticket']);
+export const SECRET_FIELDS = new Set(['password', 'newPassword', 'currentPassword', 'privateKey', 'passphrase', 'secret', 'token', 'accessToken', 'refreshToken', 'ticket', 'clientSecret', 'deviceCode']);
 
 /** Kept small: a body beyond this is not examined (no test sends or receives one with a secret in it). */
 const MAX_BODY_BYTES = 1024 * 1024;
