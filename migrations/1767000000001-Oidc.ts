@@ -6,7 +6,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * browser's authorization request, or a CLI's device authorization; only hashes of the state, the browser binding and
  * the vault's device handle are kept, the PKCE verifier and the IdP's device code are encrypted), and on `users` the
  * provider account a user is bound to (issuer subject, never a name or an e-mail address), whether they may sign in
- * with a password, and the break-glass flag of the bootstrap admin (who always may).
+ * with a password, and the break-glass flag of the bootstrap admin (who always may); on `access_tokens` the provider's
+ * refresh token of a session single sign-on made (encrypted), for the sweep that re-checks the person's groups.
  */
 export class Oidc1767000000001 implements MigrationInterface {
   name = 'Oidc1767000000001';
@@ -55,11 +56,22 @@ export class Oidc1767000000001 implements MigrationInterface {
         ADD COLUMN break_glass boolean NOT NULL DEFAULT false,
         ADD CONSTRAINT users_oidc_pair CHECK ((oidc_provider IS NULL) = (oidc_subject IS NULL)),
         ADD CONSTRAINT users_oidc_subject_key UNIQUE (oidc_provider, oidc_subject)`);
+    // a session or token made by single sign-on keeps the provider's refresh token (encrypted, bound to its row): the
+    // re-check sweep uses it to see the person's groups between sign-ins
+    await q.query(`
+      ALTER TABLE access_tokens
+        ADD COLUMN oidc_provider text,
+        ADD COLUMN oidc_refresh bytea,
+        ADD COLUMN oidc_checked_at timestamptz,
+        ADD CONSTRAINT access_tokens_oidc_refresh CHECK (oidc_refresh IS NULL OR (oidc_provider IS NOT NULL AND oidc_checked_at IS NOT NULL))`);
+    await q.query('CREATE INDEX access_tokens_oidc_recheck_idx ON access_tokens (oidc_checked_at) WHERE oidc_refresh IS NOT NULL AND revoked_at IS NULL');
     // the bootstrap admin (created with this name at first start) is the break-glass account
     await q.query("UPDATE users SET break_glass = true WHERE username = 'admin'");
   }
 
   async down(q: QueryRunner): Promise<void> {
+    await q.query('DROP INDEX access_tokens_oidc_recheck_idx');
+    await q.query('ALTER TABLE access_tokens DROP CONSTRAINT access_tokens_oidc_refresh, DROP COLUMN oidc_checked_at, DROP COLUMN oidc_refresh, DROP COLUMN oidc_provider');
     await q.query('ALTER TABLE users DROP CONSTRAINT users_oidc_subject_key, DROP CONSTRAINT users_oidc_pair, DROP COLUMN break_glass, DROP COLUMN password_login, DROP COLUMN oidc_subject, DROP COLUMN oidc_provider');
     await q.query('DROP TABLE oidc_logins');
     await q.query('DROP TABLE oidc_providers');

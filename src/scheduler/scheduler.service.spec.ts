@@ -15,6 +15,7 @@ function scheduler(expireDue: (limit: number) => Promise<number>, reap: (limit: 
     {} as never,
     {} as never,
     {} as never,
+    {} as never,
   );
   return svc;
 }

@@ -9,6 +9,7 @@ import { HeartbeatService } from '../rotation/heartbeat.service';
 import { RotationService } from '../rotation/rotation.service';
 import { NotificationDeliverer } from '../notifications/deliverer';
 import { IdentityService } from '../identity/identity.service';
+import { OidcRecheckService } from '../identity/oidc/oidc-recheck.service';
 import { APP_CONFIG, AppConfig } from '../config/config';
 
 /**
@@ -41,6 +42,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     private readonly notifications: NotificationDeliverer,
     private readonly identity: IdentityService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly oidcRecheck: OidcRecheckService,
   ) {}
 
   /** After every module is initialised: a start that fails (wrong master key) leaves no timer behind. */
@@ -50,6 +52,9 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     this.registry.addInterval('checkout-sweep', setInterval(() => void this.checkoutSweep(), this.config.checkout.sweepMs));
     this.registry.addInterval('ephemeral-reaper', setInterval(() => void this.reaper(), this.config.ephemeral.sweepMs));
     this.registry.addInterval('notifications', setInterval(() => void this.deliver(), this.config.notify.sweepMs));
+    // single sign-on sessions: the groups at the provider are looked at again (a tick of at most a minute finds those due)
+    const recheck = this.config.signIn.oidcRecheckSeconds;
+    if (recheck > 0) this.registry.addInterval('oidc-recheck', setInterval(() => void this.once('oidc-recheck', () => this.oidcRecheck.sweep()), Math.min(recheck, 60) * 1000));
     void this.sweep(); // recovery at start-up: pending rotations left by a dead instance
     void this.reaper(); // and one-time accounts a dead instance may have left on a target
     void this.deliver(); // and notifications a dead instance committed but did not send

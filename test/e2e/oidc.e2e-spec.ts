@@ -12,6 +12,7 @@ import { cookieFrom, OIDC_PUBLIC_URL, OIDC_REDIRECT_URI, oidcBrowserSignIn, putT
 import { actingAs } from '../support/http';
 import { ADMIN_PASSWORD, startTestVault, TestVault } from '../support/vault';
 import { safeReturnTo } from '../../src/identity/oidc/oidc-sign-in.service';
+import { OidcRecheckService } from '../../src/identity/oidc/oidc-recheck.service';
 
 const GROUP_ROLES = { 'vault-ops': ['operator'], 'vault-approvers': ['approver'], 'vault-admins': ['admin'] };
 
@@ -326,6 +327,55 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       expect({ status: bad.status, code: bad.body.code }).toEqual({ status: 401, code: 'OIDC_TOKEN_INVALID' });
       expect(await userCount()).toBe(before);
       await vault.http().post('/v1/auth/oidc/nope/device').expect(404);
+    });
+  });
+
+  describe('between sign-ins: the re-check sweep (VAULT_OIDC_RECHECK_SECONDS, default 300)', () => {
+    const recheck = () => vault.get(OidcRecheckService).sweep();
+    const nextPass = async () => {
+      vault.clock.advance(301_000);
+      await recheck();
+    };
+
+    it("keeps the provider's refresh token encrypted with the session; roles follow the groups without a sign-in; no group left ends every session", async () => {
+      await idp.setUser('frank', { groups: ['vault-ops'] });
+      const s = await oidcBrowserSignIn(vault, idp, 'corp', 'frank');
+      const frank = await userRow('frank');
+      const [kept] = await vault.db.query<{ oidc_provider: string; refresh: Buffer | null }>(
+        "SELECT oidc_provider, oidc_refresh AS refresh FROM access_tokens WHERE user_id = $1 AND kind = 'browser' AND revoked_at IS NULL",
+        [frank.id],
+      );
+      expect(kept.oidc_provider).toBe('corp');
+      expect(kept.refresh).not.toBeNull();
+      // not due yet: nothing is asked of the provider
+      await idp.setUser('frank', { groups: ['vault-ops', 'vault-approvers'] });
+      await recheck();
+      expect((await sessionOf(s.session).expect(200)).body.user.roles).toEqual(['operator']);
+      await nextPass();
+      expect((await sessionOf(s.session).expect(200)).body.user.roles).toEqual(['operator', 'approver']);
+      expect(await lastAudit('user.roles_synced')).toMatchObject({ subject_id: frank.id, details: { before: ['operator'], after: ['operator', 'approver'], when: 'recheck' } });
+      await idp.setUser('frank', { groups: ['marketing'] });
+      await nextPass();
+      await sessionOf(s.session).expect(401);
+      expect((await userRow('frank')).roles).toEqual([]);
+      expect(await lastAudit('auth.access_removed')).toMatchObject({ subject_id: frank.id, details: { provider: 'corp', reason: 'no_roles', sessionsEnded: true } });
+    });
+
+    it('the provider refuses the refresh (the person was disabled there): that session ends; a device token is re-checked too', async () => {
+      await idp.setUser('gina', { groups: ['vault-ops'] });
+      const s = await oidcBrowserSignIn(vault, idp, 'corp', 'gina');
+      const device = await vault.http().post('/v1/auth/oidc/corp/device').expect(200);
+      await idp.completeDevice(device.body.verificationUriComplete, 'gina');
+      vault.clock.advance(6_000);
+      const token = await vault.http().post('/v1/auth/oidc/device/token').send({ deviceCode: device.body.deviceCode }).expect(200);
+      const bearer = `Bearer ${token.body.accessToken}`;
+      await vault.http().get('/v1/me').set('Authorization', bearer).expect(200);
+      await idp.setUser('gina', { disabled: true });
+      await nextPass();
+      await sessionOf(s.session).expect(401);
+      await vault.http().get('/v1/me').set('Authorization', bearer).expect(401);
+      expect(await lastAudit('auth.session_ended')).toMatchObject({ details: { provider: 'corp', reason: expect.stringContaining('refused the refresh') } });
+      await idp.setUser('gina', { disabled: false });
     });
   });
 

@@ -133,6 +133,8 @@ const provider = new Provider(issuer, {
     ctx.type = 'html';
     ctx.body = page('Error', `<p id="error">${esc(out.error)}: ${esc(out.error_description ?? '')}</p>`);
   },
+  // like Keycloak: a refresh token with every code or device grant of a client allowed to refresh (no offline_access needed)
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: { DeviceCode: 600, Interaction: 600, Session: 3600, Grant: 3600, IdToken: 3600, AccessToken: 3600, AuthorizationCode: 60, RefreshToken: 86400 },
 });
 

@@ -6,12 +6,14 @@ import { AuditService } from '../../audit/audit.service';
 import { Actor, Role, ROLES } from '../../common/actor';
 import { DomainException } from '../../common/errors';
 import type { ErrorCode } from '../../common/error-codes';
-import { UnitOfWork } from '../../database/unit-of-work';
+import { Clock } from '../../common/clock';
+import { SecretBoxService } from '../../crypto/secret-box.service';
+import { Tx, UnitOfWork } from '../../database/unit-of-work';
 import { PasswordHasher } from '../password-hasher';
 import { isEmailAddress, USERNAME_PATTERN } from '../users.dto';
 import { UsersService } from '../users.service';
 import { OidcProviderEntity } from './oidc-provider.entity';
-import { oidcUsers, OidcUserRow } from './oidc-store';
+import { oidcUsers, OidcUserRow, refreshTokens } from './oidc-store';
 
 /** Why a verified provider account does not get in (each is a stable error code, and the sign-in page's `?error=`). */
 export type OidcRefusal = Extract<ErrorCode, 'OIDC_NO_ROLES' | 'OIDC_USERNAME_TAKEN' | 'OIDC_USERNAME_INVALID' | 'OIDC_ACCOUNT_DISABLED'>;
@@ -47,14 +49,21 @@ export class OidcAccounts {
     private readonly audit: AuditService,
     private readonly hasher: PasswordHasher,
     private readonly users: UsersService,
+    private readonly secretBox: SecretBoxService,
+    private readonly clock: Clock,
   ) {}
 
+  /**
+   * `issue` makes the session or token in the transaction that decided; `keep`: the provider's refresh token, kept
+   * (encrypted) with what was issued (found by `tokenHashOf`) for the re-check sweep.
+   */
   async signIn<T>(
     p: OidcProviderEntity,
     claims: IdTokenClaims,
     via: 'browser' | 'bearer',
     address: string | undefined,
     issue: (em: EntityManager, userId: string) => Promise<T>,
+    keep?: { refreshToken: string | undefined; tokenHashOf: (issued: T) => Buffer },
   ): Promise<{ issued: T; actor: Actor }> {
     const roles = rolesOf(p, claims);
     const base = { method: 'oidc', provider: p.name, subject: claims.sub, address: address ?? null, session: via, idpMfa: { amr: claims.amr ?? null, acr: claims.acr ?? null } };
@@ -80,18 +89,16 @@ export class OidcAccounts {
         }
       }
       if (user.disabled) return { refused: 'OIDC_ACCOUNT_DISABLED', userId: user.id };
-      if (!created && !sameRoles(user.roles, roles)) {
-        await oidcUsers.setRoles(em, user.id, roles);
-        await audit({ type: 'user.roles_synced', actor: null, subjectType: 'user', subjectId: user.id, details: { provider: p.name, before: user.roles, after: roles } });
-      }
-      if (roles.length === 0) {
-        // access removed at the identity provider: nothing the user holds here goes on
-        await oidcUsers.endSessions(em, user.id);
+      if (!created && (await syncRoles({ em, audit }, p.name, user, roles, 'sign_in')) === 'removed') {
         await audit({ type: 'auth.login', actor: null, subjectType: 'user', subjectId: user.id, outcome: 'failure', details: { ...base, reason: 'no_roles', sessionsEnded: true } });
         return { refused: 'OIDC_NO_ROLES', userId: user.id, committed: true as const };
       }
       const actor: Actor = { id: user.id, kind: 'user', name: user.username, roles, mfaEnrolled: user.mfaEnrolled };
       const issued = await issue(em, user.id);
+      if (keep?.refreshToken !== undefined) {
+        const refreshToken = keep.refreshToken;
+        await refreshTokens.attach(em, keep.tokenHashOf(issued), p.name, this.clock.now(), (rowId) => this.secretBox.encrypt(refreshRef(rowId), refreshToken));
+      }
       await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details: { ...base, mfa: null } });
       return { issued, actor };
     });
@@ -124,6 +131,24 @@ export class OidcAccounts {
 }
 
 export type { OidcUserRow };
+
+/** Where a kept refresh token is bound (a ciphertext moved to another session fails to decrypt). */
+export const refreshRef = (rowId: string) => ({ table: 'access_tokens', rowId, column: 'oidc_refresh' });
+
+/**
+ * Sets a bound user's roles from what the provider says now (audited `user.roles_synced` when they change). No role
+ * left: every token and session of the user ends too, and the answer is `removed`.
+ */
+export async function syncRoles(tx: Pick<Tx, 'em' | 'audit'>, provider: string, user: Pick<OidcUserRow, 'id' | 'roles'>, roles: Role[], when: 'sign_in' | 'recheck'): Promise<'kept' | 'removed'> {
+  if (!sameRoles(user.roles, roles)) {
+    await oidcUsers.setRoles(tx.em, user.id, roles);
+    await tx.audit({ type: 'user.roles_synced', actor: null, subjectType: 'user', subjectId: user.id, details: { provider, before: user.roles, after: roles, when } });
+  }
+  if (roles.length > 0) return 'kept';
+  // access removed at the identity provider: nothing the user holds here goes on
+  await oidcUsers.endSessions(tx.em, user.id);
+  return 'removed';
+}
 
 const sameRoles = (a: Role[], b: Role[]) => a.length === b.length && a.every((r) => b.includes(r));
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { errors, generators } from 'openid-client';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { AuditService } from '../../audit/audit.service';
 import { Clock } from '../../common/clock';
 import { DomainException, Errors } from '../../common/errors';
@@ -135,19 +135,19 @@ export class OidcSignInService {
     const p = await this.enabledProvider(row.provider).catch(() => undefined);
     const client = p && (await this.clients.client(p).catch(() => undefined));
     if (!p || !client) return refuse('OIDC_PROVIDER_UNAVAILABLE', 'provider unknown, disabled or not answering', row.provider);
-    let claims;
+    let tokens;
     try {
       const verifier = this.secretBox.decrypt(loginRef(row.id, 'code_verifier'), row.codeVerifier!);
-      const tokens = await client.callback(this.clients.redirectUri(), params, { state, nonce: row.nonce!, code_verifier: verifier, response_type: 'code' });
-      claims = tokens.claims();
+      tokens = await client.callback(this.clients.redirectUri(), params, { state, nonce: row.nonce!, code_verifier: verifier, response_type: 'code' });
     } catch (e) {
       return refuse('OIDC_TOKEN_INVALID', whyRefused(e), p.name);
     }
     try {
-      const { issued } = await this.accounts.signIn(p, claims, 'browser', address, async (em, userId) => {
+      const issue = async (em: EntityManager, userId: string) => {
         if (presented !== undefined) await em.query(`UPDATE access_tokens SET revoked_at = now() WHERE token_hash = $1 AND kind = 'browser' AND revoked_at IS NULL`, [hashToken(presented)]);
         return insertBrowserSession(em, userId, this.clock.now(), this.config.portal.sessionSeconds);
-      });
+      };
+      const { issued } = await this.accounts.signIn(p, tokens.claims(), 'browser', address, issue, { refreshToken: tokens.refresh_token, tokenHashOf: (i) => hashToken(i.token) });
       return { location: row.returnTo ?? '/portal/', sessionToken: issued.token };
     } catch (e) {
       if (e instanceof DomainException && isRefusal(e.code)) return { location: refusedAt(e.code) };
@@ -198,15 +198,15 @@ export class OidcSignInService {
     if (row.early) throw new DomainException('SLOW_DOWN', `poll at most every ${row.intervalSeconds} seconds`, { interval: row.intervalSeconds });
     const p = await this.enabledProvider(row.provider);
     const client = await this.clients.client(p);
-    let claims;
+    let tokens;
     try {
-      const tokens = await this.clients.deviceGrant(client, this.secretBox.decrypt(loginRef(row.id, 'device_code'), row.deviceCode!));
-      claims = tokens.claims();
+      tokens = await this.clients.deviceGrant(client, this.secretBox.decrypt(loginRef(row.id, 'device_code'), row.deviceCode!));
     } catch (e) {
       throw await this.deviceRefusal(e, row.id, p.name, row.intervalSeconds ?? DEVICE_INTERVAL_SECONDS, address);
     }
     if (!(await logins.finish(this.dataSource.manager, row.id))) throw new DomainException('EXPIRED_TOKEN', 'this device sign-in was already used');
-    const { issued, actor } = await this.accounts.signIn(p, claims, 'bearer', address, (em, userId) => insertSession(em, userId, this.clock.now(), this.config.tokenTtlSeconds));
+    const issue = (em: EntityManager, userId: string) => insertSession(em, userId, this.clock.now(), this.config.tokenTtlSeconds);
+    const { issued, actor } = await this.accounts.signIn(p, tokens.claims(), 'bearer', address, issue, { refreshToken: tokens.refresh_token, tokenHashOf: (i) => hashToken(i.accessToken) });
     return { ...issued, mfaEnrollmentRequired: !actor.mfaEnrolled };
   }
 

@@ -135,3 +135,47 @@ export const oidcUsers = {
     await em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [id]);
   },
 };
+
+/** A session or token single sign-on made, due for a re-check of the person's groups at the provider. */
+export interface RecheckRow {
+  id: string;
+  userId: string;
+  provider: string;
+  refresh: Buffer;
+  subject: string | null;
+}
+
+/** The provider refresh tokens kept with sessions and tokens (`access_tokens.oidc_*`), and the re-check sweep's claims. */
+export const refreshTokens = {
+  /** Keeps the refresh token with the session or token just issued (found by its hash); `seal` encrypts it bound to the row. */
+  async attach(em: EntityManager, tokenHash: Buffer, provider: string, now: Date, seal: (rowId: string) => Buffer): Promise<void> {
+    const [row]: Array<{ id: string }> = await em.query('SELECT id FROM access_tokens WHERE token_hash = $1', [tokenHash]);
+    if (!row) return;
+    await em.query('UPDATE access_tokens SET oidc_provider = $2, oidc_refresh = $3, oidc_checked_at = $4 WHERE id = $1', [row.id, provider, seal(row.id), now]);
+  },
+  /**
+   * Up to `limit` live sessions and tokens last checked `everySeconds` ago or more, claimed for this pass (checked_at
+   * moved to now in the same statement; SKIP LOCKED: instances take different rows).
+   */
+  async claimDue(em: EntityManager, now: Date, everySeconds: number, limit: number): Promise<RecheckRow[]> {
+    const [rows]: [RecheckRow[], number] = await em.query(
+      `UPDATE access_tokens t SET oidc_checked_at = $1
+         FROM users u
+        WHERE u.id = t.user_id AND t.id IN (
+          SELECT id FROM access_tokens
+           WHERE oidc_refresh IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 AND oidc_checked_at <= $1::timestamptz - make_interval(secs => $2)
+           ORDER BY oidc_checked_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+       RETURNING t.id, t.user_id AS "userId", t.oidc_provider AS provider, t.oidc_refresh AS refresh, u.oidc_subject AS subject`,
+      [now, everySeconds, limit],
+    );
+    return rows;
+  },
+  /** The provider rotated the refresh token: the new one replaces it. */
+  replace: async (em: EntityManager, id: string, sealed: Buffer) => {
+    await em.query('UPDATE access_tokens SET oidc_refresh = $2 WHERE id = $1 AND revoked_at IS NULL', [id, sealed]);
+  },
+  /** This one session or token ends (the provider no longer honours its refresh token). */
+  end: async (em: EntityManager, id: string) => {
+    await em.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL', [id]);
+  },
+};

@@ -4,12 +4,14 @@ import { OidcAccounts } from './oidc-accounts';
 import { OidcClients } from './oidc-clients';
 import { OidcProvidersController, OidcSignInController } from './oidc.controller';
 import { OidcProvidersService } from './oidc-providers.service';
+import { OidcRecheckService } from './oidc-recheck.service';
 import { OidcSignInService } from './oidc-sign-in.service';
 
 /** Single sign-on with OpenID Connect (README "Single sign-on"): provider admin, portal sign-in, CLI device sign-in. */
 @Module({
   imports: [IdentityModule],
   controllers: [OidcProvidersController, OidcSignInController],
-  providers: [OidcClients, OidcAccounts, OidcProvidersService, OidcSignInService],
+  providers: [OidcClients, OidcAccounts, OidcProvidersService, OidcSignInService, OidcRecheckService],
+  exports: [OidcRecheckService],
 })
 export class OidcModule {}
