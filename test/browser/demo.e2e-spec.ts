@@ -1,5 +1,5 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -121,7 +121,8 @@ describe('npm run demo from a clean clone (browser e2e)', () => {
     execFileSync('git', ['clone', '--quiet', REPO, clone]);
     // this checkout's dependencies, hard-linked (seconds, no network): whatever the clone's npm does to its
     // node_modules (npm ci deletes it first) never reaches this checkout's files
-    execFileSync('cp', ['-al', join(REPO, 'node_modules'), join(clone, 'node_modules')]);
+    // node_modules itself, never a symbolic link to it (a worktree's): the clone's npm ci would empty the target
+    execFileSync('cp', ['-al', realpathSync(join(REPO, 'node_modules')), join(clone, 'node_modules')]);
     // installed after the clone's lock file, as after `npm ci`: the demo's ensure-deps step leaves them alone
     // (a second older: the file system keeps nanoseconds, utimes takes milliseconds)
     const installed = new Date(statSync(join(REPO, 'node_modules/.package-lock.json')).mtimeMs - 1000);
