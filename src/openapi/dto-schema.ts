@@ -126,7 +126,10 @@ function applyConstraint(s: SchemaObject, m: ValidationMetadata): boolean {
       s.type = 'boolean';
       return true;
     case 'isObject':
+      // a free object (`response`, `assertion`, `groupRoles`: what the field's own validator checks); a nested DTO
+      // (@ValidateNested) is a $ref instead and this schema is dropped
       s.type = 'object';
+      s.additionalProperties = true;
       return true;
     case 'isArray':
       s.type = 'array';

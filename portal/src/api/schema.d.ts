@@ -76,7 +76,7 @@ export interface paths {
         /**
          * Vault an account (without a password the vault sets a new one on the target)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["AccountsController_create"];
         delete?: never;
@@ -102,7 +102,7 @@ export interface paths {
         /**
          * Delete an account
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         delete: operations["AccountsController_remove"];
         options?: never;
@@ -110,7 +110,7 @@ export interface paths {
         /**
          * Change an account's policy
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         patch: operations["AccountsController_update"];
         trace?: never;
@@ -229,10 +229,120 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Log in: password, then the TOTP code once enrolled
-         * @description **Access:** public, no token.
+         * Log in: password, then the second factor once enrolled (TOTP `code`, or a security key `assertion`)
+         * @description Without a second factor in the body, a user who has one gets 401 MFA_REQUIRED with `methods` (`totp`, `webauthn`) and, when they have a security key, `webauthn: {challengeId, options}`: answer the options with startAuthentication and send the login again with `assertion` (the JSON object).
+         *
+         *     **Access:** public, no token.
          */
         post: operations["IdentityController_login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/oidc/{name}/device": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start signing in a command-line client with an identity provider (device flow; public)
+         * @description Answers the user code and the page where the user enters it at the provider; the client then polls POST /v1/auth/oidc/device/token with `deviceCode` (a handle of the vault: the provider's device code never leaves the vault) every `interval` seconds.
+         *
+         *     **Access:** public, no token.
+         */
+        post: operations["OidcSignInController_device"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/oidc/{name}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Start signing in to the web portal with an identity provider (public; a browser navigation)
+         * @description Redirects (302) to the provider: authorization code flow with PKCE (S256), state and nonce; the state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to /v1/auth/oidc. `?returnTo=/portal/…` is where the browser lands after signing in (only a portal path; anything else: /portal/). An unknown or disabled provider is 404 NOT_FOUND; one that does not answer (discovery) redirects to /portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE.
+         *
+         *     **Access:** public, no token.
+         */
+        get: operations["OidcSignInController_start"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/oidc/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where the identity provider sends the browser back (public; a browser navigation)
+         * @description Checks the state against a sign-in this browser started (its cookie), exchanges the code, verifies the ID token in full (signature, issuer, audience, expiry, nonce), maps the groups to roles, creates the user at the first sign-in and sets a browser session exactly as the password sign-in does; then 302 to the `returnTo` of the start. Every refusal redirects to /portal/sign-in?error=CODE (OIDC_STATE_INVALID, OIDC_TOKEN_INVALID, OIDC_NO_ROLES, OIDC_USERNAME_TAKEN, OIDC_USERNAME_INVALID, OIDC_ACCOUNT_DISABLED, OIDC_PROVIDER_UNAVAILABLE, ACCESS_DENIED) and is audited. The CSRF token comes from GET /v1/auth/session.
+         *
+         *     **Access:** public, no token.
+         */
+        get: operations["OidcSignInController_callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/oidc/device/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Poll a device sign-in (public): a bearer token once the user approved at the identity provider
+         * @description Until then 400 AUTHORIZATION_PENDING; SLOW_DOWN when polled within `interval` seconds of the last poll (the answer says the interval); EXPIRED_TOKEN when unknown, expired or used; ACCESS_DENIED when the user refused. Then the same answer as POST /v1/auth/login, the user provisioned and their roles mapped as for the portal.
+         *
+         *     **Access:** public, no token.
+         */
+        post: operations["OidcSignInController_deviceToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/oidc/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The enabled identity providers (public: the sign-in page shows a button for each)
+         * @description **Access:** public, no token.
+         */
+        get: operations["OidcSignInController_options"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -291,7 +401,7 @@ export interface paths {
         /**
          * Check out an account: active at once (with the credential) or pending approval
          * @description **Roles:** `operator` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["CheckoutsController_create"];
         delete?: never;
@@ -332,7 +442,7 @@ export interface paths {
         /**
          * Approve a pending checkout (never your own)
          * @description **Roles:** `approver` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["CheckoutsController_approve"];
         delete?: never;
@@ -375,7 +485,7 @@ export interface paths {
          * @description With `publicKey`, the ticket is the SSH user name and only that key may use it; without, the ticket is the password.
          *
          *     **Roles:** `operator` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["GatewayController_connectCheckout"];
         delete?: never;
@@ -396,7 +506,7 @@ export interface paths {
         /**
          * Deny a pending checkout (never your own)
          * @description **Roles:** `approver` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["CheckoutsController_deny"];
         delete?: never;
@@ -417,7 +527,7 @@ export interface paths {
         /**
          * Extend your active checkout (up to the policy's maximum)
          * @description **Roles:** `operator` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["CheckoutsController_extend"];
         delete?: never;
@@ -438,7 +548,7 @@ export interface paths {
         /**
          * Reveal the credential of your active checkout again
          * @description **Roles:** `operator` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["CheckoutsController_reveal"];
         delete?: never;
@@ -461,7 +571,7 @@ export interface paths {
          * @description By an approver or an auditor (a control after the fact: an auditor's work as much as an approver's), never by its requester; once.
          *
          *     **Roles:** `approver`, `auditor` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["CheckoutsController_review"];
         delete?: never;
@@ -566,7 +676,7 @@ export interface paths {
         /**
          * Approve a one-time account request (never your own)
          * @description **Roles:** `approver` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["EphemeralController_approve"];
         delete?: never;
@@ -587,7 +697,7 @@ export interface paths {
         /**
          * Claim your one-time account: created on the target now, credential answered once
          * @description **Roles:** `vendor` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["EphemeralController_claim"];
         delete?: never;
@@ -608,7 +718,7 @@ export interface paths {
         /**
          * A single-use ticket (60 s) to connect through the SSH gateway with your active one-time SSH account
          * @description **Roles:** `vendor` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["GatewayController_connectEphemeral"];
         delete?: never;
@@ -629,7 +739,7 @@ export interface paths {
         /**
          * Deny a one-time account request (never your own)
          * @description **Roles:** `approver` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["EphemeralController_deny"];
         delete?: never;
@@ -721,7 +831,7 @@ export interface paths {
          * @description Your approval requests and alerts go to `email`, hence the step-up code. `mutedNotifications` replaces the list of muted kinds; only the optional kinds (request decisions, expiry warnings) can be muted: a required one (approval requests, one-time accounts ready to claim, alerts) answers 400 NOTIFICATION_REQUIRED and nothing changes.
          *
          *     **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         patch: operations["IdentityController_updateMe"];
         trace?: never;
@@ -737,7 +847,10 @@ export interface paths {
         put?: never;
         /**
          * Start TOTP enrollment: a new secret and its otpauth URI
-         * @description **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         * @description A user who has a security key but no TOTP adds it with a step-up (`X-MFA-Assertion` from the key): a stolen session must not add an authenticator. A user without a second factor needs none.
+         *
+         *     **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          *     Allowed before the user has enrolled TOTP.
          */
         post: operations["IdentityController_enroll"];
@@ -770,6 +883,117 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/me/webauthn/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your security keys: name, when added and last used, flagged (clone suspected), backed up
+         * @description **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         *     Allowed before the user has enrolled TOTP.
+         */
+        get: operations["WebAuthnController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/webauthn/credentials/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove one of your security keys (not your only second factor)
+         * @description **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
+         */
+        delete: operations["WebAuthnController_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/webauthn/registrations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start registering a security key or passkey: options for navigator.credentials.create
+         * @description A user without a second factor registers their first one without a step-up; once they have one (TOTP or a key), adding a key needs a step-up (`X-MFA-Code`, or `X-MFA-Assertion` from one of their keys): a stolen session must not add an authenticator. The challenge is good for 2 minutes; the user's keys are excluded.
+         *
+         *     **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
+         *     Allowed before the user has enrolled TOTP.
+         */
+        post: operations["WebAuthnController_start"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/webauthn/registrations/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Finish registering a security key: the authenticator answer (startRegistration) and a name for it
+         * @description When the key is the user's first second factor, every earlier token and browser session of the user ends and `newSession` carries the fresh one (from the portal: a new session cookie, and its CSRF token in `newSession`), as at TOTP enrollment.
+         *
+         *     **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         *     Allowed before the user has enrolled TOTP.
+         */
+        post: operations["WebAuthnController_confirm"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/webauthn/step-up": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A step-up challenge for a security key, bound to the action you are about to send
+         * @description `method`, `path` (as sent, `/v1/…`, no query) and `body` (the JSON body, absent: none) of the @RequiresMfa request to come. Answer the options with startAuthentication, then send that request with `X-MFA-Assertion: <base64url of the answer's JSON>`; the vault checks the assertion against a challenge bound to the request as it arrives: another path, body or method does not verify. Good for 2 minutes, once.
+         *
+         *     **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         */
+        post: operations["WebAuthnController_stepUp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/notification-channels": {
         parameters: {
             query?: never;
@@ -788,7 +1012,7 @@ export interface paths {
          * @description email: `config.to` (addresses; sent through the vault's SMTP server, VAULT_SMTP_*), no secret. webhook: `config.url` (https, or http to a loopback host) and `secret`, the signing secret (at least 16 characters). slack, teams: no config; `secret` is the incoming-webhook URL (https). The secret is stored encrypted and never returned (`secretSet`). A channel receives the events its routes take.
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["NotificationChannelsController_create"];
         delete?: never;
@@ -814,7 +1038,7 @@ export interface paths {
         /**
          * Delete a notification channel and its routes (its pending deliveries fail with CHANNEL_DELETED; the log keeps them)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         delete: operations["NotificationChannelsController_remove"];
         options?: never;
@@ -824,7 +1048,7 @@ export interface paths {
          * @description What the channel's kind asks for is checked against the result: 400 CHANNEL_CONFIG_INVALID, nothing changed.
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         patch: operations["NotificationChannelsController_update"];
         trace?: never;
@@ -843,7 +1067,7 @@ export interface paths {
          * @description Writes a `notification.test` event delivered only to this channel, whatever its routes say, and answers its delivery id; `GET /v1/notifications?eventType=notification.test` shows how it went.
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["NotificationChannelsController_test"];
         delete?: never;
@@ -870,7 +1094,7 @@ export interface paths {
          * @description `eventTypes` empty or absent: every type. `targetIds` absent: events about any target and about none; given: only events about those targets.
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["NotificationRoutesController_create"];
         delete?: never;
@@ -896,7 +1120,7 @@ export interface paths {
         /**
          * Delete a notification route
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         delete: operations["NotificationRoutesController_remove"];
         options?: never;
@@ -926,6 +1150,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/oidc-providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the OpenID Connect identity providers (never their client secrets)
+         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         */
+        get: operations["OidcProvidersController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/oidc-providers/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Create or replace an OpenID Connect identity provider
+         * @description `clientSecret` is write-only (stored encrypted; answers say `clientSecretSet`); left out on a replace, the stored one stays. `groupRoles` maps IdP groups (the `groupsClaim` claim of the ID token) to vault roles; a user none of whose groups is mapped gets no access. The issuer must be https (http only on a loopback host). Users are bound to subjects at the issuer: moving a provider with users to another issuer is refused.
+         *
+         *     **Roles:** `admin` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
+         */
+        put: operations["OidcProvidersController_put"];
+        post?: never;
+        /**
+         * Remove an identity provider (refused while users are bound to it: disable it instead)
+         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
+         */
+        delete: operations["OidcProvidersController_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/service-tokens": {
         parameters: {
             query?: never;
@@ -942,7 +1214,7 @@ export interface paths {
         /**
          * Create a service token (shown once)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["ServiceTokensController_create"];
         delete?: never;
@@ -964,7 +1236,7 @@ export interface paths {
         /**
          * Revoke a service token
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         delete: operations["ServiceTokensController_revoke"];
         options?: never;
@@ -1046,7 +1318,7 @@ export interface paths {
         /**
          * End a live SSH gateway session (closed within about a second)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["GatewayController_terminate"];
         delete?: never;
@@ -1093,7 +1365,7 @@ export interface paths {
         /**
          * Register a target (its admin credential is stored encrypted, never returned)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["TargetsController_create"];
         delete?: never;
@@ -1119,7 +1391,7 @@ export interface paths {
         /**
          * Delete a target without accounts or open one-time accounts
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         delete: operations["TargetsController_remove"];
         options?: never;
@@ -1129,7 +1401,7 @@ export interface paths {
          * @description Moving it (host, port, admin username, MySQL accountHost) or changing how its identity is checked (host key pin, TLS, CA, certificate pin) needs its admin credential again in `admin` (else 400 ADMIN_CREDENTIAL_REQUIRED, nothing changed): the stored credential is never sent to a new place.
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         patch: operations["TargetsController_update"];
         trace?: never;
@@ -1149,7 +1421,7 @@ export interface paths {
         /**
          * Set a target's ephemeral policy (an allow-list, checked against the target's own catalog)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         put: operations["EphemeralPolicyController_set"];
         post?: never;
@@ -1191,7 +1463,7 @@ export interface paths {
         /**
          * End one live session of an account the vault manages on the target (audited session.terminated)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["LiveSessionsController_terminate"];
         delete?: never;
@@ -1214,7 +1486,7 @@ export interface paths {
          * @description An SSH target without a pinned host key answers 409 TARGET_HOST_KEY_UNPINNED with `presentedHostKeySha256`; verify again with that `hostKeySha256`, once compared with the server, to pin it.
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["TargetsController_verify"];
         delete?: never;
@@ -1239,7 +1511,7 @@ export interface paths {
         /**
          * Create a user
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["UsersController_create"];
         delete?: never;
@@ -1266,9 +1538,9 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change roles or disable a user
+         * Change roles, disable a user, or turn their password sign-in off (passwordLogin: false)
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         patch: operations["UsersController_update"];
         trace?: never;
@@ -1285,10 +1557,53 @@ export interface paths {
         /**
          * Reset a user's TOTP: they must enroll again, their sessions end
          * @description **Roles:** `admin` (a bearer token holding any one of them).
-         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`; each code is accepted once; service tokens are refused.
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["UsersController_resetMfa"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/{id}/webauthn": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's security keys (never a public key or credential id)
+         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         */
+        get: operations["UserWebAuthnController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/{id}/webauthn/{credentialId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a user's security key (a lost or cloned one)
+         * @description When it was the user's only second factor, their tokens and sessions end and they enrol again.
+         *
+         *     **Roles:** `admin` (a bearer token holding any one of them).
+         *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
+         */
+        delete: operations["UserWebAuthnController_remove"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1312,6 +1627,8 @@ export interface components {
             passwordLength: number;
             /** @description Gateway recordings keep what the user typed too. */
             recordInput: boolean;
+            /** @description Checkout, reveal and extend need a security key step-up (X-MFA-Assertion); a TOTP code is refused with 403 WEBAUTHN_REQUIRED. */
+            requireWebauthn: boolean;
             rotateAfterCheckin: boolean;
             rotationIntervalSeconds: number;
         };
@@ -1546,6 +1863,15 @@ export interface components {
             port: number;
             username: string;
         };
+        ConfirmRegistrationDto: {
+            /** Format: uuid */
+            challengeId: string;
+            /** @description name must not contain control characters */
+            name: string;
+            response: {
+                [key: string]: unknown;
+            };
+        };
         ConfirmTotpDto: {
             /** @description code must be 6 digits */
             code: string;
@@ -1593,7 +1919,7 @@ export interface components {
         CreateRouteDto: {
             /** Format: uuid */
             channelId: string;
-            eventTypes?: ("approval.requested" | "request.approved" | "request.denied" | "request.lapsed" | "request.revoked" | "ephemeral.ready" | "checkout.expiring" | "ephemeral.expiring" | "alert.break_glass" | "alert.account_needs_attention" | "alert.cleanup_failed" | "alert.ephemeral_remove_failed" | "alert.audit_verify_failed" | "alert.mfa_failures" | "alert.delivery_failed" | "notification.test")[];
+            eventTypes?: ("approval.requested" | "request.approved" | "request.denied" | "request.lapsed" | "request.revoked" | "ephemeral.ready" | "checkout.expiring" | "ephemeral.expiring" | "alert.break_glass" | "alert.account_needs_attention" | "alert.cleanup_failed" | "alert.ephemeral_remove_failed" | "alert.audit_verify_failed" | "alert.mfa_failures" | "alert.break_glass_login" | "alert.webauthn_clone_suspected" | "alert.delivery_failed" | "notification.test")[];
             targetIds?: string[];
         };
         CreateServiceTokenDto: {
@@ -1633,6 +1959,21 @@ export interface components {
             comment?: string;
             /** @description requestDigest must be 64 hex characters */
             requestDigest?: string;
+        };
+        DeviceAuthorizationView: {
+            /** @description The vault's handle of this sign-in: send it to POST /v1/auth/oidc/device/token (the IdP's device code never leaves the vault). */
+            deviceCode: string;
+            /** @description Seconds until this sign-in lapses. */
+            expiresIn: number;
+            /** @description Seconds between polls. */
+            interval: number;
+            /** @description What the user types at the identity provider. */
+            userCode: string;
+            verificationUri: string;
+            verificationUriComplete: string | null;
+        };
+        DeviceTokenDto: {
+            deviceCode: string;
         };
         EnrollmentConfirmed: {
             /** @description The new session: every earlier token of the user has ended. */
@@ -1748,7 +2089,7 @@ export interface components {
         /** @description Every error answer. `code` is stable (the list is in each operation's responses); `message` is for people and never holds a secret. Some codes add fields (e.g. `retryAfterSeconds`, `nextCodeAt`, `maxTtlSeconds`). */
         Error: {
             /** @enum {string} */
-            code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "THROTTLED" | "CSRF_FAILED" | "INTERNAL" | "UNAVAILABLE" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED" | "MFA_ENROLLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_ENROLLMENT_NOT_STARTED" | "USERNAME_TAKEN" | "LAST_ADMIN" | "TARGET_NAME_TAKEN" | "ADMIN_CREDENTIAL_REQUIRED" | "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_IN_USE" | "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_HOST_KEY_UNPINNED" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED" | "TARGET_ERROR" | "ACCOUNT_IS_TARGET_ADMIN" | "ACCOUNT_EXISTS" | "ACCOUNT_BUSY" | "ACCOUNT_CHECKED_OUT" | "ACCOUNT_ROTATING" | "ACCOUNT_NEEDS_ATTENTION" | "ACCOUNT_NO_PASSWORD" | "ACCOUNT_ROTATION_PENDING" | "ACCOUNT_CLEANUP_PENDING" | "SELF_APPROVAL" | "CHECKOUT_NOT_PENDING" | "REQUEST_NOT_PENDING" | "REQUEST_CHANGED" | "ALREADY_DECIDED" | "EXPIRED" | "TTL_EXCEEDS_POLICY" | "BREAK_GLASS_NOT_ALLOWED" | "CHECKOUT_NOT_ACTIVE" | "CHECKOUT_ENDED" | "CHECKOUT_NOT_ENDED" | "NOT_BREAK_GLASS" | "ALREADY_REVIEWED" | "POLICY_NOT_ALLOWED" | "ACCESS_NOT_ALLOWED" | "ALREADY_CLAIMED" | "NOT_APPROVED" | "REQUEST_ENDED" | "REVOKED" | "CHANNEL_NAME_TAKEN" | "CHANNEL_CONFIG_INVALID" | "CHANNEL_DISABLED" | "EMAIL_DOMAIN_NOT_ALLOWED" | "NOTIFICATION_REQUIRED" | "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE" | "BROKERED_ONLY" | "SESSION_ENDED" | "SESSION_NOT_FOUND" | "SESSION_ID_INVALID";
+            code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "THROTTLED" | "CSRF_FAILED" | "INTERNAL" | "UNAVAILABLE" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED" | "MFA_ENROLLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_ENROLLMENT_NOT_STARTED" | "WEBAUTHN_REQUIRED" | "WEBAUTHN_NOT_ENROLLED" | "WEBAUTHN_REGISTRATION_FAILED" | "WEBAUTHN_NAME_TAKEN" | "WEBAUTHN_CREDENTIAL_EXISTS" | "LAST_FACTOR" | "USERNAME_TAKEN" | "LAST_ADMIN" | "OIDC_PROVIDER_UNAVAILABLE" | "OIDC_PROVIDER_IN_USE" | "OIDC_STATE_INVALID" | "OIDC_TOKEN_INVALID" | "OIDC_NO_ROLES" | "OIDC_USERNAME_TAKEN" | "OIDC_USERNAME_INVALID" | "OIDC_ACCOUNT_DISABLED" | "AUTHORIZATION_PENDING" | "SLOW_DOWN" | "EXPIRED_TOKEN" | "ACCESS_DENIED" | "TARGET_NAME_TAKEN" | "ADMIN_CREDENTIAL_REQUIRED" | "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_IN_USE" | "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_HOST_KEY_UNPINNED" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED" | "TARGET_ERROR" | "ACCOUNT_IS_TARGET_ADMIN" | "ACCOUNT_EXISTS" | "ACCOUNT_BUSY" | "ACCOUNT_CHECKED_OUT" | "ACCOUNT_ROTATING" | "ACCOUNT_NEEDS_ATTENTION" | "ACCOUNT_NO_PASSWORD" | "ACCOUNT_ROTATION_PENDING" | "ACCOUNT_CLEANUP_PENDING" | "SELF_APPROVAL" | "CHECKOUT_NOT_PENDING" | "REQUEST_NOT_PENDING" | "REQUEST_CHANGED" | "ALREADY_DECIDED" | "EXPIRED" | "TTL_EXCEEDS_POLICY" | "BREAK_GLASS_NOT_ALLOWED" | "CHECKOUT_NOT_ACTIVE" | "CHECKOUT_ENDED" | "CHECKOUT_NOT_ENDED" | "NOT_BREAK_GLASS" | "ALREADY_REVIEWED" | "POLICY_NOT_ALLOWED" | "ACCESS_NOT_ALLOWED" | "ALREADY_CLAIMED" | "NOT_APPROVED" | "REQUEST_ENDED" | "REVOKED" | "CHANNEL_NAME_TAKEN" | "CHANNEL_CONFIG_INVALID" | "CHANNEL_DISABLED" | "EMAIL_DOMAIN_NOT_ALLOWED" | "NOTIFICATION_REQUIRED" | "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE" | "BROKERED_ONLY" | "SESSION_ENDED" | "SESSION_NOT_FOUND" | "SESSION_ID_INVALID";
             message: string;
             statusCode: number;
         } & {
@@ -1816,6 +2157,9 @@ export interface components {
             targetId: string;
         };
         LoginDto: {
+            assertion?: {
+                [key: string]: unknown;
+            };
             /** @description code must be 6 digits */
             code?: string;
             password: string;
@@ -1836,7 +2180,10 @@ export interface components {
             id: string;
             /** @enum {string} */
             kind: "user" | "service";
+            /** @description The user has a second factor: TOTP or a security key. */
             mfaEnrolled: boolean;
+            /** @description The second factors the user has (none for a service token). */
+            mfaMethods: ("totp" | "webauthn")[];
             /** @description The optional notification kinds this person muted. */
             mutedNotifications: string[];
             roles: ("admin" | "operator" | "approver" | "vendor" | "auditor" | "scheduler")[];
@@ -1931,6 +2278,33 @@ export interface components {
             /** @enum {string} */
             status: "pending" | "sent" | "failed" | "muted" | "no_address";
         };
+        /** @description An OpenID Connect identity provider; never its client secret. */
+        OidcProviderView: {
+            clientId: string;
+            /** @description A client secret is stored (it is write-only: never answered). */
+            clientSecretSet: boolean;
+            /** Format: date-time */
+            createdAt: string;
+            displayName: string;
+            enabled: boolean;
+            /** @description IdP group → the vault roles its members get (the union over their groups; no mapped group: no access). */
+            groupRoles: {
+                [key: string]: ("admin" | "operator" | "approver" | "vendor" | "auditor" | "scheduler")[];
+            };
+            groupsClaim: string;
+            issuer: string;
+            name: string;
+            /** @description The redirect URI to register at the identity provider for this vault. */
+            redirectUri: string;
+            scopes: string[];
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        /** @description An enabled provider: a button on the sign-in page. */
+        OidcSignInOption: {
+            displayName: string;
+            name: string;
+        };
         PolicyDto: {
             allowPortForwarding?: boolean;
             approvalsRequired?: number;
@@ -1942,8 +2316,26 @@ export interface components {
             passwordClasses?: ("lower" | "upper" | "digit" | "symbol")[];
             passwordLength?: number;
             recordInput?: boolean;
+            requireWebauthn?: boolean;
             rotateAfterCheckin?: boolean;
             rotationIntervalSeconds?: number;
+        };
+        PutOidcProviderDto: {
+            /** @description clientId must be printable ASCII without spaces */
+            clientId: string;
+            clientSecret?: string;
+            displayName: string;
+            enabled?: boolean;
+            /** @description groupRoles must map at most 200 group names to lists of distinct roles (admin, operator, approver, vendor, auditor, scheduler) */
+            groupRoles: {
+                [key: string]: unknown;
+            };
+            /** @description groupsClaim must be a claim name (letters, digits, _ . : / -) */
+            groupsClaim?: string;
+            /** @description issuer must be an https URL (http only for a loopback host) without query, fragment or credentials */
+            issuer: string;
+            /** @description scopes must include openid; scopes must be scope tokens (printable ASCII, no spaces) */
+            scopes?: string[];
         };
         /** @description A recording checked against the hash in its session's closing audit event (and that event against the chain). */
         RecordingVerifyView: {
@@ -2099,6 +2491,15 @@ export interface components {
             /** @description Pass as `?cursor=` for the next page; null on the last one. */
             nextCursor: string | null;
         };
+        StepUpChallengeDto: {
+            body?: {
+                [key: string]: unknown;
+            };
+            /** @enum {string} */
+            method: "POST" | "PUT" | "PATCH" | "DELETE";
+            /** @description path must be the request path (/v1/…) without a query */
+            path: string;
+        };
         TargetAdminDto: {
             passphrase?: string;
             /** @description password must not contain control characters */
@@ -2224,9 +2625,12 @@ export interface components {
             disabled?: boolean;
             /** @description email must be an e-mail address (name@example.com) */
             email?: string | null;
+            passwordLogin?: boolean;
             roles?: ("admin" | "operator" | "approver" | "vendor" | "auditor" | "scheduler")[];
         };
         UserView: {
+            /** @description The bootstrap admin: may always sign in with a password; when password sign-in is off, each such sign-in is audited `auth.break_glass` and alerted. */
+            breakGlass: boolean;
             /** Format: date-time */
             createdAt: string;
             disabled: boolean;
@@ -2237,6 +2641,10 @@ export interface components {
             mfaEnrolled: boolean;
             /** @description The optional notification kinds the user muted. */
             mutedNotifications: string[];
+            /** @description The OpenID Connect provider this user signs in with (null: a local user). */
+            oidcProvider: string | null;
+            /** @description The user may sign in with a password (false: single sign-on only; VAULT_PASSWORD_LOGIN=disabled turns it off for everyone but the break-glass admin). */
+            passwordLogin: boolean;
             roles: ("admin" | "operator" | "approver" | "vendor" | "auditor" | "scheduler")[];
             username: string;
         };
@@ -2260,6 +2668,52 @@ export interface components {
             /** @enum {string} */
             privilege?: "root" | "sudo-nopasswd" | "sudo-password";
             serverVersion?: string;
+        };
+        WebAuthnCredentialView: {
+            /** @description A synced passkey (backed up by its provider), as the authenticator said at registration. */
+            backedUp: boolean;
+            /** Format: date-time */
+            createdAt: string;
+            /** @description A cloned authenticator was suspected (its signature counter went back): refused until removed. */
+            flagged: boolean;
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            lastUsedAt: string | null;
+            name: string;
+        };
+        WebAuthnNewBearerSession: {
+            /** @description Every earlier token of the user has ended. */
+            accessToken: string;
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        WebAuthnRegistrationConfirmed: {
+            credential: components["schemas"]["WebAuthnCredentialView"];
+            /** @description Not null when the key is the user's first second factor: every earlier token and session ended; a bearer client gets a new token, the portal a new session (cookie set, CSRF token here). */
+            newSession: components["schemas"]["WebAuthnNewBearerSession"] | components["schemas"]["BrowserSessionView"] | (null);
+        };
+        WebAuthnRegistrationStart: {
+            /** Format: uuid */
+            challengeId: string;
+            /** @description PublicKeyCredentialCreationOptionsJSON: pass to @simplewebauthn/browser startRegistration({optionsJSON}) (user verification required). */
+            options: {
+                challenge: string;
+            } & {
+                [key: string]: unknown;
+            };
+        };
+        WebAuthnStepUpChallenge: {
+            /** Format: uuid */
+            challengeId: string;
+            /** Format: date-time */
+            expiresAt: string;
+            /** @description PublicKeyCredentialRequestOptionsJSON: pass to startAuthentication({optionsJSON}); send the result, as base64url of its JSON, in X-MFA-Assertion with exactly the method, path and body given here. */
+            options: {
+                challenge: string;
+            } & {
+                [key: string]: unknown;
+            };
         };
     };
     responses: never;
@@ -2637,9 +3091,11 @@ export interface operations {
     AccountsController_create: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -2690,9 +3146,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -3054,9 +3510,11 @@ export interface operations {
     AccountsController_remove: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -3102,9 +3560,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -3258,9 +3716,11 @@ export interface operations {
     AccountsController_update: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -3312,9 +3772,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -4299,9 +4759,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -4395,6 +4855,695 @@ export interface operations {
                         code?: "THROTTLED";
                         /** @enum {integer} */
                         statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    OidcSignInController_device: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceAuthorizationView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+            /**
+             * @description Bad Gateway: OIDC_PROVIDER_UNAVAILABLE
+             *
+             *     - `OIDC_PROVIDER_UNAVAILABLE`: The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.
+             */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_PROVIDER_UNAVAILABLE",
+                     *       "message": "The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.",
+                     *       "statusCode": 502
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_PROVIDER_UNAVAILABLE";
+                        /** @enum {integer} */
+                        statusCode?: 502;
+                    };
+                };
+            };
+        };
+    };
+    OidcSignInController_start: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the identity provider (or to /portal/sign-in?error=CODE). */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    OidcSignInController_callback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the portal: the `returnTo` page, or /portal/sign-in?error=CODE. */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, OIDC_STATE_INVALID, ACCESS_DENIED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `OIDC_STATE_INVALID`: The sign-in answer does not belong to a sign-in this browser started (unknown, used or expired state, or the binding cookie is missing or another browser's).
+             *     - `ACCESS_DENIED`: Device sign-in: the user (or the identity provider) refused the authorization.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "OIDC_STATE_INVALID" | "ACCESS_DENIED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: OIDC_TOKEN_INVALID
+             *
+             *     - `OIDC_TOKEN_INVALID`: The identity provider's answer did not verify (ID token signature, issuer, audience, expiry or nonce, or the code exchange failed); nothing was created.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_TOKEN_INVALID",
+                     *       "message": "The identity provider's answer did not verify (ID token signature, issuer, audience, expiry or nonce, or the code exchange failed); nothing was created.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_TOKEN_INVALID";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: OIDC_NO_ROLES, OIDC_USERNAME_INVALID, OIDC_ACCOUNT_DISABLED
+             *
+             *     - `OIDC_NO_ROLES`: None of the user's groups at the identity provider maps to a vault role: the user's roles are removed, their sessions end and the sign-in is refused.
+             *     - `OIDC_USERNAME_INVALID`: The provider sent no `preferred_username`, or one that is not a vault username (2-64 of a-z 0-9 . _ @ -).
+             *     - `OIDC_ACCOUNT_DISABLED`: The vault user bound to this provider account is disabled.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_NO_ROLES",
+                     *       "message": "None of the user's groups at the identity provider maps to a vault role: the user's roles are removed, their sessions end and the sign-in is refused.",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_NO_ROLES" | "OIDC_USERNAME_INVALID" | "OIDC_ACCOUNT_DISABLED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: OIDC_USERNAME_TAKEN
+             *
+             *     - `OIDC_USERNAME_TAKEN`: The provider's `preferred_username` is held by a local user or another provider's user: accounts are never linked by name or e-mail.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_USERNAME_TAKEN",
+                     *       "message": "The provider's `preferred_username` is held by a local user or another provider's user: accounts are never linked by name or e-mail.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_USERNAME_TAKEN";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+            /**
+             * @description Bad Gateway: OIDC_PROVIDER_UNAVAILABLE
+             *
+             *     - `OIDC_PROVIDER_UNAVAILABLE`: The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.
+             */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_PROVIDER_UNAVAILABLE",
+                     *       "message": "The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.",
+                     *       "statusCode": 502
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_PROVIDER_UNAVAILABLE";
+                        /** @enum {integer} */
+                        statusCode?: 502;
+                    };
+                };
+            };
+        };
+    };
+    OidcSignInController_deviceToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeviceTokenDto"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoginResponse"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, AUTHORIZATION_PENDING, SLOW_DOWN, EXPIRED_TOKEN, ACCESS_DENIED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `AUTHORIZATION_PENDING`: Device sign-in: the user has not finished at the identity provider yet; poll again after `interval` seconds.
+             *     - `SLOW_DOWN`: Device sign-in: polled too often; wait `interval` seconds (it grew) before the next poll.
+             *     - `EXPIRED_TOKEN`: Device sign-in: the device code is unknown, expired or already used; start again.
+             *     - `ACCESS_DENIED`: Device sign-in: the user (or the identity provider) refused the authorization.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "AUTHORIZATION_PENDING" | "SLOW_DOWN" | "EXPIRED_TOKEN" | "ACCESS_DENIED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: OIDC_TOKEN_INVALID
+             *
+             *     - `OIDC_TOKEN_INVALID`: The identity provider's answer did not verify (ID token signature, issuer, audience, expiry or nonce, or the code exchange failed); nothing was created.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_TOKEN_INVALID",
+                     *       "message": "The identity provider's answer did not verify (ID token signature, issuer, audience, expiry or nonce, or the code exchange failed); nothing was created.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_TOKEN_INVALID";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: OIDC_NO_ROLES, OIDC_USERNAME_INVALID, OIDC_ACCOUNT_DISABLED
+             *
+             *     - `OIDC_NO_ROLES`: None of the user's groups at the identity provider maps to a vault role: the user's roles are removed, their sessions end and the sign-in is refused.
+             *     - `OIDC_USERNAME_INVALID`: The provider sent no `preferred_username`, or one that is not a vault username (2-64 of a-z 0-9 . _ @ -).
+             *     - `OIDC_ACCOUNT_DISABLED`: The vault user bound to this provider account is disabled.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_NO_ROLES",
+                     *       "message": "None of the user's groups at the identity provider maps to a vault role: the user's roles are removed, their sessions end and the sign-in is refused.",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_NO_ROLES" | "OIDC_USERNAME_INVALID" | "OIDC_ACCOUNT_DISABLED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: OIDC_USERNAME_TAKEN
+             *
+             *     - `OIDC_USERNAME_TAKEN`: The provider's `preferred_username` is held by a local user or another provider's user: accounts are never linked by name or e-mail.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_USERNAME_TAKEN",
+                     *       "message": "The provider's `preferred_username` is held by a local user or another provider's user: accounts are never linked by name or e-mail.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_USERNAME_TAKEN";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Payload Too Large: PAYLOAD_TOO_LARGE
+             *
+             *     - `PAYLOAD_TOO_LARGE`: The request body is larger than the configured limit.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "PAYLOAD_TOO_LARGE",
+                     *       "message": "The request body is larger than the configured limit.",
+                     *       "statusCode": 413
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "PAYLOAD_TOO_LARGE";
+                        /** @enum {integer} */
+                        statusCode?: 413;
+                    };
+                };
+            };
+            /**
+             * @description Unsupported Media Type: UNSUPPORTED_MEDIA_TYPE
+             *
+             *     - `UNSUPPORTED_MEDIA_TYPE`: The request body has a content type, charset or encoding the vault does not read (send JSON).
+             */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNSUPPORTED_MEDIA_TYPE",
+                     *       "message": "The request body has a content type, charset or encoding the vault does not read (send JSON).",
+                     *       "statusCode": 415
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNSUPPORTED_MEDIA_TYPE";
+                        /** @enum {integer} */
+                        statusCode?: 415;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+            /**
+             * @description Bad Gateway: OIDC_PROVIDER_UNAVAILABLE
+             *
+             *     - `OIDC_PROVIDER_UNAVAILABLE`: The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.
+             */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_PROVIDER_UNAVAILABLE",
+                     *       "message": "The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.",
+                     *       "statusCode": 502
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_PROVIDER_UNAVAILABLE";
+                        /** @enum {integer} */
+                        statusCode?: 502;
+                    };
+                };
+            };
+        };
+    };
+    OidcSignInController_options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OidcSignInOption"][];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
                     };
                 };
             };
@@ -4597,9 +5746,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -5002,9 +6151,11 @@ export interface operations {
     CheckoutsController_create: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -5054,9 +6205,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -5079,11 +6230,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, BREAK_GLASS_NOT_ALLOWED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED, BREAK_GLASS_NOT_ALLOWED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              *     - `BREAK_GLASS_NOT_ALLOWED`: The account's policy does not allow break-glass checkouts.
              */
             403: {
@@ -5100,7 +6252,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "BREAK_GLASS_NOT_ALLOWED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED" | "BREAK_GLASS_NOT_ALLOWED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -5417,9 +6569,11 @@ export interface operations {
     CheckoutsController_approve: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -5471,9 +6625,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -5496,11 +6650,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
             403: {
@@ -5517,7 +6672,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -5880,9 +7035,11 @@ export interface operations {
     GatewayController_connectCheckout: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -5935,9 +7092,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -6143,9 +7300,11 @@ export interface operations {
     CheckoutsController_deny: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -6197,9 +7356,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -6222,11 +7381,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
             403: {
@@ -6243,7 +7403,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6431,9 +7591,11 @@ export interface operations {
     CheckoutsController_extend: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -6486,9 +7648,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -6511,11 +7673,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -6531,7 +7694,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6717,9 +7880,11 @@ export interface operations {
     CheckoutsController_reveal: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -6767,9 +7932,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -6792,11 +7957,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -6812,7 +7978,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -6950,9 +8116,11 @@ export interface operations {
     CheckoutsController_review: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -7004,9 +8172,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -8109,9 +9277,11 @@ export interface operations {
     EphemeralController_approve: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -8163,9 +9333,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -8188,11 +9358,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
             403: {
@@ -8209,7 +9380,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -8397,9 +9568,11 @@ export interface operations {
     EphemeralController_claim: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -8449,9 +9622,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -8665,9 +9838,11 @@ export interface operations {
     GatewayController_connectEphemeral: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -8720,9 +9895,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -8928,9 +10103,11 @@ export interface operations {
     EphemeralController_deny: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -8982,9 +10159,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -9007,11 +10184,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, SELF_APPROVAL
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED, SELF_APPROVAL
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              *     - `SELF_APPROVAL`: A requester (or the vendor it is for) never approves, denies or reviews their own request, nor asks a one-time account for themselves.
              */
             403: {
@@ -9028,7 +10206,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "SELF_APPROVAL";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED" | "SELF_APPROVAL";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -9817,9 +10995,11 @@ export interface operations {
     IdentityController_updateMe: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -9870,9 +11050,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -10026,7 +11206,12 @@ export interface operations {
     IdentityController_enroll: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -10067,9 +11252,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Unauthorized: UNAUTHENTICATED
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -10085,7 +11273,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "UNAUTHENTICATED";
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
                         /** @enum {integer} */
                         statusCode?: 401;
                     };
@@ -10139,6 +11327,31 @@ export interface operations {
                         code?: "MFA_ALREADY_ENROLLED";
                         /** @enum {integer} */
                         statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
                     };
                 };
             };
@@ -10220,8 +11433,8 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -10397,6 +11610,890 @@ export interface operations {
             };
         };
     };
+    WebAuthnController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebAuthnCredentialView"][];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    WebAuthnController_remove: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
+            };
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: LAST_FACTOR
+             *
+             *     - `LAST_FACTOR`: This is your only second factor: register another (or enrol TOTP) before removing it; an admin can reset MFA.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "LAST_FACTOR",
+                     *       "message": "This is your only second factor: register another (or enrol TOTP) before removing it; an admin can reset MFA.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "LAST_FACTOR";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    WebAuthnController_start: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebAuthnRegistrationStart"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    WebAuthnController_confirm: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConfirmRegistrationDto"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebAuthnRegistrationConfirmed"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED, WEBAUTHN_REGISTRATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             *     - `WEBAUTHN_REGISTRATION_FAILED`: The authenticator's registration answer does not verify (wrong or expired challenge, origin or relying party, no user verification, or malformed); nothing was stored.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED" | "WEBAUTHN_REGISTRATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: WEBAUTHN_NAME_TAKEN, WEBAUTHN_CREDENTIAL_EXISTS
+             *
+             *     - `WEBAUTHN_NAME_TAKEN`: You already have a security key with this name.
+             *     - `WEBAUTHN_CREDENTIAL_EXISTS`: This authenticator is already registered.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "WEBAUTHN_NAME_TAKEN",
+                     *       "message": "You already have a security key with this name.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "WEBAUTHN_NAME_TAKEN" | "WEBAUTHN_CREDENTIAL_EXISTS";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Payload Too Large: PAYLOAD_TOO_LARGE
+             *
+             *     - `PAYLOAD_TOO_LARGE`: The request body is larger than the configured limit.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "PAYLOAD_TOO_LARGE",
+                     *       "message": "The request body is larger than the configured limit.",
+                     *       "statusCode": 413
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "PAYLOAD_TOO_LARGE";
+                        /** @enum {integer} */
+                        statusCode?: 413;
+                    };
+                };
+            };
+            /**
+             * @description Unsupported Media Type: UNSUPPORTED_MEDIA_TYPE
+             *
+             *     - `UNSUPPORTED_MEDIA_TYPE`: The request body has a content type, charset or encoding the vault does not read (send JSON).
+             */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNSUPPORTED_MEDIA_TYPE",
+                     *       "message": "The request body has a content type, charset or encoding the vault does not read (send JSON).",
+                     *       "statusCode": 415
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNSUPPORTED_MEDIA_TYPE";
+                        /** @enum {integer} */
+                        statusCode?: 415;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    WebAuthnController_stepUp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StepUpChallengeDto"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebAuthnStepUpChallenge"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: WEBAUTHN_NOT_ENROLLED
+             *
+             *     - `WEBAUTHN_NOT_ENROLLED`: The user has no usable security key (none registered, or every one is flagged as cloned): use the TOTP code, or register a key.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "WEBAUTHN_NOT_ENROLLED",
+                     *       "message": "The user has no usable security key (none registered, or every one is flagged as cloned): use the TOTP code, or register a key.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "WEBAUTHN_NOT_ENROLLED";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Payload Too Large: PAYLOAD_TOO_LARGE
+             *
+             *     - `PAYLOAD_TOO_LARGE`: The request body is larger than the configured limit.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "PAYLOAD_TOO_LARGE",
+                     *       "message": "The request body is larger than the configured limit.",
+                     *       "statusCode": 413
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "PAYLOAD_TOO_LARGE";
+                        /** @enum {integer} */
+                        statusCode?: 413;
+                    };
+                };
+            };
+            /**
+             * @description Unsupported Media Type: UNSUPPORTED_MEDIA_TYPE
+             *
+             *     - `UNSUPPORTED_MEDIA_TYPE`: The request body has a content type, charset or encoding the vault does not read (send JSON).
+             */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNSUPPORTED_MEDIA_TYPE",
+                     *       "message": "The request body has a content type, charset or encoding the vault does not read (send JSON).",
+                     *       "statusCode": 415
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNSUPPORTED_MEDIA_TYPE";
+                        /** @enum {integer} */
+                        statusCode?: 415;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
     NotificationChannelsController_list: {
         parameters: {
             query?: {
@@ -10528,9 +12625,11 @@ export interface operations {
     NotificationChannelsController_create: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -10581,9 +12680,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -10912,9 +13011,11 @@ export interface operations {
     NotificationChannelsController_remove: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -10960,9 +13061,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -11091,9 +13192,11 @@ export interface operations {
     NotificationChannelsController_update: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -11147,9 +13250,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -11353,9 +13456,11 @@ export interface operations {
     NotificationChannelsController_test: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -11403,9 +13508,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -11687,9 +13792,11 @@ export interface operations {
     NotificationRoutesController_create: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -11738,9 +13845,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -12044,9 +14151,11 @@ export interface operations {
     NotificationRoutesController_remove: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -12092,9 +14201,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -12226,7 +14335,7 @@ export interface operations {
                 channelId?: string;
                 /** @description The `nextCursor` of the previous page (opaque); absent for the first page. */
                 cursor?: string;
-                eventType?: "approval.requested" | "request.approved" | "request.denied" | "request.lapsed" | "request.revoked" | "ephemeral.ready" | "checkout.expiring" | "ephemeral.expiring" | "alert.break_glass" | "alert.account_needs_attention" | "alert.cleanup_failed" | "alert.ephemeral_remove_failed" | "alert.audit_verify_failed" | "alert.mfa_failures" | "alert.delivery_failed" | "notification.test";
+                eventType?: "approval.requested" | "request.approved" | "request.denied" | "request.lapsed" | "request.revoked" | "ephemeral.ready" | "checkout.expiring" | "ephemeral.expiring" | "alert.break_glass" | "alert.account_needs_attention" | "alert.cleanup_failed" | "alert.ephemeral_remove_failed" | "alert.audit_verify_failed" | "alert.mfa_failures" | "alert.break_glass_login" | "alert.webauthn_clone_suspected" | "alert.delivery_failed" | "notification.test";
                 /** @description Page size: 50 by default, at most 200. */
                 limit?: number;
                 recipientUserId?: string;
@@ -12323,6 +14432,594 @@ export interface operations {
                         code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    OidcProvidersController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OidcProviderView"][];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    OidcProvidersController_put: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PutOidcProviderDto"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OidcProviderView"];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: OIDC_PROVIDER_IN_USE
+             *
+             *     - `OIDC_PROVIDER_IN_USE`: Users are bound to this provider (by their subject at its issuer): it cannot be deleted nor moved to another issuer. Disable it (`enabled: false`) instead.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_PROVIDER_IN_USE",
+                     *       "message": "Users are bound to this provider (by their subject at its issuer): it cannot be deleted nor moved to another issuer. Disable it (`enabled: false`) instead.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_PROVIDER_IN_USE";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Payload Too Large: PAYLOAD_TOO_LARGE
+             *
+             *     - `PAYLOAD_TOO_LARGE`: The request body is larger than the configured limit.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "PAYLOAD_TOO_LARGE",
+                     *       "message": "The request body is larger than the configured limit.",
+                     *       "statusCode": 413
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "PAYLOAD_TOO_LARGE";
+                        /** @enum {integer} */
+                        statusCode?: 413;
+                    };
+                };
+            };
+            /**
+             * @description Unsupported Media Type: UNSUPPORTED_MEDIA_TYPE
+             *
+             *     - `UNSUPPORTED_MEDIA_TYPE`: The request body has a content type, charset or encoding the vault does not read (send JSON).
+             */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNSUPPORTED_MEDIA_TYPE",
+                     *       "message": "The request body has a content type, charset or encoding the vault does not read (send JSON).",
+                     *       "statusCode": 415
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNSUPPORTED_MEDIA_TYPE";
+                        /** @enum {integer} */
+                        statusCode?: 415;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    OidcProvidersController_remove: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Conflict: OIDC_PROVIDER_IN_USE
+             *
+             *     - `OIDC_PROVIDER_IN_USE`: Users are bound to this provider (by their subject at its issuer): it cannot be deleted nor moved to another issuer. Disable it (`enabled: false`) instead.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "OIDC_PROVIDER_IN_USE",
+                     *       "message": "Users are bound to this provider (by their subject at its issuer): it cannot be deleted nor moved to another issuer. Disable it (`enabled: false`) instead.",
+                     *       "statusCode": 409
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "OIDC_PROVIDER_IN_USE";
+                        /** @enum {integer} */
+                        statusCode?: 409;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
                     };
                 };
             };
@@ -12483,9 +15180,11 @@ export interface operations {
     ServiceTokensController_create: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -12534,9 +15233,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -12690,9 +15389,11 @@ export interface operations {
     ServiceTokensController_revoke: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -12738,9 +15439,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -13301,9 +16002,11 @@ export interface operations {
     GatewayController_terminate: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -13351,9 +16054,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -13785,9 +16488,11 @@ export interface operations {
     TargetsController_create: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -13836,9 +16541,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -14167,9 +16872,11 @@ export interface operations {
     TargetsController_remove: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -14215,9 +16922,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -14371,9 +17078,11 @@ export interface operations {
     TargetsController_update: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -14426,9 +17135,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -14784,9 +17493,11 @@ export interface operations {
     EphemeralPolicyController_set: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -14841,9 +17552,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -15286,9 +17997,11 @@ export interface operations {
     LiveSessionsController_terminate: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -15340,9 +18053,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -15528,9 +18241,11 @@ export interface operations {
     TargetsController_verify: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -15582,9 +18297,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -15946,9 +18661,11 @@ export interface operations {
     UsersController_create: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path?: never;
             cookie?: never;
@@ -15997,9 +18714,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -16328,9 +19045,11 @@ export interface operations {
     UsersController_update: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -16383,9 +19102,9 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {
@@ -16589,9 +19308,11 @@ export interface operations {
     UsersController_resetMfa: {
         parameters: {
             query?: never;
-            header: {
-                /** @description The current 6-digit TOTP code of the caller (step-up MFA). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
-                "X-MFA-Code": string;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
             };
             path: {
                 /** @description UUID */
@@ -16637,9 +19358,342 @@ export interface operations {
              * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
              *
              *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
-             *     - `MFA_REQUIRED`: This action needs a fresh TOTP code: `X-MFA-Code` header (step-up) or `code` (login).
-             *     - `MFA_INVALID`: The TOTP code is malformed or not valid now.
-             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user; `nextCodeAt` says when the next one is accepted.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    UserWebAuthnController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebAuthnCredentialView"][];
+                };
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "UNAUTHENTICATED",
+                     *       "message": "No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.",
+                     *       "statusCode": 401
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "UNAUTHENTICATED";
+                        /** @enum {integer} */
+                        statusCode?: 401;
+                    };
+                };
+            };
+            /**
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             *
+             *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
+             *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
+             *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "FORBIDDEN",
+                     *       "message": "The caller's roles do not allow this action (or it needs a person and the caller is a service token).",
+                     *       "statusCode": 403
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        /** @enum {integer} */
+                        statusCode?: 403;
+                    };
+                };
+            };
+            /**
+             * @description Not Found: NOT_FOUND
+             *
+             *     - `NOT_FOUND`: No such resource (or the caller may not see it), or no such route.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "NOT_FOUND",
+                     *       "message": "No such resource (or the caller may not see it), or no such route.",
+                     *       "statusCode": 404
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "NOT_FOUND";
+                        /** @enum {integer} */
+                        statusCode?: 404;
+                    };
+                };
+            };
+            /**
+             * @description Internal Server Error: INTERNAL
+             *
+             *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
+             */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "INTERNAL",
+                     *       "message": "Unexpected failure; nothing about it is disclosed.",
+                     *       "statusCode": 500
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "INTERNAL";
+                        /** @enum {integer} */
+                        statusCode?: 500;
+                    };
+                };
+            };
+        };
+    };
+    UserWebAuthnController_remove: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A security key's answer (base64url of the AuthenticationResponseJSON) to a challenge from POST /v1/me/webauthn/step-up made for exactly this method, path and body (instead of X-MFA-Code). Its challenge is used once (MFA_REPLAYED). */
+                "X-MFA-Assertion"?: string;
+                /** @description The current 6-digit TOTP code of the caller (step-up MFA; one of it and X-MFA-Assertion is required). Accepted once per user: a later request with the same or an older time step is refused (MFA_REPLAYED). */
+                "X-MFA-Code"?: string;
+            };
+            path: {
+                /** @description UUID */
+                credentialId: string;
+                /** @description UUID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description Bad Request: VALIDATION_FAILED
+             *
+             *     - `VALIDATION_FAILED`: The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "VALIDATION_FAILED",
+                     *       "message": "The request is malformed: unknown or invalid fields, query parameters or ids, or JSON that does not parse.",
+                     *       "statusCode": 400
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "VALIDATION_FAILED";
+                        /** @enum {integer} */
+                        statusCode?: 400;
+                    };
+                };
+            };
+            /**
+             * @description Unauthorized: UNAUTHENTICATED, MFA_REQUIRED, MFA_INVALID, MFA_REPLAYED
+             *
+             *     - `UNAUTHENTICATED`: No valid bearer token (absent, unknown, expired, revoked, or its user is disabled); at login: wrong username or password.
+             *     - `MFA_REQUIRED`: This action needs a fresh second factor: a TOTP code (`X-MFA-Code` header for a step-up, `code` at login) or a security key assertion (`X-MFA-Assertion`, `assertion` at login). At login, `methods` lists what the user has and `webauthn` carries a challenge for a key.
+             *     - `MFA_INVALID`: The TOTP code or security key assertion is malformed or not valid now (wrong signature, another challenge or action, expired, unknown or flagged key); both headers at once are refused.
+             *     - `MFA_REPLAYED`: This code (or a newer one) was already used by this user (`nextCodeAt` says when the next one is accepted), or this assertion's challenge was already used.
              */
             401: {
                 headers: {

@@ -22,3 +22,5 @@ export type RouteView = Schemas['NotificationRouteView'];
 export type DeliveryView = Schemas['NotificationDeliveryView'];
 export type DeliveryStatus = DeliveryView['status'];
 export type UpdateUserBody = Schemas['UpdateUserDto'];
+export type OidcProviderView = Schemas['OidcProviderView'];
+export type WebauthnCredentialView = Schemas['WebAuthnCredentialView'];

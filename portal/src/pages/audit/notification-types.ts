@@ -17,6 +17,8 @@ export const NOTIFICATION_TYPES = [
   'alert.ephemeral_remove_failed',
   'alert.audit_verify_failed',
   'alert.mfa_failures',
+  'alert.break_glass_login',
+  'alert.webauthn_clone_suspected',
   'alert.delivery_failed',
   'notification.test',
 ] as const;

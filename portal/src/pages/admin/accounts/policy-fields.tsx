@@ -18,6 +18,7 @@ export interface PolicyDraft {
   brokeredOnly: boolean;
   allowPortForwarding: boolean;
   recordInput: boolean;
+  requireWebauthn: boolean;
 }
 
 /** An account policy as the API takes it (PolicyDto): the character classes are the generator's four. */
@@ -37,6 +38,7 @@ export const DEFAULT_POLICY: PolicyBody = {
   brokeredOnly: false,
   allowPortForwarding: false,
   recordInput: false,
+  requireWebauthn: false,
 };
 
 export function draftOf(p: AccountPolicy): PolicyDraft {
@@ -53,6 +55,7 @@ export function draftOf(p: AccountPolicy): PolicyDraft {
     brokeredOnly: p.brokeredOnly,
     allowPortForwarding: p.allowPortForwarding,
     recordInput: p.recordInput,
+    requireWebauthn: p.requireWebauthn,
   };
 }
 
@@ -71,6 +74,7 @@ export function policyOf(d: PolicyDraft): PolicyBody {
     brokeredOnly: d.brokeredOnly,
     allowPortForwarding: d.allowPortForwarding,
     recordInput: d.recordInput,
+    requireWebauthn: d.requireWebauthn,
   };
 }
 
@@ -96,6 +100,7 @@ export function PolicyFields({ value, onChange }: { value: PolicyDraft; onChange
       <Checkbox label="Brokered only: the password never leaves the vault (SSH through the gateway, no reveal)" checked={value.brokeredOnly} onChange={set('brokeredOnly')} />
       <Checkbox label="Gateway sessions may forward local ports (ssh -L)" checked={value.allowPortForwarding} onChange={set('allowPortForwarding')} />
       <Checkbox label="Gateway recordings keep what the user types too" checked={value.recordInput} onChange={set('recordInput')} />
+      <Checkbox label="Checkout, reveal and extend need a security key (an authenticator code is refused)" checked={value.requireWebauthn} onChange={set('requireWebauthn')} />
     </fieldset>
   );
 }
