@@ -4,6 +4,7 @@ import { useLocation, useNavigate } from 'react-router';
 import { api, ok, onSessionExpired, setCsrfToken } from './api/client';
 import { ApiError } from './api/errors';
 import type { Role, SessionView } from './api/views';
+import type { CeremonyAnswer } from './api/webauthn';
 
 /**
  * The browser session (cookie set by the vault, HttpOnly): who is signed in and the CSRF token for this page's
@@ -13,7 +14,8 @@ type State = { status: 'loading' } | { status: 'signed-out'; expired: boolean } 
 
 interface SessionContextValue {
   state: State;
-  signIn(input: { username: string; password: string; code?: string }): Promise<SessionView>;
+  /** `assertion`: the security key's answer to the login challenge that MFA_REQUIRED carried. */
+  signIn(input: { username: string; password: string; code?: string; assertion?: CeremonyAnswer }): Promise<SessionView>;
   signOut(): Promise<void>;
   /** Takes a fresh session the vault answered (TOTP enrolment confirmed from a cookie session issues a new one). */
   adopt(session: SessionView): void;

@@ -1,5 +1,8 @@
 import { useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { SECURITY_KEY } from '../api/client';
 import { ApiError } from '../api/errors';
+import { canUseSecurityKeys } from '../api/webauthn';
+import { useMe } from '../session';
 import { ErrorMessage } from './errors';
 
 const CODE = /^\d{6}$/;
@@ -49,8 +52,35 @@ export function MfaCodeField({
 }
 
 /**
+ * How the signed-in person can confirm an action: a code from their authenticator app (TOTP) and/or one of their
+ * security keys or passkeys (WebAuthn, when this browser can use one). Someone with neither yet is enrolling: a code.
+ */
+export function useMfaMethods(): { totp: boolean; securityKey: boolean } {
+  const methods = useMe().mfaMethods;
+  const securityKey = methods.includes('webauthn') && canUseSecurityKeys();
+  return { totp: methods.includes('totp') || !securityKey, securityKey };
+}
+
+/** The submit button that confirms with a security key instead of the code (see {@link proofOf}). */
+export function SecurityKeyButton({ primary, disabled, label = 'Use security key' }: { primary?: boolean; disabled?: boolean; label?: string }) {
+  return (
+    <button type="submit" data-proof={SECURITY_KEY} className={primary ? 'primary' : undefined} disabled={disabled}>
+      {label}
+    </button>
+  );
+}
+
+/** The proof a form was submitted with: SECURITY_KEY when its {@link SecurityKeyButton} was pressed, else the code. */
+export function proofOf(e: FormEvent, code: string): string {
+  const submitter = (e.nativeEvent as SubmitEvent).submitter;
+  return submitter instanceof HTMLElement && submitter.dataset.proof === SECURITY_KEY ? SECURITY_KEY : code;
+}
+
+/**
  * A button that asks for a fresh step-up code before it acts (the vault wants `X-MFA-Code` on every MFA action).
- * Clicking it opens a small inline form; the action gets the code, and a wrong or used code asks again.
+ * Clicking it opens a small inline form; the action gets the code, and a wrong or used code asks again. A person with a
+ * security key may press "Use security key" instead: the action gets SECURITY_KEY, and `withMfa` has the request signed
+ * (the vault binds the challenge to that request's method, path and body).
  * `children` are extra fields shown with the code (a comment, an extension).
  */
 export function StepUpAction({
@@ -75,6 +105,7 @@ export function StepUpAction({
   const [error, setError] = useState<unknown>(null);
   const opener = useRef<HTMLButtonElement>(null);
   const titleId = useId();
+  const methods = useMfaMethods();
 
   // after Cancel, focus goes back to the button that opened the prompt (it exists again only after the render)
   const refocus = useRef(false);
@@ -94,11 +125,12 @@ export function StepUpAction({
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
-    if (!CODE.test(code)) return setError(new ApiError(400, 'MFA_INVALID', 'enter the 6-digit code from your authenticator app'));
+    const proof = proofOf(e, code);
+    if (proof !== SECURITY_KEY && !CODE.test(code)) return setError(new ApiError(400, 'MFA_INVALID', 'enter the 6-digit code from your authenticator app'));
     setBusy(true);
     setError(null);
     try {
-      await onConfirm(code);
+      await onConfirm(proof);
       setOpen(false);
       setCode('');
     } catch (err) {
@@ -122,12 +154,15 @@ export function StepUpAction({
         {label}: confirm with your authenticator
       </p>
       {children}
-      <MfaCodeField value={code} onChange={setCode} autoFocus />
+      {methods.totp && <MfaCodeField value={code} onChange={setCode} autoFocus required={!methods.securityKey} />}
       <ErrorMessage error={error} />
       <div className="actions">
-        <button type="submit" className={danger ? 'danger' : 'primary'} disabled={busy}>
-          {busy ? 'Working…' : (confirmLabel ?? label)}
-        </button>
+        {methods.totp && (
+          <button type="submit" className={danger ? 'danger' : 'primary'} disabled={busy}>
+            {busy ? 'Working…' : (confirmLabel ?? label)}
+          </button>
+        )}
+        {methods.securityKey && <SecurityKeyButton primary={!methods.totp} disabled={busy} label={methods.totp ? 'Use security key' : `${confirmLabel ?? label} with security key`} />}
         <button type="button" onClick={close} disabled={busy}>
           Cancel
         </button>

@@ -8,7 +8,7 @@ import { ErrorMessage } from '../../ui/errors';
 import { DurationSelect, durationsUpTo, Facts, nearest, useAction } from '../../ui/fields';
 import { duration, StatusBadge, When } from '../../ui/format';
 import { Loading, Page, Section } from '../../ui/page';
-import { MfaCodeField } from '../../ui/step-up';
+import { MfaCodeField, proofOf, SecurityKeyButton, useMfaMethods } from '../../ui/step-up';
 import { checkoutCalls, credentialHandoff } from '../checkouts/checkout-api';
 import { CheckoutList } from '../checkouts/checkouts-page';
 import { AccountAdminActions } from '../admin/accounts/account-actions';
@@ -64,6 +64,7 @@ function RequestCheckout({ account, held }: { account: AccountView; held?: Check
   const [ttl, setTtl] = useState(account.policy.checkoutTtlSeconds);
   const [code, setCode] = useState('');
   const { busy, error, run } = useAction();
+  const methods = useMfaMethods();
   const whyId = useId();
   const bgId = useId();
   const options = durations(account, breakGlass);
@@ -71,9 +72,10 @@ function RequestCheckout({ account, held }: { account: AccountView; held?: Check
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
+    const proof = proofOf(e, code);
     const done = await run(async () => {
       const body = { accountId: account.id, justification: justification.trim(), ttlSeconds: chosen, ...(breakGlass ? { breakGlass: true } : {}) };
-      const created = await checkoutCalls.request(body, code);
+      const created = await checkoutCalls.request(body, proof);
       if (created.credential) credentialHandoff.give(created.id, created.credential);
       navigate(`/checkouts/${created.id}`);
     });
@@ -111,11 +113,18 @@ function RequestCheckout({ account, held }: { account: AccountView; held?: Check
             ? `Needs ${account.policy.approvalsRequired} approval${account.policy.approvalsRequired === 1 ? '' : 's'} before you get the password.`
             : 'You get the password at once.'}
         </p>
-        <MfaCodeField value={code} onChange={setCode} />
+        {methods.totp && <MfaCodeField value={code} onChange={setCode} required={!methods.securityKey} />}
         <ErrorMessage error={error} />
-        <button type="submit" className={breakGlass ? 'danger' : 'primary'} disabled={busy}>
-          {busy ? 'Requesting…' : breakGlass ? 'Break glass' : 'Request checkout'}
-        </button>
+        <div className="actions">
+          {methods.totp && (
+            <button type="submit" className={breakGlass ? 'danger' : 'primary'} disabled={busy}>
+              {busy ? 'Requesting…' : breakGlass ? 'Break glass' : 'Request checkout'}
+            </button>
+          )}
+          {methods.securityKey && (
+            <SecurityKeyButton primary={!methods.totp} disabled={busy} label={`${breakGlass ? 'Break glass' : 'Request checkout'} with security key`} />
+          )}
+        </div>
       </form>
     </Section>
   );

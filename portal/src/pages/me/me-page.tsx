@@ -5,6 +5,8 @@ import { Notice } from '../../ui/errors';
 import { duration, When } from '../../ui/format';
 import { Page, Section } from '../../ui/page';
 import { StepUpAction } from '../../ui/step-up';
+import { AuthenticatorApp } from './authenticator-app';
+import { SecurityKeys } from './security-keys';
 
 /** The notifications a person may mute (the others — approval requests, claims ready, alerts — always go out). */
 const OPTIONAL_NOTIFICATIONS: Array<[kind: string, label: string]> = [
@@ -29,8 +31,10 @@ export function MePage() {
           <dd>{me.username}</dd>
           <dt>Roles</dt>
           <dd>{me.roles.join(', ') || 'none'}</dd>
-          <dt>Authenticator</dt>
-          <dd>{me.mfaEnrolled ? 'set up' : 'not set up'}</dd>
+          <dt>Authenticator app</dt>
+          <dd>{me.mfaMethods.includes('totp') ? 'set up' : 'not set up'}</dd>
+          <dt>Security keys</dt>
+          <dd>{me.mfaMethods.includes('webauthn') ? 'set up' : 'none'}</dd>
           <dt>User id</dt>
           <dd>
             <code>{me.id}</code>
@@ -50,6 +54,8 @@ export function MePage() {
           </button>
         </p>
       </Section>
+      <SecurityKeys />
+      <AuthenticatorApp />
       <NotificationSettings />
     </Page>
   );

@@ -10,6 +10,7 @@ import { useMe } from '../../../session';
 import { CheckboxGroup, TextField } from '../shared/fields';
 import type { UpdateUserBody, UserView } from '../views';
 import { ROLES } from './roles';
+import { UserSecurityKeys } from './user-security-keys';
 import { StatusBadge, When } from '../../../ui/format';
 import { Facts } from '../../../ui/fields';
 
@@ -35,7 +36,7 @@ function UserDetail({ user, notice, setNotice }: { user: UserView; notice: strin
   const [email, setEmail] = useState(user.email ?? '');
   const self = me.id === user.id;
 
-  const patch = async (code: string, changes: { roles?: Role[]; disabled?: boolean; email?: string | null }, done: string) => {
+  const patch = async (code: string, changes: { roles?: Role[]; disabled?: boolean; email?: string | null; passwordLogin?: boolean }, done: string) => {
     // `email: null` removes the address (the API takes it: users.dto.ts); the generated schema types it as a string only
     // for now (reported to part B), hence the cast
     const body = changes as UpdateUserBody;
@@ -58,6 +59,8 @@ function UserDetail({ user, notice, setNotice }: { user: UserView; notice: strin
             ['Status', <StatusBadge status={user.disabled ? 'disabled' : 'active'} />],
             ['Roles', user.roles.join(', ')],
             ['Authenticator', user.mfaEnrolled ? 'enrolled' : 'not enrolled (enrols at next sign-in)'],
+            ['Signs in with', user.oidcProvider ? `single sign-on (${user.oidcProvider})` : 'a password'],
+            ['Password sign-in', user.breakGlass ? 'always (break-glass administrator)' : user.passwordLogin ? 'allowed' : 'off'],
             ['E-mail', user.email ?? '—'],
             ['Muted notifications', user.mutedNotifications.join(', ') || 'none'],
             ['Created', <When at={user.createdAt} />],
@@ -84,9 +87,17 @@ function UserDetail({ user, notice, setNotice }: { user: UserView; notice: strin
             <StepUpAction label="Disable user" danger disabled={self} onConfirm={(code) => patch(code, { disabled: true }, 'User disabled: their sessions have ended.')} />
           )}
           <StepUpAction label="Reset authenticator" danger onConfirm={resetMfa} />
+          {!user.breakGlass &&
+            (user.passwordLogin ? (
+              <StepUpAction label="Turn password sign-in off" onConfirm={(code) => patch(code, { passwordLogin: false }, 'Password sign-in is off for this user.')} />
+            ) : (
+              <StepUpAction label="Allow password sign-in" onConfirm={(code) => patch(code, { passwordLogin: true }, 'Password sign-in is allowed for this user.')} />
+            ))}
         </div>
         {self && <p className="hint">You cannot disable yourself here.</p>}
+        <p className="hint">Resetting the authenticator also removes every security key: the user enrols again at the next sign-in.</p>
       </Section>
+      <UserSecurityKeys userId={user.id} onChanged={setNotice} />
     </Page>
   );
 }
