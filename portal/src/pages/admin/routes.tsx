@@ -1,5 +1,6 @@
 import { Navigate, useParams, type RouteObject } from 'react-router';
 import type { NavItem } from '../../ui/nav';
+import { OidcProvidersPage } from './oidc/oidc-providers-page';
 import { PoliciesPage } from './policies/policies-page';
 import { TargetPage } from './targets/target-page';
 import { TargetsPage } from './targets/targets-page';
@@ -27,6 +28,7 @@ export const adminRoutes: RouteObject[] = [
   { path: 'users', element: <UsersPage /> },
   { path: 'users/:id', element: <UserPage /> },
   { path: 'tokens', element: <TokensPage /> },
+  { path: 'oidc-providers', element: <OidcProvidersPage /> },
 ];
 
 export const adminNav: NavItem[] = [
@@ -34,4 +36,5 @@ export const adminNav: NavItem[] = [
   { to: '/policies', label: 'Policies', roles: ['admin'] },
   { to: '/users', label: 'Users', roles: ['admin'] },
   { to: '/tokens', label: 'Service tokens', roles: ['admin'] },
+  { to: '/oidc-providers', label: 'Single sign-on', roles: ['admin'] },
 ];
