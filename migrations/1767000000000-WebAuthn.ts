@@ -5,7 +5,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * the signature counter the clone check compares, `flagged_at` once a clone was suspected), and the challenges the
  * vault hands out (`webauthn_challenges`): each for one purpose, bound to what it may be used for (`binding`: the
  * SHA-256 of the action for a step-up, `login`, `register`), short-lived, and used once (`used_at`, set by one
- * conditional UPDATE in the transaction of the action it proves).
+ * conditional UPDATE in the transaction of the action it proves). A login challenge keeps the password attempt of the
+ * sign-in that asked for it (`attempt`: its throttle keys and windows), given back when the key answers it.
  */
 export class WebAuthn1767000000000 implements MigrationInterface {
   name = 'WebAuthn1767000000000';
@@ -36,6 +37,7 @@ export class WebAuthn1767000000000 implements MigrationInterface {
         binding text NOT NULL,
         expires_at timestamptz NOT NULL,
         used_at timestamptz,
+        attempt jsonb,
         created_at timestamptz NOT NULL DEFAULT now()
       )`);
     await q.query('CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at)');

@@ -8,7 +8,7 @@ import { Clock } from '../common/clock';
 import { Errors } from '../common/errors';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { UnitOfWork } from '../database/unit-of-work';
-import { requireApproverStepUp } from '../identity/mfa.service';
+import { requireApproverStepUp } from '../identity/step-up';
 import { CheckoutEntity } from './checkout.entity';
 import { CheckoutNotices } from './checkout-notices';
 import { isOpen } from './checkout-states';

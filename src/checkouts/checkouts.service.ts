@@ -11,7 +11,7 @@ import { Page } from '../common/pagination';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { isUniqueViolation } from '../database/queries';
 import { UnitOfWork } from '../database/unit-of-work';
-import { requireWebauthnStepUp } from '../identity/mfa.service';
+import { requireWebauthnStepUp } from '../identity/step-up';
 import { CheckoutEntity } from './checkout.entity';
 import { CheckoutNames, CheckoutNotices } from './checkout-notices';
 import { CheckoutStore, noCleanupOwedSql } from './checkout-store';

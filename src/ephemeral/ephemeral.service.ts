@@ -11,7 +11,7 @@ import { APP_CONFIG, AppConfig } from '../config/config';
 import { KeyringService } from '../crypto/keyring.service';
 import type { Tx } from '../database/unit-of-work';
 import { UnitOfWork } from '../database/unit-of-work';
-import { requireApproverStepUp } from '../identity/mfa.service';
+import { requireApproverStepUp } from '../identity/step-up';
 import { UsersService } from '../identity/users.service';
 import { TargetEntity } from '../targets/target.entity';
 import { TargetsService } from '../targets/targets.service';

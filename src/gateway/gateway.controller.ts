@@ -25,7 +25,7 @@ export class GatewayController {
     summary: 'A single-use ticket (60 s) to connect through the SSH gateway with your active SSH checkout',
     description: 'With `publicKey`, the ticket is the SSH user name and only that key may use it; without, the ticket is the password.',
   })
-  @ApiErrors('GATEWAY_DISABLED', 'CHECKOUT_NOT_ACTIVE', 'TARGET_UNSUPPORTED', 'TARGET_HOST_KEY_UNPINNED')
+  @ApiErrors('GATEWAY_DISABLED', 'CHECKOUT_NOT_ACTIVE', 'TARGET_UNSUPPORTED', 'TARGET_HOST_KEY_UNPINNED', 'WEBAUTHN_REQUIRED')
   @ApiAnswer(GatewayTicketView)
   @Roles('operator')
   @RequiresMfa()

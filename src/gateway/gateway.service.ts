@@ -9,6 +9,7 @@ import { CheckoutStore } from '../checkouts/checkout-store';
 import { EphemeralService } from '../ephemeral/ephemeral.service';
 import { EphemeralStore } from '../ephemeral/ephemeral-store';
 import { Tx, UnitOfWork } from '../database/unit-of-work';
+import { requireWebauthnStepUp } from '../identity/step-up';
 import { TargetsService } from '../targets/targets.service';
 import { ConnectDto, GatewayEndpointView, GatewayInfoView, GatewayTicketView, SessionTerminationView } from './gateway.dto';
 import { GatewayStore } from './gateway-store';
@@ -50,6 +51,8 @@ export class GatewayService {
         throw Errors.conflict('CHECKOUT_NOT_ACTIVE', `the checkout is ${checkout.status === 'active' ? 'past its lease' : checkout.status}`);
       }
       const account = await this.accounts.find(tx.em, checkout.accountId);
+      // a live login as the account is as much its use as a reveal: the same policy
+      if (account.policy.requireWebauthn) requireWebauthnStepUp("this account's policy requires a security key");
       await this.requireSsh(tx.em, account.targetId);
       return this.issue(tx, actor, { checkoutId: id }, account.username, key, endpoint);
     });

@@ -1,5 +1,6 @@
 import { CanActivate, ExecutionContext, Inject, Injectable, Logger } from '@nestjs/common';
 import { normalizeAddress } from '../common/client-address';
+import { screenInput } from '../common/validation';
 import type { Request, Response } from 'express';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
@@ -152,7 +153,9 @@ function proofOf(req: Request): StepUpProof {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new DomainException('MFA_INVALID', 'X-MFA-Assertion must be the base64url of the JSON startAuthentication answered');
     }
-    // bound to the request as received: method, path (no query) and the body as parsed, before validation
+    // bound to the request as received: method, path (no query) and the body as parsed, before validation — screened
+    // first as the validation pipe will (depth, text), so a hostile body is a 400 here too, never a stack overflow
+    screenInput(req.body);
     const binding = actionDigest({ method: req.method, path: req.path, body: (req.body as unknown) ?? {} });
     return { method: 'webauthn', assertion: parsed, purpose: 'step_up', binding };
   }

@@ -83,7 +83,7 @@ export class IdentityService implements OnApplicationBootstrap {
     await this.passwordLogin.admit(user, address);
     const actor: Actor = { ...toActor(user), mfaEnrolled: (await this.mfa.methodsOf(user.id)).length > 0 };
     // the password attempt stays counted while a factor is missing: "code required" tells that the password was right
-    const factor = await this.mfa.signInFactor(actor, { code: dto.code, assertion: dto.assertion }, address).catch(async (e: unknown) => {
+    const factor = await this.mfa.signInFactor(actor, { code: dto.code, assertion: dto.assertion }, address, attempt).catch(async (e: unknown) => {
       // the password was right and a replayed code is no guess: neither counts
       if (e instanceof DomainException && e.code === 'MFA_REPLAYED') await this.throttle.release(attempt);
       throw e;

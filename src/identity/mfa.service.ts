@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { Inject, Injectable } from '@nestjs/common';
 import { Tx, TxParticipant, UnitOfWork } from '../database/unit-of-work';
 import { DataSource, EntityManager } from 'typeorm';
@@ -14,67 +13,15 @@ import { Reservation, THROTTLE_RULES, ThrottleService } from './throttle.service
 import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';
 import { UserEntity } from './user.entity';
 import { WebAuthnStore } from './webauthn/webauthn-store';
-import { VerifiedAssertion, WebAuthnService } from './webauthn/webauthn.service';
+import { WebAuthnService } from './webauthn/webauthn.service';
+import { factorDetails, factorOf, FactorUsed, MfaMethod, Proven, REFUSALS, StepUp, StepUpProof, stepUps } from './step-up';
 
-/** VAULT_APPROVERS_REQUIRE_WEBAUTHN: approving or denying (checkouts, one-time accounts) refuses a TOTP step-up. */
-export function requireApproverStepUp(config: Pick<AppConfig, 'webauthn'>): void {
-  if (config.webauthn.approversRequireWebauthn) requireWebauthnStepUp('approvers must use a security key here (VAULT_APPROVERS_REQUIRE_WEBAUTHN)');
-}
+export type { FactorUsed, MfaMethod, StepUpProof } from './step-up';
 
 /** The wrong MFA codes for one user within the throttle's user window that raise `alert.mfa_failures` (once per window). */
 export const MFA_ALERT_AFTER = 5;
 
 export const mfaSecretRef = (userId: string, column: 'mfa_secret' | 'mfa_pending_secret') => ({ table: 'users', rowId: userId, column });
-
-/** A second factor as a request presents it: a TOTP code, or a security key's assertion (WebAuthn). */
-export type StepUpProof =
-  | { method: 'totp'; code: string }
-  /** `binding`: the action digest (step_up, src/identity/webauthn/action-digest.ts) or `login`. */
-  | { method: 'webauthn'; assertion: unknown; purpose: 'step_up' | 'login'; binding: string };
-
-export type MfaMethod = StepUpProof['method'];
-
-/** A checked proof, to be burned: the TOTP step (and the seed it was checked against), or the verified assertion. */
-type Proven = { method: 'totp'; seed: Buffer; step: number } | { method: 'webauthn'; assertion: VerifiedAssertion };
-
-/** What a verified second factor was: for audit details (`credentialId` is the vault's id of the key). */
-export interface FactorUsed {
-  method: MfaMethod;
-  credentialId?: string;
-}
-
-/**
- * A step-up verified for an action that burns it in its own transaction ({@link MfaService.stepUp}): `pending`
- * until a unit of work takes it, `taken` while that transaction runs, `burned` once it committed, `replayed` when the
- * burn found the step (or a newer one, or the assertion's challenge) already used.
- */
-interface StepUp {
-  actor: Actor;
-  userId: string;
-  proven: Proven;
-  action: string;
-  attempt: Reservation;
-  state: 'pending' | 'taken' | 'burned' | 'replayed';
-}
-
-/**
- * The step-up of the request being handled (both kinds of @RequiresMfa routes run their handler inside it): what a
- * service asks when its policy wants a security key ({@link requireWebauthnStepUp}).
- */
-const stepUps = new AsyncLocalStorage<StepUp>();
-
-/** The method of the step-up this request came with (undefined outside a step-up action). */
-export const stepUpMethod = (): MfaMethod | undefined => stepUps.getStore()?.proven.method;
-
-/**
- * Refuses (403 WEBAUTHN_REQUIRED) an action whose step-up was not a security key: the account's policy or the
- * approvers' configuration asks for one. Fails closed outside a step-up. The TOTP code was burned all the same.
- */
-export function requireWebauthnStepUp(why: string): void {
-  if (stepUpMethod() !== 'webauthn') {
-    throw new DomainException('WEBAUTHN_REQUIRED', `${why}: step up with your security key (X-MFA-Assertion), not a TOTP code`);
-  }
-}
 
 /** Thrown inside the action's transaction when its step-up code was already used: the transaction rolls back. */
 class StepUpReplayed extends Error {}
@@ -157,7 +104,7 @@ export class MfaService implements TxParticipant {
     try {
       result = await stepUps.run(s, then);
     } catch (e) {
-      if (s.state === 'replayed') return this.replayed(actor, who, action, proven, attempt);
+      if (s.state === 'replayed') return this.replayed(actor, who, action, proven, attempt, s.clone);
       // refused: the code is spent all the same; lost to a concurrent use of it, or not burned at all (the database
       // failed), the attempt was no guess either: its reservation is given back
       if (s.state !== 'burned' && !(await this.burnAlone(s).catch(() => false))) await this.throttle.release(attempt).catch(() => undefined);
@@ -168,7 +115,7 @@ export class MfaService implements TxParticipant {
       await this.throttle.release(attempt).catch(() => undefined);
       throw e;
     }))) return result;
-    return this.replayed(actor, who, action, proven, attempt);
+    return this.replayed(actor, who, action, proven, attempt, s.clone);
   }
 
   /**
@@ -191,8 +138,14 @@ export class MfaService implements TxParticipant {
       // (TypeORM answers a raw UPDATE with [rows, rowCount])
       const [, updated]: [unknown[], number] = await tx.em.query(burnSql('mfa_secret'), [s.userId, p.step, p.seed]);
       if (updated !== 1) return false;
-    } else if (!(await this.webauthn.burn(tx, p.assertion))) {
-      return false;
+    } else {
+      const used = await this.webauthn.burn(tx, p.assertion);
+      if (used.outcome !== 'burned') {
+        s.clone = used.outcome === 'clone';
+        return false;
+      }
+      // a key sign-in: the password attempt its first step kept was no guess either
+      if (used.passwordAttempt) await this.throttle.releaseOn(tx.em, used.passwordAttempt);
     }
     await tx.audit({ type: 'mfa.verified', actor: s.actor, subjectType: 'user', subjectId: s.userId, details: { action: s.action, ...factorDetails(p) } });
     // a success is not a failure: it does not count towards the throttle
@@ -271,7 +224,7 @@ export class MfaService implements TxParticipant {
       await this.throttle.release(attempt).catch(() => undefined);
       throw e;
     });
-    if (!burned) return this.replayed(actor, who, action, proven, attempt);
+    if (!burned) return this.replayed(actor, who, action, proven, attempt, s.clone);
     s.state = 'burned';
     return s;
   }
@@ -282,13 +235,13 @@ export class MfaService implements TxParticipant {
    * a usable key, `webauthn: {challengeId, options}` — a challenge made only now, after the password was right.
    * Answers null for a user without a second factor (they may only enrol).
    */
-  async signInFactor(actor: Actor, input: { code?: string; assertion?: unknown }, address: string | undefined): Promise<FactorUsed | null> {
+  async signInFactor(actor: Actor, input: { code?: string; assertion?: unknown }, address: string | undefined, passwordAttempt?: Reservation): Promise<FactorUsed | null> {
     const methods = await this.methodsOf(actor.id);
     if (methods.length === 0) return null;
     if (input.code !== undefined && input.assertion !== undefined) throw new DomainException('MFA_INVALID', 'send either `code` or `assertion`, not both');
     if (input.code !== undefined) return this.verify(actor, { method: 'totp', code: input.code }, address, 'login');
     if (input.assertion !== undefined) return this.verify(actor, { method: 'webauthn', assertion: input.assertion, purpose: 'login', binding: 'login' }, address, 'login');
-    const webauthn = methods.includes('webauthn') ? await this.webauthn.loginChallenge(actor.id) : undefined;
+    const webauthn = methods.includes('webauthn') ? await this.webauthn.loginChallenge(actor.id, passwordAttempt) : undefined;
     const how = methods.map((m) => (m === 'totp' ? 'the current TOTP code as `code`' : "your security key's answer to `webauthn.options` as `assertion`")).join(', or ');
     throw new DomainException('MFA_REQUIRED', `this user has MFA: send ${how}`, { methods, ...(webauthn ? { webauthn } : {}) });
   }
@@ -375,8 +328,14 @@ export class MfaService implements TxParticipant {
   }
 
   /** A valid proof already used (the step or a newer one, or the challenge): not a guess (the attempt does not count), refused. */
-  private async replayed(actor: Actor, who: { subject: string; address?: string }, action: string, proven: Proven, attempt: Reservation): Promise<never> {
+  private async replayed(actor: Actor, who: { subject: string; address?: string }, action: string, proven: Proven, attempt: Reservation, clone = false): Promise<never> {
     await this.throttle.release(attempt);
+    if (proven.method === 'webauthn' && clone) {
+      // its challenge was fresh, but another assertion of the key with this counter (or a later one) came first
+      await this.webauthn.flagCloneRace(actor, proven.assertion);
+      const failure = { actor, who, action, ...factorDetails(proven), reason: 'clone_suspected' };
+      return this.fail({ ...failure, code: 'MFA_INVALID', message: `the security key assertion is not valid (${REFUSALS.clone_suspected})` });
+    }
     if (proven.method === 'webauthn') {
       return this.fail({ actor, who, action, ...factorDetails(proven), code: 'MFA_REPLAYED', message: "this assertion's challenge was already used: ask for a new one" });
     }
@@ -440,20 +399,6 @@ interface Failure {
   attempt?: Reservation;
 }
 
-/** What the messages say about a refused assertion (the audit keeps the reason itself). */
-const REFUSALS: Record<string, string> = {
-  malformed: 'malformed',
-  unknown_challenge: 'not an answer to a challenge of yours for this',
-  other_action: 'its challenge was made for another action (method, path or body)',
-  expired: 'its challenge has expired',
-  unknown_credential: 'not one of your security keys',
-  credential_flagged: 'this key is flagged as cloned and refused until removed',
-  bad_signature: 'the signature, origin, relying party or user verification is wrong',
-  clone_suspected: "the key's signature counter went back: it is flagged as cloned",
-};
-
-const factorOf = (p: Proven): FactorUsed => (p.method === 'totp' ? { method: 'totp' } : { method: 'webauthn', credentialId: p.assertion.credentialId });
-const factorDetails = (p: Proven) => factorOf(p);
 
 export interface EnrollmentConfirmed {
   mfaEnrolled: true;

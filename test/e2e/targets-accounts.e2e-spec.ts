@@ -175,6 +175,7 @@ describe('targets and accounts CRUD (e2e, real PostgreSQL)', () => {
         brokeredOnly: false,
         allowPortForwarding: false,
         recordInput: false,
+        requireWebauthn: false,
       },
       createdAt: expect.any(String),
       updatedAt: expect.any(String),

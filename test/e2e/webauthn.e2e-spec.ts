@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { APP_CONFIG, AppConfig, loadConfig } from '../../src/config/config';
 import { actingAs } from '../support/http';
 import { SoftAuthenticator } from '../support/soft-authenticator';
+import { totpAt } from '../support/totp';
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { startTestVault, TestUser, TestVault } from '../support/vault';
 
@@ -126,6 +127,37 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       expect(rows).toEqual([{ n: 2 }]);
     });
 
+    it('a challenge or TOTP seed started before the first factor adds nothing after it without a step-up', async () => {
+      // a registration started while the user had no factor, confirmed after they enrolled TOTP
+      const u = await vault.createUser(['auditor'], { enroll: false });
+      const early = await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).expect(200);
+      const { secret } = (await http().post('/v1/me/mfa/totp').set('Authorization', u.auth).expect(200)).body;
+      const enrolled = await http().post('/v1/me/mfa/totp/confirm').set('Authorization', u.auth).send({ code: totpAt(secret, vault.clock.now().getTime()) }).expect(200);
+      const auth = `Bearer ${enrolled.body.accessToken}`;
+      const late = await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', auth).send({ challengeId: early.body.challengeId, name: 'late', response: new SoftAuthenticator().register(early.body.options) }).expect(400);
+      expect(late.body.code).toBe('WEBAUTHN_REGISTRATION_FAILED');
+      // a TOTP seed started before the first key is gone once the key is registered
+      const v = await vault.createUser(['auditor'], { enroll: false });
+      const seed = (await http().post('/v1/me/mfa/totp').set('Authorization', v.auth).expect(200)).body.secret;
+      const ok = await register(v.auth, new SoftAuthenticator(), 'first');
+      const vAuth = `Bearer ${ok.body.newSession.accessToken}`;
+      const stale = await http().post('/v1/me/mfa/totp/confirm').set('Authorization', vAuth).send({ code: totpAt(seed, vault.clock.now().getTime()) }).expect(409);
+      expect(stale.body.code).toBe('MFA_ENROLLMENT_NOT_STARTED');
+    });
+
+    it('refuses credential ids the vault cannot keep (400), keeps only known transports, and a hostile body with an assertion is a 400', async () => {
+      const u = await vault.createUser(['operator']);
+      for (const id of [randomBytes(4), randomBytes(1100)]) {
+        const odd = new SoftAuthenticator({}, undefined, id);
+        const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).set('X-MFA-Code', await u.code()).expect(200);
+        const res = await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', u.auth).send({ challengeId: started.body.challengeId, name: 'odd', response: odd.register(started.body.options) }).expect(400);
+        expect(res.body.code).toBe('WEBAUTHN_REGISTRATION_FAILED');
+      }
+      const deep = `{"email":${'['.repeat(20_000)}${']'.repeat(20_000)}}`;
+      const hostile = await http().patch('/v1/me').set('Authorization', u.auth).set('X-MFA-Assertion', 'e30').set('content-type', 'application/json').send(deep);
+      expect([400, 413]).toContain(hostile.status);
+    });
+
     it('a user with only a key needs a step-up to add TOTP too', async () => {
       const u = await vault.createUser(['auditor'], { enroll: false });
       const key = new SoftAuthenticator();
@@ -156,6 +188,17 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       await http().delete(path).set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, spare, 'DELETE', path)).expect(204);
       expect((await http().get('/v1/me/webauthn/credentials').set('Authorization', auth).expect(200)).body.map((c: { name: string }) => c.name)).toEqual(['spare']);
       expect(await auditOf('webauthn.removed', u.id)).toEqual([{ outcome: 'success', details: expect.objectContaining({ credentialId: id, name: 'main', by: 'self' }) }]);
+
+      // a flagged key is no factor: the last usable one stays; the flagged one may go
+      const third = new SoftAuthenticator();
+      const again = await http().post('/v1/me/webauthn/registrations').set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, spare, 'POST', '/v1/me/webauthn/registrations')).expect(200);
+      const thirdId = (await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', auth).send({ challengeId: again.body.challengeId, name: 'third', response: third.register(again.body.options) }).expect(200)).body.credential.id;
+      await vault.db.query('UPDATE webauthn_credentials SET flagged_at = now() WHERE id = $1', [thirdId]);
+      const spareId = (await http().get('/v1/me/webauthn/credentials').set('Authorization', auth).expect(200)).body.find((c: { name: string }) => c.name === 'spare').id;
+      const sparePath = `/v1/me/webauthn/credentials/${spareId}`;
+      expect((await http().delete(sparePath).set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, spare, 'DELETE', sparePath)).expect(409)).body.code).toBe('LAST_FACTOR');
+      const thirdPath = `/v1/me/webauthn/credentials/${thirdId}`;
+      await http().delete(thirdPath).set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, spare, 'DELETE', thirdPath)).expect(204);
     });
   });
 
@@ -187,6 +230,16 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       const [row] = await vault.db.query<{ last: Date | null; count: string }>('SELECT last_used_at AS last, sign_count::text AS count FROM webauthn_credentials WHERE id = $1', [keyId]);
       expect(row.count).toBe('2');
       expect(row.last).not.toBeNull();
+    });
+
+    it('key sign-ins do not add up in the password throttle (the first step’s right password is given back)', async () => {
+      const { user, key } = await userWithKey(['auditor']);
+      for (let i = 0; i < 12; i++) {
+        const first = await http().post('/v1/auth/login').send({ username: user.username, password: user.password }).expect(401);
+        await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: key.assert(first.body.webauthn.options) }).expect(200);
+      }
+      const [pair] = await vault.db.query<{ n: number }>("SELECT failures AS n FROM auth_throttle WHERE key LIKE $1", [`pair:pw:${user.id}@%`]);
+      expect(pair.n).toBe(0);
     });
 
     it('a key-only user: methods [webauthn]; a TOTP code is refused', async () => {
@@ -302,8 +355,11 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       const copy = key.clone(1);
       const refused = await patch(await assertionFor(op.auth, copy, 'PATCH', path, {})).expect(401);
       expect(refused.body.code).toBe('MFA_INVALID');
+      // either side may be the copy: every session of the user ends; they sign in again with TOTP
+      expect((await http().get('/v1/me').set('Authorization', op.auth).expect(401)).body.code).toBe('UNAUTHENTICATED');
+      op.auth = `Bearer ${(await http().post('/v1/auth/login').send({ username: op.username, password: op.password, code: await op.code() }).expect(200)).body.accessToken}`;
       expect((await http().get('/v1/me/webauthn/credentials').set('Authorization', op.auth).expect(200)).body).toEqual([expect.objectContaining({ id: keyId, flagged: true })]);
-      expect(await auditOf('webauthn.clone_suspected', op.id)).toEqual([{ outcome: 'failure', details: expect.objectContaining({ credentialId: keyId, storedCounter: 2, presentedCounter: 2 }) }]);
+      expect(await auditOf('webauthn.clone_suspected', op.id)).toEqual([{ outcome: 'failure', details: expect.objectContaining({ credentialId: keyId, storedCounter: 2, presentedCounter: 2, sessionsEnded: 1 }) }]);
       const alerts = await vault.db.query<{ type: string }>("SELECT type FROM notification_events WHERE type = 'alert.webauthn_clone_suspected' AND subject_id = $1", [op.id]);
       expect(alerts).toHaveLength(1);
       // the genuine key is refused too until the key is removed (no challenge is even offered for it)

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EntityManager } from 'typeorm';
 import { Errors } from '../../common/errors';
+import type { Reservation } from '../throttle.service';
 
 /** A stored security key, as the service reads it. */
 export interface CredentialRow {
@@ -104,14 +105,14 @@ export const WebAuthnStore = {
    * A new challenge. In the same trip the user's challenges expired over an hour ago go, and all but their newest
    * {@link CHALLENGES_KEPT}: however fast one session asks, the table holds a bounded number per user.
    */
-  async insertChallenge(em: EntityManager, c: Omit<ChallengeRow, 'id' | 'usedAt'>, now: Date): Promise<ChallengeRow> {
+  async insertChallenge(em: EntityManager, c: Omit<ChallengeRow, 'id' | 'usedAt'>, now: Date, attempt?: Reservation): Promise<ChallengeRow> {
     const id = randomUUID();
     await em.query(
       `WITH gone AS (
          DELETE FROM webauthn_challenges WHERE user_id = $2 AND (expires_at < $7 OR id NOT IN (
            SELECT id FROM webauthn_challenges WHERE user_id = $2 ORDER BY created_at DESC, id LIMIT ${CHALLENGES_KEPT - 1})))
-       INSERT INTO webauthn_challenges (id, user_id, challenge, purpose, binding, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-      [id, c.userId, c.challenge, c.purpose, c.binding, c.expiresAt, new Date(now.getTime() - EXPIRED_KEPT_MS)],
+       INSERT INTO webauthn_challenges (id, user_id, challenge, purpose, binding, expires_at, attempt) VALUES ($1, $2, $3, $4, $5, $6, $8)`,
+      [id, c.userId, c.challenge, c.purpose, c.binding, c.expiresAt, new Date(now.getTime() - EXPIRED_KEPT_MS), attempt ? JSON.stringify({ ...attempt, released: false }) : null],
     );
     return { ...c, id, usedAt: null };
   },
@@ -132,18 +133,31 @@ export const WebAuthnStore = {
     return rows[0];
   },
 
-  /** The one atomic decision on a challenge: used now, unless it was used already (false). */
-  async useChallenge(em: EntityManager, id: string, now: Date): Promise<boolean> {
-    const [, updated]: [unknown[], number] = await em.query('UPDATE webauthn_challenges SET used_at = $2 WHERE id = $1 AND used_at IS NULL', [id, now]);
-    return updated === 1;
+  /**
+   * The one atomic decision on a challenge: used now, unless it was used already (false). Answers the password attempt
+   * a login challenge kept (else null).
+   */
+  async useChallenge(em: EntityManager, id: string, now: Date): Promise<false | { attempt: Reservation | null }> {
+    const [rows]: [Array<{ attempt: Reservation | null }>, number] = await em.query(
+      'UPDATE webauthn_challenges SET used_at = $2 WHERE id = $1 AND used_at IS NULL RETURNING attempt',
+      [id, now],
+    );
+    return rows.length === 1 ? { attempt: rows[0].attempt } : false;
   },
 
-  /** After a verified assertion: the new counter and the time of use; false when the key was removed or flagged meanwhile. */
-  async recordUse(em: EntityManager, id: string, signCount: number, now: Date): Promise<boolean> {
+  /**
+   * After a verified assertion: the new counter and the time of use, only if the counter moves forward (or the key
+   * keeps none: 0 and 0). Decided in the statement, so of two assertions with one counter racing (a key and its copy)
+   * one passes. `gone`: the key was removed or flagged meanwhile; `back`: the counter did not move forward.
+   */
+  async recordUse(em: EntityManager, id: string, signCount: number, now: Date): Promise<'recorded' | 'gone' | 'back'> {
     const [, updated]: [unknown[], number] = await em.query(
-      'UPDATE webauthn_credentials SET sign_count = GREATEST(sign_count, $2), last_used_at = $3 WHERE id = $1 AND flagged_at IS NULL',
+      `UPDATE webauthn_credentials SET sign_count = $2, last_used_at = $3
+        WHERE id = $1 AND flagged_at IS NULL AND (sign_count < $2 OR (sign_count = 0 AND $2 = 0))`,
       [id, signCount, now],
     );
-    return updated === 1;
+    if (updated === 1) return 'recorded';
+    const [row]: Array<{ flagged: boolean }> = await em.query('SELECT flagged_at IS NOT NULL AS flagged FROM webauthn_credentials WHERE id = $1', [id]);
+    return !row || row.flagged ? 'gone' : 'back';
   },
 };

@@ -68,4 +68,8 @@ export class WebAuthnChallengeEntity {
 
   @Column({ name: 'used_at', type: 'timestamptz', nullable: true })
   usedAt: Date | null;
+
+  /** Login: the password attempt (throttle reservation) of the sign-in that asked, given back when the key answers. */
+  @Column({ type: 'jsonb', nullable: true })
+  attempt: object | null;
 }

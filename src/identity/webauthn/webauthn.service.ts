@@ -14,6 +14,7 @@ import { DomainException, Errors } from '../../common/errors';
 import { APP_CONFIG, AppConfig } from '../../config/config';
 import { Tx, UnitOfWork } from '../../database/unit-of-work';
 import { insertBrowserSession, insertSession, IssuedBrowserSession } from '../sessions';
+import type { Reservation } from '../throttle.service';
 import { actionDigest, StepUpAction } from './action-digest';
 import { ChallengePurpose, CredentialRow, WebAuthnStore } from './webauthn-store';
 import { ConfirmRegistrationDto, LoginChallenge, RegistrationStartView, StepUpChallengeView, WebAuthnCredentialView } from './webauthn.dto';
@@ -70,7 +71,9 @@ export class WebAuthnService {
       supportedAlgorithmIDs: ALGORITHMS,
       timeout: CHALLENGE_SECONDS * 1000,
     });
-    const challenge = await this.newChallenge(this.dataSource.manager, actor.id, options.challenge, 'register', 'register');
+    // a challenge issued without a step-up (the user had no factor) is good for a first factor only
+    const binding = actor.mfaEnrolled ? REGISTER_WITH_STEP_UP : REGISTER_FIRST;
+    const challenge = await this.newChallenge(this.dataSource.manager, actor.id, options.challenge, 'register', binding);
     return { challengeId: challenge.id, options: options as unknown as RegistrationStartView['options'] };
   }
 
@@ -100,12 +103,21 @@ export class WebAuthnService {
     }).catch(() => ({ verified: false as const, registrationInfo: undefined }));
     if (!verified.verified) throw registrationFailed('the authenticator answer does not verify for this challenge, origin and relying party');
     const info = verified.registrationInfo;
+    if (!B64URL.test(info.credential.id) || info.credential.id.length < 16 || info.credential.id.length > 1400) throw registrationFailed('the credential id is not 12 to 1050 bytes');
+    const sent: unknown = info.credential.transports ?? [];
+    if (!Array.isArray(sent)) throw registrationFailed('response.transports must be a list');
+    // only hints for the browser later: the known values are kept, anything else is dropped
+    const transports = [...new Set(sent.filter((t): t is string => typeof t === 'string' && TRANSPORTS.has(t)))];
     return this.uow.run(async ({ em, audit }) => {
       // the user row decides "first factor" once, against a concurrent enrollment, registration or reset
       const [user]: Array<{ totp: boolean }> = await em.query('SELECT mfa_secret IS NOT NULL AS totp FROM users WHERE id = $1 FOR UPDATE', [actor.id]);
       if (!user) throw Errors.unauthenticated();
       if (!(await WebAuthnStore.useChallenge(em, challenge.id, now))) throw registrationFailed('this registration challenge was used already');
       const first = !user.totp && !(await WebAuthnStore.hasAny(em, actor.id));
+      // issued while the user had no factor: since then they enrolled one, and adding another needs a step-up
+      if (!first && challenge.binding !== REGISTER_WITH_STEP_UP) throw registrationFailed('you enrolled a second factor since this registration started: start again (with a step-up)');
+      // a TOTP enrollment started before this key (without a step-up) must not be confirmed after it without one
+      await em.query('UPDATE users SET mfa_pending_secret = NULL WHERE id = $1 AND mfa_pending_secret IS NOT NULL', [actor.id]);
       const row = await WebAuthnStore.insertCredential(
         em,
         {
@@ -113,7 +125,7 @@ export class WebAuthnService {
           credentialId: info.credential.id,
           publicKey: Buffer.from(info.credential.publicKey),
           signCount: info.credential.counter,
-          transports: info.credential.transports ?? [],
+          transports,
           name: dto.name,
           aaguid: info.aaguid,
           backedUp: info.credentialBackedUp,
@@ -149,8 +161,9 @@ export class WebAuthnService {
   }
 
   /**
-   * Removes a key. Its owner may not remove their only second factor (409 LAST_FACTOR); an admin may (recovery: a
-   * lost key), and then the user's tokens and sessions end, since they were opened with a factor the user no longer has.
+   * Removes a key. Its owner may not remove their only usable second factor (409 LAST_FACTOR: flagged keys do not count); an
+   * admin may (recovery: a lost key), and then the user's tokens and sessions end: they were opened with a factor the user no
+   * longer has.
    */
   async remove(actor: Actor, userId: string, id: string, by: 'self' | 'admin'): Promise<void> {
     await this.uow.run(async ({ em, audit }) => {
@@ -158,8 +171,9 @@ export class WebAuthnService {
       if (!user) throw Errors.notFound('user');
       const keys = await WebAuthnStore.credentialsOf(em, userId);
       if (!keys.some((k) => k.id === id)) throw Errors.notFound('security key');
-      const last = !user.totp && keys.length === 1;
-      if (last && by === 'self') throw Errors.conflict('LAST_FACTOR', 'this is your only second factor: register another key or enrol TOTP first');
+      // a flagged key is no factor: its owner may not be left with flagged keys only (an admin may: recovery)
+      const last = !user.totp && !keys.some((k) => k.id !== id && !k.flaggedAt);
+      if (last && by === 'self') throw Errors.conflict('LAST_FACTOR', 'this is your only usable second factor: register another key or enrol TOTP first');
       const removed = (await WebAuthnStore.deleteCredential(em, userId, id))!;
       if (last) await em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [userId]);
       await audit({
@@ -179,15 +193,18 @@ export class WebAuthnService {
     return { challengeId: challenge.id, options, expiresAt: challenge.expiresAt.toISOString() };
   }
 
-  /** The challenge a password sign-in offers a user with a key (issued only once the password was right). */
-  async loginChallenge(userId: string): Promise<LoginChallenge | undefined> {
+  /**
+   * The challenge a password sign-in offers a user with a key (issued only once the password was right). It keeps the
+   * sign-in's password attempt, given back when the key answers: a right password is no guess (burn).
+   */
+  async loginChallenge(userId: string, passwordAttempt?: Reservation): Promise<LoginChallenge | undefined> {
     const usable = (await WebAuthnStore.credentialsOf(this.dataSource.manager, userId)).some((c) => !c.flaggedAt);
     if (!usable) return undefined;
-    const { challenge, options } = await this.authenticationChallenge(userId, 'login', 'login');
+    const { challenge, options } = await this.authenticationChallenge(userId, 'login', 'login', passwordAttempt);
     return { challengeId: challenge.id, options };
   }
 
-  private async authenticationChallenge(userId: string, purpose: ChallengePurpose, binding: string) {
+  private async authenticationChallenge(userId: string, purpose: ChallengePurpose, binding: string, attempt?: Reservation) {
     const usable = (await WebAuthnStore.credentialsOf(this.dataSource.manager, userId)).filter((c) => !c.flaggedAt);
     if (usable.length === 0) throw Errors.conflict('WEBAUTHN_NOT_ENROLLED', 'you have no usable security key: use your TOTP code, or register a key');
     const options = await generateAuthenticationOptions({
@@ -196,13 +213,13 @@ export class WebAuthnService {
       userVerification: 'required',
       timeout: CHALLENGE_SECONDS * 1000,
     });
-    const challenge = await this.newChallenge(this.dataSource.manager, userId, options.challenge, purpose, binding);
+    const challenge = await this.newChallenge(this.dataSource.manager, userId, options.challenge, purpose, binding, attempt);
     return { challenge, options: options as unknown as LoginChallenge['options'] };
   }
 
-  private newChallenge(em: EntityManager, userId: string, challenge: string, purpose: ChallengePurpose, binding: string) {
+  private newChallenge(em: EntityManager, userId: string, challenge: string, purpose: ChallengePurpose, binding: string, attempt?: Reservation) {
     const now = this.clock.now();
-    return WebAuthnStore.insertChallenge(em, { userId, challenge, purpose, binding, expiresAt: new Date(now.getTime() + CHALLENGE_SECONDS * 1000) }, now);
+    return WebAuthnStore.insertChallenge(em, { userId, challenge, purpose, binding, expiresAt: new Date(now.getTime() + CHALLENGE_SECONDS * 1000) }, now, attempt);
   }
 
   /** Whether the user has a security key (flagged ones included: they still count as enrolled). */
@@ -252,23 +269,39 @@ export class WebAuthnService {
   /**
    * Uses a verified assertion in `tx` (the action's transaction, or the sign-in's): its challenge is marked used by one
    * conditional UPDATE and the key's counter and last use are stored. False when the challenge was used meanwhile (a
-   * concurrent request with the same assertion won) or the key was removed or flagged meanwhile.
+   * concurrent request with the same assertion won) or the key was removed or flagged meanwhile; else the password
+   * attempt a login challenge kept, for the caller to give back in `tx`.
    */
-  async burn(tx: Tx, v: VerifiedAssertion): Promise<boolean> {
+  async burn(tx: Tx, v: VerifiedAssertion): Promise<{ outcome: 'used' } | { outcome: 'clone' } | { outcome: 'burned'; passwordAttempt: Reservation | null }> {
     const now = this.clock.now();
-    if (!(await WebAuthnStore.useChallenge(tx.em, v.challengeId, now))) return false;
-    return WebAuthnStore.recordUse(tx.em, v.credentialId, v.newCounter, now);
+    const used = await WebAuthnStore.useChallenge(tx.em, v.challengeId, now);
+    if (!used) return { outcome: 'used' };
+    // the challenge was fresh: a counter that another assertion of the key reached first is a copy's (flagCloneRace)
+    const recorded = await WebAuthnStore.recordUse(tx.em, v.credentialId, v.newCounter, now);
+    if (recorded === 'back') return { outcome: 'clone' };
+    return recorded === 'gone' ? { outcome: 'used' } : { outcome: 'burned', passwordAttempt: used.attempt };
+  }
+
+  /**
+   * After {@link burn} found the key's counter already at or past this assertion's (two assertions with one counter
+   * raced: a key and its copy): the key is flagged as {@link check} would have, once the action's transaction is gone.
+   */
+  async flagCloneRace(actor: Actor, v: VerifiedAssertion): Promise<void> {
+    const [key] = (await WebAuthnStore.credentialsOf(this.dataSource.manager, actor.id)).filter((c) => c.id === v.credentialId);
+    if (key) await this.flagClone(actor, key, v.newCounter);
   }
 
   /**
    * A valid signature whose counter did not move forward, over a challenge nobody used: the key has a copy. Decided
    * with the challenge's burn in one transaction (false: the challenge was used meanwhile — a replay, nothing flagged).
    */
-  private async flagClone(actor: Actor, key: CredentialRow, counter: number, challengeId: string): Promise<boolean> {
+  private async flagClone(actor: Actor, key: CredentialRow, counter: number, challengeId?: string): Promise<boolean> {
     return this.uow.run(async (tx) => {
-      if (!(await WebAuthnStore.useChallenge(tx.em, challengeId, this.clock.now()))) return false;
+      if (challengeId && !(await WebAuthnStore.useChallenge(tx.em, challengeId, this.clock.now()))) return false;
       if (!(await WebAuthnStore.flag(tx.em, key.id, this.clock.now()))) return true;
-      const details = { credentialId: key.id, name: key.name, storedCounter: key.signCount, presentedCounter: counter };
+      // either side may be the copy (the one that moved the counter first signed in with it): every session ends
+      const [, sessionsEnded]: [unknown[], number] = await tx.em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [key.userId]);
+      const details = { credentialId: key.id, name: key.name, storedCounter: key.signCount, presentedCounter: counter, sessionsEnded };
       await tx.audit({ type: 'webauthn.clone_suspected', actor, subjectType: 'user', subjectId: key.userId, outcome: 'failure', details });
       await tx.notify({
         type: 'alert.webauthn_clone_suspected',
@@ -296,6 +329,12 @@ function viewOf(row: CredentialRow): WebAuthnCredentialView {
     backedUp: row.backedUp,
   };
 }
+
+/** A registration challenge's binding: issued without a step-up (good for a first factor only), or with one. */
+const REGISTER_FIRST = 'register:first';
+const REGISTER_WITH_STEP_UP = 'register:step_up';
+/** AuthenticatorTransport values (WebAuthn L3). */
+const TRANSPORTS = new Set(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);
 
 const registrationFailed = (message: string) => new DomainException('WEBAUTHN_REGISTRATION_FAILED', message);
 
