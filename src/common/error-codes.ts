@@ -37,6 +37,8 @@ export const ERROR_CODES = {
   // users
   USERNAME_TAKEN: { status: 409, description: 'A user with this username already exists.' },
   LAST_ADMIN: { status: 409, description: 'The change would leave the vault without an enabled admin.' },
+  BREAK_GLASS_USER: { status: 409, description: 'The break-glass user (the bootstrap admin) is the way back in when single sign-on fails: it cannot be disabled, lose the admin role, or have its password sign-in turned off.' },
+  ROLES_FROM_IDP: { status: 409, description: "This user signs in with an identity provider, which decides their roles (its groups, at every sign-in and re-check): change their groups there, or disable the user here." },
 
   // single sign-on (OpenID Connect); the browser sign-in redirects to /portal/sign-in?error=<code> with the same codes
   OIDC_PROVIDER_UNAVAILABLE: { status: 502, description: 'The identity provider did not answer, or answered what the vault refuses (a discovery document naming another issuer or a non-https endpoint, a refused token or device request); nothing was signed in.' },

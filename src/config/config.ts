@@ -119,6 +119,7 @@ const schema = z
     VAULT_PASSWORD_LOGIN: z.enum(['enabled', 'disabled']).default('enabled'),
     VAULT_OIDC_LOGIN_SECONDS: intIn(60, 3600).default(600),
     VAULT_OIDC_RECHECK_SECONDS: intIn(0, 86400).default(300),
+    VAULT_OIDC_STARTS_PER_MINUTE: intIn(1, 100000).default(20),
     VAULT_WEBAUTHN_RP_ID: z.string().regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/, 'must be a domain name (the portal\'s host or a parent of it)').optional(),
     VAULT_WEBAUTHN_ORIGIN: z.string().regex(/^https?:\/\/[^\s/?#]+$/, 'must be an origin: http(s)://host[:port], no path').refine(publicUrlIsSafe, 'must be https (http only for a loopback host)').optional(),
     VAULT_WEBAUTHN_RP_NAME: z.string().min(1).max(64).default('PAM vault'),
@@ -246,9 +247,10 @@ export interface AppConfig {
    * Sign-in: `passwordLogin` false (VAULT_PASSWORD_LOGIN=disabled) refuses every password sign-in but the break-glass
    * admin's (audited `auth.break_glass` and alerted); `oidcLoginSeconds`: how long a single sign-on (browser or device)
    * may take from its start; `oidcRecheckSeconds`: how often the groups of a person signed in by single sign-on are
-   * checked again at the provider (with the session's refresh token; 0: only at sign-in).
+   * checked again at the provider (with the session's refresh token; 0: only at sign-in); `oidcStartsPerMinute`: the
+   * single sign-on starts (browser and device) one client address may make in a minute.
    */
-  signIn: { passwordLogin: boolean; oidcLoginSeconds: number; oidcRecheckSeconds: number };
+  signIn: { passwordLogin: boolean; oidcLoginSeconds: number; oidcRecheckSeconds: number; oidcStartsPerMinute: number };
   /**
    * WebAuthn (security keys, passkeys): the relying party id (a domain: the portal's host or a parent of it) and the
    * origin the browser reports (VAULT_WEBAUTHN_RP_ID / _ORIGIN; default: VAULT_PUBLIC_URL's host and origin, else
@@ -360,7 +362,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       dir: resolve(c.VAULT_PORTAL_DIR ?? defaultPortalDir()),
     },
     sshGateway: c.VAULT_SSH_GATEWAY_PORT === undefined ? undefined : sshGatewayOf(c.VAULT_SSH_GATEWAY_PORT, c.VAULT_SSH_GATEWAY_BIND, c.VAULT_SSH_GATEWAY_HOST, c.VAULT_SSH_GATEWAY_PREAUTH_PER_ADDRESS),
-    signIn: { passwordLogin: c.VAULT_PASSWORD_LOGIN === 'enabled', oidcLoginSeconds: c.VAULT_OIDC_LOGIN_SECONDS, oidcRecheckSeconds: c.VAULT_OIDC_RECHECK_SECONDS },
+    signIn: { passwordLogin: c.VAULT_PASSWORD_LOGIN === 'enabled', oidcLoginSeconds: c.VAULT_OIDC_LOGIN_SECONDS, oidcRecheckSeconds: c.VAULT_OIDC_RECHECK_SECONDS, oidcStartsPerMinute: c.VAULT_OIDC_STARTS_PER_MINUTE },
     webauthn: webauthnOf(c),
     crashPoint: c.VAULT_CRASH_POINT,
     logLevel: c.LOG_LEVEL,

@@ -48,13 +48,21 @@ export interface Reservation {
   released: boolean;
 }
 
-function keysOf(kind: AttemptKind, s: ThrottleSubject): Array<{ key: string; rule: Rule }> {
+/** A counter and its limit: at most `max` in a window of `windowSeconds`. */
+interface Limited {
+  key: string;
+  max: number;
+  windowSeconds: number;
+}
+
+function keysOf(kind: AttemptKind, s: ThrottleSubject): Limited[] {
   const address = s.address || 'unknown';
-  return [
+  const keys: Array<{ key: string; rule: Rule }> = [
     ...(kind === 'pw' && s.unknownUser ? [{ key: `addr:${address}`, rule: 'addr' as const }] : []),
     { key: `pair:${kind}:${s.subject}@${address}`, rule: 'pair' as const },
     { key: `user:${kind}:${s.subject}`, rule: 'user' as const },
-  ].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  ];
+  return keys.map(({ key, rule }) => ({ key, ...THROTTLE_RULES[rule] })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
 /** A window's identity: its start in microseconds since the epoch (exact, unlike a JS Date). */
@@ -76,7 +84,19 @@ export class ThrottleService {
    * key order (here and in `release`), so concurrent reservations cannot deadlock.
    */
   async reserve(kind: AttemptKind, s: ThrottleSubject): Promise<Reservation> {
-    const keys = keysOf(kind, s);
+    return this.count(keysOf(kind, s));
+  }
+
+  /**
+   * One more anonymous request that makes the vault do work on someone's behalf (a single sign-on start: a row, and a
+   * call to the identity provider), counted against `key` (`oidc-start:<address>`), at most `max` a minute; never
+   * given back. 429 THROTTLED when full.
+   */
+  async limit(key: string, max: number, windowSeconds = 60): Promise<void> {
+    await this.count([{ key, max, windowSeconds }]);
+  }
+
+  private async count(keys: Limited[]): Promise<Reservation> {
     let rows: Array<{ key: string; win: string; failures: number }>;
     try {
       // one statement, so one round trip and atomic without BEGIN/COMMIT: when some keys were counted and another was
@@ -95,7 +115,7 @@ export class ThrottleService {
               OR auth_throttle.failures < ($2::int[])[array_position($1::text[], auth_throttle.key)]
            RETURNING key, failures, ${WINDOW_ID} AS win)
          SELECT key, failures, win, 1 / ((SELECT count(*) FROM counted) = cardinality($1::text[]))::int AS whole FROM counted`,
-        [keys.map((k) => k.key), keys.map((k) => THROTTLE_RULES[k.rule].max), keys.map((k) => THROTTLE_RULES[k.rule].windowSeconds)],
+        [keys.map((k) => k.key), keys.map((k) => k.max), keys.map((k) => k.windowSeconds)],
       );
     } catch (e) {
       if ((e as { code?: string }).code !== DIVISION_BY_ZERO) throw e;
@@ -169,14 +189,14 @@ export class ThrottleService {
       .catch(() => undefined);
   }
 
-  private async throttled(keys: Array<{ key: string; rule: Rule }>): Promise<DomainException> {
+  private async throttled(keys: Limited[]): Promise<DomainException> {
     const rows: Array<{ key: string; failures: number; elapsed: number }> = await this.dataSource.query(
       `SELECT key, failures, floor(extract(epoch FROM now() - window_start))::int AS elapsed FROM auth_throttle WHERE key = ANY($1)`,
       [keys.map((k) => k.key)],
     );
     let wait = 1;
     for (const row of rows) {
-      const rule = THROTTLE_RULES[keys.find((k) => k.key === row.key)!.rule];
+      const rule = keys.find((k) => k.key === row.key)!;
       const left = rule.windowSeconds - row.elapsed;
       if (row.failures >= rule.max && left > 0) wait = Math.max(wait, left);
     }

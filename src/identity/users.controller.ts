@@ -45,7 +45,7 @@ export class UsersController {
   }
 
   @ApiOperation({ summary: 'Change roles, disable a user, or turn their password sign-in off (passwordLogin: false)' })
-  @ApiErrors('LAST_ADMIN', 'EMAIL_DOMAIN_NOT_ALLOWED')
+  @ApiErrors('LAST_ADMIN', 'EMAIL_DOMAIN_NOT_ALLOWED', 'BREAK_GLASS_USER', 'ROLES_FROM_IDP')
   @ApiAnswer(UserView)
   @Roles('admin')
   @RequiresMfa()

@@ -89,8 +89,9 @@ export class UsersService {
     const user = await this.uow.run(async ({ em, audit }) => {
       // role and enable changes take turns (one transaction-level lock, always first): two admins demoting each other at
       // once would otherwise each lock their own row and wait for the other's (a deadlock: 500), or both pass the check
-      if (dto.roles !== undefined || dto.disabled !== undefined) await em.query("SELECT pg_advisory_xact_lock(hashtext('pam-vault:user-roles'))");
+      if (dto.roles !== undefined || dto.disabled !== undefined) await em.query(USER_ROLES_LOCK);
       const current = await findByIdOrThrow(em, UserEntity, id, 'user', true);
+      assertAllowedChange(current, dto);
       const changes: Partial<UserEntity> = {};
       if (dto.roles !== undefined) changes.roles = dto.roles;
       if (dto.disabled !== undefined) changes.disabled = dto.disabled;
@@ -163,6 +164,25 @@ export class UsersService {
     return mapUser(await findByIdOrThrow(em, UserEntity, id, 'user'));
   }
 }
+
+/**
+ * The break-glass user (README "Single sign-on → Break glass") stays an enabled admin who may sign in with a password;
+ * a user of an identity provider gets their roles from its groups (a role set here would be undone at their next
+ * sign-in: refused, so what the admin sees is what holds).
+ */
+function assertAllowedChange(current: UserEntity, dto: UpdateUserDto): void {
+  if (current.breakGlass && (dto.disabled === true || dto.passwordLogin === false || (dto.roles !== undefined && !dto.roles.includes('admin')))) {
+    throw Errors.conflict('BREAK_GLASS_USER', 'the break-glass user stays an enabled admin who may sign in with a password');
+  }
+  if (current.oidcProvider !== null && dto.roles !== undefined && !sameSet(dto.roles, current.roles)) {
+    throw Errors.conflict('ROLES_FROM_IDP', `${current.oidcProvider} decides this user's roles (their groups there): change them there, or disable the user`);
+  }
+}
+
+const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x) => b.includes(x));
+
+/** Role and enable changes take turns (here and in single sign-on's role sync): one transaction-level lock, taken first. */
+export const USER_ROLES_LOCK = "SELECT pg_advisory_xact_lock(hashtext('pam-vault:user-roles'))";
 
 /** Never leave the vault without an enabled admin. */
 async function assertAnotherAdmin(em: EntityManager, exceptId: string): Promise<void> {

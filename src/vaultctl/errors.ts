@@ -117,6 +117,8 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   ACCOUNT_EXISTS: conflict('the target already has an account with this username'),
   USERNAME_TAKEN: conflict('choose another username'),
   LAST_ADMIN: conflict('keep at least one enabled admin'),
+  BREAK_GLASS_USER: conflict('the bootstrap admin is the break-glass account: it stays enabled, admin, and able to sign in with its password'),
+  ROLES_FROM_IDP: conflict("the identity provider decides this user's roles: change their groups there, or disable the user"),
   TARGET_IN_USE: conflict('end or delete what still uses the target first'),
   TARGET_NAME_TAKEN: conflict('choose another target name'),
   CHECKOUT_ENDED: conflict('the checkout is over'),

@@ -279,11 +279,22 @@ describe('TOTP enrollment, login second factor and step-up MFA (e2e, real Postgr
     });
 
     it('never leaves the vault without an enabled admin', async () => {
-      const admins = await vault.db.query<{ id: string }>("SELECT id FROM users WHERE 'admin' = ANY (roles) AND NOT disabled AND id <> $1", [admin.id]);
+      // the break-glass admin is never demoted nor disabled (README "Single sign-on → Break glass") …
+      const patchAdmin = async (change: object) => (await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send(change).expect(409)).body.code;
+      expect(await patchAdmin({ roles: ['operator'] })).toBe('BREAK_GLASS_USER');
+      expect(await patchAdmin({ disabled: true })).toBe('BREAK_GLASS_USER');
+      // … and without it (a vault whose bootstrap admin was disabled before that rule) the last other admin stays one
+      const last = await vault.createUser(['admin']);
+      const admins = await vault.db.query<{ id: string }>("SELECT id FROM users WHERE 'admin' = ANY (roles) AND NOT disabled AND id NOT IN ($1, $2)", [admin.id, last.id]);
       for (const a of admins) await vault.db.query("UPDATE users SET roles = '{operator}' WHERE id = $1", [a.id]);
-      const res = await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['operator'] }).expect(409);
-      expect(res.body.code).toBe('LAST_ADMIN');
-      expect((await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: true }).expect(409)).body.code).toBe('LAST_ADMIN');
+      await vault.db.query('UPDATE users SET disabled = true WHERE id = $1', [admin.id]);
+      try {
+        const patchLast = async (change: object) => (await vault.http().patch(`/v1/users/${last.id}`).set('Authorization', last.auth).set('X-MFA-Code', await last.code()).send(change).expect(409)).body.code;
+        expect(await patchLast({ roles: ['operator'] })).toBe('LAST_ADMIN');
+        expect(await patchLast({ disabled: true })).toBe('LAST_ADMIN');
+      } finally {
+        await vault.db.query('UPDATE users SET disabled = false WHERE id = $1', [admin.id]);
+      }
     });
   });
 });

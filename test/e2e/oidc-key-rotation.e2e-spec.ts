@@ -6,7 +6,7 @@
  * minute out (the other OIDC tests run meanwhile).
  */
 import { startTestIdp, TestIdp } from '../support/oidc-idp';
-import { OIDC_PUBLIC_URL, OIDC_REDIRECT_URI, oidcBrowserSignIn, putTestProvider } from '../support/oidc-sign-in';
+import { OIDC_REDIRECT_URI, OIDC_VAULT_ENV, oidcBrowserSignIn, putTestProvider } from '../support/oidc-sign-in';
 import { startTestVault, TestVault } from '../support/vault';
 
 const JWKS_REFETCH_THROTTLE_MS = 60_000;
@@ -17,7 +17,7 @@ describe('single sign-on: the IdP rotates its signing key (e2e, real IdP)', () =
 
   beforeAll(async () => {
     idp = await startTestIdp({ redirectUris: [OIDC_REDIRECT_URI], users: { alice: { groups: ['ops'] } } });
-    vault = await startTestVault({ env: { VAULT_PUBLIC_URL: OIDC_PUBLIC_URL } });
+    vault = await startTestVault({ env: OIDC_VAULT_ENV });
     await putTestProvider(vault, idp, 'corp', { ops: ['operator'] });
   });
   afterAll(async () => {

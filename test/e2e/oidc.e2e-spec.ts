@@ -8,7 +8,7 @@
  * openid-client's JWKS refetch throttle).
  */
 import { TamperMode, startTestIdp, TestIdp } from '../support/oidc-idp';
-import { cookieFrom, OIDC_PUBLIC_URL, OIDC_REDIRECT_URI, oidcBrowserSignIn, putTestProvider } from '../support/oidc-sign-in';
+import { cookieFrom, OIDC_PUBLIC_URL, OIDC_REDIRECT_URI, OIDC_VAULT_ENV, oidcBrowserSignIn, putTestProvider } from '../support/oidc-sign-in';
 import { actingAs } from '../support/http';
 import { ADMIN_PASSWORD, startTestVault, TestVault } from '../support/vault';
 import { safeReturnTo } from '../../src/identity/oidc/oidc-sign-in.service';
@@ -45,7 +45,7 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
         erin: { groups: ['vault-ops'] },
       },
     });
-    vault = await startTestVault({ env: { VAULT_PUBLIC_URL: OIDC_PUBLIC_URL } });
+    vault = await startTestVault({ env: OIDC_VAULT_ENV });
     await putTestProvider(vault, idp, 'corp', GROUP_ROLES);
   });
   afterAll(async () => {
@@ -242,13 +242,70 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       expect((await oidcBrowserSignIn(vault, idp, 'corp', 'bob')).location).toBe('/portal/sign-in?error=OIDC_USERNAME_TAKEN');
       await idp.setUser('bob', { preferredUsername: 'Not A Username!' });
       expect((await oidcBrowserSignIn(vault, idp, 'corp', 'bob')).location).toBe('/portal/sign-in?error=OIDC_USERNAME_INVALID');
+      // checked before folding: the KELVIN SIGN (U+212A) would lower-case to an ASCII k and squat "kevin"
+      await idp.setUser('bob', { preferredUsername: '\u212Aevin' });
+      expect((await oidcBrowserSignIn(vault, idp, 'corp', 'bob')).location).toBe('/portal/sign-in?error=OIDC_USERNAME_INVALID');
+      expect(await userRow('kevin')).toBeUndefined();
       expect(await userCount()).toBe(before);
       expect(await lastAudit('auth.login')).toMatchObject({ outcome: 'failure', details: { reason: 'OIDC_USERNAME_INVALID' } });
     });
 
+    it('a subject the vault cannot store (a NUL, over 255 characters) is an invalid token: refused, nothing stored, never a 500', async () => {
+      const before = await userCount();
+      for (const sub of ['sub-with-\u0000-nul', `sub-${'x'.repeat(300)}`]) {
+        const name = `odd${before}${sub.length}`;
+        await idp.setUser(name, { sub, groups: ['vault-ops'] });
+        expect((await oidcBrowserSignIn(vault, idp, 'corp', name)).location).toBe('/portal/sign-in?error=OIDC_TOKEN_INVALID');
+        expect(await lastAudit('auth.login')).toMatchObject({ outcome: 'failure', details: { reason: 'OIDC_TOKEN_INVALID', detail: 'bad_claims: sub' } });
+      }
+      expect(await userCount()).toBe(before);
+    });
+
+    it("an IdP user's roles are the IdP's: an admin's role change is refused (409 ROLES_FROM_IDP); disabling works", async () => {
+      const admin = await vault.admin();
+      const alice = await userRow('alice');
+      const res = await actingAs(vault, admin).patch(`/v1/users/${alice.id}`, { roles: ['admin'] }, true).expect(409);
+      expect(res.body.code).toBe('ROLES_FROM_IDP');
+      expect((await userRow('alice')).roles).toEqual(['operator']);
+      await actingAs(vault, admin).patch(`/v1/users/${alice.id}`, { roles: ['operator'] }, true).expect(200); // the same roles: nothing to refuse
+    });
+
+    it('disabling a provider ends every session and token of its users at once (a compromised or misconfigured provider)', async () => {
+      const admin = await vault.admin();
+      const erin = await oidcBrowserSignIn(vault, idp, 'second', 'erin');
+      await sessionOf(erin.session).expect(200);
+      const res = await actingAs(vault, admin).put('/v1/oidc-providers/second', { displayName: 'Second', issuer: idp.issuer, clientId: idp.clientId, groupRoles: { 'vault-ops': ['operator'] }, enabled: false }, true).expect(200);
+      expect(res.body.enabled).toBe(false);
+      await sessionOf(erin.session).expect(401);
+      expect((await lastAudit('oidc.provider_saved')).details).toMatchObject({ name: 'second', enabled: false, sessionsEnded: expect.any(Number) });
+      expect(Number((await lastAudit('oidc.provider_saved')).details.sessionsEnded)).toBeGreaterThanOrEqual(1);
+      // alice (of corp) is untouched
+      await sessionOf((await oidcBrowserSignIn(vault, idp, 'corp', 'alice')).session).expect(200);
+    });
+
+    it('the IdP never removes the last enabled admin: that user keeps admin (audited kept LAST_ADMIN)', async () => {
+      await idp.setUser('hank', { groups: ['vault-admins'] });
+      const first = await oidcBrowserSignIn(vault, idp, 'corp', 'hank');
+      expect((await sessionOf(first.session).expect(200)).body.user.roles).toEqual(['admin']);
+      // a vault whose break-glass admin was disabled (before this release refused it): hank is the only enabled admin
+      await vault.db.query("UPDATE users SET disabled = true WHERE username = 'admin'");
+      try {
+        await idp.setUser('hank', { groups: ['vault-ops'] });
+        const second = await oidcBrowserSignIn(vault, idp, 'corp', 'hank');
+        expect((await sessionOf(second.session).expect(200)).body.user.roles).toEqual(['admin', 'operator']);
+        expect(await lastAudit('user.roles_synced')).toMatchObject({ details: { kept: 'LAST_ADMIN', wanted: ['operator'], after: ['admin', 'operator'] } });
+      } finally {
+        await vault.db.query("UPDATE users SET disabled = false WHERE username = 'admin'");
+      }
+      // with another admin again, the IdP's word holds
+      const third = await oidcBrowserSignIn(vault, idp, 'corp', 'hank');
+      expect((await sessionOf(third.session).expect(200)).body.user.roles).toEqual(['operator']);
+    });
+
     it('a disabled provider, an unknown one, and a disabled user are refused', async () => {
       expect((await vault.http().get('/v1/auth/oidc/nope/start').expect(404)).body.code).toBe('NOT_FOUND');
-      expect((await vault.http().get('/v1/auth/oidc/second/start').expect(302)).headers.location).toContain(idp.issuer);
+      expect((await vault.http().get('/v1/auth/oidc/second/start').expect(404)).body.code).toBe('NOT_FOUND'); // disabled above
+      expect((await vault.http().get('/v1/auth/oidc/corp/start').expect(302)).headers.location).toContain(idp.issuer);
       // a provider whose issuer does not answer: the browser is sent back to the sign-in page
       const admin0 = await vault.admin();
       await actingAs(vault, admin0).put('/v1/oidc-providers/offline', { displayName: 'Offline', issuer: 'http://127.0.0.1:9/realms/none', clientId: 'vault', groupRoles: {} }, true).expect(200);
@@ -398,6 +455,13 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       await actingAs(vault, admin).patch(`/v1/users/${user.id}`, { passwordLogin: true }, true).expect(200);
       await vault.http().post('/v1/auth/login').send({ username: user.username, password: user.password, code: await user.code() }).expect(200);
       expect((await actingAs(vault, admin).get(`/v1/users/${admin.id}`).expect(200)).body).toMatchObject({ breakGlass: true, passwordLogin: true });
+      // the break-glass user stays an enabled admin who may sign in with a password
+      for (const change of [{ passwordLogin: false }, { disabled: true }, { roles: ['auditor'] }]) {
+        const res = await actingAs(vault, admin).patch(`/v1/users/${admin.id}`, change, true);
+        expect({ change, status: res.status, code: res.body.code }).toEqual({ change, status: 409, code: 'BREAK_GLASS_USER' });
+      }
+      await actingAs(vault, admin).patch(`/v1/users/${admin.id}`, { roles: ['admin', 'auditor'] }, true).expect(200);
+      await actingAs(vault, admin).patch(`/v1/users/${admin.id}`, { roles: ['admin'] }, true).expect(200);
     });
   });
 });
@@ -405,7 +469,7 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
 describe('password sign-in off for everyone (VAULT_PASSWORD_LOGIN=disabled)', () => {
   let vault: TestVault;
   beforeAll(async () => {
-    vault = await startTestVault({ env: { VAULT_PUBLIC_URL: OIDC_PUBLIC_URL, VAULT_PASSWORD_LOGIN: 'disabled' } });
+    vault = await startTestVault({ env: { VAULT_PUBLIC_URL: OIDC_PUBLIC_URL, VAULT_PASSWORD_LOGIN: 'disabled', VAULT_OIDC_STARTS_PER_MINUTE: '5' } });
   });
   afterAll(() => vault?.close());
 
@@ -433,5 +497,17 @@ describe('password sign-in off for everyone (VAULT_PASSWORD_LOGIN=disabled)', ()
     await vault.http().post('/v1/auth/login').send({ username: 'admin', password: ADMIN_PASSWORD, code: await admin.code() }).expect(200);
     expect((await vault.db.query("SELECT 1 FROM audit_events WHERE type = 'auth.break_glass'")).length).toBe(count + 1);
     expect((await vault.db.query("SELECT 1 FROM notification_events WHERE type = 'alert.break_glass_login'")).length).toBe(count + 1);
+  });
+
+  it('limits anonymous sign-in starts per address (VAULT_OIDC_STARTS_PER_MINUTE): then THROTTLED, browser and device', async () => {
+    const admin = await vault.admin();
+    // a provider whose issuer does not answer: each start costs a row or a call, which is what the limit is about
+    await actingAs(vault, admin).put('/v1/oidc-providers/offline', { displayName: 'Offline', issuer: 'http://127.0.0.1:9', clientId: 'vault', groupRoles: {} }, true).expect(200);
+    const browser = [];
+    for (let i = 0; i < 5; i++) browser.push((await vault.http().get('/v1/auth/oidc/offline/start').expect(302)).headers.location);
+    expect(browser).toEqual(Array(5).fill('/portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE'));
+    expect((await vault.http().get('/v1/auth/oidc/offline/start').expect(302)).headers.location).toBe('/portal/sign-in?error=THROTTLED');
+    const device = await vault.http().post('/v1/auth/oidc/offline/device').expect(429);
+    expect(device.body).toMatchObject({ code: 'THROTTLED', retryAfterSeconds: expect.any(Number) });
   });
 });

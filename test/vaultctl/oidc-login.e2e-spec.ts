@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startTestIdp, TestIdp } from '../support/oidc-idp';
-import { OIDC_PUBLIC_URL, OIDC_REDIRECT_URI, putTestProvider } from '../support/oidc-sign-in';
+import { OIDC_REDIRECT_URI, OIDC_VAULT_ENV, putTestProvider } from '../support/oidc-sign-in';
 import { startTestVault, TestVault } from '../support/vault';
 import { CLI, cliJson, CliRun, expectExit, ROOT, runCli } from '../support/vaultctl-cli';
 
@@ -53,7 +53,7 @@ describe('vaultctl login --oidc (e2e, real IdP)', () => {
     cpSync(dirname(CLI), snapshot, { recursive: true });
     cliMain = join(snapshot, 'main.js');
     idp = await startTestIdp({ redirectUris: [OIDC_REDIRECT_URI], users: { alice: { groups: ['vault-ops', 'vault-approvers'] }, nobody: { groups: ['sales'] } } });
-    vault = await startTestVault({ env: { VAULT_PUBLIC_URL: OIDC_PUBLIC_URL } });
+    vault = await startTestVault({ env: OIDC_VAULT_ENV });
     await vault.app.listen(0, '127.0.0.1');
     url = `http://127.0.0.1:${(vault.app.getHttpServer().address() as AddressInfo).port}`;
     await putTestProvider(vault, idp, 'corp', { 'vault-ops': ['operator'], 'vault-approvers': ['approver'] });

@@ -14,6 +14,7 @@ import { isEmailAddress, USERNAME_PATTERN } from '../users.dto';
 import { UsersService } from '../users.service';
 import { OidcProviderEntity } from './oidc-provider.entity';
 import { oidcUsers, OidcUserRow, refreshTokens } from './oidc-store';
+import { USER_ROLES_LOCK } from '../users.service';
 
 /** Why a verified provider account does not get in (each is a stable error code, and the sign-in page's `?error=`). */
 export type OidcRefusal = Extract<ErrorCode, 'OIDC_NO_ROLES' | 'OIDC_USERNAME_TAKEN' | 'OIDC_USERNAME_INVALID' | 'OIDC_ACCOUNT_DISABLED'>;
@@ -24,6 +25,19 @@ export function rolesOf(p: Pick<OidcProviderEntity, 'groupRoles' | 'groupsClaim'
   const granted = new Set<Role>();
   for (const g of groups) for (const r of Object.hasOwn(p.groupRoles, g) ? p.groupRoles[g] : []) granted.add(r);
   return ROLES.filter((r) => granted.has(r));
+}
+
+/** A `preferred_username` the vault takes (then lower-cased): ASCII only, the shape of a vault username in either case. */
+const PROVIDER_USERNAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$/;
+
+/** OIDC Core §2: `sub` is at most 255 ASCII characters; none of them a control character (PostgreSQL refuses NUL). */
+export const isSubject = (v: unknown): v is string => typeof v === 'string' && /^[\x20-\x7e]{1,255}$/.test(v);
+
+/** The provider's own MFA claims, for the audit only: printable, short, never trusted. */
+export function idpMfaOf(claims: Record<string, unknown>): { amr: string[] | null; acr: string | null } {
+  const clean = (v: unknown, max: number) => (typeof v === 'string' ? v.replace(/[^\x20-\x7e]/g, '').slice(0, max) : undefined);
+  const amr = Array.isArray(claims.amr) ? claims.amr.slice(0, 10).map((a) => clean(a, 64)).filter((a): a is string => a !== undefined) : null;
+  return { amr, acr: clean(claims.acr, 200) ?? null };
 }
 
 /** The groups claim (a dotted path reaches a nested claim: `realm_access.roles`): an array of strings, or one string. */
@@ -66,18 +80,25 @@ export class OidcAccounts {
     keep?: { refreshToken: string | undefined; tokenHashOf: (issued: T) => Buffer },
   ): Promise<{ issued: T; actor: Actor }> {
     const roles = rolesOf(p, claims);
-    const base = { method: 'oidc', provider: p.name, subject: claims.sub, address: address ?? null, session: via, idpMfa: { amr: claims.amr ?? null, acr: claims.acr ?? null } };
-    // a new user's password is one nobody knows: the account is single sign-on only (password_login false as well)
-    const passwordHash = await this.hasher.hash(randomBytes(32).toString('base64url'));
+    if (!isSubject(claims.sub)) {
+      // a broken or hostile provider: nothing of its answer is stored (PostgreSQL refuses a NUL)
+      await this.auditRefusal({ provider: p.name, address, session: via, code: 'OIDC_TOKEN_INVALID', detail: 'bad_claims: sub' });
+      throw new DomainException('OIDC_TOKEN_INVALID', "the identity provider's ID token has an unusable subject");
+    }
+    const base = { method: 'oidc', provider: p.name, subject: claims.sub, address: address ?? null, session: via, idpMfa: idpMfaOf(claims) };
     type Refused = { refused: OidcRefusal; userId: string | null; username?: string; committed?: true };
     const outcome = await this.uow.run(async ({ em, audit }): Promise<Refused | { refused?: undefined; issued: T; actor: Actor }> => {
       let user = await oidcUsers.bySubject(em, p.name, claims.sub);
       let created = false;
       if (!user) {
         if (roles.length === 0) return { refused: 'OIDC_NO_ROLES', userId: null };
-        const username = typeof claims.preferred_username === 'string' ? claims.preferred_username.toLowerCase() : '';
+        // checked as sent, before folding: toLowerCase() turns some non-ASCII letters into ASCII ones (U+212A KELVIN SIGN → k)
+        const raw = claims.preferred_username;
+        const username = typeof raw === 'string' && PROVIDER_USERNAME.test(raw) ? raw.toLowerCase() : '';
         if (!USERNAME_PATTERN.test(username)) return { refused: 'OIDC_USERNAME_INVALID', userId: null };
         const id = randomUUID();
+        // a new user's password is one nobody knows: the account is single sign-on only (password_login false as well)
+        const passwordHash = await this.hasher.hash(randomBytes(32).toString('base64url'));
         if (!(await oidcUsers.create(em, { id, username, passwordHash, roles, email: this.emailOf(claims), provider: p.name, subject: claims.sub }))) {
           // the name is someone else's — unless the same account was created by a concurrent sign-in
           user = await oidcUsers.bySubject(em, p.name, claims.sub);
@@ -89,11 +110,14 @@ export class OidcAccounts {
         }
       }
       if (user.disabled) return { refused: 'OIDC_ACCOUNT_DISABLED', userId: user.id };
-      if (!created && (await syncRoles({ em, audit }, p.name, user, roles, 'sign_in')) === 'removed') {
+      const granted = created || sameRoles(user.roles, roles) ? roles : (await syncRoles({ em, audit }, p.name, user.id, roles, 'sign_in')).roles;
+      if (granted.length === 0) {
+        // no access (removed now, or already): whatever the user still holds ends, nothing new is issued
+        await oidcUsers.endSessions(em, user.id);
         await audit({ type: 'auth.login', actor: null, subjectType: 'user', subjectId: user.id, outcome: 'failure', details: { ...base, reason: 'no_roles', sessionsEnded: true } });
         return { refused: 'OIDC_NO_ROLES', userId: user.id, committed: true as const };
       }
-      const actor: Actor = { id: user.id, kind: 'user', name: user.username, roles, mfaEnrolled: user.mfaEnrolled };
+      const actor: Actor = { id: user.id, kind: 'user', name: user.username, roles: granted, mfaEnrolled: user.mfaEnrolled };
       const issued = await issue(em, user.id);
       if (keep?.refreshToken !== undefined) {
         const refreshToken = keep.refreshToken;
@@ -118,6 +142,18 @@ export class OidcAccounts {
     return { issued: outcome.issued, actor: outcome.actor };
   }
 
+  /** A sign-in refused before any user is known (the answer did not verify, was not this browser's, or is unusable). */
+  async auditRefusal(r: { provider: string | null; address: string | undefined; session: 'browser' | 'bearer'; code: string; detail: string }): Promise<void> {
+    await this.audit.recordAlone({
+      type: 'auth.login',
+      actor: null,
+      subjectType: 'user',
+      subjectId: null,
+      outcome: 'failure',
+      details: { method: 'oidc', provider: r.provider, address: r.address ?? null, session: r.session, reason: r.code, detail: r.detail },
+    });
+  }
+
   /** The provider's address for the user's notifications, when verified, well-formed and in an allowed domain. */
   private emailOf(claims: IdTokenClaims): string | null {
     if (claims.email_verified === false || !isEmailAddress(claims.email)) return null;
@@ -136,21 +172,34 @@ export type { OidcUserRow };
 export const refreshRef = (rowId: string) => ({ table: 'access_tokens', rowId, column: 'oidc_refresh' });
 
 /**
- * Sets a bound user's roles from what the provider says now (audited `user.roles_synced` when they change). No role
- * left: every token and session of the user ends too, and the answer is `removed`.
+ * Sets a bound user's roles from what the provider says now (audited `user.roles_synced` when they change), under the
+ * same user-roles lock as the admin API, and never removing the last enabled admin: that user keeps `admin` (audited
+ * `kept: 'LAST_ADMIN'`). No role left: every token and session of the user ends too (`removed`).
  */
-export async function syncRoles(tx: Pick<Tx, 'em' | 'audit'>, provider: string, user: Pick<OidcUserRow, 'id' | 'roles'>, roles: Role[], when: 'sign_in' | 'recheck'): Promise<'kept' | 'removed'> {
-  if (!sameRoles(user.roles, roles)) {
-    await oidcUsers.setRoles(tx.em, user.id, roles);
-    await tx.audit({ type: 'user.roles_synced', actor: null, subjectType: 'user', subjectId: user.id, details: { provider, before: user.roles, after: roles, when } });
+export async function syncRoles(
+  tx: Pick<Tx, 'em' | 'audit'>,
+  provider: string,
+  userId: string,
+  wanted: Role[],
+  when: 'sign_in' | 'recheck',
+): Promise<{ roles: Role[]; removed: boolean }> {
+  await tx.em.query(USER_ROLES_LOCK);
+  const current = await oidcUsers.lockStanding(tx.em, userId);
+  let roles = wanted;
+  const lastAdmin = current.roles.includes('admin') && !current.disabled && !wanted.includes('admin') && !(await oidcUsers.anotherAdmin(tx.em, userId));
+  if (lastAdmin) roles = ROLES.filter((r) => r === 'admin' || wanted.includes(r));
+  if (!sameRoles(current.roles, roles) || lastAdmin) {
+    if (!sameRoles(current.roles, roles)) await oidcUsers.setRoles(tx.em, userId, roles);
+    const kept = lastAdmin ? { kept: 'LAST_ADMIN', wanted } : {};
+    await tx.audit({ type: 'user.roles_synced', actor: null, subjectType: 'user', subjectId: userId, details: { provider, before: current.roles, after: roles, when, ...kept } });
   }
-  if (roles.length > 0) return 'kept';
+  if (roles.length > 0) return { roles, removed: false };
   // access removed at the identity provider: nothing the user holds here goes on
-  await oidcUsers.endSessions(tx.em, user.id);
-  return 'removed';
+  await oidcUsers.endSessions(tx.em, userId);
+  return { roles, removed: true };
 }
 
-const sameRoles = (a: Role[], b: Role[]) => a.length === b.length && a.every((r) => b.includes(r));
+export const sameRoles = (a: readonly Role[], b: readonly Role[]) => a.length === b.length && a.every((r) => b.includes(r));
 
 const REFUSALS: Record<OidcRefusal, string> = {
   OIDC_NO_ROLES: 'none of your groups at the identity provider gives access to the vault',

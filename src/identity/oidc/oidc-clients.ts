@@ -74,8 +74,11 @@ export class OidcClients {
     }
     const meta = issuer.metadata;
     if (trimSlash(meta.issuer) !== trimSlash(p.issuer)) throw unavailable(p.name, 'its discovery document names another issuer');
-    for (const endpoint of [meta.authorization_endpoint, meta.token_endpoint, meta.jwks_uri, meta.device_authorization_endpoint]) {
-      if (endpoint !== undefined && !issuerIsSafe(endpoint)) throw unavailable(p.name, 'an endpoint of its discovery document is not https');
+    // http only for a loopback issuer (a test IdP, one on this machine): a remote https issuer's endpoints are https too
+    const plainAllowed = p.issuer.startsWith('http:');
+    for (const endpoint of [meta.authorization_endpoint, meta.token_endpoint, meta.jwks_uri, meta.device_authorization_endpoint, meta.userinfo_endpoint]) {
+      if (endpoint === undefined) continue;
+      if (!issuerIsSafe(endpoint) || (!plainAllowed && !String(endpoint).startsWith('https:'))) throw unavailable(p.name, 'an endpoint of its discovery document is not https');
     }
     const algs = (meta.id_token_signing_alg_values_supported as string[] | undefined) ?? ['RS256'];
     const alg = algs.includes('RS256') ? 'RS256' : algs.find((a) => a !== 'none' && !a.startsWith('HS'));

@@ -27,6 +27,7 @@ export class OidcProvidersService {
   /**
    * Creates or replaces the provider (a replace without `clientSecret` keeps the stored secret). Its users are bound to
    * subjects at its issuer: moving a provider that has users to another issuer is refused (409 OIDC_PROVIDER_IN_USE).
+   * Disabling it ends, in the same transaction, every bearer token and browser session of its users.
    */
   async put(actor: Actor, name: string, dto: PutOidcProviderDto): Promise<OidcProviderView> {
     const saved = await this.uow.run(async ({ em, audit }) => {
@@ -46,13 +47,15 @@ export class OidcProvidersService {
         enabled: dto.enabled ?? true,
       };
       await providers.save(em, next);
+      // disabled (a compromised or misconfigured provider): what it signed in ends with it
+      const sessionsEnded = before?.enabled && !next.enabled ? await providers.endSessionsOfUsers(em, name) : 0;
       const { clientSecret, ...shown } = next;
       await audit({
         type: 'oidc.provider_saved',
         actor,
         subjectType: 'oidc_provider',
         subjectId: name,
-        details: { ...shown, created: !before, clientSecretChanged: clientSecret !== undefined },
+        details: { ...shown, created: !before, clientSecretChanged: clientSecret !== undefined, sessionsEnded },
       });
       return providers.get(em, name);
     });

@@ -5,7 +5,7 @@ import { Clock } from '../../common/clock';
 import { APP_CONFIG, AppConfig } from '../../config/config';
 import { SecretBoxService } from '../../crypto/secret-box.service';
 import { UnitOfWork } from '../../database/unit-of-work';
-import { refreshRef, rolesOf, syncRoles } from './oidc-accounts';
+import { refreshRef, rolesOf, sameRoles, syncRoles } from './oidc-accounts';
 import { OidcClients } from './oidc-clients';
 import { oidcUsers, providers, RecheckRow, refreshTokens } from './oidc-store';
 
@@ -71,7 +71,7 @@ export class OidcRecheckService {
         await audit({ type: 'auth.session_ended', actor: null, subjectType: 'user', subjectId: row.userId, details: { provider: p.name, session: row.id, reason: 'the provider answered for another subject' } });
         return;
       }
-      if ((await syncRoles({ em, audit }, p.name, user, roles, 'recheck')) === 'removed') {
+      if (!sameRoles(user.roles, roles) && (await syncRoles({ em, audit }, p.name, user.id, roles, 'recheck')).removed) {
         await audit({ type: 'auth.access_removed', actor: null, subjectType: 'user', subjectId: user.id, details: { provider: p.name, reason: 'no_roles', sessionsEnded: true } });
         return;
       }

@@ -2,12 +2,12 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { Inject, Injectable } from '@nestjs/common';
 import { errors, generators } from 'openid-client';
 import { DataSource, EntityManager } from 'typeorm';
-import { AuditService } from '../../audit/audit.service';
 import { Clock } from '../../common/clock';
 import { DomainException, Errors } from '../../common/errors';
 import { APP_CONFIG, AppConfig } from '../../config/config';
 import { SecretBoxService } from '../../crypto/secret-box.service';
 import { LoginResponse } from '../identity.dto';
+import { ThrottleService } from '../throttle.service';
 import { hashToken, insertBrowserSession, insertSession } from '../sessions';
 import { OidcAccounts } from './oidc-accounts';
 import { OidcClients } from './oidc-clients';
@@ -32,7 +32,8 @@ export type BrowserRefusal =
   | 'OIDC_NO_ROLES'
   | 'OIDC_USERNAME_TAKEN'
   | 'OIDC_USERNAME_INVALID'
-  | 'OIDC_ACCOUNT_DISABLED';
+  | 'OIDC_ACCOUNT_DISABLED'
+  | 'THROTTLED';
 
 /** Where the sign-in page is, and how a refusal reaches it (`?error=CODE`; the page says it in words). */
 export const SIGN_IN_PAGE = '/portal/sign-in';
@@ -70,9 +71,9 @@ export class OidcSignInService {
     private readonly clients: OidcClients,
     private readonly accounts: OidcAccounts,
     private readonly secretBox: SecretBoxService,
-    private readonly audit: AuditService,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly throttle: ThrottleService,
   ) {}
 
   /** The enabled providers: the sign-in page's buttons. */
@@ -84,8 +85,9 @@ export class OidcSignInService {
    * A browser starts signing in (404 for an unknown or disabled provider): a pending sign-in row (state and binding hashed, PKCE verifier encrypted) and the
    * redirect to the provider. `binding` goes into the browser's cookie.
    */
-  async start(name: string, returnTo: unknown): Promise<{ location: string; binding?: string }> {
+  async start(name: string, returnTo: unknown, address: string | undefined): Promise<{ location: string; binding?: string }> {
     const p = await this.enabledProvider(name);
+    if (!(await this.countStart(address).then(() => true, () => false))) return { location: refusedAt('THROTTLED') };
     const client = await this.clients.client(p).catch(() => undefined);
     if (!client) return { location: refusedAt('OIDC_PROVIDER_UNAVAILABLE') };
     const state = generators.state();
@@ -123,7 +125,7 @@ export class OidcSignInService {
    */
   async callback(params: Record<string, string>, binding: string | undefined, presented: string | undefined, address: string | undefined): Promise<BrowserOutcome> {
     const refuse = async (code: BrowserRefusal, reason: string, provider: string | null = null): Promise<BrowserOutcome> => {
-      await this.auditRefusal({ provider, address, session: 'browser', code, detail: reason });
+      await this.accounts.auditRefusal({ provider, address, session: 'browser', code, detail: reason });
       return { location: refusedAt(code) };
     };
     const state = params.state;
@@ -156,8 +158,9 @@ export class OidcSignInService {
   }
 
   /** The CLI starts a device sign-in: the IdP's device authorization, kept (encrypted) under a handle of the vault's. */
-  async startDevice(name: string): Promise<DeviceAuthorizationView> {
+  async startDevice(name: string, address: string | undefined): Promise<DeviceAuthorizationView> {
     const p = await this.enabledProvider(name);
+    await this.countStart(address);
     const client = await this.clients.client(p);
     const handle = await client.deviceAuthorization({ scope: p.scopes.join(' ') }).catch(() => {
       throw new DomainException('OIDC_PROVIDER_UNAVAILABLE', `identity provider ${p.name} refused or did not answer the device authorization`);
@@ -231,20 +234,17 @@ export class OidcSignInService {
     }
     if (e instanceof DomainException) return e;
     await logins.finish(this.dataSource.manager, id);
-    await this.auditRefusal({ provider, address, session: 'bearer', code: 'OIDC_TOKEN_INVALID', detail: whyRefused(e) });
+    await this.accounts.auditRefusal({ provider, address, session: 'bearer', code: 'OIDC_TOKEN_INVALID', detail: whyRefused(e) });
     return new DomainException('OIDC_TOKEN_INVALID', "the identity provider's ID token did not verify");
   }
 
-  /** A sign-in refused before any user is known (the provider's answer did not verify, or was not this browser's). */
-  private async auditRefusal(r: { provider: string | null; address: string | undefined; session: 'browser' | 'bearer'; code: BrowserRefusal; detail: string }): Promise<void> {
-    await this.audit.recordAlone({
-      type: 'auth.login',
-      actor: null,
-      subjectType: 'user',
-      subjectId: null,
-      outcome: 'failure',
-      details: { method: 'oidc', provider: r.provider, address: r.address ?? null, session: r.session, reason: r.code, detail: r.detail },
-    });
+  /**
+   * Each start makes a row and, for the device flow, a call to the provider with the vault's client credentials: one
+   * address gets VAULT_OIDC_STARTS_PER_MINUTE of them (429 THROTTLED after), so nobody fills the table or gets the
+   * vault's client rate-limited at the provider.
+   */
+  private countStart(address: string | undefined): Promise<void> {
+    return this.throttle.limit(`oidc-start:${address ?? 'unknown'}`, this.config.signIn.oidcStartsPerMinute);
   }
 
   /** An unknown or disabled provider is 404 (no sign-in page links to one). */

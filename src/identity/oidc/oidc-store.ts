@@ -42,6 +42,14 @@ export const providers = {
   remove: async (em: EntityManager, name: string) => {
     await em.query('DELETE FROM oidc_providers WHERE name = $1', [name]);
   },
+  /** Every bearer token and browser session of the provider's users ends (the provider was disabled); how many. */
+  endSessionsOfUsers: async (em: EntityManager, name: string): Promise<number> => {
+    const [, ended]: [unknown[], number] = await em.query(
+      'UPDATE access_tokens t SET revoked_at = now() FROM users u WHERE u.id = t.user_id AND u.oidc_provider = $1 AND t.revoked_at IS NULL',
+      [name],
+    );
+    return ended;
+  },
   /** How many users are bound to the provider (their subjects belong to its issuer). */
   boundUsers: async (em: EntityManager, name: string): Promise<number> =>
     Number((await em.query('SELECT count(*)::int AS n FROM users WHERE oidc_provider = $1', [name]))[0].n),
@@ -115,8 +123,18 @@ const USER_COLUMNS = `u.id, u.username, u.roles, u.disabled,
 
 export const oidcUsers = {
   async bySubject(em: EntityManager, provider: string, subject: string): Promise<OidcUserRow | undefined> {
-    const rows: OidcUserRow[] = await em.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.oidc_provider = $1 AND u.oidc_subject = $2 FOR UPDATE`, [provider, subject]);
+    const rows: OidcUserRow[] = await em.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.oidc_provider = $1 AND u.oidc_subject = $2`, [provider, subject]);
     return rows[0];
+  },
+  /** The user's roles and standing, the row locked (after the user-roles lock). */
+  async lockStanding(em: EntityManager, id: string): Promise<{ roles: Role[]; disabled: boolean }> {
+    const [row]: Array<{ roles: Role[]; disabled: boolean }> = await em.query('SELECT roles, disabled FROM users WHERE id = $1 FOR UPDATE', [id]);
+    return row;
+  },
+  /** Another enabled admin exists (checked under the user-roles lock). */
+  async anotherAdmin(em: EntityManager, id: string): Promise<boolean> {
+    const rows: unknown[] = await em.query("SELECT 1 FROM users WHERE id <> $1 AND NOT disabled AND 'admin' = ANY (roles) LIMIT 1", [id]);
+    return rows.length === 1;
   },
   /** A new user bound to the provider subject; undefined when the username (or the subject, concurrently) is taken. */
   async create(em: EntityManager, u: { id: string; username: string; passwordHash: string; roles: Role[]; email: string | null; provider: string; subject: string }): Promise<boolean> {

@@ -47,7 +47,7 @@ export class OidcProvidersController {
   @ApiOperation({
     summary: 'Create or replace an OpenID Connect identity provider',
     description:
-      '`clientSecret` is write-only (stored encrypted; answers say `clientSecretSet`); left out on a replace, the stored one stays. `groupRoles` maps IdP groups (the `groupsClaim` claim of the ID token) to vault roles; a user none of whose groups is mapped gets no access. The issuer must be https (http only on a loopback host). Users are bound to subjects at the issuer: moving a provider with users to another issuer is refused.',
+      '`clientSecret` is write-only (stored encrypted; answers say `clientSecretSet`); left out on a replace, the stored one stays. `groupRoles` maps IdP groups (the `groupsClaim` claim of the ID token) to vault roles; a user none of whose groups is mapped gets no access. The issuer must be https (http only on a loopback host). Users are bound to subjects at the issuer: moving a provider with users to another issuer is refused. `enabled: false` refuses its sign-ins and ends at once every bearer token and browser session of its users (a compromised or misconfigured provider).',
   })
   @ApiErrors('OIDC_PROVIDER_IN_USE')
   @ApiAnswer(OidcProviderView)
@@ -88,13 +88,13 @@ export class OidcSignInController {
   @ApiOperation({
     summary: 'Start signing in to the web portal with an identity provider (public; a browser navigation)',
     description:
-      'Redirects (302) to the provider: authorization code flow with PKCE (S256), state and nonce; the state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to /v1/auth/oidc. `?returnTo=/portal/…` is where the browser lands after signing in (only a portal path; anything else: /portal/). An unknown or disabled provider is 404 NOT_FOUND; one that does not answer (discovery) redirects to /portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE.',
+      'Redirects (302) to the provider: authorization code flow with PKCE (S256), state and nonce; the state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to /v1/auth/oidc. `?returnTo=/portal/…` is where the browser lands after signing in (only a portal path; anything else: /portal/). An unknown or disabled provider is 404 NOT_FOUND; one that does not answer (discovery) redirects to /portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE; more than VAULT_OIDC_STARTS_PER_MINUTE starts (browser and device) from one address in a minute redirect to /portal/sign-in?error=THROTTLED.',
   })
   @ApiFoundResponse({ description: 'To the identity provider (or to /portal/sign-in?error=CODE).' })
   @Public()
   @Get(':name/start')
-  async start(@Param('name', ProviderNamePipe) name: string, @Req() req: Request, @Res() res: Response): Promise<void> {
-    const { location, binding } = await this.signIn.start(name, queryOf(req).returnTo);
+  async start(@Param('name', ProviderNamePipe) name: string, @Ip() ip: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const { location, binding } = await this.signIn.start(name, queryOf(req).returnTo, normalizeAddress(ip));
     if (binding !== undefined) setBindingCookie(req, res, this.config, binding);
     res.redirect(302, location);
   }
@@ -122,15 +122,15 @@ export class OidcSignInController {
   @ApiOperation({
     summary: 'Start signing in a command-line client with an identity provider (device flow; public)',
     description:
-      'Answers the user code and the page where the user enters it at the provider; the client then polls POST /v1/auth/oidc/device/token with `deviceCode` (a handle of the vault: the provider\'s device code never leaves the vault) every `interval` seconds.',
+      'Answers the user code and the page where the user enters it at the provider; the client then polls POST /v1/auth/oidc/device/token with `deviceCode` (a handle of the vault: the provider\'s device code never leaves the vault) every `interval` seconds. At most VAULT_OIDC_STARTS_PER_MINUTE starts per client address and minute (429 THROTTLED).',
   })
-  @ApiErrors('OIDC_PROVIDER_UNAVAILABLE')
+  @ApiErrors('OIDC_PROVIDER_UNAVAILABLE', 'THROTTLED')
   @ApiAnswer(DeviceAuthorizationView)
   @Public()
   @Post(':name/device')
   @HttpCode(200)
-  device(@Param('name', ProviderNamePipe) name: string): Promise<DeviceAuthorizationView> {
-    return this.signIn.startDevice(name);
+  device(@Param('name', ProviderNamePipe) name: string, @Ip() ip: string): Promise<DeviceAuthorizationView> {
+    return this.signIn.startDevice(name, normalizeAddress(ip));
   }
 
   @ApiOperation({

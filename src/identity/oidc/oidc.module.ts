@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { IdentityModule } from '../identity.module';
+import { ThrottleService } from '../throttle.service';
 import { OidcAccounts } from './oidc-accounts';
 import { OidcClients } from './oidc-clients';
 import { OidcProvidersController, OidcSignInController } from './oidc.controller';
@@ -11,7 +12,7 @@ import { OidcSignInService } from './oidc-sign-in.service';
 @Module({
   imports: [IdentityModule],
   controllers: [OidcProvidersController, OidcSignInController],
-  providers: [OidcClients, OidcAccounts, OidcProvidersService, OidcSignInService, OidcRecheckService],
+  providers: [OidcClients, OidcAccounts, OidcProvidersService, OidcSignInService, OidcRecheckService, ThrottleService],
   exports: [OidcRecheckService],
 })
 export class OidcModule {}
