@@ -252,7 +252,7 @@ export interface paths {
         put?: never;
         /**
          * Start signing in a command-line client with an identity provider (device flow; public)
-         * @description Answers the user code and the page where the user enters it at the provider; the client then polls POST /v1/auth/oidc/device/token with `deviceCode` (a handle of the vault: the provider's device code never leaves the vault) every `interval` seconds.
+         * @description Answers the user code and the page where the user enters it at the provider; the client then polls POST /v1/auth/oidc/device/token with `deviceCode` (a handle of the vault: the provider's device code never leaves the vault) every `interval` seconds. At most VAULT_OIDC_STARTS_PER_MINUTE starts per client address and minute (429 THROTTLED).
          *
          *     **Access:** public, no token.
          */
@@ -272,7 +272,7 @@ export interface paths {
         };
         /**
          * Start signing in to the web portal with an identity provider (public; a browser navigation)
-         * @description Redirects (302) to the provider: authorization code flow with PKCE (S256), state and nonce; the state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to /v1/auth/oidc. `?returnTo=/portal/…` is where the browser lands after signing in (only a portal path; anything else: /portal/). An unknown or disabled provider is 404 NOT_FOUND; one that does not answer (discovery) redirects to /portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE.
+         * @description Redirects (302) to the provider: authorization code flow with PKCE (S256), state and nonce; the state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to /v1/auth/oidc. `?returnTo=/portal/…` is where the browser lands after signing in (only a portal path; anything else: /portal/). An unknown or disabled provider is 404 NOT_FOUND; one that does not answer (discovery) redirects to /portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE; more than VAULT_OIDC_STARTS_PER_MINUTE starts (browser and device) from one address in a minute redirect to /portal/sign-in?error=THROTTLED.
          *
          *     **Access:** public, no token.
          */
@@ -1180,7 +1180,7 @@ export interface paths {
         get?: never;
         /**
          * Create or replace an OpenID Connect identity provider
-         * @description `clientSecret` is write-only (stored encrypted; answers say `clientSecretSet`); left out on a replace, the stored one stays. `groupRoles` maps IdP groups (the `groupsClaim` claim of the ID token) to vault roles; a user none of whose groups is mapped gets no access. The issuer must be https (http only on a loopback host). Users are bound to subjects at the issuer: moving a provider with users to another issuer is refused.
+         * @description `clientSecret` is write-only (stored encrypted; answers say `clientSecretSet`); left out on a replace, the stored one stays. `groupRoles` maps IdP groups (the `groupsClaim` claim of the ID token) to vault roles; a user none of whose groups is mapped gets no access. The issuer must be https (http only on a loopback host). Users are bound to subjects at the issuer: moving a provider with users to another issuer is refused. `enabled: false` refuses its sign-ins and ends at once every bearer token and browser session of its users (a compromised or misconfigured provider).
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
          *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
@@ -2089,7 +2089,7 @@ export interface components {
         /** @description Every error answer. `code` is stable (the list is in each operation's responses); `message` is for people and never holds a secret. Some codes add fields (e.g. `retryAfterSeconds`, `nextCodeAt`, `maxTtlSeconds`). */
         Error: {
             /** @enum {string} */
-            code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "THROTTLED" | "CSRF_FAILED" | "INTERNAL" | "UNAVAILABLE" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED" | "MFA_ENROLLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_ENROLLMENT_NOT_STARTED" | "WEBAUTHN_REQUIRED" | "WEBAUTHN_NOT_ENROLLED" | "WEBAUTHN_REGISTRATION_FAILED" | "WEBAUTHN_NAME_TAKEN" | "WEBAUTHN_CREDENTIAL_EXISTS" | "LAST_FACTOR" | "USERNAME_TAKEN" | "LAST_ADMIN" | "OIDC_PROVIDER_UNAVAILABLE" | "OIDC_PROVIDER_IN_USE" | "OIDC_STATE_INVALID" | "OIDC_TOKEN_INVALID" | "OIDC_NO_ROLES" | "OIDC_USERNAME_TAKEN" | "OIDC_USERNAME_INVALID" | "OIDC_ACCOUNT_DISABLED" | "AUTHORIZATION_PENDING" | "SLOW_DOWN" | "EXPIRED_TOKEN" | "ACCESS_DENIED" | "TARGET_NAME_TAKEN" | "ADMIN_CREDENTIAL_REQUIRED" | "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_IN_USE" | "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_HOST_KEY_UNPINNED" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED" | "TARGET_ERROR" | "ACCOUNT_IS_TARGET_ADMIN" | "ACCOUNT_EXISTS" | "ACCOUNT_BUSY" | "ACCOUNT_CHECKED_OUT" | "ACCOUNT_ROTATING" | "ACCOUNT_NEEDS_ATTENTION" | "ACCOUNT_NO_PASSWORD" | "ACCOUNT_ROTATION_PENDING" | "ACCOUNT_CLEANUP_PENDING" | "SELF_APPROVAL" | "CHECKOUT_NOT_PENDING" | "REQUEST_NOT_PENDING" | "REQUEST_CHANGED" | "ALREADY_DECIDED" | "EXPIRED" | "TTL_EXCEEDS_POLICY" | "BREAK_GLASS_NOT_ALLOWED" | "CHECKOUT_NOT_ACTIVE" | "CHECKOUT_ENDED" | "CHECKOUT_NOT_ENDED" | "NOT_BREAK_GLASS" | "ALREADY_REVIEWED" | "POLICY_NOT_ALLOWED" | "ACCESS_NOT_ALLOWED" | "ALREADY_CLAIMED" | "NOT_APPROVED" | "REQUEST_ENDED" | "REVOKED" | "CHANNEL_NAME_TAKEN" | "CHANNEL_CONFIG_INVALID" | "CHANNEL_DISABLED" | "EMAIL_DOMAIN_NOT_ALLOWED" | "NOTIFICATION_REQUIRED" | "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE" | "BROKERED_ONLY" | "SESSION_ENDED" | "SESSION_NOT_FOUND" | "SESSION_ID_INVALID";
+            code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "THROTTLED" | "CSRF_FAILED" | "INTERNAL" | "UNAVAILABLE" | "MFA_REQUIRED" | "MFA_INVALID" | "MFA_REPLAYED" | "MFA_ENROLLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_ENROLLMENT_NOT_STARTED" | "WEBAUTHN_REQUIRED" | "WEBAUTHN_NOT_ENROLLED" | "WEBAUTHN_REGISTRATION_FAILED" | "WEBAUTHN_NAME_TAKEN" | "WEBAUTHN_CREDENTIAL_EXISTS" | "LAST_FACTOR" | "USERNAME_TAKEN" | "LAST_ADMIN" | "BREAK_GLASS_USER" | "ROLES_FROM_IDP" | "OIDC_PROVIDER_UNAVAILABLE" | "OIDC_PROVIDER_IN_USE" | "OIDC_STATE_INVALID" | "OIDC_TOKEN_INVALID" | "OIDC_NO_ROLES" | "OIDC_USERNAME_TAKEN" | "OIDC_USERNAME_INVALID" | "OIDC_ACCOUNT_DISABLED" | "AUTHORIZATION_PENDING" | "SLOW_DOWN" | "EXPIRED_TOKEN" | "ACCESS_DENIED" | "TARGET_NAME_TAKEN" | "ADMIN_CREDENTIAL_REQUIRED" | "TARGET_CREDENTIAL_UNREADABLE" | "TARGET_IN_USE" | "TARGET_UNREACHABLE" | "TARGET_AUTH_FAILED" | "TARGET_HOST_KEY_MISMATCH" | "TARGET_HOST_KEY_UNPINNED" | "TARGET_IDENTITY_UNVERIFIED" | "TARGET_TIMEOUT" | "TARGET_INVALID_NAME" | "TARGET_UNSUPPORTED" | "TARGET_ERROR" | "ACCOUNT_IS_TARGET_ADMIN" | "ACCOUNT_EXISTS" | "ACCOUNT_BUSY" | "ACCOUNT_CHECKED_OUT" | "ACCOUNT_ROTATING" | "ACCOUNT_NEEDS_ATTENTION" | "ACCOUNT_NO_PASSWORD" | "ACCOUNT_ROTATION_PENDING" | "ACCOUNT_CLEANUP_PENDING" | "SELF_APPROVAL" | "CHECKOUT_NOT_PENDING" | "REQUEST_NOT_PENDING" | "REQUEST_CHANGED" | "ALREADY_DECIDED" | "EXPIRED" | "TTL_EXCEEDS_POLICY" | "BREAK_GLASS_NOT_ALLOWED" | "CHECKOUT_NOT_ACTIVE" | "CHECKOUT_ENDED" | "CHECKOUT_NOT_ENDED" | "NOT_BREAK_GLASS" | "ALREADY_REVIEWED" | "POLICY_NOT_ALLOWED" | "ACCESS_NOT_ALLOWED" | "ALREADY_CLAIMED" | "NOT_APPROVED" | "REQUEST_ENDED" | "REVOKED" | "CHANNEL_NAME_TAKEN" | "CHANNEL_CONFIG_INVALID" | "CHANNEL_DISABLED" | "EMAIL_DOMAIN_NOT_ALLOWED" | "NOTIFICATION_REQUIRED" | "GATEWAY_DISABLED" | "EPHEMERAL_NOT_ACTIVE" | "BROKERED_ONLY" | "SESSION_ENDED" | "SESSION_NOT_FOUND" | "SESSION_ID_INVALID";
             message: string;
             statusCode: number;
         } & {
@@ -4956,6 +4956,31 @@ export interface operations {
                 };
             };
             /**
+             * @description Too Many Requests: THROTTLED
+             *
+             *     - `THROTTLED`: Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.
+             */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "THROTTLED",
+                     *       "message": "Too many failed password or MFA attempts for this user or address; `retryAfterSeconds` says how long to wait.",
+                     *       "statusCode": 429
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code?: "THROTTLED";
+                        /** @enum {integer} */
+                        statusCode?: 429;
+                    };
+                };
+            };
+            /**
              * @description Internal Server Error: INTERNAL
              *
              *     - `INTERNAL`: Unexpected failure; nothing about it is disclosed.
@@ -7117,11 +7142,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -7137,7 +7163,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -19179,9 +19205,11 @@ export interface operations {
                 };
             };
             /**
-             * @description Conflict: LAST_ADMIN
+             * @description Conflict: LAST_ADMIN, BREAK_GLASS_USER, ROLES_FROM_IDP
              *
              *     - `LAST_ADMIN`: The change would leave the vault without an enabled admin.
+             *     - `BREAK_GLASS_USER`: The break-glass user (the bootstrap admin) is the way back in when single sign-on fails: it cannot be disabled, lose the admin role, or have its password sign-in turned off.
+             *     - `ROLES_FROM_IDP`: This user signs in with an identity provider, which decides their roles (its groups, at every sign-in and re-check): change their groups there, or disable the user here.
              */
             409: {
                 headers: {
@@ -19197,7 +19225,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "LAST_ADMIN";
+                        code?: "LAST_ADMIN" | "BREAK_GLASS_USER" | "ROLES_FROM_IDP";
                         /** @enum {integer} */
                         statusCode?: 409;
                     };

@@ -72,8 +72,17 @@ function UserDetail({ user, notice, setNotice }: { user: UserView; notice: strin
         </p>
       </Section>
       <Section title="Roles">
-        <CheckboxGroup legend="Roles held" options={ROLES} value={roles} onChange={setRoles} hint="A role taken away applies from the user's next request." />
-        <StepUpAction label="Save roles" onConfirm={(code) => patch(code, { roles }, 'Roles saved.')} disabled={roles.length === 0} />
+        {user.oidcProvider ? (
+          // the vault refuses it (409 ROLES_FROM_IDP): the provider's groups decide, at every sign-in and re-check
+          <p>
+            Roles come from the identity provider <code>{user.oidcProvider}</code>: change the user's groups there (single sign-on page: groups → roles).
+          </p>
+        ) : (
+          <>
+            <CheckboxGroup legend="Roles held" options={ROLES} value={roles} onChange={setRoles} hint="A role taken away applies from the user's next request." />
+            <StepUpAction label="Save roles" onConfirm={(code) => patch(code, { roles }, 'Roles saved.')} disabled={roles.length === 0} />
+          </>
+        )}
       </Section>
       <Section title="E-mail for notifications">
         <TextField label="E-mail address" value={email} onChange={setEmail} type="email" autoComplete="off" hint="Empty: no notifications are sent to this user." />
@@ -84,7 +93,7 @@ function UserDetail({ user, notice, setNotice }: { user: UserView; notice: strin
           {user.disabled ? (
             <StepUpAction label="Enable user" onConfirm={(code) => patch(code, { disabled: false }, 'User enabled.')} />
           ) : (
-            <StepUpAction label="Disable user" danger disabled={self} onConfirm={(code) => patch(code, { disabled: true }, 'User disabled: their sessions have ended.')} />
+            <StepUpAction label="Disable user" danger disabled={self || user.breakGlass} onConfirm={(code) => patch(code, { disabled: true }, 'User disabled: their sessions have ended.')} />
           )}
           <StepUpAction label="Reset authenticator" danger onConfirm={resetMfa} />
           {!user.breakGlass &&
@@ -95,6 +104,7 @@ function UserDetail({ user, notice, setNotice }: { user: UserView; notice: strin
             ))}
         </div>
         {self && <p className="hint">You cannot disable yourself here.</p>}
+        {user.breakGlass && <p className="hint">The break-glass administrator stays enabled, an admin, and able to sign in with a password: the way back in when single sign-on fails.</p>}
         <p className="hint">Resetting the authenticator also removes every security key: the user enrols again at the next sign-in.</p>
       </Section>
       <UserSecurityKeys userId={user.id} onChanged={setNotice} />
