@@ -99,6 +99,10 @@ export class IdentityService implements OnApplicationBootstrap {
       if (now.enrolled !== actor.mfaEnrolled) {
         throw new DomainException('MFA_REQUIRED', 'MFA enrollment changed during this login: log in again (with the current TOTP code once enrolled)');
       }
+      // a key flagged as cloned since it was checked (its copy racing this sign-in): no token comes out of it
+      if (factor?.credentialId && !(await WebAuthnStore.stillUsable(em, factor.credentialId))) {
+        throw new DomainException('MFA_INVALID', 'this security key was flagged as cloned during the sign-in');
+      }
       const made = await issue(em, user.id);
       const details = { address: address ?? null, mfa: factor?.method ?? null, authenticatorId: factor?.credentialId ?? null, ...(via === 'browser' ? { session: 'browser' } : {}) };
       await audit({ type: 'auth.login', actor, subjectType: 'user', subjectId: user.id, details });

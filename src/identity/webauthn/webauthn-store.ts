@@ -82,6 +82,16 @@ export const WebAuthnStore = {
     return { ...row, id, createdAt: now, lastUsedAt: null, flaggedAt: null };
   },
 
+  /**
+   * Inside a sign-in's token transaction: the key it was made with is still there and not flagged. FOR SHARE conflicts
+   * with the flag's UPDATE: either the token commits first (and the flag's revocation, after its UPDATE, ends it) or
+   * this sees the flag.
+   */
+  async stillUsable(em: EntityManager, id: string): Promise<boolean> {
+    const rows: unknown[] = await em.query('SELECT 1 FROM webauthn_credentials WHERE id = $1 AND flagged_at IS NULL FOR SHARE', [id]);
+    return rows.length === 1;
+  },
+
   /** Removes one key of the user; false when there is none with that id. */
   async deleteCredential(em: EntityManager, userId: string, id: string): Promise<CredentialRow | undefined> {
     const [rows]: [CredentialRow[], number] = await em.query(`DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2 RETURNING ${CREDENTIAL_COLUMNS}`, [id, userId]);
