@@ -6,8 +6,11 @@ import type { TestVault } from './vault';
 /** The public URL the OIDC tests give the vault (loopback http: plain cookie names) and the redirect URI it makes of it. */
 export const OIDC_PUBLIC_URL = 'http://localhost:18443';
 export const OIDC_REDIRECT_URI = `${OIDC_PUBLIC_URL}/v1/auth/oidc/callback`;
-/** The vault's environment in these tests: that public URL, and room for the many sign-ins a suite starts from one address. */
-export const OIDC_VAULT_ENV = { VAULT_PUBLIC_URL: OIDC_PUBLIC_URL, VAULT_OIDC_STARTS_PER_MINUTE: '1000' };
+/**
+ * The vault's environment in these tests: that public URL, room for the many sign-ins a suite starts from one address,
+ * and no background re-check sweep (a test runs it when it means to: OidcRecheckService.recheckDue).
+ */
+export const OIDC_VAULT_ENV = { VAULT_PUBLIC_URL: OIDC_PUBLIC_URL, VAULT_OIDC_STARTS_PER_MINUTE: '1000', VAULT_OIDC_RECHECK_SECONDS: '0' };
 
 /** `name=value` of the cookie a response sets, or undefined. */
 export function cookieFrom(res: Response, name: string): string | undefined {

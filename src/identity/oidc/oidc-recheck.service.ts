@@ -32,11 +32,15 @@ export class OidcRecheckService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** One pass: how many sessions were re-checked (the scheduler calls it; tests call it directly). */
+  /** One pass of the scheduler's sweep (nothing when VAULT_OIDC_RECHECK_SECONDS is 0). */
   async sweep(): Promise<number> {
     const every = this.config.signIn.oidcRecheckSeconds;
-    if (every === 0) return 0;
-    const due = await refreshTokens.claimDue(this.dataSource.manager, this.clock.now(), every, BATCH);
+    return every === 0 ? 0 : this.recheckDue(every);
+  }
+
+  /** Re-checks the sessions last checked `everySeconds` ago or more; how many (tests call it with the sweep off). */
+  async recheckDue(everySeconds: number): Promise<number> {
+    const due = await refreshTokens.claimDue(this.dataSource.manager, this.clock.now(), everySeconds, BATCH);
     for (const row of due) {
       await this.recheck(row).catch((e: unknown) => {
         // never the error itself: openid-client's errors can carry the tokens of the answer

@@ -1,6 +1,7 @@
 import { groupsOf, rolesOf } from './oidc-accounts';
 import { safeReturnTo } from './oidc-sign-in.service';
 import { issuerIsSafe } from './oidc.dto';
+import { OidcRecheckService } from './oidc-recheck.service';
 
 describe('OIDC decisions (pure)', () => {
   const provider = { groupsClaim: 'groups', groupRoles: { ops: ['operator' as const], leads: ['approver' as const, 'operator' as const], audit: ['auditor' as const] } };
@@ -32,5 +33,23 @@ describe('OIDC decisions (pure)', () => {
   it('returns only to a portal path', () => {
     expect(safeReturnTo('/portal/accounts/1?tab=x#y')).toBe('/portal/accounts/1?tab=x#y');
     for (const bad of ['//evil.example/portal/', '/portal/../admin', '/\\evil', '/portal\\x', 'https://evil.example/portal/', '/portalx', '', '/portal/\n', 42, null]) expect({ bad, to: safeReturnTo(bad) }).toEqual({ bad, to: '/portal/' });
+  });
+
+  it('the scheduled re-check runs with VAULT_OIDC_RECHECK_SECONDS as its period, and not at all when it is 0', async () => {
+    const service = (seconds: number) => {
+      const svc = new OidcRecheckService({} as never, {} as never, {} as never, {} as never, {} as never, { signIn: { oidcRecheckSeconds: seconds } } as never);
+      const calls: number[] = [];
+      svc.recheckDue = async (every: number) => {
+        calls.push(every);
+        return 0;
+      };
+      return { svc, calls };
+    };
+    const off = service(0);
+    await off.svc.sweep();
+    expect(off.calls).toEqual([]);
+    const on = service(300);
+    await on.svc.sweep();
+    expect(on.calls).toEqual([300]);
   });
 });
