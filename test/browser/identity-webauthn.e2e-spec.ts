@@ -93,7 +93,7 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     await statusIs(op, 'pending approval');
 
     // the approver enrols a key on a phone and approves with it
-    const { page: ap } = await enrolled(approver, 'Phone passkey', PHONE);
+    const { page: ap, key: apKey } = await enrolled(approver, 'Phone passkey', PHONE);
     const apProblems = watchPage(ap);
     await go(ap, 'Approvals');
     const card = ap.getByRole('article', { name: `Checkout request ${checkoutId.slice(0, 8)}` });
@@ -104,6 +104,17 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     await stepUpForm(card).getByRole('button', { name: /security key/ }).click();
     await card.waitFor({ state: 'detached' });
     await statusIs(op, 'active');
+
+    // reveal with the key: the password logs in to the target
+    await stepUpWithKey(op, 'Reveal password');
+    const shown = (await op.getByTestId('credential-password').textContent())?.trim() ?? '';
+    expect(shown).toBe(account.password);
+    expect(await real.canLogin(account.username, shown)).toBe(true);
+
+    // every step-up was the key's: verified with method webauthn, none with a code
+    const verified = [...(await audit('mfa.verified', operator.id)), ...(await audit('mfa.verified', approver.id))];
+    expect(verified.length).toBeGreaterThanOrEqual(3);
+    expect(verified.map((v) => v.details.method)).toEqual(verified.map(() => 'webauthn'));
 
     // the approver adds an authenticator app as a second way in: a step-up with the key first, then its QR code
     await ap.goto('/portal/me');
@@ -117,16 +128,17 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     const [totp] = await vault.db.query<{ set: boolean }>('SELECT mfa_secret IS NOT NULL AS set FROM users WHERE id = $1', [approver.id]);
     expect(totp.set).toBe(true);
 
-    // reveal with the key: the password logs in to the target
-    await stepUpWithKey(op, 'Reveal password');
-    const shown = (await op.getByTestId('credential-password').textContent())?.trim() ?? '';
-    expect(shown).toBe(account.password);
-    expect(await real.canLogin(account.username, shown)).toBe(true);
-
-    // every step-up was the key's: verified with method webauthn, none with a code
-    const verified = [...(await audit('mfa.verified', operator.id)), ...(await audit('mfa.verified', approver.id))];
-    expect(verified.length).toBeGreaterThanOrEqual(3);
-    expect(verified.map((v) => v.details.method)).toEqual(verified.map(() => 'webauthn'));
+    // a new key added on the Me page (confirmed with the app's code: the new key is another authenticator), the old removed
+    await apKey.remove();
+    await addVirtualAuthenticator(ap);
+    await ap.getByLabel('Name of the new key').fill('Backup key');
+    await stepUp(ap, 'Add security key', freshCode(vault, appSecret), 'Continue');
+    const apKeys = ap.getByRole('table', { name: 'Your security keys' });
+    // (at phone width the rows are stacked cards: a cell's accessible name starts with its column's label)
+    await apKeys.getByText('Backup key', { exact: true }).waitFor();
+    await stepUp(ap, 'Remove Phone passkey', freshCode(vault, appSecret), 'Remove');
+    await apKeys.getByText('Phone passkey', { exact: true }).waitFor({ state: 'detached' });
+    expect(await vault.db.query('SELECT name FROM webauthn_credentials WHERE user_id = $1', [approver.id])).toEqual([{ name: 'Backup key' }]);
     for (const page of [op, ap]) await expectNoSecretsInBrowser(page, [shown, operator.password, approver.password, appSecret]);
     expect([opProblems.errors, apProblems.errors, opProblems.csp, apProblems.csp]).toEqual([[], [], [], []]);
 
@@ -146,8 +158,8 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     // nothing was extended: the refused step-up did not act
     expect((await audit('checkout.extended', operator.id)).length).toBe(0);
 
-    // a suspected clone ends every session of the user: the portal's next request finds its session gone
-    await op.getByRole('link', { name: `Me (${operator.username})`, exact: true }).click();
+    // a suspected clone ends every session of the user: the checkout page's next read (it polls an active checkout)
+    // finds its session gone and the portal goes to the sign-in page
     await op.waitForURL(/\/portal\/sign-in$/);
     await op.getByText('Your session has ended', { exact: false }).waitFor();
 
@@ -175,6 +187,12 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     await enrolSecurityKey(op, 'Replacement key');
     await op.getByRole('heading', { level: 1 }).waitFor();
     expect(await vault.db.query('SELECT name FROM webauthn_credentials WHERE user_id = $1', [operator.id])).toEqual([{ name: 'Replacement key' }]);
+    // the only way left to confirm cannot be removed
+    await openMe(op, operator.username);
+    await op.getByRole('button', { name: 'Remove Replacement key', exact: true }).click();
+    await stepUpForm(op).getByRole('button', { name: /security key/ }).click();
+    await stepUpForm(op).getByRole('alert').getByText('LAST_FACTOR').waitFor();
+    await stepUpForm(op).getByRole('alert').getByText('only way to confirm', { exact: false }).waitFor();
   }, 240_000);
 });
 
