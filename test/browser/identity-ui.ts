@@ -29,14 +29,20 @@ export async function startLocalhostVault(port: number, env: Record<string, stri
   return Object.assign(vault, { origin });
 }
 
-/** Registers the real target as `targetName` and the account on it (made on the target first); answers the account id. */
-export async function addRealAccount(vault: PortalVault, real: RealTarget, targetName: string, account: { username: string; password: string }, policy: object): Promise<string> {
-  const admin = await vault.admin();
-  const asAdmin = async (path: string, body: object) =>
-    (await vault.http().post(path).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send(body).expect(201)).body as { id: string };
-  const target = await asAdmin('/v1/targets', { name: targetName, ...real.body });
+/** An account on a registered target (made on the real target first, as its administrator would); answers its id. */
+export async function addAccount(vault: PortalVault, real: RealTarget, targetId: string, account: { username: string; password: string }, policy: object): Promise<string> {
   await real.createAccount(account.username, account.password);
-  return (await asAdmin('/v1/accounts', { targetId: target.id, ...account, policy })).id;
+  return (await asAdmin(vault, '/v1/accounts', { targetId, ...account, policy })).id;
+}
+
+/** Registers the real target as `targetName`; answers its id. */
+export async function addRealTarget(vault: PortalVault, real: RealTarget, targetName: string): Promise<string> {
+  return (await asAdmin(vault, '/v1/targets', { name: targetName, ...real.body })).id;
+}
+
+async function asAdmin(vault: PortalVault, path: string, body: object): Promise<{ id: string }> {
+  const admin = await vault.admin();
+  return (await vault.http().post(path).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send(body).expect(201)).body as { id: string };
 }
 
 /** On the enrolment page: chooses a security key, names it, and adds it (the page's authenticator answers). */

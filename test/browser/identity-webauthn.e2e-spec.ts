@@ -4,7 +4,7 @@ import { DESKTOP, expectAccessible, expectNoSecretsInBrowser, launchChromium, ne
 import { REAL_TARGETS, RealTarget } from '../support/targets/real';
 import { addVirtualAuthenticator, cloneInto, type VirtualAuthenticator } from '../support/virtual-authenticator';
 import type { TestUser } from '../support/vault';
-import { addRealAccount, enrolSecurityKey, openMe, freePort, signInWithKey, startLocalhostVault, stepUpForm, stepUpWithKey } from './identity-ui';
+import { addAccount, addRealTarget, enrolSecurityKey, openMe, freePort, signInWithKey, startLocalhostVault, stepUpForm, stepUpWithKey } from './identity-ui';
 import { go, signIn, stepUp } from './portal-ui';
 
 /**
@@ -24,6 +24,7 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
   let operator: TestUser;
   let approver: TestUser;
   let accountId: string;
+  let targetId: string;
   const account = { username: 'ledger_owner', password: `Orig-${randomBytes(10).toString('hex')}` };
 
   beforeAll(async () => {
@@ -32,7 +33,8 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     // password only: their first sign-in in the portal asks them to enrol
     operator = await vault.createUser(['operator'], { enroll: false });
     approver = await vault.createUser(['approver'], { enroll: false });
-    accountId = await addRealAccount(vault, real, 'ledger-db', account, { approvalsRequired: 1, maxCheckoutTtlSeconds: 14400 });
+    targetId = await addRealTarget(vault, real, 'ledger-db');
+    accountId = await addAccount(vault, real, targetId, account, { approvalsRequired: 1, maxCheckoutTtlSeconds: 14400 });
   });
 
   afterAll(async () => {
@@ -194,6 +196,35 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     await stepUpForm(op).getByRole('alert').getByText('LAST_FACTOR').waitFor();
     await stepUpForm(op).getByRole('alert').getByText('only way to confirm', { exact: false }).waitFor();
   }, 240_000);
+
+  it('a user with an authenticator app adds a key on the Me page; an account that requires a key refuses the code in words, the key works', async () => {
+    const both = await vault.createUser(['operator']);
+    const strict = { username: 'payroll_owner', password: `Orig-${randomBytes(10).toString('hex')}` };
+    const strictId = await addAccount(vault, real, targetId, strict, { approvalsRequired: 0, requireWebauthn: true });
+    const page = await (await newPerson(browser, vault.origin, DESKTOP)).newPage();
+    const problems = watchPage(page);
+    await addVirtualAuthenticator(page);
+    await signIn(page, both.username, both.password, await both.code());
+    await openMe(page, both.username);
+    await page.getByLabel('Name of the new key').fill('Desk key');
+    await stepUp(page, 'Add security key', await both.code(), 'Continue');
+    await page.getByRole('table', { name: 'Your security keys' }).getByRole('cell', { name: 'Desk key', exact: true }).waitFor();
+
+    // both ways are offered; the account's policy takes only the key
+    await page.goto(`/portal/accounts/${strictId}`);
+    const request = page.getByRole('form', { name: 'Request a checkout' });
+    await request.getByLabel('Why do you need it?').fill('CHG-0043: payroll run');
+    await request.getByLabel('Authenticator code').fill(await both.code());
+    await request.getByRole('button', { name: 'Request checkout', exact: true }).click();
+    await request.getByRole('alert').getByText('WEBAUTHN_REQUIRED').waitFor();
+    await request.getByRole('alert').getByText('needs your security key', { exact: false }).waitFor();
+    await expectAccessible(page, 'account (code refused: a key is required)');
+    await request.getByRole('button', { name: 'Request checkout with security key' }).click();
+    await page.waitForURL(/\/portal\/checkouts\/[0-9a-f-]{36}$/);
+    await statusIs(page, 'active');
+    expect((await audit('mfa.verified', both.id)).at(-1)?.details.method).toBe('webauthn');
+    expect(problems).toEqual({ errors: [], csp: [] });
+  }, 120_000);
 });
 
 /** Waits until the checkout page's status badge reads `status`. */
