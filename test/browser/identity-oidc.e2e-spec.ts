@@ -43,10 +43,12 @@ describe('single sign-on through the portal: provider page, sign-in at the IdP, 
   /**
    * Signs in with the provider in a fresh browser context (the IdP remembers no one): the sign-in page's button, the
    * IdP's own login page, back to the portal — a portal page, or the sign-in page with `?error=` when `refused`.
+   * `from`: a portal page opened first (signed out, it leads to the sign-in page, which sends the person back there).
    */
-  async function signInWithProvider(who: { username: string; password: string }, refused = false): Promise<Page> {
+  async function signInWithProvider(who: { username: string; password: string }, refused = false, from = '/portal/sign-in'): Promise<Page> {
     const page = await (await newPerson(browser, vault.origin, DESKTOP)).newPage();
-    await page.goto('/portal/sign-in');
+    await page.goto(from);
+    await page.waitForURL(/\/portal\/sign-in/);
     await page.getByRole('navigation', { name: 'Single sign-on' }).getByRole('link', { name: 'Sign in with Example Corp IdP' }).click();
     await page.getByRole('heading', { name: 'Sign in to the test IdP' }).waitFor();
     expect(new URL(page.url()).origin).toBe(idp.issuer);
@@ -113,9 +115,10 @@ describe('single sign-on through the portal: provider page, sign-in at the IdP, 
     // the IdP moves alice to the approvers: at her next sign-in the vault's roles follow
     await idp.setUser('alice', { groups: ['vault-approvers'] });
     // enrolled now: the IdP's sign-in is the whole sign-in (step-ups still ask for the key)
-    const again = await signInWithProvider(alice);
-    await again.getByRole('heading', { level: 1 }).waitFor();
-    expect(new URL(again.url()).pathname).not.toBe('/portal/enrol');
+    // (she follows a link to the checkouts list: the portal sends her back there through the provider's round trip)
+    const again = await signInWithProvider(alice, false, '/portal/checkouts');
+    await again.getByRole('heading', { level: 1, name: 'Checkouts' }).waitFor();
+    expect(new URL(again.url()).pathname).toBe('/portal/checkouts');
     expect(await rolesOf(again)).toBe('approver');
 
     // the administrator's user page says where she signs in and that her roles are the provider's to change
