@@ -61,6 +61,7 @@ describe('accessibility of every portal page (browser e2e)', () => {
       { path: '/users', heading: 'Users', as: 'admin', screenshot: 'users' },
       { path: `/users/${operator.id}`, heading: /./, as: 'admin' },
       { path: '/tokens', heading: /./, as: 'admin' },
+      { path: '/oidc-providers', heading: 'Single sign-on providers', as: 'admin' },
       { path: '/audit', heading: /./, as: 'auditor' },
       { path: `/audit/${event.id}`, heading: /./, as: 'auditor' },
       { path: '/audit/verify', heading: 'Verify the audit chain', as: 'auditor' },
