@@ -3,8 +3,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
 /**
  * WebAuthn second factor (issue 18): a user's security keys and passkeys (`webauthn_credentials`: the public key,
  * the signature counter the clone check compares, `flagged_at` once a clone was suspected), and the challenges the
- * vault hands out (`webauthn_challenges`): each for one purpose, bound to what it may be used for (`binding`: the
- * SHA-256 of the action for a step-up, `login`, `register`), short-lived, and used once (`used_at`, set by one
+ * vault hands out (`webauthn_challenges`): each for one purpose, bound to what it may be used for (`binding`: a
+ * keyed HMAC of the action's SHA-256 for a step-up, `login`, `register:first` / `register:step_up`), short-lived, and used once (`used_at`, set by one
  * conditional UPDATE in the transaction of the action it proves). A login challenge keeps the password attempt of the
  * sign-in that asked for it (`attempt`: its throttle keys and windows), given back when the key answers it.
  */

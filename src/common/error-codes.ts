@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   WEBAUTHN_REGISTRATION_FAILED: { status: 400, description: "The authenticator's registration answer does not verify (wrong or expired challenge, origin or relying party, no user verification, or malformed); nothing was stored." },
   WEBAUTHN_NAME_TAKEN: { status: 409, description: 'You already have a security key with this name.' },
   WEBAUTHN_CREDENTIAL_EXISTS: { status: 409, description: 'This authenticator is already registered.' },
+  WEBAUTHN_TOO_MANY_KEYS: { status: 409, description: 'You have the most security keys a user may have (20): remove one first.' },
   LAST_FACTOR: { status: 409, description: 'This is your only second factor: register another (or enrol TOTP) before removing it; an admin can reset MFA.' },
 
   // users

@@ -84,6 +84,7 @@ export const API_ERRORS: Record<string, CodeInfo> = {
   WEBAUTHN_REGISTRATION_FAILED: { exit: EXIT.USAGE, hint: 'the security key answer did not verify; start the registration again in the web portal' },
   WEBAUTHN_NAME_TAKEN: conflict('pick another name for the key'),
   WEBAUTHN_CREDENTIAL_EXISTS: conflict('this security key is already registered'),
+  WEBAUTHN_TOO_MANY_KEYS: conflict('remove a security key you no longer use first'),
   LAST_FACTOR: conflict('register another key or enrol TOTP before removing your only second factor; an admin can reset MFA'),
   FORBIDDEN: { exit: EXIT.FORBIDDEN, hint: '`vaultctl whoami` shows the roles of your token' },
   SELF_APPROVAL: { exit: EXIT.FORBIDDEN, hint: 'another approver must decide' },

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { APP_CONFIG, AppConfig, loadConfig } from '../../src/config/config';
+import { actionDigest } from '../../src/identity/webauthn/action-digest';
 import { actingAs } from '../support/http';
 import { SoftAuthenticator } from '../support/soft-authenticator';
 import { totpAt } from '../support/totp';
@@ -158,6 +159,18 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       expect([400, 413]).toContain(hostile.status);
     });
 
+    it('at most 20 keys per user (409 WEBAUTHN_TOO_MANY_KEYS)', async () => {
+      const u = await vault.createUser(['operator']);
+      await vault.db.query(
+        `INSERT INTO webauthn_credentials (id, user_id, credential_id, public_key, name, aaguid)
+         SELECT gen_random_uuid(), $1, 'filler-credential-id-' || n, '\\x00', 'filler ' || n, '00000000-0000-0000-0000-000000000000' FROM generate_series(1, 20) AS n`,
+        [u.id],
+      );
+      const res = await register(u.auth, new SoftAuthenticator(), 'one too many', await u.code());
+      expect(res.status).toBe(409);
+      expect(res.body.code).toBe('WEBAUTHN_TOO_MANY_KEYS');
+    });
+
     it('a user with only a key needs a step-up to add TOTP too', async () => {
       const u = await vault.createUser(['auditor'], { enroll: false });
       const key = new SoftAuthenticator();
@@ -218,6 +231,13 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       expect(logins.at(-1)).toMatchObject({ outcome: 'success', details: { mfa: 'webauthn', authenticatorId: keyId } });
       // the same assertion again: its challenge was used
       expect((await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion }).expect(401)).body.code).toBe('MFA_REPLAYED');
+      // a discoverable credential naming another user is refused; naming this one passes
+      const other = Buffer.from(randomBytes(16)).toString('base64url');
+      const named = await http().post('/v1/auth/login').send({ username: user.username, password: user.password }).expect(401);
+      expect((await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: key.assert(named.body.webauthn.options, { userHandle: other }) }).expect(401)).body.code).toBe('MFA_INVALID');
+      const own = Buffer.from(user.id.replace(/-/g, ''), 'hex').toString('base64url');
+      const step2 = await http().post('/v1/auth/login').send({ username: user.username, password: user.password }).expect(401);
+      await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: key.assert(step2.body.webauthn.options, { userHandle: own }) }).expect(200);
       // both factors at once: refused
       const both = await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion, code: '123456' }).expect(401);
       expect(both.body.code).toBe('MFA_INVALID');
@@ -228,7 +248,7 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       expect(session.headers['set-cookie']?.[0]).toMatch(/^vault_session=pvb_/);
       expect(session.body.user).toMatchObject({ id: user.id, mfaEnrolled: true, mfaMethods: ['totp', 'webauthn'] });
       const [row] = await vault.db.query<{ last: Date | null; count: string }>('SELECT last_used_at AS last, sign_count::text AS count FROM webauthn_credentials WHERE id = $1', [keyId]);
-      expect(row.count).toBe('2');
+      expect(row.count).toBe('4');
       expect(row.last).not.toBeNull();
     });
 
@@ -291,6 +311,10 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       // a signature over challenge A presented with challenge B's client data
       const a = (await http().post('/v1/me/webauthn/step-up').set('Authorization', op.auth).send({ method: 'POST', path: reveal }).expect(200)).body;
       const b = (await http().post('/v1/me/webauthn/step-up').set('Authorization', op.auth).send({ method: 'POST', path: reveal }).expect(200)).body;
+      // the table keeps a keyed HMAC of the action, never its bare SHA-256 (a body may hold a password)
+      const [stored] = await vault.db.query<{ binding: string }>('SELECT binding FROM webauthn_challenges WHERE id = $1', [a.challengeId]);
+      expect(stored.binding).toMatch(/^[0-9a-f]{64}$/);
+      expect(stored.binding).not.toBe(actionDigest({ method: 'POST', path: reveal }));
       const overA = key.assert(a.options);
       const overB = key.assert(b.options);
       const spliced = { ...overA, response: { ...(overA.response as object), clientDataJSON: (overB.response as { clientDataJSON: string }).clientDataJSON } };

@@ -92,7 +92,7 @@ export class SoftAuthenticator {
    * The AuthenticationResponseJSON for a challenge (PublicKeyCredentialRequestOptionsJSON `options`): the counter moves
    * on by one unless `counter` is given. `challenge`/`origin`/`type` tamper with what is signed.
    */
-  assert(options: { challenge: string }, over: { counter?: number; origin?: string; challenge?: string; type?: string } = {}): Record<string, unknown> {
+  assert(options: { challenge: string }, over: { counter?: number; origin?: string; challenge?: string; type?: string; userHandle?: string } = {}): Record<string, unknown> {
     this.counter = over.counter ?? this.counter + 1;
     const clientDataJSON = this.clientData(over.type ?? 'webauthn.get', over.challenge ?? options.challenge, over.origin);
     const authenticatorData = this.authDataHead(0, this.counter);
@@ -103,7 +103,7 @@ export class SoftAuthenticator {
       id: this.id,
       rawId: this.id,
       type: 'public-key',
-      response: { clientDataJSON: b64(clientDataJSON), authenticatorData: b64(authenticatorData), signature: b64(signature) },
+      response: { clientDataJSON: b64(clientDataJSON), authenticatorData: b64(authenticatorData), signature: b64(signature), ...(over.userHandle ? { userHandle: over.userHandle } : {}) },
       clientExtensionResults: {},
       authenticatorAttachment: 'cross-platform',
     };

@@ -14,7 +14,8 @@ export interface StepUpAction {
 /**
  * The binding of a step-up challenge: SHA-256 (hex) of the canonical JSON (RFC 8785) of `{method, path, body}`. The
  * MFA guard computes it from the request as received (before validation), the challenge endpoint from what the client
- * said it will send: an assertion over a challenge for another action (path, body, method) does not verify.
+ * said it will send: an assertion over a challenge for another action (path, body, method) does not verify. The table
+ * keeps only a keyed HMAC of it (WebAuthnService: a body may hold a password).
  */
 export function actionDigest(action: StepUpAction): string {
   const text = canonicalize({ method: action.method.toUpperCase(), path: action.path, body: action.body ?? {} }) ?? '';

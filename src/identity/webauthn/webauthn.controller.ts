@@ -52,7 +52,7 @@ export class WebAuthnController {
     description:
       "When the key is the user's first second factor, every earlier token and browser session of the user ends and `newSession` carries the fresh one (from the portal: a new session cookie, and its CSRF token in `newSession`), as at TOTP enrollment.",
   })
-  @ApiErrors('WEBAUTHN_REGISTRATION_FAILED', 'WEBAUTHN_NAME_TAKEN', 'WEBAUTHN_CREDENTIAL_EXISTS')
+  @ApiErrors('WEBAUTHN_REGISTRATION_FAILED', 'WEBAUTHN_NAME_TAKEN', 'WEBAUTHN_CREDENTIAL_EXISTS', 'WEBAUTHN_TOO_MANY_KEYS')
   @ApiAnswer(RegistrationConfirmedView)
   @Roles(...ROLES)
   @AllowWithoutMfa()

@@ -59,7 +59,7 @@ export class WebAuthnChallengeEntity {
   @Column({ type: 'text' })
   purpose: 'register' | 'login' | 'step_up';
 
-  /** step_up: SHA-256 (hex) of the action; login: `login`; register: `register`. */
+  /** step_up: a keyed HMAC (hex) of the action's SHA-256; login: `login`; register: `register:first` or `register:step_up`. */
   @Column({ type: 'text' })
   binding: string;
 

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
   AuthenticationResponseJSON,
@@ -12,6 +13,7 @@ import { Actor } from '../../common/actor';
 import { Clock } from '../../common/clock';
 import { DomainException, Errors } from '../../common/errors';
 import { APP_CONFIG, AppConfig } from '../../config/config';
+import { KeyringService } from '../../crypto/keyring.service';
 import { Tx, UnitOfWork } from '../../database/unit-of-work';
 import { insertBrowserSession, insertSession, IssuedBrowserSession } from '../sessions';
 import type { Reservation } from '../throttle.service';
@@ -23,6 +25,8 @@ import { ConfirmRegistrationDto, LoginChallenge, RegistrationStartView, StepUpCh
 export const CHALLENGE_SECONDS = 120;
 /** COSE algorithms accepted: ES256, EdDSA, RS256. */
 const ALGORITHMS = [-7, -8, -257];
+/** The most keys one user may have (each one is in every challenge's allowCredentials). */
+export const MAX_KEYS_PER_USER = 20;
 /** The largest assertion the vault reads (base64url JSON in a header, or in the login body). */
 export const MAX_ASSERTION_CHARS = 16_384;
 
@@ -53,6 +57,7 @@ export class WebAuthnService {
     private readonly dataSource: DataSource,
     private readonly uow: UnitOfWork,
     private readonly clock: Clock,
+    private readonly keyring: KeyringService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -64,7 +69,7 @@ export class WebAuthnService {
       rpName: this.config.webauthn.rpName,
       rpID: this.config.webauthn.rpId,
       userName: actor.name,
-      userID: Uint8Array.from(Buffer.from(actor.id.replace(/-/g, ''), 'hex')),
+      userID: Uint8Array.from(Buffer.from(userHandleOf(actor.id), 'base64url')),
       attestationType: 'none',
       excludeCredentials: existing.map((c) => ({ id: c.credentialId, transports: c.transports })),
       authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
@@ -113,7 +118,9 @@ export class WebAuthnService {
       const [user]: Array<{ totp: boolean }> = await em.query('SELECT mfa_secret IS NOT NULL AS totp FROM users WHERE id = $1 FOR UPDATE', [actor.id]);
       if (!user) throw Errors.unauthenticated();
       if (!(await WebAuthnStore.useChallenge(em, challenge.id, now))) throw registrationFailed('this registration challenge was used already');
-      const first = !user.totp && !(await WebAuthnStore.hasAny(em, actor.id));
+      const keys = (await WebAuthnStore.credentialsOf(em, actor.id)).length;
+      if (keys >= MAX_KEYS_PER_USER) throw Errors.conflict('WEBAUTHN_TOO_MANY_KEYS', `you have ${keys} security keys, the most a user may have: remove one first`);
+      const first = !user.totp && keys === 0;
       // issued while the user had no factor: since then they enrolled one, and adding another needs a step-up
       if (!first && challenge.binding !== REGISTER_WITH_STEP_UP) throw registrationFailed('you enrolled a second factor since this registration started: start again (with a step-up)');
       // a TOTP enrollment started before this key (without a step-up) must not be confirmed after it without one
@@ -189,7 +196,7 @@ export class WebAuthnService {
   /** POST /v1/me/webauthn/step-up: a challenge bound to the action the client is about to send. */
   async stepUpChallenge(actor: Actor, action: StepUpAction): Promise<StepUpChallengeView> {
     assertPerson(actor);
-    const { challenge, options } = await this.authenticationChallenge(actor.id, 'step_up', actionDigest(action));
+    const { challenge, options } = await this.authenticationChallenge(actor.id, 'step_up', this.keyed(actionDigest(action)));
     return { challengeId: challenge.id, options, expiresAt: challenge.expiresAt.toISOString() };
   }
 
@@ -222,6 +229,15 @@ export class WebAuthnService {
     return WebAuthnStore.insertChallenge(em, { userId, challenge, purpose, binding, expiresAt: new Date(now.getTime() + CHALLENGE_SECONDS * 1000) }, now, attempt);
   }
 
+  /**
+   * What a step-up challenge stores of its action: a keyed HMAC of the action digest, never the bare SHA-256 — a body
+   * may hold a password (a new user's, an account's), which a plain hash in the table would let anyone who reads the
+   * database check offline.
+   */
+  private keyed(digest: string): string {
+    return createHmac('sha256', this.keyring.auditKey()).update(`pam-vault:webauthn:binding:${digest}`).digest('hex');
+  }
+
   /** Whether the user has a security key (flagged ones included: they still count as enrolled). */
   hasAny(userId: string): Promise<boolean> {
     return WebAuthnStore.hasAny(this.dataSource.manager, userId);
@@ -241,11 +257,14 @@ export class WebAuthnService {
     const em = this.dataSource.manager;
     const challenge = await WebAuthnStore.challengeByValue(em, actor.id, challengeValue);
     if (!challenge || challenge.purpose !== purpose) return { code: 'MFA_INVALID', reason: 'unknown_challenge' };
-    if (challenge.binding !== binding) return { code: 'MFA_INVALID', reason: 'other_action' };
+    if (challenge.binding !== (purpose === 'step_up' ? this.keyed(binding) : binding)) return { code: 'MFA_INVALID', reason: 'other_action' };
     if (challenge.usedAt) return { code: 'MFA_REPLAYED', reason: 'challenge_used' };
     if (challenge.expiresAt <= this.clock.now()) return { code: 'MFA_INVALID', reason: 'expired' };
     const key = await WebAuthnStore.credentialByCredentialId(em, actor.id, response.id);
     if (!key) return { code: 'MFA_INVALID', reason: 'unknown_credential' };
+    // a discoverable credential names its user (WebAuthn §7.2 step 6): it must be this one
+    const handle = response.response.userHandle;
+    if (handle && handle !== userHandleOf(actor.id)) return { code: 'MFA_INVALID', reason: 'unknown_credential', credentialId: key.id };
     if (key.flaggedAt) return { code: 'MFA_INVALID', reason: 'credential_flagged', credentialId: key.id };
     const verified = await verifyAuthenticationResponse({
       response,
@@ -318,6 +337,9 @@ export class WebAuthnService {
     });
   }
 }
+
+/** The user handle the vault registers keys with: the user's uuid as 16 bytes (base64url). */
+const userHandleOf = (userId: string) => Buffer.from(userId.replace(/-/g, ''), 'hex').toString('base64url');
 
 function viewOf(row: CredentialRow): WebAuthnCredentialView {
   return {
