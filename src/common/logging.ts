@@ -12,6 +12,7 @@ import type { AppConfig } from '../config/config';
 export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers["x-mfa-code"]',
+  'req.headers["x-mfa-assertion"]',
   'req.headers.cookie',
   'res.headers["set-cookie"]',
   '*.password',
