@@ -217,6 +217,14 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       expect(await lastAudit('auth.login')).toMatchObject({ outcome: 'failure', details: { reason: 'OIDC_STATE_INVALID' } });
     });
 
+    it('made-up states from one address are refused, but only ten a minute are audited (nobody fills the audit chain)', async () => {
+      const count = async () => Number((await vault.db.query<{ n: string }>("SELECT count(*) AS n FROM audit_events WHERE type = 'auth.login' AND details->>'reason' = 'OIDC_STATE_INVALID'"))[0].n);
+      const before = await count();
+      const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => vault.http().get(`/v1/auth/oidc/callback?state=made-up-${i}&code=x`)));
+      expect(new Set(answers.map((a) => `${a.status} ${a.headers.location}`))).toEqual(new Set(['302 /portal/sign-in?error=OIDC_STATE_INVALID']));
+      expect((await count()) - before).toBeLessThanOrEqual(10);
+    });
+
     it('returnTo is only ever a portal path: anything else lands on /portal/', async () => {
       const r = await oidcBrowserSignIn(vault, idp, 'corp', 'alice', { returnTo: 'https://evil.example/portal/' });
       expect(r.location).toBe('/portal/');
@@ -417,6 +425,22 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       await sessionOf(s.session).expect(401);
       expect((await userRow('frank')).roles).toEqual([]);
       expect(await lastAudit('auth.access_removed')).toMatchObject({ subject_id: frank.id, details: { provider: 'corp', reason: 'no_roles', sessionsEnded: true } });
+    });
+
+    it("asks the provider once per user, however many sessions they hold: one user's pile of sessions does not delay another's removal", async () => {
+      await idp.setUser('ivan', { groups: ['vault-ops'] });
+      for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: 20 }, () => oidcBrowserSignIn(vault, idp, 'corp', 'ivan')));
+      await idp.setUser('judy', { groups: ['vault-ops'] });
+      const judy = await oidcBrowserSignIn(vault, idp, 'corp', 'judy');
+      await idp.setUser('judy', { groups: [] });
+      const before = Number((await vault.db.query<{ n: string }>("SELECT count(*) AS n FROM audit_events WHERE type = 'auth.session_ended'"))[0].n);
+      vault.clock.advance(301_000);
+      const checked = await recheck();
+      expect(checked).toBeGreaterThanOrEqual(61);
+      await sessionOf(judy.session).expect(401);
+      // ivan's 60 sessions were all checked (claimed) with one answer of the provider: none ended, none is due now
+      expect(Number((await vault.db.query<{ n: string }>("SELECT count(*) AS n FROM audit_events WHERE type = 'auth.session_ended'"))[0].n)).toBe(before);
+      expect(await recheck()).toBe(0);
     });
 
     it('the provider refuses the refresh (the person was disabled there): that session ends; a device token is re-checked too', async () => {

@@ -13,11 +13,11 @@ import { PasswordHasher } from '../password-hasher';
 import { isEmailAddress, USERNAME_PATTERN } from '../users.dto';
 import { UsersService } from '../users.service';
 import { OidcProviderEntity } from './oidc-provider.entity';
-import { oidcUsers, OidcUserRow, refreshTokens } from './oidc-store';
+import { oidcUsers, OidcUserRow, providers, refreshTokens } from './oidc-store';
 import { USER_ROLES_LOCK } from '../users.service';
 
 /** Why a verified provider account does not get in (each is a stable error code, and the sign-in page's `?error=`). */
-export type OidcRefusal = Extract<ErrorCode, 'OIDC_NO_ROLES' | 'OIDC_USERNAME_TAKEN' | 'OIDC_USERNAME_INVALID' | 'OIDC_ACCOUNT_DISABLED'>;
+export type OidcRefusal = Extract<ErrorCode, 'OIDC_NO_ROLES' | 'OIDC_USERNAME_TAKEN' | 'OIDC_USERNAME_INVALID' | 'OIDC_ACCOUNT_DISABLED' | 'OIDC_PROVIDER_UNAVAILABLE'>;
 
 /** The vault roles of a provider account: the union of what its groups map to (in the vault's role order). */
 export function rolesOf(p: Pick<OidcProviderEntity, 'groupRoles' | 'groupsClaim'>, claims: Record<string, unknown>): Role[] {
@@ -88,6 +88,9 @@ export class OidcAccounts {
     const base = { method: 'oidc', provider: p.name, subject: claims.sub, address: address ?? null, session: via, idpMfa: idpMfaOf(claims) };
     type Refused = { refused: OidcRefusal; userId: string | null; username?: string; committed?: true };
     const outcome = await this.uow.run(async ({ em, audit }): Promise<Refused | { refused?: undefined; issued: T; actor: Actor }> => {
+      // the provider disabled while its answer was awaited (a compromised one is slow on purpose): nothing is issued;
+      // the share lock makes a disable that commits later wait for this sign-in, and then end what it issued
+      if (!(await providers.stillEnabled(em, p.name))) return { refused: 'OIDC_PROVIDER_UNAVAILABLE', userId: null };
       let user = await oidcUsers.bySubject(em, p.name, claims.sub);
       let created = false;
       if (!user) {
@@ -206,4 +209,5 @@ const REFUSALS: Record<OidcRefusal, string> = {
   OIDC_USERNAME_TAKEN: "the identity provider's username is taken by another vault user",
   OIDC_USERNAME_INVALID: 'the identity provider sent no usable preferred_username',
   OIDC_ACCOUNT_DISABLED: 'this vault user is disabled',
+  OIDC_PROVIDER_UNAVAILABLE: 'the identity provider was disabled during this sign-in',
 };

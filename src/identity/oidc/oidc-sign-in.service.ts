@@ -17,6 +17,8 @@ import { logins, providers } from './oidc-store';
 
 /** The vault's handle of a device sign-in (what the CLI polls with); the IdP's device code stays in the vault. */
 const DEVICE_HANDLE_PREFIX = 'pvd_';
+/** Callbacks with a state of no sign-in that one address gets audited per minute (refused all the same beyond). */
+const UNKNOWN_STATES_AUDITED_PER_MINUTE = 10;
 /** RFC 8628's default poll interval. */
 const DEVICE_INTERVAL_SECONDS = 5;
 
@@ -128,10 +130,16 @@ export class OidcSignInService {
       await this.accounts.auditRefusal({ provider, address, session: 'browser', code, detail: reason });
       return { location: refusedAt(code) };
     };
+    // a state that belongs to no sign-in is anyone's to send: audited within a budget per address (the audit chain is
+    // not a place one client may fill), refused all the same
+    const unknownState = async (why: string) =>
+      (await this.throttle.limit(`oidc-callback:${address ?? 'unknown'}`, UNKNOWN_STATES_AUDITED_PER_MINUTE).then(() => true, () => false))
+        ? refuse('OIDC_STATE_INVALID', why)
+        : { location: refusedAt('OIDC_STATE_INVALID') };
     const state = params.state;
-    if (typeof state !== 'string' || state.length === 0 || state.length > 200) return refuse('OIDC_STATE_INVALID', 'no state');
+    if (typeof state !== 'string' || state.length === 0 || state.length > 200) return unknownState('no state');
     const row = await logins.takeBrowser(this.dataSource.manager, sha256(state), this.clock.now());
-    if (!row) return refuse('OIDC_STATE_INVALID', 'unknown, used or expired state');
+    if (!row) return unknownState('unknown, used or expired state');
     if (binding === undefined || !timingSafeEqual(sha256(binding), row.browserBindingHash!)) return refuse('OIDC_STATE_INVALID', 'the binding cookie is missing or not this sign-in', row.provider);
     if (params.error !== undefined) return refuse('ACCESS_DENIED', `the identity provider answered ${String(params.error).replace(/[^\w.-]/g, '').slice(0, 60)}`, row.provider);
     const p = await this.enabledProvider(row.provider).catch(() => undefined);

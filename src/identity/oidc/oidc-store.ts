@@ -42,6 +42,11 @@ export const providers = {
   remove: async (em: EntityManager, name: string) => {
     await em.query('DELETE FROM oidc_providers WHERE name = $1', [name]);
   },
+  /** The provider is still enabled, its row share-locked until the caller's transaction ends (a disable waits, or wins first). */
+  stillEnabled: async (em: EntityManager, name: string): Promise<boolean> => {
+    const rows: Array<{ enabled: boolean }> = await em.query('SELECT enabled FROM oidc_providers WHERE name = $1 FOR SHARE', [name]);
+    return rows[0]?.enabled === true;
+  },
   /** Every bearer token and browser session of the provider's users ends (the provider was disabled); how many. */
   endSessionsOfUsers: async (em: EntityManager, name: string): Promise<number> => {
     const [, ended]: [unknown[], number] = await em.query(
@@ -161,6 +166,7 @@ export interface RecheckRow {
   provider: string;
   refresh: Buffer;
   subject: string | null;
+  createdAt: Date;
 }
 
 /** The provider refresh tokens kept with sessions and tokens (`access_tokens.oidc_*`), and the re-check sweep's claims. */
@@ -172,18 +178,20 @@ export const refreshTokens = {
     await em.query('UPDATE access_tokens SET oidc_provider = $2, oidc_refresh = $3, oidc_checked_at = $4 WHERE id = $1', [row.id, provider, seal(row.id), now]);
   },
   /**
-   * Up to `limit` live sessions and tokens last checked `everySeconds` ago or more, claimed for this pass (checked_at
-   * moved to now in the same statement; SKIP LOCKED: instances take different rows).
+   * Every due session and token (live, last checked `everySeconds` ago or more) of up to `limit` users, those waiting
+   * longest first, claimed for this pass (checked_at moved to now in the same statement; SKIP LOCKED: instances take
+   * different rows). One user's many sessions are one item: the provider is asked once per user.
    */
-  async claimDue(em: EntityManager, now: Date, everySeconds: number, limit: number): Promise<RecheckRow[]> {
+  async claimDueUsers(em: EntityManager, now: Date, everySeconds: number, limit: number): Promise<RecheckRow[]> {
+    const due = `oidc_refresh IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 AND oidc_checked_at <= $1::timestamptz - make_interval(secs => $2)`;
     const [rows]: [RecheckRow[], number] = await em.query(
       `UPDATE access_tokens t SET oidc_checked_at = $1
          FROM users u
         WHERE u.id = t.user_id AND t.id IN (
           SELECT id FROM access_tokens
-           WHERE oidc_refresh IS NOT NULL AND revoked_at IS NULL AND expires_at > $1 AND oidc_checked_at <= $1::timestamptz - make_interval(secs => $2)
-           ORDER BY oidc_checked_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-       RETURNING t.id, t.user_id AS "userId", t.oidc_provider AS provider, t.oidc_refresh AS refresh, u.oidc_subject AS subject`,
+           WHERE ${due} AND user_id IN (SELECT user_id FROM access_tokens WHERE ${due} GROUP BY user_id ORDER BY min(oidc_checked_at) LIMIT $3)
+           FOR UPDATE SKIP LOCKED)
+       RETURNING t.id, t.user_id AS "userId", t.oidc_provider AS provider, t.oidc_refresh AS refresh, u.oidc_subject AS subject, t.created_at AS "createdAt"`,
       [now, everySeconds, limit],
     );
     return rows;
