@@ -1,4 +1,6 @@
 import { createHash, createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { isoCBOR } from '@simplewebauthn/server/helpers';
+import canonicalize from 'canonicalize';
 import { browserSignIn } from '../support/browser-session';
 import { actingAs } from '../support/http';
 import { SoftAuthenticator } from '../support/soft-authenticator';
@@ -269,6 +271,45 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
       expect((await credentialsOf(user.id))[0].flagged).toBe(true);
     });
 
+    it('FINDING 10: a key and its copy signing in at once: the winner keeps a live token although the clone was detected and "every session ended"', async () => {
+      const survivors: number[] = [];
+      for (let round = 0; round < 8; round++) {
+        await resetThrottle();
+        const { user, key } = await userWithKey(['auditor']);
+        await patchMe(user.auth, await assertionFor(user.auth, key, 'PATCH', '/v1/me', {})).expect(200);
+        const copy = key.clone(key.counter);
+        const next = key.counter + 1;
+        const [a, b] = await Promise.all([0, 1].map(() => http().post('/v1/auth/login').send({ username: user.username, password: user.password }).expect(401)));
+        const answers = await Promise.all([
+          http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: key.assert(a.body.webauthn.options, { counter: next }) }),
+          http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: copy.assert(b.body.webauthn.options, { counter: next }) }),
+        ]);
+        expect((await credentialsOf(user.id))[0].flagged).toBe(true);
+        for (const ok of answers.filter((r) => r.status === 200)) {
+          if ((await http().get('/v1/me').set('Authorization', bearer(ok.body.accessToken))).status === 200) survivors.push(round);
+        }
+      }
+      // a token issued on a key found cloned must not outlive the decision that ended the user's sessions
+      expect(survivors).toEqual([]);
+    });
+
+    it('a key and its copy with one counter checking out two accounts at once (in the checkout\'s transaction): one checkout, the key flagged', async () => {
+      const { user: op, key } = await userWithKey(['operator']);
+      await patchMe(op.auth, await assertionFor(op.auth, key, 'PATCH', '/v1/me', {})).expect(200);
+      const copy = key.clone(key.counter);
+      const next = key.counter + 1;
+      const accounts = [await newAccount(), await newAccount()];
+      const bodies = accounts.map((accountId) => ({ accountId, justification: 'race with a copy' }));
+      const headers = await Promise.all(bodies.map(async (body, i) => SoftAuthenticator.header((i ? copy : key).assert((await challengeFor(op.auth, 'POST', '/v1/checkouts', body)).options, { counter: next }))));
+      const answers = await Promise.all(bodies.map((body, i) => http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Assertion', headers[i]).send(body)));
+      expect(answers.map((a) => a.status).sort()).toEqual([201, 401]);
+      expect(answers.find((a) => a.status === 401)!.body.code).toBe('MFA_INVALID');
+      const made = await vault.db.query<{ id: string }>('SELECT id FROM checkouts WHERE account_id = ANY($1)', [accounts]);
+      expect(made).toHaveLength(1);
+      expect((await credentialsOf(op.id))[0].flagged).toBe(true);
+      await as(admin).post(`/v1/checkouts/${made[0].id}/revoke`, { reason: 'review cleanup' }).expect(200);
+    });
+
     it('10 clone answers in parallel: the key is flagged once, one audit event, one alert, nothing passes', async () => {
       const { user, key, keyId } = await userWithKey(['operator']);
       for (let i = 0; i < 3; i++) await patchMe(user.auth, await assertionFor(user.auth, key, 'PATCH', '/v1/me', {})).expect(200);
@@ -380,6 +421,20 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
       expect([400, 401]).toContain(both.find((r) => r.status !== 200)!.status);
       expect(both.find((r) => r.status === 200)!.body.newSession).not.toBeNull();
       expect(await credentialsOf(fresh.id)).toHaveLength(1);
+    });
+
+    it('at most 20 keys per user (each is in every challenge), refused with a code, not a 500', async () => {
+      const { user, key, auth } = await keyOnlyUser(['auditor']);
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, key, 'POST', '/v1/me/webauthn/registrations')).expect(200);
+        const res = await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', auth).send({ challengeId: started.body.challengeId, name: `spare ${i}`, response: new SoftAuthenticator().register(started.body.options) });
+        statuses.push(res.status);
+        if (res.status !== 200) expect(res.body.code).toBe('WEBAUTHN_TOO_MANY_KEYS');
+      }
+      expect(statuses.filter((st) => st === 200)).toHaveLength(19);
+      expect(statuses.at(-1)).toBe(409);
+      expect(await credentialsOf(user.id)).toHaveLength(20);
     });
 
     it('the first key registered from a portal session ends the other browser sessions and bearer tokens of the user', async () => {
@@ -497,6 +552,7 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
         { ...good, response: { ...r, signature: 'AA' } },
         { ...good, id: 'A'.repeat(1400), rawId: 'A'.repeat(1400) },
         { ...good, rawId: 'other' },
+        { ...good, response: { ...r, userHandle: 'AA' } },
         { ...good, response: null },
         { ...good, type: 'other' },
       ];
@@ -512,8 +568,8 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
         expect(res.status).toBeGreaterThanOrEqual(400);
         expect(res.status).toBeLessThan(500);
       }
-      // the good one was never used by the refusals; its userHandle is not signed and not read (the key is the user's)
-      await patchMe(user.auth, SoftAuthenticator.header({ ...good, response: { ...r, userHandle: 'AA' } })).expect(200);
+      // the good one was never used by the refusals
+      await patchMe(user.auth, SoftAuthenticator.header(good)).expect(200);
     });
 
     it('FINDING 6: a deeply nested body with an X-MFA-Assertion on any step-up route is a 500 (the digest recurses before validation)', async () => {
@@ -524,6 +580,49 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
       expect(res.status).toBeLessThan(500);
       expect(res.status).toBeGreaterThanOrEqual(400);
       expect(typeof res.body.code).toBe('string');
+    });
+
+    it('registration answers: broken CBOR, other attestation formats with junk, a CBOR nesting bomb, wrong types: 400 with a code', async () => {
+      const user = await vault.createUser(['auditor'], { enroll: false });
+      const cbor = (m: Map<string, unknown>) => Buffer.from(isoCBOR.encode(m as never)).toString('base64url');
+      const withAttestation = (attestationObject: string) => (o: { challenge: string }) => {
+        const r = new SoftAuthenticator().register(o);
+        return { ...r, response: { ...(r.response as object), attestationObject } };
+      };
+      const goodAuthData = (o: { challenge: string }) => {
+        const r = new SoftAuthenticator().register(o);
+        const decoded = isoCBOR.decodeFirst<Map<string, unknown>>(Buffer.from((r.response as { attestationObject: string }).attestationObject, 'base64url'));
+        return decoded.get('authData') as Uint8Array;
+      };
+      const fmt = (name: string, attStmt: Map<string, unknown>) => (o: { challenge: string }) =>
+        withAttestation(cbor(new Map<string, unknown>([['fmt', name], ['attStmt', attStmt], ['authData', goodAuthData(o)]])))(o);
+      const bomb = Buffer.concat([Buffer.alloc(30_000, 0x81), Buffer.from([0x00])]).toString('base64url');
+      const tries: Array<[string, (o: { challenge: string }) => unknown]> = [
+        ['garbage', withAttestation(Buffer.from('garbage').toString('base64url'))],
+        ['authData text', withAttestation(cbor(new Map<string, unknown>([['fmt', 'none'], ['attStmt', new Map()], ['authData', 'text']])))],
+        ['authData truncated', withAttestation(cbor(new Map<string, unknown>([['fmt', 'none'], ['attStmt', new Map()], ['authData', new Uint8Array(37).fill(0x45)]])))],
+        ['packed junk', fmt('packed', new Map<string, unknown>([['alg', -7], ['sig', new Uint8Array(10)]]))],
+        ['fido-u2f junk', fmt('fido-u2f', new Map<string, unknown>([['sig', new Uint8Array(10)], ['x5c', [new Uint8Array(10)]]]))],
+        ['tpm junk', fmt('tpm', new Map<string, unknown>([['ver', '2.0'], ['alg', -7]]))],
+        ['safetynet junk', fmt('android-safetynet', new Map<string, unknown>([['ver', '1'], ['response', new Uint8Array(Buffer.from('a.b.c'))]]))],
+        ['apple junk', fmt('apple', new Map<string, unknown>([['x5c', [new Uint8Array(10)]]]))],
+        ['unknown fmt', fmt('evil', new Map())],
+        ['CBOR nesting bomb', withAttestation(bomb)],
+        ['id a number', (o) => ({ ...new SoftAuthenticator().register(o), id: 123 })],
+        ['response a string', (o) => ({ ...new SoftAuthenticator().register(o), response: 'x' })],
+        ['client data a number', (o) => {
+          const r = new SoftAuthenticator().register(o);
+          return { ...r, response: { ...(r.response as object), clientDataJSON: Buffer.from('42').toString('base64url') } };
+        }],
+      ];
+      const seen: Record<string, string> = {};
+      for (const [what, make] of tries) {
+        const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', user.auth).expect(200);
+        const res = await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', user.auth).send({ challengeId: started.body.challengeId, name: what, response: make(started.body.options) });
+        seen[what] = `${res.status} ${typeof res.body.code === 'string' ? 'coded' : 'no code'}`;
+      }
+      expect(seen).toEqual(Object.fromEntries(tries.map(([what]) => [what, '400 coded'])));
+      expect(await credentialsOf(user.id)).toEqual([]);
     });
 
     it('FINDING 7: registration answers a 500 for a credential id the table refuses (too short, too long) and for transports that are no list', async () => {
@@ -559,6 +658,21 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
   // ---- secrets -----------------------------------------------------------------------------------------------------
 
   describe('what the audit trail and the logs hold', () => {
+    it('FINDING 11: a step-up binding is a plain SHA-256 of the body: a new user\'s password (or an account\'s) can be checked offline from the challenge table', async () => {
+      const { user: boss, key } = await userWithKey(['admin']);
+      const body = { username: `u${randomBytes(4).toString('hex')}`, password: 'Summer2026!!', roles: ['operator'] };
+      const c = await challengeFor(boss.auth, 'POST', '/v1/users', body);
+      await http().post('/v1/users').set('Authorization', boss.auth).set('X-MFA-Assertion', SoftAuthenticator.header(key.assert(c.options))).send(body).expect(201);
+      // the password sent to the challenge endpoint is in no log line and no audit event
+      expect(logLines.filter((l) => l.includes('Summer2026!!'))).toEqual([]);
+      expect(JSON.stringify(await vault.db.query('SELECT details FROM audit_events WHERE actor_id = $1', [boss.id]))).not.toContain('Summer2026!!');
+      const [row] = await vault.db.query<{ binding: string }>('SELECT binding FROM webauthn_challenges WHERE id = $1', [c.challengeId]);
+      // what a reader of the database (a backup) can compute for each guess, at SHA-256 speed — the password itself is
+      // kept only as an Argon2 hash, an account's only encrypted (INVARIANT 1)
+      const guess = (password: string) => createHash('sha256').update(canonicalize({ method: 'POST', path: '/v1/users', body: { ...body, password } })!, 'utf8').digest('hex');
+      expect(row.binding).not.toBe(guess('Summer2026!!'));
+    });
+
     it('no raw credential id, public key or assertion in any audit event, notification or log line', async () => {
       const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const key = new SoftAuthenticator({}, keys);
