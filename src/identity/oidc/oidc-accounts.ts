@@ -120,6 +120,9 @@ export class OidcAccounts {
         await audit({ type: 'auth.login', actor: null, subjectType: 'user', subjectId: user.id, outcome: 'failure', details: { ...base, reason: 'no_roles', sessionsEnded: true } });
         return { refused: 'OIDC_NO_ROLES', userId: user.id, committed: true as const };
       }
+      // decided against the row as it is now, as the password sign-in does: a disable committed since the read above is
+      // seen here, and one that comes later waits for this transaction and then ends what it issued
+      if (!created && (await oidcUsers.disabledNow(em, user.id))) return { refused: 'OIDC_ACCOUNT_DISABLED', userId: user.id };
       const actor: Actor = { id: user.id, kind: 'user', name: user.username, roles: granted, mfaEnrolled: user.mfaEnrolled };
       const issued = await issue(em, user.id);
       if (keep?.refreshToken !== undefined) {

@@ -136,6 +136,11 @@ export const oidcUsers = {
     const [row]: Array<{ roles: Role[]; disabled: boolean }> = await em.query('SELECT roles, disabled FROM users WHERE id = $1 FOR UPDATE', [id]);
     return row;
   },
+  /** Whether the user is disabled now, the row share-locked until the caller's transaction ends (a disable waits for it). */
+  async disabledNow(em: EntityManager, id: string): Promise<boolean> {
+    const rows: Array<{ disabled: boolean }> = await em.query('SELECT disabled FROM users WHERE id = $1 FOR SHARE', [id]);
+    return rows[0]?.disabled !== false;
+  },
   /** Another enabled admin exists (checked under the user-roles lock). */
   async anotherAdmin(em: EntityManager, id: string): Promise<boolean> {
     const rows: unknown[] = await em.query("SELECT 1 FROM users WHERE id <> $1 AND NOT disabled AND 'admin' = ANY (roles) LIMIT 1", [id]);
