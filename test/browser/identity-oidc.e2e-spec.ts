@@ -124,8 +124,10 @@ describe('single sign-on through the portal: provider page, sign-in at the IdP, 
     // the administrator's user page says where she signs in and that her roles are the provider's to change
     const adm = await (await newPerson(browser, vault.origin, DESKTOP)).newPage();
     await signIn(adm, 'admin', admin.password, await admin.code());
-    const [{ id }] = await vault.db.query<{ id: string }>('SELECT id FROM users WHERE username = $1', [alice.username]);
-    await adm.goto(`/portal/users/${id}`);
+    await go(adm, 'Users');
+    const row = adm.getByRole('row').filter({ has: adm.getByRole('link', { name: alice.username, exact: true }) });
+    await row.getByText('single sign-on (example)').waitFor();
+    await row.getByRole('link', { name: alice.username, exact: true }).click();
     await adm.getByText('single sign-on (example)').waitFor();
     await adm.getByText('Roles come from the identity provider', { exact: false }).waitFor();
     expect(await adm.getByRole('button', { name: 'Save roles' }).count()).toBe(0);

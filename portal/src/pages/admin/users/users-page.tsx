@@ -18,6 +18,7 @@ const COLUMNS: Column<UserView>[] = [
   { label: 'Username', cell: (u) => <Link to={`/users/${u.id}`}>{u.username}</Link> },
   { label: 'Roles', cell: (u) => u.roles.join(', ') },
   { label: 'Authenticator', cell: (u) => (u.mfaEnrolled ? 'enrolled' : 'not enrolled') },
+  { label: 'Signs in with', cell: (u) => (u.oidcProvider ? `single sign-on (${u.oidcProvider})` : u.passwordLogin || u.breakGlass ? 'password' : 'none (password sign-in off)') },
   { label: 'Status', cell: (u) => <StatusBadge status={u.disabled ? 'disabled' : 'active'} /> },
   { label: 'E-mail', cell: (u) => u.email ?? '—' },
   { label: 'Created', cell: (u) => <When at={u.createdAt} /> },
