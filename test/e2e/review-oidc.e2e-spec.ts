@@ -1,6 +1,15 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { custom } from 'openid-client';
+import { Client } from 'pg';
 import type { Response } from 'supertest';
 import { sessionCookieOf } from '../support/browser-session';
+import { OidcRecheckService } from '../../src/identity/oidc/oidc-recheck.service';
 import { startTestIdp, TestIdp, TestIdpUser } from '../support/oidc-idp';
 import { totpAt } from '../support/totp';
 import { ADMIN_PASSWORD, startTestVault, TestUser, TestVault } from '../support/vault';
@@ -8,7 +17,7 @@ import { ADMIN_PASSWORD, startTestVault, TestUser, TestVault } from '../support/
 /**
  * Adversarial review of issue 18, single sign-on with OpenID Connect (helper B's part). Each test is an attack: a
  * passing test is an attack that failed (kept as a regression test); a test named "FINDING n" reproduced a finding of
- * the review (1-7, all fixed in 5ffff36) and now proves the fix. Real PostgreSQL, the real vault in-process, and the real
+ * the review (1-7 fixed in 5ffff36, 8-10 in a8d0598, 11 in 8cccae0) and now proves the fix. Real PostgreSQL, the real vault in-process, and the real
  * oidc-provider in its own process (test/support/oidc-idp.ts).
  */
 const PUBLIC = 'http://localhost:18443';
@@ -473,6 +482,62 @@ describe('review: OpenID Connect sign-in under attack (e2e, real PostgreSQL, rea
       return { name, s, path, dev };
     };
 
+    it('a user disabled while 40 of their sign-ins are in flight: once re-enabled, no token from before the disable works', async () => {
+      const name = await newIdpUser('racing');
+      await d.signIn(name);
+      const user = await d.userRow(name);
+      const pending = await Promise.all(
+        Array.from({ length: 40 }, async () => {
+          const s = await d.start();
+          return { path: await d.atIdp(s, name), cookie: s.cookie };
+        }),
+      );
+      const code = await admin.code();
+      const outs = pending.map((p) => d.callback(p.path, p.cookie));
+      await vault.http().patch(`/v1/users/${user.id}`).set('Authorization', admin.auth).set('X-MFA-Code', code).send({ disabled: true }).expect(200);
+      const settled = await Promise.all(outs);
+      await vault.http().patch(`/v1/users/${user.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: false }).expect(200);
+      const alive = await Promise.all(settled.filter((o) => o.session !== undefined).map((o) => d.alive(o.session!)));
+      expect(alive.filter((st) => st === 200)).toEqual([]);
+    });
+
+    it('FINDING 11: a disable that commits while a sign-in is between reading the user and writing its session leaves that session alive (usable again once re-enabled)', async () => {
+      const name = await newIdpUser('between');
+      await d.signIn(name);
+      const user = await d.userRow(name);
+      const s = await d.start();
+      const path = await d.atIdp(s, name);
+      const waiting = async (n: number) => {
+        for (let i = 0; i < 200; i++) {
+          const [row] = await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+          if (row.n >= n) return;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        throw new Error(`fewer than ${n} statements waiting for a lock`);
+      };
+      // a slow moment of the database: writes to access_tokens wait (as behind a long vacuum or a busy table)
+      const locker = new Client({ connectionString: vault.db.url });
+      await locker.connect();
+      let out: Promise<CallbackOutcome> | undefined;
+      let patch: Promise<Response> | undefined;
+      try {
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE access_tokens IN SHARE MODE');
+        out = d.callback(path, s.cookie);
+        await waiting(1);
+        const code = await admin.code();
+        patch = vault.http().patch(`/v1/users/${user.id}`).set('Authorization', admin.auth).set('X-MFA-Code', code).send({ disabled: true }).then((r) => r);
+        await waiting(2);
+      } finally {
+        await locker.query('COMMIT');
+        await locker.end();
+      }
+      expect((await patch!).status).toBe(200);
+      const done = await out!;
+      await vault.http().patch(`/v1/users/${user.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: false }).expect(200);
+      expect(done.session === undefined ? 'no session' : await d.alive(done.session)).not.toBe(200);
+    });
+
     it('a provider disabled after a browser sign-in or a device sign-in started: neither finishes', async () => {
       const { name, s, path, dev } = await bothPending('idp-off', 'pending');
       await d.putProvider(admin, 'idp-off', { ...provider(), enabled: false });
@@ -495,6 +560,47 @@ describe('review: OpenID Connect sign-in under attack (e2e, real PostgreSQL, rea
       const polled = await d.poll(dev.deviceCode);
       expect({ status: polled.status, code: polled.body.code }).toEqual({ status: 400, code: 'EXPIRED_TOKEN' });
       expect(await d.userRow(name)).toBeUndefined();
+    });
+
+    it('FINDING 9: a sign-in in flight while the provider is disabled (its token request held by a slow IdP) still gets a working session afterwards', async () => {
+      await d.putProvider(admin, 'idp-race', provider());
+      const name = await newIdpUser('inflight');
+      // the provider's discovery and keys are fetched once before, as on a busy vault
+      expect((await d.signIn(name, { provider: 'idp-race' })).session).toBeDefined();
+      const s = await d.start('idp-race');
+      const path = await d.atIdp(s, name);
+      process.kill(idp.pid(), 'SIGSTOP');
+      let out: Promise<CallbackOutcome> | undefined;
+      try {
+        out = d.callback(path, s.cookie);
+        // the callback has passed its checks and waits for the IdP's token endpoint
+        await new Promise((r) => setTimeout(r, 500));
+        await d.putProvider(admin, 'idp-race', { ...provider(), enabled: false });
+      } finally {
+        process.kill(idp.pid(), 'SIGCONT');
+      }
+      const done = await out;
+      expect(done.status).toBe(302);
+      expect(done.session === undefined ? 'no session' : await d.alive(done.session)).not.toBe(200);
+    });
+
+    it('FINDING 9 (device): a device poll in flight while the provider is disabled still gets a working bearer token afterwards', async () => {
+      await d.putProvider(admin, 'idp-race-dev', provider());
+      const name = await newIdpUser('inflight-dev');
+      expect((await d.deviceSignIn(name, 'idp-race-dev')).status).toBe(200);
+      const dev = await d.startDevice('idp-race-dev');
+      await idp.completeDevice(dev.verificationUriComplete, name);
+      process.kill(idp.pid(), 'SIGSTOP');
+      let polled: ReturnType<typeof d.poll> | undefined;
+      try {
+        polled = d.poll(dev.deviceCode);
+        await new Promise((r) => setTimeout(r, 500));
+        await d.putProvider(admin, 'idp-race-dev', { ...provider(), enabled: false });
+      } finally {
+        process.kill(idp.pid(), 'SIGCONT');
+      }
+      const res = await polled;
+      expect(res.status === 200 ? await d.bearerAlive(res.body.accessToken as string) : 'no token').not.toBe(200);
     });
 
     it('FINDING 2: disabling a provider (e.g. because it is compromised) leaves the sessions and bearer tokens it signed in working', async () => {
@@ -609,6 +715,44 @@ describe('review: OpenID Connect sign-in under attack (e2e, real PostgreSQL, rea
       expect({ issuer, status: res.status, code: res.body.code }).toEqual({ issuer, status: 400, code: 'VALIDATION_FAILED' });
     });
 
+    it("a remote (https) issuer's discovery document naming a plain-http endpoint (even on loopback) is refused; all-https is used", async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'review-oidc-tls-'));
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(dir, 'cert.pem'));
+      const server = createServer({ key: readFileSync(join(dir, 'key.pem')), cert });
+      rmSync(dir, { recursive: true });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      server.on('request', (req, res) => {
+        const m = /^\/(good|bad)\/\.well-known\/openid-configuration$/.exec(req.url ?? '');
+        if (!m) return void res.writeHead(404).end();
+        const issuer = `${base}/${m[1]}`;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            issuer,
+            authorization_endpoint: `${issuer}/auth`,
+            token_endpoint: m[1] === 'good' ? `${issuer}/token` : `${idp.issuer}/token`,
+            jwks_uri: `${issuer}/jwks`,
+            response_types_supported: ['code'],
+            subject_types_supported: ['public'],
+            id_token_signing_alg_values_supported: ['RS256'],
+          }),
+        );
+      });
+      custom.setHttpOptionsDefaults({ ca: cert });
+      try {
+        await d.putProvider(admin, 'tls-good', { ...provider(), issuer: `${base}/good` });
+        await d.putProvider(admin, 'tls-bad', { ...provider(), issuer: `${base}/bad` });
+        const good = await vault.http().get('/v1/auth/oidc/tls-good/start');
+        expect(String(good.headers.location).startsWith(`${base}/good/auth?`)).toBe(true);
+        const bad = await vault.http().get('/v1/auth/oidc/tls-bad/start');
+        expect(bad.headers.location).toBe('/portal/sign-in?error=OIDC_PROVIDER_UNAVAILABLE');
+      } finally {
+        server.close();
+        for (const name of ['tls-good', 'tls-bad']) await vault.http().delete(`/v1/oidc-providers/${name}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code());
+      }
+    });
+
     it('the client secret is write-only: never in an answer, an audit event, a log line, an error body, or the row in clear', async () => {
       const secret = `review-secret-${randomBytes(12).toString('hex')}`;
       const put = await d.putProvider(admin, 'idp-secret', { ...provider(), clientSecret: secret });
@@ -699,78 +843,121 @@ describe('review: OpenID Connect sign-in under attack (e2e, real PostgreSQL, rea
   });
 });
 
-describe('review: OIDC and the last admin; password sign-in off for everyone (e2e)', () => {
-  let idp: TestIdp;
-  let vault: TestVault;
-  const d = oidcDriver(() => ({ vault, idp }));
-
+/** A vault started with `env` (and VAULT_PUBLIC_URL) and a test IdP for one describe block, the provider `idp` saved in it. */
+function vaultWithIdp(extra: Record<string, string>) {
+  const env = {} as { vault: TestVault; idp: TestIdp };
+  const d = oidcDriver(() => env);
   beforeAll(async () => {
-    idp = await startTestIdp({ redirectUris: [CALLBACK] });
-    vault = await startTestVault({ env: { VAULT_PUBLIC_URL: PUBLIC, VAULT_PASSWORD_LOGIN: 'disabled' } });
-    await d.putProvider(await vault.admin(), 'idp', { displayName: 'Test IdP', issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, groupRoles: GROUP_ROLES });
+    env.idp = await startTestIdp({ redirectUris: [CALLBACK] });
+    env.vault = await startTestVault({ env: { VAULT_PUBLIC_URL: PUBLIC, ...extra } });
+    await d.putProvider(await env.vault.admin(), 'idp', { displayName: 'Test IdP', issuer: env.idp.issuer, clientId: env.idp.clientId, clientSecret: env.idp.clientSecret, groupRoles: GROUP_ROLES });
   });
   afterAll(async () => {
-    await vault?.close();
-    await idp?.stop();
+    await env.vault?.close();
+    await env.idp?.stop();
   });
+  return { env, d };
+}
+
+describe('review: OIDC and the last admin; password sign-in off for everyone (e2e)', () => {
+  const { env: t, d } = vaultWithIdp({ VAULT_PASSWORD_LOGIN: 'disabled' });
 
   it('break glass: the bootstrap admin signs in with a password, audited auth.break_glass and alerted to admins and auditors', async () => {
-    const admin = await vault.admin();
-    const events = await vault.db.query<{ type: string; subject_id: string }>("SELECT type, subject_id FROM audit_events WHERE type = 'auth.break_glass'");
+    const admin = await t.vault.admin();
+    const events = await t.vault.db.query<{ type: string; subject_id: string }>("SELECT type, subject_id FROM audit_events WHERE type = 'auth.break_glass'");
     expect(events.length).toBeGreaterThanOrEqual(1);
     expect(events.every((e) => e.subject_id === admin.id)).toBe(true);
-    const alerts = await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM notification_events WHERE type = 'alert.break_glass_login' AND subject_id = $1", [admin.id]);
+    const alerts = await t.vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM notification_events WHERE type = 'alert.break_glass_login' AND subject_id = $1", [admin.id]);
     expect(alerts[0].n).toBeGreaterThanOrEqual(1);
     // and with a wrong code too: the password itself was used
-    const before = (await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'auth.break_glass'"))[0].n;
-    await vault.http().post('/v1/auth/session').send({ username: 'admin', password: ADMIN_PASSWORD, code: '000000' });
-    expect((await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'auth.break_glass'"))[0].n).toBe(before + 1);
+    const before = (await t.vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'auth.break_glass'"))[0].n;
+    await t.vault.http().post('/v1/auth/session').send({ username: 'admin', password: ADMIN_PASSWORD, code: '000000' });
+    expect((await t.vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'auth.break_glass'"))[0].n).toBe(before + 1);
   });
 
   it('another local user with the right password is refused like a wrong password', async () => {
-    const admin = await vault.admin();
+    const admin = await t.vault.admin();
     const username = uname('local');
     const password = `pw-${randomBytes(12).toString('hex')}`;
-    await vault.http().post('/v1/users').set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ username, password, roles: ['operator'] }).expect(201);
-    const right = await vault.http().post('/v1/auth/login').send({ username, password });
-    const wrong = await vault.http().post('/v1/auth/login').send({ username, password: `${password}x` });
+    await t.vault.http().post('/v1/users').set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ username, password, roles: ['operator'] }).expect(201);
+    const right = await t.vault.http().post('/v1/auth/login').send({ username, password });
+    const wrong = await t.vault.http().post('/v1/auth/login').send({ username, password: `${password}x` });
     expect({ status: right.status, code: right.body.code, message: right.body.message }).toEqual({ status: wrong.status, code: wrong.body.code, message: wrong.body.message });
     expect(right.status).toBe(401);
   });
 
   it('FINDING 3: the IdP taking the admin group away from the last enabled admin leaves the vault without any admin (the LAST_ADMIN rule is bypassed)', async () => {
-    const admin = await vault.admin();
+    const admin = await t.vault.admin();
     const boss = uname('boss');
-    await idp.setUser(boss, { groups: ['vault-admins'] });
+    await t.idp.setUser(boss, { groups: ['vault-admins'] });
     const dev = await d.deviceSignIn(boss);
     expect(dev.status).toBe(200);
     const enrolled = await d.enrolTotp(dev.body.accessToken as string);
-    await vault.http().get('/v1/users').set('Authorization', `Bearer ${enrolled.token}`).expect(200);
+    await t.vault.http().get('/v1/users').set('Authorization', `Bearer ${enrolled.token}`).expect(200);
     // the break-glass admin cannot be switched off through the API (lead's decision: 409 BREAK_GLASS_USER) …
-    const disable = await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: true });
-    const demote = await vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['auditor'] });
+    const disable = await t.vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ disabled: true });
+    const demote = await t.vault.http().patch(`/v1/users/${admin.id}`).set('Authorization', admin.auth).set('X-MFA-Code', await admin.code()).send({ roles: ['auditor'] });
     expect({ disable: [disable.status, disable.body.code], demote: [demote.status, demote.body.code] }).toEqual({ disable: [409, 'BREAK_GLASS_USER'], demote: [409, 'BREAK_GLASS_USER'] });
     // … but a vault upgraded with its bootstrap admin already disabled has the IdP's admins as its only admins
-    await vault.db.query("UPDATE users SET disabled = true WHERE username = 'admin'");
+    await t.vault.db.query("UPDATE users SET disabled = true WHERE username = 'admin'");
     try {
-      await idp.setUser(boss, { groups: [] });
+      await t.idp.setUser(boss, { groups: [] });
       await d.deviceSignIn(boss);
-      const admins = await vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM users WHERE NOT disabled AND 'admin' = ANY (roles)");
+      const admins = await t.vault.db.query<{ n: number }>("SELECT count(*)::int AS n FROM users WHERE NOT disabled AND 'admin' = ANY (roles)");
       expect(admins[0].n).toBeGreaterThanOrEqual(1);
     } finally {
-      await vault.db.query("UPDATE users SET disabled = false WHERE username = 'admin'");
+      await t.vault.db.query("UPDATE users SET disabled = false WHERE username = 'admin'");
     }
   });
 
   describe('anonymous load', () => {
-    it('FINDING 5: anonymous sign-in starts are not limited: 150 browser starts and 60 device starts from one address each make a row (the device ones a call to the IdP with the vault client credentials)', async () => {
-      const rows = async () => (await vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM oidc_logins'))[0].n;
+    it('FINDING 10: anonymous callbacks with made-up states (no cookie, no sign-in started) each write an audit event, without limit', async () => {
+      const events = async () => (await t.vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events'))[0].n;
+      const before = await events();
+      const res = await Promise.all(Array.from({ length: 200 }, () => t.vault.http().get(`/v1/auth/oidc/callback?state=${randomBytes(16).toString('hex')}&code=x`)));
+      expect(res.filter((r) => r.status !== 302)).toEqual([]);
+      // like the gateway's unknown tickets and the password sign-in's unknown users: a bounded number per address
+      expect((await events()) - before).toBeLessThanOrEqual(30);
+    });
+
+    it('a different X-Forwarded-For on each start is still one address (no trusted proxy configured): at most VAULT_OIDC_STARTS_PER_MINUTE rows', async () => {
+      const rows = async () => (await t.vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM oidc_logins'))[0].n;
       const before = await rows();
-      const starts = await Promise.all(Array.from({ length: 150 }, () => vault.http().get('/v1/auth/oidc/idp/start')));
-      const devices = await Promise.all(Array.from({ length: 60 }, () => vault.http().post('/v1/auth/oidc/idp/device')));
+      const starts = await Promise.all(Array.from({ length: 30 }, (_v, i) => t.vault.http().get('/v1/auth/oidc/idp/start').set('X-Forwarded-For', `198.51.100.${i + 1}`)));
+      expect(starts.filter((r) => r.status !== 302)).toEqual([]);
+      expect((await rows()) - before).toBeLessThanOrEqual(20);
+    });
+
+    it('FINDING 5: anonymous sign-in starts are not limited: 150 browser starts and 60 device starts from one address each make a row (the device ones a call to the IdP with the vault client credentials)', async () => {
+      const rows = async () => (await t.vault.db.query<{ n: number }>('SELECT count(*)::int AS n FROM oidc_logins'))[0].n;
+      const before = await rows();
+      const starts = await Promise.all(Array.from({ length: 150 }, () => t.vault.http().get('/v1/auth/oidc/idp/start')));
+      const devices = await Promise.all(Array.from({ length: 60 }, () => t.vault.http().post('/v1/auth/oidc/idp/device')));
       expect([...starts, ...devices].filter((r) => r.status >= 500)).toEqual([]);
       const limited = starts.filter((r) => r.status === 429 || /error=THROTTLED/.test(String(r.headers.location))).length + devices.filter((r) => r.status === 429).length;
       expect({ limited: limited > 0, rowsAdded: (await rows()) - before < 210 }).toEqual({ limited: true, rowsAdded: true });
     });
+  });
+});
+
+describe('review: the re-check sweep under load (e2e)', () => {
+  // the background sweep is off: each pass here is the test's own (what the scheduler does once a tick)
+  const { env: t, d } = vaultWithIdp({ VAULT_OIDC_RECHECK_SECONDS: '0', VAULT_OIDC_STARTS_PER_MINUTE: '100000' });
+
+  it("FINDING 8: one re-check pass handles at most 50 sessions, oldest first: one user's 120 sessions push another user's access removal past VAULT_OIDC_RECHECK_SECONDS", async () => {
+    const filler = uname('filler');
+    await t.idp.setUser(filler, { groups: ['ops'] });
+    for (let batch = 0; batch < 6; batch++) {
+      const outs = await Promise.all(Array.from({ length: 20 }, () => d.signIn(filler)));
+      expect(outs.filter((o) => o.session === undefined)).toEqual([]);
+    }
+    const leaver = uname('leaver');
+    await t.idp.setUser(leaver, { groups: ['ops'] });
+    const session = (await d.signIn(leaver)).session!;
+    await t.idp.setUser(leaver, { groups: [] });
+    t.vault.clock.advance(301_000);
+    // the scheduler's pass once the period is over: every due session (or at least every due user) is asked
+    await t.vault.get(OidcRecheckService).recheckDue(300);
+    expect(await d.alive(session)).toBe(401);
   });
 });
