@@ -257,6 +257,7 @@ describe('notifications: crash, two instances, a slow SMTP server (built vault, 
       expect(left.every((d) => d.status === 'pending')).toBe(true);
       expect(left.some((d) => d.claimed_by !== null)).toBe(true); // the dead process had claimed some
       const ids = new Set(left.map((d) => d.id));
+      await smtp.settled(); // the server process reports its messages over IPC
       const before = arrivals(ids);
       if (point === 'notify-before-send') expect([...before.values()]).toEqual([]);
       else expect(before.size).toBeGreaterThanOrEqual(1); // the one whose send completed, at least
@@ -266,6 +267,7 @@ describe('notifications: crash, two instances, a slow SMTP server (built vault, 
       try {
         await waitFor('every delivery to be sent', async () => (await deliveriesOf(eventIds)).every((d) => d.status === 'sent'), 75_000);
         await new Promise((r) => setTimeout(r, 1000)); // a late duplicate would show
+        await smtp.settled(); // the server process reports its messages over IPC
         const after = arrivals(ids);
         expect([...ids].filter((id) => !after.has(id))).toEqual([]); // none lost
         const duplicated = [...after].filter(([, n]) => n > 1).map(([id]) => id);
@@ -317,6 +319,7 @@ describe('notifications: crash, two instances, a slow SMTP server (built vault, 
       await new Promise((r) => setTimeout(r, 1000)); // a late duplicate would show
       const rows = await deliveriesOf(eventIds);
       expect(rows).toHaveLength(31 * (APPROVERS + 1));
+      await smtp.settled(); // the server process reports its messages over IPC
       const count = arrivals(new Set(rows.map((d) => d.id)));
       expect(rows.map((d) => count.get(d.id) ?? 0)).toEqual(rows.map(() => 1));
       expect(rows.every((d) => d.attempts === 1)).toBe(true);
@@ -355,6 +358,7 @@ describe('notifications: crash, two instances, a slow SMTP server (built vault, 
       await smtp.clearFailures();
       await waitFor('the retries to deliver', async () => (await deliveriesOf(eventIds)).every((d) => d.status === 'sent'), 60_000);
       const delivered = await deliveriesOf(eventIds);
+      await smtp.settled(); // the server process reports its messages over IPC
       const count = arrivals(new Set(delivered.map((d) => d.id)));
       expect(delivered.map((d) => count.get(d.id))).toEqual(delivered.map(() => 1));
 

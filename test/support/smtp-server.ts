@@ -114,8 +114,8 @@ export interface SmtpServer {
   /** Drops the failures programmed and not used yet. */
   clearFailures(): Promise<void>;
   /**
-   * Resolves once every event the server process sent before now has been counted (its events come over IPC, so a
-   * client can see the server's answer before the counter moves).
+   * Resolves once every event the server process sent before now has been counted and every message it received
+   * parsed (its events come over IPC, so a client can see the server's answer before the counter or the list moves).
    */
   settled(): Promise<void>;
   /** Forgets the messages and counters received so far. */
@@ -274,7 +274,10 @@ export async function startSmtpServer(o: SmtpServerOptions = {}): Promise<SmtpSe
       failNext: (count, f) => command({ type: 'fail', rule: { stage: f.stage ?? 'data', count, code: f.code } }),
       hangNext: (count, f = {}) => command({ type: 'fail', rule: { stage: f.stage ?? 'data', count, hang: true } }),
       clearFailures: () => command({ type: 'clear' }),
-      settled: () => command({ type: 'sync' }),
+      settled: async () => {
+        await command({ type: 'sync' });
+        await parsing;
+      },
       reset: () => {
         messages.length = 0;
         attempts.length = 0;
