@@ -40,7 +40,8 @@ export class AccountsController {
     return this.accounts.get(id);
   }
 
-  @ApiOperation({ summary: "Change an account's policy" })
+  @ApiOperation({ summary: "Change an account's policy", description: 'Turning `requireWebauthn` off needs a security key step-up (X-MFA-Assertion): a TOTP code is refused with 403 WEBAUTHN_REQUIRED.' })
+  @ApiErrors('WEBAUTHN_REQUIRED')
   @ApiAnswer(AccountView)
   @Roles('admin')
   @RequiresMfa()
@@ -49,8 +50,8 @@ export class AccountsController {
     return this.accounts.update(actor, id, dto);
   }
 
-  @ApiOperation({ summary: 'Delete an account' })
-  @ApiErrors('ACCOUNT_BUSY')
+  @ApiOperation({ summary: 'Delete an account', description: 'An account whose policy has `requireWebauthn` needs a security key step-up (X-MFA-Assertion) to be deleted.' })
+  @ApiErrors('ACCOUNT_BUSY', 'WEBAUTHN_REQUIRED')
   @Roles('admin')
   @RequiresMfa()
   @Delete(':id')

@@ -4,6 +4,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { AccountStore } from '../accounts/account-store';
 import { CheckoutStore } from '../checkouts/checkout-store';
 import { nextRotationAt, resolvePolicy } from '../accounts/policy';
+import { requireWebauthnStepUp } from '../identity/step-up';
 import { Actor } from '../common/actor';
 import { Clock } from '../common/clock';
 import { DomainException, Errors } from '../common/errors';
@@ -13,6 +14,9 @@ import { RotationService } from '../rotation/rotation.service';
 import { isValidAccountName } from '../connectors/names';
 import { TargetsService } from '../targets/targets.service';
 import { AccountListQuery, AccountView, CreateAccountDto, mapAccount, UpdateAccountDto } from './accounts.dto';
+
+/** Lifting (or deleting an account with) `requireWebauthn` needs the admin's security key, as the policy does. */
+const LIFTING_WEBAUTHN = "this account's policy requires a security key: lifting it (or deleting the account) needs one too";
 
 /** The accounts API: vaulting an account (onboarding it through a rotation when no password is given), policy, deletion. */
 @Injectable()
@@ -84,6 +88,8 @@ export class AccountsService {
       const current = await this.accounts.find(em, id, true);
       if (dto.policy === undefined) return current;
       const policy = resolvePolicy(dto.policy, current.policy);
+      // the policy exists because a code can be phished: a code alone does not lift it
+      if (current.policy.requireWebauthn && !policy.requireWebauthn) requireWebauthnStepUp(LIFTING_WEBAUTHN);
       // an account without a rotation date (needs attention) keeps none
       const next = current.nextRotationAt && nextRotationAt(policy, current.lastRotatedAt ?? current.createdAt);
       const updated = await this.accounts.updatePolicy(em, id, policy, next);
@@ -96,6 +102,8 @@ export class AccountsService {
   async remove(actor: Actor, id: string): Promise<void> {
     await this.uow.run(async ({ em, audit }) => {
       const current = await this.accounts.find(em, id, true);
+      // deleted, it could be vaulted again without the policy: the same key as lifting it
+      if (current.policy.requireWebauthn) requireWebauthnStepUp(LIFTING_WEBAUTHN);
       const busy = () => Errors.conflict('ACCOUNT_BUSY', `account is ${current.status}; try again when it is available`);
       if (current.status !== 'available' && current.status !== 'needs_attention') throw busy();
       // its checkout history goes with it: not while the target still owes a session cleanup, or while a failed

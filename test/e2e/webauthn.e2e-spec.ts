@@ -421,7 +421,7 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
   });
 
   describe('policies that refuse a TOTP step-up', () => {
-    it("an account's requireWebauthn: checkout, reveal and extend refuse a TOTP code (403 WEBAUTHN_REQUIRED, the code burned) and take a key", async () => {
+    it("an account's requireWebauthn: checkout, reveal and extend refuse a TOTP code (403 WEBAUTHN_REQUIRED, the code burned) and take a key; lifting it needs a key", async () => {
       const { user: op, key } = await userWithKey(['operator']);
       const accountId = await newAccount({ requireWebauthn: true });
       expect((await as(admin).get(`/v1/accounts/${accountId}`).expect(200)).body.policy.requireWebauthn).toBe(true);
@@ -441,6 +441,17 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       expect((await as(op).post(extend, { ttlSeconds: 60 }, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
       await http().post(extend).set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, key, 'POST', extend, { ttlSeconds: 60 })).send({ ttlSeconds: 60 }).expect(200);
       await as(op).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
+
+      // a code alone does not lift the policy, nor delete the account (it could be vaulted again without it)
+      const path = `/v1/accounts/${accountId}`;
+      expect((await as(admin).patch(path, { policy: { requireWebauthn: false } }, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+      expect((await as(admin).delete(path, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+      await as(admin).patch(path, { policy: { checkoutTtlSeconds: 1800 } }, true).expect(200);
+      expect((await as(admin).get(path).expect(200)).body.policy).toMatchObject({ requireWebauthn: true, checkoutTtlSeconds: 1800 });
+      const adminKey = new SoftAuthenticator();
+      expect((await register(admin.auth, adminKey, 'admin key', await admin.code())).status).toBe(200);
+      const lift = { policy: { requireWebauthn: false } };
+      await http().patch(path).set('Authorization', admin.auth).set('X-MFA-Assertion', await assertionFor(admin.auth, adminKey, 'PATCH', path, lift)).send(lift).expect(200);
     });
 
     it('VAULT_APPROVERS_REQUIRE_WEBAUTHN: approve and deny refuse a TOTP code and take a key', async () => {
