@@ -130,16 +130,17 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     const [totp] = await vault.db.query<{ set: boolean }>('SELECT mfa_secret IS NOT NULL AS set FROM users WHERE id = $1', [approver.id]);
     expect(totp.set).toBe(true);
 
-    // a new key added on the Me page (confirmed with the app's code: the new key is another authenticator), the old removed
+    // a new phone: the old passkey removed (confirmed with it one last time), then the new one added on the Me page —
+    // with no usable key left, the app's code confirms it (the new passkey is another authenticator)
+    const apKeys = ap.getByRole('table', { name: 'Your security keys' });
+    await stepUpWithKey(ap, 'Remove Phone passkey');
+    // (at phone width the rows are stacked cards: a cell's accessible name starts with its column's label)
+    await apKeys.getByText('Phone passkey', { exact: true }).waitFor({ state: 'detached' });
     await apKey.remove();
     await addVirtualAuthenticator(ap);
     await ap.getByLabel('Name of the new key').fill('Backup key');
     await stepUp(ap, 'Add security key', freshCode(vault, appSecret), 'Continue');
-    const apKeys = ap.getByRole('table', { name: 'Your security keys' });
-    // (at phone width the rows are stacked cards: a cell's accessible name starts with its column's label)
     await apKeys.getByText('Backup key', { exact: true }).waitFor();
-    await stepUp(ap, 'Remove Phone passkey', freshCode(vault, appSecret), 'Remove');
-    await apKeys.getByText('Phone passkey', { exact: true }).waitFor({ state: 'detached' });
     expect(await vault.db.query('SELECT name FROM webauthn_credentials WHERE user_id = $1', [approver.id])).toEqual([{ name: 'Backup key' }]);
     for (const page of [op, ap]) await expectNoSecretsInBrowser(page, [shown, operator.password, approver.password, appSecret]);
     expect([opProblems.errors, apProblems.errors, opProblems.csp, apProblems.csp]).toEqual([[], [], [], []]);
