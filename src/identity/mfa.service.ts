@@ -14,7 +14,7 @@ import { TOTP_PERIOD_SECONDS, TotpService } from './totp.service';
 import { UserEntity } from './user.entity';
 import { WebAuthnStore } from './webauthn/webauthn-store';
 import { WebAuthnService } from './webauthn/webauthn.service';
-import { factorDetails, factorOf, FactorUsed, MfaMethod, Proven, REFUSALS, StepUp, StepUpProof, stepUps } from './step-up';
+import { factorDetails, factorOf, FactorUsed, MfaMethod, Proven, REFUSALS, requireWebauthnStepUp, StepUp, StepUpProof, stepUps } from './step-up';
 
 export type { FactorUsed, MfaMethod, StepUpProof } from './step-up';
 
@@ -293,6 +293,8 @@ export class MfaService implements TxParticipant {
   async reset(admin: Actor, userId: string): Promise<void> {
     await this.uow.run(async ({ em, audit }) => {
       await lockUser(em, userId);
+      // only a key weakens a key: a user's usable keys go only with the admin's own key step-up
+      if ((await WebAuthnStore.credentialsOf(em, userId)).some((k) => !k.flaggedAt)) requireWebauthnStepUp("resetting the MFA of a user who has a security key needs the admin's security key");
       await em.getRepository(UserEntity).update({ id: userId }, { mfaSecret: null, mfaPendingSecret: null, mfaEnrolledAt: null });
       // recovery from a lost security key too: every key goes, the user enrols again
       const webauthnRemoved = await WebAuthnStore.deleteAllOf(em, userId);

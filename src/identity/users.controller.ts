@@ -55,7 +55,11 @@ export class UsersController {
   }
 
   /** The user must enroll again; the admin proves presence with their own code. */
-  @ApiOperation({ summary: "Reset a user's TOTP: they must enroll again, their sessions end" })
+  @ApiOperation({
+    summary: "Reset a user's MFA (TOTP and security keys): they must enroll again, their sessions end",
+    description: "For a user with a usable security key the admin steps up with their own key (X-MFA-Assertion): a code is refused with 403 WEBAUTHN_REQUIRED.",
+  })
+  @ApiErrors('WEBAUTHN_REQUIRED')
   @Roles('admin')
   @RequiresMfa()
   @Post(':id/mfa/reset')

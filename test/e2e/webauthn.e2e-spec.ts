@@ -51,6 +51,17 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
     return { user, key, keyId: res.body.credential.id as string };
   };
 
+  /** The admin's own security key (registered once, with the admin's code: the admin has no key before). */
+  let adminKeyOnce: SoftAuthenticator | undefined;
+  const adminKey = async () => {
+    if (!adminKeyOnce) {
+      const key = new SoftAuthenticator();
+      expect((await register(admin.auth, key, 'admin key', await admin.code())).status).toBe(200);
+      adminKeyOnce = key;
+    }
+    return adminKeyOnce;
+  };
+
   /** A challenge bound to {method, path, body}, answered by `key`: the X-MFA-Assertion value. */
   const assertionFor = async (auth: string, key: SoftAuthenticator, method: string, path: string, body?: object, over: Parameters<SoftAuthenticator['assert']>[1] = {}) => {
     const res = await http().post('/v1/me/webauthn/step-up').set('Authorization', auth).send(body === undefined ? { method, path } : { method, path, body }).expect(200);
@@ -110,7 +121,10 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       await http().get('/v1/me').set('Authorization', u.auth).expect(200); // the session goes on
       expect((await http().get('/v1/me').set('Authorization', u.auth)).body.mfaMethods).toEqual(['totp', 'webauthn']);
 
-      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).set('X-MFA-Code', await u.code()).expect(200);
+      // with a key, another key is added only with a key (a phished code must not mint one)
+      const byCode = await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).set('X-MFA-Code', await u.code()).expect(403);
+      expect(byCode.body.code).toBe('WEBAUTHN_REQUIRED');
+      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', u.auth).set('X-MFA-Assertion', await assertionFor(u.auth, key, 'POST', '/v1/me/webauthn/registrations')).expect(200);
       expect(started.body.options.excludeCredentials).toEqual([expect.objectContaining({ id: key.id })]);
       const confirm = (name: string, response: Record<string, unknown>) =>
         http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', u.auth).send({ challengeId: started.body.challengeId, name, response });
@@ -162,8 +176,9 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
     it('at most 20 keys per user (409 WEBAUTHN_TOO_MANY_KEYS)', async () => {
       const u = await vault.createUser(['operator']);
       await vault.db.query(
-        `INSERT INTO webauthn_credentials (id, user_id, credential_id, public_key, name, aaguid)
-         SELECT gen_random_uuid(), $1, 'filler-credential-id-' || n, '\\x00', 'filler ' || n, '00000000-0000-0000-0000-000000000000' FROM generate_series(1, 20) AS n`,
+        // flagged ones count too (and leave the user's code as the way to add a key)
+        `INSERT INTO webauthn_credentials (id, user_id, credential_id, public_key, name, aaguid, flagged_at)
+         SELECT gen_random_uuid(), $1, 'filler-credential-id-' || n, '\\x00', 'filler ' || n, '00000000-0000-0000-0000-000000000000', now() FROM generate_series(1, 20) AS n`,
         [u.id],
       );
       const res = await register(u.auth, new SoftAuthenticator(), 'one too many', await u.code());
@@ -448,10 +463,8 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
       expect((await as(admin).delete(path, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
       await as(admin).patch(path, { policy: { checkoutTtlSeconds: 1800 } }, true).expect(200);
       expect((await as(admin).get(path).expect(200)).body.policy).toMatchObject({ requireWebauthn: true, checkoutTtlSeconds: 1800 });
-      const adminKey = new SoftAuthenticator();
-      expect((await register(admin.auth, adminKey, 'admin key', await admin.code())).status).toBe(200);
       const lift = { policy: { requireWebauthn: false } };
-      await http().patch(path).set('Authorization', admin.auth).set('X-MFA-Assertion', await assertionFor(admin.auth, adminKey, 'PATCH', path, lift)).send(lift).expect(200);
+      await http().patch(path).set('Authorization', admin.auth).set('X-MFA-Assertion', await assertionFor(admin.auth, await adminKey(), 'PATCH', path, lift)).send(lift).expect(200);
     });
 
     it('VAULT_APPROVERS_REQUIRE_WEBAUTHN: approve and deny refuse a TOTP code and take a key', async () => {
@@ -490,20 +503,28 @@ describe('WebAuthn second factor (e2e, real PostgreSQL)', () => {
   });
 
   describe('admin recovery', () => {
-    it('an admin lists and removes a lost key (the last factor: the user’s sessions end); the MFA reset removes every key', async () => {
+    it('an admin lists and removes a lost key with their own key (the last factor: the user’s sessions end); the MFA reset removes every key', async () => {
       const u = await vault.createUser(['auditor'], { enroll: false });
       const key = new SoftAuthenticator();
       const ok = await register(u.auth, key, 'lost');
       const auth = `Bearer ${ok.body.newSession.accessToken}`;
       const listed = (await as(admin).get(`/v1/users/${u.id}/webauthn`).expect(200)).body;
       expect(listed).toEqual([expect.objectContaining({ name: 'lost', flagged: false })]);
-      expect((await http().delete(`/v1/users/${u.id}/webauthn/${listed[0].id}`).set('Authorization', admin.auth).expect(401)).body.code).toBe('MFA_REQUIRED');
-      await as(admin).delete(`/v1/users/${u.id}/webauthn/${listed[0].id}`, true).expect(204);
+      const keyPath = `/v1/users/${u.id}/webauthn/${listed[0].id}`;
+      expect((await http().delete(keyPath).set('Authorization', admin.auth).expect(401)).body.code).toBe('MFA_REQUIRED');
+      // only a key weakens a key: a usable key goes with the admin's own key, not a code
+      expect((await as(admin).delete(keyPath, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+      await http().delete(keyPath).set('Authorization', admin.auth).set('X-MFA-Assertion', await assertionFor(admin.auth, await adminKey(), 'DELETE', keyPath)).expect(204);
       expect((await http().get('/v1/me').set('Authorization', auth).expect(401)).body.code).toBe('UNAUTHENTICATED');
       expect(await auditOf('webauthn.removed', u.id)).toEqual([{ outcome: 'success', details: expect.objectContaining({ by: 'admin', lastFactor: true }) }]);
 
       const { user: v, keyId } = await userWithKey(['operator']);
-      await as(admin).post(`/v1/users/${v.id}/mfa/reset`, {}, true).expect(204);
+      const resetPath = `/v1/users/${v.id}/mfa/reset`;
+      expect((await as(admin).post(resetPath, {}, true).expect(403)).body.code).toBe('WEBAUTHN_REQUIRED');
+      await http().post(resetPath).set('Authorization', admin.auth).set('X-MFA-Assertion', await assertionFor(admin.auth, await adminKey(), 'POST', resetPath, {})).send({}).expect(204);
+      // the admin's own keys are removed on their own page
+      const own = (await as(admin).get(`/v1/users/${admin.id}/webauthn`).expect(200)).body[0].id;
+      expect((await as(admin).delete(`/v1/users/${admin.id}/webauthn/${own}`, true).expect(403)).body.code).toBe('FORBIDDEN');
       expect(await vault.db.query('SELECT id FROM webauthn_credentials WHERE user_id = $1', [v.id])).toEqual([]);
       expect((await as(admin).get(`/v1/users/${v.id}/webauthn`).expect(200)).body).toEqual([]);
       expect((await auditOf('mfa.reset', v.id)).at(-1)?.details).toMatchObject({ webauthnRemoved: 1 });

@@ -80,9 +80,12 @@ export class WebAuthnController {
     return this.webauthn.list(actor);
   }
 
-  @ApiOperation({ summary: 'Remove one of your security keys (not your only second factor)' })
+  @ApiOperation({
+    summary: 'Remove one of your security keys (not your only second factor)',
+    description: 'A usable (unflagged) key is removed only with a security key step-up (X-MFA-Assertion): with a code, 403 WEBAUTHN_REQUIRED. A flagged key goes with either.',
+  })
   @ApiNoContentResponse({ description: 'Removed.' })
-  @ApiErrors('LAST_FACTOR')
+  @ApiErrors('LAST_FACTOR', 'WEBAUTHN_REQUIRED')
   @Roles(...ROLES)
   @RequiresMfa()
   @Delete('credentials/:id')
@@ -122,9 +125,11 @@ export class UserWebAuthnController {
 
   @ApiOperation({
     summary: "Remove a user's security key (a lost or cloned one)",
-    description: "When it was the user's only second factor, their tokens and sessions end and they enrol again.",
+    description:
+      "When it was the user's only second factor, their tokens and sessions end and they enrol again. A usable (unflagged) key needs the admin's own security key step-up (403 WEBAUTHN_REQUIRED with a code); your own keys are removed at /v1/me/webauthn/credentials.",
   })
   @ApiNoContentResponse({ description: 'Removed.' })
+  @ApiErrors('WEBAUTHN_REQUIRED')
   @Roles('admin')
   @RequiresMfa()
   @Delete(':credentialId')

@@ -16,6 +16,7 @@ import { APP_CONFIG, AppConfig } from '../../config/config';
 import { KeyringService } from '../../crypto/keyring.service';
 import { Tx, UnitOfWork } from '../../database/unit-of-work';
 import { insertBrowserSession, insertSession, IssuedBrowserSession } from '../sessions';
+import { requireWebauthnStepUp } from '../step-up';
 import type { Reservation } from '../throttle.service';
 import { actionDigest, StepUpAction } from './action-digest';
 import { ChallengePurpose, CredentialRow, WebAuthnStore } from './webauthn-store';
@@ -65,6 +66,9 @@ export class WebAuthnService {
   async startRegistration(actor: Actor): Promise<RegistrationStartView> {
     assertPerson(actor);
     const existing = await WebAuthnStore.credentialsOf(this.dataSource.manager, actor.id);
+    // a key is only added by a key: else one phished code would mint the attacker a key that passes every check a
+    // policy reserves for keys (requireWebauthn, the approvers' switch); a user with TOTP only adds the first with it
+    if (existing.some((c) => !c.flaggedAt)) requireWebauthnStepUp('you have a security key: adding another needs it');
     const options = await generateRegistrationOptions({
       rpName: this.config.webauthn.rpName,
       rpID: this.config.webauthn.rpId,
@@ -173,11 +177,15 @@ export class WebAuthnService {
    * longer has.
    */
   async remove(actor: Actor, userId: string, id: string, by: 'self' | 'admin'): Promise<void> {
+    if (by === 'admin' && userId === actor.id) throw Errors.forbidden('remove your own keys at /v1/me/webauthn/credentials');
     await this.uow.run(async ({ em, audit }) => {
       const [user]: Array<{ totp: boolean }> = await em.query('SELECT mfa_secret IS NOT NULL AS totp FROM users WHERE id = $1 FOR UPDATE', [userId]);
       if (!user) throw Errors.notFound('user');
       const keys = await WebAuthnStore.credentialsOf(em, userId);
-      if (!keys.some((k) => k.id === id)) throw Errors.notFound('security key');
+      const target = keys.find((k) => k.id === id);
+      if (!target) throw Errors.notFound('security key');
+      // only a key weakens a key: with the usable key gone, a code would add the next one (a flagged key is no factor)
+      if (!target.flaggedAt) requireWebauthnStepUp('removing a usable security key needs a security key step-up');
       // a flagged key is no factor: its owner may not be left with flagged keys only (an admin may: recovery)
       const last = !user.totp && !keys.some((k) => k.id !== id && !k.flaggedAt);
       if (last && by === 'self') throw Errors.conflict('LAST_FACTOR', 'this is your only usable second factor: register another key or enrol TOTP first');
