@@ -101,7 +101,9 @@ export interface paths {
         post?: never;
         /**
          * Delete an account
-         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         * @description An account whose policy has `requireWebauthn` needs a security key step-up (X-MFA-Assertion) to be deleted.
+         *
+         *     **Roles:** `admin` (a bearer token holding any one of them).
          *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         delete: operations["AccountsController_remove"];
@@ -109,7 +111,9 @@ export interface paths {
         head?: never;
         /**
          * Change an account's policy
-         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         * @description Turning `requireWebauthn` off needs a security key step-up (X-MFA-Assertion): a TOTP code is refused with 403 WEBAUTHN_REQUIRED.
+         *
+         *     **Roles:** `admin` (a bearer token holding any one of them).
          *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         patch: operations["AccountsController_update"];
@@ -916,7 +920,9 @@ export interface paths {
         post?: never;
         /**
          * Remove one of your security keys (not your only second factor)
-         * @description **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
+         * @description A usable (unflagged) key is removed only with a security key step-up (X-MFA-Assertion): with a code, 403 WEBAUTHN_REQUIRED. A flagged key goes with either.
+         *
+         *     **Roles:** `admin`, `operator`, `approver`, `vendor`, `auditor`, `scheduler` (a bearer token holding any one of them).
          *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         delete: operations["WebAuthnController_remove"];
@@ -1555,8 +1561,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Reset a user's TOTP: they must enroll again, their sessions end
-         * @description **Roles:** `admin` (a bearer token holding any one of them).
+         * Reset a user's MFA (TOTP and security keys): they must enroll again, their sessions end
+         * @description For a user with a usable security key the admin steps up with their own key (X-MFA-Assertion): a code is refused with 403 WEBAUTHN_REQUIRED.
+         *
+         *     **Roles:** `admin` (a bearer token holding any one of them).
          *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
          */
         post: operations["UsersController_resetMfa"];
@@ -1598,7 +1606,7 @@ export interface paths {
         post?: never;
         /**
          * Remove a user's security key (a lost or cloned one)
-         * @description When it was the user's only second factor, their tokens and sessions end and they enrol again.
+         * @description When it was the user's only second factor, their tokens and sessions end and they enrol again. A usable (unflagged) key needs the admin's own security key step-up (403 WEBAUTHN_REQUIRED with a code); your own keys are removed at /v1/me/webauthn/credentials.
          *
          *     **Roles:** `admin` (a bearer token holding any one of them).
          *     **Step-up MFA:** a person sends a fresh TOTP code in `X-MFA-Code`, or a security key's assertion in `X-MFA-Assertion` over a challenge from POST /v1/me/webauthn/step-up bound to this request (method, path, body); each is accepted once; service tokens are refused.
@@ -3585,11 +3593,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -3605,7 +3614,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -3797,11 +3806,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -3817,7 +3827,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -11835,11 +11845,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -11855,7 +11866,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -19412,11 +19423,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -19432,7 +19444,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
@@ -19745,11 +19757,12 @@ export interface operations {
                 };
             };
             /**
-             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED
+             * @description Forbidden: FORBIDDEN, CSRF_FAILED, MFA_ENROLLMENT_REQUIRED, WEBAUTHN_REQUIRED
              *
              *     - `FORBIDDEN`: The caller's roles do not allow this action (or it needs a person and the caller is a service token).
              *     - `CSRF_FAILED`: A request authenticated by the browser session cookie that changes something (not GET, HEAD or OPTIONS) must carry the session's token in `X-CSRF-Token` (GET /v1/auth/session answers it); it was missing or wrong. Nothing was changed.
              *     - `MFA_ENROLLMENT_REQUIRED`: The user has not enrolled TOTP yet: only /v1/me and the enrollment calls are allowed until then.
+             *     - `WEBAUTHN_REQUIRED`: This action needs a security key (WebAuthn) step-up: the account's policy (`requireWebauthn`) or VAULT_APPROVERS_REQUIRE_WEBAUTHN refuses a TOTP code. The code sent was used up all the same.
              */
             403: {
                 headers: {
@@ -19765,7 +19778,7 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
-                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED";
+                        code?: "FORBIDDEN" | "CSRF_FAILED" | "MFA_ENROLLMENT_REQUIRED" | "WEBAUTHN_REQUIRED";
                         /** @enum {integer} */
                         statusCode?: 403;
                     };
