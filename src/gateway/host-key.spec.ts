@@ -1,6 +1,7 @@
 import { utils } from 'ssh2';
 import type { SecretBoxService } from '../crypto/secret-box.service';
 import type { GatewayStore } from './gateway-store';
+import { newEd25519Pair } from '../common/ssh-keys';
 import { loadOrCreateHostKey, newHostKeyPair } from './host-key';
 
 /** A pair from ssh2's generator whose public key lost its leading zero byte (about one in 200): neither half parses. */
@@ -28,7 +29,7 @@ function fakes(row: { publicKey: string; privateKey: Buffer } | null) {
 describe('gateway host key', () => {
   it("newHostKeyPair never returns one of ssh2's malformed ed25519 pairs", () => {
     const bad = brokenPair();
-    const good = utils.generateKeyPairSync('ed25519');
+    const good = newEd25519Pair(utils);
     let calls = 0;
     const pair = newHostKeyPair(() => (calls++ < 2 ? bad : good));
     expect(calls).toBe(3);

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, utils } from 'ssh2';
+import { newEd25519Pair } from '../../src/common/ssh-keys';
 import { GatewayStore } from '../../src/gateway/gateway-store';
 import { GatewaySessionTracker } from '../../src/gateway/session-tracker';
 import { SshGatewayServer } from '../../src/gateway/ssh-gateway.server';
@@ -147,8 +148,8 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
   it("publickey mode: the ticket is the user name and only its key may use it; auth juggling neither works nor spends it; another operator's checkout gets no ticket", async () => {
     const account = await newAccount();
     const checkout = await checkOut(account.id);
-    const key = utils.generateKeyPairSync('ed25519', { comment: 'operator@laptop' });
-    const otherKey = utils.generateKeyPairSync('ed25519');
+    const key = newEd25519Pair(utils, 'operator@laptop');
+    const otherKey = newEd25519Pair(utils);
     const res = await connect(checkout.id, { publicKey: key.public });
     expect(res.body).toMatchObject({ mode: 'publickey', sshUser: res.body.ticket });
     expect(res.body.sshCommand).toBe(`ssh -p ${gw.port} ${res.body.ticket}@127.0.0.1`);
@@ -268,7 +269,7 @@ describe('SSH gateway: tickets, sessions, ending (e2e, real sshd)', () => {
     // (the account may be root, whose authorized_keys holds its owners' keys): the target's settings close it (README
     // "Brokered only": keys read only from root-owned files). This sshd is set up so: the planted key stays in the
     // home dir, recorded, and does not log in once the checkout ended
-    const key = utils.generateKeyPairSync('ed25519');
+    const key = newEd25519Pair(utils);
     expect((await execThrough(c, `umask 077; mkdir -p ~/.ssh && echo '${key.public}' >> ~/.ssh/authorized_keys && echo planted`)).stdout).toBe('planted\n');
     const sessionId = await until(() => sessionOf(checkout.id));
     c.end();
