@@ -65,8 +65,9 @@ export class Oidc1767000000001 implements MigrationInterface {
         ADD COLUMN oidc_checked_at timestamptz,
         ADD CONSTRAINT access_tokens_oidc_refresh CHECK (oidc_refresh IS NULL OR (oidc_provider IS NOT NULL AND oidc_checked_at IS NOT NULL))`);
     await q.query('CREATE INDEX access_tokens_oidc_recheck_idx ON access_tokens (oidc_checked_at) WHERE oidc_refresh IS NOT NULL AND revoked_at IS NULL');
-    // the bootstrap admin (created with this name at first start) is the break-glass account
-    await q.query("UPDATE users SET break_glass = true WHERE username = 'admin'");
+    // the bootstrap admin (created with this name at first start) is the break-glass account — if it still is an enabled
+    // admin: one an admin demoted or disabled before this version stays as it is (no break-glass user then)
+    await q.query("UPDATE users SET break_glass = true WHERE username = 'admin' AND 'admin' = ANY (roles) AND NOT disabled");
   }
 
   async down(q: QueryRunner): Promise<void> {

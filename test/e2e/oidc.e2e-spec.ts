@@ -425,6 +425,9 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       await sessionOf(s.session).expect(401);
       expect((await userRow('frank')).roles).toEqual([]);
       expect(await lastAudit('auth.access_removed')).toMatchObject({ subject_id: frank.id, details: { provider: 'corp', reason: 'no_roles', sessionsEnded: true } });
+      // ended sessions keep no provider credential
+      const kept2 = await vault.db.query('SELECT id FROM access_tokens WHERE user_id = $1 AND oidc_refresh IS NOT NULL', [frank.id]);
+      expect(kept2).toEqual([]);
     });
 
     it("asks the provider once per user, however many sessions they hold: one user's pile of sessions does not delay another's removal", async () => {
@@ -457,7 +460,15 @@ describe('single sign-on with OpenID Connect (e2e, real IdP and PostgreSQL)', ()
       await sessionOf(s.session).expect(401);
       await vault.http().get('/v1/me').set('Authorization', bearer).expect(401);
       expect(await lastAudit('auth.session_ended')).toMatchObject({ details: { provider: 'corp', reason: expect.stringContaining('refused the refresh') } });
+      const gina = await userRow('gina');
+      expect(await vault.db.query('SELECT id FROM access_tokens WHERE user_id = $1 AND oidc_refresh IS NOT NULL', [gina.id])).toEqual([]);
+      // a session signed out (or idle past its timeout) is never refreshed again: its refresh token goes at the next pass
       await idp.setUser('gina', { disabled: false });
+      const out = await oidcBrowserSignIn(vault, idp, 'corp', 'gina');
+      const csrf = (await sessionOf(out.session).expect(200)).body.csrfToken as string;
+      await vault.http().delete('/v1/auth/session').set('Cookie', out.session!).set('X-CSRF-Token', csrf).expect(204);
+      await recheck();
+      expect(await vault.db.query('SELECT id FROM access_tokens WHERE user_id = $1 AND oidc_refresh IS NOT NULL', [gina.id])).toEqual([]);
     });
   });
 

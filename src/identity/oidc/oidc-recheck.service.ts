@@ -49,6 +49,7 @@ export class OidcRecheckService {
    */
   async recheckDue(everySeconds: number): Promise<number> {
     const until = Date.now() + PASS_BUDGET_MS;
+    await refreshTokens.dropEnded(this.dataSource.manager, this.clock.now(), this.config.portal.idleSeconds);
     let checked = 0;
     while (Date.now() < until) {
       const due = await refreshTokens.claimDueUsers(this.dataSource.manager, this.clock.now(), everySeconds, BATCH);

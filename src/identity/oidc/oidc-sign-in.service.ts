@@ -173,6 +173,12 @@ export class OidcSignInService {
     const handle = await client.deviceAuthorization({ scope: p.scopes.join(' ') }).catch(() => {
       throw new DomainException('OIDC_PROVIDER_UNAVAILABLE', `identity provider ${p.name} refused or did not answer the device authorization`);
     });
+    // what the CLI prints for a person to follow: plain http(s) URLs and a printable code, nothing a terminal would obey
+    const printable = (v: unknown) => typeof v === 'string' && /^[\x21-\x7e]{1,500}$/.test(v);
+    const urlOk = (v: unknown) => printable(v) && /^https?:\/\//.test(v as string);
+    if (!/^[\x20-\x7e]{1,64}$/.test(handle.user_code) || !urlOk(handle.verification_uri) || (handle.verification_uri_complete !== undefined && !urlOk(handle.verification_uri_complete))) {
+      throw new DomainException('OIDC_PROVIDER_UNAVAILABLE', `identity provider ${p.name} answered a device authorization the vault does not pass on`);
+    }
     const vaultHandle = DEVICE_HANDLE_PREFIX + randomBytes(32).toString('base64url');
     const id = randomUUID();
     const now = this.clock.now();

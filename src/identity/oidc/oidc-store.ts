@@ -50,7 +50,7 @@ export const providers = {
   /** Every bearer token and browser session of the provider's users ends (the provider was disabled); how many. */
   endSessionsOfUsers: async (em: EntityManager, name: string): Promise<number> => {
     const [, ended]: [unknown[], number] = await em.query(
-      'UPDATE access_tokens t SET revoked_at = now() FROM users u WHERE u.id = t.user_id AND u.oidc_provider = $1 AND t.revoked_at IS NULL',
+      'UPDATE access_tokens t SET revoked_at = now(), oidc_refresh = NULL FROM users u WHERE u.id = t.user_id AND u.oidc_provider = $1 AND t.revoked_at IS NULL',
       [name],
     );
     return ended;
@@ -158,9 +158,9 @@ export const oidcUsers = {
   setRoles: async (em: EntityManager, id: string, roles: Role[]) => {
     await em.query('UPDATE users SET roles = $2, updated_at = now() WHERE id = $1', [id, roles]);
   },
-  /** Every token and browser session of the user ends (their access was removed at the identity provider). */
+  /** Every token and browser session of the user ends (their access was removed at the identity provider), refresh tokens with them. */
   endSessions: async (em: EntityManager, id: string) => {
-    await em.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [id]);
+    await em.query('UPDATE access_tokens SET revoked_at = coalesce(revoked_at, now()), oidc_refresh = NULL WHERE user_id = $1 AND (revoked_at IS NULL OR oidc_refresh IS NOT NULL)', [id]);
   },
 };
 
@@ -205,8 +205,19 @@ export const refreshTokens = {
   replace: async (em: EntityManager, id: string, sealed: Buffer) => {
     await em.query('UPDATE access_tokens SET oidc_refresh = $2 WHERE id = $1 AND revoked_at IS NULL', [id, sealed]);
   },
-  /** This one session or token ends (the provider no longer honours its refresh token). */
+  /** This one session or token ends (the provider no longer honours its refresh token); its refresh token goes. */
   end: async (em: EntityManager, id: string) => {
-    await em.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL', [id]);
+    await em.query('UPDATE access_tokens SET revoked_at = now(), oidc_refresh = NULL WHERE id = $1', [id]);
+  },
+  /**
+   * Refresh tokens of sessions that ended (revoked, past their end, or browser sessions idle past `idleSeconds`) are
+   * dropped: nothing asks the provider for a session nobody can use, and no ended session keeps a provider credential.
+   */
+  async dropEnded(em: EntityManager, now: Date, idleSeconds: number): Promise<void> {
+    await em.query(
+      `UPDATE access_tokens SET oidc_refresh = NULL
+        WHERE oidc_refresh IS NOT NULL AND (revoked_at IS NOT NULL OR expires_at <= $1 OR (kind = 'browser' AND last_seen_at <= $1::timestamptz - make_interval(secs => $2)))`,
+      [now, idleSeconds],
+    );
   },
 };

@@ -158,8 +158,10 @@ async function loginWithOidc(ctx: Context, provider: string | undefined): Promis
   }
   if (isPlainHttpToRemote(ctx.url)) note(`warning: ${ctx.url} is plain http: the token crosses the network unencrypted`);
   const start = await anonymous.request<DeviceAuthorization>('POST', `/v1/auth/oidc/${seg(name)}/device`, { anonymous: true, body: {} });
-  note(`To sign in, open ${start.verificationUriComplete ?? start.verificationUri}`);
-  note(`and enter the code ${start.userCode} (it is valid for ${Math.round(start.expiresIn / 60)} minutes). Waiting…`);
+  // shown as plain text whatever the provider sent (the vault checks it too): no control sequence reaches the terminal
+  const plain = (s: string) => s.replace(/[^\x20-\x7e]/g, '');
+  note(`To sign in, open ${plain(start.verificationUriComplete ?? start.verificationUri)}`);
+  note(`and enter the code ${plain(start.userCode)} (it is valid for ${Math.round(start.expiresIn / 60)} minutes). Waiting…`);
   const deadline = Date.now() + start.expiresIn * 1000;
   let interval = start.interval;
   for (;;) {
