@@ -178,6 +178,8 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
 
     it('a login answer is no step-up, a step-up answer is no login, a registration challenge answers neither', async () => {
       const { user, key } = await userWithKey(['operator']);
+      // (the registration challenge first: its step-up moves the key's counter before the login answer is signed)
+      const reg = await http().post('/v1/me/webauthn/registrations').set('Authorization', user.auth).set('X-MFA-Assertion', await assertionFor(user.auth, key, 'POST', '/v1/me/webauthn/registrations')).expect(200);
       const login = await http().post('/v1/auth/login').send({ username: user.username, password: user.password }).expect(401);
       const loginAnswer = key.assert(login.body.webauthn.options);
       expect((await patchMe(user.auth, SoftAuthenticator.header(loginAnswer)).expect(401)).body.code).toBe('MFA_INVALID');
@@ -185,7 +187,6 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
       const asLogin = await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: stepUpAnswer });
       expect(asLogin.status).toBe(401);
       expect(asLogin.body.accessToken).toBeUndefined();
-      const reg = await http().post('/v1/me/webauthn/registrations').set('Authorization', user.auth).set('X-MFA-Code', await user.code()).expect(200);
       expect((await patchMe(user.auth, SoftAuthenticator.header(key.assert(reg.body.options))).expect(401)).body.code).toBe('MFA_INVALID');
       const regAsLogin = await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: key.assert(reg.body.options) });
       expect(regAsLogin.status).toBe(401);
@@ -240,7 +241,7 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
     it('a flagged key is refused for sign-in too, even when the user has another key that is offered', async () => {
       const { user, key } = await userWithKey(['operator']);
       const spare = new SoftAuthenticator();
-      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', user.auth).set('X-MFA-Code', await user.code()).expect(200);
+      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', user.auth).set('X-MFA-Assertion', await assertionFor(user.auth, key, 'POST', '/v1/me/webauthn/registrations')).expect(200);
       await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', user.auth).send({ challengeId: started.body.challengeId, name: 'spare', response: spare.register(started.body.options) }).expect(200);
       await patchMe(user.auth, await assertionFor(user.auth, key, 'PATCH', '/v1/me', {})).expect(200);
       await patchMe(user.auth, await assertionFor(user.auth, key, 'PATCH', '/v1/me', {})).expect(200);
@@ -456,7 +457,10 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
 
     it('the admin MFA reset leaves no key: an old assertion over a new login challenge signs nobody in', async () => {
       const { user, key } = await userWithKey(['operator']);
-      await as(admin).post(`/v1/users/${user.id}/mfa/reset`, {}, true).expect(204);
+      // (an admin with a key: resetting a user who has one may need the admin's key)
+      const { user: boss, key: bossKey } = await userWithKey(['admin']);
+      const reset = `/v1/users/${user.id}/mfa/reset`;
+      await http().post(reset).set('Authorization', boss.auth).set('X-MFA-Assertion', await assertionFor(boss.auth, bossKey, 'POST', reset, {})).send({}).expect(204);
       expect(await credentialsOf(user.id)).toEqual([]);
       const login = await http().post('/v1/auth/login').send({ username: user.username, password: user.password, assertion: key.assert({ challenge: randomBytes(32).toString('base64url') }) });
       // no factor any more: the login goes on to enrollment only, never as a key sign-in
@@ -481,6 +485,102 @@ describe('review: attacking the WebAuthn second factor (e2e, real PostgreSQL)', 
       await as(op).post(`/v1/checkouts/${co.id}/checkin`).expect(200);
       expect(connect.status).toBe(403);
       expect(connect.body.code).toBe('WEBAUTHN_REQUIRED');
+    });
+  });
+
+  describe('requireWebauthn downgrade', () => {
+    it('a policy change that does not name requireWebauthn keeps it', async () => {
+      const accountId = await newAccount({ requireWebauthn: true });
+      await as(admin).patch(`/v1/accounts/${accountId}`, { policy: { approvalsRequired: 0 } }, true).expect(200);
+      expect((await as(admin).get(`/v1/accounts/${accountId}`).expect(200)).body.policy.requireWebauthn).toBe(true);
+    });
+
+    it('FINDING 12: an admin turns requireWebauthn off with a TOTP code: the weaker factor removes the protection meant against it', async () => {
+      const accountId = await newAccount({ requireWebauthn: true });
+      const res = await as(admin).patch(`/v1/accounts/${accountId}`, { policy: { requireWebauthn: false } }, true);
+      expect((await as(admin).get(`/v1/accounts/${accountId}`).expect(200)).body.policy.requireWebauthn).toBe(true);
+      expect(res.status).toBe(403);
+      expect(res.body.code).toBe('WEBAUTHN_REQUIRED');
+    });
+
+    it('FINDING 12: … or deletes the account with a TOTP code (to vault it again without the policy)', async () => {
+      const accountId = await newAccount({ requireWebauthn: true });
+      const res = await as(admin).delete(`/v1/accounts/${accountId}`, true);
+      expect(res.status).toBe(403);
+      expect(res.body.code).toBe('WEBAUTHN_REQUIRED');
+    });
+
+    it('FINDING 13: a TOTP code mints a security key for a user who has one: a phished code (and session) then passes requireWebauthn', async () => {
+      const { user: op } = await userWithKey(['operator']);
+      const accountId = await newAccount({ requireWebauthn: true });
+      // the attacker: the operator's session and one phished TOTP code, their own authenticator
+      const mine = new SoftAuthenticator();
+      const started = await http().post('/v1/me/webauthn/registrations').set('Authorization', op.auth).set('X-MFA-Code', await op.code());
+      let checkedOut = 0;
+      if (started.status === 200) {
+        await http().post('/v1/me/webauthn/registrations/confirm').set('Authorization', op.auth).send({ challengeId: started.body.challengeId, name: 'attacker', response: mine.register(started.body.options) }).expect(200);
+        const body = { accountId, justification: 'phished' };
+        const co = await http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, mine, 'POST', '/v1/checkouts', body)).send(body);
+        checkedOut = co.status;
+        if (co.status === 201) await as(op).post(`/v1/checkouts/${co.body.id}/checkin`).expect(200);
+      }
+      expect({ start: started.status, code: started.body.code, checkedOut }).toEqual({ start: 403, code: 'WEBAUTHN_REQUIRED', checkedOut: 0 });
+    });
+
+    it('FINDING 14: … and two TOTP codes still do it: remove the user\'s key with one, add the attacker\'s with the next', async () => {
+      const { user: op, keyId } = await userWithKey(['operator']);
+      const accountId = await newAccount({ requireWebauthn: true });
+      // the attacker: the operator's session and the TOTP seed (or two phished codes)
+      const removed = await as(op).delete(`/v1/me/webauthn/credentials/${keyId}`, true);
+      let checkedOut = 0;
+      if (removed.status === 204) {
+        const mine = new SoftAuthenticator();
+        const added = await register(op.auth, mine, 'attacker', await op.code());
+        expect(added.status).toBe(200);
+        const body = { accountId, justification: 'phished twice' };
+        const co = await http().post('/v1/checkouts').set('Authorization', op.auth).set('X-MFA-Assertion', await assertionFor(op.auth, mine, 'POST', '/v1/checkouts', body)).send(body);
+        checkedOut = co.status;
+        if (co.status === 201) await as(op).post(`/v1/checkouts/${co.body.id}/checkin`).expect(200);
+      }
+      expect({ removed: removed.status, code: removed.body?.code, checkedOut }).toEqual({ removed: 403, code: 'WEBAUTHN_REQUIRED', checkedOut: 0 });
+    });
+
+    it('FINDING 14: … an admin\'s code removes an operator\'s key (admin route), the operator\'s code adds the attacker\'s', async () => {
+      const { user: op, keyId } = await userWithKey(['operator']);
+      await userWithKey(['admin']).then(async ({ user: boss }) => {
+        const removed = await as(boss).delete(`/v1/users/${op.id}/webauthn/${keyId}`, true);
+        expect({ status: removed.status, code: removed.body?.code }).toEqual({ status: 403, code: 'WEBAUTHN_REQUIRED' });
+      });
+      expect((await credentialsOf(op.id)).map((c) => c.id)).toEqual([keyId]);
+    });
+
+    it('FINDING 14: … an admin removes their own key through the admin route with a code, adds their own, and lowers the policy', async () => {
+      const { user: boss, keyId } = await userWithKey(['admin']);
+      const removed = await as(boss).delete(`/v1/users/${boss.id}/webauthn/${keyId}`, true);
+      expect(removed.status).not.toBe(204);
+      expect((await credentialsOf(boss.id)).map((c) => c.id)).toEqual([keyId]);
+    });
+
+    it('documented limit (F15, lead: a compromised admin can create people): an admin\'s code makes an operator who enrols a first key and checks out a requireWebauthn account — every step audited with who did it', async () => {
+      const accountId = await newAccount({ requireWebauthn: true });
+      const username = `x${randomBytes(5).toString('hex')}`;
+      const password = `pw-${randomBytes(12).toString('hex')}`;
+      const created = (await as(admin).post('/v1/users', { username, password, roles: ['operator'] }, true).expect(201)).body;
+      const login = await http().post('/v1/auth/login').send({ username, password }).expect(200);
+      const mine = new SoftAuthenticator();
+      const first = await register(bearer(login.body.accessToken), mine, 'new key');
+      const auth = bearer(first.body.newSession.accessToken);
+      const body = { accountId, justification: 'a new operator' };
+      const co = (await http().post('/v1/checkouts').set('Authorization', auth).set('X-MFA-Assertion', await assertionFor(auth, mine, 'POST', '/v1/checkouts', body)).send(body).expect(201)).body;
+      await http().post(`/v1/checkouts/${co.id}/checkin`).set('Authorization', auth).expect(200);
+      const trail = await vault.db.query<{ type: string; actor_id: string | null; details: Record<string, unknown> }>(
+        "SELECT type, actor_id, details FROM audit_events WHERE subject_id = $1 AND type IN ('user.created', 'webauthn.registered') ORDER BY id",
+        [created.id],
+      );
+      expect(trail).toEqual([
+        { type: 'user.created', actor_id: admin.id, details: expect.objectContaining({ roles: ['operator'] }) },
+        { type: 'webauthn.registered', actor_id: created.id, details: expect.objectContaining({ firstFactor: true }) },
+      ]);
     });
   });
 
