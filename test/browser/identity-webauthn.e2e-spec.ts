@@ -226,7 +226,88 @@ describe('security keys in the portal: enrol, sign in, step up a checkout and an
     expect((await audit('mfa.verified', both.id)).at(-1)?.details.method).toBe('webauthn');
     expect(problems).toEqual({ errors: [], csp: [] });
   }, 120_000);
+
+  it("an assertion Chromium made for one action is refused for another, accepted once, refused when replayed, and never answers another challenge", async () => {
+    const user = await vault.createUser(['operator'], { enroll: false });
+    const { page } = await enrolled(user, 'Bound key');
+    const [key] = await vault.db.query<{ id: string }>('SELECT id FROM webauthn_credentials WHERE user_id = $1', [user.id]);
+    await page.evaluate(PAGE_STEP_UP);
+    const mute = (kind: string) => ({ method: 'PATCH', path: '/v1/me', body: { mutedNotifications: [kind] } });
+    const x = mute('request.denied');
+    const call = <T>(fn: string, ...args: unknown[]) => page.evaluate(`__stepUp.${fn}(${args.map((a) => JSON.stringify(a)).join(', ')})`) as Promise<T>;
+    type Answer = { status: number; body: { code?: string; mutedNotifications?: string[] } | null };
+    const muted = async () => (await vault.db.query<{ muted: string[] }>('SELECT muted_notifications AS muted FROM users WHERE id = $1', [user.id]))[0].muted;
+
+    // (a) the key signs a challenge bound to X (mute request.denied); sent with another body or another action: refused,
+    // nothing changed
+    const forX = await call<{ options: unknown }>('challenge', x);
+    const assertion = await call<Record<string, unknown>>('sign', forX.options);
+    const otherBody = await call<Answer>('send', mute('request.approved'), assertion);
+    expect([otherBody.status, otherBody.body?.code]).toEqual([401, 'MFA_INVALID']);
+    const otherAction = await call<Answer>('send', { method: 'DELETE', path: `/v1/me/webauthn/credentials/${key.id}` }, assertion);
+    expect([otherAction.status, otherAction.body?.code]).toEqual([401, 'MFA_INVALID']);
+    expect(await muted()).toEqual([]);
+    expect(await vault.db.query('SELECT 1 FROM webauthn_credentials WHERE id = $1', [key.id])).toHaveLength(1);
+
+    // (b) with X itself: accepted once; the same assertion again: refused as a replay
+    const once = await call<Answer>('send', x, assertion);
+    expect([once.status, once.body?.mutedNotifications]).toEqual([200, ['request.denied']]);
+    const replay = await call<Answer>('send', x, assertion);
+    expect([replay.status, replay.body?.code]).toEqual([401, 'MFA_REPLAYED']);
+
+    // (c) two challenges for Y; the answer to the first, presented as the second's (its clientDataJSON naming challenge
+    // 2, the signature over challenge 1): refused, and challenge 2 is still good for its own answer
+    const y = mute('request.lapsed');
+    const first = await call<{ options: unknown }>('challenge', y);
+    const second = await call<{ options: { challenge: string } }>('challenge', y);
+    const answerToFirst = await call<Record<string, unknown>>('sign', first.options);
+    const posing = await call<Record<string, unknown>>('renamed', answerToFirst, second.options.challenge);
+    const refused = await call<Answer>('send', y, posing);
+    expect([refused.status, refused.body?.code]).toEqual([401, 'MFA_INVALID']);
+    expect(await muted()).toEqual(['request.denied']);
+    const answerToSecond = await call<Answer>('send', y, await call<Record<string, unknown>>('sign', second.options));
+    expect([answerToSecond.status, answerToSecond.body?.mutedNotifications]).toEqual([200, ['request.lapsed']]);
+    // every refusal audited as a failed step-up of this user, with the method
+    const failed = await audit('mfa.failed', user.id);
+    expect(failed.length).toBeGreaterThanOrEqual(4);
+    expect(failed.map((f) => f.details.method)).toEqual(failed.map(() => 'webauthn'));
+  }, 120_000);
 });
+
+/**
+ * In the page, with the session cookie and its CSRF token, as any script of the portal's origin could: a step-up
+ * challenge for an action, the page's authenticator signing it (navigator.credentials.get), and the action sent with
+ * `X-MFA-Assertion`; `renamed` swaps the challenge its clientDataJSON names (the signature stays the original's).
+ */
+const PAGE_STEP_UP = `window.__stepUp = (() => {
+  const b64u = (bytes) => { let s = ''; for (const b of bytes) s += String.fromCharCode(b); return btoa(s).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, ''); };
+  const unb64u = (text) => Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+  let csrf;
+  const headers = async (extra) => {
+    csrf ??= (await (await fetch('/v1/auth/session')).json()).csrfToken;
+    return { 'content-type': 'application/json', 'x-csrf-token': csrf, ...extra };
+  };
+  return {
+    async challenge(action) {
+      const r = await fetch('/v1/me/webauthn/step-up', { method: 'POST', headers: await headers({}), body: JSON.stringify(action) });
+      if (r.status !== 200) throw new Error('step-up challenge: ' + r.status + ' ' + (await r.text()));
+      return r.json();
+    },
+    async sign(options) {
+      const credential = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+      return credential.toJSON();
+    },
+    renamed(assertion, challenge) {
+      const client = JSON.parse(new TextDecoder().decode(unb64u(assertion.response.clientDataJSON)));
+      client.challenge = challenge;
+      return { ...assertion, response: { ...assertion.response, clientDataJSON: b64u(new TextEncoder().encode(JSON.stringify(client))) } };
+    },
+    async send(action, assertion) {
+      const r = await fetch(action.path, { method: action.method, headers: await headers({ 'x-mfa-assertion': b64u(new TextEncoder().encode(JSON.stringify(assertion))) }), body: action.body ? JSON.stringify(action.body) : undefined });
+      return { status: r.status, body: await r.json().catch(() => null) };
+    },
+  };
+})()`;
 
 /** Waits until the checkout page's status badge reads `status`. */
 async function statusIs(page: Page, status: string): Promise<void> {
