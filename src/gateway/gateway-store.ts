@@ -151,13 +151,20 @@ export class GatewayStore {
     return row ?? null;
   }
 
-  /** Ends a live session once: false when it had ended already. */
-  async end(q: Queryable, id: string, reason: SessionEndReason, at: Date): Promise<boolean> {
-    const [, n] = (await q.query('UPDATE gateway_sessions SET ended_at = $3, end_reason = $2 WHERE id = $1 AND ended_at IS NULL', [id, reason, at])) as [
-      unknown,
-      number,
-    ];
-    return n === 1;
+  /**
+   * Ends a live session once; answers the reason recorded, null when it had ended already. A session whose target side
+   * closed (`upstream_closed`) after its grant ended — a check-in, revoke or expiry ends the account's sessions on the
+   * target, which may close the connection before the gateway's end poll sees the grant end — is recorded with the
+   * grant's reason: that is why it ended.
+   */
+  async end(q: Queryable, id: string, reason: SessionEndReason, at: Date): Promise<SessionEndReason | null> {
+    const [rows] = (await q.query(
+      `UPDATE gateway_sessions s SET ended_at = $3,
+              end_reason = CASE WHEN $2 = 'upstream_closed' THEN COALESCE(${grantEndSql('s', '$3')}, $2) ELSE $2 END
+        WHERE s.id = $1 AND s.ended_at IS NULL RETURNING s.end_reason AS "reason"`,
+      [id, reason, at],
+    )) as [Array<{ reason: SessionEndReason }>, number];
+    return rows[0]?.reason ?? null;
   }
 
   /** An admin asks for the end of a live session (its instance closes it within a second); null: no such session or ended. */
@@ -197,12 +204,17 @@ export class GatewayStore {
     if (ids.length === 0) return [];
     return (await q.query(
       `SELECT d.id, d.reason FROM (
-         SELECT s.id, CASE WHEN s.ended_at IS NOT NULL THEN s.end_reason WHEN s.end_requested_at IS NOT NULL THEN 'terminated'
-                           WHEN s.checkout_id IS NOT NULL THEN ${checkoutSessionEndSql('s.checkout_id', '$2')}
-                           ELSE ${ephemeralSessionEndSql('s.ephemeral_id', '$2')} END AS reason
+         SELECT s.id, CASE WHEN s.ended_at IS NOT NULL THEN s.end_reason ELSE ${grantEndSql('s', '$2')} END AS reason
            FROM gateway_sessions s WHERE s.id = ANY ($1::uuid[])) d
         WHERE d.reason IS NOT NULL`,
       [ids, now],
     )) as Array<{ id: string; reason: SessionEndReason }>;
   }
+}
+
+/** Why a live session must end now (an admin's end request, or its checkout's or one-time account's end), else NULL. */
+function grantEndSql(alias: string, nowParam: string): string {
+  return `(CASE WHEN ${alias}.end_requested_at IS NOT NULL THEN 'terminated'
+                WHEN ${alias}.checkout_id IS NOT NULL THEN ${checkoutSessionEndSql(`${alias}.checkout_id`, nowParam)}
+                ELSE ${ephemeralSessionEndSql(`${alias}.ephemeral_id`, nowParam)} END)`;
 }

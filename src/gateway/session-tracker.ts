@@ -84,14 +84,15 @@ export class GatewaySessionTracker {
   readonly ended = async (id: string, reason: SessionEndReason, seal: RecordingSeal | null): Promise<void> => {
     try {
       await this.uow.run(async ({ em, audit }) => {
-        if (!(await this.store.end(em, id, reason, this.clock.now()))) return;
+        const recorded = await this.store.end(em, id, reason, this.clock.now());
+        if (!recorded) return;
         await audit({
           type: 'gateway.session_ended',
           actor: null,
           subjectType: 'gateway_session',
           subjectId: id,
-          outcome: reason === 'recording_failed' || reason === 'error' ? 'failure' : 'success',
-          details: { sessionId: id, reason, recording: seal },
+          outcome: recorded === 'recording_failed' || recorded === 'error' ? 'failure' : 'success',
+          details: { sessionId: id, reason: recorded, recording: seal },
         });
       });
     } catch (e) {
